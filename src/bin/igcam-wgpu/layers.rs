@@ -1,0 +1,38 @@
+//! `igcam-wgpu layers MODEL.onnx`: the tensors that can be explained, with their shapes.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::backend::{self, BackendChoice};
+use crate::output::load_model;
+
+/// Arguments of `layers`.
+#[derive(Args)]
+pub struct LayersArgs {
+    /// ONNX model (default: the embedded EfficientNet-Lite0).
+    model: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Lists candidate layers; the default one is marked.
+pub fn run(args: LayersArgs) -> Result<()> {
+    let backend = backend::open(BackendChoice::Cpu);
+    let (model, _) = load_model(args.model.as_deref(), &backend.device)?;
+    let layers = model.layers();
+    let default = model.default_layer();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&layers)?);
+        return Ok(());
+    }
+    let width = layers.iter().map(|l| l.name.len()).max().unwrap_or(4).max(4);
+    println!("{:<width$}  {:<18}  {:<20}  default", "name", "op", "shape");
+    for l in &layers {
+        let mark = if default.as_deref() == Some(l.name.as_str()) { "*" } else { "" };
+        println!("{:<width$}  {:<18}  {:<20}  {mark}", l.name, l.op_type, format!("{:?}", l.shape));
+    }
+    Ok(())
+}

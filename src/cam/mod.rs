@@ -1,0 +1,149 @@
+//! Class activation maps. A method defines only its per-step channel (or element) weights from
+//! activations and gradients ([`CamMethod`]); [`integrate`] owns the path and the accumulation,
+//! so every CAM method also has an integrated variant.
+
+mod gradcam;
+mod gradcampp;
+pub mod integrate;
+mod integrated_gradients;
+mod layercam;
+mod xgradcam;
+
+use burn::tensor::Tensor;
+
+pub use gradcam::GradCam;
+pub use gradcampp::GradCamPlusPlus;
+pub use integrate::{PathRun, alphas, integrate_cam};
+pub use integrated_gradients::integrated_gradients;
+pub use layercam::LayerCam;
+pub use xgradcam::XGradCam;
+
+use crate::error::{Error, Result};
+
+/// Progress callback: `(steps done, steps in total)`.
+pub type Progress<'a> = dyn FnMut(usize, usize) + 'a;
+
+/// A CAM method: how to weight the activation channels from activations and gradients.
+pub trait CamMethod {
+    /// Short name used on the command line and in JSON.
+    fn name(&self) -> &'static str;
+    /// Weights broadcastable against activations `[B, K, H, W]`: per channel `[B, K, 1, 1]`
+    /// or per element `[B, K, H, W]`. The map is then `relu(sum_k weights * A)`.
+    fn weights(&self, activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4>;
+}
+
+/// A 2-D map, row-major.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CamMap {
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// `height * width` values, row-major.
+    pub values: Vec<f32>,
+}
+
+impl CamMap {
+    /// Reads a `[1, 1, H, W]` tensor back to the host.
+    pub fn from_tensor(t: Tensor<4>) -> Result<Self> {
+        let [_, _, height, width] = t.dims();
+        let values = t
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .map_err(|e| Error::Backend(format!("cannot read the map back: {e:?}")))?;
+        Ok(Self { height, width, values })
+    }
+}
+
+/// The explanation methods on offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Integrated Grad-CAM (the default): Grad-CAM integrated along the path.
+    IgCam,
+    /// Grad-CAM.
+    GradCam,
+    /// Grad-CAM++.
+    GradCamPlusPlus,
+    /// XGrad-CAM.
+    XGradCam,
+    /// LayerCAM.
+    LayerCam,
+    /// Pixel-level Integrated Gradients.
+    IntegratedGradients,
+}
+
+impl Method {
+    /// Every method, in the order the CLI lists them.
+    pub const ALL: [Method; 6] = [
+        Method::IgCam,
+        Method::GradCam,
+        Method::GradCamPlusPlus,
+        Method::XGradCam,
+        Method::LayerCam,
+        Method::IntegratedGradients,
+    ];
+
+    /// Parses a command-line name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|m| m.name()).collect();
+            Error::InvalidOption(format!("unknown method `{s}` (one of: {})", names.join(", ")))
+        })
+    }
+
+    /// Command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::IgCam => "igcam",
+            Method::GradCam => "gradcam",
+            Method::GradCamPlusPlus => "gradcampp",
+            Method::XGradCam => "xgradcam",
+            Method::LayerCam => "layercam",
+            Method::IntegratedGradients => "ig",
+        }
+    }
+
+    /// The per-step CAM weights, `None` for pixel-level Integrated Gradients.
+    pub fn cam(self) -> Option<&'static dyn CamMethod> {
+        match self {
+            Method::IgCam | Method::GradCam => Some(&GradCam),
+            Method::GradCamPlusPlus => Some(&GradCamPlusPlus),
+            Method::XGradCam => Some(&XGradCam),
+            Method::LayerCam => Some(&LayerCam),
+            Method::IntegratedGradients => None,
+        }
+    }
+
+    /// Whether the method walks the path from the baseline (`integrate` asks for it on any
+    /// CAM method; IG-CAM and IG always do).
+    pub fn integrates(self, integrate: bool) -> bool {
+        matches!(self, Method::IgCam | Method::IntegratedGradients) || integrate
+    }
+
+    /// Name recorded in outputs: `igcam`, `gradcam`, ..., `integrated-gradcampp` for an
+    /// integrated variant asked for with `integrate`.
+    pub fn label(self, integrate: bool) -> String {
+        match self {
+            Method::IgCam | Method::IntegratedGradients => self.name().into(),
+            m if integrate => format!("integrated-{}", m.name()),
+            m => m.name().into(),
+        }
+    }
+}
+
+/// Explains `run.target` with `method` at `layer` (ignored by Integrated Gradients).
+pub fn explain(run: &PathRun, method: Method, layer: &str, progress: &mut Progress) -> Result<CamMap> {
+    match method.cam() {
+        Some(cam) => integrate_cam(run, cam, layer, progress),
+        None => integrated_gradients(run, progress),
+    }
+}
+
+/// Checks `--steps`, then builds the path positions for `method`.
+pub fn path_alphas(method: Method, integrate: bool, steps: usize) -> Result<Vec<f32>> {
+    if steps == 0 {
+        return Err(Error::InvalidOption("--steps must be at least 1".into()));
+    }
+    Ok(alphas(steps, method.integrates(integrate)))
+}
+

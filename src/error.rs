@@ -1,0 +1,71 @@
+//! The library's error type: every failure is one readable line naming the problem and the fix.
+
+use thiserror::Error;
+
+/// Everything that can go wrong while loading a model, preparing an image or explaining it.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The ONNX bytes could not be parsed at all.
+    #[error("cannot parse ONNX model: {0} (is this an .onnx file exported with opset 9..=24?)")]
+    OnnxParse(String),
+    /// The graph uses an operator this runtime does not implement.
+    #[error("unsupported ONNX op `{op}` at node `{node}`: export the model with standard CNN ops (Conv, BatchNormalization, Relu, pooling, Gemm, ...)")]
+    UnsupportedOp {
+        /// ONNX op type, e.g. `LSTM`.
+        op: String,
+        /// Name of the node (or its first output when the node is unnamed).
+        node: String,
+    },
+    /// A node is malformed or used in a way the runtime cannot follow.
+    #[error("ONNX node `{node}` ({op}): {msg}")]
+    BadNode {
+        /// ONNX op type.
+        op: String,
+        /// Node name.
+        node: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The model is not an image classifier with one 4-D input and one logits output.
+    #[error("not a CNN classifier: {0}; igcam needs one NCHW image input and one [N, classes] output")]
+    NotClassifier(String),
+    /// `--layer` named a tensor that the graph does not produce.
+    #[error("unknown layer `{name}`: no node outputs a tensor with that name; list candidates with `igcam-wgpu layers MODEL.onnx`{hint}")]
+    UnknownLayer {
+        /// The name asked for.
+        name: String,
+        /// A close match, if any, formatted as a suggestion.
+        hint: String,
+    },
+    /// The chosen layer is not a 4-D activation map.
+    #[error("layer `{name}` is not a 4-D [N, C, H, W] tensor (shape {shape:?}); pick a convolutional layer from `igcam-wgpu layers MODEL.onnx`")]
+    LayerNot4d {
+        /// Layer name.
+        name: String,
+        /// Its shape as computed.
+        shape: Vec<usize>,
+    },
+    /// The target class index is outside the model's outputs.
+    #[error("target class {index} is out of range: the model has {classes} classes (0..{classes})")]
+    TargetOutOfRange {
+        /// Requested index.
+        index: usize,
+        /// Number of model outputs.
+        classes: usize,
+    },
+    /// A target label did not match any class label.
+    #[error("unknown target label `{0}`: use a class index or an exact label from the label list")]
+    UnknownLabel(String),
+    /// An option has a value that cannot work.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// The image could not be decoded.
+    #[error("cannot decode image: {0} (supported: PNG, JPEG)")]
+    Image(String),
+    /// A backend failure (out of memory, lost device, ...).
+    #[error("backend error: {0}")]
+    Backend(String),
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T> = std::result::Result<T, Error>;

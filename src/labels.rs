@@ -1,0 +1,70 @@
+//! Class labels, predictions and target selection.
+
+use crate::error::{Error, Result};
+
+/// One class score.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    /// Class index.
+    pub index: usize,
+    /// Class label (`class N` when no label list is known).
+    pub label: String,
+    /// Pre-softmax score.
+    pub logit: f32,
+    /// Softmax probability.
+    pub prob: f32,
+}
+
+/// Labels, one per line; blank lines are skipped.
+pub fn parse_labels(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+}
+
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&v| (v - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+fn label_of(labels: &[String], index: usize) -> String {
+    labels.get(index).cloned().unwrap_or_else(|| format!("class {index}"))
+}
+
+/// All classes with scores, best first.
+pub fn ranked(logits: &[f32], labels: &[String]) -> Vec<Prediction> {
+    let probs = softmax(logits);
+    let mut out: Vec<Prediction> = logits
+        .iter()
+        .enumerate()
+        .map(|(index, &logit)| Prediction { index, label: label_of(labels, index), logit, prob: probs[index] })
+        .collect();
+    out.sort_by(|a, b| b.logit.total_cmp(&a.logit));
+    out
+}
+
+/// Resolves a target: `top1` (best class), a class index, or an exact label (case-insensitive).
+pub fn resolve_target(spec: &str, logits: &[f32], labels: &[String]) -> Result<usize> {
+    let classes = logits.len();
+    if spec == "top1" {
+        return Ok(ranked(logits, labels)[0].index);
+    }
+    if let Ok(index) = spec.parse::<i64>() {
+        return usize::try_from(index)
+            .ok()
+            .filter(|&i| i < classes)
+            .ok_or(Error::TargetOutOfRange { index: index.max(0) as usize, classes });
+    }
+    labels
+        .iter()
+        .position(|l| l.eq_ignore_ascii_case(spec))
+        .filter(|&i| i < classes)
+        .ok_or_else(|| Error::UnknownLabel(spec.to_string()))
+}
+
+/// The prediction record for one class.
+pub fn prediction(logits: &[f32], labels: &[String], index: usize) -> Prediction {
+    let probs = softmax(logits);
+    Prediction { index, label: label_of(labels, index), logit: logits[index], prob: probs[index] }
+}

@@ -1,0 +1,220 @@
+//! Loading an ONNX graph from bytes and executing it node by node on Burn tensors.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use burn::tensor::Device;
+use onnx_ir::{Message, ModelProto, NodeProto};
+
+use super::ops::{self, BuildContext, Operator};
+use super::proto::{Attrs, tensor_value};
+use super::value::{FloatValue, Value};
+use crate::error::{Error, Result};
+
+/// Tensors by name during one forward pass.
+pub type Env = HashMap<String, Value>;
+
+/// One executable node.
+pub struct Node {
+    /// Node name (its first output's name when the node is unnamed).
+    pub name: String,
+    /// ONNX op type.
+    pub op_type: String,
+    /// Input tensor names ("" for an absent optional input).
+    pub inputs: Vec<String>,
+    /// Output tensor name.
+    pub output: String,
+    op: Box<dyn Operator>,
+}
+
+/// The model's image input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputSpec {
+    /// Input tensor name.
+    pub name: String,
+    /// Number of channels (dim 1).
+    pub channels: usize,
+    /// Height, when fixed in the model.
+    pub height: Option<usize>,
+    /// Width, when fixed in the model.
+    pub width: Option<usize>,
+}
+
+/// A parsed, ready-to-run graph.
+pub struct Graph {
+    /// Nodes in topological (file) order; `Constant` nodes are folded into `constants`.
+    pub nodes: Vec<Node>,
+    /// Initialisers and constants, on the model's device.
+    pub constants: HashMap<String, Value>,
+    /// The image input.
+    pub input: InputSpec,
+    /// Name of the logits output.
+    pub output: String,
+    /// Index of the last node that reads each tensor, to free memory early.
+    last_use: HashMap<String, usize>,
+}
+
+fn default_opset(model: &ModelProto) -> i64 {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(13, |o| o.version)
+}
+
+fn constant_node(node: &NodeProto, device: &Device) -> std::result::Result<Value, String> {
+    let a = Attrs::of(node);
+    if let Some(t) = a.tensor("value") {
+        return tensor_value(t, device);
+    }
+    let attr = node.attribute.first().ok_or("Constant has no value")?;
+    match attr.name.as_str() {
+        "value_float" => FloatValue::from_host(vec![attr.f], &[], device).map(Value::Float).map_err(|e| e.to_string()),
+        "value_floats" => FloatValue::from_host(attr.floats.clone(), &[attr.floats.len()], device)
+            .map(Value::Float)
+            .map_err(|e| e.to_string()),
+        "value_int" => Ok(Value::Int(ndarray::arr0(attr.i).into_dyn())),
+        "value_ints" => Ok(Value::ints(attr.ints.clone())),
+        other => Err(format!("Constant attribute `{other}` is not supported")),
+    }
+}
+
+fn input_spec(model: &ModelProto, constants: &HashMap<String, Value>) -> Result<InputSpec> {
+    let graph = model.graph.as_ref().ok_or_else(|| Error::OnnxParse("the file holds no graph".into()))?;
+    let inputs: Vec<_> = graph.input.iter().filter(|i| !constants.contains_key(&i.name)).collect();
+    let [input] = inputs.as_slice() else {
+        return Err(Error::NotClassifier(format!("the graph has {} data inputs", inputs.len())));
+    };
+    let dims: Vec<Option<usize>> = input
+        .type_
+        .as_ref()
+        .map(|t| {
+            t.tensor_type()
+                .shape
+                .dim
+                .iter()
+                .map(|d| if d.has_dim_value() && d.dim_value() > 0 { Some(d.dim_value() as usize) } else { None })
+                .collect()
+        })
+        .unwrap_or_default();
+    if dims.len() != 4 {
+        return Err(Error::NotClassifier(format!("input `{}` has rank {}, not 4 (NCHW)", input.name, dims.len())));
+    }
+    Ok(InputSpec { name: input.name.clone(), channels: dims[1].unwrap_or(3), height: dims[2], width: dims[3] })
+}
+
+impl Graph {
+    /// Parses ONNX bytes and builds every node's operator on `device`.
+    pub fn parse(bytes: &[u8], device: &Device) -> Result<Self> {
+        if bytes.is_empty() {
+            return Err(Error::OnnxParse("the file is empty".into()));
+        }
+        let model = ModelProto::parse_from_bytes(bytes).map_err(|e| Error::OnnxParse(e.to_string()))?;
+        let graph = model.graph.as_ref().ok_or_else(|| Error::OnnxParse("the file holds no graph".into()))?;
+        if graph.node.is_empty() {
+            return Err(Error::OnnxParse("the graph has no nodes".into()));
+        }
+        let opset = default_opset(&model);
+        let mut constants = HashMap::new();
+        for t in &graph.initializer {
+            let v = tensor_value(t, device).map_err(Error::OnnxParse)?;
+            constants.insert(t.name.clone(), v);
+        }
+        let input = input_spec(&model, &constants)?;
+        let output = match graph.output.as_slice() {
+            [first, ..] => first.name.clone(),
+            [] => return Err(Error::NotClassifier("the graph has no outputs".into())),
+        };
+        let mut nodes = Vec::new();
+        for node in &graph.node {
+            let name = if node.name.is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name.clone() };
+            let bad = |msg: String| Error::BadNode { op: node.op_type.clone(), node: name.clone(), msg };
+            let out = node.output.first().cloned().ok_or_else(|| bad("node has no output".into()))?;
+            if node.op_type == "Constant" {
+                constants.insert(out, constant_node(node, device).map_err(bad)?);
+                continue;
+            }
+            let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
+            let ctx = BuildContext { node, opset, constants: &constants, device };
+            let op = match domain_ok.then(|| ops::build(&ctx)).transpose().map_err(bad)?.flatten() {
+                Some(op) => op,
+                None => {
+                    let op = if domain_ok { node.op_type.clone() } else { format!("{}::{}", node.domain, node.op_type) };
+                    return Err(Error::UnsupportedOp { op, node: name });
+                }
+            };
+            nodes.push(Node { name, op_type: node.op_type.clone(), inputs: node.input.clone(), output: out, op });
+        }
+        let mut last_use = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for inp in &n.inputs {
+                last_use.insert(inp.clone(), i);
+            }
+        }
+        Ok(Self { nodes, constants, input, output, last_use })
+    }
+
+    /// Index of the node producing `tensor`.
+    pub fn producer(&self, tensor: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.output == tensor)
+    }
+
+    /// Runs `range` of the nodes, reading and writing `env`. Tensors are dropped after their
+    /// last reader unless they are named in `keep`.
+    pub fn run(&self, env: &mut Env, range: Range<usize>, keep: &[&str]) -> Result<()> {
+        self.run_observed(env, range, keep, &mut |_, _| {})
+    }
+
+    /// Like [`Graph::run`], calling `observe` with each node and its output.
+    pub fn run_observed(
+        &self,
+        env: &mut Env,
+        range: Range<usize>,
+        keep: &[&str],
+        observe: &mut dyn FnMut(&Node, &Value),
+    ) -> Result<()> {
+        for i in range {
+            let node = &self.nodes[i];
+            let bad = |msg: String| Error::BadNode { op: node.op_type.clone(), node: node.name.clone(), msg };
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|name| {
+                    if name.is_empty() {
+                        return Ok(None);
+                    }
+                    env.get(name)
+                        .or_else(|| self.constants.get(name))
+                        .cloned()
+                        .map(Some)
+                        .ok_or_else(|| bad(format!("input `{name}` is not produced by an earlier node")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = catch_unwind(AssertUnwindSafe(|| node.op.run(&inputs)))
+                .map_err(|p| bad(panic_message(p.as_ref())))?
+                .map_err(bad)?;
+            observe(node, &out);
+            env.insert(node.output.clone(), out);
+            for name in &node.inputs {
+                if self.last_use.get(name) == Some(&i) && name != &self.output && !keep.contains(&name.as_str()) {
+                    env.remove(name);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Text of a caught panic.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "internal error".into())
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}

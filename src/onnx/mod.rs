@@ -1,0 +1,202 @@
+//! Run-time ONNX on Burn: parse bytes, execute node by node, and split the graph at a named
+//! tensor so the part before it runs without autodiff and the part after it with autodiff.
+
+mod graph;
+mod ops;
+mod proto;
+mod value;
+
+use std::collections::HashMap;
+
+use burn::tensor::{Device, Tensor};
+
+pub use graph::{Env, InputSpec, panic_message};
+use graph::Graph;
+pub use value::{FloatValue, Value};
+
+use crate::error::{Error, Result};
+
+/// Input size used when the model leaves height and width dynamic.
+pub const DEFAULT_INPUT_SIZE: usize = 224;
+
+/// Op types that count as "an activation" when choosing the default layer.
+const ACTIVATIONS: &[&str] = &["Relu", "Clip", "LeakyRelu", "HardSwish", "Elu", "Selu", "PRelu", "Sigmoid", "Tanh"];
+
+/// A tensor that can serve as the explained layer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LayerInfo {
+    /// ONNX tensor name.
+    pub name: String,
+    /// Op type of the node that produces it.
+    pub op_type: String,
+    /// Shape for a batch of one.
+    pub shape: Vec<usize>,
+}
+
+/// An ONNX image classifier loaded onto a Burn device.
+pub struct OnnxModel {
+    graph: Graph,
+    device: Device,
+    input_size: [usize; 2],
+    classes: usize,
+    /// Output shape of every node for a batch of one, by tensor name.
+    shapes: HashMap<String, Vec<usize>>,
+}
+
+impl OnnxModel {
+    /// Parses ONNX bytes, puts the weights on `device` and checks the graph with one forward pass
+    /// of a blank image.
+    pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
+        let graph = Graph::parse(bytes, device)?;
+        let h = graph.input.height.unwrap_or(DEFAULT_INPUT_SIZE);
+        let w = graph.input.width.unwrap_or(DEFAULT_INPUT_SIZE);
+        let blank = Tensor::<4>::zeros([1, graph.input.channels, h, w], device);
+        let mut env = Env::new();
+        env.insert(graph.input.name.clone(), Value::Float(FloatValue::nchw(blank)));
+        let mut shapes = HashMap::new();
+        graph.run_observed(&mut env, 0..graph.nodes.len(), &[], &mut |node, v| {
+            shapes.insert(node.output.clone(), v.shape());
+        })?;
+        let out_shape = env.get(&graph.output).map(Value::shape).unwrap_or_default();
+        let classes: usize = out_shape.iter().skip(1).product();
+        if out_shape.first() != Some(&1) || classes < 2 || out_shape.iter().skip(2).any(|&d| d != 1) {
+            return Err(Error::NotClassifier(format!("output `{}` has shape {out_shape:?}", graph.output)));
+        }
+        Ok(Self { graph, device: device.clone(), input_size: [h, w], classes, shapes })
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The image input as declared in the model.
+    pub fn input_spec(&self) -> &InputSpec {
+        &self.graph.input
+    }
+
+    /// Input `[height, width]` (224 where the model leaves it dynamic).
+    pub fn input_size(&self) -> [usize; 2] {
+        self.input_size
+    }
+
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Every 4-D tensor with spatial size > 1, in graph order: the candidates for `--layer`.
+    pub fn layers(&self) -> Vec<LayerInfo> {
+        self.graph
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let shape = self.shapes.get(&n.output)?;
+                (shape.len() == 4 && shape[2] * shape[3] > 1).then(|| LayerInfo {
+                    name: n.output.clone(),
+                    op_type: n.op_type.clone(),
+                    shape: shape.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The default layer: the output of the last activation after a convolution with spatial
+    /// size > 1 (ResNet `layer4`, VGG `features.29`); failing that, the last 4-D candidate.
+    pub fn default_layer(&self) -> Option<String> {
+        let first_conv = self.graph.nodes.iter().position(|n| n.op_type == "Conv")?;
+        let layers = self.layers();
+        let after_conv = |l: &&LayerInfo| self.graph.producer(&l.name).is_some_and(|i| i > first_conv);
+        layers
+            .iter()
+            .filter(after_conv)
+            .rfind(|l| ACTIVATIONS.contains(&l.op_type.as_str()))
+            .or_else(|| layers.iter().rfind(after_conv))
+            .map(|l| l.name.clone())
+    }
+
+    /// Checks that `name` is a 4-D tensor of the graph and returns its batch-1 shape.
+    pub fn layer_shape(&self, name: &str) -> Result<Vec<usize>> {
+        let Some(shape) = self.graph.producer(name).and_then(|_| self.shapes.get(name)) else {
+            let best = self
+                .graph
+                .nodes
+                .iter()
+                .map(|n| (strsim::jaro_winkler(name, &n.output), &n.output))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let hint = match best {
+                Some((score, n)) if score > 0.8 => format!(" (did you mean `{n}`?)"),
+                _ => String::new(),
+            };
+            return Err(Error::UnknownLayer { name: name.into(), hint });
+        };
+        if shape.len() != 4 {
+            return Err(Error::LayerNot4d { name: name.into(), shape: shape.clone() });
+        }
+        Ok(shape.clone())
+    }
+
+    fn start(&self, x: Tensor<4>) -> Env {
+        let mut env = Env::new();
+        env.insert(self.graph.input.name.clone(), Value::Float(FloatValue::nchw(x)));
+        env
+    }
+
+    fn logits(&self, mut env: Env) -> Result<Tensor<2>> {
+        let out = env.remove(&self.graph.output);
+        match out {
+            Some(Value::Float(f)) => {
+                let n = f.tensor.dims().iter().product::<usize>() / self.classes;
+                Ok(f.tensor.reshape([n, self.classes]))
+            }
+            _ => Err(Error::NotClassifier(format!("output `{}` was not computed as floats", self.graph.output))),
+        }
+    }
+
+    /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits.
+    pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>> {
+        let mut env = self.start(x);
+        self.graph.run(&mut env, 0..self.graph.nodes.len(), &[])?;
+        self.logits(env)
+    }
+
+    /// Runs the graph up to and including the producer of `layer`; returns that layer's
+    /// activations and the tensors the rest of the graph still needs.
+    pub fn forward_to(&self, x: Tensor<4>, layer: &str) -> Result<(Tensor<4>, Env)> {
+        self.layer_shape(layer)?;
+        let p = self.graph.producer(layer).expect("checked by layer_shape");
+        let mut env = self.start(x);
+        self.graph.run(&mut env, 0..p + 1, &[layer])?;
+        match env.remove(layer) {
+            Some(Value::Float(f)) if f.rank == 4 => Ok((f.tensor, env)),
+            other => Err(Error::LayerNot4d { name: layer.into(), shape: other.map(|v| v.shape()).unwrap_or_default() }),
+        }
+    }
+
+    /// Runs the rest of the graph after `layer`, with `activation` standing in for it.
+    /// Tensors keep their autodiff state, so a tracked `activation` yields tracked logits.
+    pub fn forward_from(&self, mut env: Env, layer: &str, activation: Tensor<4>) -> Result<Tensor<2>> {
+        let p = self.graph.producer(layer).ok_or_else(|| Error::UnknownLayer { name: layer.into(), hint: String::new() })?;
+        env.insert(layer.to_string(), Value::Float(FloatValue::nchw(activation)));
+        self.graph.run(&mut env, p + 1..self.graph.nodes.len(), &[])?;
+        self.logits(env)
+    }
+}
+
+/// Runs a whole graph once on a 4-D input and returns its output's values and shape, without
+/// the classifier checks of [`OnnxModel`] (for operator tests and debugging).
+pub fn run_graph(bytes: &[u8], device: &Device, input: Tensor<4>) -> Result<(Vec<f32>, Vec<usize>)> {
+    let graph = Graph::parse(bytes, device)?;
+    let mut env = Env::new();
+    env.insert(graph.input.name.clone(), Value::Float(FloatValue::nchw(input)));
+    graph.run(&mut env, 0..graph.nodes.len(), &[])?;
+    match env.remove(&graph.output) {
+        Some(Value::Float(f)) => {
+            let shape = f.shape();
+            let values = f.tensor.into_data().try_into_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+            Ok((values, shape))
+        }
+        Some(Value::Int(a)) => Ok((a.iter().map(|&v| v as f32).collect(), a.shape().to_vec())),
+        None => Err(Error::NotClassifier(format!("output `{}` was not computed", graph.output))),
+    }
+}

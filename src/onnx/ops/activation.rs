@@ -1,0 +1,83 @@
+//! Element-wise activations and `Softmax`, plus the pass-through ops (`Identity`, `Dropout`).
+
+use burn::tensor::activation;
+
+use super::{BuildContext, OpResult, Operator, float_input};
+use crate::onnx::value::Value;
+
+#[derive(Clone, Copy)]
+enum Act {
+    Relu,
+    Clip { min: f32, max: f32 },
+    Sigmoid,
+    Tanh,
+    LeakyRelu(f64),
+    HardSigmoid { alpha: f64, beta: f64 },
+    HardSwish,
+    Softmax(i64),
+    PassThrough,
+}
+
+struct Activation(Act);
+
+/// A scalar bound of `Clip` given as a constant input (opset >= 11).
+fn clip_bound(ctx: &BuildContext, i: usize, default: f32) -> OpResult<f32> {
+    if ctx.node.input.get(i).is_none_or(|n| n.is_empty()) {
+        return Ok(default);
+    }
+    match ctx.constant_input(i) {
+        Some(Value::Float(f)) => {
+            let v = f.tensor.to_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
+            v.first().copied().ok_or_else(|| "empty Clip bound".to_string())
+        }
+        _ => Err("Clip bounds must be constants".into()),
+    }
+}
+
+/// Builds an activation node, `Ok(None)` for other op types.
+pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
+    let a = ctx.attrs();
+    let act = match ctx.node.op_type.as_str() {
+        "Relu" => Act::Relu,
+        "Clip" if ctx.opset < 11 => Act::Clip { min: a.float("min", f32::MIN), max: a.float("max", f32::MAX) },
+        "Clip" => Act::Clip { min: clip_bound(ctx, 1, f32::MIN)?, max: clip_bound(ctx, 2, f32::MAX)? },
+        "Sigmoid" => Act::Sigmoid,
+        "Tanh" => Act::Tanh,
+        "LeakyRelu" => Act::LeakyRelu(f64::from(a.float("alpha", 0.01))),
+        "HardSigmoid" => Act::HardSigmoid {
+            alpha: f64::from(a.float("alpha", 0.2)),
+            beta: f64::from(a.float("beta", 0.5)),
+        },
+        "HardSwish" => Act::HardSwish,
+        "Softmax" => Act::Softmax(a.int("axis", if ctx.opset < 13 { 1 } else { -1 })),
+        "Identity" | "Dropout" => Act::PassThrough,
+        _ => return Ok(None),
+    };
+    Ok(Some(Box::new(Activation(act))))
+}
+
+impl Operator for Activation {
+    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
+        if let Act::PassThrough = self.0 {
+            return inputs.first().cloned().flatten().ok_or_else(|| "input 0 is missing".into());
+        }
+        let mut x = float_input(inputs, 0)?;
+        let softmax_dim = match self.0 {
+            Act::Softmax(axis) => x.physical_axis(axis).map_err(|e| e.to_string())?,
+            _ => 0,
+        };
+        let t = x.tensor;
+        x.tensor = match self.0 {
+            Act::Relu => activation::relu(t),
+            Act::Clip { min, max } => t.clamp(min, max),
+            Act::Sigmoid => activation::sigmoid(t),
+            Act::Tanh => activation::tanh(t),
+            Act::LeakyRelu(slope) => activation::leaky_relu(t, slope),
+            Act::HardSigmoid { alpha, beta } => activation::hard_sigmoid(t, alpha, beta),
+            Act::HardSwish => activation::hard_swish(t),
+            Act::Softmax(_) => activation::softmax(t, softmax_dim),
+            Act::PassThrough => t,
+        };
+        Ok(Value::Float(x))
+    }
+}

@@ -1,0 +1,71 @@
+//! Broadcasting `Add`, `Sub`, `Mul`, `Div` on float tensors (device) and integer tensors (host).
+
+use ndarray::ArrayD;
+
+use super::{BuildContext, OpResult, Operator};
+use crate::onnx::value::{FloatValue, Value};
+
+#[derive(Clone, Copy)]
+enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+struct Binary(Arith);
+
+/// Builds a binary arithmetic node.
+pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
+    let op = match ctx.node.op_type.as_str() {
+        "Add" => Arith::Add,
+        "Sub" => Arith::Sub,
+        "Mul" => Arith::Mul,
+        _ => Arith::Div,
+    };
+    Ok(Box::new(Binary(op)))
+}
+
+fn to_float(a: &ArrayD<i64>, like: &FloatValue) -> OpResult<FloatValue> {
+    let values = a.iter().map(|&v| v as f32).collect();
+    FloatValue::from_host(values, a.shape(), &like.tensor.device()).map_err(|e| e.to_string())
+}
+
+fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
+    let (a, b) = match (a.broadcast(b.shape()), b.broadcast(a.shape())) {
+        (Some(av), _) => (av.to_owned(), b.clone()),
+        (None, Some(bv)) => (a.clone(), bv.to_owned()),
+        _ => return Err(format!("shapes {:?} and {:?} do not broadcast", a.shape(), b.shape())),
+    };
+    if matches!(op, Arith::Div) && b.iter().any(|&v| v == 0) {
+        return Err("integer division by zero".into());
+    }
+    Ok(match op {
+        Arith::Add => a + b,
+        Arith::Sub => a - b,
+        Arith::Mul => a * b,
+        Arith::Div => a / b,
+    })
+}
+
+impl Operator for Binary {
+    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
+        let (Some(Some(a)), Some(Some(b))) = (inputs.first(), inputs.get(1)) else {
+            return Err("needs two inputs".into());
+        };
+        let (a, b) = match (a, b) {
+            (Value::Int(a), Value::Int(b)) => return ints(self.0, a, b).map(Value::Int),
+            (Value::Float(a), Value::Float(b)) => (a.clone(), b.clone()),
+            (Value::Float(a), Value::Int(b)) => (a.clone(), to_float(b, a)?),
+            (Value::Int(a), Value::Float(b)) => (to_float(a, b)?, b.clone()),
+        };
+        let rank = a.rank.max(b.rank);
+        let tensor = match self.0 {
+            Arith::Add => a.tensor.add(b.tensor),
+            Arith::Sub => a.tensor.sub(b.tensor),
+            Arith::Mul => a.tensor.mul(b.tensor),
+            Arith::Div => a.tensor.div(b.tensor),
+        };
+        Ok(Value::Float(FloatValue { tensor, rank }))
+    }
+}

@@ -1,0 +1,57 @@
+//! `Gemm` (alpha, beta, transA, transB) and `MatMul`.
+
+use super::{BuildContext, OpResult, Operator, float_input};
+use crate::onnx::value::{FloatValue, Value};
+
+enum Linear {
+    Gemm { alpha: f32, beta: f32, trans_a: bool, trans_b: bool },
+    MatMul,
+}
+
+/// Builds a `Gemm` or `MatMul` node.
+pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
+    let a = ctx.attrs();
+    Ok(Box::new(match ctx.node.op_type.as_str() {
+        "Gemm" => Linear::Gemm {
+            alpha: a.float("alpha", 1.0),
+            beta: a.float("beta", 1.0),
+            trans_a: a.int("transA", 0) != 0,
+            trans_b: a.int("transB", 0) != 0,
+        },
+        _ => Linear::MatMul,
+    }))
+}
+
+fn matrix(v: FloatValue, transpose: bool, which: &str) -> OpResult<FloatValue> {
+    if v.rank < 2 {
+        return Err(format!("{which} must have rank >= 2, got shape {:?}", v.shape()));
+    }
+    Ok(if transpose { FloatValue { tensor: v.tensor.swap_dims(2, 3), rank: v.rank } } else { v })
+}
+
+impl Operator for Linear {
+    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
+        let (ta, tb) = match self {
+            Linear::Gemm { trans_a, trans_b, .. } => (*trans_a, *trans_b),
+            Linear::MatMul => (false, false),
+        };
+        let a = matrix(float_input(inputs, 0)?, ta, "A")?;
+        let b = matrix(float_input(inputs, 1)?, tb, "B")?;
+        let (sa, sb) = (a.shape(), b.shape());
+        if sa[sa.len() - 1] != sb[sb.len() - 2] {
+            return Err(format!("cannot multiply {sa:?} by {sb:?}"));
+        }
+        let rank = a.rank.max(b.rank);
+        let mut y = a.tensor.matmul(b.tensor);
+        if let Linear::Gemm { alpha, beta, .. } = self {
+            if *alpha != 1.0 {
+                y = y.mul_scalar(*alpha);
+            }
+            if let Some(Some(_)) = inputs.get(2) {
+                let c = float_input(inputs, 2)?.tensor;
+                y = y.add(if *beta != 1.0 { c.mul_scalar(*beta) } else { c });
+            }
+        }
+        Ok(Value::Float(FloatValue { tensor: y, rank }))
+    }
+}

@@ -1,0 +1,170 @@
+//! ONNX operators on Burn tensor ops, one file per op family.
+//!
+//! Each family exposes `build(op_type, node) -> Option<Box<dyn Operator>>`-style constructors;
+//! [`build`] dispatches on the ONNX op type. Attributes are read once at load time.
+
+mod activation;
+mod conv;
+mod elementwise;
+mod linear;
+mod norm;
+mod pad;
+mod pool;
+mod shape;
+
+use std::collections::HashMap;
+
+use burn::tensor::{Device, Tensor};
+use ndarray::ArrayD;
+use onnx_ir::NodeProto;
+
+use super::proto::Attrs;
+use super::value::{FloatValue, Value};
+
+/// Error text from an operator; the executor adds the node name and op type.
+pub type OpResult<T> = std::result::Result<T, String>;
+
+/// One executable node: inputs in ONNX order (absent optional inputs are `None`), one output.
+pub trait Operator {
+    /// Computes the node's (first) output.
+    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value>;
+}
+
+/// What an operator may look at while it is being built.
+pub struct BuildContext<'a> {
+    /// The node being built.
+    pub node: &'a NodeProto,
+    /// The model's default-domain opset.
+    pub opset: i64,
+    /// Initialisers and constants known at load time.
+    pub constants: &'a HashMap<String, Value>,
+    /// Device that holds the model's tensors.
+    pub device: &'a Device,
+}
+
+impl<'a> BuildContext<'a> {
+    /// The node's attributes.
+    pub fn attrs(&self) -> Attrs<'a> {
+        Attrs::of(self.node)
+    }
+
+    /// The load-time value of input `i`, if it is an initialiser or constant.
+    pub fn constant_input(&self, i: usize) -> Option<&'a Value> {
+        self.node.input.get(i).filter(|n| !n.is_empty()).and_then(|n| self.constants.get(n))
+    }
+}
+
+/// Builds the operator for a node, `Ok(None)` when the op type is not supported.
+pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
+    let op = ctx.node.op_type.as_str();
+    let built = match op {
+        "Conv" => Some(conv::build(ctx)?),
+        "BatchNormalization" => Some(norm::build(ctx)?),
+        "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => Some(pool::build(ctx)?),
+        "Gemm" | "MatMul" => Some(linear::build(ctx)?),
+        "Add" | "Sub" | "Mul" | "Div" => Some(elementwise::build(ctx)?),
+        "Pad" => Some(pad::build(ctx)?),
+        _ => activation::build(ctx)?.or(shape::build(ctx)?),
+    };
+    Ok(built)
+}
+
+/// The float tensor at input `i`.
+pub fn float_input(inputs: &[Option<Value>], i: usize) -> OpResult<FloatValue> {
+    match inputs.get(i) {
+        Some(Some(Value::Float(f))) => Ok(f.clone()),
+        Some(Some(Value::Int(_))) => {
+            Err(format!("input {i} is an integer tensor where a float tensor is expected"))
+        }
+        _ => Err(format!("input {i} is missing")),
+    }
+}
+
+/// The host integer tensor at input `i`.
+pub fn int_input(inputs: &[Option<Value>], i: usize) -> OpResult<ArrayD<i64>> {
+    match inputs.get(i) {
+        Some(Some(Value::Int(a))) => Ok(a.clone()),
+        Some(Some(Value::Float(_))) => Err(format!(
+            "input {i} is computed on the device where shape data (integers) is expected"
+        )),
+        _ => Err(format!("input {i} is missing")),
+    }
+}
+
+/// The 4-D NCHW tensor at input `i`.
+pub fn nchw_input(inputs: &[Option<Value>], i: usize) -> OpResult<Tensor<4>> {
+    let v = float_input(inputs, i)?;
+    if v.rank != 4 {
+        return Err(format!("input {i} must be 4-D NCHW, got shape {:?}", v.shape()));
+    }
+    Ok(v.tensor)
+}
+
+/// Splits ONNX `pads` ([begin..., end...]) into per-axis (begin, end) pairs.
+pub fn pad_pairs<const N: usize>(pads: &[i64]) -> OpResult<[(usize, usize); N]> {
+    if pads.len() != 2 * N || pads.iter().any(|&p| p < 0) {
+        return Err(format!("pads {pads:?} must hold {} non-negative values", 2 * N));
+    }
+    Ok(std::array::from_fn(|i| (pads[i] as usize, pads[i + N] as usize)))
+}
+
+/// Reads a 2-element spatial attribute (kernel, strides, dilations) with a default.
+pub fn spatial2(values: Option<Vec<i64>>, default: usize, what: &str) -> OpResult<[usize; 2]> {
+    match values {
+        None => Ok([default; 2]),
+        Some(v) if v.len() == 2 && v.iter().all(|&x| x > 0) => Ok([v[0] as usize, v[1] as usize]),
+        Some(v) => Err(format!("{what} {v:?} must be two positive values (only 2-D ops are supported)")),
+    }
+}
+
+/// Padding for `auto_pad` SAME_UPPER / SAME_LOWER, per spatial axis, from the input size.
+pub fn same_padding(
+    input: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    lower: bool,
+) -> [(usize, usize); 2] {
+    std::array::from_fn(|i| {
+        let out = input[i].div_ceil(stride[i]);
+        let effective = (kernel[i] - 1) * dilation[i] + 1;
+        let total = ((out - 1) * stride[i] + effective).saturating_sub(input[i]);
+        let small = total / 2;
+        if lower { (total - small, small) } else { (small, total - small) }
+    })
+}
+
+/// How a node pads its spatial axes.
+#[derive(Clone, Debug)]
+pub enum Padding {
+    /// Explicit (begin, end) per axis.
+    Explicit([(usize, usize); 2]),
+    /// `SAME_UPPER` (`lower = false`) or `SAME_LOWER`, resolved at run time.
+    Same {
+        /// Extra padding goes at the beginning.
+        lower: bool,
+    },
+}
+
+impl Padding {
+    /// Reads `auto_pad` and `pads`.
+    pub fn from_attrs(attrs: &Attrs) -> OpResult<Self> {
+        match attrs.string("auto_pad").as_deref() {
+            Some("SAME_UPPER") => Ok(Padding::Same { lower: false }),
+            Some("SAME_LOWER") => Ok(Padding::Same { lower: true }),
+            Some("NOTSET") | Some("VALID") | Some("") | None => {
+                let pads = attrs.ints("pads").unwrap_or_else(|| vec![0; 4]);
+                Ok(Padding::Explicit(pad_pairs::<2>(&pads)?))
+            }
+            Some(other) => Err(format!("unknown auto_pad `{other}`")),
+        }
+    }
+
+    /// Resolves to explicit pairs for an input of spatial size `input`.
+    pub fn resolve(&self, input: [usize; 2], kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2]) -> [(usize, usize); 2] {
+        match self {
+            Padding::Explicit(p) => *p,
+            Padding::Same { lower } => same_padding(input, kernel, stride, dilation, *lower),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Bilinear resampling with half-pixel centres (`align_corners = false`), as in
+//! `torch.nn.functional.interpolate(mode="bilinear")` and `cv2.resize(INTER_LINEAR)` when enlarging.
+
+use crate::cam::CamMap;
+
+/// Source coordinate and blend weight for output index `i` when mapping `from` cells to `to`.
+fn source(i: usize, from: usize, to: usize) -> (usize, usize, f32) {
+    let scale = from as f32 / to as f32;
+    let x = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+    let x0 = (x.floor() as usize).min(from - 1);
+    let x1 = (x0 + 1).min(from - 1);
+    (x0, x1, x - x0 as f32)
+}
+
+/// Resizes `map` to `height` x `width`.
+pub fn upsample_bilinear(map: &CamMap, height: usize, width: usize) -> CamMap {
+    let (h, w) = (map.height, map.width);
+    if (h, w) == (height, width) || h == 0 || w == 0 {
+        return CamMap { height, width, values: if (h, w) == (height, width) { map.values.clone() } else { vec![0.0; height * width] } };
+    }
+    let cols: Vec<_> = (0..width).map(|x| source(x, w, width)).collect();
+    let mut values = Vec::with_capacity(height * width);
+    for y in 0..height {
+        let (y0, y1, fy) = source(y, h, height);
+        for &(x0, x1, fx) in &cols {
+            let v = |yy: usize, xx: usize| map.values[yy * w + xx];
+            let top = v(y0, x0) * (1.0 - fx) + v(y0, x1) * fx;
+            let bottom = v(y1, x0) * (1.0 - fx) + v(y1, x1) * fx;
+            values.push(top * (1.0 - fy) + bottom * fy);
+        }
+    }
+    CamMap { height, width, values }
+}
+
+/// Min-max normalisation to `[0, 1]` (all zeros when the map is constant), for display only.
+pub fn normalise_min_max(values: &[f32]) -> Vec<f32> {
+    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let range = hi - lo;
+    if !range.is_finite() || range <= 0.0 {
+        return vec![0.0; values.len()];
+    }
+    values.iter().map(|&v| (v - lo) / range).collect()
+}

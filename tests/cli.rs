@@ -1,0 +1,195 @@
+//! The `igcam-wgpu` binary: the default run, the JSON schema, layers, and every bad input
+//! (one-line error, exit code 2, no panic).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{array, assert_close, fixture, json};
+use serde_json::Value as Json;
+
+fn igcam(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"))
+        .args(args)
+        .current_dir(dir)
+        .env("IGCAM_TEST", "1")
+        .output()
+        .expect("binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs with bad input and checks: exit code 2, a single `error:` line naming `needle`.
+fn refuses(args: &[&str], needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = igcam(dir.path(), args);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "args {args:?}: stderr {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("backend:") && !l.starts_with("notice:")).collect();
+    assert_eq!(lines.len(), 1, "args {args:?}: expected one error line, got {stderr:?}");
+    assert!(lines[0].starts_with("error: "), "args {args:?}: {stderr}");
+    assert!(lines[0].contains(needle), "args {args:?}: `{needle}` not in {stderr:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+fn tiny() -> String {
+    fixture("nets/resnet_tiny.onnx").to_str().unwrap().to_string()
+}
+
+fn tiny_image() -> String {
+    fixture("nets/resnet_tiny_input.png").to_str().unwrap().to_string()
+}
+
+#[test]
+fn default_run_explains_the_bundled_cat() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = igcam(dir.path(), &["explain", "--backend", "cpu", "--steps", "8"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = stdout.lines().nth(1).expect("top-5 lines");
+    assert!(["Egyptian cat", "tabby", "tiger cat"].iter().any(|c| first.ends_with(c)), "top-1 line: {first}");
+    assert!(dir.path().join("igcam-out/chelsea_igcam.png").is_file());
+    assert!(dir.path().join("igcam-out/chelsea_igcam_heatmap.png").is_file());
+    let records: Json = serde_json::from_slice(&std::fs::read(dir.path().join("igcam-out/chelsea.json")).unwrap()).unwrap();
+    let r = &records[0];
+    assert_eq!(r["image"], "chelsea.png");
+    assert_eq!(r["model"], "efficientnet-lite0.onnx");
+    assert_eq!(r["layer"], "/_swish_1/Clip_output_0");
+    assert_eq!(r["method"], "igcam");
+    assert_eq!(r["steps"], 8);
+    assert_eq!(r["backend"], "cpu");
+    assert_eq!(r["target"]["index"], r["top5"][0]["index"]);
+    assert_eq!(r["top5"].as_array().unwrap().len(), 5);
+    assert_eq!((r["cam"]["height"].as_u64(), r["cam"]["width"].as_u64()), (Some(7), Some(7)));
+    assert_eq!(r["cam"]["values"].as_array().unwrap().len(), 49);
+    assert!(r["ms"].as_f64().unwrap() > 0.0);
+    let photo = image::open(dir.path().join("igcam-out/chelsea_igcam.png")).unwrap();
+    assert_eq!((photo.width(), photo.height()), (224, 224));
+}
+
+#[test]
+fn json_map_matches_the_reference_formula() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = json("nets/resnet_tiny.json");
+    let json_path = dir.path().join("out.json");
+    for method in ["igcam", "gradcam"] {
+        let out = igcam(
+            dir.path(),
+            &["explain", &tiny_image(), "--model", &tiny(), "--method", method, "--steps", "8", "--backend", "cpu", "--npy",
+              "--json", path(&json_path), "--layer", reference["layer"].as_str().unwrap()],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let records: Json = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+        let got: Vec<f32> = records[0]["cam"]["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_close(method, &got, &array(&reference["maps"][method]).0, 1e-4);
+        let stem = format!("resnet_tiny_input_{method}");
+        let raw_bytes = std::fs::read(dir.path().join(format!("igcam-out/{stem}_cam.npy"))).unwrap();
+        let raw = npyz::NpyFile::new(&raw_bytes[..]).unwrap();
+        assert_eq!(raw.shape(), &[4, 4]);
+        let raw: Vec<f32> = raw.into_vec().unwrap();
+        assert_eq!(raw, got);
+        let up_bytes = std::fs::read(dir.path().join(format!("igcam-out/{stem}_upsampled.npy"))).unwrap();
+        let up = npyz::NpyFile::new(&up_bytes[..]).unwrap();
+        assert_eq!(up.shape(), &[128, 128]);
+    }
+}
+
+#[test]
+fn several_methods_and_targets_write_one_record_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("all.json");
+    let out = igcam(
+        dir.path(),
+        &["explain", &tiny_image(), "--model", &tiny(), "--method", "gradcam,gradcampp,xgradcam,layercam,ig",
+          "--target", "top1,3", "--steps", "4", "--backend", "cpu", "--json", path(&json_path), "--quiet"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records: Json = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(records.as_array().unwrap().len(), 10);
+    assert_eq!(records[5]["target"]["index"], 3);
+    assert_eq!(records[4]["method"], "ig");
+    assert_eq!((records[4]["cam"]["height"].as_u64(), records[4]["cam"]["width"].as_u64()), (Some(128), Some(128)));
+    assert!(dir.path().join("igcam-out/resnet_tiny_input_gradcampp_c3.png").is_file());
+}
+
+#[test]
+fn layers_lists_candidates_and_marks_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = igcam(dir.path(), &["layers", &tiny()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let default: Vec<&str> = stdout.lines().filter(|l| l.trim_end().ends_with('*')).collect();
+    assert_eq!(default.len(), 1, "{stdout}");
+    assert!(default[0].starts_with("/layer4/out_relu/Relu_output_0"), "{stdout}");
+    assert!(default[0].contains("[1, 32, 4, 4]"), "{stdout}");
+}
+
+#[test]
+fn bad_images_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    let notimage = dir.path().join("notes.png");
+    std::fs::write(&notimage, b"hello, this is text").unwrap();
+    let truncated = dir.path().join("truncated.png");
+    std::fs::write(&truncated, &std::fs::read(tiny_image()).unwrap()[..600]).unwrap();
+    let model = tiny();
+    let cpu = ["--backend", "cpu", "--model", model.as_str()];
+    refuses(&[&["explain", "/nonexistent/cat.png"][..], &cpu].concat(), "cannot read `/nonexistent/cat.png`");
+    refuses(&[&["explain", path(&empty)][..], &cpu].concat(), "the file is empty");
+    refuses(&[&["explain", path(&notimage)][..], &cpu].concat(), "not a PNG or JPEG");
+    refuses(&[&["explain", path(&truncated)][..], &cpu].concat(), "cannot decode image");
+    refuses(&[&["explain", path(&fixture("bad/huge.png"))][..], &cpu].concat(), "cannot decode image");
+}
+
+#[test]
+fn bad_models_and_layers_are_refused() {
+    let img = tiny_image();
+    let model = tiny();
+    let base = ["explain", img.as_str(), "--backend", "cpu"];
+    let conv_only = fixture("ops/conv_bias_pads.onnx");
+    refuses(&[&base[..], &["--model", path(&conv_only)]].concat(), "not a CNN classifier");
+    refuses(&[&base[..], &["--model", path(&fixture("bad/unsupported_op.onnx"))]].concat(), "unsupported ONNX op `Erf` at node `the_erf`");
+    refuses(&[&base[..], &["--model", path(&fixture("nets/resnet_tiny.json"))]].concat(), "cannot parse ONNX model");
+    refuses(&[&base[..], &["--model", &model, "--layer", "/layer4/out_relu/Relu_output"]].concat(), "unknown layer");
+    refuses(&[&base[..], &["--model", &model, "--layer", "/Flatten_output_0"]].concat(), "is not a 4-D");
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let img = tiny_image();
+    let model = tiny();
+    let base = ["explain", img.as_str(), "--backend", "cpu", "--model", model.as_str()];
+    refuses(&[&base[..], &["--target", "5000"]].concat(), "target class 5000 is out of range: the model has 10 classes");
+    refuses(&[&base[..], &["--target", "zebra"]].concat(), "unknown target label `zebra`");
+    refuses(&[&base[..], &["--steps", "0"]].concat(), "--steps must be at least 1");
+    refuses(&[&base[..], &["--batch", "0"]].concat(), "--batch must be at least 1");
+    refuses(&[&base[..], &["--method", "magic"]].concat(), "unknown method `magic`");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = file.join("sub");
+    refuses(&[&base[..], &["--out", path(&out)]].concat(), "cannot write to output folder");
+}
+
+#[test]
+fn a_folder_with_one_bad_image_still_writes_the_good_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("imgs");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(tiny_image(), images.join("a.png")).unwrap();
+    std::fs::write(images.join("b.png"), b"broken").unwrap();
+    let out = igcam(dir.path(), &["explain", path(&images), "--model", &tiny(), "--backend", "cpu", "--method", "gradcam"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("b.png"), "{stderr}");
+    assert!(stderr.contains("1 of 2 images failed"), "{stderr}");
+    assert!(dir.path().join("igcam-out/a_gradcam.png").is_file());
+}

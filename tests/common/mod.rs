@@ -1,0 +1,120 @@
+//! Shared helpers for the integration tests: fixtures, error measures and the reference checks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use igcam::cam::{self, Method, PathRun};
+use igcam::onnx::OnnxModel;
+use igcam::preprocess::{self, Baseline, Preset};
+use serde_json::Value as Json;
+
+/// Path of a file under `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+/// Parses a fixture JSON file.
+pub fn json(rel: &str) -> Json {
+    serde_json::from_slice(&std::fs::read(fixture(rel)).expect("fixture exists")).expect("fixture is JSON")
+}
+
+/// `{"shape": [...], "values": [...]}` to (values, shape).
+pub fn array(v: &Json) -> (Vec<f32>, Vec<usize>) {
+    let values = v["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let shape = v["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    (values, shape)
+}
+
+/// Relative L2 error `||a - b|| / ||b||`.
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+/// Asserts `rel_l2(got, want) <= tol` with a readable message.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    let e = rel_l2(got, want);
+    assert!(e <= tol, "{what}: relative L2 error {e:.3e} > {tol:.0e}");
+}
+
+fn host(t: Tensor<4>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().unwrap()
+}
+
+/// The fixture's input image and black baseline as tensors.
+pub fn inputs(net: &str, model: &OnnxModel, device: &Device) -> (Tensor<4>, Tensor<4>) {
+    let bytes = std::fs::read(fixture(&format!("nets/{net}_input.png"))).unwrap();
+    let size = model.input_size();
+    let photo = preprocess::fit(&preprocess::decode(&bytes).unwrap(), size, true);
+    let x = igcam::image_tensor(preprocess::normalise(&photo, Preset::Imagenet), size, device);
+    let b = igcam::image_tensor(preprocess::baseline(Baseline::Black, Preset::Imagenet, size), size, device);
+    (x, b)
+}
+
+/// Loads a net fixture's model: the committed tiny nets, or the embedded EfficientNet-Lite0.
+pub fn load(net: &str, device: &Device) -> OnnxModel {
+    let path = if net == "efficientnet_lite0" {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/efficientnet-lite0.onnx")
+    } else {
+        fixture(&format!("nets/{net}.onnx"))
+    };
+    OnnxModel::from_bytes(&std::fs::read(path).unwrap(), device).unwrap()
+}
+
+/// Checks logits, the default layer, activations, gradients and every method's map of one
+/// net fixture against the PyTorch reference, within `tol` relative L2 error.
+pub fn check_net(net: &str, device: &Device, tol: f64) {
+    let reference = json(&format!("nets/{net}.json"));
+    let model = load(net, device);
+    let (x, b) = inputs(net, &model, device);
+    let layer = reference["layer"].as_str().unwrap();
+    assert_eq!(model.default_layer().as_deref(), Some(layer), "{net}: default layer");
+
+    let logits = igcam::logits(&model, &x).unwrap();
+    assert_close(&format!("{net} logits"), &logits, &array(&reference["logits"]).0, tol);
+    let target = reference["target"].as_u64().unwrap() as usize;
+    assert_eq!(igcam::labels::resolve_target("top1", &logits, &[]).unwrap(), target, "{net}: top-1");
+
+    if let Some(want_a) = reference.get("activations") {
+        let (act, env) = model.forward_to(x.clone(), layer).unwrap();
+        let (want_a, shape) = array(want_a);
+        assert_eq!(act.dims()[1..].to_vec(), shape, "{net}: activation shape");
+        assert_close(&format!("{net} activations"), &host(act.clone()), &want_a, tol);
+        let leaf = act.autodiff().require_grad();
+        let logits = model.forward_from(env, layer, leaf.clone()).unwrap();
+        let grads = logits.narrow(1, target, 1).sum().backward();
+        let g = leaf.grad(&grads).unwrap();
+        assert_close(&format!("{net} gradients"), &host(g), &array(&reference["gradients"]).0, tol);
+    }
+
+    let steps = reference["steps"].as_u64().unwrap() as usize;
+    for (name, method, integrate) in [
+        ("gradcam", Method::GradCam, false),
+        ("gradcampp", Method::GradCamPlusPlus, false),
+        ("xgradcam", Method::XGradCam, false),
+        ("layercam", Method::LayerCam, false),
+        ("igcam", Method::IgCam, false),
+        ("integrated-gradcampp", Method::GradCamPlusPlus, true),
+        ("ig", Method::IntegratedGradients, false),
+    ] {
+        assert_eq!(method.label(integrate), name);
+        let alphas = cam::path_alphas(method, integrate, steps).unwrap();
+        let run = PathRun { model: &model, input: &x, baseline: &b, target, alphas: &alphas, batch: 3 };
+        let mut calls = Vec::new();
+        let map = cam::explain(&run, method, layer, &mut |done, total| calls.push((done, total))).unwrap();
+        let (want, shape) = array(&reference["maps"][name]);
+        assert_eq!(vec![map.height, map.width], shape, "{net} {name}: map shape");
+        assert_close(&format!("{net} {name}"), &map.values, &want, tol);
+        assert_eq!(calls.last().copied(), Some((alphas.len(), alphas.len())), "{net} {name}: progress");
+    }
+}
+
+/// Builds a tensor from host values.
+pub fn tensor(values: Vec<f32>, shape: &[usize], device: &Device) -> Tensor<4> {
+    let mut dims = [1usize; 4];
+    dims[4 - shape.len()..].copy_from_slice(shape);
+    Tensor::<4>::from_data(TensorData::new(values, dims), device)
+}

