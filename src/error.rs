@@ -9,7 +9,9 @@ pub enum Error {
     #[error("cannot parse ONNX model: {0} (is this an .onnx file exported with opset 9..=24?)")]
     OnnxParse(String),
     /// The graph uses an operator this runtime does not implement.
-    #[error("unsupported ONNX op `{op}` at node `{node}`: export the model with standard CNN ops (Conv, BatchNormalization, Relu, pooling, Gemm, ...)")]
+    #[error(
+        "unsupported ONNX op `{op}` at node `{node}`: export the model with standard CNN ops (Conv, BatchNormalization, Relu, pooling, Gemm, ...)"
+    )]
     UnsupportedOp {
         /// ONNX op type, e.g. `LSTM`.
         op: String,
@@ -27,10 +29,14 @@ pub enum Error {
         msg: String,
     },
     /// The model is not an image classifier with one 4-D input and one logits output.
-    #[error("not a CNN classifier: {0}; igcam needs one NCHW image input and one [N, classes] output")]
+    #[error(
+        "not a CNN classifier: {0}; igcam needs one NCHW image input and one [N, classes] output"
+    )]
     NotClassifier(String),
     /// `--layer` named a tensor that the graph does not produce.
-    #[error("unknown layer `{name}`: no node outputs a tensor with that name; list candidates with `igcam-wgpu layers MODEL.onnx`{hint}")]
+    #[error(
+        "unknown layer `{name}`: no node outputs a tensor with that name; list candidates with `igcam-wgpu layers MODEL.onnx`{hint}"
+    )]
     UnknownLayer {
         /// The name asked for.
         name: String,
@@ -38,7 +44,9 @@ pub enum Error {
         hint: String,
     },
     /// The chosen layer is not a 4-D activation map.
-    #[error("layer `{name}` is not a 4-D [N, C, H, W] tensor (shape {shape:?}); pick a convolutional layer from `igcam-wgpu layers MODEL.onnx`")]
+    #[error(
+        "layer `{name}` is not a 4-D [N, C, H, W] tensor (shape {shape:?}); pick a convolutional layer from `igcam-wgpu layers MODEL.onnx`"
+    )]
     LayerNot4d {
         /// Layer name.
         name: String,
@@ -46,7 +54,7 @@ pub enum Error {
         shape: Vec<usize>,
     },
     /// The target class index is outside the model's outputs.
-    #[error("target class {index} is out of range: the model has {classes} classes (0..{classes})")]
+    #[error("target class {index} is out of range: the model has {classes} classes (valid: 0 to {})", .classes.saturating_sub(1))]
     TargetOutOfRange {
         /// Requested index.
         index: usize,

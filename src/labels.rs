@@ -17,7 +17,11 @@ pub struct Prediction {
 
 /// Labels, one per line; blank lines are skipped.
 pub fn parse_labels(text: &str) -> Vec<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Numerically stable softmax.
@@ -29,7 +33,10 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 fn label_of(labels: &[String], index: usize) -> String {
-    labels.get(index).cloned().unwrap_or_else(|| format!("class {index}"))
+    labels
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| format!("class {index}"))
 }
 
 /// All classes with scores, best first.
@@ -38,7 +45,12 @@ pub fn ranked(logits: &[f32], labels: &[String]) -> Vec<Prediction> {
     let mut out: Vec<Prediction> = logits
         .iter()
         .enumerate()
-        .map(|(index, &logit)| Prediction { index, label: label_of(labels, index), logit, prob: probs[index] })
+        .map(|(index, &logit)| Prediction {
+            index,
+            label: label_of(labels, index),
+            logit,
+            prob: probs[index],
+        })
         .collect();
     out.sort_by(|a, b| b.logit.total_cmp(&a.logit));
     out
@@ -51,10 +63,12 @@ pub fn resolve_target(spec: &str, logits: &[f32], labels: &[String]) -> Result<u
         return Ok(ranked(logits, labels)[0].index);
     }
     if let Ok(index) = spec.parse::<i64>() {
-        return usize::try_from(index)
-            .ok()
-            .filter(|&i| i < classes)
-            .ok_or(Error::TargetOutOfRange { index: index.max(0) as usize, classes });
+        return usize::try_from(index).ok().filter(|&i| i < classes).ok_or(
+            Error::TargetOutOfRange {
+                index: index.max(0) as usize,
+                classes,
+            },
+        );
     }
     labels
         .iter()
@@ -66,5 +80,50 @@ pub fn resolve_target(spec: &str, logits: &[f32], labels: &[String]) -> Result<u
 /// The prediction record for one class.
 pub fn prediction(logits: &[f32], labels: &[String], index: usize) -> Prediction {
     let probs = softmax(logits);
-    Prediction { index, label: label_of(labels, index), logit: logits[index], prob: probs[index] }
+    Prediction {
+        index,
+        label: label_of(labels, index),
+        logit: logits[index],
+        prob: probs[index],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_resolve_by_rank_index_and_label() {
+        let labels = vec![
+            "cat".to_string(),
+            "dog".to_string(),
+            "Tabby Cat".to_string(),
+        ];
+        let logits = [0.5, 2.0, 1.0];
+        assert_eq!(resolve_target("top1", &logits, &labels).unwrap(), 1);
+        assert_eq!(resolve_target("2", &logits, &labels).unwrap(), 2);
+        assert_eq!(resolve_target("tabby cat", &logits, &labels).unwrap(), 2);
+        assert_eq!(
+            resolve_target("3", &logits, &labels)
+                .unwrap_err()
+                .to_string(),
+            "target class 3 is out of range: the model has 3 classes (valid: 0 to 2)"
+        );
+        assert!(matches!(
+            resolve_target("-1", &logits, &labels),
+            Err(Error::TargetOutOfRange { .. })
+        ));
+        assert!(matches!(
+            resolve_target("zebra", &logits, &labels),
+            Err(Error::UnknownLabel(_))
+        ));
+    }
+
+    #[test]
+    fn ranking_and_softmax() {
+        let r = ranked(&[0.0, (2.0f32).ln()], &[]);
+        assert_eq!(r[0].index, 1);
+        assert_eq!(r[0].label, "class 1");
+        assert!((r[0].prob - 2.0 / 3.0).abs() < 1e-6);
+    }
 }

@@ -31,7 +31,9 @@ impl Preset {
             "imagenet" => Ok(Self::Imagenet),
             "raw01" => Ok(Self::Raw01),
             "caffe" => Ok(Self::Caffe),
-            _ => Err(Error::InvalidOption(format!("unknown preprocessing `{s}` (imagenet, raw01, caffe)"))),
+            _ => Err(Error::InvalidOption(format!(
+                "unknown preprocessing `{s}` (imagenet, raw01, caffe)"
+            ))),
         }
     }
 
@@ -65,7 +67,9 @@ impl Baseline {
         match s {
             "black" => Ok(Self::Black),
             "zero" => Ok(Self::Zero),
-            _ => Err(Error::InvalidOption(format!("unknown baseline `{s}` (black, zero)"))),
+            _ => Err(Error::InvalidOption(format!(
+                "unknown baseline `{s}` (black, zero)"
+            ))),
         }
     }
 }
@@ -85,7 +89,12 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     reader.limits(limits);
-    reader.decode().map_err(|e| Error::Image(e.to_string().lines().next().unwrap_or_default().to_string()))
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => Error::Image(format!(
+            "the image is larger than {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels or needs too much memory; resize it first"
+        )),
+        e => Error::Image(e.to_string().lines().next().unwrap_or_default().to_string()),
+    })
 }
 
 /// Brings an image to the model's `[height, width]`: unchanged when it already has that size;
@@ -103,7 +112,10 @@ pub fn fit(image: &DynamicImage, size: [usize; 2], crop: bool) -> RgbImage {
     let (iw, ih) = rgb.dimensions();
     let short = (h.min(w) as f64 * 256.0 / 224.0).round();
     let scale = short / f64::from(iw.min(ih));
-    let (rw, rh) = (((f64::from(iw) * scale).round() as u32).max(w), ((f64::from(ih) * scale).round() as u32).max(h));
+    let (rw, rh) = (
+        ((f64::from(iw) * scale).round() as u32).max(w),
+        ((f64::from(ih) * scale).round() as u32).max(h),
+    );
     let resized = imageops::resize(&rgb, rw, rh, FilterType::Triangle);
     let (left, top) = ((rw - w) / 2, (rh - h) / 2);
     imageops::crop_imm(&resized, left, top, w, h).to_image()

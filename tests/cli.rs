@@ -32,19 +32,35 @@ fn refuses(args: &[&str], needle: &str) {
     let out = igcam(dir.path(), args);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "args {args:?}: stderr {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("backend:") && !l.starts_with("notice:")).collect();
-    assert_eq!(lines.len(), 1, "args {args:?}: expected one error line, got {stderr:?}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("backend:") && !l.starts_with("notice:"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "args {args:?}: expected one error line, got {stderr:?}"
+    );
     assert!(lines[0].starts_with("error: "), "args {args:?}: {stderr}");
-    assert!(lines[0].contains(needle), "args {args:?}: `{needle}` not in {stderr:?}");
+    assert!(
+        lines[0].contains(needle),
+        "args {args:?}: `{needle}` not in {stderr:?}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 fn tiny() -> String {
-    fixture("nets/resnet_tiny.onnx").to_str().unwrap().to_string()
+    fixture("nets/resnet_tiny.onnx")
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 fn tiny_image() -> String {
-    fixture("nets/resnet_tiny_input.png").to_str().unwrap().to_string()
+    fixture("nets/resnet_tiny_input.png")
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -54,10 +70,21 @@ fn default_run_explains_the_bundled_cat() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let first = stdout.lines().nth(1).expect("top-5 lines");
-    assert!(["Egyptian cat", "tabby", "tiger cat"].iter().any(|c| first.ends_with(c)), "top-1 line: {first}");
+    assert!(
+        ["Egyptian cat", "tabby", "tiger cat"]
+            .iter()
+            .any(|c| first.ends_with(c)),
+        "top-1 line: {first}"
+    );
     assert!(dir.path().join("igcam-out/chelsea_igcam.png").is_file());
-    assert!(dir.path().join("igcam-out/chelsea_igcam_heatmap.png").is_file());
-    let records: Json = serde_json::from_slice(&std::fs::read(dir.path().join("igcam-out/chelsea.json")).unwrap()).unwrap();
+    assert!(
+        dir.path()
+            .join("igcam-out/chelsea_igcam_heatmap.png")
+            .is_file()
+    );
+    let records: Json =
+        serde_json::from_slice(&std::fs::read(dir.path().join("igcam-out/chelsea.json")).unwrap())
+            .unwrap();
     let r = &records[0];
     assert_eq!(r["image"], "chelsea.png");
     assert_eq!(r["model"], "efficientnet-lite0.onnx");
@@ -67,7 +94,10 @@ fn default_run_explains_the_bundled_cat() {
     assert_eq!(r["backend"], "cpu");
     assert_eq!(r["target"]["index"], r["top5"][0]["index"]);
     assert_eq!(r["top5"].as_array().unwrap().len(), 5);
-    assert_eq!((r["cam"]["height"].as_u64(), r["cam"]["width"].as_u64()), (Some(7), Some(7)));
+    assert_eq!(
+        (r["cam"]["height"].as_u64(), r["cam"]["width"].as_u64()),
+        (Some(7), Some(7))
+    );
     assert_eq!(r["cam"]["values"].as_array().unwrap().len(), 49);
     assert!(r["ms"].as_f64().unwrap() > 0.0);
     let photo = image::open(dir.path().join("igcam-out/chelsea_igcam.png")).unwrap();
@@ -82,20 +112,42 @@ fn json_map_matches_the_reference_formula() {
     for method in ["igcam", "gradcam"] {
         let out = igcam(
             dir.path(),
-            &["explain", &tiny_image(), "--model", &tiny(), "--method", method, "--steps", "8", "--backend", "cpu", "--npy",
-              "--json", path(&json_path), "--layer", reference["layer"].as_str().unwrap()],
+            &[
+                "explain",
+                &tiny_image(),
+                "--model",
+                &tiny(),
+                "--method",
+                method,
+                "--steps",
+                "8",
+                "--backend",
+                "cpu",
+                "--npy",
+                "--json",
+                path(&json_path),
+                "--layer",
+                reference["layer"].as_str().unwrap(),
+            ],
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
         let records: Json = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
-        let got: Vec<f32> = records[0]["cam"]["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let got: Vec<f32> = records[0]["cam"]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         assert_close(method, &got, &array(&reference["maps"][method]).0, 1e-4);
         let stem = format!("resnet_tiny_input_{method}");
-        let raw_bytes = std::fs::read(dir.path().join(format!("igcam-out/{stem}_cam.npy"))).unwrap();
+        let raw_bytes =
+            std::fs::read(dir.path().join(format!("igcam-out/{stem}_cam.npy"))).unwrap();
         let raw = npyz::NpyFile::new(&raw_bytes[..]).unwrap();
         assert_eq!(raw.shape(), &[4, 4]);
         let raw: Vec<f32> = raw.into_vec().unwrap();
         assert_eq!(raw, got);
-        let up_bytes = std::fs::read(dir.path().join(format!("igcam-out/{stem}_upsampled.npy"))).unwrap();
+        let up_bytes =
+            std::fs::read(dir.path().join(format!("igcam-out/{stem}_upsampled.npy"))).unwrap();
         let up = npyz::NpyFile::new(&up_bytes[..]).unwrap();
         assert_eq!(up.shape(), &[128, 128]);
     }
@@ -107,16 +159,41 @@ fn several_methods_and_targets_write_one_record_each() {
     let json_path = dir.path().join("all.json");
     let out = igcam(
         dir.path(),
-        &["explain", &tiny_image(), "--model", &tiny(), "--method", "gradcam,gradcampp,xgradcam,layercam,ig",
-          "--target", "top1,3", "--steps", "4", "--backend", "cpu", "--json", path(&json_path), "--quiet"],
+        &[
+            "explain",
+            &tiny_image(),
+            "--model",
+            &tiny(),
+            "--method",
+            "gradcam,gradcampp,xgradcam,layercam,ig",
+            "--target",
+            "top1,3",
+            "--steps",
+            "4",
+            "--backend",
+            "cpu",
+            "--json",
+            path(&json_path),
+            "--quiet",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let records: Json = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
     assert_eq!(records.as_array().unwrap().len(), 10);
     assert_eq!(records[5]["target"]["index"], 3);
     assert_eq!(records[4]["method"], "ig");
-    assert_eq!((records[4]["cam"]["height"].as_u64(), records[4]["cam"]["width"].as_u64()), (Some(128), Some(128)));
-    assert!(dir.path().join("igcam-out/resnet_tiny_input_gradcampp_c3.png").is_file());
+    assert_eq!(
+        (
+            records[4]["cam"]["height"].as_u64(),
+            records[4]["cam"]["width"].as_u64()
+        ),
+        (Some(128), Some(128))
+    );
+    assert!(
+        dir.path()
+            .join("igcam-out/resnet_tiny_input_gradcampp_c3.png")
+            .is_file()
+    );
 }
 
 #[test]
@@ -125,9 +202,15 @@ fn layers_lists_candidates_and_marks_the_default() {
     let out = igcam(dir.path(), &["layers", &tiny()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let default: Vec<&str> = stdout.lines().filter(|l| l.trim_end().ends_with('*')).collect();
+    let default: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_end().ends_with('*'))
+        .collect();
     assert_eq!(default.len(), 1, "{stdout}");
-    assert!(default[0].starts_with("/layer4/out_relu/Relu_output_0"), "{stdout}");
+    assert!(
+        default[0].starts_with("/layer4/out_relu/Relu_output_0"),
+        "{stdout}"
+    );
     assert!(default[0].contains("[1, 32, 4, 4]"), "{stdout}");
 }
 
@@ -142,11 +225,26 @@ fn bad_images_are_refused() {
     std::fs::write(&truncated, &std::fs::read(tiny_image()).unwrap()[..600]).unwrap();
     let model = tiny();
     let cpu = ["--backend", "cpu", "--model", model.as_str()];
-    refuses(&[&["explain", "/nonexistent/cat.png"][..], &cpu].concat(), "cannot read `/nonexistent/cat.png`");
-    refuses(&[&["explain", path(&empty)][..], &cpu].concat(), "the file is empty");
-    refuses(&[&["explain", path(&notimage)][..], &cpu].concat(), "not a PNG or JPEG");
-    refuses(&[&["explain", path(&truncated)][..], &cpu].concat(), "cannot decode image");
-    refuses(&[&["explain", path(&fixture("bad/huge.png"))][..], &cpu].concat(), "cannot decode image");
+    refuses(
+        &[&["explain", "/nonexistent/cat.png"][..], &cpu].concat(),
+        "cannot read `/nonexistent/cat.png`",
+    );
+    refuses(
+        &[&["explain", path(&empty)][..], &cpu].concat(),
+        "the file is empty",
+    );
+    refuses(
+        &[&["explain", path(&notimage)][..], &cpu].concat(),
+        "not a PNG or JPEG",
+    );
+    refuses(
+        &[&["explain", path(&truncated)][..], &cpu].concat(),
+        "cannot decode image",
+    );
+    refuses(
+        &[&["explain", path(&fixture("bad/huge.png"))][..], &cpu].concat(),
+        "larger than 16384x16384 pixels",
+    );
 }
 
 #[test]
@@ -155,28 +253,84 @@ fn bad_models_and_layers_are_refused() {
     let model = tiny();
     let base = ["explain", img.as_str(), "--backend", "cpu"];
     let conv_only = fixture("ops/conv_bias_pads.onnx");
-    refuses(&[&base[..], &["--model", path(&conv_only)]].concat(), "not a CNN classifier");
-    refuses(&[&base[..], &["--model", path(&fixture("bad/unsupported_op.onnx"))]].concat(), "unsupported ONNX op `Erf` at node `the_erf`");
-    refuses(&[&base[..], &["--model", path(&fixture("nets/resnet_tiny.json"))]].concat(), "cannot parse ONNX model");
-    refuses(&[&base[..], &["--model", &model, "--layer", "/layer4/out_relu/Relu_output"]].concat(), "unknown layer");
-    refuses(&[&base[..], &["--model", &model, "--layer", "/Flatten_output_0"]].concat(), "is not a 4-D");
+    refuses(
+        &[&base[..], &["--model", path(&conv_only)]].concat(),
+        "not a CNN classifier",
+    );
+    refuses(
+        &[
+            &base[..],
+            &["--model", path(&fixture("bad/unsupported_op.onnx"))],
+        ]
+        .concat(),
+        "unsupported ONNX op `Erf` at node `the_erf`",
+    );
+    refuses(
+        &[
+            &base[..],
+            &["--model", path(&fixture("nets/resnet_tiny.json"))],
+        ]
+        .concat(),
+        "cannot parse ONNX model",
+    );
+    refuses(
+        &[
+            &base[..],
+            &["--model", &model, "--layer", "/layer4/out_relu/Relu_output"],
+        ]
+        .concat(),
+        "unknown layer",
+    );
+    refuses(
+        &[
+            &base[..],
+            &["--model", &model, "--layer", "/Flatten_output_0"],
+        ]
+        .concat(),
+        "is not a 4-D",
+    );
 }
 
 #[test]
 fn bad_options_are_refused() {
     let img = tiny_image();
     let model = tiny();
-    let base = ["explain", img.as_str(), "--backend", "cpu", "--model", model.as_str()];
-    refuses(&[&base[..], &["--target", "5000"]].concat(), "target class 5000 is out of range: the model has 10 classes");
-    refuses(&[&base[..], &["--target", "zebra"]].concat(), "unknown target label `zebra`");
-    refuses(&[&base[..], &["--steps", "0"]].concat(), "--steps must be at least 1");
-    refuses(&[&base[..], &["--batch", "0"]].concat(), "--batch must be at least 1");
-    refuses(&[&base[..], &["--method", "magic"]].concat(), "unknown method `magic`");
+    let base = [
+        "explain",
+        img.as_str(),
+        "--backend",
+        "cpu",
+        "--model",
+        model.as_str(),
+    ];
+    refuses(
+        &[&base[..], &["--target", "5000"]].concat(),
+        "target class 5000 is out of range: the model has 10 classes (valid: 0 to 9)",
+    );
+    refuses(
+        &[&base[..], &["--target", "zebra"]].concat(),
+        "unknown target label `zebra`",
+    );
+    refuses(
+        &[&base[..], &["--steps", "0"]].concat(),
+        "--steps must be at least 1",
+    );
+    refuses(
+        &[&base[..], &["--batch", "0"]].concat(),
+        "--batch must be at least 1",
+    );
+    refuses(
+        &[&base[..], &["--method", "magic"]].concat(),
+        "unknown method `magic`",
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let out = file.join("sub");
-    refuses(&[&base[..], &["--out", path(&out)]].concat(), "cannot write to output folder");
+    refuses(
+        &[&base[..], &["--out", path(&out)]].concat(),
+        "cannot write to output folder",
+    );
 }
 
 #[test]
@@ -186,10 +340,60 @@ fn a_folder_with_one_bad_image_still_writes_the_good_ones() {
     std::fs::create_dir(&images).unwrap();
     std::fs::copy(tiny_image(), images.join("a.png")).unwrap();
     std::fs::write(images.join("b.png"), b"broken").unwrap();
-    let out = igcam(dir.path(), &["explain", path(&images), "--model", &tiny(), "--backend", "cpu", "--method", "gradcam"]);
+    let out = igcam(
+        dir.path(),
+        &[
+            "explain",
+            path(&images),
+            "--model",
+            &tiny(),
+            "--backend",
+            "cpu",
+            "--method",
+            "gradcam",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("b.png"), "{stderr}");
     assert!(stderr.contains("1 of 2 images failed"), "{stderr}");
     assert!(dir.path().join("igcam-out/a_gradcam.png").is_file());
+}
+
+#[test]
+fn without_any_gpu_adapter_wgpu_falls_back_to_the_cpu_with_a_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("r.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"))
+        .args([
+            "explain",
+            &tiny_image(),
+            "--model",
+            &tiny(),
+            "--method",
+            "gradcam",
+            "--json",
+            path(&json_path),
+        ])
+        .current_dir(dir.path())
+        // Hide every Vulkan driver and every EGL (OpenGL) vendor: wgpu then finds no adapter.
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl.json")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let notices: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("notice:"))
+        .collect();
+    assert_eq!(
+        notices,
+        [
+            "notice: no usable wgpu adapter (Vulkan, Metal or DX12) was found; running on the CPU instead"
+        ]
+    );
+    let records: Json = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(records[0]["backend"], "cpu");
 }

@@ -12,7 +12,8 @@ fn check(case: &str) {
     let (x, x_shape) = array(&reference["x"]);
     let (want, want_shape) = array(&reference["y"]);
     let bytes = std::fs::read(fixture(&format!("ops/{case}.onnx"))).unwrap();
-    let (got, shape) = igcam::onnx::run_graph(&bytes, &device, tensor(x, &x_shape, &device)).unwrap();
+    let (got, shape) =
+        igcam::onnx::run_graph(&bytes, &device, tensor(x, &x_shape, &device)).unwrap();
     assert_eq!(shape, want_shape, "{case}: output shape");
     assert_close(case, &got, &want, 1e-5);
 }
@@ -58,11 +59,20 @@ op_tests!(
 fn every_fixture_case_is_tested() {
     let mut cases: Vec<String> = std::fs::read_dir(fixture("ops"))
         .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json").map(String::from))
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(String::from)
+        })
         .collect();
     cases.sort();
     let source = include_str!("ops.rs");
     for case in cases {
-        assert!(source.contains(&format!("    {case},")), "fixture case `{case}` has no test");
+        assert!(
+            source.contains(&format!("    {case},")),
+            "fixture case `{case}` has no test"
+        );
     }
 }

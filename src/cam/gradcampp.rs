@@ -17,7 +17,9 @@ impl CamMethod for GradCamPlusPlus {
         let g2 = gradients.clone().mul(gradients.clone());
         let g3 = g2.clone().mul(gradients.clone());
         let sum_a = activations.sum_dim(3).sum_dim(2);
-        let alpha = g2.clone().div(g2.mul_scalar(2.0).add(g3.mul(sum_a)).add_scalar(1e-6));
+        let alpha = g2
+            .clone()
+            .div(g2.mul_scalar(2.0).add(g3.mul(sum_a)).add_scalar(1e-6));
         activation::relu(gradients).mul(alpha).sum_dim(3).sum_dim(2)
     }
 }

@@ -12,7 +12,11 @@ use crate::onnx::OnnxModel;
 
 /// Path positions: `i/m` for `i in 0..m` when integrating, else just the input (`1.0`).
 pub fn alphas(steps: usize, integrate: bool) -> Vec<f32> {
-    if integrate { (0..steps).map(|i| i as f32 / steps as f32).collect() } else { vec![1.0] }
+    if integrate {
+        (0..steps).map(|i| i as f32 / steps as f32).collect()
+    } else {
+        vec![1.0]
+    }
 }
 
 /// The batch of path points `b + (x - b) * alpha` for the given alphas (`x`, `b`: `[1, C, H, W]`).
@@ -43,7 +47,10 @@ impl PathRun<'_> {
     /// Validates the target and batch before any work is done.
     pub fn check(&self) -> Result<()> {
         if self.target >= self.model.num_classes() {
-            return Err(Error::TargetOutOfRange { index: self.target, classes: self.model.num_classes() });
+            return Err(Error::TargetOutOfRange {
+                index: self.target,
+                classes: self.model.num_classes(),
+            });
         }
         if self.batch == 0 {
             return Err(Error::InvalidOption("--batch must be at least 1".into()));
@@ -75,12 +82,18 @@ impl PathRun<'_> {
     pub fn target_gradient(&self, logits: Tensor<2>, leaf: &Tensor<4>) -> Result<Tensor<4>> {
         let score = logits.narrow(1, self.target, 1).sum();
         let grads = score.backward();
-        leaf.grad(&grads).ok_or_else(|| Error::Backend("the target score does not depend on the layer".into()))
+        leaf.grad(&grads)
+            .ok_or_else(|| Error::Backend("the target score does not depend on the layer".into()))
     }
 }
 
 /// Sums `relu(sum_k w_k * A_k)` over the path for `layer`; returns the layer-resolution map.
-pub fn integrate_cam(run: &PathRun, method: &dyn CamMethod, layer: &str, progress: &mut Progress) -> Result<CamMap> {
+pub fn integrate_cam(
+    run: &PathRun,
+    method: &dyn CamMethod,
+    layer: &str,
+    progress: &mut Progress,
+) -> Result<CamMap> {
     let mut total: Option<Tensor<4>> = None;
     run.for_each_chunk(progress, |points| {
         let (activations, env) = run.model.forward_to(points, layer)?;
@@ -96,4 +109,15 @@ pub fn integrate_cam(run: &PathRun, method: &dyn CamMethod, layer: &str, progres
         Ok(())
     })?;
     CamMap::from_tensor(total.expect("at least one chunk"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn left_riemann_alphas_include_the_baseline_and_exclude_the_input() {
+        assert_eq!(alphas(4, true), [0.0, 0.25, 0.5, 0.75]);
+        assert_eq!(alphas(4, false), [1.0]);
+    }
 }

@@ -20,7 +20,14 @@ pub fn integrated_gradients(run: &PathRun, progress: &mut Progress) -> Result<Ca
         });
         Ok(())
     })?;
-    let mean_grad = total.expect("at least one chunk").div_scalar(run.alphas.len() as f32);
-    let attribution = run.input.clone().sub(run.baseline.clone()).mul(mean_grad).sum_dim(1);
+    let mean_grad = total
+        .expect("at least one chunk")
+        .div_scalar(run.alphas.len() as f32);
+    let attribution = run
+        .input
+        .clone()
+        .sub(run.baseline.clone())
+        .mul(mean_grad)
+        .sum_dim(1);
     CamMap::from_tensor(attribution)
 }

@@ -51,7 +51,11 @@ impl CamMap {
             .into_data()
             .try_into_vec_as::<f32>()
             .map_err(|e| Error::Backend(format!("cannot read the map back: {e:?}")))?;
-        Ok(Self { height, width, values })
+        Ok(Self {
+            height,
+            width,
+            values,
+        })
     }
 }
 
@@ -85,10 +89,16 @@ impl Method {
 
     /// Parses a command-line name.
     pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Self::ALL.iter().map(|m| m.name()).collect();
-            Error::InvalidOption(format!("unknown method `{s}` (one of: {})", names.join(", ")))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|m| m.name()).collect();
+                Error::InvalidOption(format!(
+                    "unknown method `{s}` (one of: {})",
+                    names.join(", ")
+                ))
+            })
     }
 
     /// Command-line name.
@@ -132,7 +142,12 @@ impl Method {
 }
 
 /// Explains `run.target` with `method` at `layer` (ignored by Integrated Gradients).
-pub fn explain(run: &PathRun, method: Method, layer: &str, progress: &mut Progress) -> Result<CamMap> {
+pub fn explain(
+    run: &PathRun,
+    method: Method,
+    layer: &str,
+    progress: &mut Progress,
+) -> Result<CamMap> {
     match method.cam() {
         Some(cam) => integrate_cam(run, cam, layer, progress),
         None => integrated_gradients(run, progress),
@@ -146,4 +161,3 @@ pub fn path_alphas(method: Method, integrate: bool, steps: usize) -> Result<Vec<
     }
     Ok(alphas(steps, method.integrates(integrate)))
 }
-

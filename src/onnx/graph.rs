@@ -70,7 +70,9 @@ fn constant_node(node: &NodeProto, device: &Device) -> std::result::Result<Value
     }
     let attr = node.attribute.first().ok_or("Constant has no value")?;
     match attr.name.as_str() {
-        "value_float" => FloatValue::from_host(vec![attr.f], &[], device).map(Value::Float).map_err(|e| e.to_string()),
+        "value_float" => FloatValue::from_host(vec![attr.f], &[], device)
+            .map(Value::Float)
+            .map_err(|e| e.to_string()),
         "value_floats" => FloatValue::from_host(attr.floats.clone(), &[attr.floats.len()], device)
             .map(Value::Float)
             .map_err(|e| e.to_string()),
@@ -81,10 +83,20 @@ fn constant_node(node: &NodeProto, device: &Device) -> std::result::Result<Value
 }
 
 fn input_spec(model: &ModelProto, constants: &HashMap<String, Value>) -> Result<InputSpec> {
-    let graph = model.graph.as_ref().ok_or_else(|| Error::OnnxParse("the file holds no graph".into()))?;
-    let inputs: Vec<_> = graph.input.iter().filter(|i| !constants.contains_key(&i.name)).collect();
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::OnnxParse("the file holds no graph".into()))?;
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !constants.contains_key(&i.name))
+        .collect();
     let [input] = inputs.as_slice() else {
-        return Err(Error::NotClassifier(format!("the graph has {} data inputs", inputs.len())));
+        return Err(Error::NotClassifier(format!(
+            "the graph has {} data inputs",
+            inputs.len()
+        )));
     };
     let dims: Vec<Option<usize>> = input
         .type_
@@ -94,14 +106,29 @@ fn input_spec(model: &ModelProto, constants: &HashMap<String, Value>) -> Result<
                 .shape
                 .dim
                 .iter()
-                .map(|d| if d.has_dim_value() && d.dim_value() > 0 { Some(d.dim_value() as usize) } else { None })
+                .map(|d| {
+                    if d.has_dim_value() && d.dim_value() > 0 {
+                        Some(d.dim_value() as usize)
+                    } else {
+                        None
+                    }
+                })
                 .collect()
         })
         .unwrap_or_default();
     if dims.len() != 4 {
-        return Err(Error::NotClassifier(format!("input `{}` has rank {}, not 4 (NCHW)", input.name, dims.len())));
+        return Err(Error::NotClassifier(format!(
+            "input `{}` has rank {}, not 4 (NCHW)",
+            input.name,
+            dims.len()
+        )));
     }
-    Ok(InputSpec { name: input.name.clone(), channels: dims[1].unwrap_or(3), height: dims[2], width: dims[3] })
+    Ok(InputSpec {
+        name: input.name.clone(),
+        channels: dims[1].unwrap_or(3),
+        height: dims[2],
+        width: dims[3],
+    })
 }
 
 impl Graph {
@@ -110,8 +137,12 @@ impl Graph {
         if bytes.is_empty() {
             return Err(Error::OnnxParse("the file is empty".into()));
         }
-        let model = ModelProto::parse_from_bytes(bytes).map_err(|e| Error::OnnxParse(e.to_string()))?;
-        let graph = model.graph.as_ref().ok_or_else(|| Error::OnnxParse("the file holds no graph".into()))?;
+        let model =
+            ModelProto::parse_from_bytes(bytes).map_err(|e| Error::OnnxParse(e.to_string()))?;
+        let graph = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| Error::OnnxParse("the file holds no graph".into()))?;
         if graph.node.is_empty() {
             return Err(Error::OnnxParse("the graph has no nodes".into()));
         }
@@ -128,23 +159,55 @@ impl Graph {
         };
         let mut nodes = Vec::new();
         for node in &graph.node {
-            let name = if node.name.is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name.clone() };
-            let bad = |msg: String| Error::BadNode { op: node.op_type.clone(), node: name.clone(), msg };
-            let out = node.output.first().cloned().ok_or_else(|| bad("node has no output".into()))?;
+            let name = if node.name.is_empty() {
+                node.output.first().cloned().unwrap_or_default()
+            } else {
+                node.name.clone()
+            };
+            let bad = |msg: String| Error::BadNode {
+                op: node.op_type.clone(),
+                node: name.clone(),
+                msg,
+            };
+            let out = node
+                .output
+                .first()
+                .cloned()
+                .ok_or_else(|| bad("node has no output".into()))?;
             if node.op_type == "Constant" {
                 constants.insert(out, constant_node(node, device).map_err(bad)?);
                 continue;
             }
             let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
-            let ctx = BuildContext { node, opset, constants: &constants, device };
-            let op = match domain_ok.then(|| ops::build(&ctx)).transpose().map_err(bad)?.flatten() {
+            let ctx = BuildContext {
+                node,
+                opset,
+                constants: &constants,
+                device,
+            };
+            let op = match domain_ok
+                .then(|| ops::build(&ctx))
+                .transpose()
+                .map_err(bad)?
+                .flatten()
+            {
                 Some(op) => op,
                 None => {
-                    let op = if domain_ok { node.op_type.clone() } else { format!("{}::{}", node.domain, node.op_type) };
+                    let op = if domain_ok {
+                        node.op_type.clone()
+                    } else {
+                        format!("{}::{}", node.domain, node.op_type)
+                    };
                     return Err(Error::UnsupportedOp { op, node: name });
                 }
             };
-            nodes.push(Node { name, op_type: node.op_type.clone(), inputs: node.input.clone(), output: out, op });
+            nodes.push(Node {
+                name,
+                op_type: node.op_type.clone(),
+                inputs: node.input.clone(),
+                output: out,
+                op,
+            });
         }
         let mut last_use = HashMap::new();
         for (i, n) in nodes.iter().enumerate() {
@@ -152,7 +215,13 @@ impl Graph {
                 last_use.insert(inp.clone(), i);
             }
         }
-        Ok(Self { nodes, constants, input, output, last_use })
+        Ok(Self {
+            nodes,
+            constants,
+            input,
+            output,
+            last_use,
+        })
     }
 
     /// Index of the node producing `tensor`.
@@ -176,7 +245,11 @@ impl Graph {
     ) -> Result<()> {
         for i in range {
             let node = &self.nodes[i];
-            let bad = |msg: String| Error::BadNode { op: node.op_type.clone(), node: node.name.clone(), msg };
+            let bad = |msg: String| Error::BadNode {
+                op: node.op_type.clone(),
+                node: node.name.clone(),
+                msg,
+            };
             let inputs = node
                 .inputs
                 .iter()
@@ -188,7 +261,9 @@ impl Graph {
                         .or_else(|| self.constants.get(name))
                         .cloned()
                         .map(Some)
-                        .ok_or_else(|| bad(format!("input `{name}` is not produced by an earlier node")))
+                        .ok_or_else(|| {
+                            bad(format!("input `{name}` is not produced by an earlier node"))
+                        })
                 })
                 .collect::<Result<Vec<_>>>()?;
             let out = catch_unwind(AssertUnwindSafe(|| node.op.run(&inputs)))
@@ -197,7 +272,10 @@ impl Graph {
             observe(node, &out);
             env.insert(node.output.clone(), out);
             for name in &node.inputs {
-                if self.last_use.get(name) == Some(&i) && name != &self.output && !keep.contains(&name.as_str()) {
+                if self.last_use.get(name) == Some(&i)
+                    && name != &self.output
+                    && !keep.contains(&name.as_str())
+                {
                     env.remove(name);
                 }
             }

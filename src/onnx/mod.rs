@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use burn::tensor::{Device, Tensor};
 
-pub use graph::{Env, InputSpec, panic_message};
 use graph::Graph;
+pub use graph::{Env, InputSpec, panic_message};
 pub use value::{FloatValue, Value};
 
 use crate::error::{Error, Result};
@@ -20,7 +20,17 @@ use crate::error::{Error, Result};
 pub const DEFAULT_INPUT_SIZE: usize = 224;
 
 /// Op types that count as "an activation" when choosing the default layer.
-const ACTIVATIONS: &[&str] = &["Relu", "Clip", "LeakyRelu", "HardSwish", "Elu", "Selu", "PRelu", "Sigmoid", "Tanh"];
+const ACTIVATIONS: &[&str] = &[
+    "Relu",
+    "Clip",
+    "LeakyRelu",
+    "HardSwish",
+    "Elu",
+    "Selu",
+    "PRelu",
+    "Sigmoid",
+    "Tanh",
+];
 
 /// A tensor that can serve as the explained layer.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -52,17 +62,30 @@ impl OnnxModel {
         let w = graph.input.width.unwrap_or(DEFAULT_INPUT_SIZE);
         let blank = Tensor::<4>::zeros([1, graph.input.channels, h, w], device);
         let mut env = Env::new();
-        env.insert(graph.input.name.clone(), Value::Float(FloatValue::nchw(blank)));
+        env.insert(
+            graph.input.name.clone(),
+            Value::Float(FloatValue::nchw(blank)),
+        );
         let mut shapes = HashMap::new();
         graph.run_observed(&mut env, 0..graph.nodes.len(), &[], &mut |node, v| {
             shapes.insert(node.output.clone(), v.shape());
         })?;
         let out_shape = env.get(&graph.output).map(Value::shape).unwrap_or_default();
         let classes: usize = out_shape.iter().skip(1).product();
-        if out_shape.first() != Some(&1) || classes < 2 || out_shape.iter().skip(2).any(|&d| d != 1) {
-            return Err(Error::NotClassifier(format!("output `{}` has shape {out_shape:?}", graph.output)));
+        if out_shape.first() != Some(&1) || classes < 2 || out_shape.iter().skip(2).any(|&d| d != 1)
+        {
+            return Err(Error::NotClassifier(format!(
+                "output `{}` has shape {out_shape:?}",
+                graph.output
+            )));
         }
-        Ok(Self { graph, device: device.clone(), input_size: [h, w], classes, shapes })
+        Ok(Self {
+            graph,
+            device: device.clone(),
+            input_size: [h, w],
+            classes,
+            shapes,
+        })
     }
 
     /// The device holding the weights.
@@ -106,7 +129,8 @@ impl OnnxModel {
     pub fn default_layer(&self) -> Option<String> {
         let first_conv = self.graph.nodes.iter().position(|n| n.op_type == "Conv")?;
         let layers = self.layers();
-        let after_conv = |l: &&LayerInfo| self.graph.producer(&l.name).is_some_and(|i| i > first_conv);
+        let after_conv =
+            |l: &&LayerInfo| self.graph.producer(&l.name).is_some_and(|i| i > first_conv);
         layers
             .iter()
             .filter(after_conv)
@@ -117,7 +141,11 @@ impl OnnxModel {
 
     /// Checks that `name` is a 4-D tensor of the graph and returns its batch-1 shape.
     pub fn layer_shape(&self, name: &str) -> Result<Vec<usize>> {
-        let Some(shape) = self.graph.producer(name).and_then(|_| self.shapes.get(name)) else {
+        let Some(shape) = self
+            .graph
+            .producer(name)
+            .and_then(|_| self.shapes.get(name))
+        else {
             let best = self
                 .graph
                 .nodes
@@ -128,17 +156,26 @@ impl OnnxModel {
                 Some((score, n)) if score > 0.8 => format!(" (did you mean `{n}`?)"),
                 _ => String::new(),
             };
-            return Err(Error::UnknownLayer { name: name.into(), hint });
+            return Err(Error::UnknownLayer {
+                name: name.into(),
+                hint,
+            });
         };
         if shape.len() != 4 {
-            return Err(Error::LayerNot4d { name: name.into(), shape: shape.clone() });
+            return Err(Error::LayerNot4d {
+                name: name.into(),
+                shape: shape.clone(),
+            });
         }
         Ok(shape.clone())
     }
 
     fn start(&self, x: Tensor<4>) -> Env {
         let mut env = Env::new();
-        env.insert(self.graph.input.name.clone(), Value::Float(FloatValue::nchw(x)));
+        env.insert(
+            self.graph.input.name.clone(),
+            Value::Float(FloatValue::nchw(x)),
+        );
         env
     }
 
@@ -149,7 +186,10 @@ impl OnnxModel {
                 let n = f.tensor.dims().iter().product::<usize>() / self.classes;
                 Ok(f.tensor.reshape([n, self.classes]))
             }
-            _ => Err(Error::NotClassifier(format!("output `{}` was not computed as floats", self.graph.output))),
+            _ => Err(Error::NotClassifier(format!(
+                "output `{}` was not computed as floats",
+                self.graph.output
+            ))),
         }
     }
 
@@ -169,34 +209,66 @@ impl OnnxModel {
         self.graph.run(&mut env, 0..p + 1, &[layer])?;
         match env.remove(layer) {
             Some(Value::Float(f)) if f.rank == 4 => Ok((f.tensor, env)),
-            other => Err(Error::LayerNot4d { name: layer.into(), shape: other.map(|v| v.shape()).unwrap_or_default() }),
+            other => Err(Error::LayerNot4d {
+                name: layer.into(),
+                shape: other.map(|v| v.shape()).unwrap_or_default(),
+            }),
         }
     }
 
     /// Runs the rest of the graph after `layer`, with `activation` standing in for it.
     /// Tensors keep their autodiff state, so a tracked `activation` yields tracked logits.
-    pub fn forward_from(&self, mut env: Env, layer: &str, activation: Tensor<4>) -> Result<Tensor<2>> {
-        let p = self.graph.producer(layer).ok_or_else(|| Error::UnknownLayer { name: layer.into(), hint: String::new() })?;
-        env.insert(layer.to_string(), Value::Float(FloatValue::nchw(activation)));
-        self.graph.run(&mut env, p + 1..self.graph.nodes.len(), &[])?;
+    pub fn forward_from(
+        &self,
+        mut env: Env,
+        layer: &str,
+        activation: Tensor<4>,
+    ) -> Result<Tensor<2>> {
+        let p = self
+            .graph
+            .producer(layer)
+            .ok_or_else(|| Error::UnknownLayer {
+                name: layer.into(),
+                hint: String::new(),
+            })?;
+        env.insert(
+            layer.to_string(),
+            Value::Float(FloatValue::nchw(activation)),
+        );
+        self.graph
+            .run(&mut env, p + 1..self.graph.nodes.len(), &[])?;
         self.logits(env)
     }
 }
 
 /// Runs a whole graph once on a 4-D input and returns its output's values and shape, without
 /// the classifier checks of [`OnnxModel`] (for operator tests and debugging).
-pub fn run_graph(bytes: &[u8], device: &Device, input: Tensor<4>) -> Result<(Vec<f32>, Vec<usize>)> {
+pub fn run_graph(
+    bytes: &[u8],
+    device: &Device,
+    input: Tensor<4>,
+) -> Result<(Vec<f32>, Vec<usize>)> {
     let graph = Graph::parse(bytes, device)?;
     let mut env = Env::new();
-    env.insert(graph.input.name.clone(), Value::Float(FloatValue::nchw(input)));
+    env.insert(
+        graph.input.name.clone(),
+        Value::Float(FloatValue::nchw(input)),
+    );
     graph.run(&mut env, 0..graph.nodes.len(), &[])?;
     match env.remove(&graph.output) {
         Some(Value::Float(f)) => {
             let shape = f.shape();
-            let values = f.tensor.into_data().try_into_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+            let values = f
+                .tensor
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| Error::Backend(format!("{e:?}")))?;
             Ok((values, shape))
         }
         Some(Value::Int(a)) => Ok((a.iter().map(|&v| v as f32).collect(), a.shape().to_vec())),
-        None => Err(Error::NotClassifier(format!("output `{}` was not computed", graph.output))),
+        None => Err(Error::NotClassifier(format!(
+            "output `{}` was not computed",
+            graph.output
+        ))),
     }
 }

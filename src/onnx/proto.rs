@@ -26,7 +26,9 @@ pub struct Attrs<'a> {
 impl<'a> Attrs<'a> {
     /// Attributes of `node`.
     pub fn of(node: &'a NodeProto) -> Self {
-        Self { attrs: &node.attribute }
+        Self {
+            attrs: &node.attribute,
+        }
     }
 
     fn get(&self, name: &str) -> Option<&'a AttributeProto> {
@@ -50,7 +52,8 @@ impl<'a> Attrs<'a> {
 
     /// A string attribute, if present.
     pub fn string(&self, name: &str) -> Option<String> {
-        self.get(name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+        self.get(name)
+            .map(|a| String::from_utf8_lossy(&a.s).into_owned())
     }
 
     /// A tensor attribute, if present.
@@ -68,7 +71,8 @@ pub enum HostTensor {
 }
 
 fn le_chunks<const N: usize>(raw: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-    raw.chunks_exact(N).map(|c| c.try_into().expect("exact chunk"))
+    raw.chunks_exact(N)
+        .map(|c| c.try_into().expect("exact chunk"))
 }
 
 /// Decodes a `TensorProto` into host memory.
@@ -83,31 +87,52 @@ pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, String> {
     let count: usize = dims.iter().product();
     let raw: &[u8] = &t.raw_data;
     let floats: Option<Vec<f32>> = match t.data_type {
-        dtype::FLOAT if !raw.is_empty() => Some(le_chunks::<4>(raw).map(f32::from_le_bytes).collect()),
-        dtype::FLOAT => Some(t.float_data.clone()),
-        dtype::DOUBLE if !raw.is_empty() => {
-            Some(le_chunks::<8>(raw).map(|b| f64::from_le_bytes(b) as f32).collect())
+        dtype::FLOAT if !raw.is_empty() => {
+            Some(le_chunks::<4>(raw).map(f32::from_le_bytes).collect())
         }
+        dtype::FLOAT => Some(t.float_data.clone()),
+        dtype::DOUBLE if !raw.is_empty() => Some(
+            le_chunks::<8>(raw)
+                .map(|b| f64::from_le_bytes(b) as f32)
+                .collect(),
+        ),
         dtype::DOUBLE => Some(t.double_data.iter().map(|&v| v as f32).collect()),
         _ => None,
     };
     if let Some(values) = floats {
         if values.len() != count {
-            return Err(format!("tensor `{}` holds {} values for shape {dims:?}", t.name, values.len()));
+            return Err(format!(
+                "tensor `{}` holds {} values for shape {dims:?}",
+                t.name,
+                values.len()
+            ));
         }
         return Ok(HostTensor::Float(values, dims));
     }
     let ints: Vec<i64> = match t.data_type {
         dtype::INT64 if !raw.is_empty() => le_chunks::<8>(raw).map(i64::from_le_bytes).collect(),
         dtype::INT64 => t.int64_data.clone(),
-        dtype::INT32 if !raw.is_empty() => le_chunks::<4>(raw).map(|b| i32::from_le_bytes(b) as i64).collect(),
+        dtype::INT32 if !raw.is_empty() => le_chunks::<4>(raw)
+            .map(|b| i32::from_le_bytes(b) as i64)
+            .collect(),
         dtype::INT8 if !raw.is_empty() => raw.iter().map(|&b| b as i8 as i64).collect(),
         dtype::UINT8 | dtype::BOOL if !raw.is_empty() => raw.iter().map(|&b| b as i64).collect(),
-        dtype::INT32 | dtype::INT8 | dtype::UINT8 | dtype::BOOL => t.int32_data.iter().map(|&v| v as i64).collect(),
-        other => return Err(format!("tensor `{}` has ONNX data type {other}, which igcam does not read", t.name)),
+        dtype::INT32 | dtype::INT8 | dtype::UINT8 | dtype::BOOL => {
+            t.int32_data.iter().map(|&v| v as i64).collect()
+        }
+        other => {
+            return Err(format!(
+                "tensor `{}` has ONNX data type {other}, which igcam does not read",
+                t.name
+            ));
+        }
     };
-    let array = ArrayD::from_shape_vec(IxDyn(&dims), ints)
-        .map_err(|_| format!("tensor `{}` holds the wrong number of values for shape {dims:?}", t.name))?;
+    let array = ArrayD::from_shape_vec(IxDyn(&dims), ints).map_err(|_| {
+        format!(
+            "tensor `{}` holds the wrong number of values for shape {dims:?}",
+            t.name
+        )
+    })?;
     Ok(HostTensor::Int(array))
 }
 

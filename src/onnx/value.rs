@@ -34,7 +34,10 @@ impl FloatValue {
     /// Reshapes to a logical shape with the same element count.
     pub fn reshape(self, shape: &[usize]) -> Result<Self> {
         let padded = padded_shape(shape)?;
-        Ok(Self { tensor: self.tensor.reshape(padded), rank: shape.len() })
+        Ok(Self {
+            tensor: self.tensor.reshape(padded),
+            rank: shape.len(),
+        })
     }
 
     /// Maps a (possibly negative) ONNX axis to the physical dimension of the padded tensor.
@@ -46,7 +49,10 @@ impl FloatValue {
     pub fn from_host(values: Vec<f32>, shape: &[usize], device: &Device) -> Result<Self> {
         let padded = padded_shape(shape)?;
         let tensor = Tensor::<4>::from_data(TensorData::new(values, padded), device);
-        Ok(Self { tensor, rank: shape.len() })
+        Ok(Self {
+            tensor,
+            rank: shape.len(),
+        })
     }
 }
 
@@ -68,12 +74,17 @@ pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r.max(1) {
-        return Err(Error::InvalidOption(format!("axis {axis} is out of range for rank {rank}")));
+        return Err(Error::InvalidOption(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )));
     }
     Ok(a as usize)
 }
 
 /// A value in the graph.
+// A Burn tensor handle is ~700 bytes; boxing it would add an allocation per node output for no
+// gain (values are moved a few times per node, next to a whole tensor op).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Value {
     /// A float tensor on the device.

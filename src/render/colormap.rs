@@ -30,7 +30,10 @@ impl Colormap {
             "inferno" => Ok(Self::Inferno),
             "magma" => Ok(Self::Magma),
             "greys" => Ok(Self::Greys),
-            _ => Err(Error::InvalidOption(format!("unknown colormap `{s}` ({})", Self::NAMES.join(", ")))),
+            _ => Err(Error::InvalidOption(format!(
+                "unknown colormap `{s}` ({})",
+                Self::NAMES.join(", ")
+            ))),
         }
     }
 

@@ -28,13 +28,16 @@ pub fn overlay(photo: &RgbImage, heat: &RgbImage, alpha: f32) -> RgbImage {
     RgbImage::from_fn(photo.width(), photo.height(), |x, y| {
         let p = photo.get_pixel(x, y).0;
         let h = heat.get_pixel(x, y).0;
-        image::Rgb(std::array::from_fn(|c| (f32::from(p[c]) * (1.0 - a) + f32::from(h[c]) * a).round() as u8))
+        image::Rgb(std::array::from_fn(|c| {
+            (f32::from(p[c]) * (1.0 - a) + f32::from(h[c]) * a).round() as u8
+        }))
     })
 }
 
 /// Encodes an RGB image as PNG bytes.
 pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>> {
     let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, ImageFormat::Png).map_err(|e| Error::Image(e.to_string()))?;
+    img.write_to(&mut out, ImageFormat::Png)
+        .map_err(|e| Error::Image(e.to_string()))?;
     Ok(out.into_inner())
 }

@@ -16,7 +16,15 @@ fn source(i: usize, from: usize, to: usize) -> (usize, usize, f32) {
 pub fn upsample_bilinear(map: &CamMap, height: usize, width: usize) -> CamMap {
     let (h, w) = (map.height, map.width);
     if (h, w) == (height, width) || h == 0 || w == 0 {
-        return CamMap { height, width, values: if (h, w) == (height, width) { map.values.clone() } else { vec![0.0; height * width] } };
+        return CamMap {
+            height,
+            width,
+            values: if (h, w) == (height, width) {
+                map.values.clone()
+            } else {
+                vec![0.0; height * width]
+            },
+        };
     }
     let cols: Vec<_> = (0..width).map(|x| source(x, w, width)).collect();
     let mut values = Vec::with_capacity(height * width);
@@ -29,15 +37,49 @@ pub fn upsample_bilinear(map: &CamMap, height: usize, width: usize) -> CamMap {
             values.push(top * (1.0 - fy) + bottom * fy);
         }
     }
-    CamMap { height, width, values }
+    CamMap {
+        height,
+        width,
+        values,
+    }
 }
 
 /// Min-max normalisation to `[0, 1]` (all zeros when the map is constant), for display only.
 pub fn normalise_min_max(values: &[f32]) -> Vec<f32> {
-    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
     let range = hi - lo;
     if !range.is_finite() || range <= 0.0 {
         return vec![0.0; values.len()];
     }
     values.iter().map(|&v| (v - lo) / range).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_a_2x2_map_like_torch_bilinear() {
+        // torch.nn.functional.interpolate([[0, 1], [2, 3]], size=(4, 4), mode="bilinear", align_corners=False)
+        let map = CamMap {
+            height: 2,
+            width: 2,
+            values: vec![0.0, 1.0, 2.0, 3.0],
+        };
+        let up = upsample_bilinear(&map, 4, 4);
+        let want = [
+            0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0,
+        ];
+        assert_eq!(up.values, want);
+    }
+
+    #[test]
+    fn min_max_handles_constant_maps() {
+        assert_eq!(normalise_min_max(&[2.0, 4.0, 3.0]), [0.0, 1.0, 0.5]);
+        assert_eq!(normalise_min_max(&[5.0, 5.0]), [0.0, 0.0]);
+    }
 }

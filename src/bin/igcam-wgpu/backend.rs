@@ -34,9 +34,17 @@ pub struct Backend {
 fn open_wgpu() -> Option<Backend> {
     catch_unwind(AssertUnwindSafe(|| {
         let device = Device::wgpu(DeviceKind::DefaultDevice);
-        let name = device.identity().map(|i| i.name).unwrap_or_else(|| "wgpu adapter".into());
+        let identity = device.identity();
+        let software = identity.as_ref().is_some_and(|i| i.physical.is_none());
+        let name = identity.map(|i| i.name).unwrap_or_else(|| "wgpu adapter".into());
         let probe = Tensor::<1>::ones([4], &device).sum().into_data();
-        (probe.try_into_vec_as::<f32>().ok()? == vec![4.0]).then_some(Backend { device, name: "wgpu", description: name })
+        if probe.try_into_vec_as::<f32>().ok()? != vec![4.0] {
+            return None;
+        }
+        if software {
+            eprintln!("notice: the wgpu adapter `{name}` is a software rasterizer; `--backend cpu` is usually faster on this machine");
+        }
+        Some(Backend { device, name: "wgpu", description: name })
     }))
     .ok()
     .flatten()
@@ -49,7 +57,11 @@ fn open_wgpu() -> Option<Backend> {
 }
 
 fn cpu() -> Backend {
-    Backend { device: Device::flex(), name: "cpu", description: "Burn flex (CPU)".into() }
+    Backend {
+        device: Device::flex(),
+        name: "cpu",
+        description: "Burn flex (CPU)".into(),
+    }
 }
 
 /// Opens the requested backend; `wgpu` without a usable adapter falls back to the CPU with a

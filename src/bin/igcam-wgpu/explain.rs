@@ -97,7 +97,11 @@ fn plan(args: &ExplainArgs) -> Result<Plan> {
         bail!("--alpha must be between 0 and 1");
     }
     Ok(Plan {
-        methods: args.method.iter().map(|m| Method::parse(m)).collect::<igcam::Result<_>>()?,
+        methods: args
+            .method
+            .iter()
+            .map(|m| Method::parse(m))
+            .collect::<igcam::Result<_>>()?,
         preset: Preset::parse(&args.preprocess)?,
         baseline: Baseline::parse(&args.baseline)?,
         colormap: Colormap::parse(&args.colormap)?,
@@ -107,7 +111,8 @@ fn plan(args: &ExplainArgs) -> Result<Plan> {
 fn class_labels(args: &ExplainArgs, model: &OnnxModel) -> Result<Vec<String>> {
     match &args.labels {
         Some(p) => {
-            let text = String::from_utf8(output::read(p)?).with_context(|| format!("`{}` is not UTF-8 text", p.display()))?;
+            let text = String::from_utf8(output::read(p)?)
+                .with_context(|| format!("`{}` is not UTF-8 text", p.display()))?;
             Ok(labels::parse_labels(&text))
         }
         None if model.num_classes() == 1000 => Ok(labels::parse_labels(assets::IMAGENET_LABELS)),
@@ -123,12 +128,18 @@ struct Input {
 
 fn inputs(args: &ExplainArgs) -> Result<Vec<Result<Input>>> {
     if args.images.is_empty() {
-        return Ok(vec![Ok(Input { name: assets::DEFAULT_IMAGE_NAME.into(), bytes: assets::DEFAULT_IMAGE.to_vec() })]);
+        return Ok(vec![Ok(Input {
+            name: assets::DEFAULT_IMAGE_NAME.into(),
+            bytes: assets::DEFAULT_IMAGE.to_vec(),
+        })]);
     }
     Ok(output::expand_inputs(&args.images)?
         .into_iter()
         .map(|p| {
-            let name = p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let name = p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             output::read(&p).map(|bytes| Input { name, bytes })
         })
         .collect())
@@ -149,16 +160,26 @@ struct Session<'a> {
 impl Session<'_> {
     fn batch(&self) -> usize {
         let [h, w] = self.model.input_size();
-        self.args.batch.unwrap_or_else(|| (10 * 224 * 224 / (h * w)).clamp(1, 64))
+        self.args
+            .batch
+            .unwrap_or_else(|| (10 * 224 * 224 / (h * w)).clamp(1, 64))
     }
 
     fn explain_image(&self, input: &Input, records: &mut Vec<serde_json::Value>) -> Result<()> {
         let size = self.model.input_size();
-        let image = preprocess::decode(&input.bytes).with_context(|| format!("image `{}`", input.name))?;
+        let image = preprocess::decode(&input.bytes)?;
         let photo = preprocess::fit(&image, size, !self.args.no_crop);
         let device = &self.backend.device;
-        let x = igcam::image_tensor(preprocess::normalise(&photo, self.plan.preset), size, device);
-        let b = igcam::image_tensor(preprocess::baseline(self.plan.baseline, self.plan.preset, size), size, device);
+        let x = igcam::image_tensor(
+            preprocess::normalise(&photo, self.plan.preset),
+            size,
+            device,
+        );
+        let b = igcam::image_tensor(
+            preprocess::baseline(self.plan.baseline, self.plan.preset, size),
+            size,
+            device,
+        );
         let logits = igcam::logits(&self.model, &x)?;
         let ranked = labels::ranked(&logits, &self.labels);
         let top5: Vec<&Prediction> = ranked.iter().take(5).collect();
@@ -176,26 +197,53 @@ impl Session<'_> {
             .iter()
             .map(|t| labels::resolve_target(t, &logits, &self.labels))
             .collect::<igcam::Result<Vec<_>>>()?;
-        let stem = Path::new(&input.name).file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
+        let stem = Path::new(&input.name)
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy().into_owned());
         let mut image_records = Vec::new();
         for &target in &targets {
             for &method in &self.plan.methods {
                 let alphas = cam::path_alphas(method, self.args.integrate, self.args.steps)?;
-                let run = PathRun { model: &self.model, input: &x, baseline: &b, target, alphas: &alphas, batch: self.batch() };
+                let run = PathRun {
+                    model: &self.model,
+                    input: &x,
+                    baseline: &b,
+                    target,
+                    alphas: &alphas,
+                    batch: self.batch(),
+                };
                 let start = Instant::now();
                 let base = self.bar.position();
-                let map = cam::explain(&run, method, &self.layer, &mut |done, _| self.bar.set_position(base + done as u64))?;
+                let map = cam::explain(&run, method, &self.layer, &mut |done, _| {
+                    self.bar.set_position(base + done as u64)
+                })?;
                 let ms = start.elapsed().as_secs_f64() * 1000.0;
                 let label = method.label(self.args.integrate);
-                let suffix = if targets.len() > 1 { format!("_{label}_c{target}") } else { format!("_{label}") };
+                let suffix = if targets.len() > 1 {
+                    format!("_{label}_c{target}")
+                } else {
+                    format!("_{label}")
+                };
                 let up = render::upsample_bilinear(&map, size[0], size[1]);
                 let heat = render::heatmap(&up, self.plan.colormap);
                 let overlay_path = self.args.out.join(format!("{stem}{suffix}.png"));
-                output::write(&overlay_path, &render::encode_png(&render::overlay(&photo, &heat, self.args.alpha))?)?;
-                output::write(&self.args.out.join(format!("{stem}{suffix}_heatmap.png")), &render::encode_png(&heat)?)?;
+                output::write(
+                    &overlay_path,
+                    &render::encode_png(&render::overlay(&photo, &heat, self.args.alpha))?,
+                )?;
+                output::write(
+                    &self.args.out.join(format!("{stem}{suffix}_heatmap.png")),
+                    &render::encode_png(&heat)?,
+                )?;
                 if self.args.npy {
-                    output::write_npy(&self.args.out.join(format!("{stem}{suffix}_cam.npy")), &map)?;
-                    output::write_npy(&self.args.out.join(format!("{stem}{suffix}_upsampled.npy")), &up)?;
+                    output::write_npy(
+                        &self.args.out.join(format!("{stem}{suffix}_cam.npy")),
+                        &map,
+                    )?;
+                    output::write_npy(
+                        &self.args.out.join(format!("{stem}{suffix}_upsampled.npy")),
+                        &up,
+                    )?;
                 }
                 let target_info = labels::prediction(&logits, &self.labels, target);
                 if !self.args.quiet {
@@ -215,20 +263,31 @@ impl Session<'_> {
                 let record = JsonRecord {
                     image: input.name.clone(),
                     model: &self.model_name,
-                    layer: if method == Method::IntegratedGradients { "input" } else { &self.layer },
+                    layer: if method == Method::IntegratedGradients {
+                        "input"
+                    } else {
+                        &self.layer
+                    },
                     method: label,
                     steps: alphas.len(),
                     backend: self.backend.name,
                     target: target_info,
                     top5: top5.iter().map(|p| JsonClass::from(*p)).collect(),
-                    cam: JsonCam { height: map.height, width: map.width, values: &map.values },
+                    cam: JsonCam {
+                        height: map.height,
+                        width: map.width,
+                        values: &map.values,
+                    },
                     overlay: overlay_path.display().to_string(),
                     ms,
                 };
                 image_records.push(serde_json::to_value(&record)?);
             }
         }
-        output::write(&self.args.out.join(format!("{stem}.json")), serde_json::to_string_pretty(&image_records)?.as_bytes())?;
+        output::write(
+            &self.args.out.join(format!("{stem}.json")),
+            serde_json::to_string_pretty(&image_records)?.as_bytes(),
+        )?;
         records.extend(image_records);
         Ok(())
     }
@@ -244,27 +303,60 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let (model, model_name) = output::load_model(args.model.as_deref(), &backend.device)?;
     let layer = match &args.layer {
         Some(l) => l.clone(),
-        None => model.default_layer().context("the model has no 4-D activation to explain; pass --layer")?,
+        None => model
+            .default_layer()
+            .context("the model has no 4-D activation to explain; pass --layer")?,
     };
     if plan.methods.iter().any(|m| m.cam().is_some()) {
         model.layer_shape(&layer)?;
     }
     let labels = class_labels(&args, &model)?;
-    let steps_per_target: usize = plan.methods.iter().map(|m| if m.integrates(args.integrate) { args.steps } else { 1 }).sum();
+    let steps_per_target: usize = plan
+        .methods
+        .iter()
+        .map(|m| {
+            if m.integrates(args.integrate) {
+                args.steps
+            } else {
+                1
+            }
+        })
+        .sum();
     let total = (inputs.len() * args.target.len() * steps_per_target) as u64;
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {elapsed_precise} eta {eta}").expect("static template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {elapsed_precise} eta {eta}")
+            .expect("static template"),
     );
     if !args.quiet {
-        eprintln!("backend: {} ({}); model: {model_name}; layer: {layer}", backend.name, backend.description);
+        eprintln!(
+            "backend: {} ({}); model: {model_name}; layer: {layer}",
+            backend.name, backend.description
+        );
     }
-    let session = Session { args: &args, plan, backend, model, model_name, layer, labels, bar };
+    let session = Session {
+        args: &args,
+        plan,
+        backend,
+        model,
+        model_name,
+        layer,
+        labels,
+        bar,
+    };
     let mut records = Vec::new();
     let count = inputs.len();
     let mut failed = 0;
     for input in inputs {
-        let result = input.and_then(|i| session.explain_image(&i, &mut records).with_context(|| i.name.clone()));
+        let result = input.and_then(|i| {
+            session
+                .explain_image(&i, &mut records)
+                .with_context(|| i.name.clone())
+        });
         match result {
             Err(e) if count == 1 => return Err(e),
             Err(e) => {

@@ -28,11 +28,25 @@ pub fn run(args: LayersArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&layers)?);
         return Ok(());
     }
-    let width = layers.iter().map(|l| l.name.len()).max().unwrap_or(4).max(4);
+    let width = layers
+        .iter()
+        .map(|l| l.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     println!("{:<width$}  {:<18}  {:<20}  default", "name", "op", "shape");
     for l in &layers {
-        let mark = if default.as_deref() == Some(l.name.as_str()) { "*" } else { "" };
-        println!("{:<width$}  {:<18}  {:<20}  {mark}", l.name, l.op_type, format!("{:?}", l.shape));
+        let mark = if default.as_deref() == Some(l.name.as_str()) {
+            "*"
+        } else {
+            ""
+        };
+        println!(
+            "{:<width$}  {:<18}  {:<20}  {mark}",
+            l.name,
+            l.op_type,
+            format!("{:?}", l.shape)
+        );
     }
     Ok(())
 }

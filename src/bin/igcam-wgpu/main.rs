@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Explain images (default: the bundled cat photo with the embedded EfficientNet-Lite0).
-    Explain(explain::ExplainArgs),
+    Explain(Box<explain::ExplainArgs>),
     /// List the tensors of a model that can be explained (4-D, spatial size > 1).
     Layers(layers::LayersArgs),
 }
@@ -36,13 +36,16 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = catch_unwind(AssertUnwindSafe(|| match cli.command {
-        Command::Explain(args) => explain::run(args),
+        Command::Explain(args) => explain::run(*args),
         Command::Layers(args) => layers::run(args),
     }));
     let error = match result {
         Ok(Ok(())) => return ExitCode::SUCCESS,
         Ok(Err(e)) => format!("{e:#}"),
-        Err(p) => format!("internal error: {} (rerun with IGCAM_DEBUG=1 and report it)", igcam::onnx::panic_message(p.as_ref())),
+        Err(p) => format!(
+            "internal error: {} (rerun with IGCAM_DEBUG=1 and report it)",
+            igcam::onnx::panic_message(p.as_ref())
+        ),
     };
     eprintln!("error: {}", error.replace('\n', " "));
     ExitCode::from(2)

@@ -22,7 +22,10 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, String)> {
     let (bytes, name) = match path {
         Some(p) => (read(p)?, p.display().to_string()),
-        None => (assets::DEFAULT_MODEL.to_vec(), assets::DEFAULT_MODEL_NAME.to_string()),
+        None => (
+            assets::DEFAULT_MODEL.to_vec(),
+            assets::DEFAULT_MODEL_NAME.to_string(),
+        ),
     };
     let model = OnnxModel::from_bytes(&bytes, device).with_context(|| format!("model `{name}`"))?;
     Ok((model, name))
@@ -30,7 +33,12 @@ pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, St
 
 /// Creates `dir` and proves it is writable, before any long work starts.
 pub fn prepare_dir(dir: &Path) -> Result<()> {
-    let fail = |e: std::io::Error| anyhow::anyhow!("cannot write to output folder `{}`: {e}; pass a writable --out DIR", dir.display());
+    let fail = |e: std::io::Error| {
+        anyhow::anyhow!(
+            "cannot write to output folder `{}`: {e}; pass a writable --out DIR",
+            dir.display()
+        )
+    };
     fs::create_dir_all(dir).map_err(fail)?;
     let probe = dir.join(".igcam-write-test");
     fs::write(&probe, b"").map_err(fail)?;
@@ -66,9 +74,9 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .with_context(|| format!("cannot list `{}`", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
-                    f.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+                    f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
+                    })
                 })
                 .collect();
             files.sort();
@@ -107,7 +115,11 @@ pub struct JsonClass<'a> {
 
 impl<'a> From<&'a Prediction> for JsonClass<'a> {
     fn from(p: &'a Prediction) -> Self {
-        Self { index: p.index, label: &p.label, prob: p.prob }
+        Self {
+            index: p.index,
+            label: &p.label,
+            prob: p.prob,
+        }
     }
 }
 

@@ -27,8 +27,14 @@ fn clip_bound(ctx: &BuildContext, i: usize, default: f32) -> OpResult<f32> {
     }
     match ctx.constant_input(i) {
         Some(Value::Float(f)) => {
-            let v = f.tensor.to_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?;
-            v.first().copied().ok_or_else(|| "empty Clip bound".to_string())
+            let v = f
+                .tensor
+                .to_data()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| format!("{e:?}"))?;
+            v.first()
+                .copied()
+                .ok_or_else(|| "empty Clip bound".to_string())
         }
         _ => Err("Clip bounds must be constants".into()),
     }
@@ -39,8 +45,14 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
     let a = ctx.attrs();
     let act = match ctx.node.op_type.as_str() {
         "Relu" => Act::Relu,
-        "Clip" if ctx.opset < 11 => Act::Clip { min: a.float("min", f32::MIN), max: a.float("max", f32::MAX) },
-        "Clip" => Act::Clip { min: clip_bound(ctx, 1, f32::MIN)?, max: clip_bound(ctx, 2, f32::MAX)? },
+        "Clip" if ctx.opset < 11 => Act::Clip {
+            min: a.float("min", f32::MIN),
+            max: a.float("max", f32::MAX),
+        },
+        "Clip" => Act::Clip {
+            min: clip_bound(ctx, 1, f32::MIN)?,
+            max: clip_bound(ctx, 2, f32::MAX)?,
+        },
         "Sigmoid" => Act::Sigmoid,
         "Tanh" => Act::Tanh,
         "LeakyRelu" => Act::LeakyRelu(f64::from(a.float("alpha", 0.01))),
@@ -59,7 +71,11 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
 impl Operator for Activation {
     fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
         if let Act::PassThrough = self.0 {
-            return inputs.first().cloned().flatten().ok_or_else(|| "input 0 is missing".into());
+            return inputs
+                .first()
+                .cloned()
+                .flatten()
+                .ok_or_else(|| "input 0 is missing".into());
         }
         let mut x = float_input(inputs, 0)?;
         let softmax_dim = match self.0 {

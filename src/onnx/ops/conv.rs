@@ -20,10 +20,12 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     if groups < 1 {
         return Err(format!("group {groups} must be positive"));
     }
-    if let Some(k) = a.ints("kernel_shape") {
-        if k.len() != 2 {
-            return Err(format!("kernel_shape {k:?}: only 2-D convolutions are supported"));
-        }
+    if let Some(k) = a.ints("kernel_shape")
+        && k.len() != 2
+    {
+        return Err(format!(
+            "kernel_shape {k:?}: only 2-D convolutions are supported"
+        ));
     }
     Ok(Box::new(Conv {
         strides: spatial2(a.ints("strides"), 1, "strides")?,
@@ -53,8 +55,15 @@ impl Operator for Conv {
                 self.groups
             ));
         }
-        let padding = self.padding.resolve([h, wd], [kh, kw], self.strides, self.dilations);
-        let options = ConvOptions { stride: self.strides, padding, dilation: self.dilations, groups: self.groups };
+        let padding = self
+            .padding
+            .resolve([h, wd], [kh, kw], self.strides, self.dilations);
+        let options = ConvOptions {
+            stride: self.strides,
+            padding,
+            dilation: self.dilations,
+            groups: self.groups,
+        };
         Ok(Value::Float(FloatValue::nchw(conv2d(x, w, bias, options))))
     }
 }

@@ -35,7 +35,13 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
     let (a, b) = match (a.broadcast(b.shape()), b.broadcast(a.shape())) {
         (Some(av), _) => (av.to_owned(), b.clone()),
         (None, Some(bv)) => (a.clone(), bv.to_owned()),
-        _ => return Err(format!("shapes {:?} and {:?} do not broadcast", a.shape(), b.shape())),
+        _ => {
+            return Err(format!(
+                "shapes {:?} and {:?} do not broadcast",
+                a.shape(),
+                b.shape()
+            ));
+        }
     };
     if matches!(op, Arith::Div) && b.iter().any(|&v| v == 0) {
         return Err("integer division by zero".into());

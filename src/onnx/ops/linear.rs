@@ -4,7 +4,12 @@ use super::{BuildContext, OpResult, Operator, float_input};
 use crate::onnx::value::{FloatValue, Value};
 
 enum Linear {
-    Gemm { alpha: f32, beta: f32, trans_a: bool, trans_b: bool },
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_a: bool,
+        trans_b: bool,
+    },
     MatMul,
 }
 
@@ -24,15 +29,27 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 
 fn matrix(v: FloatValue, transpose: bool, which: &str) -> OpResult<FloatValue> {
     if v.rank < 2 {
-        return Err(format!("{which} must have rank >= 2, got shape {:?}", v.shape()));
+        return Err(format!(
+            "{which} must have rank >= 2, got shape {:?}",
+            v.shape()
+        ));
     }
-    Ok(if transpose { FloatValue { tensor: v.tensor.swap_dims(2, 3), rank: v.rank } } else { v })
+    Ok(if transpose {
+        FloatValue {
+            tensor: v.tensor.swap_dims(2, 3),
+            rank: v.rank,
+        }
+    } else {
+        v
+    })
 }
 
 impl Operator for Linear {
     fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
         let (ta, tb) = match self {
-            Linear::Gemm { trans_a, trans_b, .. } => (*trans_a, *trans_b),
+            Linear::Gemm {
+                trans_a, trans_b, ..
+            } => (*trans_a, *trans_b),
             Linear::MatMul => (false, false),
         };
         let a = matrix(float_input(inputs, 0)?, ta, "A")?;

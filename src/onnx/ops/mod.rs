@@ -50,7 +50,11 @@ impl<'a> BuildContext<'a> {
 
     /// The load-time value of input `i`, if it is an initialiser or constant.
     pub fn constant_input(&self, i: usize) -> Option<&'a Value> {
-        self.node.input.get(i).filter(|n| !n.is_empty()).and_then(|n| self.constants.get(n))
+        self.node
+            .input
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .and_then(|n| self.constants.get(n))
     }
 }
 
@@ -60,7 +64,9 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
     let built = match op {
         "Conv" => Some(conv::build(ctx)?),
         "BatchNormalization" => Some(norm::build(ctx)?),
-        "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => Some(pool::build(ctx)?),
+        "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => {
+            Some(pool::build(ctx)?)
+        }
         "Gemm" | "MatMul" => Some(linear::build(ctx)?),
         "Add" | "Sub" | "Mul" | "Div" => Some(elementwise::build(ctx)?),
         "Pad" => Some(pad::build(ctx)?),
@@ -73,9 +79,9 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
 pub fn float_input(inputs: &[Option<Value>], i: usize) -> OpResult<FloatValue> {
     match inputs.get(i) {
         Some(Some(Value::Float(f))) => Ok(f.clone()),
-        Some(Some(Value::Int(_))) => {
-            Err(format!("input {i} is an integer tensor where a float tensor is expected"))
-        }
+        Some(Some(Value::Int(_))) => Err(format!(
+            "input {i} is an integer tensor where a float tensor is expected"
+        )),
         _ => Err(format!("input {i} is missing")),
     }
 }
@@ -95,7 +101,10 @@ pub fn int_input(inputs: &[Option<Value>], i: usize) -> OpResult<ArrayD<i64>> {
 pub fn nchw_input(inputs: &[Option<Value>], i: usize) -> OpResult<Tensor<4>> {
     let v = float_input(inputs, i)?;
     if v.rank != 4 {
-        return Err(format!("input {i} must be 4-D NCHW, got shape {:?}", v.shape()));
+        return Err(format!(
+            "input {i} must be 4-D NCHW, got shape {:?}",
+            v.shape()
+        ));
     }
     Ok(v.tensor)
 }
@@ -103,9 +112,14 @@ pub fn nchw_input(inputs: &[Option<Value>], i: usize) -> OpResult<Tensor<4>> {
 /// Splits ONNX `pads` ([begin..., end...]) into per-axis (begin, end) pairs.
 pub fn pad_pairs<const N: usize>(pads: &[i64]) -> OpResult<[(usize, usize); N]> {
     if pads.len() != 2 * N || pads.iter().any(|&p| p < 0) {
-        return Err(format!("pads {pads:?} must hold {} non-negative values", 2 * N));
+        return Err(format!(
+            "pads {pads:?} must hold {} non-negative values",
+            2 * N
+        ));
     }
-    Ok(std::array::from_fn(|i| (pads[i] as usize, pads[i + N] as usize)))
+    Ok(std::array::from_fn(|i| {
+        (pads[i] as usize, pads[i + N] as usize)
+    }))
 }
 
 /// Reads a 2-element spatial attribute (kernel, strides, dilations) with a default.
@@ -113,7 +127,9 @@ pub fn spatial2(values: Option<Vec<i64>>, default: usize, what: &str) -> OpResul
     match values {
         None => Ok([default; 2]),
         Some(v) if v.len() == 2 && v.iter().all(|&x| x > 0) => Ok([v[0] as usize, v[1] as usize]),
-        Some(v) => Err(format!("{what} {v:?} must be two positive values (only 2-D ops are supported)")),
+        Some(v) => Err(format!(
+            "{what} {v:?} must be two positive values (only 2-D ops are supported)"
+        )),
     }
 }
 
@@ -130,7 +146,11 @@ pub fn same_padding(
         let effective = (kernel[i] - 1) * dilation[i] + 1;
         let total = ((out - 1) * stride[i] + effective).saturating_sub(input[i]);
         let small = total / 2;
-        if lower { (total - small, small) } else { (small, total - small) }
+        if lower {
+            (total - small, small)
+        } else {
+            (small, total - small)
+        }
     })
 }
 
@@ -161,10 +181,45 @@ impl Padding {
     }
 
     /// Resolves to explicit pairs for an input of spatial size `input`.
-    pub fn resolve(&self, input: [usize; 2], kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2]) -> [(usize, usize); 2] {
+    pub fn resolve(
+        &self,
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+    ) -> [(usize, usize); 2] {
         match self {
             Padding::Explicit(p) => *p,
             Padding::Same { lower } => same_padding(input, kernel, stride, dilation, *lower),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_puts_the_odd_pixel_at_the_end_for_upper() {
+        // 7 wide, kernel 4, stride 2: out 4, total pad (4-1)*2+4-7 = 3.
+        assert_eq!(
+            same_padding([7, 7], [4, 4], [2, 2], [1, 1], false),
+            [(1, 2), (1, 2)]
+        );
+        assert_eq!(
+            same_padding([7, 7], [4, 4], [2, 2], [1, 1], true),
+            [(2, 1), (2, 1)]
+        );
+        assert_eq!(
+            same_padding([8, 8], [1, 1], [2, 2], [1, 1], false),
+            [(0, 0), (0, 0)]
+        );
+    }
+
+    #[test]
+    fn pads_are_split_begin_then_end() {
+        assert_eq!(pad_pairs::<2>(&[1, 2, 3, 4]).unwrap(), [(1, 3), (2, 4)]);
+        assert!(pad_pairs::<2>(&[1, 2, 3]).is_err());
+        assert!(pad_pairs::<2>(&[1, -2, 3, 4]).is_err());
     }
 }

@@ -23,7 +23,9 @@ fn host(ctx: &BuildContext, i: usize, what: &str) -> OpResult<Vec<f64>> {
             .into_iter()
             .map(f64::from)
             .collect()),
-        _ => Err(format!("{what} must be a constant initialiser (export the model in eval mode)")),
+        _ => Err(format!(
+            "{what} must be a constant initialiser (export the model in eval mode)"
+        )),
     }
 }
 
@@ -38,8 +40,12 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     if [beta.len(), mean.len(), var.len()] != [c, c, c] {
         return Err("scale, bias, mean and var must have the same length".into());
     }
-    let scale: Vec<f32> = (0..c).map(|i| (gamma[i] / (var[i] + eps).sqrt()) as f32).collect();
-    let shift: Vec<f32> = (0..c).map(|i| (beta[i] - mean[i] * gamma[i] / (var[i] + eps).sqrt()) as f32).collect();
+    let scale: Vec<f32> = (0..c)
+        .map(|i| (gamma[i] / (var[i] + eps).sqrt()) as f32)
+        .collect();
+    let shift: Vec<f32> = (0..c)
+        .map(|i| (beta[i] - mean[i] * gamma[i] / (var[i] + eps).sqrt()) as f32)
+        .collect();
     Ok(Box::new(BatchNorm {
         channels: c,
         scale: Tensor::<1>::from_data(TensorData::new(scale, [c]), ctx.device),
@@ -53,7 +59,9 @@ impl Operator for BatchNorm {
         let shape = x.shape();
         let c = self.channels;
         if x.rank < 2 || shape[1] != c {
-            return Err(format!("input shape {shape:?} does not have {c} channels on axis 1"));
+            return Err(format!(
+                "input shape {shape:?} does not have {c} channels on axis 1"
+            ));
         }
         let mut dims = [1usize; MAX_RANK];
         dims[MAX_RANK - x.rank + 1] = c;

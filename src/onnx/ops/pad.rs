@@ -21,9 +21,14 @@ struct Pad {
 
 fn first_float(v: &Value) -> OpResult<f32> {
     match v {
-        Value::Float(f) => {
-            Ok(f.tensor.to_data().try_into_vec_as::<f32>().map_err(|e| format!("{e:?}"))?.first().copied().unwrap_or(0.0))
-        }
+        Value::Float(f) => Ok(f
+            .tensor
+            .to_data()
+            .try_into_vec_as::<f32>()
+            .map_err(|e| format!("{e:?}"))?
+            .first()
+            .copied()
+            .unwrap_or(0.0)),
         Value::Int(a) => Ok(a.iter().next().map_or(0.0, |&v| v as f32)),
     }
 }
@@ -35,7 +40,11 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         "constant" => Mode::Constant,
         "reflect" => Mode::Reflect,
         "edge" => Mode::Edge,
-        other => return Err(format!("pad mode `{other}` is not supported (constant, reflect, edge)")),
+        other => {
+            return Err(format!(
+                "pad mode `{other}` is not supported (constant, reflect, edge)"
+            ));
+        }
     };
     let pads_attr = if ctx.opset < 11 { a.ints("pads") } else { None };
     let has_value_input = ctx.node.input.get(2).is_some_and(|n| !n.is_empty());
@@ -44,7 +53,11 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         None if has_value_input => None,
         None => Some(a.float("value", 0.0)),
     };
-    Ok(Box::new(Pad { mode, pads_attr, value }))
+    Ok(Box::new(Pad {
+        mode,
+        pads_attr,
+        value,
+    }))
 }
 
 impl Operator for Pad {
@@ -64,7 +77,10 @@ impl Operator for Pad {
         };
         let n = axes.len();
         if pads.len() != 2 * n || pads.iter().any(|&p| p < 0) {
-            return Err(format!("pads {pads:?} must hold {} non-negative values", 2 * n));
+            return Err(format!(
+                "pads {pads:?} must hold {} non-negative values",
+                2 * n
+            ));
         }
         let mut pairs = vec![(0usize, 0usize); rank];
         for (i, &axis) in axes.iter().enumerate() {

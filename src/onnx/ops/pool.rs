@@ -27,20 +27,32 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let kind = match ctx.node.op_type.as_str() {
         "GlobalAveragePool" => Kind::GlobalAverage,
         "GlobalMaxPool" => Kind::GlobalMax,
-        "MaxPool" => Kind::Max { dilations: spatial2(a.ints("dilations"), 1, "dilations")? },
-        _ => Kind::Average { count_include_pad: a.int("count_include_pad", 0) != 0 },
+        "MaxPool" => Kind::Max {
+            dilations: spatial2(a.ints("dilations"), 1, "dilations")?,
+        },
+        _ => Kind::Average {
+            count_include_pad: a.int("count_include_pad", 0) != 0,
+        },
     };
     let global = matches!(kind, Kind::GlobalAverage | Kind::GlobalMax);
     let kernel = if global {
         [1, 1]
     } else {
-        spatial2(Some(a.ints("kernel_shape").ok_or("kernel_shape is required")?), 1, "kernel_shape")?
+        spatial2(
+            Some(a.ints("kernel_shape").ok_or("kernel_shape is required")?),
+            1,
+            "kernel_shape",
+        )?
     };
     Ok(Box::new(Pool {
         kind,
         kernel,
         strides: spatial2(a.ints("strides"), 1, "strides")?,
-        padding: if global { Padding::Explicit([(0, 0); 2]) } else { Padding::from_attrs(&a)? },
+        padding: if global {
+            Padding::Explicit([(0, 0); 2])
+        } else {
+            Padding::from_attrs(&a)?
+        },
         ceil_mode: a.int("ceil_mode", 0) != 0,
     }))
 }
@@ -53,7 +65,9 @@ impl Operator for Pool {
             Kind::GlobalAverage => x.mean_dim(3).mean_dim(2),
             Kind::GlobalMax => x.max_dim(3).max_dim(2),
             Kind::Max { dilations } => {
-                let padding = self.padding.resolve([h, w], self.kernel, self.strides, dilations);
+                let padding = self
+                    .padding
+                    .resolve([h, w], self.kernel, self.strides, dilations);
                 max_pool2d(
                     x,
                     MaxPoolOptions {
@@ -66,7 +80,9 @@ impl Operator for Pool {
                 )
             }
             Kind::Average { count_include_pad } => {
-                let padding = self.padding.resolve([h, w], self.kernel, self.strides, [1, 1]);
+                let padding = self
+                    .padding
+                    .resolve([h, w], self.kernel, self.strides, [1, 1]);
                 avg_pool2d(
                     x,
                     AvgPoolOptions {

@@ -12,18 +12,46 @@ use crate::onnx::proto::{HostTensor, host_tensor};
 use crate::onnx::value::{FloatValue, MAX_RANK, Value, normalize_axis};
 
 enum ShapeOp {
-    Shape { start: i64, end: Option<i64> },
-    Gather { axis: i64 },
-    Unsqueeze { axes: Option<Vec<i64>> },
-    Squeeze { axes: Option<Vec<i64>> },
-    Concat { axis: i64 },
-    Reshape { allow_zero: bool },
-    Flatten { axis: i64 },
-    ConstantOfShape { value: HostTensor, device: Device },
-    Slice { attrs: Option<[Vec<i64>; 3]> },
-    Transpose { perm: Option<Vec<i64>> },
-    Cast { to_float: bool, device: Device },
-    ReduceMean { axes: Option<Vec<i64>>, keep_dims: bool },
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
+    Gather {
+        axis: i64,
+    },
+    Unsqueeze {
+        axes: Option<Vec<i64>>,
+    },
+    Squeeze {
+        axes: Option<Vec<i64>>,
+    },
+    Concat {
+        axis: i64,
+    },
+    Reshape {
+        allow_zero: bool,
+    },
+    Flatten {
+        axis: i64,
+    },
+    ConstantOfShape {
+        value: HostTensor,
+        device: Device,
+    },
+    Slice {
+        attrs: Option<[Vec<i64>; 3]>,
+    },
+    Transpose {
+        perm: Option<Vec<i64>>,
+    },
+    Cast {
+        to_float: bool,
+        device: Device,
+    },
+    ReduceMean {
+        axes: Option<Vec<i64>>,
+        keep_dims: bool,
+    },
 }
 
 struct Node(ShapeOp);
@@ -35,18 +63,41 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 /// Builds a shape-manipulation node, `Ok(None)` for other op types.
 pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
     let a = ctx.attrs();
-    let axes_attr = |limit: i64| if ctx.opset < limit { a.ints("axes") } else { None };
+    let axes_attr = |limit: i64| {
+        if ctx.opset < limit {
+            a.ints("axes")
+        } else {
+            None
+        }
+    };
     let op = match ctx.node.op_type.as_str() {
         "Shape" => ShapeOp::Shape {
             start: a.int("start", 0),
-            end: ctx.node.attribute.iter().any(|x| x.name == "end").then(|| a.int("end", 0)),
+            end: ctx
+                .node
+                .attribute
+                .iter()
+                .any(|x| x.name == "end")
+                .then(|| a.int("end", 0)),
         },
-        "Gather" => ShapeOp::Gather { axis: a.int("axis", 0) },
-        "Unsqueeze" => ShapeOp::Unsqueeze { axes: axes_attr(13) },
-        "Squeeze" => ShapeOp::Squeeze { axes: axes_attr(13) },
-        "Concat" => ShapeOp::Concat { axis: a.int("axis", 0) },
-        "Reshape" => ShapeOp::Reshape { allow_zero: a.int("allowzero", 0) != 0 },
-        "Flatten" => ShapeOp::Flatten { axis: a.int("axis", 1) },
+        "Gather" => ShapeOp::Gather {
+            axis: a.int("axis", 0),
+        },
+        "Unsqueeze" => ShapeOp::Unsqueeze {
+            axes: axes_attr(13),
+        },
+        "Squeeze" => ShapeOp::Squeeze {
+            axes: axes_attr(13),
+        },
+        "Concat" => ShapeOp::Concat {
+            axis: a.int("axis", 0),
+        },
+        "Reshape" => ShapeOp::Reshape {
+            allow_zero: a.int("allowzero", 0) != 0,
+        },
+        "Flatten" => ShapeOp::Flatten {
+            axis: a.int("axis", 1),
+        },
         "ConstantOfShape" => ShapeOp::ConstantOfShape {
             value: match a.tensor("value") {
                 Some(t) => host_tensor(t)?,
@@ -58,15 +109,25 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
             attrs: if ctx.opset < 10 {
                 let starts = a.ints("starts").ok_or("starts is required")?;
                 let ends = a.ints("ends").ok_or("ends is required")?;
-                let axes = a.ints("axes").unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let axes = a
+                    .ints("axes")
+                    .unwrap_or_else(|| (0..starts.len() as i64).collect());
                 Some([starts, ends, axes])
             } else {
                 None
             },
         },
-        "Transpose" => ShapeOp::Transpose { perm: a.ints("perm") },
-        "Cast" => ShapeOp::Cast { to_float: matches!(a.int("to", 1), 1 | 10 | 11 | 16), device: ctx.device.clone() },
-        "ReduceMean" => ShapeOp::ReduceMean { axes: axes_attr(18), keep_dims: a.int("keepdims", 1) != 0 },
+        "Transpose" => ShapeOp::Transpose {
+            perm: a.ints("perm"),
+        },
+        "Cast" => ShapeOp::Cast {
+            to_float: matches!(a.int("to", 1), 1 | 10 | 11 | 16),
+            device: ctx.device.clone(),
+        },
+        "ReduceMean" => ShapeOp::ReduceMean {
+            axes: axes_attr(18),
+            keep_dims: a.int("keepdims", 1) != 0,
+        },
         _ => return Ok(None),
     };
     Ok(Some(Box::new(Node(op))))
@@ -95,20 +156,26 @@ fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> OpResult<V
                 infer = Some(i);
                 out.push(1);
             }
-            0 if !allow_zero => out.push(*input.get(i).ok_or("0 in shape refers to a missing input dim")?),
+            0 if !allow_zero => out.push(
+                *input
+                    .get(i)
+                    .ok_or("0 in shape refers to a missing input dim")?,
+            ),
             d if d >= 0 => out.push(d as usize),
             _ => return Err(format!("invalid target shape {spec:?}")),
         }
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(format!("cannot reshape {input:?} into {spec:?}"));
         }
         out[i] = total / known;
     }
     if out.iter().product::<usize>() != total {
-        return Err(format!("cannot reshape {input:?} ({total} values) into {out:?}"));
+        return Err(format!(
+            "cannot reshape {input:?} ({total} values) into {out:?}"
+        ));
     }
     Ok(out)
 }
@@ -116,13 +183,20 @@ fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> OpResult<V
 fn reshape_value(v: Value, shape: &[usize]) -> OpResult<Value> {
     match v {
         Value::Float(f) => f.reshape(shape).map(Value::Float).map_err(err),
-        Value::Int(a) => a.into_shape_with_order(IxDyn(shape)).map(Value::Int).map_err(err),
+        Value::Int(a) => a
+            .into_shape_with_order(IxDyn(shape))
+            .map(Value::Int)
+            .map_err(err),
     }
 }
 
 fn unsqueezed(shape: &[usize], axes: &[i64]) -> OpResult<Vec<usize>> {
     let rank = shape.len() + axes.len();
-    let mut axes: Vec<usize> = axes.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>().map_err(err)?;
+    let mut axes: Vec<usize> = axes
+        .iter()
+        .map(|&a| normalize_axis(a, rank))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
     axes.sort_unstable();
     let mut out = shape.to_vec();
     for a in axes {
@@ -133,13 +207,22 @@ fn unsqueezed(shape: &[usize], axes: &[i64]) -> OpResult<Vec<usize>> {
 
 fn squeezed(shape: &[usize], axes: Option<&[i64]>) -> OpResult<Vec<usize>> {
     let drop: Vec<usize> = match axes {
-        Some(axes) => axes.iter().map(|&a| normalize_axis(a, shape.len())).collect::<Result<_, _>>().map_err(err)?,
+        Some(axes) => axes
+            .iter()
+            .map(|&a| normalize_axis(a, shape.len()))
+            .collect::<Result<_, _>>()
+            .map_err(err)?,
         None => (0..shape.len()).filter(|&i| shape[i] == 1).collect(),
     };
     if drop.iter().any(|&a| shape[a] != 1) {
         return Err(format!("cannot squeeze axes {drop:?} of shape {shape:?}"));
     }
-    Ok(shape.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, &d)| d).collect())
+    Ok(shape
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !drop.contains(i))
+        .map(|(_, &d)| d)
+        .collect())
 }
 
 /// One axis of an ONNX `Slice`, clamped like the spec, as an `ndarray` slice.
@@ -156,20 +239,29 @@ fn slice_axis(dim: usize, start: i64, end: i64, step: i64) -> OpResult<NdSlice> 
     } else {
         let (s, e) = (start.clamp(0, d - 1), end.clamp(-1, d - 1));
         // numpy walks s, s+step, ... > e; ndarray reverses the range [e+1, s+1).
-        NdSlice::new((e + 1) as isize, Some((s + 1).max(e + 1) as isize), step as isize)
+        NdSlice::new(
+            (e + 1) as isize,
+            Some((s + 1).max(e + 1) as isize),
+            step as isize,
+        )
     })
 }
 
 impl Node {
     fn slice(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
-        let data = inputs.first().cloned().flatten().ok_or("input 0 is missing")?;
+        let data = inputs
+            .first()
+            .cloned()
+            .flatten()
+            .ok_or("input 0 is missing")?;
         let shape = data.shape();
         let [starts, ends, axes] = match &self.0 {
             ShapeOp::Slice { attrs: Some(a) } => a.clone(),
             _ => {
                 let starts: Vec<i64> = int_input(inputs, 1)?.iter().copied().collect();
                 let ends = int_input(inputs, 2)?.iter().copied().collect();
-                let axes = optional_ints(inputs, 3)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let axes =
+                    optional_ints(inputs, 3)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
                 [starts, ends, axes]
             }
         };
@@ -183,7 +275,9 @@ impl Node {
             plan[axis] = slice_axis(shape[axis], starts[i], ends[i], steps[i])?;
         }
         match data {
-            Value::Int(a) => Ok(Value::Int(a.slice_each_axis(|ax| plan[ax.axis.index()]).to_owned())),
+            Value::Int(a) => Ok(Value::Int(
+                a.slice_each_axis(|ax| plan[ax.axis.index()]).to_owned(),
+            )),
             Value::Float(f) => {
                 let mut t = f.tensor;
                 for (axis, s) in plan.iter().enumerate() {
@@ -198,7 +292,10 @@ impl Node {
                     }
                     t = t.narrow(axis + MAX_RANK - f.rank, start, end - start);
                 }
-                Ok(Value::Float(FloatValue { tensor: t, rank: f.rank }))
+                Ok(Value::Float(FloatValue {
+                    tensor: t,
+                    rank: f.rank,
+                }))
             }
         }
     }
@@ -206,14 +303,22 @@ impl Node {
 
 impl Operator for Node {
     fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
-        let first = || inputs.first().cloned().flatten().ok_or_else(|| "input 0 is missing".to_string());
+        let first = || {
+            inputs
+                .first()
+                .cloned()
+                .flatten()
+                .ok_or_else(|| "input 0 is missing".to_string())
+        };
         match &self.0 {
             ShapeOp::Shape { start, end } => {
                 let shape = first()?.shape();
                 let r = shape.len() as i64;
                 let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
                 let (s, e) = (clamp(*start), clamp(end.unwrap_or(r)));
-                Ok(Value::ints(shape[s..e.max(s)].iter().map(|&d| d as i64).collect()))
+                Ok(Value::ints(
+                    shape[s..e.max(s)].iter().map(|&d| d as i64).collect(),
+                ))
             }
             ShapeOp::Gather { axis } => {
                 let data = first()?;
@@ -227,14 +332,21 @@ impl Operator for Node {
                     .iter()
                     .map(|&i| {
                         let j = if i < 0 { i + dim } else { i };
-                        if (0..dim).contains(&j) { Ok(j as usize) } else { Err(format!("index {i} out of range")) }
+                        if (0..dim).contains(&j) {
+                            Ok(j as usize)
+                        } else {
+                            Err(format!("index {i} out of range"))
+                        }
                     })
                     .collect::<OpResult<_>>()?;
                 let selected = data.select(Axis(axis), &picks);
                 let mut shape = data.shape()[..axis].to_vec();
                 shape.extend_from_slice(idx.shape());
                 shape.extend_from_slice(&data.shape()[axis + 1..]);
-                selected.into_shape_with_order(IxDyn(&shape)).map(Value::Int).map_err(err)
+                selected
+                    .into_shape_with_order(IxDyn(&shape))
+                    .map(Value::Int)
+                    .map_err(err)
             }
             ShapeOp::Unsqueeze { axes } => {
                 let axes = match axes {
@@ -266,7 +378,9 @@ impl Operator for Node {
                             Value::Float(_) => unreachable!("checked above"),
                         })
                         .collect();
-                    return ndarray::concatenate(Axis(axis_n), &views).map(Value::Int).map_err(err);
+                    return ndarray::concatenate(Axis(axis_n), &views)
+                        .map(Value::Int)
+                        .map_err(err);
                 }
                 let device = values
                     .iter()
@@ -282,7 +396,10 @@ impl Operator for Node {
                         Value::Int(a) => int_to_float(a, &device).map(|f| f.tensor),
                     })
                     .collect::<OpResult<_>>()?;
-                Ok(Value::Float(FloatValue { tensor: Tensor::cat(tensors, axis_n + MAX_RANK - rank), rank }))
+                Ok(Value::Float(FloatValue {
+                    tensor: Tensor::cat(tensors, axis_n + MAX_RANK - rank),
+                    rank,
+                }))
             }
             ShapeOp::Reshape { allow_zero } => {
                 let v = first()?;
@@ -302,7 +419,10 @@ impl Operator for Node {
                 reshape_value(v, &[a.iter().product(), b.iter().product()])
             }
             ShapeOp::ConstantOfShape { value, device } => {
-                let shape: Vec<usize> = int_input(inputs, 0)?.iter().map(|&d| d.max(0) as usize).collect();
+                let shape: Vec<usize> = int_input(inputs, 0)?
+                    .iter()
+                    .map(|&d| d.max(0) as usize)
+                    .collect();
                 match value {
                     HostTensor::Int(a) => {
                         let fill = a.iter().next().copied().unwrap_or(0);
@@ -311,7 +431,9 @@ impl Operator for Node {
                     HostTensor::Float(v, _) => {
                         let fill = v.first().copied().unwrap_or(0.0);
                         let n = shape.iter().product();
-                        FloatValue::from_host(vec![fill; n], &shape, device).map(Value::Float).map_err(err)
+                        FloatValue::from_host(vec![fill; n], &shape, device)
+                            .map(Value::Float)
+                            .map_err(err)
                     }
                 }
             }
@@ -320,42 +442,70 @@ impl Operator for Node {
                 let v = first()?;
                 let rank = v.shape().len();
                 let perm: Vec<usize> = match perm {
-                    Some(p) => p.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>().map_err(err)?,
+                    Some(p) => p
+                        .iter()
+                        .map(|&a| normalize_axis(a, rank))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?,
                     None => (0..rank).rev().collect(),
                 };
                 match v {
-                    Value::Int(a) => Ok(Value::Int(a.permuted_axes(IxDyn(&perm)).as_standard_layout().to_owned())),
+                    Value::Int(a) => Ok(Value::Int(
+                        a.permuted_axes(IxDyn(&perm))
+                            .as_standard_layout()
+                            .to_owned(),
+                    )),
                     Value::Float(f) => {
                         let offset = MAX_RANK - rank;
                         let mut full: [usize; MAX_RANK] = std::array::from_fn(|i| i);
                         for (i, &p) in perm.iter().enumerate() {
                             full[offset + i] = offset + p;
                         }
-                        Ok(Value::Float(FloatValue { tensor: f.tensor.permute(full), rank }))
+                        Ok(Value::Float(FloatValue {
+                            tensor: f.tensor.permute(full),
+                            rank,
+                        }))
                     }
                 }
             }
             ShapeOp::Cast { to_float, device } => match (first()?, to_float) {
                 (Value::Int(a), true) => int_to_float(&a, device).map(Value::Float),
-                (Value::Float(_), false) => Err("casting float tensors to integers is not supported".into()),
+                (Value::Float(_), false) => {
+                    Err("casting float tensors to integers is not supported".into())
+                }
                 (v, _) => Ok(v),
             },
             ShapeOp::ReduceMean { axes, keep_dims } => {
                 let f = float_input(inputs, 0)?;
                 let shape = f.shape();
-                let axes: Vec<usize> = match axes.clone().map_or_else(|| optional_ints(inputs, 1), |a| Ok(Some(a)))? {
-                    Some(a) => a.iter().map(|&x| normalize_axis(x, f.rank)).collect::<Result<_, _>>().map_err(err)?,
+                let axes: Vec<usize> = match axes
+                    .clone()
+                    .map_or_else(|| optional_ints(inputs, 1), |a| Ok(Some(a)))?
+                {
+                    Some(a) => a
+                        .iter()
+                        .map(|&x| normalize_axis(x, f.rank))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?,
                     None => (0..f.rank).collect(),
                 };
                 let mut t = f.tensor;
                 for &a in &axes {
                     t = t.mean_dim(a + MAX_RANK - f.rank);
                 }
-                let kept = FloatValue { tensor: t, rank: f.rank };
+                let kept = FloatValue {
+                    tensor: t,
+                    rank: f.rank,
+                };
                 if *keep_dims {
                     return Ok(Value::Float(kept));
                 }
-                let out: Vec<usize> = shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+                let out: Vec<usize> = shape
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !axes.contains(i))
+                    .map(|(_, &d)| d)
+                    .collect();
                 kept.reshape(&out).map(Value::Float).map_err(err)
             }
         }
