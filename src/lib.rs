@@ -44,9 +44,5 @@ pub fn image_tensor(chw: Vec<f32>, size: [usize; 2], device: &Device) -> Tensor<
 
 /// Logits of a single image `[1, C, H, W]`, read back to the host.
 pub fn logits(model: &onnx::OnnxModel, x: &Tensor<4>) -> Result<Vec<f32>> {
-    model
-        .forward(x.clone())?
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Backend(format!("cannot read logits back: {e:?}")))
+    onnx::host_values(model.forward(x.clone())?)
 }

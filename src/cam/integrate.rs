@@ -61,21 +61,27 @@ impl PathRun<'_> {
         Ok(())
     }
 
-    /// Runs `f` on each chunk of path points, reporting progress after each.
-    pub fn for_each_chunk(
+    /// Sums `f` over the chunks of path points (`f` returns one tensor per chunk, already summed
+    /// over the chunk), reporting progress after each chunk.
+    pub fn sum_over_path(
         &self,
         progress: &mut Progress,
-        mut f: impl FnMut(Tensor<4>) -> Result<()>,
-    ) -> Result<()> {
+        mut f: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
+    ) -> Result<Tensor<4>> {
         self.check()?;
         let total = self.alphas.len();
         let mut done = 0;
+        let mut sum: Option<Tensor<4>> = None;
         for chunk in self.alphas.chunks(self.batch) {
-            f(path_points(self.input, self.baseline, chunk))?;
+            let part = f(path_points(self.input, self.baseline, chunk))?;
+            sum = Some(match sum.take() {
+                Some(s) => s.add(part),
+                None => part,
+            });
             done += chunk.len();
             progress(done, total);
         }
-        Ok(())
+        Ok(sum.expect("check() guarantees at least one chunk"))
     }
 
     /// Gradient of the target logit with respect to the tracked `leaf`, from tracked `logits`.
@@ -94,21 +100,15 @@ pub fn integrate_cam(
     layer: &str,
     progress: &mut Progress,
 ) -> Result<CamMap> {
-    let mut total: Option<Tensor<4>> = None;
-    run.for_each_chunk(progress, |points| {
+    let total = run.sum_over_path(progress, |points| {
         let (activations, env) = run.model.forward_to(points, layer)?;
         let leaf = activations.clone().autodiff().require_grad();
         let logits = run.model.forward_from(env, layer, leaf.clone())?;
         let gradients = run.target_gradient(logits, &leaf)?;
         let weights = method.weights(activations.clone(), gradients);
-        let maps = activation::relu(weights.mul(activations).sum_dim(1)).sum_dim(0);
-        total = Some(match total.take() {
-            Some(t) => t.add(maps),
-            None => maps,
-        });
-        Ok(())
+        Ok(activation::relu(weights.mul(activations).sum_dim(1)).sum_dim(0))
     })?;
-    CamMap::from_tensor(total.expect("at least one chunk"))
+    CamMap::from_tensor(total)
 }
 
 #[cfg(test)]

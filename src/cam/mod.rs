@@ -19,6 +19,7 @@ pub use layercam::LayerCam;
 pub use xgradcam::XGradCam;
 
 use crate::error::{Error, Result};
+use crate::onnx::host_values;
 
 /// Progress callback: `(steps done, steps in total)`.
 pub type Progress<'a> = dyn FnMut(usize, usize) + 'a;
@@ -47,14 +48,10 @@ impl CamMap {
     /// Reads a `[1, 1, H, W]` tensor back to the host.
     pub fn from_tensor(t: Tensor<4>) -> Result<Self> {
         let [_, _, height, width] = t.dims();
-        let values = t
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .map_err(|e| Error::Backend(format!("cannot read the map back: {e:?}")))?;
         Ok(Self {
             height,
             width,
-            values,
+            values: host_values(t)?,
         })
     }
 }

@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor};
 
 use graph::Graph;
 pub use graph::{Env, InputSpec, panic_message};
-pub use value::{FloatValue, Value};
+pub use value::{FloatValue, Value, host_values};
 
 use crate::error::{Error, Result};
 
@@ -255,20 +255,8 @@ pub fn run_graph(
         Value::Float(FloatValue::nchw(input)),
     );
     graph.run(&mut env, 0..graph.nodes.len(), &[])?;
-    match env.remove(&graph.output) {
-        Some(Value::Float(f)) => {
-            let shape = f.shape();
-            let values = f
-                .tensor
-                .into_data()
-                .try_into_vec_as::<f32>()
-                .map_err(|e| Error::Backend(format!("{e:?}")))?;
-            Ok((values, shape))
-        }
-        Some(Value::Int(a)) => Ok((a.iter().map(|&v| v as f32).collect(), a.shape().to_vec())),
-        None => Err(Error::NotClassifier(format!(
-            "output `{}` was not computed",
-            graph.output
-        ))),
-    }
+    let out = env.remove(&graph.output).ok_or_else(|| {
+        Error::NotClassifier(format!("output `{}` was not computed", graph.output))
+    })?;
+    Ok((out.host_floats()?, out.shape()))
 }

@@ -56,6 +56,13 @@ impl FloatValue {
     }
 }
 
+/// Reads a tensor back to the host as `f32` values.
+pub fn host_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Backend(format!("cannot read a tensor back from the device: {e:?}")))
+}
+
 /// Pads a logical shape with leading ones to rank 4.
 pub fn padded_shape(shape: &[usize]) -> Result<[usize; MAX_RANK]> {
     if shape.len() > MAX_RANK {
@@ -98,6 +105,14 @@ impl Value {
     pub fn ints(values: Vec<i64>) -> Self {
         let n = values.len();
         Value::Int(ArrayD::from_shape_vec(IxDyn(&[n]), values).expect("1-D shape matches length"))
+    }
+
+    /// The values on the host as `f32` (reads the device for float tensors).
+    pub fn host_floats(&self) -> Result<Vec<f32>> {
+        match self {
+            Value::Float(f) => host_values(f.tensor.clone()),
+            Value::Int(a) => Ok(a.iter().map(|&v| v as f32).collect()),
+        }
     }
 
     /// Logical shape of either kind.

@@ -25,19 +25,13 @@ fn clip_bound(ctx: &BuildContext, i: usize, default: f32) -> OpResult<f32> {
     if ctx.node.input.get(i).is_none_or(|n| n.is_empty()) {
         return Ok(default);
     }
-    match ctx.constant_input(i) {
-        Some(Value::Float(f)) => {
-            let v = f
-                .tensor
-                .to_data()
-                .try_into_vec_as::<f32>()
-                .map_err(|e| format!("{e:?}"))?;
-            v.first()
-                .copied()
-                .ok_or_else(|| "empty Clip bound".to_string())
-        }
-        _ => Err("Clip bounds must be constants".into()),
-    }
+    let v = ctx
+        .constant_input(i)
+        .ok_or("Clip bounds must be constants")?;
+    let v = v.host_floats().map_err(|e| e.to_string())?;
+    v.first()
+        .copied()
+        .ok_or_else(|| "empty Clip bound".to_string())
 }
 
 /// Builds an activation node, `Ok(None)` for other op types.

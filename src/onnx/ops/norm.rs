@@ -14,19 +14,14 @@ struct BatchNorm {
 }
 
 fn host(ctx: &BuildContext, i: usize, what: &str) -> OpResult<Vec<f64>> {
-    match ctx.constant_input(i) {
-        Some(Value::Float(f)) => Ok(f
-            .tensor
-            .to_data()
-            .try_into_vec_as::<f32>()
-            .map_err(|e| format!("{what}: {e:?}"))?
-            .into_iter()
-            .map(f64::from)
-            .collect()),
-        _ => Err(format!(
-            "{what} must be a constant initialiser (export the model in eval mode)"
-        )),
-    }
+    let v = ctx.constant_input(i).ok_or_else(|| {
+        format!("{what} must be a constant initialiser (export the model in eval mode)")
+    })?;
+    Ok(v.host_floats()
+        .map_err(|e| format!("{what}: {e}"))?
+        .into_iter()
+        .map(f64::from)
+        .collect())
 }
 
 /// Builds a `BatchNormalization` node.

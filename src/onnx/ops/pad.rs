@@ -20,17 +20,11 @@ struct Pad {
 }
 
 fn first_float(v: &Value) -> OpResult<f32> {
-    match v {
-        Value::Float(f) => Ok(f
-            .tensor
-            .to_data()
-            .try_into_vec_as::<f32>()
-            .map_err(|e| format!("{e:?}"))?
-            .first()
-            .copied()
-            .unwrap_or(0.0)),
-        Value::Int(a) => Ok(a.iter().next().map_or(0.0, |&v| v as f32)),
-    }
+    Ok(v.host_floats()
+        .map_err(|e| e.to_string())?
+        .first()
+        .copied()
+        .unwrap_or(0.0))
 }
 
 /// Builds a `Pad` node.
