@@ -27,6 +27,8 @@
 //! ```
 
 pub mod cam;
+pub mod data;
+pub mod metrics;
 mod error;
 pub mod labels;
 pub mod onnx;

@@ -97,28 +97,57 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
     })
 }
 
-/// Brings an image to the model's `[height, width]`: unchanged when it already has that size;
-/// otherwise resize the shorter side to `256/224` of the input size and centre-crop (or, with
-/// `crop = false`, resize the whole image).
+/// Where the pixels of the source image land in the model input: resize to `resized`, then
+/// crop `size` starting at `offset` (all `[x, y]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Source image `[width, height]`.
+    pub source: [u32; 2],
+    /// Size after resizing, `[width, height]`.
+    pub resized: [u32; 2],
+    /// Top-left corner of the crop in the resized image, `[x, y]`.
+    pub offset: [u32; 2],
+    /// Model input `[width, height]`.
+    pub size: [u32; 2],
+}
+
+impl Geometry {
+    /// The transform [`fit`] applies to an image of `source` `[width, height]`: unchanged when it
+    /// already has the input size; otherwise resize the shorter side to `256/224` of the input
+    /// size and centre-crop (or, with `crop = false`, resize the whole image).
+    pub fn new(source: [u32; 2], size: [usize; 2], crop: bool) -> Self {
+        let (w, h) = (size[1] as u32, size[0] as u32);
+        let [iw, ih] = source;
+        let resized = if [iw, ih] == [w, h] || !crop {
+            [w, h]
+        } else {
+            let short = (f64::from(h.min(w)) * 256.0 / 224.0).round();
+            let scale = short / f64::from(iw.min(ih));
+            [((f64::from(iw) * scale).round() as u32).max(w), ((f64::from(ih) * scale).round() as u32).max(h)]
+        };
+        let offset = [(resized[0] - w) / 2, (resized[1] - h) / 2];
+        Self { source, resized, offset, size: [w, h] }
+    }
+
+    /// Maps a source-pixel box (0-based, end exclusive) into the model input, clipped to it.
+    pub fn map_box(&self, b: crate::metrics::PixelBox) -> crate::metrics::PixelBox {
+        let sx = f64::from(self.resized[0]) / f64::from(self.source[0]);
+        let sy = f64::from(self.resized[1]) / f64::from(self.source[1]);
+        let x = |v: usize| ((v as f64 * sx).round() as i64 - i64::from(self.offset[0])).clamp(0, i64::from(self.size[0])) as usize;
+        let y = |v: usize| ((v as f64 * sy).round() as i64 - i64::from(self.offset[1])).clamp(0, i64::from(self.size[1])) as usize;
+        crate::metrics::PixelBox { x0: x(b.x0), y0: y(b.y0), x1: x(b.x1), y1: y(b.y1) }
+    }
+}
+
+/// Brings an image to the model's `[height, width]` as described by [`Geometry::new`].
 pub fn fit(image: &DynamicImage, size: [usize; 2], crop: bool) -> RgbImage {
     let rgb = image.to_rgb8();
-    let (h, w) = (size[0] as u32, size[1] as u32);
-    if rgb.dimensions() == (w, h) {
+    let g = Geometry::new([rgb.width(), rgb.height()], size, crop);
+    if g.resized == [rgb.width(), rgb.height()] && g.offset == [0, 0] {
         return rgb;
     }
-    if !crop {
-        return imageops::resize(&rgb, w, h, FilterType::Triangle);
-    }
-    let (iw, ih) = rgb.dimensions();
-    let short = (h.min(w) as f64 * 256.0 / 224.0).round();
-    let scale = short / f64::from(iw.min(ih));
-    let (rw, rh) = (
-        ((f64::from(iw) * scale).round() as u32).max(w),
-        ((f64::from(ih) * scale).round() as u32).max(h),
-    );
-    let resized = imageops::resize(&rgb, rw, rh, FilterType::Triangle);
-    let (left, top) = ((rw - w) / 2, (rh - h) / 2);
-    imageops::crop_imm(&resized, left, top, w, h).to_image()
+    let resized = imageops::resize(&rgb, g.resized[0], g.resized[1], FilterType::Triangle);
+    imageops::crop_imm(&resized, g.offset[0], g.offset[1], g.size[0], g.size[1]).to_image()
 }
 
 /// Normalises an RGB image into CHW floats (3 channels).
@@ -139,5 +168,23 @@ pub fn baseline(kind: Baseline, preset: Preset, size: [usize; 2]) -> Vec<f32> {
     match kind {
         Baseline::Zero => vec![0.0; 3 * size[0] * size[1]],
         Baseline::Black => normalise(&RgbImage::new(size[1] as u32, size[0] as u32), preset),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::PixelBox;
+
+    #[test]
+    fn geometry_matches_resize_256_centre_crop_224() {
+        // 451x300 (Chelsea): shorter side 300 -> 256, width 451 * 256/300 = 385, crop x from 80.
+        let g = Geometry::new([451, 300], [224, 224], true);
+        assert_eq!(g.resized, [385, 256]);
+        assert_eq!(g.offset, [80, 16]);
+        let b = g.map_box(PixelBox { x0: 100, y0: 0, x1: 300, y1: 300 });
+        assert_eq!(b, PixelBox { x0: 5, y0: 0, x1: 176, y1: 224 });
+        assert_eq!(Geometry::new([224, 224], [224, 224], true).resized, [224, 224]);
+        assert_eq!(Geometry::new([500, 100], [224, 224], false).resized, [224, 224]);
     }
 }

@@ -1,0 +1,111 @@
+//! The metrics that need the model: Drop/Increase on the top-15 % masked image and the
+//! Deletion/Insertion curves. Pixel edits are made on the host in normalised CHW space; the
+//! edited images go through the model in chunks.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::{Confidence, auc, deletion_order, drop_increase, top_fraction_mask};
+use crate::error::Result;
+use crate::onnx::{OnnxModel, host_values};
+
+/// Share of pixels kept for Drop/Increase (the paper's 15 %).
+pub const KEEP_FRACTION: f64 = 0.15;
+
+/// One image prepared for the faithfulness metrics, all in normalised CHW floats.
+pub struct FaithfulnessInput<'a> {
+    /// The model.
+    pub model: &'a OnnxModel,
+    /// The image.
+    pub image: &'a [f32],
+    /// A black image (deletion target and the masked image's background).
+    pub black: &'a [f32],
+    /// A blurred copy of the image (insertion's start).
+    pub blurred: &'a [f32],
+    /// Model input `[height, width]`.
+    pub size: [usize; 2],
+    /// Images per forward pass.
+    pub batch: usize,
+    /// How confidence is read from the logits.
+    pub confidence: Confidence,
+}
+
+/// Faithfulness scores of one explanation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Faithfulness {
+    /// `max(0, Y - O) / Y`.
+    pub drop: f64,
+    /// `O > Y`.
+    pub increase: bool,
+    /// Deletion AUC (lower is better).
+    pub deletion: f64,
+    /// Insertion AUC (higher is better).
+    pub insertion: f64,
+}
+
+impl FaithfulnessInput<'_> {
+    fn plane(&self) -> usize {
+        self.size[0] * self.size[1]
+    }
+
+    /// `base` with the pixels in `pixels` taken from `source` (all channels).
+    fn paste(&self, base: &mut [f32], source: &[f32], pixels: &[usize]) {
+        let plane = self.plane();
+        for c in 0..base.len() / plane {
+            for &p in pixels {
+                base[c * plane + p] = source[c * plane + p];
+            }
+        }
+    }
+
+    /// Confidence of `target` for each image (CHW each) in `images`.
+    fn confidences(&self, images: &[Vec<f32>], target: usize, device: &Device) -> Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(images.len());
+        let chw = images.first().map_or(0, Vec::len);
+        for chunk in images.chunks(self.batch.max(1)) {
+            let data: Vec<f32> = chunk.iter().flatten().copied().collect();
+            let x = Tensor::<4>::from_data(
+                TensorData::new(data, [chunk.len(), chw / self.plane(), self.size[0], self.size[1]]),
+                device,
+            );
+            let logits = host_values(self.model.forward(x)?)?;
+            let classes = self.model.num_classes();
+            out.extend(logits.chunks(classes).map(|l| self.confidence.of(l, target)));
+        }
+        Ok(out)
+    }
+
+    /// Scores `map` (upsampled, `height * width`) for `target`, with `steps` steps per curve.
+    pub fn score(&self, map: &[f32], target: usize, steps: usize) -> Result<Faithfulness> {
+        let device = self.model.device();
+        let keep = top_fraction_mask(map, KEEP_FRACTION);
+        let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+        let mut masked = self.black.to_vec();
+        self.paste(&mut masked, self.image, &kept);
+
+        let order = deletion_order(map);
+        let steps = steps.max(1);
+        let mut deleting = self.image.to_vec();
+        let mut inserting = self.blurred.to_vec();
+        let mut deletion = vec![deleting.clone()];
+        let mut insertion = vec![inserting.clone()];
+        for s in 0..steps {
+            let (from, to) = (s * order.len() / steps, (s + 1) * order.len() / steps);
+            self.paste(&mut deleting, self.black, &order[from..to]);
+            self.paste(&mut inserting, self.image, &order[from..to]);
+            deletion.push(deleting.clone());
+            insertion.push(inserting.clone());
+        }
+        let mut images = vec![self.image.to_vec(), masked];
+        images.extend(deletion);
+        images.extend(insertion);
+        let scores = self.confidences(&images, target, device)?;
+        let (drop, increase) = drop_increase(scores[0], scores[1]);
+        let curve = steps + 1;
+        Ok(Faithfulness {
+            drop,
+            increase,
+            deletion: auc(&scores[2..2 + curve]),
+            insertion: auc(&scores[2 + curve..]),
+        })
+    }
+}

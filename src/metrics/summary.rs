@@ -1,0 +1,184 @@
+//! Per-explanation rows and the Table-1-style summary built from them. The summary is computed
+//! from rows sorted by (image, class, method), so merged shards give exactly the unsharded table.
+
+use std::collections::BTreeMap;
+
+use super::PointingTally;
+
+/// One explained (image, class, method).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Row {
+    /// Image id.
+    pub image: String,
+    /// Annotation class name.
+    pub class: String,
+    /// Explained model output.
+    pub target: usize,
+    /// Method label.
+    pub method: String,
+    /// Energy-based pointing game, in [0, 1].
+    pub ebpg: f64,
+    /// Bbox accuracy, in [0, 1] (`None` when the class box vanished in the crop).
+    pub bbox: Option<f64>,
+    /// Drop for this explanation, in [0, 1].
+    pub drop: f64,
+    /// Whether confidence increased.
+    pub increase: bool,
+    /// Deletion AUC.
+    pub deletion: f64,
+    /// Insertion AUC.
+    pub insertion: f64,
+    /// Pointing-game hit (`None` when the class box vanished in the crop).
+    pub pointing: Option<bool>,
+    /// Time for the explanation, milliseconds.
+    pub ms: f64,
+}
+
+/// One method's line of the table.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct MethodSummary {
+    /// Method label.
+    pub method: String,
+    /// Explanations scored.
+    pub n: usize,
+    /// Mean EBPG, %.
+    pub ebpg: f64,
+    /// Mean Bbox accuracy, %.
+    pub bbox: f64,
+    /// Drop, %.
+    pub drop: f64,
+    /// Increase, %.
+    pub increase: f64,
+    /// Mean deletion AUC.
+    pub deletion: f64,
+    /// Mean insertion AUC.
+    pub insertion: f64,
+    /// Pointing accuracy averaged per class, %.
+    pub pointing: f64,
+    /// Mean milliseconds per explanation.
+    pub ms: f64,
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 { f64::NAN } else { sum / n as f64 }
+}
+
+/// Summarises rows per method, in first-seen method order.
+pub fn summarise(rows: &[Row]) -> Vec<MethodSummary> {
+    let mut sorted: Vec<&Row> = rows.iter().collect();
+    sorted.sort_by(|a, b| (&a.image, &a.class, &a.method).cmp(&(&b.image, &b.class, &b.method)));
+    let mut order: Vec<&str> = Vec::new();
+    for r in rows {
+        if !order.contains(&r.method.as_str()) {
+            order.push(&r.method);
+        }
+    }
+    let mut by_method: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for r in sorted {
+        by_method.entry(&r.method).or_default().push(r);
+    }
+    order
+        .into_iter()
+        .map(|m| {
+            let rs = &by_method[m];
+            let mut tally = PointingTally::default();
+            for r in rs {
+                if let Some(hit) = r.pointing {
+                    tally.add(&r.class, hit);
+                }
+            }
+            MethodSummary {
+                method: m.to_string(),
+                n: rs.len(),
+                ebpg: 100.0 * mean(rs.iter().map(|r| r.ebpg)),
+                bbox: 100.0 * mean(rs.iter().filter_map(|r| r.bbox)),
+                drop: 100.0 * mean(rs.iter().map(|r| r.drop)),
+                increase: 100.0 * mean(rs.iter().map(|r| f64::from(u8::from(r.increase)))),
+                deletion: mean(rs.iter().map(|r| r.deletion)),
+                insertion: mean(rs.iter().map(|r| r.insertion)),
+                pointing: 100.0 * tally.accuracy().unwrap_or(f64::NAN),
+                ms: mean(rs.iter().map(|r| r.ms)),
+            }
+        })
+        .collect()
+}
+
+const HEADER: [&str; 10] = ["method", "n", "EBPG %", "Bbox %", "Drop % (lower)", "Increase % (higher)", "Deletion AUC (lower)", "Insertion AUC (higher)", "Pointing %", "ms/explanation"];
+
+fn cells(s: &MethodSummary) -> [String; 10] {
+    [
+        s.method.clone(),
+        s.n.to_string(),
+        format!("{:.2}", s.ebpg),
+        format!("{:.2}", s.bbox),
+        format!("{:.2}", s.drop),
+        format!("{:.2}", s.increase),
+        format!("{:.4}", s.deletion),
+        format!("{:.4}", s.insertion),
+        format!("{:.2}", s.pointing),
+        format!("{:.1}", s.ms),
+    ]
+}
+
+/// The summary as a markdown table.
+pub fn markdown(summary: &[MethodSummary]) -> String {
+    let mut out = format!("| {} |\n|{}\n", HEADER.join(" | "), "---|".repeat(HEADER.len()));
+    for s in summary {
+        out += &format!("| {} |\n", cells(s).join(" | "));
+    }
+    out
+}
+
+/// The summary as CSV.
+pub fn csv(summary: &[MethodSummary]) -> String {
+    let mut out = HEADER.join(",") + "\n";
+    for s in summary {
+        out += &(cells(s).join(",") + "\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(image: &str, class: &str, method: &str, ebpg: f64, hit: bool) -> Row {
+        Row {
+            image: image.into(),
+            class: class.into(),
+            target: 0,
+            method: method.into(),
+            ebpg,
+            bbox: Some(0.5),
+            drop: 0.25,
+            increase: hit,
+            deletion: 0.1,
+            insertion: 0.9,
+            pointing: Some(hit),
+            ms: 10.0,
+        }
+    }
+
+    #[test]
+    fn order_independent_and_hand_computed() {
+        let rows = vec![
+            row("a", "cat", "igcam", 0.5, true),
+            row("b", "cat", "igcam", 0.25, false),
+            row("b", "dog", "igcam", 0.75, true),
+            row("a", "cat", "gradcam", 0.1, false),
+        ];
+        let s = summarise(&rows);
+        assert_eq!(s[0].method, "igcam");
+        assert_eq!(s[0].n, 3);
+        assert_eq!(s[0].ebpg, 50.0);
+        assert!((s[0].increase - 200.0 / 3.0).abs() < 1e-9);
+        assert_eq!(s[0].pointing, 75.0, "cat 1/2, dog 1/1");
+        let mut reversed = rows.clone();
+        reversed.reverse();
+        reversed.swap(0, 1);
+        let r = summarise(&reversed);
+        assert_eq!(markdown(&s), markdown(&r), "row order does not change the table");
+        assert!(csv(&s).starts_with("method,n,EBPG %"));
+    }
+}
