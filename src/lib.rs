@@ -28,9 +28,9 @@
 
 pub mod cam;
 pub mod data;
-pub mod metrics;
 mod error;
 pub mod labels;
+pub mod metrics;
 pub mod onnx;
 pub mod preprocess;
 pub mod render;

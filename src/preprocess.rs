@@ -123,19 +123,38 @@ impl Geometry {
         } else {
             let short = (f64::from(h.min(w)) * 256.0 / 224.0).round();
             let scale = short / f64::from(iw.min(ih));
-            [((f64::from(iw) * scale).round() as u32).max(w), ((f64::from(ih) * scale).round() as u32).max(h)]
+            [
+                ((f64::from(iw) * scale).round() as u32).max(w),
+                ((f64::from(ih) * scale).round() as u32).max(h),
+            ]
         };
         let offset = [(resized[0] - w) / 2, (resized[1] - h) / 2];
-        Self { source, resized, offset, size: [w, h] }
+        Self {
+            source,
+            resized,
+            offset,
+            size: [w, h],
+        }
     }
 
     /// Maps a source-pixel box (0-based, end exclusive) into the model input, clipped to it.
     pub fn map_box(&self, b: crate::metrics::PixelBox) -> crate::metrics::PixelBox {
         let sx = f64::from(self.resized[0]) / f64::from(self.source[0]);
         let sy = f64::from(self.resized[1]) / f64::from(self.source[1]);
-        let x = |v: usize| ((v as f64 * sx).round() as i64 - i64::from(self.offset[0])).clamp(0, i64::from(self.size[0])) as usize;
-        let y = |v: usize| ((v as f64 * sy).round() as i64 - i64::from(self.offset[1])).clamp(0, i64::from(self.size[1])) as usize;
-        crate::metrics::PixelBox { x0: x(b.x0), y0: y(b.y0), x1: x(b.x1), y1: y(b.y1) }
+        let x = |v: usize| {
+            ((v as f64 * sx).round() as i64 - i64::from(self.offset[0]))
+                .clamp(0, i64::from(self.size[0])) as usize
+        };
+        let y = |v: usize| {
+            ((v as f64 * sy).round() as i64 - i64::from(self.offset[1]))
+                .clamp(0, i64::from(self.size[1])) as usize
+        };
+        crate::metrics::PixelBox {
+            x0: x(b.x0),
+            y0: y(b.y0),
+            x1: x(b.x1),
+            y1: y(b.y1),
+        }
     }
 }
 
@@ -182,9 +201,28 @@ mod tests {
         let g = Geometry::new([451, 300], [224, 224], true);
         assert_eq!(g.resized, [385, 256]);
         assert_eq!(g.offset, [80, 16]);
-        let b = g.map_box(PixelBox { x0: 100, y0: 0, x1: 300, y1: 300 });
-        assert_eq!(b, PixelBox { x0: 5, y0: 0, x1: 176, y1: 224 });
-        assert_eq!(Geometry::new([224, 224], [224, 224], true).resized, [224, 224]);
-        assert_eq!(Geometry::new([500, 100], [224, 224], false).resized, [224, 224]);
+        let b = g.map_box(PixelBox {
+            x0: 100,
+            y0: 0,
+            x1: 300,
+            y1: 300,
+        });
+        assert_eq!(
+            b,
+            PixelBox {
+                x0: 5,
+                y0: 0,
+                x1: 176,
+                y1: 224
+            }
+        );
+        assert_eq!(
+            Geometry::new([224, 224], [224, 224], true).resized,
+            [224, 224]
+        );
+        assert_eq!(
+            Geometry::new([500, 100], [224, 224], false).resized,
+            [224, 224]
+        );
     }
 }

@@ -6,8 +6,26 @@ use crate::error::{Error, Result};
 
 /// PASCAL VOC's 20 classes in the standard (TorchRay) order.
 pub const VOC_CLASSES: [&str; 20] = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
-    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 ];
 
 /// ImageNet-1k synsets (WordNet ids) in class-index order.
@@ -17,16 +35,42 @@ const IMAGENET_SYNSETS: &str = include_str!("../../models/imagenet_synsets.txt")
 const VOC_TO_IMAGENET: [(&str, &[usize]); 19] = [
     ("aeroplane", &[404, 895]),
     ("bicycle", &[444, 671]),
-    ("bird", &[7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 127, 128, 129, 130, 131, 132, 133, 134, 135, 136, 137, 138, 139, 140, 141, 142, 143, 144, 145, 146]),
-    ("boat", &[472, 484, 510, 554, 576, 625, 628, 724, 780, 814, 833, 871, 914]),
+    (
+        "bird",
+        &[
+            7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 80, 81, 82, 83,
+            84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 127, 128, 129,
+            130, 131, 132, 133, 134, 135, 136, 137, 138, 139, 140, 141, 142, 143, 144, 145, 146,
+        ],
+    ),
+    (
+        "boat",
+        &[
+            472, 484, 510, 554, 576, 625, 628, 724, 780, 814, 833, 871, 914,
+        ],
+    ),
     ("bottle", &[440, 720, 737, 898, 907]),
     ("bus", &[654, 779, 874]),
-    ("car", &[407, 436, 468, 511, 609, 627, 656, 661, 717, 751, 817]),
+    (
+        "car",
+        &[407, 436, 468, 511, 609, 627, 656, 661, 717, 751, 817],
+    ),
     ("cat", &[281, 282, 283, 284, 285]),
     ("chair", &[423, 559, 765]),
     ("cow", &[345, 346, 347]),
     ("diningtable", &[532]),
-    ("dog", &[151, 152, 153, 154, 155, 156, 157, 158, 159, 160, 161, 162, 163, 164, 165, 166, 167, 168, 169, 170, 171, 172, 173, 174, 175, 176, 177, 178, 179, 180, 181, 182, 183, 184, 185, 186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 197, 198, 199, 200, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215, 216, 217, 218, 219, 220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234, 235, 236, 237, 238, 239, 240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253, 254, 255, 256, 257, 258, 259, 260, 261, 262, 263, 264, 265, 266, 267, 268]),
+    (
+        "dog",
+        &[
+            151, 152, 153, 154, 155, 156, 157, 158, 159, 160, 161, 162, 163, 164, 165, 166, 167,
+            168, 169, 170, 171, 172, 173, 174, 175, 176, 177, 178, 179, 180, 181, 182, 183, 184,
+            185, 186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 197, 198, 199, 200, 201,
+            202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215, 216, 217, 218,
+            219, 220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234, 235,
+            236, 237, 238, 239, 240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252,
+            253, 254, 255, 256, 257, 258, 259, 260, 261, 262, 263, 264, 265, 266, 267, 268,
+        ],
+    ),
     ("horse", &[339, 603]),
     ("motorbike", &[665, 670]),
     ("pottedplant", &[738]),
@@ -45,9 +89,20 @@ impl ClassMap {
     /// A built-in map by name (`voc20`, `imagenet`, `voc-to-imagenet`), or `None`.
     pub fn builtin(name: &str) -> Option<Self> {
         let map = match name {
-            "voc20" => VOC_CLASSES.iter().enumerate().map(|(i, c)| (c.to_string(), vec![i])).collect(),
-            "imagenet" => IMAGENET_SYNSETS.split_whitespace().enumerate().map(|(i, s)| (s.to_string(), vec![i])).collect(),
-            "voc-to-imagenet" => VOC_TO_IMAGENET.iter().map(|(c, ix)| (c.to_string(), ix.to_vec())).collect(),
+            "voc20" => VOC_CLASSES
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.to_string(), vec![i]))
+                .collect(),
+            "imagenet" => IMAGENET_SYNSETS
+                .split_whitespace()
+                .enumerate()
+                .map(|(i, s)| (s.to_string(), vec![i]))
+                .collect(),
+            "voc-to-imagenet" => VOC_TO_IMAGENET
+                .iter()
+                .map(|(c, ix)| (c.to_string(), ix.to_vec()))
+                .collect(),
             _ => return None,
         };
         Some(Self(map))
@@ -61,9 +116,18 @@ impl ClassMap {
             if line.is_empty() {
                 continue;
             }
-            let bad = || Error::InvalidOption(format!("class map line {}: `{line}` is not `name index[,index...]`", n + 1));
+            let bad = || {
+                Error::InvalidOption(format!(
+                    "class map line {}: `{line}` is not `name index[,index...]`",
+                    n + 1
+                ))
+            };
             let (name, list) = line.rsplit_once(char::is_whitespace).ok_or_else(bad)?;
-            let indices = list.split(',').map(|v| v.trim().parse::<usize>()).collect::<std::result::Result<Vec<_>, _>>().map_err(|_| bad())?;
+            let indices = list
+                .split(',')
+                .map(|v| v.trim().parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| bad())?;
             map.insert(name.trim().to_string(), indices);
         }
         if map.is_empty() {
@@ -79,7 +143,11 @@ impl ClassMap {
 
     /// Checks every index against the model's class count.
     pub fn check(&self, classes: usize) -> Result<()> {
-        match self.0.iter().find(|(_, ix)| ix.iter().any(|&i| i >= classes)) {
+        match self
+            .0
+            .iter()
+            .find(|(_, ix)| ix.iter().any(|&i| i >= classes))
+        {
             Some((name, _)) => Err(Error::InvalidOption(format!(
                 "class map entry `{name}` names an output beyond the model's {classes} classes"
             ))),

@@ -41,7 +41,11 @@ impl Annotation {
 
     /// Boxes of one class.
     pub fn boxes(&self, class: &str) -> Vec<PixelBox> {
-        self.objects.iter().filter(|o| o.name == class).map(|o| o.bbox).collect()
+        self.objects
+            .iter()
+            .filter(|o| o.name == class)
+            .map(|o| o.bbox)
+            .collect()
     }
 }
 
@@ -67,20 +71,35 @@ fn number(node: roxmltree::Node, name: &str) -> Result<usize> {
 
 /// Parses one VOC XML annotation.
 pub fn parse_annotation(xml: &str) -> Result<Annotation> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| Error::InvalidOption(format!("bad XML: {e}")))?;
+    let doc = roxmltree::Document::parse(xml)
+        .map_err(|e| Error::InvalidOption(format!("bad XML: {e}")))?;
     let root = doc.root_element();
-    let size = child(root, "size").ok_or_else(|| Error::InvalidOption("annotation has no <size>".into()))?;
+    let size = child(root, "size")
+        .ok_or_else(|| Error::InvalidOption("annotation has no <size>".into()))?;
     let mut objects = Vec::new();
     for o in root.children().filter(|c| c.has_tag_name("object")) {
-        let b = child(o, "bndbox").ok_or_else(|| Error::InvalidOption("object has no <bndbox>".into()))?;
-        let (xmin, ymin, xmax, ymax) = (number(b, "xmin")?, number(b, "ymin")?, number(b, "xmax")?, number(b, "ymax")?);
+        let b = child(o, "bndbox")
+            .ok_or_else(|| Error::InvalidOption("object has no <bndbox>".into()))?;
+        let (xmin, ymin, xmax, ymax) = (
+            number(b, "xmin")?,
+            number(b, "ymin")?,
+            number(b, "xmax")?,
+            number(b, "ymax")?,
+        );
         if xmax < xmin || ymax < ymin {
-            return Err(Error::InvalidOption(format!("box ({xmin},{ymin})-({xmax},{ymax}) is inverted")));
+            return Err(Error::InvalidOption(format!(
+                "box ({xmin},{ymin})-({xmax},{ymax}) is inverted"
+            )));
         }
         objects.push(Object {
             name: text(o, "name")?,
             difficult: text(o, "difficult").is_ok_and(|d| d == "1"),
-            bbox: PixelBox { x0: xmin.saturating_sub(1), y0: ymin.saturating_sub(1), x1: xmax, y1: ymax },
+            bbox: PixelBox {
+                x0: xmin.saturating_sub(1),
+                y0: ymin.saturating_sub(1),
+                x1: xmax,
+                y1: ymax,
+            },
         });
     }
     Ok(Annotation {
@@ -104,9 +123,30 @@ mod tests {
         let a = parse_annotation(xml).unwrap();
         assert_eq!((a.filename.as_str(), a.width, a.height), ("a.jpg", 10, 8));
         assert_eq!(a.classes(), ["cat", "dog"]);
-        assert_eq!(a.boxes("cat"), [PixelBox { x0: 0, y0: 1, x1: 5, y1: 8 }, PixelBox { x0: 5, y0: 0, x1: 10, y1: 2 }]);
+        assert_eq!(
+            a.boxes("cat"),
+            [
+                PixelBox {
+                    x0: 0,
+                    y0: 1,
+                    x1: 5,
+                    y1: 8
+                },
+                PixelBox {
+                    x0: 5,
+                    y0: 0,
+                    x1: 10,
+                    y1: 2
+                }
+            ]
+        );
         assert!(a.objects[1].difficult);
         assert!(parse_annotation("<annotation><size>").is_err());
-        assert!(parse_annotation("<annotation><size><width>x</width><height>1</height></size></annotation>").is_err());
+        assert!(
+            parse_annotation(
+                "<annotation><size><width>x</width><height>1</height></size></annotation>"
+            )
+            .is_err()
+        );
     }
 }

@@ -22,7 +22,9 @@ impl Confidence {
             "softmax" => Ok(Self::Softmax),
             "sigmoid" => Ok(Self::Sigmoid),
             "logit" => Ok(Self::Logit),
-            _ => Err(Error::InvalidOption(format!("unknown score `{s}` (softmax, sigmoid, logit)"))),
+            _ => Err(Error::InvalidOption(format!(
+                "unknown score `{s}` (softmax, sigmoid, logit)"
+            ))),
         }
     }
 
@@ -61,9 +63,20 @@ mod tests {
     fn hand_computed() {
         assert_eq!(drop_increase(0.5, 0.125), (0.75, false));
         assert_eq!(drop_increase(0.5, 0.6), (0.0, true));
-        assert_eq!(drop_increase(0.5, 0.5), (0.0, false), "equal is no increase");
-        assert_eq!(top_fraction_mask(&[0.1, 0.9, 0.5, 0.7], 0.5), [false, true, false, true]);
-        assert_eq!(top_fraction_mask(&[1.0; 4], 0.25), [true, false, false, false], "ties: first pixel");
+        assert_eq!(
+            drop_increase(0.5, 0.5),
+            (0.0, false),
+            "equal is no increase"
+        );
+        assert_eq!(
+            top_fraction_mask(&[0.1, 0.9, 0.5, 0.7], 0.5),
+            [false, true, false, true]
+        );
+        assert_eq!(
+            top_fraction_mask(&[1.0; 4], 0.25),
+            [true, false, false, false],
+            "ties: first pixel"
+        );
         assert!((Confidence::Sigmoid.of(&[0.0], 0) - 0.5).abs() < 1e-12);
         assert!((Confidence::Softmax.of(&[0.0, 0.0], 1) - 0.5).abs() < 1e-7);
     }

@@ -8,7 +8,12 @@ pub fn ebpg(map: &[f32], mask: &[bool]) -> f64 {
     if total <= 0.0 {
         return 0.0;
     }
-    let inside: f64 = map.iter().zip(mask).filter(|(_, m)| **m).map(|(&v, _)| f64::from(v)).sum();
+    let inside: f64 = map
+        .iter()
+        .zip(mask)
+        .filter(|(_, m)| **m)
+        .map(|(&v, _)| f64::from(v))
+        .sum();
     inside / total
 }
 
@@ -19,9 +24,20 @@ mod tests {
     #[test]
     fn hand_computed() {
         // 2x2 map, mask covers the top row: (1 + 2) / (1 + 2 + 3 + 4).
-        assert_eq!(ebpg(&[1.0, 2.0, 3.0, 4.0], &[true, true, false, false]), 0.3);
+        assert_eq!(
+            ebpg(&[1.0, 2.0, 3.0, 4.0], &[true, true, false, false]),
+            0.3
+        );
         assert_eq!(ebpg(&[0.0; 4], &[true; 4]), 0.0, "empty map");
-        assert_eq!(ebpg(&[1.0, 2.0, 0.0, 0.0], &[true, true, false, false]), 1.0, "all inside");
-        assert_eq!(ebpg(&[1.0, 2.0, 0.0, 0.0], &[false, false, true, true]), 0.0, "all outside");
+        assert_eq!(
+            ebpg(&[1.0, 2.0, 0.0, 0.0], &[true, true, false, false]),
+            1.0,
+            "all inside"
+        );
+        assert_eq!(
+            ebpg(&[1.0, 2.0, 0.0, 0.0], &[false, false, true, true]),
+            0.0,
+            "all outside"
+        );
     }
 }

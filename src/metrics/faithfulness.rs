@@ -64,12 +64,19 @@ impl FaithfulnessInput<'_> {
         for chunk in images.chunks(self.batch.max(1)) {
             let data: Vec<f32> = chunk.iter().flatten().copied().collect();
             let x = Tensor::<4>::from_data(
-                TensorData::new(data, [chunk.len(), chw / self.plane(), self.size[0], self.size[1]]),
+                TensorData::new(
+                    data,
+                    [chunk.len(), chw / self.plane(), self.size[0], self.size[1]],
+                ),
                 device,
             );
             let logits = host_values(self.model.forward(x)?)?;
             let classes = self.model.num_classes();
-            out.extend(logits.chunks(classes).map(|l| self.confidence.of(l, target)));
+            out.extend(
+                logits
+                    .chunks(classes)
+                    .map(|l| self.confidence.of(l, target)),
+            );
         }
         Ok(out)
     }

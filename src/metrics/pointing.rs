@@ -35,7 +35,11 @@ impl PointingTally {
         if self.0.is_empty() {
             return None;
         }
-        let sum: f64 = self.0.values().map(|(h, m)| *h as f64 / (*h + *m) as f64).sum();
+        let sum: f64 = self
+            .0
+            .values()
+            .map(|(h, m)| *h as f64 / (*h + *m) as f64)
+            .sum();
         Some(sum / self.0.len() as f64)
     }
 }

@@ -104,7 +104,18 @@ pub fn summarise(rows: &[Row]) -> Vec<MethodSummary> {
         .collect()
 }
 
-const HEADER: [&str; 10] = ["method", "n", "EBPG %", "Bbox %", "Drop % (lower)", "Increase % (higher)", "Deletion AUC (lower)", "Insertion AUC (higher)", "Pointing %", "ms/explanation"];
+const HEADER: [&str; 10] = [
+    "method",
+    "n",
+    "EBPG %",
+    "Bbox %",
+    "Drop % (lower)",
+    "Increase % (higher)",
+    "Deletion AUC (lower)",
+    "Insertion AUC (higher)",
+    "Pointing %",
+    "ms/explanation",
+];
 
 fn cells(s: &MethodSummary) -> [String; 10] {
     [
@@ -123,7 +134,11 @@ fn cells(s: &MethodSummary) -> [String; 10] {
 
 /// The summary as a markdown table.
 pub fn markdown(summary: &[MethodSummary]) -> String {
-    let mut out = format!("| {} |\n|{}\n", HEADER.join(" | "), "---|".repeat(HEADER.len()));
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        HEADER.join(" | "),
+        "---|".repeat(HEADER.len())
+    );
     for s in summary {
         out += &format!("| {} |\n", cells(s).join(" | "));
     }
@@ -178,7 +193,11 @@ mod tests {
         reversed.reverse();
         reversed.swap(0, 1);
         let r = summarise(&reversed);
-        assert_eq!(markdown(&s), markdown(&r), "row order does not change the table");
+        assert_eq!(
+            markdown(&s),
+            markdown(&r),
+            "row order does not change the table"
+        );
         assert!(csv(&s).starts_with("method,n,EBPG %"));
     }
 }

@@ -158,13 +158,6 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn batch(&self) -> usize {
-        let [h, w] = self.model.input_size();
-        self.args
-            .batch
-            .unwrap_or_else(|| (10 * 224 * 224 / (h * w)).clamp(1, 64))
-    }
-
     fn explain_image(&self, input: &Input, records: &mut Vec<serde_json::Value>) -> Result<()> {
         let size = self.model.input_size();
         let image = preprocess::decode(&input.bytes)?;
@@ -210,7 +203,7 @@ impl Session<'_> {
                     baseline: &b,
                     target,
                     alphas: &alphas,
-                    batch: self.batch(),
+                    batch: output::default_batch(&self.model, self.args.batch),
                 };
                 let start = Instant::now();
                 let base = self.bar.position();

@@ -2,8 +2,11 @@
 
 mod assets;
 mod backend;
+mod bench;
+mod eval;
 mod explain;
 mod layers;
+mod merge;
 mod output;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -26,6 +29,12 @@ enum Command {
     Explain(Box<explain::ExplainArgs>),
     /// List the tensors of a model that can be explained (4-D, spatial size > 1).
     Layers(layers::LayersArgs),
+    /// Score methods with the paper's metrics on a PASCAL-VOC-layout dataset.
+    Eval(Box<eval::EvalArgs>),
+    /// Combine the output folders of sharded `eval` runs.
+    Merge(merge::MergeArgs),
+    /// Time methods on one backend (warm-up, then synchronised repetitions).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +47,9 @@ fn main() -> ExitCode {
     let result = catch_unwind(AssertUnwindSafe(|| match cli.command {
         Command::Explain(args) => explain::run(*args),
         Command::Layers(args) => layers::run(args),
+        Command::Eval(args) => eval::run(*args),
+        Command::Merge(args) => merge::run(args),
+        Command::Bench(args) => bench::run(args),
     }));
     let error = match result {
         Ok(Ok(())) => return ExitCode::SUCCESS,

@@ -31,6 +31,12 @@ pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, St
     Ok((model, name))
 }
 
+/// `--batch` or its default: 10 path steps per chunk at 224x224, scaled by the input area.
+pub fn default_batch(model: &OnnxModel, batch: Option<usize>) -> usize {
+    let [h, w] = model.input_size();
+    batch.unwrap_or_else(|| (10 * 224 * 224 / (h * w)).clamp(1, 64))
+}
+
 /// Creates `dir` and proves it is writable, before any long work starts.
 pub fn prepare_dir(dir: &Path) -> Result<()> {
     let fail = |e: std::io::Error| {

@@ -1,0 +1,73 @@
+//! `igcam-wgpu merge`: combine the output folders of sharded `eval` runs into one table.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use igcam::metrics::summary::Row;
+
+use crate::eval::{Stats, report};
+use crate::output;
+
+/// Arguments of `merge`.
+#[derive(Args)]
+pub struct MergeArgs {
+    /// `eval --out` folders of the shards.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Where to write the merged rows.jsonl, stats.json and summary.csv.
+    #[arg(long, default_value = "igcam-eval")]
+    out: PathBuf,
+}
+
+/// Runs `merge`.
+pub fn run(args: MergeArgs) -> Result<()> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut stats = Stats::default();
+    for dir in &args.shards {
+        let jsonl = dir.join("rows.jsonl");
+        let text = fs::read_to_string(&jsonl).with_context(|| {
+            format!(
+                "cannot read `{}`: is it an `eval --out` folder?",
+                jsonl.display()
+            )
+        })?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            rows.push(
+                serde_json::from_str(line)
+                    .with_context(|| format!("`{}` line {}", jsonl.display(), n + 1))?,
+            );
+        }
+        let s: Stats = serde_json::from_slice(&output::read(&dir.join("stats.json"))?)
+            .with_context(|| {
+                format!(
+                    "`{}` is not an eval stats file",
+                    dir.join("stats.json").display()
+                )
+            })?;
+        stats.images += s.images;
+        stats.failed_images.extend(s.failed_images);
+        stats.bad_annotations.extend(s.bad_annotations);
+        for (k, v) in s.skipped_objects {
+            *stats.skipped_objects.entry(k).or_default() += v;
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &rows {
+        if !seen.insert((&r.image, &r.class, &r.method)) {
+            bail!(
+                "image `{}` class `{}` method `{}` appears in two shards; merge each shard once",
+                r.image,
+                r.class,
+                r.method
+            );
+        }
+    }
+    output::prepare_dir(&args.out)?;
+    report(&args.out, &rows, &stats)
+}
