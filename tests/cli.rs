@@ -399,15 +399,37 @@ fn without_any_gpu_adapter_wgpu_falls_back_to_the_cpu_with_a_notice() {
 }
 
 fn voc_mini() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/voc-mini").to_str().unwrap().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/voc-mini")
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 fn eval(dir: &Path, out: &str, extra: &[&str]) -> Output {
     let data = voc_mini();
     let classes = format!("{data}/classes.txt");
     let args = [
-        &["eval", "--data", data.as_str(), "--classes", classes.as_str(), "--methods", "igcam,gradcam", "--steps", "4"][..],
-        &["--curve-steps", "4", "--backend", "cpu", "--quiet", "--out", out],
+        &[
+            "eval",
+            "--data",
+            data.as_str(),
+            "--classes",
+            classes.as_str(),
+            "--methods",
+            "igcam,gradcam",
+            "--steps",
+            "4",
+        ][..],
+        &[
+            "--curve-steps",
+            "4",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--out",
+            out,
+        ],
         extra,
     ]
     .concat();
@@ -429,8 +451,16 @@ fn eval_writes_the_table_and_two_shards_merge_to_the_same_table() {
     let full = eval(dir.path(), "full", &["--npy"]);
     assert!(full.status.success(), "{}", text(&full.stderr));
     let stdout = text(&full.stdout);
-    assert!(stdout.contains("| method | n | EBPG % | Bbox %"), "{stdout}");
-    assert!(stdout.contains("5 images, 8 explanations; 0 images unreadable, 0 annotations bad, 2 objects skipped"), "{stdout}");
+    assert!(
+        stdout.contains("| method | n | EBPG % | Bbox %"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "5 images, 8 explanations; 0 images unreadable, 0 annotations bad, 2 objects skipped"
+        ),
+        "{stdout}"
+    );
     let rows: Vec<Json> = std::fs::read_to_string(dir.path().join("full/rows.jsonl"))
         .unwrap()
         .lines()
@@ -439,30 +469,59 @@ fn eval_writes_the_table_and_two_shards_merge_to_the_same_table() {
     assert_eq!(rows.len(), 8, "4 mapped (image, class) pairs x 2 methods");
     // EBPG and Bbox recomputed from the maps and masks eval wrote.
     for r in &rows {
-        let stem = format!("{}_{}_{}", r["image"].as_str().unwrap(), r["class"].as_str().unwrap(), r["method"].as_str().unwrap());
+        let stem = format!(
+            "{}_{}_{}",
+            r["image"].as_str().unwrap(),
+            r["class"].as_str().unwrap(),
+            r["method"].as_str().unwrap()
+        );
         let read = |suffix: &str| -> Vec<f32> {
-            let bytes = std::fs::read(dir.path().join(format!("full/maps/{stem}.{suffix}.npy"))).unwrap();
+            let bytes =
+                std::fs::read(dir.path().join(format!("full/maps/{stem}.{suffix}.npy"))).unwrap();
             npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap()
         };
         let (map, mask) = (read("map"), read("mask"));
-        let inside: f64 = map.iter().zip(&mask).filter(|(_, m)| **m > 0.5).map(|(v, _)| f64::from(*v)).sum();
+        let inside: f64 = map
+            .iter()
+            .zip(&mask)
+            .filter(|(_, m)| **m > 0.5)
+            .map(|(v, _)| f64::from(*v))
+            .sum();
         let total: f64 = map.iter().map(|v| f64::from(*v)).sum();
-        assert!((r["ebpg"].as_f64().unwrap() - inside / total).abs() < 1e-9, "{stem}: EBPG");
+        assert!(
+            (r["ebpg"].as_f64().unwrap() - inside / total).abs() < 1e-9,
+            "{stem}: EBPG"
+        );
         let n = mask.iter().filter(|m| **m > 0.5).count();
         let mut order: Vec<usize> = (0..map.len()).collect();
         order.sort_by(|&a, &b| map[b].total_cmp(&map[a]).then(a.cmp(&b)));
         let hits = order[..n].iter().filter(|&&i| mask[i] > 0.5).count();
-        assert!((r["bbox"].as_f64().unwrap() - hits as f64 / n as f64).abs() < 1e-12, "{stem}: Bbox");
+        assert!(
+            (r["bbox"].as_f64().unwrap() - hits as f64 / n as f64).abs() < 1e-12,
+            "{stem}: Bbox"
+        );
     }
 
     for shard in ["1/2", "2/2"] {
-        let out = eval(dir.path(), &format!("shard{}", &shard[..1]), &["--shard", shard]);
+        let out = eval(
+            dir.path(),
+            &format!("shard{}", &shard[..1]),
+            &["--shard", shard],
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
-    let merged = igcam(dir.path(), &["merge", "shard1", "shard2", "--out", "merged"]);
+    let merged = igcam(
+        dir.path(),
+        &["merge", "shard1", "shard2", "--out", "merged"],
+    );
     assert!(merged.status.success(), "{}", text(&merged.stderr));
-    assert_eq!(table_without_ms(&dir.path().join("merged")), table_without_ms(&dir.path().join("full")));
-    let stats: Json = serde_json::from_slice(&std::fs::read(dir.path().join("merged/stats.json")).unwrap()).unwrap();
+    assert_eq!(
+        table_without_ms(&dir.path().join("merged")),
+        table_without_ms(&dir.path().join("full"))
+    );
+    let stats: Json =
+        serde_json::from_slice(&std::fs::read(dir.path().join("merged/stats.json")).unwrap())
+            .unwrap();
     assert_eq!(stats["images"], 5);
     assert_eq!(stats["skipped_objects"]["person"], 2);
     let twice = igcam(dir.path(), &["merge", "shard1", "shard1", "--out", "twice"]);
@@ -478,30 +537,79 @@ fn eval_counts_corrupt_images_and_bad_xml_without_stopping() {
         std::fs::create_dir_all(data.join(sub)).unwrap();
     }
     let src = Path::new(&voc_mini()).to_path_buf();
-    for f in ["JPEGImages/chelsea.jpg", "Annotations/chelsea.xml", "Annotations/coffee.xml"] {
+    for f in [
+        "JPEGImages/chelsea.jpg",
+        "Annotations/chelsea.xml",
+        "Annotations/coffee.xml",
+    ] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
     std::fs::write(data.join("JPEGImages/coffee.jpg"), b"not a jpeg").unwrap();
     std::fs::write(data.join("Annotations/broken.xml"), b"<annotation><size>").unwrap();
     std::fs::write(data.join("JPEGImages/broken.jpg"), b"").unwrap();
-    std::fs::write(data.join("ImageSets/Main/test.txt"), "chelsea\ncoffee\nbroken\n").unwrap();
+    std::fs::write(
+        data.join("ImageSets/Main/test.txt"),
+        "chelsea\ncoffee\nbroken\n",
+    )
+    .unwrap();
     let classes = src.join("classes.txt");
     let out = igcam(
         dir.path(),
-        &["eval", "--data", path(&data), "--classes", path(&classes), "--methods", "gradcam", "--backend", "cpu", "--quiet", "--curve-steps", "2"],
+        &[
+            "eval",
+            "--data",
+            path(&data),
+            "--classes",
+            path(&classes),
+            "--methods",
+            "gradcam",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--curve-steps",
+            "2",
+        ],
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(stdout.contains("1 images, 1 explanations; 1 images unreadable, 1 annotations bad"), "{stdout}");
+    assert!(
+        stdout.contains("1 images, 1 explanations; 1 images unreadable, 1 annotations bad"),
+        "{stdout}"
+    );
     assert!(stdout.contains("coffee"), "{stdout}");
 }
 
 #[test]
 fn eval_refuses_bad_options() {
     let data = voc_mini();
-    refuses(&["eval", "--data", &data, "--shard", "3/2", "--backend", "cpu"], "--shard `3/2` must be k/n");
-    refuses(&["eval", "--data", &data, "--classes", "coco", "--backend", "cpu"], "--classes `coco` is neither");
-    refuses(&["eval", "--data", "/nonexistent", "--backend", "cpu"], "is not a VOC dataset");
+    refuses(
+        &[
+            "eval",
+            "--data",
+            &data,
+            "--shard",
+            "3/2",
+            "--backend",
+            "cpu",
+        ],
+        "--shard `3/2` must be k/n",
+    );
+    refuses(
+        &[
+            "eval",
+            "--data",
+            &data,
+            "--classes",
+            "coco",
+            "--backend",
+            "cpu",
+        ],
+        "--classes `coco` is neither",
+    );
+    refuses(
+        &["eval", "--data", "/nonexistent", "--backend", "cpu"],
+        "is not a VOC dataset",
+    );
 }
 
 #[test]
@@ -510,8 +618,23 @@ fn bench_prints_timings_and_json() {
     let json_path = dir.path().join("bench.json");
     let out = igcam(
         dir.path(),
-        &["bench", "--model", &tiny(), "--image", &tiny_image(), "--methods", "igcam,gradcam", "--steps", "4", "--reps", "3",
-          "--backend", "cpu", "--json", path(&json_path)],
+        &[
+            "bench",
+            "--model",
+            &tiny(),
+            "--image",
+            &tiny_image(),
+            "--methods",
+            "igcam,gradcam",
+            "--steps",
+            "4",
+            "--reps",
+            "3",
+            "--backend",
+            "cpu",
+            "--json",
+            path(&json_path),
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("| method | median ms | p90 ms | images/s |"));

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Time the igcam methods in PyTorch on the torchvision model igcam's ONNX export came from.
+
+Prints the same JSON as `igcam-wgpu bench --json`, so one script can report ratios:
+
+    python3 models/export_torchvision.py resnet50 /tmp/resnet50.onnx --random
+    igcam-wgpu bench --model /tmp/resnet50.onnx --backend cpu --steps 50 --reps 5 --json burn.json
+    python3 bench/torch_reference.py resnet50 --steps 50 --reps 5 --json torch.json   # --device cuda on a GPU
+
+Same protocol as `bench`: the default layer (ResNet-50 layer4 / VGG-16 features.29), the path
+pushed through in chunks of --batch steps, one warm-up, then --reps timed runs each ending in a
+copy of the map to the host (so the device is synchronised). Threads: torch's default.
+"""
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+import torchvision
+
+LAYERS = {"resnet50": "layer4", "vgg16": "features.29"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("arch", choices=sorted(LAYERS))
+    p.add_argument("--methods", default="igcam,gradcam")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--batch", type=int, default=10)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
+    p.add_argument("--json")
+    args = p.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    dev = torch.device(args.device)
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, args.arch)(weights=None).eval().to(dev)
+    module = dict(model.named_modules())[LAYERS[args.arch]]
+    x = torch.randn(1, 3, 224, 224, device=dev)
+    b = torch.zeros_like(x)
+    target = int(model(x)[0].argmax())
+    store = {}
+    module.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+
+    def cam(alphas):
+        total = 0
+        for chunk in [alphas[i:i + args.batch] for i in range(0, len(alphas), args.batch)]:
+            a = torch.tensor(chunk, device=dev).view(-1, 1, 1, 1)
+            out = model(b + (x - b) * a)
+            act = store["a"]
+            g = torch.autograd.grad(out[:, target].sum(), act)[0]
+            total = total + torch.relu((g.mean(dim=(2, 3), keepdim=True) * act).sum(1)).sum(0)
+        return total.detach().cpu().numpy()
+
+    def ig(alphas):
+        grads = 0
+        for chunk in [alphas[i:i + args.batch] for i in range(0, len(alphas), args.batch)]:
+            a = torch.tensor(chunk, device=dev).view(-1, 1, 1, 1)
+            xi = (b + (x - b) * a).requires_grad_(True)
+            grads = grads + torch.autograd.grad(model(xi)[:, target].sum(), xi)[0].sum(0)
+        return ((x - b)[0] * grads / len(alphas)).sum(0).detach().cpu().numpy()
+
+    runs = {
+        "igcam": lambda: cam([i / args.steps for i in range(args.steps)]),
+        "gradcam": lambda: cam([1.0]),
+        "ig": lambda: ig([i / args.steps for i in range(args.steps)]),
+    }
+    results = []
+    for method in args.methods.split(","):
+        fn = runs[method]
+        fn()
+        times = []
+        for _ in range(args.reps):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000.0)
+        times.sort()
+        median = float(np.percentile(times, 50, method="inverted_cdf"))
+        results.append({"method": method, "median_ms": median,
+                         "p90_ms": float(np.percentile(times, 90, method="inverted_cdf")),
+                         "images_per_s": 1000.0 / median, "reps": args.reps})
+    device = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    report = {"tool": "pytorch", "backend": dev.type, "device": device, "model": args.arch, "steps": args.steps,
+              "batch": args.batch, "results": results,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        open(args.json, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()
