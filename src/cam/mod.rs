@@ -98,6 +98,11 @@ impl Method {
             })
     }
 
+    /// Parses a list of command-line names.
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<Vec<Self>> {
+        names.iter().map(|n| Self::parse(n.as_ref())).collect()
+    }
+
     /// Command-line name.
     pub fn name(self) -> &'static str {
         match self {

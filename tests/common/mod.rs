@@ -66,17 +66,7 @@ pub fn inputs(net: &str, model: &OnnxModel, device: &Device) -> (Tensor<4>, Tens
     let bytes = std::fs::read(fixture(&format!("nets/{net}_input.png"))).unwrap();
     let size = model.input_size();
     let photo = preprocess::fit(&preprocess::decode(&bytes).unwrap(), size, true);
-    let x = igcam::image_tensor(
-        preprocess::normalise(&photo, Preset::Imagenet),
-        size,
-        device,
-    );
-    let b = igcam::image_tensor(
-        preprocess::baseline(Baseline::Black, Preset::Imagenet, size),
-        size,
-        device,
-    );
-    (x, b)
+    igcam::input_pair(&photo, Preset::Imagenet, Baseline::Black, device)
 }
 
 /// Loads a net fixture's model: the committed tiny nets, or the embedded EfficientNet-Lite0.

@@ -89,11 +89,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.reps == 0 || args.steps == 0 || args.batch == Some(0) {
         bail!("--reps, --steps and --batch must be at least 1");
     }
-    let methods = args
-        .methods
-        .iter()
-        .map(|m| Method::parse(m))
-        .collect::<igcam::Result<Vec<_>>>()?;
+    let methods = Method::parse_list(&args.methods)?;
     let backend = backend::open(args.backend);
     let (model, model_name) = output::load_model(args.model.as_deref(), &backend.device)?;
     let layer = model
@@ -106,16 +102,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let size = model.input_size();
     let photo = preprocess::fit(&preprocess::decode(&bytes)?, size, true);
     let device = &backend.device;
-    let x = igcam::image_tensor(
-        preprocess::normalise(&photo, Preset::Imagenet),
-        size,
-        device,
-    );
-    let b = igcam::image_tensor(
-        preprocess::baseline(Baseline::Black, Preset::Imagenet, size),
-        size,
-        device,
-    );
+    let (x, b) = igcam::input_pair(&photo, Preset::Imagenet, Baseline::Black, device);
     let target = igcam::labels::resolve_target("top1", &igcam::logits(&model, &x)?, &[])?;
     let batch = output::default_batch(&model, args.batch);
     let mut results = Vec::new();

@@ -205,11 +205,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.batch == Some(0) {
         bail!("--batch must be at least 1");
     }
-    let methods = args
-        .methods
-        .iter()
-        .map(|m| Method::parse(m))
-        .collect::<igcam::Result<Vec<_>>>()?;
+    let methods = Method::parse_list(&args.methods)?;
     let preset = Preset::parse(&args.preprocess)?;
     let confidence = Confidence::parse(&args.score)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;

@@ -97,11 +97,7 @@ fn plan(args: &ExplainArgs) -> Result<Plan> {
         bail!("--alpha must be between 0 and 1");
     }
     Ok(Plan {
-        methods: args
-            .method
-            .iter()
-            .map(|m| Method::parse(m))
-            .collect::<igcam::Result<_>>()?,
+        methods: Method::parse_list(&args.method)?,
         preset: Preset::parse(&args.preprocess)?,
         baseline: Baseline::parse(&args.baseline)?,
         colormap: Colormap::parse(&args.colormap)?,
@@ -163,16 +159,7 @@ impl Session<'_> {
         let image = preprocess::decode(&input.bytes)?;
         let photo = preprocess::fit(&image, size, !self.args.no_crop);
         let device = &self.backend.device;
-        let x = igcam::image_tensor(
-            preprocess::normalise(&photo, self.plan.preset),
-            size,
-            device,
-        );
-        let b = igcam::image_tensor(
-            preprocess::baseline(self.plan.baseline, self.plan.preset, size),
-            size,
-            device,
-        );
+        let (x, b) = igcam::input_pair(&photo, self.plan.preset, self.plan.baseline, device);
         let logits = igcam::logits(&self.model, &x)?;
         let ranked = labels::ranked(&logits, &self.labels);
         let top5: Vec<&Prediction> = ranked.iter().take(5).collect();
