@@ -100,15 +100,25 @@ pub fn integrate_cam(
     layer: &str,
     progress: &mut Progress,
 ) -> Result<CamMap> {
-    let total = run.sum_over_path(progress, |points| {
-        let (activations, env) = run.model.forward_to(points, layer)?;
-        let leaf = activations.clone().autodiff().require_grad();
-        let logits = run.model.forward_from(env, layer, leaf.clone())?;
-        let gradients = run.target_gradient(logits, &leaf)?;
-        let weights = method.weights(activations.clone(), gradients);
-        Ok(activation::relu(weights.mul(activations).sum_dim(1)).sum_dim(0))
-    })?;
+    let total = run.sum_over_path(progress, |points| cam_chunk(run, method, layer, points))?;
     CamMap::from_tensor(total)
+}
+
+/// One chunk of the path: `sum_i relu(sum_k w_k * A_k)` over the points `[B, C, H, W]`, as a
+/// `[1, 1, h, w]` tensor still on the device (no read-back, so callers that must not block,
+/// such as a browser, can drive the chunks themselves and read the sum asynchronously).
+pub fn cam_chunk(
+    run: &PathRun,
+    method: &dyn CamMethod,
+    layer: &str,
+    points: Tensor<4>,
+) -> Result<Tensor<4>> {
+    let (activations, env) = run.model.forward_to(points, layer)?;
+    let leaf = activations.clone().autodiff().require_grad();
+    let logits = run.model.forward_from(env, layer, leaf.clone())?;
+    let gradients = run.target_gradient(logits, &leaf)?;
+    let weights = method.weights(activations.clone(), gradients);
+    Ok(activation::relu(weights.mul(activations).sum_dim(1)).sum_dim(0))
 }
 
 #[cfg(test)]

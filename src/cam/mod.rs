@@ -13,8 +13,8 @@ use burn::tensor::Tensor;
 
 pub use gradcam::GradCam;
 pub use gradcampp::GradCamPlusPlus;
-pub use integrate::{PathRun, alphas, integrate_cam};
-pub use integrated_gradients::integrated_gradients;
+pub use integrate::{PathRun, alphas, cam_chunk, integrate_cam, path_points};
+pub use integrated_gradients::{ig_chunk, ig_finish, integrated_gradients};
 pub use layercam::LayerCam;
 pub use xgradcam::XGradCam;
 

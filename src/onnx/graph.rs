@@ -8,8 +8,8 @@ use burn::tensor::Device;
 use onnx_ir::{Message, ModelProto, NodeProto};
 
 use super::ops::{self, BuildContext, Operator};
-use super::proto::{Attrs, tensor_value};
-use super::value::{FloatValue, Value};
+use super::proto::{Attrs, HostTensor, host_tensor};
+use super::value::Value;
 use crate::error::{Error, Result};
 
 /// Tensors by name during one forward pass.
@@ -63,21 +63,20 @@ fn default_opset(model: &ModelProto) -> i64 {
         .map_or(13, |o| o.version)
 }
 
-fn constant_node(node: &NodeProto, device: &Device) -> std::result::Result<Value, String> {
+fn constant_node(node: &NodeProto) -> std::result::Result<HostTensor, String> {
     let a = Attrs::of(node);
     if let Some(t) = a.tensor("value") {
-        return tensor_value(t, device);
+        return host_tensor(t);
     }
     let attr = node.attribute.first().ok_or("Constant has no value")?;
     match attr.name.as_str() {
-        "value_float" => FloatValue::from_host(vec![attr.f], &[], device)
-            .map(Value::Float)
-            .map_err(|e| e.to_string()),
-        "value_floats" => FloatValue::from_host(attr.floats.clone(), &[attr.floats.len()], device)
-            .map(Value::Float)
-            .map_err(|e| e.to_string()),
-        "value_int" => Ok(Value::Int(ndarray::arr0(attr.i).into_dyn())),
-        "value_ints" => Ok(Value::ints(attr.ints.clone())),
+        "value_float" => Ok(HostTensor::Float(vec![attr.f], vec![])),
+        "value_floats" => Ok(HostTensor::Float(
+            attr.floats.clone(),
+            vec![attr.floats.len()],
+        )),
+        "value_int" => Ok(HostTensor::Int(ndarray::arr0(attr.i).into_dyn())),
+        "value_ints" => Ok(HostTensor::Int(ndarray::arr1(&attr.ints).into_dyn())),
         other => Err(format!("Constant attribute `{other}` is not supported")),
     }
 }
@@ -148,9 +147,16 @@ impl Graph {
         }
         let opset = default_opset(&model);
         let mut constants = HashMap::new();
+        // Host copies of the constants, so that building operators never reads the device back
+        // (a blocking read is impossible on WebGPU in a browser).
+        let mut host = HashMap::new();
         for t in &graph.initializer {
-            let v = tensor_value(t, device).map_err(Error::OnnxParse)?;
-            constants.insert(t.name.clone(), v);
+            let h = host_tensor(t).map_err(Error::OnnxParse)?;
+            host.insert(t.name.clone(), h.floats());
+            constants.insert(
+                t.name.clone(),
+                h.into_value(device).map_err(Error::OnnxParse)?,
+            );
         }
         let input = input_spec(&model, &constants)?;
         let output = match graph.output.as_slice() {
@@ -175,14 +181,16 @@ impl Graph {
                 .cloned()
                 .ok_or_else(|| bad("node has no output".into()))?;
             if node.op_type == "Constant" {
-                constants.insert(out, constant_node(node, device).map_err(bad)?);
+                let h = constant_node(node).map_err(&bad)?;
+                host.insert(out.clone(), h.floats());
+                constants.insert(out, h.into_value(device).map_err(bad)?);
                 continue;
             }
             let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
             let ctx = BuildContext {
                 node,
                 opset,
-                constants: &constants,
+                constants: &host,
                 device,
             };
             let op = match domain_ok

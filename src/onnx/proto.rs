@@ -136,12 +136,22 @@ pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, String> {
     Ok(HostTensor::Int(array))
 }
 
-/// Decodes a `TensorProto` into a graph value (floats go to `device`).
-pub fn tensor_value(t: &TensorProto, device: &Device) -> Result<Value, String> {
-    match host_tensor(t)? {
-        HostTensor::Float(values, dims) => FloatValue::from_host(values, &dims, device)
-            .map(Value::Float)
-            .map_err(|e| format!("tensor `{}`: {e}", t.name)),
-        HostTensor::Int(a) => Ok(Value::Int(a)),
+impl HostTensor {
+    /// The values as `f32`.
+    pub fn floats(&self) -> Vec<f32> {
+        match self {
+            HostTensor::Float(v, _) => v.clone(),
+            HostTensor::Int(a) => a.iter().map(|&v| v as f32).collect(),
+        }
+    }
+
+    /// Moves the tensor into a graph value (floats go to `device`).
+    pub fn into_value(self, device: &Device) -> Result<Value, String> {
+        match self {
+            HostTensor::Float(values, dims) => FloatValue::from_host(values, &dims, device)
+                .map(Value::Float)
+                .map_err(|e| e.to_string()),
+            HostTensor::Int(a) => Ok(Value::Int(a)),
+        }
     }
 }

@@ -28,7 +28,6 @@ fn clip_bound(ctx: &BuildContext, i: usize, default: f32) -> OpResult<f32> {
     let v = ctx
         .constant_input(i)
         .ok_or("Clip bounds must be constants")?;
-    let v = v.host_floats().map_err(|e| e.to_string())?;
     v.first()
         .copied()
         .ok_or_else(|| "empty Clip bound".to_string())

@@ -36,8 +36,8 @@ pub struct BuildContext<'a> {
     pub node: &'a NodeProto,
     /// The model's default-domain opset.
     pub opset: i64,
-    /// Initialisers and constants known at load time.
-    pub constants: &'a HashMap<String, Value>,
+    /// Host copies of the initialisers and constants known at load time.
+    pub constants: &'a HashMap<String, Vec<f32>>,
     /// Device that holds the model's tensors.
     pub device: &'a Device,
 }
@@ -48,13 +48,14 @@ impl<'a> BuildContext<'a> {
         Attrs::of(self.node)
     }
 
-    /// The load-time value of input `i`, if it is an initialiser or constant.
-    pub fn constant_input(&self, i: usize) -> Option<&'a Value> {
+    /// The load-time values of input `i`, if it is an initialiser or constant.
+    pub fn constant_input(&self, i: usize) -> Option<&'a [f32]> {
         self.node
             .input
             .get(i)
             .filter(|n| !n.is_empty())
             .and_then(|n| self.constants.get(n))
+            .map(Vec::as_slice)
     }
 }
 

@@ -17,11 +17,7 @@ fn host(ctx: &BuildContext, i: usize, what: &str) -> OpResult<Vec<f64>> {
     let v = ctx.constant_input(i).ok_or_else(|| {
         format!("{what} must be a constant initialiser (export the model in eval mode)")
     })?;
-    Ok(v.host_floats()
-        .map_err(|e| format!("{what}: {e}"))?
-        .into_iter()
-        .map(f64::from)
-        .collect())
+    Ok(v.iter().copied().map(f64::from).collect())
 }
 
 /// Builds a `BatchNormalization` node.

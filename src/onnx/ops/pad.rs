@@ -43,7 +43,7 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let pads_attr = if ctx.opset < 11 { a.ints("pads") } else { None };
     let has_value_input = ctx.node.input.get(2).is_some_and(|n| !n.is_empty());
     let value = match ctx.constant_input(2) {
-        Some(v) => Some(first_float(v)?),
+        Some(v) => Some(v.first().copied().unwrap_or(0.0)),
         None if has_value_input => None,
         None => Some(a.float("value", 0.0)),
     };
