@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test: operator checks, numerics vs PyTorch on the CPU and on wgpu, and the CLI.
-# The wgpu tests need a Vulkan/Metal/DX12 adapter; on a machine without a GPU install the
-# software one first: `sudo apt-get install mesa-vulkan-drivers`.
+# Runs every test: operator checks, numerics vs PyTorch on the CPU and on wgpu, the CLI, and
+# the web page in headless Chromium. The wgpu tests need a Vulkan/Metal/DX12 adapter; on a
+# machine without a GPU install the software one first (`apt-get install mesa-vulkan-drivers`);
+# the browser test needs `chromium` and a wasm32 toolchain (see scripts/web-build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo test --release --all-targets "$@"
 cargo test --release --doc
+# The web page in a real browser (WebGPU and CPU paths); IGCAM_SKIP_WEB=1 skips it.
+if [ "${IGCAM_SKIP_WEB:-0}" != 1 ]; then
+  ./scripts/web-test.sh
+fi

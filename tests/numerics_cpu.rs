@@ -23,6 +23,7 @@ fn efficientnet_lite0_matches_pytorch() {
     common::check_net("efficientnet_lite0", &Device::flex(), 1e-4, 5e-3);
 }
 
+#[cfg(feature = "ndarray")]
 #[test]
 #[allow(deprecated)] // burn-ndarray is deprecated upstream; the CLI still offers it
 fn ndarray_backend_agrees_on_resnet_tiny() {

@@ -70,8 +70,14 @@ pub fn open(choice: BackendChoice) -> Backend {
     match choice {
         BackendChoice::Cpu => cpu(),
         // Deprecated upstream in favour of flex; kept for comparisons.
+        #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
         BackendChoice::Ndarray => Backend { device: Device::ndarray(), name: "ndarray", description: "Burn ndarray (CPU)".into() },
+        #[cfg(not(feature = "ndarray"))]
+        BackendChoice::Ndarray => {
+            eprintln!("notice: built without the `ndarray` feature; running on flex instead");
+            cpu()
+        }
         BackendChoice::Wgpu => open_wgpu().unwrap_or_else(|| {
             eprintln!("notice: no usable wgpu adapter (Vulkan, Metal or DX12) was found; running on the CPU instead");
             cpu()

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the static site into dist/ with Trunk: `trunk build --release` plus the toolchain it
+# needs. Works two ways:
+#   * a normal developer machine: rustup with `rustup target add wasm32-unknown-unknown`;
+#   * a machine where rustup cannot add the target: Debian's Rust with its std sources
+#     (`apt-get install rustc-web cargo-web rust-web-src lld-22`) and `-Z build-std`.
+# Tools are installed once into $IGCAM_CACHE (default ~/.cache/igcam): wasm-bindgen-cli (the
+# version in Cargo.lock) and Trunk 0.21.14 from crates.io, wasm-opt from npm's binaryen@132
+# (Debian's binaryen 108 breaks wasm-bindgen's externref table).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${IGCAM_CACHE:-$HOME/.cache/igcam}"
+TOOLS="$CACHE/tools"
+BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
+
+if [ ! -x "$TOOLS/bin/wasm-bindgen" ] || ! "$TOOLS/bin/wasm-bindgen" --version | grep -q "$BINDGEN_VERSION"; then
+  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
+fi
+if [ ! -x "$TOOLS/bin/trunk" ]; then
+  cargo install trunk --version 0.21.14 --locked --root "$TOOLS"
+fi
+if [ ! -x web/e2e/node_modules/.bin/wasm-opt ]; then
+  (cd web/e2e && npm ci --no-audit --no-fund)
+fi
+
+export PATH="$TOOLS/bin:$PWD/web/e2e/node_modules/.bin:$PATH"
+export TRUNK_SKIP_VERSION_CHECK=true
+export CARGO_TARGET_DIR="${IGCAM_WASM_TARGET_DIR:-$CACHE/wasm-target}"
+export RUSTFLAGS='--cfg getrandom_backend="wasm_js"'
+
+if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+  echo "web-build: rustup's wasm32-unknown-unknown target"
+elif [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
+  echo "web-build: Debian's Rust with -Z build-std"
+  export PATH="/usr/bin:$PATH"
+  export RUSTC=/usr/bin/rustc
+  export RUSTC_BOOTSTRAP=1
+  export CARGO_UNSTABLE_BUILD_STD="std,panic_abort"
+  if [ -x /usr/lib/llvm-22/bin/wasm-ld ]; then
+    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld
+  fi
+else
+  echo "web-build: no wasm32 toolchain: run 'rustup target add wasm32-unknown-unknown'," >&2
+  echo "  or on Debian 'apt-get install rustc-web cargo-web rust-web-src lld-22'" >&2
+  exit 2
+fi
+
+trunk build --release "$@"
+ls -l dist/*.wasm

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The real-browser end-to-end test: builds dist/ (scripts/web-build.sh), makes the reference
+# map with the native CLI, then drives Debian's headless Chromium through web/e2e/e2e.mjs on
+# the WebGPU path and on the CPU path. Needs `apt-get install chromium` (never a downloaded
+# browser). Screenshots go to web/e2e/artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/bin/chromium ]; then
+  echo "web-test: /usr/bin/chromium is missing: apt-get install chromium" >&2
+  exit 2
+fi
+./scripts/web-build.sh
+work="$(mktemp -d)"
+cargo run --release --quiet -- explain assets/images/chelsea.png --method igcam --steps 16 \
+  --backend cpu --quiet --out "$work/out" --json "$work/cli.json"
+node web/e2e/e2e.mjs dist "$work/cli.json" web/e2e/artifacts

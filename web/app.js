@@ -1,0 +1,214 @@
+// igcam page logic: DOM, canvases, file input and scheduling. All maths runs in the wasm core.
+const $ = (id) => document.getElementById(id);
+const SAMPLES = ["chelsea.png", "coffee.png", "rocket.jpg", "grace_hopper.jpg", "astronaut.png"];
+const METHOD_NAMES = { igcam: "Integrated Grad-CAM", gradcam: "Grad-CAM", gradcampp: "Grad-CAM++", ig: "Integrated Gradients" };
+let wasm = null;
+let busy = false;
+let haveImage = false;
+let results = [];     // last explanations shown, for re-rendering on opacity/colour changes
+let target = -1;      // -1: top-1
+
+function showError(msg) {
+  const e = $("error");
+  e.textContent = msg ? `Error: ${msg}` : "";
+  e.hidden = !msg;
+}
+
+function status(msg) { $("status").textContent = msg; }
+
+function drawRgba(canvas, rgba, w, h) {
+  canvas.width = w; canvas.height = h;
+  canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), w, h), 0, 0);
+}
+
+function drawColorbar() {
+  const c = $("colorbar");
+  const w = c.width, h = c.height;
+  const row = wasm.colorbar_rgba($("colormap").value, w);
+  const rgba = new Uint8ClampedArray(w * h * 4);
+  for (let y = 0; y < h; y++) rgba.set(row, y * w * 4);
+  c.getContext("2d").putImageData(new ImageData(rgba, w, h), 0, 0);
+}
+
+function renderResults() {
+  const box = $("canvases");
+  box.querySelectorAll("figure.result").forEach((f) => f.remove());
+  for (const r of results) {
+    const fig = document.createElement("figure");
+    fig.className = "result";
+    fig.dataset.method = r.method;
+    const canvas = document.createElement("canvas");
+    const photo = $("photo");
+    drawRgba(canvas, wasm.overlay_rgba(Float32Array.from(r.values), r.height, r.width, $("colormap").value, $("alpha").value / 100), photo.width, photo.height);
+    const cap = document.createElement("figcaption");
+    cap.textContent = `${METHOD_NAMES[r.method] || r.method}: ${r.label} — ${r.ms.toFixed(0)} ms`;
+    const link = document.createElement("a");
+    link.textContent = " Download PNG";
+    link.href = "#";
+    link.onclick = (ev) => { ev.preventDefault(); const a = document.createElement("a"); a.download = `igcam_${r.method}.png`; a.href = canvas.toDataURL("image/png"); a.click(); };
+    cap.appendChild(link);
+    fig.append(canvas, cap);
+    box.appendChild(fig);
+  }
+  drawColorbar();
+}
+
+function fillTop5(top5) {
+  const list = $("top5");
+  list.innerHTML = "";
+  for (const p of top5) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.className = "class";
+    b.textContent = `${p.label} (${(100 * p.prob).toFixed(1)} %)`;
+    b.onclick = () => { target = p.index; run(); };
+    li.appendChild(b);
+    list.appendChild(li);
+  }
+}
+
+async function setImage(bytes) {
+  showError("");
+  try {
+    const top5 = await wasm.set_image(bytes);
+    const photo = $("photo");
+    const [h, w] = window.igcamModel.input;
+    drawRgba(photo, wasm.photo_rgba(), w, h);
+    fillTop5(top5);
+    haveImage = true;
+    target = -1;
+    results = [];
+    renderResults();
+    $("run").disabled = false;
+  } catch (e) {
+    showError(e.message || String(e));
+  }
+}
+
+function setModel(bytes, labels) {
+  const info = wasm.load_model(bytes, labels);
+  window.igcamModel = info;
+  const sel = $("layer");
+  sel.innerHTML = "";
+  for (const l of info.layers) {
+    const o = document.createElement("option");
+    o.value = l.name;
+    o.textContent = `${l.name} [${l.shape.join("×")}]`;
+    o.selected = l.name === info.default_layer;
+    sel.appendChild(o);
+  }
+  haveImage = false;
+  $("run").disabled = true;
+  return info;
+}
+
+async function run() {
+  if (busy || !haveImage) return;
+  busy = true;
+  $("run").disabled = true;
+  showError("");
+  const method = $("method").value;
+  const methods = method === "compare" ? ["igcam", "gradcam", "gradcampp"] : [method];
+  const steps = Number($("steps").value);
+  results = [];
+  try {
+    for (const m of methods) {
+      status(`${METHOD_NAMES[m]}…`);
+      const progress = $("progress");
+      const r = await wasm.explain(m, steps, target, $("layer").value, 8, (done, total) => { progress.max = total; progress.value = done; });
+      results.push(r);
+      renderResults();
+    }
+    window.igcamResult = results[0];
+    window.igcamResults = results;
+    document.body.dataset.result = JSON.stringify(results[0]);
+    status(`done on ${results[0].backend} in ${results.reduce((s, r) => s + r.ms, 0).toFixed(0)} ms`);
+  } catch (e) {
+    showError(e.message || String(e));
+    status("");
+  } finally {
+    busy = false;
+    $("run").disabled = !haveImage;
+  }
+}
+
+async function handleFile(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  if (file.name.toLowerCase().endsWith(".onnx")) {
+    try {
+      setModel(bytes, "");
+      $("model-status").textContent = `model: ${file.name} (${window.igcamModel.classes} classes)`;
+      showError("");
+      status("model loaded; pick a photo");
+    } catch (e) {
+      showError(e.message || String(e));
+    }
+  } else {
+    await setImage(bytes);
+  }
+}
+
+async function fetchWithProgress(url, bar) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`cannot fetch ${url}: ${resp.status}`);
+  const total = Number(resp.headers.get("content-length")) || 0;
+  const reader = resp.body.getReader();
+  const parts = [];
+  let got = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    got += value.length;
+    if (total) { bar.max = total; bar.value = got; }
+  }
+  const out = new Uint8Array(got);
+  let off = 0;
+  for (const p of parts) { out.set(p, off); off += p.length; }
+  return out;
+}
+
+async function main(bindings) {
+  wasm = bindings;
+  const preferGpu = !new URLSearchParams(location.search).has("cpu");
+  const backend = await wasm.init(preferGpu);
+  window.igcamBackend = backend;
+  $("backend").textContent = `running on ${backend}`;
+  if (!backend.startsWith("WebGPU")) {
+    const n = $("notice");
+    n.textContent = "WebGPU is not available in this browser: running on the CPU (slower).";
+    n.hidden = false;
+  }
+  try {
+    const model = await fetchWithProgress("efficientnet-lite0.onnx", $("model-progress"));
+    const labels = await (await fetch("imagenet_labels.txt")).text();
+    setModel(model, labels);
+    $("model-status").textContent = "model: EfficientNet-Lite0 (ImageNet, embedded default)";
+  } catch (e) {
+    showError(e.message || String(e));
+  }
+  for (const name of SAMPLES) {
+    const img = document.createElement("img");
+    img.src = `images/${name}`;
+    img.alt = name;
+    img.title = name;
+    img.className = "sample";
+    img.dataset.name = name;
+    img.onclick = async () => setImage(new Uint8Array(await (await fetch(`images/${name}`)).arrayBuffer()));
+    $("samples").appendChild(img);
+  }
+  $("file").onchange = (ev) => ev.target.files[0] && handleFile(ev.target.files[0]);
+  const drop = $("drop");
+  drop.ondragover = (ev) => { ev.preventDefault(); drop.classList.add("over"); };
+  drop.ondragleave = () => drop.classList.remove("over");
+  drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove("over"); if (ev.dataTransfer.files[0]) handleFile(ev.dataTransfer.files[0]); };
+  $("run").onclick = () => { target = target; run(); };
+  $("steps").oninput = () => { $("steps-value").textContent = $("steps").value; };
+  $("alpha").oninput = renderResults;
+  $("colormap").onchange = renderResults;
+  drawColorbar();
+  document.body.dataset.ready = "1";
+}
+
+if (window.wasmBindings) main(window.wasmBindings);
+else addEventListener("TrunkApplicationStarted", () => main(window.wasmBindings));
