@@ -176,7 +176,7 @@ async function main(bindings) {
   $("backend").textContent = `running on ${backend}`;
   if (!backend.startsWith("WebGPU")) {
     const n = $("notice");
-    n.textContent = "WebGPU is not available in this browser: running on the CPU (slower).";
+    n.textContent = "WebGPU is not available in this browser: running on the CPU instead.";
     n.hidden = false;
   }
   try {

@@ -77,9 +77,9 @@ for (const webgpu of [true, false]) {
       console.log(`     ${backend}: rel L2 ${err.toExponential(2)}, ${result.ms.toFixed(0)} ms in the page, ${wall} ms wall`);
       assert(err <= 1e-3, `relative L2 ${err} > 1e-3`);
       await page.screenshot({ path: join(artifacts, `igcam_${path}.png`), fullPage: true });
+      const m50 = await explainCat(page, "igcam", 50);
+      console.log(`     m=50 on ${backend}: ${m50.result.ms.toFixed(0)} ms in the page`);
       if (webgpu) {
-        const m50 = await explainCat(page, "igcam", 50);
-        console.log(`     m=50 on ${backend}: ${m50.result.ms.toFixed(0)} ms in the page`);
         await explainCat(page, "compare", 16);
         const shown = await page.$$eval("figure.result", (fs) => fs.map((f) => f.dataset.method));
         assert(shown.join(",") === "igcam,gradcam,gradcampp", `compare shows ${shown}`);

@@ -3,42 +3,49 @@
 use burn::tensor::Device;
 use wasm_bindgen::JsCast;
 
-/// Whether `navigator.gpu` exists and yields an adapter.
-async fn webgpu_adapter() -> bool {
-    let Some(window) = web_sys::window() else {
-        return false;
+/// A readable name from a `GPUAdapterInfo`: its description, else vendor and architecture.
+fn adapter_name(adapter: &wasm_bindgen::JsValue) -> String {
+    let info =
+        js_sys::Reflect::get(adapter, &"info".into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+    let field = |name: &str| {
+        js_sys::Reflect::get(&info, &name.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .filter(|s| !s.is_empty())
     };
-    let navigator = window.navigator();
-    let gpu =
-        js_sys::Reflect::get(&navigator, &"gpu".into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+    field("description")
+        .or_else(|| {
+            let parts: Vec<String> = ["vendor", "architecture"]
+                .iter()
+                .filter_map(|f| field(f))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+        .unwrap_or_else(|| "adapter".into())
+}
+
+/// The name of the adapter `navigator.gpu` gives, if it gives one.
+async fn webgpu_adapter() -> Option<String> {
+    let navigator = web_sys::window()?.navigator();
+    let gpu = js_sys::Reflect::get(&navigator, &"gpu".into()).ok()?;
     if gpu.is_undefined() || gpu.is_null() {
-        return false;
+        return None;
     }
-    let Ok(request) = js_sys::Reflect::get(&gpu, &"requestAdapter".into()) else {
-        return false;
-    };
-    let Some(request) = request.dyn_ref::<js_sys::Function>() else {
-        return false;
-    };
-    let Ok(promise) = request.call0(&gpu) else {
-        return false;
-    };
-    match wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise)).await {
-        Ok(adapter) => !adapter.is_null() && !adapter.is_undefined(),
-        Err(_) => false,
-    }
+    let request = js_sys::Reflect::get(&gpu, &"requestAdapter".into()).ok()?;
+    let promise = request.dyn_ref::<js_sys::Function>()?.call0(&gpu).ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise))
+        .await
+        .ok()?;
+    (!adapter.is_null() && !adapter.is_undefined()).then(|| adapter_name(&adapter))
 }
 
 /// Opens the device: `(device, description)`.
 pub async fn open(prefer_gpu: bool) -> (Device, String) {
-    if prefer_gpu && webgpu_adapter().await {
-        if let Ok(device) = Device::wgpu_options().init_async().await {
-            let name = device
-                .identity()
-                .map(|i| i.name)
-                .unwrap_or_else(|| "adapter".into());
-            return (device, format!("WebGPU: {name}"));
-        }
+    if prefer_gpu
+        && let Some(name) = webgpu_adapter().await
+        && let Ok(device) = Device::wgpu_options().init_async().await
+    {
+        return (device, format!("WebGPU: {name}"));
     }
     (Device::flex(), "CPU".into())
 }
