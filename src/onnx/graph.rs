@@ -81,7 +81,7 @@ fn constant_node(node: &NodeProto) -> std::result::Result<HostTensor, String> {
     }
 }
 
-fn input_spec(model: &ModelProto, constants: &HashMap<String, Value>) -> Result<InputSpec> {
+fn input_spec(model: &ModelProto, constants: &HashMap<String, HostTensor>) -> Result<InputSpec> {
     let graph = model
         .graph
         .as_ref()
@@ -146,19 +146,14 @@ impl Graph {
             return Err(Error::OnnxParse("the graph has no nodes".into()));
         }
         let opset = default_opset(&model);
-        let mut constants = HashMap::new();
-        // Host copies of the constants, so that building operators never reads the device back
-        // (a blocking read is impossible on WebGPU in a browser).
+        // Constants stay on the host until every operator is built, so that building never reads
+        // the device back (a blocking read is impossible on WebGPU in a browser); then they move
+        // to the device once, without a second copy.
         let mut host = HashMap::new();
         for t in &graph.initializer {
-            let h = host_tensor(t).map_err(Error::OnnxParse)?;
-            host.insert(t.name.clone(), h.floats());
-            constants.insert(
-                t.name.clone(),
-                h.into_value(device).map_err(Error::OnnxParse)?,
-            );
+            host.insert(t.name.clone(), host_tensor(t).map_err(Error::OnnxParse)?);
         }
-        let input = input_spec(&model, &constants)?;
+        let input = input_spec(&model, &host)?;
         let output = match graph.output.as_slice() {
             [first, ..] => first.name.clone(),
             [] => return Err(Error::NotClassifier("the graph has no outputs".into())),
@@ -181,9 +176,7 @@ impl Graph {
                 .cloned()
                 .ok_or_else(|| bad("node has no output".into()))?;
             if node.op_type == "Constant" {
-                let h = constant_node(node).map_err(&bad)?;
-                host.insert(out.clone(), h.floats());
-                constants.insert(out, h.into_value(device).map_err(bad)?);
+                host.insert(out, constant_node(node).map_err(bad)?);
                 continue;
             }
             let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
@@ -217,6 +210,13 @@ impl Graph {
                 op,
             });
         }
+        let constants = host
+            .into_iter()
+            .map(|(name, h)| {
+                let v = h.into_value(device).map_err(Error::OnnxParse)?;
+                Ok((name, v))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
         let mut last_use = HashMap::new();
         for (i, n) in nodes.iter().enumerate() {
             for inp in &n.inputs {

@@ -18,7 +18,7 @@ use burn::tensor::{Device, Tensor};
 use ndarray::ArrayD;
 use onnx_ir::NodeProto;
 
-use super::proto::Attrs;
+use super::proto::{Attrs, HostTensor};
 use super::value::{FloatValue, Value};
 
 /// Error text from an operator; the executor adds the node name and op type.
@@ -36,8 +36,8 @@ pub struct BuildContext<'a> {
     pub node: &'a NodeProto,
     /// The model's default-domain opset.
     pub opset: i64,
-    /// Host copies of the initialisers and constants known at load time.
-    pub constants: &'a HashMap<String, Vec<f32>>,
+    /// Initialisers and constants known at load time, still on the host.
+    pub constants: &'a HashMap<String, HostTensor>,
     /// Device that holds the model's tensors.
     pub device: &'a Device,
 }
@@ -48,14 +48,14 @@ impl<'a> BuildContext<'a> {
         Attrs::of(self.node)
     }
 
-    /// The load-time values of input `i`, if it is an initialiser or constant.
-    pub fn constant_input(&self, i: usize) -> Option<&'a [f32]> {
+    /// The load-time values of input `i` as floats, if it is an initialiser or constant.
+    pub fn constant_input(&self, i: usize) -> Option<Vec<f32>> {
         self.node
             .input
             .get(i)
             .filter(|n| !n.is_empty())
             .and_then(|n| self.constants.get(n))
-            .map(Vec::as_slice)
+            .map(HostTensor::floats)
     }
 }
 
