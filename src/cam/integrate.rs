@@ -6,7 +6,7 @@
 
 use burn::tensor::{Tensor, TensorData, activation};
 
-use super::{CamMap, CamMethod, Progress};
+use super::CamMethod;
 use crate::error::{Error, Result};
 use crate::onnx::OnnxModel;
 
@@ -61,29 +61,6 @@ impl PathRun<'_> {
         Ok(())
     }
 
-    /// Sums `f` over the chunks of path points (`f` returns one tensor per chunk, already summed
-    /// over the chunk), reporting progress after each chunk.
-    pub fn sum_over_path(
-        &self,
-        progress: &mut Progress,
-        mut f: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
-    ) -> Result<Tensor<4>> {
-        self.check()?;
-        let total = self.alphas.len();
-        let mut done = 0;
-        let mut sum: Option<Tensor<4>> = None;
-        for chunk in self.alphas.chunks(self.batch) {
-            let part = f(path_points(self.input, self.baseline, chunk))?;
-            sum = Some(match sum.take() {
-                Some(s) => s.add(part),
-                None => part,
-            });
-            done += chunk.len();
-            progress(done, total);
-        }
-        Ok(sum.expect("check() guarantees at least one chunk"))
-    }
-
     /// Gradient of the target logit with respect to the tracked `leaf`, from tracked `logits`.
     pub fn target_gradient(&self, logits: Tensor<2>, leaf: &Tensor<4>) -> Result<Tensor<4>> {
         let score = logits.narrow(1, self.target, 1).sum();
@@ -93,21 +70,9 @@ impl PathRun<'_> {
     }
 }
 
-/// Sums `relu(sum_k w_k * A_k)` over the path for `layer`; returns the layer-resolution map.
-pub fn integrate_cam(
-    run: &PathRun,
-    method: &dyn CamMethod,
-    layer: &str,
-    progress: &mut Progress,
-) -> Result<CamMap> {
-    let total = run.sum_over_path(progress, |points| cam_chunk(run, method, layer, points))?;
-    CamMap::from_tensor(total)
-}
-
 /// One chunk of the path: `sum_i relu(sum_k w_k * A_k)` over the points `[B, C, H, W]`, as a
-/// `[1, 1, h, w]` tensor still on the device (no read-back, so callers that must not block,
-/// such as a browser, can drive the chunks themselves and read the sum asynchronously).
-pub fn cam_chunk(
+/// `[1, 1, h, w]` tensor still on the device.
+pub(crate) fn cam_chunk(
     run: &PathRun,
     method: &dyn CamMethod,
     layer: &str,

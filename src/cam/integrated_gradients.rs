@@ -4,24 +4,17 @@
 use burn::tensor::Tensor;
 
 use super::integrate::PathRun;
-use super::{CamMap, Progress};
 use crate::error::Result;
 
-/// Integrated Gradients attribution map at input resolution.
-pub fn integrated_gradients(run: &PathRun, progress: &mut Progress) -> Result<CamMap> {
-    let total = run.sum_over_path(progress, |points| ig_chunk(run, points))?;
-    CamMap::from_tensor(ig_finish(run, total))
-}
-
 /// One chunk of the path: the summed input gradients `[1, C, H, W]` of the points, on the device.
-pub fn ig_chunk(run: &PathRun, points: Tensor<4>) -> Result<Tensor<4>> {
+pub(crate) fn ig_chunk(run: &PathRun, points: Tensor<4>) -> Result<Tensor<4>> {
     let leaf = points.autodiff().require_grad();
     let logits = run.model.forward(leaf.clone())?;
     Ok(run.target_gradient(logits, &leaf)?.sum_dim(0))
 }
 
 /// The attribution map `[1, 1, H, W]` from the gradients summed over the whole path.
-pub fn ig_finish(run: &PathRun, gradient_sum: Tensor<4>) -> Tensor<4> {
+pub(crate) fn ig_finish(run: &PathRun, gradient_sum: Tensor<4>) -> Tensor<4> {
     let mean_grad = gradient_sum.div_scalar(run.alphas.len() as f32);
     run.input
         .clone()

@@ -1,6 +1,6 @@
 //! Class activation maps. A method defines only its per-step channel (or element) weights from
-//! activations and gradients ([`CamMethod`]); [`integrate`] owns the path and the accumulation,
-//! so every CAM method also has an integrated variant.
+//! activations and gradients ([`CamMethod`]); [`integrate`] owns the path and [`Explaining`] the
+//! accumulation over it, so every CAM method also has an integrated variant.
 
 mod gradcam;
 mod gradcampp;
@@ -13,8 +13,7 @@ use burn::tensor::Tensor;
 
 pub use gradcam::GradCam;
 pub use gradcampp::GradCamPlusPlus;
-pub use integrate::{PathRun, alphas, cam_chunk, integrate_cam, path_points};
-pub use integrated_gradients::{ig_chunk, ig_finish, integrated_gradients};
+pub use integrate::{PathRun, alphas, path_points};
 pub use layercam::LayerCam;
 pub use xgradcam::XGradCam;
 
@@ -143,17 +142,80 @@ impl Method {
     }
 }
 
-/// Explains `run.target` with `method` at `layer` (ignored by Integrated Gradients).
+/// An explanation in progress, one chunk of path points per [`Explaining::step`]. The running
+/// sum stays on the device, so a caller that must not block (a browser) can yield between
+/// chunks and read the map back asynchronously; [`explain`] is the blocking loop over it.
+pub struct Explaining<'a> {
+    run: &'a PathRun<'a>,
+    method: Method,
+    layer: &'a str,
+    done: usize,
+    sum: Option<Tensor<4>>,
+}
+
+impl<'a> Explaining<'a> {
+    /// Checks the run, then starts `method` at `layer` (ignored by Integrated Gradients).
+    pub fn new(run: &'a PathRun<'a>, method: Method, layer: &'a str) -> Result<Self> {
+        run.check()?;
+        Ok(Self {
+            run,
+            method,
+            layer,
+            done: 0,
+            sum: None,
+        })
+    }
+
+    /// Whether every path point has been processed.
+    pub fn is_done(&self) -> bool {
+        self.done >= self.run.alphas.len()
+    }
+
+    /// Runs the next chunk of path points; returns `(steps done, steps in total)`.
+    pub fn step(&mut self) -> Result<(usize, usize)> {
+        let total = self.run.alphas.len();
+        let end = (self.done + self.run.batch).min(total);
+        let points = path_points(
+            self.run.input,
+            self.run.baseline,
+            &self.run.alphas[self.done..end],
+        );
+        let part = match self.method.cam() {
+            Some(cam) => integrate::cam_chunk(self.run, cam, self.layer, points)?,
+            None => integrated_gradients::ig_chunk(self.run, points)?,
+        };
+        self.sum = Some(match self.sum.take() {
+            Some(s) => s.add(part),
+            None => part,
+        });
+        self.done = end;
+        Ok((end, total))
+    }
+
+    /// The map `[1, 1, h, w]`, still on the device. Call once [`Explaining::is_done`].
+    pub fn finish(self) -> Tensor<4> {
+        let sum = self.sum.expect("finish() after at least one step");
+        match self.method.cam() {
+            Some(_) => sum,
+            None => integrated_gradients::ig_finish(self.run, sum),
+        }
+    }
+}
+
+/// Explains `run.target` with `method` at `layer` (ignored by Integrated Gradients), reporting
+/// progress after each chunk.
 pub fn explain(
     run: &PathRun,
     method: Method,
     layer: &str,
     progress: &mut Progress,
 ) -> Result<CamMap> {
-    match method.cam() {
-        Some(cam) => integrate_cam(run, cam, layer, progress),
-        None => integrated_gradients(run, progress),
+    let mut explaining = Explaining::new(run, method, layer)?;
+    while !explaining.is_done() {
+        let (done, total) = explaining.step()?;
+        progress(done, total);
     }
+    CamMap::from_tensor(explaining.finish())
 }
 
 /// Checks `--steps`, then builds the path positions for `method`.

@@ -166,36 +166,21 @@ pub async fn explain(
         alphas: &alphas,
         batch: batch.max(1),
     };
-    run.check().map_err(js_err)?;
     if method.cam().is_some() {
         model.layer_shape(&layer).map_err(js_err)?;
     }
     let start = js_sys::Date::now();
-    let mut sum: Option<burn::tensor::Tensor<4>> = None;
-    let mut done = 0;
-    for chunk in alphas.chunks(run.batch) {
-        let points = cam::path_points(run.input, run.baseline, chunk);
-        let part = match method.cam() {
-            Some(c) => cam::cam_chunk(&run, c, &layer, points),
-            None => cam::ig_chunk(&run, points),
-        }
-        .map_err(js_err)?;
-        sum = Some(match sum.take() {
-            Some(t) => t.add(part),
-            None => part,
-        });
-        done += chunk.len();
+    let mut explaining = cam::Explaining::new(&run, method, &layer).map_err(js_err)?;
+    while !explaining.is_done() {
+        let (done, total) = explaining.step().map_err(js_err)?;
         let _ = on_progress.call2(
             &JsValue::NULL,
             &(done as u32).into(),
-            &(alphas.len() as u32).into(),
+            &(total as u32).into(),
         );
         yield_to_browser().await;
     }
-    let mut total = sum.expect("at least one chunk");
-    if method.cam().is_none() {
-        total = cam::ig_finish(&run, total);
-    }
+    let total = explaining.finish();
     let [_, _, height, width] = total.dims();
     let values = host(total).await?;
     let out = Explanation {
