@@ -14,6 +14,7 @@ copy of the map to the host (so the device is synchronised). Threads: torch's de
 import argparse
 import json
 import resource
+import sys
 import time
 
 import numpy as np
@@ -33,7 +34,12 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
     p.add_argument("--json")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--profile", action="store_true",
+                   help="after the timings, print torch.profiler's per-op table for one run of each method")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
     dev = torch.device(args.device)
@@ -83,6 +89,15 @@ def main() -> None:
         results.append({"method": method, "median_ms": median,
                          "p90_ms": float(np.percentile(times, 90, method="inverted_cdf")),
                          "images_per_s": 1000.0 / median, "reps": args.reps})
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        for method in args.methods.split(","):
+            with profile(activities=activities) as prof:
+                runs[method]()
+            sort = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+            print(f"# torch.profiler, {method}: one run, by self time", file=sys.stderr)
+            print(prof.key_averages().table(sort_by=sort, row_limit=15), file=sys.stderr)
     device = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     report = {"tool": "pytorch", "backend": dev.type, "device": device, "model": args.arch, "steps": args.steps,
               "batch": args.batch, "results": results,

@@ -5,9 +5,10 @@
 # the browser test needs `chromium` and a wasm32 toolchain (see scripts/web-build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/phases.sh
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
-cargo test --release --all-targets "$@"
-cargo test --release --doc
+phase "native tests" cargo test --release --all-targets "$@"
+phase "doctests" cargo test --release --doc
 # The web page in a real browser (WebGPU and CPU paths); IGCAM_SKIP_WEB=1 skips it.
 if [ "${IGCAM_SKIP_WEB:-0}" != 1 ]; then
   ./scripts/web-test.sh

@@ -9,19 +9,24 @@
 # (Debian's binaryen 108 breaks wasm-bindgen's externref table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/phases.sh
 CACHE="${IGCAM_CACHE:-$HOME/.cache/igcam}"
 TOOLS="$CACHE/tools"
 BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
 
-if [ ! -x "$TOOLS/bin/wasm-bindgen" ] || ! "$TOOLS/bin/wasm-bindgen" --version | grep -q "$BINDGEN_VERSION"; then
-  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
-fi
-if [ ! -x "$TOOLS/bin/trunk" ]; then
-  cargo install trunk --version 0.21.14 --locked --root "$TOOLS"
-fi
-if [ ! -x web/e2e/node_modules/.bin/wasm-opt ]; then
-  (cd web/e2e && npm ci --no-audit --no-fund)
-fi
+# Tools are installed once per machine (into the cache, not the clone).
+install_tools() {
+  if [ ! -x "$TOOLS/bin/wasm-bindgen" ] || ! "$TOOLS/bin/wasm-bindgen" --version | grep -q "$BINDGEN_VERSION"; then
+    cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
+  fi
+  if [ ! -x "$TOOLS/bin/trunk" ]; then
+    cargo install trunk --version 0.21.14 --locked --root "$TOOLS"
+  fi
+  if [ ! -x web/e2e/node_modules/.bin/wasm-opt ]; then
+    (cd web/e2e && npm ci --no-audit --no-fund)
+  fi
+}
+phase "web tool installs" install_tools
 
 export PATH="$TOOLS/bin:$PWD/web/e2e/node_modules/.bin:$PATH"
 export TRUNK_SKIP_VERSION_CHECK=true
@@ -45,5 +50,14 @@ else
   exit 2
 fi
 
-trunk build --release "$@"
+# Trunk runs cargo with --offline (Trunk.toml), so everything the build needs must be in the
+# cargo home first. With -Z build-std that includes std's own dependencies for wasm32
+# (dlmalloc, ... from the rust-src Cargo.lock), which a machine that never built the web crate
+# does not have: fetch them, without the network when they are all present already.
+fetch_crates() {
+  cargo fetch --offline --target wasm32-unknown-unknown --manifest-path web/Cargo.toml 2>/dev/null \
+    || cargo fetch --target wasm32-unknown-unknown --manifest-path web/Cargo.toml
+}
+phase "web crate fetch" fetch_crates
+phase "wasm build (trunk)" trunk build --release "$@"
 ls -l dist/*.wasm

@@ -5,12 +5,19 @@
 # browser). Screenshots go to web/e2e/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/phases.sh
 if [ ! -x /usr/bin/chromium ]; then
   echo "web-test: /usr/bin/chromium is missing: apt-get install chromium" >&2
   exit 2
 fi
 ./scripts/web-build.sh
 work="$(mktemp -d)"
-cargo run --release --quiet -- explain assets/images/chelsea.png --method igcam --steps 16 \
+# The CLI reference map, from the binary `cargo test --release --all-targets` built: a plain
+# `cargo run` would resolve features without the dev-dependencies and rebuild the whole
+# Burn/cubecl stack with new hashes (> 10 min on a cold machine). This build is a no-op when the
+# tests have already run.
+cargo test --release --all-targets --no-run --quiet
+cli="${CARGO_TARGET_DIR:-target}/release/igcam-wgpu"
+"$cli" explain assets/images/chelsea.png --method igcam --steps 16 \
   --backend cpu --quiet --out "$work/out" --json "$work/cli.json"
-node web/e2e/e2e.mjs dist "$work/cli.json" web/e2e/artifacts
+phase "browser test" node web/e2e/e2e.mjs dist "$work/cli.json" web/e2e/artifacts

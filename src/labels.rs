@@ -56,19 +56,43 @@ pub fn ranked(logits: &[f32], labels: &[String]) -> Vec<Prediction> {
     out
 }
 
-/// Resolves a target: `top1` (best class), a class index, or an exact label (case-insensitive).
+/// Resolves a target spec to classes: `topK` (the K best classes, best first; `top1` is the
+/// best one), a class index, or an exact label (case-insensitive).
+pub fn resolve_targets(spec: &str, logits: &[f32], labels: &[String]) -> Result<Vec<usize>> {
+    if let Some(k) = spec
+        .strip_prefix("top")
+        .and_then(|k| k.parse::<usize>().ok())
+    {
+        if k == 0 {
+            return Err(Error::InvalidOption(
+                "--target top0 names no class; use top1 or more".into(),
+            ));
+        }
+        return Ok(ranked(logits, labels)
+            .into_iter()
+            .take(k)
+            .map(|p| p.index)
+            .collect());
+    }
+    resolve_target(spec, logits, labels).map(|t| vec![t])
+}
+
+/// Resolves one target: `top1` (best class), a class index, or an exact label
+/// (case-insensitive).
 pub fn resolve_target(spec: &str, logits: &[f32], labels: &[String]) -> Result<usize> {
     let classes = logits.len();
     if spec == "top1" {
         return Ok(ranked(logits, labels)[0].index);
     }
     if let Ok(index) = spec.parse::<i64>() {
-        return usize::try_from(index).ok().filter(|&i| i < classes).ok_or(
-            Error::TargetOutOfRange {
-                index: index.max(0) as usize,
-                classes,
-            },
-        );
+        return match usize::try_from(index) {
+            Ok(i) if i < classes => Ok(i),
+            Ok(i) => Err(Error::TargetOutOfRange { index: i, classes }),
+            Err(_) => Err(Error::InvalidOption(format!(
+                "target {index} is negative; class indices run from 0 to {}",
+                classes.saturating_sub(1)
+            ))),
+        };
     }
     labels
         .iter()
@@ -109,10 +133,19 @@ mod tests {
                 .to_string(),
             "target class 3 is out of range: the model has 3 classes (valid: 0 to 2)"
         );
-        assert!(matches!(
-            resolve_target("-1", &logits, &labels),
-            Err(Error::TargetOutOfRange { .. })
-        ));
+        assert_eq!(
+            resolve_target("-1", &logits, &labels)
+                .unwrap_err()
+                .to_string(),
+            "invalid option: target -1 is negative; class indices run from 0 to 2"
+        );
+        assert_eq!(resolve_targets("top2", &logits, &labels).unwrap(), [1, 2]);
+        assert_eq!(
+            resolve_targets("top9", &logits, &labels).unwrap(),
+            [1, 2, 0]
+        );
+        assert_eq!(resolve_targets("cat", &logits, &labels).unwrap(), [0]);
+        assert!(resolve_targets("top0", &logits, &labels).is_err());
         assert!(matches!(
             resolve_target("zebra", &logits, &labels),
             Err(Error::UnknownLabel(_))

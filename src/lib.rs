@@ -6,29 +6,27 @@
 //! The core reads no files, spawns no threads and looks at no clock: bytes in, maps out.
 //!
 //! ```no_run
-//! use burn::tensor::{Device, Tensor, TensorData};
-//! use igcam::{cam, onnx::OnnxModel, preprocess};
+//! use burn::tensor::Device;
+//! use igcam::{Explainer, ExplainerOptions, Request, cam::Method, onnx::OnnxModel, preprocess};
 //!
 //! # fn main() -> igcam::Result<()> {
-//! let device = Device::flex();
-//! let model = OnnxModel::from_bytes(&std::fs::read("model.onnx").unwrap(), &device)?;
-//! let size = model.input_size();
-//! let photo = preprocess::fit(&preprocess::decode(&std::fs::read("cat.png").unwrap())?, size, true);
-//! let x = igcam::image_tensor(preprocess::normalise(&photo, preprocess::Preset::Imagenet), size, &device);
-//! let b = igcam::image_tensor(preprocess::baseline(Default::default(), Default::default(), size), size, &device);
-//! let logits = igcam::logits(&model, &x)?;
-//! let target = igcam::labels::resolve_target("top1", &logits, &[])?;
-//! let layer = model.default_layer().unwrap();
-//! let alphas = cam::path_alphas(cam::Method::IgCam, false, 50)?;
-//! let run = cam::PathRun { model: &model, input: &x, baseline: &b, target, alphas: &alphas, batch: 10 };
-//! let map = cam::explain(&run, cam::Method::IgCam, &layer, &mut |_, _| {})?;
-//! println!("{}x{} map", map.height, map.width);
+//! let model = OnnxModel::from_bytes(&std::fs::read("model.onnx").unwrap(), &Device::flex())?;
+//! let explainer = Explainer::new(model, Vec::new(), ExplainerOptions::default())?;
+//! let photo = explainer.prepare(&preprocess::decode(&std::fs::read("cat.png").unwrap())?)?;
+//! // The five best classes, each explained with IG-CAM and Grad-CAM, in one set of passes.
+//! let targets = explainer.resolve_targets(&photo, &["top5"])?;
+//! let methods = Method::parse_list(&["igcam", "gradcam"])?;
+//! let maps = explainer.explain(&photo, &Request::new(targets, methods, 50), &mut |_, _| {})?;
+//! for e in &maps {
+//!     println!("{} of class {}: {}x{} map", e.label, e.target, e.map.height, e.map.width);
+//! }
 //! # Ok(()) }
 //! ```
 
 pub mod cam;
 pub mod data;
 mod error;
+pub mod explainer;
 pub mod labels;
 pub mod metrics;
 pub mod onnx;
@@ -38,6 +36,7 @@ pub mod render;
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use error::{Error, Result};
+pub use explainer::{Explainer, ExplainerOptions, Explanation, Prepared, Request};
 
 /// Wraps normalised CHW floats as a `[1, 3, H, W]` tensor on `device`.
 pub fn image_tensor(chw: Vec<f32>, size: [usize; 2], device: &Device) -> Tensor<4> {

@@ -14,6 +14,7 @@ pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// How pixels are mapped to the model's input range.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Preset {
     /// RGB / 255, then ImageNet mean and standard deviation (torchvision models).
     #[default]
@@ -53,6 +54,7 @@ impl Preset {
 /// The path's starting point for integrated methods.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Baseline {
     /// A black image put through the same normalisation (the paper's choice).
     #[default]

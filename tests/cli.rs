@@ -91,7 +91,14 @@ fn default_run_explains_the_bundled_cat() {
     assert_eq!(r["layer"], "/_swish_1/Clip_output_0");
     assert_eq!(r["method"], "igcam");
     assert_eq!(r["steps"], 8);
-    assert_eq!(r["backend"], "cpu");
+    assert!(
+        r["backend"]
+            .as_str()
+            .unwrap()
+            .starts_with("cpu (Burn flex, "),
+        "{}",
+        r["backend"]
+    );
     assert_eq!(r["target"]["index"], r["top5"][0]["index"]);
     assert_eq!(r["top5"].as_array().unwrap().len(), 5);
     assert_eq!(
@@ -321,7 +328,15 @@ fn bad_options_are_refused() {
     );
     refuses(
         &[&base[..], &["--method", "magic"]].concat(),
-        "unknown method `magic`",
+        "invalid value 'magic' for '--method <METHODS>'; possible values: igcam, gradcam, gradcampp, xgradcam, layercam, ig; see --help",
+    );
+    refuses(
+        &[&base[..], &["--colormap", "rainbow"]].concat(),
+        "invalid value 'rainbow' for '--colormap <COLORMAP>'",
+    );
+    refuses(
+        &[&base[..], &["--frobnicate"]].concat(),
+        "unexpected argument '--frobnicate' found",
     );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
@@ -360,42 +375,83 @@ fn a_folder_with_one_bad_image_still_writes_the_good_ones() {
     assert!(dir.path().join("igcam-out/a_gradcam.png").is_file());
 }
 
-#[test]
-fn without_any_gpu_adapter_wgpu_falls_back_to_the_cpu_with_a_notice() {
+/// Runs `explain` on the tiny net with `backend`, optionally hiding every GPU driver; returns
+/// the notices on stderr and the JSON `backend` field.
+fn run_backend(backend: &str, hide_adapters: bool) -> (Vec<String>, String) {
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("r.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"))
-        .args([
-            "explain",
-            &tiny_image(),
-            "--model",
-            &tiny(),
-            "--method",
-            "gradcam",
-            "--json",
-            path(&json_path),
-        ])
-        .current_dir(dir.path())
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"));
+    cmd.args([
+        "explain",
+        &tiny_image(),
+        "--model",
+        &tiny(),
+        "--method",
+        "gradcam",
+        "--backend",
+        backend,
+        "--json",
+        path(&json_path),
+    ])
+    .current_dir(dir.path());
+    if hide_adapters {
         // Hide every Vulkan driver and every EGL (OpenGL) vendor: wgpu then finds no adapter.
-        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
-        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
-        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl.json")
-        .output()
-        .unwrap();
+        cmd.env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+            .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+            .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl.json");
+    }
+    let out = cmd.output().unwrap();
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let notices: Vec<&str> = stderr
+    let notices = stderr
         .lines()
         .filter(|l| l.starts_with("notice:"))
+        .map(String::from)
         .collect();
+    let records: Json = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    (notices, records[0]["backend"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn without_any_gpu_adapter_wgpu_falls_back_to_the_cpu_with_a_notice() {
+    let (notices, backend) = run_backend("wgpu", true);
     assert_eq!(
         notices,
         [
             "notice: no usable wgpu adapter (Vulkan, Metal or DX12) was found; running on the CPU instead"
         ]
     );
-    let records: Json = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
-    assert_eq!(records[0]["backend"], "cpu");
+    assert!(backend.starts_with("cpu (Burn flex, "), "{backend}");
+    // The default (auto) runs on the CPU without a word when there is no adapter at all.
+    let (notices, backend) = run_backend("auto", true);
+    assert!(notices.is_empty(), "{notices:?}");
+    assert!(backend.starts_with("cpu (Burn flex, "), "{backend}");
+}
+
+/// CI's only adapter is lavapipe (software Vulkan): the default backend skips it in one line,
+/// names it and says how to force it; `--backend wgpu` still takes it. (On a machine with a
+/// real GPU, auto takes the GPU without a notice.)
+#[test]
+fn auto_skips_a_software_adapter_and_says_so() {
+    let (notices, backend) = run_backend("auto", false);
+    if notices.is_empty() {
+        assert!(backend.starts_with("wgpu ("), "a real GPU: {backend}");
+        return;
+    }
+    let [notice] = notices.as_slice() else {
+        panic!("one notice expected: {notices:?}");
+    };
+    assert!(
+        notice.starts_with("notice: skipped the software GPU adapter `")
+            && notice.ends_with(
+                "` (slower than the CPU backend here); running on the CPU, force it with --backend wgpu"
+            ),
+        "{notice}"
+    );
+    assert!(backend.starts_with("cpu (Burn flex, "), "{backend}");
+    let (notices, backend) = run_backend("wgpu", false);
+    assert!(notices.is_empty(), "{notices:?}");
+    assert!(backend.starts_with("wgpu ("), "{backend}");
 }
 
 fn voc_mini() -> String {
@@ -637,7 +693,7 @@ fn bench_prints_timings_and_json() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("| method | median ms | p90 ms | images/s |"));
+    assert!(text(&out.stdout).contains("| method | maps | median ms | p90 ms | images/s |"));
     let report: Json = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
     assert_eq!(report["tool"], "igcam");
     assert_eq!(report["backend"], "cpu");

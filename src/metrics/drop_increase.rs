@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 
 /// How a class's confidence is read from the logits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Confidence {
     /// Softmax probability (single-label models; the default).
     #[default]

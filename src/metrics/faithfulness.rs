@@ -57,8 +57,8 @@ impl FaithfulnessInput<'_> {
         }
     }
 
-    /// Confidence of `target` for each image (CHW each) in `images`.
-    fn confidences(&self, images: &[Vec<f32>], target: usize, device: &Device) -> Result<Vec<f64>> {
+    /// The logits of each image (CHW each) in `images`, pushed through the model in chunks.
+    fn logits(&self, images: &[Vec<f32>], device: &Device) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(images.len());
         let chw = images.first().map_or(0, Vec::len);
         for chunk in images.chunks(self.batch.max(1)) {
@@ -71,48 +71,77 @@ impl FaithfulnessInput<'_> {
                 device,
             );
             let logits = host_values(self.model.forward(x)?)?;
-            let classes = self.model.num_classes();
-            out.extend(
-                logits
-                    .chunks(classes)
-                    .map(|l| self.confidence.of(l, target)),
-            );
+            out.extend(logits.chunks(self.model.num_classes()).map(<[f32]>::to_vec));
         }
         Ok(out)
     }
 
     /// Scores `map` (upsampled, `height * width`) for `target`, with `steps` steps per curve.
     pub fn score(&self, map: &[f32], target: usize, steps: usize) -> Result<Faithfulness> {
-        let device = self.model.device();
-        let keep = top_fraction_mask(map, KEEP_FRACTION);
-        let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
-        let mut masked = self.black.to_vec();
-        self.paste(&mut masked, self.image, &kept);
+        Ok(self.score_all(&[(map, target)], steps)?.remove(0))
+    }
 
-        let order = deletion_order(map);
+    /// Scores every `(map, target)` of one image at once: the edited images of all of them go
+    /// through the model together, in chunks of `batch`. The image itself, the all-black image
+    /// (the end of every deletion curve) and the blurred image (the start of every insertion
+    /// curve) are each run once.
+    pub fn score_all(
+        &self,
+        explained: &[(&[f32], usize)],
+        steps: usize,
+    ) -> Result<Vec<Faithfulness>> {
+        let device = self.model.device();
         let steps = steps.max(1);
-        let mut deleting = self.image.to_vec();
-        let mut inserting = self.blurred.to_vec();
-        let mut deletion = vec![deleting.clone()];
-        let mut insertion = vec![inserting.clone()];
-        for s in 0..steps {
-            let (from, to) = (s * order.len() / steps, (s + 1) * order.len() / steps);
-            self.paste(&mut deleting, self.black, &order[from..to]);
-            self.paste(&mut inserting, self.image, &order[from..to]);
-            deletion.push(deleting.clone());
-            insertion.push(inserting.clone());
+        // Shared images: 0 = the image, 1 = black, 2 = blurred.
+        let mut images = vec![
+            self.image.to_vec(),
+            self.black.to_vec(),
+            self.blurred.to_vec(),
+        ];
+        // Per explanation: the masked image, deletion steps 1..steps, insertion steps 1..steps.
+        let per = 1 + 2 * (steps - 1);
+        for &(map, _) in explained {
+            let keep = top_fraction_mask(map, KEEP_FRACTION);
+            let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+            let mut masked = self.black.to_vec();
+            self.paste(&mut masked, self.image, &kept);
+            images.push(masked);
+            let order = deletion_order(map);
+            let mut deleting = self.image.to_vec();
+            let mut inserting = self.blurred.to_vec();
+            let mut insertion = Vec::with_capacity(steps - 1);
+            for s in 0..steps - 1 {
+                let (from, to) = (s * order.len() / steps, (s + 1) * order.len() / steps);
+                self.paste(&mut deleting, self.black, &order[from..to]);
+                self.paste(&mut inserting, self.image, &order[from..to]);
+                images.push(deleting.clone());
+                insertion.push(inserting.clone());
+            }
+            images.extend(insertion);
         }
-        let mut images = vec![self.image.to_vec(), masked];
-        images.extend(deletion);
-        images.extend(insertion);
-        let scores = self.confidences(&images, target, device)?;
-        let (drop, increase) = drop_increase(scores[0], scores[1]);
-        let curve = steps + 1;
-        Ok(Faithfulness {
-            drop,
-            increase,
-            deletion: auc(&scores[2..2 + curve]),
-            insertion: auc(&scores[2 + curve..]),
-        })
+        let logits = self.logits(&images, device)?;
+        Ok(explained
+            .iter()
+            .enumerate()
+            .map(|(k, &(_, target))| {
+                let score = |i: usize| self.confidence.of(&logits[i], target);
+                let base = 3 + k * per;
+                let (drop, increase) = drop_increase(score(0), score(base));
+                // Deletion: the image, the steps, then all black; insertion: the blurred image,
+                // the steps, then the whole image.
+                let mut deletion = vec![score(0)];
+                deletion.extend((0..steps - 1).map(|s| score(base + 1 + s)));
+                deletion.push(score(1));
+                let mut insertion = vec![score(2)];
+                insertion.extend((0..steps - 1).map(|s| score(base + steps + s)));
+                insertion.push(score(0));
+                Faithfulness {
+                    drop,
+                    increase,
+                    deletion: auc(&deletion),
+                    insertion: auc(&insertion),
+                }
+            })
+            .collect())
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::Device;
 use onnx_ir::{Message, ModelProto, NodeProto};
 
 use super::ops::{self, BuildContext, Operator};
+use super::profile::Profiler;
 use super::proto::{Attrs, HostTensor, host_tensor};
 use super::value::Value;
 use crate::error::{Error, Result};
@@ -53,6 +54,10 @@ pub struct Graph {
     pub output: String,
     /// Index of the last node that reads each tensor, to free memory early.
     last_use: HashMap<String, usize>,
+    /// The device holding the constants.
+    device: Device,
+    /// Per-op timings, when switched on.
+    pub(crate) profiler: Profiler,
 }
 
 fn default_opset(model: &ModelProto) -> i64 {
@@ -179,6 +184,14 @@ impl Graph {
                 host.insert(out, constant_node(node).map_err(bad)?);
                 continue;
             }
+            // The legacy exporter stores equal initialisers once and rebuilds the copies with
+            // `Identity` nodes: such a copy is a constant too.
+            if node.op_type == "Identity"
+                && let Some(value) = node.input.first().and_then(|i| host.get(i)).cloned()
+            {
+                host.insert(out, value);
+                continue;
+            }
             let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
             let ctx = BuildContext {
                 node,
@@ -229,6 +242,8 @@ impl Graph {
             input,
             output,
             last_use,
+            device: device.clone(),
+            profiler: Profiler::default(),
         })
     }
 
@@ -258,37 +273,49 @@ impl Graph {
                 node: node.name.clone(),
                 msg,
             };
-            let inputs = node
-                .inputs
-                .iter()
-                .map(|name| {
-                    if name.is_empty() {
-                        return Ok(None);
-                    }
-                    env.get(name)
-                        .or_else(|| self.constants.get(name))
-                        .cloned()
-                        .map(Some)
-                        .ok_or_else(|| {
-                            bad(format!("input `{name}` is not produced by an earlier node"))
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let out = catch_unwind(AssertUnwindSafe(|| node.op.run(&inputs)))
+            let mut inputs = Vec::with_capacity(node.inputs.len());
+            for (j, name) in node.inputs.iter().enumerate() {
+                if name.is_empty() {
+                    inputs.push(None);
+                    continue;
+                }
+                // A tensor read for the last time moves into the op, so the op owns it alone.
+                let last_read = self.last_use.get(name) == Some(&i)
+                    && !node.inputs[j + 1..].contains(name)
+                    && name != &self.output
+                    && !keep.contains(&name.as_str());
+                let value = if last_read {
+                    env.remove(name)
+                } else {
+                    env.get(name).cloned()
+                };
+                let value = value
+                    .or_else(|| self.constants.get(name).cloned())
+                    .ok_or_else(|| {
+                        bad(format!("input `{name}` is not produced by an earlier node"))
+                    })?;
+                inputs.push(Some(value));
+            }
+            let start = self.profiler.now();
+            let out = catch_unwind(AssertUnwindSafe(|| node.op.run(&mut inputs)))
                 .map_err(|p| bad(panic_message(p.as_ref())))?
                 .map_err(bad)?;
+            if start.is_some() {
+                self.sync()?;
+                self.profiler.add_op(&node.op_type, start);
+            }
+            drop(inputs);
             observe(node, &out);
             env.insert(node.output.clone(), out);
-            for name in &node.inputs {
-                if self.last_use.get(name) == Some(&i)
-                    && name != &self.output
-                    && !keep.contains(&name.as_str())
-                {
-                    env.remove(name);
-                }
-            }
         }
         Ok(())
+    }
+
+    /// Waits for the device to finish its queued work (for timings on asynchronous devices).
+    pub fn sync(&self) -> Result<()> {
+        self.device
+            .sync()
+            .map_err(|e| Error::Backend(format!("device sync failed: {e:?}")))
     }
 }
 

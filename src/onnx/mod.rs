@@ -1,8 +1,10 @@
 //! Run-time ONNX on Burn: parse bytes, execute node by node, and split the graph at a named
 //! tensor so the part before it runs without autodiff and the part after it with autodiff.
 
+pub mod cpu_conv;
 mod graph;
 mod ops;
+pub mod profile;
 mod proto;
 mod value;
 
@@ -91,6 +93,30 @@ impl OnnxModel {
     /// The device holding the weights.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Starts timing every operator and explanation phase with `clock` (milliseconds), until
+    /// [`OnnxModel::finish_profile`].
+    pub fn start_profile(&self, clock: profile::Clock) {
+        self.graph.profiler.start(clock);
+    }
+
+    /// Stops timing and returns the per-op and per-phase totals since
+    /// [`OnnxModel::start_profile`].
+    pub fn finish_profile(&self) -> profile::Profile {
+        self.graph.profiler.finish()
+    }
+
+    /// Runs `f` as the named explanation phase: when profiling, its time (after a device sync)
+    /// is added to that phase.
+    pub fn phase<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let start = self.graph.profiler.now();
+        let out = f()?;
+        if start.is_some() {
+            self.graph.sync()?;
+            self.graph.profiler.add_phase(name, start);
+        }
+        Ok(out)
     }
 
     /// The image input as declared in the model.

@@ -63,6 +63,7 @@ impl<'a> Attrs<'a> {
 }
 
 /// Host copy of a tensor's contents.
+#[derive(Clone, Debug)]
 pub enum HostTensor {
     /// Float data (float and double tensors).
     Float(Vec<f32>, Vec<usize>),
@@ -137,6 +138,14 @@ pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, String> {
 }
 
 impl HostTensor {
+    /// The shape.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            HostTensor::Float(_, dims) => dims.clone(),
+            HostTensor::Int(a) => a.shape().to_vec(),
+        }
+    }
+
     /// The values as `f32`.
     pub fn floats(&self) -> Vec<f32> {
         match self {

@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 
 /// A colour map by name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Colormap {
     /// Google's Turbo: a perceptually smoother jet (the default).
     #[default]

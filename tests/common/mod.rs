@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use igcam::cam::{self, Method, PathRun};
+use igcam::cam::Method;
 use igcam::onnx::OnnxModel;
 use igcam::preprocess::{self, Baseline, Preset};
+use igcam::{Explainer, ExplainerOptions, Explanation, Prepared, Request};
 use serde_json::Value as Json;
 
 /// Path of a file under `tests/fixtures`.
@@ -79,24 +80,59 @@ pub fn load(net: &str, device: &Device) -> OnnxModel {
     OnnxModel::from_bytes(&std::fs::read(path).unwrap(), device).unwrap()
 }
 
+/// The explainer of a net fixture (default layer, chunks of 3 path points) and its prepared
+/// input photo.
+pub fn explainer(net: &str, device: &Device) -> (Explainer, Prepared) {
+    let options = ExplainerOptions {
+        batch: Some(3),
+        ..ExplainerOptions::default()
+    };
+    let explainer = Explainer::new(load(net, device), Vec::new(), options).unwrap();
+    let bytes = std::fs::read(fixture(&format!("nets/{net}_input.png"))).unwrap();
+    let photo = preprocess::decode(&bytes).unwrap().to_rgb8();
+    let prepared = explainer.prepare_fitted(photo).unwrap();
+    (explainer, prepared)
+}
+
+/// Runs one request, checking that progress ends at `(total, total)`.
+pub fn explain(explainer: &Explainer, prepared: &Prepared, request: &Request) -> Vec<Explanation> {
+    let mut calls = Vec::new();
+    let maps = explainer
+        .explain(prepared, request, &mut |done, total| {
+            calls.push((done, total))
+        })
+        .unwrap();
+    let (done, total) = calls.last().copied().expect("at least one progress call");
+    assert_eq!(done, total, "progress ends complete");
+    maps
+}
+
 /// Checks logits, the default layer, activations, gradients and every method's map of one
 /// net fixture against the PyTorch reference, within `tol` relative L2 error (`ig_tol` for
 /// pixel-level Integrated Gradients).
 pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
     let reference = json(&format!("nets/{net}.json"));
-    let model = load(net, device);
-    let (x, b) = inputs(net, &model, device);
+    let (explainer, prepared) = explainer(net, device);
+    let model = explainer.model();
+    let (x, _) = inputs(net, model, device);
     let layer = reference["layer"].as_str().unwrap();
     assert_eq!(
         model.default_layer().as_deref(),
         Some(layer),
         "{net}: default layer"
     );
+    assert_eq!(explainer.layer(), layer, "{net}: explainer layer");
 
-    let logits = igcam::logits(&model, &x).unwrap();
+    let logits = igcam::logits(model, &x).unwrap();
     assert_close(
         &format!("{net} logits"),
         &logits,
+        &array(&reference["logits"]).0,
+        tol,
+    );
+    assert_close(
+        &format!("{net} prepared logits"),
+        &prepared.logits,
         &array(&reference["logits"]).0,
         tol,
     );
@@ -106,6 +142,7 @@ pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
         target,
         "{net}: top-1"
     );
+    assert_eq!(prepared.ranked[0].index, target, "{net}: prepared top-1");
 
     if let Some(want_a) = reference.get("activations") {
         let (act, env) = model.forward_to(x.clone(), layer).unwrap();
@@ -131,46 +168,46 @@ pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
 
     let steps = reference["steps"].as_u64().unwrap() as usize;
     for (name, method, integrate) in [
-        ("gradcam", Method::GradCam, false),
-        ("gradcampp", Method::GradCamPlusPlus, false),
-        ("xgradcam", Method::XGradCam, false),
-        ("layercam", Method::LayerCam, false),
-        ("igcam", Method::IgCam, false),
-        ("integrated-gradcampp", Method::GradCamPlusPlus, true),
-        ("ig", Method::IntegratedGradients, false),
+        ("gradcam", "gradcam", false),
+        ("gradcampp", "gradcampp", false),
+        ("xgradcam", "xgradcam", false),
+        ("layercam", "layercam", false),
+        ("igcam", "igcam", false),
+        ("integrated-gradcampp", "gradcampp", true),
+        ("ig", "ig", false),
     ] {
+        let method = Method::parse(method).unwrap();
         assert_eq!(method.label(integrate), name);
-        let alphas = cam::path_alphas(method, integrate, steps).unwrap();
-        let run = PathRun {
-            model: &model,
-            input: &x,
-            baseline: &b,
-            target,
-            alphas: &alphas,
-            batch: 3,
+        let mut request = Request::new(vec![target], vec![method], steps);
+        request.integrate = integrate;
+        let maps = explain(&explainer, &prepared, &request);
+        let [e] = maps.as_slice() else {
+            panic!("{net} {name}: one map expected, got {}", maps.len());
         };
-        let mut calls = Vec::new();
-        let map = cam::explain(&run, method, layer, &mut |done, total| {
-            calls.push((done, total))
-        })
-        .unwrap();
+        assert_eq!(e.label, name, "{net} {name}: label");
+        assert_eq!(e.target, target, "{net} {name}: target");
+        assert_eq!(
+            e.steps,
+            if method.integrates(integrate) {
+                steps
+            } else {
+                1
+            },
+            "{net} {name}: steps"
+        );
+        assert_eq!(
+            e.layer,
+            if method.is_pixel() { "input" } else { layer },
+            "{net} {name}: layer"
+        );
         let (want, shape) = array(&reference["maps"][name]);
         assert_eq!(
-            vec![map.height, map.width],
+            vec![e.map.height, e.map.width],
             shape,
             "{net} {name}: map shape"
         );
-        let limit = if method == Method::IntegratedGradients {
-            ig_tol
-        } else {
-            tol
-        };
-        assert_close(&format!("{net} {name}"), &map.values, &want, limit);
-        assert_eq!(
-            calls.last().copied(),
-            Some((alphas.len(), alphas.len())),
-            "{net} {name}: progress"
-        );
+        let limit = if method.is_pixel() { ig_tol } else { tol };
+        assert_close(&format!("{net} {name}"), &e.map.values, &want, limit);
     }
 }
 

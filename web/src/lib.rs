@@ -5,15 +5,13 @@
 mod backend;
 mod state;
 
-use igcam::cam::{self, Method, PathRun};
-use igcam::labels;
+use igcam::cam::{self, Method};
 use igcam::render::{self, Colormap};
+use igcam::{Explainer, ExplainerOptions, Request, labels};
 use js_sys::{Function, Promise};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-
-use state::Photo;
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
@@ -76,7 +74,8 @@ pub fn load_model(bytes: &[u8], labels_text: &str) -> Result<JsValue, JsError> {
         layers: model.layers(),
         default_layer: model.default_layer(),
     };
-    state::set_model(model, labels);
+    let explainer = Explainer::new(model, labels, ExplainerOptions::default()).map_err(js_err)?;
+    state::set_explainer(explainer);
     Ok(serde_wasm_bindgen::to_value(&info)?)
 }
 
@@ -85,24 +84,12 @@ pub fn load_model(bytes: &[u8], labels_text: &str) -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
     let s = state::get()?;
-    let model = s.model()?;
-    let size = model.input_size();
+    let explainer = s.explainer()?;
     let image = igcam::preprocess::decode(&bytes).map_err(js_err)?;
-    let rgb = igcam::preprocess::fit(&image, size, true);
-    let (x, b) = igcam::input_pair(&rgb, Default::default(), Default::default(), &s.device);
-    let logits =
-        host(
-            model
-                .forward(x.clone())
-                .map_err(js_err)?
-                .reshape([1, 1, 1, model.num_classes()]),
-        )
-        .await?;
-    let ranked = labels::ranked(&logits, &s.labels);
-    state::set_photo(Photo { rgb, x, b, logits });
-    Ok(serde_wasm_bindgen::to_value(
-        &ranked.into_iter().take(5).collect::<Vec<_>>(),
-    )?)
+    let prepared = explainer.prepare(&image).map_err(js_err)?;
+    let top5 = prepared.top(5).to_vec();
+    state::set_photo(prepared);
+    Ok(serde_wasm_bindgen::to_value(&top5)?)
 }
 
 /// The current photo as RGBA pixels (model input size).
@@ -110,7 +97,7 @@ pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
 pub fn photo_rgba() -> Result<Vec<u8>, JsError> {
     let s = state::get()?;
     let photo = s.photo()?;
-    Ok(image::DynamicImage::ImageRgb8(photo.rgb.clone())
+    Ok(image::DynamicImage::ImageRgb8(photo.photo.clone())
         .to_rgba8()
         .into_raw())
 }
@@ -143,34 +130,19 @@ pub async fn explain(
     on_progress: Function,
 ) -> Result<JsValue, JsError> {
     let s = state::get()?;
-    let model = s.model()?;
+    let explainer = s.explainer()?;
     let photo = s.photo()?;
     let method = Method::parse(&method).map_err(js_err)?;
-    let alphas = cam::path_alphas(method, false, steps).map_err(js_err)?;
     let target = if target < 0 {
-        labels::ranked(&photo.logits, &s.labels)[0].index
+        photo.ranked[0].index
     } else {
         target as usize
     };
-    let layer = match layer.filter(|l| !l.is_empty()) {
-        Some(l) => l,
-        None => model
-            .default_layer()
-            .ok_or_else(|| js_err("the model has no 4-D activation to explain"))?,
-    };
-    let run = PathRun {
-        model,
-        input: &photo.x,
-        baseline: &photo.b,
-        target,
-        alphas: &alphas,
-        batch: batch.max(1),
-    };
-    if method.cam().is_some() {
-        model.layer_shape(&layer).map_err(js_err)?;
-    }
+    let mut request = Request::new(vec![target], vec![method], steps);
+    request.layer = layer.filter(|l| !l.is_empty());
+    request.batch = Some(batch.max(1));
     let start = js_sys::Date::now();
-    let mut explaining = cam::Explaining::new(&run, method, &layer).map_err(js_err)?;
+    let mut explaining = explainer.start(photo, &request).map_err(js_err)?;
     while !explaining.is_done() {
         let (done, total) = explaining.step().map_err(js_err)?;
         let _ = on_progress.call2(
@@ -180,19 +152,20 @@ pub async fn explain(
         );
         yield_to_browser().await;
     }
-    let total = explaining.finish();
-    let [_, _, height, width] = total.dims();
-    let values = host(total).await?;
+    let map = explaining
+        .finish()
+        .map_err(js_err)?
+        .maps
+        .pop()
+        .ok_or_else(|| js_err("no map was computed"))?;
+    let [_, _, height, width] = map.map.dims();
+    let values = host(map.map).await?;
     let out = Explanation {
         method: method.name().into(),
         target,
-        label: labels::prediction(&photo.logits, &s.labels, target).label,
-        steps: alphas.len(),
-        layer: if method.cam().is_some() {
-            layer
-        } else {
-            "input".into()
-        },
+        label: labels::prediction(&photo.logits, explainer.labels(), target).label,
+        steps: map.steps,
+        layer: map.layer,
         backend: s.description.clone(),
         height,
         width,
@@ -213,7 +186,7 @@ pub fn overlay_rgba(
 ) -> Result<Vec<u8>, JsError> {
     let s = state::get()?;
     let photo = s.photo()?;
-    let (h, w) = (photo.rgb.height() as usize, photo.rgb.width() as usize);
+    let (h, w) = (photo.photo.height() as usize, photo.photo.width() as usize);
     let map = cam::CamMap {
         height,
         width,
@@ -223,7 +196,7 @@ pub fn overlay_rgba(
         &render::upsample_bilinear(&map, h, w),
         Colormap::parse(colormap).map_err(js_err)?,
     );
-    let over = render::overlay(&photo.rgb, &heat, alpha);
+    let over = render::overlay(&photo.photo, &heat, alpha);
     Ok(image::DynamicImage::ImageRgb8(over).to_rgba8().into_raw())
 }
 

@@ -1,25 +1,13 @@
-//! The page's state: one device, one model, one photo. The browser is single-threaded, so a
-//! thread-local holds it; handlers take `Rc` snapshots so nothing stays borrowed across awaits.
+//! The page's state: one device, one explainer, one prepared photo. The browser is
+//! single-threaded, so a thread-local holds it; handlers take `Rc` snapshots so nothing stays
+//! borrowed across awaits.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use burn::tensor::{Device, Tensor};
-use igcam::onnx::OnnxModel;
-use image::RgbImage;
+use burn::tensor::Device;
+use igcam::{Explainer, Prepared};
 use wasm_bindgen::JsError;
-
-/// The current photo, fitted to the model input, with its tensors and logits.
-pub struct Photo {
-    /// RGB pixels at the model's input size.
-    pub rgb: RgbImage,
-    /// Normalised image `[1, 3, H, W]`.
-    pub x: Tensor<4>,
-    /// Normalised black baseline.
-    pub b: Tensor<4>,
-    /// Logits of the photo.
-    pub logits: Vec<f32>,
-}
 
 /// A snapshot of the state.
 #[derive(Clone)]
@@ -28,24 +16,22 @@ pub struct State {
     pub device: Device,
     /// `WebGPU: ...` or `CPU`.
     pub description: String,
-    /// The loaded model.
-    pub model: Option<Rc<OnnxModel>>,
-    /// Its labels (empty when unknown).
-    pub labels: Vec<String>,
-    /// The current photo.
-    pub photo: Option<Rc<Photo>>,
+    /// The loaded model, with its labels and default layer.
+    pub explainer: Option<Rc<Explainer>>,
+    /// The current photo, run through the model once.
+    pub photo: Option<Rc<Prepared>>,
 }
 
 impl State {
-    /// The model, or an error telling the page to load one.
-    pub fn model(&self) -> Result<&OnnxModel, JsError> {
-        self.model
+    /// The explainer, or an error telling the page to load a model.
+    pub fn explainer(&self) -> Result<&Explainer, JsError> {
+        self.explainer
             .as_deref()
             .ok_or_else(|| JsError::new("no model is loaded"))
     }
 
     /// The photo, or an error telling the page to pick one.
-    pub fn photo(&self) -> Result<&Photo, JsError> {
+    pub fn photo(&self) -> Result<&Prepared, JsError> {
         self.photo
             .as_deref()
             .ok_or_else(|| JsError::new("no photo is loaded"))
@@ -74,26 +60,24 @@ pub fn set_device(device: Device, description: String) {
         *s.borrow_mut() = Some(State {
             device,
             description,
-            model: None,
-            labels: Vec::new(),
+            explainer: None,
             photo: None,
         })
     });
 }
 
-/// Replaces the model (and forgets the photo, whose tensors belong to the old input size).
-pub fn set_model(model: OnnxModel, labels: Vec<String>) {
+/// Replaces the model (and forgets the photo, whose tensors belong to the old model).
+pub fn set_explainer(explainer: Explainer) {
     STATE.with(|s| {
         if let Some(st) = s.borrow_mut().as_mut() {
-            st.model = Some(Rc::new(model));
-            st.labels = labels;
+            st.explainer = Some(Rc::new(explainer));
             st.photo = None;
         }
     });
 }
 
 /// Replaces the photo.
-pub fn set_photo(photo: Photo) {
+pub fn set_photo(photo: Prepared) {
     STATE.with(|s| {
         if let Some(st) = s.borrow_mut().as_mut() {
             st.photo = Some(Rc::new(photo));

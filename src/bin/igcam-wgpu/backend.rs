@@ -1,8 +1,11 @@
-//! Choosing the Burn device: wgpu (any adapter) by default, the CPU on request or as fallback.
+//! Choosing the Burn device. `auto` (the default) takes wgpu on a real GPU adapter (discrete,
+//! integrated or virtual) and Burn's CPU backend otherwise: a software adapter (llvmpipe,
+//! lavapipe, SwiftShader, WARP) is many times slower than the CPU backend on the same cores.
 
 #[cfg(feature = "wgpu")]
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use anyhow::{Result, bail};
 use burn::tensor::Device;
 #[cfg(feature = "wgpu")]
 use burn::tensor::{DeviceKind, Tensor};
@@ -11,9 +14,11 @@ use clap::ValueEnum;
 /// `--backend` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// Burn's wgpu backend on the best adapter (Vulkan, Metal, DX12); CPU if there is none.
+    /// wgpu on a real GPU adapter; Burn's CPU backend when there is none or only a software one.
+    Auto,
+    /// Burn's wgpu backend on the best adapter, even a software one (Vulkan, Metal, DX12).
     Wgpu,
-    /// Burn's CPU backend (`flex`, the faster of Burn's two CPU backends here).
+    /// Burn's CPU backend (`flex`: threads and SIMD).
     Cpu,
     /// Burn's `ndarray` CPU backend (slower; kept for comparisons).
     Ndarray,
@@ -29,22 +34,50 @@ pub struct Backend {
     pub description: String,
 }
 
-/// Opens the wgpu device and runs one tiny op, so a missing adapter shows up here.
+impl Backend {
+    /// `name (description)`, as recorded in the JSON `backend` field.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.name, self.description)
+    }
+}
+
+/// Sizes the CPU backend's thread pool: `--threads`, else `RAYON_NUM_THREADS`, else all cores.
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    if let Some(n) = threads {
+        // The pool can only be built once per process; a second call keeps the first size.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    Ok(())
+}
+
+/// An opened wgpu device and whether its adapter is a software rasterizer.
 #[cfg(feature = "wgpu")]
-fn open_wgpu() -> Option<Backend> {
+fn open_wgpu() -> Option<(Backend, bool)> {
     catch_unwind(AssertUnwindSafe(|| {
         let device = Device::wgpu(DeviceKind::DefaultDevice);
         let identity = device.identity();
+        // cubecl reports no physical card exactly for wgpu's `DeviceType::Cpu` adapters.
         let software = identity.as_ref().is_some_and(|i| i.physical.is_none());
-        let name = identity.map(|i| i.name).unwrap_or_else(|| "wgpu adapter".into());
+        let name = identity
+            .map(|i| i.name)
+            .unwrap_or_else(|| "wgpu adapter".into());
         let probe = Tensor::<1>::ones([4], &device).sum().into_data();
         if probe.try_into_vec_as::<f32>().ok()? != vec![4.0] {
             return None;
         }
-        if software {
-            eprintln!("notice: the wgpu adapter `{name}` is a software rasterizer; `--backend cpu` is usually faster on this machine");
-        }
-        Some(Backend { device, name: "wgpu", description: name })
+        Some((
+            Backend {
+                device,
+                name: "wgpu",
+                description: name,
+            },
+            software,
+        ))
     }))
     .ok()
     .flatten()
@@ -52,7 +85,7 @@ fn open_wgpu() -> Option<Backend> {
 
 /// Built without the `wgpu` feature: there is no adapter to open.
 #[cfg(not(feature = "wgpu"))]
-fn open_wgpu() -> Option<Backend> {
+fn open_wgpu() -> Option<(Backend, bool)> {
     None
 }
 
@@ -60,27 +93,47 @@ fn cpu() -> Backend {
     Backend {
         device: Device::flex(),
         name: "cpu",
-        description: "Burn flex (CPU)".into(),
+        description: format!("Burn flex, {} threads", rayon::current_num_threads()),
     }
 }
 
-/// Opens the requested backend; `wgpu` without a usable adapter falls back to the CPU with a
-/// one-line notice on stderr.
+/// Opens the requested backend. `auto` says in one line which software adapter it skipped;
+/// `wgpu` without a usable adapter falls back to the CPU with a one-line notice.
 pub fn open(choice: BackendChoice) -> Backend {
     match choice {
         BackendChoice::Cpu => cpu(),
         // Deprecated upstream in favour of flex; kept for comparisons.
         #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
-        BackendChoice::Ndarray => Backend { device: Device::ndarray(), name: "ndarray", description: "Burn ndarray (CPU)".into() },
+        BackendChoice::Ndarray => Backend {
+            device: Device::ndarray(),
+            name: "ndarray",
+            description: "Burn ndarray".into(),
+        },
         #[cfg(not(feature = "ndarray"))]
         BackendChoice::Ndarray => {
             eprintln!("notice: built without the `ndarray` feature; running on flex instead");
             cpu()
         }
-        BackendChoice::Wgpu => open_wgpu().unwrap_or_else(|| {
-            eprintln!("notice: no usable wgpu adapter (Vulkan, Metal or DX12) was found; running on the CPU instead");
-            cpu()
-        }),
+        BackendChoice::Auto => match open_wgpu() {
+            Some((gpu, false)) => gpu,
+            Some((soft, true)) => {
+                eprintln!(
+                    "notice: skipped the software GPU adapter `{}` (slower than the CPU backend here); running on the CPU, force it with --backend wgpu",
+                    soft.description
+                );
+                cpu()
+            }
+            None => cpu(),
+        },
+        BackendChoice::Wgpu => match open_wgpu() {
+            Some((b, _)) => b,
+            None => {
+                eprintln!(
+                    "notice: no usable wgpu adapter (Vulkan, Metal or DX12) was found; running on the CPU instead"
+                );
+                cpu()
+            }
+        },
     }
 }

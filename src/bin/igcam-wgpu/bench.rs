@@ -1,48 +1,51 @@
-//! `igcam-wgpu bench`: warm-up, then synchronised timings per method on one backend.
+//! `igcam-wgpu bench`: warm-up, then synchronised timings per method on one backend; with
+//! `--together`, the whole method list × targets as one request; with `--profile`, where the
+//! time goes (per ONNX op type and per explanation phase).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
-use igcam::cam::{self, Method, PathRun};
-use igcam::preprocess::{self, Baseline, Preset};
+use igcam::cam::Method;
+use igcam::onnx::profile::Profile;
+use igcam::{Explainer, Request};
+use image::DynamicImage;
 use serde::Serialize;
 
-use crate::assets;
-use crate::backend::{self, BackendChoice};
-use crate::output;
+use crate::args::{self, DeviceArgs, ModelArgs, PathArgs};
+use crate::{assets, clock, output};
 
 /// Arguments of `bench`.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// ONNX classifier. Default: the embedded ImageNet EfficientNet-Lite0.
-    #[arg(long)]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    path: PathArgs,
     /// Image to explain. Default: the bundled cat photo.
     #[arg(long)]
     image: Option<PathBuf>,
-    /// Methods, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "igcam,gradcam")]
-    methods: Vec<String>,
-    /// Path steps m for integrated methods.
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
-    /// Path steps per chunk. Default: 10 at 224x224.
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Timed repetitions per method (after one warm-up).
+    /// Targets, comma-separated: top1, topK, class indices or labels.
+    #[arg(long, value_delimiter = ',', default_value = "top1")]
+    target: Vec<String>,
+    /// Timed repetitions per row (after one warm-up).
     #[arg(long, default_value_t = 5)]
     reps: usize,
-    /// Where to compute.
-    #[arg(long, value_enum, default_value = "wgpu")]
-    backend: BackendChoice,
+    /// Also time all methods × all targets as one request (one set of path passes).
+    #[arg(long)]
+    together: bool,
+    /// After the timings, run each row once more with per-op and per-phase timing and print
+    /// where the time goes.
+    #[arg(long)]
+    profile: bool,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
 }
 
-/// One method's timings.
+/// One row's timings.
 #[derive(Serialize)]
 struct MethodTiming {
     method: String,
@@ -50,6 +53,9 @@ struct MethodTiming {
     p90_ms: f64,
     images_per_s: f64,
     reps: usize,
+    maps: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<Profile>,
 }
 
 /// The JSON `bench` and `bench/torch_reference.py` both print.
@@ -59,8 +65,10 @@ struct BenchReport {
     backend: String,
     device: String,
     model: String,
+    layer: String,
     steps: usize,
     batch: usize,
+    targets: Vec<usize>,
     results: Vec<MethodTiming>,
     peak_rss_mb: Option<f64>,
 }
@@ -84,78 +92,153 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
+/// One timed configuration: a name and its methods.
+struct Row {
+    name: String,
+    methods: Vec<Method>,
+}
+
+/// One timed run: the photo through the network once (top-k, the plain CAM maps' pass), then
+/// the request, ending with the maps read back (so all device work is inside the timing).
+fn run_once(explainer: &Explainer, image: &DynamicImage, request: &Request) -> Result<usize> {
+    let prepared = explainer.prepare(image)?;
+    Ok(explainer.explain(&prepared, request, &mut |_, _| {})?.len())
+}
+
+fn time_row(
+    args: &BenchArgs,
+    explainer: &Explainer,
+    image: &DynamicImage,
+    targets: &[usize],
+    row: &Row,
+) -> Result<MethodTiming> {
+    let mut path = args.path.clone();
+    path.methods = row.methods.clone();
+    let request = path.request(targets.to_vec());
+    // Warm-up: kernel compilation and allocations.
+    let maps = run_once(explainer, image, &request)?;
+    let mut times = Vec::with_capacity(args.reps);
+    for _ in 0..args.reps {
+        let start = clock::now_ms();
+        run_once(explainer, image, &request)?;
+        times.push(clock::now_ms() - start);
+    }
+    times.sort_by(f64::total_cmp);
+    let profile = if args.profile {
+        explainer.model().start_profile(clock::now_ms);
+        let result = run_once(explainer, image, &request);
+        let profile = explainer.model().finish_profile();
+        result?;
+        Some(profile)
+    } else {
+        None
+    };
+    let median = percentile(&times, 50.0);
+    Ok(MethodTiming {
+        method: row.name.clone(),
+        median_ms: median,
+        p90_ms: percentile(&times, 90.0),
+        images_per_s: 1000.0 / median,
+        reps: args.reps,
+        maps,
+        profile,
+    })
+}
+
+fn print_profile(name: &str, p: &Profile) {
+    let total: f64 = p.ops.values().map(|e| e.ms).sum();
+    println!("\nprofile of one `{name}` run: ONNX ops (sum {total:.1} ms)");
+    println!("| op | calls | ms | share |\n|---|---|---|---|");
+    for (op, e) in Profile::sorted(&p.ops) {
+        println!(
+            "| {op} | {} | {:.1} | {:.1}% |",
+            e.calls,
+            e.ms,
+            100.0 * e.ms / total.max(1e-9)
+        );
+    }
+    println!("\nphases (an op's time is inside its phase)");
+    println!("| phase | calls | ms |\n|---|---|---|");
+    for (phase, e) in Profile::sorted(&p.phases) {
+        println!("| {phase} | {} | {:.1} |", e.calls, e.ms);
+    }
+}
+
 /// Runs `bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.reps == 0 || args.steps == 0 || args.batch == Some(0) {
-        bail!("--reps, --steps and --batch must be at least 1");
+    args.path.check()?;
+    if args.reps == 0 {
+        anyhow::bail!("--reps must be at least 1");
     }
-    let methods = Method::parse_list(&args.methods)?;
-    let backend = backend::open(args.backend);
-    let (model, model_name) = output::load_model(args.model.as_deref(), &backend.device)?;
-    let layer = model
-        .default_layer()
-        .ok_or_else(|| anyhow::anyhow!("the model has no 4-D activation to explain"))?;
+    let loaded = args::load(&args.model, &args.device, &args.path, false)?;
+    let explainer = &loaded.explainer;
     let bytes = match &args.image {
         Some(p) => output::read(p)?,
         None => assets::DEFAULT_IMAGE.to_vec(),
     };
-    let size = model.input_size();
-    let photo = preprocess::fit(&preprocess::decode(&bytes)?, size, true);
-    let device = &backend.device;
-    let (x, b) = igcam::input_pair(&photo, Preset::Imagenet, Baseline::Black, device);
-    let target = igcam::labels::resolve_target("top1", &igcam::logits(&model, &x)?, &[])?;
-    let batch = output::default_batch(&model, args.batch);
-    let mut results = Vec::new();
-    for method in methods {
-        let alphas = cam::path_alphas(method, false, args.steps)?;
-        let run = PathRun {
-            model: &model,
-            input: &x,
-            baseline: &b,
-            target,
-            alphas: &alphas,
-            batch,
-        };
-        // Warm-up: kernel compilation and allocations. Each run ends by reading the map back,
-        // so the timings include all device work.
-        cam::explain(&run, method, &layer, &mut |_, _| {})?;
-        let mut times: Vec<f64> = (0..args.reps)
-            .map(|_| {
-                let start = Instant::now();
-                cam::explain(&run, method, &layer, &mut |_, _| {})
-                    .map(|_| start.elapsed().as_secs_f64() * 1000.0)
-            })
-            .collect::<igcam::Result<_>>()?;
-        times.sort_by(f64::total_cmp);
-        let median = percentile(&times, 50.0);
-        results.push(MethodTiming {
-            method: method.name().into(),
-            median_ms: median,
-            p90_ms: percentile(&times, 90.0),
-            images_per_s: 1000.0 / median,
-            reps: args.reps,
+    let image = igcam::preprocess::decode(&bytes)?;
+    let targets = explainer.resolve_targets(&explainer.prepare(&image)?, &args.target)?;
+    let mut rows: Vec<Row> = args
+        .path
+        .methods
+        .iter()
+        .map(|&m| Row {
+            name: m.label(args.path.integrate),
+            methods: vec![m],
+        })
+        .collect();
+    if args.together {
+        rows.push(Row {
+            name: format!(
+                "together: {} x {} targets",
+                args.path
+                    .methods
+                    .iter()
+                    .map(|m| m.label(args.path.integrate))
+                    .collect::<Vec<_>>()
+                    .join("+"),
+                targets.len()
+            ),
+            methods: args.path.methods.clone(),
         });
     }
+    let results = rows
+        .iter()
+        .map(|row| time_row(&args, explainer, &image, &targets, row))
+        .collect::<Result<Vec<_>>>()?;
     let report = BenchReport {
         tool: "igcam",
-        backend: backend.name.into(),
-        device: backend.description.clone(),
-        model: model_name,
-        steps: args.steps,
-        batch,
+        backend: loaded.backend.name.into(),
+        device: loaded.backend.description.clone(),
+        model: loaded.model_name.clone(),
+        layer: explainer.layer().into(),
+        steps: args.path.steps,
+        batch: explainer.batch(),
+        targets,
         results,
         peak_rss_mb: peak_rss_mb(),
     };
     println!(
-        "{} on {} ({}), m = {}, batch {}",
-        report.model, report.backend, report.device, report.steps, report.batch
+        "{} on {} ({}), layer {}, m = {}, batch {}, targets {:?}",
+        report.model,
+        report.backend,
+        report.device,
+        report.layer,
+        report.steps,
+        report.batch,
+        report.targets
     );
-    println!("| method | median ms | p90 ms | images/s |\n|---|---|---|---|");
+    println!("| method | maps | median ms | p90 ms | images/s |\n|---|---|---|---|---|");
     for r in &report.results {
         println!(
-            "| {} | {:.1} | {:.1} | {:.2} |",
-            r.method, r.median_ms, r.p90_ms, r.images_per_s
+            "| {} | {} | {:.1} | {:.1} | {:.2} |",
+            r.method, r.maps, r.median_ms, r.p90_ms, r.images_per_s
         );
+    }
+    for r in &report.results {
+        if let Some(p) = &r.profile {
+            print_profile(&r.method, p);
+        }
     }
     if let Some(mb) = report.peak_rss_mb {
         println!("peak process memory: {mb:.0} MiB");

@@ -3,22 +3,22 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use igcam::cam::{self, CamMap, Method, PathRun};
+use igcam::Explainer;
+use igcam::cam::CamMap;
 use igcam::data::{ClassMap, parse_annotation};
 use igcam::metrics::summary::{self, Row};
 use igcam::metrics::{
     Confidence, FaithfulnessInput, bbox_accuracy, boxes_mask, ebpg, pointing_hit,
 };
-use igcam::preprocess::{self, Baseline, Geometry, Preset};
+use igcam::preprocess::{self, Baseline};
 use igcam::render;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{self, BackendChoice};
+use crate::args::{self, DeviceArgs, ModelArgs, PathArgs};
 use crate::output;
 
 /// Arguments of `eval`.
@@ -27,27 +27,15 @@ pub struct EvalArgs {
     /// Dataset root with `JPEGImages/`, `Annotations/` and `ImageSets/Main/<split>.txt`.
     #[arg(long)]
     data: PathBuf,
-    /// ONNX classifier. Default: the embedded ImageNet EfficientNet-Lite0.
-    #[arg(long)]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    path: PathArgs,
     /// Class map: voc20, imagenet, voc-to-imagenet, or a file of `name index[,index...]` lines.
     #[arg(long, default_value = "voc-to-imagenet")]
     classes: String,
-    /// Methods, comma-separated: igcam, gradcam, gradcampp, xgradcam, layercam, ig.
-    #[arg(long, value_delimiter = ',', default_value = "igcam,gradcam,gradcampp")]
-    methods: Vec<String>,
-    /// Integrate the CAM methods along the path.
-    #[arg(long)]
-    integrate: bool,
-    /// Path steps m for integrated methods.
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
-    /// Images per forward chunk (path steps and metric images). Default: 10 at 224x224.
-    #[arg(long)]
-    batch: Option<usize>,
-    /// ONNX tensor to explain. Default: the last activation of the last convolutional block.
-    #[arg(long)]
-    layer: Option<String>,
     /// Which `ImageSets/Main/<split>.txt` to read (all annotations when it is missing).
     #[arg(long, default_value = "test")]
     split: String,
@@ -57,21 +45,15 @@ pub struct EvalArgs {
     /// Run shard k of n (1-based, `k/n`): images whose position in the split is k-1 modulo n.
     #[arg(long)]
     shard: Option<String>,
-    /// Class confidence for Drop/Increase and the curves: softmax, sigmoid (multi-label), logit.
-    #[arg(long, default_value = "softmax")]
-    score: String,
-    /// Pixel normalisation: imagenet, raw01 or caffe.
-    #[arg(long, default_value = "imagenet")]
-    preprocess: String,
+    /// Class confidence for Drop/Increase and the curves.
+    #[arg(long, value_enum, default_value_t = Confidence::Softmax)]
+    score: Confidence,
     /// Steps of the Deletion and Insertion curves (1/N of the pixels per step).
     #[arg(long, default_value_t = 16)]
     curve_steps: usize,
     /// Pointing-game tolerance in pixels.
     #[arg(long, default_value_t = 15.0)]
     tolerance: f64,
-    /// Where to compute.
-    #[arg(long, value_enum, default_value = "wgpu")]
-    backend: BackendChoice,
     /// Output folder: rows.jsonl, stats.json, summary.csv.
     #[arg(long, default_value = "igcam-eval")]
     out: PathBuf,
@@ -197,17 +179,115 @@ pub fn report(dir: &Path, rows: &[Row], stats: &Stats) -> Result<()> {
     Ok(())
 }
 
+/// Scores one image: one request for every class present × every method, then the metrics,
+/// with all faithfulness images of the image through the model together. Returns its rows.
+fn score_image(
+    args: &EvalArgs,
+    explainer: &Explainer,
+    classes: &ClassMap,
+    id: &str,
+    annotation: &igcam::data::Annotation,
+    image: &image::DynamicImage,
+    stats: &mut Stats,
+) -> Result<Vec<Row>> {
+    let size = explainer.model().input_size();
+    let prepared = explainer.prepare(image)?;
+    let mut wanted = Vec::new();
+    for class in annotation.classes() {
+        let Some(outputs) = classes.lookup(class) else {
+            *stats.skipped_objects.entry(class.to_string()).or_default() += 1;
+            continue;
+        };
+        let target = *outputs
+            .iter()
+            .max_by(|&&a, &&b| prepared.logits[a].total_cmp(&prepared.logits[b]))
+            .expect("non-empty entry");
+        let boxes: Vec<_> = annotation
+            .boxes(class)
+            .into_iter()
+            .map(|bx| prepared.geometry.map_box(bx))
+            .collect();
+        wanted.push((
+            class.to_string(),
+            target,
+            boxes_mask(&boxes, size[0], size[1]),
+        ));
+    }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut targets: Vec<usize> = Vec::new();
+    for w in &wanted {
+        if !targets.contains(&w.1) {
+            targets.push(w.1);
+        }
+    }
+    let maps = explainer.explain(&prepared, &args.path.request(targets), &mut |_, _| {})?;
+    let preset = explainer.options().preset;
+    let chw = preprocess::normalise(&prepared.photo, preset);
+    let blurred = preprocess::normalise(&image::imageops::blur(&prepared.photo, 5.0), preset);
+    let black = preprocess::baseline(Baseline::Black, preset, size);
+    let faith = FaithfulnessInput {
+        model: explainer.model(),
+        image: &chw,
+        black: &black,
+        blurred: &blurred,
+        size,
+        batch: explainer.batch(),
+        confidence: args.score,
+    };
+    // Every (class, method): its map, normalised at input resolution.
+    let mut scored = Vec::new();
+    for (class, target, mask) in &wanted {
+        for e in maps.iter().filter(|e| e.target == *target) {
+            let up = render::upsample_bilinear(&e.map, size[0], size[1]);
+            scored.push((class, mask, e, render::normalise_min_max(&up.values)));
+        }
+    }
+    let jobs: Vec<(&[f32], usize)> = scored
+        .iter()
+        .map(|(_, _, e, norm)| (norm.as_slice(), e.target))
+        .collect();
+    let faithfulness = faith.score_all(&jobs, args.curve_steps)?;
+    let mut rows = Vec::new();
+    for ((class, mask, e, norm), f) in scored.iter().zip(faithfulness) {
+        if args.npy {
+            let stem = format!("{id}_{class}_{}", e.label);
+            let maps = args.out.join("maps");
+            let map = CamMap {
+                height: size[0],
+                width: size[1],
+                values: norm.clone(),
+            };
+            output::write_npy(&maps.join(format!("{stem}.map.npy")), &map)?;
+            let mask = CamMap {
+                height: size[0],
+                width: size[1],
+                values: mask.iter().map(|&m| f32::from(u8::from(m))).collect(),
+            };
+            output::write_npy(&maps.join(format!("{stem}.mask.npy")), &mask)?;
+        }
+        rows.push(Row {
+            image: id.to_string(),
+            class: class.to_string(),
+            target: e.target,
+            method: e.label.clone(),
+            ebpg: ebpg(norm, mask),
+            bbox: bbox_accuracy(norm, mask),
+            drop: f.drop,
+            increase: f.increase,
+            deletion: f.deletion,
+            insertion: f.insertion,
+            pointing: pointing_hit(norm, mask, size[1], args.tolerance),
+            ms: e.ms,
+        });
+    }
+    Ok(rows)
+}
+
 /// Runs `eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.steps == 0 {
-        bail!("--steps must be at least 1 (the paper uses 50)");
-    }
-    if args.batch == Some(0) {
-        bail!("--batch must be at least 1");
-    }
-    let methods = Method::parse_list(&args.methods)?;
-    let preset = Preset::parse(&args.preprocess)?;
-    let confidence = Confidence::parse(&args.score)?;
+    args.path.check()?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let classes = class_map(&args.classes)?;
     let mut ids = image_ids(&args.data, &args.split)?;
@@ -226,23 +306,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.npy {
         output::prepare_dir(&args.out.join("maps"))?;
     }
-    let backend = backend::open(args.backend);
-    let (model, model_name) = output::load_model(args.model.as_deref(), &backend.device)?;
-    classes.check(model.num_classes())?;
-    let layer = match &args.layer {
-        Some(l) => l.clone(),
-        None => model
-            .default_layer()
-            .context("the model has no 4-D activation to explain; pass --layer")?,
-    };
-    model.layer_shape(&layer)?;
-    let size = model.input_size();
-    let batch = output::default_batch(&model, args.batch);
+    let loaded = args::load(&args.model, &args.device, &args.path, false)?;
+    let explainer = &loaded.explainer;
+    classes.check(explainer.model().num_classes())?;
     if !args.quiet {
         eprintln!(
-            "backend: {} ({}); model: {model_name}; layer: {layer}; {} images",
-            backend.name,
-            backend.description,
+            "backend: {}; model: {}; layer: {}; {} images",
+            loaded.backend.label(),
+            loaded.model_name,
+            explainer.layer(),
             ids.len()
         );
     }
@@ -256,9 +328,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .expect("static template"),
     );
 
-    let device = &backend.device;
-    let black = preprocess::baseline(Baseline::Black, preset, size);
-    let b = igcam::image_tensor(black.clone(), size, device);
     let mut rows = Vec::new();
     let mut stats = Stats::default();
     for id in &ids {
@@ -287,85 +356,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
             }
         };
         stats.images += 1;
-        let geometry = Geometry::new([image.width(), image.height()], size, true);
-        let photo = preprocess::fit(&image, size, true);
-        let chw = preprocess::normalise(&photo, preset);
-        let blurred = preprocess::normalise(&image::imageops::blur(&photo, 5.0), preset);
-        let x = igcam::image_tensor(chw.clone(), size, device);
-        let logits = igcam::logits(&model, &x)?;
-        let faith = FaithfulnessInput {
-            model: &model,
-            image: &chw,
-            black: &black,
-            blurred: &blurred,
-            size,
-            batch,
-            confidence,
-        };
-        for class in annotation.classes() {
-            let Some(outputs) = classes.lookup(class) else {
-                *stats.skipped_objects.entry(class.to_string()).or_default() += 1;
-                continue;
-            };
-            let target = *outputs
-                .iter()
-                .max_by(|&&a, &&b| logits[a].total_cmp(&logits[b]))
-                .expect("non-empty entry");
-            let boxes: Vec<_> = annotation
-                .boxes(class)
-                .into_iter()
-                .map(|bx| geometry.map_box(bx))
-                .collect();
-            let mask = boxes_mask(&boxes, size[0], size[1]);
-            for &method in &methods {
-                let alphas = cam::path_alphas(method, args.integrate, args.steps)?;
-                let run = PathRun {
-                    model: &model,
-                    input: &x,
-                    baseline: &b,
-                    target,
-                    alphas: &alphas,
-                    batch,
-                };
-                let start = Instant::now();
-                let map = cam::explain(&run, method, &layer, &mut |_, _| {})?;
-                let ms = start.elapsed().as_secs_f64() * 1000.0;
-                let up = render::upsample_bilinear(&map, size[0], size[1]);
-                let norm = render::normalise_min_max(&up.values);
-                let f = faith.score(&norm, target, args.curve_steps)?;
-                let label = method.label(args.integrate);
-                if args.npy {
-                    let stem = format!("{id}_{class}_{label}");
-                    let maps = args.out.join("maps");
-                    let map = CamMap {
-                        height: size[0],
-                        width: size[1],
-                        values: norm.clone(),
-                    };
-                    output::write_npy(&maps.join(format!("{stem}.map.npy")), &map)?;
-                    let mask = CamMap {
-                        height: size[0],
-                        width: size[1],
-                        values: mask.iter().map(|&m| f32::from(u8::from(m))).collect(),
-                    };
-                    output::write_npy(&maps.join(format!("{stem}.mask.npy")), &mask)?;
-                }
-                rows.push(Row {
-                    image: id.clone(),
-                    class: class.to_string(),
-                    target,
-                    method: label,
-                    ebpg: ebpg(&norm, &mask),
-                    bbox: bbox_accuracy(&norm, &mask),
-                    drop: f.drop,
-                    increase: f.increase,
-                    deletion: f.deletion,
-                    insertion: f.insertion,
-                    pointing: pointing_hit(&norm, &mask, size[1], args.tolerance),
-                    ms,
-                });
-            }
-        }
+        rows.extend(score_image(
+            &args,
+            explainer,
+            &classes,
+            id,
+            &annotation,
+            &image,
+            &mut stats,
+        )?);
     }
     bar.finish_and_clear();
     report(&args.out, &rows, &stats)

@@ -1,63 +1,37 @@
-//! `igcam-wgpu explain`: maps, overlays, NPY and JSON for images x targets x methods.
+//! `igcam-wgpu explain`: maps, overlays, NPY and JSON for images × targets × methods. Every
+//! image is one request to the [`Explainer`](igcam::Explainer): one set of path passes serves
+//! all of its targets and methods.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use igcam::cam::{self, Method, PathRun};
-use igcam::labels::{self, Prediction};
-use igcam::onnx::OnnxModel;
-use igcam::preprocess::{self, Baseline, Preset};
+use igcam::labels::Prediction;
+use igcam::preprocess;
 use igcam::render::{self, Colormap};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::args::{self, DeviceArgs, Loaded, ModelArgs, PathArgs};
 use crate::assets;
-use crate::backend::{self, Backend, BackendChoice};
-use crate::output::{self, JsonCam, JsonClass, JsonRecord};
+use crate::output::{self, JsonCam, JsonClass, JsonRecord, OutputNames};
 
 /// Arguments of `explain`.
 #[derive(Args)]
 pub struct ExplainArgs {
     /// Images (PNG, JPEG) or folders of images. Default: the bundled cat photo.
     images: Vec<PathBuf>,
-    /// ONNX classifier. Default: the embedded ImageNet EfficientNet-Lite0.
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Class labels, one per line. Default: ImageNet's for 1000-class models.
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// ONNX tensor to explain (see `igcam-wgpu layers`). Default: the last activation of the
-    /// last convolutional block.
-    #[arg(long)]
-    layer: Option<String>,
-    /// Methods, comma-separated: igcam, gradcam, gradcampp, xgradcam, layercam, ig.
-    #[arg(long, value_delimiter = ',', default_value = "igcam")]
-    method: Vec<String>,
-    /// Integrate the CAM methods along the path (IG-CAM and IG always do).
-    #[arg(long)]
-    integrate: bool,
-    /// Path steps m for integrated methods.
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
-    /// Path steps per forward/backward chunk. Default: 10 at 224x224, scaled by image area.
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Path baseline: black (a black image, normalised) or zero.
-    #[arg(long, default_value = "black")]
-    baseline: String,
-    /// Targets, comma-separated: top1, a class index, or a label.
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    path: PathArgs,
+    /// Targets, comma-separated: top1, topK (the K best classes), a class index, or a label.
     #[arg(long, value_delimiter = ',', default_value = "top1")]
     target: Vec<String>,
-    /// Pixel normalisation: imagenet, raw01 or caffe.
-    #[arg(long, default_value = "imagenet")]
-    preprocess: String,
     /// Resize the whole image to the input size instead of resize + centre crop.
     #[arg(long)]
     no_crop: bool,
-    /// Where to compute.
-    #[arg(long, value_enum, default_value = "wgpu")]
-    backend: BackendChoice,
     /// Output folder for PNG, NPY and per-image JSON files.
     #[arg(long, default_value = "igcam-out")]
     out: PathBuf,
@@ -67,9 +41,9 @@ pub struct ExplainArgs {
     /// Write the raw and the upsampled map as .npy files.
     #[arg(long)]
     npy: bool,
-    /// Heatmap colours: turbo, viridis, inferno, magma, greys.
-    #[arg(long, default_value = "turbo")]
-    colormap: String,
+    /// Heatmap colours.
+    #[arg(long, value_enum, default_value_t = Colormap::Turbo)]
+    colormap: Colormap,
     /// Heatmap opacity over the photo, 0..1.
     #[arg(long, default_value_t = 0.5)]
     alpha: f32,
@@ -78,65 +52,51 @@ pub struct ExplainArgs {
     quiet: bool,
 }
 
-/// Options checked and parsed before any work.
-struct Plan {
-    methods: Vec<Method>,
-    preset: Preset,
-    baseline: Baseline,
-    colormap: Colormap,
-}
-
-fn plan(args: &ExplainArgs) -> Result<Plan> {
-    if args.steps == 0 {
-        bail!("--steps must be at least 1 (the paper uses 50)");
-    }
-    if args.batch == Some(0) {
-        bail!("--batch must be at least 1");
-    }
-    if !(0.0..=1.0).contains(&args.alpha) {
-        bail!("--alpha must be between 0 and 1");
-    }
-    Ok(Plan {
-        methods: Method::parse_list(&args.method)?,
-        preset: Preset::parse(&args.preprocess)?,
-        baseline: Baseline::parse(&args.baseline)?,
-        colormap: Colormap::parse(&args.colormap)?,
-    })
-}
-
-fn class_labels(args: &ExplainArgs, model: &OnnxModel) -> Result<Vec<String>> {
-    match &args.labels {
-        Some(p) => {
-            let text = String::from_utf8(output::read(p)?)
-                .with_context(|| format!("`{}` is not UTF-8 text", p.display()))?;
-            Ok(labels::parse_labels(&text))
-        }
-        None if model.num_classes() == 1000 => Ok(labels::parse_labels(assets::IMAGENET_LABELS)),
-        None => Ok(Vec::new()),
-    }
-}
-
-/// One input image: its name and bytes.
+/// One input image: its display name, output stem and bytes (read when its turn comes).
 struct Input {
     name: String,
-    bytes: Vec<u8>,
+    stem: String,
+    path: Option<PathBuf>,
 }
 
-fn inputs(args: &ExplainArgs) -> Result<Vec<Result<Input>>> {
-    if args.images.is_empty() {
-        return Ok(vec![Ok(Input {
-            name: assets::DEFAULT_IMAGE_NAME.into(),
-            bytes: assets::DEFAULT_IMAGE.to_vec(),
-        })]);
+impl Input {
+    fn bytes(&self) -> Result<Vec<u8>> {
+        match &self.path {
+            Some(p) => output::read(p),
+            None => Ok(assets::DEFAULT_IMAGE.to_vec()),
+        }
     }
-    Ok(output::expand_inputs(&args.images)?
+}
+
+fn inputs(args: &ExplainArgs) -> Result<Vec<Input>> {
+    if args.images.is_empty() {
+        let name = assets::DEFAULT_IMAGE_NAME.to_string();
+        let stem = name.trim_end_matches(".png").to_string();
+        return Ok(vec![Input {
+            name,
+            stem,
+            path: None,
+        }]);
+    }
+    let paths = output::expand_inputs(&args.images)?;
+    let names = OutputNames::for_paths(&paths);
+    for (a, b) in names.clashes() {
+        eprintln!(
+            "notice: `{}` and `{}` share a file name; their outputs are named `{}_*` and `{}_*`",
+            paths[a].display(),
+            paths[b].display(),
+            names.stems[a],
+            names.stems[b]
+        );
+    }
+    Ok(paths
         .into_iter()
-        .map(|p| {
-            let name = p.file_name().map_or_else(
-                || p.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            output::read(&p).map(|bytes| Input { name, bytes })
+        .zip(names.stems)
+        .zip(names.display)
+        .map(|((p, stem), name)| Input {
+            name,
+            stem,
+            path: Some(p),
         })
         .collect())
 }
@@ -144,25 +104,16 @@ fn inputs(args: &ExplainArgs) -> Result<Vec<Result<Input>>> {
 /// Everything shared by all images of one run.
 struct Session<'a> {
     args: &'a ExplainArgs,
-    plan: Plan,
-    backend: Backend,
-    model: OnnxModel,
-    model_name: String,
-    layer: String,
-    labels: Vec<String>,
+    loaded: Loaded,
     bar: ProgressBar,
 }
 
 impl Session<'_> {
     fn explain_image(&self, input: &Input, records: &mut Vec<serde_json::Value>) -> Result<()> {
-        let size = self.model.input_size();
-        let image = preprocess::decode(&input.bytes)?;
-        let photo = preprocess::fit(&image, size, !self.args.no_crop);
-        let device = &self.backend.device;
-        let (x, b) = igcam::input_pair(&photo, self.plan.preset, self.plan.baseline, device);
-        let logits = igcam::logits(&self.model, &x)?;
-        let ranked = labels::ranked(&logits, &self.labels);
-        let top5: Vec<&Prediction> = ranked.iter().take(5).collect();
+        let explainer = &self.loaded.explainer;
+        let image = preprocess::decode(&input.bytes()?)?;
+        let prepared = explainer.prepare(&image)?;
+        let top5: Vec<&Prediction> = prepared.top(5).iter().collect();
         if !self.args.quiet {
             self.bar.suspend(|| {
                 println!("{}: top-5", input.name);
@@ -171,101 +122,83 @@ impl Session<'_> {
                 }
             });
         }
-        let targets = self
-            .args
-            .target
-            .iter()
-            .map(|t| labels::resolve_target(t, &logits, &self.labels))
-            .collect::<igcam::Result<Vec<_>>>()?;
-        let stem = Path::new(&input.name)
-            .file_stem()
-            .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+        let targets = explainer.resolve_targets(&prepared, &self.args.target)?;
+        let request = self.args.path.request(targets.clone());
+        let mut run = explainer.start(&prepared, &request)?;
+        self.bar.inc_length(run.total() as u64);
+        while !run.is_done() {
+            let before = run.done();
+            let (done, _) = run.step()?;
+            self.bar.inc((done - before) as u64);
+        }
+        let maps = run.finish()?.into_explanations()?;
+        let size = explainer.model().input_size();
         let mut image_records = Vec::new();
-        for &target in &targets {
-            for &method in &self.plan.methods {
-                let alphas = cam::path_alphas(method, self.args.integrate, self.args.steps)?;
-                let run = PathRun {
-                    model: &self.model,
-                    input: &x,
-                    baseline: &b,
-                    target,
-                    alphas: &alphas,
-                    batch: output::default_batch(&self.model, self.args.batch),
-                };
-                let start = Instant::now();
-                let base = self.bar.position();
-                let map = cam::explain(&run, method, &self.layer, &mut |done, _| {
-                    self.bar.set_position(base + done as u64)
-                })?;
-                let ms = start.elapsed().as_secs_f64() * 1000.0;
-                let label = method.label(self.args.integrate);
-                let suffix = if targets.len() > 1 {
-                    format!("_{label}_c{target}")
-                } else {
-                    format!("_{label}")
-                };
-                let up = render::upsample_bilinear(&map, size[0], size[1]);
-                let heat = render::heatmap(&up, self.plan.colormap);
-                let overlay_path = self.args.out.join(format!("{stem}{suffix}.png"));
-                output::write(
-                    &overlay_path,
-                    &render::encode_png(&render::overlay(&photo, &heat, self.args.alpha))?,
+        for e in &maps {
+            let suffix = if targets.len() > 1 {
+                format!("_{}_c{}", e.label, e.target)
+            } else {
+                format!("_{}", e.label)
+            };
+            let stem = &input.stem;
+            let up = render::upsample_bilinear(&e.map, size[0], size[1]);
+            let heat = render::heatmap(&up, self.args.colormap);
+            let overlay_path = self.args.out.join(format!("{stem}{suffix}.png"));
+            output::write(
+                &overlay_path,
+                &render::encode_png(&render::overlay(&prepared.photo, &heat, self.args.alpha))?,
+            )?;
+            output::write(
+                &self.args.out.join(format!("{stem}{suffix}_heatmap.png")),
+                &render::encode_png(&heat)?,
+            )?;
+            if self.args.npy {
+                output::write_npy(
+                    &self.args.out.join(format!("{stem}{suffix}_cam.npy")),
+                    &e.map,
                 )?;
-                output::write(
-                    &self.args.out.join(format!("{stem}{suffix}_heatmap.png")),
-                    &render::encode_png(&heat)?,
+                output::write_npy(
+                    &self.args.out.join(format!("{stem}{suffix}_upsampled.npy")),
+                    &up,
                 )?;
-                if self.args.npy {
-                    output::write_npy(
-                        &self.args.out.join(format!("{stem}{suffix}_cam.npy")),
-                        &map,
-                    )?;
-                    output::write_npy(
-                        &self.args.out.join(format!("{stem}{suffix}_upsampled.npy")),
-                        &up,
-                    )?;
-                }
-                let target_info = labels::prediction(&logits, &self.labels, target);
-                if !self.args.quiet {
-                    self.bar.suspend(|| {
-                        println!(
-                            "  {label}: target {} ({}) logit {:.3}, {}x{} map, {:.1} ms -> {}",
-                            target_info.index,
-                            target_info.label,
-                            target_info.logit,
-                            map.height,
-                            map.width,
-                            ms,
-                            overlay_path.display()
-                        )
-                    });
-                }
-                let record = JsonRecord {
-                    image: input.name.clone(),
-                    model: &self.model_name,
-                    layer: if method == Method::IntegratedGradients {
-                        "input"
-                    } else {
-                        &self.layer
-                    },
-                    method: label,
-                    steps: alphas.len(),
-                    backend: self.backend.name,
-                    target: target_info,
-                    top5: top5.iter().map(|p| JsonClass::from(*p)).collect(),
-                    cam: JsonCam {
-                        height: map.height,
-                        width: map.width,
-                        values: &map.values,
-                    },
-                    overlay: overlay_path.display().to_string(),
-                    ms,
-                };
-                image_records.push(serde_json::to_value(&record)?);
             }
+            let target = igcam::labels::prediction(&prepared.logits, explainer.labels(), e.target);
+            if !self.args.quiet {
+                self.bar.suspend(|| {
+                    println!(
+                        "  {}: target {} ({}) logit {:.3}, {}x{} map, {:.1} ms -> {}",
+                        e.label,
+                        target.index,
+                        target.label,
+                        target.logit,
+                        e.map.height,
+                        e.map.width,
+                        e.ms,
+                        overlay_path.display()
+                    )
+                });
+            }
+            let record = JsonRecord {
+                image: input.name.clone(),
+                model: &self.loaded.model_name,
+                layer: &e.layer,
+                method: e.label.clone(),
+                steps: e.steps,
+                backend: self.loaded.backend.label(),
+                target,
+                top5: top5.iter().map(|p| JsonClass::from(*p)).collect(),
+                cam: JsonCam {
+                    height: e.map.height,
+                    width: e.map.width,
+                    values: &e.map.values,
+                },
+                overlay: overlay_path.display().to_string(),
+                ms: e.ms,
+            };
+            image_records.push(serde_json::to_value(&record)?);
         }
         output::write(
-            &self.args.out.join(format!("{stem}.json")),
+            &self.args.out.join(format!("{}.json", input.stem)),
             serde_json::to_string_pretty(&image_records)?.as_bytes(),
         )?;
         records.extend(image_records);
@@ -276,67 +209,46 @@ impl Session<'_> {
 /// Runs `explain`. Images that fail are reported and skipped; the exit status is an error if
 /// any failed.
 pub fn run(args: ExplainArgs) -> Result<()> {
-    let plan = plan(&args)?;
-    output::prepare_dir(&args.out)?;
-    let inputs = inputs(&args)?;
-    let backend = backend::open(args.backend);
-    let (model, model_name) = output::load_model(args.model.as_deref(), &backend.device)?;
-    let layer = match &args.layer {
-        Some(l) => l.clone(),
-        None => model
-            .default_layer()
-            .context("the model has no 4-D activation to explain; pass --layer")?,
-    };
-    if plan.methods.iter().any(|m| m.cam().is_some()) {
-        model.layer_shape(&layer)?;
+    args.path.check()?;
+    if !(0.0..=1.0).contains(&args.alpha) {
+        bail!("--alpha must be between 0 and 1");
     }
-    let labels = class_labels(&args, &model)?;
-    let steps_per_target: usize = plan
-        .methods
-        .iter()
-        .map(|m| {
-            if m.integrates(args.integrate) {
-                args.steps
-            } else {
-                1
-            }
-        })
-        .sum();
-    let total = (inputs.len() * args.target.len() * steps_per_target) as u64;
+    output::prepare_dir(&args.out)?;
+    if let Some(json) = &args.json {
+        output::check_writable(json)?;
+    }
+    let inputs = inputs(&args)?;
+    let loaded = args::load(&args.model, &args.device, &args.path, args.no_crop)?;
+    if !args.quiet {
+        eprintln!(
+            "backend: {}; model: {}; layer: {}",
+            loaded.backend.label(),
+            loaded.model_name,
+            loaded.explainer.layer()
+        );
+    }
+    // Each image adds its request's steps once its targets are known.
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(total)
+        ProgressBar::new(0)
     };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {elapsed_precise} eta {eta}")
             .expect("static template"),
     );
-    if !args.quiet {
-        eprintln!(
-            "backend: {} ({}); model: {model_name}; layer: {layer}",
-            backend.name, backend.description
-        );
-    }
     let session = Session {
         args: &args,
-        plan,
-        backend,
-        model,
-        model_name,
-        layer,
-        labels,
+        loaded,
         bar,
     };
     let mut records = Vec::new();
     let count = inputs.len();
     let mut failed = 0;
-    for input in inputs {
-        let result = input.and_then(|i| {
-            session
-                .explain_image(&i, &mut records)
-                .with_context(|| i.name.clone())
-        });
+    for input in &inputs {
+        let result = session
+            .explain_image(input, &mut records)
+            .with_context(|| input.name.clone());
         match result {
             Err(e) if count == 1 => return Err(e),
             Err(e) => {

@@ -1,8 +1,10 @@
 //! `igcam-wgpu`: explain what an ONNX CNN sees, with Integrated Grad-CAM and friends.
 
+mod args;
 mod assets;
 mod backend;
 mod bench;
+mod clock;
 mod eval;
 mod explain;
 mod layers;
@@ -13,6 +15,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Integrated Grad-CAM (and Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, Integrated Gradients)
 /// for any ONNX image classifier, on the GPU through wgpu or on the CPU.
@@ -30,11 +35,50 @@ enum Command {
     /// List the tensors of a model that can be explained (4-D, spatial size > 1).
     Layers(layers::LayersArgs),
     /// Score methods with the paper's metrics on a PASCAL-VOC-layout dataset.
+    #[command(mut_arg("methods", |a| a.default_value("igcam,gradcam,gradcampp")))]
     Eval(Box<eval::EvalArgs>),
     /// Combine the output folders of sharded `eval` runs.
     Merge(merge::MergeArgs),
     /// Time methods on one backend (warm-up, then synchronised repetitions).
-    Bench(bench::BenchArgs),
+    #[command(mut_arg("methods", |a| a.default_value("igcam,gradcam")))]
+    Bench(Box<bench::BenchArgs>),
+}
+
+/// Prints a clap error as one line (the problem, the accepted values, where to read more) and
+/// returns exit code 2; `--help` and `--version` print as usual and succeed.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    eprintln!("error: {}", one_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// clap's multi-line message as one line: the message, then any `[possible values: ...]` or
+/// `tip:` line, then a pointer to `--help`.
+fn one_line(text: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        let line = line.trim_start_matches('[').trim_end_matches(']');
+        parts.push(line.to_string());
+    }
+    parts.push("see --help".into());
+    parts.join("; ")
 }
 
 fn main() -> ExitCode {
@@ -43,13 +87,16 @@ fn main() -> ExitCode {
     if std::env::var_os("IGCAM_DEBUG").is_none() {
         std::panic::set_hook(Box::new(|_| {}));
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let result = catch_unwind(AssertUnwindSafe(|| match cli.command {
         Command::Explain(args) => explain::run(*args),
         Command::Layers(args) => layers::run(args),
         Command::Eval(args) => eval::run(*args),
         Command::Merge(args) => merge::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => bench::run(*args),
     }));
     let error = match result {
         Ok(Ok(())) => return ExitCode::SUCCESS,

@@ -31,12 +31,6 @@ pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, St
     Ok((model, name))
 }
 
-/// `--batch` or its default: 10 path steps per chunk at 224x224, scaled by the input area.
-pub fn default_batch(model: &OnnxModel, batch: Option<usize>) -> usize {
-    let [h, w] = model.input_size();
-    batch.unwrap_or_else(|| (10 * 224 * 224 / (h * w)).clamp(1, 64))
-}
-
 /// Creates `dir` and proves it is writable, before any long work starts.
 pub fn prepare_dir(dir: &Path) -> Result<()> {
     let fail = |e: std::io::Error| {
@@ -51,9 +45,115 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
     fs::remove_file(probe).map_err(fail)
 }
 
-/// Writes bytes, naming the file in the error.
+/// Proves that `path` can be created (its folder exists and is writable), before long work.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".igcam-write-test-{}", std::process::id()));
+    fs::write(&probe, b"")
+        .and_then(|()| fs::remove_file(&probe))
+        .with_context(|| format!("cannot write `{}`; pick a writable path", path.display()))
+}
+
+/// Writes bytes atomically (a temporary file in the same folder, then a rename), naming the
+/// file in the error: a failed write leaves no partial file behind.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    fs::write(path, bytes).with_context(|| format!("cannot write `{}`", path.display()))
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.igcam-tmp-{}", std::process::id()));
+    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// Output file stems for a list of input images: the file stem, unless two inputs share it
+/// (`cat.png` and `cat.jpg`, or `a/photo.png` and `b/photo.png`); then the clashing inputs
+/// are told apart by their extension, then by their folders, so no result overwrites another.
+pub struct OutputNames {
+    /// One stem per input, in input order.
+    pub stems: Vec<String>,
+    /// One display name per input: the file name, or the path as given where names clash.
+    pub display: Vec<String>,
+}
+
+impl OutputNames {
+    /// Stems for `paths`.
+    pub fn for_paths(paths: &[PathBuf]) -> Self {
+        let file_stem = |p: &PathBuf| {
+            p.file_stem()
+                .map_or_else(|| "image".to_string(), |s| s.to_string_lossy().into_owned())
+        };
+        let with_ext = |p: &PathBuf| match p.extension() {
+            Some(e) => format!("{}_{}", file_stem(p), e.to_string_lossy()),
+            None => file_stem(p),
+        };
+        let with_dirs = |p: &PathBuf| {
+            let mut parts: Vec<String> = p
+                .parent()
+                .into_iter()
+                .flat_map(|d| d.components())
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                    _ => None,
+                })
+                .collect();
+            parts.push(with_ext(p));
+            parts.join("_")
+        };
+        let mut stems: Vec<String> = paths.iter().map(file_stem).collect();
+        let mut display: Vec<String> = paths
+            .iter()
+            .map(|p| {
+                p.file_name().map_or_else(
+                    || p.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        for rename in [&with_ext as &dyn Fn(&PathBuf) -> String, &with_dirs] {
+            let clashing = Self::clashing(&stems);
+            for &i in &clashing {
+                stems[i] = rename(&paths[i]);
+                display[i] = paths[i].display().to_string();
+            }
+        }
+        // Still equal (the same file given twice): number them.
+        for i in Self::clashing(&stems) {
+            stems[i] = format!("{}_{}", stems[i], i + 1);
+        }
+        Self { stems, display }
+    }
+
+    /// Indices whose stem another input also has.
+    fn clashing(stems: &[String]) -> Vec<usize> {
+        (0..stems.len())
+            .filter(|&i| stems.iter().filter(|s| **s == stems[i]).count() > 1)
+            .collect()
+    }
+
+    /// Pairs of inputs that would have shared a stem (for a notice).
+    pub fn clashes(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for i in 0..self.display.len() {
+            for j in i + 1..self.display.len() {
+                let name = |k: usize| {
+                    Path::new(&self.display[k])
+                        .file_stem()
+                        .map(|s| s.to_os_string())
+                };
+                if name(i) == name(j) {
+                    out.push((i, j));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Writes a map as a 2-D float32 `.npy` file.
@@ -142,8 +242,8 @@ pub struct JsonRecord<'a> {
     pub method: String,
     /// Path steps used.
     pub steps: usize,
-    /// Backend that ran.
-    pub backend: &'a str,
+    /// Backend that ran, with the adapter or library: `cpu (Burn flex, 2 threads)`.
+    pub backend: String,
     /// The explained class.
     pub target: Prediction,
     /// The five best classes.

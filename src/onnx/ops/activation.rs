@@ -2,7 +2,7 @@
 
 use burn::tensor::activation;
 
-use super::{BuildContext, OpResult, Operator, float_input};
+use super::{BuildContext, OpResult, Operator, take_float};
 use crate::onnx::value::Value;
 
 #[derive(Clone, Copy)]
@@ -62,15 +62,14 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
 }
 
 impl Operator for Activation {
-    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         if let Act::PassThrough = self.0 {
             return inputs
-                .first()
-                .cloned()
-                .flatten()
+                .first_mut()
+                .and_then(Option::take)
                 .ok_or_else(|| "input 0 is missing".into());
         }
-        let mut x = float_input(inputs, 0)?;
+        let mut x = take_float(inputs, 0)?;
         let softmax_dim = match self.0 {
             Act::Softmax(axis) => x.physical_axis(axis).map_err(|e| e.to_string())?,
             _ => 0,

@@ -1,9 +1,15 @@
-//! `Conv` (2-D, with groups, dilation, explicit or automatic padding).
+//! `Conv` (2-D, with groups, dilation, explicit or automatic padding). On Burn's plain CPU
+//! device (no gradients) it runs the host kernel of [`cpu_conv`](crate::onnx::cpu_conv); tensors
+//! that carry gradients, and the GPU, use Burn's convolution.
+
+use std::sync::Arc;
 
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{BuildContext, OpResult, Operator, Padding, float_input, nchw_input, spatial2};
+use super::{BuildContext, OpResult, Operator, Padding, spatial2, take_float, take_nchw};
+use crate::onnx::cpu_conv::{self, ConvShape};
 use crate::onnx::value::{FloatValue, Value};
 
 struct Conv {
@@ -11,6 +17,20 @@ struct Conv {
     dilations: [usize; 2],
     groups: usize,
     padding: Padding,
+    /// Constant weights and bias on the host, for the CPU kernel (CPU devices only).
+    host: Option<HostWeights>,
+}
+
+/// A convolution's constant parameters as host floats.
+struct HostWeights {
+    shape: [usize; 4],
+    weights: Arc<[f32]>,
+    bias: Option<Arc<[f32]>>,
+}
+
+/// Whether `device` is Burn's CPU backend without autodiff: where the host kernel runs.
+pub(crate) fn is_plain_cpu(device: &Device) -> bool {
+    !device.is_autodiff() && *device == Device::flex()
 }
 
 /// Builds a `Conv` node.
@@ -27,41 +47,107 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
             "kernel_shape {k:?}: only 2-D convolutions are supported"
         ));
     }
+    let host = if is_plain_cpu(ctx.device) {
+        host_weights(ctx)
+    } else {
+        None
+    };
     Ok(Box::new(Conv {
         strides: spatial2(a.ints("strides"), 1, "strides")?,
         dilations: spatial2(a.ints("dilations"), 1, "dilations")?,
         groups: groups as usize,
         padding: Padding::from_attrs(&a)?,
+        host,
     }))
 }
 
-impl Operator for Conv {
-    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
-        let x = nchw_input(inputs, 0)?;
-        let w = nchw_input(inputs, 1)?;
-        let bias = match inputs.get(2) {
-            Some(Some(_)) => {
-                let b = float_input(inputs, 2)?;
-                let n = b.shape().iter().product::<usize>();
-                Some(b.tensor.reshape([n]))
-            }
-            _ => None,
-        };
-        let [_, cin, h, wd] = x.dims();
-        let [cout, cin_g, kh, kw] = w.dims();
+/// The weights (and bias) when they are 4-D constants known at load time.
+fn host_weights(ctx: &BuildContext) -> Option<HostWeights> {
+    let name = ctx.node.input.get(1)?;
+    let shape = ctx.constants.get(name)?.shape();
+    let shape: [usize; 4] = shape.try_into().ok()?;
+    let weights = ctx.constant_input(1)?;
+    let has_bias = ctx.node.input.get(2).is_some_and(|n| !n.is_empty());
+    let bias = if has_bias {
+        Some(ctx.constant_input(2)?.into())
+    } else {
+        None
+    };
+    Some(HostWeights {
+        shape,
+        weights: weights.into(),
+        bias,
+    })
+}
+
+impl Conv {
+    fn shape(&self, x: [usize; 4], w: [usize; 4]) -> OpResult<ConvShape> {
+        let [_, cin, h, wd] = x;
+        let [cout, cin_g, kh, kw] = w;
         if cin_g * self.groups != cin || cout % self.groups != 0 {
             return Err(format!(
                 "weight [{cout}, {cin_g}, {kh}, {kw}] with group {} does not fit an input with {cin} channels",
                 self.groups
             ));
         }
-        let padding = self
-            .padding
-            .resolve([h, wd], [kh, kw], self.strides, self.dilations);
-        let options = ConvOptions {
+        let shape = ConvShape {
+            cin,
+            input: [h, wd],
+            cout,
+            groups: self.groups,
+            kernel: [kh, kw],
             stride: self.strides,
-            padding,
             dilation: self.dilations,
+            pad: self
+                .padding
+                .resolve([h, wd], [kh, kw], self.strides, self.dilations),
+        };
+        if shape.output().is_none_or(|[oh, ow]| oh == 0 || ow == 0) {
+            return Err(format!(
+                "kernel [{kh}, {kw}] does not fit the padded {h}x{wd} input"
+            ));
+        }
+        Ok(shape)
+    }
+
+    /// The host kernel: reads the input back (without a copy when the op owns it alone).
+    fn run_host(&self, x: Tensor<4>, host: &HostWeights) -> OpResult<Value> {
+        let dims = x.dims();
+        let s = self.shape(dims, host.shape)?;
+        let [oh, ow] = s.output().expect("checked by shape()");
+        let device = x.device();
+        let data = x.into_data();
+        let values = data
+            .as_slice::<f32>()
+            .map_err(|e| format!("input is not float32: {e:?}"))?;
+        let out = cpu_conv::conv2d(values, dims[0], &s, &host.weights, host.bias.as_deref());
+        let t = Tensor::<4>::from_data(TensorData::new(out, [dims[0], s.cout, oh, ow]), &device);
+        Ok(Value::Float(FloatValue::nchw(t)))
+    }
+}
+
+impl Operator for Conv {
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        let x = take_nchw(inputs, 0)?;
+        if let Some(host) = &self.host
+            && is_plain_cpu(&x.device())
+        {
+            return self.run_host(x, host);
+        }
+        let w = take_nchw(inputs, 1)?;
+        let bias = match inputs.get(2) {
+            Some(Some(_)) => {
+                let b = take_float(inputs, 2)?;
+                let n = b.shape().iter().product::<usize>();
+                Some(b.tensor.reshape([n]))
+            }
+            _ => None,
+        };
+        let s = self.shape(x.dims(), w.dims())?;
+        let options = ConvOptions {
+            stride: s.stride,
+            padding: s.pad,
+            dilation: s.dilation,
             groups: self.groups,
         };
         Ok(Value::Float(FloatValue::nchw(conv2d(x, w, bias, options))))

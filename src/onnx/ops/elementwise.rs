@@ -55,15 +55,21 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
 }
 
 impl Operator for Binary {
-    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
-        let (Some(Some(a)), Some(Some(b))) = (inputs.first(), inputs.get(1)) else {
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        let [a, b, ..] = inputs else {
+            return Err("needs two inputs".into());
+        };
+        let (Some(a), Some(b)) = (a.take(), b.take()) else {
             return Err("needs two inputs".into());
         };
         let (a, b) = match (a, b) {
-            (Value::Int(a), Value::Int(b)) => return ints(self.0, a, b).map(Value::Int),
-            (Value::Float(a), Value::Float(b)) => (a.clone(), b.clone()),
-            (Value::Float(a), Value::Int(b)) => (a.clone(), to_float(b, a)?),
-            (Value::Int(a), Value::Float(b)) => (to_float(a, b)?, b.clone()),
+            (Value::Int(a), Value::Int(b)) => return ints(self.0, &a, &b).map(Value::Int),
+            (Value::Float(a), Value::Float(b)) => (a, b),
+            (Value::Float(a), Value::Int(b)) => {
+                let b = to_float(&b, &a)?;
+                (a, b)
+            }
+            (Value::Int(a), Value::Float(b)) => (to_float(&a, &b)?, b),
         };
         let rank = a.rank.max(b.rank);
         let tensor = match self.0 {

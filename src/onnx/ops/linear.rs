@@ -45,7 +45,7 @@ fn matrix(v: FloatValue, transpose: bool, which: &str) -> OpResult<FloatValue> {
 }
 
 impl Operator for Linear {
-    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let (ta, tb) = match self {
             Linear::Gemm {
                 trans_a, trans_b, ..

@@ -26,8 +26,10 @@ pub type OpResult<T> = std::result::Result<T, String>;
 
 /// One executable node: inputs in ONNX order (absent optional inputs are `None`), one output.
 pub trait Operator {
-    /// Computes the node's (first) output.
-    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value>;
+    /// Computes the node's (first) output. An operator may take its inputs out of the slice:
+    /// a tensor the graph no longer needs is then owned by the op alone, so the CPU backend can
+    /// reuse its buffer in place.
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value>;
 }
 
 /// What an operator may look at while it is being built.
@@ -87,6 +89,29 @@ pub fn float_input(inputs: &[Option<Value>], i: usize) -> OpResult<FloatValue> {
     }
 }
 
+/// Takes the float tensor at input `i` out of `inputs` (no reference to it stays behind).
+pub fn take_float(inputs: &mut [Option<Value>], i: usize) -> OpResult<FloatValue> {
+    match inputs.get_mut(i).map(Option::take) {
+        Some(Some(Value::Float(f))) => Ok(f),
+        Some(Some(Value::Int(_))) => Err(format!(
+            "input {i} is an integer tensor where a float tensor is expected"
+        )),
+        _ => Err(format!("input {i} is missing")),
+    }
+}
+
+/// Takes the 4-D NCHW tensor at input `i` out of `inputs`.
+pub fn take_nchw(inputs: &mut [Option<Value>], i: usize) -> OpResult<Tensor<4>> {
+    let v = take_float(inputs, i)?;
+    if v.rank != 4 {
+        return Err(format!(
+            "input {i} must be 4-D NCHW, got shape {:?}",
+            v.shape()
+        ));
+    }
+    Ok(v.tensor)
+}
+
 /// The host integer tensor at input `i`.
 pub fn int_input(inputs: &[Option<Value>], i: usize) -> OpResult<ArrayD<i64>> {
     match inputs.get(i) {
@@ -96,18 +121,6 @@ pub fn int_input(inputs: &[Option<Value>], i: usize) -> OpResult<ArrayD<i64>> {
         )),
         _ => Err(format!("input {i} is missing")),
     }
-}
-
-/// The 4-D NCHW tensor at input `i`.
-pub fn nchw_input(inputs: &[Option<Value>], i: usize) -> OpResult<Tensor<4>> {
-    let v = float_input(inputs, i)?;
-    if v.rank != 4 {
-        return Err(format!(
-            "input {i} must be 4-D NCHW, got shape {:?}",
-            v.shape()
-        ));
-    }
-    Ok(v.tensor)
 }
 
 /// Splits ONNX `pads` ([begin..., end...]) into per-axis (begin, end) pairs.

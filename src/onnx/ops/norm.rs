@@ -2,7 +2,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::{BuildContext, OpResult, Operator, float_input};
+use super::{BuildContext, OpResult, Operator, take_float};
 use crate::onnx::value::{MAX_RANK, Value};
 
 struct BatchNorm {
@@ -45,8 +45,8 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 }
 
 impl Operator for BatchNorm {
-    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
-        let mut x = float_input(inputs, 0)?;
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        let mut x = take_float(inputs, 0)?;
         let shape = x.shape();
         let c = self.channels;
         if x.rank < 2 || shape[1] != c {

@@ -55,7 +55,7 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 }
 
 impl Operator for Pad {
-    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let mut x = float_input(inputs, 0)?;
         let rank = x.rank;
         let pads: Vec<i64> = match &self.pads_attr {

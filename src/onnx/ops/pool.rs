@@ -3,7 +3,7 @@
 use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
-use super::{BuildContext, OpResult, Operator, Padding, nchw_input, spatial2};
+use super::{BuildContext, OpResult, Operator, Padding, spatial2, take_nchw};
 use crate::onnx::value::{FloatValue, Value};
 
 enum Kind {
@@ -58,8 +58,8 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 }
 
 impl Operator for Pool {
-    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
-        let x = nchw_input(inputs, 0)?;
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        let x = take_nchw(inputs, 0)?;
         let [_, _, h, w] = x.dims();
         let out = match self.kind {
             Kind::GlobalAverage => x.mean_dim(3).mean_dim(2),

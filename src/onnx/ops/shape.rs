@@ -302,7 +302,7 @@ impl Node {
 }
 
 impl Operator for Node {
-    fn run(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let first = || {
             inputs
                 .first()

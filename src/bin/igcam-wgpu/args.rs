@@ -1,0 +1,146 @@
+//! Argument groups shared by `explain`, `eval` and `bench` (flattened into each), so the
+//! subcommands take the same options under the same names and cannot drift apart.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use igcam::cam::Method;
+use igcam::preprocess::{Baseline, Preset};
+use igcam::{Explainer, ExplainerOptions, Request};
+
+use crate::assets;
+use crate::backend::{self, Backend, BackendChoice};
+use crate::output;
+
+/// The model, its labels, the explained layer and the pixel normalisation.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// ONNX classifier. Default: the embedded ImageNet EfficientNet-Lite0.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Class labels, one per line. Default: ImageNet's for 1000-class models.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// ONNX tensor to explain (see `igcam-wgpu layers`). Default: the output of the last
+    /// convolutional block.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Pixel normalisation.
+    #[arg(long, value_enum, default_value_t = Preset::Imagenet)]
+    pub preprocess: Preset,
+}
+
+/// Where to compute.
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// Backend: auto picks a real GPU through wgpu when there is one, else Burn's CPU backend.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// CPU threads for the CPU backend. Default: all cores (or RAYON_NUM_THREADS).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Methods and the path.
+#[derive(Args, Clone, Debug)]
+pub struct PathArgs {
+    /// Methods, comma-separated.
+    #[arg(long = "method", visible_alias = "methods", value_delimiter = ',', value_parser = method_parser(), default_value = "igcam")]
+    pub methods: Vec<Method>,
+    /// Integrate every CAM method along the path (IG-CAM and IG always do).
+    #[arg(long)]
+    pub integrate: bool,
+    /// Path steps m for the integrated methods.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Path steps per forward/backward chunk. Default: 10 at 224x224, scaled by the input area.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Path start.
+    #[arg(long, value_enum, default_value_t = Baseline::Black)]
+    pub baseline: Baseline,
+    /// Allow more than 10000 path steps.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The `--method` values, from the method table.
+fn method_parser() -> impl TypedValueParser<Value = Method> {
+    PossibleValuesParser::new(Method::names())
+        .map(|name| Method::parse(&name).expect("a name from the method table"))
+}
+
+impl PathArgs {
+    /// The request for `targets`, with the per-map clock.
+    pub fn request(&self, targets: Vec<usize>) -> Request {
+        Request {
+            targets,
+            methods: self.methods.clone(),
+            integrate: self.integrate,
+            steps: self.steps,
+            force: self.force,
+            layer: None,
+            batch: None,
+            clock: Some(crate::clock::now_ms),
+        }
+    }
+
+    /// Checks the path options that need no model.
+    pub fn check(&self) -> Result<()> {
+        // The model is not known yet: any class count passes the target check.
+        let mut request = self.request(vec![0]);
+        request.clock = None;
+        request.check(usize::MAX)?;
+        if self.batch == Some(0) {
+            anyhow::bail!("--batch must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The device, the model and everything built from them.
+pub struct Loaded {
+    /// What runs.
+    pub backend: Backend,
+    /// The explainer.
+    pub explainer: Explainer,
+    /// The model's display name.
+    pub model_name: String,
+}
+
+/// Opens the device, loads the model and its labels, and builds the explainer.
+pub fn load(
+    model: &ModelArgs,
+    device: &DeviceArgs,
+    path: &PathArgs,
+    no_crop: bool,
+) -> Result<Loaded> {
+    backend::set_threads(device.threads)?;
+    let backend = backend::open(device.backend);
+    let (onnx, model_name) = output::load_model(model.model.as_deref(), &backend.device)?;
+    let labels = match &model.labels {
+        Some(p) => {
+            let text = String::from_utf8(output::read(p)?)
+                .with_context(|| format!("`{}` is not UTF-8 text", p.display()))?;
+            igcam::labels::parse_labels(&text)
+        }
+        None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(assets::IMAGENET_LABELS),
+        None => Vec::new(),
+    };
+    let options = ExplainerOptions {
+        layer: model.layer.clone(),
+        preset: model.preprocess,
+        baseline: path.baseline,
+        no_crop,
+        batch: path.batch,
+    };
+    let explainer =
+        Explainer::new(onnx, labels, options).with_context(|| format!("model `{model_name}`"))?;
+    Ok(Loaded {
+        backend,
+        explainer,
+        model_name,
+    })
+}

@@ -1,0 +1,203 @@
+//! The method table: the one list of explanation methods. The command line's choices and help,
+//! the JSON labels, the web page's list and the explainer's dispatch all derive from it, so a
+//! new CAM method is one file (its [`CamMethod`]) plus one row here.
+
+use super::{CamMethod, GradCam, GradCamPlusPlus, LayerCam, XGradCam};
+use crate::error::{Error, Result};
+
+/// How a method computes its map.
+#[derive(Clone, Copy)]
+pub enum Compute {
+    /// A CAM method: per-step weights on the layer's activations from its gradients.
+    Cam(&'static dyn CamMethod),
+    /// Pixel-level Integrated Gradients: input gradients along the path.
+    PixelIg,
+}
+
+/// One row of the method table.
+pub struct MethodInfo {
+    /// Command-line and JSON name.
+    pub name: &'static str,
+    /// Name for people (the web page, reports).
+    pub display: &'static str,
+    /// Whether the method always walks the path from the baseline (IG-CAM, IG); the other CAM
+    /// methods walk it when asked to (`--integrate`).
+    pub always_integrates: bool,
+    /// How the map is computed.
+    pub compute: Compute,
+}
+
+/// Every method, in the order the command line lists them.
+pub static METHODS: [MethodInfo; 6] = [
+    MethodInfo {
+        name: "igcam",
+        display: "Integrated Grad-CAM",
+        always_integrates: true,
+        compute: Compute::Cam(&GradCam),
+    },
+    MethodInfo {
+        name: "gradcam",
+        display: "Grad-CAM",
+        always_integrates: false,
+        compute: Compute::Cam(&GradCam),
+    },
+    MethodInfo {
+        name: "gradcampp",
+        display: "Grad-CAM++",
+        always_integrates: false,
+        compute: Compute::Cam(&GradCamPlusPlus),
+    },
+    MethodInfo {
+        name: "xgradcam",
+        display: "XGrad-CAM",
+        always_integrates: false,
+        compute: Compute::Cam(&XGradCam),
+    },
+    MethodInfo {
+        name: "layercam",
+        display: "LayerCAM",
+        always_integrates: false,
+        compute: Compute::Cam(&LayerCam),
+    },
+    MethodInfo {
+        name: "ig",
+        display: "Integrated Gradients",
+        always_integrates: true,
+        compute: Compute::PixelIg,
+    },
+];
+
+/// An explanation method: a handle on one row of [`METHODS`].
+#[derive(Clone, Copy)]
+pub struct Method(&'static MethodInfo);
+
+impl PartialEq for Method {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Method {}
+
+impl std::fmt::Debug for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl Method {
+    /// Every method, in table order.
+    pub fn all() -> impl Iterator<Item = Method> {
+        METHODS.iter().map(Method)
+    }
+
+    /// Every method's name, in table order.
+    pub fn names() -> Vec<&'static str> {
+        METHODS.iter().map(|m| m.name).collect()
+    }
+
+    /// The method called `name`.
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::all().find(|m| m.name() == name).ok_or_else(|| {
+            Error::InvalidOption(format!(
+                "unknown method `{name}` (one of: {})",
+                Self::names().join(", ")
+            ))
+        })
+    }
+
+    /// Parses a list of names.
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<Vec<Self>> {
+        names.iter().map(|n| Self::parse(n.as_ref())).collect()
+    }
+
+    /// Integrated Grad-CAM, the default.
+    pub fn igcam() -> Self {
+        Method(&METHODS[0])
+    }
+
+    /// Command-line name.
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// Name for people.
+    pub fn display(self) -> &'static str {
+        self.0.display
+    }
+
+    /// How the map is computed.
+    pub fn compute(self) -> Compute {
+        self.0.compute
+    }
+
+    /// The per-step CAM weights, `None` for pixel-level Integrated Gradients.
+    pub fn cam(self) -> Option<&'static dyn CamMethod> {
+        match self.0.compute {
+            Compute::Cam(c) => Some(c),
+            Compute::PixelIg => None,
+        }
+    }
+
+    /// Whether this is pixel-level Integrated Gradients (explains the input, not a layer).
+    pub fn is_pixel(self) -> bool {
+        matches!(self.0.compute, Compute::PixelIg)
+    }
+
+    /// Whether the method walks the path from the baseline (`integrate` asks for it on any
+    /// CAM method; IG-CAM and IG always do).
+    pub fn integrates(self, integrate: bool) -> bool {
+        self.0.always_integrates || integrate
+    }
+
+    /// Name recorded in outputs: `igcam`, `gradcam`, ..., `integrated-gradcampp` for an
+    /// integrated variant asked for with `integrate`.
+    pub fn label(self, integrate: bool) -> String {
+        if integrate && !self.0.always_integrates {
+            format!("integrated-{}", self.0.name)
+        } else {
+            self.0.name.into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_drives_parsing_labels_and_dispatch() {
+        assert_eq!(
+            Method::names(),
+            [
+                "igcam",
+                "gradcam",
+                "gradcampp",
+                "xgradcam",
+                "layercam",
+                "ig"
+            ]
+        );
+        let pp = Method::parse("gradcampp").unwrap();
+        assert_eq!(pp.label(false), "gradcampp");
+        assert_eq!(pp.label(true), "integrated-gradcampp");
+        assert_eq!(Method::igcam().label(true), "igcam");
+        assert!(Method::parse("ig").unwrap().is_pixel());
+        assert!(Method::parse("ig").unwrap().integrates(false));
+        assert!(!pp.integrates(false) && pp.integrates(true));
+        assert_eq!(
+            Method::parse("gradcam++").unwrap_err().to_string(),
+            "invalid option: unknown method `gradcam++` (one of: igcam, gradcam, gradcampp, xgradcam, layercam, ig)"
+        );
+        // Each CAM row's weights are its own method's.
+        for m in Method::all().filter(|m| !m.is_pixel() && m.name() != "igcam") {
+            assert_eq!(m.cam().unwrap().name(), m.name());
+        }
+    }
+}

@@ -1,0 +1,685 @@
+//! The pipeline every front end shares (CLI `explain`, `eval`, `bench`, the web page, the
+//! tests): a model with its labels, explained layer, pre-processing and path options;
+//! [`Explainer::prepare`] fits a photo and runs it once (the top-k and the activations at the
+//! input); [`Explainer::explain`] answers a [`Request`] of targets × methods.
+//!
+//! One backbone pass serves every target and method: each chunk of path points goes through
+//! the network up to the layer once, the head runs once per target on those activations, and
+//! every integrated CAM method's map is derived from the same activations and gradients. The
+//! plain CAM maps of every target come from the single pass at the input made by `prepare`.
+//! Pixel-level Integrated Gradients needs input gradients and keeps its own pass per target.
+
+use burn::tensor::Tensor;
+use image::{DynamicImage, RgbImage};
+
+use crate::cam::{CamMap, Compute, Method, alphas, path_points};
+use crate::error::{Error, Result};
+use crate::labels::{self, Prediction};
+use crate::onnx::profile::Clock;
+use crate::onnx::{Env, OnnxModel};
+use crate::preprocess::{self, Baseline, Geometry, Preset};
+
+/// Path steps above which [`Request::check`] wants `force` (hours of work on a CPU).
+pub const MAX_STEPS_UNFORCED: usize = 10_000;
+
+/// Settings fixed for an explainer's life.
+#[derive(Clone, Debug, Default)]
+pub struct ExplainerOptions {
+    /// The layer to explain; `None`: the model's default layer.
+    pub layer: Option<String>,
+    /// Pixel normalisation.
+    pub preset: Preset,
+    /// Path baseline.
+    pub baseline: Baseline,
+    /// Resize the whole photo instead of resize + centre crop.
+    pub no_crop: bool,
+    /// Path points per forward/backward chunk; `None`: 10 at 224², scaled by the input area.
+    pub batch: Option<usize>,
+}
+
+/// A model ready to explain photos.
+pub struct Explainer {
+    model: OnnxModel,
+    labels: Vec<String>,
+    layer: String,
+    options: ExplainerOptions,
+    batch: usize,
+}
+
+/// The default chunk size: 10 path points at 224×224, scaled by the input area, in `1..=64`.
+pub fn default_batch(input_size: [usize; 2]) -> usize {
+    let area = (input_size[0] * input_size[1]).max(1);
+    (10 * 224 * 224 / area).clamp(1, 64)
+}
+
+impl Explainer {
+    /// Wraps `model`. `labels` may be empty (classes are then called `class N`); the layer is
+    /// checked here, so a wrong `--layer` fails before any photo is read.
+    pub fn new(model: OnnxModel, labels: Vec<String>, options: ExplainerOptions) -> Result<Self> {
+        if options.batch == Some(0) {
+            return Err(Error::InvalidOption("--batch must be at least 1".into()));
+        }
+        let layer = match &options.layer {
+            Some(l) => l.clone(),
+            None => model.default_layer().ok_or_else(|| {
+                Error::InvalidOption(
+                    "the model has no 4-D activation to explain; pass --layer".into(),
+                )
+            })?,
+        };
+        model.layer_shape(&layer)?;
+        let batch = options
+            .batch
+            .unwrap_or_else(|| default_batch(model.input_size()));
+        Ok(Self {
+            model,
+            labels,
+            layer,
+            options,
+            batch,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &OnnxModel {
+        &self.model
+    }
+
+    /// The class labels (empty when unknown).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The explained layer (ONNX tensor name).
+    pub fn layer(&self) -> &str {
+        &self.layer
+    }
+
+    /// Path points per chunk.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &ExplainerOptions {
+        &self.options
+    }
+
+    /// Fits a decoded photo to the model input (resize + centre crop unless `no_crop`), then
+    /// [`Explainer::prepare_fitted`].
+    pub fn prepare(&self, image: &DynamicImage) -> Result<Prepared> {
+        let size = self.model.input_size();
+        let geometry = Geometry::new([image.width(), image.height()], size, !self.options.no_crop);
+        let photo = preprocess::fit(image, size, !self.options.no_crop);
+        let mut prepared = self.prepare_fitted(photo)?;
+        prepared.geometry = geometry;
+        Ok(prepared)
+    }
+
+    /// Normalises a photo already at the model's input size and runs it through the network
+    /// once: the logits (for the top-k and `top1` targets) and the layer's activations, which
+    /// the plain CAM methods of every target reuse.
+    pub fn prepare_fitted(&self, photo: RgbImage) -> Result<Prepared> {
+        let size = self.model.input_size();
+        if [photo.height() as usize, photo.width() as usize] != size {
+            return Err(Error::InvalidOption(format!(
+                "the photo is {}x{} but the model takes {}x{}",
+                photo.width(),
+                photo.height(),
+                size[1],
+                size[0]
+            )));
+        }
+        let (x, b) = crate::input_pair(
+            &photo,
+            self.options.preset,
+            self.options.baseline,
+            self.model.device(),
+        );
+        let (activations, env) = self.model.phase("forward to layer", || {
+            self.model.forward_to(x.clone(), &self.layer)
+        })?;
+        let logits = self.model.phase("head forward", || {
+            self.model
+                .forward_from(env.clone(), &self.layer, activations.clone())
+        })?;
+        let logits = crate::onnx::host_values(logits)?;
+        let ranked = labels::ranked(&logits, &self.labels);
+        let [w, h] = [photo.width(), photo.height()];
+        Ok(Prepared {
+            photo,
+            geometry: Geometry::new([w, h], size, false),
+            logits,
+            ranked,
+            x,
+            b,
+            at_input: LayerState {
+                layer: self.layer.clone(),
+                activations,
+                env,
+            },
+        })
+    }
+
+    /// Turns target specs (`top1`, `top5`, `topK`, a class index or a label) into class indices,
+    /// best first for `topK`, without repeats.
+    pub fn resolve_targets<S: AsRef<str>>(
+        &self,
+        prepared: &Prepared,
+        specs: &[S],
+    ) -> Result<Vec<usize>> {
+        let mut out = Vec::new();
+        for spec in specs {
+            for t in labels::resolve_targets(spec.as_ref(), &prepared.logits, &self.labels)? {
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Explains `request` on `prepared`, reporting `(steps done, steps in total)` after each
+    /// chunk. Maps come back targets outer, methods inner, in the request's order.
+    pub fn explain(
+        &self,
+        prepared: &Prepared,
+        request: &Request,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Explanation>> {
+        let mut run = self.start(prepared, request)?;
+        while !run.is_done() {
+            let (done, total) = run.step()?;
+            progress(done, total);
+        }
+        run.finish()?.into_explanations()
+    }
+
+    /// Starts `request` as a stepper, for callers that must not block between chunks.
+    pub fn start<'a>(
+        &'a self,
+        prepared: &'a Prepared,
+        request: &Request,
+    ) -> Result<Explaining<'a>> {
+        request.check(self.model.num_classes())?;
+        if let Some(layer) = &request.layer {
+            self.model.layer_shape(layer)?;
+        }
+        Explaining::new(self, prepared, request)
+    }
+
+    /// The gradient of target `target`'s logit with respect to `activations` at `layer`,
+    /// running the head from `env`.
+    fn head_gradient(
+        &self,
+        layer: &str,
+        activations: &Tensor<4>,
+        env: &Env,
+        target: usize,
+    ) -> Result<Tensor<4>> {
+        let leaf = activations.clone().autodiff().require_grad();
+        let logits = self.model.phase("head forward", || {
+            self.model.forward_from(env.clone(), layer, leaf.clone())
+        })?;
+        self.model
+            .phase("head backward", || target_gradient(logits, &leaf, target))
+    }
+}
+
+/// The gradient of the summed `target` logits with respect to the tracked `leaf`.
+fn target_gradient(logits: Tensor<2>, leaf: &Tensor<4>, target: usize) -> Result<Tensor<4>> {
+    let grads = logits.narrow(1, target, 1).sum().backward();
+    leaf.grad(&grads).ok_or_else(|| {
+        Error::InvalidOption(
+            "the target score does not depend on the explained layer; pick a layer that feeds the output".into(),
+        )
+    })
+}
+
+/// Activations at a layer and the tensors the rest of the graph still needs.
+struct LayerState {
+    layer: String,
+    activations: Tensor<4>,
+    env: Env,
+}
+
+/// A photo fitted to the model and run through it once.
+pub struct Prepared {
+    /// The photo at the model's input size.
+    pub photo: RgbImage,
+    /// Where the photo came from in the original image (resize and crop).
+    pub geometry: Geometry,
+    /// The logits of the photo.
+    pub logits: Vec<f32>,
+    /// Every class, best first.
+    pub ranked: Vec<Prediction>,
+    x: Tensor<4>,
+    b: Tensor<4>,
+    at_input: LayerState,
+}
+
+impl Prepared {
+    /// The best `k` classes.
+    pub fn top(&self, k: usize) -> &[Prediction] {
+        &self.ranked[..k.min(self.ranked.len())]
+    }
+
+    /// The normalised photo `[1, C, H, W]` on the model's device.
+    pub fn input(&self) -> &Tensor<4> {
+        &self.x
+    }
+
+    /// The normalised baseline `[1, C, H, W]`.
+    pub fn baseline(&self) -> &Tensor<4> {
+        &self.b
+    }
+}
+
+/// What to explain: targets × methods, and the path.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Class indices.
+    pub targets: Vec<usize>,
+    /// Methods (repeats are ignored, as are repeated targets).
+    pub methods: Vec<Method>,
+    /// Integrate every CAM method along the path (IG-CAM and IG always do).
+    pub integrate: bool,
+    /// Path steps `m`.
+    pub steps: usize,
+    /// Allow more than [`MAX_STEPS_UNFORCED`] steps.
+    pub force: bool,
+    /// Explain this layer instead of the explainer's.
+    pub layer: Option<String>,
+    /// Path points per chunk instead of the explainer's.
+    pub batch: Option<usize>,
+    /// A clock for the per-map `ms` (the core never reads one by itself); `None`: `ms` is 0.
+    pub clock: Option<Clock>,
+}
+
+impl Request {
+    /// A request for `methods` on `targets` with `steps` path steps.
+    pub fn new(targets: Vec<usize>, methods: Vec<Method>, steps: usize) -> Self {
+        Self {
+            targets,
+            methods,
+            integrate: false,
+            steps,
+            force: false,
+            layer: None,
+            batch: None,
+            clock: None,
+        }
+    }
+
+    /// Checks the request before any work is done.
+    pub fn check(&self, classes: usize) -> Result<()> {
+        if self.steps == 0 {
+            return Err(Error::InvalidOption(
+                "--steps must be at least 1 (the paper uses 50)".into(),
+            ));
+        }
+        if self.steps > MAX_STEPS_UNFORCED && !self.force {
+            return Err(Error::InvalidOption(format!(
+                "--steps {} is more than {MAX_STEPS_UNFORCED} (hours of work); pass --force to run it anyway",
+                self.steps
+            )));
+        }
+        if self.batch == Some(0) {
+            return Err(Error::InvalidOption("--batch must be at least 1".into()));
+        }
+        if self.methods.is_empty() {
+            return Err(Error::InvalidOption("no method to run".into()));
+        }
+        if self.targets.is_empty() {
+            return Err(Error::InvalidOption("no target to explain".into()));
+        }
+        if let Some(&index) = self.targets.iter().find(|&&t| t >= classes) {
+            return Err(Error::TargetOutOfRange { index, classes });
+        }
+        Ok(())
+    }
+}
+
+/// One map of a finished request.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// The explained class.
+    pub target: usize,
+    /// The method.
+    pub method: Method,
+    /// The method's output label (`igcam`, `gradcam`, `integrated-gradcampp`, ...).
+    pub label: String,
+    /// The explained tensor: the layer, or `input` for pixel-level Integrated Gradients.
+    pub layer: String,
+    /// Path points used (1 for a plain CAM method).
+    pub steps: usize,
+    /// The raw map (layer resolution; input resolution for IG).
+    pub map: CamMap,
+    /// This map's share of the wall time, when the request had a clock: every chunk's time is
+    /// split evenly among the maps it served.
+    pub ms: f64,
+}
+
+/// One map being computed.
+struct Slot {
+    target: usize,
+    method: Method,
+    integrated: bool,
+    sum: Option<Tensor<4>>,
+    ms: f64,
+}
+
+/// One unit of work.
+#[derive(Clone, Copy, Debug)]
+enum Job {
+    /// Plain CAM maps of every target at the input (from the prepared pass).
+    Input,
+    /// A chunk of path points for every integrated CAM map.
+    Path { from: usize, to: usize },
+    /// A chunk of path points for the IG map of slot `slot`.
+    Ig { slot: usize, from: usize, to: usize },
+}
+
+/// A request in progress, one chunk per [`Explaining::step`]. Running sums stay on the device,
+/// so a browser can yield between chunks and read the maps back asynchronously.
+pub struct Explaining<'a> {
+    explainer: &'a Explainer,
+    prepared: &'a Prepared,
+    layer: String,
+    slots: Vec<Slot>,
+    jobs: Vec<Job>,
+    next: usize,
+    alphas: Vec<f32>,
+    done: usize,
+    total: usize,
+    clock: Option<Clock>,
+}
+
+impl<'a> Explaining<'a> {
+    fn new(explainer: &'a Explainer, prepared: &'a Prepared, request: &Request) -> Result<Self> {
+        let mut methods: Vec<Method> = Vec::new();
+        for &m in &request.methods {
+            if !methods.contains(&m) {
+                methods.push(m);
+            }
+        }
+        let mut targets: Vec<usize> = Vec::new();
+        for &t in &request.targets {
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
+        }
+        let mut slots = Vec::new();
+        for &target in &targets {
+            for &method in &methods {
+                slots.push(Slot {
+                    target,
+                    method,
+                    integrated: method.integrates(request.integrate),
+                    sum: None,
+                    ms: 0.0,
+                });
+            }
+        }
+        let alphas = alphas(request.steps, true);
+        let batch = request.batch.unwrap_or(explainer.batch);
+        let chunks = |f: &mut dyn FnMut(usize, usize)| {
+            let mut from = 0;
+            while from < alphas.len() {
+                let to = (from + batch).min(alphas.len());
+                f(from, to);
+                from = to;
+            }
+        };
+        let mut jobs = Vec::new();
+        if slots.iter().any(|s| !s.method.is_pixel() && !s.integrated) {
+            jobs.push(Job::Input);
+        }
+        if slots.iter().any(|s| !s.method.is_pixel() && s.integrated) {
+            chunks(&mut |from, to| jobs.push(Job::Path { from, to }));
+        }
+        for (slot, s) in slots.iter().enumerate() {
+            if s.method.is_pixel() {
+                chunks(&mut |from, to| jobs.push(Job::Ig { slot, from, to }));
+            }
+        }
+        let total = jobs.iter().map(|j| j.units()).sum();
+        Ok(Self {
+            explainer,
+            prepared,
+            layer: request
+                .layer
+                .clone()
+                .unwrap_or_else(|| explainer.layer.clone()),
+            slots,
+            jobs,
+            next: 0,
+            alphas,
+            done: 0,
+            total,
+            clock: request.clock,
+        })
+    }
+
+    /// Progress units (path points; 1 for the pass at the input) done so far.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+
+    /// Progress units in all.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Whether every chunk has run.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.jobs.len()
+    }
+
+    /// Runs the next chunk; returns `(steps done, steps in total)`.
+    pub fn step(&mut self) -> Result<(usize, usize)> {
+        let Some(&job) = self.jobs.get(self.next) else {
+            return Ok((self.done, self.total));
+        };
+        let start = self.clock.map(|c| c());
+        let served = match job {
+            Job::Input => self.run_input()?,
+            Job::Path { from, to } => self.run_path(from, to)?,
+            Job::Ig { slot, from, to } => self.run_ig(slot, from, to)?,
+        };
+        if let (Some(start), Some(clock)) = (start, self.clock) {
+            let share = (clock() - start) / served.len().max(1) as f64;
+            for i in served {
+                self.slots[i].ms += share;
+            }
+        }
+        self.next += 1;
+        self.done += job.units();
+        Ok((self.done, self.total))
+    }
+
+    /// Adds `part` to slot `i`'s running sum.
+    fn accumulate(&mut self, i: usize, part: Tensor<4>) {
+        let slot = &mut self.slots[i];
+        slot.sum = Some(match slot.sum.take() {
+            Some(s) => s.add(part),
+            None => part,
+        });
+    }
+
+    /// The slots a CAM job serves: plain (`integrated == false`) or integrated ones.
+    fn cam_slots(&self, integrated: bool) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&i| !self.slots[i].method.is_pixel() && self.slots[i].integrated == integrated)
+            .collect()
+    }
+
+    /// Every CAM map of `served` from one set of activations: the head runs once per target.
+    fn cams_from(&mut self, served: &[usize], activations: &Tensor<4>, env: &Env) -> Result<()> {
+        let explainer = self.explainer;
+        let mut targets: Vec<usize> = served.iter().map(|&i| self.slots[i].target).collect();
+        targets.dedup();
+        for target in targets {
+            let gradients = explainer.head_gradient(&self.layer, activations, env, target)?;
+            let mine: Vec<usize> = served
+                .iter()
+                .copied()
+                .filter(|&i| self.slots[i].target == target)
+                .collect();
+            for i in mine {
+                let Compute::Cam(cam) = self.slots[i].method.compute() else {
+                    continue;
+                };
+                let part = explainer.model.phase("cam maps", || {
+                    Ok(crate::cam::cam_map(
+                        cam,
+                        activations.clone(),
+                        gradients.clone(),
+                    ))
+                })?;
+                self.accumulate(i, part);
+            }
+        }
+        Ok(())
+    }
+
+    fn run_input(&mut self) -> Result<Vec<usize>> {
+        let served = self.cam_slots(false);
+        let state = &self.prepared.at_input;
+        if state.layer == self.layer {
+            self.cams_from(&served, &state.activations, &state.env)?;
+        } else {
+            let model = &self.explainer.model;
+            let (activations, env) = model.phase("forward to layer", || {
+                model.forward_to(self.prepared.x.clone(), &self.layer)
+            })?;
+            self.cams_from(&served, &activations, &env)?;
+        }
+        Ok(served)
+    }
+
+    fn run_path(&mut self, from: usize, to: usize) -> Result<Vec<usize>> {
+        let served = self.cam_slots(true);
+        let explainer = self.explainer;
+        let points = path_points(&self.prepared.x, &self.prepared.b, &self.alphas[from..to]);
+        let (activations, env) = explainer.model.phase("forward to layer", || {
+            explainer.model.forward_to(points, &self.layer)
+        })?;
+        self.cams_from(&served, &activations, &env)?;
+        Ok(served)
+    }
+
+    fn run_ig(&mut self, slot: usize, from: usize, to: usize) -> Result<Vec<usize>> {
+        let model = &self.explainer.model;
+        let points = path_points(&self.prepared.x, &self.prepared.b, &self.alphas[from..to]);
+        let leaf = points.autodiff().require_grad();
+        let logits = model.phase("input forward (IG)", || model.forward(leaf.clone()))?;
+        let target = self.slots[slot].target;
+        let part = model.phase("input backward (IG)", || {
+            Ok(target_gradient(logits, &leaf, target)?.sum_dim(0))
+        })?;
+        self.accumulate(slot, part);
+        Ok(vec![slot])
+    }
+
+    /// The maps, still on the device (`[1, 1, h, w]` each), in request order. Call once
+    /// [`Explaining::is_done`].
+    pub fn finish(self) -> Result<Finished> {
+        if !self.is_done() {
+            return Err(Error::InvalidOption(
+                "finish() called before every chunk ran".into(),
+            ));
+        }
+        let steps = self.alphas.len();
+        let p = self.prepared;
+        let layer = self.layer.clone();
+        let maps = self
+            .slots
+            .into_iter()
+            .map(|s| {
+                let sum = s.sum.expect("every slot is served by at least one job");
+                let (map, layer, steps) = if s.method.is_pixel() {
+                    let mean_grad = sum.div_scalar(steps as f32);
+                    let ig = p.x.clone().sub(p.b.clone()).mul(mean_grad).sum_dim(1);
+                    (ig, "input".to_string(), steps)
+                } else {
+                    (sum, layer.clone(), if s.integrated { steps } else { 1 })
+                };
+                PendingMap {
+                    target: s.target,
+                    method: s.method,
+                    label: s.method.label(s.integrated && !s.method.is_pixel()),
+                    layer,
+                    steps,
+                    map,
+                    ms: s.ms,
+                }
+            })
+            .collect();
+        Ok(Finished {
+            maps,
+            clock: self.clock,
+        })
+    }
+}
+
+impl Job {
+    /// Progress units: path points, or 1 for the pass at the input.
+    fn units(&self) -> usize {
+        match *self {
+            Job::Input => 1,
+            Job::Path { from, to } | Job::Ig { from, to, .. } => to - from,
+        }
+    }
+}
+
+/// A map of a finished request, still on the device.
+pub struct PendingMap {
+    /// The explained class.
+    pub target: usize,
+    /// The method.
+    pub method: Method,
+    /// Output label.
+    pub label: String,
+    /// Explained tensor (`input` for IG).
+    pub layer: String,
+    /// Path points used.
+    pub steps: usize,
+    /// The map `[1, 1, h, w]` on the device.
+    pub map: Tensor<4>,
+    /// Share of the wall time so far.
+    pub ms: f64,
+}
+
+/// Every map of a finished request, still on the device.
+pub struct Finished {
+    /// The maps in request order.
+    pub maps: Vec<PendingMap>,
+    clock: Option<Clock>,
+}
+
+impl Finished {
+    /// Reads every map back to the host (blocking).
+    pub fn into_explanations(self) -> Result<Vec<Explanation>> {
+        self.maps
+            .into_iter()
+            .map(|m| {
+                let start = self.clock.map(|c| c());
+                let map = CamMap::from_tensor(m.map)?;
+                let read = match (start, self.clock) {
+                    (Some(s), Some(c)) => c() - s,
+                    _ => 0.0,
+                };
+                Ok(Explanation {
+                    target: m.target,
+                    method: m.method,
+                    label: m.label,
+                    layer: m.layer,
+                    steps: m.steps,
+                    map,
+                    ms: m.ms + read,
+                })
+            })
+            .collect()
+    }
+}

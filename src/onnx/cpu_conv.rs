@@ -1,0 +1,393 @@
+//! 2-D convolution on the host for Burn's CPU backend, where the backbone pass (no gradients
+//! needed) spends nearly all of its time. Burn flex's convolution converts every input to NHWC,
+//! re-lays the weights out on each call and runs one small matrix product per tile of 512
+//! outputs; this kernel does neither:
+//! - im2col in NCHW, with rows in the ONNX weight order `(ci, ky, kx)`, so the weights are used
+//!   as stored and every row is a shifted copy of an input row;
+//! - one `gemm` call per image and group (a 1×1 stride-1 convolution multiplies the input
+//!   directly), images spread over the thread pool, the scratch buffer kept per thread;
+//! - depthwise convolutions (one input channel per group) as direct shifted multiply-adds.
+
+use std::cell::RefCell;
+
+/// Shape and options of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Input channels.
+    pub cin: usize,
+    /// Input height and width.
+    pub input: [usize; 2],
+    /// Output channels.
+    pub cout: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Strides (height, width).
+    pub stride: [usize; 2],
+    /// Dilations (height, width).
+    pub dilation: [usize; 2],
+    /// (begin, end) padding per spatial axis.
+    pub pad: [(usize, usize); 2],
+}
+
+impl ConvShape {
+    /// Output height and width, `None` when the kernel does not fit the padded input.
+    pub fn output(&self) -> Option<[usize; 2]> {
+        let dim = |i: usize| {
+            let padded = self.input[i] + self.pad[i].0 + self.pad[i].1;
+            let span = self.dilation[i] * (self.kernel[i] - 1) + 1;
+            padded.checked_sub(span).map(|d| d / self.stride[i] + 1)
+        };
+        Some([dim(0)?, dim(1)?])
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.pad == [(0, 0); 2]
+    }
+
+    fn is_depthwise(&self) -> bool {
+        self.groups == self.cin && self.groups == self.cout && self.groups > 1
+    }
+}
+
+thread_local! {
+    /// The im2col buffer of this thread, grown to the largest convolution seen.
+    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Convolves `batch` NCHW images `x` with weights `w` (`[cout, cin / groups, kh, kw]`,
+/// row-major) and an optional per-channel `bias`; returns NCHW outputs.
+pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let [oh, ow] = s.output().expect("checked by the caller");
+    let out_image = s.cout * oh * ow;
+    let in_image = s.cin * s.input[0] * s.input[1];
+    let mut out = vec![0.0f32; batch * out_image];
+    let threads = threads();
+    // Few images: let the matrix product use the threads instead.
+    let inner_parallel = batch < threads;
+    let run = |b: usize, out_b: &mut [f32]| {
+        let x_b = &x[b * in_image..(b + 1) * in_image];
+        if s.is_depthwise() {
+            depthwise(x_b, s, w, out_b);
+        } else {
+            grouped(x_b, s, w, out_b, inner_parallel);
+        }
+        if let Some(bias) = bias {
+            for (plane, &v) in out_b.chunks_mut(oh * ow).zip(bias) {
+                plane.iter_mut().for_each(|o| *o += v);
+            }
+        }
+    };
+    for_each_image(&mut out, out_image, run);
+    out
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn threads() -> usize {
+    1
+}
+
+/// Runs `f(image index, its output)` for every image, in parallel where threads exist.
+#[cfg(not(target_arch = "wasm32"))]
+fn for_each_image(out: &mut [f32], per_image: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    out.par_chunks_mut(per_image)
+        .enumerate()
+        .for_each(|(b, o)| f(b, o));
+}
+
+#[cfg(target_arch = "wasm32")]
+fn for_each_image(out: &mut [f32], per_image: usize, f: impl Fn(usize, &mut [f32])) {
+    for (b, o) in out.chunks_mut(per_image).enumerate() {
+        f(b, o);
+    }
+}
+
+/// One image, any groups: im2col (unless pointwise) and one matrix product per group.
+fn grouped(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], inner_parallel: bool) {
+    let [oh, ow] = s.output().expect("checked by the caller");
+    let n = oh * ow;
+    let cin_g = s.cin / s.groups;
+    let cout_g = s.cout / s.groups;
+    let k = cin_g * s.kernel[0] * s.kernel[1];
+    let plane = s.input[0] * s.input[1];
+    let parallelism = if inner_parallel && cout_g * n * k >= 1 << 21 {
+        gemm_parallelism()
+    } else {
+        gemm::Parallelism::None
+    };
+    COLUMNS.with(|cell| {
+        let mut columns = cell.borrow_mut();
+        if !s.is_pointwise() && columns.len() < k * n {
+            columns.resize(k * n, 0.0);
+        }
+        for g in 0..s.groups {
+            let x_g = &x[g * cin_g * plane..(g + 1) * cin_g * plane];
+            let rhs: &[f32] = if s.is_pointwise() {
+                x_g
+            } else {
+                im2col(x_g, cin_g, s, &mut columns[..k * n]);
+                &columns[..k * n]
+            };
+            let w_g = &w[g * cout_g * k..(g + 1) * cout_g * k];
+            let dst = &mut out[g * cout_g * n..(g + 1) * cout_g * n];
+            // SAFETY: dst is cout_g x n, lhs cout_g x k and rhs k x n, all row-major and in
+            // bounds of their slices; dst does not alias the inputs.
+            unsafe {
+                gemm::gemm(
+                    cout_g,
+                    n,
+                    k,
+                    dst.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    w_g.as_ptr(),
+                    1,
+                    k as isize,
+                    rhs.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+        }
+    });
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn gemm_parallelism() -> gemm::Parallelism {
+    gemm::Parallelism::Rayon(0)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn gemm_parallelism() -> gemm::Parallelism {
+    gemm::Parallelism::None
+}
+
+/// The valid output columns `[lo, hi)` for kernel column offset `off` (input column
+/// `ox * stride + off - pad`), and the input column of `lo`.
+fn valid_range(out: usize, input: usize, stride: usize, off: usize, pad: usize) -> (usize, usize) {
+    // ix = ox * stride + off - pad must lie in [0, input).
+    let lo = pad.saturating_sub(off).div_ceil(stride);
+    let hi = if input + pad > off {
+        ((input + pad - off - 1) / stride + 1).min(out)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// Fills `columns` (`[cin_g * kh * kw, oh * ow]`, rows in `(ci, ky, kx)` order) from one
+/// group's input planes.
+fn im2col(x: &[f32], cin_g: usize, s: &ConvShape, columns: &mut [f32]) {
+    let [h, w] = s.input;
+    let [oh, ow] = s.output().expect("checked by the caller");
+    let n = oh * ow;
+    let [kh, kw] = s.kernel;
+    let mut rows = columns.chunks_mut(n);
+    for ci in 0..cin_g {
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = rows.next().expect("k rows");
+                let (lo, hi) = valid_range(ow, w, s.stride[1], kx * s.dilation[1], s.pad[1].0);
+                for oy in 0..oh {
+                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize - s.pad[0].0 as isize;
+                    if iy < 0 || iy >= h as isize || lo >= hi {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    let ix0 = lo * s.stride[1] + kx * s.dilation[1] - s.pad[1].0;
+                    if s.stride[1] == 1 {
+                        dst[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);
+                    } else {
+                        for (d, ix) in dst[lo..hi].iter_mut().zip((ix0..).step_by(s.stride[1])) {
+                            *d = src[ix];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One image of a depthwise convolution: every output plane is a sum of shifted, scaled copies
+/// of its input plane.
+fn depthwise(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32]) {
+    let [h, iw] = s.input;
+    let [oh, ow] = s.output().expect("checked by the caller");
+    let [kh, kw] = s.kernel;
+    for c in 0..s.cout {
+        let plane = &x[c * h * iw..(c + 1) * h * iw];
+        let o = &mut out[c * oh * ow..(c + 1) * oh * ow];
+        let weights = &w[c * kh * kw..(c + 1) * kh * kw];
+        for kx in 0..kw {
+            let (lo, hi) = valid_range(ow, iw, s.stride[1], kx * s.dilation[1], s.pad[1].0);
+            if lo >= hi {
+                continue;
+            }
+            let ix0 = lo * s.stride[1] + kx * s.dilation[1] - s.pad[1].0;
+            for ky in 0..kh {
+                let wv = weights[ky * kw + kx];
+                for oy in 0..oh {
+                    let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize - s.pad[0].0 as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let src = &plane[iy as usize * iw..(iy as usize + 1) * iw];
+                    let dst = &mut o[oy * ow + lo..oy * ow + hi];
+                    if s.stride[1] == 1 {
+                        for (d, &v) in dst.iter_mut().zip(&src[ix0..ix0 + hi - lo]) {
+                            *d += wv * v;
+                        }
+                    } else {
+                        for (d, ix) in dst.iter_mut().zip((ix0..).step_by(s.stride[1])) {
+                            *d += wv * src[ix];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct definition of the convolution, for checking the kernels.
+    fn reference(
+        x: &[f32],
+        batch: usize,
+        s: &ConvShape,
+        w: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let [h, wd] = s.input;
+        let [oh, ow] = s.output().unwrap();
+        let (cin_g, cout_g) = (s.cin / s.groups, s.cout / s.groups);
+        let mut out = vec![0.0; batch * s.cout * oh * ow];
+        for b in 0..batch {
+            for co in 0..s.cout {
+                let g = co / cout_g;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = bias.map_or(0.0, |bv| f64::from(bv[co]));
+                        for ci in 0..cin_g {
+                            for ky in 0..s.kernel[0] {
+                                for kx in 0..s.kernel[1] {
+                                    let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
+                                        - s.pad[0].0 as isize;
+                                    let ix = (ox * s.stride[1] + kx * s.dilation[1]) as isize
+                                        - s.pad[1].0 as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                        continue;
+                                    }
+                                    let xi = ((b * s.cin + g * cin_g + ci) * h + iy as usize) * wd
+                                        + ix as usize;
+                                    let wi =
+                                        ((co * cin_g + ci) * s.kernel[0] + ky) * s.kernel[1] + kx;
+                                    acc += f64::from(x[xi]) * f64::from(w[wi]);
+                                }
+                            }
+                        }
+                        out[((b * s.cout + co) * oh + oy) * ow + ox] = acc as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        // A small deterministic pseudo-random sequence in [-1, 1).
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kernel_path_matches_the_definition() {
+        let cases = [
+            // pointwise, plain 3x3 with padding, strided 7x7 stem, asymmetric pads + dilation,
+            // grouped, depthwise stride 1 and 2 (5x5), a kernel larger than the input.
+            (3, [9, 9], 5, 1, [1, 1], [1, 1], [1, 1], [(0, 0), (0, 0)]),
+            (4, [8, 7], 6, 1, [3, 3], [1, 1], [1, 1], [(1, 1), (1, 1)]),
+            (3, [17, 15], 4, 1, [7, 7], [2, 2], [1, 1], [(3, 3), (3, 3)]),
+            (4, [11, 10], 6, 2, [3, 3], [2, 1], [2, 2], [(0, 2), (1, 0)]),
+            (6, [7, 7], 6, 6, [3, 3], [1, 1], [1, 1], [(1, 1), (1, 1)]),
+            (5, [12, 9], 5, 5, [5, 5], [2, 2], [1, 1], [(2, 2), (2, 2)]),
+            (2, [3, 3], 3, 1, [5, 5], [1, 1], [1, 1], [(2, 2), (2, 2)]),
+        ];
+        for (i, (cin, input, cout, groups, kernel, stride, dilation, pad)) in
+            cases.into_iter().enumerate()
+        {
+            let s = ConvShape {
+                cin,
+                input,
+                cout,
+                groups,
+                kernel,
+                stride,
+                dilation,
+                pad,
+            };
+            let batch = 3;
+            let x = values(batch * cin * input[0] * input[1], i as u32);
+            let w = values(cout * cin / groups * kernel[0] * kernel[1], 100 + i as u32);
+            let bias = values(cout, 200 + i as u32);
+            let got = conv2d(&x, batch, &s, &w, Some(&bias));
+            let want = reference(&x, batch, &s, &w, Some(&bias));
+            assert_eq!(got.len(), want.len(), "case {i}");
+            for (j, (g, r)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - r).abs() <= 1e-5 * (1.0 + r.abs()),
+                    "case {i} value {j}: {g} vs {r}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn valid_ranges_cover_exactly_the_in_bounds_columns() {
+        for (out, input, stride, off, pad) in [
+            (5, 5, 1, 0, 1),
+            (5, 5, 1, 2, 1),
+            (3, 7, 2, 4, 3),
+            (2, 2, 1, 4, 2),
+        ] {
+            let (lo, hi) = valid_range(out, input, stride, off, pad);
+            for ox in 0..out {
+                let ix = (ox * stride + off) as isize - pad as isize;
+                let inside = ix >= 0 && ix < input as isize;
+                assert_eq!(
+                    (lo..hi).contains(&ox),
+                    inside,
+                    "{out} {input} {stride} {off} {pad} ox {ox}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Where the time goes: per-operator and per-phase wall time of a model's runs, for
+//! `igcam-wgpu bench --profile`. The core never reads a clock itself (it also runs in a browser):
+//! the caller installs one with [`OnnxModel::start_profile`](super::OnnxModel::start_profile).
+//! On a device that runs asynchronously (wgpu), every timed step ends with a device sync, so the
+//! figures are real but the run is slower than an unprofiled one.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// Milliseconds since an arbitrary origin.
+pub type Clock = fn() -> f64;
+
+/// Time spent under one name.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ProfileEntry {
+    /// How many times it ran.
+    pub calls: u64,
+    /// Total wall time in milliseconds.
+    pub ms: f64,
+}
+
+/// A finished profile: operators by ONNX op type, and the phases of an explanation.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Profile {
+    /// Time per ONNX op type (`Conv`, `Relu`, ...), summed over every run.
+    pub ops: BTreeMap<String, ProfileEntry>,
+    /// Time per phase (`forward to layer`, `head backward`, `read back`, ...).
+    pub phases: BTreeMap<String, ProfileEntry>,
+}
+
+impl Profile {
+    /// The entries of `map`, largest total first.
+    pub fn sorted(map: &BTreeMap<String, ProfileEntry>) -> Vec<(&str, &ProfileEntry)> {
+        let mut v: Vec<_> = map.iter().map(|(k, e)| (k.as_str(), e)).collect();
+        v.sort_by(|a, b| b.1.ms.total_cmp(&a.1.ms));
+        v
+    }
+}
+
+/// The profiler a model carries: off until a clock is installed.
+#[derive(Default)]
+pub(crate) struct Profiler {
+    clock: RefCell<Option<Clock>>,
+    profile: RefCell<Profile>,
+}
+
+impl Profiler {
+    /// Starts recording with `clock`, dropping anything recorded before.
+    pub fn start(&self, clock: Clock) {
+        *self.clock.borrow_mut() = Some(clock);
+        *self.profile.borrow_mut() = Profile::default();
+    }
+
+    /// Stops recording and returns what was recorded.
+    pub fn finish(&self) -> Profile {
+        *self.clock.borrow_mut() = None;
+        self.profile.take()
+    }
+
+    /// The clock's reading when recording, `None` otherwise.
+    pub fn now(&self) -> Option<f64> {
+        self.clock.borrow().map(|c| c())
+    }
+
+    /// Adds the time since `start` (a [`Profiler::now`] reading) to op type `op`.
+    pub fn add_op(&self, op: &str, start: Option<f64>) {
+        self.add(op, start, true);
+    }
+
+    /// Adds the time since `start` to phase `phase`.
+    pub fn add_phase(&self, phase: &str, start: Option<f64>) {
+        self.add(phase, start, false);
+    }
+
+    fn add(&self, name: &str, start: Option<f64>, op: bool) {
+        let (Some(start), Some(now)) = (start, self.now()) else {
+            return;
+        };
+        let mut p = self.profile.borrow_mut();
+        let map = if op { &mut p.ops } else { &mut p.phases };
+        let e = map.entry(name.to_string()).or_default();
+        e.calls += 1;
+        e.ms += now - start;
+    }
+}
