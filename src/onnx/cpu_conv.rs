@@ -6,7 +6,9 @@
 //!   as stored and every row is a shifted copy of an input row;
 //! - one `gemm` call per image and group (a 1×1 stride-1 convolution multiplies the input
 //!   directly), images spread over the thread pool, the scratch buffer kept per thread;
-//! - depthwise convolutions (one input channel per group) as direct shifted multiply-adds.
+//! - depthwise convolutions (one input channel per group) as direct shifted multiply-adds;
+//! - the bias, a residual addition and the activation that follow the convolution in the graph
+//!   applied in the same pass over each image's output (see [`Epilogue`]).
 
 use std::cell::RefCell;
 
@@ -51,14 +53,77 @@ impl ConvShape {
     }
 }
 
+/// An element-wise activation the kernel can apply to its output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, lo), hi)` (ReLU6 is `Clip(0, 6)`).
+    Clip(f32, f32),
+    /// `x` for `x >= 0`, else `slope * x`.
+    LeakyRelu(f32),
+}
+
+impl Activation {
+    /// The activation of one value.
+    #[inline]
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Activation::Relu => v.max(0.0),
+            Activation::Clip(lo, hi) => v.max(lo).min(hi),
+            Activation::LeakyRelu(slope) => {
+                if v >= 0.0 {
+                    v
+                } else {
+                    v * slope
+                }
+            }
+        }
+    }
+}
+
+/// What happens to the convolution's output in the same pass, in this order: `+ bias[c]`,
+/// `+ residual` (a tensor of the output's shape), then the activation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Per-output-channel bias.
+    pub bias: Option<&'a [f32]>,
+    /// A tensor added element-wise (a residual connection), NCHW like the output.
+    pub residual: Option<&'a [f32]>,
+    /// The activation applied last.
+    pub activation: Option<Activation>,
+}
+
+impl Epilogue<'_> {
+    /// Applies to one image's output `[cout, plane]`; `residual` is that image's residual.
+    fn apply(&self, out: &mut [f32], plane: usize, residual: Option<&[f32]>) {
+        if self.bias.is_none() && residual.is_none() && self.activation.is_none() {
+            return;
+        }
+        for (c, o) in out.chunks_mut(plane).enumerate() {
+            let b = self.bias.map_or(0.0, |b| b[c]);
+            let r = residual.map(|r| &r[c * plane..(c + 1) * plane]);
+            match (r, self.activation) {
+                (None, None) => o.iter_mut().for_each(|v| *v += b),
+                (None, Some(a)) => o.iter_mut().for_each(|v| *v = a.apply(*v + b)),
+                (Some(r), None) => o.iter_mut().zip(r).for_each(|(v, &r)| *v += b + r),
+                (Some(r), Some(a)) => o
+                    .iter_mut()
+                    .zip(r)
+                    .for_each(|(v, &r)| *v = a.apply(*v + b + r)),
+            }
+        }
+    }
+}
+
 thread_local! {
     /// The im2col buffer of this thread, grown to the largest convolution seen.
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Convolves `batch` NCHW images `x` with weights `w` (`[cout, cin / groups, kh, kw]`,
-/// row-major) and an optional per-channel `bias`; returns NCHW outputs.
-pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// row-major), then applies `epilogue`; returns NCHW outputs.
+pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epilogue) -> Vec<f32> {
     let [oh, ow] = s.output().expect("checked by the caller");
     let out_image = s.cout * oh * ow;
     let in_image = s.cin * s.input[0] * s.input[1];
@@ -73,11 +138,10 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], bias: Option<&[
         } else {
             grouped(x_b, s, w, out_b, inner_parallel);
         }
-        if let Some(bias) = bias {
-            for (plane, &v) in out_b.chunks_mut(oh * ow).zip(bias) {
-                plane.iter_mut().for_each(|o| *o += v);
-            }
-        }
+        let residual = epilogue
+            .residual
+            .map(|r| &r[b * out_image..(b + 1) * out_image]);
+        epilogue.apply(out_b, oh * ow, residual);
     };
     for_each_image(&mut out, out_image, run);
     out
@@ -227,41 +291,112 @@ fn im2col(x: &[f32], cin_g: usize, s: &ConvShape, columns: &mut [f32]) {
     }
 }
 
-/// One image of a depthwise convolution: every output plane is a sum of shifted, scaled copies
-/// of its input plane.
+/// One image of a depthwise convolution. Each input plane is copied once, zero-padded, into
+/// `stride × stride` phase planes (phase `(ry, rx)` holds padded rows `ry, ry + sy, ...` and
+/// columns `rx, rx + sx, ...`). In phase coordinates every kernel tap is a plain shift, so on
+/// an output grid as wide as a phase row each tap is one long multiply-add over contiguous
+/// memory; the valid columns are copied out at the end.
 fn depthwise(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32]) {
+    COLUMNS.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { depthwise_avx2(x, s, w, out, &mut buf) };
+        }
+        depthwise_with(x, s, w, out, &mut buf);
+    })
+}
+
+/// Output values per block of the depthwise accumulation (8 KiB: well inside L1).
+const DEPTHWISE_BLOCK: usize = 2048;
+
+/// [`depthwise_with`] compiled for AVX2 (8 lanes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_avx2(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], buf: &mut Vec<f32>) {
+    depthwise_with(x, s, w, out, buf);
+}
+
+/// The depthwise kernel; `buf` is scratch space. Written without closures, so that all of it
+/// is compiled with the features of the function it is inlined into.
+#[inline(always)]
+fn depthwise_with(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], buf: &mut Vec<f32>) {
     let [h, iw] = s.input;
     let [oh, ow] = s.output().expect("checked by the caller");
     let [kh, kw] = s.kernel;
-    for c in 0..s.cout {
-        let plane = &x[c * h * iw..(c + 1) * h * iw];
-        let o = &mut out[c * oh * ow..(c + 1) * oh * ow];
-        let weights = &w[c * kh * kw..(c + 1) * kh * kw];
-        for kx in 0..kw {
-            let (lo, hi) = valid_range(ow, iw, s.stride[1], kx * s.dilation[1], s.pad[1].0);
-            if lo >= hi {
-                continue;
-            }
-            let ix0 = lo * s.stride[1] + kx * s.dilation[1] - s.pad[1].0;
-            for ky in 0..kh {
-                let wv = weights[ky * kw + kx];
-                for oy in 0..oh {
-                    let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize - s.pad[0].0 as isize;
-                    if iy < 0 || iy >= h as isize {
+    let [sy, sx] = s.stride;
+    let [dy, dx] = s.dilation;
+    let (ph, pw) = (h + s.pad[0].0 + s.pad[0].1, iw + s.pad[1].0 + s.pad[1].1);
+    // Phase planes: `rows` x `cols` each, one spare row so every tap's run stays inside.
+    let (rows, cols) = (ph.div_ceil(sy) + 1, pw.div_ceil(sx));
+    let phase_len = rows * cols;
+    // The output grid: `oh` rows of `cols` (the first `ow` of each are real outputs).
+    let grid = oh * cols;
+    {
+        let need = sy * sx * phase_len + grid;
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+        }
+        let (phases, acc) = buf[..need].split_at_mut(sy * sx * phase_len);
+        // Every channel writes the same (inner) positions: the padding stays zero.
+        phases.fill(0.0);
+        let (pt, pl) = (s.pad[0].0, s.pad[1].0);
+        for c in 0..s.cout {
+            let plane = &x[c * h * iw..(c + 1) * h * iw];
+            for (y, src) in plane.chunks_exact(iw).enumerate() {
+                let py = y + pt;
+                let row0 = (py % sy) * sx * phase_len + (py / sy) * cols;
+                for rx in 0..sx {
+                    // The input columns landing in column phase rx: xi = rx - pl (mod sx).
+                    let first = (rx + sx - pl % sx) % sx;
+                    if first >= iw {
                         continue;
                     }
-                    let src = &plane[iy as usize * iw..(iy as usize + 1) * iw];
-                    let dst = &mut o[oy * ow + lo..oy * ow + hi];
-                    if s.stride[1] == 1 {
-                        for (d, &v) in dst.iter_mut().zip(&src[ix0..ix0 + hi - lo]) {
-                            *d += wv * v;
+                    let at = row0 + rx * phase_len + (first + pl) / sx;
+                    let dst = &mut phases[at..at + (iw - first).div_ceil(sx)];
+                    let src = &src[first..];
+                    match sx {
+                        1 => dst.copy_from_slice(src),
+                        // Pairs: a pattern the compiler turns into vector shuffles.
+                        2 => {
+                            for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                                *d = pair[0];
+                            }
+                            if src.len() % 2 == 1 {
+                                dst[src.len() / 2] = src[src.len() - 1];
+                            }
                         }
-                    } else {
-                        for (d, ix) in dst.iter_mut().zip((ix0..).step_by(s.stride[1])) {
-                            *d += wv * src[ix];
+                        _ => {
+                            for (d, &v) in dst.iter_mut().zip(src.iter().step_by(sx)) {
+                                *d = v;
+                            }
                         }
                     }
                 }
+            }
+            acc.fill(0.0);
+            let weights = &w[c * kh * kw..(c + 1) * kh * kw];
+            // In blocks that stay in the L1 cache across all taps.
+            for from in (0..grid).step_by(DEPTHWISE_BLOCK) {
+                let to = (from + DEPTHWISE_BLOCK).min(grid);
+                let block = &mut acc[from..to];
+                for ky in 0..kh {
+                    let (ry, qy) = ((ky * dy) % sy, (ky * dy) / sy);
+                    for kx in 0..kw {
+                        let (rx, qx) = ((kx * dx) % sx, (kx * dx) / sx);
+                        let start = (ry * sx + rx) * phase_len + qy * cols + qx + from;
+                        let src = &phases[start..start + block.len()];
+                        let wv = weights[ky * kw + kx];
+                        for (d, &v) in block.iter_mut().zip(src) {
+                            *d += wv * v;
+                        }
+                    }
+                }
+            }
+            let o = &mut out[c * oh * ow..(c + 1) * oh * ow];
+            for (dst, src) in o.chunks_exact_mut(ow).zip(acc.chunks_exact(cols)) {
+                dst.copy_from_slice(&src[..ow]);
             }
         }
     }
@@ -358,14 +493,31 @@ mod tests {
             let x = values(batch * cin * input[0] * input[1], i as u32);
             let w = values(cout * cin / groups * kernel[0] * kernel[1], 100 + i as u32);
             let bias = values(cout, 200 + i as u32);
-            let got = conv2d(&x, batch, &s, &w, Some(&bias));
             let want = reference(&x, batch, &s, &w, Some(&bias));
-            assert_eq!(got.len(), want.len(), "case {i}");
-            for (j, (g, r)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - r).abs() <= 1e-5 * (1.0 + r.abs()),
-                    "case {i} value {j}: {g} vs {r}"
-                );
+            let residual = values(want.len(), 300 + i as u32);
+            let epilogues = [
+                (None, None),
+                (None, Some(Activation::Relu)),
+                (Some(&residual[..]), Some(Activation::Clip(-0.5, 0.75))),
+                (Some(&residual[..]), Some(Activation::LeakyRelu(0.1))),
+                (Some(&residual[..]), None),
+            ];
+            for (residual, activation) in epilogues {
+                let epilogue = Epilogue {
+                    bias: Some(&bias),
+                    residual,
+                    activation,
+                };
+                let got = conv2d(&x, batch, &s, &w, &epilogue);
+                assert_eq!(got.len(), want.len(), "case {i}");
+                for (j, (g, r)) in got.iter().zip(&want).enumerate() {
+                    let r = r + residual.map_or(0.0, |res| res[j]);
+                    let r = activation.map_or(r, |a| a.apply(r));
+                    assert!(
+                        (g - r).abs() <= 1e-5 * (1.0 + r.abs()),
+                        "case {i} {activation:?} value {j}: {g} vs {r}"
+                    );
+                }
             }
         }
     }

@@ -7,6 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use burn::tensor::Device;
 use onnx_ir::{Message, ModelProto, NodeProto};
 
+use super::fuse::{Fusion, Plan};
 use super::ops::{self, BuildContext, Operator};
 use super::profile::Profiler;
 use super::proto::{Attrs, HostTensor, host_tensor};
@@ -26,7 +27,7 @@ pub struct Node {
     pub inputs: Vec<String>,
     /// Output tensor name.
     pub output: String,
-    op: Box<dyn Operator>,
+    pub(crate) op: Box<dyn Operator>,
 }
 
 /// The model's image input.
@@ -54,6 +55,8 @@ pub struct Graph {
     pub output: String,
     /// Index of the last node that reads each tensor, to free memory early.
     last_use: HashMap<String, usize>,
+    /// How many node inputs read each tensor (a node reading it twice counts twice).
+    pub(crate) readers: HashMap<String, usize>,
     /// The device holding the constants.
     device: Device,
     /// Per-op timings, when switched on.
@@ -231,9 +234,11 @@ impl Graph {
             })
             .collect::<Result<HashMap<_, _>>>()?;
         let mut last_use = HashMap::new();
+        let mut readers = HashMap::new();
         for (i, n) in nodes.iter().enumerate() {
             for inp in &n.inputs {
                 last_use.insert(inp.clone(), i);
+                *readers.entry(inp.clone()).or_insert(0) += 1;
             }
         }
         Ok(Self {
@@ -242,6 +247,7 @@ impl Graph {
             input,
             output,
             last_use,
+            readers,
             device: device.clone(),
             profiler: Profiler::default(),
         })
@@ -253,12 +259,24 @@ impl Graph {
     }
 
     /// Runs `range` of the nodes, reading and writing `env`. Tensors are dropped after their
-    /// last reader unless they are named in `keep`.
+    /// last reader unless they are named in `keep`. On the CPU backend, convolutions run fused
+    /// with their neighbours where nothing else needs the tensors in between (see
+    /// [`fuse`](super::fuse)).
     pub fn run(&self, env: &mut Env, range: Range<usize>, keep: &[&str]) -> Result<()> {
-        self.run_observed(env, range, keep, &mut |_, _| {})
+        let mut i = range.start;
+        while i < range.end {
+            if let Some(plan) = self.plan_fusion(i, &range, keep, env) {
+                self.run_fused(env, &plan, keep)?;
+                i = plan.last() + 1;
+            } else {
+                self.run_node(env, i, keep, None)?;
+                i += 1;
+            }
+        }
+        Ok(())
     }
 
-    /// Like [`Graph::run`], calling `observe` with each node and its output.
+    /// Like [`Graph::run`] without fusion, calling `observe` with each node and its output.
     pub fn run_observed(
         &self,
         env: &mut Env,
@@ -267,47 +285,159 @@ impl Graph {
         observe: &mut dyn FnMut(&Node, &Value),
     ) -> Result<()> {
         for i in range {
-            let node = &self.nodes[i];
-            let bad = |msg: String| Error::BadNode {
-                op: node.op_type.clone(),
-                node: node.name.clone(),
-                msg,
-            };
-            let mut inputs = Vec::with_capacity(node.inputs.len());
-            for (j, name) in node.inputs.iter().enumerate() {
-                if name.is_empty() {
-                    inputs.push(None);
-                    continue;
-                }
-                // A tensor read for the last time moves into the op, so the op owns it alone.
-                let last_read = self.last_use.get(name) == Some(&i)
-                    && !node.inputs[j + 1..].contains(name)
-                    && name != &self.output
-                    && !keep.contains(&name.as_str());
-                let value = if last_read {
-                    env.remove(name)
-                } else {
-                    env.get(name).cloned()
-                };
-                let value = value
-                    .or_else(|| self.constants.get(name).cloned())
-                    .ok_or_else(|| {
-                        bad(format!("input `{name}` is not produced by an earlier node"))
-                    })?;
-                inputs.push(Some(value));
-            }
-            let start = self.profiler.now();
-            let out = catch_unwind(AssertUnwindSafe(|| node.op.run(&mut inputs)))
-                .map_err(|p| bad(panic_message(p.as_ref())))?
-                .map_err(bad)?;
-            if start.is_some() {
-                self.sync()?;
-                self.profiler.add_op(&node.op_type, start);
-            }
-            drop(inputs);
-            observe(node, &out);
-            env.insert(node.output.clone(), out);
+            self.run_node(env, i, keep, Some(observe))?;
         }
+        Ok(())
+    }
+
+    /// The error of node `i`.
+    fn bad(&self, i: usize, msg: String) -> Error {
+        let node = &self.nodes[i];
+        Error::BadNode {
+            op: node.op_type.clone(),
+            node: node.name.clone(),
+            msg,
+        }
+    }
+
+    /// The value of input `name` of a group of nodes whose last node is `last`: moved out of
+    /// `env` when no node after the group reads it (so the op owns it alone), else shared.
+    fn input_value(
+        &self,
+        env: &mut Env,
+        name: &str,
+        last: usize,
+        more_reads_in_group: bool,
+        keep: &[&str],
+    ) -> Option<Value> {
+        let last_read = self.last_use.get(name).is_some_and(|&l| l <= last)
+            && !more_reads_in_group
+            && name != self.output
+            && !keep.contains(&name);
+        let value = if last_read {
+            env.remove(name)
+        } else {
+            env.get(name).cloned()
+        };
+        value.or_else(|| self.constants.get(name).cloned())
+    }
+
+    /// Runs node `i` alone.
+    fn run_node(
+        &self,
+        env: &mut Env,
+        i: usize,
+        keep: &[&str],
+        observe: Option<&mut dyn FnMut(&Node, &Value)>,
+    ) -> Result<()> {
+        let node = &self.nodes[i];
+        let mut inputs = Vec::with_capacity(node.inputs.len());
+        for (j, name) in node.inputs.iter().enumerate() {
+            if name.is_empty() {
+                inputs.push(None);
+                continue;
+            }
+            let again = node.inputs[j + 1..].contains(name);
+            let value = self.input_value(env, name, i, again, keep).ok_or_else(|| {
+                self.bad(
+                    i,
+                    format!("input `{name}` is not produced by an earlier node"),
+                )
+            })?;
+            inputs.push(Some(value));
+        }
+        let start = self.profiler.now();
+        let out = catch_unwind(AssertUnwindSafe(|| node.op.run(&mut inputs)))
+            .map_err(|p| self.bad(i, panic_message(p.as_ref())))?
+            .map_err(|m| self.bad(i, m))?;
+        if start.is_some() {
+            self.sync()?;
+            self.profiler.add_op(&node.op_type, start);
+        }
+        drop(inputs);
+        if let Some(observe) = observe {
+            observe(node, &out);
+        }
+        env.insert(node.output.clone(), out);
+        Ok(())
+    }
+
+    /// Runs a fusion group as one convolution; its output takes the last node's name.
+    fn run_fused(&self, env: &mut Env, plan: &Plan, keep: &[&str]) -> Result<()> {
+        let last = plan.last();
+        let conv = &self.nodes[plan.conv];
+        // Every input name the group reads from outside itself, counted, so a tensor read twice
+        // (say as the convolution's input and as the residual) is shared, not moved.
+        let group_reads = |name: &str| {
+            (plan.first()..=last)
+                .flat_map(|j| self.nodes[j].inputs.iter())
+                .filter(|n| *n == name)
+                .count()
+        };
+        let missing = |j: usize, name: &str| {
+            self.bad(
+                j,
+                format!("input `{name}` is not produced by an earlier node"),
+            )
+        };
+        let mut inputs = Vec::with_capacity(conv.inputs.len());
+        for (j, name) in conv.inputs.iter().enumerate() {
+            let name = match (j, plan.pad) {
+                (0, Some(p)) => &self.nodes[p].inputs[0],
+                _ => name,
+            };
+            if name.is_empty() {
+                inputs.push(None);
+                continue;
+            }
+            let shared = group_reads(name) > 1;
+            let v = self.input_value(env, name, last, shared, keep);
+            inputs.push(Some(v.ok_or_else(|| missing(plan.conv, name))?));
+        }
+        let mut fusion = Fusion {
+            pad: [(0, 0); 2],
+            residual: None,
+            activation: plan.activation.map(|a| a.1),
+        };
+        if let Some(p) = plan.pad {
+            let peeked: Vec<Option<&Value>> = self.nodes[p]
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(j, n)| match j {
+                    0 => inputs[0].as_ref(),
+                    _ => self.peek(env, n),
+                })
+                .collect();
+            fusion.pad = self.nodes[p].op.zero_spatial_pad(&peeked).ok_or_else(|| {
+                self.bad(p, "the padding changed between planning and running".into())
+            })?;
+        }
+        if let Some((a, name)) = &plan.add {
+            let shared = group_reads(name) > 1;
+            let v = self.input_value(env, name, last, shared, keep);
+            fusion.residual = Some(v.ok_or_else(|| missing(*a, name))?);
+        }
+        // The inputs only the group read are gone from `env` now.
+        for j in plan.first()..=last {
+            for name in &self.nodes[j].inputs {
+                if self.last_use.get(name).is_some_and(|&l| l <= last)
+                    && name != &self.output
+                    && !keep.contains(&name.as_str())
+                {
+                    env.remove(name);
+                }
+            }
+        }
+        let start = self.profiler.now();
+        let out = catch_unwind(AssertUnwindSafe(|| conv.op.run_fused(&mut inputs, fusion)))
+            .map_err(|p| self.bad(plan.conv, panic_message(p.as_ref())))?
+            .map_err(|m| self.bad(plan.conv, m))?;
+        if start.is_some() {
+            self.sync()?;
+            self.profiler.add_op(&plan.label(self), start);
+        }
+        env.insert(self.nodes[last].output.clone(), out);
         Ok(())
     }
 

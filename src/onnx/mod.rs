@@ -2,6 +2,7 @@
 //! tensor so the part before it runs without autodiff and the part after it with autodiff.
 
 pub mod cpu_conv;
+mod fuse;
 mod graph;
 mod ops;
 pub mod profile;

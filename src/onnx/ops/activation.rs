@@ -3,6 +3,8 @@
 use burn::tensor::activation;
 
 use super::{BuildContext, OpResult, Operator, take_float};
+use crate::onnx::cpu_conv::Activation as Fused;
+use crate::onnx::fuse::Epilogue;
 use crate::onnx::value::Value;
 
 #[derive(Clone, Copy)]
@@ -62,6 +64,16 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
 }
 
 impl Operator for Activation {
+    fn epilogue(&self) -> Option<Epilogue> {
+        let a = match self.0 {
+            Act::Relu => Fused::Relu,
+            Act::Clip { min, max } => Fused::Clip(min, max),
+            Act::LeakyRelu(slope) => Fused::LeakyRelu(slope as f32),
+            _ => return None,
+        };
+        Some(Epilogue::Activation(a))
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         if let Act::PassThrough = self.0 {
             return inputs

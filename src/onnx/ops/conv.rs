@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{BuildContext, OpResult, Operator, Padding, spatial2, take_float, take_nchw};
 use crate::onnx::cpu_conv::{self, ConvShape};
+use crate::onnx::fuse::Fusion;
 use crate::onnx::value::{FloatValue, Value};
 
 struct Conv {
@@ -110,29 +111,76 @@ impl Conv {
         Ok(shape)
     }
 
-    /// The host kernel: reads the input back (without a copy when the op owns it alone).
-    fn run_host(&self, x: Tensor<4>, host: &HostWeights) -> OpResult<Value> {
+    /// The host kernel with `fusion` folded in: reads the input back (without a copy when the
+    /// op owns it alone).
+    fn run_host(&self, x: Tensor<4>, host: &HostWeights, fusion: Fusion) -> OpResult<Value> {
         let dims = x.dims();
-        let s = self.shape(dims, host.shape)?;
-        let [oh, ow] = s.output().expect("checked by shape()");
+        let mut s = self.shape(dims, host.shape)?;
+        for (p, extra) in s.pad.iter_mut().zip(fusion.pad) {
+            *p = (p.0 + extra.0, p.1 + extra.1);
+        }
+        let [oh, ow] = s
+            .output()
+            .ok_or("the kernel does not fit the padded input")?;
+        let out_dims = [dims[0], s.cout, oh, ow];
+        let residual = match fusion.residual {
+            Some(Value::Float(r)) if r.shape() == out_dims => Some(r.tensor.into_data()),
+            Some(_) => return Err("the residual does not have the output's shape".into()),
+            None => None,
+        };
         let device = x.device();
         let data = x.into_data();
-        let values = data
-            .as_slice::<f32>()
-            .map_err(|e| format!("input is not float32: {e:?}"))?;
-        let out = cpu_conv::conv2d(values, dims[0], &s, &host.weights, host.bias.as_deref());
-        let t = Tensor::<4>::from_data(TensorData::new(out, [dims[0], s.cout, oh, ow]), &device);
+        fn float(d: &TensorData) -> OpResult<&[f32]> {
+            d.as_slice::<f32>()
+                .map_err(|e| format!("tensor is not float32: {e:?}"))
+        }
+        let epilogue = cpu_conv::Epilogue {
+            bias: host.bias.as_deref(),
+            residual: residual.as_ref().map(float).transpose()?,
+            activation: fusion.activation,
+        };
+        let out = cpu_conv::conv2d(float(&data)?, dims[0], &s, &host.weights, &epilogue);
+        let t = Tensor::<4>::from_data(TensorData::new(out, out_dims), &device);
         Ok(Value::Float(FloatValue::nchw(t)))
     }
 }
 
 impl Operator for Conv {
+    fn fusable(&self, input: &Value, pad: [(usize, usize); 2], residual: Option<&Value>) -> bool {
+        let (Some(host), Value::Float(x)) = (&self.host, input) else {
+            return false;
+        };
+        let Ok(mut s) = <[usize; 4]>::try_from(x.shape())
+            .map_err(drop)
+            .and_then(|dims| self.shape(dims, host.shape).map_err(drop))
+        else {
+            return false;
+        };
+        for (p, extra) in s.pad.iter_mut().zip(pad) {
+            *p = (p.0 + extra.0, p.1 + extra.1);
+        }
+        let Some([oh, ow]) = s.output() else {
+            return false;
+        };
+        let out = vec![x.shape()[0], s.cout, oh, ow];
+        is_plain_cpu(&x.tensor.device())
+            && residual.is_none_or(|r| {
+                matches!(r, Value::Float(r) if r.shape() == out && is_plain_cpu(&r.tensor.device()))
+            })
+    }
+
+    fn run_fused(&self, inputs: &mut [Option<Value>], fusion: Fusion) -> OpResult<Value> {
+        let x = take_nchw(inputs, 0)?;
+        let host = self.host.as_ref().ok_or("fused without host weights")?;
+        self.run_host(x, host, fusion)
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let x = take_nchw(inputs, 0)?;
         if let Some(host) = &self.host
             && is_plain_cpu(&x.device())
         {
-            return self.run_host(x, host);
+            return self.run_host(x, host, Fusion::default());
         }
         let w = take_nchw(inputs, 1)?;
         let bias = match inputs.get(2) {

@@ -3,6 +3,7 @@
 use ndarray::ArrayD;
 
 use super::{BuildContext, OpResult, Operator};
+use crate::onnx::fuse::Epilogue;
 use crate::onnx::value::{FloatValue, Value};
 
 #[derive(Clone, Copy)]
@@ -55,6 +56,10 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
 }
 
 impl Operator for Binary {
+    fn epilogue(&self) -> Option<Epilogue> {
+        matches!(self.0, Arith::Add).then_some(Epilogue::Add)
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let [a, b, ..] = inputs else {
             return Err("needs two inputs".into());

@@ -18,6 +18,7 @@ use burn::tensor::{Device, Tensor};
 use ndarray::ArrayD;
 use onnx_ir::NodeProto;
 
+use super::fuse::{Epilogue, Fusion};
 use super::proto::{Attrs, HostTensor};
 use super::value::{FloatValue, Value};
 
@@ -30,6 +31,32 @@ pub trait Operator {
     /// a tensor the graph no longer needs is then owned by the op alone, so the CPU backend can
     /// reuse its buffer in place.
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value>;
+
+    /// How this op can be folded into the convolution that produces its input.
+    fn epilogue(&self) -> Option<Epilogue> {
+        None
+    }
+
+    /// The spatial zero padding `(begin, end)` per axis this op applies to a 4-D input, when
+    /// that is all it does (its inputs as they are now, absent ones `None`).
+    fn zero_spatial_pad(&self, _inputs: &[Option<&Value>]) -> Option<[(usize, usize); 2]> {
+        None
+    }
+
+    /// Whether [`Operator::run_fused`] can run on `input` with `pad` added and `residual`.
+    fn fusable(
+        &self,
+        _input: &Value,
+        _pad: [(usize, usize); 2],
+        _residual: Option<&Value>,
+    ) -> bool {
+        false
+    }
+
+    /// Runs with `fusion` folded in; called only where [`Operator::fusable`] said yes.
+    fn run_fused(&self, inputs: &mut [Option<Value>], _fusion: Fusion) -> OpResult<Value> {
+        self.run(inputs)
+    }
 }
 
 /// What an operator may look at while it is being built.

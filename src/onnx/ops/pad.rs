@@ -2,7 +2,7 @@
 
 use burn::tensor::ops::PadMode;
 
-use super::{BuildContext, OpResult, Operator, float_input, int_input};
+use super::{BuildContext, OpResult, Operator, take_float};
 use crate::onnx::value::{Value, normalize_axis};
 
 enum Mode {
@@ -54,20 +54,35 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     }))
 }
 
-impl Operator for Pad {
-    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
-        let mut x = float_input(inputs, 0)?;
-        let rank = x.rank;
+/// The integer values of an input given by reference.
+fn ints_of(v: Option<&Value>, what: &str) -> OpResult<Vec<i64>> {
+    match v {
+        Some(Value::Int(a)) => Ok(a.iter().copied().collect()),
+        Some(Value::Float(_)) => Err(format!(
+            "{what} are computed on the device where shape data (integers) is expected"
+        )),
+        None => Err(format!("{what} are missing")),
+    }
+}
+
+impl Pad {
+    /// `(begin, end)` per axis of a rank-`rank` input, from the attribute or the inputs.
+    fn pairs(
+        &self,
+        rank: usize,
+        pads: Option<&Value>,
+        axes: Option<&Value>,
+    ) -> OpResult<Vec<(usize, usize)>> {
         let pads: Vec<i64> = match &self.pads_attr {
             Some(p) => p.clone(),
-            None => int_input(inputs, 1)?.iter().copied().collect(),
+            None => ints_of(pads, "pads")?,
         };
-        let axes: Vec<usize> = match inputs.get(3) {
-            Some(Some(_)) => int_input(inputs, 3)?
+        let axes: Vec<usize> = match axes {
+            Some(a) => ints_of(Some(a), "axes")?
                 .iter()
                 .map(|&a| normalize_axis(a, rank).map_err(|e| e.to_string()))
                 .collect::<OpResult<_>>()?,
-            _ => (0..rank).collect(),
+            None => (0..rank).collect(),
         };
         let n = axes.len();
         if pads.len() != 2 * n || pads.iter().any(|&p| p < 0) {
@@ -80,11 +95,39 @@ impl Operator for Pad {
         for (i, &axis) in axes.iter().enumerate() {
             pairs[axis] = (pads[i] as usize, pads[i + n] as usize);
         }
-        let value = match (self.value, inputs.get(2)) {
-            (Some(v), _) => v,
-            (None, Some(Some(v))) => first_float(v)?,
-            (None, _) => 0.0,
+        Ok(pairs)
+    }
+
+    /// The fill value of constant mode.
+    fn fill(&self, value: Option<&Value>) -> OpResult<f32> {
+        match (self.value, value) {
+            (Some(v), _) => Ok(v),
+            (None, Some(v)) => first_float(v),
+            (None, None) => Ok(0.0),
+        }
+    }
+}
+
+impl Operator for Pad {
+    fn zero_spatial_pad(&self, inputs: &[Option<&Value>]) -> Option<[(usize, usize); 2]> {
+        let input = |i: usize| inputs.get(i).copied().flatten();
+        let Some(Value::Float(x)) = input(0) else {
+            return None;
         };
+        if !matches!(self.mode, Mode::Constant) || x.rank != 4 || self.fill(input(2)).ok()? != 0.0 {
+            return None;
+        }
+        match self.pairs(4, input(1), input(3)).ok()?.as_slice() {
+            [(0, 0), (0, 0), h, w] => Some([*h, *w]),
+            _ => None,
+        }
+    }
+
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        let mut x = take_float(inputs, 0)?;
+        let input = |i: usize| inputs.get(i).and_then(Option::as_ref);
+        let pairs = self.pairs(x.rank, input(1), input(3))?;
+        let value = self.fill(input(2))?;
         let mode = match self.mode {
             Mode::Constant => PadMode::Constant(value),
             Mode::Reflect => PadMode::Reflect,
