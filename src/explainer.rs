@@ -12,7 +12,7 @@
 use burn::tensor::Tensor;
 use image::{DynamicImage, RgbImage};
 
-use crate::cam::{CamMap, Compute, Method, alphas, path_points};
+use crate::cam::{CamMap, Compute, Method, along, alphas, path_points};
 use crate::error::{Error, Result};
 use crate::labels::{self, Prediction};
 use crate::onnx::profile::Clock;
@@ -145,6 +145,19 @@ impl Explainer {
         })?;
         let logits = crate::onnx::host_values(logits)?;
         let ranked = labels::ranked(&logits, &self.labels);
+        // The affine stem on the baseline and the photo, once: every path point's stem output
+        // is then a blend of the two.
+        let stem = if self.model.affine_stem().is_some() {
+            let both = Tensor::cat(vec![b.clone(), x.clone()], 0);
+            let out = self
+                .model
+                .phase("affine stem", || self.model.run_stem(both))?;
+            let at_b = out.clone().narrow(0, 0, 1);
+            let at_x = out.narrow(0, 1, 1);
+            Some((at_b.clone(), at_x.sub(at_b)))
+        } else {
+            None
+        };
         let [w, h] = [photo.width(), photo.height()];
         Ok(Prepared {
             photo,
@@ -153,6 +166,7 @@ impl Explainer {
             ranked,
             x,
             b,
+            stem,
             at_input: LayerState {
                 layer: self.layer.clone(),
                 activations,
@@ -255,6 +269,8 @@ pub struct Prepared {
     pub ranked: Vec<Prediction>,
     x: Tensor<4>,
     b: Tensor<4>,
+    /// The affine stem's output at the baseline, and at the photo minus at the baseline.
+    stem: Option<(Tensor<4>, Tensor<4>)>,
     at_input: LayerState,
 }
 
@@ -560,11 +576,21 @@ impl<'a> Explaining<'a> {
 
     fn run_path(&mut self, from: usize, to: usize) -> Result<Vec<usize>> {
         let served = self.cam_slots(true);
-        let explainer = self.explainer;
-        let points = path_points(&self.prepared.x, &self.prepared.b, &self.alphas[from..to]);
-        let (activations, env) = explainer.model.phase("forward to layer", || {
-            explainer.model.forward_to(points, &self.layer)
-        })?;
+        let model = &self.explainer.model;
+        let alphas = &self.alphas[from..to];
+        let (activations, env) = match &self.prepared.stem {
+            // The affine stem's output at each point, from its value at both ends.
+            Some((at_b, diff)) if model.stem_precedes(&self.layer) => {
+                let stem = along(at_b, diff, alphas);
+                model.phase("forward to layer", || {
+                    model.forward_stem_to(stem, &self.layer)
+                })?
+            }
+            _ => {
+                let points = path_points(&self.prepared.x, &self.prepared.b, alphas);
+                model.phase("forward to layer", || model.forward_to(points, &self.layer))?
+            }
+        };
         self.cams_from(&served, &activations, &env)?;
         Ok(served)
     }

@@ -17,10 +17,18 @@ pub fn alphas(steps: usize, integrate: bool) -> Vec<f32> {
 
 /// The batch of path points `b + (x - b) * alpha` for the given alphas (`x`, `b`: `[1, C, H, W]`).
 pub fn path_points(x: &Tensor<4>, baseline: &Tensor<4>, alphas: &[f32]) -> Tensor<4> {
+    along(baseline, &x.clone().sub(baseline.clone()), alphas)
+}
+
+/// The batch `start + direction * alpha` for the given alphas (`start`, `direction`:
+/// `[1, C, H, W]`): points on the line through `start` in `direction`.
+pub fn along(start: &Tensor<4>, direction: &Tensor<4>, alphas: &[f32]) -> Tensor<4> {
     let n = alphas.len();
-    let a = Tensor::<4>::from_data(TensorData::new(alphas.to_vec(), [n, 1, 1, 1]), &x.device());
-    let diff = x.clone().sub(baseline.clone());
-    baseline.clone().add(diff.mul(a))
+    let a = Tensor::<4>::from_data(
+        TensorData::new(alphas.to_vec(), [n, 1, 1, 1]),
+        &start.device(),
+    );
+    start.clone().add(direction.clone().mul(a))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use burn::tensor::{Tensor, activation};
 
 pub use gradcam::GradCam;
 pub use gradcampp::GradCamPlusPlus;
-pub use integrate::{alphas, path_points};
+pub use integrate::{along, alphas, path_points};
 pub use layercam::LayerCam;
 pub use method::{Compute, METHODS, Method, MethodInfo};
 pub use xgradcam::XGradCam;

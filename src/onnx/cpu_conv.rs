@@ -6,7 +6,8 @@
 //!   as stored and every row is a shifted copy of an input row;
 //! - one `gemm` call per image and group (a 1×1 stride-1 convolution multiplies the input
 //!   directly), images spread over the thread pool, the scratch buffer kept per thread;
-//! - depthwise convolutions (one input channel per group) as direct shifted multiply-adds;
+//! - depthwise convolutions (one input channel per group) as shifted multiply-adds on padded
+//!   phase planes, the same kernel as max pooling ([`window`]);
 //! - the bias, a residual addition and the activation that follow the convolution in the graph
 //!   applied in the same pass over each image's output (see [`Epilogue`]).
 
@@ -134,7 +135,7 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epil
     let run = |b: usize, out_b: &mut [f32]| {
         let x_b = &x[b * in_image..(b + 1) * in_image];
         if s.is_depthwise() {
-            depthwise(x_b, s, w, out_b);
+            window(x_b, s, Window::Sum(w), out_b);
         } else {
             grouped(x_b, s, w, out_b, inner_parallel);
         }
@@ -253,6 +254,30 @@ fn valid_range(out: usize, input: usize, stride: usize, off: usize, pad: usize) 
     (lo.min(hi), hi)
 }
 
+/// `dst[j] = src[j * stride]` for every `j` of `dst`.
+#[inline(always)]
+fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
+    match stride {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        // Pairs: a pattern the compiler turns into vector shuffles.
+        2 => {
+            let n = dst.len();
+            let pairs = (src.len() / 2).min(n);
+            for (d, pair) in dst[..pairs].iter_mut().zip(src.chunks_exact(2)) {
+                *d = pair[0];
+            }
+            if pairs < n {
+                dst[pairs] = src[2 * pairs];
+            }
+        }
+        _ => {
+            for (d, &v) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+                *d = v;
+            }
+        }
+    }
+}
+
 /// Fills `columns` (`[cin_g * kh * kw, oh * ow]`, rows in `(ci, ky, kx)` order) from one
 /// group's input planes.
 fn im2col(x: &[f32], cin_g: usize, s: &ConvShape, columns: &mut [f32]) {
@@ -278,50 +303,55 @@ fn im2col(x: &[f32], cin_g: usize, s: &ConvShape, columns: &mut [f32]) {
                     dst[..lo].fill(0.0);
                     dst[hi..].fill(0.0);
                     let ix0 = lo * s.stride[1] + kx * s.dilation[1] - s.pad[1].0;
-                    if s.stride[1] == 1 {
-                        dst[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);
-                    } else {
-                        for (d, ix) in dst[lo..hi].iter_mut().zip((ix0..).step_by(s.stride[1])) {
-                            *d = src[ix];
-                        }
-                    }
+                    gather(&mut dst[lo..hi], &src[ix0..], s.stride[1]);
                 }
             }
         }
     }
 }
 
-/// One image of a depthwise convolution. Each input plane is copied once, zero-padded, into
-/// `stride × stride` phase planes (phase `(ry, rx)` holds padded rows `ry, ry + sy, ...` and
-/// columns `rx, rx + sx, ...`). In phase coordinates every kernel tap is a plain shift, so on
-/// an output grid as wide as a phase row each tap is one long multiply-add over contiguous
-/// memory; the valid columns are copied out at the end.
-fn depthwise(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32]) {
+/// What a sliding window computes per output: a weighted sum (depthwise convolution, one
+/// weight per tap and channel) or a maximum (max pooling).
+#[derive(Clone, Copy)]
+pub enum Window<'a> {
+    /// `sum_taps w[c][tap] * x`, weights `[channels, kh, kw]`; padding reads zeros.
+    Sum(&'a [f32]),
+    /// `max_taps x`; padding reads minus infinity.
+    Max,
+}
+
+/// One image of a depthwise convolution ([`Window::Sum`]) or max pooling ([`Window::Max`]),
+/// every channel on its own. Each input plane is copied once, padded, into `stride × stride`
+/// phase planes (phase `(ry, rx)` holds padded rows `ry, ry + sy, ...` and columns `rx, rx +
+/// sx, ...`). In phase coordinates every tap is a plain shift, so on an output grid as wide as
+/// a phase row each tap is one long branch-free pass over contiguous memory; the valid columns
+/// are copied out at the end.
+pub fn window(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32]) {
     COLUMNS.with(|cell| {
         let mut buf = cell.borrow_mut();
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { depthwise_avx2(x, s, w, out, &mut buf) };
+            return unsafe { window_avx2(x, s, op, out, &mut buf) };
         }
-        depthwise_with(x, s, w, out, &mut buf);
+        window_with(x, s, op, out, &mut buf);
     })
 }
 
-/// Output values per block of the depthwise accumulation (8 KiB: well inside L1).
-const DEPTHWISE_BLOCK: usize = 2048;
+/// Output values per block of the window accumulation (8 KiB: well inside L1).
+const WINDOW_BLOCK: usize = 2048;
 
-/// [`depthwise_with`] compiled for AVX2 (8 lanes).
+/// [`window_with`] compiled for AVX2 (8 lanes).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_avx2(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], buf: &mut Vec<f32>) {
-    depthwise_with(x, s, w, out, buf);
+unsafe fn window_avx2(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut Vec<f32>) {
+    window_with(x, s, op, out, buf);
 }
 
-/// The depthwise kernel; `buf` is scratch space. Written without closures, so that all of it
-/// is compiled with the features of the function it is inlined into.
+/// The window kernel; `buf` is scratch space. Written without closures, so that all of it is
+/// compiled with the features of the function it is inlined into.
 #[inline(always)]
-fn depthwise_with(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], buf: &mut Vec<f32>) {
+fn window_with(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut Vec<f32>) {
     let [h, iw] = s.input;
     let [oh, ow] = s.output().expect("checked by the caller");
     let [kh, kw] = s.kernel;
@@ -333,73 +363,78 @@ fn depthwise_with(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], buf: &mu
     let phase_len = rows * cols;
     // The output grid: `oh` rows of `cols` (the first `ow` of each are real outputs).
     let grid = oh * cols;
-    {
-        let need = sy * sx * phase_len + grid;
-        if buf.len() < need {
-            buf.resize(need, 0.0);
+    let need = sy * sx * phase_len + grid;
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    let (phases, acc) = buf[..need].split_at_mut(sy * sx * phase_len);
+    let (pad_value, start_value) = match op {
+        Window::Sum(_) => (0.0, 0.0),
+        Window::Max => (f32::NEG_INFINITY, f32::NEG_INFINITY),
+    };
+    // Every channel writes the same (inner) positions: the padding keeps its value.
+    phases.fill(pad_value);
+    let (pt, pl) = (s.pad[0].0, s.pad[1].0);
+    for c in 0..s.cout {
+        let plane = &x[c * h * iw..(c + 1) * h * iw];
+        for (y, src) in plane.chunks_exact(iw).enumerate() {
+            let py = y + pt;
+            let row0 = (py % sy) * sx * phase_len + (py / sy) * cols;
+            for rx in 0..sx {
+                // The input columns landing in column phase rx: xi = rx - pl (mod sx).
+                let first = (rx + sx - pl % sx) % sx;
+                if first >= iw {
+                    continue;
+                }
+                let at = row0 + rx * phase_len + (first + pl) / sx;
+                let dst = &mut phases[at..at + (iw - first).div_ceil(sx)];
+                gather(dst, &src[first..], sx);
+            }
         }
-        let (phases, acc) = buf[..need].split_at_mut(sy * sx * phase_len);
-        // Every channel writes the same (inner) positions: the padding stays zero.
-        phases.fill(0.0);
-        let (pt, pl) = (s.pad[0].0, s.pad[1].0);
-        for c in 0..s.cout {
-            let plane = &x[c * h * iw..(c + 1) * h * iw];
-            for (y, src) in plane.chunks_exact(iw).enumerate() {
-                let py = y + pt;
-                let row0 = (py % sy) * sx * phase_len + (py / sy) * cols;
-                for rx in 0..sx {
-                    // The input columns landing in column phase rx: xi = rx - pl (mod sx).
-                    let first = (rx + sx - pl % sx) % sx;
-                    if first >= iw {
-                        continue;
-                    }
-                    let at = row0 + rx * phase_len + (first + pl) / sx;
-                    let dst = &mut phases[at..at + (iw - first).div_ceil(sx)];
-                    let src = &src[first..];
-                    match sx {
-                        1 => dst.copy_from_slice(src),
-                        // Pairs: a pattern the compiler turns into vector shuffles.
-                        2 => {
-                            for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                                *d = pair[0];
-                            }
-                            if src.len() % 2 == 1 {
-                                dst[src.len() / 2] = src[src.len() - 1];
+        acc.fill(start_value);
+        // In blocks that stay in the L1 cache across all taps.
+        for from in (0..grid).step_by(WINDOW_BLOCK) {
+            let to = (from + WINDOW_BLOCK).min(grid);
+            let block = &mut acc[from..to];
+            for ky in 0..kh {
+                let (ry, qy) = ((ky * dy) % sy, (ky * dy) / sy);
+                for kx in 0..kw {
+                    let (rx, qx) = ((kx * dx) % sx, (kx * dx) / sx);
+                    let start = (ry * sx + rx) * phase_len + qy * cols + qx + from;
+                    let src = &phases[start..start + block.len()];
+                    match op {
+                        Window::Sum(w) => {
+                            let wv = w[(c * kh + ky) * kw + kx];
+                            for (d, &v) in block.iter_mut().zip(src) {
+                                *d += wv * v;
                             }
                         }
-                        _ => {
-                            for (d, &v) in dst.iter_mut().zip(src.iter().step_by(sx)) {
-                                *d = v;
+                        Window::Max => {
+                            for (d, &v) in block.iter_mut().zip(src) {
+                                *d = d.max(v);
                             }
                         }
                     }
                 }
             }
-            acc.fill(0.0);
-            let weights = &w[c * kh * kw..(c + 1) * kh * kw];
-            // In blocks that stay in the L1 cache across all taps.
-            for from in (0..grid).step_by(DEPTHWISE_BLOCK) {
-                let to = (from + DEPTHWISE_BLOCK).min(grid);
-                let block = &mut acc[from..to];
-                for ky in 0..kh {
-                    let (ry, qy) = ((ky * dy) % sy, (ky * dy) / sy);
-                    for kx in 0..kw {
-                        let (rx, qx) = ((kx * dx) % sx, (kx * dx) / sx);
-                        let start = (ry * sx + rx) * phase_len + qy * cols + qx + from;
-                        let src = &phases[start..start + block.len()];
-                        let wv = weights[ky * kw + kx];
-                        for (d, &v) in block.iter_mut().zip(src) {
-                            *d += wv * v;
-                        }
-                    }
-                }
-            }
-            let o = &mut out[c * oh * ow..(c + 1) * oh * ow];
-            for (dst, src) in o.chunks_exact_mut(ow).zip(acc.chunks_exact(cols)) {
-                dst.copy_from_slice(&src[..ow]);
-            }
+        }
+        let o = &mut out[c * oh * ow..(c + 1) * oh * ow];
+        for (dst, src) in o.chunks_exact_mut(ow).zip(acc.chunks_exact(cols)) {
+            dst.copy_from_slice(&src[..ow]);
         }
     }
+}
+
+/// Max pooling of `batch` NCHW images (`s.groups`, `s.cout` = channels, no weights).
+pub fn max_pool2d(x: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
+    let [oh, ow] = s.output().expect("checked by the caller");
+    let out_image = s.cout * oh * ow;
+    let in_image = s.cin * s.input[0] * s.input[1];
+    let mut out = vec![0.0f32; batch * out_image];
+    for_each_image(&mut out, out_image, |b, o| {
+        window(&x[b * in_image..(b + 1) * in_image], s, Window::Max, o)
+    });
+    out
 }
 
 #[cfg(test)]
@@ -519,6 +554,60 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn max_pooling_matches_the_definition() {
+        for (i, (input, kernel, stride, dilation, pad)) in [
+            ([9, 9], [3, 3], [2, 2], [1, 1], [(1, 1), (1, 1)]),
+            ([8, 7], [2, 2], [2, 2], [1, 1], [(0, 0), (0, 0)]),
+            ([10, 11], [3, 2], [1, 3], [2, 1], [(2, 0), (1, 1)]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let c = 3;
+            let s = ConvShape {
+                cin: c,
+                input,
+                cout: c,
+                groups: c,
+                kernel,
+                stride,
+                dilation,
+                pad,
+            };
+            let batch = 2;
+            let x = values(batch * c * input[0] * input[1], 400 + i as u32);
+            let got = max_pool2d(&x, batch, &s);
+            let [oh, ow] = s.output().unwrap();
+            let mut j = 0;
+            for plane in x.chunks(input[0] * input[1]) {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut m = f32::NEG_INFINITY;
+                        for ky in 0..kernel[0] {
+                            for kx in 0..kernel[1] {
+                                let iy = (oy * stride[0] + ky * dilation[0]) as isize
+                                    - pad[0].0 as isize;
+                                let ix = (ox * stride[1] + kx * dilation[1]) as isize
+                                    - pad[1].0 as isize;
+                                if iy >= 0
+                                    && ix >= 0
+                                    && iy < input[0] as isize
+                                    && ix < input[1] as isize
+                                {
+                                    m = m.max(plane[iy as usize * input[1] + ix as usize]);
+                                }
+                            }
+                        }
+                        assert_eq!(got[j], m, "case {i} value {j}");
+                        j += 1;
+                    }
+                }
+            }
+            assert_eq!(j, got.len());
         }
     }
 

@@ -352,7 +352,7 @@ impl Graph {
             .map_err(|m| self.bad(i, m))?;
         if start.is_some() {
             self.sync()?;
-            self.profiler.add_op(&node.op_type, start);
+            self.profiler.add_op(&node.op_type, &node.name, start);
         }
         drop(inputs);
         if let Some(observe) = observe {
@@ -435,7 +435,8 @@ impl Graph {
             .map_err(|m| self.bad(plan.conv, m))?;
         if start.is_some() {
             self.sync()?;
-            self.profiler.add_op(&plan.label(self), start);
+            let first = &self.nodes[plan.first()].name;
+            self.profiler.add_op(&plan.label(self), first, start);
         }
         env.insert(self.nodes[last].output.clone(), out);
         Ok(())

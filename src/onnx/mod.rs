@@ -2,6 +2,7 @@
 //! tensor so the part before it runs without autodiff and the part after it with autodiff.
 
 pub mod cpu_conv;
+pub mod cpu_winograd;
 mod fuse;
 mod graph;
 mod ops;
@@ -89,6 +90,72 @@ impl OnnxModel {
             classes,
             shapes,
         })
+    }
+
+    /// The affine stem: the first nodes of the graph, from the image input up to the first
+    /// non-affine op (Conv, BatchNormalization, Pad, arithmetic with constants), as the index
+    /// of its last node and the name of its output. Along the straight path `b + a (x - b)`
+    /// the stem's output is `S(b) + a (S(x) - S(b))`, so the path needs the stem run on two
+    /// images only (see [`OnnxModel::forward_stem_to`]).
+    pub fn affine_stem(&self) -> Option<(usize, &str)> {
+        let nodes = &self.graph.nodes;
+        let mut current = self.graph.input.name.as_str();
+        let mut end = None;
+        for (i, node) in nodes.iter().enumerate() {
+            if self.graph.readers.get(current) != Some(&1) {
+                break;
+            }
+            let Some(at) = node.inputs.iter().position(|n| n == current) else {
+                break;
+            };
+            let others_constant = node
+                .inputs
+                .iter()
+                .enumerate()
+                .all(|(j, n)| j == at || n.is_empty() || self.graph.constants.contains_key(n));
+            if !others_constant || !node.op.affine_in(at) || node.output == self.graph.output {
+                break;
+            }
+            end = Some(i);
+            current = &node.output;
+        }
+        let end = end?;
+        (self.shapes.get(current).map(Vec::len) == Some(4)).then_some((end, current))
+    }
+
+    /// Whether the affine stem ends before `layer` (so a path to `layer` can start from it).
+    pub fn stem_precedes(&self, layer: &str) -> bool {
+        match (self.affine_stem(), self.graph.producer(layer)) {
+            (Some((end, _)), Some(p)) => end < p,
+            _ => false,
+        }
+    }
+
+    /// Runs the affine stem (see [`OnnxModel::affine_stem`]) on images `x`.
+    pub fn run_stem(&self, x: Tensor<4>) -> Result<Tensor<4>> {
+        let (end, name) = self
+            .affine_stem()
+            .ok_or_else(|| Error::Backend("the model has no affine stem".into()))?;
+        let mut env = self.start(x);
+        self.graph.run(&mut env, 0..end + 1, &[name])?;
+        match env.remove(name) {
+            Some(Value::Float(f)) if f.rank == 4 => Ok(f.tensor),
+            _ => Err(Error::Backend(format!("stem output `{name}` is not 4-D"))),
+        }
+    }
+
+    /// Like [`OnnxModel::forward_to`], starting from the affine stem's output `stem`.
+    pub fn forward_stem_to(&self, stem: Tensor<4>, layer: &str) -> Result<(Tensor<4>, Env)> {
+        self.layer_shape(layer)?;
+        let p = self.graph.producer(layer).expect("checked by layer_shape");
+        let (end, name) = self
+            .affine_stem()
+            .filter(|&(end, _)| end < p)
+            .ok_or_else(|| Error::Backend(format!("layer `{layer}` is inside the stem")))?;
+        let mut env = Env::new();
+        env.insert(name.to_string(), Value::Float(FloatValue::nchw(stem)));
+        self.graph.run(&mut env, end + 1..p + 1, &[layer])?;
+        self.take_layer(env, layer)
     }
 
     /// The device holding the weights.
@@ -234,6 +301,11 @@ impl OnnxModel {
         let p = self.graph.producer(layer).expect("checked by layer_shape");
         let mut env = self.start(x);
         self.graph.run(&mut env, 0..p + 1, &[layer])?;
+        self.take_layer(env, layer)
+    }
+
+    /// Takes the 4-D `layer` out of `env`.
+    fn take_layer(&self, mut env: Env, layer: &str) -> Result<(Tensor<4>, Env)> {
         match env.remove(layer) {
             Some(Value::Float(f)) if f.rank == 4 => Ok((f.tensor, env)),
             other => Err(Error::LayerNot4d {

@@ -26,6 +26,8 @@ pub struct Profile {
     pub ops: BTreeMap<String, ProfileEntry>,
     /// Time per phase (`forward to layer`, `head backward`, `read back`, ...).
     pub phases: BTreeMap<String, ProfileEntry>,
+    /// Time per node (`op type` + node name; a fused group under its first node's name).
+    pub nodes: BTreeMap<String, ProfileEntry>,
 }
 
 impl Profile {
@@ -62,23 +64,31 @@ impl Profiler {
         self.clock.borrow().map(|c| c())
     }
 
-    /// Adds the time since `start` (a [`Profiler::now`] reading) to op type `op`.
-    pub fn add_op(&self, op: &str, start: Option<f64>) {
-        self.add(op, start, true);
-    }
-
-    /// Adds the time since `start` to phase `phase`.
-    pub fn add_phase(&self, phase: &str, start: Option<f64>) {
-        self.add(phase, start, false);
-    }
-
-    fn add(&self, name: &str, start: Option<f64>, op: bool) {
+    /// Adds the time since `start` (a [`Profiler::now`] reading) to op type `op` and to the
+    /// node `node`.
+    pub fn add_op(&self, op: &str, node: &str, start: Option<f64>) {
         let (Some(start), Some(now)) = (start, self.now()) else {
             return;
         };
         let mut p = self.profile.borrow_mut();
-        let map = if op { &mut p.ops } else { &mut p.phases };
-        let e = map.entry(name.to_string()).or_default();
+        let p = &mut *p;
+        for (map, key) in [
+            (&mut p.ops, op.to_string()),
+            (&mut p.nodes, format!("{op} {node}")),
+        ] {
+            let e = map.entry(key).or_default();
+            e.calls += 1;
+            e.ms += now - start;
+        }
+    }
+
+    /// Adds the time since `start` to phase `phase`.
+    pub fn add_phase(&self, phase: &str, start: Option<f64>) {
+        let (Some(start), Some(now)) = (start, self.now()) else {
+            return;
+        };
+        let mut p = self.profile.borrow_mut();
+        let e = p.phases.entry(phase.to_string()).or_default();
         e.calls += 1;
         e.ms += now - start;
     }

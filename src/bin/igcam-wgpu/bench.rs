@@ -157,6 +157,11 @@ fn print_profile(name: &str, p: &Profile) {
             100.0 * e.ms / total.max(1e-9)
         );
     }
+    println!("\nslowest nodes");
+    println!("| node | calls | ms |\n|---|---|---|");
+    for (node, e) in Profile::sorted(&p.nodes).into_iter().take(15) {
+        println!("| {node} | {} | {:.1} |", e.calls, e.ms);
+    }
     println!("\nphases (an op's time is inside its phase)");
     println!("| phase | calls | ms |\n|---|---|---|");
     for (phase, e) in Profile::sorted(&p.phases) {

@@ -64,6 +64,10 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
 }
 
 impl Operator for Activation {
+    fn affine_in(&self, i: usize) -> bool {
+        i == 0 && matches!(self.0, Act::PassThrough)
+    }
+
     fn epilogue(&self) -> Option<Epilogue> {
         let a = match self.0 {
             Act::Relu => Fused::Relu,

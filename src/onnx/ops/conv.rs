@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{BuildContext, OpResult, Operator, Padding, spatial2, take_float, take_nchw};
 use crate::onnx::cpu_conv::{self, ConvShape};
+use crate::onnx::cpu_winograd;
 use crate::onnx::fuse::Fusion;
 use crate::onnx::value::{FloatValue, Value};
 
@@ -27,6 +28,8 @@ struct HostWeights {
     shape: [usize; 4],
     weights: Arc<[f32]>,
     bias: Option<Arc<[f32]>>,
+    /// The Winograd-transformed filters, for 3×3 stride-1 convolutions.
+    winograd: Option<Vec<f32>>,
 }
 
 /// Whether `device` is Burn's CPU backend without autodiff: where the host kernel runs.
@@ -48,14 +51,32 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
             "kernel_shape {k:?}: only 2-D convolutions are supported"
         ));
     }
-    let host = if is_plain_cpu(ctx.device) {
+    let strides = spatial2(a.ints("strides"), 1, "strides")?;
+    let dilations = spatial2(a.ints("dilations"), 1, "dilations")?;
+    let mut host = if is_plain_cpu(ctx.device) {
         host_weights(ctx)
     } else {
         None
     };
+    if let Some(h) = &mut host {
+        let [cout, cin, kh, kw] = h.shape;
+        let probe = ConvShape {
+            cin,
+            input: [kh, kw],
+            cout,
+            groups: groups as usize,
+            kernel: [kh, kw],
+            stride: strides,
+            dilation: dilations,
+            pad: [(0, 0); 2],
+        };
+        if cpu_winograd::applies(&probe) {
+            h.winograd = Some(cpu_winograd::transform_filters(&h.weights, cout, cin));
+        }
+    }
     Ok(Box::new(Conv {
-        strides: spatial2(a.ints("strides"), 1, "strides")?,
-        dilations: spatial2(a.ints("dilations"), 1, "dilations")?,
+        strides,
+        dilations,
         groups: groups as usize,
         padding: Padding::from_attrs(&a)?,
         host,
@@ -78,6 +99,7 @@ fn host_weights(ctx: &BuildContext) -> Option<HostWeights> {
         shape,
         weights: weights.into(),
         bias,
+        winograd: None,
     })
 }
 
@@ -139,13 +161,23 @@ impl Conv {
             residual: residual.as_ref().map(float).transpose()?,
             activation: fusion.activation,
         };
-        let out = cpu_conv::conv2d(float(&data)?, dims[0], &s, &host.weights, &epilogue);
+        let x = float(&data)?;
+        let out = match &host.winograd {
+            Some(u) if cpu_winograd::applies(&s) => {
+                cpu_winograd::conv2d(x, dims[0], &s, u, &epilogue)
+            }
+            _ => cpu_conv::conv2d(x, dims[0], &s, &host.weights, &epilogue),
+        };
         let t = Tensor::<4>::from_data(TensorData::new(out, out_dims), &device);
         Ok(Value::Float(FloatValue::nchw(t)))
     }
 }
 
 impl Operator for Conv {
+    fn affine_in(&self, i: usize) -> bool {
+        i == 0
+    }
+
     fn fusable(&self, input: &Value, pad: [(usize, usize); 2], residual: Option<&Value>) -> bool {
         let (Some(host), Value::Float(x)) = (&self.host, input) else {
             return false;

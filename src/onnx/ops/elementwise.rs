@@ -56,6 +56,11 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
 }
 
 impl Operator for Binary {
+    fn affine_in(&self, i: usize) -> bool {
+        // x + c, c + x, x - c, c - x, x * c, c * x and x / c; not c / x.
+        !matches!(self.0, Arith::Div) || i == 0
+    }
+
     fn epilogue(&self) -> Option<Epilogue> {
         matches!(self.0, Arith::Add).then_some(Epilogue::Add)
     }

@@ -32,6 +32,12 @@ pub trait Operator {
     /// reuse its buffer in place.
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value>;
 
+    /// Whether the output is an affine function of input `i` (the other inputs being constants):
+    /// then along a straight path `b + a (x - b)` it is `f(b) + a (f(x) - f(b))`.
+    fn affine_in(&self, _i: usize) -> bool {
+        false
+    }
+
     /// How this op can be folded into the convolution that produces its input.
     fn epilogue(&self) -> Option<Epilogue> {
         None

@@ -45,6 +45,10 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 }
 
 impl Operator for BatchNorm {
+    fn affine_in(&self, i: usize) -> bool {
+        i == 0
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let mut x = take_float(inputs, 0)?;
         let shape = x.shape();

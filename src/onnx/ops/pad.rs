@@ -109,6 +109,11 @@ impl Pad {
 }
 
 impl Operator for Pad {
+    fn affine_in(&self, i: usize) -> bool {
+        // A constant fill is the same at every point of the path; reflect and edge copy values.
+        i == 0
+    }
+
     fn zero_spatial_pad(&self, inputs: &[Option<&Value>]) -> Option<[(usize, usize); 2]> {
         let input = |i: usize| inputs.get(i).copied().flatten();
         let Some(Value::Float(x)) = input(0) else {

@@ -2,8 +2,11 @@
 
 use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+use burn::tensor::{Tensor, TensorData};
 
+use super::conv::is_plain_cpu;
 use super::{BuildContext, OpResult, Operator, Padding, spatial2, take_nchw};
+use crate::onnx::cpu_conv::{self, ConvShape};
 use crate::onnx::value::{FloatValue, Value};
 
 enum Kind {
@@ -57,6 +60,39 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     }))
 }
 
+/// Max pooling with the host kernel (Burn's CPU backend, no gradients).
+fn host_max_pool(
+    x: Tensor<4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pad: [(usize, usize); 2],
+) -> OpResult<Value> {
+    let [n, c, h, w] = x.dims();
+    let s = ConvShape {
+        cin: c,
+        input: [h, w],
+        cout: c,
+        groups: c,
+        kernel,
+        stride,
+        dilation,
+        pad,
+    };
+    let [oh, ow] = s
+        .output()
+        .filter(|&[oh, ow]| oh > 0 && ow > 0)
+        .ok_or_else(|| format!("kernel {kernel:?} does not fit the padded {h}x{w} input"))?;
+    let device = x.device();
+    let data = x.into_data();
+    let values = data
+        .as_slice::<f32>()
+        .map_err(|e| format!("input is not float32: {e:?}"))?;
+    let out = cpu_conv::max_pool2d(values, n, &s);
+    let t = Tensor::<4>::from_data(TensorData::new(out, [n, c, oh, ow]), &device);
+    Ok(Value::Float(FloatValue::nchw(t)))
+}
+
 impl Operator for Pool {
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let x = take_nchw(inputs, 0)?;
@@ -68,6 +104,9 @@ impl Operator for Pool {
                 let padding = self
                     .padding
                     .resolve([h, w], self.kernel, self.strides, dilations);
+                if !self.ceil_mode && is_plain_cpu(&x.device()) {
+                    return host_max_pool(x, self.kernel, self.strides, dilations, padding);
+                }
                 max_pool2d(
                     x,
                     MaxPoolOptions {
