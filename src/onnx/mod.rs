@@ -5,6 +5,7 @@ pub mod cpu_conv;
 pub mod cpu_winograd;
 mod fuse;
 mod graph;
+mod host;
 mod ops;
 pub mod profile;
 mod proto;

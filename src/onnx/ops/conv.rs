@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 use super::{BuildContext, OpResult, Operator, Padding, spatial2, take_float, take_nchw};
 use crate::onnx::cpu_conv::{self, ConvShape};
 use crate::onnx::cpu_winograd;
 use crate::onnx::fuse::Fusion;
+use crate::onnx::host;
 use crate::onnx::value::{FloatValue, Value};
 
 struct Conv {
@@ -133,8 +134,7 @@ impl Conv {
         Ok(shape)
     }
 
-    /// The host kernel with `fusion` folded in: reads the input back (without a copy when the
-    /// op owns it alone).
+    /// The host kernel with `fusion` folded in; reads the input and the residual in place.
     fn run_host(&self, x: Tensor<4>, host: &HostWeights, fusion: Fusion) -> OpResult<Value> {
         let dims = x.dims();
         let mut s = self.shape(dims, host.shape)?;
@@ -146,30 +146,32 @@ impl Conv {
             .ok_or("the kernel does not fit the padded input")?;
         let out_dims = [dims[0], s.cout, oh, ow];
         let residual = match fusion.residual {
-            Some(Value::Float(r)) if r.shape() == out_dims => Some(r.tensor.into_data()),
+            Some(Value::Float(r)) if r.shape() == out_dims => Some(r.tensor),
             Some(_) => return Err("the residual does not have the output's shape".into()),
             None => None,
         };
-        let device = x.device();
-        let data = x.into_data();
-        fn float(d: &TensorData) -> OpResult<&[f32]> {
-            d.as_slice::<f32>()
-                .map_err(|e| format!("tensor is not float32: {e:?}"))
-        }
-        let epilogue = cpu_conv::Epilogue {
-            bias: host.bias.as_deref(),
-            residual: residual.as_ref().map(float).transpose()?,
-            activation: fusion.activation,
-        };
-        let x = float(&data)?;
-        let out = match &host.winograd {
-            Some(u) if cpu_winograd::applies(&s) => {
-                cpu_winograd::conv2d(x, dims[0], &s, u, &epilogue)
+        let convolve = |x: &[f32], residual: Option<&[f32]>| {
+            let epilogue = cpu_conv::Epilogue {
+                bias: host.bias.as_deref(),
+                residual,
+                activation: fusion.activation,
+            };
+            match &host.winograd {
+                Some(u) if cpu_winograd::applies(&s) => {
+                    cpu_winograd::conv2d(x, dims[0], &s, u, &epilogue)
+                }
+                _ => cpu_conv::conv2d(x, dims[0], &s, &host.weights, &epilogue),
             }
-            _ => cpu_conv::conv2d(x, dims[0], &s, &host.weights, &epilogue),
         };
-        let t = Tensor::<4>::from_data(TensorData::new(out, out_dims), &device);
-        Ok(Value::Float(FloatValue::nchw(t)))
+        let out = host::with_floats(&x, |x| match &residual {
+            Some(r) => host::with_floats(r, |r| convolve(x, Some(r))),
+            None => Ok(convolve(x, None)),
+        })??;
+        Ok(Value::Float(FloatValue::nchw(host::tensor(
+            out,
+            out_dims,
+            &x.device(),
+        ))))
     }
 }
 

@@ -1,12 +1,13 @@
 //! `MaxPool`, `AveragePool` (with `ceil_mode`, padding, `count_include_pad`) and the global pools.
 
+use burn::tensor::Tensor;
 use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
-use burn::tensor::{Tensor, TensorData};
 
 use super::conv::is_plain_cpu;
 use super::{BuildContext, OpResult, Operator, Padding, spatial2, take_nchw};
 use crate::onnx::cpu_conv::{self, ConvShape};
+use crate::onnx::host;
 use crate::onnx::value::{FloatValue, Value};
 
 enum Kind {
@@ -83,14 +84,12 @@ fn host_max_pool(
         .output()
         .filter(|&[oh, ow]| oh > 0 && ow > 0)
         .ok_or_else(|| format!("kernel {kernel:?} does not fit the padded {h}x{w} input"))?;
-    let device = x.device();
-    let data = x.into_data();
-    let values = data
-        .as_slice::<f32>()
-        .map_err(|e| format!("input is not float32: {e:?}"))?;
-    let out = cpu_conv::max_pool2d(values, n, &s);
-    let t = Tensor::<4>::from_data(TensorData::new(out, [n, c, oh, ow]), &device);
-    Ok(Value::Float(FloatValue::nchw(t)))
+    let out = host::with_floats(&x, |values| cpu_conv::max_pool2d(values, n, &s))?;
+    Ok(Value::Float(FloatValue::nchw(host::tensor(
+        out,
+        [n, c, oh, ow],
+        &x.device(),
+    ))))
 }
 
 impl Operator for Pool {
