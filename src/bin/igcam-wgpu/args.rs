@@ -16,6 +16,7 @@ use crate::output;
 
 /// The model, its labels, the explained layer and the pixel normalisation.
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Model")]
 pub struct ModelArgs {
     /// ONNX classifier. Default: the embedded ImageNet EfficientNet-Lite0.
     #[arg(long)]
@@ -34,6 +35,7 @@ pub struct ModelArgs {
 
 /// Where to compute.
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Device")]
 pub struct DeviceArgs {
     /// Backend: auto picks a real GPU through wgpu when there is one, else Burn's CPU backend.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
@@ -45,6 +47,7 @@ pub struct DeviceArgs {
 
 /// Methods and the path.
 #[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Methods and path")]
 pub struct PathArgs {
     /// Methods, comma-separated.
     #[arg(long = "method", visible_alias = "methods", value_delimiter = ',', value_parser = method_parser(), default_value = "igcam")]

@@ -18,7 +18,7 @@ pub enum BackendChoice {
     Auto,
     /// Burn's wgpu backend on the best adapter, even a software one (Vulkan, Metal, DX12).
     Wgpu,
-    /// Burn's CPU backend (`flex`: threads and SIMD).
+    /// The CPU: igcam's convolution kernels and Burn's `flex` backend (threads and SIMD).
     Cpu,
     /// Burn's `ndarray` CPU backend (slower; kept for comparisons).
     Ndarray,
@@ -55,9 +55,33 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Where CubeCL keeps autotune results and compiled kernels: the user's cache folder
+/// (`$XDG_CACHE_HOME/igcam/cubecl`, else `~/.cache/igcam/cubecl`) instead of CubeCL's default,
+/// a `target/` folder next to the nearest Cargo.toml or in the current folder. A `cubecl.toml`
+/// that names a place still wins.
+#[cfg(feature = "gpu-tuned")]
+fn configure_gpu_cache() {
+    use cubecl_runtime::config::cache::CacheConfig;
+    use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")));
+    let Some(base) = base else {
+        return;
+    };
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    if matches!(config.environment.path, CacheConfig::Target) {
+        config.environment.path = CacheConfig::Directory(base.join("igcam").join("cubecl"));
+    }
+    // Only fails when something read the configuration already; it then stays as it is.
+    let _ = CubeClRuntimeConfig::try_set(config);
+}
+
 /// An opened wgpu device and whether its adapter is a software rasterizer.
 #[cfg(feature = "wgpu")]
 fn open_wgpu() -> Option<(Backend, bool)> {
+    #[cfg(feature = "gpu-tuned")]
+    configure_gpu_cache();
     catch_unwind(AssertUnwindSafe(|| {
         let device = Device::wgpu(DeviceKind::DefaultDevice);
         let identity = device.identity();
@@ -74,7 +98,11 @@ fn open_wgpu() -> Option<(Backend, bool)> {
             Backend {
                 device,
                 name: "wgpu",
-                description: name,
+                description: if TUNED {
+                    format!("{name}, fusion + autotune")
+                } else {
+                    name
+                },
             },
             software,
         ))
@@ -88,6 +116,9 @@ fn open_wgpu() -> Option<(Backend, bool)> {
 fn open_wgpu() -> Option<(Backend, bool)> {
     None
 }
+
+/// Whether this build has Burn's fusion and autotuning (`gpu-tuned`).
+pub const TUNED: bool = cfg!(feature = "gpu-tuned");
 
 fn cpu() -> Backend {
     Backend {

@@ -18,12 +18,6 @@ use crate::{assets, clock, output};
 /// Arguments of `bench`.
 #[derive(Args)]
 pub struct BenchArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    device: DeviceArgs,
-    #[command(flatten)]
-    path: PathArgs,
     /// Image to explain. Default: the bundled cat photo.
     #[arg(long)]
     image: Option<PathBuf>,
@@ -33,7 +27,8 @@ pub struct BenchArgs {
     /// Timed repetitions per row (after one warm-up).
     #[arg(long, default_value_t = 5)]
     reps: usize,
-    /// Also time all methods × all targets as one request (one set of path passes).
+    /// Also time all methods × all targets as one request (one set of path passes), and the
+    /// first method on the first target alone, and print how the two compare.
     #[arg(long)]
     together: bool,
     /// After the timings, run each row once more with per-op and per-phase timing and print
@@ -43,6 +38,12 @@ pub struct BenchArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    path: PathArgs,
 }
 
 /// One row's timings.
@@ -96,6 +97,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 struct Row {
     name: String,
     methods: Vec<Method>,
+    targets: Vec<usize>,
 }
 
 /// One timed run: the photo through the network once (top-k, the plain CAM maps' pass), then
@@ -109,12 +111,11 @@ fn time_row(
     args: &BenchArgs,
     explainer: &Explainer,
     image: &DynamicImage,
-    targets: &[usize],
     row: &Row,
 ) -> Result<MethodTiming> {
     let mut path = args.path.clone();
     path.methods = row.methods.clone();
-    let request = path.request(targets.to_vec());
+    let request = path.request(row.targets.clone());
     // Warm-up: kernel compilation and allocations.
     let maps = run_once(explainer, image, &request)?;
     let mut times = Vec::with_capacity(args.reps);
@@ -183,15 +184,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let image = igcam::preprocess::decode(&bytes)?;
     let targets = explainer.resolve_targets(&explainer.prepare(&image)?, &args.target)?;
-    let mut rows: Vec<Row> = args
-        .path
-        .methods
-        .iter()
-        .map(|&m| Row {
-            name: m.label(args.path.integrate),
-            methods: vec![m],
-        })
-        .collect();
+    let mut rows: Vec<Row> = Vec::new();
+    let first = args.path.methods[0];
+    if args.together && targets.len() > 1 {
+        // The single map the one-pass request is compared with.
+        rows.push(Row {
+            name: format!("{} x 1 target", first.label(args.path.integrate)),
+            methods: vec![first],
+            targets: vec![targets[0]],
+        });
+    }
+    rows.extend(args.path.methods.iter().map(|&m| Row {
+        name: m.label(args.path.integrate),
+        methods: vec![m],
+        targets: targets.clone(),
+    }));
     if args.together {
         rows.push(Row {
             name: format!(
@@ -205,11 +212,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 targets.len()
             ),
             methods: args.path.methods.clone(),
+            targets: targets.clone(),
         });
     }
     let results = rows
         .iter()
-        .map(|row| time_row(&args, explainer, &image, &targets, row))
+        .map(|row| time_row(&args, explainer, &image, row))
         .collect::<Result<Vec<_>>>()?;
     let report = BenchReport {
         tool: "igcam",
@@ -238,6 +246,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!(
             "| {} | {} | {:.1} | {:.1} | {:.2} |",
             r.method, r.maps, r.median_ms, r.p90_ms, r.images_per_s
+        );
+    }
+    if args.together
+        && let (Some(one), Some(all)) = (report.results.first(), report.results.last())
+    {
+        println!(
+            "{} maps in one request: {:.2}x the time of {} ({} map{})",
+            all.maps,
+            all.median_ms / one.median_ms,
+            one.method,
+            one.maps,
+            if one.maps == 1 { "" } else { "s" }
         );
     }
     for r in &report.results {

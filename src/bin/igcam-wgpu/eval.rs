@@ -27,12 +27,6 @@ pub struct EvalArgs {
     /// Dataset root with `JPEGImages/`, `Annotations/` and `ImageSets/Main/<split>.txt`.
     #[arg(long)]
     data: PathBuf,
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    device: DeviceArgs,
-    #[command(flatten)]
-    path: PathArgs,
     /// Class map: voc20, imagenet, voc-to-imagenet, or a file of `name index[,index...]` lines.
     #[arg(long, default_value = "voc-to-imagenet")]
     classes: String,
@@ -64,6 +58,12 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    path: PathArgs,
 }
 
 /// What an evaluation run saw besides its rows; summed by `merge`.

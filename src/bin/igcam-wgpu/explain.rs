@@ -20,12 +20,6 @@ use crate::output::{self, JsonCam, JsonClass, JsonRecord, OutputNames};
 pub struct ExplainArgs {
     /// Images (PNG, JPEG) or folders of images. Default: the bundled cat photo.
     images: Vec<PathBuf>,
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    device: DeviceArgs,
-    #[command(flatten)]
-    path: PathArgs,
     /// Targets, comma-separated: top1, topK (the K best classes), a class index, or a label.
     #[arg(long, value_delimiter = ',', default_value = "top1")]
     target: Vec<String>,
@@ -50,6 +44,12 @@ pub struct ExplainArgs {
     /// No progress bar and no per-image report.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    path: PathArgs,
 }
 
 /// One input image: its display name, output stem and bytes (read when its turn comes).
