@@ -13,6 +13,8 @@
 
 use std::cell::RefCell;
 
+use super::cpu_par::{gemm_parallelism, par_chunks, threads};
+
 /// Shape and options of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
@@ -35,6 +37,27 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
+    /// The shape of a pooling window over `channels` planes of `input` (no weights).
+    pub fn pooling(
+        channels: usize,
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        pad: [(usize, usize); 2],
+    ) -> Self {
+        Self {
+            cin: channels,
+            input,
+            cout: channels,
+            groups: channels,
+            kernel,
+            stride,
+            dilation,
+            pad,
+        }
+    }
+
     /// Output height and width, `None` when the kernel does not fit the padded input.
     pub fn output(&self) -> Option<[usize; 2]> {
         let dim = |i: usize| {
@@ -144,35 +167,11 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epil
             .map(|r| &r[b * out_image..(b + 1) * out_image]);
         epilogue.apply(out_b, oh * ow, residual);
     };
-    for_each_image(&mut out, out_image, run);
+    par_chunks(&mut out, out_image, run);
     out
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn threads() -> usize {
-    rayon::current_num_threads()
-}
-
-#[cfg(target_arch = "wasm32")]
-fn threads() -> usize {
-    1
-}
-
 /// Runs `f(image index, its output)` for every image, in parallel where threads exist.
-#[cfg(not(target_arch = "wasm32"))]
-fn for_each_image(out: &mut [f32], per_image: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    use rayon::prelude::*;
-    out.par_chunks_mut(per_image)
-        .enumerate()
-        .for_each(|(b, o)| f(b, o));
-}
-
-#[cfg(target_arch = "wasm32")]
-fn for_each_image(out: &mut [f32], per_image: usize, f: impl Fn(usize, &mut [f32])) {
-    for (b, o) in out.chunks_mut(per_image).enumerate() {
-        f(b, o);
-    }
-}
 
 /// One image, any groups: im2col (unless pointwise) and one matrix product per group.
 fn grouped(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], inner_parallel: bool) {
@@ -229,16 +228,6 @@ fn grouped(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], inner_parallel:
             }
         }
     });
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn gemm_parallelism() -> gemm::Parallelism {
-    gemm::Parallelism::Rayon(0)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn gemm_parallelism() -> gemm::Parallelism {
-    gemm::Parallelism::None
 }
 
 /// The valid output columns `[lo, hi)` for kernel column offset `off` (input column
@@ -431,14 +420,14 @@ pub fn max_pool2d(x: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
     let out_image = s.cout * oh * ow;
     let in_image = s.cin * s.input[0] * s.input[1];
     let mut out = vec![0.0f32; batch * out_image];
-    for_each_image(&mut out, out_image, |b, o| {
+    par_chunks(&mut out, out_image, |b, o| {
         window(&x[b * in_image..(b + 1) * in_image], s, Window::Max, o)
     });
     out
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Direct definition of the convolution, for checking the kernels.
@@ -485,8 +474,8 @@ mod tests {
         out
     }
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        // A small deterministic pseudo-random sequence in [-1, 1).
+    /// A small deterministic pseudo-random sequence in [-1, 1).
+    pub(crate) fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..n)
             .map(|_| {
@@ -568,16 +557,7 @@ mod tests {
         .enumerate()
         {
             let c = 3;
-            let s = ConvShape {
-                cin: c,
-                input,
-                cout: c,
-                groups: c,
-                kernel,
-                stride,
-                dilation,
-                pad,
-            };
+            let s = ConvShape::pooling(c, input, kernel, stride, dilation, pad);
             let batch = 2;
             let x = values(batch * c * input[0] * input[1], 400 + i as u32);
             let got = max_pool2d(&x, batch, &s);

@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 
 use super::cpu_conv::{ConvShape, Epilogue};
+use super::cpu_par::{for_each_index, par_chunks};
 
 /// The fewest input and output channels for which the saved multiplications outweigh the
 /// transforms. Measured on ResNet-50's 3×3 layers, batch 10, 2 cores: Winograd takes 0.85×
@@ -242,50 +243,11 @@ fn output_transform(m: &[f32; 16]) -> [[f32; 2]; 2] {
     ]
 }
 
-/// `f(i, chunk i)` over `data` in chunks of `size`, in parallel where threads exist.
-#[cfg(not(target_arch = "wasm32"))]
-fn par_chunks(data: &mut [f32], size: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    use rayon::prelude::*;
-    data.par_chunks_mut(size)
-        .enumerate()
-        .for_each(|(i, c)| f(i, c));
-}
-
-#[cfg(target_arch = "wasm32")]
-fn par_chunks(data: &mut [f32], size: usize, f: impl Fn(usize, &mut [f32])) {
-    for (i, c) in data.chunks_mut(size).enumerate() {
-        f(i, c);
-    }
-}
-
-/// `f(i)` for `i` in `0..n`, in parallel where threads exist.
-#[cfg(not(target_arch = "wasm32"))]
-fn for_each_index(n: usize, f: impl Fn(usize) + Sync + Send) {
-    use rayon::prelude::*;
-    (0..n).into_par_iter().for_each(f);
-}
-
-#[cfg(target_arch = "wasm32")]
-fn for_each_index(n: usize, f: impl Fn(usize)) {
-    (0..n).for_each(f);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::onnx::cpu_conv::tests::values;
     use crate::onnx::cpu_conv::{self, Activation};
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(7);
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     /// Winograd against the direct kernel (itself checked against the definition), on even and
     /// odd sizes, with and without padding, with an epilogue. (Small channel counts, which

@@ -2,6 +2,7 @@
 //! tensor so the part before it runs without autodiff and the part after it with autodiff.
 
 pub mod cpu_conv;
+mod cpu_par;
 pub mod cpu_winograd;
 mod fuse;
 mod graph;

@@ -70,16 +70,7 @@ fn host_max_pool(
     pad: [(usize, usize); 2],
 ) -> OpResult<Value> {
     let [n, c, h, w] = x.dims();
-    let s = ConvShape {
-        cin: c,
-        input: [h, w],
-        cout: c,
-        groups: c,
-        kernel,
-        stride,
-        dilation,
-        pad,
-    };
+    let s = ConvShape::pooling(c, [h, w], kernel, stride, dilation, pad);
     let [oh, ow] = s
         .output()
         .filter(|&[oh, ow]| oh > 0 && ow > 0)
