@@ -108,18 +108,29 @@ impl Explainer {
     /// Fits a decoded photo to the model input (resize + centre crop unless `no_crop`), then
     /// [`Explainer::prepare_fitted`].
     pub fn prepare(&self, image: &DynamicImage) -> Result<Prepared> {
-        let size = self.model.input_size();
-        let geometry = Geometry::new([image.width(), image.height()], size, !self.options.no_crop);
-        let photo = preprocess::fit(image, size, !self.options.no_crop);
-        let mut prepared = self.prepare_fitted(photo)?;
-        prepared.geometry = geometry;
-        Ok(prepared)
+        self.start_prepare(image)?.finish_blocking(self)
     }
 
     /// Normalises a photo already at the model's input size and runs it through the network
     /// once: the logits (for the top-k and `top1` targets) and the layer's activations, which
     /// the plain CAM methods of every target reuse.
     pub fn prepare_fitted(&self, photo: RgbImage) -> Result<Prepared> {
+        self.start_prepare_fitted(photo)?.finish_blocking(self)
+    }
+
+    /// [`Explainer::prepare`] up to the logits, which stay on the device: a caller that must
+    /// not block (a browser) reads them back asynchronously and calls [`Preparing::finish`].
+    pub fn start_prepare(&self, image: &DynamicImage) -> Result<Preparing> {
+        let size = self.model.input_size();
+        let geometry = Geometry::new([image.width(), image.height()], size, !self.options.no_crop);
+        let photo = preprocess::fit(image, size, !self.options.no_crop);
+        let mut preparing = self.start_prepare_fitted(photo)?;
+        preparing.prepared.geometry = geometry;
+        Ok(preparing)
+    }
+
+    /// [`Explainer::prepare_fitted`] up to the logits (see [`Explainer::start_prepare`]).
+    pub fn start_prepare_fitted(&self, photo: RgbImage) -> Result<Preparing> {
         let size = self.model.input_size();
         if [photo.height() as usize, photo.width() as usize] != size {
             return Err(Error::InvalidOption(format!(
@@ -143,8 +154,6 @@ impl Explainer {
             self.model
                 .forward_from(env.clone(), &self.layer, activations.clone())
         })?;
-        let logits = crate::onnx::host_values(logits)?;
-        let ranked = labels::ranked(&logits, &self.labels);
         // The affine stem on the baseline and the photo, once: every path point's stem output
         // is then a blend of the two.
         let stem = if self.model.affine_stem().is_some() {
@@ -159,19 +168,22 @@ impl Explainer {
             None
         };
         let [w, h] = [photo.width(), photo.height()];
-        Ok(Prepared {
-            photo,
-            geometry: Geometry::new([w, h], size, false),
-            logits,
-            ranked,
-            x,
-            b,
-            stem,
-            at_input: LayerState {
-                layer: self.layer.clone(),
-                activations,
-                env,
+        Ok(Preparing {
+            prepared: Prepared {
+                photo,
+                geometry: Geometry::new([w, h], size, false),
+                logits: Vec::new(),
+                ranked: Vec::new(),
+                x,
+                b,
+                stem,
+                at_input: LayerState {
+                    layer: self.layer.clone(),
+                    activations,
+                    env,
+                },
             },
+            logits,
         })
     }
 
@@ -255,6 +267,32 @@ struct LayerState {
     layer: String,
     activations: Tensor<4>,
     env: Env,
+}
+
+/// A photo run through the network, its logits still on the device.
+pub struct Preparing {
+    prepared: Prepared,
+    logits: Tensor<2>,
+}
+
+impl Preparing {
+    /// The logits `[1, classes]`, to read back.
+    pub fn logits(&self) -> Tensor<2> {
+        self.logits.clone()
+    }
+
+    /// Completes the photo with its logits read back (`classes` values).
+    pub fn finish(mut self, logits: Vec<f32>, labels: &[String]) -> Prepared {
+        self.prepared.ranked = labels::ranked(&logits, labels);
+        self.prepared.logits = logits;
+        self.prepared
+    }
+
+    /// Reads the logits back (blocking) and completes the photo.
+    fn finish_blocking(self, explainer: &Explainer) -> Result<Prepared> {
+        let logits = crate::onnx::host_values(self.logits())?;
+        Ok(self.finish(logits, &explainer.labels))
+    }
 }
 
 /// A photo fitted to the model and run through it once.

@@ -36,7 +36,7 @@ pub mod render;
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use error::{Error, Result};
-pub use explainer::{Explainer, ExplainerOptions, Explanation, Prepared, Request};
+pub use explainer::{Explainer, ExplainerOptions, Explanation, Prepared, Preparing, Request};
 
 /// Wraps normalised CHW floats as a `[1, 3, H, W]` tensor on `device`.
 pub fn image_tensor(chw: Vec<f32>, size: [usize; 2], device: &Device) -> Tensor<4> {

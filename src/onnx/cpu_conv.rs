@@ -171,8 +171,6 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epil
     out
 }
 
-/// Runs `f(image index, its output)` for every image, in parallel where threads exist.
-
 /// One image, any groups: im2col (unless pointwise) and one matrix product per group.
 fn grouped(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], inner_parallel: bool) {
     let [oh, ow] = s.output().expect("checked by the caller");

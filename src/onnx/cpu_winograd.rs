@@ -59,6 +59,13 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// The pointer; a method call makes closures capture the whole (Send) wrapper.
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Convolves `batch` NCHW images with the transformed filters `u` (from
 /// [`transform_filters`]), then applies `epilogue`.
 pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epilogue) -> Vec<f32> {
@@ -132,7 +139,6 @@ fn run(
     });
     let mp = SendPtr(m.as_mut_ptr());
     let products = |xi: usize| {
-        let mp = mp;
         // SAFETY: product xi writes M[k][xi][0..n] for every k: disjoint from the other xi;
         // U, V and M are in bounds: u is [16][cout][cin], v [cin][16][n], m [cout][16][n].
         unsafe {
@@ -140,7 +146,7 @@ fn run(
                 cout,
                 n,
                 cin,
-                mp.0.add(xi * n),
+                mp.get().add(xi * n),
                 1,
                 (16 * n) as isize,
                 false,
@@ -164,13 +170,12 @@ fn run(
     let op = SendPtr(out.as_mut_ptr());
     let plane = oh * ow;
     let write = |k: usize| {
-        let op = op;
         let mk = &m[k * 16 * n..(k + 1) * 16 * n];
         let bias = epilogue.bias.map_or(0.0, |b| b[k]);
         for b in 0..batch {
             let base = (b * cout + k) * plane;
             // SAFETY: channel k of every image is written by this task only, inside `out`.
-            let o = unsafe { std::slice::from_raw_parts_mut(op.0.add(base), plane) };
+            let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(base), plane) };
             let residual = epilogue.residual.map(|r| &r[base..base + plane]);
             for ty in 0..th {
                 for tx in 0..tw {
@@ -180,18 +185,18 @@ fn run(
                         *v = mk[xi * n + t];
                     }
                     let y = output_transform(&p);
-                    for dy in 0..2 {
+                    for (dy, row) in y.iter().enumerate() {
                         let oy = 2 * ty + dy;
                         if oy >= oh {
                             break;
                         }
-                        for dx in 0..2 {
+                        for (dx, &value) in row.iter().enumerate() {
                             let ox = 2 * tx + dx;
                             if ox >= ow {
                                 break;
                             }
                             let i = oy * ow + ox;
-                            let mut val = y[dy][dx] + bias;
+                            let mut val = value + bias;
                             if let Some(r) = residual {
                                 val += r[i];
                             }

@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 /// Tensors by name during one forward pass.
 pub type Env = HashMap<String, Value>;
 
+/// A callback that sees each node and the value it produced.
+pub type Observer<'a> = dyn FnMut(&Node, &Value) + 'a;
+
 /// One executable node.
 pub struct Node {
     /// Node name (its first output's name when the node is unnamed).
@@ -282,7 +285,7 @@ impl Graph {
         env: &mut Env,
         range: Range<usize>,
         keep: &[&str],
-        observe: &mut dyn FnMut(&Node, &Value),
+        observe: &mut Observer<'_>,
     ) -> Result<()> {
         for i in range {
             self.run_node(env, i, keep, Some(observe))?;
@@ -328,7 +331,7 @@ impl Graph {
         env: &mut Env,
         i: usize,
         keep: &[&str],
-        observe: Option<&mut dyn FnMut(&Node, &Value)>,
+        observe: Option<&mut Observer<'_>>,
     ) -> Result<()> {
         let node = &self.nodes[i];
         let mut inputs = Vec::with_capacity(node.inputs.len());

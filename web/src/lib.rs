@@ -86,7 +86,11 @@ pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
     let s = state::get()?;
     let explainer = s.explainer()?;
     let image = igcam::preprocess::decode(&bytes).map_err(js_err)?;
-    let prepared = explainer.prepare(&image).map_err(js_err)?;
+    // The logits are read back without blocking (WebGPU cannot block).
+    let preparing = explainer.start_prepare(&image).map_err(js_err)?;
+    let classes = explainer.model().num_classes();
+    let logits = host(preparing.logits().reshape([1, 1, 1, classes])).await?;
+    let prepared = preparing.finish(logits, explainer.labels());
     let top5 = prepared.top(5).to_vec();
     state::set_photo(prepared);
     Ok(serde_wasm_bindgen::to_value(&top5)?)
