@@ -31,7 +31,8 @@ phase "web tool installs" install_tools
 export PATH="$TOOLS/bin:$PWD/web/e2e/node_modules/.bin:$PATH"
 export TRUNK_SKIP_VERSION_CHECK=true
 export CARGO_TARGET_DIR="${IGCAM_WASM_TARGET_DIR:-$CACHE/wasm-target}"
-export RUSTFLAGS='--cfg getrandom_backend="wasm_js"'
+# simd128: 128-bit SIMD in the wasm CPU kernels (gemm, Burn's flex); every current browser has it.
+export RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
 
 if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
   echo "web-build: rustup's wasm32-unknown-unknown target"
@@ -58,6 +59,26 @@ fetch_crates() {
   cargo fetch --offline --target wasm32-unknown-unknown --manifest-path web/Cargo.toml 2>/dev/null \
     || cargo fetch --target wasm32-unknown-unknown --manifest-path web/Cargo.toml
 }
-phase "web crate fetch" fetch_crates
-phase "wasm build (trunk)" trunk build --release "$@"
+# A finished dist/ is kept per content of everything that goes into it (a CI rerun of the same
+# commit, or a change that only touches docs or tests, skips the ~6 min wasm build).
+inputs_key() {
+  {
+    find Cargo.toml Cargo.lock Trunk.toml index.html src web models assets \
+      -path web/e2e -prune -o -type f -print | LC_ALL=C sort | xargs sha256sum
+    echo "$RUSTFLAGS $* $(rustc --version) $(trunk --version) $(wasm-bindgen --version)"
+  } | sha256sum | cut -c1-16
+}
+key="$(inputs_key "$@")"
+saved="$CACHE/dist/$key"
+if [ -f "$saved/.complete" ]; then
+  echo "web-build: dist/ unchanged since the build cached as $saved"
+  rm -rf dist && cp -r "$saved" dist && rm -f dist/.complete
+else
+  phase "web crate fetch" fetch_crates
+  phase "wasm build (trunk)" trunk build --release "$@"
+  # Keep only the newest few builds.
+  mkdir -p "$CACHE/dist"
+  rm -rf "$saved" && cp -r dist "$saved" && touch "$saved/.complete"
+  ls -dt "$CACHE"/dist/*/ | tail -n +4 | xargs -r rm -rf
+fi
 ls -l dist/*.wasm

@@ -8,15 +8,14 @@ pub enum Error {
     /// The ONNX bytes could not be parsed at all.
     #[error("cannot parse ONNX model: {0} (is this an .onnx file exported with opset 9..=24?)")]
     OnnxParse(String),
-    /// The graph uses an operator this runtime does not implement.
+    /// The graph uses operators this runtime does not implement: all of them are named.
     #[error(
-        "unsupported ONNX op `{op}` at node `{node}`: export the model with standard CNN ops (Conv, BatchNormalization, Relu, pooling, Gemm, ...)"
+        "unsupported ONNX {ops}: export the model with standard CNN ops (Conv, BatchNormalization, Relu, pooling, Gemm, ...)"
     )]
-    UnsupportedOp {
-        /// ONNX op type, e.g. `LSTM`.
-        op: String,
-        /// Name of the node (or its first output when the node is unnamed).
-        node: String,
+    UnsupportedOps {
+        /// Each missing op type with its first node, e.g. "op `Erf` at node `erf_1`" or
+        /// "ops `Erf` at node `a`, `Pow` at nodes `b` and 1 more".
+        ops: String,
     },
     /// A node is malformed or used in a way the runtime cannot follow.
     #[error("ONNX node `{node}` ({op}): {msg}")]

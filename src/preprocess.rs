@@ -139,6 +139,21 @@ impl Geometry {
         }
     }
 
+    /// The part of the source image the model sees (the crop), in source pixels (0-based, end
+    /// exclusive): the whole image when nothing was cropped.
+    pub fn crop_box(&self) -> crate::metrics::PixelBox {
+        let back = |v: u32, axis: usize| {
+            let scale = f64::from(self.source[axis]) / f64::from(self.resized[axis]);
+            ((f64::from(v) * scale).round() as usize).min(self.source[axis] as usize)
+        };
+        crate::metrics::PixelBox {
+            x0: back(self.offset[0], 0),
+            y0: back(self.offset[1], 1),
+            x1: back(self.offset[0] + self.size[0], 0),
+            y1: back(self.offset[1] + self.size[1], 1),
+        }
+    }
+
     /// Maps a source-pixel box (0-based, end exclusive) into the model input, clipped to it.
     pub fn map_box(&self, b: crate::metrics::PixelBox) -> crate::metrics::PixelBox {
         let sx = f64::from(self.resized[0]) / f64::from(self.source[0]);
@@ -218,10 +233,23 @@ mod tests {
                 y1: 224
             }
         );
+        // The crop in source pixels: x 80..304 of 385 -> 94..356 of 451, y 16..240 of 256 ->
+        // 19..281 of 300.
+        assert_eq!(
+            g.crop_box(),
+            PixelBox {
+                x0: 94,
+                y0: 19,
+                x1: 356,
+                y1: 281
+            }
+        );
         assert_eq!(
             Geometry::new([224, 224], [224, 224], true).resized,
             [224, 224]
         );
+        let whole = Geometry::new([500, 100], [224, 224], false).crop_box();
+        assert_eq!([whole.x0, whole.y0, whole.x1, whole.y1], [0, 0, 500, 100]);
         assert_eq!(
             Geometry::new([500, 100], [224, 224], false).resized,
             [224, 224]

@@ -107,7 +107,31 @@ fn default_run_explains_the_bundled_cat() {
     );
     assert_eq!(r["cam"]["values"].as_array().unwrap().len(), 49);
     assert!(r["ms"].as_f64().unwrap() > 0.0);
+    // The overlay is the whole 451x300 photo; the model saw the centre crop (see
+    // preprocess::Geometry's test for the numbers).
     let photo = image::open(dir.path().join("igcam-out/chelsea_igcam.png")).unwrap();
+    assert_eq!((photo.width(), photo.height()), (451, 300));
+    assert_eq!(r["overlay_size"], serde_json::json!([451, 300]));
+    assert_eq!(
+        r["crop"],
+        serde_json::json!({"x0": 94, "y0": 19, "x1": 356, "y1": 281})
+    );
+    let input = igcam(
+        dir.path(),
+        &[
+            "explain",
+            "--backend",
+            "cpu",
+            "--steps",
+            "1",
+            "--overlay",
+            "input",
+            "--out",
+            "in",
+        ],
+    );
+    assert!(input.status.success(), "{}", text(&input.stderr));
+    let photo = image::open(dir.path().join("in/chelsea_igcam.png")).unwrap();
     assert_eq!((photo.width(), photo.height()), (224, 224));
 }
 
@@ -219,6 +243,88 @@ fn layers_lists_candidates_and_marks_the_default() {
         "{stdout}"
     );
     assert!(default[0].contains("[1, 32, 4, 4]"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "default (*): `/layer4/out_relu/Relu_output_0`, the input of the global pooling `"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_model_with_a_fixed_batch_of_one_runs_the_path_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("layers/fixed_batch.onnx");
+    let img = tiny_image();
+    let run = |batch: &str| {
+        let json = dir.path().join(format!("b{batch}.json"));
+        let out = igcam(
+            dir.path(),
+            &[
+                "explain",
+                &img,
+                "--model",
+                path(&model),
+                "--backend",
+                "cpu",
+                "--steps",
+                "8",
+                "--batch",
+                batch,
+                "--quiet",
+                "--json",
+                path(&json),
+            ],
+        );
+        assert!(out.status.success(), "batch {batch}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("was exported with a fixed batch of 1; 1 Reshape(s) now follow"),
+            "{stderr}"
+        );
+        let records: Json = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        records[0]["cam"]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    // Batches of 4 path points give the map of one point per pass.
+    let (four, one) = (run("4"), run("1"));
+    assert_eq!(four.len(), 256);
+    let num: f64 = four.iter().zip(&one).map(|(a, b)| (a - b).powi(2)).sum();
+    let den: f64 = one.iter().map(|b| b * b).sum();
+    assert!((num / den).sqrt() <= 1e-5, "rel L2 {}", (num / den).sqrt());
+}
+
+#[test]
+fn the_default_layer_is_what_the_global_pooling_reads() {
+    // (fixture, expected default, why); the last activation would be s2, rb and rc.
+    let cases = [
+        ("silu_gap", "m2", "the input of the global pooling `pool`"),
+        (
+            "concat_reducemean",
+            "cat",
+            "the input of the global pooling `pool`",
+        ),
+        (
+            "conv_classifier",
+            "fire",
+            "the input of the 1×1-convolution classifier `classifier`",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, layer, why) in cases {
+        let model = fixture(&format!("layers/{name}.onnx"));
+        let out = igcam(dir.path(), &["layers", path(&model)]);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!("default (*): `{layer}`, {why}")),
+            "{name}: {stdout}"
+        );
+    }
 }
 
 #[test]
@@ -270,7 +376,16 @@ fn bad_models_and_layers_are_refused() {
             &["--model", path(&fixture("bad/unsupported_op.onnx"))],
         ]
         .concat(),
-        "unsupported ONNX op `Erf` at node `the_erf`",
+        "unsupported ONNX op `Erf` at node `the_erf`: export the model",
+    );
+    refuses(
+        &[
+            &base[..],
+            &["--model", path(&fixture("bad/unsupported_ops.onnx"))],
+        ]
+        .concat(),
+        "unsupported ONNX ops `Erf` at node `erf_1`, `Pow` at nodes `pow_1` and 1 more, \
+         `LayerNormalization` at node `ln_1`: export the model",
     );
     refuses(
         &[

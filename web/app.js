@@ -7,6 +7,11 @@ let busy = false;
 let haveImage = false;
 let results = [];     // last explanations shown, for re-rendering on opacity/colour changes
 let target = -1;      // -1: top-1
+let top5 = [];        // the photo's five best classes
+let photoSize = [0, 0]; // the photo's [width, height] as uploaded
+// Maps of the current photo, by "layer|steps|target|method": one request explains the whole
+// top-5, so clicking another class shows its maps without a new run.
+const cache = new Map();
 
 function showError(msg) {
   const e = $("error");
@@ -38,8 +43,7 @@ function renderResults() {
     fig.className = "result";
     fig.dataset.method = r.method;
     const canvas = document.createElement("canvas");
-    const photo = $("photo");
-    drawRgba(canvas, wasm.overlay_rgba(Float32Array.from(r.values), r.height, r.width, $("colormap").value, $("alpha").value / 100), photo.width, photo.height);
+    drawRgba(canvas, wasm.overlay_rgba(Float32Array.from(r.values), r.height, r.width, $("colormap").value, $("alpha").value / 100), photoSize[0], photoSize[1]);
     const cap = document.createElement("figcaption");
     cap.textContent = `${METHOD_NAMES[r.method] || r.method}: ${r.label} — ${r.ms.toFixed(0)} ms`;
     const link = document.createElement("a");
@@ -53,7 +57,7 @@ function renderResults() {
   drawColorbar();
 }
 
-function fillTop5(top5) {
+function fillTop5() {
   const list = $("top5");
   list.innerHTML = "";
   for (const p of top5) {
@@ -61,7 +65,7 @@ function fillTop5(top5) {
     const b = document.createElement("button");
     b.className = "class";
     b.textContent = `${p.label} (${(100 * p.prob).toFixed(1)} %)`;
-    b.onclick = () => { target = p.index; run(); };
+    b.onclick = () => { target = p.index; showOrRun(); };
     li.appendChild(b);
     list.appendChild(li);
   }
@@ -70,11 +74,14 @@ function fillTop5(top5) {
 async function setImage(bytes) {
   showError("");
   try {
-    const top5 = await wasm.set_image(bytes);
-    const photo = $("photo");
-    const [h, w] = window.igcamModel.input;
-    drawRgba(photo, wasm.photo_rgba(), w, h);
-    fillTop5(top5);
+    const info = await wasm.set_image(bytes);
+    top5 = info.top5;
+    photoSize = info.size;
+    window.igcamPhoto = info;
+    cache.clear();
+    // The whole photo at its own size; the map will cover the crop the model sees.
+    drawRgba($("photo"), wasm.photo_rgba(), photoSize[0], photoSize[1]);
+    fillTop5();
     haveImage = true;
     target = -1;
     results = [];
@@ -98,8 +105,40 @@ function setModel(bytes, labels) {
     sel.appendChild(o);
   }
   haveImage = false;
+  cache.clear();
   $("run").disabled = true;
   return info;
+}
+
+function selectedMethods() {
+  const method = $("method").value;
+  return method === "compare" ? ["igcam", "gradcam", "gradcampp"] : [method];
+}
+
+function cacheKey(t, m) { return `${$("layer").value}|${$("steps").value}|${t}|${m}`; }
+
+function currentTarget() { return target >= 0 ? target : top5[0].index; }
+
+/// Shows the maps of the current class from the cache; false when one is missing.
+function showCached() {
+  const t = currentTarget();
+  const shown = selectedMethods().map((m) => cache.get(cacheKey(t, m)));
+  if (shown.some((r) => !r)) return false;
+  results = shown;
+  renderResults();
+  window.igcamResult = results[0];
+  window.igcamResults = results;
+  document.body.dataset.result = JSON.stringify(results[0]);
+  return true;
+}
+
+function showOrRun() {
+  if (busy || !haveImage) return;
+  const t0 = performance.now();
+  if (showCached()) {
+    window.igcamShownMs = performance.now() - t0;
+    status(`${results[0].label}: from the last run (no new computation)`);
+  } else run();
 }
 
 async function run() {
@@ -107,22 +146,19 @@ async function run() {
   busy = true;
   $("run").disabled = true;
   showError("");
-  const method = $("method").value;
-  const methods = method === "compare" ? ["igcam", "gradcam", "gradcampp"] : [method];
+  const methods = selectedMethods();
   const steps = Number($("steps").value);
-  results = [];
+  // The current class first, then the rest of the top-5: one pass explains them all.
+  const t = currentTarget();
+  const targets = [t, ...top5.map((p) => p.index).filter((i) => i !== t)];
+  status(`${methods.map((m) => METHOD_NAMES[m] || m).join(", ")} for the top-5…`);
+  const progress = $("progress");
   try {
-    for (const m of methods) {
-      status(`${METHOD_NAMES[m]}…`);
-      const progress = $("progress");
-      const r = await wasm.explain(m, steps, target, $("layer").value, 8, (done, total) => { progress.max = total; progress.value = done; });
-      results.push(r);
-      renderResults();
-    }
-    window.igcamResult = results[0];
-    window.igcamResults = results;
-    document.body.dataset.result = JSON.stringify(results[0]);
-    status(`done on ${results[0].backend} in ${results.reduce((s, r) => s + r.ms, 0).toFixed(0)} ms`);
+    const maps = await wasm.explain(methods, steps, Uint32Array.from(targets), $("layer").value, 8,
+      (done, total) => { progress.max = total; progress.value = done; });
+    for (const r of maps) cache.set(cacheKey(r.target, r.method), r);
+    showCached();
+    status(`done on ${maps[0].backend} in ${maps[0].ms.toFixed(0)} ms (${maps.length} maps: ${methods.length} method(s) × ${targets.length} classes)`);
   } catch (e) {
     showError(e.message || String(e));
     status("");
@@ -170,12 +206,22 @@ async function fetchWithProgress(url, bar) {
 
 async function main(bindings) {
   wasm = bindings;
-  const preferGpu = !new URLSearchParams(location.search).has("cpu");
-  const backend = await wasm.init(preferGpu);
+  const params = new URLSearchParams(location.search);
+  const mode = params.has("cpu") ? "cpu" : params.has("webgpu") ? "webgpu" : "auto";
+  const { backend, skipped } = await wasm.init(mode);
   window.igcamBackend = backend;
+  window.igcamSkippedAdapter = skipped;
   $("backend").textContent = `running on ${backend}`;
-  if (!backend.startsWith("WebGPU")) {
-    const n = $("notice");
+  const n = $("notice");
+  if (skipped) {
+    n.textContent = `This browser only offers a software WebGPU adapter (${skipped}), which is far slower than the CPU: running on the CPU. `;
+    const a = document.createElement("a");
+    a.href = "?webgpu";
+    a.id = "force-webgpu";
+    a.textContent = "Use WebGPU anyway";
+    n.appendChild(a);
+    n.hidden = false;
+  } else if (!backend.startsWith("WebGPU") && mode !== "cpu") {
     n.textContent = "WebGPU is not available in this browser: running on the CPU instead.";
     n.hidden = false;
   }
@@ -202,7 +248,8 @@ async function main(bindings) {
   drop.ondragover = (ev) => { ev.preventDefault(); drop.classList.add("over"); };
   drop.ondragleave = () => drop.classList.remove("over");
   drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove("over"); if (ev.dataTransfer.files[0]) handleFile(ev.dataTransfer.files[0]); };
-  $("run").onclick = () => { target = target; run(); };
+  $("run").onclick = () => run();
+  $("method").onchange = () => { if (haveImage && results.length) showCached(); };
   $("steps").oninput = () => { $("steps-value").textContent = $("steps").value; };
   $("alpha").oninput = renderResults;
   $("colormap").onchange = renderResults;

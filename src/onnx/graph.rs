@@ -38,6 +38,8 @@ pub struct Node {
 pub struct InputSpec {
     /// Input tensor name.
     pub name: String,
+    /// The batch size, when fixed in the model (dim 0).
+    pub batch: Option<usize>,
     /// Number of channels (dim 1).
     pub channels: usize,
     /// Height, when fixed in the model.
@@ -60,6 +62,10 @@ pub struct Graph {
     last_use: HashMap<String, usize>,
     /// How many node inputs read each tensor (a node reading it twice counts twice).
     pub(crate) readers: HashMap<String, usize>,
+    /// The node that produces each tensor.
+    producers: HashMap<String, usize>,
+    /// Reshapes whose fixed batch of 1 was made to follow the input (see [`carry_batch`]).
+    pub batch_reshapes: usize,
     /// The device holding the constants.
     device: Device,
     /// Per-op timings, when switched on.
@@ -135,6 +141,7 @@ fn input_spec(model: &ModelProto, constants: &HashMap<String, HostTensor>) -> Re
     }
     Ok(InputSpec {
         name: input.name.clone(),
+        batch: dims[0],
         channels: dims[1].unwrap_or(3),
         height: dims[2],
         width: dims[3],
@@ -170,6 +177,8 @@ impl Graph {
             [] => return Err(Error::NotClassifier("the graph has no outputs".into())),
         };
         let mut nodes = Vec::new();
+        let mut missing = MissingOps::default();
+        let mut batch_reshapes = 0;
         for node in &graph.node {
             let name = if node.name.is_empty() {
                 node.output.first().cloned().unwrap_or_default()
@@ -198,6 +207,16 @@ impl Graph {
                 host.insert(out, value);
                 continue;
             }
+            // A model exported with a fixed batch of 1 bakes that 1 into its Reshape shapes
+            // (`[1, 512]`), which the path's batches of several images cannot pass: let the
+            // first dimension follow the input (0 = copy it, unless `allowzero`).
+            let rewritten = (input.batch == Some(1))
+                .then(|| carry_batch(node, &mut host))
+                .flatten();
+            if rewritten.is_some() {
+                batch_reshapes += 1;
+            }
+            let node = rewritten.as_ref().unwrap_or(node);
             let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
             let ctx = BuildContext {
                 node,
@@ -218,7 +237,8 @@ impl Graph {
                     } else {
                         format!("{}::{}", node.domain, node.op_type)
                     };
-                    return Err(Error::UnsupportedOp { op, node: name });
+                    missing.add(op, name);
+                    continue;
                 }
             };
             nodes.push(Node {
@@ -229,6 +249,7 @@ impl Graph {
                 op,
             });
         }
+        missing.check()?;
         let constants = host
             .into_iter()
             .map(|(name, h)| {
@@ -244,6 +265,11 @@ impl Graph {
                 *readers.entry(inp.clone()).or_insert(0) += 1;
             }
         }
+        let producers = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.output.clone(), i))
+            .collect();
         Ok(Self {
             nodes,
             constants,
@@ -251,6 +277,8 @@ impl Graph {
             output,
             last_use,
             readers,
+            producers,
+            batch_reshapes,
             device: device.clone(),
             profiler: Profiler::default(),
         })
@@ -258,7 +286,7 @@ impl Graph {
 
     /// Index of the node producing `tensor`.
     pub fn producer(&self, tensor: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.output == tensor)
+        self.producers.get(tensor).copied()
     }
 
     /// Runs `range` of the nodes, reading and writing `env`. Tensors are dropped after their
@@ -464,4 +492,65 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// A copy of a `Reshape` node whose constant target shape starts with the batch 1, reading a
+/// new constant that starts with 0 (copy the input's first dimension) instead; `None` for
+/// any other node.
+fn carry_batch(node: &NodeProto, host: &mut HashMap<String, HostTensor>) -> Option<NodeProto> {
+    let allow_zero = node
+        .attribute
+        .iter()
+        .any(|a| a.name == "allowzero" && a.i != 0);
+    if node.op_type != "Reshape" || allow_zero {
+        return None;
+    }
+    let shape_name = node.input.get(1)?;
+    let HostTensor::Int(shape) = host.get(shape_name)? else {
+        return None;
+    };
+    if shape.ndim() != 1 || shape.len() < 2 || shape[[0]] != 1 {
+        return None;
+    }
+    let mut carried = shape.clone();
+    carried[[0]] = 0;
+    let name = format!("{shape_name}#batch");
+    host.insert(name.clone(), HostTensor::Int(carried));
+    let mut copy = node.clone();
+    copy.input[1] = name;
+    Some(copy)
+}
+
+/// The unsupported ops of a graph, in the order they first appear, with their nodes: the
+/// load goes on past the first so that one error names them all.
+#[derive(Default)]
+struct MissingOps(Vec<(String, Vec<String>)>);
+
+impl MissingOps {
+    fn add(&mut self, op: String, node: String) {
+        match self.0.iter_mut().find(|(o, _)| *o == op) {
+            Some((_, nodes)) => nodes.push(node),
+            None => self.0.push((op, vec![node])),
+        }
+    }
+
+    /// An error naming every missing op, if there is one.
+    fn check(self) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let plural = if self.0.len() > 1 { "ops" } else { "op" };
+        let list = self
+            .0
+            .iter()
+            .map(|(op, nodes)| match nodes.len() {
+                1 => format!("`{op}` at node `{}`", nodes[0]),
+                n => format!("`{op}` at nodes `{}` and {} more", nodes[0], n - 1),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(Error::UnsupportedOps {
+            ops: format!("{plural} {list}"),
+        })
+    }
 }

@@ -38,6 +38,16 @@ const ACTIVATIONS: &[&str] = &[
     "Tanh",
 ];
 
+/// Op types that can be a network's global pooling (when their output has no spatial extent).
+const GLOBAL_POOLING: &[&str] = &[
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "AveragePool",
+    "MaxPool",
+    "ReduceMean",
+    "ReduceMax",
+];
+
 /// A tensor that can serve as the explained layer.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LayerInfo {
@@ -194,6 +204,12 @@ impl OnnxModel {
         &self.graph.input
     }
 
+    /// How many `Reshape`s of a model exported with a fixed batch of 1 were made to follow
+    /// the input's batch instead (so that the path can run several images per pass).
+    pub fn batch_reshapes(&self) -> usize {
+        self.graph.batch_reshapes
+    }
+
     /// Input `[height, width]` (224 where the model leaves it dynamic).
     pub fn input_size(&self) -> [usize; 2] {
         self.input_size
@@ -220,9 +236,70 @@ impl OnnxModel {
             .collect()
     }
 
-    /// The default layer: the output of the last activation after a convolution with spatial
-    /// size > 1 (ResNet `layer4`, VGG `features.29`); failing that, the last 4-D candidate.
+    /// The default layer: the 4-D tensor the network's global pooling reads, i.e. the output
+    /// of the last feature block (ResNet `layer4`, EfficientNet's last SiLU `Mul`, GoogLeNet's
+    /// last `Concat`; before a 1×1-convolution classifier as in SqueezeNet, that classifier's
+    /// input). Without a global pooling (VGG): the output of the last activation after a
+    /// convolution with spatial size > 1 (`features.29`); failing that, the last 4-D candidate.
     pub fn default_layer(&self) -> Option<String> {
+        self.pooled_features()
+            .or_else(|| self.last_activation())
+            .map(|(name, _)| name)
+    }
+
+    /// The default layer and why it was chosen, for `layers`.
+    pub fn default_layer_reason(&self) -> Option<(String, String)> {
+        self.pooled_features().or_else(|| self.last_activation())
+    }
+
+    /// A 4-D tensor with spatial size > 1.
+    fn is_candidate(&self, tensor: &str) -> bool {
+        self.shapes
+            .get(tensor)
+            .is_some_and(|s| s.len() == 4 && s[2] * s[3] > 1)
+    }
+
+    /// The input of the last global pooling: a pooling or reduction whose output keeps the
+    /// channels of a 4-D input with spatial size > 1 and has no spatial extent left.
+    fn pooled_features(&self) -> Option<(String, String)> {
+        let pool = self.graph.nodes.iter().rev().find(|n| {
+            let input = n.inputs.first().map_or("", String::as_str);
+            let (Some(i), Some(o)) = (self.shapes.get(input), self.shapes.get(&n.output)) else {
+                return false;
+            };
+            GLOBAL_POOLING.contains(&n.op_type.as_str())
+                && self.is_candidate(input)
+                && o.len() >= 2
+                && o[1] == i[1]
+                && o[2..].iter().all(|&d| d == 1)
+        })?;
+        let mut tensor = pool.inputs[0].clone();
+        let mut why = format!("the input of the global pooling `{}`", pool.name);
+        // A 1×1-convolution classifier before the pooling (SqueezeNet): its class channels are
+        // not features; explain what it reads.
+        if self.shapes.get(&tensor).map(|s| s[1]) == Some(self.classes) {
+            let mut t = tensor.clone();
+            while let Some(p) = self.graph.producer(&t).map(|i| &self.graph.nodes[i]) {
+                let Some(next) = p.inputs.first().filter(|n| self.is_candidate(n)) else {
+                    break;
+                };
+                if p.op_type == "Conv" {
+                    why = format!("the input of the 1×1-convolution classifier `{}`", p.name);
+                    tensor = next.clone();
+                    break;
+                }
+                if !ACTIVATIONS.contains(&p.op_type.as_str()) && p.op_type != "BatchNormalization" {
+                    break;
+                }
+                t = next.clone();
+            }
+        }
+        Some((tensor, why))
+    }
+
+    /// The output of the last activation after the first convolution, else the last 4-D
+    /// candidate after it.
+    fn last_activation(&self) -> Option<(String, String)> {
         let first_conv = self.graph.nodes.iter().position(|n| n.op_type == "Conv")?;
         let layers = self.layers();
         let after_conv =
@@ -231,8 +308,18 @@ impl OnnxModel {
             .iter()
             .filter(after_conv)
             .rfind(|l| ACTIVATIONS.contains(&l.op_type.as_str()))
-            .or_else(|| layers.iter().rfind(after_conv))
-            .map(|l| l.name.clone())
+            .map(|l| {
+                (
+                    l.name.clone(),
+                    "the last activation (no global pooling)".to_string(),
+                )
+            })
+            .or_else(|| {
+                layers
+                    .iter()
+                    .rfind(after_conv)
+                    .map(|l| (l.name.clone(), "the last 4-D tensor".to_string()))
+            })
     }
 
     /// Checks that `name` is a 4-D tensor of the graph and returns its batch-1 shape.

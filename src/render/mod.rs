@@ -2,6 +2,7 @@
 //! display, colour it and blend it over the photo.
 
 mod colormap;
+mod full;
 mod upsample;
 
 use std::io::Cursor;
@@ -9,6 +10,7 @@ use std::io::Cursor;
 use image::{ImageFormat, RgbImage};
 
 pub use colormap::Colormap;
+pub use full::overlay_region;
 pub use upsample::{normalise_min_max, upsample_bilinear};
 
 use crate::cam::CamMap;

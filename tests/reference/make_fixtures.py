@@ -358,6 +358,85 @@ def make_bad():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, os.path.join(OUT, "bad", "unsupported_op.onnx"))
+    # Several unsupported operators (ConvNeXt-style): all are named in one line.
+    two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")
+    graph = helper.make_graph(
+        [helper.make_node("Erf", ["x"], ["e"], name="erf_1"),
+         helper.make_node("Pow", ["e", "two"], ["p"], name="pow_1"),
+         helper.make_node("Pow", ["p", "two"], ["q"], name="pow_2"),
+         helper.make_node("Relu", ["q"], ["r"], name="relu"),
+         helper.make_node("LayerNormalization", ["r", "x_scale"], ["n"], name="ln_1", axis=1),
+         helper.make_node("Flatten", ["n"], ["y"])], "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 192])],
+        [two, numpy_helper.from_array(np.ones((3, 8, 8), dtype=np.float32), "x_scale")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(OUT, "bad", "unsupported_ops.onnx"))
+
+
+def make_layer_families():
+    """Tiny graphs with the head shapes of the families whose default layer is not the last
+    activation: SiLU written as Sigmoid * x (EfficientNet), a Concat of branches before the
+    pooling (GoogLeNet, Inception), a 1x1-convolution classifier before the pooling
+    (SqueezeNet), and ReduceMean over H, W as the pooling (the new exporter)."""
+    os.makedirs(os.path.join(OUT, "layers"), exist_ok=True)
+    rng = np.random.default_rng(7)
+    inits = []
+
+    def w(name, *shape):
+        inits.append(numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.3, name))
+        return name
+
+    def conv(x, cin, cout, name, k=3):
+        return helper.make_node("Conv", [x, w(f"{name}.w", cout, cin, k, k)], [name], name=name,
+                                pads=[k // 2] * 4)
+
+    def save(fname, nodes, out_shape):
+        graph = helper.make_graph(nodes, fname, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                                  [helper.make_tensor_value_info("logits", TensorProto.FLOAT, out_shape)], list(inits))
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        onnx.save(model, os.path.join(OUT, "layers", f"{fname}.onnx"))
+        inits.clear()
+
+    def linear_head(pooled, c):
+        return [helper.make_node("Flatten", [pooled], ["flat"], name="flatten"),
+                helper.make_node("Gemm", ["flat", w("fc.w", 10, c), w("fc.b", 10)], ["logits"], name="fc", transB=1)]
+
+    save("silu_gap", [
+        conv("x", 3, 8, "c1"), helper.make_node("Sigmoid", ["c1"], ["s1"], name="s1"),
+        helper.make_node("Mul", ["c1", "s1"], ["m1"], name="m1"),
+        conv("m1", 8, 8, "c2"), helper.make_node("Sigmoid", ["c2"], ["s2"], name="s2"),
+        helper.make_node("Mul", ["c2", "s2"], ["m2"], name="m2"),
+        helper.make_node("GlobalAveragePool", ["m2"], ["pool"], name="pool"),
+    ] + linear_head("pool", 8), [1, 10])
+    save("concat_reducemean", [
+        conv("x", 3, 8, "c1"), helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        conv("r1", 8, 4, "a"), helper.make_node("Relu", ["a"], ["ra"], name="ra"),
+        conv("r1", 8, 4, "b"), helper.make_node("Relu", ["b"], ["rb"], name="rb"),
+        helper.make_node("Concat", ["ra", "rb"], ["cat"], name="cat", axis=1),
+        helper.make_node("ReduceMean", ["cat"], ["pool"], name="pool", axes=[2, 3], keepdims=0),
+        helper.make_node("Gemm", ["pool", w("fc.w", 10, 8), w("fc.b", 10)], ["logits"], name="fc", transB=1),
+    ], [1, 10])
+    # Exported with a fixed batch of 1: the Reshape's target shape starts with that 1.
+    inits.append(numpy_helper.from_array(np.array([1, 8], dtype=np.int64), "flat_shape"))
+    save("fixed_batch", [
+        conv("x", 3, 8, "c1"), helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        helper.make_node("GlobalAveragePool", ["r1"], ["pool"], name="pool"),
+        helper.make_node("Reshape", ["pool", "flat_shape"], ["flat"], name="reshape"),
+        helper.make_node("Gemm", ["flat", w("fc.w", 10, 8), w("fc.b", 10)], ["logits"], name="fc", transB=1),
+    ], [1, 10])
+    save("conv_classifier", [
+        conv("x", 3, 8, "c1"), helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        conv("r1", 8, 4, "a"), helper.make_node("Relu", ["a"], ["ra"], name="ra"),
+        conv("r1", 8, 4, "b", k=1), helper.make_node("Relu", ["b"], ["rb"], name="rb"),
+        helper.make_node("Concat", ["ra", "rb"], ["fire"], name="fire", axis=1),
+        conv("fire", 8, 10, "classifier", k=1), helper.make_node("Relu", ["classifier"], ["rc"], name="rc"),
+        helper.make_node("GlobalAveragePool", ["rc"], ["pool"], name="pool"),
+        helper.make_node("Flatten", ["pool"], ["logits"], name="flatten"),
+    ], [1, 10])
 
 
 def fold_batchnorm(eff):
@@ -381,6 +460,7 @@ def fold_batchnorm(eff):
 def main():
     torch.manual_seed(0)
     make_bad()
+    make_layer_families()
     make_ops()
     chelsea = os.path.join(ROOT, "assets", "images", "chelsea.png")
     coffee = os.path.join(ROOT, "assets", "images", "coffee.png")

@@ -1,16 +1,24 @@
 // End-to-end test of the web page in Debian's headless Chromium (playwright-core):
-// serves dist/ on 127.0.0.1, runs IG-CAM (m = 16) on the bundled cat photo with WebGPU on and
-// with WebGPU off, and compares the layer-resolution map with the native CLI's --json map
-// (relative L2 <= 1e-3). Also: three methods side by side, a non-image drop, a non-CNN .onnx.
-// Usage: node e2e.mjs DIST_DIR CLI_JSON ARTIFACT_DIR
+// serves dist/ on 127.0.0.1 and, on the bundled cat photo, checks that
+//  * the default page skips the software WebGPU adapter (SwiftShader) for the CPU and says so;
+//  * IG-CAM (m = 16) matches the native CLI's --json map (relative L2 <= 1e-3) on the CPU path
+//    and on WebGPU forced with ?webgpu;
+//  * "compare all" explains the top-5 in one run: another class's maps then show in < 100 ms;
+//  * a non-image drop and a non-CNN .onnx give errors and the page recovers.
+// Writes ARTIFACT_DIR/timings.json: the m = 50 times of each path and of the native CLI (on a
+// software WebGPU adapter the forced-WebGPU time is m = 16 unless IGCAM_E2E_WEBGPU_M50=1).
+// Usage: node e2e.mjs DIST_DIR CLI_JSON CLI_M50_JSON ARTIFACT_DIR
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
-import { readFileSync, mkdirSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 
-const [dist, cliJson, artifacts] = process.argv.slice(2).map((p) => resolve(p));
+const [dist, cliJson, cliM50Json, artifacts] = process.argv.slice(2).map((p) => resolve(p));
 mkdirSync(artifacts, { recursive: true });
 const reference = JSON.parse(readFileSync(cliJson, "utf8"))[0].cam.values;
+const cliM50 = JSON.parse(readFileSync(cliM50Json, "utf8"))[0];
+const timings = { steps: 50, default_path: null, default_ms: null, cpu_1thread_ms: null, cpu_threads_ms: null,
+  threads: 1, webgpu_forced_ms: null, adapter: null, cli_cpu_ms: cliM50.ms, cli_backend: cliM50.backend };
 const PORT = 18000 + Math.floor(Math.random() * 1000);
 let passed = 0, failed = 0;
 
@@ -30,7 +38,7 @@ function assert(cond, msg) { if (!cond) throw new Error(msg); }
 const server = spawn("python3", ["-m", "http.server", String(PORT), "--bind", "127.0.0.1", "--directory", dist], { stdio: "ignore" });
 await new Promise((r) => setTimeout(r, 1000));
 
-async function withPage(webgpu, fn) {
+async function withPage(webgpu, query, fn) {
   // playwright gives each launch a fresh temporary profile.
   const args = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync"];
@@ -39,7 +47,7 @@ async function withPage(webgpu, fn) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on("console", (m) => { if (m.type() === "error") console.log(`  [page] ${m.text()}`); });
   try {
-    await page.goto(`http://127.0.0.1:${PORT}/index.html`);
+    await page.goto(`http://127.0.0.1:${PORT}/index.html${query}`);
     await page.waitForFunction(() => document.body.dataset.ready === "1" && window.igcamModel, null, { timeout: 120000 });
     await fn(page);
   } finally {
@@ -60,37 +68,87 @@ async function explainCat(page, method, steps) {
   return { result: await page.evaluate(() => window.igcamResult), wall };
 }
 
-for (const webgpu of [true, false]) {
-  const path = webgpu ? "webgpu" : "cpu";
-  await check(`IG-CAM m=16 on the ${path} path matches the CLI`, async () => {
-    await withPage(webgpu, async (page) => {
-      const backend = await page.evaluate(() => window.igcamBackend);
-      if (webgpu) assert(backend.startsWith("WebGPU"), `page reports ${backend}, expected WebGPU`);
-      else {
-        assert(backend === "CPU", `page reports ${backend}, expected CPU`);
-        assert(await page.isVisible("#notice"), "no CPU fallback notice");
-        assert((await page.textContent("#notice")).includes("running on the CPU"), "notice text");
-      }
-      const { result, wall } = await explainCat(page, "igcam", 16);
-      assert(result.height === 7 && result.width === 7, `map is ${result.height}x${result.width}`);
-      const err = relL2(result.values, reference);
-      console.log(`     ${backend}: rel L2 ${err.toExponential(2)}, ${result.ms.toFixed(0)} ms in the page, ${wall} ms wall`);
-      assert(err <= 1e-3, `relative L2 ${err} > 1e-3`);
-      await page.screenshot({ path: join(artifacts, `igcam_${path}.png`), fullPage: true });
-      const m50 = await explainCat(page, "igcam", 50);
-      console.log(`     m=50 on ${backend}: ${m50.result.ms.toFixed(0)} ms in the page`);
-      if (webgpu) {
-        await explainCat(page, "compare", 16);
-        const shown = await page.$$eval("figure.result", (fs) => fs.map((f) => f.dataset.method));
-        assert(shown.join(",") === "igcam,gradcam,gradcampp", `compare shows ${shown}`);
-        await page.screenshot({ path: join(artifacts, "compare.png"), fullPage: true });
-      }
-    });
-  });
+async function matchesCli(page, backend) {
+  const { result, wall } = await explainCat(page, "igcam", 16);
+  assert(result.height === 7 && result.width === 7, `map is ${result.height}x${result.width}`);
+  const err = relL2(result.values, reference);
+  console.log(`     ${backend}: rel L2 ${err.toExponential(2)}, ${result.ms.toFixed(0)} ms in the page, ${wall} ms wall`);
+  assert(err <= 1e-3, `relative L2 ${err} > 1e-3`);
+  return result.ms;
 }
 
+async function m50(page, backend) {
+  const { result } = await explainCat(page, "igcam", 50);
+  console.log(`     m=50 on ${backend}: ${result.ms.toFixed(0)} ms in the page (top-5 explained)`);
+  return result.ms;
+}
+
+await check("the default page skips the software WebGPU adapter and matches the CLI on the CPU", async () => {
+  await withPage(true, "", async (page) => {
+    const backend = await page.evaluate(() => window.igcamBackend);
+    const skipped = await page.evaluate(() => window.igcamSkippedAdapter);
+    assert(backend === "CPU", `page reports ${backend}, expected CPU (the only adapter is software)`);
+    assert(skipped && /swiftshader/i.test(skipped), `skipped adapter ${skipped}`);
+    const notice = await page.textContent("#notice");
+    assert(notice.includes("software WebGPU adapter") && notice.includes("running on the CPU"), notice);
+    assert(await page.isVisible("#force-webgpu"), "no 'use WebGPU anyway' link");
+    await matchesCli(page, backend);
+    // The overlay is the whole 451x300 photo, the map over the crop the CLI records too.
+    const dims = await page.$eval("figure.result canvas", (c) => `${c.width}x${c.height}`);
+    assert(dims === "451x300", `overlay canvas is ${dims}, expected the photo's 451x300`);
+    const crop = await page.evaluate(() => window.igcamPhoto.crop);
+    const same = ["x0", "y0", "x1", "y1"].every((k) => crop[k] === cliM50.crop[k]);
+    assert(same, `crop ${JSON.stringify(crop)} vs CLI ${JSON.stringify(cliM50.crop)}`);
+    await page.screenshot({ path: join(artifacts, "igcam_cpu.png"), fullPage: true });
+    timings.default_path = "cpu";
+    timings.default_ms = await m50(page, backend);
+    timings.cpu_1thread_ms = timings.default_ms;
+  });
+});
+
+await check("compare all explains the top-5 in one run; another class then shows at once", async () => {
+  await withPage(true, "", async (page) => {
+    await explainCat(page, "compare", 8);
+    const shown = await page.$$eval("figure.result", (fs) => fs.map((f) => f.dataset.method));
+    assert(shown.join(",") === "igcam,gradcam,gradcampp", `compare shows ${shown}`);
+    await page.screenshot({ path: join(artifacts, "compare.png"), fullPage: true });
+    const second = await page.evaluate(() => { window.igcamResult = undefined; return document.querySelectorAll("#top5 button.class")[1].textContent; });
+    const t0 = Date.now();
+    await page.click("#top5 li:nth-child(2) button");
+    await page.waitForFunction(() => window.igcamResult !== undefined, null, { timeout: 600000 });
+    const wall = Date.now() - t0;
+    // In the page: from the click handler to the three overlays drawn (the test's own
+    // round trips to the browser are not the page's time).
+    const ms = await page.evaluate(() => window.igcamShownMs);
+    const r = await page.evaluate(() => window.igcamResults.map((x) => `${x.method}:${x.label}`));
+    console.log(`     second class (${second}) shown in ${ms.toFixed(1)} ms in the page (${wall} ms wall): ${r.join(", ")}`);
+    assert(r.length === 3 && second.startsWith(r[0].split(":")[1]), `shown ${r} for ${second}`);
+    assert(ms < 100, `switching class took ${ms} ms (>= 100)`);
+    timings.switch_class_ms = ms;
+  });
+});
+
+await check("IG-CAM m=16 on WebGPU forced with ?webgpu matches the CLI", async () => {
+  await withPage(true, "?webgpu", async (page) => {
+    const backend = await page.evaluate(() => window.igcamBackend);
+    assert(backend.startsWith("WebGPU"), `page reports ${backend}, expected WebGPU`);
+    const ms16 = await matchesCli(page, backend);
+    await page.screenshot({ path: join(artifacts, "igcam_webgpu.png"), fullPage: true });
+    timings.adapter = backend.replace(/^WebGPU: /, "");
+    // A software adapter takes ~5 s per path point: m = 50 there only when asked for.
+    if (process.env.IGCAM_E2E_WEBGPU_M50 === "1" || !/swiftshader/i.test(backend)) {
+      timings.webgpu_forced_ms = await m50(page, backend);
+      timings.webgpu_forced_steps = 50;
+    } else {
+      timings.webgpu_forced_ms = ms16;
+      timings.webgpu_forced_steps = 16;
+    }
+  });
+});
+
 await check("a non-image and a non-CNN model show errors, then a valid photo works", async () => {
-  await withPage(false, async (page) => {
+  await withPage(false, "", async (page) => {
+    assert((await page.textContent("#notice")).includes("WebGPU is not available"), "no CPU fallback notice");
     await page.setInputFiles("#file", { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("not an image") });
     await page.waitForSelector("#error:not([hidden])", { timeout: 30000 });
     assert((await page.textContent("#error")).includes("cannot decode image"), await page.textContent("#error"));
@@ -105,5 +163,7 @@ await check("a non-image and a non-CNN model show errors, then a valid photo wor
 });
 
 server.kill();
+writeFileSync(join(artifacts, "timings.json"), JSON.stringify(timings, null, 2) + "\n");
+console.log(`timings: ${JSON.stringify(timings)}`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

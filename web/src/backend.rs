@@ -1,51 +1,121 @@
-//! WebGPU when the browser offers an adapter, Burn's CPU backend otherwise.
+//! Which device the page computes on: a real WebGPU adapter, else Burn's CPU backend.
+//!
+//! A software WebGPU adapter (SwiftShader, WARP, llvmpipe) is ~30× slower than the wasm CPU
+//! path, so it is skipped unless the page asks for it (`?webgpu`).
 
 use burn::tensor::Device;
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 
-/// A readable name from a `GPUAdapterInfo`: its description, else vendor and architecture.
-fn adapter_name(adapter: &wasm_bindgen::JsValue) -> String {
-    let info =
-        js_sys::Reflect::get(adapter, &"info".into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
-    let field = |name: &str| {
-        js_sys::Reflect::get(&info, &name.into())
-            .ok()
-            .and_then(|v| v.as_string())
-            .filter(|s| !s.is_empty())
-    };
-    field("description")
-        .or_else(|| {
-            let parts: Vec<String> = ["vendor", "architecture"]
-                .iter()
-                .filter_map(|f| field(f))
-                .collect();
-            (!parts.is_empty()).then(|| parts.join(" "))
-        })
-        .unwrap_or_else(|| "adapter".into())
+/// What the page asks for (`?cpu`, `?webgpu`, or neither).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preference {
+    /// A real GPU adapter if there is one, else the CPU.
+    Auto,
+    /// Any WebGPU adapter, software ones included.
+    WebGpu,
+    /// The CPU.
+    Cpu,
 }
 
-/// The name of the adapter `navigator.gpu` gives, if it gives one.
-async fn webgpu_adapter() -> Option<String> {
+impl Preference {
+    /// `auto`, `webgpu` or `cpu`; anything else is `auto`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "webgpu" => Self::WebGpu,
+            "cpu" => Self::Cpu,
+            _ => Self::Auto,
+        }
+    }
+}
+
+/// The adapter `navigator.gpu.requestAdapter()` gave.
+struct Adapter {
+    name: String,
+    software: bool,
+}
+
+/// Adapter names of software rasterisers, lower case.
+const SOFTWARE_NAMES: &[&str] = &[
+    "swiftshader",
+    "llvmpipe",
+    "lavapipe",
+    "warp",
+    "basic render",
+];
+
+fn get(object: &JsValue, name: &str) -> JsValue {
+    js_sys::Reflect::get(object, &name.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+impl Adapter {
+    fn from_js(adapter: &JsValue) -> Self {
+        let info = get(adapter, "info");
+        let field = |name: &str| get(&info, name).as_string().filter(|s| !s.is_empty());
+        let name = field("description")
+            .or_else(|| {
+                let parts: Vec<String> = ["vendor", "architecture"]
+                    .iter()
+                    .filter_map(|f| field(f))
+                    .collect();
+                (!parts.is_empty()).then(|| parts.join(" "))
+            })
+            .unwrap_or_else(|| "adapter".into());
+        // `info.isFallbackAdapter` (current) or `adapter.isFallbackAdapter` (older browsers).
+        let flagged = get(&info, "isFallbackAdapter").as_bool() == Some(true)
+            || get(adapter, "isFallbackAdapter").as_bool() == Some(true);
+        let lower = name.to_lowercase();
+        let software = flagged || SOFTWARE_NAMES.iter().any(|s| lower.contains(s));
+        Self { name, software }
+    }
+}
+
+/// The adapter `navigator.gpu` gives, if it gives one.
+async fn webgpu_adapter() -> Option<Adapter> {
     let navigator = web_sys::window()?.navigator();
-    let gpu = js_sys::Reflect::get(&navigator, &"gpu".into()).ok()?;
+    let gpu = get(&navigator, "gpu");
     if gpu.is_undefined() || gpu.is_null() {
         return None;
     }
-    let request = js_sys::Reflect::get(&gpu, &"requestAdapter".into()).ok()?;
+    let request = get(&gpu, "requestAdapter");
     let promise = request.dyn_ref::<js_sys::Function>()?.call0(&gpu).ok()?;
     let adapter = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise))
         .await
         .ok()?;
-    (!adapter.is_null() && !adapter.is_undefined()).then(|| adapter_name(&adapter))
+    (!adapter.is_null() && !adapter.is_undefined()).then(|| Adapter::from_js(&adapter))
 }
 
-/// Opens the device: `(device, description)`.
-pub async fn open(prefer_gpu: bool) -> (Device, String) {
-    if prefer_gpu
-        && let Some(name) = webgpu_adapter().await
-        && let Ok(device) = Device::wgpu_options().init_async().await
-    {
-        return (device, format!("WebGPU: {name}"));
+/// The opened device and what the page should say about it.
+pub struct Opened {
+    /// The device.
+    pub device: Device,
+    /// `WebGPU: <adapter>` or `CPU`.
+    pub description: String,
+    /// The software adapter that was skipped for the CPU, if one was.
+    pub skipped: Option<String>,
+}
+
+/// Opens the device the preference asks for.
+pub async fn open(preference: Preference) -> Opened {
+    let cpu = |skipped| Opened {
+        device: Device::flex(),
+        description: "CPU".into(),
+        skipped,
+    };
+    if preference == Preference::Cpu {
+        return cpu(None);
     }
-    (Device::flex(), "CPU".into())
+    let Some(adapter) = webgpu_adapter().await else {
+        return cpu(None);
+    };
+    if adapter.software && preference == Preference::Auto {
+        return cpu(Some(adapter.name));
+    }
+    match Device::wgpu_options().init_async().await {
+        Ok(device) => Opened {
+            device,
+            description: format!("WebGPU: {}", adapter.name),
+            skipped: None,
+        },
+        Err(_) => cpu(None),
+    }
 }

@@ -34,14 +34,26 @@ async fn host(t: burn::tensor::Tensor<4>) -> Result<Vec<f32>, JsError> {
         .map_err(|e| js_err(format!("{e:?}")))
 }
 
-/// Opens the compute device: WebGPU when `prefer_gpu` and the browser gives an adapter, else
-/// the CPU. Returns a description of what runs (`WebGPU: <adapter>` or `CPU`).
+/// What `init` opened, for the page.
+#[derive(Serialize)]
+struct Backend {
+    /// `WebGPU: <adapter>` or `CPU`.
+    backend: String,
+    /// The software WebGPU adapter skipped for the CPU, if one was.
+    skipped: Option<String>,
+}
+
+/// Opens the compute device. `mode` is `auto` (a real WebGPU adapter, else the CPU: a
+/// software adapter such as SwiftShader is skipped), `webgpu` (any adapter) or `cpu`.
 #[wasm_bindgen]
-pub async fn init(prefer_gpu: bool) -> String {
+pub async fn init(mode: String) -> Result<JsValue, JsError> {
     console_panic_hook();
-    let (device, description) = backend::open(prefer_gpu).await;
-    state::set_device(device, description.clone());
-    description
+    let opened = backend::open(backend::Preference::parse(&mode)).await;
+    state::set_device(opened.device, opened.description.clone());
+    Ok(serde_wasm_bindgen::to_value(&Backend {
+        backend: opened.description,
+        skipped: opened.skipped,
+    })?)
 }
 
 fn console_panic_hook() {
@@ -79,8 +91,19 @@ pub fn load_model(bytes: &[u8], labels_text: &str) -> Result<JsValue, JsError> {
     Ok(serde_wasm_bindgen::to_value(&info)?)
 }
 
-/// Decodes a photo, fits it to the model input and returns the top-5 classes; the fitted photo
-/// becomes the one that `explain` and `overlay` use.
+/// What the page learns about a new photo.
+#[derive(Serialize)]
+struct Photo {
+    /// The five best classes.
+    top5: Vec<labels::Prediction>,
+    /// The photo's `[width, height]` as uploaded.
+    size: [u32; 2],
+    /// The region the model sees (the centre crop), in the photo's pixels.
+    crop: igcam::metrics::PixelBox,
+}
+
+/// Decodes a photo, fits it to the model input and returns its top-5 classes, size and crop;
+/// it becomes the photo that `explain` and `overlay_rgba` use.
 #[wasm_bindgen]
 pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
     let s = state::get()?;
@@ -91,17 +114,21 @@ pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
     let classes = explainer.model().num_classes();
     let logits = host(preparing.logits().reshape([1, 1, 1, classes])).await?;
     let prepared = preparing.finish(logits, explainer.labels());
-    let top5 = prepared.top(5).to_vec();
-    state::set_photo(prepared);
-    Ok(serde_wasm_bindgen::to_value(&top5)?)
+    let source = image.into_rgb8();
+    let photo = Photo {
+        top5: prepared.top(5).to_vec(),
+        size: [source.width(), source.height()],
+        crop: prepared.geometry.crop_box(),
+    };
+    state::set_photo(prepared, source);
+    Ok(serde_wasm_bindgen::to_value(&photo)?)
 }
 
-/// The current photo as RGBA pixels (model input size).
+/// The current photo as uploaded, as RGBA pixels.
 #[wasm_bindgen]
 pub fn photo_rgba() -> Result<Vec<u8>, JsError> {
     let s = state::get()?;
-    let photo = s.photo()?;
-    Ok(image::DynamicImage::ImageRgb8(photo.photo.clone())
+    Ok(image::DynamicImage::ImageRgb8(s.source()?.clone())
         .to_rgba8()
         .into_raw())
 }
@@ -121,14 +148,16 @@ struct Explanation {
     ms: f64,
 }
 
-/// Explains `target` (-1: top-1) with `method` (igcam, gradcam, gradcampp, xgradcam, layercam,
-/// ig) on the current photo, calling `on_progress(done, total)` after each chunk of `batch`
-/// path steps and yielding to the browser in between.
+/// Explains every class of `targets` (empty: the top-1) with every method of `methods`
+/// (igcam, gradcam, gradcampp, xgradcam, layercam, ig) on the current photo in one request:
+/// the backbone runs once per chunk of path points for all of them. Calls
+/// `on_progress(done, total)` after each chunk of `batch` path points and yields to the
+/// browser in between. Returns the maps target-major; `ms` is the whole request's time.
 #[wasm_bindgen]
 pub async fn explain(
-    method: String,
+    methods: Vec<String>,
     steps: usize,
-    target: i32,
+    targets: Vec<u32>,
     layer: Option<String>,
     batch: usize,
     on_progress: Function,
@@ -136,13 +165,17 @@ pub async fn explain(
     let s = state::get()?;
     let explainer = s.explainer()?;
     let photo = s.photo()?;
-    let method = Method::parse(&method).map_err(js_err)?;
-    let target = if target < 0 {
-        photo.ranked[0].index
+    let methods = methods
+        .iter()
+        .map(|m| Method::parse(m))
+        .collect::<igcam::Result<Vec<_>>>()
+        .map_err(js_err)?;
+    let targets = if targets.is_empty() {
+        vec![photo.ranked[0].index]
     } else {
-        target as usize
+        targets.into_iter().map(|t| t as usize).collect()
     };
-    let mut request = Request::new(vec![target], vec![method], steps);
+    let mut request = Request::new(targets, methods, steps);
     request.layer = layer.filter(|l| !l.is_empty());
     request.batch = Some(batch.max(1));
     let start = js_sys::Date::now();
@@ -156,30 +189,33 @@ pub async fn explain(
         );
         yield_to_browser().await;
     }
-    let map = explaining
-        .finish()
-        .map_err(js_err)?
-        .maps
-        .pop()
-        .ok_or_else(|| js_err("no map was computed"))?;
-    let [_, _, height, width] = map.map.dims();
-    let values = host(map.map).await?;
-    let out = Explanation {
-        method: method.name().into(),
-        target,
-        label: labels::prediction(&photo.logits, explainer.labels(), target).label,
-        steps: map.steps,
-        layer: map.layer,
-        backend: s.description.clone(),
-        height,
-        width,
-        values,
-        ms: js_sys::Date::now() - start,
-    };
+    let maps = explaining.finish().map_err(js_err)?.maps;
+    let mut out = Vec::with_capacity(maps.len());
+    for map in maps {
+        let [_, _, height, width] = map.map.dims();
+        let values = host(map.map).await?;
+        out.push(Explanation {
+            method: map.method.name().into(),
+            target: map.target,
+            label: labels::prediction(&photo.logits, explainer.labels(), map.target).label,
+            steps: map.steps,
+            layer: map.layer,
+            backend: s.description.clone(),
+            height,
+            width,
+            values,
+            ms: 0.0,
+        });
+    }
+    let ms = js_sys::Date::now() - start;
+    for e in &mut out {
+        e.ms = ms;
+    }
     Ok(serde_wasm_bindgen::to_value(&out)?)
 }
 
-/// The overlay of a raw map on the current photo as RGBA pixels.
+/// The overlay of a raw map on the whole photo as uploaded (RGBA, the photo's size): the map
+/// covers the region the model saw, which is outlined.
 #[wasm_bindgen]
 pub fn overlay_rgba(
     values: Vec<f32>,
@@ -190,17 +226,18 @@ pub fn overlay_rgba(
 ) -> Result<Vec<u8>, JsError> {
     let s = state::get()?;
     let photo = s.photo()?;
-    let (h, w) = (photo.photo.height() as usize, photo.photo.width() as usize);
     let map = cam::CamMap {
         height,
         width,
         values,
     };
-    let heat = render::heatmap(
-        &render::upsample_bilinear(&map, h, w),
+    let over = render::overlay_region(
+        s.source()?,
+        &map,
+        photo.geometry.crop_box(),
         Colormap::parse(colormap).map_err(js_err)?,
+        alpha,
     );
-    let over = render::overlay(&photo.photo, &heat, alpha);
     Ok(image::DynamicImage::ImageRgb8(over).to_rgba8().into_raw())
 }
 

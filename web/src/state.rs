@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use burn::tensor::Device;
 use igcam::{Explainer, Prepared};
+use image::RgbImage;
 use wasm_bindgen::JsError;
 
 /// A snapshot of the state.
@@ -20,6 +21,8 @@ pub struct State {
     pub explainer: Option<Rc<Explainer>>,
     /// The current photo, run through the model once.
     pub photo: Option<Rc<Prepared>>,
+    /// The current photo as uploaded, for the full-size overlay.
+    pub source: Option<Rc<RgbImage>>,
 }
 
 impl State {
@@ -33,6 +36,13 @@ impl State {
     /// The photo, or an error telling the page to pick one.
     pub fn photo(&self) -> Result<&Prepared, JsError> {
         self.photo
+            .as_deref()
+            .ok_or_else(|| JsError::new("no photo is loaded"))
+    }
+
+    /// The photo as uploaded, or an error telling the page to pick one.
+    pub fn source(&self) -> Result<&RgbImage, JsError> {
+        self.source
             .as_deref()
             .ok_or_else(|| JsError::new("no photo is loaded"))
     }
@@ -62,6 +72,7 @@ pub fn set_device(device: Device, description: String) {
             description,
             explainer: None,
             photo: None,
+            source: None,
         })
     });
 }
@@ -72,15 +83,17 @@ pub fn set_explainer(explainer: Explainer) {
         if let Some(st) = s.borrow_mut().as_mut() {
             st.explainer = Some(Rc::new(explainer));
             st.photo = None;
+            st.source = None;
         }
     });
 }
 
-/// Replaces the photo.
-pub fn set_photo(photo: Prepared) {
+/// Replaces the photo: the prepared one and the one as uploaded.
+pub fn set_photo(photo: Prepared, source: RgbImage) {
     STATE.with(|s| {
         if let Some(st) = s.borrow_mut().as_mut() {
             st.photo = Some(Rc::new(photo));
+            st.source = Some(Rc::new(source));
         }
     });
 }

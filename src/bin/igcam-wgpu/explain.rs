@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use igcam::labels::Prediction;
 use igcam::preprocess;
 use igcam::render::{self, Colormap};
@@ -41,6 +41,10 @@ pub struct ExplainArgs {
     /// Heatmap opacity over the photo, 0..1.
     #[arg(long, default_value_t = 0.5)]
     alpha: f32,
+    /// The overlay PNG: the whole photo at its own size with the map over the region the
+    /// model saw (outlined), or only the model's input.
+    #[arg(long, value_enum, default_value_t = Overlay::Full)]
+    overlay: Overlay,
     /// No progress bar and no per-image report.
     #[arg(long)]
     quiet: bool,
@@ -50,6 +54,15 @@ pub struct ExplainArgs {
     device: DeviceArgs,
     #[command(flatten)]
     path: PathArgs,
+}
+
+/// What the overlay PNG shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Overlay {
+    /// The whole photo at its own resolution; the map covers the crop, which is outlined.
+    Full,
+    /// The model's input (the resized, cropped photo) only.
+    Input,
 }
 
 /// One input image: its display name, output stem and bytes (read when its turn comes).
@@ -113,6 +126,12 @@ impl Session<'_> {
         let explainer = &self.loaded.explainer;
         let image = preprocess::decode(&input.bytes()?)?;
         let prepared = explainer.prepare(&image)?;
+        let source = match self.args.overlay {
+            Overlay::Full => Some(image.to_rgb8()),
+            Overlay::Input => None,
+        };
+        drop(image);
+        let crop = prepared.geometry.crop_box();
         let top5: Vec<&Prediction> = prepared.top(5).iter().collect();
         if !self.args.quiet {
             self.bar.suspend(|| {
@@ -144,10 +163,13 @@ impl Session<'_> {
             let up = render::upsample_bilinear(&e.map, size[0], size[1]);
             let heat = render::heatmap(&up, self.args.colormap);
             let overlay_path = self.args.out.join(format!("{stem}{suffix}.png"));
-            output::write(
-                &overlay_path,
-                &render::encode_png(&render::overlay(&prepared.photo, &heat, self.args.alpha))?,
-            )?;
+            let overlay = match &source {
+                Some(photo) => {
+                    render::overlay_region(photo, &e.map, crop, self.args.colormap, self.args.alpha)
+                }
+                None => render::overlay(&prepared.photo, &heat, self.args.alpha),
+            };
+            output::write(&overlay_path, &render::encode_png(&overlay)?)?;
             output::write(
                 &self.args.out.join(format!("{stem}{suffix}_heatmap.png")),
                 &render::encode_png(&heat)?,
@@ -193,6 +215,8 @@ impl Session<'_> {
                     values: &e.map.values,
                 },
                 overlay: overlay_path.display().to_string(),
+                overlay_size: [overlay.width(), overlay.height()],
+                crop,
                 ms: e.ms,
             };
             image_records.push(serde_json::to_value(&record)?);

@@ -23,7 +23,8 @@ pub fn run(args: LayersArgs) -> Result<()> {
     let backend = backend::open(BackendChoice::Cpu);
     let (model, _) = load_model(args.model.as_deref(), &backend.device)?;
     let layers = model.layers();
-    let default = model.default_layer();
+    let reason = model.default_layer_reason();
+    let default = reason.as_ref().map(|(name, _)| name.clone());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&layers)?);
         return Ok(());
@@ -47,6 +48,9 @@ pub fn run(args: LayersArgs) -> Result<()> {
             l.op_type,
             format!("{:?}", l.shape)
         );
+    }
+    if let Some((name, why)) = &reason {
+        println!("\ndefault (*): `{name}`, {why}");
     }
     Ok(())
 }

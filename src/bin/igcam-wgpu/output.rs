@@ -28,6 +28,12 @@ pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, St
         ),
     };
     let model = OnnxModel::from_bytes(&bytes, device).with_context(|| format!("model `{name}`"))?;
+    if model.batch_reshapes() > 0 {
+        eprintln!(
+            "notice: `{name}` was exported with a fixed batch of 1; {} Reshape(s) now follow the input's batch so the path runs in batches",
+            model.batch_reshapes()
+        );
+    }
     Ok((model, name))
 }
 
@@ -252,6 +258,10 @@ pub struct JsonRecord<'a> {
     pub cam: JsonCam<'a>,
     /// Overlay PNG path.
     pub overlay: String,
+    /// Overlay PNG `[width, height]`: the photo's size (`--overlay full`) or the input size.
+    pub overlay_size: [u32; 2],
+    /// The region of the original photo the model saw (the centre crop), in its pixels.
+    pub crop: igcam::metrics::PixelBox,
     /// Wall time of the explanation in milliseconds.
     pub ms: f64,
 }
