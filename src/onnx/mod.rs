@@ -225,13 +225,11 @@ impl OnnxModel {
         self.graph
             .nodes
             .iter()
-            .filter_map(|n| {
-                let shape = self.shapes.get(&n.output)?;
-                (shape.len() == 4 && shape[2] * shape[3] > 1).then(|| LayerInfo {
-                    name: n.output.clone(),
-                    op_type: n.op_type.clone(),
-                    shape: shape.clone(),
-                })
+            .filter(|n| self.is_candidate(&n.output))
+            .map(|n| LayerInfo {
+                name: n.output.clone(),
+                op_type: n.op_type.clone(),
+                shape: self.shapes[&n.output].clone(),
             })
             .collect()
     }
@@ -242,9 +240,7 @@ impl OnnxModel {
     /// input). Without a global pooling (VGG): the output of the last activation after a
     /// convolution with spatial size > 1 (`features.29`); failing that, the last 4-D candidate.
     pub fn default_layer(&self) -> Option<String> {
-        self.pooled_features()
-            .or_else(|| self.last_activation())
-            .map(|(name, _)| name)
+        self.default_layer_reason().map(|(name, _)| name)
     }
 
     /// The default layer and why it was chosen, for `layers`.

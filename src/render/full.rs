@@ -3,7 +3,7 @@
 
 use image::{Rgb, RgbImage};
 
-use super::{Colormap, heatmap, upsample_bilinear};
+use super::{Colormap, blend, heatmap, upsample_bilinear};
 use crate::cam::CamMap;
 use crate::metrics::PixelBox;
 
@@ -28,10 +28,7 @@ pub fn overlay_region(
     let a = alpha.clamp(0.0, 1.0);
     for (x, y, px) in heat.enumerate_pixels() {
         let (sx, sy) = (x0 as u32 + x, y0 as u32 + y);
-        let p = out.get_pixel(sx, sy).0;
-        let blended = std::array::from_fn(|c| {
-            (f32::from(p[c]) * (1.0 - a) + f32::from(px[c]) * a).round() as u8
-        });
+        let blended = blend(out.get_pixel(sx, sy).0, px.0, a);
         out.put_pixel(sx, sy, Rgb(blended));
     }
     if [x0, y0, x1, y1] != [0, 0, w, h] {

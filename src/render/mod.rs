@@ -28,11 +28,14 @@ pub fn heatmap(map: &CamMap, colormap: Colormap) -> RgbImage {
 pub fn overlay(photo: &RgbImage, heat: &RgbImage, alpha: f32) -> RgbImage {
     let a = alpha.clamp(0.0, 1.0);
     RgbImage::from_fn(photo.width(), photo.height(), |x, y| {
-        let p = photo.get_pixel(x, y).0;
-        let h = heat.get_pixel(x, y).0;
-        image::Rgb(std::array::from_fn(|c| {
-            (f32::from(p[c]) * (1.0 - a) + f32::from(h[c]) * a).round() as u8
-        }))
+        image::Rgb(blend(photo.get_pixel(x, y).0, heat.get_pixel(x, y).0, a))
+    })
+}
+
+/// One pixel of `heat` over `photo` with weight `a` (in 0..=1) for the heat.
+fn blend(photo: [u8; 3], heat: [u8; 3], a: f32) -> [u8; 3] {
+    std::array::from_fn(|c| {
+        (f32::from(photo[c]) * (1.0 - a) + f32::from(heat[c]) * a).round() as u8
     })
 }
 
