@@ -8,6 +8,9 @@ pub enum Error {
     /// The ONNX bytes could not be parsed at all.
     #[error("cannot parse ONNX model: {0} (is this an .onnx file exported with opset 9..=24?)")]
     OnnxParse(String),
+    /// An initialiser or constant holds data this runtime cannot read.
+    #[error("cannot read ONNX tensor data: {0}")]
+    TensorData(String),
     /// The graph uses operators this runtime does not implement: all of them are named.
     #[error(
         "unsupported ONNX {ops}: export the model with standard CNN ops (Conv, BatchNormalization, Relu, pooling, Gemm, ...)"
@@ -52,6 +55,16 @@ pub enum Error {
         /// Its shape as computed.
         shape: Vec<usize>,
     },
+    /// The chosen layer is not on the way to the logits.
+    #[error(
+        "layer `{name}` does not feed the output `{output}`: the logits do not depend on it, so it cannot be explained; pick another from `igcam-wgpu layers MODEL.onnx`"
+    )]
+    LayerUnused {
+        /// Layer name.
+        name: String,
+        /// The logits tensor.
+        output: String,
+    },
     /// The target class index is outside the model's outputs.
     #[error("target class {index} is out of range: the model has {classes} classes (valid: 0 to {})", .classes.saturating_sub(1))]
     TargetOutOfRange {
@@ -63,12 +76,23 @@ pub enum Error {
     /// A target label did not match any class label.
     #[error("unknown target label `{0}`: use a class index or an exact label from the label list")]
     UnknownLabel(String),
+    /// A data file (annotation, class map) or a model's tensor layout is malformed.
+    #[error("{0}")]
+    Data(String),
     /// An option has a value that cannot work.
     #[error("invalid option: {0}")]
     InvalidOption(String),
     /// The image could not be decoded.
     #[error("cannot decode image: {0} (supported: PNG, JPEG)")]
     Image(String),
+    /// A tensor or image would exceed the resource budget (see [`crate::budget`]).
+    #[error("{what}: {msg}")]
+    Budget {
+        /// What would be too large: "model input `x`", "image 1x16384", ...
+        what: String,
+        /// The size, the limit and the switch that raises it.
+        msg: String,
+    },
     /// A backend failure (out of memory, lost device, ...).
     #[error("backend error: {0}")]
     Backend(String),

@@ -35,6 +35,8 @@ pub struct ExplainerOptions {
     pub no_crop: bool,
     /// Path points per forward/backward chunk; `None`: 10 at 224², scaled by the input area.
     pub batch: Option<usize>,
+    /// Largest resized photo, in pixels; `None`: [`crate::budget::DEFAULT_MAX_PIXELS`].
+    pub max_pixels: Option<u64>,
 }
 
 /// A model ready to explain photos.
@@ -123,6 +125,11 @@ impl Explainer {
     pub fn start_prepare(&self, image: &DynamicImage) -> Result<Preparing> {
         let size = self.model.input_size();
         let geometry = Geometry::new([image.width(), image.height()], size, !self.options.no_crop);
+        geometry.check(
+            self.options
+                .max_pixels
+                .unwrap_or(crate::budget::DEFAULT_MAX_PIXELS),
+        )?;
         let photo = preprocess::fit(image, size, !self.options.no_crop);
         let mut preparing = self.start_prepare_fitted(photo)?;
         preparing.prepared.geometry = geometry;

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod budget;
 pub mod cam;
 pub mod data;
 mod error;

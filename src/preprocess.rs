@@ -76,27 +76,82 @@ impl Baseline {
     }
 }
 
-/// Decodes PNG or JPEG bytes, refusing absurd dimensions before allocating.
+/// What [`decode_with`] accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Largest `width * height` accepted (see [`crate::budget::DEFAULT_MAX_PIXELS`]).
+    pub max_pixels: u64,
+    /// Explain a truncated JPEG (its missing part decodes grey) instead of refusing it.
+    pub lenient: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            max_pixels: crate::budget::DEFAULT_MAX_PIXELS,
+            lenient: false,
+        }
+    }
+}
+
+/// Decodes PNG or JPEG bytes with the default [`DecodeOptions`].
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
+    decode_with(bytes, DecodeOptions::default())
+}
+
+/// Whether JPEG bytes lack the end-of-image marker (the file was cut short, and the decoder
+/// would fill the missing rows with grey). Trailing padding after the marker is allowed.
+pub fn jpeg_truncated(bytes: &[u8]) -> bool {
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0 && !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    bytes.starts_with(&[0xFF, 0xD8]) && !bytes[..end].ends_with(&[0xFF, 0xD9])
+}
+
+/// Decodes PNG or JPEG bytes, refusing absurd dimensions before allocating and, unless
+/// `lenient`, truncated JPEGs.
+pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<DynamicImage> {
     if bytes.is_empty() {
         return Err(Error::Image("the file is empty".into()));
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Image(e.to_string()))?;
-    if reader.format().is_none() {
+    let Some(format) = reader.format() else {
         return Err(Error::Image("not a PNG or JPEG file".into()));
+    };
+    if format == image::ImageFormat::Jpeg && !options.lenient && jpeg_truncated(bytes) {
+        return Err(Error::Image(
+            "the JPEG is truncated (no end-of-image marker), so part of the picture is missing; download it again, or pass --lenient to explain it anyway".into(),
+        ));
     }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     reader.limits(limits);
-    reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => Error::Image(format!(
+    let too_large = || {
+        Error::Image(format!(
             "the image is larger than {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels or needs too much memory; resize it first"
-        )),
+        ))
+    };
+    let first_line = |e: image::ImageError| match e {
+        image::ImageError::Limits(_) => too_large(),
         e => Error::Image(e.to_string().lines().next().unwrap_or_default().to_string()),
-    })
+    };
+    let decoder = reader.into_decoder().map_err(first_line)?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > options.max_pixels {
+        return Err(Error::Budget {
+            what: format!("image {w}x{h}"),
+            msg: format!(
+                "{pixels} pixels, over the limit of {} (--max-pixels); resize it first",
+                options.max_pixels
+            ),
+        });
+    }
+    DynamicImage::from_decoder(decoder).map_err(first_line)
 }
 
 /// Where the pixels of the source image land in the model input: resize to `resized`, then
@@ -137,6 +192,22 @@ impl Geometry {
             offset,
             size: [w, h],
         }
+    }
+
+    /// Refuses a resize that would make more than `max_pixels` pixels (a 1x16384 strip whose
+    /// short side goes to 256 would be 256x4194304).
+    pub fn check(&self, max_pixels: u64) -> Result<()> {
+        let pixels = u64::from(self.resized[0]) * u64::from(self.resized[1]);
+        if pixels <= max_pixels {
+            return Ok(());
+        }
+        Err(Error::Budget {
+            what: format!("image {}x{}", self.source[0], self.source[1]),
+            msg: format!(
+                "resizing its shorter side for the centre crop makes it {}x{} ({pixels} pixels), over the limit of {max_pixels} (--max-pixels); crop it to a less extreme aspect ratio, or pass --no-crop",
+                self.resized[0], self.resized[1]
+            ),
+        })
     }
 
     /// The part of the source image the model sees (the crop), in source pixels (0-based, end

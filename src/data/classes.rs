@@ -117,7 +117,7 @@ impl ClassMap {
                 continue;
             }
             let bad = || {
-                Error::InvalidOption(format!(
+                Error::Data(format!(
                     "class map line {}: `{line}` is not `name index[,index...]`",
                     n + 1
                 ))
@@ -131,7 +131,7 @@ impl ClassMap {
             map.insert(name.trim().to_string(), indices);
         }
         if map.is_empty() {
-            return Err(Error::InvalidOption("the class map is empty".into()));
+            return Err(Error::Data("the class map is empty".into()));
         }
         Ok(Self(map))
     }
@@ -148,7 +148,7 @@ impl ClassMap {
             .iter()
             .find(|(_, ix)| ix.iter().any(|&i| i >= classes))
         {
-            Some((name, _)) => Err(Error::InvalidOption(format!(
+            Some((name, _)) => Err(Error::Data(format!(
                 "class map entry `{name}` names an output beyond the model's {classes} classes"
             ))),
             None => Ok(()),

@@ -49,6 +49,27 @@ impl Annotation {
     }
 }
 
+/// Deepest element nesting accepted before the XML parser sees the text.
+const MAX_DEPTH: usize = 64;
+
+/// How deep elements nest, from the tags alone (`<a>` opens, `</a>` and `<a/>` close; `<?`,
+/// `<!` open nothing): a bound cheap enough to check before parsing.
+fn nesting_depth(xml: &str) -> usize {
+    let bytes = xml.as_bytes();
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for (i, &b) in bytes.iter().enumerate() {
+        match (b, bytes.get(i + 1)) {
+            (b'<', Some(b'/')) | (b'/', Some(b'>')) => depth = depth.saturating_sub(1),
+            (b'<', Some(c)) if c.is_ascii_alphabetic() || *c == b'_' || *c == b':' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn child<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<roxmltree::Node<'a, 'a>> {
     node.children().find(|c| c.has_tag_name(name))
 }
@@ -57,7 +78,7 @@ fn text(node: roxmltree::Node, name: &str) -> Result<String> {
     child(node, name)
         .and_then(|c| c.text())
         .map(|t| t.trim().to_string())
-        .ok_or_else(|| Error::InvalidOption(format!("annotation has no <{name}>")))
+        .ok_or_else(|| Error::Data(format!("annotation has no <{name}>")))
 }
 
 fn number(node: roxmltree::Node, name: &str) -> Result<usize> {
@@ -66,20 +87,23 @@ fn number(node: roxmltree::Node, name: &str) -> Result<usize> {
         .ok()
         .filter(|v| *v >= 0.0)
         .map(|v| v.round() as usize)
-        .ok_or_else(|| Error::InvalidOption(format!("annotation <{name}> is `{t}`, not a number")))
+        .ok_or_else(|| Error::Data(format!("annotation <{name}> is `{t}`, not a number")))
 }
 
 /// Parses one VOC XML annotation.
 pub fn parse_annotation(xml: &str) -> Result<Annotation> {
-    let doc = roxmltree::Document::parse(xml)
-        .map_err(|e| Error::InvalidOption(format!("bad XML: {e}")))?;
+    let depth = nesting_depth(xml);
+    if depth > MAX_DEPTH {
+        return Err(Error::Data(format!(
+            "annotation nests elements {depth} deep, more than {MAX_DEPTH} (a VOC annotation is 4 deep); not a VOC annotation"
+        )));
+    }
+    let doc = roxmltree::Document::parse(xml).map_err(|e| Error::Data(format!("bad XML: {e}")))?;
     let root = doc.root_element();
-    let size = child(root, "size")
-        .ok_or_else(|| Error::InvalidOption("annotation has no <size>".into()))?;
+    let size = child(root, "size").ok_or_else(|| Error::Data("annotation has no <size>".into()))?;
     let mut objects = Vec::new();
     for o in root.children().filter(|c| c.has_tag_name("object")) {
-        let b = child(o, "bndbox")
-            .ok_or_else(|| Error::InvalidOption("object has no <bndbox>".into()))?;
+        let b = child(o, "bndbox").ok_or_else(|| Error::Data("object has no <bndbox>".into()))?;
         let (xmin, ymin, xmax, ymax) = (
             number(b, "xmin")?,
             number(b, "ymin")?,
@@ -87,7 +111,7 @@ pub fn parse_annotation(xml: &str) -> Result<Annotation> {
             number(b, "ymax")?,
         );
         if xmax < xmin || ymax < ymin {
-            return Err(Error::InvalidOption(format!(
+            return Err(Error::Data(format!(
                 "box ({xmin},{ymin})-({xmax},{ymax}) is inverted"
             )));
         }
@@ -113,6 +137,19 @@ pub fn parse_annotation(xml: &str) -> Result<Annotation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        assert_eq!(
+            nesting_depth("<?xml version=\"1.0\"?><a><b/><c>t</c></a>"),
+            2
+        );
+        let deep = "<a>".repeat(15_000) + &"</a>".repeat(15_000);
+        assert_eq!(
+            parse_annotation(&deep).unwrap_err().to_string(),
+            "annotation nests elements 15000 deep, more than 64 (a VOC annotation is 4 deep); not a VOC annotation"
+        );
+    }
 
     #[test]
     fn reads_voc_xml() {

@@ -13,13 +13,19 @@ pub fn ebpg(map: &[f32], mask: &[bool]) -> f64 {
         .zip(mask)
         .filter(|(_, m)| **m)
         .map(|(&v, _)| f64::from(v))
-        .sum();
+        .fold(0.0, |a, v| a + v); // not `sum()`: an empty sum is -0.0
     inside / total
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_box_scores_plus_zero() {
+        let e = ebpg(&[1.0, 2.0], &[false, false]);
+        assert!(e == 0.0 && e.is_sign_positive(), "{e}");
+    }
 
     #[test]
     fn hand_computed() {

@@ -92,49 +92,53 @@ impl FaithfulnessInput<'_> {
     ) -> Result<Vec<Faithfulness>> {
         let device = self.model.device();
         let steps = steps.max(1);
-        // Shared images: 0 = the image, 1 = black, 2 = blurred.
-        let mut images = vec![
-            self.image.to_vec(),
-            self.black.to_vec(),
-            self.blurred.to_vec(),
-        ];
-        // Per explanation: the masked image, deletion steps 1..steps, insertion steps 1..steps.
+        // Shared images, run once: 0 = the image, 1 = black, 2 = blurred.
+        let shared = self.logits(
+            &[
+                self.image.to_vec(),
+                self.black.to_vec(),
+                self.blurred.to_vec(),
+            ],
+            device,
+        )?;
+        // Per explanation: the masked image, then deletion and insertion step 1, step 2, ...,
+        // made one at a time and scored a batch at a time (memory stays at one batch however
+        // many steps the curves have).
         let per = 1 + 2 * (steps - 1);
-        for &(map, _) in explained {
+        let mut scorer = Scorer::new(self, device);
+        for &(map, target) in explained {
             let keep = top_fraction_mask(map, KEEP_FRACTION);
             let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
             let mut masked = self.black.to_vec();
             self.paste(&mut masked, self.image, &kept);
-            images.push(masked);
+            scorer.push(&masked, target)?;
             let order = deletion_order(map);
             let mut deleting = self.image.to_vec();
             let mut inserting = self.blurred.to_vec();
-            let mut insertion = Vec::with_capacity(steps - 1);
             for s in 0..steps - 1 {
                 let (from, to) = (s * order.len() / steps, (s + 1) * order.len() / steps);
                 self.paste(&mut deleting, self.black, &order[from..to]);
                 self.paste(&mut inserting, self.image, &order[from..to]);
-                images.push(deleting.clone());
-                insertion.push(inserting.clone());
+                scorer.push(&deleting, target)?;
+                scorer.push(&inserting, target)?;
             }
-            images.extend(insertion);
         }
-        let logits = self.logits(&images, device)?;
+        let scores = scorer.finish()?;
         Ok(explained
             .iter()
             .enumerate()
             .map(|(k, &(_, target))| {
-                let score = |i: usize| self.confidence.of(&logits[i], target);
-                let base = 3 + k * per;
-                let (drop, increase) = drop_increase(score(0), score(base));
+                let fixed = |i: usize| self.confidence.of(&shared[i], target);
+                let base = k * per;
+                let (drop, increase) = drop_increase(fixed(0), scores[base]);
                 // Deletion: the image, the steps, then all black; insertion: the blurred image,
                 // the steps, then the whole image.
-                let mut deletion = vec![score(0)];
-                deletion.extend((0..steps - 1).map(|s| score(base + 1 + s)));
-                deletion.push(score(1));
-                let mut insertion = vec![score(2)];
-                insertion.extend((0..steps - 1).map(|s| score(base + steps + s)));
-                insertion.push(score(0));
+                let mut deletion = vec![fixed(0)];
+                deletion.extend((0..steps - 1).map(|s| scores[base + 1 + 2 * s]));
+                deletion.push(fixed(1));
+                let mut insertion = vec![fixed(2)];
+                insertion.extend((0..steps - 1).map(|s| scores[base + 2 + 2 * s]));
+                insertion.push(fixed(0));
                 Faithfulness {
                     drop,
                     increase,
@@ -143,5 +147,54 @@ impl FaithfulnessInput<'_> {
                 }
             })
             .collect())
+    }
+}
+
+/// Runs edited images through the model a batch at a time and keeps only each one's
+/// confidence for its target.
+struct Scorer<'a, 'b> {
+    input: &'a FaithfulnessInput<'b>,
+    device: &'a Device,
+    pending: Vec<Vec<f32>>,
+    targets: Vec<usize>,
+    scores: Vec<f64>,
+}
+
+impl<'a, 'b> Scorer<'a, 'b> {
+    fn new(input: &'a FaithfulnessInput<'b>, device: &'a Device) -> Self {
+        Self {
+            input,
+            device,
+            pending: Vec::new(),
+            targets: Vec::new(),
+            scores: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, image: &[f32], target: usize) -> Result<()> {
+        self.pending.push(image.to_vec());
+        self.targets.push(target);
+        if self.pending.len() >= self.input.batch.max(1) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let logits = self.input.logits(&self.pending, self.device)?;
+        for (l, &t) in logits.iter().zip(&self.targets) {
+            self.scores.push(self.input.confidence.of(l, t));
+        }
+        self.pending.clear();
+        self.targets.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<f64>> {
+        self.flush()?;
+        Ok(self.scores)
     }
 }

@@ -17,20 +17,25 @@ pub struct Row {
     /// Method label.
     pub method: String,
     /// Energy-based pointing game, in [0, 1].
+    #[serde(deserialize_with = "nan_if_null")]
     pub ebpg: f64,
     /// Bbox accuracy, in [0, 1] (`None` when the class box vanished in the crop).
     pub bbox: Option<f64>,
     /// Drop for this explanation, in [0, 1].
+    #[serde(deserialize_with = "nan_if_null")]
     pub drop: f64,
     /// Whether confidence increased.
     pub increase: bool,
     /// Deletion AUC.
+    #[serde(deserialize_with = "nan_if_null")]
     pub deletion: f64,
     /// Insertion AUC.
+    #[serde(deserialize_with = "nan_if_null")]
     pub insertion: f64,
     /// Pointing-game hit (`None` when the class box vanished in the crop).
     pub pointing: Option<bool>,
     /// Time for the explanation, milliseconds.
+    #[serde(deserialize_with = "nan_if_null")]
     pub ms: f64,
 }
 
@@ -59,9 +64,34 @@ pub struct MethodSummary {
     pub ms: f64,
 }
 
+/// Reads a metric written as `null` (serde_json writes NaN so) back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// The mean of the values that are not NaN (NaN when there are none).
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    let (sum, n) = values
+        .filter(|v| !v.is_nan())
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 { f64::NAN } else { sum / n as f64 }
+}
+
+/// How many metric values of `rows` are NaN (they are left out of the means).
+pub fn nan_metrics(rows: &[Row]) -> usize {
+    rows.iter()
+        .flat_map(|r| {
+            [
+                r.ebpg,
+                r.drop,
+                r.deletion,
+                r.insertion,
+                r.bbox.unwrap_or(0.0),
+            ]
+        })
+        .filter(|v| v.is_nan())
+        .count()
 }
 
 /// Summarises rows per method, in first-seen method order.

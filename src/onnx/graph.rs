@@ -124,7 +124,7 @@ fn input_spec(model: &ModelProto, constants: &HashMap<String, HostTensor>) -> Re
                 .iter()
                 .map(|d| {
                     if d.has_dim_value() && d.dim_value() > 0 {
-                        Some(d.dim_value() as usize)
+                        Some(usize::try_from(d.dim_value()).unwrap_or(usize::MAX))
                     } else {
                         None
                     }
@@ -139,6 +139,16 @@ fn input_spec(model: &ModelProto, constants: &HashMap<String, HostTensor>) -> Re
             dims.len()
         )));
     }
+    let at_load = [
+        1,
+        dims[1].unwrap_or(3),
+        dims[2].unwrap_or(super::DEFAULT_INPUT_SIZE),
+        dims[3].unwrap_or(super::DEFAULT_INPUT_SIZE),
+    ];
+    crate::budget::check_shape(&at_load, 1).map_err(|msg| Error::Budget {
+        what: format!("model input `{}`", input.name),
+        msg,
+    })?;
     Ok(InputSpec {
         name: input.name.clone(),
         batch: dims[0],
@@ -169,7 +179,7 @@ impl Graph {
         // to the device once, without a second copy.
         let mut host = HashMap::new();
         for t in &graph.initializer {
-            host.insert(t.name.clone(), host_tensor(t).map_err(Error::OnnxParse)?);
+            host.insert(t.name.clone(), host_tensor(t).map_err(Error::TensorData)?);
         }
         let input = input_spec(&model, &host)?;
         let output = match graph.output.as_slice() {
@@ -179,6 +189,9 @@ impl Graph {
         let mut nodes = Vec::new();
         let mut missing = MissingOps::default();
         let mut batch_reshapes = 0;
+        // Who produces each tensor: a second producer makes the graph ambiguous.
+        let mut produced: HashMap<String, String> =
+            HashMap::from([(input.name.clone(), "the model input".to_string())]);
         for node in &graph.node {
             let name = if node.name.is_empty() {
                 node.output.first().cloned().unwrap_or_default()
@@ -195,6 +208,11 @@ impl Graph {
                 .first()
                 .cloned()
                 .ok_or_else(|| bad("node has no output".into()))?;
+            if let Some(first) = produced.insert(out.clone(), format!("node `{name}`")) {
+                return Err(bad(format!(
+                    "its output `{out}` is also produced by {first}; every tensor needs exactly one producer, so the file is malformed (re-export the model)"
+                )));
+            }
             if node.op_type == "Constant" {
                 host.insert(out, constant_node(node).map_err(bad)?);
                 continue;
@@ -253,7 +271,7 @@ impl Graph {
         let constants = host
             .into_iter()
             .map(|(name, h)| {
-                let v = h.into_value(device).map_err(Error::OnnxParse)?;
+                let v = h.into_value(device).map_err(Error::TensorData)?;
                 Ok((name, v))
             })
             .collect::<Result<HashMap<_, _>>>()?;
@@ -282,6 +300,21 @@ impl Graph {
             device: device.clone(),
             profiler: Profiler::default(),
         })
+    }
+
+    /// Whether the output is computed from `tensor` (one pass over the nodes after its
+    /// producer).
+    pub fn feeds_output(&self, tensor: &str) -> bool {
+        let Some(p) = self.producer(tensor) else {
+            return tensor == self.input.name;
+        };
+        let mut reached = std::collections::HashSet::from([tensor]);
+        for node in &self.nodes[p + 1..] {
+            if node.inputs.iter().any(|i| reached.contains(i.as_str())) {
+                reached.insert(node.output.as_str());
+            }
+        }
+        reached.contains(self.output.as_str())
     }
 
     /// Index of the node producing `tensor`.
@@ -481,7 +514,12 @@ impl Graph {
     }
 }
 
-/// Text of a caught panic.
+/// A decoration line such as Burn's `=== Tensor Operation Error ===`.
+fn is_banner(line: &str) -> bool {
+    line.starts_with("===") && line.ends_with("===")
+}
+
+/// Text of a caught panic, on one line.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<String>()
@@ -489,9 +527,10 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "internal error".into())
         .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+        .map(str::trim)
+        .filter(|l| !(l.is_empty() || is_banner(l)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A copy of a `Reshape` node whose constant target shape starts with the batch 1, reading a

@@ -86,6 +86,12 @@ impl OnnxModel {
         graph.run_observed(&mut env, 0..graph.nodes.len(), &[], &mut |node, v| {
             shapes.insert(node.output.clone(), v.shape());
         })?;
+        if graph.constants.contains_key(&graph.output) {
+            return Err(Error::NotClassifier(format!(
+                "output `{}` is a constant that does not depend on the image",
+                graph.output
+            )));
+        }
         let out_shape = env.get(&graph.output).map(Value::shape).unwrap_or_default();
         let classes: usize = out_shape.iter().skip(1).product();
         if out_shape.first() != Some(&1) || classes < 2 || out_shape.iter().skip(2).any(|&d| d != 1)
@@ -93,6 +99,13 @@ impl OnnxModel {
             return Err(Error::NotClassifier(format!(
                 "output `{}` has shape {out_shape:?}",
                 graph.output
+            )));
+        }
+        if classes > crate::budget::MAX_CLASSES {
+            return Err(Error::NotClassifier(format!(
+                "output `{}` has {classes} classes, more than the {} any classifier has",
+                graph.output,
+                crate::budget::MAX_CLASSES
             )));
         }
         Ok(Self {
@@ -344,6 +357,12 @@ impl OnnxModel {
             return Err(Error::LayerNot4d {
                 name: name.into(),
                 shape: shape.clone(),
+            });
+        }
+        if !self.graph.feeds_output(name) {
+            return Err(Error::LayerUnused {
+                name: name.into(),
+                output: self.graph.output.clone(),
             });
         }
         Ok(shape.clone())

@@ -85,7 +85,12 @@ pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, String> {
         ));
     }
     let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-    let count: usize = dims.iter().product();
+    let count = crate::budget::elements(&dims).ok_or_else(|| {
+        format!(
+            "tensor `{}` has shape {dims:?}, whose size overflows",
+            t.name
+        )
+    })?;
     let raw: &[u8] = &t.raw_data;
     let floats: Option<Vec<f32>> = match t.data_type {
         dtype::FLOAT if !raw.is_empty() => {
@@ -122,8 +127,25 @@ pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, String> {
             t.int32_data.iter().map(|&v| v as i64).collect()
         }
         other => {
+            let (name, fix) = match other {
+                10 => (
+                    "float16",
+                    "; export the model in float32 (`model.float()` before `torch.onnx.export`)",
+                ),
+                16 => (
+                    "bfloat16",
+                    "; export the model in float32 (`model.float()` before `torch.onnx.export`)",
+                ),
+                8 => ("string", ""),
+                _ => ("", ""),
+            };
+            let name = if name.is_empty() {
+                String::new()
+            } else {
+                format!(" ({name})")
+            };
             return Err(format!(
-                "tensor `{}` has ONNX data type {other}, which igcam does not read",
+                "tensor `{}` has ONNX data type {other}{name}, which igcam does not read{fix}",
                 t.name
             ));
         }

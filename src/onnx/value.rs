@@ -66,7 +66,7 @@ pub fn host_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 /// Pads a logical shape with leading ones to rank 4.
 pub fn padded_shape(shape: &[usize]) -> Result<[usize; MAX_RANK]> {
     if shape.len() > MAX_RANK {
-        return Err(Error::InvalidOption(format!(
+        return Err(Error::Data(format!(
             "tensor of rank {} (shape {shape:?}) exceeds the supported rank {MAX_RANK}",
             shape.len()
         )));
@@ -81,7 +81,7 @@ pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r.max(1) {
-        return Err(Error::InvalidOption(format!(
+        return Err(Error::Data(format!(
             "axis {axis} is out of range for rank {rank}"
         )));
     }

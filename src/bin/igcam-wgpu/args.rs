@@ -33,6 +33,33 @@ pub struct ModelArgs {
     pub preprocess: Preset,
 }
 
+/// How input images are read.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Images")]
+pub struct ImageArgs {
+    /// Largest image, in pixels, decoded or resized for the centre crop.
+    #[arg(long, default_value_t = igcam::budget::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
+    /// Explain truncated JPEGs (the missing part is grey) with a warning instead of refusing them.
+    #[arg(long)]
+    pub lenient: bool,
+}
+
+impl ImageArgs {
+    /// Decodes an image file's bytes; with `--lenient`, warns about a truncated JPEG.
+    pub fn decode(&self, bytes: &[u8], name: &str) -> Result<image::DynamicImage> {
+        let options = igcam::preprocess::DecodeOptions {
+            max_pixels: self.max_pixels,
+            lenient: self.lenient,
+        };
+        let image = igcam::preprocess::decode_with(bytes, options)?;
+        if self.lenient && igcam::preprocess::jpeg_truncated(bytes) {
+            eprintln!("warning: `{name}` is a truncated JPEG; its missing part is grey");
+        }
+        Ok(image)
+    }
+}
+
 /// Where to compute.
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Device")]
@@ -118,6 +145,7 @@ pub fn load(
     model: &ModelArgs,
     device: &DeviceArgs,
     path: &PathArgs,
+    image: &ImageArgs,
     no_crop: bool,
 ) -> Result<Loaded> {
     backend::set_threads(device.threads)?;
@@ -125,8 +153,7 @@ pub fn load(
     let (onnx, model_name) = output::load_model(model.model.as_deref(), &backend.device)?;
     let labels = match &model.labels {
         Some(p) => {
-            let text = String::from_utf8(output::read(p)?)
-                .with_context(|| format!("`{}` is not UTF-8 text", p.display()))?;
+            let text = output::read_text(p)?;
             igcam::labels::parse_labels(&text)
         }
         None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(assets::IMAGENET_LABELS),
@@ -138,6 +165,7 @@ pub fn load(
         baseline: path.baseline,
         no_crop,
         batch: path.batch,
+        max_pixels: Some(image.max_pixels),
     };
     let explainer =
         Explainer::new(onnx, labels, options).with_context(|| format!("model `{model_name}`"))?;

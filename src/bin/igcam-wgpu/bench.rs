@@ -12,7 +12,7 @@ use igcam::{Explainer, Request};
 use image::DynamicImage;
 use serde::Serialize;
 
-use crate::args::{self, DeviceArgs, ModelArgs, PathArgs};
+use crate::args::{self, DeviceArgs, ImageArgs, ModelArgs, PathArgs};
 use crate::{assets, clock, output};
 
 /// Arguments of `bench`.
@@ -44,6 +44,8 @@ pub struct BenchArgs {
     device: DeviceArgs,
     #[command(flatten)]
     path: PathArgs,
+    #[command(flatten)]
+    decoding: ImageArgs,
 }
 
 /// One row's timings.
@@ -176,13 +178,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.reps == 0 {
         anyhow::bail!("--reps must be at least 1");
     }
-    let loaded = args::load(&args.model, &args.device, &args.path, false)?;
+    let loaded = args::load(&args.model, &args.device, &args.path, &args.decoding, false)?;
     let explainer = &loaded.explainer;
     let bytes = match &args.image {
         Some(p) => output::read(p)?,
         None => assets::DEFAULT_IMAGE.to_vec(),
     };
-    let image = igcam::preprocess::decode(&bytes)?;
+    let image = args.decoding.decode(&bytes, "image")?;
     let targets = explainer.resolve_targets(&explainer.prepare(&image)?, &args.target)?;
     let mut rows: Vec<Row> = Vec::new();
     let first = args.path.methods[0];

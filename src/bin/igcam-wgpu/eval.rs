@@ -18,7 +18,7 @@ use igcam::render;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::args::{self, DeviceArgs, ModelArgs, PathArgs};
+use crate::args::{self, DeviceArgs, ImageArgs, ModelArgs, PathArgs};
 use crate::output;
 
 /// Arguments of `eval`.
@@ -55,6 +55,10 @@ pub struct EvalArgs {
     /// normalised) and the class mask as .npy files under `OUT/maps/`.
     #[arg(long)]
     npy: bool,
+    /// Continue an interrupted run in the same --out folder: images already in its rows.jsonl
+    /// are skipped, the rest are scored and appended.
+    #[arg(long)]
+    resume: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -64,6 +68,8 @@ pub struct EvalArgs {
     device: DeviceArgs,
     #[command(flatten)]
     path: PathArgs,
+    #[command(flatten)]
+    decoding: ImageArgs,
 }
 
 /// What an evaluation run saw besides its rows; summed by `merge`.
@@ -77,6 +83,25 @@ pub struct Stats {
     pub bad_annotations: Vec<String>,
     /// Objects whose class has no entry in the class map (per class: count).
     pub skipped_objects: std::collections::BTreeMap<String, usize>,
+    /// Ids of the images finished so far (scored, or without a mapped class), for `--resume`.
+    #[serde(default)]
+    pub done: Vec<String>,
+}
+
+impl Stats {
+    /// Adds another shard's counts; fails on a count that overflows.
+    pub fn add(&mut self, other: Stats) -> Result<()> {
+        let overflow = || anyhow::anyhow!("the image counts overflow; are these eval folders?");
+        self.images = self.images.checked_add(other.images).ok_or_else(overflow)?;
+        self.failed_images.extend(other.failed_images);
+        self.bad_annotations.extend(other.bad_annotations);
+        for (k, v) in other.skipped_objects {
+            let n = self.skipped_objects.entry(k).or_default();
+            *n = n.checked_add(v).ok_or_else(overflow)?;
+        }
+        self.done.extend(other.done);
+        Ok(())
+    }
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
@@ -92,8 +117,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize)> {
 fn image_ids(data: &Path, split: &str) -> Result<Vec<String>> {
     let list = data.join("ImageSets/Main").join(format!("{split}.txt"));
     if list.is_file() {
-        let text = fs::read_to_string(&list)
-            .with_context(|| format!("cannot read `{}`", list.display()))?;
+        let text = output::read_text(&list)?;
         return Ok(text
             .lines()
             .filter_map(|l| l.split_whitespace().next())
@@ -132,7 +156,7 @@ fn class_map(spec: &str) -> Result<ClassMap> {
     if let Some(m) = ClassMap::builtin(spec) {
         return Ok(m);
     }
-    let text = fs::read_to_string(spec).with_context(|| {
+    let text = output::read_text(Path::new(spec)).with_context(|| {
         format!(
             "--classes `{spec}` is neither voc20, imagenet, voc-to-imagenet nor a readable file"
         )
@@ -140,17 +164,43 @@ fn class_map(spec: &str) -> Result<ClassMap> {
     Ok(ClassMap::parse(&text)?)
 }
 
-/// Writes rows, stats and the summary CSV into `dir`, and prints the table and the counts.
-pub fn report(dir: &Path, rows: &[Row], stats: &Stats) -> Result<()> {
-    let mut jsonl = String::new();
+/// Rows as JSON lines.
+pub fn jsonl(rows: &[Row]) -> Result<String> {
+    let mut out = String::new();
     for r in rows {
-        jsonl += &(serde_json::to_string(r)? + "\n");
+        out += &(serde_json::to_string(r)? + "\n");
     }
-    output::write(&dir.join("rows.jsonl"), jsonl.as_bytes())?;
-    output::write(
-        &dir.join("stats.json"),
-        serde_json::to_string_pretty(stats)?.as_bytes(),
-    )?;
+    Ok(out)
+}
+
+/// Reads `rows.jsonl`; `null` metrics (NaN when written) read back as NaN. With `partial_tail`,
+/// a last line cut short (a run killed while writing it) is dropped; returns the rows and the
+/// byte length of the complete lines.
+pub fn read_rows(path: &Path, partial_tail: bool) -> Result<(Vec<Row>, usize)> {
+    let text = output::read_text(path)?;
+    let mut rows = Vec::new();
+    let mut complete = 0;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (n, line) in lines.iter().enumerate() {
+        let last = n + 1 == lines.len();
+        if line.trim().is_empty() {
+            complete += line.len();
+            continue;
+        }
+        match serde_json::from_str::<Row>(line) {
+            Ok(r) => rows.push(r),
+            Err(_) if partial_tail && last && !line.ends_with('\n') => break,
+            Err(e) => bail!("`{}` line {}: {e}", path.display(), n + 1),
+        }
+        complete += line.len();
+    }
+    Ok((rows, complete))
+}
+
+/// Writes stats and the summary CSV into `dir` (rows.jsonl is already there), and prints the
+/// table and the counts.
+pub fn report(dir: &Path, rows: &[Row], stats: &Stats) -> Result<()> {
+    write_stats(dir, stats)?;
     let table = summary::summarise(rows);
     output::write(&dir.join("summary.csv"), summary::csv(&table).as_bytes())?;
     print!("{}", summary::markdown(&table));
@@ -172,11 +222,97 @@ pub fn report(dir: &Path, rows: &[Row], stats: &Stats) -> Result<()> {
     for f in stats.failed_images.iter().chain(&stats.bad_annotations) {
         println!("  skipped: {f}");
     }
+    let nan = summary::nan_metrics(rows);
+    if nan > 0 {
+        println!("{nan} metric values are NaN (null in rows.jsonl) and left out of the means");
+    }
     println!(
         "wrote {}",
         dir.join("{rows.jsonl, stats.json, summary.csv}").display()
     );
     Ok(())
+}
+
+fn write_stats(dir: &Path, stats: &Stats) -> Result<()> {
+    output::write(
+        &dir.join("stats.json"),
+        serde_json::to_string_pretty(stats)?.as_bytes(),
+    )
+}
+
+/// `rows.jsonl`, appended an image at a time as images are scored, so an interrupted or
+/// failed run keeps what it finished.
+struct RowsFile {
+    path: PathBuf,
+    file: fs::File,
+}
+
+impl RowsFile {
+    /// Opens `dir/rows.jsonl`: with `resume`, the rows already there (a cut-short last line is
+    /// cut off) and the stats of that run; otherwise a new file, refusing to overwrite results.
+    fn open(dir: &Path, resume: bool) -> Result<(Self, Vec<Row>, Stats)> {
+        let path = dir.join("rows.jsonl");
+        let exists = fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+        let (rows, mut stats) = if exists && resume {
+            let (rows, complete) = read_rows(&path, true)?;
+            let file = fs::OpenOptions::new().write(true).open(&path)?;
+            file.set_len(complete as u64)?;
+            let stats_path = dir.join("stats.json");
+            let stats: Stats = if stats_path.is_file() {
+                serde_json::from_slice(&output::read(&stats_path)?).with_context(|| {
+                    format!("`{}` is not an eval stats file", stats_path.display())
+                })?
+            } else {
+                Stats::default()
+            };
+            (rows, stats)
+        } else if exists {
+            bail!(
+                "`{}` already holds results; pass --resume to continue that run, or pick another --out",
+                path.display()
+            );
+        } else {
+            (Vec::new(), Stats::default())
+        };
+        // Failures are tried again; images with rows count as done even when the stats were
+        // not written after them.
+        stats.failed_images.clear();
+        stats.bad_annotations.clear();
+        for r in &rows {
+            if !stats.done.contains(&r.image) {
+                stats.done.push(r.image.clone());
+            }
+        }
+        stats.images = stats.done.len();
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        Ok((Self { path, file }, rows, stats))
+    }
+
+    /// Appends one image's rows and flushes them to the file.
+    fn append(&mut self, rows: &[Row]) -> Result<()> {
+        use std::io::Write;
+        self.file
+            .write_all(jsonl(rows)?.as_bytes())
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("cannot write `{}`", self.path.display()))
+    }
+}
+
+/// Set by Ctrl-C: `eval` stops before the next image and writes its summary.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Catches Ctrl-C (a second one ends the process at once).
+fn catch_interrupt() {
+    use std::sync::atomic::Ordering;
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
 }
 
 /// Scores one image: one request for every class present × every method, then the metrics,
@@ -288,6 +424,15 @@ fn score_image(
 /// Runs `eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
     args.path.check()?;
+    if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
+        bail!(
+            "--tolerance {} must be a finite number of pixels, 0 or more",
+            args.tolerance
+        );
+    }
+    if args.curve_steps == 0 {
+        bail!("--curve-steps must be at least 1");
+    }
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let classes = class_map(&args.classes)?;
     let mut ids = image_ids(&args.data, &args.split)?;
@@ -306,7 +451,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.npy {
         output::prepare_dir(&args.out.join("maps"))?;
     }
-    let loaded = args::load(&args.model, &args.device, &args.path, false)?;
+    let loaded = args::load(&args.model, &args.device, &args.path, &args.decoding, false)?;
     let explainer = &loaded.explainer;
     classes.check(explainer.model().num_classes())?;
     if !args.quiet {
@@ -328,44 +473,73 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .expect("static template"),
     );
 
-    let mut rows = Vec::new();
-    let mut stats = Stats::default();
-    for id in &ids {
+    let (mut file, mut rows, mut stats) = RowsFile::open(&args.out, args.resume)?;
+    let done: std::collections::HashSet<String> = stats.done.iter().cloned().collect();
+    let todo: Vec<&String> = ids.iter().filter(|id| !done.contains(*id)).collect();
+    if args.resume && !args.quiet {
+        eprintln!(
+            "resume: {} of {} images already done in `{}`",
+            ids.len() - todo.len(),
+            ids.len(),
+            file.path.display()
+        );
+    }
+    bar.set_length(todo.len() as u64);
+    catch_interrupt();
+    let mut interrupted = false;
+    for id in todo {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
         bar.inc(1);
-        let xml_path = args.data.join("Annotations").join(format!("{id}.xml"));
-        let annotation = match fs::read_to_string(&xml_path)
-            .map_err(anyhow::Error::from)
-            .and_then(|t| Ok(parse_annotation(&t)?))
-        {
-            Ok(a) => a,
-            Err(e) => {
-                stats
-                    .bad_annotations
-                    .push(format!("{}: {e}", xml_path.display()));
-                continue;
+        match evaluate_one(&args, explainer, &classes, id, &mut stats) {
+            Ok(Some(image_rows)) => {
+                file.append(&image_rows)?;
+                rows.extend(image_rows);
+                stats.done.push(id.clone());
+                stats.images += 1;
             }
-        };
-        let decoded = find_image(&args.data, id)
-            .with_context(|| format!("no JPEGImages/{id}.jpg or .png"))
-            .and_then(|p| Ok(preprocess::decode(&output::read(&p)?)?));
-        let image = match decoded {
-            Ok(i) => i,
-            Err(e) => {
-                stats.failed_images.push(format!("{id}: {e:#}"));
-                continue;
-            }
-        };
-        stats.images += 1;
-        rows.extend(score_image(
-            &args,
-            explainer,
-            &classes,
-            id,
-            &annotation,
-            &image,
-            &mut stats,
-        )?);
+            Ok(None) => {}
+            Err(e) => stats.failed_images.push(format!("{id}: {e:#}")),
+        }
+        write_stats(&args.out, &stats)?;
     }
     bar.finish_and_clear();
-    report(&args.out, &rows, &stats)
+    report(&args.out, &rows, &stats)?;
+    if interrupted {
+        bail!(
+            "interrupted after {} of {} images; the rows so far are in `{}`: rerun with --resume to finish",
+            stats.done.len(),
+            ids.len(),
+            file.path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Reads one image and its annotation and scores it: `Some(rows)` when it was evaluated,
+/// `None` when its annotation is bad (counted in `stats`), an error when the image or the
+/// scoring failed.
+fn evaluate_one(
+    args: &EvalArgs,
+    explainer: &Explainer,
+    classes: &ClassMap,
+    id: &str,
+    stats: &mut Stats,
+) -> Result<Option<Vec<Row>>> {
+    let xml_path = args.data.join("Annotations").join(format!("{id}.xml"));
+    let annotation = match output::read_text(&xml_path).and_then(|t| Ok(parse_annotation(&t)?)) {
+        Ok(a) => a,
+        Err(e) => {
+            stats
+                .bad_annotations
+                .push(format!("{}: {e:#}", xml_path.display()));
+            return Ok(None);
+        }
+    };
+    let path =
+        find_image(&args.data, id).with_context(|| format!("no JPEGImages/{id}.jpg or .png"))?;
+    let image = args.decoding.decode(&output::read(&path)?, id)?;
+    score_image(args, explainer, classes, id, &annotation, &image, stats).map(Some)
 }

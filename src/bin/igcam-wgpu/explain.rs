@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use igcam::labels::Prediction;
-use igcam::preprocess;
 use igcam::render::{self, Colormap};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::args::{self, DeviceArgs, Loaded, ModelArgs, PathArgs};
+use crate::args::{self, DeviceArgs, ImageArgs, Loaded, ModelArgs, PathArgs};
 use crate::assets;
 use crate::output::{self, JsonCam, JsonClass, JsonRecord, OutputNames};
 
@@ -54,6 +53,8 @@ pub struct ExplainArgs {
     device: DeviceArgs,
     #[command(flatten)]
     path: PathArgs,
+    #[command(flatten)]
+    decoding: ImageArgs,
 }
 
 /// What the overlay PNG shows.
@@ -124,7 +125,7 @@ struct Session<'a> {
 impl Session<'_> {
     fn explain_image(&self, input: &Input, records: &mut Vec<serde_json::Value>) -> Result<()> {
         let explainer = &self.loaded.explainer;
-        let image = preprocess::decode(&input.bytes()?)?;
+        let image = self.args.decoding.decode(&input.bytes()?, &input.name)?;
         let prepared = explainer.prepare(&image)?;
         let source = match self.args.overlay {
             Overlay::Full => Some(image.to_rgb8()),
@@ -242,7 +243,13 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         output::check_writable(json)?;
     }
     let inputs = inputs(&args)?;
-    let loaded = args::load(&args.model, &args.device, &args.path, args.no_crop)?;
+    let loaded = args::load(
+        &args.model,
+        &args.device,
+        &args.path,
+        &args.decoding,
+        args.no_crop,
+    )?;
     if !args.quiet {
         eprintln!(
             "backend: {}; model: {}; layer: {}",

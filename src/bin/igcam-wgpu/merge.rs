@@ -1,13 +1,12 @@
 //! `igcam-wgpu merge`: combine the output folders of sharded `eval` runs into one table.
 
-use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use igcam::metrics::summary::Row;
 
-use crate::eval::{Stats, report};
+use crate::eval::{Stats, jsonl, read_rows, report};
 use crate::output;
 
 /// Arguments of `merge`.
@@ -27,22 +26,13 @@ pub fn run(args: MergeArgs) -> Result<()> {
     let mut stats = Stats::default();
     for dir in &args.shards {
         let jsonl = dir.join("rows.jsonl");
-        let text = fs::read_to_string(&jsonl).with_context(|| {
-            format!(
+        if !jsonl.exists() {
+            bail!(
                 "cannot read `{}`: is it an `eval --out` folder?",
                 jsonl.display()
-            )
-        })?;
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            rows.push(
-                serde_json::from_str(line)
-                    .with_context(|| format!("`{}` line {}", jsonl.display(), n + 1))?,
             );
         }
+        rows.extend(read_rows(&jsonl, false)?.0);
         let s: Stats = serde_json::from_slice(&output::read(&dir.join("stats.json"))?)
             .with_context(|| {
                 format!(
@@ -50,12 +40,7 @@ pub fn run(args: MergeArgs) -> Result<()> {
                     dir.join("stats.json").display()
                 )
             })?;
-        stats.images += s.images;
-        stats.failed_images.extend(s.failed_images);
-        stats.bad_annotations.extend(s.bad_annotations);
-        for (k, v) in s.skipped_objects {
-            *stats.skipped_objects.entry(k).or_default() += v;
-        }
+        stats.add(s)?;
     }
     let mut seen = std::collections::BTreeSet::new();
     for r in &rows {
@@ -69,5 +54,6 @@ pub fn run(args: MergeArgs) -> Result<()> {
         }
     }
     output::prepare_dir(&args.out)?;
+    output::write(&args.out.join("rows.jsonl"), jsonl(&rows)?.as_bytes())?;
     report(&args.out, &rows, &stats)
 }

@@ -13,15 +13,77 @@ use serde::Serialize;
 
 use crate::assets;
 
-/// Reads a file, naming it in the error.
+/// Largest model file read (ONNX's own protobuf limit).
+pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+
+/// Largest image, label, annotation or results file read.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// What a path is, when it is not a regular file.
+fn special_kind(kind: fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a named pipe (FIFO)";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads a file of at most [`MAX_FILE_BYTES`], naming it in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
+    read_capped(path, MAX_FILE_BYTES)
+}
+
+/// Reads a UTF-8 text file of at most [`MAX_FILE_BYTES`].
+pub fn read_text(path: &Path) -> Result<String> {
+    String::from_utf8(read(path)?)
+        .map_err(|_| anyhow::anyhow!("`{}` is not UTF-8 text", path.display()))
+}
+
+/// Reads a regular file of at most `cap` bytes: a FIFO, a device or a folder is refused before
+/// it is opened (reading one would hang or never end), and a file that grows past `cap` while
+/// it is read is refused too.
+pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = path.display();
+    let meta = fs::metadata(path).with_context(|| format!("cannot read `{shown}`"))?;
+    if !meta.is_file() {
+        bail!(
+            "`{shown}` is {}, not a file; pass a regular file",
+            special_kind(meta.file_type())
+        );
+    }
+    let too_big =
+        || anyhow::anyhow!("`{shown}` is larger than {cap} bytes, the limit for this input");
+    if meta.len() > cap {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    fs::File::open(path)
+        .and_then(|f| f.take(cap + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read `{shown}`"))?;
+    if bytes.len() as u64 > cap {
+        return Err(too_big());
+    }
+    Ok(bytes)
 }
 
 /// Loads `path`, or the embedded model when `None`; returns it with its display name.
 pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, String)> {
     let (bytes, name) = match path {
-        Some(p) => (read(p)?, p.display().to_string()),
+        Some(p) => (read_capped(p, MAX_MODEL_BYTES)?, p.display().to_string()),
         None => (
             assets::DEFAULT_MODEL.to_vec(),
             assets::DEFAULT_MODEL_NAME.to_string(),

@@ -126,10 +126,15 @@ impl Conv {
                 .padding
                 .resolve([h, wd], [kh, kw], self.strides, self.dilations),
         };
-        if shape.output().is_none_or(|[oh, ow]| oh == 0 || ow == 0) {
-            return Err(format!(
-                "kernel [{kh}, {kw}] does not fit the padded {h}x{wd} input"
-            ));
+        match shape.output() {
+            Some([oh, ow]) if oh > 0 && ow > 0 => {
+                crate::budget::check_shape(&[x[0], cout, oh, ow], x[0])?;
+            }
+            _ => {
+                return Err(format!(
+                    "kernel [{kh}, {kw}] does not fit the padded {h}x{wd} input"
+                ));
+            }
         }
         Ok(shape)
     }
@@ -145,6 +150,7 @@ impl Conv {
             .output()
             .ok_or("the kernel does not fit the padded input")?;
         let out_dims = [dims[0], s.cout, oh, ow];
+        crate::budget::check_shape(&out_dims, dims[0])?;
         let residual = match fusion.residual {
             Some(Value::Float(r)) if r.shape() == out_dims => Some(r.tensor),
             Some(_) => return Err("the residual does not have the output's shape".into()),

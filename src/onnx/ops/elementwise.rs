@@ -55,6 +55,14 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
     })
 }
 
+/// The shape two shapes broadcast to (right-aligned, the larger of each pair of dims; a
+/// mismatch is left to the tensor op to report).
+fn broadcast_dims(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let rank = a.len().max(b.len());
+    let dim = |s: &[usize], i: usize| (i + s.len()).checked_sub(rank).map_or(1, |j| s[j]);
+    (0..rank).map(|i| dim(a, i).max(dim(b, i))).collect()
+}
+
 impl Operator for Binary {
     fn affine_in(&self, i: usize) -> bool {
         // x + c, c + x, x - c, c - x, x * c, c * x and x / c; not c / x.
@@ -82,6 +90,8 @@ impl Operator for Binary {
             (Value::Int(a), Value::Float(b)) => (to_float(&a, &b)?, b),
         };
         let rank = a.rank.max(b.rank);
+        let out = broadcast_dims(&a.shape(), &b.shape());
+        crate::budget::check_shape(&out, out.first().copied().unwrap_or(1))?;
         let tensor = match self.0 {
             Arith::Add => a.tensor.add(b.tensor),
             Arith::Sub => a.tensor.sub(b.tensor),

@@ -133,6 +133,13 @@ impl Operator for Pad {
         let input = |i: usize| inputs.get(i).and_then(Option::as_ref);
         let pairs = self.pairs(x.rank, input(1), input(3))?;
         let value = self.fill(input(2))?;
+        let out: Vec<usize> = x
+            .shape()
+            .iter()
+            .zip(&pairs)
+            .map(|(&d, &(b, e))| d.saturating_add(b).saturating_add(e))
+            .collect();
+        crate::budget::check_shape(&out, x.shape().first().copied().unwrap_or(1))?;
         let mode = match self.mode {
             Mode::Constant => PadMode::Constant(value),
             Mode::Reflect => PadMode::Reflect,

@@ -83,10 +83,34 @@ fn host_max_pool(
     ))))
 }
 
+/// A windowed pooling's padding `(begin, end)` per axis and its dilations.
+type Window = ([(usize, usize); 2], [usize; 2]);
+
+impl Pool {
+    /// The padding and dilations of a windowed pooling on an `h`x`w` input (`None` for the
+    /// global ones).
+    fn window(&self, h: usize, w: usize) -> Option<Window> {
+        let dilations = match self.kind {
+            Kind::Max { dilations } => dilations,
+            Kind::Average { .. } => [1, 1],
+            Kind::GlobalAverage | Kind::GlobalMax => return None,
+        };
+        let padding = self
+            .padding
+            .resolve([h, w], self.kernel, self.strides, dilations);
+        Some((padding, dilations))
+    }
+}
+
 impl Operator for Pool {
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let x = take_nchw(inputs, 0)?;
-        let [_, _, h, w] = x.dims();
+        let [n, c, h, w] = x.dims();
+        if let Some((padding, dilations)) = self.window(h, w) {
+            let s = ConvShape::pooling(c, [h, w], self.kernel, self.strides, dilations, padding);
+            let [oh, ow] = s.output().unwrap_or([0, 0]);
+            crate::budget::check_shape(&[n, c, oh, ow], n)?;
+        }
         let out = match self.kind {
             Kind::GlobalAverage => x.mean_dim(3).mean_dim(2),
             Kind::GlobalMax => x.max_dim(3).max_dim(2),

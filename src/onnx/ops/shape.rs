@@ -165,14 +165,15 @@ fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> OpResult<V
             _ => return Err(format!("invalid target shape {spec:?}")),
         }
     }
-    let known: usize = out.iter().product();
+    let overflow = || format!("target shape {spec:?} overflows");
+    let known = crate::budget::elements(&out).ok_or_else(overflow)?;
     if let Some(i) = infer {
         if known == 0 || !total.is_multiple_of(known) {
             return Err(format!("cannot reshape {input:?} into {spec:?}"));
         }
         out[i] = total / known;
     }
-    if out.iter().product::<usize>() != total {
+    if crate::budget::elements(&out).ok_or_else(overflow)? != total {
         return Err(format!(
             "cannot reshape {input:?} ({total} values) into {out:?}"
         ));
@@ -423,6 +424,7 @@ impl Operator for Node {
                     .iter()
                     .map(|&d| d.max(0) as usize)
                     .collect();
+                crate::budget::check_shape(&shape, 1)?;
                 match value {
                     HostTensor::Int(a) => {
                         let fill = a.iter().next().copied().unwrap_or(0);

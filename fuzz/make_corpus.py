@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Writes the hostile seed corpus under fuzz/corpus/: tiny crafted models, images and VOC
+annotations that once aborted igcam, ate gigabytes or were explained silently.
+
+Each file is a seed for the cargo-fuzz targets (fuzz/fuzz_targets/) and a case for
+tests/hostile.rs, which runs every file through the CLI under a 2 GB address-space limit and
+asserts exit 0, or exit 2 with one line, and no signal. Needs `onnx`, `numpy` and `Pillow`.
+
+    python3 fuzz/make_corpus.py
+"""
+
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def save(kind, name, data):
+    path = os.path.join(ROOT, kind, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def model(nodes, inputs, outputs, inits=(), opset=17, name="m"):
+    g = helper.make_graph(nodes, name, inputs, outputs, initializer=list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+def image_input(shape, name="x"):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def logits(n="y", classes=10):
+    return helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, classes])
+
+
+def const(name, arr):
+    return numpy_helper.from_array(np.asarray(arr), name)
+
+
+def head(x, classes=10, channels=4):
+    """GlobalAveragePool -> Flatten -> Gemm: a classifier head on tensor `x`."""
+    w = const("w", np.ones((classes, channels), np.float32))
+    return [
+        helper.make_node("GlobalAveragePool", [x], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "w"], ["y"], transB=1),
+    ], [w]
+
+
+def conv_net(shape, conv_attrs=None, classes=10):
+    c = shape[1]
+    wc = const("wc", np.ones((4, min(c, 3), 3, 3), np.float32) * 0.01)
+    nodes = [helper.make_node("Conv", ["x", "wc"], ["c"], **(conv_attrs or {"pads": [1, 1, 1, 1]}))]
+    nodes.append(helper.make_node("Relu", ["c"], ["r"]))
+    h, inits = head("r", classes)
+    return model(nodes + h, [image_input(shape)], [logits(classes=classes)], [wc] + inits)
+
+
+def models():
+    # 1. Declared inputs no CNN has: 100000^2 pixels, 1e9 channels, dims overflowing usize.
+    save("onnx", "input_100000sq.onnx", conv_net([1, 3, 100000, 100000]))
+    save("onnx", "input_1e9_channels.onnx", conv_net([1, 1_000_000_000, 8, 8]))
+    save("onnx", "input_8000sq.onnx", conv_net([1, 3, 8000, 8000]))
+    save("onnx", "input_dims_overflow.onnx", conv_net([1, 3, 2**62, 2**62]))
+    # 2. Pads of 100000 on Conv, Pad and AveragePool.
+    save("onnx", "conv_pads_100000.onnx", conv_net([1, 3, 8, 8], {"pads": [100000] * 4}))
+    pads = const("pads", np.array([0, 0, 100000, 100000, 0, 0, 100000, 100000], np.int64))
+    wc = const("wc", np.ones((4, 3, 3, 3), np.float32))
+    h, inits = head("c")
+    save("onnx", "pad_100000.onnx", model(
+        [helper.make_node("Pad", ["x", "pads"], ["p"]), helper.make_node("Conv", ["p", "wc"], ["c"])] + h,
+        [image_input([1, 3, 8, 8])], [logits()], [pads, wc] + inits))
+    h, inits = head("a", channels=3)
+    save("onnx", "avgpool_pads_100000.onnx", model(
+        [helper.make_node("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], pads=[100000] * 4)] + h,
+        [image_input([1, 3, 8, 8])], [logits()], inits))
+    # 3. A huge ConstantOfShape, Expand and Tile.
+    shape = const("shape", np.array([1, 4, 100000, 100000], np.int64))
+    wc = const("wc", np.ones((4, 3, 3, 3), np.float32))
+    h, inits = head("s")
+    save("onnx", "constant_of_shape_huge.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c"]),
+         helper.make_node("ConstantOfShape", ["shape"], ["k"],
+                          value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+         helper.make_node("Add", ["c", "k"], ["s"])] + h,
+        [image_input([1, 3, 8, 8])], [logits()], [shape, wc] + inits))
+    h, inits = head("e")
+    save("onnx", "expand_huge.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c"]),
+         helper.make_node("Expand", ["c", "shape"], ["e"])] + h,
+        [image_input([1, 3, 8, 8])], [logits()], [shape, wc] + inits))
+    # 4. 1e8 and 2e6 classes from a weight made by ConstantOfShape (600-byte models).
+    for tag, classes in (("1e8", 100_000_000), ("2e6", 2_000_000)):
+        wshape = const("wshape", np.array([4, classes], np.int64))
+        wc = const("wc", np.ones((4, 3, 3, 3), np.float32))
+        save("onnx", f"classes_{tag}.onnx", model(
+            [helper.make_node("Conv", ["x", "wc"], ["c"]),
+             helper.make_node("GlobalAveragePool", ["c"], ["gap"]),
+             helper.make_node("Flatten", ["gap"], ["flat"]),
+             helper.make_node("ConstantOfShape", ["wshape"], ["w"],
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
+             helper.make_node("MatMul", ["flat", "w"], ["y"])],
+            [image_input([1, 3, 8, 8])], [logits(classes=classes)], [wshape, wc]))
+    # 5. An initialiser whose dims promise 1e9 values that the file does not hold.
+    t = TensorProto(name="wc", data_type=TensorProto.FLOAT, dims=[1_000_000_000, 3, 3, 3])
+    h, inits = head("c")
+    save("onnx", "initializer_dims_lie.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c"])] + h, [image_input([1, 3, 8, 8])], [logits()], [t] + inits))
+    # 6. Faults in the model that are not igcam's: duplicate outputs, a target that does not
+    #    depend on the layer, float16 weights.
+    wc = const("wc", np.ones((4, 3, 3, 3), np.float32))
+    h, inits = head("c")
+    save("onnx", "duplicate_output_names.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c"]), helper.make_node("Relu", ["x"], ["c"])] + h,
+        [image_input([1, 3, 8, 8])], [logits()], [wc] + inits))
+    bias = const("b", np.arange(10, dtype=np.float32).reshape(1, 10))
+    # A side branch (`side`) that the logits do not read: `--layer side` cannot be explained.
+    h, inits = head("c")
+    save("onnx", "side_branch.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("Conv", ["r", "ws"], ["side"])] + h,
+        [image_input([1, 3, 8, 8])], [logits()], [wc, const("ws", np.ones((4, 4, 1, 1), np.float32))] + inits))
+    save("onnx", "output_ignores_input.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c"]), helper.make_node("Identity", ["b"], ["y"])],
+        [image_input([1, 3, 8, 8])], [logits()], [wc, bias]))
+    w16 = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float16), "wc")
+    h, inits = head("c")
+    save("onnx", "float16_weights.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c"])] + h, [image_input([1, 3, 8, 8])], [logits()], [w16] + inits))
+    # A shape mismatch only Burn notices (its panic message is several lines long).
+    h, inits = head("s")
+    save("onnx", "add_shape_mismatch.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Add", ["c", "x"], ["s"])] + h,
+        [image_input([1, 3, 8, 8])], [logits()], [wc] + inits))
+    # 7. Not ONNX at all, and an ONNX file cut in half.
+    good = conv_net([1, 3, 8, 8])
+    save("onnx", "truncated.onnx", good[: len(good) // 2])
+    save("onnx", "text.onnx", b"this is not a model\n")
+    save("onnx", "tiny_ok.onnx", good)
+
+
+def png(w, h, color=(200, 30, 30)):
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), color).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def png_header_only(w, h):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def images():
+    # A 1x16384 strip: resizing its short side to 256 makes a 4-gigapixel image.
+    save("image", "strip_1x16384.png", png(1, 16384))
+    save("image", "strip_16384x1.png", png(16384, 1))
+    save("image", "header_100000sq.png", png_header_only(100000, 100000))
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", quality=90)
+    jpeg = buf.getvalue()
+    save("image", "ok.jpg", jpeg)
+    for frac in (0.3, 0.5, 0.9):
+        save("image", f"truncated_{int(frac * 100)}.jpg", jpeg[: int(len(jpeg) * frac)])
+    flipped = bytearray(jpeg)
+    flipped[len(flipped) // 2] ^= 0xFF
+    save("image", "bitflip.jpg", bytes(flipped))
+    buf = io.BytesIO()
+    photo.save(buf, format="PNG")
+    good = buf.getvalue()
+    save("image", "truncated.png", good[: len(good) // 2])
+    save("image", "empty.png", b"")
+    save("image", "text.jpg", b"hello\n")
+
+
+def annotations():
+    obj = "<object><name>cat</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>50</xmax><ymax>40</ymax></bndbox></object>"
+    ok = f"<annotation><filename>x.png</filename><size><width>64</width><height>48</height><depth>3</depth></size>{obj}</annotation>"
+    save("voc", "ok.xml", ok.encode())
+    save("voc", "nested_15000.xml", (b"<a>" * 15000) + (b"</a>" * 15000))
+    save("voc", "empty_box.xml", ok.replace("<xmax>50</xmax>", "<xmax>1</xmax>").replace("<ymax>40</ymax>", "<ymax>1</ymax>").encode())
+    save("voc", "huge_size.xml", ok.replace("<width>64</width>", "<width>99999999999999999999</width>").encode())
+    save("voc", "not_xml.xml", b"<annotation><object>")
+    save("voc", "entities.xml", b'<!DOCTYPE a [<!ENTITY e "ee"><!ENTITY f "&e;&e;&e;&e;">]><annotation>&f;</annotation>')
+
+
+if __name__ == "__main__":
+    models()
+    images()
+    annotations()
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(ROOT) for f in fs)
+    print(f"wrote {ROOT} ({total} bytes)")

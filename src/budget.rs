@@ -1,0 +1,74 @@
+//! Resource limits, checked before anything is allocated: a crafted file a few hundred bytes
+//! long must not be able to ask for gigabytes. The defaults are far above what real CNNs need;
+//! each refusal names the tensor, its shape and the switch that raises the limit.
+
+use std::sync::OnceLock;
+
+/// Values one tensor may hold per batch item, unless `IGCAM_MAX_TENSOR_ELEMENTS` says otherwise
+/// (64 Mi values, 256 MiB of floats: ResNet-50's largest activation at 224² is 0.8 Mi).
+pub const DEFAULT_MAX_TENSOR_ELEMENTS: usize = 64 << 20;
+
+/// Pixels an image may have, decoded or resized (`--max-pixels`): 64 MP.
+pub const DEFAULT_MAX_PIXELS: u64 = 64 << 20;
+
+/// Largest class count accepted from a model's output.
+pub const MAX_CLASSES: usize = 1_000_000;
+
+/// The environment variable that overrides [`DEFAULT_MAX_TENSOR_ELEMENTS`].
+pub const TENSOR_ELEMENTS_VAR: &str = "IGCAM_MAX_TENSOR_ELEMENTS";
+
+/// The per-tensor limit: `IGCAM_MAX_TENSOR_ELEMENTS` when it holds a positive integer, else the
+/// default. Read once.
+pub fn max_tensor_elements() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var(TENSOR_ELEMENTS_VAR)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or(DEFAULT_MAX_TENSOR_ELEMENTS)
+    })
+}
+
+/// The number of values in `shape`, or `None` when it overflows `usize`.
+pub fn elements(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// Checks that a tensor of `shape` fits the per-tensor limit, counting per item of a batch of
+/// `batch` (the batch of the data it is computed from). The message names the shape and the
+/// switch; callers add the tensor or node name.
+pub fn check_shape(shape: &[usize], batch: usize) -> std::result::Result<(), String> {
+    let limit = max_tensor_elements();
+    let allowed = limit.saturating_mul(batch.max(1));
+    match elements(shape) {
+        Some(n) if n <= allowed => Ok(()),
+        count => Err(format!(
+            "a tensor of shape {shape:?} would hold {} values, over the limit of {limit} per image; no real CNN needs that — if this model does, raise {TENSOR_ELEMENTS_VAR}",
+            count.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_over_the_limit_are_refused_with_their_size() {
+        assert_eq!(elements(&[1, 3, 224, 224]), Some(150_528));
+        assert_eq!(elements(&[1 << 40, 1 << 40]), None);
+        assert!(check_shape(&[1, 3, 224, 224], 1).is_ok());
+        // A batch of 10 may hold ten times one image's limit.
+        let big = [10, 64, 1024, 1024];
+        assert!(check_shape(&big, 10).is_ok());
+        let e = check_shape(&big, 1).unwrap_err();
+        assert!(
+            e.starts_with("a tensor of shape [10, 64, 1024, 1024] would hold 671088640 values, over the limit of 67108864 per image"),
+            "{e}"
+        );
+        assert!(e.ends_with("raise IGCAM_MAX_TENSOR_ELEMENTS"), "{e}");
+        let e = check_shape(&[1, 3, 1 << 40, 1 << 40], 1).unwrap_err();
+        assert!(e.contains("more than 2^64 values"), "{e}");
+    }
+}

@@ -1,0 +1,642 @@
+//! Hostile input: every file of the committed seed corpus (`fuzz/corpus/`, written by
+//! `fuzz/make_corpus.py`), special files and extreme options go through the CLI under a 2 GiB
+//! address-space limit. Each run must end by itself within 10 s with exit 0, or exit 2 and
+//! exactly one `error:` line; no signal (an abort is SIGABRT), no panic. Then the promises
+//! about results: eval keeps finished rows, resumes, and merge reads its own NaN rows.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The address-space limit of every child.
+const MEMORY_LIMIT: u64 = 2 << 30;
+/// The longest a run may take.
+const TIME_LIMIT: Duration = Duration::from_secs(10);
+
+fn corpus(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "corpus `{kind}` is missing");
+    files
+}
+
+fn manifest(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(rel)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// What a run did.
+struct Run {
+    code: i32,
+    stderr: String,
+    stdout: String,
+}
+
+/// Runs the CLI in `dir` under the memory limit; fails the test on a signal, a hang, a panic
+/// or an exit-2 run that does not print exactly one error line.
+fn run(dir: &Path, args: &[&str]) -> Run {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: MEMORY_LIMIT,
+                rlim_max: MEMORY_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    let mut child = command.spawn().expect("the binary starts");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > 3 * TIME_LIMIT {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{args:?}: still running after {:?}", 3 * TIME_LIMIT);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let Some(code) = status.code() else {
+        panic!("{args:?}: killed by a signal ({status}); stderr: {stderr}");
+    };
+    assert!(elapsed < TIME_LIMIT, "{args:?}: took {elapsed:?}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert!(!stderr.contains("internal error"), "{args:?}: {stderr}");
+    assert!(code == 0 || code == 2, "{args:?}: exit {code}; {stderr}");
+    if code == 2 {
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("notice:") && !l.starts_with("backend:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {stderr:?}");
+        assert!(errors[0].starts_with("error: "), "{args:?}: {stderr:?}");
+    }
+    Run {
+        code,
+        stderr,
+        stdout,
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs and expects exit 2 with `needle` in the error line.
+fn refused(dir: &Path, args: &[&str], needle: &str) {
+    let r = run(dir, args);
+    assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    assert!(
+        r.stderr.contains(needle),
+        "{args:?}: `{needle}` not in {:?}",
+        r.stderr
+    );
+}
+
+#[test]
+fn every_corpus_model_loads_or_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = manifest("tests/fixtures/nets/resnet_tiny_input.png");
+    let mut accepted = Vec::new();
+    for model in corpus("onnx") {
+        let m = s(&model);
+        let layers = run(dir.path(), &["layers", m]);
+        let explain = run(
+            dir.path(),
+            &[
+                "explain",
+                &image,
+                "--model",
+                m,
+                "--backend",
+                "cpu",
+                "--steps",
+                "2",
+                "--quiet",
+                "--out",
+                "out",
+            ],
+        );
+        assert_eq!(layers.code, explain.code, "{m}: {}", explain.stderr);
+        if explain.code == 0 {
+            accepted.push(model.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    // Only the well-formed models load.
+    assert_eq!(accepted, ["side_branch.onnx", "tiny_ok.onnx"]);
+}
+
+#[test]
+fn the_refusals_name_the_problem_and_the_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = |name: &str| manifest(&format!("fuzz/corpus/onnx/{name}"));
+    let cases = [
+        (
+            "input_100000sq.onnx",
+            "model input `x`: a tensor of shape [1, 3, 100000, 100000] would hold 30000000000 values, over the limit of 67108864 per image",
+        ),
+        (
+            "input_dims_overflow.onnx",
+            "would hold more than 2^64 values",
+        ),
+        (
+            "conv_pads_100000.onnx",
+            "ONNX node `c` (Conv): a tensor of shape [1, 4, 200006, 200006]",
+        ),
+        (
+            "pad_100000.onnx",
+            "ONNX node `p` (Pad): a tensor of shape [1, 3, 200008, 200008]",
+        ),
+        (
+            "avgpool_pads_100000.onnx",
+            "ONNX node `a` (AveragePool): a tensor of shape [1, 3, 200006, 200006]",
+        ),
+        (
+            "constant_of_shape_huge.onnx",
+            "ONNX node `k` (ConstantOfShape): a tensor of shape [1, 4, 100000, 100000]",
+        ),
+        ("classes_1e8.onnx", "raise IGCAM_MAX_TENSOR_ELEMENTS"),
+        (
+            "classes_2e6.onnx",
+            "has 2000000 classes, more than the 1000000",
+        ),
+        (
+            "duplicate_output_names.onnx",
+            "its output `c` is also produced by node `c`",
+        ),
+        (
+            "output_ignores_input.onnx",
+            "output `y` is a constant that does not depend on the image",
+        ),
+        (
+            "float16_weights.onnx",
+            "ONNX data type 10 (float16), which igcam does not read; export the model in float32",
+        ),
+        (
+            "initializer_dims_lie.onnx",
+            "tensor `wc` holds 0 values for shape [1000000000, 3, 3, 3]",
+        ),
+        (
+            "add_shape_mismatch.onnx",
+            "ONNX node `s` (Add): Operation: 'Add' Reason: 1. The provided tensors have incompatible shapes.",
+        ),
+    ];
+    for (name, needle) in cases {
+        refused(dir.path(), &["layers", &m(name)], needle);
+    }
+    // The parse hint about opsets is only for files that are not ONNX at all.
+    let r = run(dir.path(), &["layers", &m("float16_weights.onnx")]);
+    assert!(!r.stderr.contains("opset"), "{}", r.stderr);
+    refused(
+        dir.path(),
+        &[
+            "explain",
+            &manifest("tests/fixtures/nets/resnet_tiny_input.png"),
+            "--model",
+            &m("side_branch.onnx"),
+            "--layer",
+            "side",
+            "--backend",
+            "cpu",
+        ],
+        "layer `side` does not feed the output `y`",
+    );
+}
+
+#[test]
+fn every_corpus_image_is_explained_or_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut accepted = Vec::new();
+    for image in corpus("image") {
+        let r = run(
+            dir.path(),
+            &[
+                "explain",
+                s(&image),
+                "--backend",
+                "cpu",
+                "--method",
+                "gradcam",
+                "--quiet",
+                "--out",
+                "out",
+            ],
+        );
+        if r.code == 0 {
+            accepted.push(image.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    // A bit flip inside the entropy-coded data cannot be told from a picture.
+    assert_eq!(accepted, ["bitflip.jpg", "ok.jpg"]);
+    let image = |name: &str| manifest(&format!("fuzz/corpus/image/{name}"));
+    refused(
+        dir.path(),
+        &["explain", &image("strip_1x16384.png"), "--backend", "cpu"],
+        "image 1x16384: resizing its shorter side for the centre crop makes it 256x4194304 (1073741824 pixels), over the limit of 67108864 (--max-pixels)",
+    );
+    refused(
+        dir.path(),
+        &["explain", &image("truncated_50.jpg"), "--backend", "cpu"],
+        "the JPEG is truncated (no end-of-image marker)",
+    );
+    refused(
+        dir.path(),
+        &[
+            "explain",
+            &image("ok.jpg"),
+            "--backend",
+            "cpu",
+            "--max-pixels",
+            "1000",
+        ],
+        "image 128x96: 12288 pixels, over the limit of 1000 (--max-pixels)",
+    );
+    // --no-crop resizes the whole strip to the input: no budget needed.
+    let r = run(
+        dir.path(),
+        &[
+            "explain",
+            &image("strip_1x16384.png"),
+            "--backend",
+            "cpu",
+            "--method",
+            "gradcam",
+            "--no-crop",
+            "--quiet",
+            "--out",
+            "out",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // --lenient explains a truncated JPEG, with a warning.
+    let r = run(
+        dir.path(),
+        &[
+            "explain",
+            &image("truncated_50.jpg"),
+            "--backend",
+            "cpu",
+            "--method",
+            "gradcam",
+            "--lenient",
+            "--quiet",
+            "--out",
+            "out",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("is a truncated JPEG; its missing part is grey"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A one-image VOC dataset in `dir/voc` with `annotation` as its XML.
+fn one_image_voc(dir: &Path, id: &str, annotation: &[u8]) -> PathBuf {
+    let data = dir.join("voc");
+    for sub in ["JPEGImages", "Annotations"] {
+        std::fs::create_dir_all(data.join(sub)).unwrap();
+    }
+    std::fs::copy(
+        manifest("tests/data/voc-mini/JPEGImages/chelsea.jpg"),
+        data.join(format!("JPEGImages/{id}.jpg")),
+    )
+    .unwrap();
+    std::fs::write(data.join(format!("Annotations/{id}.xml")), annotation).unwrap();
+    data
+}
+
+fn eval_args<'a>(data: &'a str, classes: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "eval",
+        "--data",
+        data,
+        "--classes",
+        classes,
+        "--methods",
+        "gradcam",
+        "--curve-steps",
+        "2",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--out",
+        out,
+    ]
+}
+
+#[test]
+fn every_corpus_annotation_is_scored_or_counted_as_bad() {
+    let classes = manifest("tests/data/voc-mini/classes.txt");
+    for xml in corpus("voc") {
+        let dir = tempfile::tempdir().unwrap();
+        let data = one_image_voc(dir.path(), "x", &std::fs::read(&xml).unwrap());
+        let r = run(dir.path(), &eval_args(s(&data), &classes, "out"));
+        assert_eq!(r.code, 0, "{}: {}", xml.display(), r.stderr);
+        let name = xml.file_name().unwrap().to_string_lossy();
+        let expected = match name.as_ref() {
+            // The annotation's own <size> is not used (the photo's is), so a silly one passes.
+            "ok.xml" | "empty_box.xml" | "huge_size.xml" => "1 images, 1 explanations",
+            _ => "0 images, 0 explanations; 0 images unreadable, 1 annotations bad",
+        };
+        assert!(r.stdout.contains(expected), "{name}: {}", r.stdout);
+        if name == "empty_box.xml" {
+            let rows = std::fs::read_to_string(dir.path().join("out/rows.jsonl")).unwrap();
+            assert!(rows.contains("\"ebpg\":0.0,"), "{rows}");
+        }
+    }
+}
+
+#[test]
+fn special_files_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.png");
+    let made = std::ffi::CString::new(s(&fifo)).unwrap();
+    // SAFETY: a plain libc call on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(made.as_ptr(), 0o644) }, 0);
+    let image = manifest("tests/fixtures/nets/resnet_tiny_input.png");
+    let model = manifest("tests/fixtures/nets/resnet_tiny.onnx");
+    for special in [s(&fifo), "/dev/zero"] {
+        refused(
+            dir.path(),
+            &["explain", special, "--backend", "cpu"],
+            "not a file",
+        );
+        refused(
+            dir.path(),
+            &["explain", &image, "--model", special, "--backend", "cpu"],
+            "not a file",
+        );
+        refused(
+            dir.path(),
+            &[
+                "explain",
+                &image,
+                "--model",
+                &model,
+                "--labels",
+                special,
+                "--backend",
+                "cpu",
+            ],
+            "not a file",
+        );
+    }
+    refused(
+        dir.path(),
+        &[
+            "explain",
+            &image,
+            "--model",
+            s(dir.path()),
+            "--backend",
+            "cpu",
+        ],
+        "is a folder, not a file",
+    );
+    // A FIFO as an annotation is counted as a bad annotation, and as rows.jsonl refused.
+    let data = one_image_voc(dir.path(), "x", b"");
+    std::fs::remove_file(data.join("Annotations/x.xml")).unwrap();
+    let xml = std::ffi::CString::new(s(&data.join("Annotations/x.xml"))).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(xml.as_ptr(), 0o644) }, 0);
+    let classes = manifest("tests/data/voc-mini/classes.txt");
+    let r = run(dir.path(), &eval_args(s(&data), &classes, "out"));
+    assert!(r.stdout.contains("1 annotations bad"), "{}", r.stdout);
+    let shard = dir.path().join("shard");
+    std::fs::create_dir(&shard).unwrap();
+    let rows = std::ffi::CString::new(s(&shard.join("rows.jsonl"))).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(rows.as_ptr(), 0o644) }, 0);
+    refused(
+        dir.path(),
+        &["merge", s(&shard), "--out", "m"],
+        "named pipe",
+    );
+}
+
+#[test]
+fn extreme_options_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = manifest("tests/data/voc-mini");
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["explain", "--target=-1", "--backend", "cpu"],
+            "target -1 is negative",
+        ),
+        (
+            &["explain", "--steps", "100000", "--backend", "cpu"],
+            "--force",
+        ),
+        (&["explain", "--max-pixels", "0"], "--max-pixels"),
+        (
+            &["eval", "--data", &data, "--tolerance", "NaN"],
+            "--tolerance NaN must be a finite number",
+        ),
+        (
+            &["eval", "--data", &data, "--curve-steps", "0"],
+            "--curve-steps must be at least 1",
+        ),
+        (
+            &["explain", "--nonsense"],
+            "unexpected argument '--nonsense'",
+        ),
+    ];
+    for (args, needle) in cases {
+        refused(dir.path(), args, needle);
+    }
+}
+
+#[test]
+fn eval_keeps_finished_rows_skips_failures_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("voc");
+    for sub in ["JPEGImages", "Annotations"] {
+        std::fs::create_dir_all(data.join(sub)).unwrap();
+    }
+    let src = Path::new(&manifest("tests/data/voc-mini")).to_path_buf();
+    // An id so long that the --npy map names cannot be created: that image fails alone.
+    let long = "l".repeat(240);
+    for (id, from) in [
+        ("chelsea", "chelsea"),
+        ("coffee", "coffee"),
+        (long.as_str(), "chelsea"),
+    ] {
+        for (sub, ext) in [("JPEGImages", "jpg"), ("Annotations", "xml")] {
+            std::fs::copy(
+                src.join(format!("{sub}/{from}.{ext}")),
+                data.join(format!("{sub}/{id}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    let classes = src.join("classes.txt");
+    let base = eval_args(s(&data), s(&classes), "out");
+    let r = run(dir.path(), &[&base[..], &["--npy"]].concat());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("2 images, 2 explanations; 1 images unreadable"),
+        "{}",
+        r.stdout
+    );
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/stats.json")).unwrap()).unwrap();
+    let failed = stats["failed_images"][0].as_str().unwrap();
+    assert!(
+        failed.starts_with(&format!("{long}: cannot write")),
+        "{failed}"
+    );
+
+    // A rerun into the same folder does not overwrite it ...
+    refused(dir.path(), &base, "already holds results; pass --resume");
+    // ... and --resume skips what is done: a run cut after the first image, then resumed,
+    // ends with the rows of one full run.
+    let cut: Vec<&str> = base
+        .iter()
+        .map(|&a| if a == "out" { "cut" } else { a })
+        .collect();
+    let first = run(dir.path(), &[&cut[..], &["--limit", "1"]].concat());
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // A half-written last line (a run killed while writing) is dropped on resume.
+    let rows_path = dir.path().join("cut/rows.jsonl");
+    let mut rows = std::fs::read_to_string(&rows_path).unwrap();
+    rows.push_str("{\"image\":\"cof");
+    std::fs::write(&rows_path, rows).unwrap();
+    let resumed = run(dir.path(), &[&cut[..], &["--resume"]].concat());
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stdout.contains("3 images, 3 explanations"),
+        "{}",
+        resumed.stdout
+    );
+    let images: Vec<String> = std::fs::read_to_string(&rows_path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).unwrap();
+            row["image"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(images.len(), 3, "{images:?}");
+    assert_eq!(images[0], "chelsea");
+}
+
+#[test]
+fn merge_reads_nan_metrics_and_refuses_overflowing_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = |name: &str, images: &str, rows: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("rows.jsonl"), rows).unwrap();
+        std::fs::write(
+            d.join("stats.json"),
+            format!(r#"{{"images":{images},"failed_images":[],"bad_annotations":[],"skipped_objects":{{}}}}"#),
+        )
+        .unwrap();
+    };
+    let row = |image: &str, deletion: &str| {
+        format!(
+            r#"{{"image":"{image}","class":"cat","target":281,"method":"Grad-CAM","ebpg":0.5,"bbox":0.5,"drop":0.1,"increase":false,"deletion":{deletion},"insertion":0.4,"pointing":true,"ms":1.0}}"#
+        ) + "\n"
+    };
+    shard("a", "1", &row("a", "null"));
+    shard("b", "1", &row("b", "0.25"));
+    let r = run(dir.path(), &["merge", "a", "b", "--out", "m"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("1 metric values are NaN (null in rows.jsonl) and left out of the means"),
+        "{}",
+        r.stdout
+    );
+    // The mean deletion AUC is the one finite value.
+    assert!(r.stdout.contains("| 0.2500 |"), "{}", r.stdout);
+    shard("c", &usize::MAX.to_string(), &row("c", "0.1"));
+    shard("d", "1", &row("d", "0.1"));
+    refused(
+        dir.path(),
+        &["merge", "c", "d", "--out", "m2"],
+        "counts overflow",
+    );
+}
+
+#[test]
+fn eval_interrupted_by_ctrl_c_still_writes_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = manifest("tests/data/voc-mini");
+    let classes = manifest("tests/data/voc-mini/classes.txt");
+    // IG-CAM with many steps: slow enough per image to be interrupted in the middle.
+    let child = Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"))
+        .args([
+            "eval",
+            "--data",
+            &data,
+            "--classes",
+            &classes,
+            "--methods",
+            "igcam",
+            "--steps",
+            "200",
+            "--curve-steps",
+            "2",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--out",
+            "out",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rows = dir.path().join("out/rows.jsonl");
+    let start = Instant::now();
+    while std::fs::metadata(&rows).map_or(true, |m| m.len() == 0) {
+        assert!(start.elapsed() < Duration::from_secs(120), "no row written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("interrupted after "), "{stderr}");
+    assert!(stderr.contains("rerun with --resume to finish"), "{stderr}");
+    for f in ["stats.json", "summary.csv"] {
+        assert!(dir.path().join("out").join(f).is_file(), "{f} missing");
+    }
+    let done = std::fs::read_to_string(&rows).unwrap().lines().count();
+    assert!((1..5).contains(&done), "{done} rows");
+}
