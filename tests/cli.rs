@@ -820,3 +820,42 @@ fn bench_prints_timings_and_json() {
     assert!(results[0]["p90_ms"].as_f64().unwrap() >= results[0]["median_ms"].as_f64().unwrap());
     assert!(report["peak_rss_mb"].as_f64().unwrap() > 1.0);
 }
+
+#[test]
+fn a_model_with_external_data_gives_the_inline_models_maps() {
+    // resnet_tiny.onnx + resnet_tiny.onnx.data, as torch.onnx.export(dynamo=True) saves it.
+    let dir = tempfile::tempdir().unwrap();
+    let external = fixture("external/resnet_tiny.onnx");
+    let mut maps = Vec::new();
+    for (model, json) in [
+        (tiny(), "inline.json"),
+        (path(&external).to_string(), "ext.json"),
+    ] {
+        let out = igcam(
+            dir.path(),
+            &[
+                "explain",
+                &tiny_image(),
+                "--model",
+                &model,
+                "--backend",
+                "cpu",
+                "--steps",
+                "4",
+                "--quiet",
+                "--json",
+                json,
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let records: Json =
+            serde_json::from_slice(&std::fs::read(dir.path().join(json)).unwrap()).unwrap();
+        maps.push(records[0]["cam"]["values"].clone());
+    }
+    assert!(
+        maps[0].as_array().is_some_and(|v| v.len() == 16),
+        "{:?}",
+        maps[0]
+    );
+    assert_eq!(maps[0], maps[1]);
+}

@@ -69,6 +69,18 @@ fn run(dir: &Path, args: &[&str]) -> Run {
     }
     let start = Instant::now();
     let mut child = command.spawn().expect("the binary starts");
+    // Drain both pipes while the child runs, so a long output cannot block it.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut p) = pipe {
+                p.read_to_end(&mut text).unwrap();
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -81,9 +93,8 @@ fn run(dir: &Path, args: &[&str]) -> Run {
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = start.elapsed();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stdout = stdout.join().unwrap();
+    let stderr = stderr.join().unwrap();
     let Some(code) = status.code() else {
         panic!("{args:?}: killed by a signal ({status}); stderr: {stderr}");
     };
@@ -119,6 +130,14 @@ fn refused(dir: &Path, args: &[&str], needle: &str) {
         "{args:?}: `{needle}` not in {:?}",
         r.stderr
     );
+}
+
+/// `layers` refuses each `(file in folder, needle)`.
+fn layers_refuse(dir: &Path, folder: &str, cases: &[(&str, &str)]) {
+    for (name, needle) in cases {
+        let model = manifest(&format!("{folder}/{name}"));
+        refused(dir, &["layers", &model], needle);
+    }
 }
 
 #[test]
@@ -158,7 +177,7 @@ fn every_corpus_model_loads_or_is_refused_in_one_line() {
 fn the_refusals_name_the_problem_and_the_switch() {
     let dir = tempfile::tempdir().unwrap();
     let m = |name: &str| manifest(&format!("fuzz/corpus/onnx/{name}"));
-    let cases = [
+    let cases: &[(&str, &str)] = &[
         (
             "input_100000sq.onnx",
             "model input `x`: a tensor of shape [1, 3, 100000, 100000] would hold 30000000000 values, over the limit of 67108864 per image",
@@ -209,9 +228,7 @@ fn the_refusals_name_the_problem_and_the_switch() {
             "ONNX node `s` (Add): Operation: 'Add' Reason: 1. The provided tensors have incompatible shapes.",
         ),
     ];
-    for (name, needle) in cases {
-        refused(dir.path(), &["layers", &m(name)], needle);
-    }
+    layers_refuse(dir.path(), "fuzz/corpus/onnx", cases);
     // The parse hint about opsets is only for files that are not ONNX at all.
     let r = run(dir.path(), &["layers", &m("float16_weights.onnx")]);
     assert!(!r.stderr.contains("opset"), "{}", r.stderr);
@@ -639,4 +656,80 @@ fn eval_interrupted_by_ctrl_c_still_writes_its_summary() {
     }
     let done = std::fs::read_to_string(&rows).unwrap().lines().count();
     assert!((1..5).contains(&done), "{done} rows");
+}
+
+#[test]
+fn a_model_of_200k_nodes_is_listed_in_seconds() {
+    use onnx_ir::{Message, ModelProto};
+    // tiny_ok.onnx is Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm; put 200 000 more
+    // Relus after the first one (a 6 MB file). Picking the default layer once took minutes.
+    let bytes = std::fs::read(manifest("fuzz/corpus/onnx/tiny_ok.onnx")).unwrap();
+    let mut model = ModelProto::parse_from_bytes(&bytes).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let relu = graph.node[1].clone();
+    let mut chain = Vec::new();
+    let mut last = "r".to_string();
+    for i in 0..200_000 {
+        let mut n = relu.clone();
+        n.name = format!("relu{i}");
+        n.input = vec![last.clone()];
+        last = format!("r{i}");
+        n.output = vec![last.clone()];
+        chain.push(n);
+    }
+    graph.node[2].input = vec![last.clone()];
+    let tail = graph.node.split_off(2);
+    graph.node.extend(chain);
+    graph.node.extend(tail);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.onnx");
+    std::fs::write(&path, model.write_to_bytes().unwrap()).unwrap();
+    let r = run(dir.path(), &["layers", s(&path)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "default (*): `{last}`, the input of the global pooling"
+        )),
+        "{}",
+        &r.stdout[r.stdout.len().saturating_sub(300)..]
+    );
+}
+
+#[test]
+fn external_data_is_read_only_from_the_models_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = |name: &str| manifest(&format!("tests/fixtures/external/{name}"));
+    let cases: &[(&str, &str)] = &[
+        (
+            "escape_dotdot.onnx",
+            "location `../nets/resnet_tiny.onnx` is not a file inside the model's folder",
+        ),
+        (
+            "escape_absolute.onnx",
+            "location `/etc/passwd` is not a file inside the model's folder",
+        ),
+        ("past_end.onnx", "but the tensor asks for"),
+        ("missing_file.onnx", "cannot open external data"),
+    ];
+    layers_refuse(dir.path(), "tests/fixtures/external", cases);
+    // A symlink named like the data file that leads out of the folder.
+    std::fs::copy(fixture("resnet_tiny.onnx"), dir.path().join("m.onnx")).unwrap();
+    std::os::unix::fs::symlink(
+        fixture("resnet_tiny.onnx.data"),
+        dir.path().join("resnet_tiny.onnx.data"),
+    )
+    .unwrap();
+    refused(
+        dir.path(),
+        &["layers", s(&dir.path().join("m.onnx"))],
+        "leads out of the model's folder (a symlink); refused",
+    );
+    // The model alone, its data file not copied along: the hint names torch's switch.
+    let alone = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("resnet_tiny.onnx"), alone.path().join("m.onnx")).unwrap();
+    refused(
+        dir.path(),
+        &["layers", s(&alone.path().join("m.onnx"))],
+        "keep it next to the model, or re-export with the weights inside (`torch.onnx.export(..., external_data=False)`)",
+    );
 }

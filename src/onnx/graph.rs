@@ -7,6 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use burn::tensor::Device;
 use onnx_ir::{Message, ModelProto, NodeProto};
 
+use super::external::{self, ExternalData};
 use super::fuse::{Fusion, Plan};
 use super::ops::{self, BuildContext, Operator};
 use super::profile::Profiler;
@@ -160,7 +161,7 @@ fn input_spec(model: &ModelProto, constants: &HashMap<String, HostTensor>) -> Re
 
 impl Graph {
     /// Parses ONNX bytes and builds every node's operator on `device`.
-    pub fn parse(bytes: &[u8], device: &Device) -> Result<Self> {
+    pub fn parse(bytes: &[u8], external: &dyn ExternalData, device: &Device) -> Result<Self> {
         if bytes.is_empty() {
             return Err(Error::OnnxParse("the file is empty".into()));
         }
@@ -179,7 +180,8 @@ impl Graph {
         // to the device once, without a second copy.
         let mut host = HashMap::new();
         for t in &graph.initializer {
-            host.insert(t.name.clone(), host_tensor(t).map_err(Error::TensorData)?);
+            let t = external::resolve(t, external).map_err(Error::TensorData)?;
+            host.insert(t.name.clone(), host_tensor(&t).map_err(Error::TensorData)?);
         }
         let input = input_spec(&model, &host)?;
         let output = match graph.output.as_slice() {

@@ -4,6 +4,7 @@
 pub mod cpu_conv;
 mod cpu_par;
 pub mod cpu_winograd;
+pub mod external;
 mod fuse;
 mod graph;
 mod host;
@@ -73,7 +74,17 @@ impl OnnxModel {
     /// Parses ONNX bytes, puts the weights on `device` and checks the graph with one forward pass
     /// of a blank image.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
-        let graph = Graph::parse(bytes, device)?;
+        Self::from_bytes_and_data(bytes, &external::NoExternalData, device)
+    }
+
+    /// [`OnnxModel::from_bytes`] for a model whose weights are (partly) in external files, read
+    /// through `external` (PyTorch's `dynamo=True` export: `model.onnx` + `model.onnx.data`).
+    pub fn from_bytes_and_data(
+        bytes: &[u8],
+        external: &dyn external::ExternalData,
+        device: &Device,
+    ) -> Result<Self> {
+        let graph = Graph::parse(bytes, external, device)?;
         let h = graph.input.height.unwrap_or(DEFAULT_INPUT_SIZE);
         let w = graph.input.width.unwrap_or(DEFAULT_INPUT_SIZE);
         let blank = Tensor::<4>::zeros([1, graph.input.channels, h, w], device);
@@ -451,7 +462,7 @@ pub fn run_graph(
     device: &Device,
     input: Tensor<4>,
 ) -> Result<(Vec<f32>, Vec<usize>)> {
-    let graph = Graph::parse(bytes, device)?;
+    let graph = Graph::parse(bytes, &external::NoExternalData, device)?;
     let mut env = Env::new();
     env.insert(
         graph.input.name.clone(),

@@ -80,7 +80,7 @@ fn le_chunks<const N: usize>(raw: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
 pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, String> {
     if !t.external_data.is_empty() {
         return Err(format!(
-            "tensor `{}` keeps its data in an external file; re-export the model with the weights inside the .onnx (save_as_external_data=False)",
+            "tensor `{}` keeps its data in an external file, which igcam reads only for initialisers; re-export with the weights inside (`torch.onnx.export(..., external_data=False)`)",
             t.name
         ));
     }

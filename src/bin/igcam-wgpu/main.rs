@@ -9,6 +9,7 @@ mod eval;
 mod explain;
 mod layers;
 mod merge;
+mod model_folder;
 mod output;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -12,6 +12,7 @@ use npyz::WriterBuilder;
 use serde::Serialize;
 
 use crate::assets;
+use crate::model_folder::ModelFolder;
 
 /// Largest model file read (ONNX's own protobuf limit).
 pub const MAX_MODEL_BYTES: u64 = 2 << 30;
@@ -82,14 +83,20 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
 
 /// Loads `path`, or the embedded model when `None`; returns it with its display name.
 pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, String)> {
-    let (bytes, name) = match path {
-        Some(p) => (read_capped(p, MAX_MODEL_BYTES)?, p.display().to_string()),
+    let (model, name) = match path {
+        Some(p) => {
+            let name = p.display().to_string();
+            let bytes = read_capped(p, MAX_MODEL_BYTES)?;
+            let folder = ModelFolder::of(p).with_context(|| format!("cannot read `{name}`"))?;
+            let model = OnnxModel::from_bytes_and_data(&bytes, &folder, device);
+            (model, name)
+        }
         None => (
-            assets::DEFAULT_MODEL.to_vec(),
+            OnnxModel::from_bytes(assets::DEFAULT_MODEL, device),
             assets::DEFAULT_MODEL_NAME.to_string(),
         ),
     };
-    let model = OnnxModel::from_bytes(&bytes, device).with_context(|| format!("model `{name}`"))?;
+    let model = model.with_context(|| format!("model `{name}`"))?;
     if model.batch_reshapes() > 0 {
         eprintln!(
             "notice: `{name}` was exported with a fixed batch of 1; {} Reshape(s) now follow the input's batch so the path runs in batches",
