@@ -46,10 +46,16 @@ struct Run {
 /// Runs the CLI in `dir` under the memory limit; fails the test on a signal, a hang, a panic
 /// or an exit-2 run that does not print exactly one error line.
 fn run(dir: &Path, args: &[&str]) -> Run {
+    run_with(dir, args, &[])
+}
+
+/// [`run`] with environment variables set.
+fn run_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"));
     command
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -229,6 +235,19 @@ fn the_refusals_name_the_problem_and_the_switch() {
         ),
     ];
     layers_refuse(dir.path(), "fuzz/corpus/onnx", cases);
+    // IGCAM_MAX_TENSOR_ELEMENTS raises the limit: the 8000x8000 input passes, and the next
+    // tensor over the new limit (the Conv's 4 channels) is refused instead.
+    let r = run_with(
+        dir.path(),
+        &["layers", &m("input_8000sq.onnx")],
+        &[("IGCAM_MAX_TENSOR_ELEMENTS", "200000000")],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ONNX node `c` (Conv): a tensor of shape [1, 4, 8000, 8000] would hold 256000000 values, over the limit of 200000000 per image"),
+        "{}",
+        r.stderr
+    );
     // The parse hint about opsets is only for files that are not ONNX at all.
     let r = run(dir.path(), &["layers", &m("float16_weights.onnx")]);
     assert!(!r.stderr.contains("opset"), "{}", r.stderr);
@@ -387,6 +406,8 @@ fn every_corpus_annotation_is_scored_or_counted_as_bad() {
             _ => "0 images, 0 explanations; 0 images unreadable, 1 annotations bad",
         };
         assert!(r.stdout.contains(expected), "{name}: {}", r.stdout);
+        let stats = std::fs::read_to_string(dir.path().join("out/stats.json")).unwrap();
+        assert!(!stats.contains("invalid option"), "{stats}");
         if name == "empty_box.xml" {
             let rows = std::fs::read_to_string(dir.path().join("out/rows.jsonl")).unwrap();
             assert!(rows.contains("\"ebpg\":0.0,"), "{rows}");
@@ -732,4 +753,91 @@ fn external_data_is_read_only_from_the_models_folder() {
         &["layers", s(&alone.path().join("m.onnx"))],
         "keep it next to the model, or re-export with the weights inside (`torch.onnx.export(..., external_data=False)`)",
     );
+}
+
+#[test]
+fn outputs_never_overwrite_each_other_or_stay_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = manifest("tests/fixtures/nets/resnet_tiny_input.png");
+    let jpg = manifest("fuzz/corpus/image/ok.jpg");
+    let long = format!("{}.png", "l".repeat(240));
+    for (to, from) in [
+        ("a/photo.png", &png),
+        ("b/photo.png", &png),
+        ("cat.png", &png),
+        ("cat.jpg", &jpg),
+        (long.as_str(), &png),
+    ] {
+        let to = dir.path().join("in").join(to);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    }
+    let model = manifest("tests/fixtures/nets/resnet_tiny.onnx");
+    let explain = |images: &[&str], extra: &[&str]| {
+        let base = [
+            "explain",
+            "--model",
+            &model,
+            "--method",
+            "gradcam",
+            "--backend",
+            "cpu",
+        ];
+        run(
+            dir.path(),
+            &[&base[..], images, &["--quiet"], extra].concat(),
+        )
+    };
+    // An unwritable --json is found before any work: nothing is written.
+    let r = explain(
+        &["in/cat.png"],
+        &["--out", "early", "--json", "/nonexistent/x.json"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot write `/nonexistent/x.json`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("early/cat_gradcam.png").exists());
+    // Four inputs that share two names give four sets of outputs.
+    let r = explain(
+        &[
+            "in/a/photo.png",
+            "in/b/photo.png",
+            "in/cat.png",
+            "in/cat.jpg",
+        ],
+        &["--out", "out"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("share a file name").count(),
+        2,
+        "{}",
+        r.stderr
+    );
+    let mut overlays: Vec<String> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("_gradcam.png"))
+        .collect();
+    overlays.sort();
+    assert_eq!(
+        overlays,
+        [
+            "cat_jpg_gradcam.png",
+            "cat_png_gradcam.png",
+            "in_a_photo_png_gradcam.png",
+            "in_b_photo_png_gradcam.png"
+        ]
+    );
+    // A name too long for the file system: one error line, and no partial file left.
+    let r = explain(&[&format!("in/{long}")], &["--out", "long"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot write"), "{}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("long"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
