@@ -61,6 +61,13 @@ impl Explainer {
         if options.batch == Some(0) {
             return Err(Error::InvalidOption("--batch must be at least 1".into()));
         }
+        let channels = model.input_spec().channels;
+        if channels != 3 {
+            return Err(Error::NotClassifier(format!(
+                "input `{}` takes {channels} channels, and photos have 3 (RGB)",
+                model.input_spec().name
+            )));
+        }
         let layer = match &options.layer {
             Some(l) => l.clone(),
             None => model.default_layer().ok_or_else(|| {
