@@ -123,7 +123,7 @@ pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<DynamicImage>
     };
     if format == image::ImageFormat::Jpeg && !options.lenient && jpeg_truncated(bytes) {
         return Err(Error::Image(
-            "the JPEG is truncated (no end-of-image marker), so part of the picture is missing; download it again, or pass --lenient to explain it anyway".into(),
+            "the JPEG is truncated (no end-of-image marker), so part of the picture is missing; download it again (the CLI explains it anyway with --lenient)".into(),
         ));
     }
     let mut limits = Limits::default();
