@@ -85,6 +85,12 @@ def models():
     save("onnx", "avgpool_pads_100000.onnx", model(
         [helper.make_node("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], pads=[100000] * 4)] + h,
         [image_input([1, 3, 8, 8])], [logits()], inits))
+    # A pooling window of 1000x1000 for every one of 3x1025x1025 outputs: no memory to speak
+    # of, but hours of CPU time.
+    h, inits = head("p", channels=3)
+    save("onnx", "pool_window_huge.onnx", model(
+        [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[1000, 1000], pads=[500] * 4)] + h,
+        [image_input([1, 3, 1024, 1024])], [logits()], inits))
     # 3. A huge ConstantOfShape, Expand and Tile.
     shape = const("shape", np.array([1, 4, 100000, 100000], np.int64))
     wc = const("wc", np.ones((4, 3, 3, 3), np.float32))

@@ -14,6 +14,10 @@ pub const DEFAULT_MAX_PIXELS: u64 = 64 << 20;
 /// Largest class count accepted from a model's output.
 pub const MAX_CLASSES: usize = 1_000_000;
 
+/// Multiply-adds one convolution or pooling may take per image: 10¹¹, fifty times VGG-16's
+/// largest layer (1.85·10⁹). A crafted kernel could otherwise ask for hours of CPU time.
+pub const MAX_OP_WORK: u64 = 100_000_000_000;
+
 /// The environment variable that overrides [`DEFAULT_MAX_TENSOR_ELEMENTS`].
 pub const TENSOR_ELEMENTS_VAR: &str = "IGCAM_MAX_TENSOR_ELEMENTS";
 
@@ -50,6 +54,18 @@ pub fn check_shape(shape: &[usize], batch: usize) -> std::result::Result<(), Str
     }
 }
 
+/// Checks that `outputs` values per image, each reading a window of `window` values, stay
+/// within [`MAX_OP_WORK`].
+pub fn check_work(outputs: usize, window: usize) -> std::result::Result<(), String> {
+    let work = (outputs as u128) * (window as u128);
+    if work <= u128::from(MAX_OP_WORK) {
+        return Ok(());
+    }
+    Err(format!(
+        "{outputs} outputs each reading a window of {window} values is {work} multiply-adds per image, over the limit of {MAX_OP_WORK}; no real CNN needs that"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +86,9 @@ mod tests {
         assert!(e.ends_with("raise IGCAM_MAX_TENSOR_ELEMENTS"), "{e}");
         let e = check_shape(&[1, 3, 1 << 40, 1 << 40], 1).unwrap_err();
         assert!(e.contains("more than 2^64 values"), "{e}");
+        // VGG-16's largest layer passes; a 1000x1000 window over 64x224x224 does not.
+        assert!(check_work(64 * 224 * 224, 3 * 3 * 64).is_ok());
+        let e = check_work(64 * 224 * 224, 1000 * 1000).unwrap_err();
+        assert!(e.starts_with("3211264 outputs each reading a window of 1000000 values is 3211264000000 multiply-adds per image, over the limit of 100000000000"), "{e}");
     }
 }

@@ -253,18 +253,43 @@ fn layers_lists_candidates_and_marks_the_default() {
 
 #[test]
 fn a_model_with_a_fixed_batch_of_one_runs_the_path_in_batches() {
+    use onnx_ir::{AttributeProto, Message, ModelProto};
     let dir = tempfile::tempdir().unwrap();
-    let model = fixture("layers/fixed_batch.onnx");
+    // The fixture as the legacy exporter writes it, and with `allowzero = 1` on its Reshape as
+    // PyTorch's `dynamo=True` exporter writes it (0 then means a literal zero).
+    let legacy = fixture("layers/fixed_batch.onnx");
+    let mut dynamo = ModelProto::parse_from_bytes(&std::fs::read(&legacy).unwrap()).unwrap();
+    let reshape = dynamo
+        .graph
+        .as_mut()
+        .unwrap()
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Reshape")
+        .unwrap();
+    reshape.attribute.push(AttributeProto {
+        name: "allowzero".into(),
+        i: 1,
+        ..Default::default()
+    });
+    let allowzero = dir.path().join("fixed_batch_allowzero.onnx");
+    std::fs::write(&allowzero, dynamo.write_to_bytes().unwrap()).unwrap();
+    for model in [legacy, allowzero] {
+        fixed_batch_runs_in_batches(dir.path(), &model);
+    }
+}
+
+fn fixed_batch_runs_in_batches(dir: &Path, model: &Path) {
     let img = tiny_image();
     let run = |batch: &str| {
-        let json = dir.path().join(format!("b{batch}.json"));
+        let json = dir.join(format!("b{batch}.json"));
         let out = igcam(
-            dir.path(),
+            dir,
             &[
                 "explain",
                 &img,
                 "--model",
-                path(&model),
+                path(model),
                 "--backend",
                 "cpu",
                 "--steps",

@@ -17,15 +17,19 @@ fuzz_target!(
         }
     })),
     |bytes: &[u8]| {
-    let device = Device::flex();
-    let Ok(model) = igcam::onnx::OnnxModel::from_bytes(bytes, &device) else {
-        return;
-    };
-    let Some(layer) = model.default_layer() else {
-        return;
-    };
-    let [h, w] = model.input_size();
-    let x = Tensor::<4>::zeros([2, model.input_spec().channels, h, w], &device);
-    let _ = model.forward_to(x, &layer);
+        let device = Device::flex();
+        let Ok(model) = igcam::onnx::OnnxModel::from_bytes(bytes, &device) else {
+            return;
+        };
+        // What the explainer takes: an RGB input and a layer to explain.
+        let Some(layer) = model.default_layer() else {
+            return;
+        };
+        if model.input_spec().channels != 3 {
+            return;
+        }
+        let [h, w] = model.input_size();
+        let x = Tensor::<4>::zeros([2, 3, h, w], &device);
+        let _ = model.forward_to(x, &layer);
     }
 );

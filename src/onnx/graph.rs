@@ -536,14 +536,16 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// A copy of a `Reshape` node whose constant target shape starts with the batch 1, reading a
-/// new constant that starts with 0 (copy the input's first dimension) instead; `None` for
-/// any other node.
+/// new constant whose first entry follows the input's batch instead: 0 (copy the input's first
+/// dimension), or -1 (infer it) under `allowzero`, where 0 would mean a literal zero (PyTorch's
+/// `dynamo=True` exporter sets it) — only when no other entry is -1 or 0, so the inferred
+/// dimension is the batch. `None` for any other node.
 fn carry_batch(node: &NodeProto, host: &mut HashMap<String, HostTensor>) -> Option<NodeProto> {
     let allow_zero = node
         .attribute
         .iter()
         .any(|a| a.name == "allowzero" && a.i != 0);
-    if node.op_type != "Reshape" || allow_zero {
+    if node.op_type != "Reshape" {
         return None;
     }
     let shape_name = node.input.get(1)?;
@@ -554,7 +556,14 @@ fn carry_batch(node: &NodeProto, host: &mut HashMap<String, HostTensor>) -> Opti
         return None;
     }
     let mut carried = shape.clone();
-    carried[[0]] = 0;
+    if allow_zero {
+        if carried.iter().skip(1).any(|&d| d <= 0) {
+            return None;
+        }
+        carried[[0]] = -1;
+    } else {
+        carried[[0]] = 0;
+    }
     let name = format!("{shape_name}#batch");
     host.insert(name.clone(), HostTensor::Int(carried));
     let mut copy = node.clone();

@@ -129,6 +129,7 @@ impl Conv {
         match shape.output() {
             Some([oh, ow]) if oh > 0 && ow > 0 => {
                 crate::budget::check_shape(&[x[0], cout, oh, ow], x[0])?;
+                crate::budget::check_work(cout * oh * ow, cin_g * kh * kw)?;
             }
             _ => {
                 return Err(format!(

@@ -110,6 +110,7 @@ impl Operator for Pool {
             let s = ConvShape::pooling(c, [h, w], self.kernel, self.strides, dilations, padding);
             let [oh, ow] = s.output().unwrap_or([0, 0]);
             crate::budget::check_shape(&[n, c, oh, ow], n)?;
+            crate::budget::check_work(c * oh * ow, self.kernel[0] * self.kernel[1])?;
         }
         let out = match self.kind {
             Kind::GlobalAverage => x.mean_dim(3).mean_dim(2),
