@@ -11,6 +11,7 @@ mod layers;
 mod merge;
 mod model_folder;
 mod output;
+mod results;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use igcam::metrics::summary::Row;
 
-use crate::eval::{Stats, jsonl, read_rows, report};
 use crate::output;
+use crate::results::{Stats, jsonl, read_rows, report};
 
 /// Arguments of `merge`.
 #[derive(Args)]
