@@ -106,6 +106,16 @@ def models():
         [helper.make_node("Conv", ["x", "wc"], ["c"]),
          helper.make_node("Expand", ["c", "shape"], ["e"])] + h,
         [image_input([1, 3, 8, 8])], [logits()], [shape, wc] + inits))
+    # A [100000, 1, 1, 1] tensor broadcast against one image: its own first dim must not
+    # raise its allowance (the limit follows the images of the run).
+    kshape = const("kshape", np.array([100000, 1, 1, 1], np.int64))
+    h, inits = head("c")
+    save("onnx", "broadcast_first_dim.onnx", model(
+        [helper.make_node("ConstantOfShape", ["kshape"], ["k"],
+                          value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+         helper.make_node("Add", ["x", "k"], ["s"]),
+         helper.make_node("Conv", ["s", "wc"], ["c"])] + h,
+        [image_input([1, 3, 224, 224])], [logits()], [kshape, wc] + inits))
     # 4. 1e8 and 2e6 classes from a weight made by ConstantOfShape (600-byte models).
     for tag, classes in (("1e8", 100_000_000), ("2e6", 2_000_000)):
         wshape = const("wshape", np.array([4, classes], np.int64))

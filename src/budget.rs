@@ -2,6 +2,7 @@
 //! long must not be able to ask for gigabytes. The defaults are far above what real CNNs need;
 //! each refusal names the tensor, its shape and the switch that raises the limit.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 /// Values one tensor may hold per batch item, unless `IGCAM_MAX_TENSOR_ELEMENTS` says otherwise
@@ -39,12 +40,36 @@ pub fn elements(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
-/// Checks that a tensor of `shape` fits the per-tensor limit, counting per item of a batch of
-/// `batch` (the batch of the data it is computed from). The message names the shape and the
-/// switch; callers add the tensor or node name.
-pub fn check_shape(shape: &[usize], batch: usize) -> std::result::Result<(), String> {
+thread_local! {
+    /// The number of images the graph run on this thread is computing (see [`with_batch`]).
+    static BATCH: Cell<usize> = const { Cell::new(1) };
+}
+
+/// Runs `f` with `batch` as the number of images behind every tensor it checks. The allowance
+/// scales with the images of the run, never with a tensor's own first dim: a crafted
+/// `[100000, 1, 1, 1]` initialiser broadcast against one image must not raise its own limit.
+/// Nested calls restore the outer batch on return, even by unwinding.
+pub fn with_batch<R>(batch: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BATCH.with(|b| b.set(self.0));
+        }
+    }
+    let _restore = Restore(BATCH.with(|b| b.replace(batch.max(1))));
+    f()
+}
+
+/// The batch set by the innermost [`with_batch`] on this thread; 1 outside any.
+pub fn batch() -> usize {
+    BATCH.with(Cell::get)
+}
+
+/// Checks that a tensor of `shape` fits the per-tensor limit times the run's [`batch`]. The
+/// message names the shape and the switch; callers add the tensor or node name.
+pub fn check_shape(shape: &[usize]) -> std::result::Result<(), String> {
     let limit = max_tensor_elements();
-    let allowed = limit.saturating_mul(batch.max(1));
+    let allowed = limit.saturating_mul(batch());
     match elements(shape) {
         Some(n) if n <= allowed => Ok(()),
         count => Err(format!(
@@ -54,15 +79,16 @@ pub fn check_shape(shape: &[usize], batch: usize) -> std::result::Result<(), Str
     }
 }
 
-/// Checks that `outputs` values per image, each reading a window of `window` values, stay
-/// within [`MAX_OP_WORK`].
+/// Checks that `outputs` values in all (over the run's [`batch`] of images), each reading a
+/// window of `window` values, stay within [`MAX_OP_WORK`] per image.
 pub fn check_work(outputs: usize, window: usize) -> std::result::Result<(), String> {
-    let work = (outputs as u128) * (window as u128);
+    let per_image = (outputs / batch()) as u128;
+    let work = per_image * (window as u128);
     if work <= u128::from(MAX_OP_WORK) {
         return Ok(());
     }
     Err(format!(
-        "{outputs} outputs each reading a window of {window} values is {work} multiply-adds per image, over the limit of {MAX_OP_WORK}; no real CNN needs that"
+        "{per_image} outputs each reading a window of {window} values is {work} multiply-adds per image, over the limit of {MAX_OP_WORK}; no real CNN needs that"
     ))
 }
 
@@ -74,21 +100,28 @@ mod tests {
     fn shapes_over_the_limit_are_refused_with_their_size() {
         assert_eq!(elements(&[1, 3, 224, 224]), Some(150_528));
         assert_eq!(elements(&[1 << 40, 1 << 40]), None);
-        assert!(check_shape(&[1, 3, 224, 224], 1).is_ok());
-        // A batch of 10 may hold ten times one image's limit.
+        assert!(check_shape(&[1, 3, 224, 224]).is_ok());
+        // A run of 10 images may hold ten times one image's limit; the batch is restored after.
         let big = [10, 64, 1024, 1024];
-        assert!(check_shape(&big, 10).is_ok());
-        let e = check_shape(&big, 1).unwrap_err();
+        assert!(with_batch(10, || check_shape(&big)).is_ok());
+        assert_eq!(batch(), 1);
+        let e = check_shape(&big).unwrap_err();
         assert!(
             e.starts_with("a tensor of shape [10, 64, 1024, 1024] would hold 671088640 values, over the limit of 67108864 per image"),
             "{e}"
         );
         assert!(e.ends_with("raise IGCAM_MAX_TENSOR_ELEMENTS"), "{e}");
-        let e = check_shape(&[1, 3, 1 << 40, 1 << 40], 1).unwrap_err();
+        let e = check_shape(&[1, 3, 1 << 40, 1 << 40]).unwrap_err();
         assert!(e.contains("more than 2^64 values"), "{e}");
+        // A tensor's own first dim does not raise its allowance.
+        let e = check_shape(&[100_000, 3, 224, 224]).unwrap_err();
+        assert!(e.contains("would hold 15052800000 values"), "{e}");
         // VGG-16's largest layer passes; a 1000x1000 window over 64x224x224 does not.
         assert!(check_work(64 * 224 * 224, 3 * 3 * 64).is_ok());
         let e = check_work(64 * 224 * 224, 1000 * 1000).unwrap_err();
         assert!(e.starts_with("3211264 outputs each reading a window of 1000000 values is 3211264000000 multiply-adds per image, over the limit of 100000000000"), "{e}");
+        // The work is counted per image of the run.
+        assert!(with_batch(16, || check_work(16 * 64 * 224 * 224, 3 * 3 * 64)).is_ok());
+        assert!(check_work(16 * 64 * 224 * 224, 2000).is_err());
     }
 }

@@ -212,6 +212,10 @@ fn the_refusals_name_the_problem_and_the_switch() {
         ),
         ("classes_1e8.onnx", "raise IGCAM_MAX_TENSOR_ELEMENTS"),
         (
+            "broadcast_first_dim.onnx",
+            "ONNX node `s` (Add): a tensor of shape [100000, 3, 224, 224] would hold 15052800000 values, over the limit of 67108864 per image",
+        ),
+        (
             "pool_window_huge.onnx",
             "ONNX node `p` (MaxPool): 3151875 outputs each reading a window of 1000000 values is 3151875000000 multiply-adds per image, over the limit of 100000000000",
         ),

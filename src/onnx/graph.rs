@@ -146,7 +146,7 @@ fn input_spec(model: &ModelProto, constants: &HashMap<String, HostTensor>) -> Re
         dims[2].unwrap_or(super::DEFAULT_INPUT_SIZE),
         dims[3].unwrap_or(super::DEFAULT_INPUT_SIZE),
     ];
-    crate::budget::check_shape(&at_load, 1).map_err(|msg| Error::Budget {
+    crate::budget::check_shape(&at_load).map_err(|msg| Error::Budget {
         what: format!("model input `{}`", input.name),
         msg,
     })?;
@@ -327,22 +327,32 @@ impl Graph {
     /// Runs `range` of the nodes, reading and writing `env`. Tensors are dropped after their
     /// last reader unless they are named in `keep`. On the CPU backend, convolutions run fused
     /// with their neighbours where nothing else needs the tensors in between (see
-    /// [`fuse`](super::fuse)).
-    pub fn run(&self, env: &mut Env, range: Range<usize>, keep: &[&str]) -> Result<()> {
-        let mut i = range.start;
-        while i < range.end {
-            if let Some(plan) = self.plan_fusion(i, &range, keep, env) {
-                self.run_fused(env, &plan, keep)?;
-                i = plan.last() + 1;
-            } else {
-                self.run_node(env, i, keep, None)?;
-                i += 1;
+    /// [`fuse`](super::fuse)). `batch` is the number of images the run computes: every tensor
+    /// may hold [`budget`](crate::budget)'s limit times that many values.
+    pub fn run(
+        &self,
+        env: &mut Env,
+        range: Range<usize>,
+        keep: &[&str],
+        batch: usize,
+    ) -> Result<()> {
+        crate::budget::with_batch(batch, || {
+            let mut i = range.start;
+            while i < range.end {
+                if let Some(plan) = self.plan_fusion(i, &range, keep, env) {
+                    self.run_fused(env, &plan, keep)?;
+                    i = plan.last() + 1;
+                } else {
+                    self.run_node(env, i, keep, None)?;
+                    i += 1;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
-    /// Like [`Graph::run`] without fusion, calling `observe` with each node and its output.
+    /// Like [`Graph::run`] without fusion on one image, calling `observe` with each node and
+    /// its output.
     pub fn run_observed(
         &self,
         env: &mut Env,
@@ -350,10 +360,12 @@ impl Graph {
         keep: &[&str],
         observe: &mut Observer<'_>,
     ) -> Result<()> {
-        for i in range {
-            self.run_node(env, i, keep, Some(observe))?;
-        }
-        Ok(())
+        crate::budget::with_batch(1, || {
+            for i in range {
+                self.run_node(env, i, keep, Some(observe))?;
+            }
+            Ok(())
+        })
     }
 
     /// The error of node `i`.

@@ -172,8 +172,9 @@ impl OnnxModel {
         let (end, name) = self
             .affine_stem()
             .ok_or_else(|| Error::Backend("the model has no affine stem".into()))?;
+        let batch = x.dims()[0];
         let mut env = self.start(x);
-        self.graph.run(&mut env, 0..end + 1, &[name])?;
+        self.graph.run(&mut env, 0..end + 1, &[name], batch)?;
         match env.remove(name) {
             Some(Value::Float(f)) if f.rank == 4 => Ok(f.tensor),
             _ => Err(Error::Backend(format!("stem output `{name}` is not 4-D"))),
@@ -188,9 +189,10 @@ impl OnnxModel {
             .affine_stem()
             .filter(|&(end, _)| end < p)
             .ok_or_else(|| Error::Backend(format!("layer `{layer}` is inside the stem")))?;
+        let batch = stem.dims()[0];
         let mut env = Env::new();
         env.insert(name.to_string(), Value::Float(FloatValue::nchw(stem)));
-        self.graph.run(&mut env, end + 1..p + 1, &[layer])?;
+        self.graph.run(&mut env, end + 1..p + 1, &[layer], batch)?;
         self.take_layer(env, layer)
     }
 
@@ -404,8 +406,10 @@ impl OnnxModel {
 
     /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>> {
+        let batch = x.dims()[0];
         let mut env = self.start(x);
-        self.graph.run(&mut env, 0..self.graph.nodes.len(), &[])?;
+        self.graph
+            .run(&mut env, 0..self.graph.nodes.len(), &[], batch)?;
         self.logits(env)
     }
 
@@ -414,8 +418,9 @@ impl OnnxModel {
     pub fn forward_to(&self, x: Tensor<4>, layer: &str) -> Result<(Tensor<4>, Env)> {
         self.layer_shape(layer)?;
         let p = self.graph.producer(layer).expect("checked by layer_shape");
+        let batch = x.dims()[0];
         let mut env = self.start(x);
-        self.graph.run(&mut env, 0..p + 1, &[layer])?;
+        self.graph.run(&mut env, 0..p + 1, &[layer], batch)?;
         self.take_layer(env, layer)
     }
 
@@ -445,12 +450,13 @@ impl OnnxModel {
                 name: layer.into(),
                 hint: String::new(),
             })?;
+        let batch = activation.dims()[0];
         env.insert(
             layer.to_string(),
             Value::Float(FloatValue::nchw(activation)),
         );
         self.graph
-            .run(&mut env, p + 1..self.graph.nodes.len(), &[])?;
+            .run(&mut env, p + 1..self.graph.nodes.len(), &[], batch)?;
         self.logits(env)
     }
 }
@@ -463,12 +469,13 @@ pub fn run_graph(
     input: Tensor<4>,
 ) -> Result<(Vec<f32>, Vec<usize>)> {
     let graph = Graph::parse(bytes, &external::NoExternalData, device)?;
+    let batch = input.dims()[0];
     let mut env = Env::new();
     env.insert(
         graph.input.name.clone(),
         Value::Float(FloatValue::nchw(input)),
     );
-    graph.run(&mut env, 0..graph.nodes.len(), &[])?;
+    graph.run(&mut env, 0..graph.nodes.len(), &[], batch)?;
     let out = env.remove(&graph.output).ok_or_else(|| {
         Error::NotClassifier(format!("output `{}` was not computed", graph.output))
     })?;

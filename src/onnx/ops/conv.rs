@@ -128,8 +128,8 @@ impl Conv {
         };
         match shape.output() {
             Some([oh, ow]) if oh > 0 && ow > 0 => {
-                crate::budget::check_shape(&[x[0], cout, oh, ow], x[0])?;
-                crate::budget::check_work(cout * oh * ow, cin_g * kh * kw)?;
+                crate::budget::check_shape(&[x[0], cout, oh, ow])?;
+                crate::budget::check_work(x[0] * cout * oh * ow, cin_g * kh * kw)?;
             }
             _ => {
                 return Err(format!(
@@ -151,7 +151,7 @@ impl Conv {
             .output()
             .ok_or("the kernel does not fit the padded input")?;
         let out_dims = [dims[0], s.cout, oh, ow];
-        crate::budget::check_shape(&out_dims, dims[0])?;
+        crate::budget::check_shape(&out_dims)?;
         let residual = match fusion.residual {
             Some(Value::Float(r)) if r.shape() == out_dims => Some(r.tensor),
             Some(_) => return Err("the residual does not have the output's shape".into()),

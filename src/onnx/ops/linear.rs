@@ -61,7 +61,7 @@ impl Operator for Linear {
         let rank = a.rank.max(b.rank);
         let mut out = sa[..sa.len() - 1].to_vec();
         out.push(sb[sb.len() - 1]);
-        crate::budget::check_shape(&out, out.first().copied().unwrap_or(1))?;
+        crate::budget::check_shape(&out)?;
         let mut y = a.tensor.matmul(b.tensor);
         if let Linear::Gemm { alpha, beta, .. } = self {
             if *alpha != 1.0 {

@@ -109,8 +109,8 @@ impl Operator for Pool {
         if let Some((padding, dilations)) = self.window(h, w) {
             let s = ConvShape::pooling(c, [h, w], self.kernel, self.strides, dilations, padding);
             let [oh, ow] = s.output().unwrap_or([0, 0]);
-            crate::budget::check_shape(&[n, c, oh, ow], n)?;
-            crate::budget::check_work(c * oh * ow, self.kernel[0] * self.kernel[1])?;
+            crate::budget::check_shape(&[n, c, oh, ow])?;
+            crate::budget::check_work(n * c * oh * ow, self.kernel[0] * self.kernel[1])?;
         }
         let out = match self.kind {
             Kind::GlobalAverage => x.mean_dim(3).mean_dim(2),

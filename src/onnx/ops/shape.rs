@@ -424,7 +424,7 @@ impl Operator for Node {
                     .iter()
                     .map(|&d| d.max(0) as usize)
                     .collect();
-                crate::budget::check_shape(&shape, 1)?;
+                crate::budget::check_shape(&shape)?;
                 match value {
                     HostTensor::Int(a) => {
                         let fill = a.iter().next().copied().unwrap_or(0);
