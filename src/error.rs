@@ -16,8 +16,8 @@ pub enum Error {
         "unsupported ONNX {ops}: export the model with standard CNN ops (Conv, BatchNormalization, Relu, pooling, Gemm, ...)"
     )]
     UnsupportedOps {
-        /// Each missing op type with its first node, e.g. "op `Erf` at node `erf_1`" or
-        /// "ops `Erf` at node `a`, `Pow` at nodes `b` and 1 more".
+        /// Each missing op type with its first node, e.g. "op `Einsum` at node `einsum_1`" or
+        /// "ops `Einsum` at node `a`, `Trilu` at nodes `b` and 1 more".
         ops: String,
     },
     /// A node is malformed or used in a way the runtime cannot follow.

@@ -401,7 +401,7 @@ fn bad_models_and_layers_are_refused() {
             &["--model", path(&fixture("bad/unsupported_op.onnx"))],
         ]
         .concat(),
-        "unsupported ONNX op `Erf` at node `the_erf`: export the model",
+        "unsupported ONNX op `Einsum` at node `the_einsum`: export the model",
     );
     refuses(
         &[
@@ -409,8 +409,8 @@ fn bad_models_and_layers_are_refused() {
             &["--model", path(&fixture("bad/unsupported_ops.onnx"))],
         ]
         .concat(),
-        "unsupported ONNX ops `Erf` at node `erf_1`, `Pow` at nodes `pow_1` and 1 more, \
-         `LayerNormalization` at node `ln_1`: export the model",
+        "unsupported ONNX ops `Einsum` at node `einsum_1`, `Trilu` at nodes `trilu_1` and 1 more, \
+         `GridSample` at node `gs_1`: export the model",
     );
     refuses(
         &[

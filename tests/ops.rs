@@ -53,6 +53,14 @@ op_tests!(
     transpose_slice,
     dropout_identity_squeeze,
     pad_from_int_chain,
+    erf_gelu_legacy,
+    gelu_exact_and_tanh,
+    pow_sqrt,
+    convnext_block_layer_norm,
+    layer_norm_decomposed_over_channels,
+    layer_norm_last_three_axes,
+    instance_norm,
+    gather_float_constant_indices,
 );
 
 #[test]
@@ -75,4 +83,47 @@ fn every_fixture_case_is_tested() {
             "fixture case `{case}` has no test"
         );
     }
+}
+
+/// The op types the README's "Supported ONNX operators" paragraph names, parentheticals dropped
+/// and `Add/Sub` split.
+fn readme_ops() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Supported ONNX operators")
+        .expect("README section")
+        + 28;
+    let end = start
+        + readme[start..]
+            .find("Anything else")
+            .expect("end of the list");
+    let mut text = String::new();
+    let mut depth = 0;
+    for ch in readme[start..end].chars() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ if depth == 0 => text.push(ch),
+            _ => {}
+        }
+    }
+    let mut ops: Vec<String> = text
+        .split(|c: char| c == ',' || c == '/' || c == '.' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    ops.sort();
+    ops
+}
+
+#[test]
+fn the_readme_lists_exactly_the_registered_ops() {
+    let mut registered: Vec<String> = igcam::onnx::supported_ops()
+        .chain(["Constant"])
+        .map(str::to_string)
+        .collect();
+    registered.sort();
+    assert!(registered.len() > 40, "{registered:?}");
+    assert_eq!(readme_ops(), registered);
 }

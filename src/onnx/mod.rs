@@ -19,6 +19,7 @@ use burn::tensor::{Device, Tensor};
 
 use graph::Graph;
 pub use graph::{Env, InputSpec, panic_message};
+pub use ops::supported as supported_ops;
 pub use value::{FloatValue, Value, host_values};
 
 use crate::error::{Error, Result};
@@ -289,9 +290,12 @@ impl OnnxModel {
             let (Some(i), Some(o)) = (self.shapes.get(input), self.shapes.get(&n.output)) else {
                 return false;
             };
+            // More than one channel: a channels-last LayerNorm's mean over `[1, 1, 1, C]`
+            // (ConvNeXt's classifier at opset 13) is not a pooling.
             GLOBAL_POOLING.contains(&n.op_type.as_str())
                 && self.is_candidate(input)
                 && o.len() >= 2
+                && i[1] > 1
                 && o[1] == i[1]
                 && o[2..].iter().all(|&d| d == 1)
         })?;

@@ -163,6 +163,43 @@ def make_ops():
         N("Cast", ["flat"], ["pads"], to=TensorProto.INT64),
         N("Pad", ["x", "pads"], ["y"], mode="constant"),
     ], [])
+    # Modern-CNN math: exact and tanh GELU (the Gelu op of opset 20 and the Erf form of the
+    # legacy exporter), Sqrt, Pow by a constant.
+    op_case("erf_gelu_legacy", (1, 2, 4, 4), [
+        N("Div", ["x", "r2"], ["d"]), N("Erf", ["d"], ["e"]), N("Add", ["e", "one"], ["p"]),
+        N("Mul", ["x", "p"], ["m"]), N("Mul", ["m", "half"], ["y"])],
+        [init("r2", np.float32(np.sqrt(2.0))), init("one", np.float32(1.0)), init("half", np.float32(0.5))])
+    op_case("gelu_exact_and_tanh", (1, 2, 4, 4), [
+        N("Gelu", ["x"], ["a"]), N("Gelu", ["x"], ["b"], approximate="tanh"), N("Add", ["a", "b"], ["y"])],
+        [], opset=20)
+    op_case("pow_sqrt", (1, 2, 4, 4), [
+        N("Pow", ["x", "two"], ["sq"]), N("Add", ["sq", "eps"], ["s"]), N("Sqrt", ["s"], ["r"]),
+        N("Pow", ["r", "p3"], ["y"])],
+        [init("two", np.float32(2.0)), init("eps", np.float32(1e-2)), init("p3", np.float32(1.5))])
+    # ConvNeXt's block: channels-last LayerNorm, a 4-D MatMul (Linear), GELU, back to NCHW.
+    op_case("convnext_block_layer_norm", (2, 4, 3, 5), [
+        N("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+        N("LayerNormalization", ["t", "g", "b"], ["n"], axis=-1, epsilon=1e-6),
+        N("MatMul", ["n", "w1"], ["h"]), N("Add", ["h", "b1"], ["hb"]), N("Gelu", ["hb"], ["a"]),
+        N("MatMul", ["a", "w2"], ["o"]), N("Transpose", ["o"], ["y"], perm=[0, 3, 1, 2])],
+        [init("g", rnd(4)), init("b", rnd(4)), init("w1", rnd(4, 8)), init("b1", rnd(8)), init("w2", rnd(8, 4))],
+        opset=20)
+    # The opset-13 decomposition of LayerNorm over channels: ReduceMean, Sub, Pow, Sqrt, Div.
+    op_case("layer_norm_decomposed_over_channels", (1, 3, 4, 4), [
+        N("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1), N("Sub", ["x", "m"], ["c"]),
+        N("Pow", ["c", "two"], ["c2"]), N("ReduceMean", ["c2"], ["v"], axes=[1], keepdims=1),
+        N("Add", ["v", "eps"], ["ve"]), N("Sqrt", ["ve"], ["s"]), N("Div", ["c", "s"], ["y"])],
+        [init("two", np.float32(2.0)), init("eps", np.float32(1e-6))], opset=13)
+    op_case("layer_norm_last_three_axes", (2, 3, 4, 5), [
+        N("LayerNormalization", ["x", "g"], ["y"], axis=1)], [init("g", rnd(3, 4, 5))])
+    # The new exporter's `as_strided`: Gather on a flattened float tensor with constant indices.
+    perm = np.random.default_rng(7).permutation(16).reshape(1, 4, 2, 2).astype(np.int64)
+    op_case("gather_float_constant_indices", (1, 4, 2, 2), [
+        N("Reshape", ["x", "flat"], ["f"]), N("Gather", ["f", "idx"], ["g"], axis=0),
+        N("Gather", ["g", "chan"], ["y"], axis=1)],
+        [init("flat", np.array([-1], np.int64)), init("idx", perm), init("chan", np.array([3, 0, -1], np.int64))])
+    op_case("instance_norm", (2, 3, 4, 5), [
+        N("InstanceNormalization", ["x", "g", "b"], ["y"], epsilon=1e-3)], [init("g", rnd(3)), init("b", rnd(3))])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,24 +389,24 @@ def make_bad():
     open(os.path.join(OUT, "bad", "huge.png"), "wb").write(png)
     # A graph with an operator igcam does not implement.
     graph = helper.make_graph(
-        [helper.make_node("Erf", ["x"], ["e"], name="the_erf"), helper.make_node("Flatten", ["e"], ["y"])], "bad",
+        [helper.make_node("Einsum", ["x"], ["e"], name="the_einsum", equation="nchw->nchw"),
+         helper.make_node("Flatten", ["e"], ["y"])], "bad",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 192])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, os.path.join(OUT, "bad", "unsupported_op.onnx"))
-    # Several unsupported operators (ConvNeXt-style): all are named in one line.
-    two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")
+    # Several unsupported operators: all are named in one line.
     graph = helper.make_graph(
-        [helper.make_node("Erf", ["x"], ["e"], name="erf_1"),
-         helper.make_node("Pow", ["e", "two"], ["p"], name="pow_1"),
-         helper.make_node("Pow", ["p", "two"], ["q"], name="pow_2"),
+        [helper.make_node("Einsum", ["x"], ["e"], name="einsum_1", equation="nchw->nchw"),
+         helper.make_node("Trilu", ["e"], ["p"], name="trilu_1"),
+         helper.make_node("Trilu", ["p"], ["q"], name="trilu_2"),
          helper.make_node("Relu", ["q"], ["r"], name="relu"),
-         helper.make_node("LayerNormalization", ["r", "x_scale"], ["n"], name="ln_1", axis=1),
+         helper.make_node("GridSample", ["r", "grid"], ["n"], name="gs_1"),
          helper.make_node("Flatten", ["n"], ["y"])], "bad",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 192])],
-        [two, numpy_helper.from_array(np.ones((3, 8, 8), dtype=np.float32), "x_scale")])
+        [numpy_helper.from_array(np.zeros((1, 8, 8, 2), dtype=np.float32), "grid")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, os.path.join(OUT, "bad", "unsupported_ops.onnx"))

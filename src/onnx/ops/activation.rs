@@ -1,4 +1,5 @@
-//! Element-wise activations and `Softmax`, plus the pass-through ops (`Identity`, `Dropout`).
+//! Element-wise activations and math (`Erf`, `Gelu`, `Sqrt`, `Pow` by a constant) and
+//! `Softmax`, plus the pass-through ops (`Identity`, `Dropout`).
 
 use burn::tensor::activation;
 
@@ -10,12 +11,24 @@ use crate::onnx::value::Value;
 #[derive(Clone, Copy)]
 enum Act {
     Relu,
-    Clip { min: f32, max: f32 },
+    Clip {
+        min: f32,
+        max: f32,
+    },
     Sigmoid,
     Tanh,
     LeakyRelu(f64),
-    HardSigmoid { alpha: f64, beta: f64 },
+    HardSigmoid {
+        alpha: f64,
+        beta: f64,
+    },
     HardSwish,
+    Erf,
+    /// GELU; `true` for the tanh approximation.
+    Gelu(bool),
+    Sqrt,
+    /// `x^e` for a constant exponent `e`.
+    Pow(f32),
     Softmax(i64),
     PassThrough,
 }
@@ -35,8 +48,20 @@ fn clip_bound(ctx: &BuildContext, i: usize, default: f32) -> OpResult<f32> {
         .ok_or_else(|| "empty Clip bound".to_string())
 }
 
-/// Builds an activation node, `Ok(None)` for other op types.
-pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
+/// The constant scalar exponent of `Pow`.
+fn pow_exponent(ctx: &BuildContext) -> OpResult<f32> {
+    match ctx.constant_input(1).as_deref() {
+        Some([e]) => Ok(*e),
+        Some(v) => Err(format!(
+            "the exponent must be one value, got {} (only x^constant is supported)",
+            v.len()
+        )),
+        None => Err("the exponent must be a constant (only x^constant is supported)".into()),
+    }
+}
+
+/// Builds an activation or element-wise math node.
+pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let a = ctx.attrs();
     let act = match ctx.node.op_type.as_str() {
         "Relu" => Act::Relu,
@@ -56,11 +81,19 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
             beta: f64::from(a.float("beta", 0.5)),
         },
         "HardSwish" => Act::HardSwish,
+        "Erf" => Act::Erf,
+        "Gelu" => match a.string("approximate").as_deref() {
+            None | Some("none") => Act::Gelu(false),
+            Some("tanh") => Act::Gelu(true),
+            Some(other) => return Err(format!("unknown Gelu approximation `{other}`")),
+        },
+        "Sqrt" => Act::Sqrt,
+        "Pow" => Act::Pow(pow_exponent(ctx)?),
         "Softmax" => Act::Softmax(a.int("axis", if ctx.opset < 13 { 1 } else { -1 })),
         "Identity" | "Dropout" => Act::PassThrough,
-        _ => return Ok(None),
+        other => return Err(format!("`{other}` is not an activation")),
     };
-    Ok(Some(Box::new(Activation(act))))
+    Ok(Box::new(Activation(act)))
 }
 
 impl Operator for Activation {
@@ -99,6 +132,14 @@ impl Operator for Activation {
             Act::LeakyRelu(slope) => activation::leaky_relu(t, slope),
             Act::HardSigmoid { alpha, beta } => activation::hard_sigmoid(t, alpha, beta),
             Act::HardSwish => activation::hard_swish(t),
+            Act::Erf => t.erf(),
+            Act::Gelu(false) => activation::gelu(t),
+            Act::Gelu(true) => activation::gelu_approximate(t),
+            Act::Sqrt => t.sqrt(),
+            Act::Pow(1.0) => t,
+            Act::Pow(2.0) => t.clone().mul(t),
+            Act::Pow(0.5) => t.sqrt(),
+            Act::Pow(e) => t.powf_scalar(e),
             Act::Softmax(_) => activation::softmax(t, softmax_dim),
             Act::PassThrough => t,
         };

@@ -1,9 +1,11 @@
-//! `BatchNormalization` in inference mode, folded at load time into `x * scale + shift`.
+//! `BatchNormalization` in inference mode, folded at load time into `x * scale + shift`;
+//! `LayerNormalization` (ConvNeXt) and `InstanceNormalization`, which normalise by statistics
+//! of the input itself.
 
 use burn::tensor::{Tensor, TensorData};
 
 use super::{BuildContext, OpResult, Operator, take_float};
-use crate::onnx::value::{MAX_RANK, Value};
+use crate::onnx::value::{FloatValue, MAX_RANK, Value, normalize_axis};
 
 struct BatchNorm {
     channels: usize,
@@ -20,8 +22,16 @@ fn host(ctx: &BuildContext, i: usize, what: &str) -> OpResult<Vec<f64>> {
     Ok(v.iter().copied().map(f64::from).collect())
 }
 
-/// Builds a `BatchNormalization` node.
+/// Builds a `BatchNormalization`, `LayerNormalization` or `InstanceNormalization` node.
 pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
+    match ctx.node.op_type.as_str() {
+        "LayerNormalization" => layer_norm(ctx),
+        "InstanceNormalization" => instance_norm(ctx),
+        _ => batch_norm(ctx),
+    }
+}
+
+fn batch_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let eps = f64::from(ctx.attrs().float("epsilon", 1e-5));
     let gamma = host(ctx, 1, "scale")?;
     let beta = host(ctx, 2, "bias")?;
@@ -64,5 +74,128 @@ impl Operator for BatchNorm {
         let shift = self.shift.clone().reshape(dims);
         x.tensor = x.tensor.mul(scale).add(shift);
         Ok(Value::Float(x))
+    }
+}
+
+/// Which axes [`Normalize`] takes its statistics over.
+enum Axes {
+    /// `axis` and every axis after it; scale and bias have the shape of those axes.
+    From(i64),
+    /// The spatial axes (2 and on); scale and bias hold one value per channel (axis 1).
+    Spatial,
+}
+
+/// `(x - mean) / sqrt(var + eps) * scale + bias`, mean and variance over `axes` of `x` itself.
+struct Normalize {
+    axes: Axes,
+    eps: f64,
+    scale: FloatValue,
+    bias: Option<FloatValue>,
+}
+
+/// Constant input `i` on the device with its own shape.
+fn constant_value(ctx: &BuildContext, i: usize, what: &str) -> OpResult<FloatValue> {
+    let t = ctx
+        .node
+        .input
+        .get(i)
+        .and_then(|n| ctx.constants.get(n))
+        .ok_or_else(|| format!("{what} must be a constant initialiser"))?;
+    FloatValue::from_host(t.floats(), &t.shape(), ctx.device).map_err(|e| e.to_string())
+}
+
+fn optional_bias(ctx: &BuildContext, i: usize) -> OpResult<Option<FloatValue>> {
+    match ctx.node.input.get(i) {
+        Some(n) if !n.is_empty() => constant_value(ctx, i, "bias").map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn layer_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
+    let a = ctx.attrs();
+    if a.int("stash_type", 1) != 1 {
+        return Err("only stash_type 1 (float32 statistics) is supported".into());
+    }
+    Ok(Box::new(Normalize {
+        axes: Axes::From(a.int("axis", -1)),
+        eps: f64::from(a.float("epsilon", 1e-5)),
+        scale: constant_value(ctx, 1, "scale")?,
+        bias: optional_bias(ctx, 2)?,
+    }))
+}
+
+fn instance_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
+    Ok(Box::new(Normalize {
+        axes: Axes::Spatial,
+        eps: f64::from(ctx.attrs().float("epsilon", 1e-5)),
+        scale: constant_value(ctx, 1, "scale")?,
+        bias: Some(constant_value(ctx, 2, "bias")?),
+    }))
+}
+
+impl Normalize {
+    /// The per-channel `[C]` parameter `p` laid out to broadcast along axis 1 of a rank-`rank`
+    /// tensor.
+    fn per_channel(p: &FloatValue, rank: usize) -> Tensor<4> {
+        let mut dims = [1usize; MAX_RANK];
+        dims[MAX_RANK - rank + 1] = p.shape().iter().product();
+        p.tensor.clone().reshape(dims)
+    }
+}
+
+impl Operator for Normalize {
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        let x = take_float(inputs, 0)?;
+        let shape = x.shape();
+        let first = match self.axes {
+            Axes::From(axis) => normalize_axis(axis, x.rank).map_err(|e| e.to_string())?,
+            Axes::Spatial if x.rank >= 3 => 2,
+            Axes::Spatial => return Err(format!("input shape {shape:?} has no spatial axes")),
+        };
+        let (scale, bias) = match self.axes {
+            Axes::From(_) => {
+                if self.scale.shape() != shape[first..] {
+                    return Err(format!(
+                        "scale of shape {:?} does not match the normalised axes {:?} of {shape:?}",
+                        self.scale.shape(),
+                        &shape[first..]
+                    ));
+                }
+                (
+                    self.scale.tensor.clone(),
+                    self.bias.as_ref().map(|b| b.tensor.clone()),
+                )
+            }
+            Axes::Spatial => {
+                let c = self.scale.shape().iter().product::<usize>();
+                if shape[1] != c {
+                    return Err(format!(
+                        "input shape {shape:?} does not have {c} channels on axis 1"
+                    ));
+                }
+                (
+                    Self::per_channel(&self.scale, x.rank),
+                    self.bias.as_ref().map(|b| Self::per_channel(b, x.rank)),
+                )
+            }
+        };
+        let physical = (first..x.rank).map(|d| d + MAX_RANK - x.rank);
+        let mut mean = x.tensor.clone();
+        for d in physical.clone() {
+            mean = mean.mean_dim(d);
+        }
+        let centered = x.tensor.sub(mean);
+        let mut var = centered.clone().mul(centered.clone());
+        for d in physical {
+            var = var.mean_dim(d);
+        }
+        let mut y = centered.div(var.add_scalar(self.eps).sqrt()).mul(scale);
+        if let Some(b) = bias {
+            y = y.add(b);
+        }
+        Ok(Value::Float(FloatValue {
+            tensor: y,
+            rank: x.rank,
+        }))
     }
 }

@@ -4,7 +4,7 @@
 //! Integer tensors (the `Shape -> Gather -> Unsqueeze -> Concat -> Reshape` chains exporters
 //! emit) are computed on the host with `ndarray`; float tensors stay on the device.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use ndarray::{ArrayD, Axis, IxDyn, Slice as NdSlice};
 
 use super::{BuildContext, OpResult, Operator, float_input, int_input};
@@ -60,8 +60,8 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// Builds a shape-manipulation node, `Ok(None)` for other op types.
-pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
+/// Builds a shape-manipulation node.
+pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let a = ctx.attrs();
     let axes_attr = |limit: i64| {
         if ctx.opset < limit {
@@ -128,9 +128,9 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
             axes: axes_attr(18),
             keep_dims: a.int("keepdims", 1) != 0,
         },
-        _ => return Ok(None),
+        other => return Err(format!("`{other}` is not a shape op")),
     };
-    Ok(Some(Box::new(Node(op))))
+    Ok(Box::new(Node(op)))
 }
 
 /// Integer list from an optional input, or `None` when the input is absent.
@@ -323,12 +323,10 @@ impl Operator for Node {
             }
             ShapeOp::Gather { axis } => {
                 let data = first()?;
-                let Value::Int(data) = data else {
-                    return Err("Gather on float tensors is not supported (only on shapes)".into());
-                };
-                let axis = normalize_axis(*axis, data.ndim()).map_err(err)?;
+                let data_shape = data.shape();
+                let axis = normalize_axis(*axis, data_shape.len()).map_err(err)?;
                 let idx = int_input(inputs, 1)?;
-                let dim = data.shape()[axis] as i64;
+                let dim = data_shape[axis] as i64;
                 let picks: Vec<usize> = idx
                     .iter()
                     .map(|&i| {
@@ -340,14 +338,31 @@ impl Operator for Node {
                         }
                     })
                     .collect::<OpResult<_>>()?;
-                let selected = data.select(Axis(axis), &picks);
-                let mut shape = data.shape()[..axis].to_vec();
+                let mut shape = data_shape[..axis].to_vec();
                 shape.extend_from_slice(idx.shape());
-                shape.extend_from_slice(&data.shape()[axis + 1..]);
-                selected
-                    .into_shape_with_order(IxDyn(&shape))
-                    .map(Value::Int)
-                    .map_err(err)
+                shape.extend_from_slice(&data_shape[axis + 1..]);
+                crate::budget::check_shape(&shape)?;
+                match data {
+                    Value::Int(data) => data
+                        .select(Axis(axis), &picks)
+                        .into_shape_with_order(IxDyn(&shape))
+                        .map(Value::Int)
+                        .map_err(err),
+                    // Float data with constant indices (the new exporter's `as_strided`).
+                    Value::Float(f) => {
+                        let physical = f.physical_axis(axis as i64).map_err(err)?;
+                        let device = f.tensor.device();
+                        let picks: Vec<i64> = picks.iter().map(|&p| p as i64).collect();
+                        let n = picks.len();
+                        let index =
+                            Tensor::<1, Int>::from_data(TensorData::new(picks, [n]), &device);
+                        let selected = FloatValue {
+                            tensor: f.tensor.select(physical, index),
+                            rank: f.rank,
+                        };
+                        selected.reshape(&shape).map(Value::Float).map_err(err)
+                    }
+                }
             }
             ShapeOp::Unsqueeze { axes } => {
                 let axes = match axes {
