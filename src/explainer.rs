@@ -77,9 +77,12 @@ impl Explainer {
             })?,
         };
         model.layer_shape(&layer)?;
-        let batch = options
-            .batch
-            .unwrap_or_else(|| default_batch(model.input_size()));
+        let batch = match model.batch_breaker() {
+            Some(_) => 1,
+            None => options
+                .batch
+                .unwrap_or_else(|| default_batch(model.input_size())),
+        };
         Ok(Self {
             model,
             labels,
@@ -490,7 +493,10 @@ impl<'a> Explaining<'a> {
             }
         }
         let alphas = alphas(request.steps, true);
-        let batch = request.batch.unwrap_or(explainer.batch);
+        let batch = match explainer.model.batch_breaker() {
+            Some(_) => 1,
+            None => request.batch.unwrap_or(explainer.batch),
+        };
         let chunks = |f: &mut dyn FnMut(usize, usize)| {
             let mut from = 0;
             while from < alphas.len() {

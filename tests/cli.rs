@@ -323,6 +323,37 @@ fn fixed_batch_runs_in_batches(dir: &Path, model: &Path) {
     assert!((num / den).sqrt() <= 1e-5, "rel L2 {}", (num / den).sqrt());
 }
 
+/// The new exporter's `as_strided` bakes the batch of 1 into a Gather (ConvNeXt): the model
+/// cannot batch, so it says so and runs one point per pass, with the map of a batched request.
+#[test]
+fn a_model_that_cannot_batch_says_so_and_runs_one_point_per_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = igcam(
+        dir.path(),
+        &[
+            "explain",
+            &tiny_image(),
+            "--model",
+            path(&fixture("zoo/convnext_dynamo.onnx")),
+            "--backend",
+            "cpu",
+            "--steps",
+            "4",
+            "--batch",
+            "4",
+            "--quiet",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "exported with a fixed batch of 1 and node `node_as_strided` does not follow the batch, so images and path points run one per forward"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn the_default_layer_is_what_the_global_pooling_reads() {
     // (fixture, expected default, why); the last activation would be s2, rb and rc.

@@ -61,6 +61,9 @@ op_tests!(
     layer_norm_last_three_axes,
     instance_norm,
     gather_float_constant_indices,
+    split_sizes_input,
+    split_equal_uneven,
+    channel_shuffle_rank5,
 );
 
 #[test]

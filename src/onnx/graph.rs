@@ -1,5 +1,6 @@
 //! Loading an ONNX graph from bytes and executing it node by node on Burn tensors.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -12,6 +13,7 @@ use super::fuse::{Fusion, Plan};
 use super::ops::{self, BuildContext, Operator};
 use super::profile::Profiler;
 use super::proto::{Attrs, HostTensor, host_tensor};
+use super::rewrite;
 use super::value::Value;
 use crate::error::{Error, Result};
 
@@ -65,7 +67,7 @@ pub struct Graph {
     pub(crate) readers: HashMap<String, usize>,
     /// The node that produces each tensor.
     producers: HashMap<String, usize>,
-    /// Reshapes whose fixed batch of 1 was made to follow the input (see [`carry_batch`]).
+    /// Reshapes whose fixed batch of 1 was made to follow the input (see [`rewrite::carry_batch`]).
     pub batch_reshapes: usize,
     /// The device holding the constants.
     device: Device,
@@ -194,7 +196,12 @@ impl Graph {
         // Who produces each tensor: a second producer makes the graph ambiguous.
         let mut produced: HashMap<String, String> =
             HashMap::from([(input.name.clone(), "the model input".to_string())]);
-        for node in &graph.node {
+        let graph_outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+        let rewritten_nodes = rewrite::fuse_high_rank_shuffles(&graph.node, &graph_outputs, &host);
+        for node in &rewritten_nodes {
+            // Only the loader's own rewrites may use its internal domain.
+            let internal = matches!(node, Cow::Owned(n) if n.domain == rewrite::INTERNAL_DOMAIN);
+            let node: &NodeProto = node;
             let name = if node.name.is_empty() {
                 node.output.first().cloned().unwrap_or_default()
             } else {
@@ -210,10 +217,14 @@ impl Graph {
                 .first()
                 .cloned()
                 .ok_or_else(|| bad("node has no output".into()))?;
-            if let Some(first) = produced.insert(out.clone(), format!("node `{name}`")) {
-                return Err(bad(format!(
-                    "its output `{out}` is also produced by {first}; every tensor needs exactly one producer, so the file is malformed (re-export the model)"
-                )));
+            let multi_output = ops::MULTI_OUTPUT.contains(&node.op_type.as_str());
+            let computed = if multi_output { node.output.len() } else { 1 };
+            for o in node.output.iter().take(computed).filter(|o| !o.is_empty()) {
+                if let Some(first) = produced.insert(o.clone(), format!("node `{name}`")) {
+                    return Err(bad(format!(
+                        "its output `{o}` is also produced by {first}; every tensor needs exactly one producer, so the file is malformed (re-export the model)"
+                    )));
+                }
             }
             if node.op_type == "Constant" {
                 host.insert(out, constant_node(node).map_err(bad)?);
@@ -231,25 +242,28 @@ impl Graph {
             // (`[1, 512]`), which the path's batches of several images cannot pass: let the
             // first dimension follow the input (0 = copy it, unless `allowzero`).
             let rewritten = (input.batch == Some(1))
-                .then(|| carry_batch(node, &mut host))
+                .then(|| rewrite::carry_batch(node, &mut host))
                 .flatten();
             if rewritten.is_some() {
                 batch_reshapes += 1;
             }
             let node = rewritten.as_ref().unwrap_or(node);
             let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
-            let ctx = BuildContext {
+            let mut ctx = BuildContext {
                 node,
                 opset,
                 constants: &host,
                 device,
+                output: 0,
             };
-            let op = match domain_ok
-                .then(|| ops::build(&ctx))
-                .transpose()
-                .map_err(bad)?
-                .flatten()
-            {
+            let built = if internal {
+                ops::build_internal(&ctx)
+            } else if domain_ok {
+                ops::build(&ctx)
+            } else {
+                Ok(None)
+            };
+            let op = match built.map_err(bad)? {
                 Some(op) => op,
                 None => {
                     let op = if domain_ok {
@@ -261,6 +275,23 @@ impl Graph {
                     continue;
                 }
             };
+            // The other outputs of a multi-output node, one operator each.
+            for (i, o) in node.output.iter().enumerate().take(computed).skip(1) {
+                if o.is_empty() {
+                    continue;
+                }
+                ctx.output = i;
+                let op = ops::build(&ctx).map_err(bad)?.ok_or_else(|| {
+                    bad(format!("output {i} of a {} cannot be built", node.op_type))
+                })?;
+                nodes.push(Node {
+                    name: name.clone(),
+                    op_type: node.op_type.clone(),
+                    inputs: node.input.clone(),
+                    output: o.clone(),
+                    op,
+                });
+            }
             nodes.push(Node {
                 name,
                 op_type: node.op_type.clone(),
@@ -351,16 +382,16 @@ impl Graph {
         })
     }
 
-    /// Like [`Graph::run`] without fusion on one image, calling `observe` with each node and
-    /// its output.
+    /// Like [`Graph::run`] without fusion, calling `observe` with each node and its output.
     pub fn run_observed(
         &self,
         env: &mut Env,
         range: Range<usize>,
         keep: &[&str],
+        batch: usize,
         observe: &mut Observer<'_>,
     ) -> Result<()> {
-        crate::budget::with_batch(1, || {
+        crate::budget::with_batch(batch, || {
             for i in range {
                 self.run_node(env, i, keep, Some(observe))?;
             }
@@ -545,42 +576,6 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .filter(|l| !(l.is_empty() || is_banner(l)))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// A copy of a `Reshape` node whose constant target shape starts with the batch 1, reading a
-/// new constant whose first entry follows the input's batch instead: 0 (copy the input's first
-/// dimension), or -1 (infer it) under `allowzero`, where 0 would mean a literal zero (PyTorch's
-/// `dynamo=True` exporter sets it) — only when no other entry is -1 or 0, so the inferred
-/// dimension is the batch. `None` for any other node.
-fn carry_batch(node: &NodeProto, host: &mut HashMap<String, HostTensor>) -> Option<NodeProto> {
-    let allow_zero = node
-        .attribute
-        .iter()
-        .any(|a| a.name == "allowzero" && a.i != 0);
-    if node.op_type != "Reshape" {
-        return None;
-    }
-    let shape_name = node.input.get(1)?;
-    let HostTensor::Int(shape) = host.get(shape_name)? else {
-        return None;
-    };
-    if shape.ndim() != 1 || shape.len() < 2 || shape[[0]] != 1 {
-        return None;
-    }
-    let mut carried = shape.clone();
-    if allow_zero {
-        if carried.iter().skip(1).any(|&d| d <= 0) {
-            return None;
-        }
-        carried[[0]] = -1;
-    } else {
-        carried[[0]] = 0;
-    }
-    let name = format!("{shape_name}#batch");
-    host.insert(name.clone(), HostTensor::Int(carried));
-    let mut copy = node.clone();
-    copy.input[1] = name;
-    Some(copy)
 }
 
 /// The unsupported ops of a graph, in the order they first appear, with their nodes: the

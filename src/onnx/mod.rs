@@ -11,6 +11,7 @@ mod host;
 mod ops;
 pub mod profile;
 mod proto;
+mod rewrite;
 mod value;
 
 use std::collections::HashMap;
@@ -69,6 +70,43 @@ pub struct OnnxModel {
     classes: usize,
     /// Output shape of every node for a batch of one, by tensor name.
     shapes: HashMap<String, Vec<usize>>,
+    /// See [`OnnxModel::batch_breaker`].
+    batch_breaker: Option<String>,
+}
+
+/// Runs `graph` on a batch of two blank images and returns the first node whose output
+/// depends on the image but does not hold twice its values for one image (`shapes`), or that
+/// fails. Shapes only: no value is read back from the device.
+fn batch_breaker(
+    graph: &Graph,
+    shapes: &HashMap<String, Vec<usize>>,
+    [h, w]: [usize; 2],
+    device: &Device,
+) -> Option<String> {
+    let blank = Tensor::<4>::zeros([2, graph.input.channels, h, w], device);
+    let mut env = Env::new();
+    env.insert(
+        graph.input.name.clone(),
+        Value::Float(FloatValue::nchw(blank)),
+    );
+    let mut depends = std::collections::HashSet::from([graph.input.name.clone()]);
+    let mut breaker = None;
+    let run = graph.run_observed(&mut env, 0..graph.nodes.len(), &[], 2, &mut |node, v| {
+        if !node.inputs.iter().any(|i| depends.contains(i)) {
+            return;
+        }
+        depends.insert(node.output.clone());
+        let one: usize = shapes.get(&node.output).map_or(0, |s| s.iter().product());
+        let two: usize = v.shape().iter().product();
+        if matches!(v, Value::Float(_)) && two != 2 * one && breaker.is_none() {
+            breaker = Some(node.name.clone());
+        }
+    });
+    match run {
+        Err(Error::BadNode { node, .. }) => breaker.or(Some(node)),
+        Err(_) => breaker.or_else(|| Some(graph.output.clone())),
+        Ok(()) => breaker,
+    }
 }
 
 impl OnnxModel {
@@ -95,7 +133,7 @@ impl OnnxModel {
             Value::Float(FloatValue::nchw(blank)),
         );
         let mut shapes = HashMap::new();
-        graph.run_observed(&mut env, 0..graph.nodes.len(), &[], &mut |node, v| {
+        graph.run_observed(&mut env, 0..graph.nodes.len(), &[], 1, &mut |node, v| {
             shapes.insert(node.output.clone(), v.shape());
         })?;
         if graph.constants.contains_key(&graph.output) {
@@ -120,13 +158,25 @@ impl OnnxModel {
                 crate::budget::MAX_CLASSES
             )));
         }
+        let batch_breaker = (graph.input.batch == Some(1))
+            .then(|| batch_breaker(&graph, &shapes, [h, w], device))
+            .flatten();
         Ok(Self {
             graph,
             device: device.clone(),
             input_size: [h, w],
             classes,
             shapes,
+            batch_breaker,
         })
+    }
+
+    /// For a model exported with a fixed batch of 1: the first node whose output does not
+    /// follow a batch of images (the new exporter's `as_strided` bakes the batch into a
+    /// Gather), which mixes or drops the images of a batch. Images are then run one per forward:
+    /// [`OnnxModel::forward`] splits batches, and the explainer's path runs one point at a time.
+    pub fn batch_breaker(&self) -> Option<&str> {
+        self.batch_breaker.as_deref()
     }
 
     /// The affine stem: the first nodes of the graph, from the image input up to the first
@@ -185,6 +235,7 @@ impl OnnxModel {
     /// Like [`OnnxModel::forward_to`], starting from the affine stem's output `stem`.
     pub fn forward_stem_to(&self, stem: Tensor<4>, layer: &str) -> Result<(Tensor<4>, Env)> {
         self.layer_shape(layer)?;
+        self.check_batch(stem.dims()[0])?;
         let p = self.graph.producer(layer).expect("checked by layer_shape");
         let (end, name) = self
             .affine_stem()
@@ -408,8 +459,16 @@ impl OnnxModel {
         }
     }
 
-    /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits.
+    /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits (one image
+    /// at a time when the model has a [`OnnxModel::batch_breaker`]).
     pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>> {
+        let n = x.dims()[0];
+        if n > 1 && self.batch_breaker.is_some() {
+            let logits = (0..n)
+                .map(|i| self.forward(x.clone().narrow(0, i, 1)))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::cat(logits, 0));
+        }
         let batch = x.dims()[0];
         let mut env = self.start(x);
         self.graph
@@ -421,11 +480,22 @@ impl OnnxModel {
     /// activations and the tensors the rest of the graph still needs.
     pub fn forward_to(&self, x: Tensor<4>, layer: &str) -> Result<(Tensor<4>, Env)> {
         self.layer_shape(layer)?;
+        self.check_batch(x.dims()[0])?;
         let p = self.graph.producer(layer).expect("checked by layer_shape");
         let batch = x.dims()[0];
         let mut env = self.start(x);
         self.graph.run(&mut env, 0..p + 1, &[layer], batch)?;
         self.take_layer(env, layer)
+    }
+
+    /// Refuses a batch of several images where the model has a batch breaker.
+    fn check_batch(&self, n: usize) -> Result<()> {
+        match &self.batch_breaker {
+            Some(node) if n > 1 => Err(Error::Backend(format!(
+                "node `{node}` does not follow the batch: run one image at a time"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Takes the 4-D `layer` out of `env`.

@@ -200,6 +200,18 @@ def make_ops():
         [init("flat", np.array([-1], np.int64)), init("idx", perm), init("chan", np.array([3, 0, -1], np.int64))])
     op_case("instance_norm", (2, 3, 4, 5), [
         N("InstanceNormalization", ["x", "g", "b"], ["y"], epsilon=1e-3)], [init("g", rnd(3)), init("b", rnd(3))])
+    # Split with several outputs (read back through a Concat in another order), and
+    # ShuffleNet's channel shuffle through a rank-5 tensor.
+    op_case("split_sizes_input", (1, 4, 3, 3), [
+        N("Split", ["x", "sizes"], ["a", "b"], axis=1), N("Concat", ["b", "a"], ["y"], axis=1)],
+        [init("sizes", np.array([1, 3], np.int64))], opset=13)
+    op_case("split_equal_uneven", (1, 2, 5, 3), [
+        N("Split", ["x"], ["a", "b", "c"], axis=2, num_outputs=3), N("Concat", ["c", "a", "b"], ["y"], axis=2)],
+        [], opset=18)
+    op_case("channel_shuffle_rank5", (2, 6, 3, 4), [
+        N("Reshape", ["x", "wide"], ["w"]), N("Transpose", ["w"], ["t"], perm=[0, 2, 1, 3, 4]),
+        N("Reshape", ["t", "back"], ["y"])],
+        [init("wide", np.array([2, 2, 3, 3, 4], np.int64)), init("back", np.array([2, -1, 3, 4], np.int64))])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -499,6 +511,8 @@ def main():
     make_bad()
     make_layer_families()
     make_ops()
+    import make_zoo  # the model-zoo set: tests/fixtures/zoo (see tests/reference/make_zoo.py)
+    make_zoo.main()
     chelsea = os.path.join(ROOT, "assets", "images", "chelsea.png")
     coffee = os.path.join(ROOT, "assets", "images", "coffee.png")
     torch.manual_seed(1)

@@ -97,7 +97,11 @@ pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, St
         ),
     };
     let model = model.with_context(|| format!("model `{name}`"))?;
-    if model.batch_reshapes() > 0 {
+    if let Some(node) = model.batch_breaker() {
+        eprintln!(
+            "notice: `{name}` was exported with a fixed batch of 1 and node `{node}` does not follow the batch, so images and path points run one per forward (slower); export with a dynamic batch axis (`dynamic_axes={{\"input\": {{0: \"batch\"}}}}`, or `dynamic_shapes` with dynamo) to batch them"
+        );
+    } else if model.batch_reshapes() > 0 {
         eprintln!(
             "notice: `{name}` was exported with a fixed batch of 1; {} Reshape(s) now follow the input's batch so the path runs in batches",
             model.batch_reshapes()

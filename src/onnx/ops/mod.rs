@@ -11,6 +11,8 @@ mod norm;
 mod pad;
 mod pool;
 mod shape;
+mod shuffle;
+mod split;
 
 use std::collections::HashMap;
 
@@ -75,6 +77,8 @@ pub struct BuildContext<'a> {
     pub constants: &'a HashMap<String, HostTensor>,
     /// Device that holds the model's tensors.
     pub device: &'a Device,
+    /// Which of the node's outputs the operator computes (0 except for [`MULTI_OUTPUT`] ops).
+    pub output: usize,
 }
 
 impl<'a> BuildContext<'a> {
@@ -142,11 +146,24 @@ const REGISTRY: &[(&str, Builder)] = &[
     ("Transpose", shape::build),
     ("Cast", shape::build),
     ("ReduceMean", shape::build),
+    ("Split", split::build),
 ];
+
+/// Op types whose every output is computed (by one operator each); other ops compute their
+/// first output only (MaxPool's indices, Dropout's mask and the like are not read by CNNs).
+pub const MULTI_OUTPUT: &[&str] = &["Split"];
 
 /// The op types [`build`] supports, in registry order.
 pub fn supported() -> impl Iterator<Item = &'static str> {
     REGISTRY.iter().map(|&(op, _)| op)
+}
+
+/// Builds a node the loader made (domain [`INTERNAL_DOMAIN`](crate::onnx::rewrite::INTERNAL_DOMAIN)).
+pub fn build_internal(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
+    match ctx.node.op_type.as_str() {
+        crate::onnx::rewrite::RESHAPE_TRANSPOSE_RESHAPE => shuffle::build(ctx).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Builds the operator for a node, `Ok(None)` when the op type is not supported.

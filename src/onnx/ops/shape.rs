@@ -146,7 +146,11 @@ fn int_to_float(a: &ArrayD<i64>, device: &Device) -> OpResult<FloatValue> {
 }
 
 /// ONNX `Reshape` target: `0` copies the input dim (unless `allow_zero`), `-1` is inferred.
-fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> OpResult<Vec<usize>> {
+pub(super) fn reshape_target(
+    input: &[usize],
+    spec: &[i64],
+    allow_zero: bool,
+) -> OpResult<Vec<usize>> {
     let total: usize = input.iter().product();
     let mut out = Vec::with_capacity(spec.len());
     let mut infer = None;

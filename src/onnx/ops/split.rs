@@ -1,0 +1,95 @@
+//! `Split`, a node with several outputs: the loader builds one operator per output, each
+//! computing its own part ([`BuildContext::output`]).
+
+use super::{BuildContext, OpResult, Operator, float_input, int_input};
+use crate::onnx::value::{FloatValue, Value, normalize_axis};
+
+/// Where the part sizes come from.
+enum Sizes {
+    /// Listed (the `split` attribute before opset 13, or a constant input).
+    Fixed(Vec<i64>),
+    /// Computed by the graph: input 1, read at run time.
+    Input,
+    /// `parts` equal parts; the last is smaller when the axis does not divide (opset 18).
+    Equal(usize),
+}
+
+struct SplitPart {
+    axis: i64,
+    sizes: Sizes,
+    /// Which output (part) this operator computes.
+    index: usize,
+}
+
+/// Builds the operator for output [`BuildContext::output`] of a `Split` node.
+pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
+    let a = ctx.attrs();
+    let has_input = ctx.node.input.get(1).is_some_and(|n| !n.is_empty());
+    let sizes = if ctx.opset < 13 {
+        a.ints("split").map(Sizes::Fixed)
+    } else if has_input {
+        Some(match ctx.constant_input(1) {
+            Some(v) => Sizes::Fixed(v.iter().map(|&x| x as i64).collect()),
+            None => Sizes::Input,
+        })
+    } else {
+        None
+    };
+    let parts = match a.int("num_outputs", 0) {
+        n if n > 0 => n as usize,
+        _ => ctx.node.output.len(),
+    };
+    Ok(Box::new(SplitPart {
+        axis: a.int("axis", 0),
+        sizes: sizes.unwrap_or(Sizes::Equal(parts)),
+        index: ctx.output,
+    }))
+}
+
+impl SplitPart {
+    /// The start and length of this part along an axis of `dim` values.
+    fn range(&self, dim: usize, inputs: &[Option<Value>]) -> OpResult<(usize, usize)> {
+        let sizes: Vec<usize> = match &self.sizes {
+            Sizes::Equal(parts) => {
+                let parts = (*parts).max(1);
+                let chunk = dim.div_ceil(parts);
+                (0..parts)
+                    .map(|i| chunk.min(dim.saturating_sub(i * chunk)))
+                    .collect()
+            }
+            Sizes::Fixed(v) => checked_sizes(v)?,
+            Sizes::Input => {
+                checked_sizes(&int_input(inputs, 1)?.iter().copied().collect::<Vec<_>>())?
+            }
+        };
+        if sizes.iter().sum::<usize>() != dim {
+            return Err(format!(
+                "split sizes {sizes:?} do not add up to the axis length {dim}"
+            ));
+        }
+        let length = *sizes
+            .get(self.index)
+            .ok_or_else(|| format!("output {} has no part in {sizes:?}", self.index))?;
+        Ok((sizes[..self.index].iter().sum(), length))
+    }
+}
+
+fn checked_sizes(v: &[i64]) -> OpResult<Vec<usize>> {
+    v.iter()
+        .map(|&s| usize::try_from(s).map_err(|_| format!("split size {s} is negative")))
+        .collect()
+}
+
+impl Operator for SplitPart {
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        let x = float_input(inputs, 0)?;
+        let shape = x.shape();
+        let axis = normalize_axis(self.axis, x.rank).map_err(|e| e.to_string())?;
+        let (start, length) = self.range(shape[axis], inputs)?;
+        let physical = x.physical_axis(self.axis).map_err(|e| e.to_string())?;
+        Ok(Value::Float(FloatValue {
+            tensor: x.tensor.narrow(physical, start, length),
+            rank: x.rank,
+        }))
+    }
+}

@@ -1,0 +1,113 @@
+//! The model zoo (fixtures from `tests/reference/make_zoo.py`): eight CNN families, narrowed,
+//! each exported by the legacy exporter at opset 17 and 13 and by the new `dynamo=True`
+//! exporter with a fixed batch of 1. For every export: it loads, the default layer is the
+//! feature map that feeds the network's pooling, and the logits, the Grad-CAM map and the
+//! IG-CAM map (its path run in batches of 2) there equal PyTorch's (relative L2 <= 1e-4).
+
+mod common;
+
+use burn::tensor::Device;
+use common::{array, fixture, json, rel_l2};
+use igcam::cam::Method;
+use igcam::onnx::OnnxModel;
+use igcam::{Explainer, ExplainerOptions, Request, preprocess};
+
+const FAMILIES: [&str; 8] = [
+    "efficientnet",
+    "mobilenet_v3_small",
+    "googlenet",
+    "squeezenet",
+    "densenet",
+    "shufflenet_v2",
+    "convnext",
+    "regnet_y",
+];
+const EXPORTERS: [&str; 3] = ["opset17", "opset13", "dynamo"];
+
+/// What differs from PyTorch in one export, or `None` when everything matches.
+fn check(case: &serde_json::Value, steps: usize, device: &Device) -> Option<String> {
+    let file = case["model"].as_str().unwrap();
+    let bytes = std::fs::read(fixture(&format!("zoo/{file}"))).unwrap();
+    let model = match OnnxModel::from_bytes(&bytes, device) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("{file}: does not load: {e}")),
+    };
+    let layer = case["layer"].as_str().unwrap();
+    let default = model.default_layer();
+    if default.as_deref() != Some(layer) {
+        return Some(format!("{file}: default layer {default:?}, want `{layer}`"));
+    }
+    // Path points in batches of 2: the fixed-batch exports must run batches.
+    let options = ExplainerOptions {
+        batch: Some(2),
+        ..ExplainerOptions::default()
+    };
+    let explainer = Explainer::new(model, Vec::new(), options).unwrap();
+    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
+    let photo = preprocess::decode(&photo).unwrap().to_rgb8();
+    let prepared = explainer.prepare_fitted(photo).unwrap();
+    let logits_error = rel_l2(&prepared.logits, &array(&case["logits"]).0);
+    if logits_error > 1e-4 {
+        return Some(format!(
+            "{file}: logits differ (relative L2 {logits_error:.2e})"
+        ));
+    }
+    let target = case["target"].as_u64().unwrap() as usize;
+    for (method, steps) in [("gradcam", 1), ("igcam", steps)] {
+        let request = Request::new(vec![target], vec![Method::parse(method).unwrap()], steps);
+        let maps = explainer
+            .explain(&prepared, &request, &mut |_, _| {})
+            .unwrap();
+        let (want, shape) = array(&case[method]);
+        let map = &maps[0].map;
+        if vec![map.height, map.width] != shape {
+            return Some(format!(
+                "{file}: {method} map {}x{}, want {shape:?}",
+                map.height, map.width
+            ));
+        }
+        let error = rel_l2(&map.values, &want);
+        if error > 1e-4 {
+            return Some(format!(
+                "{file}: {method} differs (relative L2 {error:.2e})"
+            ));
+        }
+    }
+    None
+}
+
+#[test]
+fn every_family_and_exporter_loads_picks_the_feature_map_and_matches_pytorch() {
+    let zoo = json("zoo/zoo.json");
+    let cases = zoo["cases"].as_array().unwrap();
+    let mut listed: Vec<String> = cases
+        .iter()
+        .map(|c| {
+            format!(
+                "{}_{}",
+                c["family"].as_str().unwrap(),
+                c["exporter"].as_str().unwrap()
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = FAMILIES
+        .iter()
+        .flat_map(|f| EXPORTERS.iter().map(move |e| format!("{f}_{e}")))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected, "the zoo holds every family x exporter");
+    let device = Device::flex();
+    let steps = zoo["steps"].as_u64().unwrap() as usize;
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| check(c, steps, &device))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} exports differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
