@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod onnx;
 pub mod preprocess;
 pub mod render;
+pub mod resample;
 
 use burn::tensor::{Device, Tensor, TensorData};
 

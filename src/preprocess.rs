@@ -1,9 +1,10 @@
-//! Image bytes to a normalised NCHW tensor: decode (with size limits), resize/centre-crop like
-//! torchvision's `Resize + CenterCrop`, and normalise with a preset.
+//! Image bytes to a normalised NCHW tensor: decode (with size limits), resize/centre-crop
+//! exactly like torchvision's `Resize(256) + CenterCrop(224)` on a PIL image (Pillow's bilinear
+//! resampling, see [`resample`](crate::resample)), and normalise with a preset.
 
 use std::io::Cursor;
 
-use image::imageops::{self, FilterType};
+use image::imageops;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
 
 use crate::error::{Error, Result};
@@ -178,14 +179,23 @@ impl Geometry {
         let resized = if [iw, ih] == [w, h] || !crop {
             [w, h]
         } else {
+            // torchvision's `Resize(short)`: the shorter side becomes `short`, the other
+            // `int(short * other / shorter)` (truncated).
             let short = (f64::from(h.min(w)) * 256.0 / 224.0).round();
-            let scale = short / f64::from(iw.min(ih));
-            [
-                ((f64::from(iw) * scale).round() as u32).max(w),
-                ((f64::from(ih) * scale).round() as u32).max(h),
-            ]
+            let shorter = f64::from(iw.min(ih));
+            let side = |v: u32| {
+                if v == iw.min(ih) {
+                    short as u32
+                } else {
+                    (short * f64::from(v) / shorter) as u32
+                }
+            };
+            [side(iw).max(w), side(ih).max(h)]
         };
-        let offset = [(resized[0] - w) / 2, (resized[1] - h) / 2];
+        // torchvision's `CenterCrop`: `int(round((size - crop) / 2))`, Python rounding half to
+        // even.
+        let offset =
+            [0, 1].map(|a| (f64::from(resized[a] - [w, h][a]) / 2.0).round_ties_even() as u32);
         Self {
             source,
             resized,
@@ -253,7 +263,7 @@ pub fn fit(image: &DynamicImage, size: [usize; 2], crop: bool) -> RgbImage {
     if g.resized == [rgb.width(), rgb.height()] && g.offset == [0, 0] {
         return rgb;
     }
-    let resized = imageops::resize(&rgb, g.resized[0], g.resized[1], FilterType::Triangle);
+    let resized = crate::resample::resize_bilinear(&rgb, g.resized[0], g.resized[1]);
     imageops::crop_imm(&resized, g.offset[0], g.offset[1], g.size[0], g.size[1]).to_image()
 }
 
@@ -285,10 +295,14 @@ mod tests {
 
     #[test]
     fn geometry_matches_resize_256_centre_crop_224() {
-        // 451x300 (Chelsea): shorter side 300 -> 256, width 451 * 256/300 = 385, crop x from 80.
+        // 451x300 (Chelsea): shorter side 300 -> 256, width int(256 * 451 / 300) = 384 (as
+        // torchvision truncates), crop x from 80.
         let g = Geometry::new([451, 300], [224, 224], true);
-        assert_eq!(g.resized, [385, 256]);
+        assert_eq!(g.resized, [384, 256]);
         assert_eq!(g.offset, [80, 16]);
+        // An odd margin rounds half to even, like Python's round: 161 / 2 -> 80, 163 / 2 -> 82.
+        assert_eq!(Geometry::new([385, 256], [224, 224], true).offset, [80, 16]);
+        assert_eq!(Geometry::new([387, 256], [224, 224], true).offset, [82, 16]);
         let b = g.map_box(PixelBox {
             x0: 100,
             y0: 0,
@@ -300,18 +314,18 @@ mod tests {
             PixelBox {
                 x0: 5,
                 y0: 0,
-                x1: 176,
+                x1: 175,
                 y1: 224
             }
         );
-        // The crop in source pixels: x 80..304 of 385 -> 94..356 of 451, y 16..240 of 256 ->
+        // The crop in source pixels: x 80..304 of 384 -> 94..357 of 451, y 16..240 of 256 ->
         // 19..281 of 300.
         assert_eq!(
             g.crop_box(),
             PixelBox {
                 x0: 94,
                 y0: 19,
-                x1: 356,
+                x1: 357,
                 y1: 281
             }
         );

@@ -114,7 +114,7 @@ fn default_run_explains_the_bundled_cat() {
     assert_eq!(r["overlay_size"], serde_json::json!([451, 300]));
     assert_eq!(
         r["crop"],
-        serde_json::json!({"x0": 94, "y0": 19, "x1": 356, "y1": 281})
+        serde_json::json!({"x0": 94, "y0": 19, "x1": 357, "y1": 281})
     );
     let input = igcam(
         dir.path(),

@@ -64,6 +64,12 @@ op_tests!(
     split_sizes_input,
     split_equal_uneven,
     channel_shuffle_rank5,
+    resize_bilinear_scales,
+    resize_bilinear_align_corners_sizes,
+    resize_bilinear_down_half_pixel,
+    resize_nearest_floor,
+    upsample_nearest_opset9,
+    reduce_sum_max,
 );
 
 #[test]

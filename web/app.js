@@ -92,8 +92,8 @@ async function setImage(bytes) {
   }
 }
 
-function setModel(bytes, labels) {
-  const info = wasm.load_model(bytes, labels);
+function setModel(bytes, labels, dataName, data) {
+  const info = wasm.load_model(bytes, labels, dataName, data);
   window.igcamModel = info;
   const sel = $("layer");
   sel.innerHTML = "";
@@ -168,12 +168,24 @@ async function run() {
   }
 }
 
-async function handleFile(file) {
+// Files dropped or chosen together: a model may come with its external weights
+// (`model.onnx` + `model.onnx.data`, PyTorch's dynamo exporter), else the first file counts.
+async function handleFiles(list) {
+  const files = Array.from(list);
+  const model = files.find((f) => f.name.toLowerCase().endsWith(".onnx"));
+  const data = model && files.find((f) => f !== model && !/\.(png|jpe?g)$/i.test(f.name));
+  if (model) await handleFile(model, data);
+  else if (files[0]) await handleFile(files[0]);
+}
+
+async function handleFile(file, dataFile) {
   const bytes = new Uint8Array(await file.arrayBuffer());
   if (file.name.toLowerCase().endsWith(".onnx")) {
     try {
-      setModel(bytes, "");
-      $("model-status").textContent = `model: ${file.name} (${window.igcamModel.classes} classes)`;
+      const data = dataFile ? new Uint8Array(await dataFile.arrayBuffer()) : undefined;
+      setModel(bytes, "", dataFile ? dataFile.name : undefined, data);
+      const extra = dataFile ? ` + ${dataFile.name}` : "";
+      $("model-status").textContent = `model: ${file.name}${extra} (${window.igcamModel.classes} classes)`;
       showError("");
       status("model loaded; pick a photo");
     } catch (e) {
@@ -243,11 +255,11 @@ async function main(bindings) {
     img.onclick = async () => setImage(new Uint8Array(await (await fetch(`images/${name}`)).arrayBuffer()));
     $("samples").appendChild(img);
   }
-  $("file").onchange = (ev) => ev.target.files[0] && handleFile(ev.target.files[0]);
+  $("file").onchange = (ev) => handleFiles(ev.target.files);
   const drop = $("drop");
   drop.ondragover = (ev) => { ev.preventDefault(); drop.classList.add("over"); };
   drop.ondragleave = () => drop.classList.remove("over");
-  drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove("over"); if (ev.dataTransfer.files[0]) handleFile(ev.dataTransfer.files[0]); };
+  drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove("over"); handleFiles(ev.dataTransfer.files); };
   $("run").onclick = () => run();
   $("method").onchange = () => { if (haveImage && results.length) showCached(); };
   $("steps").oninput = () => { $("steps-value").textContent = $("steps").value; };

@@ -1,7 +1,7 @@
 //! Weights kept outside the `.onnx` file: PyTorch's default exporter (`dynamo=True`) writes
 //! `model.onnx` plus `model.onnx.data`, and each initialiser names its file, offset and length.
 //! The core reads no files: the caller supplies an [`ExternalData`] that reads them (the CLI
-//! from the model's folder, the browser from a second dropped file).
+//! from the model's folder, the browser from files dropped with the model: [`DataFiles`]).
 
 use std::borrow::Cow;
 
@@ -22,6 +22,45 @@ impl ExternalData for NoExternalData {
         Err(format!(
             "its data is in the external file `{location}`, which is not available here; put it next to the model, or re-export with the weights inside (`torch.onnx.export(..., external_data=False)`)"
         ))
+    }
+}
+
+/// External data files held in memory by name (the browser page: files dropped together with
+/// the model). A location is matched by its file name, since a dropped file has no folder.
+#[derive(Default)]
+pub struct DataFiles(Vec<(String, Vec<u8>)>);
+
+impl DataFiles {
+    /// Adds the file `name` with its bytes.
+    pub fn add(&mut self, name: impl Into<String>, bytes: Vec<u8>) {
+        self.0.push((name.into(), bytes));
+    }
+}
+
+impl ExternalData for DataFiles {
+    fn read(&self, location: &str, offset: u64, length: u64) -> Result<Vec<u8>, String> {
+        let file_name = location.rsplit(['/', '\\']).next().unwrap_or(location);
+        let (_, bytes) = self
+            .0
+            .iter()
+            .find(|(name, _)| name == file_name)
+            .ok_or_else(|| {
+                format!(
+                    "its data is in the external file `{location}`: give it together with the model (drop both files at once), or re-export with the weights inside (`torch.onnx.export(..., external_data=False)`)"
+                )
+            })?;
+        let range = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(length).ok())
+            .and_then(|(o, l)| Some(o..o.checked_add(l)?))
+            .filter(|r| r.end <= bytes.len())
+            .ok_or_else(|| {
+                format!(
+                    "external data `{location}` is {} bytes, but the tensor asks for {length} bytes at offset {offset}",
+                    bytes.len()
+                )
+            })?;
+        Ok(bytes[range].to_vec())
     }
 }
 
@@ -143,5 +182,27 @@ mod tests {
         ] {
             assert!(check_location(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn dropped_files_are_read_by_name_within_their_bounds() {
+        let mut files = DataFiles::default();
+        files.add("model.onnx.data", (0u8..10).collect());
+        assert_eq!(files.read("model.onnx.data", 2, 3).unwrap(), vec![2, 3, 4]);
+        assert_eq!(
+            files.read("weights/model.onnx.data", 8, 2).unwrap(),
+            vec![8, 9]
+        );
+        assert_eq!(
+            files.read("model.onnx.data", 8, 3).unwrap_err(),
+            "external data `model.onnx.data` is 10 bytes, but the tensor asks for 3 bytes at offset 8"
+        );
+        assert!(files.read("model.onnx.data", u64::MAX, 2).is_err());
+        assert!(
+            files
+                .read("other.data", 0, 1)
+                .unwrap_err()
+                .starts_with("its data is in the external file `other.data`: give it together with the model (drop both files at once)")
+        );
     }
 }

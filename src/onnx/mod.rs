@@ -75,8 +75,8 @@ pub struct OnnxModel {
 }
 
 /// Runs `graph` on a batch of two blank images and returns the first node whose output
-/// depends on the image but does not hold twice its values for one image (`shapes`), or that
-/// fails. Shapes only: no value is read back from the device.
+/// depends on the image but does not have twice its first dimension for one image (`shapes`)
+/// and the same others, or that fails. Shapes only: no value is read back from the device.
 fn batch_breaker(
     graph: &Graph,
     shapes: &HashMap<String, Vec<usize>>,
@@ -96,9 +96,13 @@ fn batch_breaker(
             return;
         }
         depends.insert(node.output.clone());
-        let one: usize = shapes.get(&node.output).map_or(0, |s| s.iter().product());
-        let two: usize = v.shape().iter().product();
-        if matches!(v, Value::Float(_)) && two != 2 * one && breaker.is_none() {
+        // The batch must stay the first axis: `[4, 196, 64]` becoming `[4, 196, 128]` holds
+        // twice the values but has folded the images into another axis.
+        let one = shapes.get(&node.output).map_or(&[][..], Vec::as_slice);
+        let two = v.shape();
+        let follows = matches!((one.split_first(), two.split_first()),
+            (Some((n1, r1)), Some((n2, r2))) if *n2 == 2 * n1 && r1 == r2);
+        if matches!(v, Value::Float(_)) && !follows && breaker.is_none() {
             breaker = Some(node.name.clone());
         }
     });

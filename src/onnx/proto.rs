@@ -45,6 +45,11 @@ impl<'a> Attrs<'a> {
         self.get(name).map(|a| a.ints.clone())
     }
 
+    /// A float-list attribute, if present.
+    pub fn floats(&self, name: &str) -> Option<Vec<f32>> {
+        self.get(name).map(|a| a.floats.clone())
+    }
+
     /// A float attribute, or `default` when absent.
     pub fn float(&self, name: &str, default: f32) -> f32 {
         self.get(name).map_or(default, |a| a.f)

@@ -36,10 +36,12 @@ fn shape_inputs(node: &NodeProto) -> Vec<(usize, bool)> {
 }
 
 /// A copy of a reshaping node whose constant target shapes start with the batch 1, reading new
-/// constants whose first entry follows the input's batch instead: 0 (copy the input's first
-/// dimension), or -1 (infer it) under `allowzero`, where 0 would mean a literal zero (PyTorch's
-/// `dynamo=True` exporter sets it) — only when no other entry is -1 or 0, so the inferred
-/// dimension is the batch. `None` when no target changes.
+/// constants whose first entry follows the input's batch instead: -1 (infer it from the
+/// input's size) when no other entry is -1 or 0, so the inferred dimension is the batch (the
+/// input's first dimension need not be the batch: MobileViT folds it with others); else 0
+/// (copy the input's first dimension), except under `allowzero` (PyTorch's `dynamo=True`
+/// exporter), where 0 would mean a literal zero. `None` when no target changes. A model whose
+/// batch still does not flow is caught at load (see `OnnxModel::batch_breaker`).
 pub fn carry_batch(node: &NodeProto, host: &mut HashMap<String, HostTensor>) -> Option<NodeProto> {
     let mut copy: Option<NodeProto> = None;
     for (i, allow_zero) in shape_inputs(node) {
@@ -53,13 +55,12 @@ pub fn carry_batch(node: &NodeProto, host: &mut HashMap<String, HostTensor>) -> 
             continue;
         }
         let mut carried = shape.clone();
-        if allow_zero {
-            if carried.iter().skip(1).any(|&d| d <= 0) {
-                continue;
-            }
+        if carried.iter().skip(1).all(|&d| d > 0) {
             carried[[0]] = -1;
-        } else {
+        } else if !allow_zero {
             carried[[0]] = 0;
+        } else {
+            continue;
         }
         let name = format!("{shape_name}#batch");
         host.insert(name.clone(), HostTensor::Int(carried));

@@ -212,6 +212,27 @@ def make_ops():
         N("Reshape", ["x", "wide"], ["w"]), N("Transpose", ["w"], ["t"], perm=[0, 2, 1, 3, 4]),
         N("Reshape", ["t", "back"], ["y"])],
         [init("wide", np.array([2, 2, 3, 3, 4], np.int64)), init("back", np.array([2, -1, 3, 4], np.int64))])
+    # Resize as F.interpolate exports it: bilinear (half-pixel, aligned corners, up and down)
+    # and nearest with floor rounding; the old Upsample.
+    op_case("resize_bilinear_scales", (1, 2, 3, 4), [
+        N("Resize", ["x", "", "scales"], ["y"], mode="linear", coordinate_transformation_mode="pytorch_half_pixel")],
+        [init("scales", np.array([1, 1, 2, 2], np.float32))])
+    op_case("resize_bilinear_align_corners_sizes", (1, 2, 3, 4), [
+        N("Resize", ["x", "", "", "sizes"], ["y"], mode="linear", coordinate_transformation_mode="align_corners")],
+        [init("sizes", np.array([1, 2, 5, 7], np.int64))], opset=13)
+    op_case("resize_bilinear_down_half_pixel", (1, 2, 5, 7), [
+        N("Resize", ["x", "", "", "sizes"], ["y"], mode="linear", coordinate_transformation_mode="half_pixel")],
+        [init("sizes", np.array([1, 2, 3, 4], np.int64))])
+    op_case("resize_nearest_floor", (1, 2, 3, 4), [
+        N("Resize", ["x", "", "scales"], ["y"], mode="nearest", coordinate_transformation_mode="asymmetric",
+          nearest_mode="floor")],
+        [init("scales", np.array([1, 1, 2, 3], np.float32))])
+    op_case("reduce_sum_max", (2, 3, 4, 5), [
+        N("ReduceSum", ["x", "ax1"], ["s"], keepdims=1), N("ReduceMax", ["x"], ["m"], axes=[1], keepdims=1),
+        N("Add", ["s", "m"], ["y"])], [init("ax1", np.array([1], np.int64))])
+    op_case("upsample_nearest_opset9", (1, 2, 3, 4), [
+        N("Upsample", ["x", "scales"], ["y"], mode="nearest")],
+        [init("scales", np.array([1, 1, 2, 2], np.float32))], opset=9)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,6 +410,20 @@ def make_net(name, model, module, scope, size, image, steps, export=True):
     print(name, "target", target, "layer", layer, "onnx vs torch max diff", float(np.abs(ort_logits - logits.numpy()).max()))
 
 
+def make_preprocess():
+    """torchvision's `Resize(round(size * 256 / 224)) + CenterCrop(size)` of each demo photo on
+    PIL (Pillow's antialiased bilinear), saved losslessly: igcam's `fit` must give these pixels."""
+    from torchvision import transforms
+    out = os.path.join(OUT, "preprocess")
+    os.makedirs(out, exist_ok=True)
+    images = sorted(f for f in os.listdir(os.path.join(ROOT, "assets", "images")) if f.endswith((".png", ".jpg")))
+    for name in images:
+        for size in ([224, 299] if name == "chelsea.png" else [224]):
+            img = Image.open(os.path.join(ROOT, "assets", "images", name)).convert("RGB")
+            t = transforms.Compose([transforms.Resize(round(size * 256 / 224)), transforms.CenterCrop(size)])
+            t(img).save(os.path.join(out, f"{os.path.splitext(name)[0]}_{size}.png"))
+
+
 def make_bad():
     """Inputs that must be refused with a clear error."""
     import struct
@@ -511,6 +546,7 @@ def main():
     make_bad()
     make_layer_families()
     make_ops()
+    make_preprocess()
     import make_zoo  # the model-zoo set: tests/fixtures/zoo (see tests/reference/make_zoo.py)
     make_zoo.main()
     chelsea = os.path.join(ROOT, "assets", "images", "chelsea.png")

@@ -4,7 +4,8 @@
 //  * IG-CAM (m = 16) matches the native CLI's --json map (relative L2 <= 1e-3) on the CPU path
 //    and on WebGPU forced with ?webgpu;
 //  * "compare all" explains the top-5 in one run: another class's maps then show in < 100 ms;
-//  * a non-image drop and a non-CNN .onnx give errors and the page recovers.
+//  * a non-image drop and a non-CNN .onnx give errors and the page recovers;
+//  * a model with external weights loads from both files dropped together.
 // Writes ARTIFACT_DIR/timings.json: the m = 50 times of each path and of the native CLI (on a
 // software WebGPU adapter the forced-WebGPU time is m = 16 unless IGCAM_E2E_WEBGPU_M50=1).
 // Usage: node e2e.mjs DIST_DIR CLI_JSON CLI_M50_JSON ARTIFACT_DIR
@@ -159,6 +160,19 @@ await check("a non-image and a non-CNN model show errors, then a valid photo wor
     const { result } = await explainCat(page, "gradcam", 1);
     assert(result.height === 7, "gradcam after errors");
     assert(await page.isHidden("#error"), "error cleared");
+  });
+});
+
+await check("a dynamo export loads from its two files dropped together; alone it names the missing file", async () => {
+  await withPage(false, "", async (page) => {
+    const fixture = (name) => readFileSync(resolve(dist, `../tests/fixtures/external/${name}`));
+    const model = { name: "resnet_tiny.onnx", mimeType: "application/octet-stream", buffer: fixture("resnet_tiny.onnx") };
+    const data = { name: "resnet_tiny.onnx.data", mimeType: "application/octet-stream", buffer: fixture("resnet_tiny.onnx.data") };
+    await page.setInputFiles("#file", [model]);
+    await page.waitForFunction(() => document.getElementById("error").textContent.includes("drop both files at once"), null, { timeout: 30000 });
+    await page.setInputFiles("#file", [data, model]);
+    await page.waitForFunction(() => document.getElementById("model-status").textContent.includes("resnet_tiny.onnx + resnet_tiny.onnx.data (10 classes)"), null, { timeout: 30000 });
+    assert(await page.isHidden("#error"), "error cleared after the two-file drop");
   });
 });
 

@@ -71,11 +71,23 @@ struct ModelInfo {
     default_layer: Option<String>,
 }
 
-/// Loads an ONNX classifier and its labels (one per line; may be empty).
+/// Loads an ONNX classifier and its labels (one per line; may be empty). `data_name` and
+/// `data` are an external weights file dropped with the model (`model.onnx.data`, PyTorch's
+/// `dynamo=True` export), when there is one.
 #[wasm_bindgen]
-pub fn load_model(bytes: &[u8], labels_text: &str) -> Result<JsValue, JsError> {
+pub fn load_model(
+    bytes: &[u8],
+    labels_text: &str,
+    data_name: Option<String>,
+    data: Option<Vec<u8>>,
+) -> Result<JsValue, JsError> {
     let device = state::device()?;
-    let model = igcam::onnx::OnnxModel::from_bytes(bytes, &device).map_err(js_err)?;
+    let mut files = igcam::onnx::external::DataFiles::default();
+    if let (Some(name), Some(data)) = (data_name, data) {
+        files.add(name, data);
+    }
+    let model =
+        igcam::onnx::OnnxModel::from_bytes_and_data(bytes, &files, &device).map_err(js_err)?;
     let mut labels = labels::parse_labels(labels_text);
     if labels.len() != model.num_classes() {
         labels.clear();

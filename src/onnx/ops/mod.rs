@@ -10,6 +10,7 @@ mod linear;
 mod norm;
 mod pad;
 mod pool;
+mod resize;
 mod shape;
 mod shuffle;
 mod split;
@@ -146,7 +147,11 @@ const REGISTRY: &[(&str, Builder)] = &[
     ("Transpose", shape::build),
     ("Cast", shape::build),
     ("ReduceMean", shape::build),
+    ("ReduceSum", shape::build),
+    ("ReduceMax", shape::build),
     ("Split", split::build),
+    ("Resize", resize::build),
+    ("Upsample", resize::build),
 ];
 
 /// Op types whose every output is computed (by one operator each); other ops compute their

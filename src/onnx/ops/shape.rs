@@ -1,5 +1,5 @@
 //! Shape plumbing: `Shape`, `Gather`, `Unsqueeze`, `Squeeze`, `Concat`, `Reshape`, `Flatten`,
-//! `ConstantOfShape`, `Slice`, `Transpose`, `Cast` and `ReduceMean`.
+//! `ConstantOfShape`, `Slice`, `Transpose`, `Cast` and `ReduceMean`/`ReduceSum`/`ReduceMax`.
 //!
 //! Integer tensors (the `Shape -> Gather -> Unsqueeze -> Concat -> Reshape` chains exporters
 //! emit) are computed on the host with `ndarray`; float tensors stay on the device.
@@ -48,10 +48,19 @@ enum ShapeOp {
         to_float: bool,
         device: Device,
     },
-    ReduceMean {
+    Reduce {
+        kind: Reduction,
         axes: Option<Vec<i64>>,
         keep_dims: bool,
     },
+}
+
+/// What a `Reduce*` op computes over its axes.
+#[derive(Clone, Copy)]
+enum Reduction {
+    Mean,
+    Sum,
+    Max,
 }
 
 struct Node(ShapeOp);
@@ -124,8 +133,18 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
             to_float: matches!(a.int("to", 1), 1 | 10 | 11 | 16),
             device: ctx.device.clone(),
         },
-        "ReduceMean" => ShapeOp::ReduceMean {
-            axes: axes_attr(18),
+        // The axes moved from an attribute to an input at opset 13 (ReduceSum), 18 (the others).
+        "ReduceMean" | "ReduceSum" | "ReduceMax" => ShapeOp::Reduce {
+            kind: match ctx.node.op_type.as_str() {
+                "ReduceMean" => Reduction::Mean,
+                "ReduceSum" => Reduction::Sum,
+                _ => Reduction::Max,
+            },
+            axes: axes_attr(if ctx.node.op_type == "ReduceSum" {
+                13
+            } else {
+                18
+            }),
             keep_dims: a.int("keepdims", 1) != 0,
         },
         other => return Err(format!("`{other}` is not a shape op")),
@@ -496,7 +515,11 @@ impl Operator for Node {
                 }
                 (v, _) => Ok(v),
             },
-            ShapeOp::ReduceMean { axes, keep_dims } => {
+            ShapeOp::Reduce {
+                kind,
+                axes,
+                keep_dims,
+            } => {
                 let f = float_input(inputs, 0)?;
                 let shape = f.shape();
                 let axes: Vec<usize> = match axes
@@ -512,7 +535,12 @@ impl Operator for Node {
                 };
                 let mut t = f.tensor;
                 for &a in &axes {
-                    t = t.mean_dim(a + MAX_RANK - f.rank);
+                    let d = a + MAX_RANK - f.rank;
+                    t = match kind {
+                        Reduction::Mean => t.mean_dim(d),
+                        Reduction::Sum => t.sum_dim(d),
+                        Reduction::Max => t.max_dim(d),
+                    };
                 }
                 let kept = FloatValue {
                     tensor: t,

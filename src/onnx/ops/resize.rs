@@ -1,0 +1,157 @@
+//! `Resize` (and the older `Upsample`) of the two spatial axes: bilinear with half-pixel or
+//! aligned-corner coordinates, and nearest-neighbour with floor rounding on asymmetric
+//! coordinates — what PyTorch's `F.interpolate` exports. Other modes are refused by name.
+
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+use super::{BuildContext, OpResult, Operator, int_input, take_nchw};
+use crate::onnx::value::{FloatValue, Value};
+
+/// Where the output size comes from.
+enum Target {
+    /// Constant `[1, 1, sh, sw]` scales (an output dim must be a whole number).
+    Scales([f32; 2]),
+    /// `[N, C, H, W]` sizes, constant or computed from shapes at run time (input `i`).
+    Sizes(usize),
+}
+
+struct Resize {
+    target: Target,
+    mode: InterpolateMode,
+    align_corners: bool,
+}
+
+/// Builds a `Resize` or `Upsample` node.
+pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
+    let a = ctx.attrs();
+    let upsample = ctx.node.op_type == "Upsample";
+    let mode = a.string("mode").unwrap_or_else(|| "nearest".into());
+    let coordinates = a
+        .string("coordinate_transformation_mode")
+        .unwrap_or_else(|| if upsample { "asymmetric" } else { "half_pixel" }.into());
+    let nearest = a
+        .string("nearest_mode")
+        .unwrap_or_else(|| "round_prefer_floor".into());
+    if a.int("antialias", 0) != 0 {
+        return Err("antialiased Resize is not supported".into());
+    }
+    if let Some(axes) = a.ints("axes")
+        && !matches!(axes.as_slice(), [2, 3] | [-2, -1])
+    {
+        return Err(format!(
+            "Resize over axes {axes:?} is not supported (only H and W)"
+        ));
+    }
+    let (mode, align_corners) = match (mode.as_str(), coordinates.as_str()) {
+        ("linear" | "bilinear", "half_pixel" | "pytorch_half_pixel") => {
+            (InterpolateMode::Bilinear, false)
+        }
+        ("linear" | "bilinear", "align_corners") => (InterpolateMode::Bilinear, true),
+        ("nearest", "asymmetric") if upsample || nearest == "floor" => {
+            (InterpolateMode::Nearest, false)
+        }
+        (m, c) => {
+            return Err(format!(
+                "Resize mode `{m}` with `{c}` coordinates{} is not supported (bilinear, and nearest with floor rounding on asymmetric coordinates, are)",
+                if m == "nearest" {
+                    format!(" and `{nearest}` rounding")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    };
+    // Inputs: Upsample (X, scales); Resize-10 (X, scales); Resize-11+ (X, roi, scales, sizes).
+    let (scales_at, sizes_at) = if upsample || ctx.opset < 11 {
+        (1, None)
+    } else {
+        (2, Some(3))
+    };
+    let given = |i: usize| ctx.node.input.get(i).is_some_and(|n| !n.is_empty());
+    let target = match sizes_at.filter(|&i| given(i)) {
+        Some(i) => Target::Sizes(i),
+        None => {
+            let scales = match ctx.constant_input(scales_at) {
+                Some(s) => s,
+                None if upsample || ctx.opset < 11 => a
+                    .ints("scales")
+                    .map(|v| v.iter().map(|&x| x as f32).collect())
+                    .or_else(|| a.floats("scales"))
+                    .ok_or("Upsample scales must be constants")?,
+                None => return Err("Resize needs constant scales or sizes".into()),
+            };
+            match scales.as_slice() {
+                [n, c, h, w] if *n == 1.0 && *c == 1.0 => Target::Scales([*h, *w]),
+                [h, w] => Target::Scales([*h, *w]),
+                other => {
+                    return Err(format!(
+                        "Resize scales {other:?} must leave the batch and channels as they are"
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Box::new(Resize {
+        target,
+        mode,
+        align_corners,
+    }))
+}
+
+impl Resize {
+    fn output_size(&self, inputs: &[Option<Value>], dims: [usize; 4]) -> OpResult<[usize; 2]> {
+        match self.target {
+            Target::Scales(scales) => {
+                let mut out = [0; 2];
+                for (k, (&scale, &d)) in scales.iter().zip(&dims[2..]).enumerate() {
+                    let size = d as f64 * f64::from(scale);
+                    if !(size >= 1.0 && size.fract() == 0.0 && size <= 1e6) {
+                        return Err(format!(
+                            "scale {scale} of a size-{d} axis does not give a whole size (igcam maps coordinates by the size ratio)"
+                        ));
+                    }
+                    out[k] = size as usize;
+                }
+                Ok(out)
+            }
+            Target::Sizes(i) => {
+                let sizes: Vec<i64> = int_input(inputs, i)?.iter().copied().collect();
+                match sizes.as_slice() {
+                    &[n, c, h, w]
+                        if n as usize == dims[0] && c as usize == dims[1] && h > 0 && w > 0 =>
+                    {
+                        Ok([h as usize, w as usize])
+                    }
+                    &[h, w] if h > 0 && w > 0 => Ok([h as usize, w as usize]),
+                    other => Err(format!(
+                        "Resize sizes {other:?} must keep the batch and channels of {dims:?}"
+                    )),
+                }
+            }
+        }
+    }
+}
+
+impl Operator for Resize {
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        let size = {
+            let x = inputs
+                .first()
+                .and_then(Option::as_ref)
+                .ok_or("input 0 is missing")?;
+            let shape = x.shape();
+            let dims: [usize; 4] = shape
+                .try_into()
+                .map_err(|s| format!("input must be 4-D NCHW, got shape {s:?}"))?;
+            let size = self.output_size(inputs, dims)?;
+            crate::budget::check_shape(&[dims[0], dims[1], size[0], size[1]])?;
+            size
+        };
+        let x = take_nchw(inputs, 0)?;
+        let mut options = InterpolateOptions::new(self.mode.clone());
+        options.align_corners = self.align_corners;
+        options.output_size = Some(size);
+        Ok(Value::Float(FloatValue::nchw(interpolate(x, options))))
+    }
+}
