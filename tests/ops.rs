@@ -70,6 +70,8 @@ op_tests!(
     resize_nearest_floor,
     upsample_nearest_opset9,
     reduce_sum_max,
+    rank5_attention_heads,
+    rank5_split_attention,
 );
 
 #[test]

@@ -1,4 +1,4 @@
-//! The model zoo (fixtures from `tests/reference/make_zoo.py`): eight CNN families, narrowed,
+//! The model zoo (fixtures from `tests/reference/make_zoo.py`): ten CNN families, narrowed,
 //! each exported by the legacy exporter at opset 17 and 13 and by the new `dynamo=True`
 //! exporter with a fixed batch of 1. For every export: it loads, the default layer is the
 //! feature map that feeds the network's pooling, and the logits, the Grad-CAM map and the
@@ -12,7 +12,7 @@ use igcam::cam::Method;
 use igcam::onnx::OnnxModel;
 use igcam::{Explainer, ExplainerOptions, Request, preprocess};
 
-const FAMILIES: [&str; 8] = [
+const FAMILIES: [&str; 10] = [
     "efficientnet",
     "mobilenet_v3_small",
     "googlenet",
@@ -21,8 +21,12 @@ const FAMILIES: [&str; 8] = [
     "shufflenet_v2",
     "convnext",
     "regnet_y",
+    "resnest",
+    "mobilevit",
 ];
 const EXPORTERS: [&str; 3] = ["opset17", "opset13", "dynamo"];
+/// Exports PyTorch itself refuses: MobileViT's attention needs opset 14.
+const NOT_EXPORTABLE: [&str; 1] = ["mobilevit_opset13"];
 
 /// What differs from PyTorch in one export, or `None` when everything matches.
 fn check(case: &serde_json::Value, steps: usize, device: &Device) -> Option<String> {
@@ -94,6 +98,7 @@ fn every_family_and_exporter_loads_picks_the_feature_map_and_matches_pytorch() {
     let mut expected: Vec<String> = FAMILIES
         .iter()
         .flat_map(|f| EXPORTERS.iter().map(move |e| format!("{f}_{e}")))
+        .filter(|name| !NOT_EXPORTABLE.contains(&name.as_str()))
         .collect();
     expected.sort();
     assert_eq!(listed, expected, "the zoo holds every family x exporter");

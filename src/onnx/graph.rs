@@ -1,6 +1,5 @@
 //! Loading an ONNX graph from bytes and executing it node by node on Burn tensors.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,7 +12,6 @@ use super::fuse::{Fusion, Plan};
 use super::ops::{self, BuildContext, Operator};
 use super::profile::Profiler;
 use super::proto::{Attrs, HostTensor, host_tensor};
-use super::rewrite;
 use super::value::Value;
 use crate::error::{Error, Result};
 
@@ -67,7 +65,7 @@ pub struct Graph {
     pub(crate) readers: HashMap<String, usize>,
     /// The node that produces each tensor.
     producers: HashMap<String, usize>,
-    /// Reshapes whose fixed batch of 1 was made to follow the input (see [`rewrite::carry_batch`]).
+    /// Reshapes whose fixed batch of 1 follows the run's batch (see `BuildContext::fixed_batch`).
     pub batch_reshapes: usize,
     /// The device holding the constants.
     device: Device,
@@ -196,12 +194,7 @@ impl Graph {
         // Who produces each tensor: a second producer makes the graph ambiguous.
         let mut produced: HashMap<String, String> =
             HashMap::from([(input.name.clone(), "the model input".to_string())]);
-        let graph_outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-        let rewritten_nodes = rewrite::fuse_high_rank_shuffles(&graph.node, &graph_outputs, &host);
-        for node in &rewritten_nodes {
-            // Only the loader's own rewrites may use its internal domain.
-            let internal = matches!(node, Cow::Owned(n) if n.domain == rewrite::INTERNAL_DOMAIN);
-            let node: &NodeProto = node;
+        for node in &graph.node {
             let name = if node.name.is_empty() {
                 node.output.first().cloned().unwrap_or_default()
             } else {
@@ -238,16 +231,6 @@ impl Graph {
                 host.insert(out, value);
                 continue;
             }
-            // A model exported with a fixed batch of 1 bakes that 1 into its Reshape shapes
-            // (`[1, 512]`), which the path's batches of several images cannot pass: let the
-            // first dimension follow the input (0 = copy it, unless `allowzero`).
-            let rewritten = (input.batch == Some(1))
-                .then(|| rewrite::carry_batch(node, &mut host))
-                .flatten();
-            if rewritten.is_some() {
-                batch_reshapes += 1;
-            }
-            let node = rewritten.as_ref().unwrap_or(node);
             let domain_ok = node.domain.is_empty() || node.domain == "ai.onnx";
             let mut ctx = BuildContext {
                 node,
@@ -255,10 +238,12 @@ impl Graph {
                 constants: &host,
                 device,
                 output: 0,
+                // A model exported with a fixed batch of 1 bakes that 1 into its Reshape shapes
+                // (`[1, 512]`), which the path's batches of several images cannot pass: such
+                // Reshapes put the run's batch there.
+                fixed_batch: input.batch == Some(1),
             };
-            let built = if internal {
-                ops::build_internal(&ctx)
-            } else if domain_ok {
+            let built = if domain_ok {
                 ops::build(&ctx)
             } else {
                 Ok(None)
@@ -275,6 +260,9 @@ impl Graph {
                     continue;
                 }
             };
+            if op.follows_batch() {
+                batch_reshapes += 1;
+            }
             // The other outputs of a multi-output node, one operator each.
             for (i, o) in node.output.iter().enumerate().take(computed).skip(1) {
                 if o.is_empty() {

@@ -11,7 +11,6 @@ mod host;
 mod ops;
 pub mod profile;
 mod proto;
-mod rewrite;
 mod value;
 
 use std::collections::HashMap;

@@ -6,53 +6,111 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{Error, Result};
 
-/// The largest float rank the interpreter handles (CNN graphs stay within NCHW).
+/// The rank of the stored float tensors: every value is kept as a 4-D Burn tensor.
 pub const MAX_RANK: usize = 4;
 
-/// A float tensor of logical rank `rank` (0..=4), stored as a 4-D Burn tensor whose leading
-/// dimensions are 1. NumPy broadcasting aligns trailing dimensions, so the padded form
-/// broadcasts exactly like the logical one.
+/// The largest logical float rank: rank-5 values (ShuffleNet's channel shuffle, ResNeSt's
+/// split attention, MobileViT's attention heads) are stored with their first two axes merged.
+pub const MAX_LOGICAL_RANK: usize = 5;
+
+/// A float tensor of logical rank `rank` (0..=5), stored as a 4-D Burn tensor: leading
+/// dimensions are 1 below rank 4 (NumPy broadcasting aligns trailing dimensions, so the padded
+/// form broadcasts exactly like the logical one), and a rank-5 tensor `[a, b, c, d, e]` is
+/// stored as `[a * b, c, d, e]` with `lead = a`. Ops that need axis 0 or 1 of a rank-5 tensor
+/// on their own view it as a 5-D tensor ([`FloatValue::wide`]); [`FloatValue::physical_axis`]
+/// refuses those axes, so no op can mistake the merged axis for one of them.
 #[derive(Clone, Debug)]
 pub struct FloatValue {
-    /// The padded 4-D tensor.
+    /// The stored 4-D tensor.
     pub tensor: Tensor<4>,
     /// Logical rank.
     pub rank: usize,
+    /// For rank 5: the size of logical axis 0 (stored axis 0 holds it times logical axis 1);
+    /// 1 otherwise.
+    pub lead: usize,
 }
 
 impl FloatValue {
     /// Wraps a 4-D tensor that is logically 4-D.
     pub fn nchw(tensor: Tensor<4>) -> Self {
-        Self { tensor, rank: 4 }
+        Self {
+            tensor,
+            rank: 4,
+            lead: 1,
+        }
+    }
+
+    /// Wraps a stored tensor whose logical shape is `shape` (with the same number of values).
+    pub fn new(tensor: Tensor<4>, shape: &[usize]) -> Self {
+        Self {
+            tensor,
+            rank: shape.len(),
+            lead: if shape.len() == 5 { shape[0] } else { 1 },
+        }
+    }
+
+    /// The same logical shape holding `tensor` (the result of a shape-preserving op).
+    pub fn with_tensor(&self, tensor: Tensor<4>) -> Self {
+        Self {
+            tensor,
+            rank: self.rank,
+            lead: self.lead,
+        }
     }
 
     /// Logical shape.
     pub fn shape(&self) -> Vec<usize> {
-        self.tensor.dims()[MAX_RANK - self.rank..].to_vec()
+        let d = self.tensor.dims();
+        if self.rank == 5 {
+            let lead = self.lead.max(1);
+            return vec![lead, d[0] / lead, d[1], d[2], d[3]];
+        }
+        d[MAX_RANK - self.rank..].to_vec()
     }
 
     /// Reshapes to a logical shape with the same element count.
     pub fn reshape(self, shape: &[usize]) -> Result<Self> {
-        let padded = padded_shape(shape)?;
-        Ok(Self {
-            tensor: self.tensor.reshape(padded),
-            rank: shape.len(),
-        })
+        let stored = stored_shape(shape)?;
+        Ok(Self::new(self.tensor.reshape(stored), shape))
     }
 
-    /// Maps a (possibly negative) ONNX axis to the physical dimension of the padded tensor.
+    /// Maps a (possibly negative) ONNX axis to the stored dimension. Axes 0 and 1 of a rank-5
+    /// tensor are stored together and are refused.
     pub fn physical_axis(&self, axis: i64) -> Result<usize> {
-        Ok(normalize_axis(axis, self.rank)? + MAX_RANK - self.rank)
+        let a = normalize_axis(axis, self.rank)?;
+        match self.rank {
+            5 if a < 2 => Err(Error::Data(format!(
+                "axis {axis} of the rank-5 shape {:?} is not supported by this op",
+                self.shape()
+            ))),
+            5 => Ok(a - 1),
+            r => Ok(a + MAX_RANK - r),
+        }
+    }
+
+    /// The tensor viewed as 5-D (leading 1s below rank 5).
+    pub fn wide(&self) -> Tensor<5> {
+        let shape = self.shape();
+        let mut dims = [1usize; MAX_LOGICAL_RANK];
+        dims[MAX_LOGICAL_RANK - shape.len()..].copy_from_slice(&shape);
+        self.tensor.clone().reshape(dims)
+    }
+
+    /// A rank-5 value from a 5-D tensor.
+    pub fn from_wide(t: Tensor<5>) -> Self {
+        let [a, b, c, d, e] = t.dims();
+        Self {
+            tensor: t.reshape([a * b, c, d, e]),
+            rank: 5,
+            lead: a,
+        }
     }
 
     /// Builds a tensor on `device` from host data and a logical shape.
     pub fn from_host(values: Vec<f32>, shape: &[usize], device: &Device) -> Result<Self> {
-        let padded = padded_shape(shape)?;
-        let tensor = Tensor::<4>::from_data(TensorData::new(values, padded), device);
-        Ok(Self {
-            tensor,
-            rank: shape.len(),
-        })
+        let stored = stored_shape(shape)?;
+        let tensor = Tensor::<4>::from_data(TensorData::new(values, stored), device);
+        Ok(Self::new(tensor, shape))
     }
 }
 
@@ -63,17 +121,26 @@ pub fn host_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| Error::Backend(format!("cannot read a tensor back from the device: {e:?}")))
 }
 
-/// Pads a logical shape with leading ones to rank 4.
-pub fn padded_shape(shape: &[usize]) -> Result<[usize; MAX_RANK]> {
-    if shape.len() > MAX_RANK {
-        return Err(Error::Data(format!(
-            "tensor of rank {} (shape {shape:?}) exceeds the supported rank {MAX_RANK}",
+/// The stored 4-D shape of a logical shape: leading ones below rank 4, the first two axes
+/// merged at rank 5.
+pub fn stored_shape(shape: &[usize]) -> Result<[usize; MAX_RANK]> {
+    match shape.len() {
+        0..=MAX_RANK => {
+            let mut out = [1; MAX_RANK];
+            out[MAX_RANK - shape.len()..].copy_from_slice(shape);
+            Ok(out)
+        }
+        MAX_LOGICAL_RANK => {
+            let merged = shape[0]
+                .checked_mul(shape[1])
+                .ok_or_else(|| Error::Data(format!("tensor of shape {shape:?} is too large")))?;
+            Ok([merged, shape[2], shape[3], shape[4]])
+        }
+        _ => Err(Error::Data(format!(
+            "tensor of rank {} (shape {shape:?}) exceeds the supported rank {MAX_LOGICAL_RANK}",
             shape.len()
-        )));
+        ))),
     }
-    let mut out = [1; MAX_RANK];
-    out[MAX_RANK - shape.len()..].copy_from_slice(shape);
-    Ok(out)
 }
 
 /// Resolves a negative ONNX axis against a rank.

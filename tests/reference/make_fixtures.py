@@ -230,6 +230,24 @@ def make_ops():
     op_case("reduce_sum_max", (2, 3, 4, 5), [
         N("ReduceSum", ["x", "ax1"], ["s"], keepdims=1), N("ReduceMax", ["x"], ["m"], axes=[1], keepdims=1),
         N("Add", ["s", "m"], ["y"])], [init("ax1", np.array([1], np.int64))])
+    # Rank-5 tensors. MobileViT's attention: q, k and v split off axis 0 of a [3, B, heads, N, d]
+    # transpose. ResNeSt's split attention: sums over the radix axis and a rank-5 broadcast.
+    C = lambda name, v: N("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64)))
+    op_case("rank5_attention_heads", (1, 2, 5, 12), [
+        C("s3", [2, 5, 12]), C("s5", [2, 5, 3, 2, 2]), C("ax0", [0]), C("back", [1, 2, 5, 4]),
+        N("Reshape", ["x", "s3"], ["t"]), N("Reshape", ["t", "s5"], ["w"]),
+        N("Transpose", ["w"], ["p"], perm=[2, 0, 3, 1, 4]),
+        N("Split", ["p"], ["q5", "k5", "v5"], axis=0, num_outputs=3),
+        N("Squeeze", ["q5", "ax0"], ["q"]), N("Squeeze", ["k5", "ax0"], ["k"]), N("Squeeze", ["v5", "ax0"], ["v"]),
+        N("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]), N("MatMul", ["q", "kt"], ["qk"]),
+        N("Softmax", ["qk"], ["att"], axis=-1), N("MatMul", ["att", "v"], ["o"]),
+        N("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]), N("Reshape", ["ot", "back"], ["y"])], [], opset=18)
+    op_case("rank5_split_attention", (2, 4, 3, 3), [
+        C("s5", [2, 2, 2, 3, 3]), C("ax1", [1]), C("a5", [2, 2, 2, 1, 1]),
+        N("Reshape", ["x", "s5"], ["g"]), N("ReduceSum", ["g", "ax1"], ["s"], keepdims=0),
+        N("GlobalAveragePool", ["s"], ["p"]), N("Concat", ["p", "p"], ["pp"], axis=1),
+        N("Sigmoid", ["pp"], ["a"]), N("Reshape", ["a", "a5"], ["att"]), N("Mul", ["g", "att"], ["m"]),
+        N("ReduceSum", ["m", "ax1"], ["y"], keepdims=0)], [])
     op_case("upsample_nearest_opset9", (1, 2, 3, 4), [
         N("Upsample", ["x", "scales"], ["y"], mode="nearest")],
         [init("scales", np.array([1, 1, 2, 2], np.float32))], opset=9)

@@ -4,7 +4,7 @@ use ndarray::ArrayD;
 
 use super::{BuildContext, OpResult, Operator};
 use crate::onnx::fuse::Epilogue;
-use crate::onnx::value::{FloatValue, Value};
+use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 
 #[derive(Clone, Copy)]
 enum Arith {
@@ -89,15 +89,25 @@ impl Operator for Binary {
             }
             (Value::Int(a), Value::Float(b)) => (to_float(&a, &b)?, b),
         };
-        let rank = a.rank.max(b.rank);
         let out = broadcast_dims(&a.shape(), &b.shape());
         crate::budget::check_shape(&out)?;
+        if out.len() == MAX_LOGICAL_RANK {
+            // Rank 5 broadcasts in its own 5-D view (its first two axes are stored merged).
+            let (a, b) = (a.wide(), b.wide());
+            let wide = match self.0 {
+                Arith::Add => a.add(b),
+                Arith::Sub => a.sub(b),
+                Arith::Mul => a.mul(b),
+                Arith::Div => a.div(b),
+            };
+            return Ok(Value::Float(FloatValue::from_wide(wide)));
+        }
         let tensor = match self.0 {
             Arith::Add => a.tensor.add(b.tensor),
             Arith::Sub => a.tensor.sub(b.tensor),
             Arith::Mul => a.tensor.mul(b.tensor),
             Arith::Div => a.tensor.div(b.tensor),
         };
-        Ok(Value::Float(FloatValue { tensor, rank }))
+        Ok(Value::Float(FloatValue::new(tensor, &out)))
     }
 }

@@ -37,7 +37,7 @@ fn matrix(v: FloatValue, transpose: bool, which: &str) -> OpResult<FloatValue> {
     Ok(if transpose {
         FloatValue {
             tensor: v.tensor.swap_dims(2, 3),
-            rank: v.rank,
+            ..v
         }
     } else {
         v
@@ -58,7 +58,6 @@ impl Operator for Linear {
         if sa[sa.len() - 1] != sb[sb.len() - 2] {
             return Err(format!("cannot multiply {sa:?} by {sb:?}"));
         }
-        let rank = a.rank.max(b.rank);
         let mut out = sa[..sa.len() - 1].to_vec();
         out.push(sb[sb.len() - 1]);
         crate::budget::check_shape(&out)?;
@@ -72,6 +71,6 @@ impl Operator for Linear {
                 y = y.add(if *beta != 1.0 { c.mul_scalar(*beta) } else { c });
             }
         }
-        Ok(Value::Float(FloatValue { tensor: y, rank }))
+        Ok(Value::Float(FloatValue::new(y, &out)))
     }
 }

@@ -12,7 +12,6 @@ mod pad;
 mod pool;
 mod resize;
 mod shape;
-mod shuffle;
 mod split;
 
 use std::collections::HashMap;
@@ -38,6 +37,12 @@ pub trait Operator {
     /// Whether the output is an affine function of input `i` (the other inputs being constants):
     /// then along a straight path `b + a (x - b)` it is `f(b) + a (f(x) - f(b))`.
     fn affine_in(&self, _i: usize) -> bool {
+        false
+    }
+
+    /// Whether the op writes the run's batch over a batch of 1 baked into its target shape
+    /// (see [`BuildContext::batch_one_shape`]).
+    fn follows_batch(&self) -> bool {
         false
     }
 
@@ -80,12 +85,28 @@ pub struct BuildContext<'a> {
     pub device: &'a Device,
     /// Which of the node's outputs the operator computes (0 except for [`MULTI_OUTPUT`] ops).
     pub output: usize,
+    /// Whether the model's input declares a batch of exactly 1 (an export without a dynamic
+    /// batch axis): Reshapes to a constant `[1, ...]` then follow the run's batch.
+    pub fixed_batch: bool,
 }
 
 impl<'a> BuildContext<'a> {
     /// The node's attributes.
     pub fn attrs(&self) -> Attrs<'a> {
         Attrs::of(self.node)
+    }
+
+    /// Whether input `i` is a constant target shape that starts with the batch 1 of a
+    /// [`BuildContext::fixed_batch`] model (`[1, 512]`, `[1, 2, 24, 28, 28]`).
+    pub fn batch_one_shape(&self, i: usize) -> bool {
+        let spec = self
+            .node
+            .input
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .and_then(|n| self.constants.get(n));
+        self.fixed_batch
+            && matches!(spec, Some(HostTensor::Int(a)) if a.ndim() == 1 && a.len() >= 2 && a[[0]] == 1)
     }
 
     /// The load-time values of input `i` as floats, if it is an initialiser or constant.
@@ -161,14 +182,6 @@ pub const MULTI_OUTPUT: &[&str] = &["Split"];
 /// The op types [`build`] supports, in registry order.
 pub fn supported() -> impl Iterator<Item = &'static str> {
     REGISTRY.iter().map(|&(op, _)| op)
-}
-
-/// Builds a node the loader made (domain [`INTERNAL_DOMAIN`](crate::onnx::rewrite::INTERNAL_DOMAIN)).
-pub fn build_internal(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
-    match ctx.node.op_type.as_str() {
-        crate::onnx::rewrite::RESHAPE_TRANSPOSE_RESHAPE => shuffle::build(ctx).map(Some),
-        _ => Ok(None),
-    }
 }
 
 /// Builds the operator for a node, `Ok(None)` when the op type is not supported.

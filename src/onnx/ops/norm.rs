@@ -63,7 +63,7 @@ impl Operator for BatchNorm {
         let mut x = take_float(inputs, 0)?;
         let shape = x.shape();
         let c = self.channels;
-        if x.rank < 2 || shape[1] != c {
+        if !(2..=MAX_RANK).contains(&x.rank) || shape[1] != c {
             return Err(format!(
                 "input shape {shape:?} does not have {c} channels on axis 1"
             ));
@@ -149,7 +149,7 @@ impl Operator for Normalize {
         let shape = x.shape();
         let first = match self.axes {
             Axes::From(axis) => normalize_axis(axis, x.rank).map_err(|e| e.to_string())?,
-            Axes::Spatial if x.rank >= 3 => 2,
+            Axes::Spatial if (3..=MAX_RANK).contains(&x.rank) => 2,
             Axes::Spatial => return Err(format!("input shape {shape:?} has no spatial axes")),
         };
         let (scale, bias) = match self.axes {
@@ -179,23 +179,22 @@ impl Operator for Normalize {
                 )
             }
         };
-        let physical = (first..x.rank).map(|d| d + MAX_RANK - x.rank);
+        let physical = (first..x.rank)
+            .map(|d| x.physical_axis(d as i64).map_err(|e| e.to_string()))
+            .collect::<OpResult<Vec<_>>>()?;
         let mut mean = x.tensor.clone();
-        for d in physical.clone() {
+        for &d in &physical {
             mean = mean.mean_dim(d);
         }
-        let centered = x.tensor.sub(mean);
+        let centered = x.tensor.clone().sub(mean);
         let mut var = centered.clone().mul(centered.clone());
-        for d in physical {
+        for &d in &physical {
             var = var.mean_dim(d);
         }
         let mut y = centered.div(var.add_scalar(self.eps).sqrt()).mul(scale);
         if let Some(b) = bias {
             y = y.add(b);
         }
-        Ok(Value::Float(FloatValue {
-            tensor: y,
-            rank: x.rank,
-        }))
+        Ok(Value::Float(x.with_tensor(y)))
     }
 }

@@ -9,7 +9,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice as NdSlice};
 
 use super::{BuildContext, OpResult, Operator, float_input, int_input};
 use crate::onnx::proto::{HostTensor, host_tensor};
-use crate::onnx::value::{FloatValue, MAX_RANK, Value, normalize_axis};
+use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, normalize_axis};
 
 enum ShapeOp {
     Shape {
@@ -30,6 +30,9 @@ enum ShapeOp {
     },
     Reshape {
         allow_zero: bool,
+        /// The constant target starts with a batch of 1 baked in by a fixed-batch export: the
+        /// run's batch replaces it (the same target at batch 1).
+        follow_batch: bool,
     },
     Flatten {
         axis: i64,
@@ -103,6 +106,7 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         },
         "Reshape" => ShapeOp::Reshape {
             allow_zero: a.int("allowzero", 0) != 0,
+            follow_batch: ctx.batch_one_shape(1),
         },
         "Flatten" => ShapeOp::Flatten {
             axis: a.int("axis", 1),
@@ -164,12 +168,20 @@ fn int_to_float(a: &ArrayD<i64>, device: &Device) -> OpResult<FloatValue> {
     FloatValue::from_host(a.iter().map(|&v| v as f32).collect(), a.shape(), device).map_err(err)
 }
 
+/// The target shape at input `i`, its first entry replaced by the run's batch when
+/// `follow_batch` (a fixed-batch export's `[1, ...]`: unchanged at batch 1; at batch N the
+/// images stay on the first axis, whatever the input's first axis holds — MobileViT folds
+/// the batch with patches there).
+fn target_spec(inputs: &[Option<Value>], i: usize, follow_batch: bool) -> OpResult<Vec<i64>> {
+    let mut spec: Vec<i64> = int_input(inputs, i)?.iter().copied().collect();
+    if follow_batch && let Some(first) = spec.first_mut() {
+        *first = crate::budget::batch() as i64;
+    }
+    Ok(spec)
+}
+
 /// ONNX `Reshape` target: `0` copies the input dim (unless `allow_zero`), `-1` is inferred.
-pub(super) fn reshape_target(
-    input: &[usize],
-    spec: &[i64],
-    allow_zero: bool,
-) -> OpResult<Vec<usize>> {
+fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> OpResult<Vec<usize>> {
     let total: usize = input.iter().product();
     let mut out = Vec::with_capacity(spec.len());
     let mut infer = None;
@@ -303,7 +315,7 @@ impl Node {
                 a.slice_each_axis(|ax| plan[ax.axis.index()]).to_owned(),
             )),
             Value::Float(f) => {
-                let mut t = f.tensor;
+                let mut cuts = Vec::new();
                 for (axis, s) in plan.iter().enumerate() {
                     let dim = shape[axis];
                     let end = s.end.map_or(dim, |e| e as usize);
@@ -314,18 +326,38 @@ impl Node {
                     if s.step != 1 {
                         return Err("strided slices of float tensors are not supported".into());
                     }
-                    t = t.narrow(axis + MAX_RANK - f.rank, start, end - start);
+                    cuts.push((axis, start, end - start));
                 }
-                Ok(Value::Float(FloatValue {
-                    tensor: t,
-                    rank: f.rank,
-                }))
+                if f.rank == MAX_LOGICAL_RANK {
+                    // The new exporter slices q, k and v off axis 0 of a rank-5 tensor.
+                    let mut t = f.wide();
+                    for (axis, start, len) in cuts {
+                        t = t.narrow(axis, start, len);
+                    }
+                    return Ok(Value::Float(FloatValue::from_wide(t)));
+                }
+                let mut t = f.tensor.clone();
+                for (axis, start, len) in cuts {
+                    let physical = f.physical_axis(axis as i64).map_err(err)?;
+                    t = t.narrow(physical, start, len);
+                }
+                Ok(Value::Float(f.with_tensor(t)))
             }
         }
     }
 }
 
 impl Operator for Node {
+    fn follows_batch(&self) -> bool {
+        matches!(
+            self.0,
+            ShapeOp::Reshape {
+                follow_batch: true,
+                ..
+            }
+        )
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let first = || {
             inputs
@@ -373,15 +405,17 @@ impl Operator for Node {
                         .map_err(err),
                     // Float data with constant indices (the new exporter's `as_strided`).
                     Value::Float(f) => {
-                        let physical = f.physical_axis(axis as i64).map_err(err)?;
                         let device = f.tensor.device();
                         let picks: Vec<i64> = picks.iter().map(|&p| p as i64).collect();
                         let n = picks.len();
                         let index =
                             Tensor::<1, Int>::from_data(TensorData::new(picks, [n]), &device);
-                        let selected = FloatValue {
-                            tensor: f.tensor.select(physical, index),
-                            rank: f.rank,
+                        let selected = if f.rank == MAX_LOGICAL_RANK {
+                            // MobileViT's unbind of q, k, v: axis 0 of a rank-5 tensor.
+                            FloatValue::from_wide(f.wide().select(axis, index))
+                        } else {
+                            let physical = f.physical_axis(axis as i64).map_err(err)?;
+                            f.with_tensor(f.tensor.clone().select(physical, index))
                         };
                         selected.reshape(&shape).map(Value::Float).map_err(err)
                     }
@@ -435,14 +469,24 @@ impl Operator for Node {
                         Value::Int(a) => int_to_float(a, &device).map(|f| f.tensor),
                     })
                     .collect::<OpResult<_>>()?;
-                Ok(Value::Float(FloatValue {
-                    tensor: Tensor::cat(tensors, axis_n + MAX_RANK - rank),
-                    rank,
-                }))
+                let first = values
+                    .iter()
+                    .find_map(|v| match v {
+                        Value::Float(f) if f.rank == rank => Some(f),
+                        _ => None,
+                    })
+                    .ok_or("Concat inputs must have the same rank")?;
+                let physical = first.physical_axis(axis_n as i64).map_err(err)?;
+                Ok(Value::Float(
+                    first.with_tensor(Tensor::cat(tensors, physical)),
+                ))
             }
-            ShapeOp::Reshape { allow_zero } => {
+            ShapeOp::Reshape {
+                allow_zero,
+                follow_batch,
+            } => {
                 let v = first()?;
-                let spec: Vec<i64> = int_input(inputs, 1)?.iter().copied().collect();
+                let spec = target_spec(inputs, 1, *follow_batch)?;
                 let shape = reshape_target(&v.shape(), &spec, *allow_zero)?;
                 reshape_value(v, &shape)
             }
@@ -495,16 +539,17 @@ impl Operator for Node {
                             .as_standard_layout()
                             .to_owned(),
                     )),
+                    Value::Float(f) if rank == MAX_LOGICAL_RANK => {
+                        let perm: [usize; MAX_LOGICAL_RANK] = std::array::from_fn(|i| perm[i]);
+                        Ok(Value::Float(FloatValue::from_wide(f.wide().permute(perm))))
+                    }
                     Value::Float(f) => {
                         let offset = MAX_RANK - rank;
                         let mut full: [usize; MAX_RANK] = std::array::from_fn(|i| i);
                         for (i, &p) in perm.iter().enumerate() {
                             full[offset + i] = offset + p;
                         }
-                        Ok(Value::Float(FloatValue {
-                            tensor: f.tensor.permute(full),
-                            rank,
-                        }))
+                        Ok(Value::Float(f.with_tensor(f.tensor.clone().permute(full))))
                     }
                 }
             }
@@ -533,18 +578,26 @@ impl Operator for Node {
                         .map_err(err)?,
                     None => (0..f.rank).collect(),
                 };
-                let mut t = f.tensor;
-                for &a in &axes {
-                    let d = a + MAX_RANK - f.rank;
-                    t = match kind {
-                        Reduction::Mean => t.mean_dim(d),
-                        Reduction::Sum => t.sum_dim(d),
-                        Reduction::Max => t.max_dim(d),
-                    };
+                fn reduce<const D: usize>(
+                    mut t: Tensor<D>,
+                    kind: Reduction,
+                    dims: &[usize],
+                ) -> Tensor<D> {
+                    for &d in dims {
+                        t = match kind {
+                            Reduction::Mean => t.mean_dim(d),
+                            Reduction::Sum => t.sum_dim(d),
+                            Reduction::Max => t.max_dim(d),
+                        };
+                    }
+                    t
                 }
-                let kept = FloatValue {
-                    tensor: t,
-                    rank: f.rank,
+                let kept = if f.rank == MAX_LOGICAL_RANK {
+                    // ResNeSt sums its radix axis (1) of a rank-5 tensor.
+                    FloatValue::from_wide(reduce(f.wide(), *kind, &axes))
+                } else {
+                    let dims: Vec<usize> = axes.iter().map(|&a| a + MAX_RANK - f.rank).collect();
+                    f.with_tensor(reduce(f.tensor.clone(), *kind, &dims))
                 };
                 if *keep_dims {
                     return Ok(Value::Float(kept));

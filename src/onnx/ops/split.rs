@@ -2,7 +2,7 @@
 //! computing its own part ([`BuildContext::output`]).
 
 use super::{BuildContext, OpResult, Operator, float_input, int_input};
-use crate::onnx::value::{FloatValue, Value, normalize_axis};
+use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, normalize_axis};
 
 /// Where the part sizes come from.
 enum Sizes {
@@ -86,10 +86,13 @@ impl Operator for SplitPart {
         let shape = x.shape();
         let axis = normalize_axis(self.axis, x.rank).map_err(|e| e.to_string())?;
         let (start, length) = self.range(shape[axis], inputs)?;
+        if x.rank == MAX_LOGICAL_RANK {
+            // MobileViT splits q, k and v off axis 0 of a rank-5 tensor.
+            let part = x.wide().narrow(axis, start, length);
+            return Ok(Value::Float(FloatValue::from_wide(part)));
+        }
         let physical = x.physical_axis(self.axis).map_err(|e| e.to_string())?;
-        Ok(Value::Float(FloatValue {
-            tensor: x.tensor.narrow(physical, start, length),
-            rank: x.rank,
-        }))
+        let part = x.tensor.clone().narrow(physical, start, length);
+        Ok(Value::Float(x.with_tensor(part)))
     }
 }
