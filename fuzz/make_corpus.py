@@ -116,6 +116,13 @@ def models():
          helper.make_node("Add", ["x", "k"], ["s"]),
          helper.make_node("Conv", ["s", "wc"], ["c"])] + h,
         [image_input([1, 3, 224, 224])], [logits()], [kshape, wc] + inits))
+    # A Split that claims 10^9 outputs and has two (the parts list would be 8 GB).
+    h, inits = head("c", channels=4)
+    save("onnx", "split_num_outputs_huge.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c0"]),
+         helper.make_node("Split", ["c0"], ["a", "b"], axis=1, num_outputs=1_000_000_000),
+         helper.make_node("Concat", ["a", "b"], ["c"], axis=1)] + h,
+        [image_input([1, 3, 8, 8])], [logits()], [wc] + inits, opset=18))
     # 4. 1e8 and 2e6 classes from a weight made by ConstantOfShape (600-byte models).
     for tag, classes in (("1e8", 100_000_000), ("2e6", 2_000_000)):
         wshape = const("wshape", np.array([4, classes], np.int64))

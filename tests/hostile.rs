@@ -212,6 +212,10 @@ fn the_refusals_name_the_problem_and_the_switch() {
         ),
         ("classes_1e8.onnx", "raise IGCAM_MAX_TENSOR_ELEMENTS"),
         (
+            "split_num_outputs_huge.onnx",
+            "ONNX node `a` (Split): num_outputs is 1000000000 but the node has 2 outputs",
+        ),
+        (
             "broadcast_first_dim.onnx",
             "ONNX node `s` (Add): a tensor of shape [100000, 3, 224, 224] would hold 15052800000 values, over the limit of 67108864 per image",
         ),

@@ -35,10 +35,16 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     } else {
         None
     };
-    let parts = match a.int("num_outputs", 0) {
-        n if n > 0 => n as usize,
-        _ => ctx.node.output.len(),
-    };
+    let parts = ctx.node.output.len();
+    match a.int("num_outputs", 0) {
+        0 => {}
+        n if n == parts as i64 => {}
+        n => {
+            return Err(format!(
+                "num_outputs is {n} but the node has {parts} outputs"
+            ));
+        }
+    }
     Ok(Box::new(SplitPart {
         axis: a.int("axis", 0),
         sizes: sizes.unwrap_or(Sizes::Equal(parts)),
