@@ -1,4 +1,4 @@
-//! The model zoo (fixtures from `tests/reference/make_zoo.py`): ten CNN families, narrowed,
+//! The model zoo (fixtures from `tests/reference/make_zoo.py`): eleven CNN families, narrowed,
 //! each exported by the legacy exporter at opset 17 and 13 and by the new `dynamo=True`
 //! exporter with a fixed batch of 1. For every export: it loads, the default layer is the
 //! feature map that feeds the network's pooling, and the logits, the Grad-CAM map and the
@@ -12,10 +12,11 @@ use igcam::cam::Method;
 use igcam::onnx::OnnxModel;
 use igcam::{Explainer, ExplainerOptions, Request, preprocess};
 
-const FAMILIES: [&str; 10] = [
+const FAMILIES: [&str; 11] = [
     "efficientnet",
     "mobilenet_v3_small",
     "googlenet",
+    "inception_v3",
     "squeezenet",
     "densenet",
     "shufflenet_v2",

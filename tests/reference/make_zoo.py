@@ -64,6 +64,26 @@ def narrow_googlenet():
         lambda a: m.fc(torch.flatten(m.avgpool(a), 1))
 
 
+def narrow_inception_v3():
+    """torchvision's Inception-v3 blocks (InceptionA, and InceptionE with its nested Concats)
+    with every convolution narrowed, between a small stem and the network's own head."""
+    from torchvision.models.inception import BasicConv2d as C, InceptionA, InceptionE
+    a = InceptionA(16, pool_features=4)
+    a.branch1x1, a.branch5x5_1, a.branch5x5_2 = C(16, 8, kernel_size=1), C(16, 4, kernel_size=1), C(4, 8, kernel_size=5, padding=2)
+    a.branch3x3dbl_1, a.branch3x3dbl_2 = C(16, 4, kernel_size=1), C(4, 8, kernel_size=3, padding=1)
+    a.branch3x3dbl_3 = C(8, 8, kernel_size=3, padding=1)
+    e = InceptionE(28)
+    e.branch1x1, e.branch3x3_1 = C(28, 8, kernel_size=1), C(28, 4, kernel_size=1)
+    e.branch3x3_2a, e.branch3x3_2b = C(4, 4, kernel_size=(1, 3), padding=(0, 1)), C(4, 4, kernel_size=(3, 1), padding=(1, 0))
+    e.branch3x3dbl_1, e.branch3x3dbl_2 = C(28, 4, kernel_size=1), C(4, 4, kernel_size=3, padding=1)
+    e.branch3x3dbl_3a, e.branch3x3dbl_3b = C(4, 4, kernel_size=(1, 3), padding=(0, 1)), C(4, 4, kernel_size=(3, 1), padding=(1, 0))
+    e.branch_pool = C(28, 4, kernel_size=1)
+    features = torch.nn.Sequential(C(3, 16, kernel_size=3, stride=2), torch.nn.MaxPool2d(3, 2), C(16, 16, kernel_size=3, stride=2),
+                                   a, torch.nn.MaxPool2d(3, 2), e)
+    m = torch.nn.Sequential(features, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(28, 10))
+    return m, features, lambda f: m[3](m[2](m[1](f)))
+
+
 def narrow_squeezenet():
     """torchvision's SqueezeNet 1.1 with narrow Fire blocks and its 1×1-convolution classifier."""
     m = squeezenet.SqueezeNet("1_1", num_classes=10)
@@ -113,6 +133,9 @@ def families():
     torch.manual_seed(2)
     goo, features, head = narrow_googlenet()
     yield "googlenet", goo, features, head
+    torch.manual_seed(10)
+    inc, features, head = narrow_inception_v3()
+    yield "inception_v3", inc, features, head
     torch.manual_seed(3)
     sq, features, head = narrow_squeezenet()
     yield "squeezenet", sq, features, head
