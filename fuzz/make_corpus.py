@@ -123,6 +123,27 @@ def models():
          helper.make_node("Split", ["c0"], ["a", "b"], axis=1, num_outputs=1_000_000_000),
          helper.make_node("Concat", ["a", "b"], ["c"], axis=1)] + h,
         [image_input([1, 3, 8, 8])], [logits()], [wc] + inits, opset=18))
+    # A MatMul whose second operand brings batch axes of its own: [1, 64, 4] x [16384, 1, 4, 1024]
+    # is [16384, 1, 64, 1024] (4 GB), not the [1, 64, 1024] the first operand suggests.
+    wc1 = const("wc1", np.ones((4, 3, 1, 1), np.float32))
+    bshape = const("bshape", np.array([16384, 1, 4, 1024], np.int64))
+    flat = const("flat", np.array([1, 4, 64], np.int64))
+    save("onnx", "matmul_batch_from_weight.onnx", model(
+        [helper.make_node("Conv", ["x", "wc1"], ["c"]),
+         helper.make_node("Reshape", ["c", "flat"], ["r"]),
+         helper.make_node("Transpose", ["r"], ["a"], perm=[0, 2, 1]),
+         helper.make_node("ConstantOfShape", ["bshape"], ["b"],
+                          value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
+         helper.make_node("MatMul", ["a", "b"], ["m"]),
+         helper.make_node("ReduceMean", ["m"], ["y"], axes=[0, 1, 2], keepdims=0)],
+        [image_input([1, 3, 8, 8])], [logits(classes=1024)], [wc1, bshape, flat], opset=13))
+    # One 222x222 map listed 1000 times in a Concat: a 4 KB file asking for 790 MB (and 10^6
+    # times would ask for 790 GB).
+    h, inits = head("cat", channels=4)
+    cat = helper.make_node("Concat", ["c0"] * 1000, ["cat"], axis=1)
+    save("onnx", "concat_repeated.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c0"]), cat] + h,
+        [image_input([1, 3, 224, 224])], [logits()], [wc] + inits))
     # 4. 1e8 and 2e6 classes from a weight made by ConstantOfShape (600-byte models).
     for tag, classes in (("1e8", 100_000_000), ("2e6", 2_000_000)):
         wshape = const("wshape", np.array([4, classes], np.int64))

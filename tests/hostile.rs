@@ -212,6 +212,14 @@ fn the_refusals_name_the_problem_and_the_switch() {
         ),
         ("classes_1e8.onnx", "raise IGCAM_MAX_TENSOR_ELEMENTS"),
         (
+            "matmul_batch_from_weight.onnx",
+            "ONNX node `m` (MatMul): a tensor of shape [16384, 1, 64, 1024] would hold 1073741824 values",
+        ),
+        (
+            "concat_repeated.onnx",
+            "ONNX node `cat` (Concat): a tensor of shape [1, 4000, 222, 222] would hold 197136000 values",
+        ),
+        (
             "split_num_outputs_huge.onnx",
             "ONNX node `a` (Split): num_outputs is 1000000000 but the node has 2 outputs",
         ),

@@ -57,7 +57,7 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
 
 /// The shape two shapes broadcast to (right-aligned, the larger of each pair of dims; a
 /// mismatch is left to the tensor op to report).
-fn broadcast_dims(a: &[usize], b: &[usize]) -> Vec<usize> {
+pub(super) fn broadcast_dims(a: &[usize], b: &[usize]) -> Vec<usize> {
     let rank = a.len().max(b.len());
     let dim = |s: &[usize], i: usize| (i + s.len()).checked_sub(rank).map_or(1, |j| s[j]);
     (0..rank).map(|i| dim(a, i).max(dim(b, i))).collect()

@@ -1,7 +1,8 @@
 //! `Gemm` (alpha, beta, transA, transB) and `MatMul`.
 
+use super::elementwise::broadcast_dims;
 use super::{BuildContext, OpResult, Operator, float_input};
-use crate::onnx::value::{FloatValue, Value};
+use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 
 enum Linear {
     Gemm {
@@ -58,16 +59,27 @@ impl Operator for Linear {
         if sa[sa.len() - 1] != sb[sb.len() - 2] {
             return Err(format!("cannot multiply {sa:?} by {sb:?}"));
         }
-        let mut out = sa[..sa.len() - 1].to_vec();
-        out.push(sb[sb.len() - 1]);
+        // The batch axes (all but the last two) broadcast against each other.
+        let mut out = broadcast_dims(&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
+        out.extend([sa[sa.len() - 2], sb[sb.len() - 1]]);
         crate::budget::check_shape(&out)?;
+        if out.len() == MAX_LOGICAL_RANK {
+            if let Linear::Gemm { .. } = self {
+                return Err("Gemm takes 2-D matrices".into());
+            }
+            // Rank 5 multiplies in its own 5-D view (its first two axes are stored merged).
+            let y = FloatValue::from_wide(a.wide().matmul(b.wide()));
+            return Ok(Value::Float(y));
+        }
         let mut y = a.tensor.matmul(b.tensor);
         if let Linear::Gemm { alpha, beta, .. } = self {
             if *alpha != 1.0 {
                 y = y.mul_scalar(*alpha);
             }
             if let Some(Some(_)) = inputs.get(2) {
-                let c = float_input(inputs, 2)?.tensor;
+                let c = float_input(inputs, 2)?;
+                crate::budget::check_shape(&broadcast_dims(&out, &c.shape()))?;
+                let c = c.tensor;
                 y = y.add(if *beta != 1.0 { c.mul_scalar(*beta) } else { c });
             }
         }

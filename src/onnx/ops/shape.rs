@@ -443,6 +443,13 @@ impl Operator for Node {
                 let values: Vec<Value> = inputs.iter().flatten().cloned().collect();
                 let rank = values.first().ok_or("needs inputs")?.shape().len();
                 let axis_n = normalize_axis(*axis, rank).map_err(err)?;
+                // The output holds every input: a tensor listed 10^6 times would be 10^6 copies.
+                let mut out = values[0].shape();
+                out[axis_n] = values
+                    .iter()
+                    .try_fold(0usize, |n, v| n.checked_add(*v.shape().get(axis_n)?))
+                    .ok_or("Concat inputs do not have the same rank")?;
+                crate::budget::check_shape(&out)?;
                 if values.iter().all(|v| matches!(v, Value::Int(_))) {
                     let views: Vec<_> = values
                         .iter()
