@@ -144,6 +144,19 @@ def models():
     save("onnx", "concat_repeated.onnx", model(
         [helper.make_node("Conv", ["x", "wc"], ["c0"]), cat] + h,
         [image_input([1, 3, 224, 224])], [logits()], [wc] + inits))
+    # Twelve padded copies of one map, each within the per-tensor limit, all alive before any
+    # is read: 3 GB held at once from a 2.5 KB file.
+    pad_nodes, pad_inits = [helper.make_node("Conv", ["x", "wc"], ["c"], pads=[1, 1, 1, 1])], [wc]
+    for i in range(12):
+        pad_inits.append(const(f"p{i}", np.array([0, 0, 1888 + i, 1888, 0, 0, 1888, 1888], np.int64)))
+        pad_nodes.append(helper.make_node("Pad", ["c", f"p{i}"], [f"t{i}"]))
+    pad_nodes += [helper.make_node("GlobalAveragePool", [f"t{i}"], [f"g{i}"]) for i in range(12)]
+    for i in range(1, 12):
+        pad_nodes.append(helper.make_node("Add", ["g0" if i == 1 else f"a{i - 1}", f"g{i}"],
+                                          ["gap" if i == 11 else f"a{i}"]))
+    h, inits = head("unused")
+    save("onnx", "many_live_tensors.onnx", model(
+        pad_nodes + h[1:], [image_input([1, 3, 224, 224])], [logits()], pad_inits + inits))
     # 4. 1e8 and 2e6 classes from a weight made by ConstantOfShape (600-byte models).
     for tag, classes in (("1e8", 100_000_000), ("2e6", 2_000_000)):
         wshape = const("wshape", np.array([4, classes], np.int64))

@@ -79,6 +79,24 @@ pub fn check_shape(shape: &[usize]) -> std::result::Result<(), String> {
     }
 }
 
+/// How many tensors of the per-tensor limit may be alive at once, per image: the values a
+/// graph run holds together (outputs not yet read by their last reader) stay within this many
+/// times [`max_tensor_elements`] (1 GiB of floats by default; real CNNs hold a few percent).
+pub const LIVE_TENSORS: usize = 4;
+
+/// Checks that `values` held at once by a graph run fit [`LIVE_TENSORS`] times the per-tensor
+/// limit, times the run's [`batch`]. A model that keeps many large tensors alive (each within
+/// the per-tensor limit) would otherwise grow without bound.
+pub fn check_live(values: usize) -> std::result::Result<(), String> {
+    let limit = max_tensor_elements().saturating_mul(LIVE_TENSORS);
+    if values <= limit.saturating_mul(batch()) {
+        return Ok(());
+    }
+    Err(format!(
+        "the tensors alive at once would hold {values} values, over the limit of {limit} per image; no real CNN needs that — if this model does, raise {TENSOR_ELEMENTS_VAR}"
+    ))
+}
+
 /// Checks that `outputs` values in all (over the run's [`batch`] of images), each reading a
 /// window of `window` values, stay within [`MAX_OP_WORK`] per image.
 pub fn check_work(outputs: usize, window: usize) -> std::result::Result<(), String> {

@@ -220,6 +220,10 @@ fn the_refusals_name_the_problem_and_the_switch() {
             "ONNX node `cat` (Concat): a tensor of shape [1, 4000, 222, 222] would hold 197136000 values",
         ),
         (
+            "many_live_tensors.onnx",
+            "ONNX node `t4` (Pad): the tensors alive at once would hold 320360704 values, over the limit of 268435456 per image",
+        ),
+        (
             "split_num_outputs_huge.onnx",
             "ONNX node `a` (Split): num_outputs is 1000000000 but the node has 2 outputs",
         ),

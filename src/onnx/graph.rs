@@ -456,7 +456,19 @@ impl Graph {
             observe(node, &out);
         }
         env.insert(node.output.clone(), out);
-        Ok(())
+        self.check_live(env, i)
+    }
+
+    /// Refuses to go on when the values alive in `env` after node `i` exceed the budget.
+    fn check_live(&self, env: &Env, i: usize) -> Result<()> {
+        let live = env.values().fold(0usize, |n, v| {
+            let count = match v {
+                Value::Float(f) => f.tensor.dims().iter().product(),
+                Value::Int(a) => a.len(),
+            };
+            n.saturating_add(count)
+        });
+        crate::budget::check_live(live).map_err(|m| self.bad(i, m))
     }
 
     /// Runs a fusion group as one convolution; its output takes the last node's name.
@@ -536,7 +548,7 @@ impl Graph {
             self.profiler.add_op(&plan.label(self), first, start);
         }
         env.insert(self.nodes[last].output.clone(), out);
-        Ok(())
+        self.check_live(env, last)
     }
 
     /// Waits for the device to finish its queued work (for timings on asynchronous devices).
