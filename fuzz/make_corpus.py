@@ -157,6 +157,16 @@ def models():
     h, inits = head("unused")
     save("onnx", "many_live_tensors.onnx", model(
         pad_nodes + h[1:], [image_input([1, 3, 224, 224])], [logits()], pad_inits + inits))
+    # A valid model whose one padded map (64 M values per image) sits just under the per-tensor
+    # limit: at the default 10 path points per chunk that map alone would be 2.5 GB. Kept apart
+    # from the corpus the CLI tests explain under 2 GiB: even in chunks of one, the explain
+    # path holds several copies of that map (the stem's two images, the path interpolation).
+    big_pads = const("big_pads", np.array([0, 0, 1888, 1888, 0, 0, 1888, 1888], np.int64))
+    h, inits = head("big")
+    save("onnx_large", "big_activation.onnx", model(
+        [helper.make_node("Conv", ["x", "wc"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Pad", ["c", "big_pads"], ["big"])] + h,
+        [image_input([1, 3, 224, 224])], [logits()], [wc, big_pads] + inits))
     # 4. 1e8 and 2e6 classes from a weight made by ConstantOfShape (600-byte models).
     for tag, classes in (("1e8", 100_000_000), ("2e6", 2_000_000)):
         wshape = const("wshape", np.array([4, classes], np.int64))

@@ -84,6 +84,12 @@ pub fn check_shape(shape: &[usize]) -> std::result::Result<(), String> {
 /// times [`max_tensor_elements`] (1 GiB of floats by default; real CNNs hold a few percent).
 pub const LIVE_TENSORS: usize = 4;
 
+/// Values one chunk of path points may hold when the batch is chosen by default (256 Mi, 1 GiB
+/// of floats): four copies (activations, gradients, temporaries) of the model's largest
+/// tensor, or half of every node's output (what the pixel-IG backward keeps). ResNet-50 at
+/// 224² (largest tensor 0.8 Mi, 26 Mi in all per image) keeps its 10 points per chunk.
+pub const MAX_CHUNK_ACTIVATIONS: usize = 256 << 20;
+
 /// Checks that `values` held at once by a graph run fit [`LIVE_TENSORS`] times the per-tensor
 /// limit, times the run's [`batch`]. A model that keeps many large tensors alive (each within
 /// the per-tensor limit) would otherwise grow without bound.

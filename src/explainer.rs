@@ -54,6 +54,19 @@ pub fn default_batch(input_size: [usize; 2]) -> usize {
     (10 * 224 * 224 / area).clamp(1, 64)
 }
 
+/// The default chunk size for `model`: [`default_batch`], lowered so that a chunk stays within
+/// [`MAX_CHUNK_ACTIVATIONS`](crate::budget::MAX_CHUNK_ACTIVATIONS). Real CNNs at 224² keep
+/// the 10; a model built to sit at the per-tensor limit gets chunks of one.
+pub fn model_batch(model: &OnnxModel) -> usize {
+    let budget = crate::budget::MAX_CHUNK_ACTIVATIONS;
+    let largest = budget / model.largest_activation().saturating_mul(4).max(1);
+    let all = budget.saturating_mul(2) / model.activation_values().max(1);
+    default_batch(model.input_size())
+        .min(largest)
+        .min(all)
+        .max(1)
+}
+
 impl Explainer {
     /// Wraps `model`. `labels` may be empty (classes are then called `class N`); the layer is
     /// checked here, so a wrong `--layer` fails before any photo is read.
@@ -79,9 +92,7 @@ impl Explainer {
         model.layer_shape(&layer)?;
         let batch = match model.batch_breaker() {
             Some(_) => 1,
-            None => options
-                .batch
-                .unwrap_or_else(|| default_batch(model.input_size())),
+            None => options.batch.unwrap_or_else(|| model_batch(&model)),
         };
         Ok(Self {
             model,

@@ -181,6 +181,24 @@ fn every_corpus_model_loads_or_is_refused_in_one_line() {
     assert_eq!(accepted, ["side_branch.onnx", "tiny_ok.onnx"]);
 }
 
+/// A valid model whose one map holds 64 M values per image gets chunks of one path point by
+/// default (10 would be 2.5 GB for that map alone); real CNNs keep their 10.
+#[test]
+fn a_model_with_huge_activations_gets_small_default_chunks() {
+    let load = |rel: &str| {
+        let bytes = std::fs::read(manifest(rel)).unwrap();
+        igcam::onnx::OnnxModel::from_bytes(&bytes, &burn::tensor::Device::flex()).unwrap()
+    };
+    let big = load("fuzz/corpus/onnx_large/big_activation.onnx");
+    assert_eq!(big.largest_activation(), 4 * 4000 * 4000);
+    assert_eq!(igcam::explainer::model_batch(&big), 1);
+    let resnet = load("tests/fixtures/nets/resnet_tiny.onnx");
+    assert_eq!(
+        igcam::explainer::model_batch(&resnet),
+        igcam::explainer::default_batch([128, 128])
+    );
+}
+
 #[test]
 fn the_refusals_name_the_problem_and_the_switch() {
     let dir = tempfile::tempdir().unwrap();

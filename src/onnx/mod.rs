@@ -174,6 +174,23 @@ impl OnnxModel {
         })
     }
 
+    /// Values in the largest node output for one image.
+    pub fn largest_activation(&self) -> usize {
+        self.shapes
+            .values()
+            .map(|s| s.iter().product::<usize>())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Values in every node's output for one image (what a backward pass through the whole
+    /// network keeps).
+    pub fn activation_values(&self) -> usize {
+        self.shapes
+            .values()
+            .fold(0usize, |n, s| n.saturating_add(s.iter().product::<usize>()))
+    }
+
     /// For a model exported with a fixed batch of 1: the first node whose output does not
     /// follow a batch of images (the new exporter's `as_strided` bakes the batch into a
     /// Gather), which mixes or drops the images of a batch. Images are then run one per forward:
