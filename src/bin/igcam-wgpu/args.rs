@@ -85,7 +85,8 @@ pub struct PathArgs {
     /// Path steps m for the integrated methods.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
-    /// Path steps per forward/backward chunk. Default: 10 at 224x224, scaled by the input area.
+    /// Path steps per forward/backward chunk. Default: 10 at 224x224, scaled by the input area,
+    /// fewer for a model with very large activations.
     #[arg(long)]
     pub batch: Option<usize>,
     /// Path start.
