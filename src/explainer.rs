@@ -67,6 +67,16 @@ pub fn model_batch(model: &OnnxModel) -> usize {
         .max(1)
 }
 
+/// `batch`, or 1 for a model whose nodes do not follow a batch (see
+/// [`OnnxModel::batch_breaker`]).
+fn chunk_for(model: &OnnxModel, batch: usize) -> usize {
+    if model.batch_breaker().is_some() {
+        1
+    } else {
+        batch
+    }
+}
+
 impl Explainer {
     /// Wraps `model`. `labels` may be empty (classes are then called `class N`); the layer is
     /// checked here, so a wrong `--layer` fails before any photo is read.
@@ -90,10 +100,7 @@ impl Explainer {
             })?,
         };
         model.layer_shape(&layer)?;
-        let batch = match model.batch_breaker() {
-            Some(_) => 1,
-            None => options.batch.unwrap_or_else(|| model_batch(&model)),
-        };
+        let batch = chunk_for(&model, options.batch.unwrap_or_else(|| model_batch(&model)));
         Ok(Self {
             model,
             labels,
@@ -504,10 +511,7 @@ impl<'a> Explaining<'a> {
             }
         }
         let alphas = alphas(request.steps, true);
-        let batch = match explainer.model.batch_breaker() {
-            Some(_) => 1,
-            None => request.batch.unwrap_or(explainer.batch),
-        };
+        let batch = chunk_for(&explainer.model, request.batch.unwrap_or(explainer.batch));
         let chunks = |f: &mut dyn FnMut(usize, usize)| {
             let mut from = 0;
             while from < alphas.len() {

@@ -243,6 +243,8 @@ impl OnnxModel {
         let (end, name) = self
             .affine_stem()
             .ok_or_else(|| Error::Backend("the model has no affine stem".into()))?;
+        // The stem's ops are per image (Conv, BatchNormalization, Pad, arithmetic with
+        // constants), so a batch breaker later in the graph does not concern it.
         let batch = x.dims()[0];
         let mut env = self.start(x);
         self.graph.run(&mut env, 0..end + 1, &[name], batch)?;
@@ -255,7 +257,6 @@ impl OnnxModel {
     /// Like [`OnnxModel::forward_to`], starting from the affine stem's output `stem`.
     pub fn forward_stem_to(&self, stem: Tensor<4>, layer: &str) -> Result<(Tensor<4>, Env)> {
         self.layer_shape(layer)?;
-        self.check_batch(stem.dims()[0])?;
         let p = self.graph.producer(layer).expect("checked by layer_shape");
         let (end, name) = self
             .affine_stem()
@@ -264,7 +265,7 @@ impl OnnxModel {
         let batch = stem.dims()[0];
         let mut env = Env::new();
         env.insert(name.to_string(), Value::Float(FloatValue::nchw(stem)));
-        self.graph.run(&mut env, end + 1..p + 1, &[layer], batch)?;
+        self.run_images(&mut env, end + 1..p + 1, &[layer], batch)?;
         self.take_layer(env, layer)
     }
 
@@ -489,10 +490,8 @@ impl OnnxModel {
                 .collect::<Result<Vec<_>>>()?;
             return Ok(Tensor::cat(logits, 0));
         }
-        let batch = x.dims()[0];
         let mut env = self.start(x);
-        self.graph
-            .run(&mut env, 0..self.graph.nodes.len(), &[], batch)?;
+        self.run_images(&mut env, 0..self.graph.nodes.len(), &[], n)?;
         self.logits(env)
     }
 
@@ -500,22 +499,28 @@ impl OnnxModel {
     /// activations and the tensors the rest of the graph still needs.
     pub fn forward_to(&self, x: Tensor<4>, layer: &str) -> Result<(Tensor<4>, Env)> {
         self.layer_shape(layer)?;
-        self.check_batch(x.dims()[0])?;
         let p = self.graph.producer(layer).expect("checked by layer_shape");
         let batch = x.dims()[0];
         let mut env = self.start(x);
-        self.graph.run(&mut env, 0..p + 1, &[layer], batch)?;
+        self.run_images(&mut env, 0..p + 1, &[layer], batch)?;
         self.take_layer(env, layer)
     }
 
-    /// Refuses a batch of several images where the model has a batch breaker.
-    fn check_batch(&self, n: usize) -> Result<()> {
-        match &self.batch_breaker {
-            Some(node) if n > 1 => Err(Error::Backend(format!(
+    /// Runs `range` of the graph on `batch` images (the entry points past the affine stem);
+    /// refuses several images where the model has a batch breaker.
+    fn run_images(
+        &self,
+        env: &mut Env,
+        range: std::ops::Range<usize>,
+        keep: &[&str],
+        batch: usize,
+    ) -> Result<()> {
+        if let Some(node) = self.batch_breaker.as_deref().filter(|_| batch > 1) {
+            return Err(Error::Backend(format!(
                 "node `{node}` does not follow the batch: run one image at a time"
-            ))),
-            _ => Ok(()),
+            )));
         }
+        self.graph.run(env, range, keep, batch)
     }
 
     /// Takes the 4-D `layer` out of `env`.
@@ -549,8 +554,7 @@ impl OnnxModel {
             layer.to_string(),
             Value::Float(FloatValue::nchw(activation)),
         );
-        self.graph
-            .run(&mut env, p + 1..self.graph.nodes.len(), &[], batch)?;
+        self.run_images(&mut env, p + 1..self.graph.nodes.len(), &[], batch)?;
         self.logits(env)
     }
 }

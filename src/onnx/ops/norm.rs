@@ -68,8 +68,7 @@ impl Operator for BatchNorm {
                 "input shape {shape:?} does not have {c} channels on axis 1"
             ));
         }
-        let mut dims = [1usize; MAX_RANK];
-        dims[MAX_RANK - x.rank + 1] = c;
+        let dims = along_channels(c, x.rank);
         let scale = self.scale.clone().reshape(dims);
         let shift = self.shift.clone().reshape(dims);
         x.tensor = x.tensor.mul(scale).add(shift);
@@ -125,22 +124,25 @@ fn layer_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 }
 
 fn instance_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
+    let scale = constant_value(ctx, 1, "scale")?;
+    let bias = constant_value(ctx, 2, "bias")?;
+    if scale.shape() != bias.shape() {
+        return Err("scale and bias must have the same length".into());
+    }
     Ok(Box::new(Normalize {
         axes: Axes::Spatial,
         eps: f64::from(ctx.attrs().float("epsilon", 1e-5)),
-        scale: constant_value(ctx, 1, "scale")?,
-        bias: Some(constant_value(ctx, 2, "bias")?),
+        scale,
+        bias: Some(bias),
     }))
 }
 
-impl Normalize {
-    /// The per-channel `[C]` parameter `p` laid out to broadcast along axis 1 of a rank-`rank`
-    /// tensor.
-    fn per_channel(p: &FloatValue, rank: usize) -> Tensor<4> {
-        let mut dims = [1usize; MAX_RANK];
-        dims[MAX_RANK - rank + 1] = p.shape().iter().product();
-        p.tensor.clone().reshape(dims)
-    }
+/// The stored shape of `c` per-channel values laid out to broadcast along axis 1 of a
+/// rank-`rank` tensor (2..=4).
+fn along_channels(c: usize, rank: usize) -> [usize; MAX_RANK] {
+    let mut dims = [1usize; MAX_RANK];
+    dims[MAX_RANK - rank + 1] = c;
+    dims
 }
 
 impl Operator for Normalize {
@@ -173,9 +175,10 @@ impl Operator for Normalize {
                         "input shape {shape:?} does not have {c} channels on axis 1"
                     ));
                 }
+                let dims = along_channels(c, x.rank);
                 (
-                    Self::per_channel(&self.scale, x.rank),
-                    self.bias.as_ref().map(|b| Self::per_channel(b, x.rank)),
+                    self.scale.tensor.clone().reshape(dims),
+                    self.bias.as_ref().map(|b| b.tensor.clone().reshape(dims)),
                 )
             }
         };

@@ -6,9 +6,9 @@ use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, normalize_axis};
 
 /// Where the part sizes come from.
 enum Sizes {
-    /// Listed (the `split` attribute before opset 13, or a constant input).
+    /// Listed in the `split` attribute (before opset 13).
     Fixed(Vec<i64>),
-    /// Computed by the graph: input 1, read at run time.
+    /// Input 1 (a constant or computed by the graph), read at run time.
     Input,
     /// `parts` equal parts; the last is smaller when the axis does not divide (opset 18).
     Equal(usize),
@@ -28,10 +28,7 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let sizes = if ctx.opset < 13 {
         a.ints("split").map(Sizes::Fixed)
     } else if has_input {
-        Some(match ctx.constant_input(1) {
-            Some(v) => Sizes::Fixed(v.iter().map(|&x| x as i64).collect()),
-            None => Sizes::Input,
-        })
+        Some(Sizes::Input)
     } else {
         None
     };
