@@ -1,13 +1,14 @@
 # Sourced by the CI and test scripts: `phase NAME CMD...` runs CMD, prints how long it took and
 # records it; `phase_summary` prints every recorded phase. Durations are shared with child
-# scripts through $IGCAM_PHASE_LOG, so the top-level summary lists nested phases too.
+# scripts through $IGCAM_PHASE_LOG, so the top-level summary lists nested phases too;
+# $IGCAM_PHASE_PREFIX marks the phases of a script run in the background.
 if [ -z "${IGCAM_PHASE_LOG:-}" ]; then
   IGCAM_PHASE_LOG="$(mktemp)"
   export IGCAM_PHASE_LOG
 fi
 
 phase() {
-  local name="$1"
+  local name="${IGCAM_PHASE_PREFIX:-}$1"
   shift
   local start=$SECONDS
   echo "=== phase: $name"

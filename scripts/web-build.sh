@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
-# Builds the static site into dist/ with Trunk: `trunk build --release` plus the toolchain it
-# needs. Works two ways:
+# Builds the static site into dist/: the web crate for wasm32 (profile `wasm-release`),
+# wasm-bindgen (`--target web`), wasm-opt -Oz, and the page's own files (web/index.html, app.js,
+# style.css, the default model, its labels, the sample photos) copied beside them. Works two ways:
 #   * a normal developer machine: rustup with `rustup target add wasm32-unknown-unknown`;
 #   * a machine where rustup cannot add the target: Debian's Rust with its std sources
 #     (`apt-get install rustc-web cargo-web rust-web-src lld-22`) and `-Z build-std`.
 # Tools are installed once into $IGCAM_CACHE (default ~/.cache/igcam): wasm-bindgen-cli (the
-# version in Cargo.lock) and Trunk 0.21.14 from crates.io, wasm-opt from npm's binaryen@132
-# (Debian's binaryen 108 breaks wasm-bindgen's externref table).
+# version in Cargo.lock) from crates.io, wasm-opt from npm's binaryen@132 (Debian's binaryen 108
+# breaks wasm-bindgen's externref table). No Trunk: the page imports the wasm-bindgen module
+# itself, so the build is one cargo build and two tool runs, and a fresh machine (a new CI
+# runner) skips compiling Trunk's ~400 crates.
+# Arguments go to `cargo build` (e.g. `--features ...`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/phases.sh
 CACHE="${IGCAM_CACHE:-$HOME/.cache/igcam}"
 TOOLS="$CACHE/tools"
+# One build at a time per machine: a second call (CI's browser test, while `.ci/run`'s
+# background build still runs) waits here, then finds dist/ cached.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/web-build.lock"
+flock 9
 BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
 
 # Tools are installed once per machine (into the cache, not the clone).
 install_tools() {
   if [ ! -x "$TOOLS/bin/wasm-bindgen" ] || ! "$TOOLS/bin/wasm-bindgen" --version | grep -q "$BINDGEN_VERSION"; then
-    cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
-  fi
-  if [ ! -x "$TOOLS/bin/trunk" ]; then
-    cargo install trunk --version 0.21.14 --locked --root "$TOOLS"
+    cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --locked --root "$TOOLS"
   fi
   if [ ! -x web/e2e/node_modules/.bin/wasm-opt ]; then
     (cd web/e2e && npm ci --no-audit --no-fund)
@@ -29,7 +35,6 @@ install_tools() {
 phase "web tool installs" install_tools
 
 export PATH="$TOOLS/bin:$PWD/web/e2e/node_modules/.bin:$PATH"
-export TRUNK_SKIP_VERSION_CHECK=true
 export CARGO_TARGET_DIR="${IGCAM_WASM_TARGET_DIR:-$CACHE/wasm-target}"
 # simd128: 128-bit SIMD in the wasm CPU kernels (gemm, Burn's flex); every current browser has it.
 export RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
@@ -51,21 +56,39 @@ else
   exit 2
 fi
 
-# Trunk runs cargo with --offline (Trunk.toml), so everything the build needs must be in the
-# cargo home first. With -Z build-std that includes std's own dependencies for wasm32
-# (dlmalloc, ... from the rust-src Cargo.lock), which a machine that never built the web crate
-# does not have: fetch them, without the network when they are all present already.
+# The build runs cargo offline, so everything it needs must be in the cargo home first. With
+# -Z build-std that includes std's own dependencies for wasm32 (dlmalloc, ... from the rust-src
+# Cargo.lock), which a machine that never built the web crate does not have: fetch them, without
+# the network when they are all present already.
 fetch_crates() {
   cargo fetch --offline --target wasm32-unknown-unknown --manifest-path web/Cargo.toml 2>/dev/null \
     || cargo fetch --target wasm32-unknown-unknown --manifest-path web/Cargo.toml
 }
+
+# dist/ from scratch: the wasm module and its JS glue, then the page's files.
+build_dist() {
+  cargo build --offline --lib --manifest-path web/Cargo.toml --target wasm32-unknown-unknown \
+    --profile wasm-release "$@"
+  rm -rf dist
+  mkdir -p dist
+  wasm-bindgen --target web --no-typescript --out-dir dist --out-name igcam-web \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/igcam_web.wasm"
+  # The features rustc's wasm32 target emits (and simd128, from RUSTFLAGS).
+  wasm-opt -Oz --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    dist/igcam-web_bg.wasm -o dist/igcam-web_bg.wasm
+  cp web/index.html web/app.js web/style.css models/efficientnet-lite0.onnx \
+    models/imagenet_labels.txt dist/
+  cp -r assets/images dist/images
+}
+
 # A finished dist/ is kept per content of everything that goes into it (a CI rerun of the same
 # commit, or a change that only touches docs or tests, skips the ~6 min wasm build).
 inputs_key() {
   {
-    find Cargo.toml Cargo.lock Trunk.toml index.html src web models assets \
-      -path web/e2e -prune -o -type f -print | LC_ALL=C sort | xargs sha256sum
-    echo "$RUSTFLAGS $* $(rustc --version) $(trunk --version) $(wasm-bindgen --version)"
+    find Cargo.toml Cargo.lock src web models assets -path web/e2e -prune -o -type f -print \
+      | LC_ALL=C sort | xargs sha256sum
+    echo "$RUSTFLAGS $* $(rustc --version) $(wasm-bindgen --version) $(wasm-opt --version)"
   } | sha256sum | cut -c1-16
 }
 key="$(inputs_key "$@")"
@@ -75,7 +98,7 @@ if [ -f "$saved/.complete" ]; then
   rm -rf dist && cp -r "$saved" dist && rm -f dist/.complete
 else
   phase "web crate fetch" fetch_crates
-  phase "wasm build (trunk)" trunk build --release "$@"
+  phase "wasm build" build_dist "$@"
   # Keep only the newest few builds.
   mkdir -p "$CACHE/dist"
   rm -rf "$saved" && cp -r dist "$saved" && touch "$saved/.complete"

@@ -1,4 +1,7 @@
-// igcam page logic: DOM, canvases, file input and scheduling. All maths runs in the wasm core.
+// igcam page logic: DOM, canvases, file input and scheduling. All maths runs in the wasm core,
+// the wasm-bindgen module scripts/web-build.sh puts beside this file.
+import init, * as bindings from "./igcam-web.js";
+
 const $ = (id) => document.getElementById(id);
 const SAMPLES = ["chelsea.png", "coffee.png", "rocket.jpg", "grace_hopper.jpg", "astronaut.png"];
 const METHOD_NAMES = { igcam: "Integrated Grad-CAM", gradcam: "Grad-CAM", gradcampp: "Grad-CAM++", ig: "Integrated Gradients" };
@@ -269,5 +272,7 @@ async function main(bindings) {
   document.body.dataset.ready = "1";
 }
 
-if (window.wasmBindings) main(window.wasmBindings);
-else addEventListener("TrunkApplicationStarted", () => main(window.wasmBindings));
+init().then(() => main(bindings), (e) => {
+  $("backend").textContent = "";
+  showError(`the wasm core did not load (${e}); reload the page, or serve dist/ over http(s)`);
+});

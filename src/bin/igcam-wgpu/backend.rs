@@ -20,7 +20,8 @@ pub enum BackendChoice {
     Wgpu,
     /// The CPU: igcam's convolution kernels and Burn's `flex` backend (threads and SIMD).
     Cpu,
-    /// Burn's `ndarray` CPU backend (slower; kept for comparisons).
+    /// Burn's `ndarray` CPU backend (deprecated, slower; kept for comparisons in a build with
+    /// `--features ndarray`).
     Ndarray,
 }
 
@@ -143,7 +144,9 @@ pub fn open(choice: BackendChoice) -> Backend {
         },
         #[cfg(not(feature = "ndarray"))]
         BackendChoice::Ndarray => {
-            eprintln!("notice: built without the `ndarray` feature; running on flex instead");
+            eprintln!(
+                "notice: built without the `ndarray` feature (add `--features ndarray` to the cargo build); running on flex instead"
+            );
             cpu()
         }
         BackendChoice::Auto => match open_wgpu() {
