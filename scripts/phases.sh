@@ -13,7 +13,11 @@ phase() {
   local start=$SECONDS
   echo "=== phase: $name"
   local rc=0
-  "$@" || rc=$?
+  # In the background and waited for, not `"$@" || rc=$?`: on the left of `||` bash ignores
+  # `set -e` in everything CMD runs, so a phase function would go on past a failing step.
+  # (Call `phase` as a statement of its own, for the same reason.)
+  "$@" &
+  wait $! || rc=$?
   local took=$((SECONDS - start))
   printf '%s\t%d:%02d\t%s\n' "$name" $((took / 60)) $((took % 60)) \
     "$([ "$rc" = 0 ] && echo ok || echo "FAILED ($rc)")" >>"$IGCAM_PHASE_LOG"

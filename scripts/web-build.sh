@@ -26,7 +26,7 @@ BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^ve
 # Tools are installed once per machine (into the cache, not the clone).
 install_tools() {
   if [ ! -x "$TOOLS/bin/wasm-bindgen" ] || ! "$TOOLS/bin/wasm-bindgen" --version | grep -q "$BINDGEN_VERSION"; then
-    cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --locked --root "$TOOLS"
+    cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
   fi
   if [ ! -x web/e2e/node_modules/.bin/wasm-opt ]; then
     (cd web/e2e && npm ci --no-audit --no-fund)
