@@ -23,10 +23,12 @@ exec 9>"$CACHE/web-build.lock"
 flock 9
 BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
 
-# Tools are installed once per machine (into the cache, not the clone).
+# Tools are installed once per machine (into the cache, not the clone). `cargo install` builds in
+# a temporary folder of its own, not in an inherited CARGO_TARGET_DIR: CI's native build uses that
+# one at the same time and would wait for its lock.
 install_tools() {
   if [ ! -x "$TOOLS/bin/wasm-bindgen" ] || ! "$TOOLS/bin/wasm-bindgen" --version | grep -q "$BINDGEN_VERSION"; then
-    cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
+    env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
   fi
   if [ ! -x web/e2e/node_modules/.bin/wasm-opt ]; then
     (cd web/e2e && npm ci --no-audit --no-fund)
