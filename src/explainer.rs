@@ -671,13 +671,18 @@ impl<'a> Explaining<'a> {
     fn run_ig(&mut self, slot: usize, from: usize, to: usize) -> Result<Vec<usize>> {
         let model = &self.explainer.model;
         let points = path_points(&self.prepared.x, &self.prepared.b, &self.alphas[from..to]);
-        let leaf = points.autodiff().require_grad();
-        let logits = model.phase("input forward (IG)", || model.forward(leaf.clone()))?;
         let target = self.slots[slot].target;
-        let part = model.phase("input backward (IG)", || {
-            Ok(target_gradient(logits, &leaf, target)?.sum_dim(0))
-        })?;
-        self.accumulate(slot, part);
+        let grad = match model.input_gradient(points.clone(), target)? {
+            Some(grad) => grad,
+            None => {
+                let leaf = points.autodiff().require_grad();
+                let logits = model.phase("input forward (IG)", || model.forward(leaf.clone()))?;
+                model.phase("input backward (IG)", || {
+                    target_gradient(logits, &leaf, target)
+                })?
+            }
+        };
+        self.accumulate(slot, grad.sum_dim(0));
         Ok(vec![slot])
     }
 

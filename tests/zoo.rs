@@ -117,3 +117,68 @@ fn every_family_and_exporter_loads_picks_the_feature_map_and_matches_pytorch() {
         failures.join("\n")
     );
 }
+
+/// Families whose every export runs pixel IG's input gradient on the host reverse pass (the
+/// rest have an op without a host gradient and use Burn's autodiff).
+const HOST_GRADIENT: [&str; 7] = [
+    "efficientnet",
+    "mobilenet_v3_small",
+    "googlenet",
+    "inception_v3",
+    "squeezenet",
+    "densenet",
+    "regnet_y",
+];
+
+/// Every export's input gradient, where the host reverse pass applies, equals Burn's autodiff
+/// gradient (relative L2 <= 1e-5) on a batch of two path points; and it applies to exactly
+/// the families of [`HOST_GRADIENT`], with every exporter.
+#[test]
+fn host_input_gradient_equals_autodiff_where_it_applies() {
+    let zoo = json("zoo/zoo.json");
+    let device = Device::flex();
+    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
+    let photo = preprocess::decode(&photo).unwrap();
+    let mut host_cases = Vec::new();
+    let mut failures = Vec::new();
+    for case in zoo["cases"].as_array().unwrap() {
+        let file = case["model"].as_str().unwrap();
+        let bytes = std::fs::read(fixture(&format!("zoo/{file}"))).unwrap();
+        let model = OnnxModel::from_bytes(&bytes, &device).unwrap();
+        let fitted = preprocess::fit(&photo, model.input_size(), true);
+        let (x, b) = igcam::input_pair(
+            &fitted,
+            preprocess::Preset::Imagenet,
+            preprocess::Baseline::Black,
+            &device,
+        );
+        let batch = if model.batch_breaker().is_some() {
+            1
+        } else {
+            2
+        };
+        let alphas = [0.5, 1.0];
+        let points = common::path_points(&x, &b, &alphas[..batch]);
+        let target = case["target"].as_u64().unwrap() as usize;
+        let Some(host) = model.input_gradient(points.clone(), target).unwrap() else {
+            continue;
+        };
+        host_cases.push(case["family"].as_str().unwrap().to_string());
+        let autodiff = common::autodiff_input_gradient(&model, points, target);
+        let error = rel_l2(&common::host(host), &common::host(autodiff));
+        if error > 1e-5 {
+            failures.push(format!("{file}: relative L2 {error:.2e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let mut expected: Vec<String> = HOST_GRADIENT
+        .iter()
+        .flat_map(|f| EXPORTERS.iter().map(move |_| f.to_string()))
+        .collect();
+    expected.sort();
+    host_cases.sort();
+    assert_eq!(
+        host_cases, expected,
+        "the families on the host reverse pass"
+    );
+}

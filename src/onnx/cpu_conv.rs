@@ -68,11 +68,11 @@ impl ConvShape {
         Some([dim(0)?, dim(1)?])
     }
 
-    fn is_pointwise(&self) -> bool {
+    pub(super) fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.pad == [(0, 0); 2]
     }
 
-    fn is_depthwise(&self) -> bool {
+    pub(super) fn is_depthwise(&self) -> bool {
         self.groups == self.cin && self.groups == self.cout && self.groups > 1
     }
 }

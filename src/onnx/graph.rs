@@ -7,6 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use burn::tensor::Device;
 use onnx_ir::{Message, ModelProto, NodeProto};
 
+use super::backprop::Step;
 use super::external::{self, ExternalData};
 use super::fuse::{Fusion, Plan};
 use super::ops::{self, BuildContext, Operator};
@@ -355,15 +356,42 @@ impl Graph {
         keep: &[&str],
         batch: usize,
     ) -> Result<()> {
+        self.run_steps(env, range, keep, batch, None)
+    }
+
+    /// Runs the whole graph like [`Graph::run`], fused alike, but keeps every value in `env`
+    /// and returns the steps it took, for a reverse pass over them
+    /// ([`backprop`](super::backprop)).
+    pub(crate) fn run_retaining(&self, env: &mut Env, batch: usize) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        self.run_steps(env, 0..self.nodes.len(), &[], batch, Some(&mut steps))?;
+        Ok(steps)
+    }
+
+    /// [`Graph::run`]; with `retained`, nothing is dropped from `env` and each step is recorded.
+    fn run_steps(
+        &self,
+        env: &mut Env,
+        range: Range<usize>,
+        keep: &[&str],
+        batch: usize,
+        mut retained: Option<&mut Vec<Step>>,
+    ) -> Result<()> {
+        let retain = retained.is_some();
         crate::budget::with_batch(batch, || {
             let mut i = range.start;
             while i < range.end {
-                if let Some(plan) = self.plan_fusion(i, &range, keep, env) {
-                    self.run_fused(env, &plan, keep)?;
+                let step = if let Some(plan) = self.plan_fusion(i, &range, keep, env) {
+                    self.run_fused(env, &plan, keep, retain)?;
                     i = plan.last() + 1;
+                    Step::Fused(plan)
                 } else {
-                    self.run_node(env, i, keep, None)?;
+                    self.run_node(env, i, keep, None, retain)?;
                     i += 1;
+                    Step::Node(i - 1)
+                };
+                if let Some(steps) = retained.as_deref_mut() {
+                    steps.push(step);
                 }
             }
             Ok(())
@@ -381,14 +409,14 @@ impl Graph {
     ) -> Result<()> {
         crate::budget::with_batch(batch, || {
             for i in range {
-                self.run_node(env, i, keep, Some(observe))?;
+                self.run_node(env, i, keep, Some(observe), false)?;
             }
             Ok(())
         })
     }
 
     /// The error of node `i`.
-    fn bad(&self, i: usize, msg: String) -> Error {
+    pub(crate) fn bad(&self, i: usize, msg: String) -> Error {
         let node = &self.nodes[i];
         Error::BadNode {
             op: node.op_type.clone(),
@@ -398,7 +426,8 @@ impl Graph {
     }
 
     /// The value of input `name` of a group of nodes whose last node is `last`: moved out of
-    /// `env` when no node after the group reads it (so the op owns it alone), else shared.
+    /// `env` when no node after the group reads it (so the op owns it alone) and the run does
+    /// not `retain` every value, else shared.
     fn input_value(
         &self,
         env: &mut Env,
@@ -406,8 +435,10 @@ impl Graph {
         last: usize,
         more_reads_in_group: bool,
         keep: &[&str],
+        retain: bool,
     ) -> Option<Value> {
-        let last_read = self.last_use.get(name).is_some_and(|&l| l <= last)
+        let last_read = !retain
+            && self.last_use.get(name).is_some_and(|&l| l <= last)
             && !more_reads_in_group
             && name != self.output
             && !keep.contains(&name);
@@ -426,6 +457,7 @@ impl Graph {
         i: usize,
         keep: &[&str],
         observe: Option<&mut Observer<'_>>,
+        retain: bool,
     ) -> Result<()> {
         let node = &self.nodes[i];
         let mut inputs = Vec::with_capacity(node.inputs.len());
@@ -435,12 +467,14 @@ impl Graph {
                 continue;
             }
             let again = node.inputs[j + 1..].contains(name);
-            let value = self.input_value(env, name, i, again, keep).ok_or_else(|| {
-                self.bad(
-                    i,
-                    format!("input `{name}` is not produced by an earlier node"),
-                )
-            })?;
+            let value = self
+                .input_value(env, name, i, again, keep, retain)
+                .ok_or_else(|| {
+                    self.bad(
+                        i,
+                        format!("input `{name}` is not produced by an earlier node"),
+                    )
+                })?;
             inputs.push(Some(value));
         }
         let start = self.profiler.now();
@@ -472,7 +506,7 @@ impl Graph {
     }
 
     /// Runs a fusion group as one convolution; its output takes the last node's name.
-    fn run_fused(&self, env: &mut Env, plan: &Plan, keep: &[&str]) -> Result<()> {
+    fn run_fused(&self, env: &mut Env, plan: &Plan, keep: &[&str], retain: bool) -> Result<()> {
         let last = plan.last();
         let conv = &self.nodes[plan.conv];
         // Every input name the group reads from outside itself, counted, so a tensor read twice
@@ -500,7 +534,7 @@ impl Graph {
                 continue;
             }
             let shared = group_reads(name) > 1;
-            let v = self.input_value(env, name, last, shared, keep);
+            let v = self.input_value(env, name, last, shared, keep, retain);
             inputs.push(Some(v.ok_or_else(|| missing(plan.conv, name))?));
         }
         let mut fusion = Fusion {
@@ -524,11 +558,11 @@ impl Graph {
         }
         if let Some((a, name)) = &plan.add {
             let shared = group_reads(name) > 1;
-            let v = self.input_value(env, name, last, shared, keep);
+            let v = self.input_value(env, name, last, shared, keep, retain);
             fusion.residual = Some(v.ok_or_else(|| missing(*a, name))?);
         }
         // The inputs only the group read are gone from `env` now.
-        for j in plan.first()..=last {
+        for j in (plan.first()..=last).filter(|_| !retain) {
             for name in &self.nodes[j].inputs {
                 if self.last_use.get(name).is_some_and(|&l| l <= last)
                     && name != &self.output

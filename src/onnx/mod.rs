@@ -1,7 +1,9 @@
 //! Run-time ONNX on Burn: parse bytes, execute node by node, and split the graph at a named
 //! tensor so the part before it runs without autodiff and the part after it with autodiff.
 
+mod backprop;
 pub mod cpu_conv;
+pub mod cpu_conv_grad;
 mod cpu_par;
 pub mod cpu_winograd;
 pub mod external;
@@ -71,6 +73,9 @@ pub struct OnnxModel {
     shapes: HashMap<String, Vec<usize>>,
     /// See [`OnnxModel::batch_breaker`].
     batch_breaker: Option<String>,
+    /// Set once a host reverse pass met an op without a host gradient: input gradients then
+    /// go straight to Burn's autodiff.
+    autodiff_only: std::sync::atomic::AtomicBool,
 }
 
 /// Runs `graph` on a batch of two blank images and returns the first node whose output
@@ -171,6 +176,7 @@ impl OnnxModel {
             classes,
             shapes,
             batch_breaker,
+            autodiff_only: Default::default(),
         })
     }
 
@@ -493,6 +499,44 @@ impl OnnxModel {
         let mut env = self.start(x);
         self.run_images(&mut env, 0..self.graph.nodes.len(), &[], n)?;
         self.logits(env)
+    }
+
+    /// The gradient of the summed `target` logits with respect to the images `x` (`[N, C, H,
+    /// W]`), by a reverse pass over the host kernels on Burn's CPU backend. `Ok(None)` where
+    /// that does not apply (another device, a model run one image at a time, an op without a
+    /// host gradient): use Burn's autodiff then.
+    pub fn input_gradient(&self, x: Tensor<4>, target: usize) -> Result<Option<Tensor<4>>> {
+        use std::sync::atomic::Ordering;
+        let n = x.dims()[0];
+        if !ops::is_plain_cpu(&self.device)
+            || (n > 1 && self.batch_breaker.is_some())
+            || self.autodiff_only.load(Ordering::Relaxed)
+        {
+            return Ok(None);
+        }
+        let mut env = self.start(x);
+        let steps = self.phase("input forward (IG)", || {
+            self.graph.run_retaining(&mut env, n)
+        })?;
+        let seed = match env.get(&self.graph.output) {
+            Some(Value::Float(out)) => backprop::target_seed(out, self.classes, target),
+            _ => {
+                return Err(Error::NotClassifier(format!(
+                    "output `{}` was not computed as floats",
+                    self.graph.output
+                )));
+            }
+        };
+        let grad = self.phase("input backward (IG)", || {
+            self.graph.input_gradient(&env, &steps, seed)
+        })?;
+        match grad {
+            Some(g) => Ok(Some(g.tensor)),
+            None => {
+                self.autodiff_only.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
     }
 
     /// Runs the graph up to and including the producer of `layer`; returns that layer's

@@ -58,8 +58,27 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
     assert!(e <= tol, "{what}: relative L2 error {e:.3e} > {tol:.0e}");
 }
 
-fn host(t: Tensor<4>) -> Vec<f32> {
+/// A tensor's values on the host.
+pub fn host(t: Tensor<4>) -> Vec<f32> {
     t.into_data().try_into_vec_as::<f32>().unwrap()
+}
+
+/// The points `b + a (x - b)` of the straight path for each `a` of `alphas`, as one batch.
+pub fn path_points(x: &Tensor<4>, b: &Tensor<4>, alphas: &[f32]) -> Tensor<4> {
+    let points = alphas
+        .iter()
+        .map(|&a| b.clone().add(x.clone().sub(b.clone()).mul_scalar(a)))
+        .collect();
+    Tensor::cat(points, 0)
+}
+
+/// The gradient of the summed `target` logits with respect to the images `x`, by Burn's
+/// autodiff.
+pub fn autodiff_input_gradient(model: &OnnxModel, x: Tensor<4>, target: usize) -> Tensor<4> {
+    let leaf = x.autodiff().require_grad();
+    let logits = model.forward(leaf.clone()).unwrap();
+    let grads = logits.narrow(1, target, 1).sum().backward();
+    leaf.grad(&grads).expect("the logits depend on the input")
 }
 
 /// The fixture's input image and black baseline as tensors.

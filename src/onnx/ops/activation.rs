@@ -3,10 +3,11 @@
 
 use burn::tensor::activation;
 
-use super::{BuildContext, OpResult, Operator, take_float};
+use super::{Backward, BuildContext, OpResult, Operator, take_float};
+use crate::onnx::backprop::{activation_grad, map_grad};
 use crate::onnx::cpu_conv::Activation as Fused;
 use crate::onnx::fuse::Epilogue;
-use crate::onnx::value::Value;
+use crate::onnx::value::{FloatValue, Value};
 
 #[derive(Clone, Copy)]
 enum Act {
@@ -109,6 +110,44 @@ impl Operator for Activation {
             _ => return None,
         };
         Some(Epilogue::Activation(a))
+    }
+
+    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+        let Value::Float(y) = step.output else {
+            return None;
+        };
+        let g = match self.0 {
+            Act::PassThrough => Ok(step.grad),
+            // σ'(x) = y (1 - y).
+            Act::Sigmoid => {
+                let y = &y.tensor;
+                let slope = y.clone().mul(y.clone().neg().add_scalar(1.0));
+                Ok(step.grad.with_tensor(step.grad.tensor.clone().mul(slope)))
+            }
+            // PyTorch's hardsigmoid_backward and hardswish_backward, from the input.
+            Act::HardSigmoid { alpha, beta } => {
+                let (alpha, beta) = (alpha as f32, beta as f32);
+                let x = step.float(0)?;
+                map_grad(x, &step.grad, |x, g| {
+                    let v = alpha * x + beta;
+                    if v > 0.0 && v < 1.0 { g * alpha } else { 0.0 }
+                })
+            }
+            Act::HardSwish => map_grad(step.float(0)?, &step.grad, |x, g| {
+                if x < -3.0 {
+                    0.0
+                } else if x <= 3.0 {
+                    g * (x / 3.0 + 0.5)
+                } else {
+                    g
+                }
+            }),
+            _ => match self.epilogue() {
+                Some(Epilogue::Activation(a)) => activation_grad(a, y, &step.grad)?,
+                _ => return None,
+            },
+        };
+        Some(g.map(|g| vec![Some(g)]))
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {

@@ -8,8 +8,9 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
-use super::{BuildContext, OpResult, Operator, Padding, spatial2, take_float, take_nchw};
+use super::{Backward, BuildContext, OpResult, Operator, Padding, spatial2, take_float, take_nchw};
 use crate::onnx::cpu_conv::{self, ConvShape};
+use crate::onnx::cpu_conv_grad;
 use crate::onnx::cpu_winograd;
 use crate::onnx::fuse::Fusion;
 use crate::onnx::host;
@@ -214,6 +215,35 @@ impl Operator for Conv {
         let x = take_nchw(inputs, 0)?;
         let host = self.host.as_ref().ok_or("fused without host weights")?;
         self.run_host(x, host, fusion)
+    }
+
+    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+        let host = self.host.as_ref()?;
+        let x = step.float(0).filter(|x| x.rank == 4 && step.only_first())?;
+        let dims: [usize; 4] = x.tensor.dims();
+        let input_grad = || {
+            let mut s = self.shape(dims, host.shape)?;
+            for (p, extra) in s.pad.iter_mut().zip(step.pad) {
+                *p = (p.0 + extra.0, p.1 + extra.1);
+            }
+            let [oh, ow] = s
+                .output()
+                .ok_or("the kernel does not fit the padded input")?;
+            let g = &step.grad.tensor;
+            if g.dims() != [dims[0], s.cout, oh, ow] {
+                return Err(format!(
+                    "gradient of shape {:?} for an output of {:?}",
+                    g.dims(),
+                    [dims[0], s.cout, oh, ow]
+                ));
+            }
+            let dx = host::with_floats(g, |g| {
+                cpu_conv_grad::conv2d_input_grad(g, dims[0], &s, &host.weights)
+            })?;
+            let dx = host::tensor(dx, dims, &g.device());
+            Ok(vec![Some(FloatValue::nchw(dx))])
+        };
+        Some(input_grad())
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {

@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::{BuildContext, OpResult, Operator};
+use super::{Backward, BuildContext, OpResult, Operator, unbroadcast};
 use crate::onnx::fuse::Epilogue;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 
@@ -71,6 +71,34 @@ impl Operator for Binary {
 
     fn epilogue(&self) -> Option<Epilogue> {
         matches!(self.0, Arith::Add).then_some(Epilogue::Add)
+    }
+
+    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+        let g = &step.grad;
+        let mut grads = Vec::new();
+        for i in 0..2 {
+            if !step.wants(i) {
+                grads.push(None);
+                continue;
+            }
+            let x = step.float(i)?;
+            let other = || step.float(1 - i).map(|o| o.tensor.clone());
+            // d(a op b)/da and /db, times g, at the output's (broadcast) shape.
+            let full = match (self.0, i) {
+                (Arith::Add, _) | (Arith::Sub, 0) => g.clone(),
+                (Arith::Sub, _) => g.with_tensor(g.tensor.clone().neg()),
+                (Arith::Mul, _) => g.with_tensor(g.tensor.clone().mul(other()?)),
+                (Arith::Div, 0) => g.with_tensor(g.tensor.clone().div(other()?)),
+                (Arith::Div, _) => {
+                    // -g a / b²
+                    let a = other()?;
+                    let b = x.tensor.clone();
+                    g.with_tensor(g.tensor.clone().mul(a).div(b.clone().mul(b)).neg())
+                }
+            };
+            grads.push(Some(unbroadcast(&full, &x.shape())?));
+        }
+        Some(Ok(grads))
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {

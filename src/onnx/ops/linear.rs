@@ -1,7 +1,7 @@
 //! `Gemm` (alpha, beta, transA, transB) and `MatMul`.
 
 use super::elementwise::broadcast_dims;
-use super::{BuildContext, OpResult, Operator, float_input};
+use super::{Backward, BuildContext, OpResult, Operator, float_input, unbroadcast};
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 
 enum Linear {
@@ -46,6 +46,46 @@ fn matrix(v: FloatValue, transpose: bool, which: &str) -> OpResult<FloatValue> {
 }
 
 impl Operator for Linear {
+    /// `A`'s gradient `g · Bᵀ` (times alpha, transposed back for `transA`); none for a `B` or
+    /// `C` computed from the input (attention), which Burn's autodiff handles.
+    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+        let (alpha, ta, tb) = match self {
+            Linear::Gemm {
+                alpha,
+                trans_a,
+                trans_b,
+                ..
+            } => (*alpha, *trans_a, *trans_b),
+            Linear::MatMul => (1.0, false, false),
+        };
+        let a = step.float(0)?;
+        let b = step.float(1)?;
+        let g = &step.grad;
+        if !step.only_first() || [a.rank, b.rank, g.rank].contains(&MAX_LOGICAL_RANK) || a.rank < 2
+        {
+            return None;
+        }
+        // op(B)ᵀ: B itself when B is used transposed.
+        let bt = if tb {
+            b.tensor.clone()
+        } else {
+            b.tensor.clone().swap_dims(2, 3)
+        };
+        let mut da = g.tensor.clone().matmul(bt);
+        if alpha != 1.0 {
+            da = da.mul_scalar(alpha);
+        }
+        if ta {
+            da = da.swap_dims(2, 3);
+        }
+        let mut shape = g.shape();
+        let d = da.dims();
+        shape.truncate(g.rank - 2);
+        shape.extend([d[2], d[3]]);
+        let da = FloatValue::new(da, &shape);
+        Some(Ok(vec![Some(unbroadcast(&da, &a.shape())?)]))
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let (ta, tb) = match self {
             Linear::Gemm {

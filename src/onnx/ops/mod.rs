@@ -5,6 +5,7 @@
 
 mod activation;
 mod conv;
+pub(crate) use conv::is_plain_cpu;
 mod elementwise;
 mod linear;
 mod norm;
@@ -71,6 +72,66 @@ pub trait Operator {
     fn run_fused(&self, inputs: &mut [Option<Value>], _fusion: Fusion) -> OpResult<Value> {
         self.run(inputs)
     }
+
+    /// The gradient with respect to each input (`None` where none flows: constants, shapes),
+    /// from the forward pass's values and the gradient of the output, for the host reverse
+    /// pass (`onnx::backprop`). `None`: this op, with these inputs, has no host gradient, and
+    /// the caller uses Burn's autodiff instead.
+    fn backward(&self, _step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+        None
+    }
+}
+
+/// What [`Operator::backward`] reads: the forward pass's values and the output's gradient.
+pub struct Backward<'a> {
+    /// The inputs in ONNX order, as the op ran on them (absent optional inputs are `None`).
+    pub inputs: &'a [Option<&'a Value>],
+    /// The op's output.
+    pub output: &'a Value,
+    /// Whether a gradient is wanted for each input (it depends on the graph's input). An op
+    /// that cannot give one that is wanted returns `None`.
+    pub wanted: &'a [bool],
+    /// The gradient of the output (its logical shape).
+    pub grad: FloatValue,
+    /// Zero padding `(begin, end)` per spatial axis fused in front of a convolution.
+    pub pad: [(usize, usize); 2],
+}
+
+impl Backward<'_> {
+    /// Input `i` as a float tensor, if it is one.
+    pub fn float(&self, i: usize) -> Option<&FloatValue> {
+        match self.inputs.get(i).copied().flatten() {
+            Some(Value::Float(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Whether input `i` wants a gradient.
+    pub fn wants(&self, i: usize) -> bool {
+        self.wanted.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether only input 0 wants a gradient (weights, shapes and bounds being constants).
+    pub fn only_first(&self) -> bool {
+        self.wanted.iter().skip(1).all(|w| !w)
+    }
+}
+
+/// The gradient `grad` (of an output broadcast from `shape`) summed back to `shape`; `None`
+/// at rank 5.
+pub fn unbroadcast(grad: &FloatValue, shape: &[usize]) -> Option<FloatValue> {
+    if grad.rank == super::value::MAX_LOGICAL_RANK || shape.len() == super::value::MAX_LOGICAL_RANK
+    {
+        return None;
+    }
+    let want = super::value::stored_shape(shape).ok()?;
+    let mut t = grad.tensor.clone();
+    for (axis, (&w, have)) in want.iter().zip(t.dims()).enumerate() {
+        if w == 1 && have != 1 {
+            t = t.sum_dim(axis);
+        }
+    }
+    (t.dims() == want).then(|| FloatValue::new(t, shape))
 }
 
 /// What an operator may look at while it is being built.

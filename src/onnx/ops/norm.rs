@@ -4,7 +4,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::{BuildContext, OpResult, Operator, take_float};
+use super::{Backward, BuildContext, OpResult, Operator, take_float};
 use crate::onnx::value::{FloatValue, MAX_RANK, Value, normalize_axis};
 
 struct BatchNorm {
@@ -73,6 +73,19 @@ impl Operator for BatchNorm {
         let shift = self.shift.clone().reshape(dims);
         x.tensor = x.tensor.mul(scale).add(shift);
         Ok(Value::Float(x))
+    }
+
+    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+        let x = step.float(0).filter(|x| (2..=MAX_RANK).contains(&x.rank))?;
+        if !step.only_first() {
+            return None;
+        }
+        let scale = self
+            .scale
+            .clone()
+            .reshape(along_channels(self.channels, x.rank));
+        let g = step.grad.tensor.clone().mul(scale);
+        Some(Ok(vec![Some(x.with_tensor(g))]))
     }
 }
 

@@ -2,8 +2,8 @@
 
 use burn::tensor::ops::PadMode;
 
-use super::{BuildContext, OpResult, Operator, take_float};
-use crate::onnx::value::{Value, normalize_axis};
+use super::{Backward, BuildContext, OpResult, Operator, take_float};
+use crate::onnx::value::{FloatValue, MAX_RANK, Value, normalize_axis};
 
 enum Mode {
     Constant,
@@ -126,6 +126,29 @@ impl Operator for Pad {
             [(0, 0), (0, 0), h, w] => Some([*h, *w]),
             _ => None,
         }
+    }
+
+    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+        // Constant padding: the gradient of the input is the output's, cropped.
+        let x = step
+            .float(0)
+            .filter(|x| x.rank <= MAX_RANK && step.only_first())?;
+        if !matches!(self.mode, Mode::Constant) {
+            return None;
+        }
+        let input = |i: usize| step.inputs.get(i).copied().flatten();
+        let pairs = match self.pairs(x.rank, input(1), input(3)) {
+            Ok(p) => p,
+            Err(m) => return Some(Err(m)),
+        };
+        let stored = x.tensor.dims();
+        let lead = MAX_RANK - x.rank;
+        let ranges: [std::ops::Range<usize>; MAX_RANK] = std::array::from_fn(|d| {
+            let begin = d.checked_sub(lead).map_or(0, |a| pairs[a].0);
+            begin..begin + stored[d]
+        });
+        let g = step.grad.tensor.clone().slice(ranges);
+        Some(Ok(vec![Some(x.with_tensor(g))]))
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {

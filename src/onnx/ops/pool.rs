@@ -5,8 +5,9 @@ use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
 use super::conv::is_plain_cpu;
-use super::{BuildContext, OpResult, Operator, Padding, spatial2, take_nchw};
+use super::{Backward, BuildContext, OpResult, Operator, Padding, spatial2, take_nchw};
 use crate::onnx::cpu_conv::{self, ConvShape};
+use crate::onnx::cpu_conv_grad;
 use crate::onnx::host;
 use crate::onnx::value::{FloatValue, Value};
 
@@ -103,6 +104,43 @@ impl Pool {
 }
 
 impl Operator for Pool {
+    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+        let x = step.float(0).filter(|x| x.rank == 4)?;
+        let [n, c, h, w] = x.tensor.dims();
+        let g = &step.grad.tensor;
+        let dx = match self.kind {
+            // Every input of a plane gets its share of the plane's gradient.
+            Kind::GlobalAverage => g.clone().div_scalar((h * w) as f32).expand([n, c, h, w]),
+            Kind::Max { .. } | Kind::Average { .. } if is_plain_cpu(&g.device()) => {
+                let (padding, dilations) = self.window(h, w)?;
+                let s =
+                    ConvShape::pooling(c, [h, w], self.kernel, self.strides, dilations, padding);
+                let [gn, gc, oh, ow] = g.dims();
+                if [gn, gc] != [n, c] {
+                    return None;
+                }
+                let dx = host::with_floats(g, |g| match self.kind {
+                    Kind::Average { count_include_pad } => Ok(cpu_conv_grad::avg_pool2d_grad(
+                        g,
+                        n,
+                        &s,
+                        [oh, ow],
+                        count_include_pad,
+                    )),
+                    _ => host::with_floats(&x.tensor, |x| {
+                        cpu_conv_grad::max_pool2d_grad(x, g, n, &s, [oh, ow])
+                    }),
+                });
+                match dx.and_then(|r| r) {
+                    Ok(dx) => host::tensor(dx, [n, c, h, w], &g.device()),
+                    Err(m) => return Some(Err(m)),
+                }
+            }
+            _ => return None,
+        };
+        Some(Ok(vec![Some(FloatValue::nchw(dx))]))
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let x = take_nchw(inputs, 0)?;
         let [n, c, h, w] = x.dims();

@@ -7,7 +7,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ndarray::{ArrayD, Axis, IxDyn, Slice as NdSlice};
 
-use super::{BuildContext, OpResult, Operator, float_input, int_input};
+use super::{Backward, BuildContext, OpResult, Operator, float_input, int_input};
 use crate::onnx::proto::{HostTensor, host_tensor};
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, normalize_axis};
 
@@ -347,7 +347,112 @@ impl Node {
     }
 }
 
+/// The axes a `Reduce*` op reduces: the attribute, else the integer input `axes_input`, else
+/// all of a rank-`rank` input.
+fn reduce_axes(
+    axes: &Option<Vec<i64>>,
+    axes_input: Option<&Value>,
+    rank: usize,
+) -> OpResult<Vec<usize>> {
+    let axes: Option<Vec<i64>> = match (axes, axes_input) {
+        (Some(a), _) => Some(a.clone()),
+        (None, Some(Value::Int(a))) => Some(a.iter().copied().collect()),
+        (None, Some(Value::Float(_))) => {
+            return Err(
+                "input 1 is computed on the device where shape data (integers) is expected".into(),
+            );
+        }
+        (None, None) => None,
+    };
+    match axes {
+        Some(a) => a
+            .iter()
+            .map(|&x| normalize_axis(x, rank))
+            .collect::<Result<_, _>>()
+            .map_err(err),
+        None => Ok((0..rank).collect()),
+    }
+}
+
+/// `ReduceMean`'s and `ReduceSum`'s input gradient: the output's gradient spread back over the
+/// reduced axes (divided by their size for the mean).
+fn reduce_backward(
+    step: &Backward,
+    kind: Reduction,
+    axes: &Option<Vec<i64>>,
+) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+    let x = step
+        .float(0)
+        .filter(|x| x.rank < MAX_LOGICAL_RANK && step.only_first())?;
+    if matches!(kind, Reduction::Max) {
+        return None;
+    }
+    let axes = match reduce_axes(axes, step.inputs.get(1).copied().flatten(), x.rank) {
+        Ok(a) => a,
+        Err(m) => return Some(Err(m)),
+    };
+    let shape = x.shape();
+    let kept: Vec<usize> = (0..x.rank)
+        .map(|i| if axes.contains(&i) { 1 } else { shape[i] })
+        .collect();
+    let count: usize = axes.iter().map(|&a| shape[a]).product();
+    let g = step.grad.clone().reshape(&kept).ok()?;
+    let mut t = g.tensor.expand(x.tensor.dims());
+    if matches!(kind, Reduction::Mean) {
+        t = t.div_scalar(count as f32);
+    }
+    Some(Ok(vec![Some(x.with_tensor(t))]))
+}
+
+/// `Concat`'s input gradients: the slices of the output's gradient each input filled.
+fn concat_backward(step: &Backward, axis: i64) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+    let g = &step.grad;
+    let rank = g.shape().len();
+    if rank == MAX_LOGICAL_RANK {
+        return None;
+    }
+    let axis = normalize_axis(axis, rank).ok()?;
+    let physical = g.physical_axis(axis as i64).ok()?;
+    let mut offset = 0;
+    let mut grads = Vec::with_capacity(step.inputs.len());
+    for (i, input) in step.inputs.iter().enumerate() {
+        let size = input.map_or(0, |v| v.shape().get(axis).copied().unwrap_or(0));
+        grads.push(if step.wants(i) {
+            let x = step.float(i)?;
+            Some(x.with_tensor(g.tensor.clone().narrow(physical, offset, size)))
+        } else {
+            None
+        });
+        offset += size;
+    }
+    Some(Ok(grads))
+}
+
 impl Operator for Node {
+    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+        // The ops that only relabel the values: the gradient takes the input's shape back.
+        let relabels = matches!(
+            self.0,
+            ShapeOp::Reshape { .. }
+                | ShapeOp::Flatten { .. }
+                | ShapeOp::Squeeze { .. }
+                | ShapeOp::Unsqueeze { .. }
+        );
+        match &self.0 {
+            ShapeOp::Concat { axis } => return concat_backward(&step, *axis),
+            ShapeOp::Reduce { kind, axes, .. } => return reduce_backward(&step, *kind, axes),
+            _ => {}
+        }
+        let x = step.float(0).filter(|_| relabels && step.only_first())?;
+        Some(
+            step.grad
+                .clone()
+                .reshape(&x.shape())
+                .map(|g| vec![Some(g)])
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     fn follows_batch(&self) -> bool {
         matches!(
             self.0,
@@ -574,17 +679,7 @@ impl Operator for Node {
             } => {
                 let f = float_input(inputs, 0)?;
                 let shape = f.shape();
-                let axes: Vec<usize> = match axes
-                    .clone()
-                    .map_or_else(|| optional_ints(inputs, 1), |a| Ok(Some(a)))?
-                {
-                    Some(a) => a
-                        .iter()
-                        .map(|&x| normalize_axis(x, f.rank))
-                        .collect::<Result<_, _>>()
-                        .map_err(err)?,
-                    None => (0..f.rank).collect(),
-                };
+                let axes = reduce_axes(axes, inputs.get(1).and_then(Option::as_ref), f.rank)?;
                 fn reduce<const D: usize>(
                     mut t: Tensor<D>,
                     kind: Reduction,

@@ -1,0 +1,385 @@
+//! Input gradients of convolution and max pooling on the host, for the reverse pass that
+//! pixel-level Integrated Gradients runs through the whole network (see
+//! [`backprop`](super::backprop)). The weights are constants, so only the input's gradient is
+//! needed: for a convolution `dX = Wᵀ · dY` per group, as one `gemm` into columns that are then
+//! scattered back onto the input planes (col2im, the mirror of the forward kernel's im2col); a
+//! depthwise convolution scatters each tap straight from the output gradient; max pooling sends
+//! each output's gradient to the first maximum of its window, as PyTorch does.
+
+use std::cell::RefCell;
+
+use super::cpu_conv::ConvShape;
+use super::cpu_par::{gemm_parallelism, par_chunks, threads};
+
+thread_local! {
+    /// The column buffer of this thread, grown to the largest convolution seen.
+    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The gradient with respect to the input of `batch` NCHW images, from the gradient `g` of the
+/// convolution's output and its weights `w` (`[cout, cin / groups, kh, kw]`, row-major).
+pub fn conv2d_input_grad(g: &[f32], batch: usize, s: &ConvShape, w: &[f32]) -> Vec<f32> {
+    let [oh, ow] = s.output().expect("checked by the caller");
+    let out_image = s.cout * oh * ow;
+    let in_image = s.cin * s.input[0] * s.input[1];
+    let mut dx = vec![0.0f32; batch * in_image];
+    // Few images: let the matrix product use the threads instead.
+    let inner_parallel = batch < threads();
+    par_chunks(&mut dx, in_image, |b, dx_b| {
+        let g_b = &g[b * out_image..(b + 1) * out_image];
+        if s.is_depthwise() {
+            depthwise(g_b, s, w, dx_b);
+        } else {
+            grouped(g_b, s, w, dx_b, inner_parallel);
+        }
+    });
+    dx
+}
+
+/// One image, any groups: `Wᵀ · dY` per group, then col2im (unless pointwise).
+fn grouped(g: &[f32], s: &ConvShape, w: &[f32], dx: &mut [f32], inner_parallel: bool) {
+    let [oh, ow] = s.output().expect("checked by the caller");
+    let n = oh * ow;
+    let cin_g = s.cin / s.groups;
+    let cout_g = s.cout / s.groups;
+    let [kh, kw] = s.kernel;
+    let k = cin_g * kh * kw;
+    let plane = s.input[0] * s.input[1];
+    let parallelism = if inner_parallel && cout_g * n * k >= 1 << 21 {
+        gemm_parallelism()
+    } else {
+        gemm::Parallelism::None
+    };
+    COLUMNS.with(|cell| {
+        let mut columns = cell.borrow_mut();
+        if !s.is_pointwise() && columns.len() < k * n {
+            columns.resize(k * n, 0.0);
+        }
+        for grp in 0..s.groups {
+            let g_g = &g[grp * cout_g * n..(grp + 1) * cout_g * n];
+            let w_g = &w[grp * cout_g * k..(grp + 1) * cout_g * k];
+            let dx_g = &mut dx[grp * cin_g * plane..(grp + 1) * cin_g * plane];
+            let dst: &mut [f32] = if s.is_pointwise() {
+                dx_g
+            } else {
+                &mut columns[..k * n]
+            };
+            // dst (k x n, row-major) = w_gᵀ (k x cout_g: w_g read column-major) · g_g (cout_g x
+            // n, row-major).
+            // SAFETY: every operand is in bounds of its slice; dst does not alias them.
+            unsafe {
+                gemm::gemm(
+                    k,
+                    n,
+                    cout_g,
+                    dst.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    w_g.as_ptr(),
+                    k as isize,
+                    1,
+                    g_g.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+            if s.is_pointwise() {
+                continue;
+            }
+            let ones = vec![1.0f32; kh * kw];
+            PHASES.with(|cell| {
+                let mut phases = cell.borrow_mut();
+                for (ci, dx_c) in dx_g.chunks_exact_mut(plane).enumerate() {
+                    let rows = &columns[ci * kh * kw * n..(ci + 1) * kh * kw * n];
+                    gather_taps(
+                        dx_c,
+                        s,
+                        |tap| &rows[tap * n..(tap + 1) * n],
+                        &ones,
+                        &mut phases,
+                    );
+                }
+            });
+        }
+    });
+}
+
+/// One image of a depthwise convolution: every tap of every channel sent back.
+fn depthwise(g: &[f32], s: &ConvShape, w: &[f32], dx: &mut [f32]) {
+    let [oh, ow] = s.output().expect("checked by the caller");
+    let taps = s.kernel[0] * s.kernel[1];
+    let plane = s.input[0] * s.input[1];
+    PHASES.with(|cell| {
+        let mut phases = cell.borrow_mut();
+        for c in 0..s.cin {
+            let g_c = &g[c * oh * ow..(c + 1) * oh * ow];
+            let w_c = &w[c * taps..(c + 1) * taps];
+            let dx_c = &mut dx[c * plane..(c + 1) * plane];
+            gather_taps(dx_c, s, |_| g_c, w_c, &mut phases);
+        }
+    });
+}
+
+thread_local! {
+    /// The phase planes of this thread, grown to the largest input plane seen.
+    static PHASES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One input plane's gradient `dx` (`h × w`, overwritten) from the output-sized planes
+/// `src(tap)` (`oh × ow`) times `coef[tap]`, summed over the kernel's taps: output `(oy, ox)`
+/// read input `(oy·sy + ky·dy − pad, ox·sx + kx·dx − pad)` through tap `(ky, kx)`. The mirror
+/// of the forward window kernel: in the padded input's `stride × stride` phase planes every tap
+/// is a plain shift, so each tap is one contiguous multiply-add per output row; the planes are
+/// interleaved back into `dx` once at the end.
+fn gather_taps<'a>(
+    dx: &mut [f32],
+    s: &ConvShape,
+    src: impl Fn(usize) -> &'a [f32],
+    coef: &[f32],
+    phases: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { gather_taps_avx2(dx, s, &src, coef, phases) };
+    }
+    gather_taps_with(dx, s, &src, coef, phases);
+}
+
+/// [`gather_taps_with`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gather_taps_avx2<'a>(
+    dx: &mut [f32],
+    s: &ConvShape,
+    src: &dyn Fn(usize) -> &'a [f32],
+    coef: &[f32],
+    phases: &mut Vec<f32>,
+) {
+    gather_taps_with(dx, s, src, coef, phases);
+}
+
+#[inline(always)]
+fn gather_taps_with<'a>(
+    dx: &mut [f32],
+    s: &ConvShape,
+    src: &dyn Fn(usize) -> &'a [f32],
+    coef: &[f32],
+    phases: &mut Vec<f32>,
+) {
+    let [h, w] = s.input;
+    let [oh, ow] = s.output().expect("checked by the caller");
+    let [kh, kw] = s.kernel;
+    let [sy, sx] = s.stride;
+    let [dy, dxl] = s.dilation;
+    let (pt, pl) = (s.pad[0].0, s.pad[1].0);
+    let (ph, pw) = (h + pt + s.pad[0].1, w + pl + s.pad[1].1);
+    let (rows, cols) = (ph.div_ceil(sy), pw.div_ceil(sx));
+    let phase_len = rows * cols;
+    let need = sy * sx * phase_len;
+    if phases.len() < need {
+        phases.resize(need, 0.0);
+    }
+    let phases = &mut phases[..need];
+    phases.fill(0.0);
+    for ky in 0..kh {
+        let (ry, qy) = ((ky * dy) % sy, (ky * dy) / sy);
+        for kx in 0..kw {
+            let (rx, qx) = ((kx * dxl) % sx, (kx * dxl) / sx);
+            let tap = ky * kw + kx;
+            let (g, c) = (src(tap), coef[tap]);
+            let base = (ry * sx + rx) * phase_len + qy * cols + qx;
+            for (oy, g_row) in g.chunks_exact(ow).take(oh).enumerate() {
+                let at = base + oy * cols;
+                for (d, &v) in phases[at..at + ow].iter_mut().zip(g_row) {
+                    *d += c * v;
+                }
+            }
+        }
+    }
+    for (iy, row) in dx.chunks_exact_mut(w).take(h).enumerate() {
+        let py = iy + pt;
+        let row0 = (py % sy) * sx * phase_len + (py / sy) * cols;
+        for rx in 0..sx {
+            // The input columns in column phase rx: (ix + pl) % sx == rx.
+            let first = (rx + sx - pl % sx) % sx;
+            if first >= w {
+                continue;
+            }
+            let at = row0 + rx * phase_len + (first + pl) / sx;
+            let from = &phases[at..at + (w - first).div_ceil(sx)];
+            for (d, &v) in row[first..].iter_mut().step_by(sx).zip(from) {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// The gradient with respect to the input of max pooling over `batch` NCHW images `x`, from
+/// the gradient `g` of its `[oh, ow]` output (larger than [`ConvShape::output`] under
+/// `ceil_mode`): each output's gradient goes to the first maximum of its window (rows first),
+/// padding excluded.
+pub fn max_pool2d_grad(
+    x: &[f32],
+    g: &[f32],
+    batch: usize,
+    s: &ConvShape,
+    [oh, ow]: [usize; 2],
+) -> Vec<f32> {
+    let [h, w] = s.input;
+    let [kh, kw] = s.kernel;
+    let (plane, out_plane) = (h * w, oh * ow);
+    let mut dx = vec![0.0f32; batch * s.cin * plane];
+    par_chunks(&mut dx, plane, |p, dx_p| {
+        let x_p = &x[p * plane..(p + 1) * plane];
+        let g_p = &g[p * out_plane..(p + 1) * out_plane];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best: Option<(usize, f32)> = None;
+                for ky in 0..kh {
+                    let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize - s.pad[0].0 as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ix =
+                            (ox * s.stride[1] + kx * s.dilation[1]) as isize - s.pad[1].0 as isize;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
+                        }
+                        let at = iy as usize * w + ix as usize;
+                        if best.is_none_or(|(_, v)| x_p[at] > v || x_p[at].is_nan()) {
+                            best = Some((at, x_p[at]));
+                        }
+                    }
+                }
+                if let Some((at, _)) = best {
+                    dx_p[at] += g_p[oy * ow + ox];
+                }
+            }
+        }
+    });
+    dx
+}
+
+/// The gradient with respect to the input of average pooling over `batch` NCHW images, from
+/// the gradient `g` of its `[oh, ow]` output: each output's gradient is shared by its window,
+/// divided as the forward pass divided (PyTorch's rule: the window clipped to the padded input
+/// under `count_include_pad`, else to the input).
+pub fn avg_pool2d_grad(
+    g: &[f32],
+    batch: usize,
+    s: &ConvShape,
+    [oh, ow]: [usize; 2],
+    count_include_pad: bool,
+) -> Vec<f32> {
+    let [h, w] = s.input;
+    let (plane, out_plane) = (h * w, oh * ow);
+    let mut dx = vec![0.0f32; batch * s.cin * plane];
+    // Window bounds along one axis: (first, end) clipped to the input, and the padded count.
+    let bounds = |o: usize, axis: usize, size: usize| {
+        let start = (o * s.stride[axis]) as isize - s.pad[axis].0 as isize;
+        let end = (start + s.kernel[axis] as isize).min((size + s.pad[axis].1) as isize);
+        let padded = end - start;
+        let (start, end) = (start.max(0) as usize, end.clamp(0, size as isize) as usize);
+        (start, end.max(start), padded.max(0) as usize)
+    };
+    par_chunks(&mut dx, plane, |p, dx_p| {
+        let g_p = &g[p * out_plane..(p + 1) * out_plane];
+        for oy in 0..oh {
+            let (y0, y1, py) = bounds(oy, 0, h);
+            for ox in 0..ow {
+                let (x0, x1, px) = bounds(ox, 1, w);
+                let count = if count_include_pad {
+                    py * px
+                } else {
+                    (y1 - y0) * (x1 - x0)
+                };
+                if count == 0 {
+                    continue;
+                }
+                let share = g_p[oy * ow + ox] / count as f32;
+                for row in dx_p[y0 * w..y1 * w].chunks_exact_mut(w) {
+                    row[x0..x1].iter_mut().for_each(|d| *d += share);
+                }
+            }
+        }
+    });
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::cpu_conv::{Epilogue, conv2d};
+
+    /// `<conv(x), g>` equals `<x, conv_input_grad(g)>` for any x and g: the adjoint identity,
+    /// checked on strided, padded, dilated, grouped and depthwise shapes.
+    #[test]
+    fn input_gradient_is_the_adjoint_of_the_convolution() {
+        let shapes = [
+            ([3, 7, 6], 4, 1, [3, 3], [2, 2], [1, 1], [(1, 1), (0, 1)]),
+            ([4, 6, 5], 6, 2, [3, 2], [1, 2], [2, 1], [(2, 0), (1, 1)]),
+            ([5, 8, 7], 5, 5, [5, 5], [2, 1], [1, 1], [(2, 2), (2, 2)]),
+            ([6, 4, 4], 3, 1, [1, 1], [1, 1], [1, 1], [(0, 0), (0, 0)]),
+            ([3, 5, 5], 8, 1, [1, 1], [2, 2], [1, 1], [(0, 0), (0, 0)]),
+        ];
+        let value = |i: usize| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5;
+        for ([cin, h, w], cout, groups, kernel, stride, dilation, pad) in shapes {
+            let s = ConvShape {
+                cin,
+                input: [h, w],
+                cout,
+                groups,
+                kernel,
+                stride,
+                dilation,
+                pad,
+            };
+            let [oh, ow] = s.output().unwrap();
+            let batch = 2;
+            let x: Vec<f32> = (0..batch * cin * h * w).map(value).collect();
+            let wts: Vec<f32> = (0..cout * cin / groups * kernel[0] * kernel[1])
+                .map(|i| value(i + 17))
+                .collect();
+            let g: Vec<f32> = (0..batch * cout * oh * ow).map(|i| value(i + 5)).collect();
+            let y = conv2d(&x, batch, &s, &wts, &Epilogue::default());
+            let dx = conv2d_input_grad(&g, batch, &s, &wts);
+            let dot = |a: &[f32], b: &[f32]| -> f64 {
+                a.iter()
+                    .zip(b)
+                    .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                    .sum()
+            };
+            let (left, right) = (dot(&y, &g), dot(&x, &dx));
+            assert!(
+                (left - right).abs() <= 1e-4 * left.abs().max(1.0),
+                "{s:?}: <conv x, g> = {left}, <x, grad g> = {right}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_pool_gradient_goes_to_the_first_maximum() {
+        // One 3x3 plane, 2x2 windows at stride 1: the centre is every window's maximum.
+        let x = [1.0, 1.0, 0.0, 1.0, 5.0, 0.0, 0.0, 0.0, 0.0];
+        let s = ConvShape::pooling(1, [3, 3], [2, 2], [1, 1], [1, 1], [(0, 0); 2]);
+        let g = [1.0, 2.0, 4.0, 8.0];
+        let dx = max_pool2d_grad(&x, &g, 1, &s, [2, 2]);
+        assert_eq!(dx, vec![0.0, 0.0, 0.0, 0.0, 15.0, 0.0, 0.0, 0.0, 0.0]);
+        // Four equal values: the first one takes it.
+        let ties = [2.0, 2.0, 2.0, 2.0];
+        let s = ConvShape::pooling(1, [2, 2], [2, 2], [1, 1], [1, 1], [(0, 0); 2]);
+        assert_eq!(
+            max_pool2d_grad(&ties, &[3.0], 1, &s, [1, 1]),
+            vec![3.0, 0.0, 0.0, 0.0]
+        );
+    }
+}
