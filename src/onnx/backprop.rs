@@ -26,28 +26,16 @@ pub enum Step {
     Fused(Plan),
 }
 
-/// The gradient of `g` through `activation`, read off its output `y` (`None` for a
-/// `LeakyRelu` whose slope does not keep the sign: then the output does not tell the side).
+/// The gradient of `g` through `activation`, read off its output `y` (`None` where
+/// the output does not tell the derivative, see [`Activation::derivative_from_output`]).
 pub fn activation_grad(
     activation: Activation,
     y: &FloatValue,
     g: &FloatValue,
 ) -> Option<OpResult<FloatValue>> {
-    let pass: fn(Activation, f32) -> f32 = |a, y| match a {
-        Activation::Relu => f32::from(u8::from(y > 0.0)),
-        Activation::Clip(lo, hi) => f32::from(u8::from(y > lo && y < hi)),
-        Activation::LeakyRelu(slope) => {
-            if y > 0.0 {
-                1.0
-            } else {
-                slope
-            }
-        }
-    };
-    if matches!(activation, Activation::LeakyRelu(slope) if slope <= 0.0) {
-        return None;
-    }
-    Some(map_grad(y, g, |y, g| g * pass(activation, y)))
+    activation
+        .derivative_from_output()
+        .then(|| map_grad(y, g, |y, g| g * activation.derivative_at_output(y)))
 }
 
 /// `f(v, g)` for every value `v` of a forward tensor and `g` of the gradient of the same shape,
@@ -201,6 +189,7 @@ impl Graph {
             wanted,
             grad,
             pad: [(0, 0); 2],
+            gate: None,
         };
         Some(node.op.backward(step)?.map(|gs| {
             node.inputs
@@ -220,14 +209,20 @@ impl Graph {
         mut grad: FloatValue,
     ) -> Option<OpResult<Vec<(&'a str, FloatValue)>>> {
         let output = env.get(&self.nodes[plan.last()].output)?;
+        let mut gate = None;
         if let Some((_, activation)) = plan.activation {
             let Value::Float(y) = output else {
                 return None;
             };
-            grad = match activation_grad(activation, y, &grad)? {
-                Ok(g) => g,
-                Err(m) => return Some(Err(m)),
-            };
+            if plan.add.is_none() {
+                // The convolution applies it image by image, on its way in.
+                gate = Some((activation, y));
+            } else {
+                grad = match activation_grad(activation, y, &grad)? {
+                    Ok(g) => g,
+                    Err(m) => return Some(Err(m)),
+                };
+            }
         }
         let mut flows = Vec::new();
         if let Some((_, residual)) = &plan.add {
@@ -252,6 +247,7 @@ impl Graph {
             wanted: &[true],
             grad,
             pad,
+            gate,
         };
         let gs = match conv.op.backward(step)? {
             Ok(gs) => gs,

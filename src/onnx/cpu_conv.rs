@@ -89,6 +89,30 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Whether its derivative can be read off its output (not for a `LeakyRelu` whose slope
+    /// does not keep the sign).
+    pub fn derivative_from_output(self) -> bool {
+        !matches!(self, Activation::LeakyRelu(slope) if slope <= 0.0)
+    }
+
+    /// Its derivative at the input that gave output `y` (where
+    /// [`Activation::derivative_from_output`]): for `Clip`, 1 strictly inside the bounds, as
+    /// PyTorch's `hardtanh_backward`.
+    #[inline]
+    pub fn derivative_at_output(self, y: f32) -> f32 {
+        match self {
+            Activation::Relu => f32::from(u8::from(y > 0.0)),
+            Activation::Clip(lo, hi) => f32::from(u8::from(y > lo && y < hi)),
+            Activation::LeakyRelu(slope) => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    slope
+                }
+            }
+        }
+    }
+
     /// The activation of one value.
     #[inline]
     pub fn apply(self, v: f32) -> f32 {

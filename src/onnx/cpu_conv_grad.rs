@@ -8,17 +8,36 @@
 
 use std::cell::RefCell;
 
-use super::cpu_conv::ConvShape;
+use super::cpu_conv::{Activation, ConvShape};
 use super::cpu_par::{gemm_parallelism, par_chunks, threads};
 
 thread_local! {
     /// The column buffer of this thread, grown to the largest convolution seen.
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// One image's output gradient taken through a [`Gate`], on this thread.
+    static GATED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An activation that followed the convolution, and its output: the gradient it receives is
+/// the activation's, taken through it first (image by image, inside the kernel).
+#[derive(Clone, Copy)]
+pub struct Gate<'a> {
+    /// The activation's output, NCHW like the convolution's.
+    pub output: &'a [f32],
+    /// The activation (its derivative read off the output).
+    pub activation: Activation,
 }
 
 /// The gradient with respect to the input of `batch` NCHW images, from the gradient `g` of the
-/// convolution's output and its weights `w` (`[cout, cin / groups, kh, kw]`, row-major).
-pub fn conv2d_input_grad(g: &[f32], batch: usize, s: &ConvShape, w: &[f32]) -> Vec<f32> {
+/// convolution's output (or of the activation `gate` after it) and its weights `w` (`[cout,
+/// cin / groups, kh, kw]`, row-major).
+pub fn conv2d_input_grad(
+    g: &[f32],
+    batch: usize,
+    s: &ConvShape,
+    w: &[f32],
+    gate: Option<Gate>,
+) -> Vec<f32> {
     let [oh, ow] = s.output().expect("checked by the caller");
     let out_image = s.cout * oh * ow;
     let in_image = s.cin * s.input[0] * s.input[1];
@@ -26,11 +45,28 @@ pub fn conv2d_input_grad(g: &[f32], batch: usize, s: &ConvShape, w: &[f32]) -> V
     // Few images: let the matrix product use the threads instead.
     let inner_parallel = batch < threads();
     par_chunks(&mut dx, in_image, |b, dx_b| {
-        let g_b = &g[b * out_image..(b + 1) * out_image];
-        if s.is_depthwise() {
-            depthwise(g_b, s, w, dx_b);
-        } else {
-            grouped(g_b, s, w, dx_b, inner_parallel);
+        let image = b * out_image..(b + 1) * out_image;
+        let mut run = |g_b: &[f32]| {
+            if s.is_depthwise() {
+                depthwise(g_b, s, w, dx_b);
+            } else {
+                grouped(g_b, s, w, dx_b, inner_parallel);
+            }
+        };
+        match gate {
+            Some(gate) => GATED.with(|cell| {
+                let mut gated = cell.borrow_mut();
+                gated.clear();
+                let a = gate.activation;
+                gated.extend(
+                    g[image.clone()]
+                        .iter()
+                        .zip(&gate.output[image])
+                        .map(|(&g, &y)| g * a.derivative_at_output(y)),
+                );
+                run(&gated);
+            }),
+            None => run(&g[image]),
         }
     });
     dx
@@ -351,7 +387,7 @@ mod tests {
                 .collect();
             let g: Vec<f32> = (0..batch * cout * oh * ow).map(|i| value(i + 5)).collect();
             let y = conv2d(&x, batch, &s, &wts, &Epilogue::default());
-            let dx = conv2d_input_grad(&g, batch, &s, &wts);
+            let dx = conv2d_input_grad(&g, batch, &s, &wts, None);
             let dot = |a: &[f32], b: &[f32]| -> f64 {
                 a.iter()
                     .zip(b)
@@ -364,6 +400,40 @@ mod tests {
                 "{s:?}: <conv x, g> = {left}, <x, grad g> = {right}"
             );
         }
+    }
+
+    /// A gate gives what the gradient taken through the activation beforehand gives.
+    #[test]
+    fn a_gate_takes_the_gradient_through_the_activation_first() {
+        let s = ConvShape {
+            cin: 3,
+            input: [5, 5],
+            cout: 3,
+            groups: 3,
+            kernel: [3, 3],
+            stride: [2, 2],
+            dilation: [1, 1],
+            pad: [(1, 1); 2],
+        };
+        let [oh, ow] = s.output().unwrap();
+        let n = 2 * 3 * oh * ow;
+        let y: Vec<f32> = (0..n).map(|i| (i % 9) as f32 - 1.0).collect();
+        let g: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 / 10.0).collect();
+        let w: Vec<f32> = (0..27).map(|i| i as f32 / 27.0 - 0.4).collect();
+        let activation = Activation::Clip(0.0, 6.0);
+        let gate = Gate {
+            output: &y,
+            activation,
+        };
+        let gated: Vec<f32> = g
+            .iter()
+            .zip(&y)
+            .map(|(&g, &y)| if y > 0.0 && y < 6.0 { g } else { 0.0 })
+            .collect();
+        assert_eq!(
+            conv2d_input_grad(&g, 2, &s, &w, Some(gate)),
+            conv2d_input_grad(&gated, 2, &s, &w, None)
+        );
     }
 
     #[test]

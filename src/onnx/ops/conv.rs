@@ -220,6 +220,9 @@ impl Operator for Conv {
     fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
         let host = self.host.as_ref()?;
         let x = step.float(0).filter(|x| x.rank == 4 && step.only_first())?;
+        if step.gate.is_some_and(|(a, _)| !a.derivative_from_output()) {
+            return None;
+        }
         let dims: [usize; 4] = x.tensor.dims();
         let input_grad = || {
             let mut s = self.shape(dims, host.shape)?;
@@ -237,9 +240,33 @@ impl Operator for Conv {
                     [dims[0], s.cout, oh, ow]
                 ));
             }
-            let dx = host::with_floats(g, |g| {
-                cpu_conv_grad::conv2d_input_grad(g, dims[0], &s, &host.weights)
-            })?;
+            let dx = match step.gate {
+                Some((activation, y)) => {
+                    if y.tensor.dims() != g.dims() {
+                        return Err(
+                            "the activation's output does not have the gradient's shape".into()
+                        );
+                    }
+                    host::with_floats(&y.tensor, |y| {
+                        host::with_floats(g, |g| {
+                            let gate = cpu_conv_grad::Gate {
+                                output: y,
+                                activation,
+                            };
+                            cpu_conv_grad::conv2d_input_grad(
+                                g,
+                                dims[0],
+                                &s,
+                                &host.weights,
+                                Some(gate),
+                            )
+                        })
+                    })??
+                }
+                None => host::with_floats(g, |g| {
+                    cpu_conv_grad::conv2d_input_grad(g, dims[0], &s, &host.weights, None)
+                })?,
+            };
             let dx = host::tensor(dx, dims, &g.device());
             Ok(vec![Some(FloatValue::nchw(dx))])
         };

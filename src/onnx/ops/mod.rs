@@ -95,6 +95,9 @@ pub struct Backward<'a> {
     pub grad: FloatValue,
     /// Zero padding `(begin, end)` per spatial axis fused in front of a convolution.
     pub pad: [(usize, usize); 2],
+    /// An activation fused after a convolution and its output: `grad` is the activation's
+    /// output gradient, and the convolution takes it through the activation first.
+    pub gate: Option<(super::cpu_conv::Activation, &'a FloatValue)>,
 }
 
 impl Backward<'_> {
