@@ -195,59 +195,120 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epil
     out
 }
 
-/// One image, any groups: im2col (unless pointwise) and one matrix product per group.
-fn grouped(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], inner_parallel: bool) {
-    let [oh, ow] = s.output().expect("checked by the caller");
-    let n = oh * ow;
-    let cin_g = s.cin / s.groups;
-    let cout_g = s.cout / s.groups;
-    let k = cin_g * s.kernel[0] * s.kernel[1];
-    let plane = s.input[0] * s.input[1];
-    let parallelism = if inner_parallel && cout_g * n * k >= 1 << 21 {
-        gemm_parallelism()
-    } else {
-        gemm::Parallelism::None
-    };
+/// One group's matrix product within one image's convolution: its sizes and how it may use
+/// the threads (shared by the forward kernel and the input gradient).
+pub(super) struct GroupProduct {
+    /// Output pixels per channel (`oh * ow`).
+    pub n: usize,
+    /// Input channels per group.
+    pub cin_g: usize,
+    /// Output channels per group.
+    pub cout_g: usize,
+    /// The inner dimension: `cin_g * kh * kw`.
+    pub k: usize,
+    /// Input pixels per channel.
+    pub plane: usize,
+    /// Threads for the product: few images leave the threads to it.
+    pub parallelism: gemm::Parallelism,
+}
+
+impl GroupProduct {
+    /// The product of `s`'s groups; `inner_parallel` when the images do not fill the threads.
+    pub(super) fn of(s: &ConvShape, inner_parallel: bool) -> Self {
+        let [oh, ow] = s.output().expect("checked by the caller");
+        let n = oh * ow;
+        let (cin_g, cout_g) = (s.cin / s.groups, s.cout / s.groups);
+        let k = cin_g * s.kernel[0] * s.kernel[1];
+        let parallelism = if inner_parallel && cout_g * n * k >= 1 << 21 {
+            gemm_parallelism()
+        } else {
+            gemm::Parallelism::None
+        };
+        Self {
+            n,
+            cin_g,
+            cout_g,
+            k,
+            plane: s.input[0] * s.input[1],
+            parallelism,
+        }
+    }
+}
+
+/// Runs `f` on this thread's column buffer, `len` values long (grown to the largest seen).
+pub(super) fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     COLUMNS.with(|cell| {
         let mut columns = cell.borrow_mut();
-        if !s.is_pointwise() && columns.len() < k * n {
-            columns.resize(k * n, 0.0);
+        if columns.len() < len {
+            columns.resize(len, 0.0);
         }
+        f(&mut columns[..len])
+    })
+}
+
+/// `dst = lhs · rhs` for row-major `dst` (`m × n`) and `rhs` (`k × n`), with `lhs` row-major
+/// `m × k`, or stored `k × m` and used transposed (`lhs_transposed`).
+pub(super) fn matmul(
+    dst: &mut [f32],
+    [m, n, k]: [usize; 3],
+    lhs: &[f32],
+    lhs_transposed: bool,
+    rhs: &[f32],
+    parallelism: gemm::Parallelism,
+) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    // Row-major m x k: column stride 1, row stride k; transposed storage k x m: the reverse.
+    let (lhs_cs, lhs_rs) = if lhs_transposed { (m, 1) } else { (1, k) };
+    // SAFETY: the three operands hold at least the values the strides address (checked just
+    // above), and dst, a unique borrow, does not alias lhs or rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// One image, any groups: im2col (unless pointwise) and one matrix product per group.
+fn grouped(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], inner_parallel: bool) {
+    let GroupProduct {
+        n,
+        cin_g,
+        cout_g,
+        k,
+        plane,
+        parallelism,
+    } = GroupProduct::of(s, inner_parallel);
+    let columns_len = if s.is_pointwise() { 0 } else { k * n };
+    with_columns(columns_len, |columns| {
         for g in 0..s.groups {
             let x_g = &x[g * cin_g * plane..(g + 1) * cin_g * plane];
             let rhs: &[f32] = if s.is_pointwise() {
                 x_g
             } else {
-                im2col(x_g, cin_g, s, &mut columns[..k * n]);
-                &columns[..k * n]
+                im2col(x_g, cin_g, s, columns);
+                columns
             };
             let w_g = &w[g * cout_g * k..(g + 1) * cout_g * k];
             let dst = &mut out[g * cout_g * n..(g + 1) * cout_g * n];
-            // SAFETY: dst is cout_g x n, lhs cout_g x k and rhs k x n, all row-major and in
-            // bounds of their slices; dst does not alias the inputs.
-            unsafe {
-                gemm::gemm(
-                    cout_g,
-                    n,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    w_g.as_ptr(),
-                    1,
-                    k as isize,
-                    rhs.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
+            matmul(dst, [cout_g, n, k], w_g, false, rhs, parallelism);
         }
     });
 }
@@ -389,17 +450,8 @@ fn window_with(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut 
     for c in 0..s.cout {
         let plane = &x[c * h * iw..(c + 1) * h * iw];
         for (y, src) in plane.chunks_exact(iw).enumerate() {
-            let py = y + pt;
-            let row0 = (py % sy) * sx * phase_len + (py / sy) * cols;
-            for rx in 0..sx {
-                // The input columns landing in column phase rx: xi = rx - pl (mod sx).
-                let first = (rx + sx - pl % sx) % sx;
-                if first >= iw {
-                    continue;
-                }
-                let at = row0 + rx * phase_len + (first + pl) / sx;
-                let dst = &mut phases[at..at + (iw - first).div_ceil(sx)];
-                gather(dst, &src[first..], sx);
+            for (first, at, count) in phase_row(y, iw, (pt, pl), [sy, sx], [phase_len, cols]) {
+                gather(&mut phases[at..at + count], &src[first..], sx);
             }
         }
         acc.fill(start_value);
@@ -434,6 +486,33 @@ fn window_with(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut 
             dst.copy_from_slice(&src[..ow]);
         }
     }
+}
+
+/// Where input row `y` (`w` wide) lies in the `stride × stride` phase planes of the input
+/// padded by `(top, left)`, each `len` values of rows `cols` wide: per column phase, the first
+/// input column in it, that column's position in the planes, and how many columns (`stride`
+/// apart in the row, adjacent in the plane) it holds.
+#[inline(always)]
+pub(super) fn phase_row(
+    y: usize,
+    w: usize,
+    (top, left): (usize, usize),
+    [sy, sx]: [usize; 2],
+    [len, cols]: [usize; 2],
+) -> impl Iterator<Item = (usize, usize, usize)> {
+    let py = y + top;
+    let row0 = (py % sy) * sx * len + (py / sy) * cols;
+    (0..sx).filter_map(move |rx| {
+        // The input columns in column phase rx: (x + left) % sx == rx.
+        let first = (rx + sx - left % sx) % sx;
+        (first < w).then(|| {
+            (
+                first,
+                row0 + rx * len + (first + left) / sx,
+                (w - first).div_ceil(sx),
+            )
+        })
+    })
 }
 
 /// Max pooling of `batch` NCHW images (`s.groups`, `s.cout` = channels, no weights).

@@ -8,12 +8,10 @@
 
 use std::cell::RefCell;
 
-use super::cpu_conv::{Activation, ConvShape};
-use super::cpu_par::{gemm_parallelism, par_chunks, threads};
+use super::cpu_conv::{Activation, ConvShape, GroupProduct, matmul, phase_row, with_columns};
+use super::cpu_par::{par_chunks, threads};
 
 thread_local! {
-    /// The column buffer of this thread, grown to the largest convolution seen.
-    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// One image's output gradient taken through a [`Gate`], on this thread.
     static GATED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
@@ -74,73 +72,28 @@ pub fn conv2d_input_grad(
 
 /// One image, any groups: `Wᵀ · dY` per group, then col2im (unless pointwise).
 fn grouped(g: &[f32], s: &ConvShape, w: &[f32], dx: &mut [f32], inner_parallel: bool) {
-    let [oh, ow] = s.output().expect("checked by the caller");
-    let n = oh * ow;
-    let cin_g = s.cin / s.groups;
-    let cout_g = s.cout / s.groups;
-    let [kh, kw] = s.kernel;
-    let k = cin_g * kh * kw;
-    let plane = s.input[0] * s.input[1];
-    let parallelism = if inner_parallel && cout_g * n * k >= 1 << 21 {
-        gemm_parallelism()
-    } else {
-        gemm::Parallelism::None
-    };
-    COLUMNS.with(|cell| {
-        let mut columns = cell.borrow_mut();
-        if !s.is_pointwise() && columns.len() < k * n {
-            columns.resize(k * n, 0.0);
-        }
+    let p = GroupProduct::of(s, inner_parallel);
+    let (n, k, cout_g) = (p.n, p.k, p.cout_g);
+    let taps = s.kernel[0] * s.kernel[1];
+    let ones = vec![1.0f32; taps];
+    let columns_len = if s.is_pointwise() { 0 } else { k * n };
+    with_columns(columns_len, |columns| {
         for grp in 0..s.groups {
             let g_g = &g[grp * cout_g * n..(grp + 1) * cout_g * n];
             let w_g = &w[grp * cout_g * k..(grp + 1) * cout_g * k];
-            let dx_g = &mut dx[grp * cin_g * plane..(grp + 1) * cin_g * plane];
-            let dst: &mut [f32] = if s.is_pointwise() {
-                dx_g
-            } else {
-                &mut columns[..k * n]
-            };
-            // dst (k x n, row-major) = w_gᵀ (k x cout_g: w_g read column-major) · g_g (cout_g x
-            // n, row-major).
-            // SAFETY: every operand is in bounds of its slice; dst does not alias them.
-            unsafe {
-                gemm::gemm(
-                    k,
-                    n,
-                    cout_g,
-                    dst.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    w_g.as_ptr(),
-                    k as isize,
-                    1,
-                    g_g.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
+            let dx_g = &mut dx[grp * p.cin_g * p.plane..(grp + 1) * p.cin_g * p.plane];
             if s.is_pointwise() {
+                matmul(dx_g, [k, n, cout_g], w_g, true, g_g, p.parallelism);
                 continue;
             }
-            let ones = vec![1.0f32; kh * kw];
+            // The columns (one row per input channel and tap), then back onto the planes.
+            matmul(columns, [k, n, cout_g], w_g, true, g_g, p.parallelism);
             PHASES.with(|cell| {
                 let mut phases = cell.borrow_mut();
-                for (ci, dx_c) in dx_g.chunks_exact_mut(plane).enumerate() {
-                    let rows = &columns[ci * kh * kw * n..(ci + 1) * kh * kw * n];
-                    gather_taps(
-                        dx_c,
-                        s,
-                        |tap| &rows[tap * n..(tap + 1) * n],
-                        &ones,
-                        &mut phases,
-                    );
+                for (ci, dx_c) in dx_g.chunks_exact_mut(p.plane).enumerate() {
+                    let rows = &columns[ci * taps * n..(ci + 1) * taps * n];
+                    let row = |tap: usize| &rows[tap * n..(tap + 1) * n];
+                    gather_taps(dx_c, s, row, &ones, &mut phases);
                 }
             });
         }
@@ -241,16 +194,8 @@ fn gather_taps_with<'a>(
         }
     }
     for (iy, row) in dx.chunks_exact_mut(w).take(h).enumerate() {
-        let py = iy + pt;
-        let row0 = (py % sy) * sx * phase_len + (py / sy) * cols;
-        for rx in 0..sx {
-            // The input columns in column phase rx: (ix + pl) % sx == rx.
-            let first = (rx + sx - pl % sx) % sx;
-            if first >= w {
-                continue;
-            }
-            let at = row0 + rx * phase_len + (first + pl) / sx;
-            let from = &phases[at..at + (w - first).div_ceil(sx)];
+        for (first, at, count) in phase_row(iy, w, (pt, pl), [sy, sx], [phase_len, cols]) {
+            let from = &phases[at..at + count];
             for (d, &v) in row[first..].iter_mut().step_by(sx).zip(from) {
                 *d = v;
             }
