@@ -7,6 +7,7 @@ const SAMPLES = ["chelsea.png", "coffee.png", "rocket.jpg", "grace_hopper.jpg", 
 const METHOD_NAMES = { igcam: "Integrated Grad-CAM", gradcam: "Grad-CAM", gradcampp: "Grad-CAM++", ig: "Integrated Gradients" };
 let wasm = null;
 let busy = false;
+let cancelRequested = false; // set by the Cancel button; the run stops after its current chunk
 let haveImage = false;
 let results = [];     // last explanations shown, for re-rendering on opacity/colour changes
 let target = -1;      // -1: top-1
@@ -156,17 +157,24 @@ async function run() {
   const targets = [t, ...top5.map((p) => p.index).filter((i) => i !== t)];
   status(`${methods.map((m) => METHOD_NAMES[m] || m).join(", ")} for the top-5…`);
   const progress = $("progress");
+  cancelRequested = false;
+  $("cancel").hidden = false;
   try {
     const maps = await wasm.explain(methods, steps, Uint32Array.from(targets), $("layer").value, 8,
-      (done, total) => { progress.max = total; progress.value = done; });
+      (done, total) => { progress.max = total; progress.value = done; }, () => cancelRequested);
     for (const r of maps) cache.set(cacheKey(r.target, r.method), r);
     showCached();
     status(`done on ${maps[0].backend} in ${maps[0].ms.toFixed(0)} ms (${maps.length} maps: ${methods.length} method(s) × ${targets.length} classes)`);
   } catch (e) {
-    showError(e.message || String(e));
-    status("");
+    if (cancelRequested) {
+      status(`cancelled after ${progress.value} of ${progress.max} steps`);
+    } else {
+      showError(e.message || String(e));
+      status("");
+    }
   } finally {
     busy = false;
+    $("cancel").hidden = true;
     $("run").disabled = !haveImage;
   }
 }
@@ -264,6 +272,7 @@ async function main(bindings) {
   drop.ondragleave = () => drop.classList.remove("over");
   drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove("over"); handleFiles(ev.dataTransfer.files); };
   $("run").onclick = () => run();
+  $("cancel").onclick = () => { cancelRequested = true; status("cancelling after this chunk…"); };
   $("method").onchange = () => { if (haveImage && results.length) showCached(); };
   $("steps").oninput = () => { $("steps-value").textContent = $("steps").value; };
   $("alpha").oninput = renderResults;

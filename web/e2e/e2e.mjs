@@ -4,6 +4,7 @@
 //  * IG-CAM (m = 16) matches the native CLI's --json map (relative L2 <= 1e-3) on the CPU path
 //    and on WebGPU forced with ?webgpu;
 //  * "compare all" explains the top-5 in one run: another class's maps then show in < 100 ms;
+//  * Cancel stops a run between chunks, without an error, and the next run works;
 //  * a non-image drop and a non-CNN .onnx give errors and the page recovers;
 //  * a model with external weights loads from both files dropped together.
 // Writes ARTIFACT_DIR/timings.json: the m = 50 times of each path and of the native CLI (on a
@@ -144,6 +145,36 @@ await check("IG-CAM m=16 on WebGPU forced with ?webgpu matches the CLI", async (
       timings.webgpu_forced_ms = ms16;
       timings.webgpu_forced_steps = 16;
     }
+  });
+});
+
+await check("Cancel stops a run between chunks without an error; the next run works", async () => {
+  await withPage(false, "", async (page) => {
+    await page.click('img.sample[data-name="chelsea.png"]');
+    await page.waitForFunction(() => !document.getElementById("run").disabled, null, { timeout: 60000 });
+    await page.selectOption("#method", "igcam");
+    await page.$eval("#steps", (el) => { el.value = "100"; el.dispatchEvent(new Event("input")); });
+    await page.evaluate(() => { window.igcamResult = undefined; });
+    await page.click("#run");
+    await page.waitForFunction(() => document.getElementById("progress").value > 0, null, { timeout: 60000 });
+    assert(await page.isVisible("#cancel"), "no Cancel button during the run");
+    // Clicked from inside the page: each of Playwright's own round trips to a busy page waits
+    // for a gap between chunks, so its click would land chunks late.
+    const clickedAt = await page.evaluate(() => {
+      document.getElementById("cancel").click();
+      return document.getElementById("progress").value;
+    });
+    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("cancelled after"), null, { timeout: 60000 });
+    const status = await page.textContent("#status");
+    const [, done, total] = status.match(/after (\d+) of (\d+)/).map(Number);
+    console.log(`     ${status} (clicked at ${clickedAt})`);
+    // The page runs the click between chunks: the run stops before the next chunk.
+    assert(done === clickedAt && done < total && total === 100, `${status}, clicked at ${clickedAt}`);
+    assert(await page.isHidden("#error"), "an error shown for a cancelled run");
+    assert(await page.isHidden("#cancel"), "Cancel still shown after the run stopped");
+    assert(await page.evaluate(() => window.igcamResult === undefined), "a cancelled run showed maps");
+    const { result } = await explainCat(page, "gradcam", 1);
+    assert(result.height === 7 && result.method === "gradcam", "gradcam after a cancelled run");
   });
 });
 

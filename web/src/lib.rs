@@ -17,11 +17,21 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// Lets the browser run its event loop (paint, input) before the next chunk.
+/// Lets the browser run its event loop before the next chunk, through the next frame: the
+/// progress bar is painted and a click (Cancel) reaches its button. Where frames are paused (a
+/// background tab), after at most 100 ms instead.
 async fn yield_to_browser() {
     let promise = Promise::new(&mut |resolve, _| {
         let window = web_sys::window().expect("a window");
-        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        let after_paint = resolve.clone();
+        let after_frame = Closure::once_into_js(move || {
+            if let Some(window) = web_sys::window() {
+                let _ = window
+                    .set_timeout_with_callback_and_timeout_and_arguments_0(&after_paint, 0);
+            }
+        });
+        let _ = window.request_animation_frame(after_frame.unchecked_ref());
+        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 100);
     });
     let _ = JsFuture::from(promise).await;
 }
@@ -164,7 +174,8 @@ struct Explanation {
 /// (igcam, gradcam, gradcampp, xgradcam, layercam, ig) on the current photo in one request:
 /// the backbone runs once per chunk of path points for all of them. Calls
 /// `on_progress(done, total)` after each chunk of `batch` path points and yields to the
-/// browser in between. Returns the maps target-major; `ms` is the whole request's time.
+/// browser in between; stops with the error `cancelled` when `should_stop()` is true then.
+/// Returns the maps target-major; `ms` is the whole request's time.
 #[wasm_bindgen]
 pub async fn explain(
     methods: Vec<String>,
@@ -173,6 +184,7 @@ pub async fn explain(
     layer: Option<String>,
     batch: usize,
     on_progress: Function,
+    should_stop: Function,
 ) -> Result<JsValue, JsError> {
     let s = state::get()?;
     let explainer = s.explainer()?;
@@ -200,6 +212,12 @@ pub async fn explain(
             &(total as u32).into(),
         );
         yield_to_browser().await;
+        if should_stop
+            .call0(&JsValue::NULL)
+            .is_ok_and(|stop| stop.is_truthy())
+        {
+            return Err(JsError::new("cancelled"));
+        }
     }
     let maps = explaining.finish().map_err(js_err)?.maps;
     let mut out = Vec::with_capacity(maps.len());
