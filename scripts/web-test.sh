@@ -20,7 +20,10 @@ cargo test --release --all-targets --no-run --quiet
 cli="${CARGO_TARGET_DIR:-target}/release/igcam-wgpu"
 "$cli" explain assets/images/chelsea.png --method igcam --steps 16 \
   --backend cpu --quiet --out "$work/out" --json "$work/cli.json"
+"$cli" explain assets/images/chelsea.png --method ig --steps 16 \
+  --backend cpu --quiet --out "$work/out_ig" --json "$work/cli_ig.json"
 # The native time of the page's m = 50 run, on this machine, for timings.json.
 "$cli" explain assets/images/chelsea.png --method igcam --steps 50 \
   --backend cpu --quiet --out "$work/out50" --json "$work/cli50.json"
-phase "browser test" node web/e2e/e2e.mjs dist "$work/cli.json" "$work/cli50.json" web/e2e/artifacts
+phase "browser test" node web/e2e/e2e.mjs dist "$work/cli.json" "$work/cli50.json" \
+  "$work/cli_ig.json" web/e2e/artifacts

@@ -152,10 +152,11 @@ async function run() {
   showError("");
   const methods = selectedMethods();
   const steps = Number($("steps").value);
-  // The current class first, then the rest of the top-5: one pass explains them all.
+  // The current class first, then the rest of the top-5: one pass explains them all. Pixel IG
+  // has a pass of its own per class: only the current one.
   const t = currentTarget();
-  const targets = [t, ...top5.map((p) => p.index).filter((i) => i !== t)];
-  status(`${methods.map((m) => METHOD_NAMES[m] || m).join(", ")} for the top-5…`);
+  const targets = methods.includes("ig") ? [t] : [t, ...top5.map((p) => p.index).filter((i) => i !== t)];
+  status(`${methods.map((m) => METHOD_NAMES[m] || m).join(", ")} for ${targets.length > 1 ? "the top-5" : "this class"}…`);
   const progress = $("progress");
   cancelRequested = false;
   $("cancel").hidden = false;

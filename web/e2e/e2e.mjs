@@ -2,23 +2,24 @@
 // serves dist/ on 127.0.0.1 and, on the bundled cat photo, checks that
 //  * the default page skips the software WebGPU adapter (SwiftShader) for the CPU and says so;
 //  * IG-CAM (m = 16) matches the native CLI's --json map (relative L2 <= 1e-3) on the CPU path
-//    and on WebGPU forced with ?webgpu;
+//    and on WebGPU forced with ?webgpu, and pixel-level IG (m = 16) on the CPU path;
 //  * "compare all" explains the top-5 in one run: another class's maps then show in < 100 ms;
 //  * Cancel stops a run between chunks, without an error, and the next run works;
 //  * a non-image drop and a non-CNN .onnx give errors and the page recovers;
 //  * a model with external weights loads from both files dropped together.
 // Writes ARTIFACT_DIR/timings.json: the m = 50 times of each path and of the native CLI (on a
 // software WebGPU adapter the forced-WebGPU time is m = 16 unless IGCAM_E2E_WEBGPU_M50=1).
-// Usage: node e2e.mjs DIST_DIR CLI_JSON CLI_M50_JSON ARTIFACT_DIR
+// Usage: node e2e.mjs DIST_DIR CLI_JSON CLI_M50_JSON CLI_IG_JSON ARTIFACT_DIR
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 
-const [dist, cliJson, cliM50Json, artifacts] = process.argv.slice(2).map((p) => resolve(p));
+const [dist, cliJson, cliM50Json, cliIgJson, artifacts] = process.argv.slice(2).map((p) => resolve(p));
 mkdirSync(artifacts, { recursive: true });
 const reference = JSON.parse(readFileSync(cliJson, "utf8"))[0].cam.values;
 const cliM50 = JSON.parse(readFileSync(cliM50Json, "utf8"))[0];
+const referenceIg = JSON.parse(readFileSync(cliIgJson, "utf8"))[0].cam.values;
 const timings = { steps: 50, default_path: null, default_ms: null, cpu_1thread_ms: null, cpu_threads_ms: null,
   threads: 1, webgpu_forced_ms: null, adapter: null, cli_cpu_ms: cliM50.ms, cli_backend: cliM50.backend };
 const PORT = 18000 + Math.floor(Math.random() * 1000);
@@ -102,6 +103,14 @@ await check("the default page skips the software WebGPU adapter and matches the 
     const same = ["x0", "y0", "x1", "y1"].every((k) => crop[k] === cliM50.crop[k]);
     assert(same, `crop ${JSON.stringify(crop)} vs CLI ${JSON.stringify(cliM50.crop)}`);
     await page.screenshot({ path: join(artifacts, "igcam_cpu.png"), fullPage: true });
+    // Pixel-level IG (one class): its input gradient runs igcam's own reverse pass in the wasm
+    // too. Through EfficientNet-Lite0's 33 ReLU6 gates the wasm's float rounding (no FMA) flips
+    // a few gates: held to 5e-3, as the native IG against PyTorch (tests/numerics_cpu.rs).
+    const ig = await explainCat(page, "ig", 16);
+    const igErr = relL2(ig.result.values, referenceIg);
+    console.log(`     IG m=16 on the CPU: rel L2 ${igErr.toExponential(2)}, ${ig.result.ms.toFixed(0)} ms in the page`);
+    assert(ig.result.height === 224 && ig.result.width === 224, `IG map is ${ig.result.height}x${ig.result.width}`);
+    assert(igErr <= 5e-3, `IG: relative L2 ${igErr} > 5e-3`);
     timings.default_path = "cpu";
     timings.default_ms = await m50(page, backend);
     timings.cpu_1thread_ms = timings.default_ms;
