@@ -26,8 +26,8 @@ async fn yield_to_browser() {
         let after_paint = resolve.clone();
         let after_frame = Closure::once_into_js(move || {
             if let Some(window) = web_sys::window() {
-                let _ = window
-                    .set_timeout_with_callback_and_timeout_and_arguments_0(&after_paint, 0);
+                let _ =
+                    window.set_timeout_with_callback_and_timeout_and_arguments_0(&after_paint, 0);
             }
         });
         let _ = window.request_animation_frame(after_frame.unchecked_ref());
