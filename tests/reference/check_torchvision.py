@@ -5,8 +5,9 @@
     python3 tests/reference/check_torchvision.py resnet50 /tmp/resnet50.onnx photo_224.png \
         --bin target/release/igcam-wgpu --backend cpu --steps 50
 
-Recomputes the map from the formula in the README with the torchvision module (same seeded
-weights as the export) and prints the relative L2 error of the CLI's `cam.values`.
+Recomputes the IG-CAM, Grad-CAM and pixel-level IG maps from the formulas in the README with the
+torchvision module (same seeded weights as the export) and prints the relative L2 error of the
+CLI's `cam.values`.
 """
 import argparse
 import json
@@ -54,7 +55,15 @@ def main() -> None:
             total = total + torch.relu((g.mean(dim=(2, 3), keepdim=True) * act).sum(1))
         return total[0].detach().numpy().reshape(-1)
 
-    refs = {"igcam": cam([i / args.steps for i in range(args.steps)]), "gradcam": cam([1.0])}
+    def ig(alphas):
+        total = torch.zeros_like(x)
+        for a in alphas:
+            point = (b + (x - b) * a).requires_grad_(True)
+            total = total + torch.autograd.grad(model(point)[0, target], point)[0]
+        return ((x - b) * total / len(alphas)).sum(1)[0].detach().numpy().reshape(-1)
+
+    path = [i / args.steps for i in range(args.steps)]
+    refs = {"igcam": cam(path), "gradcam": cam([1.0]), "ig": ig(path)}
     with tempfile.TemporaryDirectory() as d:
         for method, ref in refs.items():
             out = f"{d}/{method}.json"
