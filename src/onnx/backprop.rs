@@ -7,11 +7,12 @@
 //! autodiff.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::cpu_conv::Activation;
 use super::cpu_par::par_chunks;
 use super::fuse::Plan;
-use super::graph::{Env, Graph};
+use super::graph::{Env, Graph, panic_message};
 use super::host;
 use super::ops::{Backward, OpResult};
 use super::value::{FloatValue, Value};
@@ -117,10 +118,13 @@ impl Graph {
                 continue;
             };
             let start = self.profiler.now();
-            let flows = match step {
+            // A tensor op that panics (shapes a crafted model gets past the checks) is this
+            // node's error, as in the forward pass.
+            let flows = catch_unwind(AssertUnwindSafe(|| match step {
                 Step::Node(i) => self.node_backward(env, *i, &wanted(&self.nodes[*i].inputs), grad),
                 Step::Fused(plan) => self.fused_backward(env, plan, grad),
-            };
+            }))
+            .map_err(|p| self.bad(first, panic_message(p.as_ref())))?;
             let Some(flows) = flows else {
                 return Ok(None);
             };
