@@ -129,21 +129,13 @@ const AUTODIFF_GRADIENT: [&str; 4] = ["shufflenet_v2", "convnext", "resnest", "m
 fn host_input_gradient_equals_autodiff_where_it_applies() {
     let zoo = json("zoo/zoo.json");
     let device = Device::flex();
-    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
-    let photo = preprocess::decode(&photo).unwrap();
     let mut host_cases = Vec::new();
     let mut failures = Vec::new();
     for case in zoo["cases"].as_array().unwrap() {
         let file = case["model"].as_str().unwrap();
         let bytes = std::fs::read(fixture(&format!("zoo/{file}"))).unwrap();
         let model = OnnxModel::from_bytes(&bytes, &device).unwrap();
-        let fitted = preprocess::fit(&photo, model.input_size(), true);
-        let (x, b) = igcam::input_pair(
-            &fitted,
-            preprocess::Preset::Imagenet,
-            preprocess::Baseline::Black,
-            &device,
-        );
+        let (x, b) = common::photo_inputs("zoo/input.png", &model, &device);
         let batch = if model.batch_breaker().is_some() {
             1
         } else {

@@ -27,6 +27,16 @@ pub enum Step {
     Fused(Plan),
 }
 
+impl Step {
+    /// Its first and last node: the last one's output is the step's.
+    pub fn span(&self) -> (usize, usize) {
+        match self {
+            Step::Node(i) => (*i, *i),
+            Step::Fused(plan) => (plan.first(), plan.last()),
+        }
+    }
+}
+
 /// The gradient of `g` through `activation`, read off its output `y` (`None` where
 /// the output does not tell the derivative, see [`Activation::derivative_from_output`]).
 pub fn activation_grad(
@@ -110,10 +120,7 @@ impl Graph {
         };
         let mut grads: HashMap<&str, FloatValue> = HashMap::from([(self.output.as_str(), seed)]);
         for step in steps.iter().rev() {
-            let (first, last) = match step {
-                Step::Node(i) => (*i, *i),
-                Step::Fused(plan) => (plan.first(), plan.last()),
-            };
+            let (first, last) = step.span();
             let Some(grad) = grads.remove(self.nodes[last].output.as_str()) else {
                 continue;
             };
@@ -157,10 +164,7 @@ impl Graph {
     fn depending_on_input(&self, steps: &[Step]) -> HashSet<&str> {
         let mut depends = HashSet::from([self.input.name.as_str()]);
         for step in steps {
-            let (first, last) = match step {
-                Step::Node(i) => (*i, *i),
-                Step::Fused(plan) => (plan.first(), plan.last()),
-            };
+            let (first, last) = step.span();
             let reads = (first..=last)
                 .flat_map(|j| &self.nodes[j].inputs)
                 .any(|n| depends.contains(n.as_str()));

@@ -1,10 +1,11 @@
-//! Input gradients of convolution and max pooling on the host, for the reverse pass that
+//! Input gradients of convolution and pooling on the host, for the reverse pass that
 //! pixel-level Integrated Gradients runs through the whole network (see
 //! [`backprop`](super::backprop)). The weights are constants, so only the input's gradient is
-//! needed: for a convolution `dX = Wᵀ · dY` per group, as one `gemm` into columns that are then
-//! scattered back onto the input planes (col2im, the mirror of the forward kernel's im2col); a
-//! depthwise convolution scatters each tap straight from the output gradient; max pooling sends
-//! each output's gradient to the first maximum of its window, as PyTorch does.
+//! needed: for a convolution `dX = Wᵀ · dY` per group, as one `gemm` into columns (one row per
+//! input channel and tap) that are sent back onto the input planes through phase planes (the
+//! mirror of the forward's im2col and window kernel); a depthwise convolution sends each tap
+//! straight from the output gradient. Max pooling sends each output's gradient to the first
+//! maximum of its window, average pooling shares it over the window, as PyTorch does.
 
 use std::cell::RefCell;
 

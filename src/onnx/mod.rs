@@ -472,18 +472,23 @@ impl OnnxModel {
         env
     }
 
-    fn logits(&self, mut env: Env) -> Result<Tensor<2>> {
-        let out = env.remove(&self.graph.output);
-        match out {
-            Some(Value::Float(f)) => {
-                let n = f.tensor.dims().iter().product::<usize>() / self.classes;
-                Ok(f.tensor.reshape([n, self.classes]))
-            }
+    /// The graph's output in `env`, as floats.
+    fn output<'e>(&self, env: &'e Env) -> Result<&'e FloatValue> {
+        match env.get(&self.graph.output) {
+            Some(Value::Float(f)) => Ok(f),
             _ => Err(Error::NotClassifier(format!(
                 "output `{}` was not computed as floats",
                 self.graph.output
             ))),
         }
+    }
+
+    fn logits(&self, env: Env) -> Result<Tensor<2>> {
+        let t = self.output(&env)?.tensor.clone();
+        // The tensor alone, as the graph's last value.
+        drop(env);
+        let n = t.dims().iter().product::<usize>() / self.classes;
+        Ok(t.reshape([n, self.classes]))
     }
 
     /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits (one image
@@ -518,15 +523,7 @@ impl OnnxModel {
         let steps = self.phase("input forward (IG)", || {
             self.graph.run_retaining(&mut env, n)
         })?;
-        let seed = match env.get(&self.graph.output) {
-            Some(Value::Float(out)) => backprop::target_seed(out, self.classes, target),
-            _ => {
-                return Err(Error::NotClassifier(format!(
-                    "output `{}` was not computed as floats",
-                    self.graph.output
-                )));
-            }
-        };
+        let seed = backprop::target_seed(self.output(&env)?, self.classes, target);
         let grad = self.phase("input backward (IG)", || {
             self.graph.input_gradient(&env, &steps, seed)
         })?;

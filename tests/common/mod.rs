@@ -83,7 +83,13 @@ pub fn autodiff_input_gradient(model: &OnnxModel, x: Tensor<4>, target: usize) -
 
 /// The fixture's input image and black baseline as tensors.
 pub fn inputs(net: &str, model: &OnnxModel, device: &Device) -> (Tensor<4>, Tensor<4>) {
-    let bytes = std::fs::read(fixture(&format!("nets/{net}_input.png"))).unwrap();
+    photo_inputs(&format!("nets/{net}_input.png"), model, device)
+}
+
+/// A fixture photo (path under `tests/fixtures`), fitted to `model`'s input, and the black
+/// baseline, as tensors.
+pub fn photo_inputs(rel: &str, model: &OnnxModel, device: &Device) -> (Tensor<4>, Tensor<4>) {
+    let bytes = std::fs::read(fixture(rel)).unwrap();
     let size = model.input_size();
     let photo = preprocess::fit(&preprocess::decode(&bytes).unwrap(), size, true);
     igcam::input_pair(&photo, Preset::Imagenet, Baseline::Black, device)

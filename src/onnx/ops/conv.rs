@@ -141,16 +141,28 @@ impl Conv {
         Ok(shape)
     }
 
+    /// [`Conv::shape`] with `extra` zero padding (a fused `Pad`) added to the node's own, and
+    /// the output's height and width.
+    fn padded_shape(
+        &self,
+        x: [usize; 4],
+        w: [usize; 4],
+        extra: [(usize, usize); 2],
+    ) -> OpResult<(ConvShape, [usize; 2])> {
+        let mut s = self.shape(x, w)?;
+        for (p, extra) in s.pad.iter_mut().zip(extra) {
+            *p = (p.0 + extra.0, p.1 + extra.1);
+        }
+        let out = s
+            .output()
+            .ok_or("the kernel does not fit the padded input")?;
+        Ok((s, out))
+    }
+
     /// The host kernel with `fusion` folded in; reads the input and the residual in place.
     fn run_host(&self, x: Tensor<4>, host: &HostWeights, fusion: Fusion) -> OpResult<Value> {
         let dims = x.dims();
-        let mut s = self.shape(dims, host.shape)?;
-        for (p, extra) in s.pad.iter_mut().zip(fusion.pad) {
-            *p = (p.0 + extra.0, p.1 + extra.1);
-        }
-        let [oh, ow] = s
-            .output()
-            .ok_or("the kernel does not fit the padded input")?;
+        let (s, [oh, ow]) = self.padded_shape(dims, host.shape, fusion.pad)?;
         let out_dims = [dims[0], s.cout, oh, ow];
         crate::budget::check_shape(&out_dims)?;
         let residual = match fusion.residual {
@@ -192,16 +204,10 @@ impl Operator for Conv {
         let (Some(host), Value::Float(x)) = (&self.host, input) else {
             return false;
         };
-        let Ok(mut s) = <[usize; 4]>::try_from(x.shape())
+        let Ok((s, [oh, ow])) = <[usize; 4]>::try_from(x.shape())
             .map_err(drop)
-            .and_then(|dims| self.shape(dims, host.shape).map_err(drop))
+            .and_then(|dims| self.padded_shape(dims, host.shape, pad).map_err(drop))
         else {
-            return false;
-        };
-        for (p, extra) in s.pad.iter_mut().zip(pad) {
-            *p = (p.0 + extra.0, p.1 + extra.1);
-        }
-        let Some([oh, ow]) = s.output() else {
             return false;
         };
         let out = vec![x.shape()[0], s.cout, oh, ow];
@@ -225,13 +231,7 @@ impl Operator for Conv {
         }
         let dims: [usize; 4] = x.tensor.dims();
         let input_grad = || {
-            let mut s = self.shape(dims, host.shape)?;
-            for (p, extra) in s.pad.iter_mut().zip(step.pad) {
-                *p = (p.0 + extra.0, p.1 + extra.1);
-            }
-            let [oh, ow] = s
-                .output()
-                .ok_or("the kernel does not fit the padded input")?;
+            let (s, [oh, ow]) = self.padded_shape(dims, host.shape, step.pad)?;
             let g = &step.grad.tensor;
             if g.dims() != [dims[0], s.cout, oh, ow] {
                 return Err(format!(
@@ -240,32 +240,19 @@ impl Operator for Conv {
                     [dims[0], s.cout, oh, ow]
                 ));
             }
+            let grad = |gate: Option<cpu_conv_grad::Gate>| {
+                host::with_floats(g, |g| {
+                    cpu_conv_grad::conv2d_input_grad(g, dims[0], &s, &host.weights, gate)
+                })
+            };
             let dx = match step.gate {
-                Some((activation, y)) => {
-                    if y.tensor.dims() != g.dims() {
-                        return Err(
-                            "the activation's output does not have the gradient's shape".into()
-                        );
-                    }
-                    host::with_floats(&y.tensor, |y| {
-                        host::with_floats(g, |g| {
-                            let gate = cpu_conv_grad::Gate {
-                                output: y,
-                                activation,
-                            };
-                            cpu_conv_grad::conv2d_input_grad(
-                                g,
-                                dims[0],
-                                &s,
-                                &host.weights,
-                                Some(gate),
-                            )
-                        })
-                    })??
+                Some((_, y)) if y.tensor.dims() != g.dims() => {
+                    return Err("the activation's output does not have the gradient's shape".into());
                 }
-                None => host::with_floats(g, |g| {
-                    cpu_conv_grad::conv2d_input_grad(g, dims[0], &s, &host.weights, None)
-                })?,
+                Some((activation, y)) => host::with_floats(&y.tensor, |output| {
+                    grad(Some(cpu_conv_grad::Gate { output, activation }))
+                })??,
+                None => grad(None)?,
             };
             let dx = host::tensor(dx, dims, &g.device());
             Ok(vec![Some(FloatValue::nchw(dx))])

@@ -347,23 +347,9 @@ impl Node {
     }
 }
 
-/// The axes a `Reduce*` op reduces: the attribute, else the integer input `axes_input`, else
+/// The axes a `Reduce*` op reduces, normalised: `axes` (from the attribute or the input), or
 /// all of a rank-`rank` input.
-fn reduce_axes(
-    axes: &Option<Vec<i64>>,
-    axes_input: Option<&Value>,
-    rank: usize,
-) -> OpResult<Vec<usize>> {
-    let axes: Option<Vec<i64>> = match (axes, axes_input) {
-        (Some(a), _) => Some(a.clone()),
-        (None, Some(Value::Int(a))) => Some(a.iter().copied().collect()),
-        (None, Some(Value::Float(_))) => {
-            return Err(
-                "input 1 is computed on the device where shape data (integers) is expected".into(),
-            );
-        }
-        (None, None) => None,
-    };
+fn reduce_axes(axes: Option<Vec<i64>>, rank: usize) -> OpResult<Vec<usize>> {
     match axes {
         Some(a) => a
             .iter()
@@ -387,7 +373,14 @@ fn reduce_backward(
     if matches!(kind, Reduction::Max) {
         return None;
     }
-    let axes = match reduce_axes(axes, step.inputs.get(1).copied().flatten(), x.rank) {
+    // The forward pass read the axes input as integers already.
+    let axes = axes
+        .clone()
+        .or_else(|| match step.inputs.get(1).copied().flatten() {
+            Some(Value::Int(a)) => Some(a.iter().copied().collect()),
+            _ => None,
+        });
+    let axes = match reduce_axes(axes, x.rank) {
         Ok(a) => a,
         Err(m) => return Some(Err(m)),
     };
@@ -430,20 +423,17 @@ fn concat_backward(step: &Backward, axis: i64) -> Option<OpResult<Vec<Option<Flo
 
 impl Operator for Node {
     fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
-        // The ops that only relabel the values: the gradient takes the input's shape back.
-        let relabels = matches!(
-            self.0,
-            ShapeOp::Reshape { .. }
-                | ShapeOp::Flatten { .. }
-                | ShapeOp::Squeeze { .. }
-                | ShapeOp::Unsqueeze { .. }
-        );
         match &self.0 {
             ShapeOp::Concat { axis } => return concat_backward(&step, *axis),
             ShapeOp::Reduce { kind, axes, .. } => return reduce_backward(&step, *kind, axes),
-            _ => {}
+            // The ops that only relabel the values: the gradient takes the input's shape back.
+            ShapeOp::Reshape { .. }
+            | ShapeOp::Flatten { .. }
+            | ShapeOp::Squeeze { .. }
+            | ShapeOp::Unsqueeze { .. } => {}
+            _ => return None,
         }
-        let x = step.float(0).filter(|_| relabels && step.only_first())?;
+        let x = step.float(0).filter(|_| step.only_first())?;
         Some(
             step.grad
                 .clone()
@@ -679,7 +669,11 @@ impl Operator for Node {
             } => {
                 let f = float_input(inputs, 0)?;
                 let shape = f.shape();
-                let axes = reduce_axes(axes, inputs.get(1).and_then(Option::as_ref), f.rank)?;
+                let axes = reduce_axes(
+                    axes.clone()
+                        .map_or_else(|| optional_ints(inputs, 1), |a| Ok(Some(a)))?,
+                    f.rank,
+                )?;
                 fn reduce<const D: usize>(
                     mut t: Tensor<D>,
                     kind: Reduction,
