@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Builds the static site into dist/: the web crate for wasm32 (profile `wasm-release`),
-# wasm-bindgen (`--target web`), wasm-opt -Oz, and the page's own files (web/index.html, app.js,
-# style.css, the default model, its labels, the sample photos) copied beside them. Works two ways:
+# Builds the static site into dist/: the web crate for wasm32 (profile `wasm-release`) twice,
+#   * igcam-web: single-threaded, WebGPU and the CPU (every page, and the only one where the page
+#     is not cross-origin isolated);
+#   * igcam-web-mt: the CPU path on a rayon pool of Web Workers (`--features threads`, built with
+#     +atomics and its own std; no WebGPU), loaded by web/explain-worker.js;
+# each through wasm-bindgen (`--target web`) and wasm-opt -Oz, and the page's own files (web/*.html,
+# *.js, style.css, the default model, its labels, the sample photos) copied beside them. Works two ways:
 #   * a normal developer machine: rustup with `rustup target add wasm32-unknown-unknown`;
 #   * a machine where rustup cannot add the target: Debian's Rust with its std sources
 #     (`apt-get install rustc-web cargo-web rust-web-src lld-22`) and `-Z build-std`.
@@ -10,7 +14,7 @@
 # breaks wasm-bindgen's externref table). No Trunk: the page imports the wasm-bindgen module
 # itself, so the build is one cargo build and two tool runs, and a fresh machine (a new CI
 # runner) skips compiling Trunk's ~400 crates.
-# Arguments go to `cargo build` (e.g. `--features ...`).
+# Arguments go to the single-threaded build's `cargo build` (e.g. `--features ...`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/phases.sh
@@ -38,8 +42,14 @@ phase "web tool installs" install_tools
 
 export PATH="$TOOLS/bin:$PWD/web/e2e/node_modules/.bin:$PATH"
 export CARGO_TARGET_DIR="${IGCAM_WASM_TARGET_DIR:-$CACHE/wasm-target}"
+# The threaded build has its own target dir: its flags differ, so sharing one would rebuild both
+# every time.
+MT_TARGET_DIR="${IGCAM_WASM_MT_TARGET_DIR:-$CACHE/wasm-target-mt}"
 # simd128: 128-bit SIMD in the wasm CPU kernels (gemm, Burn's flex); every current browser has it.
 export RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
+# The threaded build: atomics, bulk-memory and mutable-globals (what wasm-bindgen-rayon needs; the
+# shared memory's link arguments are in web/build.rs).
+MT_RUSTFLAGS="$RUSTFLAGS,+atomics,+bulk-memory,+mutable-globals"
 
 if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
   echo "web-build: rustup's wasm32-unknown-unknown target"
@@ -67,20 +77,29 @@ fetch_crates() {
     || cargo fetch --target wasm32-unknown-unknown --manifest-path web/Cargo.toml
 }
 
-# dist/ from scratch: the wasm module and its JS glue, then the page's files.
-build_dist() {
-  cargo build --offline --lib --manifest-path web/Cargo.toml --target wasm32-unknown-unknown \
-    --profile wasm-release "$@"
-  rm -rf dist
-  mkdir -p dist
-  wasm-bindgen --target web --no-typescript --out-dir dist --out-name igcam-web \
-    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/igcam_web.wasm"
-  # The features rustc's wasm32 target emits (and simd128, from RUSTFLAGS).
+# One wasm module into dist/: NAME TARGET_DIR RUSTFLAGS [cargo build args], then wasm-bindgen's
+# JS glue and wasm-opt.
+build_module() {
+  local name="$1" target_dir="$2" flags="$3"
+  shift 3
+  CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$flags" cargo build --offline --lib \
+    --manifest-path web/Cargo.toml --target wasm32-unknown-unknown --profile wasm-release "$@"
+  wasm-bindgen --target web --no-typescript --out-dir dist --out-name "$name" \
+    "$target_dir/wasm32-unknown-unknown/wasm-release/igcam_web.wasm"
+  # The features rustc's wasm32 target emits (and simd128, atomics, from the flags).
   wasm-opt -Oz --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    dist/igcam-web_bg.wasm -o dist/igcam-web_bg.wasm
-  cp web/index.html web/app.js web/style.css models/efficientnet-lite0.onnx \
-    models/imagenet_labels.txt dist/
+    --enable-threads "dist/${name}_bg.wasm" -o "dist/${name}_bg.wasm"
+}
+
+# dist/ from scratch: both wasm modules and their JS glue, then the page's files.
+build_dist() {
+  rm -rf dist
+  mkdir -p dist
+  build_module igcam-web "$CARGO_TARGET_DIR" "$RUSTFLAGS" "$@"
+  build_module igcam-web-mt "$MT_TARGET_DIR" "$MT_RUSTFLAGS" --no-default-features --features threads
+  cp web/index.html web/app.js web/threads.js web/explain-worker.js web/sw.js web/style.css \
+    models/efficientnet-lite0.onnx models/imagenet_labels.txt dist/
   cp -r assets/images dist/images
 }
 
@@ -91,7 +110,7 @@ inputs_key() {
   {
     find Cargo.toml Cargo.lock src web models assets -path web/e2e -prune -o -type f -print \
       | LC_ALL=C sort | xargs sha256sum
-    echo "$RUSTFLAGS $* $(rustc --version) $(wasm-bindgen --version) $(wasm-opt --version)"
+    echo "$RUSTFLAGS | $MT_RUSTFLAGS $* $(rustc --version) $(wasm-bindgen --version) $(wasm-opt --version)"
   } | sha256sum | cut -c1-16
 }
 key="$(inputs_key "$@")"

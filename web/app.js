@@ -1,14 +1,19 @@
 // igcam page logic: DOM, canvases, file input and scheduling. All maths runs in the wasm core,
-// the wasm-bindgen module scripts/web-build.sh puts beside this file.
+// the wasm-bindgen module scripts/web-build.sh puts beside this file. On the CPU path of a
+// cross-origin-isolated page, explanations run in a Web Worker on the threaded build
+// (threads.js); the photo's top-5 and the overlays stay on this build.
 import init, * as bindings from "./igcam-web.js";
+import { isolate, singleThreadReason, startWorker } from "./threads.js";
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = ["chelsea.png", "coffee.png", "rocket.jpg", "grace_hopper.jpg", "astronaut.png"];
 const METHOD_NAMES = { igcam: "Integrated Grad-CAM", gradcam: "Grad-CAM", gradcampp: "Grad-CAM++", ig: "Integrated Gradients" };
 let wasm = null;
+let pool = null;      // the explanation worker (threaded CPU build), when it runs
 let busy = false;
 let cancelRequested = false; // set by the Cancel button; the run stops after its current chunk
 let haveImage = false;
+let photoVersion = 0; // bumped by each new photo or model: a run's maps of an older one are dropped
 let results = [];     // last explanations shown, for re-rendering on opacity/colour changes
 let target = -1;      // -1: top-1
 let top5 = [];        // the photo's five best classes
@@ -75,10 +80,17 @@ function fillTop5() {
   }
 }
 
-async function setImage(bytes) {
+/// A new photo (its bytes, or a promise of them): no run starts until both builds have it.
+async function setImage(photoBytes) {
   showError("");
+  const hadImage = haveImage;
+  haveImage = false;
+  $("run").disabled = true;
   try {
+    const bytes = await photoBytes;
     const info = await wasm.set_image(bytes);
+    if (pool) await pool.setImage(bytes);
+    photoVersion++;
     top5 = info.top5;
     photoSize = info.size;
     window.igcamPhoto = info;
@@ -90,14 +102,19 @@ async function setImage(bytes) {
     target = -1;
     results = [];
     renderResults();
-    $("run").disabled = false;
+    $("run").disabled = busy;
   } catch (e) {
+    // A photo that does not decode leaves the previous one in place.
+    haveImage = hadImage;
+    $("run").disabled = busy || !haveImage;
     showError(e.message || String(e));
   }
 }
 
-function setModel(bytes, labels, dataName, data) {
+async function setModel(bytes, labels, dataName, data) {
   const info = wasm.load_model(bytes, labels, dataName, data);
+  if (pool) await pool.loadModel(bytes, labels, dataName, data);
+  photoVersion++;
   window.igcamModel = info;
   const sel = $("layer");
   sel.innerHTML = "";
@@ -158,11 +175,18 @@ async function run() {
   const targets = methods.includes("ig") ? [t] : [t, ...top5.map((p) => p.index).filter((i) => i !== t)];
   status(`${methods.map((m) => METHOD_NAMES[m] || m).join(", ")} for ${targets.length > 1 ? "the top-5" : "this class"}…`);
   const progress = $("progress");
+  const version = photoVersion;
   cancelRequested = false;
   $("cancel").hidden = false;
   try {
-    const maps = await wasm.explain(methods, steps, Uint32Array.from(targets), $("layer").value, 8,
-      (done, total) => { progress.max = total; progress.value = done; }, () => cancelRequested);
+    const onProgress = (done, total) => { progress.max = total; progress.value = done; };
+    const maps = pool
+      ? await pool.explain(methods, steps, Uint32Array.from(targets), $("layer").value, 8, onProgress)
+      : await wasm.explain(methods, steps, Uint32Array.from(targets), $("layer").value, 8, onProgress, () => cancelRequested);
+    if (version !== photoVersion) {
+      status("the photo or model changed during the run: its maps were dropped");
+      return;
+    }
     for (const r of maps) cache.set(cacheKey(r.target, r.method), r);
     showCached();
     status(`done on ${maps[0].backend} in ${maps[0].ms.toFixed(0)} ms (${maps.length} maps: ${methods.length} method(s) × ${targets.length} classes)`);
@@ -195,7 +219,7 @@ async function handleFile(file, dataFile) {
   if (file.name.toLowerCase().endsWith(".onnx")) {
     try {
       const data = dataFile ? new Uint8Array(await dataFile.arrayBuffer()) : undefined;
-      setModel(bytes, "", dataFile ? dataFile.name : undefined, data);
+      await setModel(bytes, "", dataFile ? dataFile.name : undefined, data);
       const extra = dataFile ? ` + ${dataFile.name}` : "";
       $("model-status").textContent = `model: ${file.name}${extra} (${window.igcamModel.classes} classes)`;
       showError("");
@@ -232,10 +256,26 @@ async function main(bindings) {
   wasm = bindings;
   const params = new URLSearchParams(location.search);
   const mode = params.has("cpu") ? "cpu" : params.has("webgpu") ? "webgpu" : "auto";
-  const { backend, skipped } = await wasm.init(mode);
+  if (await isolate(params)) return; // reloading under the service worker
+  let { backend, skipped } = await wasm.init(mode);
+  // The CPU path: on a pool of Web Workers where the page is isolated, else on this thread.
+  let oneThread = null;
+  if (!backend.startsWith("WebGPU")) {
+    oneThread = singleThreadReason(params);
+    if (!oneThread) {
+      const threads = Number(params.get("threads")) || navigator.hardwareConcurrency;
+      const started = await startWorker(threads);
+      pool = started.worker;
+      if (pool) backend = started.backend;
+      oneThread = started.reason || null;
+    }
+  }
   window.igcamBackend = backend;
   window.igcamSkippedAdapter = skipped;
-  $("backend").textContent = `running on ${backend}`;
+  window.igcamThreads = pool ? Number(backend.match(/(\d+) threads/)?.[1] || 1) : 1;
+  window.igcamOneThreadReason = oneThread;
+  $("backend").textContent = `running on ${backend}${pool ? " (Web Workers)" : ""}`;
+  if (oneThread) $("backend").textContent += ` — one thread: ${oneThread}`;
   const n = $("notice");
   if (skipped) {
     n.textContent = `This browser only offers a software WebGPU adapter (${skipped}), which is far slower than the CPU: running on the CPU. `;
@@ -252,7 +292,7 @@ async function main(bindings) {
   try {
     const model = await fetchWithProgress("efficientnet-lite0.onnx", $("model-progress"));
     const labels = await (await fetch("imagenet_labels.txt")).text();
-    setModel(model, labels);
+    await setModel(model, labels);
     $("model-status").textContent = "model: EfficientNet-Lite0 (ImageNet, embedded default)";
   } catch (e) {
     showError(e.message || String(e));
@@ -264,7 +304,7 @@ async function main(bindings) {
     img.title = name;
     img.className = "sample";
     img.dataset.name = name;
-    img.onclick = async () => setImage(new Uint8Array(await (await fetch(`images/${name}`)).arrayBuffer()));
+    img.onclick = () => setImage(fetch(`images/${name}`).then((r) => r.arrayBuffer()).then((b) => new Uint8Array(b)));
     $("samples").appendChild(img);
   }
   $("file").onchange = (ev) => handleFiles(ev.target.files);
@@ -273,7 +313,7 @@ async function main(bindings) {
   drop.ondragleave = () => drop.classList.remove("over");
   drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove("over"); handleFiles(ev.dataTransfer.files); };
   $("run").onclick = () => run();
-  $("cancel").onclick = () => { cancelRequested = true; status("cancelling after this chunk…"); };
+  $("cancel").onclick = () => { cancelRequested = true; pool?.cancel(); status("cancelling after this chunk…"); };
   $("method").onchange = () => { if (haveImage && results.length) showCached(); };
   $("steps").oninput = () => { $("steps-value").textContent = $("steps").value; };
   $("alpha").oninput = renderResults;

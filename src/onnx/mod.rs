@@ -19,6 +19,9 @@ use std::collections::HashMap;
 
 use burn::tensor::{Device, Tensor};
 
+/// Threads igcam's CPU kernels use: rayon's pool natively and in the browser's threaded build,
+/// 1 in the single-threaded browser build.
+pub use cpu_par::threads as cpu_threads;
 use graph::Graph;
 pub use graph::{Env, InputSpec, panic_message};
 pub use ops::supported as supported_ops;

@@ -94,11 +94,19 @@ pub struct Opened {
     pub skipped: Option<String>,
 }
 
+/// `CPU`, or `CPU, N threads` in the threaded build.
+fn cpu_description() -> String {
+    match igcam::onnx::cpu_threads() {
+        1 => "CPU".into(),
+        n => format!("CPU, {n} threads"),
+    }
+}
+
 /// Opens the device the preference asks for.
 pub async fn open(preference: Preference) -> Opened {
     let cpu = |skipped| Opened {
         device: Device::flex(),
-        description: "CPU".into(),
+        description: cpu_description(),
         skipped,
     };
     if preference == Preference::Cpu {
@@ -110,12 +118,22 @@ pub async fn open(preference: Preference) -> Opened {
     if adapter.software && preference == Preference::Auto {
         return cpu(Some(adapter.name));
     }
-    match Device::wgpu_options().init_async().await {
-        Ok(device) => Opened {
-            device,
-            description: format!("WebGPU: {}", adapter.name),
-            skipped: None,
-        },
-        Err(_) => cpu(None),
-    }
+    webgpu(adapter).await.unwrap_or_else(|| cpu(None))
+}
+
+/// Burn's wgpu device on the adapter, when it opens.
+#[cfg(feature = "webgpu")]
+async fn webgpu(adapter: Adapter) -> Option<Opened> {
+    let device = Device::wgpu_options().init_async().await.ok()?;
+    Some(Opened {
+        device,
+        description: format!("WebGPU: {}", adapter.name),
+        skipped: None,
+    })
+}
+
+/// The threaded CPU build has no WebGPU.
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu(_adapter: Adapter) -> Option<Opened> {
+    None
 }

@@ -12,6 +12,10 @@ use js_sys::{Function, Promise};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
+/// The threaded build's `initThreadPool(n)`: starts `n` Web Workers for rayon (the page calls
+/// it once, from the Web Worker that runs the explanations: the pool blocks its caller).
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
@@ -19,19 +23,35 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 
 /// Lets the browser run its event loop before the next chunk, through the next frame: the
 /// progress bar is painted and a click (Cancel) reaches its button. Where frames are paused (a
-/// background tab), after at most 100 ms instead.
+/// background tab), after at most 100 ms instead. In a Web Worker (the threaded build), through
+/// one `setTimeout(0)`: its messages are handled in between.
 async fn yield_to_browser() {
-    let promise = Promise::new(&mut |resolve, _| {
-        let window = web_sys::window().expect("a window");
-        let after_paint = resolve.clone();
-        let after_frame = Closure::once_into_js(move || {
-            if let Some(window) = web_sys::window() {
-                let _ =
-                    window.set_timeout_with_callback_and_timeout_and_arguments_0(&after_paint, 0);
+    let promise = Promise::new(&mut |resolve, _| match web_sys::window() {
+        Some(window) => {
+            let after_paint = resolve.clone();
+            let after_frame = Closure::once_into_js(move || {
+                if let Some(window) = web_sys::window() {
+                    let _ = window
+                        .set_timeout_with_callback_and_timeout_and_arguments_0(&after_paint, 0);
+                }
+            });
+            let _ = window.request_animation_frame(after_frame.unchecked_ref());
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 100);
+        }
+        None => {
+            let global = js_sys::global();
+            let set_timeout = js_sys::Reflect::get(&global, &"setTimeout".into())
+                .ok()
+                .and_then(|f| f.dyn_into::<Function>().ok());
+            match set_timeout {
+                Some(f) => {
+                    let _ = f.call2(&global, &resolve, &0.into());
+                }
+                None => {
+                    let _ = resolve.call0(&JsValue::NULL);
+                }
             }
-        });
-        let _ = window.request_animation_frame(after_frame.unchecked_ref());
-        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 100);
+        }
     });
     let _ = JsFuture::from(promise).await;
 }

@@ -1,0 +1,96 @@
+// The CPU path on several threads: cross-origin isolation (the service worker sw.js where the
+// host does not send COOP/COEP itself) and the Web Worker that runs the threaded wasm build
+// (explain-worker.js). Without isolation the page runs the single-threaded build and says why.
+
+const RELOADED = "igcam-isolation-reload";
+
+/// Makes the page cross-origin isolated through sw.js when it is not, by one reload once the
+/// service worker controls it. Returns true when that reload is under way. `?nothreads` skips
+/// it; a browser without service workers, or one where the reload did not help, goes on
+/// without isolation (one thread).
+export async function isolate(params) {
+  if (self.crossOriginIsolated || params.has("nothreads") || !("serviceWorker" in navigator)) return false;
+  try {
+    const registration = await navigator.serviceWorker.register("sw.js");
+    // Controlled, yet not isolated (or reloaded once already): the reload would not help.
+    if (!registration || navigator.serviceWorker.controller || sessionStorage.getItem(RELOADED)) return false;
+    const timeout = new Promise((resolve) => setTimeout(() => resolve(null), 5000));
+    const ready = await Promise.race([navigator.serviceWorker.ready, timeout]);
+    if (!ready?.active) return false;
+    sessionStorage.setItem(RELOADED, "1");
+    location.reload();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/// Why the CPU path runs on one thread, or null when threads can start.
+export function singleThreadReason(params) {
+  if (params.has("nothreads")) return "?nothreads was asked for";
+  if (!self.crossOriginIsolated) return "the page is not cross-origin isolated (no COOP/COEP headers, and its service worker could not add them)";
+  if ((navigator.hardwareConcurrency || 1) < 2) return "this device reports one core";
+  return null;
+}
+
+/// The explanation worker: requests go in order; each returns a promise of its answer.
+export class ExplainWorker {
+  constructor() {
+    this.worker = new Worker("explain-worker.js", { type: "module" });
+    this.pending = new Map();
+    this.next = 0;
+    this.cancelFlag = new Int32Array(new SharedArrayBuffer(4));
+    this.worker.onmessage = ({ data }) => {
+      const p = this.pending.get(data.id);
+      if (!p) return;
+      if (data.progress) { p.onProgress?.(...data.progress); return; }
+      this.pending.delete(data.id);
+      if (data.error !== undefined) p.reject(new Error(data.error));
+      else p.resolve(data.value);
+    };
+    this.worker.onerror = (e) => {
+      const error = new Error(`the explanation worker failed: ${e.message || "it did not load"}`);
+      for (const p of this.pending.values()) p.reject(error);
+      this.pending.clear();
+    };
+  }
+
+  request(type, fields = {}, onProgress = null) {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ id, type, ...fields });
+    });
+  }
+
+  /// Loads the threaded build and starts its pool; resolves to its backend description.
+  async start(threads) {
+    const info = await this.request("start", { threads, cancel: this.cancelFlag.buffer });
+    return info.backend;
+  }
+
+  loadModel(bytes, labels, dataName, data) { return this.request("model", { bytes, labels, dataName, data }); }
+
+  setImage(bytes) { return this.request("image", { bytes }); }
+
+  explain(methods, steps, targets, layer, batch, onProgress) {
+    Atomics.store(this.cancelFlag, 0, 0);
+    return this.request("explain", { methods, steps, targets, layer, batch }, onProgress);
+  }
+
+  /// The running explanation stops after the chunk it is in.
+  cancel() { Atomics.store(this.cancelFlag, 0, 1); }
+
+  terminate() { this.worker.terminate(); }
+}
+
+/// Starts the explanation worker on `threads` threads; null (and the reason) when it fails.
+export async function startWorker(threads) {
+  const worker = new ExplainWorker();
+  try {
+    return { worker, backend: await worker.start(threads) };
+  } catch (e) {
+    worker.terminate();
+    return { worker: null, reason: `the threaded build did not start (${e.message || e})` };
+  }
+}
