@@ -1,7 +1,7 @@
 // igcam page logic: DOM, canvases, file input and scheduling. All maths runs in the wasm core,
-// the wasm-bindgen module scripts/web-build.sh puts beside this file. On the CPU path of a
-// cross-origin-isolated page, explanations run in a Web Worker on the threaded build
-// (threads.js); the photo's top-5 and the overlays stay on this build.
+// the wasm-bindgen module scripts/web-build.sh puts beside this file. On the CPU path the
+// explanations run in a Web Worker (threads.js): on the threaded build where the page is
+// cross-origin isolated, else on this one; the photo's top-5 and the overlays stay here.
 import init, * as bindings from "./igcam-web.js";
 import { isolate, singleThreadReason, startWorker } from "./threads.js";
 
@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 const SAMPLES = ["chelsea.png", "coffee.png", "rocket.jpg", "grace_hopper.jpg", "astronaut.png"];
 const METHOD_NAMES = { igcam: "Integrated Grad-CAM", gradcam: "Grad-CAM", gradcampp: "Grad-CAM++", ig: "Integrated Gradients" };
 let wasm = null;
-let pool = null;      // the explanation worker (threaded CPU build), when it runs
+let pool = null;      // the explanation worker (the CPU path), when it runs
 let busy = false;
 let cancelRequested = false; // set by the Cancel button; the run stops after its current chunk
 let haveImage = false;
@@ -258,23 +258,27 @@ async function main(bindings) {
   const mode = params.has("cpu") ? "cpu" : params.has("webgpu") ? "webgpu" : "auto";
   if (await isolate(params)) return; // reloading under the service worker
   let { backend, skipped } = await wasm.init(mode);
-  // The CPU path: on a pool of Web Workers where the page is isolated, else on this thread.
+  // The CPU path runs in a Web Worker: on a pool of them where the page is isolated, else on
+  // one; on this thread only if no worker starts.
   let oneThread = null;
   if (!backend.startsWith("WebGPU")) {
     oneThread = singleThreadReason(params);
-    if (!oneThread) {
-      const threads = Number(params.get("threads")) || navigator.hardwareConcurrency;
-      const started = await startWorker(threads);
-      pool = started.worker;
-      if (pool) backend = started.backend;
-      oneThread = started.reason || null;
+    const threads = oneThread ? 1 : Number(params.get("threads")) || navigator.hardwareConcurrency;
+    let started = await startWorker(threads);
+    if (!started.worker && threads > 1) {
+      oneThread = started.error;
+      started = await startWorker(1);
     }
+    pool = started.worker;
+    if (pool) backend = started.backend;
+    else oneThread = started.error;
   }
   window.igcamBackend = backend;
   window.igcamSkippedAdapter = skipped;
-  window.igcamThreads = pool ? Number(backend.match(/(\d+) threads/)?.[1] || 1) : 1;
+  window.igcamThreads = Number(backend.match(/(\d+) threads/)?.[1] || 1);
   window.igcamOneThreadReason = oneThread;
-  $("backend").textContent = `running on ${backend}${pool ? " (Web Workers)" : ""}`;
+  const where = !pool ? "" : window.igcamThreads > 1 ? " (Web Workers)" : " (a Web Worker)";
+  $("backend").textContent = `running on ${backend}${where}`;
   if (oneThread) $("backend").textContent += ` — one thread: ${oneThread}`;
   const n = $("notice");
   if (skipped) {

@@ -1,6 +1,7 @@
-// The CPU path on several threads: cross-origin isolation (the service worker sw.js where the
-// host does not send COOP/COEP itself) and the Web Worker that runs the threaded wasm build
-// (explain-worker.js). Without isolation the page runs the single-threaded build and says why.
+// The CPU path off the page's thread, on every core where it can: cross-origin isolation (the
+// service worker sw.js where the host does not send COOP/COEP itself) and the Web Worker that
+// runs the explanations (explain-worker.js) on the threaded wasm build, or, without isolation,
+// on the single-threaded one.
 
 const RELOADED = "igcam-isolation-reload";
 
@@ -35,11 +36,12 @@ export function singleThreadReason(params) {
 
 /// The explanation worker: requests go in order; each returns a promise of its answer.
 export class ExplainWorker {
-  constructor() {
-    this.worker = new Worker("explain-worker.js", { type: "module" });
+  /// `threaded`: the threaded build (the page must be cross-origin isolated).
+  constructor(threaded) {
+    this.worker = new Worker(`explain-worker.js?build=${threaded ? "mt" : "st"}`, { type: "module" });
     this.pending = new Map();
     this.next = 0;
-    this.cancelFlag = new Int32Array(new SharedArrayBuffer(4));
+    this.running = null; // the id of the explanation under way
     this.worker.onmessage = ({ data }) => {
       const p = this.pending.get(data.id);
       if (!p) return;
@@ -63,9 +65,9 @@ export class ExplainWorker {
     });
   }
 
-  /// Loads the threaded build and starts its pool; resolves to its backend description.
+  /// Loads the build and starts its pool; resolves to its backend description.
   async start(threads) {
-    const info = await this.request("start", { threads, cancel: this.cancelFlag.buffer });
+    const info = await this.request("start", { threads });
     return info.backend;
   }
 
@@ -74,23 +76,24 @@ export class ExplainWorker {
   setImage(bytes) { return this.request("image", { bytes }); }
 
   explain(methods, steps, targets, layer, batch, onProgress) {
-    Atomics.store(this.cancelFlag, 0, 0);
+    this.running = this.next;
     return this.request("explain", { methods, steps, targets, layer, batch }, onProgress);
   }
 
   /// The running explanation stops after the chunk it is in.
-  cancel() { Atomics.store(this.cancelFlag, 0, 1); }
+  cancel() { if (this.running !== null) this.worker.postMessage({ type: "cancel", id: this.running }); }
 
   terminate() { this.worker.terminate(); }
 }
 
-/// Starts the explanation worker on `threads` threads; null (and the reason) when it fails.
+/// Starts the explanation worker: the threaded build on `threads` threads, or the
+/// single-threaded one when `threads` is 1. `worker` is null (and `error` says why) when it fails.
 export async function startWorker(threads) {
-  const worker = new ExplainWorker();
+  const worker = new ExplainWorker(threads > 1);
   try {
     return { worker, backend: await worker.start(threads) };
   } catch (e) {
     worker.terminate();
-    return { worker: null, reason: `the threaded build did not start (${e.message || e})` };
+    return { worker: null, error: `the ${threads > 1 ? "threaded" : "CPU"} worker did not start (${e.message || e})` };
   }
 }

@@ -151,23 +151,25 @@ await check("the default page skips the software WebGPU adapter and matches the 
     timings.cpu_threads_ms = ms;
     timings.threads = threads;
     timings.main_thread_max_gap_ms.threads = Math.round(maxGap);
-    // The explanation runs in a Web Worker: the page's own thread stays free (a chunk on one
-    // thread blocked it for ~0.3-0.5 s at a time).
-    assert(maxGap < 150, `the page's main thread was blocked for ${maxGap.toFixed(0)} ms during the run`);
+    // The explanation runs in Web Workers: the page's own thread stays free (a chunk run on it
+    // blocked it for ~0.9 s at a time).
+    assert(maxGap < 250, `the page's main thread was blocked for ${maxGap.toFixed(0)} ms during the run`);
   });
 });
 
-await check("without cross-origin isolation the CPU path runs on one thread, says so and matches the CLI", async () => {
+await check("without cross-origin isolation the CPU path runs on one thread in a Web Worker, says so and matches the CLI", async () => {
   await withPage(true, "", async (page) => {
     const backend = await page.evaluate(() => window.igcamBackend);
     assert(backend === "CPU" && await page.evaluate(() => window.igcamThreads) === 1, `page reports ${backend}`);
     assert(!await page.evaluate(() => self.crossOriginIsolated), "isolated without its service worker");
     const said = await page.textContent("#backend");
-    assert(said.includes("one thread: the page is not cross-origin isolated"), said);
+    assert(said.includes("CPU (a Web Worker) — one thread: the page is not cross-origin isolated"), said);
     await matchesCli(page, backend);
     const { ms, maxGap } = await m50(page, backend);
     timings.cpu_1thread_ms = ms;
     timings.main_thread_max_gap_ms.one_thread = Math.round(maxGap);
+    // The single-threaded build runs in a Web Worker too: the page's thread stays free.
+    assert(maxGap < 250, `the page's main thread was blocked for ${maxGap.toFixed(0)} ms during the run`);
   }, { serviceWorkers: "block" });
 });
 
