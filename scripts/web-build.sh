@@ -97,7 +97,10 @@ build_dist() {
   rm -rf dist
   mkdir -p dist
   build_module igcam-web "$CARGO_TARGET_DIR" "$RUSTFLAGS" "$@"
-  build_module igcam-web-mt "$MT_TARGET_DIR" "$MT_RUSTFLAGS" --no-default-features --features threads
+  # std itself must be built with atomics: always -Z build-std (with rustup, that needs the
+  # rust-src component: `rustup component add rust-src`).
+  RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD="std,panic_abort" \
+    build_module igcam-web-mt "$MT_TARGET_DIR" "$MT_RUSTFLAGS" --no-default-features --features threads
   cp web/index.html web/app.js web/threads.js web/explain-worker.js web/sw.js web/style.css \
     models/efficientnet-lite0.onnx models/imagenet_labels.txt dist/
   cp -r assets/images dist/images

@@ -264,12 +264,14 @@ async function main(bindings) {
   if (!backend.startsWith("WebGPU")) {
     oneThread = singleThreadReason(params);
     const threads = oneThread ? 1 : Number(params.get("threads")) || navigator.hardwareConcurrency;
-    let started = await startWorker(threads);
+    const grace = Number(params.get("cancelgrace")) || undefined;
+    let started = await startWorker(threads, grace);
     if (!started.worker && threads > 1) {
       oneThread = started.error;
-      started = await startWorker(1);
+      started = await startWorker(1, grace);
     }
     pool = started.worker;
+    window.igcamWorker = pool;
     if (pool) backend = started.backend;
     else oneThread = started.error;
   }

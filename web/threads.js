@@ -34,31 +34,46 @@ export function singleThreadReason(params) {
   return null;
 }
 
+/// How long a cancelled explanation may take to stop before its worker is replaced (`?cancelgrace=MS`
+/// sets it): a worker whose thread pool lost a thread (a trap in a pool worker) never answers.
+const CANCEL_GRACE_MS = 5000;
+
 /// The explanation worker: requests go in order; each returns a promise of its answer.
 export class ExplainWorker {
   /// `threaded`: the threaded build (the page must be cross-origin isolated).
-  constructor(threaded) {
-    this.worker = new Worker(`explain-worker.js?build=${threaded ? "mt" : "st"}`, { type: "module" });
+  constructor(threaded, cancelGraceMs = CANCEL_GRACE_MS) {
+    this.threaded = threaded;
+    this.cancelGraceMs = cancelGraceMs;
     this.pending = new Map();
     this.next = 0;
     this.running = null; // the id of the explanation under way
+    this.replay = { start: null, model: null, image: null }; // what a replacement worker needs
+    this.spawn();
+  }
+
+  spawn() {
+    this.worker = new Worker(`explain-worker.js?build=${this.threaded ? "mt" : "st"}`, { type: "module" });
     this.worker.onmessage = ({ data }) => {
       const p = this.pending.get(data.id);
       if (!p) return;
       if (data.progress) { p.onProgress?.(...data.progress); return; }
       this.pending.delete(data.id);
+      if (data.id === this.running) this.running = null;
       if (data.error !== undefined) p.reject(new Error(data.error));
       else p.resolve(data.value);
     };
-    this.worker.onerror = (e) => {
-      const error = new Error(`the explanation worker failed: ${e.message || "it did not load"}`);
-      for (const p of this.pending.values()) p.reject(error);
-      this.pending.clear();
-    };
+    this.worker.onerror = (e) => this.failAll(new Error(`the explanation worker failed: ${e.message || "it did not load"}`));
+  }
+
+  failAll(error) {
+    for (const p of this.pending.values()) p.reject(error);
+    this.pending.clear();
+    this.running = null;
   }
 
   request(type, fields = {}, onProgress = null) {
     const id = this.next++;
+    if (type in this.replay) this.replay[type] = fields;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress });
       this.worker.postMessage({ id, type, ...fields });
@@ -80,16 +95,32 @@ export class ExplainWorker {
     return this.request("explain", { methods, steps, targets, layer, batch }, onProgress);
   }
 
-  /// The running explanation stops after the chunk it is in.
-  cancel() { if (this.running !== null) this.worker.postMessage({ type: "cancel", id: this.running }); }
+  /// The running explanation stops after the chunk it is in. A worker that does not answer
+  /// within the grace period is replaced by a new one, given the same model and photo.
+  cancel() {
+    const id = this.running;
+    if (id === null) return;
+    this.worker.postMessage({ type: "cancel", id });
+    setTimeout(() => { if (this.running === id) this.restart(); }, this.cancelGraceMs);
+  }
+
+  restart() {
+    this.worker.terminate();
+    this.failAll(new Error("cancelled"));
+    this.spawn();
+    for (const type of ["start", "model", "image"]) {
+      const fields = this.replay[type];
+      if (fields) this.request(type, fields).catch(() => {});
+    }
+  }
 
   terminate() { this.worker.terminate(); }
 }
 
 /// Starts the explanation worker: the threaded build on `threads` threads, or the
 /// single-threaded one when `threads` is 1. `worker` is null (and `error` says why) when it fails.
-export async function startWorker(threads) {
-  const worker = new ExplainWorker(threads > 1);
+export async function startWorker(threads, cancelGraceMs) {
+  const worker = new ExplainWorker(threads > 1, cancelGraceMs);
   try {
     return { worker, backend: await worker.start(threads) };
   } catch (e) {

@@ -244,6 +244,38 @@ await check("Cancel stops a run between chunks without an error; the next run wo
   });
 });
 
+await check("a worker that does not stop on Cancel is replaced, with the model and photo; the next run works", async () => {
+  await withPage(false, "?cancelgrace=1000", async (page) => {
+    await page.click('img.sample[data-name="chelsea.png"]');
+    await page.waitForFunction(() => !document.getElementById("run").disabled, null, { timeout: 60000 });
+    await page.selectOption("#method", "ig");
+    await page.$eval("#steps", (el) => { el.value = "100"; el.dispatchEvent(new Event("input")); });
+    await page.click("#run");
+    await page.waitForFunction(() => document.getElementById("progress").value > 0, null, { timeout: 60000 });
+    // The cancel message never reaches this worker, as if its pool had hung.
+    const t0 = await page.evaluate(() => {
+      const w = window.igcamWorker.worker;
+      const post = w.postMessage.bind(w);
+      w.postMessage = (m) => { if (m.type !== "cancel") post(m); };
+      document.getElementById("cancel").click();
+      return performance.now();
+    });
+    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("cancelled after"), null, { timeout: 60000 });
+    const waited = await page.evaluate((t) => performance.now() - t, t0);
+    const status = await page.textContent("#status");
+    console.log(`     ${status}, ${waited.toFixed(0)} ms after the click (grace 1000 ms)`);
+    assert(waited >= 1000 && waited < 5000, `stopped ${waited} ms after the click`);
+    assert(await page.isHidden("#error"), "an error shown for a cancelled run");
+    // The new worker has the model and the photo: a run without a new photo works.
+    await page.selectOption("#method", "gradcam");
+    await page.evaluate(() => { window.igcamResult = undefined; });
+    await page.click("#run");
+    await page.waitForFunction(() => window.igcamResult !== undefined, null, { timeout: 60000 });
+    const r = await page.evaluate(() => window.igcamResult);
+    assert(r.method === "gradcam" && r.height === 7 && r.label === "Egyptian cat", `after the restart: ${r.method} ${r.label}`);
+  });
+});
+
 await check("a non-image and a non-CNN model show errors, then a valid photo works", async () => {
   await withPage(false, "", async (page) => {
     assert((await page.textContent("#notice")).includes("WebGPU is not available"), "no CPU fallback notice");
