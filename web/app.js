@@ -256,7 +256,6 @@ async function main(bindings) {
   wasm = bindings;
   const params = new URLSearchParams(location.search);
   const mode = params.has("cpu") ? "cpu" : params.has("webgpu") ? "webgpu" : "auto";
-  if (await isolate(params)) return; // reloading under the service worker
   let { backend, skipped } = await wasm.init(mode);
   // The CPU path runs in a Web Worker: on a pool of them where the page is isolated, else on
   // one; on this thread only if no worker starts.
@@ -328,7 +327,9 @@ async function main(bindings) {
   document.body.dataset.ready = "1";
 }
 
-init().then(() => main(bindings), (e) => {
+// First make the page cross-origin isolated where it is not (a reload under the service
+// worker), then load the wasm core.
+isolate(new URLSearchParams(location.search)).then((reloading) => reloading || init().then(() => main(bindings), (e) => {
   $("backend").textContent = "";
   showError(`the wasm core did not load (${e}); reload the page, or serve dist/ over http(s)`);
-});
+}));

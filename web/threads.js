@@ -74,6 +74,7 @@ export class ExplainWorker {
   request(type, fields = {}, onProgress = null) {
     const id = this.next++;
     if (type in this.replay) this.replay[type] = fields;
+    if (type === "model") this.replay.image = null; // a new model forgets the photo
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress });
       this.worker.postMessage({ id, type, ...fields });
@@ -108,8 +109,8 @@ export class ExplainWorker {
     this.worker.terminate();
     this.failAll(new Error("cancelled"));
     this.spawn();
-    for (const type of ["start", "model", "image"]) {
-      const fields = this.replay[type];
+    const { start, model, image } = this.replay;
+    for (const [type, fields] of [["start", start], ["model", model], ["image", image]]) {
       if (fields) this.request(type, fields).catch(() => {});
     }
   }

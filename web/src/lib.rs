@@ -23,8 +23,8 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 
 /// Lets the browser run its event loop before the next chunk, through the next frame: the
 /// progress bar is painted and a click (Cancel) reaches its button. Where frames are paused (a
-/// background tab), after at most 100 ms instead. In a Web Worker (the threaded build), through
-/// one `setTimeout(0)`: its messages are handled in between.
+/// background tab), after at most 100 ms instead. In a Web Worker (the page's CPU path, either
+/// build), through one `setTimeout(0)`: the worker's messages (Cancel) are handled in between.
 async fn yield_to_browser() {
     let promise = Promise::new(&mut |resolve, _| match web_sys::window() {
         Some(window) => {
