@@ -3,11 +3,14 @@
 //  * the default page skips the software WebGPU adapter (SwiftShader) for the CPU and says so,
 //    and runs it on a pool of Web Workers (the threaded build; its service worker makes the page
 //    cross-origin isolated on this plain static server), with the page responsive meanwhile;
-//  * without isolation (service workers blocked) the CPU path runs on one thread and says so;
+//  * without isolation (service workers blocked) the CPU path runs on one thread, in a Web Worker
+//    too, and says so; a server that sends COOP/COEP itself (scripts/web-serve.py) gets threads
+//    without the service worker;
 //  * IG-CAM (m = 16) matches the native CLI's --json map (relative L2 <= 1e-3) on the CPU path
 //    and on WebGPU forced with ?webgpu, and pixel-level IG (m = 16) on the CPU path;
 //  * "compare all" explains the top-5 in one run: another class's maps then show in < 100 ms;
-//  * Cancel stops a run between chunks, without an error, and the next run works;
+//  * Cancel stops a run between chunks, without an error, and the next run works; a worker that
+//    never gets the Cancel is replaced after the grace period, with the model and photo;
 //  * a non-image drop and a non-CNN .onnx give errors and the page recovers;
 //  * a model with external weights loads from both files dropped together.
 // Writes ARTIFACT_DIR/timings.json: the m = 50 times of each path (the top-5 explained) and of
@@ -48,9 +51,12 @@ async function check(name, fn) {
 function assert(cond, msg) { if (!cond) throw new Error(msg); }
 
 const server = spawn("python3", ["-m", "http.server", String(PORT), "--bind", "127.0.0.1", "--directory", dist], { stdio: "ignore" });
+// The same files from a server that sends COOP/COEP itself (scripts/web-serve.py).
+const HEADERS_PORT = PORT + 1000;
+const headersServer = spawn("python3", [resolve(dist, "../scripts/web-serve.py"), dist, "--port", String(HEADERS_PORT)], { stdio: "ignore" });
 await new Promise((r) => setTimeout(r, 1000));
 
-async function withPage(webgpu, query, fn, { serviceWorkers = "allow" } = {}) {
+async function withPage(webgpu, query, fn, { serviceWorkers = "allow", port = PORT } = {}) {
   // playwright gives each launch a fresh temporary profile.
   const args = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync"];
@@ -60,7 +66,7 @@ async function withPage(webgpu, query, fn, { serviceWorkers = "allow" } = {}) {
   const page = await context.newPage();
   page.on("console", (m) => { if (m.type() === "error") console.log(`  [page] ${m.text()}`); });
   try {
-    await page.goto(`http://127.0.0.1:${PORT}/index.html${query}`);
+    await page.goto(`http://127.0.0.1:${port}/index.html${query}`);
     // The first visit reloads once, under the service worker that isolates the page.
     for (let attempt = 0; ; attempt++) {
       try {
@@ -171,6 +177,16 @@ await check("without cross-origin isolation the CPU path runs on one thread in a
     // The single-threaded build runs in a Web Worker too: the page's thread stays free.
     assert(maxGap < 250, `the page's main thread was blocked for ${maxGap.toFixed(0)} ms during the run`);
   }, { serviceWorkers: "block" });
+});
+
+await check("a host that sends COOP/COEP itself gets the threaded CPU path without the service worker", async () => {
+  await withPage(false, "", async (page) => {
+    assert(await page.evaluate(() => self.crossOriginIsolated), "not isolated by the server's headers");
+    const backend = await page.evaluate(() => window.igcamBackend);
+    assert(backend.startsWith("CPU, ") && await page.evaluate(() => window.igcamThreads) >= 2, `page reports ${backend}`);
+    assert(!await page.evaluate(() => navigator.serviceWorker.controller), "the service worker was registered anyway");
+    await matchesCli(page, backend);
+  }, { serviceWorkers: "block", port: HEADERS_PORT });
 });
 
 await check("compare all explains the top-5 in one run; another class then shows at once", async () => {
@@ -306,6 +322,7 @@ await check("a dynamo export loads from its two files dropped together; alone it
 });
 
 server.kill();
+headersServer.kill();
 writeFileSync(join(artifacts, "timings.json"), JSON.stringify(timings, null, 2) + "\n");
 console.log(`timings: ${JSON.stringify(timings)}`);
 console.log(`${passed} passed, ${failed} failed`);
