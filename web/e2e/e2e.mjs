@@ -229,15 +229,20 @@ await check("IG-CAM m=16 on WebGPU forced with ?webgpu matches the CLI", async (
   });
 });
 
+/// Starts a 100-step run of `method` on the cat and waits for its first chunk.
+async function startLongRun(page, method) {
+  await page.click('img.sample[data-name="chelsea.png"]');
+  await page.waitForFunction(() => !document.getElementById("run").disabled, null, { timeout: 60000 });
+  await page.selectOption("#method", method);
+  await page.$eval("#steps", (el) => { el.value = "100"; el.dispatchEvent(new Event("input")); });
+  await page.evaluate(() => { window.igcamResult = undefined; });
+  await page.click("#run");
+  await page.waitForFunction(() => document.getElementById("progress").value > 0, null, { timeout: 60000 });
+}
+
 await check("Cancel stops a run between chunks without an error; the next run works", async () => {
   await withPage(false, "", async (page) => {
-    await page.click('img.sample[data-name="chelsea.png"]');
-    await page.waitForFunction(() => !document.getElementById("run").disabled, null, { timeout: 60000 });
-    await page.selectOption("#method", "igcam");
-    await page.$eval("#steps", (el) => { el.value = "100"; el.dispatchEvent(new Event("input")); });
-    await page.evaluate(() => { window.igcamResult = undefined; });
-    await page.click("#run");
-    await page.waitForFunction(() => document.getElementById("progress").value > 0, null, { timeout: 60000 });
+    await startLongRun(page, "igcam");
     assert(await page.isVisible("#cancel"), "no Cancel button during the run");
     // Clicked from inside the page: each of Playwright's own round trips to a busy page waits
     // for a gap between chunks, so its click would land chunks late.
@@ -262,12 +267,7 @@ await check("Cancel stops a run between chunks without an error; the next run wo
 
 await check("a worker that does not stop on Cancel is replaced, with the model and photo; the next run works", async () => {
   await withPage(false, "?cancelgrace=1000", async (page) => {
-    await page.click('img.sample[data-name="chelsea.png"]');
-    await page.waitForFunction(() => !document.getElementById("run").disabled, null, { timeout: 60000 });
-    await page.selectOption("#method", "ig");
-    await page.$eval("#steps", (el) => { el.value = "100"; el.dispatchEvent(new Event("input")); });
-    await page.click("#run");
-    await page.waitForFunction(() => document.getElementById("progress").value > 0, null, { timeout: 60000 });
+    await startLongRun(page, "ig");
     // The cancel message never reaches this worker, as if its pool had hung.
     const t0 = await page.evaluate(() => {
       const w = window.igcamWorker.worker;
