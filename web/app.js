@@ -256,7 +256,7 @@ async function main(bindings) {
   wasm = bindings;
   const params = new URLSearchParams(location.search);
   const mode = params.has("cpu") ? "cpu" : params.has("webgpu") ? "webgpu" : "auto";
-  let { backend, skipped } = await wasm.init(mode);
+  let { backend, skipped, threads: cpuThreads } = await wasm.init(mode);
   // The CPU path runs in a Web Worker: on a pool of them where the page is isolated, else on
   // one; on this thread only if no worker starts.
   let oneThread = null;
@@ -271,12 +271,12 @@ async function main(bindings) {
     }
     pool = started.worker;
     window.igcamWorker = pool;
-    if (pool) backend = started.backend;
+    if (pool) ({ backend, threads: cpuThreads } = started);
     else oneThread = started.error;
   }
   window.igcamBackend = backend;
   window.igcamSkippedAdapter = skipped;
-  window.igcamThreads = Number(backend.match(/(\d+) threads/)?.[1] || 1);
+  window.igcamThreads = cpuThreads;
   window.igcamOneThreadReason = oneThread;
   const where = !pool ? "" : window.igcamThreads > 1 ? " (Web Workers)" : " (a Web Worker)";
   $("backend").textContent = `running on ${backend}${where}`;

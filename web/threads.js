@@ -81,11 +81,8 @@ export class ExplainWorker {
     });
   }
 
-  /// Loads the build and starts its pool; resolves to its backend description.
-  async start(threads) {
-    const info = await this.request("start", { threads });
-    return info.backend;
-  }
+  /// Loads the build and starts its pool; resolves to `init`'s answer: {backend, threads}.
+  start(threads) { return this.request("start", { threads }); }
 
   loadModel(bytes, labels, dataName, data) { return this.request("model", { bytes, labels, dataName, data }); }
 
@@ -119,11 +116,12 @@ export class ExplainWorker {
 }
 
 /// Starts the explanation worker: the threaded build on `threads` threads, or the
-/// single-threaded one when `threads` is 1. `worker` is null (and `error` says why) when it fails.
+/// single-threaded one when `threads` is 1: {worker, backend, threads}. `worker` is null (and
+/// `error` says why) when it fails.
 export async function startWorker(threads, cancelGraceMs) {
   const worker = new ExplainWorker(threads > 1, cancelGraceMs);
   try {
-    return { worker, backend: await worker.start(threads) };
+    return { worker, ...await worker.start(threads) };
   } catch (e) {
     worker.terminate();
     return { worker: null, error: `the ${threads > 1 ? "threaded" : "CPU"} worker did not start (${e.message || e})` };

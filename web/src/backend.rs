@@ -43,7 +43,8 @@ const SOFTWARE_NAMES: &[&str] = &[
     "basic render",
 ];
 
-fn get(object: &JsValue, name: &str) -> JsValue {
+/// `object[name]`, or `undefined`.
+pub(crate) fn get(object: &JsValue, name: &str) -> JsValue {
     js_sys::Reflect::get(object, &name.into()).unwrap_or(JsValue::UNDEFINED)
 }
 

@@ -40,10 +40,10 @@ async fn yield_to_browser() {
         }
         None => {
             let global = js_sys::global();
-            let set_timeout = js_sys::Reflect::get(&global, &"setTimeout".into())
+            match backend::get(&global, "setTimeout")
+                .dyn_into::<Function>()
                 .ok()
-                .and_then(|f| f.dyn_into::<Function>().ok());
-            match set_timeout {
+            {
                 Some(f) => {
                     let _ = f.call2(&global, &resolve, &0.into());
                 }
@@ -67,8 +67,10 @@ async fn host(t: burn::tensor::Tensor<4>) -> Result<Vec<f32>, JsError> {
 /// What `init` opened, for the page.
 #[derive(Serialize)]
 struct Backend {
-    /// `WebGPU: <adapter>` or `CPU`.
+    /// `WebGPU: <adapter>`, `CPU` or `CPU, N threads`.
     backend: String,
+    /// The threads the CPU kernels use (1 but in the threaded build).
+    threads: usize,
     /// The software WebGPU adapter skipped for the CPU, if one was.
     skipped: Option<String>,
 }
@@ -82,6 +84,7 @@ pub async fn init(mode: String) -> Result<JsValue, JsError> {
     state::set_device(opened.device, opened.description.clone());
     Ok(serde_wasm_bindgen::to_value(&Backend {
         backend: opened.description,
+        threads: igcam::onnx::cpu_threads(),
         skipped: opened.skipped,
     })?)
 }
