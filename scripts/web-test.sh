@@ -12,12 +12,14 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 ./scripts/web-build.sh
 work="$(mktemp -d)"
-# The CLI reference map, from the binary `cargo test --release --all-targets` built: a plain
-# `cargo run` would resolve features without the dev-dependencies and rebuild the whole
-# Burn/cubecl stack with new hashes (> 10 min on a cold machine). This build is a no-op when the
-# tests have already run.
-cargo test --release --all-targets --no-run --quiet
-cli="${CARGO_TARGET_DIR:-target}/release/igcam-wgpu"
+# The CLI reference map, from the plain release binary (the one `cargo run --release` builds:
+# the test build resolves the same features, so this is a no-op after the tests), and the
+# ResNet-50 for the page's model-loading check (examples/resnet50_onnx.rs: seeded random
+# weights; PyTorch is not installed here).
+cargo build --release --quiet --bin igcam-wgpu --example resnet50_onnx
+target_dir="${CARGO_TARGET_DIR:-target}"
+cli="$target_dir/release/igcam-wgpu"
+"$target_dir/release/examples/resnet50_onnx" "$work/resnet50.onnx"
 "$cli" explain assets/images/chelsea.png --method igcam --steps 16 \
   --backend cpu --quiet --out "$work/out" --json "$work/cli.json"
 "$cli" explain assets/images/chelsea.png --method ig --steps 16 \
@@ -27,4 +29,4 @@ cli="${CARGO_TARGET_DIR:-target}/release/igcam-wgpu"
 "$cli" explain assets/images/chelsea.png --method igcam --steps 50 --target top5 \
   --backend cpu --quiet --out "$work/out50" --json "$work/cli50.json"
 phase "browser test" node web/e2e/e2e.mjs dist "$work/cli.json" "$work/cli50.json" \
-  "$work/cli_ig.json" web/e2e/artifacts
+  "$work/cli_ig.json" web/e2e/artifacts "$work/resnet50.onnx"

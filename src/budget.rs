@@ -65,17 +65,78 @@ pub fn batch() -> usize {
     BATCH.with(Cell::get)
 }
 
-/// Checks that a tensor of `shape` fits the per-tensor limit times the run's [`batch`]. The
-/// message names the shape and the switch; callers add the tensor or node name.
-pub fn check_shape(shape: &[usize]) -> std::result::Result<(), String> {
+/// A resource limit a tensor, a graph run or an op would pass; its text names the size, the
+/// limit and the switch that raises it (callers add the tensor or node name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exceeded {
+    /// One tensor of `shape` would hold `values` (`None`: more than `usize` counts).
+    Tensor {
+        /// The tensor's shape.
+        shape: Vec<usize>,
+        /// Its number of values.
+        values: Option<usize>,
+        /// The per-image limit.
+        limit: usize,
+    },
+    /// The tensors alive at once would hold `values`.
+    Live {
+        /// Values alive at once.
+        values: usize,
+        /// The per-image limit.
+        limit: usize,
+    },
+    /// One op's multiply-adds per image.
+    Work {
+        /// Outputs per image.
+        outputs: u128,
+        /// Values each output reads.
+        window: usize,
+        /// Their product.
+        work: u128,
+    },
+}
+
+impl std::fmt::Display for Exceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exceeded::Tensor {
+                shape,
+                values,
+                limit,
+            } => write!(
+                f,
+                "a tensor of shape {shape:?} would hold {} values, over the limit of {limit} per image; no real CNN needs that — if this model does, raise {TENSOR_ELEMENTS_VAR}",
+                values.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
+            ),
+            Exceeded::Live { values, limit } => write!(
+                f,
+                "the tensors alive at once would hold {values} values, over the limit of {limit} per image; no real CNN needs that — if this model does, raise {TENSOR_ELEMENTS_VAR}"
+            ),
+            Exceeded::Work {
+                outputs,
+                window,
+                work,
+            } => write!(
+                f,
+                "{outputs} outputs each reading a window of {window} values is {work} multiply-adds per image, over the limit of {MAX_OP_WORK}; no real CNN needs that"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Exceeded {}
+
+/// Checks that a tensor of `shape` fits the per-tensor limit times the run's [`batch`].
+pub fn check_shape(shape: &[usize]) -> Result<(), Exceeded> {
     let limit = max_tensor_elements();
     let allowed = limit.saturating_mul(batch());
     match elements(shape) {
         Some(n) if n <= allowed => Ok(()),
-        count => Err(format!(
-            "a tensor of shape {shape:?} would hold {} values, over the limit of {limit} per image; no real CNN needs that — if this model does, raise {TENSOR_ELEMENTS_VAR}",
-            count.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
-        )),
+        values => Err(Exceeded::Tensor {
+            shape: shape.to_vec(),
+            values,
+            limit,
+        }),
     }
 }
 
@@ -93,27 +154,53 @@ pub const MAX_CHUNK_ACTIVATIONS: usize = 256 << 20;
 /// Checks that `values` held at once by a graph run fit [`LIVE_TENSORS`] times the per-tensor
 /// limit, times the run's [`batch`]. A model that keeps many large tensors alive (each within
 /// the per-tensor limit) would otherwise grow without bound.
-pub fn check_live(values: usize) -> std::result::Result<(), String> {
+pub fn check_live(values: usize) -> Result<(), Exceeded> {
     let limit = max_tensor_elements().saturating_mul(LIVE_TENSORS);
     if values <= limit.saturating_mul(batch()) {
         return Ok(());
     }
-    Err(format!(
-        "the tensors alive at once would hold {values} values, over the limit of {limit} per image; no real CNN needs that — if this model does, raise {TENSOR_ELEMENTS_VAR}"
-    ))
+    Err(Exceeded::Live { values, limit })
 }
 
 /// Checks that `outputs` values in all (over the run's [`batch`] of images), each reading a
 /// window of `window` values, stay within [`MAX_OP_WORK`] per image.
-pub fn check_work(outputs: usize, window: usize) -> std::result::Result<(), String> {
+pub fn check_work(outputs: usize, window: usize) -> Result<(), Exceeded> {
     let per_image = (outputs / batch()) as u128;
     let work = per_image * (window as u128);
     if work <= u128::from(MAX_OP_WORK) {
         return Ok(());
     }
-    Err(format!(
-        "{per_image} outputs each reading a window of {window} values is {work} multiply-adds per image, over the limit of {MAX_OP_WORK}; no real CNN needs that"
-    ))
+    Err(Exceeded::Work {
+        outputs: per_image,
+        window,
+        work,
+    })
+}
+
+/// What the chunk size of a model's path depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelSizes {
+    /// The input's height and width.
+    pub input: [usize; 2],
+    /// Values in the largest node output, for one image.
+    pub largest: usize,
+    /// Values in every node output together, for one image.
+    pub all: usize,
+}
+
+/// The default chunk size: 10 path points at 224×224, scaled by the input area, in `1..=64`.
+pub fn default_chunk(input: [usize; 2]) -> usize {
+    let area = (input[0] * input[1]).max(1);
+    (10 * 224 * 224 / area).clamp(1, 64)
+}
+
+/// The default chunk size for a model: [`default_chunk`], lowered so that a chunk stays within
+/// [`MAX_CHUNK_ACTIVATIONS`]. Real CNNs at 224² keep the 10; a model built to sit at the
+/// per-tensor limit gets chunks of one.
+pub fn model_chunk(sizes: ModelSizes) -> usize {
+    let largest = MAX_CHUNK_ACTIVATIONS / sizes.largest.saturating_mul(4).max(1);
+    let all = MAX_CHUNK_ACTIVATIONS.saturating_mul(2) / sizes.all.max(1);
+    default_chunk(sizes.input).min(largest).min(all).max(1)
 }
 
 #[cfg(test)]
@@ -129,20 +216,26 @@ mod tests {
         let big = [10, 64, 1024, 1024];
         assert!(with_batch(10, || check_shape(&big)).is_ok());
         assert_eq!(batch(), 1);
-        let e = check_shape(&big).unwrap_err();
+        let e = check_shape(&big).unwrap_err().to_string();
         assert!(
             e.starts_with("a tensor of shape [10, 64, 1024, 1024] would hold 671088640 values, over the limit of 67108864 per image"),
             "{e}"
         );
         assert!(e.ends_with("raise IGCAM_MAX_TENSOR_ELEMENTS"), "{e}");
-        let e = check_shape(&[1, 3, 1 << 40, 1 << 40]).unwrap_err();
+        let e = check_shape(&[1, 3, 1 << 40, 1 << 40])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("more than 2^64 values"), "{e}");
         // A tensor's own first dim does not raise its allowance.
-        let e = check_shape(&[100_000, 3, 224, 224]).unwrap_err();
+        let e = check_shape(&[100_000, 3, 224, 224])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("would hold 15052800000 values"), "{e}");
         // VGG-16's largest layer passes; a 1000x1000 window over 64x224x224 does not.
         assert!(check_work(64 * 224 * 224, 3 * 3 * 64).is_ok());
-        let e = check_work(64 * 224 * 224, 1000 * 1000).unwrap_err();
+        let e = check_work(64 * 224 * 224, 1000 * 1000)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("3211264 outputs each reading a window of 1000000 values is 3211264000000 multiply-adds per image, over the limit of 100000000000"), "{e}");
         // The work is counted per image of the run.
         assert!(with_batch(16, || check_work(16 * 64 * 224 * 224, 3 * 3 * 64)).is_ok());

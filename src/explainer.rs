@@ -12,11 +12,12 @@
 use burn::tensor::Tensor;
 use image::{DynamicImage, RgbImage};
 
-use crate::cam::{CamMap, Compute, Method, along, alphas, path_points};
-use crate::error::{Error, Result};
+use crate::cam::{CamMap, Compute, Method, alphas};
+use crate::dedup::unique;
+use crate::error::{Error, Message, Result, Setting};
 use crate::labels::{self, Prediction};
 use crate::onnx::profile::Clock;
-use crate::onnx::{Env, OnnxModel};
+use crate::onnx::{Env, OnnxModel, PathEnds};
 use crate::preprocess::{self, Baseline, Geometry, Preset};
 
 /// Path steps above which [`Request::check`] wants `force` (hours of work on a CPU).
@@ -48,42 +49,11 @@ pub struct Explainer {
     batch: usize,
 }
 
-/// The default chunk size: 10 path points at 224×224, scaled by the input area, in `1..=64`.
-pub fn default_batch(input_size: [usize; 2]) -> usize {
-    let area = (input_size[0] * input_size[1]).max(1);
-    (10 * 224 * 224 / area).clamp(1, 64)
-}
-
-/// The default chunk size for `model`: [`default_batch`], lowered so that a chunk stays within
-/// [`MAX_CHUNK_ACTIVATIONS`](crate::budget::MAX_CHUNK_ACTIVATIONS). Real CNNs at 224² keep
-/// the 10; a model built to sit at the per-tensor limit gets chunks of one.
-pub fn model_batch(model: &OnnxModel) -> usize {
-    let budget = crate::budget::MAX_CHUNK_ACTIVATIONS;
-    let largest = budget / model.largest_activation().saturating_mul(4).max(1);
-    let all = budget.saturating_mul(2) / model.activation_values().max(1);
-    default_batch(model.input_size())
-        .min(largest)
-        .min(all)
-        .max(1)
-}
-
-/// `batch`, or 1 for a model whose nodes do not follow a batch (see
-/// [`OnnxModel::batch_breaker`]).
-fn chunk_for(model: &OnnxModel, batch: usize) -> usize {
-    if model.batch_breaker().is_some() {
-        1
-    } else {
-        batch
-    }
-}
-
 impl Explainer {
     /// Wraps `model`. `labels` may be empty (classes are then called `class N`); the layer is
     /// checked here, so a wrong `--layer` fails before any photo is read.
     pub fn new(model: OnnxModel, labels: Vec<String>, options: ExplainerOptions) -> Result<Self> {
-        if options.batch == Some(0) {
-            return Err(Error::InvalidOption("--batch must be at least 1".into()));
-        }
+        check_batch(options.batch)?;
         let channels = model.input_spec().channels;
         if channels != 3 {
             return Err(Error::NotClassifier(format!(
@@ -95,12 +65,16 @@ impl Explainer {
             Some(l) => l.clone(),
             None => model.default_layer().ok_or_else(|| {
                 Error::InvalidOption(
-                    "the model has no 4-D activation to explain; pass --layer".into(),
+                    Message::from("the model has no 4-D activation to explain; ")
+                        .set(Setting::Layer),
                 )
             })?,
         };
         model.layer_shape(&layer)?;
-        let batch = chunk_for(&model, options.batch.unwrap_or_else(|| model_batch(&model)));
+        let batch = match options.batch {
+            Some(b) => model.fit_chunk(b),
+            None => model.default_chunk(),
+        };
         Ok(Self {
             model,
             labels,
@@ -168,15 +142,15 @@ impl Explainer {
     pub fn start_prepare_fitted(&self, photo: RgbImage) -> Result<Preparing> {
         let size = self.model.input_size();
         if [photo.height() as usize, photo.width() as usize] != size {
-            return Err(Error::InvalidOption(format!(
+            return Err(Error::InvalidOption(Message::from(format!(
                 "the photo is {}x{} but the model takes {}x{}",
                 photo.width(),
                 photo.height(),
                 size[1],
                 size[0]
-            )));
+            ))));
         }
-        let (x, b) = crate::input_pair(
+        let (x, b) = preprocess::input_pair(
             &photo,
             self.options.preset,
             self.options.baseline,
@@ -189,19 +163,7 @@ impl Explainer {
             self.model
                 .forward_from(env.clone(), &self.layer, activations.clone())
         })?;
-        // The affine stem on the baseline and the photo, once: every path point's stem output
-        // is then a blend of the two.
-        let stem = if self.model.affine_stem().is_some() {
-            let both = Tensor::cat(vec![b.clone(), x.clone()], 0);
-            let out = self
-                .model
-                .phase("affine stem", || self.model.run_stem(both))?;
-            let at_b = out.clone().narrow(0, 0, 1);
-            let at_x = out.narrow(0, 1, 1);
-            Some((at_b.clone(), at_x.sub(at_b)))
-        } else {
-            None
-        };
+        let path = self.model.path_ends(x, b)?;
         let [w, h] = [photo.width(), photo.height()];
         Ok(Preparing {
             prepared: Prepared {
@@ -209,9 +171,7 @@ impl Explainer {
                 geometry: Geometry::new([w, h], size, false),
                 logits: Vec::new(),
                 ranked: Vec::new(),
-                x,
-                b,
-                stem,
+                path,
                 at_input: LayerState {
                     layer: self.layer.clone(),
                     activations,
@@ -229,15 +189,15 @@ impl Explainer {
         prepared: &Prepared,
         specs: &[S],
     ) -> Result<Vec<usize>> {
-        let mut out = Vec::new();
+        let mut all = Vec::new();
         for spec in specs {
-            for t in labels::resolve_targets(spec.as_ref(), &prepared.logits, &self.labels)? {
-                if !out.contains(&t) {
-                    out.push(t);
-                }
-            }
+            all.extend(labels::resolve_targets(
+                spec.as_ref(),
+                &prepared.logits,
+                &self.labels,
+            )?);
         }
-        Ok(out)
+        Ok(unique(all))
     }
 
     /// Explains `request` on `prepared`, reporting `(steps done, steps in total)` after each
@@ -268,33 +228,6 @@ impl Explainer {
         }
         Explaining::new(self, prepared, request)
     }
-
-    /// The gradient of target `target`'s logit with respect to `activations` at `layer`,
-    /// running the head from `env`.
-    fn head_gradient(
-        &self,
-        layer: &str,
-        activations: &Tensor<4>,
-        env: &Env,
-        target: usize,
-    ) -> Result<Tensor<4>> {
-        let leaf = activations.clone().autodiff().require_grad();
-        let logits = self.model.phase("head forward", || {
-            self.model.forward_from(env.clone(), layer, leaf.clone())
-        })?;
-        self.model
-            .phase("head backward", || target_gradient(logits, &leaf, target))
-    }
-}
-
-/// The gradient of the summed `target` logits with respect to the tracked `leaf`.
-fn target_gradient(logits: Tensor<2>, leaf: &Tensor<4>, target: usize) -> Result<Tensor<4>> {
-    let grads = logits.narrow(1, target, 1).sum().backward();
-    leaf.grad(&grads).ok_or_else(|| {
-        Error::InvalidOption(
-            "the target score does not depend on the explained layer; pick a layer that feeds the output".into(),
-        )
-    })
 }
 
 /// Activations at a layer and the tensors the rest of the graph still needs.
@@ -340,10 +273,8 @@ pub struct Prepared {
     pub logits: Vec<f32>,
     /// Every class, best first.
     pub ranked: Vec<Prediction>,
-    x: Tensor<4>,
-    b: Tensor<4>,
-    /// The affine stem's output at the baseline, and at the photo minus at the baseline.
-    stem: Option<(Tensor<4>, Tensor<4>)>,
+    /// The photo and the baseline, the ends of the path.
+    path: PathEnds,
     at_input: LayerState,
 }
 
@@ -355,12 +286,12 @@ impl Prepared {
 
     /// The normalised photo `[1, C, H, W]` on the model's device.
     pub fn input(&self) -> &Tensor<4> {
-        &self.x
+        &self.path.x
     }
 
     /// The normalised baseline `[1, C, H, W]`.
     pub fn baseline(&self) -> &Tensor<4> {
-        &self.b
+        &self.path.b
     }
 }
 
@@ -404,18 +335,21 @@ impl Request {
     pub fn check(&self, classes: usize) -> Result<()> {
         if self.steps == 0 {
             return Err(Error::InvalidOption(
-                "--steps must be at least 1 (the paper uses 50)".into(),
+                Message::setting(Setting::Steps).text(" must be at least 1 (the paper uses 50)"),
             ));
         }
         if self.steps > MAX_STEPS_UNFORCED && !self.force {
-            return Err(Error::InvalidOption(format!(
-                "--steps {} is more than {MAX_STEPS_UNFORCED} (hours of work); pass --force to run it anyway",
-                self.steps
-            )));
+            return Err(Error::InvalidOption(
+                Message::setting(Setting::Steps)
+                    .text(format!(
+                        " {} is more than {MAX_STEPS_UNFORCED} (hours of work); ",
+                        self.steps
+                    ))
+                    .set(Setting::Force)
+                    .text(" to run it anyway"),
+            ));
         }
-        if self.batch == Some(0) {
-            return Err(Error::InvalidOption("--batch must be at least 1".into()));
-        }
+        check_batch(self.batch)?;
         if self.methods.is_empty() {
             return Err(Error::InvalidOption("no method to run".into()));
         }
@@ -429,9 +363,21 @@ impl Request {
     }
 }
 
-/// One map of a finished request.
+/// Refuses a chunk of no path points.
+fn check_batch(batch: Option<usize>) -> Result<()> {
+    if batch == Some(0) {
+        return Err(Error::InvalidOption(
+            Message::setting(Setting::Batch).text(" must be at least 1"),
+        ));
+    }
+    Ok(())
+}
+
+/// One map of a request: [`CamMap`] on the host once finished ([`Explaining::finish`] hands
+/// them out on the device, as `Explanation<Tensor<4>>`, for callers that read back
+/// asynchronously).
 #[derive(Clone, Debug)]
-pub struct Explanation {
+pub struct Explanation<M = CamMap> {
     /// The explained class.
     pub target: usize,
     /// The method.
@@ -442,11 +388,30 @@ pub struct Explanation {
     pub layer: String,
     /// Path points used (1 for a plain CAM method).
     pub steps: usize,
-    /// The raw map (layer resolution; input resolution for IG).
-    pub map: CamMap,
+    /// The raw map (layer resolution; input resolution for IG): a [`CamMap`], or `[1, 1, h,
+    /// w]` on the device.
+    pub map: M,
     /// This map's share of the wall time, when the request had a clock: every chunk's time is
     /// split evenly among the maps it served.
     pub ms: f64,
+}
+
+impl<M> Explanation<M> {
+    /// The same explanation with its map replaced by `f(map)` (a read-back).
+    pub fn try_map<N, E>(
+        self,
+        f: impl FnOnce(M) -> std::result::Result<N, E>,
+    ) -> std::result::Result<Explanation<N>, E> {
+        Ok(Explanation {
+            target: self.target,
+            method: self.method,
+            label: self.label,
+            layer: self.layer,
+            steps: self.steps,
+            map: f(self.map)?,
+            ms: self.ms,
+        })
+    }
 }
 
 /// One map being computed.
@@ -486,18 +451,8 @@ pub struct Explaining<'a> {
 
 impl<'a> Explaining<'a> {
     fn new(explainer: &'a Explainer, prepared: &'a Prepared, request: &Request) -> Result<Self> {
-        let mut methods: Vec<Method> = Vec::new();
-        for &m in &request.methods {
-            if !methods.contains(&m) {
-                methods.push(m);
-            }
-        }
-        let mut targets: Vec<usize> = Vec::new();
-        for &t in &request.targets {
-            if !targets.contains(&t) {
-                targets.push(t);
-            }
-        }
+        let methods = unique(request.methods.iter().copied());
+        let targets = unique(request.targets.iter().copied());
         let mut slots = Vec::new();
         for &target in &targets {
             for &method in &methods {
@@ -511,7 +466,9 @@ impl<'a> Explaining<'a> {
             }
         }
         let alphas = alphas(request.steps, true);
-        let batch = chunk_for(&explainer.model, request.batch.unwrap_or(explainer.batch));
+        let batch = explainer
+            .model
+            .fit_chunk(request.batch.unwrap_or(explainer.batch));
         let chunks = |f: &mut dyn FnMut(usize, usize)| {
             let mut from = 0;
             while from < alphas.len() {
@@ -606,10 +563,12 @@ impl<'a> Explaining<'a> {
     /// Every CAM map of `served` from one set of activations: the head runs once per target.
     fn cams_from(&mut self, served: &[usize], activations: &Tensor<4>, env: &Env) -> Result<()> {
         let explainer = self.explainer;
-        let mut targets: Vec<usize> = served.iter().map(|&i| self.slots[i].target).collect();
-        targets.dedup();
+        let targets = unique(served.iter().map(|&i| self.slots[i].target));
         for target in targets {
-            let gradients = explainer.head_gradient(&self.layer, activations, env, target)?;
+            let gradients =
+                explainer
+                    .model
+                    .layer_gradient(&self.layer, activations, env, target)?;
             let mine: Vec<usize> = served
                 .iter()
                 .copied()
@@ -640,7 +599,7 @@ impl<'a> Explaining<'a> {
         } else {
             let model = &self.explainer.model;
             let (activations, env) = model.phase("forward to layer", || {
-                model.forward_to(self.prepared.x.clone(), &self.layer)
+                model.forward_to(self.prepared.path.x.clone(), &self.layer)
             })?;
             self.cams_from(&served, &activations, &env)?;
         }
@@ -651,37 +610,17 @@ impl<'a> Explaining<'a> {
         let served = self.cam_slots(true);
         let model = &self.explainer.model;
         let alphas = &self.alphas[from..to];
-        let (activations, env) = match &self.prepared.stem {
-            // The affine stem's output at each point, from its value at both ends.
-            Some((at_b, diff)) if model.stem_precedes(&self.layer) => {
-                let stem = along(at_b, diff, alphas);
-                model.phase("forward to layer", || {
-                    model.forward_stem_to(stem, &self.layer)
-                })?
-            }
-            _ => {
-                let points = path_points(&self.prepared.x, &self.prepared.b, alphas);
-                model.phase("forward to layer", || model.forward_to(points, &self.layer))?
-            }
-        };
+        let (activations, env) = model.phase("forward to layer", || {
+            model.forward_path_to(&self.prepared.path, alphas, &self.layer)
+        })?;
         self.cams_from(&served, &activations, &env)?;
         Ok(served)
     }
 
     fn run_ig(&mut self, slot: usize, from: usize, to: usize) -> Result<Vec<usize>> {
         let model = &self.explainer.model;
-        let points = path_points(&self.prepared.x, &self.prepared.b, &self.alphas[from..to]);
-        let target = self.slots[slot].target;
-        let grad = match model.input_gradient(points.clone(), target)? {
-            Some(grad) => grad,
-            None => {
-                let leaf = points.autodiff().require_grad();
-                let logits = model.phase("input forward (IG)", || model.forward(leaf.clone()))?;
-                model.phase("input backward (IG)", || {
-                    target_gradient(logits, &leaf, target)
-                })?
-            }
-        };
+        let points = self.prepared.path.points(&self.alphas[from..to]);
+        let grad = model.input_gradient(points, self.slots[slot].target)?;
         self.accumulate(slot, grad.sum_dim(0));
         Ok(vec![slot])
     }
@@ -690,36 +629,36 @@ impl<'a> Explaining<'a> {
     /// [`Explaining::is_done`].
     pub fn finish(self) -> Result<Finished> {
         if !self.is_done() {
-            return Err(Error::InvalidOption(
+            debug_assert!(false, "finish() called before every chunk ran");
+            return Err(Error::Internal(
                 "finish() called before every chunk ran".into(),
             ));
         }
         let steps = self.alphas.len();
-        let p = self.prepared;
+        let path = &self.prepared.path;
         let layer = self.layer.clone();
-        let maps = self
-            .slots
-            .into_iter()
-            .map(|s| {
-                let sum = s.sum.expect("every slot is served by at least one job");
-                let (map, layer, steps) = if s.method.is_pixel() {
-                    let mean_grad = sum.div_scalar(steps as f32);
-                    let ig = p.x.clone().sub(p.b.clone()).mul(mean_grad).sum_dim(1);
-                    (ig, "input".to_string(), steps)
-                } else {
-                    (sum, layer.clone(), if s.integrated { steps } else { 1 })
-                };
-                PendingMap {
-                    target: s.target,
-                    method: s.method,
-                    label: s.method.label(s.integrated && !s.method.is_pixel()),
-                    layer,
-                    steps,
-                    map,
-                    ms: s.ms,
-                }
-            })
-            .collect();
+        let mut maps = Vec::with_capacity(self.slots.len());
+        for s in self.slots {
+            let sum = s
+                .sum
+                .ok_or_else(|| Error::Internal(format!("the map of {} has no part", s.method)))?;
+            let (map, layer, steps) = if s.method.is_pixel() {
+                let mean_grad = sum.div_scalar(steps as f32);
+                let ig = path.x.clone().sub(path.b.clone()).mul(mean_grad).sum_dim(1);
+                (ig, "input".to_string(), steps)
+            } else {
+                (sum, layer.clone(), if s.integrated { steps } else { 1 })
+            };
+            maps.push(Explanation {
+                target: s.target,
+                method: s.method,
+                label: s.method.label(s.integrated && !s.method.is_pixel()),
+                layer,
+                steps,
+                map,
+                ms: s.ms,
+            });
+        }
         Ok(Finished {
             maps,
             clock: self.clock,
@@ -737,52 +676,26 @@ impl Job {
     }
 }
 
-/// A map of a finished request, still on the device.
-pub struct PendingMap {
-    /// The explained class.
-    pub target: usize,
-    /// The method.
-    pub method: Method,
-    /// Output label.
-    pub label: String,
-    /// Explained tensor (`input` for IG).
-    pub layer: String,
-    /// Path points used.
-    pub steps: usize,
-    /// The map `[1, 1, h, w]` on the device.
-    pub map: Tensor<4>,
-    /// Share of the wall time so far.
-    pub ms: f64,
-}
-
 /// Every map of a finished request, still on the device.
 pub struct Finished {
     /// The maps in request order.
-    pub maps: Vec<PendingMap>,
+    pub maps: Vec<Explanation<Tensor<4>>>,
     clock: Option<Clock>,
 }
 
 impl Finished {
-    /// Reads every map back to the host (blocking).
+    /// Reads every map back to the host (blocking); each map's read is added to its `ms`.
     pub fn into_explanations(self) -> Result<Vec<Explanation>> {
+        let clock = self.clock;
         self.maps
             .into_iter()
             .map(|m| {
-                let start = self.clock.map(|c| c());
-                let map = CamMap::from_tensor(m.map)?;
-                let read = match (start, self.clock) {
-                    (Some(s), Some(c)) => c() - s,
-                    _ => 0.0,
-                };
-                Ok(Explanation {
-                    target: m.target,
-                    method: m.method,
-                    label: m.label,
-                    layer: m.layer,
-                    steps: m.steps,
-                    map,
-                    ms: m.ms + read,
-                })
+                let start = clock.map(|c| c());
+                let mut e = m.try_map(CamMap::from_tensor)?;
+                if let (Some(s), Some(c)) = (start, clock) {
+                    e.ms += c() - s;
+                }
+                Ok(e)
             })
             .collect()
     }

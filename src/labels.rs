@@ -1,6 +1,6 @@
 //! Class labels, predictions and target selection.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Message, Result, Setting};
 
 /// One class score.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -65,7 +65,7 @@ pub fn resolve_targets(spec: &str, logits: &[f32], labels: &[String]) -> Result<
     {
         if k == 0 {
             return Err(Error::InvalidOption(
-                "--target top0 names no class; use top1 or more".into(),
+                Message::setting(Setting::Target).text(" top0 names no class; use top1 or more"),
             ));
         }
         return Ok(ranked(logits, labels)
@@ -88,10 +88,10 @@ pub fn resolve_target(spec: &str, logits: &[f32], labels: &[String]) -> Result<u
         return match usize::try_from(index) {
             Ok(i) if i < classes => Ok(i),
             Ok(i) => Err(Error::TargetOutOfRange { index: i, classes }),
-            Err(_) => Err(Error::InvalidOption(format!(
+            Err(_) => Err(Error::InvalidOption(Message::from(format!(
                 "target {index} is negative; class indices run from 0 to {}",
                 classes.saturating_sub(1)
-            ))),
+            )))),
         };
     }
     labels

@@ -26,8 +26,13 @@
 pub mod budget;
 pub mod cam;
 pub mod data;
-mod error;
+pub mod dedup;
+pub mod error;
 pub mod explainer;
+#[cfg(feature = "bench-kernels")]
+pub mod kernels;
+#[cfg(not(feature = "bench-kernels"))]
+pub(crate) mod kernels;
 pub mod labels;
 pub mod metrics;
 pub mod onnx;
@@ -35,31 +40,5 @@ pub mod preprocess;
 pub mod render;
 pub mod resample;
 
-use burn::tensor::{Device, Tensor, TensorData};
-
 pub use error::{Error, Result};
 pub use explainer::{Explainer, ExplainerOptions, Explanation, Prepared, Preparing, Request};
-
-/// Wraps normalised CHW floats as a `[1, 3, H, W]` tensor on `device`.
-pub fn image_tensor(chw: Vec<f32>, size: [usize; 2], device: &Device) -> Tensor<4> {
-    Tensor::<4>::from_data(TensorData::new(chw, [1, 3, size[0], size[1]]), device)
-}
-
-/// The normalised image and its path baseline as `[1, 3, H, W]` tensors, for a photo already
-/// at the model's input size.
-pub fn input_pair(
-    photo: &image::RgbImage,
-    preset: preprocess::Preset,
-    baseline: preprocess::Baseline,
-    device: &Device,
-) -> (Tensor<4>, Tensor<4>) {
-    let size = [photo.height() as usize, photo.width() as usize];
-    let x = image_tensor(preprocess::normalise(photo, preset), size, device);
-    let b = image_tensor(preprocess::baseline(baseline, preset, size), size, device);
-    (x, b)
-}
-
-/// Logits of a single image `[1, C, H, W]`, read back to the host.
-pub fn logits(model: &onnx::OnnxModel, x: &Tensor<4>) -> Result<Vec<f32>> {
-    onnx::host_values(model.forward(x.clone())?)
-}

@@ -4,10 +4,11 @@
 
 use std::io::Cursor;
 
+use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Message, Result, Setting};
 
 /// Largest accepted width or height of an input image, in pixels.
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
@@ -33,9 +34,9 @@ impl Preset {
             "imagenet" => Ok(Self::Imagenet),
             "raw01" => Ok(Self::Raw01),
             "caffe" => Ok(Self::Caffe),
-            _ => Err(Error::InvalidOption(format!(
+            _ => Err(Error::InvalidOption(Message::from(format!(
                 "unknown preprocessing `{s}` (imagenet, raw01, caffe)"
-            ))),
+            )))),
         }
     }
 
@@ -70,9 +71,9 @@ impl Baseline {
         match s {
             "black" => Ok(Self::Black),
             "zero" => Ok(Self::Zero),
-            _ => Err(Error::InvalidOption(format!(
+            _ => Err(Error::InvalidOption(Message::from(format!(
                 "unknown baseline `{s}` (black, zero)"
-            ))),
+            )))),
         }
     }
 }
@@ -118,13 +119,17 @@ pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<DynamicImage>
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::Image(e.to_string()))?;
+        .map_err(|e| Error::Image(e.to_string().into()))?;
     let Some(format) = reader.format() else {
         return Err(Error::Image("not a PNG or JPEG file".into()));
     };
     if format == image::ImageFormat::Jpeg && !options.lenient && jpeg_truncated(bytes) {
         return Err(Error::Image(
-            "the JPEG is truncated (no end-of-image marker), so part of the picture is missing; download it again (the CLI explains it anyway with --lenient)".into(),
+            Message::from(
+                "the JPEG is truncated (no end-of-image marker), so part of the picture is missing; download it again, or ",
+            )
+            .set(Setting::Lenient)
+            .text(" to explain it anyway"),
         ));
     }
     let mut limits = Limits::default();
@@ -132,13 +137,15 @@ pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<DynamicImage>
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     reader.limits(limits);
     let too_large = || {
-        Error::Image(format!(
+        Error::Image(Message::from(format!(
             "the image is larger than {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels or needs too much memory; resize it first"
-        ))
+        )))
     };
     let first_line = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => too_large(),
-        e => Error::Image(e.to_string().lines().next().unwrap_or_default().to_string()),
+        e => Error::Image(Message::from(
+            e.to_string().lines().next().unwrap_or_default(),
+        )),
     };
     let decoder = reader.into_decoder().map_err(first_line)?;
     let (w, h) = image::ImageDecoder::dimensions(&decoder);
@@ -146,10 +153,12 @@ pub fn decode_with(bytes: &[u8], options: DecodeOptions) -> Result<DynamicImage>
     if pixels > options.max_pixels {
         return Err(Error::Budget {
             what: format!("image {w}x{h}"),
-            msg: format!(
-                "{pixels} pixels, over the limit of {} (--max-pixels); resize it first",
+            msg: Message::from(format!(
+                "{pixels} pixels, over the limit of {} (",
                 options.max_pixels
-            ),
+            ))
+            .then(Setting::MaxPixels)
+            .text("); resize it first"),
         });
     }
     DynamicImage::from_decoder(decoder).map_err(first_line)
@@ -213,10 +222,13 @@ impl Geometry {
         }
         Err(Error::Budget {
             what: format!("image {}x{}", self.source[0], self.source[1]),
-            msg: format!(
-                "resizing its shorter side for the centre crop makes it {}x{} ({pixels} pixels), over the limit of {max_pixels} (--max-pixels); crop it to a less extreme aspect ratio, or pass --no-crop",
+            msg: Message::from(format!(
+                "resizing its shorter side for the centre crop makes it {}x{} ({pixels} pixels), over the limit of {max_pixels} (",
                 self.resized[0], self.resized[1]
-            ),
+            ))
+            .then(Setting::MaxPixels)
+            .text("); crop it to a less extreme aspect ratio, or ")
+            .set(Setting::NoCrop),
         })
     }
 
@@ -286,6 +298,25 @@ pub fn baseline(kind: Baseline, preset: Preset, size: [usize; 2]) -> Vec<f32> {
         Baseline::Zero => vec![0.0; 3 * size[0] * size[1]],
         Baseline::Black => normalise(&RgbImage::new(size[1] as u32, size[0] as u32), preset),
     }
+}
+
+/// Wraps normalised CHW floats as a `[1, 3, H, W]` tensor on `device`.
+pub fn image_tensor(chw: Vec<f32>, size: [usize; 2], device: &Device) -> Tensor<4> {
+    Tensor::<4>::from_data(TensorData::new(chw, [1, 3, size[0], size[1]]), device)
+}
+
+/// The normalised image and its path baseline as `[1, 3, H, W]` tensors, for a photo already
+/// at the model's input size.
+pub fn input_pair(
+    photo: &RgbImage,
+    preset: Preset,
+    baseline: Baseline,
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>) {
+    let size = [photo.height() as usize, photo.width() as usize];
+    let x = image_tensor(normalise(photo, preset), size, device);
+    let b = image_tensor(self::baseline(baseline, preset, size), size, device);
+    (x, b)
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ fn host_input_gradient_equals_autodiff() {
         let points = common::path_points(&x, &b, &[0.3, 1.0]);
         let target = 7;
         let host = model
-            .input_gradient(points.clone(), target)
+            .host_input_gradient(points.clone(), target)
             .unwrap()
             .unwrap_or_else(|| panic!("{net}: the host reverse pass applies"));
         let autodiff = common::autodiff_input_gradient(&model, points, target);

@@ -144,7 +144,7 @@ fn host_input_gradient_equals_autodiff_where_it_applies() {
         let alphas = [0.5, 1.0];
         let points = common::path_points(&x, &b, &alphas[..batch]);
         let target = case["target"].as_u64().unwrap() as usize;
-        let Some(host) = model.input_gradient(points.clone(), target).unwrap() else {
+        let Some(host) = model.host_input_gradient(points.clone(), target).unwrap() else {
             continue;
         };
         host_cases.push(case["family"].as_str().unwrap().to_string());

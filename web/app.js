@@ -1,23 +1,31 @@
 // igcam page logic: DOM, canvases, file input and scheduling. All maths runs in the wasm core,
 // the wasm-bindgen module scripts/web-build.sh puts beside this file. On the CPU path the
-// explanations run in a Web Worker (threads.js): on the threaded build where the page is
-// cross-origin isolated, else on this one; the photo's top-5 and the overlays stay here.
+// explanation worker (threads.js) owns the model and the photo: it loads the one, prepares the
+// other, runs the explanations (on the threaded build where the page is cross-origin isolated,
+// else on the single-threaded one) and hands back the top-5, the crop, the photo's pixels and
+// the maps; this thread only draws. On WebGPU the page computes itself.
 import init, * as bindings from "./igcam-web.js";
 import { isolate, singleThreadReason, startWorker } from "./threads.js";
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = ["chelsea.png", "coffee.png", "rocket.jpg", "grace_hopper.jpg", "astronaut.png"];
-const METHOD_NAMES = { igcam: "Integrated Grad-CAM", gradcam: "Grad-CAM", gradcampp: "Grad-CAM++", ig: "Integrated Gradients" };
+const PARAMS = new URLSearchParams(location.search);
+// `?test`: the end-to-end test's hooks on `window` (nothing of it in a normal visit).
+const TEST = PARAMS.has("test");
+const testHook = (name, value) => { if (TEST) window[name] = value; };
+let METHODS = [];     // the library's method table: [{name, display, per_class}]
 let wasm = null;
 let pool = null;      // the explanation worker (the CPU path), when it runs
 let busy = false;
-let cancelRequested = false; // set by the Cancel button; the run stops after its current chunk
+let cancelRequested = false;
+let modelInfo = null; // the loaded model's classes, input size and layers // set by the Cancel button; the run stops after its current chunk
 let haveImage = false;
 let photoVersion = 0; // bumped by each new photo or model: a run's maps of an older one are dropped
 let results = [];     // last explanations shown, for re-rendering on opacity/colour changes
 let target = -1;      // -1: top-1
 let top5 = [];        // the photo's five best classes
 let photoSize = [0, 0]; // the photo's [width, height] as uploaded
+let crop = null;      // the region of the photo the model sees, {x0, y0, x1, y1}
 // Maps of the current photo, by "layer|steps|target|method": one request explains the whole
 // top-5, so clicking another class shows its maps without a new run.
 const cache = new Map();
@@ -52,9 +60,9 @@ function renderResults() {
     fig.className = "result";
     fig.dataset.method = r.method;
     const canvas = document.createElement("canvas");
-    drawRgba(canvas, wasm.overlay_rgba(Float32Array.from(r.values), r.height, r.width, $("colormap").value, $("alpha").value / 100), photoSize[0], photoSize[1]);
+    drawRgba(canvas, wasm.overlay_rgba(Float32Array.from(r.values), r.height, r.width, crop, $("colormap").value, $("alpha").value / 100), photoSize[0], photoSize[1]);
     const cap = document.createElement("figcaption");
-    cap.textContent = `${METHOD_NAMES[r.method] || r.method}: ${r.label} — ${r.ms.toFixed(0)} ms`;
+    cap.textContent = `${displayName(r.method)}: ${r.label} — ${r.ms.toFixed(0)} ms`;
     const link = document.createElement("a");
     link.textContent = " Download PNG";
     link.href = "#";
@@ -80,7 +88,28 @@ function fillTop5() {
   }
 }
 
-/// A new photo (its bytes, or a promise of them): no run starts until both builds have it.
+function displayName(name) { return METHODS.find((m) => m.name === name)?.display || name; }
+
+/// The method list, from the library's table, and "compare all" (every method whose pass
+/// serves the whole top-5).
+function fillMethods() {
+  const sel = $("method");
+  sel.innerHTML = "";
+  for (const m of METHODS) {
+    const o = document.createElement("option");
+    o.value = m.name;
+    o.textContent = m.display;
+    sel.appendChild(o);
+  }
+  const all = document.createElement("option");
+  all.value = "compare";
+  all.textContent = "Compare all";
+  sel.appendChild(all);
+  sel.value = METHODS[0].name;
+}
+
+/// A new photo (its bytes, or a promise of them): prepared where the explanations run (the
+/// worker on the CPU path, this page on WebGPU), drawn here; no run starts until it is ready.
 async function setImage(photoBytes) {
   showError("");
   const hadImage = haveImage;
@@ -88,15 +117,22 @@ async function setImage(photoBytes) {
   $("run").disabled = true;
   try {
     const bytes = await photoBytes;
-    const info = await wasm.set_image(bytes);
-    if (pool) await pool.setImage(bytes);
+    let info, rgba;
+    if (pool) {
+      ({ rgba, ...info } = await pool.setImage(bytes));
+      wasm.set_source_rgba(rgba, info.size[0], info.size[1]);
+    } else {
+      info = await wasm.set_image(bytes);
+      rgba = wasm.photo_rgba();
+    }
     photoVersion++;
     top5 = info.top5;
     photoSize = info.size;
-    window.igcamPhoto = info;
+    crop = info.crop;
+    testHook("igcamPhoto", info);
     cache.clear();
     // The whole photo at its own size; the map will cover the crop the model sees.
-    drawRgba($("photo"), wasm.photo_rgba(), photoSize[0], photoSize[1]);
+    drawRgba($("photo"), rgba, photoSize[0], photoSize[1]);
     fillTop5();
     haveImage = true;
     target = -1;
@@ -111,11 +147,13 @@ async function setImage(photoBytes) {
   }
 }
 
+/// A new model, loaded where the explanations run: in the worker on the CPU path, in this
+/// page on WebGPU; never both.
 async function setModel(bytes, labels, dataName, data) {
-  const info = wasm.load_model(bytes, labels, dataName, data);
-  if (pool) await pool.loadModel(bytes, labels, dataName, data);
+  const info = pool ? await pool.loadModel(bytes, labels, dataName, data) : wasm.load_model(bytes, labels, dataName, data);
   photoVersion++;
-  window.igcamModel = info;
+  modelInfo = info;
+  testHook("igcamModel", info);
   const sel = $("layer");
   sel.innerHTML = "";
   for (const l of info.layers) {
@@ -133,7 +171,7 @@ async function setModel(bytes, labels, dataName, data) {
 
 function selectedMethods() {
   const method = $("method").value;
-  return method === "compare" ? ["igcam", "gradcam", "gradcampp"] : [method];
+  return method === "compare" ? METHODS.filter((m) => !m.per_class).map((m) => m.name) : [method];
 }
 
 function cacheKey(t, m) { return `${$("layer").value}|${$("steps").value}|${t}|${m}`; }
@@ -147,9 +185,8 @@ function showCached() {
   if (shown.some((r) => !r)) return false;
   results = shown;
   renderResults();
-  window.igcamResult = results[0];
-  window.igcamResults = results;
-  document.body.dataset.result = JSON.stringify(results[0]);
+  testHook("igcamResult", results[0]);
+  testHook("igcamResults", results);
   return true;
 }
 
@@ -157,7 +194,7 @@ function showOrRun() {
   if (busy || !haveImage) return;
   const t0 = performance.now();
   if (showCached()) {
-    window.igcamShownMs = performance.now() - t0;
+    testHook("igcamShownMs", performance.now() - t0);
     status(`${results[0].label}: from the last run (no new computation)`);
   } else run();
 }
@@ -169,27 +206,31 @@ async function run() {
   showError("");
   const methods = selectedMethods();
   const steps = Number($("steps").value);
-  // The current class first, then the rest of the top-5: one pass explains them all. Pixel IG
-  // has a pass of its own per class: only the current one.
+  // The current class first, then the rest of the top-5: one pass explains them all. A method
+  // whose pass is per class (pixel IG) explains the current one only.
   const t = currentTarget();
-  const targets = methods.includes("ig") ? [t] : [t, ...top5.map((p) => p.index).filter((i) => i !== t)];
-  status(`${methods.map((m) => METHOD_NAMES[m] || m).join(", ")} for ${targets.length > 1 ? "the top-5" : "this class"}…`);
+  const perClass = methods.some((m) => METHODS.find((x) => x.name === m)?.per_class);
+  const targets = perClass ? [t] : [t, ...top5.map((p) => p.index).filter((i) => i !== t)];
+  status(`${methods.map(displayName).join(", ")} for ${targets.length > 1 ? "the top-5" : "this class"}…`);
   const progress = $("progress");
   const version = photoVersion;
   cancelRequested = false;
   $("cancel").hidden = false;
   try {
     const onProgress = (done, total) => { progress.max = total; progress.value = done; };
+    // The batch is left to the library: its memory-aware default for the model.
     const maps = pool
-      ? await pool.explain(methods, steps, Uint32Array.from(targets), $("layer").value, 8, onProgress)
-      : await wasm.explain(methods, steps, Uint32Array.from(targets), $("layer").value, 8, onProgress, () => cancelRequested);
+      ? await pool.explain(methods, steps, Uint32Array.from(targets), $("layer").value, undefined, onProgress)
+      : await wasm.explain(methods, steps, Uint32Array.from(targets), $("layer").value, undefined, onProgress, () => cancelRequested);
     if (version !== photoVersion) {
       status("the photo or model changed during the run: its maps were dropped");
       return;
     }
     for (const r of maps) cache.set(cacheKey(r.target, r.method), r);
     showCached();
-    status(`done on ${maps[0].backend} in ${maps[0].ms.toFixed(0)} ms (${maps.length} maps: ${methods.length} method(s) × ${targets.length} classes)`);
+    // Each map carries its share of the request's time, as in the CLI.
+    const total = maps.reduce((ms, r) => ms + r.ms, 0);
+    status(`done on ${maps[0].backend} in ${total.toFixed(0)} ms (${maps.length} maps: ${methods.length} method(s) × ${targets.length} classes)`);
   } catch (e) {
     if (cancelRequested) {
       status(`cancelled after ${progress.value} of ${progress.max} steps`);
@@ -221,7 +262,7 @@ async function handleFile(file, dataFile) {
       const data = dataFile ? new Uint8Array(await dataFile.arrayBuffer()) : undefined;
       await setModel(bytes, "", dataFile ? dataFile.name : undefined, data);
       const extra = dataFile ? ` + ${dataFile.name}` : "";
-      $("model-status").textContent = `model: ${file.name}${extra} (${window.igcamModel.classes} classes)`;
+      $("model-status").textContent = `model: ${file.name}${extra} (${modelInfo.classes} classes)`;
       showError("");
       status("model loaded; pick a photo");
     } catch (e) {
@@ -254,7 +295,9 @@ async function fetchWithProgress(url, bar) {
 
 async function main(bindings) {
   wasm = bindings;
-  const params = new URLSearchParams(location.search);
+  const params = PARAMS;
+  METHODS = wasm.methods();
+  fillMethods();
   const mode = params.has("cpu") ? "cpu" : params.has("webgpu") ? "webgpu" : "auto";
   let { backend, skipped, threads: cpuThreads } = await wasm.init(mode);
   // The CPU path runs in a Web Worker: on a pool of them where the page is isolated, else on
@@ -270,15 +313,24 @@ async function main(bindings) {
       started = await startWorker(1, grace);
     }
     pool = started.worker;
-    window.igcamWorker = pool;
-    if (pool) ({ backend, threads: cpuThreads } = started);
-    else oneThread = started.error;
+    testHook("igcamWorker", pool);
+    if (pool) {
+      ({ backend, threads: cpuThreads } = started);
+      // A worker that died is replaced and its request retried once: say so.
+      pool.onRestart = (reason) => {
+        const n = $("notice");
+        n.textContent = `The explanation worker stopped (${reason}); a new one took over.`;
+        n.hidden = false;
+      };
+    } else oneThread = started.error;
   }
-  window.igcamBackend = backend;
-  window.igcamSkippedAdapter = skipped;
-  window.igcamThreads = cpuThreads;
-  window.igcamOneThreadReason = oneThread;
-  const where = !pool ? "" : window.igcamThreads > 1 ? " (Web Workers)" : " (a Web Worker)";
+  testHook("igcamBackend", backend);
+  testHook("igcamSkippedAdapter", skipped);
+  testHook("igcamThreads", cpuThreads);
+  testHook("igcamOneThreadReason", oneThread);
+  // The test counts the model loads of each module: the page's and the worker's.
+  if (TEST) window.igcamModelLoads = async () => ({ page: wasm.models_loaded(), worker: pool ? await pool.modelsLoaded() : 0 });
+  const where = !pool ? "" : cpuThreads > 1 ? " (Web Workers)" : " (a Web Worker)";
   $("backend").textContent = `running on ${backend}${where}`;
   if (oneThread) $("backend").textContent += ` — one thread: ${oneThread}`;
   const n = $("notice");
@@ -324,7 +376,7 @@ async function main(bindings) {
   $("alpha").oninput = renderResults;
   $("colormap").onchange = renderResults;
   drawColorbar();
-  document.body.dataset.ready = "1";
+  testHook("igcamReady", true);
 }
 
 // First make the page cross-origin isolated where it is not (a reload under the service

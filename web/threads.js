@@ -38,7 +38,8 @@ export function singleThreadReason(params) {
 /// sets it): a worker whose thread pool lost a thread (a trap in a pool worker) never answers.
 const CANCEL_GRACE_MS = 5000;
 
-/// The explanation worker: requests go in order; each returns a promise of its answer.
+/// The explanation worker: requests go in order; each returns a promise of its answer. The
+/// worker owns the model and the photo; a replacement is given the same ones (`replay`).
 export class ExplainWorker {
   /// `threaded`: the threaded build (the page must be cross-origin isolated).
   constructor(threaded, cancelGraceMs = CANCEL_GRACE_MS) {
@@ -48,6 +49,7 @@ export class ExplainWorker {
     this.next = 0;
     this.running = null; // the id of the explanation under way
     this.replay = { start: null, model: null, image: null }; // what a replacement worker needs
+    this.onRestart = null; // told why, when a worker that died has been replaced
     this.spawn();
   }
 
@@ -59,10 +61,47 @@ export class ExplainWorker {
       if (data.progress) { p.onProgress?.(...data.progress); return; }
       this.pending.delete(data.id);
       if (data.id === this.running) this.running = null;
-      if (data.error !== undefined) p.reject(new Error(data.error));
-      else p.resolve(data.value);
+      if (data.fatal) this.died(`it trapped: ${data.error}`, p);
+      else {
+        this.deaths = 0;
+        if (data.error !== undefined) p.reject(new Error(data.error));
+        else p.resolve(data.value);
+      }
     };
-    this.worker.onerror = (e) => this.failAll(new Error(`the explanation worker failed: ${e.message || "it did not load"}`));
+    // The worker died (it failed to load, or ran out of memory): replace it, retry its work.
+    this.worker.onerror = (e) => {
+      e.preventDefault?.();
+      this.died(e.message || "it stopped");
+    };
+  }
+
+  /// A worker that died is replaced, given the model and the photo again, and each request
+  /// it lost (`first` and the queued ones) is sent once more; a request that fails a second
+  /// time fails for good. A worker that dies again before answering anything is replaced bare.
+  died(reason, first = null) {
+    const lost = [first, ...this.pending.values()].filter(Boolean);
+    this.pending.clear();
+    this.running = null;
+    this.deaths = (this.deaths || 0) + 1;
+    const error = new Error(`the explanation worker stopped (${reason})`);
+    if (this.deaths > 1) {
+      // It died again on the model and photo it was given back: start bare.
+      this.replay.model = null;
+      this.replay.image = null;
+      this.restart();
+      for (const p of lost) p.reject(new Error(`${error.message}; load the model again`));
+      return;
+    }
+    this.restart();
+    this.onRestart?.(reason);
+    for (const p of lost) {
+      if (p.retried || p.replayed || p.fields.type === "start") {
+        p.reject(error);
+        continue;
+      }
+      const { type, ...fields } = p.fields;
+      this.request(type, fields, p.onProgress, true).then(p.resolve, p.reject);
+    }
   }
 
   failAll(error) {
@@ -71,12 +110,13 @@ export class ExplainWorker {
     this.running = null;
   }
 
-  request(type, fields = {}, onProgress = null) {
+  request(type, fields = {}, onProgress = null, retried = false, replayed = false) {
     const id = this.next++;
-    if (type in this.replay) this.replay[type] = fields;
-    if (type === "model") this.replay.image = null; // a new model forgets the photo
+    if (type in this.replay && !replayed) this.replay[type] = fields;
+    if (type === "model" && !replayed) this.replay.image = null; // a new model forgets the photo
+    if (type === "explain") this.running = id;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onProgress });
+      this.pending.set(id, { resolve, reject, onProgress, retried, replayed, fields: { type, ...fields } });
       this.worker.postMessage({ id, type, ...fields });
     });
   }
@@ -86,12 +126,15 @@ export class ExplainWorker {
 
   loadModel(bytes, labels, dataName, data) { return this.request("model", { bytes, labels, dataName, data }); }
 
+  /// Prepares a photo; resolves to {top5, size, crop, rgba}.
   setImage(bytes) { return this.request("image", { bytes }); }
 
   explain(methods, steps, targets, layer, batch, onProgress) {
-    this.running = this.next;
     return this.request("explain", { methods, steps, targets, layer, batch }, onProgress);
   }
+
+  /// How many models the worker has loaded.
+  modelsLoaded() { return this.request("loads"); }
 
   /// The running explanation stops after the chunk it is in. A worker that does not answer
   /// within the grace period is replaced by a new one, given the same model and photo.
@@ -99,16 +142,16 @@ export class ExplainWorker {
     const id = this.running;
     if (id === null) return;
     this.worker.postMessage({ type: "cancel", id });
-    setTimeout(() => { if (this.running === id) this.restart(); }, this.cancelGraceMs);
+    setTimeout(() => { if (this.running === id) { this.failAll(new Error("cancelled")); this.restart(); } }, this.cancelGraceMs);
   }
 
+  /// A new worker in place of this one, given the build, the model and the photo again.
   restart() {
     this.worker.terminate();
-    this.failAll(new Error("cancelled"));
     this.spawn();
     const { start, model, image } = this.replay;
     for (const [type, fields] of [["start", start], ["model", model], ["image", image]]) {
-      if (fields) this.request(type, fields).catch(() => {});
+      if (fields) this.request(type, fields, null, false, true).catch(() => {});
     }
   }
 

@@ -2,9 +2,9 @@
 //!
 //! Integrated Grad-CAM is `integrate(GradCam)` over a left Riemann sum with `m` steps
 //! (`alpha_i = i/m`, `i = 0..m-1`): `map = sum_i relu(sum_k A_k(x_i) * w_k(x_i))`, with no `1/m`.
-//! A plain (non-integrated) method is the same sum over the single point `alpha = 1`.
-
-use burn::tensor::{Tensor, TensorData};
+//! A plain (non-integrated) method is the same sum over the single point `alpha = 1`. The
+//! points themselves are the model's business ([`PathEnds`](crate::onnx::PathEnds)): it starts
+//! them after its affine stem where it can.
 
 /// Path positions: `i/m` for `i in 0..m` when integrating, else just the input (`1.0`).
 pub fn alphas(steps: usize, integrate: bool) -> Vec<f32> {
@@ -13,22 +13,6 @@ pub fn alphas(steps: usize, integrate: bool) -> Vec<f32> {
     } else {
         vec![1.0]
     }
-}
-
-/// The batch of path points `b + (x - b) * alpha` for the given alphas (`x`, `b`: `[1, C, H, W]`).
-pub fn path_points(x: &Tensor<4>, baseline: &Tensor<4>, alphas: &[f32]) -> Tensor<4> {
-    along(baseline, &x.clone().sub(baseline.clone()), alphas)
-}
-
-/// The batch `start + direction * alpha` for the given alphas (`start`, `direction`:
-/// `[1, C, H, W]`): points on the line through `start` in `direction`.
-pub fn along(start: &Tensor<4>, direction: &Tensor<4>, alphas: &[f32]) -> Tensor<4> {
-    let n = alphas.len();
-    let a = Tensor::<4>::from_data(
-        TensorData::new(alphas.to_vec(), [n, 1, 1, 1]),
-        &start.device(),
-    );
-    start.clone().add(direction.clone().mul(a))
 }
 
 #[cfg(test)]

@@ -1,35 +1,21 @@
 //! Class activation maps. A method defines only its per-step channel (or element) weights from
-//! activations and gradients ([`CamMethod`]); [`method`] is the table of methods, [`integrate`]
+//! activations and gradients ([`CamMethod`]); [`method`] is the table of methods (each in its
+//! own file under `cam/method/`), [`integrate`]
 //! owns the path, and the [`Explainer`](crate::Explainer) the passes and sums over it, so
 //! every CAM method also has an integrated variant.
 
-mod gradcam;
-mod gradcampp;
 pub mod integrate;
-mod layercam;
 pub mod method;
-mod xgradcam;
+mod weights;
 
 use burn::tensor::{Tensor, activation};
 
-pub use gradcam::GradCam;
-pub use gradcampp::GradCamPlusPlus;
-pub use integrate::{along, alphas, path_points};
-pub use layercam::LayerCam;
+pub use integrate::alphas;
 pub use method::{Compute, METHODS, Method, MethodInfo};
-pub use xgradcam::XGradCam;
+pub use weights::CamMethod;
 
 use crate::error::Result;
 use crate::onnx::host_values;
-
-/// A CAM method: how to weight the activation channels from activations and gradients.
-pub trait CamMethod: Sync {
-    /// Short name used on the command line and in JSON.
-    fn name(&self) -> &'static str;
-    /// Weights broadcastable against activations `[B, K, H, W]`: per channel `[B, K, 1, 1]`
-    /// or per element `[B, K, H, W]`. The map is then `relu(sum_k weights * A)`.
-    fn weights(&self, activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4>;
-}
 
 /// `sum_b relu(sum_k w_k * A_k)` over a batch of activations and their gradients, as a
 /// `[1, 1, h, w]` tensor still on the device: one path chunk's share of a (possibly integrated)

@@ -1,7 +1,7 @@
 //! Average Drop % and Increase in Confidence % (Chattopadhay et al., Grad-CAM++, 2018).
 
 use super::ranked_pixels;
-use crate::error::{Error, Result};
+use crate::error::{Error, Message, Result};
 
 /// How a class's confidence is read from the logits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,9 +23,9 @@ impl Confidence {
             "softmax" => Ok(Self::Softmax),
             "sigmoid" => Ok(Self::Sigmoid),
             "logit" => Ok(Self::Logit),
-            _ => Err(Error::InvalidOption(format!(
+            _ => Err(Error::InvalidOption(Message::from(format!(
                 "unknown score `{s}` (softmax, sigmoid, logit)"
-            ))),
+            )))),
         }
     }
 

@@ -7,21 +7,23 @@ use std::borrow::Cow;
 
 use onnx_ir::TensorProto;
 
+use crate::error::TensorDataError;
+
 /// Reads the bytes of tensors stored outside the model file.
 pub trait ExternalData {
     /// `length` bytes at `offset` of the file `location` (relative to the model's folder, already
     /// checked to be a plain relative path without `..`).
-    fn read(&self, location: &str, offset: u64, length: u64) -> Result<Vec<u8>, String>;
+    fn read(&self, location: &str, offset: u64, length: u64) -> Result<Vec<u8>, TensorDataError>;
 }
 
 /// For models given as bytes alone: any external tensor is refused with the re-export hint.
 pub struct NoExternalData;
 
 impl ExternalData for NoExternalData {
-    fn read(&self, location: &str, _: u64, _: u64) -> Result<Vec<u8>, String> {
-        Err(format!(
+    fn read(&self, location: &str, _: u64, _: u64) -> Result<Vec<u8>, TensorDataError> {
+        Err(TensorDataError(format!(
             "its data is in the external file `{location}`, which is not available here; put it next to the model, or re-export with the weights inside (`torch.onnx.export(..., external_data=False)`)"
-        ))
+        )))
     }
 }
 
@@ -38,16 +40,16 @@ impl DataFiles {
 }
 
 impl ExternalData for DataFiles {
-    fn read(&self, location: &str, offset: u64, length: u64) -> Result<Vec<u8>, String> {
+    fn read(&self, location: &str, offset: u64, length: u64) -> Result<Vec<u8>, TensorDataError> {
         let file_name = location.rsplit(['/', '\\']).next().unwrap_or(location);
         let (_, bytes) = self
             .0
             .iter()
             .find(|(name, _)| name == file_name)
             .ok_or_else(|| {
-                format!(
+                TensorDataError(format!(
                     "its data is in the external file `{location}`: give it together with the model (drop both files at once), or re-export with the weights inside (`torch.onnx.export(..., external_data=False)`)"
-                )
+                ))
             })?;
         let range = usize::try_from(offset)
             .ok()
@@ -55,10 +57,10 @@ impl ExternalData for DataFiles {
             .and_then(|(o, l)| Some(o..o.checked_add(l)?))
             .filter(|r| r.end <= bytes.len())
             .ok_or_else(|| {
-                format!(
+                TensorDataError(format!(
                     "external data `{location}` is {} bytes, but the tensor asks for {length} bytes at offset {offset}",
                     bytes.len()
-                )
+                ))
             })?;
         Ok(bytes[range].to_vec())
     }
@@ -76,7 +78,7 @@ fn value_bytes(data_type: i32) -> Option<u64> {
 
 /// Checks that `location` is a plain relative path inside the model's folder (no absolute
 /// path, no `..`, no drive or root): the ONNX external-data CVEs came from these.
-pub fn check_location(location: &str) -> Result<(), String> {
+pub fn check_location(location: &str) -> Result<(), TensorDataError> {
     let path = std::path::Path::new(location);
     let plain = !location.is_empty()
         && !location.contains('\\')
@@ -87,9 +89,9 @@ pub fn check_location(location: &str) -> Result<(), String> {
     if plain {
         Ok(())
     } else {
-        Err(format!(
+        Err(TensorDataError(format!(
             "external data location `{location}` is not a file inside the model's folder (absolute paths and `..` are refused)"
-        ))
+        )))
     }
 }
 
@@ -98,7 +100,7 @@ pub fn check_location(location: &str) -> Result<(), String> {
 pub fn resolve<'t>(
     t: &'t TensorProto,
     external: &dyn ExternalData,
-) -> Result<Cow<'t, TensorProto>, String> {
+) -> Result<Cow<'t, TensorProto>, TensorDataError> {
     if t.external_data.is_empty() {
         return Ok(Cow::Borrowed(t));
     }
@@ -109,23 +111,26 @@ pub fn resolve<'t>(
             .find(|e| e.key == key)
             .map(|e| e.value.as_str())
     };
-    let number = |key: &str| -> Result<Option<u64>, String> {
+    let number = |key: &str| -> Result<Option<u64>, TensorDataError> {
         entry(key)
             .map(|v| {
                 v.parse::<u64>().map_err(|_| {
-                    format!("tensor `{name}`: external data {key} `{v}` is not a number")
+                    TensorDataError(format!(
+                        "tensor `{name}`: external data {key} `{v}` is not a number"
+                    ))
                 })
             })
             .transpose()
     };
-    let location = entry("location")
-        .ok_or_else(|| format!("tensor `{name}`: external data without a location"))?;
-    check_location(location).map_err(|e| format!("tensor `{name}`: {e}"))?;
+    let location = entry("location").ok_or_else(|| {
+        TensorDataError(format!("tensor `{name}`: external data without a location"))
+    })?;
+    check_location(location).map_err(|e| TensorDataError(format!("tensor `{name}`: {e}")))?;
     let per_value = value_bytes(t.data_type).ok_or_else(|| {
-        format!(
+        TensorDataError(format!(
             "tensor `{name}` has ONNX data type {}, which igcam does not read",
             t.data_type
-        )
+        ))
     })?;
     let dims: Option<Vec<usize>> = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();
     let expected = dims
@@ -133,28 +138,28 @@ pub fn resolve<'t>(
         .and_then(crate::budget::elements)
         .and_then(|n| (n as u64).checked_mul(per_value))
         .ok_or_else(|| {
-            format!(
+            TensorDataError(format!(
                 "tensor `{name}` has shape {:?}, whose size overflows",
                 t.dims
-            )
+            ))
         })?;
     let offset = number("offset")?.unwrap_or(0);
     if let Some(length) = number("length")?
         && length != expected
     {
-        return Err(format!(
+        return Err(TensorDataError(format!(
             "tensor `{name}`: external data length {length} does not match its shape {:?} ({expected} bytes)",
             t.dims
-        ));
+        )));
     }
     let bytes = external
         .read(location, offset, expected)
-        .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        .map_err(|e| TensorDataError(format!("tensor `{name}`: {e}")))?;
     if bytes.len() as u64 != expected {
-        return Err(format!(
+        return Err(TensorDataError(format!(
             "tensor `{name}`: read {} bytes of external data, expected {expected}",
             bytes.len()
-        ));
+        )));
     }
     let mut owned = t.clone();
     owned.external_data.clear();
@@ -194,7 +199,7 @@ mod tests {
             vec![8, 9]
         );
         assert_eq!(
-            files.read("model.onnx.data", 8, 3).unwrap_err(),
+            files.read("model.onnx.data", 8, 3).unwrap_err().0,
             "external data `model.onnx.data` is 10 bytes, but the tensor asks for 3 bytes at offset 8"
         );
         assert!(files.read("model.onnx.data", u64::MAX, 2).is_err());
@@ -202,6 +207,7 @@ mod tests {
             files
                 .read("other.data", 0, 1)
                 .unwrap_err()
+                .0
                 .starts_with("its data is in the external file `other.data`: give it together with the model (drop both files at once)")
         );
     }

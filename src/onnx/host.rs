@@ -5,15 +5,18 @@
 use burn::backend::Flex;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::ops::OpResult;
+use crate::error::OpError;
 
 /// Runs `f` on the row-major floats of `t`, a tensor on Burn's plain CPU device, without
 /// copying them (unless `t` is a strided view, which is made contiguous first).
-pub fn with_floats<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> R) -> OpResult<R> {
+pub fn with_floats<const D: usize, R>(
+    t: &Tensor<D>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> Result<R, OpError> {
     let flex = t
         .clone()
         .try_into_primitive::<Flex>()
-        .map_err(|e| format!("not a tensor of the CPU backend: {e:?}"))?;
+        .map_err(|e| OpError::Backend(format!("not a tensor of the CPU backend: {e:?}")))?;
     let n = flex.layout().num_elements();
     if flex.is_contiguous() && flex.layout().start_offset() == 0 {
         let all = flex.storage::<f32>();

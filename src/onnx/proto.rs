@@ -6,6 +6,7 @@ use ndarray::{ArrayD, IxDyn};
 use onnx_ir::{AttributeProto, NodeProto, TensorProto};
 
 use super::value::{FloatValue, Value};
+use crate::error::TensorDataError;
 
 /// ONNX `TensorProto.DataType` codes this runtime reads.
 mod dtype {
@@ -82,19 +83,19 @@ fn le_chunks<const N: usize>(raw: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
 }
 
 /// Decodes a `TensorProto` into host memory.
-pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, String> {
+pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, TensorDataError> {
     if !t.external_data.is_empty() {
-        return Err(format!(
+        return Err(TensorDataError(format!(
             "tensor `{}` keeps its data in an external file, which igcam reads only for initialisers; re-export with the weights inside (`torch.onnx.export(..., external_data=False)`)",
             t.name
-        ));
+        )));
     }
     let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
     let count = crate::budget::elements(&dims).ok_or_else(|| {
-        format!(
+        TensorDataError(format!(
             "tensor `{}` has shape {dims:?}, whose size overflows",
             t.name
-        )
+        ))
     })?;
     let raw: &[u8] = &t.raw_data;
     let floats: Option<Vec<f32>> = match t.data_type {
@@ -112,11 +113,11 @@ pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, String> {
     };
     if let Some(values) = floats {
         if values.len() != count {
-            return Err(format!(
+            return Err(TensorDataError(format!(
                 "tensor `{}` holds {} values for shape {dims:?}",
                 t.name,
                 values.len()
-            ));
+            )));
         }
         return Ok(HostTensor::Float(values, dims));
     }
@@ -149,17 +150,17 @@ pub fn host_tensor(t: &TensorProto) -> Result<HostTensor, String> {
             } else {
                 format!(" ({name})")
             };
-            return Err(format!(
+            return Err(TensorDataError(format!(
                 "tensor `{}` has ONNX data type {other}{name}, which igcam does not read{fix}",
                 t.name
-            ));
+            )));
         }
     };
     let array = ArrayD::from_shape_vec(IxDyn(&dims), ints).map_err(|_| {
-        format!(
+        TensorDataError(format!(
             "tensor `{}` holds the wrong number of values for shape {dims:?}",
             t.name
-        )
+        ))
     })?;
     Ok(HostTensor::Int(array))
 }
@@ -182,11 +183,11 @@ impl HostTensor {
     }
 
     /// Moves the tensor into a graph value (floats go to `device`).
-    pub fn into_value(self, device: &Device) -> Result<Value, String> {
+    pub fn into_value(self, device: &Device) -> Result<Value, TensorDataError> {
         match self {
             HostTensor::Float(values, dims) => FloatValue::from_host(values, &dims, device)
                 .map(Value::Float)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| TensorDataError(e.to_string())),
             HostTensor::Int(a) => Ok(Value::Int(a)),
         }
     }

@@ -4,7 +4,10 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::{ArrayD, IxDyn};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OpError, Result};
+
+/// What the value helpers return: a shape that does not fit is the op's error.
+type Fits<T> = std::result::Result<T, OpError>;
 
 /// The rank of the stored float tensors: every value is kept as a 4-D Burn tensor.
 pub const MAX_RANK: usize = 4;
@@ -69,17 +72,24 @@ impl FloatValue {
     }
 
     /// Reshapes to a logical shape with the same element count.
-    pub fn reshape(self, shape: &[usize]) -> Result<Self> {
+    pub fn reshape(self, shape: &[usize]) -> Fits<Self> {
         let stored = stored_shape(shape)?;
+        let have: usize = self.tensor.dims().iter().product();
+        if crate::budget::elements(shape) != Some(have) {
+            return Err(OpError::Shape(format!(
+                "cannot reshape {:?} ({have} values) into {shape:?}",
+                self.shape()
+            )));
+        }
         Ok(Self::new(self.tensor.reshape(stored), shape))
     }
 
     /// Maps a (possibly negative) ONNX axis to the stored dimension. Axes 0 and 1 of a rank-5
     /// tensor are stored together and are refused.
-    pub fn physical_axis(&self, axis: i64) -> Result<usize> {
+    pub fn physical_axis(&self, axis: i64) -> Fits<usize> {
         let a = normalize_axis(axis, self.rank)?;
         match self.rank {
-            5 if a < 2 => Err(Error::Data(format!(
+            5 if a < 2 => Err(OpError::Unsupported(format!(
                 "axis {axis} of the rank-5 shape {:?} is not supported by this op",
                 self.shape()
             ))),
@@ -107,8 +117,14 @@ impl FloatValue {
     }
 
     /// Builds a tensor on `device` from host data and a logical shape.
-    pub fn from_host(values: Vec<f32>, shape: &[usize], device: &Device) -> Result<Self> {
+    pub fn from_host(values: Vec<f32>, shape: &[usize], device: &Device) -> Fits<Self> {
         let stored = stored_shape(shape)?;
+        if crate::budget::elements(shape) != Some(values.len()) {
+            return Err(OpError::Data(format!(
+                "{} values for a tensor of shape {shape:?}",
+                values.len()
+            )));
+        }
         let tensor = Tensor::<4>::from_data(TensorData::new(values, stored), device);
         Ok(Self::new(tensor, shape))
     }
@@ -123,7 +139,7 @@ pub fn host_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 
 /// The stored 4-D shape of a logical shape: leading ones below rank 4, the first two axes
 /// merged at rank 5.
-pub fn stored_shape(shape: &[usize]) -> Result<[usize; MAX_RANK]> {
+pub fn stored_shape(shape: &[usize]) -> Fits<[usize; MAX_RANK]> {
     match shape.len() {
         0..=MAX_RANK => {
             let mut out = [1; MAX_RANK];
@@ -133,10 +149,10 @@ pub fn stored_shape(shape: &[usize]) -> Result<[usize; MAX_RANK]> {
         MAX_LOGICAL_RANK => {
             let merged = shape[0]
                 .checked_mul(shape[1])
-                .ok_or_else(|| Error::Data(format!("tensor of shape {shape:?} is too large")))?;
+                .ok_or_else(|| OpError::Shape(format!("tensor of shape {shape:?} is too large")))?;
             Ok([merged, shape[2], shape[3], shape[4]])
         }
-        _ => Err(Error::Data(format!(
+        _ => Err(OpError::Unsupported(format!(
             "tensor of rank {} (shape {shape:?}) exceeds the supported rank {MAX_LOGICAL_RANK}",
             shape.len()
         ))),
@@ -144,11 +160,15 @@ pub fn stored_shape(shape: &[usize]) -> Result<[usize; MAX_RANK]> {
 }
 
 /// Resolves a negative ONNX axis against a rank.
-pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize> {
+pub fn normalize_axis(axis: i64, rank: usize) -> Fits<usize> {
     let r = rank as i64;
-    let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) {
-        return Err(Error::Data(format!(
+    let a = if axis < 0 {
+        axis.saturating_add(r)
+    } else {
+        axis
+    };
+    if a < 0 || a >= r {
+        return Err(OpError::Shape(format!(
             "axis {axis} is out of range for rank {rank}"
         )));
     }

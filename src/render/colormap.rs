@@ -1,6 +1,6 @@
 //! Colour maps for heatmaps, from the `colorous` crate (d3's scales).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Message, Result};
 
 /// A colour map by name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,10 +31,10 @@ impl Colormap {
             "inferno" => Ok(Self::Inferno),
             "magma" => Ok(Self::Magma),
             "greys" => Ok(Self::Greys),
-            _ => Err(Error::InvalidOption(format!(
+            _ => Err(Error::InvalidOption(Message::from(format!(
                 "unknown colormap `{s}` ({})",
                 Self::NAMES.join(", ")
-            ))),
+            )))),
         }
     }
 

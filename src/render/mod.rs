@@ -43,6 +43,6 @@ fn blend(photo: [u8; 3], heat: [u8; 3], a: f32) -> [u8; 3] {
 pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>> {
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, ImageFormat::Png)
-        .map_err(|e| Error::Image(e.to_string()))?;
+        .map_err(|e| Error::Image(e.to_string().into()))?;
     Ok(out.into_inner())
 }

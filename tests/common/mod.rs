@@ -10,6 +10,17 @@ use igcam::preprocess::{self, Baseline, Preset};
 use igcam::{Explainer, ExplainerOptions, Explanation, Prepared, Request};
 use serde_json::Value as Json;
 
+/// How much longer than on an idle machine a functional test's time limit may be:
+/// `IGCAM_TIME_SCALE` (a positive integer, default 1). Speed is measured by the benchmarks;
+/// these limits only catch a run that hangs.
+pub fn time_scale() -> u32 {
+    std::env::var("IGCAM_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(1)
+}
+
 /// Path of a file under `tests/fixtures`.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -92,7 +103,7 @@ pub fn photo_inputs(rel: &str, model: &OnnxModel, device: &Device) -> (Tensor<4>
     let bytes = std::fs::read(fixture(rel)).unwrap();
     let size = model.input_size();
     let photo = preprocess::fit(&preprocess::decode(&bytes).unwrap(), size, true);
-    igcam::input_pair(&photo, Preset::Imagenet, Baseline::Black, device)
+    igcam::preprocess::input_pair(&photo, Preset::Imagenet, Baseline::Black, device)
 }
 
 /// Loads a net fixture's model: the committed tiny nets, or the embedded EfficientNet-Lite0.
@@ -148,7 +159,7 @@ pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
     );
     assert_eq!(explainer.layer(), layer, "{net}: explainer layer");
 
-    let logits = igcam::logits(model, &x).unwrap();
+    let logits = model.host_logits(x.clone()).unwrap();
     assert_close(
         &format!("{net} logits"),
         &logits,

@@ -12,19 +12,28 @@
 //  * Cancel stops a run between chunks, without an error, and the next run works; a worker that
 //    never gets the Cancel is replaced after the grace period, with the model and photo;
 //  * a non-image drop and a non-CNN .onnx give errors and the page recovers;
-//  * a model with external weights loads from both files dropped together.
+//  * a model with external weights loads from both files dropped together;
+//  * each model is loaded once per path (the worker's on the CPU path, the page's on WebGPU),
+//    and the page's thread is never blocked for 250 ms while a model loads or a photo is
+//    prepared (every sample photo; EfficientNet-Lite0 and a ResNet-50);
+//  * a worker that dies is replaced, its request retried once, and the page says so.
+// The page runs with `?test`, which turns on its hooks on `window`. Time limits are multiplied
+// by IGCAM_TIME_SCALE (default 1) for a loaded machine; speed is the benchmarks' business.
 // Writes ARTIFACT_DIR/timings.json: the m = 50 times of each path (the top-5 explained) and of
 // the native CLI on the same request (`--target top5`, `cli_targets` records) (on a
 // software WebGPU adapter the forced-WebGPU time is m = 16 unless IGCAM_E2E_WEBGPU_M50=1):
 // `cpu_threads_ms` on `threads` Web Workers, `cpu_1thread_ms` without isolation, and the page's
 // longest main-thread gap during each (`main_thread_max_gap_ms`).
-// Usage: node e2e.mjs DIST_DIR CLI_JSON CLI_M50_JSON CLI_IG_JSON ARTIFACT_DIR
+// Usage: node e2e.mjs DIST_DIR CLI_JSON CLI_M50_JSON CLI_IG_JSON ARTIFACT_DIR [RESNET50_ONNX]
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 
-const [dist, cliJson, cliM50Json, cliIgJson, artifacts] = process.argv.slice(2).map((p) => resolve(p));
+const [dist, cliJson, cliM50Json, cliIgJson, artifacts, resnet50] = process.argv.slice(2).map((p) => resolve(p));
+// Functional limits, scaled for a busy machine (IGCAM_TIME_SCALE=3 triples them).
+const SCALE = Number(process.env.IGCAM_TIME_SCALE || 1);
+const BLOCK_MS = 250 * SCALE;
 mkdirSync(artifacts, { recursive: true });
 const reference = JSON.parse(readFileSync(cliJson, "utf8"))[0].cam.values;
 // The CLI's top-5 request: one record per class, each with its share of the request's time.
@@ -66,11 +75,11 @@ async function withPage(webgpu, query, fn, { serviceWorkers = "allow", port = PO
   const page = await context.newPage();
   page.on("console", (m) => { if (m.type() === "error") console.log(`  [page] ${m.text()}`); });
   try {
-    await page.goto(`http://127.0.0.1:${port}/index.html${query}`);
+    await page.goto(`http://127.0.0.1:${port}/index.html?test${query.replace(/^\?/, "&")}`);
     // The first visit reloads once, under the service worker that isolates the page.
     for (let attempt = 0; ; attempt++) {
       try {
-        await page.waitForFunction(() => document.body.dataset.ready === "1" && window.igcamModel, null, { timeout: 120000 });
+        await page.waitForFunction(() => window.igcamReady && window.igcamModel, null, { timeout: 120000 });
         break;
       } catch (e) {
         if (attempt > 2 || !/context was destroyed|navigat/i.test(e.message)) throw e;
@@ -159,7 +168,9 @@ await check("the default page skips the software WebGPU adapter and matches the 
     timings.main_thread_max_gap_ms.threads = Math.round(maxGap);
     // The explanation runs in Web Workers: the page's own thread stays free (a chunk run on it
     // blocked it for ~0.9 s at a time).
-    assert(maxGap < 250, `the page's main thread was blocked for ${maxGap.toFixed(0)} ms during the run`);
+    assert(maxGap < BLOCK_MS, `the page's main thread was blocked for ${maxGap.toFixed(0)} ms during the run`);
+    const loads = await page.evaluate(() => window.igcamModelLoads());
+    assert(loads.page === 0 && loads.worker === 1, `model loads ${JSON.stringify(loads)}, expected the worker's only`);
   });
 });
 
@@ -175,7 +186,9 @@ await check("without cross-origin isolation the CPU path runs on one thread in a
     timings.cpu_1thread_ms = ms;
     timings.main_thread_max_gap_ms.one_thread = Math.round(maxGap);
     // The single-threaded build runs in a Web Worker too: the page's thread stays free.
-    assert(maxGap < 250, `the page's main thread was blocked for ${maxGap.toFixed(0)} ms during the run`);
+    assert(maxGap < BLOCK_MS, `the page's main thread was blocked for ${maxGap.toFixed(0)} ms during the run`);
+    const loads = await page.evaluate(() => window.igcamModelLoads());
+    assert(loads.page === 0 && loads.worker === 1, `model loads ${JSON.stringify(loads)}, expected the worker's only`);
   }, { serviceWorkers: "block" });
 });
 
@@ -193,7 +206,10 @@ await check("compare all explains the top-5 in one run; another class then shows
   await withPage(true, "", async (page) => {
     await explainCat(page, "compare", 8);
     const shown = await page.$$eval("figure.result", (fs) => fs.map((f) => f.dataset.method));
-    assert(shown.join(",") === "igcam,gradcam,gradcampp", `compare shows ${shown}`);
+    // Every method of the library's table whose pass serves the whole top-5.
+    const listed = await page.$$eval("#method option", (os) => os.map((o) => o.value));
+    assert(listed.join(",") === "igcam,gradcam,gradcampp,xgradcam,layercam,ig,compare", `the method list is ${listed}`);
+    assert(shown.join(",") === "igcam,gradcam,gradcampp,xgradcam,layercam", `compare shows ${shown}`);
     await page.screenshot({ path: join(artifacts, "compare.png"), fullPage: true });
     const second = await page.evaluate(() => { window.igcamResult = undefined; return document.querySelectorAll("#top5 button.class")[1].textContent; });
     const t0 = Date.now();
@@ -205,8 +221,8 @@ await check("compare all explains the top-5 in one run; another class then shows
     const ms = await page.evaluate(() => window.igcamShownMs);
     const r = await page.evaluate(() => window.igcamResults.map((x) => `${x.method}:${x.label}`));
     console.log(`     second class (${second}) shown in ${ms.toFixed(1)} ms in the page (${wall} ms wall): ${r.join(", ")}`);
-    assert(r.length === 3 && second.startsWith(r[0].split(":")[1]), `shown ${r} for ${second}`);
-    assert(ms < 100, `switching class took ${ms} ms (>= 100)`);
+    assert(r.length === 5 && second.startsWith(r[0].split(":")[1]), `shown ${r} for ${second}`);
+    assert(ms < 100 * SCALE, `switching class took ${ms} ms (>= ${100 * SCALE})`);
     timings.switch_class_ms = ms;
   });
 });
@@ -217,6 +233,8 @@ await check("IG-CAM m=16 on WebGPU forced with ?webgpu matches the CLI", async (
     assert(backend.startsWith("WebGPU"), `page reports ${backend}, expected WebGPU`);
     const ms16 = await matchesCli(page, backend);
     await page.screenshot({ path: join(artifacts, "igcam_webgpu.png"), fullPage: true });
+    const loads = await page.evaluate(() => window.igcamModelLoads());
+    assert(loads.page === 1 && loads.worker === 0, `model loads ${JSON.stringify(loads)}, expected the page's only`);
     timings.adapter = backend.replace(/^WebGPU: /, "");
     // A software adapter takes ~5 s per path point: m = 50 there only when asked for.
     if (process.env.IGCAM_E2E_WEBGPU_M50 === "1" || !/swiftshader/i.test(backend)) {
@@ -280,7 +298,7 @@ await check("a worker that does not stop on Cancel is replaced, with the model a
     const waited = await page.evaluate((t) => performance.now() - t, t0);
     const status = await page.textContent("#status");
     console.log(`     ${status}, ${waited.toFixed(0)} ms after the click (grace 1000 ms)`);
-    assert(waited >= 1000 && waited < 5000, `stopped ${waited} ms after the click`);
+    assert(waited >= 1000 && waited < 5000 * SCALE, `stopped ${waited} ms after the click`);
     assert(await page.isHidden("#error"), "an error shown for a cancelled run");
     // The new worker has the model and the photo: a run without a new photo works.
     await page.selectOption("#method", "gradcam");
@@ -318,6 +336,71 @@ await check("a dynamo export loads from its two files dropped together; alone it
     await page.setInputFiles("#file", [data, model]);
     await page.waitForFunction(() => document.getElementById("model-status").textContent.includes("resnet_tiny.onnx + resnet_tiny.onnx.data (10 classes)"), null, { timeout: 30000 });
     assert(await page.isHidden("#error"), "error cleared after the two-file drop");
+  });
+});
+
+/// Runs `action` on the page while a 10 ms timer watches its main thread; returns the longest
+/// the thread went without running it.
+async function longestBlock(page, action) {
+  await page.evaluate(() => {
+    const gaps = window.igcamBlock = { last: performance.now(), max: 0 };
+    gaps.timer = setInterval(() => {
+      const now = performance.now();
+      gaps.max = Math.max(gaps.max, now - gaps.last);
+      gaps.last = now;
+    }, 10);
+  });
+  await action();
+  return page.evaluate(() => { clearInterval(window.igcamBlock.timer); return window.igcamBlock.max; });
+}
+
+/// Drops the model file `path` on the page and waits until it is loaded.
+async function dropModel(page, path, name) {
+  await page.setInputFiles("#file", { name, mimeType: "application/octet-stream", buffer: readFileSync(path) });
+  await page.waitForFunction((n) => document.getElementById("model-status").textContent.includes(n), name, { timeout: 600000 });
+}
+
+/// Clicks the sample photo `name` and waits until a run can start.
+async function pickSample(page, name) {
+  await page.click(`img.sample[data-name="${name}"]`);
+  await page.waitForFunction(() => !document.getElementById("run").disabled, null, { timeout: 600000 });
+}
+
+await check("the page's thread stays free while models load and photos are prepared; each model loads once, in the worker", async () => {
+  await withPage(false, "", async (page) => {
+    const samples = await page.$$eval("img.sample", (is) => is.map((i) => i.dataset.name));
+    const gaps = {};
+    for (const name of samples) gaps[name] = await longestBlock(page, () => pickSample(page, name));
+    gaps["efficientnet-lite0.onnx"] = await longestBlock(page, () => dropModel(page, resolve(dist, "efficientnet-lite0.onnx"), "efficientnet-lite0.onnx"));
+    gaps["chelsea.png (Lite0 again)"] = await longestBlock(page, () => pickSample(page, "chelsea.png"));
+    let expected = 2;
+    if (resnet50) {
+      gaps["resnet50.onnx"] = await longestBlock(page, () => dropModel(page, resnet50, "resnet50.onnx"));
+      gaps["chelsea.png (ResNet-50)"] = await longestBlock(page, () => pickSample(page, "chelsea.png"));
+      expected++;
+    }
+    const shown = Object.entries(gaps).map(([k, v]) => `${k} ${v.toFixed(0)} ms`).join(", ");
+    console.log(`     longest main-thread blocks: ${shown}`);
+    timings.main_thread_max_gap_ms.model_and_photo = Object.fromEntries(Object.entries(gaps).map(([k, v]) => [k, Math.round(v)]));
+    for (const [what, gap] of Object.entries(gaps)) assert(gap < BLOCK_MS, `the page's thread was blocked ${gap.toFixed(0)} ms by ${what}`);
+    const loads = await page.evaluate(() => window.igcamModelLoads());
+    assert(loads.page === 0 && loads.worker === expected, `model loads ${JSON.stringify(loads)}, expected ${expected} in the worker and none in the page`);
+  });
+});
+
+await check("a worker that dies is replaced, its request retried once, and the page says so", async () => {
+  await withPage(false, "", async (page) => {
+    await startLongRun(page, "igcam");
+    // The browser reports a dead worker with an error event on it.
+    await page.evaluate(() => window.igcamWorker.worker.dispatchEvent(new ErrorEvent("error", { message: "simulated" })));
+    await page.waitForFunction(() => window.igcamResult !== undefined, null, { timeout: 600000 });
+    const r = await page.evaluate(() => window.igcamResult);
+    assert(r.method === "igcam" && r.height === 7 && r.steps === 100, `after the restart: ${r.method} m=${r.steps}`);
+    const status = await page.textContent("#status");
+    const said = await page.textContent("#notice");
+    assert(said.includes("The explanation worker stopped (simulated); a new one took over."), `the page said ${said}`);
+    assert(status.startsWith("done on CPU"), `status after the retried run: ${status}`);
+    assert(await page.isHidden("#error"), "an error shown for a retried run");
   });
 });
 

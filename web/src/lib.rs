@@ -1,11 +1,14 @@
 //! igcam in the browser: wasm-bindgen bindings over the core crate. All explanation maths stays
-//! in `igcam`; this crate only picks the device, keeps the page's state, drives the path in
-//! chunks with a yield to the event loop between them, and hands pixels to the page.
+//! in `igcam`; this crate only picks the device, keeps the state (the model and photo where
+//! they are computed on, the photo's pixels where it is drawn), drives the path in chunks with
+//! a yield to the event loop between them, and hands pixels to the page. On the CPU path the
+//! explanation worker (`explain-worker.js`) owns the model and the photo; the page only draws.
 
 mod backend;
 mod state;
 
 use igcam::cam::{self, Method};
+use igcam::error::{Setting, Spelling};
 use igcam::render::{self, Colormap};
 use igcam::{Explainer, ExplainerOptions, Request, labels};
 use js_sys::{Function, Promise};
@@ -19,6 +22,42 @@ pub use wasm_bindgen_rayon::init_thread_pool;
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
+}
+
+/// The page's words for the library's settings: its controls.
+struct PageSpelling;
+
+impl Spelling for PageSpelling {
+    fn name(&self, setting: Setting) -> String {
+        match setting {
+            Setting::Steps => "Steps",
+            Setting::Batch => "the batch",
+            Setting::Force => "force",
+            Setting::Layer | Setting::LayerList => "the Layer list",
+            Setting::Target => "the class",
+            Setting::MaxPixels => "the largest photo size",
+            Setting::NoCrop => "whole-photo mode",
+            Setting::Lenient => "lenient decoding",
+        }
+        .to_string()
+    }
+
+    fn set(&self, setting: Setting) -> String {
+        match setting {
+            Setting::Layer => "pick one in the Layer list".into(),
+            s => format!("set {}", self.name(s)),
+        }
+    }
+}
+
+/// A library error, worded for the page.
+fn igcam_err(e: igcam::Error) -> JsError {
+    JsError::new(&e.render(&PageSpelling))
+}
+
+/// Milliseconds from the page's clock, for each map's share of a request's time.
+fn now_ms() -> f64 {
+    js_sys::Date::now()
 }
 
 /// Lets the browser run its event loop before the next chunk, through the next frame: the
@@ -95,6 +134,30 @@ fn console_panic_hook() {
     }));
 }
 
+/// One row of the method table, for the page's method list.
+#[derive(Serialize)]
+struct MethodRow {
+    /// The name the page sends back (`igcam`, `gradcam`, ...).
+    name: &'static str,
+    /// The name people read.
+    display: &'static str,
+    /// Whether its pass is per class (pixel IG): the page then explains the current class only.
+    per_class: bool,
+}
+
+/// Every method of the library's table, in its order: the page lists them all.
+#[wasm_bindgen]
+pub fn methods() -> Result<JsValue, JsError> {
+    let rows: Vec<MethodRow> = Method::all()
+        .map(|m| MethodRow {
+            name: m.name(),
+            display: m.display(),
+            per_class: m.is_pixel(),
+        })
+        .collect();
+    Ok(serde_wasm_bindgen::to_value(&rows)?)
+}
+
 /// What the page needs to know about a model.
 #[derive(Serialize)]
 struct ModelInfo {
@@ -120,7 +183,7 @@ pub fn load_model(
         files.add(name, data);
     }
     let model =
-        igcam::onnx::OnnxModel::from_bytes_and_data(bytes, &files, &device).map_err(js_err)?;
+        igcam::onnx::OnnxModel::from_bytes_and_data(bytes, &files, &device).map_err(igcam_err)?;
     let mut labels = labels::parse_labels(labels_text);
     if labels.len() != model.num_classes() {
         labels.clear();
@@ -131,9 +194,16 @@ pub fn load_model(
         layers: model.layers(),
         default_layer: model.default_layer(),
     };
-    let explainer = Explainer::new(model, labels, ExplainerOptions::default()).map_err(js_err)?;
+    let explainer =
+        Explainer::new(model, labels, ExplainerOptions::default()).map_err(igcam_err)?;
     state::set_explainer(explainer);
     Ok(serde_wasm_bindgen::to_value(&info)?)
+}
+
+/// How many models this module has loaded (a test of the page counts the loads of each path).
+#[wasm_bindgen]
+pub fn models_loaded() -> u32 {
+    state::models_loaded()
 }
 
 /// What the page learns about a new photo.
@@ -148,14 +218,14 @@ struct Photo {
 }
 
 /// Decodes a photo, fits it to the model input and returns its top-5 classes, size and crop;
-/// it becomes the photo that `explain` and `overlay_rgba` use.
+/// it becomes the photo that `explain` uses (and `overlay_rgba` draws on).
 #[wasm_bindgen]
 pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
     let s = state::get()?;
     let explainer = s.explainer()?;
-    let image = igcam::preprocess::decode(&bytes).map_err(js_err)?;
+    let image = igcam::preprocess::decode(&bytes).map_err(igcam_err)?;
     // The logits are read back without blocking (WebGPU cannot block).
-    let preparing = explainer.start_prepare(&image).map_err(js_err)?;
+    let preparing = explainer.start_prepare(&image).map_err(igcam_err)?;
     let classes = explainer.model().num_classes();
     let logits = host(preparing.logits().reshape([1, 1, 1, classes])).await?;
     let prepared = preparing.finish(logits, explainer.labels());
@@ -165,17 +235,29 @@ pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
         size: [source.width(), source.height()],
         crop: prepared.geometry.crop_box(),
     };
-    state::set_photo(prepared, source);
+    state::set_photo(prepared);
+    state::set_source(source);
     Ok(serde_wasm_bindgen::to_value(&photo)?)
 }
 
-/// The current photo as uploaded, as RGBA pixels.
+/// The current photo as decoded, as RGBA pixels (what the explanation worker hands the page
+/// to draw).
 #[wasm_bindgen]
 pub fn photo_rgba() -> Result<Vec<u8>, JsError> {
     let s = state::get()?;
     Ok(image::DynamicImage::ImageRgb8(s.source()?.clone())
         .to_rgba8()
         .into_raw())
+}
+
+/// The photo to draw on, as RGBA pixels `width` x `height`: the page on the CPU path, whose
+/// worker decoded it.
+#[wasm_bindgen]
+pub fn set_source_rgba(rgba: Vec<u8>, width: u32, height: u32) -> Result<(), JsError> {
+    let rgba = image::RgbaImage::from_raw(width, height, rgba)
+        .ok_or_else(|| JsError::new("the photo's pixels do not fill its size"))?;
+    state::set_source(image::DynamicImage::ImageRgba8(rgba).into_rgb8());
+    Ok(())
 }
 
 /// The explanation handed to the page (and to the end-to-end test through `window`).
@@ -193,19 +275,20 @@ struct Explanation {
     ms: f64,
 }
 
-/// Explains every class of `targets` (empty: the top-1) with every method of `methods`
-/// (igcam, gradcam, gradcampp, xgradcam, layercam, ig) on the current photo in one request:
-/// the backbone runs once per chunk of path points for all of them. Calls
-/// `on_progress(done, total)` after each chunk of `batch` path points and yields to the
+/// Explains every class of `targets` (empty: the top-1) with every method of `methods` (names
+/// from [`methods`]) on the current photo in one request: the backbone runs once per chunk of
+/// path points for all of them. `batch`: path points per chunk (`undefined`: the model's
+/// memory-aware default). Calls `on_progress(done, total)` after each chunk and yields to the
 /// browser in between; stops with the error `cancelled` when `should_stop()` is true then.
-/// Returns the maps target-major; `ms` is the whole request's time.
+/// Returns the maps target-major; each map's `ms` is its share of the request's time, as in
+/// the CLI.
 #[wasm_bindgen]
 pub async fn explain(
     methods: Vec<String>,
     steps: usize,
     targets: Vec<u32>,
     layer: Option<String>,
-    batch: usize,
+    batch: Option<usize>,
     on_progress: Function,
     should_stop: Function,
 ) -> Result<JsValue, JsError> {
@@ -216,7 +299,7 @@ pub async fn explain(
         .iter()
         .map(|m| Method::parse(m))
         .collect::<igcam::Result<Vec<_>>>()
-        .map_err(js_err)?;
+        .map_err(igcam_err)?;
     let targets = if targets.is_empty() {
         vec![photo.ranked[0].index]
     } else {
@@ -224,11 +307,11 @@ pub async fn explain(
     };
     let mut request = Request::new(targets, methods, steps);
     request.layer = layer.filter(|l| !l.is_empty());
-    request.batch = Some(batch.max(1));
-    let start = js_sys::Date::now();
-    let mut explaining = explainer.start(photo, &request).map_err(js_err)?;
+    request.batch = batch;
+    request.clock = Some(now_ms);
+    let mut explaining = explainer.start(photo, &request).map_err(igcam_err)?;
     while !explaining.is_done() {
-        let (done, total) = explaining.step().map_err(js_err)?;
+        let (done, total) = explaining.step().map_err(igcam_err)?;
         let _ = on_progress.call2(
             &JsValue::NULL,
             &(done as u32).into(),
@@ -242,10 +325,11 @@ pub async fn explain(
             return Err(JsError::new("cancelled"));
         }
     }
-    let maps = explaining.finish().map_err(js_err)?.maps;
+    let maps = explaining.finish().map_err(igcam_err)?.maps;
     let mut out = Vec::with_capacity(maps.len());
     for map in maps {
         let [_, _, height, width] = map.map.dims();
+        let start = now_ms();
         let values = host(map.map).await?;
         out.push(Explanation {
             method: map.method.name().into(),
@@ -257,28 +341,26 @@ pub async fn explain(
             height,
             width,
             values,
-            ms: 0.0,
+            // Its share of the chunks, and its own read-back.
+            ms: map.ms + now_ms() - start,
         });
-    }
-    let ms = js_sys::Date::now() - start;
-    for e in &mut out {
-        e.ms = ms;
     }
     Ok(serde_wasm_bindgen::to_value(&out)?)
 }
 
-/// The overlay of a raw map on the whole photo as uploaded (RGBA, the photo's size): the map
-/// covers the region the model saw, which is outlined.
+/// The overlay of a raw map on the whole photo (RGBA, the photo's size): the map covers the
+/// region the model saw, `crop` (`{x0, y0, x1, y1}` from `set_image`), which is outlined.
 #[wasm_bindgen]
 pub fn overlay_rgba(
     values: Vec<f32>,
     height: usize,
     width: usize,
+    crop: JsValue,
     colormap: &str,
     alpha: f32,
 ) -> Result<Vec<u8>, JsError> {
     let s = state::get()?;
-    let photo = s.photo()?;
+    let crop: igcam::metrics::PixelBox = serde_wasm_bindgen::from_value(crop)?;
     let map = cam::CamMap {
         height,
         width,
@@ -287,8 +369,8 @@ pub fn overlay_rgba(
     let over = render::overlay_region(
         s.source()?,
         &map,
-        photo.geometry.crop_box(),
-        Colormap::parse(colormap).map_err(js_err)?,
+        crop,
+        Colormap::parse(colormap).map_err(igcam_err)?,
         alpha,
     );
     Ok(image::DynamicImage::ImageRgb8(over).to_rgba8().into_raw())
@@ -297,7 +379,7 @@ pub fn overlay_rgba(
 /// A horizontal colour bar, `width` x 1 RGBA pixels, low values on the left.
 #[wasm_bindgen]
 pub fn colorbar_rgba(colormap: &str, width: usize) -> Result<Vec<u8>, JsError> {
-    let c = Colormap::parse(colormap).map_err(js_err)?;
+    let c = Colormap::parse(colormap).map_err(igcam_err)?;
     Ok((0..width)
         .flat_map(|i| {
             let [r, g, b] = c.rgb(i as f32 / (width.max(2) - 1) as f32);

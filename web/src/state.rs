@@ -1,8 +1,10 @@
-//! The page's state: one device, one explainer, one prepared photo. The browser is
-//! single-threaded, so a thread-local holds it; handlers take `Rc` snapshots so nothing stays
-//! borrowed across awaits.
+//! The module's state: one device, one explainer, one prepared photo, and the photo's pixels to
+//! draw on. Where the explanations run (the explanation worker on the CPU path, the page on
+//! WebGPU) the model and the prepared photo live here; where the maps are drawn (the page) the
+//! pixels do. The browser is single-threaded per module, so a thread-local holds it; handlers
+//! take `Rc` snapshots so nothing stays borrowed across awaits.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use burn::tensor::Device;
@@ -50,6 +52,8 @@ impl State {
 
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    /// Models loaded by this module since it started.
+    static MODELS_LOADED: Cell<u32> = const { Cell::new(0) };
 }
 
 /// A snapshot of the state (after `init`).
@@ -77,23 +81,36 @@ pub fn set_device(device: Device, description: String) {
     });
 }
 
-/// Replaces the model (and forgets the photo, whose tensors belong to the old model).
-pub fn set_explainer(explainer: Explainer) {
+/// Changes the state, if `init` has run.
+fn update(f: impl FnOnce(&mut State)) {
     STATE.with(|s| {
         if let Some(st) = s.borrow_mut().as_mut() {
-            st.explainer = Some(Rc::new(explainer));
-            st.photo = None;
-            st.source = None;
+            f(st);
         }
     });
 }
 
-/// Replaces the photo: the prepared one and the one as uploaded.
-pub fn set_photo(photo: Prepared, source: RgbImage) {
-    STATE.with(|s| {
-        if let Some(st) = s.borrow_mut().as_mut() {
-            st.photo = Some(Rc::new(photo));
-            st.source = Some(Rc::new(source));
-        }
+/// Replaces the model (and forgets the photo, whose tensors belong to the old model).
+pub fn set_explainer(explainer: Explainer) {
+    MODELS_LOADED.with(|n| n.set(n.get() + 1));
+    update(|st| {
+        st.explainer = Some(Rc::new(explainer));
+        st.photo = None;
+        st.source = None;
     });
+}
+
+/// How many models [`set_explainer`] has taken.
+pub fn models_loaded() -> u32 {
+    MODELS_LOADED.with(Cell::get)
+}
+
+/// Replaces the prepared photo.
+pub fn set_photo(photo: Prepared) {
+    update(|st| st.photo = Some(Rc::new(photo)));
+}
+
+/// Replaces the photo to draw on.
+pub fn set_source(source: RgbImage) {
+    update(|st| st.source = Some(Rc::new(source)));
 }

@@ -131,6 +131,19 @@ impl PathArgs {
     }
 }
 
+/// The option groups `explain`, `eval` and `bench` all take.
+#[derive(Args, Clone, Debug)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub path: PathArgs,
+    #[command(flatten)]
+    pub image: ImageArgs,
+}
+
 /// The device, the model and everything built from them.
 pub struct Loaded {
     /// What runs.
@@ -142,13 +155,13 @@ pub struct Loaded {
 }
 
 /// Opens the device, loads the model and its labels, and builds the explainer.
-pub fn load(
-    model: &ModelArgs,
-    device: &DeviceArgs,
-    path: &PathArgs,
-    image: &ImageArgs,
-    no_crop: bool,
-) -> Result<Loaded> {
+pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
+    let CommonArgs {
+        model,
+        device,
+        path,
+        image,
+    } = common;
     backend::set_threads(device.threads)?;
     let backend = backend::open(device.backend);
     let (onnx, model_name) = output::load_model(model.model.as_deref(), &backend.device)?;

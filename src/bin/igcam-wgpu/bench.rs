@@ -12,7 +12,7 @@ use igcam::{Explainer, Request};
 use image::DynamicImage;
 use serde::Serialize;
 
-use crate::args::{self, DeviceArgs, ImageArgs, ModelArgs, PathArgs};
+use crate::args::{self, CommonArgs};
 use crate::{assets, clock, output};
 
 /// Arguments of `bench`.
@@ -39,13 +39,7 @@ pub struct BenchArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    device: DeviceArgs,
-    #[command(flatten)]
-    path: PathArgs,
-    #[command(flatten)]
-    decoding: ImageArgs,
+    common: CommonArgs,
 }
 
 /// One row's timings.
@@ -115,7 +109,7 @@ fn time_row(
     image: &DynamicImage,
     row: &Row,
 ) -> Result<MethodTiming> {
-    let mut path = args.path.clone();
+    let mut path = args.common.path.clone();
     path.methods = row.methods.clone();
     let request = path.request(row.targets.clone());
     // Warm-up: kernel compilation and allocations.
@@ -174,30 +168,30 @@ fn print_profile(name: &str, p: &Profile) {
 
 /// Runs `bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    args.path.check()?;
+    args.common.path.check()?;
     if args.reps == 0 {
         anyhow::bail!("--reps must be at least 1");
     }
-    let loaded = args::load(&args.model, &args.device, &args.path, &args.decoding, false)?;
+    let loaded = args::load(&args.common, false)?;
     let explainer = &loaded.explainer;
     let bytes = match &args.image {
         Some(p) => output::read(p)?,
         None => assets::DEFAULT_IMAGE.to_vec(),
     };
-    let image = args.decoding.decode(&bytes, "image")?;
+    let image = args.common.image.decode(&bytes, "image")?;
     let targets = explainer.resolve_targets(&explainer.prepare(&image)?, &args.target)?;
     let mut rows: Vec<Row> = Vec::new();
-    let first = args.path.methods[0];
+    let first = args.common.path.methods[0];
     if args.together && targets.len() > 1 {
         // The single map the one-pass request is compared with.
         rows.push(Row {
-            name: format!("{} x 1 target", first.label(args.path.integrate)),
+            name: format!("{} x 1 target", first.label(args.common.path.integrate)),
             methods: vec![first],
             targets: vec![targets[0]],
         });
     }
-    rows.extend(args.path.methods.iter().map(|&m| Row {
-        name: m.label(args.path.integrate),
+    rows.extend(args.common.path.methods.iter().map(|&m| Row {
+        name: m.label(args.common.path.integrate),
         methods: vec![m],
         targets: targets.clone(),
     }));
@@ -205,15 +199,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         rows.push(Row {
             name: format!(
                 "together: {} x {} targets",
-                args.path
+                args.common
+                    .path
                     .methods
                     .iter()
-                    .map(|m| m.label(args.path.integrate))
+                    .map(|m| m.label(args.common.path.integrate))
                     .collect::<Vec<_>>()
                     .join("+"),
                 targets.len()
             ),
-            methods: args.path.methods.clone(),
+            methods: args.common.path.methods.clone(),
             targets: targets.clone(),
         });
     }
@@ -227,7 +222,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         device: loaded.backend.description.clone(),
         model: loaded.model_name.clone(),
         layer: explainer.layer().into(),
-        steps: args.path.steps,
+        steps: args.common.path.steps,
         batch: explainer.batch(),
         targets,
         results,

@@ -17,7 +17,7 @@ use igcam::preprocess::{self, Baseline};
 use igcam::render;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::args::{self, DeviceArgs, ImageArgs, ModelArgs, PathArgs};
+use crate::args::{self, CommonArgs};
 use crate::output;
 use crate::results::{RowsFile, Stats, report, write_stats};
 
@@ -63,13 +63,7 @@ pub struct EvalArgs {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    device: DeviceArgs,
-    #[command(flatten)]
-    path: PathArgs,
-    #[command(flatten)]
-    decoding: ImageArgs,
+    common: CommonArgs,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
@@ -182,13 +176,12 @@ fn score_image(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let mut targets: Vec<usize> = Vec::new();
-    for w in &wanted {
-        if !targets.contains(&w.1) {
-            targets.push(w.1);
-        }
-    }
-    let maps = explainer.explain(&prepared, &args.path.request(targets), &mut |_, _| {})?;
+    let targets = igcam::dedup::unique(wanted.iter().map(|w| w.1));
+    let maps = explainer.explain(
+        &prepared,
+        &args.common.path.request(targets),
+        &mut |_, _| {},
+    )?;
     let preset = explainer.options().preset;
     let chw = preprocess::normalise(&prepared.photo, preset);
     let blurred = preprocess::normalise(&image::imageops::blur(&prepared.photo, 5.0), preset);
@@ -253,7 +246,7 @@ fn score_image(
 
 /// Runs `eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    args.path.check()?;
+    args.common.path.check()?;
     if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
         bail!(
             "--tolerance {} must be a finite number of pixels, 0 or more",
@@ -281,7 +274,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.npy {
         output::prepare_dir(&args.out.join("maps"))?;
     }
-    let loaded = args::load(&args.model, &args.device, &args.path, &args.decoding, false)?;
+    let loaded = args::load(&args.common, false)?;
     let explainer = &loaded.explainer;
     classes.check(explainer.model().num_classes())?;
     if !args.quiet {
@@ -370,6 +363,6 @@ fn evaluate_one(
     };
     let path =
         find_image(&args.data, id).with_context(|| format!("no JPEGImages/{id}.jpg or .png"))?;
-    let image = args.decoding.decode(&output::read(&path)?, id)?;
+    let image = args.common.image.decode(&output::read(&path)?, id)?;
     score_image(args, explainer, classes, id, &annotation, &image, stats).map(Some)
 }

@@ -10,7 +10,7 @@ use igcam::labels::Prediction;
 use igcam::render::{self, Colormap};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::args::{self, DeviceArgs, ImageArgs, Loaded, ModelArgs, PathArgs};
+use crate::args::{self, CommonArgs, Loaded};
 use crate::assets;
 use crate::output::{self, JsonCam, JsonClass, JsonRecord, OutputNames};
 
@@ -48,13 +48,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    device: DeviceArgs,
-    #[command(flatten)]
-    path: PathArgs,
-    #[command(flatten)]
-    decoding: ImageArgs,
+    common: CommonArgs,
 }
 
 /// What the overlay PNG shows.
@@ -125,7 +119,11 @@ struct Session<'a> {
 impl Session<'_> {
     fn explain_image(&self, input: &Input, records: &mut Vec<serde_json::Value>) -> Result<()> {
         let explainer = &self.loaded.explainer;
-        let image = self.args.decoding.decode(&input.bytes()?, &input.name)?;
+        let image = self
+            .args
+            .common
+            .image
+            .decode(&input.bytes()?, &input.name)?;
         let prepared = explainer.prepare(&image)?;
         let source = match self.args.overlay {
             Overlay::Full => Some(image.to_rgb8()),
@@ -143,7 +141,7 @@ impl Session<'_> {
             });
         }
         let targets = explainer.resolve_targets(&prepared, &self.args.target)?;
-        let request = self.args.path.request(targets.clone());
+        let request = self.args.common.path.request(targets.clone());
         let mut run = explainer.start(&prepared, &request)?;
         self.bar.inc_length(run.total() as u64);
         while !run.is_done() {
@@ -234,7 +232,7 @@ impl Session<'_> {
 /// Runs `explain`. Images that fail are reported and skipped; the exit status is an error if
 /// any failed.
 pub fn run(args: ExplainArgs) -> Result<()> {
-    args.path.check()?;
+    args.common.path.check()?;
     if !(0.0..=1.0).contains(&args.alpha) {
         bail!("--alpha must be between 0 and 1");
     }
@@ -243,13 +241,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         output::check_writable(json)?;
     }
     let inputs = inputs(&args)?;
-    let loaded = args::load(
-        &args.model,
-        &args.device,
-        &args.path,
-        &args.decoding,
-        args.no_crop,
-    )?;
+    let loaded = args::load(&args.common, args.no_crop)?;
     if !args.quiet {
         eprintln!(
             "backend: {}; model: {}; layer: {}",

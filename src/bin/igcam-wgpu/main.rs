@@ -11,12 +11,14 @@ mod layers;
 mod merge;
 mod model_folder;
 mod output;
+mod panics;
 mod results;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use igcam::error::{Setting, Spelling};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -83,6 +85,42 @@ fn one_line(text: &str) -> String {
     parts.join("; ")
 }
 
+/// The command line's words for the library's settings: its flags.
+struct CliSpelling;
+
+impl Spelling for CliSpelling {
+    fn name(&self, setting: Setting) -> String {
+        match setting {
+            Setting::Steps => "--steps",
+            Setting::Batch => "--batch",
+            Setting::Force => "--force",
+            Setting::Layer => "--layer",
+            Setting::LayerList => "`igcam-wgpu layers MODEL.onnx`",
+            Setting::Target => "--target",
+            Setting::MaxPixels => "--max-pixels",
+            Setting::NoCrop => "--no-crop",
+            Setting::Lenient => "--lenient",
+        }
+        .to_string()
+    }
+
+    fn set(&self, setting: Setting) -> String {
+        format!("pass {}", self.name(setting))
+    }
+}
+
+/// An error and its causes on one line, as anyhow's `{:#}` writes them, with the library's
+/// errors worded for the command line.
+fn render(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|cause| match cause.downcast_ref::<igcam::Error>() {
+            Some(e) => e.render(&CliSpelling),
+            None => cause.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 fn main() -> ExitCode {
     // Panics inside the engine are turned into errors; keep the default hook's backtrace text
     // off the terminal unless asked for.
@@ -102,10 +140,10 @@ fn main() -> ExitCode {
     }));
     let error = match result {
         Ok(Ok(())) => return ExitCode::SUCCESS,
-        Ok(Err(e)) => format!("{e:#}"),
+        Ok(Err(e)) => render(&e),
         Err(p) => format!(
             "internal error: {} (rerun with IGCAM_DEBUG=1 and report it)",
-            igcam::onnx::panic_message(p.as_ref())
+            panics::panic_message(p.as_ref())
         ),
     };
     eprintln!("error: {}", error.replace('\n', " "));

@@ -6,6 +6,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use igcam::error::TensorDataError;
 use igcam::onnx::external::ExternalData;
 
 /// Reads external tensor data from the folder that holds the model.
@@ -28,7 +29,15 @@ impl ModelFolder {
 }
 
 impl ExternalData for ModelFolder {
-    fn read(&self, location: &str, offset: u64, length: u64) -> Result<Vec<u8>, String> {
+    fn read(&self, location: &str, offset: u64, length: u64) -> Result<Vec<u8>, TensorDataError> {
+        self.read_file(location, offset, length)
+            .map_err(TensorDataError)
+    }
+}
+
+impl ModelFolder {
+    /// [`ExternalData::read`] with the error as text.
+    fn read_file(&self, location: &str, offset: u64, length: u64) -> Result<Vec<u8>, String> {
         let path = self.dir.join(location);
         let real = path
             .canonicalize()

@@ -3,10 +3,12 @@
 
 use burn::tensor::activation;
 
-use super::{Backward, BuildContext, OpResult, Operator, take_float};
-use crate::onnx::backprop::{activation_grad, map_grad};
-use crate::onnx::cpu_conv::Activation as Fused;
-use crate::onnx::fuse::Epilogue;
+use super::grad::{activation_grad, map_grad};
+use super::{
+    Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, missing, take_float,
+};
+use crate::error::OpError;
+use crate::kernels::activation::Activation as Fused;
 use crate::onnx::value::{FloatValue, Value};
 
 #[derive(Clone, Copy)]
@@ -43,21 +45,23 @@ fn clip_bound(ctx: &BuildContext, i: usize, default: f32) -> OpResult<f32> {
     }
     let v = ctx
         .constant_input(i)
-        .ok_or("Clip bounds must be constants")?;
+        .ok_or_else(|| OpError::Unsupported("Clip bounds must be constants".into()))?;
     v.first()
         .copied()
-        .ok_or_else(|| "empty Clip bound".to_string())
+        .ok_or_else(|| OpError::Data("empty Clip bound".into()))
 }
 
 /// The constant scalar exponent of `Pow`.
 fn pow_exponent(ctx: &BuildContext) -> OpResult<f32> {
     match ctx.constant_input(1).as_deref() {
         Some([e]) => Ok(*e),
-        Some(v) => Err(format!(
+        Some(v) => Err(OpError::Unsupported(format!(
             "the exponent must be one value, got {} (only x^constant is supported)",
             v.len()
+        ))),
+        None => Err(OpError::Unsupported(
+            "the exponent must be a constant (only x^constant is supported)".into(),
         )),
-        None => Err("the exponent must be a constant (only x^constant is supported)".into()),
     }
 }
 
@@ -86,13 +90,21 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         "Gelu" => match a.string("approximate").as_deref() {
             None | Some("none") => Act::Gelu(false),
             Some("tanh") => Act::Gelu(true),
-            Some(other) => return Err(format!("unknown Gelu approximation `{other}`")),
+            Some(other) => {
+                return Err(OpError::Attribute(format!(
+                    "unknown Gelu approximation `{other}`"
+                )));
+            }
         },
         "Sqrt" => Act::Sqrt,
         "Pow" => Act::Pow(pow_exponent(ctx)?),
         "Softmax" => Act::Softmax(a.int("axis", if ctx.opset < 13 { 1 } else { -1 })),
         "Identity" | "Dropout" => Act::PassThrough,
-        other => return Err(format!("`{other}` is not an activation")),
+        other => {
+            return Err(OpError::Unsupported(format!(
+                "`{other}` is not an activation"
+            )));
+        }
     };
     Ok(Box::new(Activation(act)))
 }
@@ -112,10 +124,17 @@ impl Operator for Activation {
         Some(Epilogue::Activation(a))
     }
 
-    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         let Value::Float(y) = step.output else {
-            return None;
+            return Err(OpError::NoGradient);
         };
+        if step.grad.tensor.dims() != y.tensor.dims() {
+            return Err(OpError::Shape(format!(
+                "gradient of shape {:?} for a tensor of {:?}",
+                step.grad.shape(),
+                y.shape()
+            )));
+        }
         let g = match self.0 {
             Act::PassThrough => Ok(step.grad),
             // σ'(x) = y (1 - y).
@@ -127,13 +146,13 @@ impl Operator for Activation {
             // PyTorch's hardsigmoid_backward and hardswish_backward, from the input.
             Act::HardSigmoid { alpha, beta } => {
                 let (alpha, beta) = (alpha as f32, beta as f32);
-                let x = step.float(0)?;
+                let x = step.float(0).or_no_gradient()?;
                 map_grad(x, &step.grad, |x, g| {
                     let v = alpha * x + beta;
                     if v > 0.0 && v < 1.0 { g * alpha } else { 0.0 }
                 })
             }
-            Act::HardSwish => map_grad(step.float(0)?, &step.grad, |x, g| {
+            Act::HardSwish => map_grad(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
                 if x < -3.0 {
                     0.0
                 } else if x <= 3.0 {
@@ -143,11 +162,11 @@ impl Operator for Activation {
                 }
             }),
             _ => match self.epilogue() {
-                Some(Epilogue::Activation(a)) => activation_grad(a, y, &step.grad)?,
-                _ => return None,
+                Some(Epilogue::Activation(a)) => activation_grad(a, y, &step.grad),
+                _ => Err(OpError::NoGradient),
             },
         };
-        Some(g.map(|g| vec![Some(g)]))
+        g.map(|g| vec![Some(g)])
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
@@ -155,11 +174,11 @@ impl Operator for Activation {
             return inputs
                 .first_mut()
                 .and_then(Option::take)
-                .ok_or_else(|| "input 0 is missing".into());
+                .ok_or_else(|| missing(0));
         }
         let mut x = take_float(inputs, 0)?;
         let softmax_dim = match self.0 {
-            Act::Softmax(axis) => x.physical_axis(axis).map_err(|e| e.to_string())?,
+            Act::Softmax(axis) => x.physical_axis(axis)?,
             _ => 0,
         };
         let t = x.tensor;

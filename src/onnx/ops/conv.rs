@@ -1,5 +1,5 @@
 //! `Conv` (2-D, with groups, dilation, explicit or automatic padding). On Burn's plain CPU
-//! device (no gradients) it runs the host kernel of [`cpu_conv`](crate::onnx::cpu_conv); tensors
+//! device (no gradients) it runs the host kernel of [`kernels::conv`](crate::kernels::conv); tensors
 //! that carry gradients, and the GPU, use Burn's convolution.
 
 use std::sync::Arc;
@@ -8,11 +8,13 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
-use super::{Backward, BuildContext, OpResult, Operator, Padding, spatial2, take_float, take_nchw};
-use crate::onnx::cpu_conv::{self, ConvShape};
-use crate::onnx::cpu_conv_grad;
-use crate::onnx::cpu_winograd;
-use crate::onnx::fuse::Fusion;
+use super::{
+    Backward, BuildContext, Fusion, OpResult, Operator, OrNoGradient, Padding, spatial2,
+    take_float, take_nchw,
+};
+use crate::error::OpError;
+use crate::kernels::shape::ConvShape;
+use crate::kernels::{conv as cpu_conv, conv_grad, winograd};
 use crate::onnx::host;
 use crate::onnx::value::{FloatValue, Value};
 
@@ -44,24 +46,31 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let a = ctx.attrs();
     let groups = a.int("group", 1);
     if groups < 1 {
-        return Err(format!("group {groups} must be positive"));
+        return Err(OpError::Attribute(format!(
+            "group {groups} must be positive"
+        )));
     }
     if let Some(k) = a.ints("kernel_shape")
         && k.len() != 2
     {
-        return Err(format!(
+        return Err(OpError::Unsupported(format!(
             "kernel_shape {k:?}: only 2-D convolutions are supported"
-        ));
+        )));
     }
     let strides = spatial2(a.ints("strides"), 1, "strides")?;
     let dilations = spatial2(a.ints("dilations"), 1, "dilations")?;
     let mut host = if is_plain_cpu(ctx.device) {
-        host_weights(ctx)
+        host_weights(ctx)?
     } else {
         None
     };
     if let Some(h) = &mut host {
         let [cout, cin, kh, kw] = h.shape;
+        if cout % groups as usize != 0 {
+            return Err(OpError::Shape(format!(
+                "{cout} output channels do not divide into {groups} groups"
+            )));
+        }
         let probe = ConvShape {
             cin,
             input: [kh, kw],
@@ -72,8 +81,8 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
             dilation: dilations,
             pad: [(0, 0); 2],
         };
-        if cpu_winograd::applies(&probe) {
-            h.winograd = Some(cpu_winograd::transform_filters(&h.weights, cout, cin));
+        if winograd::applies(&probe) {
+            h.winograd = Some(winograd::transform_filters(&h.weights, cout, cin));
         }
     }
     Ok(Box::new(Conv {
@@ -85,35 +94,63 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     }))
 }
 
-/// The weights (and bias) when they are 4-D constants known at load time.
-fn host_weights(ctx: &BuildContext) -> Option<HostWeights> {
-    let name = ctx.node.input.get(1)?;
-    let shape = ctx.constants.get(name)?.shape();
-    let shape: [usize; 4] = shape.try_into().ok()?;
-    let weights = ctx.constant_input(1)?;
-    let has_bias = ctx.node.input.get(2).is_some_and(|n| !n.is_empty());
-    let bias = if has_bias {
-        Some(ctx.constant_input(2)?.into())
-    } else {
-        None
+/// The weights (and bias) when they are 4-D constants known at load time; `None` when they are
+/// not (Burn's convolution runs then).
+fn host_weights(ctx: &BuildContext) -> OpResult<Option<HostWeights>> {
+    let Some(name) = ctx.node.input.get(1) else {
+        return Ok(None);
     };
-    Some(HostWeights {
+    let Some(shape) = ctx.constants.get(name).map(|c| c.shape()) else {
+        return Ok(None);
+    };
+    let Ok(shape) = <[usize; 4]>::try_from(shape) else {
+        return Ok(None);
+    };
+    let Some(weights) = ctx.constant_input(1) else {
+        return Ok(None);
+    };
+    check_weights(shape)?;
+    let has_bias = ctx.node.input.get(2).is_some_and(|n| !n.is_empty());
+    let bias: Option<Arc<[f32]>> = match (has_bias, ctx.constant_input(2)) {
+        (false, _) => None,
+        (true, Some(b)) if b.len() == shape[0] => Some(b.into()),
+        (true, Some(b)) => {
+            return Err(OpError::Shape(format!(
+                "a bias of {} values for {} output channels",
+                b.len(),
+                shape[0]
+            )));
+        }
+        (true, None) => return Ok(None),
+    };
+    Ok(Some(HostWeights {
         shape,
         weights: weights.into(),
         bias,
         winograd: None,
-    })
+    }))
+}
+
+/// Refuses weights with an empty axis.
+fn check_weights(w: [usize; 4]) -> OpResult<()> {
+    if w.contains(&0) {
+        return Err(OpError::Shape(format!(
+            "weights of shape {w:?} have an empty axis"
+        )));
+    }
+    Ok(())
 }
 
 impl Conv {
     fn shape(&self, x: [usize; 4], w: [usize; 4]) -> OpResult<ConvShape> {
         let [_, cin, h, wd] = x;
         let [cout, cin_g, kh, kw] = w;
-        if cin_g * self.groups != cin || cout % self.groups != 0 {
-            return Err(format!(
+        check_weights(w)?;
+        if cin_g.checked_mul(self.groups) != Some(cin) || cout % self.groups != 0 {
+            return Err(OpError::Shape(format!(
                 "weight [{cout}, {cin_g}, {kh}, {kw}] with group {} does not fit an input with {cin} channels",
                 self.groups
-            ));
+            )));
         }
         let shape = ConvShape {
             cin,
@@ -133,9 +170,9 @@ impl Conv {
                 crate::budget::check_work(x[0] * cout * oh * ow, cin_g * kh * kw)?;
             }
             _ => {
-                return Err(format!(
+                return Err(OpError::Shape(format!(
                     "kernel [{kh}, {kw}] does not fit the padded {h}x{wd} input"
-                ));
+                )));
             }
         }
         Ok(shape)
@@ -151,11 +188,11 @@ impl Conv {
     ) -> OpResult<(ConvShape, [usize; 2])> {
         let mut s = self.shape(x, w)?;
         for (p, extra) in s.pad.iter_mut().zip(extra) {
-            *p = (p.0 + extra.0, p.1 + extra.1);
+            *p = (p.0.saturating_add(extra.0), p.1.saturating_add(extra.1));
         }
         let out = s
             .output()
-            .ok_or("the kernel does not fit the padded input")?;
+            .ok_or_else(|| OpError::Shape("the kernel does not fit the padded input".into()))?;
         Ok((s, out))
     }
 
@@ -167,7 +204,11 @@ impl Conv {
         crate::budget::check_shape(&out_dims)?;
         let residual = match fusion.residual {
             Some(Value::Float(r)) if r.shape() == out_dims => Some(r.tensor),
-            Some(_) => return Err("the residual does not have the output's shape".into()),
+            Some(_) => {
+                return Err(OpError::Shape(
+                    "the residual does not have the output's shape".into(),
+                ));
+            }
             None => None,
         };
         let convolve = |x: &[f32], residual: Option<&[f32]>| {
@@ -177,9 +218,7 @@ impl Conv {
                 activation: fusion.activation,
             };
             match &host.winograd {
-                Some(u) if cpu_winograd::applies(&s) => {
-                    cpu_winograd::conv2d(x, dims[0], &s, u, &epilogue)
-                }
+                Some(u) if winograd::applies(&s) => winograd::conv2d(x, dims[0], &s, u, &epilogue),
                 _ => cpu_conv::conv2d(x, dims[0], &s, &host.weights, &epilogue),
             }
         };
@@ -219,45 +258,53 @@ impl Operator for Conv {
 
     fn run_fused(&self, inputs: &mut [Option<Value>], fusion: Fusion) -> OpResult<Value> {
         let x = take_nchw(inputs, 0)?;
-        let host = self.host.as_ref().ok_or("fused without host weights")?;
+        let host = self
+            .host
+            .as_ref()
+            .ok_or_else(|| OpError::Backend("fused without host weights".into()))?;
         self.run_host(x, host, fusion)
     }
 
-    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
-        let host = self.host.as_ref()?;
-        let x = step.float(0).filter(|x| x.rank == 4 && step.only_first())?;
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
+        let host = self.host.as_ref().or_no_gradient()?;
+        let x = step
+            .float(0)
+            .filter(|x| x.rank == 4 && step.only_first())
+            .or_no_gradient()?;
         if step.gate.is_some_and(|(a, _)| !a.derivative_from_output()) {
-            return None;
+            return Err(OpError::NoGradient);
         }
         let dims: [usize; 4] = x.tensor.dims();
         let input_grad = || {
             let (s, [oh, ow]) = self.padded_shape(dims, host.shape, step.pad)?;
             let g = &step.grad.tensor;
             if g.dims() != [dims[0], s.cout, oh, ow] {
-                return Err(format!(
+                return Err(OpError::Shape(format!(
                     "gradient of shape {:?} for an output of {:?}",
                     g.dims(),
                     [dims[0], s.cout, oh, ow]
-                ));
+                )));
             }
-            let grad = |gate: Option<cpu_conv_grad::Gate>| {
+            let grad = |gate: Option<conv_grad::Gate>| {
                 host::with_floats(g, |g| {
-                    cpu_conv_grad::conv2d_input_grad(g, dims[0], &s, &host.weights, gate)
+                    conv_grad::conv2d_input_grad(g, dims[0], &s, &host.weights, gate)
                 })
             };
             let dx = match step.gate {
                 Some((_, y)) if y.tensor.dims() != g.dims() => {
-                    return Err("the activation's output does not have the gradient's shape".into());
+                    return Err(OpError::Shape(
+                        "the activation's output does not have the gradient's shape".into(),
+                    ));
                 }
                 Some((activation, y)) => host::with_floats(&y.tensor, |output| {
-                    grad(Some(cpu_conv_grad::Gate { output, activation }))
+                    grad(Some(conv_grad::Gate { output, activation }))
                 })??,
                 None => grad(None)?,
             };
             let dx = host::tensor(dx, dims, &g.device());
             Ok(vec![Some(FloatValue::nchw(dx))])
         };
-        Some(input_grad())
+        input_grad()
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
@@ -268,15 +315,21 @@ impl Operator for Conv {
             return self.run_host(x, host, Fusion::default());
         }
         let w = take_nchw(inputs, 1)?;
+        let s = self.shape(x.dims(), w.dims())?;
         let bias = match inputs.get(2) {
             Some(Some(_)) => {
                 let b = take_float(inputs, 2)?;
                 let n = b.shape().iter().product::<usize>();
+                if n != s.cout {
+                    return Err(OpError::Shape(format!(
+                        "a bias of {n} values for {} output channels",
+                        s.cout
+                    )));
+                }
                 Some(b.tensor.reshape([n]))
             }
             _ => None,
         };
-        let s = self.shape(x.dims(), w.dims())?;
         let options = ConvOptions {
             stride: s.stride,
             padding: s.pad,

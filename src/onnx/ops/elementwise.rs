@@ -2,8 +2,8 @@
 
 use ndarray::ArrayD;
 
-use super::{Backward, BuildContext, OpResult, Operator, unbroadcast};
-use crate::onnx::fuse::Epilogue;
+use super::{Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, unbroadcast};
+use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 
 #[derive(Clone, Copy)]
@@ -29,38 +29,53 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 
 fn to_float(a: &ArrayD<i64>, like: &FloatValue) -> OpResult<FloatValue> {
     let values = a.iter().map(|&v| v as f32).collect();
-    FloatValue::from_host(values, a.shape(), &like.tensor.device()).map_err(|e| e.to_string())
+    FloatValue::from_host(values, a.shape(), &like.tensor.device())
 }
 
 fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
     let (a, b) = match (a.broadcast(b.shape()), b.broadcast(a.shape())) {
         (Some(av), _) => (av.to_owned(), b.clone()),
         (None, Some(bv)) => (a.clone(), bv.to_owned()),
-        _ => {
-            return Err(format!(
-                "shapes {:?} and {:?} do not broadcast",
-                a.shape(),
-                b.shape()
-            ));
-        }
+        _ => return Err(not_broadcast(a.shape(), b.shape())),
     };
     if matches!(op, Arith::Div) && b.iter().any(|&v| v == 0) {
-        return Err("integer division by zero".into());
+        return Err(OpError::Data("integer division by zero".into()));
     }
+    // Shape arithmetic wraps rather than panics on crafted values (the budget refuses the
+    // shapes they would give).
     Ok(match op {
-        Arith::Add => a + b,
-        Arith::Sub => a - b,
-        Arith::Mul => a * b,
-        Arith::Div => a / b,
+        Arith::Add => ndarray::Zip::from(&a)
+            .and(&b)
+            .map_collect(|&x, &y| x.wrapping_add(y)),
+        Arith::Sub => ndarray::Zip::from(&a)
+            .and(&b)
+            .map_collect(|&x, &y| x.wrapping_sub(y)),
+        Arith::Mul => ndarray::Zip::from(&a)
+            .and(&b)
+            .map_collect(|&x, &y| x.wrapping_mul(y)),
+        Arith::Div => ndarray::Zip::from(&a)
+            .and(&b)
+            .map_collect(|&x, &y| x.wrapping_div(y)),
     })
 }
 
-/// The shape two shapes broadcast to (right-aligned, the larger of each pair of dims; a
-/// mismatch is left to the tensor op to report).
-pub(super) fn broadcast_dims(a: &[usize], b: &[usize]) -> Vec<usize> {
+/// The error of two shapes that do not broadcast.
+fn not_broadcast(a: &[usize], b: &[usize]) -> OpError {
+    OpError::Shape(format!("shapes {a:?} and {b:?} do not broadcast"))
+}
+
+/// The shape two shapes broadcast to (NumPy's rule: right-aligned, each pair of dims equal or
+/// one of them 1).
+pub(super) fn broadcast_dims(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
     let rank = a.len().max(b.len());
     let dim = |s: &[usize], i: usize| (i + s.len()).checked_sub(rank).map_or(1, |j| s[j]);
-    (0..rank).map(|i| dim(a, i).max(dim(b, i))).collect()
+    (0..rank)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y || y == 1 => Ok(x),
+            (1, y) => Ok(y),
+            _ => Err(not_broadcast(a, b)),
+        })
+        .collect()
 }
 
 impl Operator for Binary {
@@ -73,7 +88,7 @@ impl Operator for Binary {
         matches!(self.0, Arith::Add).then_some(Epilogue::Add)
     }
 
-    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         let g = &step.grad;
         let mut grads = Vec::new();
         for i in 0..2 {
@@ -81,8 +96,8 @@ impl Operator for Binary {
                 grads.push(None);
                 continue;
             }
-            let x = step.float(i)?;
-            let other = || step.float(1 - i).map(|o| o.tensor.clone());
+            let x = step.float(i).or_no_gradient()?;
+            let other = || step.float(1 - i).map(|o| o.tensor.clone()).or_no_gradient();
             // d(a op b)/da and /db, times g, at the output's (broadcast) shape.
             let full = match (self.0, i) {
                 (Arith::Add, _) | (Arith::Sub, 0) => g.clone(),
@@ -98,15 +113,15 @@ impl Operator for Binary {
             };
             grads.push(Some(unbroadcast(&full, &x.shape())?));
         }
-        Some(Ok(grads))
+        Ok(grads)
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let [a, b, ..] = inputs else {
-            return Err("needs two inputs".into());
+            return Err(OpError::Graph("needs two inputs".into()));
         };
         let (Some(a), Some(b)) = (a.take(), b.take()) else {
-            return Err("needs two inputs".into());
+            return Err(OpError::Graph("needs two inputs".into()));
         };
         let (a, b) = match (a, b) {
             (Value::Int(a), Value::Int(b)) => return ints(self.0, &a, &b).map(Value::Int),
@@ -117,7 +132,7 @@ impl Operator for Binary {
             }
             (Value::Int(a), Value::Float(b)) => (to_float(&a, &b)?, b),
         };
-        let out = broadcast_dims(&a.shape(), &b.shape());
+        let out = broadcast_dims(&a.shape(), &b.shape())?;
         crate::budget::check_shape(&out)?;
         if out.len() == MAX_LOGICAL_RANK {
             // Rank 5 broadcasts in its own 5-D view (its first two axes are stored merged).

@@ -1,7 +1,8 @@
 //! `Gemm` (alpha, beta, transA, transB) and `MatMul`.
 
 use super::elementwise::broadcast_dims;
-use super::{Backward, BuildContext, OpResult, Operator, float_input, unbroadcast};
+use super::{Backward, BuildContext, OpResult, Operator, OrNoGradient, float_input, unbroadcast};
+use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 
 enum Linear {
@@ -30,10 +31,10 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 
 fn matrix(v: FloatValue, transpose: bool, which: &str) -> OpResult<FloatValue> {
     if v.rank < 2 {
-        return Err(format!(
+        return Err(OpError::Shape(format!(
             "{which} must have rank >= 2, got shape {:?}",
             v.shape()
-        ));
+        )));
     }
     Ok(if transpose {
         FloatValue {
@@ -48,7 +49,7 @@ fn matrix(v: FloatValue, transpose: bool, which: &str) -> OpResult<FloatValue> {
 impl Operator for Linear {
     /// `A`'s gradient `g · Bᵀ` (times alpha, transposed back for `transA`); none for a `B` or
     /// `C` computed from the input (attention), which Burn's autodiff handles.
-    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         let (alpha, ta, tb) = match self {
             Linear::Gemm {
                 alpha,
@@ -58,12 +59,16 @@ impl Operator for Linear {
             } => (*alpha, *trans_a, *trans_b),
             Linear::MatMul => (1.0, false, false),
         };
-        let a = step.float(0)?;
-        let b = step.float(1)?;
+        let a = step.float(0).or_no_gradient()?;
+        let b = step.float(1).or_no_gradient()?;
         let g = &step.grad;
-        if !step.only_first() || [a.rank, b.rank, g.rank].contains(&MAX_LOGICAL_RANK) || a.rank < 2
+        if !step.only_first()
+            || [a.rank, b.rank, g.rank].contains(&MAX_LOGICAL_RANK)
+            || a.rank < 2
+            || b.rank < 2
+            || g.rank < 2
         {
-            return None;
+            return Err(OpError::NoGradient);
         }
         // op(B)ᵀ: B itself when B is used transposed.
         let bt = if tb {
@@ -71,6 +76,15 @@ impl Operator for Linear {
         } else {
             b.tensor.clone().swap_dims(2, 3)
         };
+        let [gk, bk] = [g.tensor.dims()[3], bt.dims()[2]];
+        if gk != bk {
+            return Err(OpError::Shape(format!(
+                "a gradient of shape {:?} does not multiply B of shape {:?}",
+                g.shape(),
+                b.shape()
+            )));
+        }
+        broadcast_dims(&g.tensor.dims()[..2], &bt.dims()[..2])?;
         let mut da = g.tensor.clone().matmul(bt);
         if alpha != 1.0 {
             da = da.mul_scalar(alpha);
@@ -83,7 +97,7 @@ impl Operator for Linear {
         shape.truncate(g.rank - 2);
         shape.extend([d[2], d[3]]);
         let da = FloatValue::new(da, &shape);
-        Some(Ok(vec![Some(unbroadcast(&da, &a.shape())?)]))
+        Ok(vec![Some(unbroadcast(&da, &a.shape())?)])
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
@@ -97,15 +111,15 @@ impl Operator for Linear {
         let b = matrix(float_input(inputs, 1)?, tb, "B")?;
         let (sa, sb) = (a.shape(), b.shape());
         if sa[sa.len() - 1] != sb[sb.len() - 2] {
-            return Err(format!("cannot multiply {sa:?} by {sb:?}"));
+            return Err(OpError::Shape(format!("cannot multiply {sa:?} by {sb:?}")));
         }
         // The batch axes (all but the last two) broadcast against each other.
-        let mut out = broadcast_dims(&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
+        let mut out = broadcast_dims(&sa[..sa.len() - 2], &sb[..sb.len() - 2])?;
         out.extend([sa[sa.len() - 2], sb[sb.len() - 1]]);
         crate::budget::check_shape(&out)?;
         if out.len() == MAX_LOGICAL_RANK {
             if let Linear::Gemm { .. } = self {
-                return Err("Gemm takes 2-D matrices".into());
+                return Err(OpError::Shape("Gemm takes 2-D matrices".into()));
             }
             // Rank 5 multiplies in its own 5-D view (its first two axes are stored merged).
             let y = FloatValue::from_wide(a.wide().matmul(b.wide()));
@@ -118,7 +132,13 @@ impl Operator for Linear {
             }
             if let Some(Some(_)) = inputs.get(2) {
                 let c = float_input(inputs, 2)?;
-                crate::budget::check_shape(&broadcast_dims(&out, &c.shape()))?;
+                let with_c = broadcast_dims(&out, &c.shape())?;
+                if with_c != out {
+                    return Err(OpError::Shape(format!(
+                        "C of shape {:?} does not broadcast to the product's {out:?}",
+                        c.shape()
+                    )));
+                }
                 let c = c.tensor;
                 y = y.add(if *beta != 1.0 { c.mul_scalar(*beta) } else { c });
             }

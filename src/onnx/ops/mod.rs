@@ -7,10 +7,12 @@ mod activation;
 mod conv;
 pub(crate) use conv::is_plain_cpu;
 mod elementwise;
+pub mod grad;
 mod linear;
 mod norm;
 mod pad;
 mod pool;
+mod reduce;
 mod resize;
 mod shape;
 mod split;
@@ -21,12 +23,45 @@ use burn::tensor::{Device, Tensor};
 use ndarray::ArrayD;
 use onnx_ir::NodeProto;
 
-use super::fuse::{Epilogue, Fusion};
 use super::proto::{Attrs, HostTensor};
 use super::value::{FloatValue, Value};
+use crate::error::OpError;
+use crate::kernels::activation::Activation;
 
-/// Error text from an operator; the executor adds the node name and op type.
-pub type OpResult<T> = std::result::Result<T, String>;
+/// What a node can be as the tail of a fused convolution.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Epilogue {
+    /// An element-wise activation of its single input.
+    Activation(Activation),
+    /// `Add` of two tensors: one the convolution's output, the other a residual.
+    Add,
+}
+
+/// What the runner folds into a convolution.
+#[derive(Clone, Debug, Default)]
+pub struct Fusion {
+    /// Extra zero padding `(begin, end)` per spatial axis, from a preceding `Pad`.
+    pub pad: [(usize, usize); 2],
+    /// A tensor of the output's shape added to the output.
+    pub residual: Option<Value>,
+    /// The activation applied last.
+    pub activation: Option<Activation>,
+}
+
+/// What an operator returns; the executor adds the node name and op type to an error.
+pub type OpResult<T> = std::result::Result<T, OpError>;
+
+/// `None` as [`OpError::NoGradient`], for the reverse steps.
+pub trait OrNoGradient<T> {
+    /// The value, or [`OpError::NoGradient`].
+    fn or_no_gradient(self) -> OpResult<T>;
+}
+
+impl<T> OrNoGradient<T> for Option<T> {
+    fn or_no_gradient(self) -> OpResult<T> {
+        self.ok_or(OpError::NoGradient)
+    }
+}
 
 /// One executable node: inputs in ONNX order (absent optional inputs are `None`), one output.
 pub trait Operator {
@@ -75,10 +110,10 @@ pub trait Operator {
 
     /// The gradient with respect to each input (`None` where none flows: constants, shapes),
     /// from the forward pass's values and the gradient of the output, for the host reverse
-    /// pass (`onnx::backprop`). `None`: this op, with these inputs, has no host gradient, and
-    /// the caller uses Burn's autodiff instead.
-    fn backward(&self, _step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
-        None
+    /// pass (`onnx::backprop`). [`OpError::NoGradient`]: this op, with these inputs, has no
+    /// host gradient, and the caller uses Burn's autodiff instead.
+    fn backward(&self, _step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
+        Err(OpError::NoGradient)
     }
 }
 
@@ -97,7 +132,7 @@ pub struct Backward<'a> {
     pub pad: [(usize, usize); 2],
     /// An activation fused after a convolution and its output: `grad` is the activation's
     /// output gradient, and the convolution takes it through the activation first.
-    pub gate: Option<(super::cpu_conv::Activation, &'a FloatValue)>,
+    pub gate: Option<(Activation, &'a FloatValue)>,
 }
 
 impl Backward<'_> {
@@ -120,21 +155,27 @@ impl Backward<'_> {
     }
 }
 
-/// The gradient `grad` (of an output broadcast from `shape`) summed back to `shape`; `None`
-/// at rank 5.
-pub fn unbroadcast(grad: &FloatValue, shape: &[usize]) -> Option<FloatValue> {
+/// The gradient `grad` (of an output broadcast from `shape`) summed back to `shape`; no host
+/// gradient at rank 5.
+pub fn unbroadcast(grad: &FloatValue, shape: &[usize]) -> OpResult<FloatValue> {
     if grad.rank == super::value::MAX_LOGICAL_RANK || shape.len() == super::value::MAX_LOGICAL_RANK
     {
-        return None;
+        return Err(OpError::NoGradient);
     }
-    let want = super::value::stored_shape(shape).ok()?;
+    let want = super::value::stored_shape(shape)?;
     let mut t = grad.tensor.clone();
     for (axis, (&w, have)) in want.iter().zip(t.dims()).enumerate() {
         if w == 1 && have != 1 {
             t = t.sum_dim(axis);
         }
     }
-    (t.dims() == want).then(|| FloatValue::new(t, shape))
+    if t.dims() != want {
+        return Err(OpError::Shape(format!(
+            "a gradient of shape {:?} does not sum back to {shape:?}",
+            grad.shape()
+        )));
+    }
+    Ok(FloatValue::new(t, shape))
 }
 
 /// What an operator may look at while it is being built.
@@ -231,9 +272,9 @@ const REGISTRY: &[(&str, Builder)] = &[
     ("Slice", shape::build),
     ("Transpose", shape::build),
     ("Cast", shape::build),
-    ("ReduceMean", shape::build),
-    ("ReduceSum", shape::build),
-    ("ReduceMax", shape::build),
+    ("ReduceMean", reduce::build),
+    ("ReduceSum", reduce::build),
+    ("ReduceMax", reduce::build),
     ("Split", split::build),
     ("Resize", resize::build),
     ("Upsample", resize::build),
@@ -259,34 +300,46 @@ pub fn build(ctx: &BuildContext) -> OpResult<Option<Box<dyn Operator>>> {
 
 /// The float tensor at input `i`.
 pub fn float_input(inputs: &[Option<Value>], i: usize) -> OpResult<FloatValue> {
-    match inputs.get(i) {
-        Some(Some(Value::Float(f))) => Ok(f.clone()),
-        Some(Some(Value::Int(_))) => Err(format!(
-            "input {i} is an integer tensor where a float tensor is expected"
-        )),
-        _ => Err(format!("input {i} is missing")),
-    }
+    float_of(inputs.get(i).cloned().flatten(), i)
 }
 
 /// Takes the float tensor at input `i` out of `inputs` (no reference to it stays behind).
 pub fn take_float(inputs: &mut [Option<Value>], i: usize) -> OpResult<FloatValue> {
-    match inputs.get_mut(i).map(Option::take) {
-        Some(Some(Value::Float(f))) => Ok(f),
-        Some(Some(Value::Int(_))) => Err(format!(
+    float_of(inputs.get_mut(i).and_then(Option::take), i)
+}
+
+/// Input `i`, present and a float tensor.
+fn float_of(value: Option<Value>, i: usize) -> OpResult<FloatValue> {
+    match value {
+        Some(Value::Float(f)) if f.tensor.dims().contains(&0) => Err(empty(i, &f.shape())),
+        Some(Value::Float(f)) => Ok(f),
+        Some(Value::Int(_)) => Err(OpError::Type(format!(
             "input {i} is an integer tensor where a float tensor is expected"
-        )),
-        _ => Err(format!("input {i} is missing")),
+        ))),
+        None => Err(missing(i)),
     }
+}
+
+/// Input `i` is an empty tensor: Burn's ops do not take them, and no CNN computes one.
+pub fn empty(i: usize, shape: &[usize]) -> OpError {
+    OpError::Unsupported(format!(
+        "input {i} is an empty tensor (shape {shape:?}); empty tensors are not supported"
+    ))
+}
+
+/// Input `i` is absent.
+pub fn missing(i: usize) -> OpError {
+    OpError::Graph(format!("input {i} is missing"))
 }
 
 /// Takes the 4-D NCHW tensor at input `i` out of `inputs`.
 pub fn take_nchw(inputs: &mut [Option<Value>], i: usize) -> OpResult<Tensor<4>> {
     let v = take_float(inputs, i)?;
     if v.rank != 4 {
-        return Err(format!(
+        return Err(OpError::Shape(format!(
             "input {i} must be 4-D NCHW, got shape {:?}",
             v.shape()
-        ));
+        )));
     }
     Ok(v.tensor)
 }
@@ -295,20 +348,28 @@ pub fn take_nchw(inputs: &mut [Option<Value>], i: usize) -> OpResult<Tensor<4>> 
 pub fn int_input(inputs: &[Option<Value>], i: usize) -> OpResult<ArrayD<i64>> {
     match inputs.get(i) {
         Some(Some(Value::Int(a))) => Ok(a.clone()),
-        Some(Some(Value::Float(_))) => Err(format!(
+        Some(Some(Value::Float(_))) => Err(OpError::Type(format!(
             "input {i} is computed on the device where shape data (integers) is expected"
-        )),
-        _ => Err(format!("input {i} is missing")),
+        ))),
+        _ => Err(missing(i)),
+    }
+}
+
+/// Integer list from an optional input, or `None` when the input is absent.
+pub fn optional_ints(inputs: &[Option<Value>], i: usize) -> OpResult<Option<Vec<i64>>> {
+    match inputs.get(i) {
+        Some(Some(_)) => Ok(Some(int_input(inputs, i)?.iter().copied().collect())),
+        _ => Ok(None),
     }
 }
 
 /// Splits ONNX `pads` ([begin..., end...]) into per-axis (begin, end) pairs.
 pub fn pad_pairs<const N: usize>(pads: &[i64]) -> OpResult<[(usize, usize); N]> {
     if pads.len() != 2 * N || pads.iter().any(|&p| p < 0) {
-        return Err(format!(
+        return Err(OpError::Attribute(format!(
             "pads {pads:?} must hold {} non-negative values",
             2 * N
-        ));
+        )));
     }
     Ok(std::array::from_fn(|i| {
         (pads[i] as usize, pads[i + N] as usize)
@@ -320,9 +381,9 @@ pub fn spatial2(values: Option<Vec<i64>>, default: usize, what: &str) -> OpResul
     match values {
         None => Ok([default; 2]),
         Some(v) if v.len() == 2 && v.iter().all(|&x| x > 0) => Ok([v[0] as usize, v[1] as usize]),
-        Some(v) => Err(format!(
+        Some(v) => Err(OpError::Attribute(format!(
             "{what} {v:?} must be two positive values (only 2-D ops are supported)"
-        )),
+        ))),
     }
 }
 
@@ -335,9 +396,13 @@ pub fn same_padding(
     lower: bool,
 ) -> [(usize, usize); 2] {
     std::array::from_fn(|i| {
-        let out = input[i].div_ceil(stride[i]);
-        let effective = (kernel[i] - 1) * dilation[i] + 1;
-        let total = ((out - 1) * stride[i] + effective).saturating_sub(input[i]);
+        let out = input[i].div_ceil(stride[i].max(1));
+        let effective = kernel[i].saturating_sub(1).saturating_mul(dilation[i]) + 1;
+        let total = out
+            .saturating_sub(1)
+            .saturating_mul(stride[i])
+            .saturating_add(effective)
+            .saturating_sub(input[i]);
         let small = total / 2;
         if lower {
             (total - small, small)
@@ -369,7 +434,7 @@ impl Padding {
                 let pads = attrs.ints("pads").unwrap_or_else(|| vec![0; 4]);
                 Ok(Padding::Explicit(pad_pairs::<2>(&pads)?))
             }
-            Some(other) => Err(format!("unknown auto_pad `{other}`")),
+            Some(other) => Err(OpError::Attribute(format!("unknown auto_pad `{other}`"))),
         }
     }
 

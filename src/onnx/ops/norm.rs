@@ -4,7 +4,8 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::{Backward, BuildContext, OpResult, Operator, take_float};
+use super::{Backward, BuildContext, OpResult, Operator, OrNoGradient, take_float};
+use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_RANK, Value, normalize_axis};
 
 struct BatchNorm {
@@ -17,7 +18,9 @@ struct BatchNorm {
 
 fn host(ctx: &BuildContext, i: usize, what: &str) -> OpResult<Vec<f64>> {
     let v = ctx.constant_input(i).ok_or_else(|| {
-        format!("{what} must be a constant initialiser (export the model in eval mode)")
+        OpError::Unsupported(format!(
+            "{what} must be a constant initialiser (export the model in eval mode)"
+        ))
     })?;
     Ok(v.iter().copied().map(f64::from).collect())
 }
@@ -38,8 +41,10 @@ fn batch_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let mean = host(ctx, 3, "mean")?;
     let var = host(ctx, 4, "var")?;
     let c = gamma.len();
-    if [beta.len(), mean.len(), var.len()] != [c, c, c] {
-        return Err("scale, bias, mean and var must have the same length".into());
+    if [beta.len(), mean.len(), var.len()] != [c, c, c] || c == 0 {
+        return Err(OpError::Data(
+            "scale, bias, mean and var must have the same, positive length".into(),
+        ));
     }
     let scale: Vec<f32> = (0..c)
         .map(|i| (gamma[i] / (var[i] + eps).sqrt()) as f32)
@@ -64,9 +69,9 @@ impl Operator for BatchNorm {
         let shape = x.shape();
         let c = self.channels;
         if !(2..=MAX_RANK).contains(&x.rank) || shape[1] != c {
-            return Err(format!(
+            return Err(OpError::Shape(format!(
                 "input shape {shape:?} does not have {c} channels on axis 1"
-            ));
+            )));
         }
         let dims = along_channels(c, x.rank);
         let scale = self.scale.clone().reshape(dims);
@@ -75,17 +80,24 @@ impl Operator for BatchNorm {
         Ok(Value::Float(x))
     }
 
-    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
-        let x = step.float(0).filter(|x| (2..=MAX_RANK).contains(&x.rank))?;
-        if !step.only_first() {
-            return None;
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
+        let x = step
+            .float(0)
+            .filter(|x| (2..=MAX_RANK).contains(&x.rank) && step.only_first())
+            .or_no_gradient()?;
+        if step.grad.tensor.dims() != x.tensor.dims() {
+            return Err(OpError::Shape(format!(
+                "gradient of shape {:?} for a tensor of {:?}",
+                step.grad.shape(),
+                x.shape()
+            )));
         }
         let scale = self
             .scale
             .clone()
             .reshape(along_channels(self.channels, x.rank));
         let g = step.grad.tensor.clone().mul(scale);
-        Some(Ok(vec![Some(x.with_tensor(g))]))
+        Ok(vec![Some(x.with_tensor(g))])
     }
 }
 
@@ -112,8 +124,8 @@ fn constant_value(ctx: &BuildContext, i: usize, what: &str) -> OpResult<FloatVal
         .input
         .get(i)
         .and_then(|n| ctx.constants.get(n))
-        .ok_or_else(|| format!("{what} must be a constant initialiser"))?;
-    FloatValue::from_host(t.floats(), &t.shape(), ctx.device).map_err(|e| e.to_string())
+        .ok_or_else(|| OpError::Unsupported(format!("{what} must be a constant initialiser")))?;
+    FloatValue::from_host(t.floats(), &t.shape(), ctx.device)
 }
 
 fn optional_bias(ctx: &BuildContext, i: usize) -> OpResult<Option<FloatValue>> {
@@ -126,7 +138,9 @@ fn optional_bias(ctx: &BuildContext, i: usize) -> OpResult<Option<FloatValue>> {
 fn layer_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let a = ctx.attrs();
     if a.int("stash_type", 1) != 1 {
-        return Err("only stash_type 1 (float32 statistics) is supported".into());
+        return Err(OpError::Unsupported(
+            "only stash_type 1 (float32 statistics) is supported".into(),
+        ));
     }
     Ok(Box::new(Normalize {
         axes: Axes::From(a.int("axis", -1)),
@@ -140,7 +154,9 @@ fn instance_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let scale = constant_value(ctx, 1, "scale")?;
     let bias = constant_value(ctx, 2, "bias")?;
     if scale.shape() != bias.shape() {
-        return Err("scale and bias must have the same length".into());
+        return Err(OpError::Data(
+            "scale and bias must have the same length".into(),
+        ));
     }
     Ok(Box::new(Normalize {
         axes: Axes::Spatial,
@@ -163,18 +179,24 @@ impl Operator for Normalize {
         let x = take_float(inputs, 0)?;
         let shape = x.shape();
         let first = match self.axes {
-            Axes::From(axis) => normalize_axis(axis, x.rank).map_err(|e| e.to_string())?,
+            Axes::From(axis) => normalize_axis(axis, x.rank)?,
             Axes::Spatial if (3..=MAX_RANK).contains(&x.rank) => 2,
-            Axes::Spatial => return Err(format!("input shape {shape:?} has no spatial axes")),
+            Axes::Spatial => {
+                return Err(OpError::Shape(format!(
+                    "input shape {shape:?} has no spatial axes"
+                )));
+            }
         };
         let (scale, bias) = match self.axes {
             Axes::From(_) => {
-                if self.scale.shape() != shape[first..] {
-                    return Err(format!(
-                        "scale of shape {:?} does not match the normalised axes {:?} of {shape:?}",
+                let fits = |v: &FloatValue| v.shape() == shape[first..];
+                if !fits(&self.scale) || self.bias.as_ref().is_some_and(|b| !fits(b)) {
+                    return Err(OpError::Shape(format!(
+                        "scale of shape {:?} and bias of shape {:?} do not match the normalised axes {:?} of {shape:?}",
                         self.scale.shape(),
+                        self.bias.as_ref().map(FloatValue::shape),
                         &shape[first..]
-                    ));
+                    )));
                 }
                 (
                     self.scale.tensor.clone(),
@@ -184,9 +206,9 @@ impl Operator for Normalize {
             Axes::Spatial => {
                 let c = self.scale.shape().iter().product::<usize>();
                 if shape[1] != c {
-                    return Err(format!(
+                    return Err(OpError::Shape(format!(
                         "input shape {shape:?} does not have {c} channels on axis 1"
-                    ));
+                    )));
                 }
                 let dims = along_channels(c, x.rank);
                 (
@@ -196,7 +218,7 @@ impl Operator for Normalize {
             }
         };
         let physical = (first..x.rank)
-            .map(|d| x.physical_axis(d as i64).map_err(|e| e.to_string()))
+            .map(|d| x.physical_axis(d as i64))
             .collect::<OpResult<Vec<_>>>()?;
         let mut mean = x.tensor.clone();
         for &d in &physical {

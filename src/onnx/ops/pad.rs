@@ -2,7 +2,8 @@
 
 use burn::tensor::ops::PadMode;
 
-use super::{Backward, BuildContext, OpResult, Operator, take_float};
+use super::{Backward, BuildContext, OpResult, Operator, OrNoGradient, take_float};
+use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_RANK, Value, normalize_axis};
 
 enum Mode {
@@ -21,7 +22,7 @@ struct Pad {
 
 fn first_float(v: &Value) -> OpResult<f32> {
     Ok(v.host_floats()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| OpError::Backend(e.to_string()))?
         .first()
         .copied()
         .unwrap_or(0.0))
@@ -35,9 +36,9 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         "reflect" => Mode::Reflect,
         "edge" => Mode::Edge,
         other => {
-            return Err(format!(
+            return Err(OpError::Unsupported(format!(
                 "pad mode `{other}` is not supported (constant, reflect, edge)"
-            ));
+            )));
         }
     };
     let pads_attr = if ctx.opset < 11 { a.ints("pads") } else { None };
@@ -58,10 +59,10 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 fn ints_of(v: Option<&Value>, what: &str) -> OpResult<Vec<i64>> {
     match v {
         Some(Value::Int(a)) => Ok(a.iter().copied().collect()),
-        Some(Value::Float(_)) => Err(format!(
+        Some(Value::Float(_)) => Err(OpError::Type(format!(
             "{what} are computed on the device where shape data (integers) is expected"
-        )),
-        None => Err(format!("{what} are missing")),
+        ))),
+        None => Err(OpError::Graph(format!("{what} are missing"))),
     }
 }
 
@@ -80,16 +81,16 @@ impl Pad {
         let axes: Vec<usize> = match axes {
             Some(a) => ints_of(Some(a), "axes")?
                 .iter()
-                .map(|&a| normalize_axis(a, rank).map_err(|e| e.to_string()))
+                .map(|&a| normalize_axis(a, rank))
                 .collect::<OpResult<_>>()?,
             None => (0..rank).collect(),
         };
         let n = axes.len();
         if pads.len() != 2 * n || pads.iter().any(|&p| p < 0) {
-            return Err(format!(
+            return Err(OpError::Attribute(format!(
                 "pads {pads:?} must hold {} non-negative values",
                 2 * n
-            ));
+            )));
         }
         let mut pairs = vec![(0usize, 0usize); rank];
         for (i, &axis) in axes.iter().enumerate() {
@@ -128,27 +129,33 @@ impl Operator for Pad {
         }
     }
 
-    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         // Constant padding: the gradient of the input is the output's, cropped.
         let x = step
             .float(0)
-            .filter(|x| x.rank <= MAX_RANK && step.only_first())?;
+            .filter(|x| x.rank <= MAX_RANK && step.only_first())
+            .or_no_gradient()?;
         if !matches!(self.mode, Mode::Constant) {
-            return None;
+            return Err(OpError::NoGradient);
         }
         let input = |i: usize| step.inputs.get(i).copied().flatten();
-        let pairs = match self.pairs(x.rank, input(1), input(3)) {
-            Ok(p) => p,
-            Err(m) => return Some(Err(m)),
-        };
+        let pairs = self.pairs(x.rank, input(1), input(3))?;
         let stored = x.tensor.dims();
         let lead = MAX_RANK - x.rank;
         let ranges: [std::ops::Range<usize>; MAX_RANK] = std::array::from_fn(|d| {
             let begin = d.checked_sub(lead).map_or(0, |a| pairs[a].0);
             begin..begin + stored[d]
         });
+        let grad = step.grad.tensor.dims();
+        if ranges.iter().zip(grad).any(|(r, g)| r.end > g) {
+            return Err(OpError::Shape(format!(
+                "a gradient of shape {:?} does not hold the padded {:?}",
+                step.grad.shape(),
+                x.shape()
+            )));
+        }
         let g = step.grad.tensor.clone().slice(ranges);
-        Some(Ok(vec![Some(x.with_tensor(g))]))
+        Ok(vec![Some(x.with_tensor(g))])
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
@@ -163,6 +170,19 @@ impl Operator for Pad {
             .map(|(&d, &(b, e))| d.saturating_add(b).saturating_add(e))
             .collect();
         crate::budget::check_shape(&out)?;
+        let shape = x.shape();
+        for (axis, (&d, &(b, e))) in shape.iter().zip(&pairs).enumerate() {
+            let fits = match self.mode {
+                Mode::Constant => true,
+                Mode::Reflect => b.max(e) < d,
+                Mode::Edge => d > 0 || b + e == 0,
+            };
+            if !fits {
+                return Err(OpError::Shape(format!(
+                    "cannot pad axis {axis} of {shape:?} by ({b}, {e}) in this mode (reflect needs pads smaller than the axis)"
+                )));
+            }
+        }
         let mode = match self.mode {
             Mode::Constant => PadMode::Constant(value),
             Mode::Reflect => PadMode::Reflect,

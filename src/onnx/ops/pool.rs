@@ -5,9 +5,12 @@ use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
 use super::conv::is_plain_cpu;
-use super::{Backward, BuildContext, OpResult, Operator, Padding, spatial2, take_nchw};
-use crate::onnx::cpu_conv::{self, ConvShape};
-use crate::onnx::cpu_conv_grad;
+use super::{
+    Backward, BuildContext, OpResult, Operator, OrNoGradient, Padding, spatial2, take_nchw,
+};
+use crate::error::OpError;
+use crate::kernels::shape::ConvShape;
+use crate::kernels::{conv_grad, window};
 use crate::onnx::host;
 use crate::onnx::value::{FloatValue, Value};
 
@@ -43,11 +46,10 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let kernel = if global {
         [1, 1]
     } else {
-        spatial2(
-            Some(a.ints("kernel_shape").ok_or("kernel_shape is required")?),
-            1,
-            "kernel_shape",
-        )?
+        let kernel = a
+            .ints("kernel_shape")
+            .ok_or_else(|| OpError::Attribute("kernel_shape is required".into()))?;
+        spatial2(Some(kernel), 1, "kernel_shape")?
     };
     Ok(Box::new(Pool {
         kind,
@@ -72,16 +74,20 @@ fn host_max_pool(
 ) -> OpResult<Value> {
     let [n, c, h, w] = x.dims();
     let s = ConvShape::pooling(c, [h, w], kernel, stride, dilation, pad);
-    let [oh, ow] = s
-        .output()
-        .filter(|&[oh, ow]| oh > 0 && ow > 0)
-        .ok_or_else(|| format!("kernel {kernel:?} does not fit the padded {h}x{w} input"))?;
-    let out = host::with_floats(&x, |values| cpu_conv::max_pool2d(values, n, &s))?;
+    let [oh, ow] = s.output().ok_or_else(|| does_not_fit(kernel, [h, w]))?;
+    let out = host::with_floats(&x, |values| window::max_pool2d(values, n, &s))?;
     Ok(Value::Float(FloatValue::nchw(host::tensor(
         out,
         [n, c, oh, ow],
         &x.device(),
     ))))
+}
+
+/// The error of a pooling window larger than its padded input.
+fn does_not_fit(kernel: [usize; 2], [h, w]: [usize; 2]) -> OpError {
+    OpError::Shape(format!(
+        "kernel {kernel:?} does not fit the padded {h}x{w} input"
+    ))
 }
 
 /// A windowed pooling's padding `(begin, end)` per axis and its dilations.
@@ -104,23 +110,25 @@ impl Pool {
 }
 
 impl Operator for Pool {
-    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
-        let x = step.float(0).filter(|x| x.rank == 4)?;
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
+        let x = step.float(0).filter(|x| x.rank == 4).or_no_gradient()?;
         let [n, c, h, w] = x.tensor.dims();
         let g = &step.grad.tensor;
         let dx = match self.kind {
             // Every input of a plane gets its share of the plane's gradient.
-            Kind::GlobalAverage => g.clone().div_scalar((h * w) as f32).expand([n, c, h, w]),
+            Kind::GlobalAverage if g.dims() == [n, c, 1, 1] => {
+                g.clone().div_scalar((h * w) as f32).expand([n, c, h, w])
+            }
             Kind::Max { .. } | Kind::Average { .. } if is_plain_cpu(&g.device()) => {
-                let (padding, dilations) = self.window(h, w)?;
+                let (padding, dilations) = self.window(h, w).or_no_gradient()?;
                 let s =
                     ConvShape::pooling(c, [h, w], self.kernel, self.strides, dilations, padding);
                 let [gn, gc, oh, ow] = g.dims();
-                if [gn, gc] != [n, c] {
-                    return None;
+                if [gn, gc] != [n, c] || s.output().is_none() {
+                    return Err(OpError::NoGradient);
                 }
                 let dx = host::with_floats(g, |g| match self.kind {
-                    Kind::Average { count_include_pad } => Ok(cpu_conv_grad::avg_pool2d_grad(
+                    Kind::Average { count_include_pad } => Ok(conv_grad::avg_pool2d_grad(
                         g,
                         n,
                         &s,
@@ -128,17 +136,14 @@ impl Operator for Pool {
                         count_include_pad,
                     )),
                     _ => host::with_floats(&x.tensor, |x| {
-                        cpu_conv_grad::max_pool2d_grad(x, g, n, &s, [oh, ow])
+                        conv_grad::max_pool2d_grad(x, g, n, &s, [oh, ow])
                     }),
                 });
-                match dx.and_then(|r| r) {
-                    Ok(dx) => host::tensor(dx, [n, c, h, w], &g.device()),
-                    Err(m) => return Some(Err(m)),
-                }
+                host::tensor(dx??, [n, c, h, w], &g.device())
             }
-            _ => return None,
+            _ => return Err(OpError::NoGradient),
         };
-        Some(Ok(vec![Some(FloatValue::nchw(dx))]))
+        Ok(vec![Some(FloatValue::nchw(dx))])
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
@@ -146,9 +151,19 @@ impl Operator for Pool {
         let [n, c, h, w] = x.dims();
         if let Some((padding, dilations)) = self.window(h, w) {
             let s = ConvShape::pooling(c, [h, w], self.kernel, self.strides, dilations, padding);
-            let [oh, ow] = s.output().unwrap_or([0, 0]);
+            let [oh, ow] = s
+                .output()
+                .ok_or_else(|| does_not_fit(self.kernel, [h, w]))?;
             crate::budget::check_shape(&[n, c, oh, ow])?;
             crate::budget::check_work(n * c * oh * ow, self.kernel[0] * self.kernel[1])?;
+            // Burn's pooling (and ONNX) wants each pad smaller than the window it pads.
+            let [ek, ew] = [0, 1].map(|i| (self.kernel[i] - 1) * dilations[i] + 1);
+            if padding[0].0.max(padding[0].1) >= ek || padding[1].0.max(padding[1].1) >= ew {
+                return Err(OpError::Attribute(format!(
+                    "pads {padding:?} must be smaller than the window {:?}",
+                    [ek, ew]
+                )));
+            }
         }
         let out = match self.kind {
             Kind::GlobalAverage => x.mean_dim(3).mean_dim(2),

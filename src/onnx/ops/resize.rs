@@ -5,7 +5,8 @@
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use super::{BuildContext, OpResult, Operator, int_input, take_nchw};
+use super::{BuildContext, OpResult, Operator, int_input, missing, take_nchw};
+use crate::error::OpError;
 use crate::onnx::value::{FloatValue, Value};
 
 /// Where the output size comes from.
@@ -34,14 +35,16 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         .string("nearest_mode")
         .unwrap_or_else(|| "round_prefer_floor".into());
     if a.int("antialias", 0) != 0 {
-        return Err("antialiased Resize is not supported".into());
+        return Err(OpError::Unsupported(
+            "antialiased Resize is not supported".into(),
+        ));
     }
     if let Some(axes) = a.ints("axes")
         && !matches!(axes.as_slice(), [2, 3] | [-2, -1])
     {
-        return Err(format!(
+        return Err(OpError::Unsupported(format!(
             "Resize over axes {axes:?} is not supported (only H and W)"
-        ));
+        )));
     }
     let (mode, align_corners) = match (mode.as_str(), coordinates.as_str()) {
         ("linear" | "bilinear", "half_pixel" | "pytorch_half_pixel") => {
@@ -52,14 +55,14 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
             (InterpolateMode::Nearest, false)
         }
         (m, c) => {
-            return Err(format!(
+            return Err(OpError::Unsupported(format!(
                 "Resize mode `{m}` with `{c}` coordinates{} is not supported (bilinear, and nearest with floor rounding on asymmetric coordinates, are)",
                 if m == "nearest" {
                     format!(" and `{nearest}` rounding")
                 } else {
                     String::new()
                 }
-            ));
+            )));
         }
     };
     // Inputs: Upsample (X, scales); Resize-10 (X, scales); Resize-11+ (X, roi, scales, sizes).
@@ -78,16 +81,22 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
                     .ints("scales")
                     .map(|v| v.iter().map(|&x| x as f32).collect())
                     .or_else(|| a.floats("scales"))
-                    .ok_or("Upsample scales must be constants")?,
-                None => return Err("Resize needs constant scales or sizes".into()),
+                    .ok_or_else(|| {
+                        OpError::Unsupported("Upsample scales must be constants".into())
+                    })?,
+                None => {
+                    return Err(OpError::Unsupported(
+                        "Resize needs constant scales or sizes".into(),
+                    ));
+                }
             };
             match scales.as_slice() {
                 [n, c, h, w] if *n == 1.0 && *c == 1.0 => Target::Scales([*h, *w]),
                 [h, w] => Target::Scales([*h, *w]),
                 other => {
-                    return Err(format!(
+                    return Err(OpError::Unsupported(format!(
                         "Resize scales {other:?} must leave the batch and channels as they are"
-                    ));
+                    )));
                 }
             }
         }
@@ -107,9 +116,9 @@ impl Resize {
                 for (k, (&scale, &d)) in scales.iter().zip(&dims[2..]).enumerate() {
                     let size = d as f64 * f64::from(scale);
                     if !(size >= 1.0 && size.fract() == 0.0 && size <= 1e6) {
-                        return Err(format!(
+                        return Err(OpError::Unsupported(format!(
                             "scale {scale} of a size-{d} axis does not give a whole size (igcam maps coordinates by the size ratio)"
-                        ));
+                        )));
                     }
                     out[k] = size as usize;
                 }
@@ -124,9 +133,9 @@ impl Resize {
                         Ok([h as usize, w as usize])
                     }
                     &[h, w] if h > 0 && w > 0 => Ok([h as usize, w as usize]),
-                    other => Err(format!(
+                    other => Err(OpError::Shape(format!(
                         "Resize sizes {other:?} must keep the batch and channels of {dims:?}"
-                    )),
+                    ))),
                 }
             }
         }
@@ -139,11 +148,14 @@ impl Operator for Resize {
             let x = inputs
                 .first()
                 .and_then(Option::as_ref)
-                .ok_or("input 0 is missing")?;
+                .ok_or_else(|| missing(0))?;
             let shape = x.shape();
             let dims: [usize; 4] = shape
                 .try_into()
-                .map_err(|s| format!("input must be 4-D NCHW, got shape {s:?}"))?;
+                .map_err(|s| OpError::Shape(format!("input must be 4-D NCHW, got shape {s:?}")))?;
+            if dims.contains(&0) {
+                return Err(OpError::Shape(format!("cannot resize the empty {dims:?}")));
+            }
             let size = self.output_size(inputs, dims)?;
             crate::budget::check_shape(&[dims[0], dims[1], size[0], size[1]])?;
             size

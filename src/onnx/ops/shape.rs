@@ -1,5 +1,5 @@
 //! Shape plumbing: `Shape`, `Gather`, `Unsqueeze`, `Squeeze`, `Concat`, `Reshape`, `Flatten`,
-//! `ConstantOfShape`, `Slice`, `Transpose`, `Cast` and `ReduceMean`/`ReduceSum`/`ReduceMax`.
+//! `ConstantOfShape`, `Slice`, `Transpose` and `Cast`.
 //!
 //! Integer tensors (the `Shape -> Gather -> Unsqueeze -> Concat -> Reshape` chains exporters
 //! emit) are computed on the host with `ndarray`; float tensors stay on the device.
@@ -7,7 +7,10 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ndarray::{ArrayD, Axis, IxDyn, Slice as NdSlice};
 
-use super::{Backward, BuildContext, OpResult, Operator, float_input, int_input};
+use super::{
+    Backward, BuildContext, OpResult, Operator, OrNoGradient, int_input, missing, optional_ints,
+};
+use crate::error::OpError;
 use crate::onnx::proto::{HostTensor, host_tensor};
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, normalize_axis};
 
@@ -51,25 +54,18 @@ enum ShapeOp {
         to_float: bool,
         device: Device,
     },
-    Reduce {
-        kind: Reduction,
-        axes: Option<Vec<i64>>,
-        keep_dims: bool,
-    },
-}
-
-/// What a `Reduce*` op computes over its axes.
-#[derive(Clone, Copy)]
-enum Reduction {
-    Mean,
-    Sum,
-    Max,
 }
 
 struct Node(ShapeOp);
 
-fn err<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
+/// An `ndarray` shape error as the op's.
+fn err<E: std::fmt::Display>(e: E) -> OpError {
+    OpError::Shape(e.to_string())
+}
+
+/// A missing required attribute.
+fn required(name: &str) -> OpError {
+    OpError::Attribute(format!("{name} is required"))
 }
 
 /// Builds a shape-manipulation node.
@@ -120,8 +116,8 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         },
         "Slice" => ShapeOp::Slice {
             attrs: if ctx.opset < 10 {
-                let starts = a.ints("starts").ok_or("starts is required")?;
-                let ends = a.ints("ends").ok_or("ends is required")?;
+                let starts = a.ints("starts").ok_or_else(|| required("starts"))?;
+                let ends = a.ints("ends").ok_or_else(|| required("ends"))?;
                 let axes = a
                     .ints("axes")
                     .unwrap_or_else(|| (0..starts.len() as i64).collect());
@@ -137,35 +133,13 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
             to_float: matches!(a.int("to", 1), 1 | 10 | 11 | 16),
             device: ctx.device.clone(),
         },
-        // The axes moved from an attribute to an input at opset 13 (ReduceSum), 18 (the others).
-        "ReduceMean" | "ReduceSum" | "ReduceMax" => ShapeOp::Reduce {
-            kind: match ctx.node.op_type.as_str() {
-                "ReduceMean" => Reduction::Mean,
-                "ReduceSum" => Reduction::Sum,
-                _ => Reduction::Max,
-            },
-            axes: axes_attr(if ctx.node.op_type == "ReduceSum" {
-                13
-            } else {
-                18
-            }),
-            keep_dims: a.int("keepdims", 1) != 0,
-        },
-        other => return Err(format!("`{other}` is not a shape op")),
+        other => return Err(OpError::Unsupported(format!("`{other}` is not a shape op"))),
     };
     Ok(Box::new(Node(op)))
 }
 
-/// Integer list from an optional input, or `None` when the input is absent.
-fn optional_ints(inputs: &[Option<Value>], i: usize) -> OpResult<Option<Vec<i64>>> {
-    match inputs.get(i) {
-        Some(Some(_)) => Ok(Some(int_input(inputs, i)?.iter().copied().collect())),
-        _ => Ok(None),
-    }
-}
-
 fn int_to_float(a: &ArrayD<i64>, device: &Device) -> OpResult<FloatValue> {
-    FloatValue::from_host(a.iter().map(|&v| v as f32).collect(), a.shape(), device).map_err(err)
+    FloatValue::from_host(a.iter().map(|&v| v as f32).collect(), a.shape(), device)
 }
 
 /// The target shape at input `i`, its first entry replaced by the run's batch when
@@ -191,34 +165,34 @@ fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> OpResult<V
                 infer = Some(i);
                 out.push(1);
             }
-            0 if !allow_zero => out.push(
-                *input
-                    .get(i)
-                    .ok_or("0 in shape refers to a missing input dim")?,
-            ),
+            0 if !allow_zero => out.push(*input.get(i).ok_or_else(|| {
+                OpError::Shape("0 in shape refers to a missing input dim".into())
+            })?),
             d if d >= 0 => out.push(d as usize),
-            _ => return Err(format!("invalid target shape {spec:?}")),
+            _ => return Err(OpError::Shape(format!("invalid target shape {spec:?}"))),
         }
     }
-    let overflow = || format!("target shape {spec:?} overflows");
+    let overflow = || OpError::Shape(format!("target shape {spec:?} overflows"));
     let known = crate::budget::elements(&out).ok_or_else(overflow)?;
     if let Some(i) = infer {
         if known == 0 || !total.is_multiple_of(known) {
-            return Err(format!("cannot reshape {input:?} into {spec:?}"));
+            return Err(OpError::Shape(format!(
+                "cannot reshape {input:?} into {spec:?}"
+            )));
         }
         out[i] = total / known;
     }
     if crate::budget::elements(&out).ok_or_else(overflow)? != total {
-        return Err(format!(
+        return Err(OpError::Shape(format!(
             "cannot reshape {input:?} ({total} values) into {out:?}"
-        ));
+        )));
     }
     Ok(out)
 }
 
 fn reshape_value(v: Value, shape: &[usize]) -> OpResult<Value> {
     match v {
-        Value::Float(f) => f.reshape(shape).map(Value::Float).map_err(err),
+        Value::Float(f) => f.reshape(shape).map(Value::Float),
         Value::Int(a) => a
             .into_shape_with_order(IxDyn(shape))
             .map(Value::Int)
@@ -231,8 +205,7 @@ fn unsqueezed(shape: &[usize], axes: &[i64]) -> OpResult<Vec<usize>> {
     let mut axes: Vec<usize> = axes
         .iter()
         .map(|&a| normalize_axis(a, rank))
-        .collect::<Result<_, _>>()
-        .map_err(err)?;
+        .collect::<Result<_, _>>()?;
     axes.sort_unstable();
     let mut out = shape.to_vec();
     for a in axes {
@@ -246,12 +219,13 @@ fn squeezed(shape: &[usize], axes: Option<&[i64]>) -> OpResult<Vec<usize>> {
         Some(axes) => axes
             .iter()
             .map(|&a| normalize_axis(a, shape.len()))
-            .collect::<Result<_, _>>()
-            .map_err(err)?,
+            .collect::<Result<_, _>>()?,
         None => (0..shape.len()).filter(|&i| shape[i] == 1).collect(),
     };
     if drop.iter().any(|&a| shape[a] != 1) {
-        return Err(format!("cannot squeeze axes {drop:?} of shape {shape:?}"));
+        return Err(OpError::Shape(format!(
+            "cannot squeeze axes {drop:?} of shape {shape:?}"
+        )));
     }
     Ok(shape
         .iter()
@@ -264,7 +238,7 @@ fn squeezed(shape: &[usize], axes: Option<&[i64]>) -> OpResult<Vec<usize>> {
 /// One axis of an ONNX `Slice`, clamped like the spec, as an `ndarray` slice.
 fn slice_axis(dim: usize, start: i64, end: i64, step: i64) -> OpResult<NdSlice> {
     if step == 0 {
-        return Err("slice step must not be zero".into());
+        return Err(OpError::Attribute("slice step must not be zero".into()));
     }
     let d = dim as i64;
     let fix = |v: i64| if v < 0 { v + d } else { v };
@@ -289,7 +263,7 @@ impl Node {
             .first()
             .cloned()
             .flatten()
-            .ok_or("input 0 is missing")?;
+            .ok_or_else(|| missing(0))?;
         let shape = data.shape();
         let [starts, ends, axes] = match &self.0 {
             ShapeOp::Slice { attrs: Some(a) } => a.clone(),
@@ -303,11 +277,13 @@ impl Node {
         };
         let steps = optional_ints(inputs, 4)?.unwrap_or_else(|| vec![1; starts.len()]);
         if [ends.len(), axes.len(), steps.len()] != [starts.len(); 3] {
-            return Err("starts, ends, axes and steps must have the same length".into());
+            return Err(OpError::Shape(
+                "starts, ends, axes and steps must have the same length".into(),
+            ));
         }
         let mut plan: Vec<NdSlice> = shape.iter().map(|_| NdSlice::from(..)).collect();
         for i in 0..starts.len() {
-            let axis = normalize_axis(axes[i], shape.len()).map_err(err)?;
+            let axis = normalize_axis(axes[i], shape.len())?;
             plan[axis] = slice_axis(shape[axis], starts[i], ends[i], steps[i])?;
         }
         match data {
@@ -320,13 +296,19 @@ impl Node {
                     let dim = shape[axis];
                     let end = s.end.map_or(dim, |e| e as usize);
                     let start = s.start as usize;
-                    if (start, end) == (0, dim) {
-                        continue;
+                    if s.step != 1 && end > start + 1 {
+                        return Err(OpError::Unsupported(
+                            "strided slices of float tensors are not supported".into(),
+                        ));
                     }
-                    if s.step != 1 {
-                        return Err("strided slices of float tensors are not supported".into());
+                    if end <= start {
+                        let mut out = shape.clone();
+                        out[axis] = 0;
+                        return Err(empty_result(&out));
                     }
-                    cuts.push((axis, start, end - start));
+                    if (start, end) != (0, dim) {
+                        cuts.push((axis, start, end - start));
+                    }
                 }
                 if f.rank == MAX_LOGICAL_RANK {
                     // The new exporter slices q, k and v off axis 0 of a rank-5 tensor.
@@ -338,7 +320,7 @@ impl Node {
                 }
                 let mut t = f.tensor.clone();
                 for (axis, start, len) in cuts {
-                    let physical = f.physical_axis(axis as i64).map_err(err)?;
+                    let physical = f.physical_axis(axis as i64)?;
                     t = t.narrow(physical, start, len);
                 }
                 Ok(Value::Float(f.with_tensor(t)))
@@ -347,100 +329,54 @@ impl Node {
     }
 }
 
-/// The axes a `Reduce*` op reduces, normalised: `axes` (from the attribute or the input), or
-/// all of a rank-`rank` input.
-fn reduce_axes(axes: Option<Vec<i64>>, rank: usize) -> OpResult<Vec<usize>> {
-    match axes {
-        Some(a) => a
-            .iter()
-            .map(|&x| normalize_axis(x, rank))
-            .collect::<Result<_, _>>()
-            .map_err(err),
-        None => Ok((0..rank).collect()),
-    }
-}
-
-/// `ReduceMean`'s and `ReduceSum`'s input gradient: the output's gradient spread back over the
-/// reduced axes (divided by their size for the mean).
-fn reduce_backward(
-    step: &Backward,
-    kind: Reduction,
-    axes: &Option<Vec<i64>>,
-) -> Option<OpResult<Vec<Option<FloatValue>>>> {
-    let x = step
-        .float(0)
-        .filter(|x| x.rank < MAX_LOGICAL_RANK && step.only_first())?;
-    if matches!(kind, Reduction::Max) {
-        return None;
-    }
-    // The forward pass read the axes input as integers already.
-    let axes = axes
-        .clone()
-        .or_else(|| match step.inputs.get(1).copied().flatten() {
-            Some(Value::Int(a)) => Some(a.iter().copied().collect()),
-            _ => None,
-        });
-    let axes = match reduce_axes(axes, x.rank) {
-        Ok(a) => a,
-        Err(m) => return Some(Err(m)),
-    };
-    let shape = x.shape();
-    let kept: Vec<usize> = (0..x.rank)
-        .map(|i| if axes.contains(&i) { 1 } else { shape[i] })
-        .collect();
-    let count: usize = axes.iter().map(|&a| shape[a]).product();
-    let g = step.grad.clone().reshape(&kept).ok()?;
-    let mut t = g.tensor.expand(x.tensor.dims());
-    if matches!(kind, Reduction::Mean) {
-        t = t.div_scalar(count as f32);
-    }
-    Some(Ok(vec![Some(x.with_tensor(t))]))
-}
-
 /// `Concat`'s input gradients: the slices of the output's gradient each input filled.
-fn concat_backward(step: &Backward, axis: i64) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue>>> {
     let g = &step.grad;
     let rank = g.shape().len();
     if rank == MAX_LOGICAL_RANK {
-        return None;
+        return Err(OpError::NoGradient);
     }
-    let axis = normalize_axis(axis, rank).ok()?;
-    let physical = g.physical_axis(axis as i64).ok()?;
+    let axis = normalize_axis(axis, rank)?;
+    let physical = g.physical_axis(axis as i64)?;
+    let length = g.shape()[axis];
     let mut offset = 0;
     let mut grads = Vec::with_capacity(step.inputs.len());
     for (i, input) in step.inputs.iter().enumerate() {
         let size = input.map_or(0, |v| v.shape().get(axis).copied().unwrap_or(0));
-        grads.push(if step.wants(i) {
-            let x = step.float(i)?;
+        if offset + size > length {
+            return Err(OpError::Shape(format!(
+                "the inputs do not fit the gradient of shape {:?}",
+                g.shape()
+            )));
+        }
+        grads.push(if step.wants(i) && size > 0 {
+            let x = step.float(i).or_no_gradient()?;
             Some(x.with_tensor(g.tensor.clone().narrow(physical, offset, size)))
         } else {
             None
         });
         offset += size;
     }
-    Some(Ok(grads))
+    Ok(grads)
 }
 
 impl Operator for Node {
-    fn backward(&self, step: Backward) -> Option<OpResult<Vec<Option<FloatValue>>>> {
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         match &self.0 {
             ShapeOp::Concat { axis } => return concat_backward(&step, *axis),
-            ShapeOp::Reduce { kind, axes, .. } => return reduce_backward(&step, *kind, axes),
             // The ops that only relabel the values: the gradient takes the input's shape back.
             ShapeOp::Reshape { .. }
             | ShapeOp::Flatten { .. }
             | ShapeOp::Squeeze { .. }
             | ShapeOp::Unsqueeze { .. } => {}
-            _ => return None,
+            _ => return Err(OpError::NoGradient),
         }
-        let x = step.float(0).filter(|_| step.only_first())?;
-        Some(
-            step.grad
-                .clone()
-                .reshape(&x.shape())
-                .map(|g| vec![Some(g)])
-                .map_err(|e| e.to_string()),
-        )
+        let x = step
+            .float(0)
+            .filter(|_| step.only_first())
+            .or_no_gradient()?;
+        let g = step.grad.clone().reshape(&x.shape())?;
+        Ok(vec![Some(g)])
     }
 
     fn follows_batch(&self) -> bool {
@@ -454,74 +390,16 @@ impl Operator for Node {
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
-        let first = || {
-            inputs
-                .first()
-                .cloned()
-                .flatten()
-                .ok_or_else(|| "input 0 is missing".to_string())
-        };
+        let v = inputs.first().cloned().flatten().ok_or_else(|| missing(0));
         match &self.0 {
-            ShapeOp::Shape { start, end } => {
-                let shape = first()?.shape();
-                let r = shape.len() as i64;
-                let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-                let (s, e) = (clamp(*start), clamp(end.unwrap_or(r)));
-                Ok(Value::ints(
-                    shape[s..e.max(s)].iter().map(|&d| d as i64).collect(),
-                ))
-            }
-            ShapeOp::Gather { axis } => {
-                let data = first()?;
-                let data_shape = data.shape();
-                let axis = normalize_axis(*axis, data_shape.len()).map_err(err)?;
-                let idx = int_input(inputs, 1)?;
-                let dim = data_shape[axis] as i64;
-                let picks: Vec<usize> = idx
-                    .iter()
-                    .map(|&i| {
-                        let j = if i < 0 { i + dim } else { i };
-                        if (0..dim).contains(&j) {
-                            Ok(j as usize)
-                        } else {
-                            Err(format!("index {i} out of range"))
-                        }
-                    })
-                    .collect::<OpResult<_>>()?;
-                let mut shape = data_shape[..axis].to_vec();
-                shape.extend_from_slice(idx.shape());
-                shape.extend_from_slice(&data_shape[axis + 1..]);
-                crate::budget::check_shape(&shape)?;
-                match data {
-                    Value::Int(data) => data
-                        .select(Axis(axis), &picks)
-                        .into_shape_with_order(IxDyn(&shape))
-                        .map(Value::Int)
-                        .map_err(err),
-                    // Float data with constant indices (the new exporter's `as_strided`).
-                    Value::Float(f) => {
-                        let device = f.tensor.device();
-                        let picks: Vec<i64> = picks.iter().map(|&p| p as i64).collect();
-                        let n = picks.len();
-                        let index =
-                            Tensor::<1, Int>::from_data(TensorData::new(picks, [n]), &device);
-                        let selected = if f.rank == MAX_LOGICAL_RANK {
-                            // MobileViT's unbind of q, k, v: axis 0 of a rank-5 tensor.
-                            FloatValue::from_wide(f.wide().select(axis, index))
-                        } else {
-                            let physical = f.physical_axis(axis as i64).map_err(err)?;
-                            f.with_tensor(f.tensor.clone().select(physical, index))
-                        };
-                        selected.reshape(&shape).map(Value::Float).map_err(err)
-                    }
-                }
-            }
+            ShapeOp::Shape { start, end } => Ok(shape_of(&v?.shape(), *start, *end)),
+            ShapeOp::Gather { axis } => gather(v?, *axis, int_input(inputs, 1)?),
             ShapeOp::Unsqueeze { axes } => {
                 let axes = match axes {
                     Some(a) => a.clone(),
                     None => int_input(inputs, 1)?.iter().copied().collect(),
                 };
-                let v = first()?;
+                let v = v?;
                 let shape = unsqueezed(&v.shape(), &axes)?;
                 reshape_value(v, &shape)
             }
@@ -530,182 +408,233 @@ impl Operator for Node {
                     Some(a) => Some(a.clone()),
                     None => optional_ints(inputs, 1)?,
                 };
-                let v = first()?;
+                let v = v?;
                 let shape = squeezed(&v.shape(), axes.as_deref())?;
                 reshape_value(v, &shape)
             }
-            ShapeOp::Concat { axis } => {
-                let values: Vec<Value> = inputs.iter().flatten().cloned().collect();
-                let rank = values.first().ok_or("needs inputs")?.shape().len();
-                let axis_n = normalize_axis(*axis, rank).map_err(err)?;
-                // The output holds every input: a tensor listed 10^6 times would be 10^6 copies.
-                let mut out = values[0].shape();
-                out[axis_n] = values
-                    .iter()
-                    .try_fold(0usize, |n, v| n.checked_add(*v.shape().get(axis_n)?))
-                    .ok_or("Concat inputs do not have the same rank")?;
-                crate::budget::check_shape(&out)?;
-                if values.iter().all(|v| matches!(v, Value::Int(_))) {
-                    let views: Vec<_> = values
-                        .iter()
-                        .map(|v| match v {
-                            Value::Int(a) => a.view(),
-                            Value::Float(_) => unreachable!("checked above"),
-                        })
-                        .collect();
-                    return ndarray::concatenate(Axis(axis_n), &views)
-                        .map(Value::Int)
-                        .map_err(err);
-                }
-                let device = values
-                    .iter()
-                    .find_map(|v| match v {
-                        Value::Float(f) => Some(f.tensor.device()),
-                        Value::Int(_) => None,
-                    })
-                    .expect("at least one float");
-                let tensors: Vec<Tensor<4>> = values
-                    .iter()
-                    .map(|v| match v {
-                        Value::Float(f) => Ok(f.tensor.clone()),
-                        Value::Int(a) => int_to_float(a, &device).map(|f| f.tensor),
-                    })
-                    .collect::<OpResult<_>>()?;
-                let first = values
-                    .iter()
-                    .find_map(|v| match v {
-                        Value::Float(f) if f.rank == rank => Some(f),
-                        _ => None,
-                    })
-                    .ok_or("Concat inputs must have the same rank")?;
-                let physical = first.physical_axis(axis_n as i64).map_err(err)?;
-                Ok(Value::Float(
-                    first.with_tensor(Tensor::cat(tensors, physical)),
-                ))
-            }
+            ShapeOp::Concat { axis } => concat(inputs.iter().flatten().cloned().collect(), *axis),
             ShapeOp::Reshape {
                 allow_zero,
                 follow_batch,
             } => {
-                let v = first()?;
+                let v = v?;
                 let spec = target_spec(inputs, 1, *follow_batch)?;
                 let shape = reshape_target(&v.shape(), &spec, *allow_zero)?;
                 reshape_value(v, &shape)
             }
             ShapeOp::Flatten { axis } => {
-                let v = first()?;
+                let v = v?;
                 let shape = v.shape();
                 let r = shape.len() as i64;
                 let axis = if *axis < 0 { axis + r } else { *axis };
                 if !(0..=r).contains(&axis) {
-                    return Err(format!("axis {axis} is out of range for rank {r}"));
+                    return Err(OpError::Shape(format!(
+                        "axis {axis} is out of range for rank {r}"
+                    )));
                 }
                 let (a, b) = shape.split_at(axis as usize);
                 reshape_value(v, &[a.iter().product(), b.iter().product()])
             }
             ShapeOp::ConstantOfShape { value, device } => {
-                let shape: Vec<usize> = int_input(inputs, 0)?
-                    .iter()
-                    .map(|&d| d.max(0) as usize)
-                    .collect();
-                crate::budget::check_shape(&shape)?;
-                match value {
-                    HostTensor::Int(a) => {
-                        let fill = a.iter().next().copied().unwrap_or(0);
-                        Ok(Value::Int(ArrayD::from_elem(IxDyn(&shape), fill)))
-                    }
-                    HostTensor::Float(v, _) => {
-                        let fill = v.first().copied().unwrap_or(0.0);
-                        let n = shape.iter().product();
-                        FloatValue::from_host(vec![fill; n], &shape, device)
-                            .map(Value::Float)
-                            .map_err(err)
-                    }
-                }
+                constant_of_shape(&int_input(inputs, 0)?, value, device)
             }
             ShapeOp::Slice { .. } => self.slice(inputs),
-            ShapeOp::Transpose { perm } => {
-                let v = first()?;
-                let rank = v.shape().len();
-                let perm: Vec<usize> = match perm {
-                    Some(p) => p
-                        .iter()
-                        .map(|&a| normalize_axis(a, rank))
-                        .collect::<Result<_, _>>()
-                        .map_err(err)?,
-                    None => (0..rank).rev().collect(),
-                };
-                match v {
-                    Value::Int(a) => Ok(Value::Int(
-                        a.permuted_axes(IxDyn(&perm))
-                            .as_standard_layout()
-                            .to_owned(),
-                    )),
-                    Value::Float(f) if rank == MAX_LOGICAL_RANK => {
-                        let perm: [usize; MAX_LOGICAL_RANK] = std::array::from_fn(|i| perm[i]);
-                        Ok(Value::Float(FloatValue::from_wide(f.wide().permute(perm))))
-                    }
-                    Value::Float(f) => {
-                        let offset = MAX_RANK - rank;
-                        let mut full: [usize; MAX_RANK] = std::array::from_fn(|i| i);
-                        for (i, &p) in perm.iter().enumerate() {
-                            full[offset + i] = offset + p;
-                        }
-                        Ok(Value::Float(f.with_tensor(f.tensor.clone().permute(full))))
-                    }
-                }
-            }
-            ShapeOp::Cast { to_float, device } => match (first()?, to_float) {
+            ShapeOp::Transpose { perm } => transpose(v?, perm.as_deref()),
+            ShapeOp::Cast { to_float, device } => match (v?, to_float) {
                 (Value::Int(a), true) => int_to_float(&a, device).map(Value::Float),
-                (Value::Float(_), false) => {
-                    Err("casting float tensors to integers is not supported".into())
-                }
+                (Value::Float(_), false) => Err(OpError::Unsupported(
+                    "casting float tensors to integers is not supported".into(),
+                )),
                 (v, _) => Ok(v),
             },
-            ShapeOp::Reduce {
-                kind,
-                axes,
-                keep_dims,
-            } => {
-                let f = float_input(inputs, 0)?;
-                let shape = f.shape();
-                let axes = reduce_axes(
-                    axes.clone()
-                        .map_or_else(|| optional_ints(inputs, 1), |a| Ok(Some(a)))?,
-                    f.rank,
-                )?;
-                fn reduce<const D: usize>(
-                    mut t: Tensor<D>,
-                    kind: Reduction,
-                    dims: &[usize],
-                ) -> Tensor<D> {
-                    for &d in dims {
-                        t = match kind {
-                            Reduction::Mean => t.mean_dim(d),
-                            Reduction::Sum => t.sum_dim(d),
-                            Reduction::Max => t.max_dim(d),
-                        };
-                    }
-                    t
-                }
-                let kept = if f.rank == MAX_LOGICAL_RANK {
-                    // ResNeSt sums its radix axis (1) of a rank-5 tensor.
-                    FloatValue::from_wide(reduce(f.wide(), *kind, &axes))
-                } else {
-                    let dims: Vec<usize> = axes.iter().map(|&a| a + MAX_RANK - f.rank).collect();
-                    f.with_tensor(reduce(f.tensor.clone(), *kind, &dims))
-                };
-                if *keep_dims {
-                    return Ok(Value::Float(kept));
-                }
-                let out: Vec<usize> = shape
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !axes.contains(i))
-                    .map(|(_, &d)| d)
-                    .collect();
-                kept.reshape(&out).map(Value::Float).map_err(err)
+        }
+    }
+}
+
+/// `Shape`: the dims `start..end` of `shape` (negative ends count from the back, clamped).
+fn shape_of(shape: &[usize], start: i64, end: Option<i64>) -> Value {
+    let r = shape.len() as i64;
+    let clamp = |v: i64| (if v < 0 { v.saturating_add(r) } else { v }).clamp(0, r) as usize;
+    let (s, e) = (clamp(start), clamp(end.unwrap_or(r)));
+    Value::ints(shape[s..e.max(s)].iter().map(|&d| d as i64).collect())
+}
+
+/// `Gather` of `data` along `axis` at the host indices `idx`.
+fn gather(data: Value, axis: i64, idx: ArrayD<i64>) -> OpResult<Value> {
+    let data_shape = data.shape();
+    let axis = normalize_axis(axis, data_shape.len())?;
+    let dim = data_shape[axis] as i64;
+    let picks: Vec<usize> = idx
+        .iter()
+        .map(|&i| {
+            let j = if i < 0 { i + dim } else { i };
+            if (0..dim).contains(&j) {
+                Ok(j as usize)
+            } else {
+                Err(OpError::Data(format!("index {i} out of range")))
             }
+        })
+        .collect::<OpResult<_>>()?;
+    let mut shape = data_shape[..axis].to_vec();
+    shape.extend_from_slice(idx.shape());
+    shape.extend_from_slice(&data_shape[axis + 1..]);
+    crate::budget::check_shape(&shape)?;
+    match data {
+        Value::Int(data) => data
+            .select(Axis(axis), &picks)
+            .into_shape_with_order(IxDyn(&shape))
+            .map(Value::Int)
+            .map_err(err),
+        // Float data with constant indices (the new exporter's `as_strided`).
+        Value::Float(f) => {
+            if picks.is_empty() || data_shape.contains(&0) {
+                return Err(empty_result(&shape));
+            }
+            let device = f.tensor.device();
+            let picks: Vec<i64> = picks.iter().map(|&p| p as i64).collect();
+            let n = picks.len();
+            let index = Tensor::<1, Int>::from_data(TensorData::new(picks, [n]), &device);
+            let selected = if f.rank == MAX_LOGICAL_RANK {
+                // MobileViT's unbind of q, k, v: axis 0 of a rank-5 tensor.
+                FloatValue::from_wide(f.wide().select(axis, index))
+            } else {
+                let physical = f.physical_axis(axis as i64)?;
+                f.with_tensor(f.tensor.clone().select(physical, index))
+            };
+            selected.reshape(&shape).map(Value::Float)
+        }
+    }
+}
+
+/// An op would compute an empty float tensor of `shape`.
+fn empty_result(shape: &[usize]) -> OpError {
+    OpError::Unsupported(format!(
+        "the result would be an empty tensor (shape {shape:?}); empty tensors are not supported"
+    ))
+}
+
+/// `Concat` of `values` along `axis`: on the host when every value is an integer tensor, else
+/// on the device (integer inputs converted).
+fn concat(values: Vec<Value>, axis: i64) -> OpResult<Value> {
+    let first_shape = values
+        .first()
+        .ok_or_else(|| OpError::Graph("needs inputs".into()))?
+        .shape();
+    let rank = first_shape.len();
+    let axis_n = normalize_axis(axis, rank)?;
+    let mut out = first_shape.clone();
+    let mut length = 0usize;
+    for v in &values {
+        let shape = v.shape();
+        let same_elsewhere =
+            shape.len() == rank && (0..rank).all(|d| d == axis_n || shape[d] == first_shape[d]);
+        if !same_elsewhere {
+            return Err(OpError::Shape(format!(
+                "Concat inputs {:?} and {shape:?} differ outside axis {axis_n}",
+                first_shape
+            )));
+        }
+        // The output holds every input: a tensor listed 10^6 times would be 10^6 copies.
+        length = length
+            .checked_add(shape[axis_n])
+            .ok_or_else(|| OpError::Shape("the Concat output is too large".into()))?;
+    }
+    out[axis_n] = length;
+    crate::budget::check_shape(&out)?;
+    if values.iter().all(|v| matches!(v, Value::Int(_))) {
+        let views: Vec<_> = values
+            .iter()
+            .filter_map(|v| match v {
+                Value::Int(a) => Some(a.view()),
+                Value::Float(_) => None,
+            })
+            .collect();
+        return ndarray::concatenate(Axis(axis_n), &views)
+            .map(Value::Int)
+            .map_err(err);
+    }
+    // At least one float (checked above); empty inputs add nothing to the concatenation.
+    let Some(first) = values.iter().find_map(|v| match v {
+        Value::Float(f) => Some(f.clone()),
+        Value::Int(_) => None,
+    }) else {
+        return Err(OpError::Type("Concat found no float input".into()));
+    };
+    if out.contains(&0) {
+        return Err(empty_result(&out));
+    }
+    let device = first.tensor.device();
+    let mut tensors = Vec::with_capacity(values.len());
+    for v in &values {
+        if v.shape()[axis_n] == 0 {
+            continue;
+        }
+        tensors.push(match v {
+            Value::Float(f) => f.tensor.clone(),
+            Value::Int(a) => int_to_float(a, &device)?.tensor,
+        });
+    }
+    let physical = first.physical_axis(axis_n as i64)?;
+    Ok(Value::Float(
+        first.with_tensor(Tensor::cat(tensors, physical)),
+    ))
+}
+
+/// `ConstantOfShape`: a tensor of `shape` (negative dims read as 0) filled with `value`'s
+/// first element.
+fn constant_of_shape(shape: &ArrayD<i64>, value: &HostTensor, device: &Device) -> OpResult<Value> {
+    let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+    crate::budget::check_shape(&shape)?;
+    match value {
+        HostTensor::Int(a) => {
+            let fill = a.iter().next().copied().unwrap_or(0);
+            Ok(Value::Int(ArrayD::from_elem(IxDyn(&shape), fill)))
+        }
+        HostTensor::Float(v, _) => {
+            let fill = v.first().copied().unwrap_or(0.0);
+            let n: usize = shape.iter().product();
+            if n == 0 {
+                return Err(empty_result(&shape));
+            }
+            FloatValue::from_host(vec![fill; n], &shape, device).map(Value::Float)
+        }
+    }
+}
+
+/// `Transpose` of `v` by `perm` (default: the axes reversed), which must name every axis once.
+fn transpose(v: Value, perm: Option<&[i64]>) -> OpResult<Value> {
+    let rank = v.shape().len();
+    let perm: Vec<usize> = match perm {
+        Some(p) => p
+            .iter()
+            .map(|&a| normalize_axis(a, rank))
+            .collect::<OpResult<_>>()?,
+        None => (0..rank).rev().collect(),
+    };
+    let mut sorted = perm.clone();
+    sorted.sort_unstable();
+    if sorted != (0..rank).collect::<Vec<_>>() {
+        return Err(OpError::Attribute(format!(
+            "perm {perm:?} is not a permutation of the {rank} axes"
+        )));
+    }
+    match v {
+        Value::Int(a) => Ok(Value::Int(
+            a.permuted_axes(IxDyn(&perm))
+                .as_standard_layout()
+                .to_owned(),
+        )),
+        Value::Float(f) if rank == MAX_LOGICAL_RANK => {
+            let perm: [usize; MAX_LOGICAL_RANK] = std::array::from_fn(|i| perm[i]);
+            Ok(Value::Float(FloatValue::from_wide(f.wide().permute(perm))))
+        }
+        Value::Float(f) => {
+            let offset = MAX_RANK - rank;
+            let mut full: [usize; MAX_RANK] = std::array::from_fn(|i| i);
+            for (i, &p) in perm.iter().enumerate() {
+                full[offset + i] = offset + p;
+            }
+            Ok(Value::Float(f.with_tensor(f.tensor.clone().permute(full))))
         }
     }
 }

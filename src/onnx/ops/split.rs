@@ -2,6 +2,7 @@
 //! computing its own part ([`BuildContext::output`]).
 
 use super::{BuildContext, OpResult, Operator, float_input, int_input};
+use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, normalize_axis};
 
 /// Where the part sizes come from.
@@ -37,9 +38,9 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         0 => {}
         n if n == parts as i64 => {}
         n => {
-            return Err(format!(
+            return Err(OpError::Attribute(format!(
                 "num_outputs is {n} but the node has {parts} outputs"
-            ));
+            )));
         }
     }
     Ok(Box::new(SplitPart {
@@ -65,21 +66,30 @@ impl SplitPart {
                 checked_sizes(&int_input(inputs, 1)?.iter().copied().collect::<Vec<_>>())?
             }
         };
-        if sizes.iter().sum::<usize>() != dim {
-            return Err(format!(
+        let total = sizes.iter().try_fold(0usize, |n, &s| n.checked_add(s));
+        if total != Some(dim) {
+            return Err(OpError::Shape(format!(
                 "split sizes {sizes:?} do not add up to the axis length {dim}"
-            ));
+            )));
         }
-        let length = *sizes
-            .get(self.index)
-            .ok_or_else(|| format!("output {} has no part in {sizes:?}", self.index))?;
+        let length = *sizes.get(self.index).ok_or_else(|| {
+            OpError::Shape(format!("output {} has no part in {sizes:?}", self.index))
+        })?;
+        if length == 0 {
+            return Err(OpError::Unsupported(format!(
+                "output {} would be an empty part of {sizes:?} (empty tensors are not supported)",
+                self.index
+            )));
+        }
         Ok((sizes[..self.index].iter().sum(), length))
     }
 }
 
 fn checked_sizes(v: &[i64]) -> OpResult<Vec<usize>> {
     v.iter()
-        .map(|&s| usize::try_from(s).map_err(|_| format!("split size {s} is negative")))
+        .map(|&s| {
+            usize::try_from(s).map_err(|_| OpError::Data(format!("split size {s} is negative")))
+        })
         .collect()
 }
 
@@ -87,14 +97,17 @@ impl Operator for SplitPart {
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let x = float_input(inputs, 0)?;
         let shape = x.shape();
-        let axis = normalize_axis(self.axis, x.rank).map_err(|e| e.to_string())?;
+        if x.rank == 0 {
+            return Err(OpError::Shape("cannot split a scalar".into()));
+        }
+        let axis = normalize_axis(self.axis, x.rank)?;
         let (start, length) = self.range(shape[axis], inputs)?;
         if x.rank == MAX_LOGICAL_RANK {
             // MobileViT splits q, k and v off axis 0 of a rank-5 tensor.
             let part = x.wide().narrow(axis, start, length);
             return Ok(Value::Float(FloatValue::from_wide(part)));
         }
-        let physical = x.physical_axis(self.axis).map_err(|e| e.to_string())?;
+        let physical = x.physical_axis(self.axis)?;
         let part = x.tensor.clone().narrow(physical, start, length);
         Ok(Value::Float(x.with_tensor(part)))
     }

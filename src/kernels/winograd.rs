@@ -7,8 +7,9 @@
 
 use std::cell::RefCell;
 
-use super::cpu_conv::{ConvShape, Epilogue};
-use super::cpu_par::{for_each_index, par_chunks};
+use super::conv::Epilogue;
+use super::par::{for_each_index, par_chunks};
+use super::shape::{ConvShape, check_len, product};
 
 /// The fewest input and output channels for which the saved multiplications outweigh the
 /// transforms. Measured on ResNet-50's 3×3 layers, batch 10, 2 cores: Winograd takes 0.85×
@@ -27,6 +28,7 @@ pub fn applies(s: &ConvShape) -> bool {
 
 /// The 16 transformed filters `G g Gᵀ`, as `[16][cout][cin]`.
 pub fn transform_filters(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    check_len("the weights", w.len(), product(&[cout, cin, 9]));
     let mut u = vec![0.0f32; 16 * cout * cin];
     for k in 0..cout {
         for c in 0..cin {
@@ -67,11 +69,26 @@ impl SendPtr {
 }
 
 /// Convolves `batch` NCHW images with the transformed filters `u` (from
-/// [`transform_filters`]), then applies `epilogue`.
+/// [`transform_filters`]), then applies `epilogue`. Panics unless `s` is a shape this kernel
+/// computes ([`applies`], at any channel count) and every buffer fits it: the products below
+/// address `u` through raw pointers.
 pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epilogue) -> Vec<f32> {
-    let [oh, ow] = s.output().expect("checked by the caller");
+    let [oh, ow] = s.checked_output();
+    assert!(
+        s.kernel == [3, 3] && s.stride == [1, 1] && s.dilation == [1, 1] && s.groups == 1,
+        "Winograd F(2x2, 3x3) computes 3x3 stride-1 undilated convolutions, not {s:?}"
+    );
     let (cin, cout) = (s.cin, s.cout);
-    let n = batch * oh.div_ceil(2) * ow.div_ceil(2);
+    check_len("the input", x.len(), s.input_len(batch));
+    check_len(
+        "the transformed filters",
+        u.len(),
+        product(&[16, cout, cin]),
+    );
+    epilogue.check(s, batch);
+    let n = product(&[batch, oh.div_ceil(2), ow.div_ceil(2)]);
+    // The scratch sizes below cannot overflow now.
+    product(&[16, n, cin.max(cout)]);
     // V: [cin][16][n], the transformed input tiles; M: [cout][16][n], the products. Both are
     // fully overwritten, so the scratch buffers are reused as they are.
     SCRATCH.with(|cell| {
@@ -105,7 +122,7 @@ fn run(
     m: &mut [f32],
 ) -> Vec<f32> {
     let [h, w] = s.input;
-    let [oh, ow] = s.output().expect("checked by the caller");
+    let [oh, ow] = s.checked_output();
     let (cin, cout) = (s.cin, s.cout);
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
     let tiles = th * tw;
@@ -139,8 +156,10 @@ fn run(
     });
     let mp = SendPtr(m.as_mut_ptr());
     let products = |xi: usize| {
-        // SAFETY: product xi writes M[k][xi][0..n] for every k: disjoint from the other xi;
-        // U, V and M are in bounds: u is [16][cout][cin], v [cin][16][n], m [cout][16][n].
+        // SAFETY: product xi writes M[k][xi][0..n] for every k: disjoint from the other xi.
+        // U, V and M are in bounds: `conv2d` asserted u.len() == 16·cout·cin and sized v to
+        // cin·16·n and m to cout·16·n (sizes it checked for overflow), and each operand's
+        // furthest element is its offset plus (rows − 1)·row stride + cols − 1.
         unsafe {
             gemm::gemm(
                 cout,
@@ -174,7 +193,8 @@ fn run(
         let bias = epilogue.bias.map_or(0.0, |b| b[k]);
         for b in 0..batch {
             let base = (b * cout + k) * plane;
-            // SAFETY: channel k of every image is written by this task only, inside `out`.
+            // SAFETY: channel k of every image is written by this task only, inside `out`
+            // (allocated just above as batch·cout·oh·ow values; base + plane ≤ its length).
             let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(base), plane) };
             let residual = epilogue.residual.map(|r| &r[base..base + plane]);
             for ty in 0..th {
@@ -251,8 +271,9 @@ fn output_transform(m: &[f32; 16]) -> [[f32; 2]; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::cpu_conv::tests::values;
-    use crate::onnx::cpu_conv::{self, Activation};
+    use crate::kernels::activation::Activation;
+    use crate::kernels::conv;
+    use crate::kernels::testing::values;
 
     /// Winograd against the direct kernel (itself checked against the definition), on even and
     /// odd sizes, with and without padding, with an epilogue. (Small channel counts, which
@@ -291,7 +312,7 @@ mod tests {
                 residual: Some(&residual),
                 activation: Some(Activation::LeakyRelu(0.2)),
             };
-            let want = cpu_conv::conv2d(&x, batch, &s, &w, &e);
+            let want = conv::conv2d(&x, batch, &s, &w, &e);
             let got = conv2d(&x, batch, &s, &transform_filters(&w, cout, cin), &e);
             assert_eq!(got.len(), want.len());
             // Relative L2 error: single values can cancel to near zero in 2304-term sums.

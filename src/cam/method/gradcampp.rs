@@ -3,16 +3,12 @@
 
 use burn::tensor::{Tensor, activation};
 
-use super::CamMethod;
+use crate::cam::weights::CamMethod;
 
 /// Grad-CAM++ weights: `sum_uv relu(g) * g^2 / (2 g^2 + sum_uv(A) * g^3 + eps)`.
 pub struct GradCamPlusPlus;
 
 impl CamMethod for GradCamPlusPlus {
-    fn name(&self) -> &'static str {
-        "gradcampp"
-    }
-
     fn weights(&self, activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4> {
         let g2 = gradients.clone().mul(gradients.clone());
         let g3 = g2.clone().mul(gradients.clone());

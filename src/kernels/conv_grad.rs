@@ -1,6 +1,6 @@
 //! Input gradients of convolution and pooling on the host, for the reverse pass that
 //! pixel-level Integrated Gradients runs through the whole network (see
-//! [`backprop`](super::backprop)). The weights are constants, so only the input's gradient is
+//! `onnx::backprop`). The weights are constants, so only the input's gradient is
 //! needed: for a convolution `dX = Wᵀ · dY` per group, as one `gemm` into columns (one row per
 //! input channel and tap) that are sent back onto the input planes through phase planes (the
 //! mirror of the forward's im2col and window kernel); a depthwise convolution sends each tap
@@ -9,8 +9,11 @@
 
 use std::cell::RefCell;
 
-use super::cpu_conv::{Activation, ConvShape, GroupProduct, matmul, phase_row, with_columns};
-use super::cpu_par::{par_chunks, threads};
+use super::activation::Activation;
+use super::matmul::{GroupProduct, matmul, with_columns};
+use super::par::{par_chunks, threads};
+use super::shape::{ConvShape, check_len, product};
+use super::window::phase_row;
 
 thread_local! {
     /// One image's output gradient taken through a [`Gate`], on this thread.
@@ -37,9 +40,13 @@ pub fn conv2d_input_grad(
     w: &[f32],
     gate: Option<Gate>,
 ) -> Vec<f32> {
-    let [oh, ow] = s.output().expect("checked by the caller");
-    let out_image = s.cout * oh * ow;
-    let in_image = s.cin * s.input[0] * s.input[1];
+    check_len("the output gradient", g.len(), s.output_len(batch));
+    check_len("the weights", w.len(), s.weight_len());
+    if let Some(gate) = gate {
+        check_len("the gate's output", gate.output.len(), s.output_len(batch));
+    }
+    let out_image = s.output_len(1);
+    let in_image = s.input_len(1);
     let mut dx = vec![0.0f32; batch * in_image];
     // Few images: let the matrix product use the threads instead.
     let inner_parallel = batch < threads();
@@ -103,7 +110,7 @@ fn grouped(g: &[f32], s: &ConvShape, w: &[f32], dx: &mut [f32], inner_parallel: 
 
 /// One image of a depthwise convolution: every tap of every channel sent back.
 fn depthwise(g: &[f32], s: &ConvShape, w: &[f32], dx: &mut [f32]) {
-    let [oh, ow] = s.output().expect("checked by the caller");
+    let [oh, ow] = s.checked_output();
     let taps = s.kernel[0] * s.kernel[1];
     let plane = s.input[0] * s.input[1];
     PHASES.with(|cell| {
@@ -165,7 +172,7 @@ fn gather_taps_with<'a>(
     phases: &mut Vec<f32>,
 ) {
     let [h, w] = s.input;
-    let [oh, ow] = s.output().expect("checked by the caller");
+    let [oh, ow] = s.checked_output();
     let [kh, kw] = s.kernel;
     let [sy, sx] = s.stride;
     let [dy, dxl] = s.dilation;
@@ -215,6 +222,8 @@ pub fn max_pool2d_grad(
     s: &ConvShape,
     [oh, ow]: [usize; 2],
 ) -> Vec<f32> {
+    check_pool_grad(g, batch, s, [oh, ow]);
+    check_len("the input", x.len(), s.input_len(batch));
     let [h, w] = s.input;
     let [kh, kw] = s.kernel;
     let (plane, out_plane) = (h * w, oh * ow);
@@ -262,6 +271,7 @@ pub fn avg_pool2d_grad(
     [oh, ow]: [usize; 2],
     count_include_pad: bool,
 ) -> Vec<f32> {
+    check_pool_grad(g, batch, s, [oh, ow]);
     let [h, w] = s.input;
     let (plane, out_plane) = (h * w, oh * ow);
     let mut dx = vec![0.0f32; batch * s.cin * plane];
@@ -297,10 +307,25 @@ pub fn avg_pool2d_grad(
     dx
 }
 
+/// Asserts that `s` is a pooling window over non-empty planes and that `g` holds `batch`
+/// outputs of `[oh, ow]` per channel.
+fn check_pool_grad(g: &[f32], batch: usize, s: &ConvShape, [oh, ow]: [usize; 2]) {
+    s.checked_output();
+    assert!(
+        s.cin == s.cout && s.groups == s.cin && s.input[0] * s.input[1] > 0,
+        "pooling runs every channel of a non-empty plane on its own: {s:?}"
+    );
+    check_len(
+        "the output gradient",
+        g.len(),
+        product(&[batch, s.cout, oh, ow]),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::cpu_conv::{Epilogue, conv2d};
+    use crate::kernels::conv::{Epilogue, conv2d};
 
     /// `<conv(x), g>` equals `<x, conv_input_grad(g)>` for any x and g: the adjoint identity,
     /// checked on strided, padded, dilated, grouped and depthwise shapes.

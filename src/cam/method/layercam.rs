@@ -2,16 +2,12 @@
 
 use burn::tensor::{Tensor, activation};
 
-use super::CamMethod;
+use crate::cam::weights::CamMethod;
 
 /// LayerCAM weights: `relu(g)` per element.
 pub struct LayerCam;
 
 impl CamMethod for LayerCam {
-    fn name(&self) -> &'static str {
-        "layercam"
-    }
-
     fn weights(&self, _activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4> {
         activation::relu(gradients)
     }

@@ -2,16 +2,12 @@
 
 use burn::tensor::Tensor;
 
-use super::CamMethod;
+use crate::cam::weights::CamMethod;
 
 /// XGrad-CAM weights: `sum_uv g * A / (sum_uv A + eps)`.
 pub struct XGradCam;
 
 impl CamMethod for XGradCam {
-    fn name(&self) -> &'static str {
-        "xgradcam"
-    }
-
     fn weights(&self, activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4> {
         let sum_a = activations.clone().sum_dim(3).sum_dim(2).add_scalar(1e-7);
         gradients.mul(activations).div(sum_a).sum_dim(3).sum_dim(2)

@@ -1,0 +1,140 @@
+//! One criterion bench per CPU kernel, at the shapes ResNet-50 and EfficientNet-Lite0 spend
+//! their time in (batch 10, as a chunk of path points):
+//!
+//!     cargo bench --features bench-kernels --bench kernels
+//!
+//! The kernels are crate-private; the `bench-kernels` feature makes them public for this file.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use igcam::kernels::activation::Activation;
+use igcam::kernels::conv::{Epilogue, conv2d};
+use igcam::kernels::conv_grad::{avg_pool2d_grad, conv2d_input_grad, max_pool2d_grad};
+use igcam::kernels::shape::ConvShape;
+use igcam::kernels::window::max_pool2d;
+use igcam::kernels::winograd;
+
+/// Images per call: a chunk of path points.
+const BATCH: usize = 10;
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// A convolution shape: channels in, spatial size, channels out, groups, kernel, stride.
+fn conv(cin: usize, size: usize, cout: usize, groups: usize, k: usize, stride: usize) -> ConvShape {
+    ConvShape {
+        cin,
+        input: [size, size],
+        cout,
+        groups,
+        kernel: [k, k],
+        stride: [stride, stride],
+        dilation: [1, 1],
+        pad: [(k / 2, k / 2); 2],
+    }
+}
+
+/// Multiply-adds of one batch, for criterion's throughput column.
+fn macs(s: &ConvShape) -> u64 {
+    let [oh, ow] = s.output().expect("a valid shape");
+    (BATCH * s.cout * oh * ow * (s.cin / s.groups) * s.kernel[0] * s.kernel[1]) as u64
+}
+
+/// The forward convolution (im2col + gemm, depthwise windows) with a ReLU epilogue.
+fn forward(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv2d");
+    let shapes = [
+        ("resnet_stem_7x7_s2", conv(3, 224, 64, 1, 7, 2)),
+        ("resnet_1x1_256_56", conv(256, 56, 64, 1, 1, 1)),
+        ("resnet_3x3_s2_128", conv(128, 56, 128, 1, 3, 2)),
+        ("lite0_depthwise_3x3_144_56", conv(144, 56, 144, 144, 3, 1)),
+        (
+            "lite0_depthwise_5x5_s2_240_28",
+            conv(240, 28, 240, 240, 5, 2),
+        ),
+    ];
+    for (name, s) in shapes {
+        let x = values(s.input_len(BATCH), 1);
+        let w = values(s.weight_len(), 2);
+        let epilogue = Epilogue {
+            activation: Some(Activation::Relu),
+            ..Epilogue::default()
+        };
+        group.throughput(Throughput::Elements(macs(&s)));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| conv2d(&x, BATCH, &s, &w, &epilogue))
+        });
+    }
+    group.finish();
+}
+
+/// Winograd F(2×2, 3×3) on ResNet-50's 3×3 stride-1 layers.
+fn winograd_3x3(c: &mut Criterion) {
+    let mut group = c.benchmark_group("winograd");
+    for (name, s) in [
+        ("resnet_3x3_64_56", conv(64, 56, 64, 1, 3, 1)),
+        ("resnet_3x3_256_14", conv(256, 14, 256, 1, 3, 1)),
+    ] {
+        let x = values(s.input_len(BATCH), 3);
+        let u = winograd::transform_filters(&values(s.weight_len(), 4), s.cout, s.cin);
+        group.throughput(Throughput::Elements(macs(&s)));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| winograd::conv2d(&x, BATCH, &s, &u, &Epilogue::default()))
+        });
+    }
+    group.finish();
+}
+
+/// Max pooling over ResNet-50's stem output.
+fn pooling(c: &mut Criterion) {
+    let s = ConvShape::pooling(64, [112, 112], [3, 3], [2, 2], [1, 1], [(1, 1); 2]);
+    let x = values(s.input_len(BATCH), 5);
+    c.bench_function("max_pool2d/resnet_3x3_s2_64_112", |b| {
+        b.iter(|| max_pool2d(&x, BATCH, &s))
+    });
+}
+
+/// The reverse pass's kernels: the convolution's input gradient (with a ReLU6 gate), and
+/// pooling's.
+fn gradients(c: &mut Criterion) {
+    let mut group = c.benchmark_group("input_grad");
+    for (name, s) in [
+        ("resnet_3x3_64_56", conv(64, 56, 64, 1, 3, 1)),
+        ("lite0_depthwise_3x3_144_56", conv(144, 56, 144, 144, 3, 1)),
+    ] {
+        let g = values(s.output_len(BATCH), 6);
+        let y = values(s.output_len(BATCH), 7);
+        let w = values(s.weight_len(), 8);
+        let gate = igcam::kernels::conv_grad::Gate {
+            output: &y,
+            activation: Activation::Clip(0.0, 6.0),
+        };
+        group.throughput(Throughput::Elements(macs(&s)));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| conv2d_input_grad(&g, BATCH, &s, &w, Some(gate)))
+        });
+    }
+    let s = ConvShape::pooling(64, [112, 112], [3, 3], [2, 2], [1, 1], [(1, 1); 2]);
+    let out = s.output().expect("a valid shape");
+    let x = values(s.input_len(BATCH), 9);
+    let g = values(s.output_len(BATCH), 10);
+    group.bench_function("max_pool_3x3_s2_64_112", |b| {
+        b.iter(|| max_pool2d_grad(&x, &g, BATCH, &s, out))
+    });
+    group.bench_function("avg_pool_3x3_s2_64_112", |b| {
+        b.iter(|| avg_pool2d_grad(&g, BATCH, &s, out, false))
+    });
+    group.finish();
+}
+
+criterion_group!(kernels, forward, winograd_3x3, pooling, gradients);
+criterion_main!(kernels);

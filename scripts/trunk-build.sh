@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The Trunk path, checked: installs Trunk once (scripts/wasm-env.sh), runs `trunk build
+# --release` into a temporary folder (or $1) with the toolchain and target dir
+# scripts/web-build.sh uses (so the wasm build itself is cached), and checks that it gives the
+# dist/ layout of scripts/web-build.sh but the threaded build: index.html, app.js, threads.js,
+# explain-worker.js, sw.js, style.css, igcam-web.js, igcam-web_bg.wasm, the model, its labels
+# and images/. CI runs it so that the developer's loop (`trunk serve`) cannot rot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/phases.sh
+source scripts/wasm-env.sh
+out="${1:-$(mktemp -d)}"
+exec 9>"$CACHE/web-build.lock"
+flock 9
+phase "web tool installs" install_tools
+phase "trunk install" install_trunk
+wasm_toolchain
+phase "web crate fetch" fetch_crates
+export TRUNK_SKIP_VERSION_CHECK=true
+phase "trunk build" trunk build --release --offline --dist "$out"
+missing=()
+for f in index.html app.js threads.js explain-worker.js sw.js style.css igcam-web.js \
+  igcam-web_bg.wasm efficientnet-lite0.onnx imagenet_labels.txt images/chelsea.png; do
+  [ -s "$out/$f" ] || missing+=("$f")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "trunk-build: $out lacks ${missing[*]} (the dist/ layout of scripts/web-build.sh)" >&2
+  exit 1
+fi
+echo "trunk-build: $out holds the page ($(du -sh "$out" | cut -f1))"

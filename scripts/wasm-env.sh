@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Sourced by scripts/web-build.sh and scripts/trunk-build.sh: the cache, the wasm tools and
+# the wasm32 toolchain they share (one target dir, the same flags, so each reuses the other's
+# build). Two ways to get a wasm32 toolchain:
+#   * a normal developer machine: rustup with `rustup target add wasm32-unknown-unknown`;
+#   * a machine where rustup cannot add the target: Debian's Rust with its std sources
+#     (`apt-get install rustc-web cargo-web rust-web-src lld-22`) and `-Z build-std`.
+# Tools are installed once into $IGCAM_CACHE (default ~/.cache/igcam): wasm-bindgen-cli (the
+# version in Cargo.lock) from crates.io, wasm-opt from npm's binaryen@132 (Debian's binaryen 108
+# breaks wasm-bindgen's externref table), and Trunk for scripts/trunk-build.sh.
+CACHE="${IGCAM_CACHE:-$HOME/.cache/igcam}"
+TOOLS="$CACHE/tools"
+mkdir -p "$CACHE"
+BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
+# Trunk's last release that builds with rustc 1.95; without its default features (TLS for
+# downloads, update checks): it takes its tools from PATH.
+TRUNK_VERSION=0.21.14
+
+# Tools are installed once per machine (into the cache, not the clone). `cargo install` builds in
+# a temporary folder of its own, not in an inherited CARGO_TARGET_DIR: CI's native build uses that
+# one at the same time and would wait for its lock. Call before `wasm_toolchain`.
+install_tools() {
+  if [ ! -x "$TOOLS/bin/wasm-bindgen" ] || ! "$TOOLS/bin/wasm-bindgen" --version | grep -q "$BINDGEN_VERSION"; then
+    env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
+  fi
+  if [ ! -x web/e2e/node_modules/.bin/wasm-opt ]; then
+    (cd web/e2e && npm ci --no-audit --no-fund)
+  fi
+}
+
+install_trunk() {
+  if [ ! -x "$TOOLS/bin/trunk" ] || ! "$TOOLS/bin/trunk" --version | grep -q "$TRUNK_VERSION"; then
+    env -u CARGO_TARGET_DIR cargo install trunk --version "$TRUNK_VERSION" --locked \
+      --no-default-features --root "$TOOLS"
+  fi
+}
+
+export PATH="$TOOLS/bin:$PWD/web/e2e/node_modules/.bin:$PATH"
+export CARGO_TARGET_DIR="${IGCAM_WASM_TARGET_DIR:-$CACHE/wasm-target}"
+# The threaded build has its own target dir: its flags differ, so sharing one would rebuild both
+# every time.
+MT_TARGET_DIR="${IGCAM_WASM_MT_TARGET_DIR:-$CACHE/wasm-target-mt}"
+# simd128: 128-bit SIMD in the wasm CPU kernels (gemm, Burn's flex); every current browser has it.
+# (.cargo/config.toml holds the same flags for a plain `trunk serve`.)
+export RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
+# The threaded build: atomics, bulk-memory and mutable-globals (what wasm-bindgen-rayon needs; the
+# shared memory's link arguments are in web/build.rs).
+MT_RUSTFLAGS="$RUSTFLAGS,+atomics,+bulk-memory,+mutable-globals"
+
+# Switches to the wasm32 toolchain (after the tool installs, which build natively).
+wasm_toolchain() {
+  if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+    echo "wasm: rustup's wasm32-unknown-unknown target"
+  elif [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
+    echo "wasm: Debian's Rust with -Z build-std"
+    export PATH="/usr/bin:$PATH"
+    export RUSTC=/usr/bin/rustc
+    export RUSTC_BOOTSTRAP=1
+    export CARGO_UNSTABLE_BUILD_STD="std,panic_abort"
+    if [ -x /usr/lib/llvm-22/bin/wasm-ld ]; then
+      export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld
+    fi
+  else
+    echo "wasm: no wasm32 toolchain: run 'rustup target add wasm32-unknown-unknown'," >&2
+    echo "  or on Debian 'apt-get install rustc-web cargo-web rust-web-src lld-22'" >&2
+    exit 2
+  fi
+}
+
+# Everything the builds need must be in the cargo home before they run offline. With
+# -Z build-std that includes std's own dependencies for wasm32 (dlmalloc, ... from the rust-src
+# Cargo.lock), which a machine that never built the web crate does not have: fetch them, without
+# the network when they are all present already.
+fetch_crates() {
+  cargo fetch --offline --target wasm32-unknown-unknown --manifest-path web/Cargo.toml 2>/dev/null \
+    || cargo fetch --target wasm32-unknown-unknown --manifest-path web/Cargo.toml
+}

@@ -1,0 +1,23 @@
+//! The CPU kernel library: convolution (im2col + `gemm`, Winograd F(2×2, 3×3)), depthwise
+//! convolution and max pooling over phase planes, and the input gradients of convolution and
+//! pooling for the host reverse pass. Plain slices in, plain vectors out: nothing here knows
+//! Burn or ONNX (the interpreter in [`onnx`](crate::onnx) calls it on the CPU backend's
+//! buffers). Every entry point checks its buffers against its [`ConvShape`](shape::ConvShape)
+//! with `assert!` before touching them, so no slice from safe code can make a kernel read out
+//! of bounds.
+//!
+//! The module is crate-private; the `bench-kernels` feature makes it public for
+//! `benches/kernels.rs` (`cargo bench --features bench-kernels --bench kernels`).
+
+pub mod activation;
+pub mod conv;
+pub mod conv_grad;
+pub mod matmul;
+pub mod par;
+#[cfg(test)]
+mod refusals;
+pub mod shape;
+#[cfg(test)]
+mod testing;
+pub mod window;
+pub mod winograd;

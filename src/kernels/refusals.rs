@@ -1,0 +1,201 @@
+//! Every kernel entry point refuses a buffer that does not fit its shape, with a panic that
+//! names the buffer, before anything reads it: a short slice from safe code never reaches the
+//! raw `gemm` calls or the unchecked writes behind them.
+
+use super::activation::Activation;
+use super::conv::{Epilogue, conv2d};
+use super::conv_grad::{Gate, avg_pool2d_grad, conv2d_input_grad, max_pool2d_grad};
+use super::matmul::matmul;
+use super::shape::ConvShape;
+use super::window::{Window, max_pool2d, window};
+use super::winograd;
+
+/// A 3×3 convolution, 4 → 6 channels on 5×5, padded: output 6×5×5.
+fn shape() -> ConvShape {
+    ConvShape {
+        cin: 4,
+        input: [5, 5],
+        cout: 6,
+        groups: 1,
+        kernel: [3, 3],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pad: [(1, 1); 2],
+    }
+}
+
+/// The same, as a depthwise convolution (6 channels).
+fn depthwise() -> ConvShape {
+    ConvShape {
+        cin: 6,
+        groups: 6,
+        ..shape()
+    }
+}
+
+fn pooling() -> ConvShape {
+    ConvShape::pooling(3, [6, 6], [2, 2], [2, 2], [1, 1], [(0, 0); 2])
+}
+
+#[test]
+#[should_panic(expected = "the input holds 99 values where the shape needs 200")]
+fn conv2d_refuses_a_short_input() {
+    conv2d(&[0.0; 99], 2, &shape(), &[0.0; 216], &Epilogue::default());
+}
+
+#[test]
+#[should_panic(expected = "the weights holds 215 values where the shape needs 216")]
+fn conv2d_refuses_short_weights() {
+    conv2d(&[0.0; 200], 2, &shape(), &[0.0; 215], &Epilogue::default());
+}
+
+#[test]
+#[should_panic(expected = "the residual holds 10 values where the shape needs 300")]
+fn conv2d_refuses_a_short_residual() {
+    let residual = [0.0; 10];
+    let epilogue = Epilogue {
+        residual: Some(&residual),
+        ..Epilogue::default()
+    };
+    conv2d(&[0.0; 200], 2, &shape(), &[0.0; 216], &epilogue);
+}
+
+#[test]
+#[should_panic(expected = "the bias holds 5 values where the shape needs 6")]
+fn conv2d_refuses_a_short_bias() {
+    let bias = [0.0; 5];
+    let epilogue = Epilogue {
+        bias: Some(&bias),
+        ..Epilogue::default()
+    };
+    conv2d(&[0.0; 200], 2, &shape(), &[0.0; 216], &epilogue);
+}
+
+#[test]
+#[should_panic(expected = "groups do not divide")]
+fn conv2d_refuses_groups_that_do_not_divide() {
+    let s = ConvShape {
+        groups: 3,
+        ..shape()
+    };
+    conv2d(&[0.0; 200], 2, &s, &[0.0; 216], &Epilogue::default());
+}
+
+#[test]
+#[should_panic(expected = "the kernel does not fit the padded input")]
+fn conv2d_refuses_a_kernel_larger_than_the_input() {
+    let s = ConvShape {
+        kernel: [9, 9],
+        ..shape()
+    };
+    conv2d(&[0.0; 200], 2, &s, &[0.0; 1944], &Epilogue::default());
+}
+
+#[test]
+#[should_panic(expected = "the transformed filters holds 383 values where the shape needs 384")]
+fn winograd_refuses_short_transformed_filters() {
+    // The raw gemm calls read `u` as [16][cout][cin]: one value short must not get there.
+    winograd::conv2d(&[0.0; 200], 2, &shape(), &[0.0; 383], &Epilogue::default());
+}
+
+#[test]
+#[should_panic(expected = "the input holds 199 values where the shape needs 200")]
+fn winograd_refuses_a_short_input() {
+    winograd::conv2d(&[0.0; 199], 2, &shape(), &[0.0; 384], &Epilogue::default());
+}
+
+#[test]
+#[should_panic(expected = "Winograd F(2x2, 3x3) computes 3x3 stride-1 undilated convolutions")]
+fn winograd_refuses_other_kernels() {
+    let s = ConvShape {
+        stride: [2, 2],
+        ..shape()
+    };
+    winograd::conv2d(&[0.0; 200], 2, &s, &[0.0; 384], &Epilogue::default());
+}
+
+#[test]
+#[should_panic(expected = "the weights holds 35 values where the shape needs 36")]
+fn winograd_filters_refuse_short_weights() {
+    winograd::transform_filters(&[0.0; 35], 2, 2);
+}
+
+#[test]
+#[should_panic(expected = "the output holds 149 values where the shape needs 150")]
+fn window_refuses_a_short_output() {
+    window(&[0.0; 150], &depthwise(), Window::Max, &mut [0.0; 149]);
+}
+
+#[test]
+#[should_panic(expected = "the weights holds 53 values where the shape needs 54")]
+fn window_refuses_short_weights() {
+    window(
+        &[0.0; 150],
+        &depthwise(),
+        Window::Sum(&[0.0; 53]),
+        &mut [0.0; 150],
+    );
+}
+
+#[test]
+#[should_panic(expected = "a window runs every channel on its own")]
+fn window_refuses_a_dense_convolution() {
+    window(&[0.0; 100], &shape(), Window::Max, &mut [0.0; 150]);
+}
+
+#[test]
+#[should_panic(expected = "the input holds 107 values where the shape needs 108")]
+fn max_pool_refuses_a_short_input() {
+    max_pool2d(&[0.0; 107], 1, &pooling());
+}
+
+#[test]
+#[should_panic(expected = "the output gradient holds 299 values where the shape needs 300")]
+fn conv_gradient_refuses_a_short_gradient() {
+    conv2d_input_grad(&[0.0; 299], 2, &shape(), &[0.0; 216], None);
+}
+
+#[test]
+#[should_panic(expected = "the gate's output holds 1 values where the shape needs 300")]
+fn conv_gradient_refuses_a_short_gate() {
+    let gate = Gate {
+        output: &[0.0],
+        activation: Activation::Relu,
+    };
+    conv2d_input_grad(&[0.0; 300], 2, &shape(), &[0.0; 216], Some(gate));
+}
+
+#[test]
+#[should_panic(expected = "the input holds 10 values where the shape needs 108")]
+fn max_pool_gradient_refuses_a_short_input() {
+    max_pool2d_grad(&[0.0; 10], &[0.0; 27], 1, &pooling(), [3, 3]);
+}
+
+#[test]
+#[should_panic(expected = "the output gradient holds 26 values where the shape needs 27")]
+fn avg_pool_gradient_refuses_a_short_gradient() {
+    avg_pool2d_grad(&[0.0; 26], 1, &pooling(), [3, 3], false);
+}
+
+#[test]
+#[should_panic(expected = "a 2x3 by 3x4 product into 8 values got 6 and 11 values")]
+fn matmul_refuses_a_short_operand() {
+    matmul(
+        &mut [0.0; 8],
+        [2, 4, 3],
+        &[0.0; 6],
+        false,
+        &[0.0; 11],
+        gemm::Parallelism::None,
+    );
+}
+
+#[test]
+#[should_panic(expected = "values would overflow")]
+fn sizes_that_overflow_are_refused() {
+    let s = ConvShape {
+        cin: usize::MAX / 2,
+        ..shape()
+    };
+    s.input_len(4);
+}

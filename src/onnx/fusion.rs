@@ -1,0 +1,159 @@
+//! Operator fusion on the CPU backend: a convolution absorbs the zero `Pad` before it, and the
+//! residual `Add` and the activation after it, so the intermediate tensors are never written
+//! out and read back. The graph is not rewritten: the runner fuses a group of adjacent nodes only
+//! when none of the tensors inside the group is needed elsewhere (read by another node, kept for
+//! the caller, the graph's output, or past the end of the range being run), and falls back to
+//! running the nodes one by one otherwise. Loading a model runs unfused, so every tensor keeps
+//! its name and shape for `layers` and `--layer`.
+
+use std::ops::Range;
+
+use super::graph::{Env, Graph};
+use super::ops::Epilogue;
+use super::value::Value;
+use crate::kernels::activation::Activation;
+
+/// A group of adjacent nodes to run as one convolution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The `Pad` node folded into the convolution's padding.
+    pub pad: Option<usize>,
+    /// The convolution.
+    pub conv: usize,
+    /// The `Add` node and the name of its other (residual) input.
+    pub add: Option<(usize, String)>,
+    /// The activation node.
+    pub activation: Option<(usize, Activation)>,
+}
+
+impl Plan {
+    /// The first node of the group.
+    pub fn first(&self) -> usize {
+        self.pad.unwrap_or(self.conv)
+    }
+
+    /// The last node of the group: its output is the group's output.
+    pub fn last(&self) -> usize {
+        self.activation
+            .map(|a| a.0)
+            .or(self.add.as_ref().map(|a| a.0))
+            .unwrap_or(self.conv)
+    }
+
+    /// `Pad+Conv+Add+Relu`-style name for profiles.
+    pub fn label(&self, graph: &Graph) -> String {
+        (self.first()..=self.last())
+            .map(|i| graph.nodes[i].op_type.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
+
+/// Whether the output of node `i` may stay inside a fused group ending at node `i + 1`:
+/// read by that node only, not kept, not the graph's output, and `i + 1` within `range`.
+fn internal(graph: &Graph, i: usize, range: &Range<usize>, keep: &[&str]) -> bool {
+    let name = &graph.nodes[i].output;
+    i + 1 < range.end
+        && graph.readers.get(name) == Some(&1)
+        && graph.nodes[i + 1].inputs.iter().any(|n| n == name)
+        && name != &graph.output
+        && !keep.contains(&name.as_str())
+}
+
+/// The fusion group starting at node `i`, if there is one worth running.
+pub fn plan(
+    graph: &Graph,
+    i: usize,
+    range: &Range<usize>,
+    keep: &[&str],
+    env: &Env,
+) -> Option<Plan> {
+    let is_conv = |j: usize| graph.nodes.get(j).is_some_and(|n| n.op_type == "Conv");
+    let (pad, conv) = if is_conv(i) {
+        (None, i)
+    } else if is_conv(i + 1)
+        && internal(graph, i, range, keep)
+        && graph.nodes[i + 1].inputs.first() == Some(&graph.nodes[i].output)
+    {
+        (Some(i), i + 1)
+    } else {
+        return None;
+    };
+    let peeked = |j: usize| -> Vec<Option<&Value>> {
+        graph.nodes[j]
+            .inputs
+            .iter()
+            .map(|n| graph.peek(env, n))
+            .collect()
+    };
+    let pads = match pad {
+        Some(p) => graph.nodes[p].op.zero_spatial_pad(&peeked(p))?,
+        None => [(0, 0); 2],
+    };
+    let input_name = match pad {
+        Some(p) => graph.nodes[p].inputs.first()?,
+        None => graph.nodes[conv].inputs.first()?,
+    };
+    let input = graph.peek(env, input_name)?;
+    let mut out = conv;
+    let mut add = None;
+    if internal(graph, out, range, keep)
+        && graph.nodes[out + 1].op.epilogue() == Some(Epilogue::Add)
+    {
+        let node = &graph.nodes[out + 1];
+        let mine = &graph.nodes[out].output;
+        if let [a, b] = node.inputs.as_slice()
+            && (a == mine) != (b == mine)
+        {
+            let other = if a == mine { b } else { a };
+            add = Some((out + 1, other.clone()));
+            out += 1;
+        }
+    }
+    let mut activation = None;
+    if internal(graph, out, range, keep)
+        && let Some(Epilogue::Activation(a)) = graph.nodes[out + 1].op.epilogue()
+        && graph.nodes[out + 1].inputs.first() == Some(&graph.nodes[out].output)
+    {
+        activation = Some((out + 1, a));
+    }
+    if pad.is_none() && add.is_none() && activation.is_none() {
+        return None;
+    }
+    let residual = match &add {
+        Some((_, name)) => Some(graph.peek(env, name)?),
+        None => None,
+    };
+    if !graph.nodes[conv].op.fusable(input, pads, residual) {
+        return None;
+    }
+    Some(Plan {
+        pad,
+        conv,
+        add,
+        activation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_bounds_and_labels_follow_the_nodes() {
+        let plan = Plan {
+            pad: Some(3),
+            conv: 4,
+            add: Some((5, "r".into())),
+            activation: Some((6, Activation::Relu)),
+        };
+        assert_eq!((plan.first(), plan.last()), (3, 6));
+        let plain = Plan {
+            pad: None,
+            conv: 4,
+            add: None,
+            activation: Some((5, Activation::Clip(0.0, 6.0))),
+        };
+        assert_eq!((plain.first(), plain.last()), (4, 5));
+    }
+}

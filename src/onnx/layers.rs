@@ -1,0 +1,188 @@
+//! Which tensors of a loaded graph can be explained, and the default one: the 4-D tensor the
+//! network's global pooling reads (or, without one, the last activation after a convolution),
+//! chosen by a documented rule that `igcam-wgpu layers` explains.
+
+use std::collections::HashMap;
+
+use super::graph::Graph;
+use crate::error::{Error, Result};
+
+/// Op types that count as "an activation" when choosing the default layer.
+const ACTIVATIONS: &[&str] = &[
+    "Relu",
+    "Clip",
+    "LeakyRelu",
+    "HardSwish",
+    "Elu",
+    "Selu",
+    "PRelu",
+    "Sigmoid",
+    "Tanh",
+];
+
+/// Op types that can be a network's global pooling (when their output has no spatial extent).
+const GLOBAL_POOLING: &[&str] = &[
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "AveragePool",
+    "MaxPool",
+    "ReduceMean",
+    "ReduceMax",
+];
+
+/// A tensor that can serve as the explained layer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LayerInfo {
+    /// ONNX tensor name.
+    pub name: String,
+    /// Op type of the node that produces it.
+    pub op_type: String,
+    /// Shape for a batch of one.
+    pub shape: Vec<usize>,
+}
+
+/// The explainable tensors of a graph, from the batch-1 shape of every node's output.
+pub struct Layers<'a> {
+    /// The graph.
+    pub graph: &'a Graph,
+    /// Every node output's shape for one image.
+    pub shapes: &'a HashMap<String, Vec<usize>>,
+    /// The number of classes of the output.
+    pub classes: usize,
+}
+
+impl Layers<'_> {
+    /// Every 4-D tensor with spatial size > 1, in graph order: the candidates for `--layer`.
+    pub fn list(&self) -> Vec<LayerInfo> {
+        self.graph
+            .nodes
+            .iter()
+            .filter(|n| self.is_candidate(&n.output))
+            .map(|n| LayerInfo {
+                name: n.output.clone(),
+                op_type: n.op_type.clone(),
+                shape: self.shapes[&n.output].clone(),
+            })
+            .collect()
+    }
+
+    /// The default layer: the 4-D tensor the network's global pooling reads, i.e. the output
+    /// of the last feature block (ResNet `layer4`, EfficientNet's last SiLU `Mul`, GoogLeNet's
+    /// last `Concat`; before a 1×1-convolution classifier as in SqueezeNet, that classifier's
+    /// input). Without a global pooling (VGG): the output of the last activation after a
+    /// convolution with spatial size > 1 (`features.29`); failing that, the last 4-D candidate.
+    /// Returns the tensor's name and why it was chosen.
+    pub fn default_with_reason(&self) -> Option<(String, String)> {
+        self.pooled_features().or_else(|| self.last_activation())
+    }
+
+    /// A 4-D tensor with spatial size > 1.
+    fn is_candidate(&self, tensor: &str) -> bool {
+        self.shapes
+            .get(tensor)
+            .is_some_and(|s| s.len() == 4 && s[2] * s[3] > 1)
+    }
+
+    /// The input of the last global pooling: a pooling or reduction whose output keeps the
+    /// channels of a 4-D input with spatial size > 1 and has no spatial extent left.
+    fn pooled_features(&self) -> Option<(String, String)> {
+        let pool = self.graph.nodes.iter().rev().find(|n| {
+            let input = n.inputs.first().map_or("", String::as_str);
+            let (Some(i), Some(o)) = (self.shapes.get(input), self.shapes.get(&n.output)) else {
+                return false;
+            };
+            // More than one channel: a channels-last LayerNorm's mean over `[1, 1, 1, C]`
+            // (ConvNeXt's classifier at opset 13) is not a pooling.
+            GLOBAL_POOLING.contains(&n.op_type.as_str())
+                && self.is_candidate(input)
+                && o.len() >= 2
+                && i[1] > 1
+                && o[1] == i[1]
+                && o[2..].iter().all(|&d| d == 1)
+        })?;
+        let mut tensor = pool.inputs[0].clone();
+        let mut why = format!("the input of the global pooling `{}`", pool.name);
+        // A 1×1-convolution classifier before the pooling (SqueezeNet): its class channels are
+        // not features; explain what it reads.
+        if self.shapes.get(&tensor).map(|s| s[1]) == Some(self.classes) {
+            let mut t = tensor.clone();
+            while let Some(p) = self.graph.producer(&t).map(|i| &self.graph.nodes[i]) {
+                let Some(next) = p.inputs.first().filter(|n| self.is_candidate(n)) else {
+                    break;
+                };
+                if p.op_type == "Conv" {
+                    why = format!("the input of the 1×1-convolution classifier `{}`", p.name);
+                    tensor = next.clone();
+                    break;
+                }
+                if !ACTIVATIONS.contains(&p.op_type.as_str()) && p.op_type != "BatchNormalization" {
+                    break;
+                }
+                t = next.clone();
+            }
+        }
+        Some((tensor, why))
+    }
+
+    /// The output of the last activation after the first convolution, else the last 4-D
+    /// candidate after it.
+    fn last_activation(&self) -> Option<(String, String)> {
+        let first_conv = self.graph.nodes.iter().position(|n| n.op_type == "Conv")?;
+        let layers = self.list();
+        let after_conv =
+            |l: &&LayerInfo| self.graph.producer(&l.name).is_some_and(|i| i > first_conv);
+        layers
+            .iter()
+            .filter(after_conv)
+            .rfind(|l| ACTIVATIONS.contains(&l.op_type.as_str()))
+            .map(|l| {
+                (
+                    l.name.clone(),
+                    "the last activation (no global pooling)".to_string(),
+                )
+            })
+            .or_else(|| {
+                layers
+                    .iter()
+                    .rfind(after_conv)
+                    .map(|l| (l.name.clone(), "the last 4-D tensor".to_string()))
+            })
+    }
+
+    /// Checks that `name` is a 4-D tensor of the graph and returns its batch-1 shape.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        let Some(shape) = self
+            .graph
+            .producer(name)
+            .and_then(|_| self.shapes.get(name))
+        else {
+            let best = self
+                .graph
+                .nodes
+                .iter()
+                .map(|n| (strsim::jaro_winkler(name, &n.output), &n.output))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let hint = match best {
+                Some((score, n)) if score > 0.8 => format!(" (did you mean `{n}`?)"),
+                _ => String::new(),
+            };
+            return Err(Error::UnknownLayer {
+                name: name.into(),
+                hint,
+            });
+        };
+        if shape.len() != 4 {
+            return Err(Error::LayerNot4d {
+                name: name.into(),
+                shape: shape.clone(),
+            });
+        }
+        if !self.graph.feeds_output(name) {
+            return Err(Error::LayerUnused {
+                name: name.into(),
+                output: self.graph.output.clone(),
+            });
+        }
+        Ok(shape.clone())
+    }
+}

@@ -1,0 +1,520 @@
+//! [`OnnxModel`]: the one door to the interpreter. A classifier loaded onto a Burn device,
+//! checked with a blank forward pass, that runs the graph whole or split at the explained
+//! layer, along a path from a baseline, and gives the gradients the explanation methods need.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::tensor::{Device, Tensor};
+
+use super::backprop::{self, target_seed};
+use super::exec;
+use super::external::{self, ExternalData};
+use super::graph::{Env, Graph, InputSpec};
+use super::layers::{LayerInfo, Layers};
+use super::load::{self, DEFAULT_INPUT_SIZE};
+use super::ops::is_plain_cpu;
+use super::path::{PathEnds, affine_stem, along};
+use super::profile;
+use super::value::{FloatValue, Value, host_values};
+use crate::error::{Error, Result};
+
+/// An ONNX image classifier loaded onto a Burn device.
+pub struct OnnxModel {
+    graph: Graph,
+    device: Device,
+    input_size: [usize; 2],
+    classes: usize,
+    /// Output shape of every node for a batch of one, by tensor name.
+    shapes: HashMap<String, Vec<usize>>,
+    /// See [`OnnxModel::batch_breaker`].
+    batch_breaker: Option<String>,
+    /// The affine stem: its last node and its output (see [`super::path`]).
+    stem: Option<(usize, String)>,
+    /// Set once a host reverse pass met an op without a host gradient: input gradients then
+    /// go straight to Burn's autodiff.
+    autodiff_only: AtomicBool,
+}
+
+/// Runs `graph` on a batch of two blank images and returns the first node whose output
+/// depends on the image but does not have twice its first dimension for one image (`shapes`)
+/// and the same others, or that fails. Shapes only: no value is read back from the device.
+fn batch_breaker(
+    graph: &Graph,
+    shapes: &HashMap<String, Vec<usize>>,
+    [h, w]: [usize; 2],
+    device: &Device,
+) -> Option<String> {
+    let blank = Tensor::<4>::zeros([2, graph.input.channels, h, w], device);
+    let mut env = start(graph, blank);
+    let mut depends = std::collections::HashSet::from([graph.input.name.clone()]);
+    let mut breaker = None;
+    let all = 0..graph.nodes.len();
+    let run = exec::run_observed(graph, &mut env, all, &[], 2, &mut |node, v| {
+        if !node.inputs.iter().any(|i| depends.contains(i)) {
+            return;
+        }
+        depends.insert(node.output.clone());
+        // The batch must stay the first axis: `[4, 196, 64]` becoming `[4, 196, 128]` holds
+        // twice the values but has folded the images into another axis.
+        let one = shapes.get(&node.output).map_or(&[][..], Vec::as_slice);
+        let two = v.shape();
+        let follows = matches!((one.split_first(), two.split_first()),
+            (Some((n1, r1)), Some((n2, r2))) if *n2 == 2 * n1 && r1 == r2);
+        if matches!(v, Value::Float(_)) && !follows && breaker.is_none() {
+            breaker = Some(node.name.clone());
+        }
+    });
+    match run {
+        Err(Error::BadNode { node, .. }) => breaker.or(Some(node)),
+        Err(_) => breaker.or_else(|| Some(graph.output.clone())),
+        Ok(()) => breaker,
+    }
+}
+
+/// An environment holding the images `x` as the graph's input.
+fn start(graph: &Graph, x: Tensor<4>) -> Env {
+    Env::from([(graph.input.name.clone(), Value::Float(FloatValue::nchw(x)))])
+}
+
+impl OnnxModel {
+    /// Parses ONNX bytes, puts the weights on `device` and checks the graph with one forward pass
+    /// of a blank image.
+    pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
+        Self::from_bytes_and_data(bytes, &external::NoExternalData, device)
+    }
+
+    /// [`OnnxModel::from_bytes`] for a model whose weights are (partly) in external files, read
+    /// through `external` (PyTorch's `dynamo=True` export: `model.onnx` + `model.onnx.data`).
+    pub fn from_bytes_and_data(
+        bytes: &[u8],
+        external: &dyn ExternalData,
+        device: &Device,
+    ) -> Result<Self> {
+        let graph = load::parse(bytes, external, device)?;
+        let h = graph.input.height.unwrap_or(DEFAULT_INPUT_SIZE);
+        let w = graph.input.width.unwrap_or(DEFAULT_INPUT_SIZE);
+        let blank = Tensor::<4>::zeros([1, graph.input.channels, h, w], device);
+        let mut env = start(&graph, blank);
+        let mut shapes = HashMap::new();
+        let all = 0..graph.nodes.len();
+        exec::run_observed(&graph, &mut env, all, &[], 1, &mut |node, v| {
+            shapes.insert(node.output.clone(), v.shape());
+        })?;
+        if graph.constants.contains_key(&graph.output) {
+            return Err(Error::NotClassifier(format!(
+                "output `{}` is a constant that does not depend on the image",
+                graph.output
+            )));
+        }
+        let out_shape = env.get(&graph.output).map(Value::shape).unwrap_or_default();
+        let classes: usize = out_shape.iter().skip(1).product();
+        if out_shape.first() != Some(&1) || classes < 2 || out_shape.iter().skip(2).any(|&d| d != 1)
+        {
+            return Err(Error::NotClassifier(format!(
+                "output `{}` has shape {out_shape:?}",
+                graph.output
+            )));
+        }
+        if classes > crate::budget::MAX_CLASSES {
+            return Err(Error::NotClassifier(format!(
+                "output `{}` has {classes} classes, more than the {} any classifier has",
+                graph.output,
+                crate::budget::MAX_CLASSES
+            )));
+        }
+        let batch_breaker = (graph.input.batch == Some(1))
+            .then(|| batch_breaker(&graph, &shapes, [h, w], device))
+            .flatten();
+        let stem = affine_stem(&graph, &shapes);
+        Ok(Self {
+            graph,
+            device: device.clone(),
+            input_size: [h, w],
+            classes,
+            shapes,
+            batch_breaker,
+            stem,
+            autodiff_only: AtomicBool::new(false),
+        })
+    }
+
+    /// Values in the largest node output for one image.
+    pub fn largest_activation(&self) -> usize {
+        self.shapes
+            .values()
+            .map(|s| s.iter().product::<usize>())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Values in every node's output for one image (what a backward pass through the whole
+    /// network keeps).
+    pub fn activation_values(&self) -> usize {
+        self.shapes
+            .values()
+            .fold(0usize, |n, s| n.saturating_add(s.iter().product::<usize>()))
+    }
+
+    /// For a model exported with a fixed batch of 1: the first node whose output does not
+    /// follow a batch of images (the new exporter's `as_strided` bakes the batch into a
+    /// Gather), which mixes or drops the images of a batch. Images are then run one per forward:
+    /// [`OnnxModel::forward`] splits batches, and [`OnnxModel::fit_chunk`] is 1.
+    pub fn batch_breaker(&self) -> Option<&str> {
+        self.batch_breaker.as_deref()
+    }
+
+    /// The default number of path points per chunk for this model (see
+    /// [`budget::model_chunk`](crate::budget::model_chunk)), fitted by [`OnnxModel::fit_chunk`].
+    pub fn default_chunk(&self) -> usize {
+        let sizes = crate::budget::ModelSizes {
+            input: self.input_size,
+            largest: self.largest_activation(),
+            all: self.activation_values(),
+        };
+        self.fit_chunk(crate::budget::model_chunk(sizes))
+    }
+
+    /// `batch`, or 1 for a model whose nodes do not follow a batch (see
+    /// [`OnnxModel::batch_breaker`]).
+    pub fn fit_chunk(&self, batch: usize) -> usize {
+        if self.batch_breaker.is_some() {
+            1
+        } else {
+            batch
+        }
+    }
+
+    /// The ends of the straight path from baseline `b` to photo `x` (`[1, C, H, W]` each),
+    /// with the affine stem run on both when the model has one.
+    pub fn path_ends(&self, x: Tensor<4>, b: Tensor<4>) -> Result<PathEnds> {
+        let stem = match &self.stem {
+            Some((end, name)) => {
+                let both = Tensor::cat(vec![b.clone(), x.clone()], 0);
+                let out = self.phase("affine stem", || {
+                    // The stem's ops are per image (Conv, BatchNormalization, Pad, arithmetic
+                    // with constants), so a batch breaker later in the graph does not concern it.
+                    let mut env = start(&self.graph, both);
+                    exec::run(&self.graph, &mut env, 0..end + 1, &[name], 2)?;
+                    match env.remove(name) {
+                        Some(Value::Float(f)) if f.rank == 4 => Ok(f.tensor),
+                        _ => Err(Error::Backend(format!("stem output `{name}` is not 4-D"))),
+                    }
+                })?;
+                let at_b = out.clone().narrow(0, 0, 1);
+                let at_x = out.narrow(0, 1, 1);
+                Some((at_b.clone(), at_x.sub(at_b)))
+            }
+            None => None,
+        };
+        Ok(PathEnds { x, b, stem })
+    }
+
+    /// Runs the path points at `alphas` up to and including the producer of `layer`; returns
+    /// the layer's activations and the tensors the rest of the graph still needs. Starts from
+    /// the affine stem's output where the stem ends before `layer`.
+    pub fn forward_path_to(
+        &self,
+        ends: &PathEnds,
+        alphas: &[f32],
+        layer: &str,
+    ) -> Result<(Tensor<4>, Env)> {
+        let p = self.layer_producer(layer)?;
+        match (&ends.stem, &self.stem) {
+            (Some((at_b, diff)), Some((end, name))) if *end < p => {
+                let stem = along(at_b, diff, alphas);
+                let batch = stem.dims()[0];
+                let mut env = Env::from([(name.clone(), Value::Float(FloatValue::nchw(stem)))]);
+                self.run_images(&mut env, end + 1..p + 1, &[layer], batch)?;
+                self.take_layer(env, layer)
+            }
+            _ => self.forward_to(ends.points(alphas), layer),
+        }
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Starts timing every operator and explanation phase with `clock` (milliseconds), until
+    /// [`OnnxModel::finish_profile`].
+    pub fn start_profile(&self, clock: profile::Clock) {
+        self.graph.profiler.start(clock);
+    }
+
+    /// Stops timing and returns the per-op and per-phase totals since
+    /// [`OnnxModel::start_profile`].
+    pub fn finish_profile(&self) -> profile::Profile {
+        self.graph.profiler.finish()
+    }
+
+    /// Runs `f` as the named explanation phase: when profiling, its time (after a device sync)
+    /// is added to that phase.
+    pub fn phase<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let start = self.graph.profiler.now();
+        let out = f()?;
+        if start.is_some() {
+            self.graph.sync()?;
+            self.graph.profiler.add_phase(name, start);
+        }
+        Ok(out)
+    }
+
+    /// The image input as declared in the model.
+    pub fn input_spec(&self) -> &InputSpec {
+        &self.graph.input
+    }
+
+    /// How many `Reshape`s of a model exported with a fixed batch of 1 were made to follow
+    /// the input's batch instead (so that the path can run several images per pass).
+    pub fn batch_reshapes(&self) -> usize {
+        self.graph.batch_reshapes
+    }
+
+    /// Input `[height, width]` (224 where the model leaves it dynamic).
+    pub fn input_size(&self) -> [usize; 2] {
+        self.input_size
+    }
+
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        self.classes
+    }
+
+    /// The explainable tensors of the graph.
+    fn explainable(&self) -> Layers<'_> {
+        Layers {
+            graph: &self.graph,
+            shapes: &self.shapes,
+            classes: self.classes,
+        }
+    }
+
+    /// Every 4-D tensor with spatial size > 1, in graph order: the candidates for a layer.
+    pub fn layers(&self) -> Vec<LayerInfo> {
+        self.explainable().list()
+    }
+
+    /// The default layer (see [`Layers::default_with_reason`]).
+    pub fn default_layer(&self) -> Option<String> {
+        self.default_layer_reason().map(|(name, _)| name)
+    }
+
+    /// The default layer and why it was chosen, for `layers`.
+    pub fn default_layer_reason(&self) -> Option<(String, String)> {
+        self.explainable().default_with_reason()
+    }
+
+    /// Checks that `name` is a 4-D tensor of the graph that feeds the output and returns its
+    /// batch-1 shape.
+    pub fn layer_shape(&self, name: &str) -> Result<Vec<usize>> {
+        self.explainable().shape(name)
+    }
+
+    /// The index of the node producing `layer`, after [`OnnxModel::layer_shape`]'s checks.
+    fn layer_producer(&self, layer: &str) -> Result<usize> {
+        self.layer_shape(layer)?;
+        self.graph
+            .producer(layer)
+            .ok_or_else(|| Error::UnknownLayer {
+                name: layer.into(),
+                hint: String::new(),
+            })
+    }
+
+    /// The graph's output in `env`, as floats.
+    fn output<'e>(&self, env: &'e Env) -> Result<&'e FloatValue> {
+        match env.get(&self.graph.output) {
+            Some(Value::Float(f)) => Ok(f),
+            _ => Err(Error::NotClassifier(format!(
+                "output `{}` was not computed as floats",
+                self.graph.output
+            ))),
+        }
+    }
+
+    fn logits(&self, env: Env) -> Result<Tensor<2>> {
+        let t = self.output(&env)?.tensor.clone();
+        // The tensor alone, as the graph's last value.
+        drop(env);
+        let n = t.dims().iter().product::<usize>() / self.classes;
+        Ok(t.reshape([n, self.classes]))
+    }
+
+    /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits (one image
+    /// at a time when the model has a [`OnnxModel::batch_breaker`]).
+    pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>> {
+        let n = x.dims()[0];
+        if n > 1 && self.batch_breaker.is_some() {
+            let logits = (0..n)
+                .map(|i| self.forward(x.clone().narrow(0, i, 1)))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::cat(logits, 0));
+        }
+        let mut env = start(&self.graph, x);
+        self.run_images(&mut env, 0..self.graph.nodes.len(), &[], n)?;
+        self.logits(env)
+    }
+
+    /// The logits of one image `[1, C, H, W]`, read back to the host.
+    pub fn host_logits(&self, x: Tensor<4>) -> Result<Vec<f32>> {
+        host_values(self.forward(x)?)
+    }
+
+    /// The gradient of the summed `target` logits with respect to the images `x` (`[N, C, H,
+    /// W]`): by a reverse pass over the host kernels on Burn's CPU backend where that applies,
+    /// else (another device, a model run one image at a time, an op without a host gradient)
+    /// by Burn's autodiff.
+    pub fn input_gradient(&self, x: Tensor<4>, target: usize) -> Result<Tensor<4>> {
+        if let Some(g) = self.host_input_gradient(x.clone(), target)? {
+            return Ok(g);
+        }
+        let leaf = x.autodiff().require_grad();
+        let logits = self.phase("input forward (IG)", || self.forward(leaf.clone()))?;
+        self.phase("input backward (IG)", || {
+            self.target_gradient(logits, &leaf, target, self.graph.input.name.as_str())
+        })
+    }
+
+    /// [`OnnxModel::input_gradient`] by the host reverse pass; `Ok(None)` where it does not
+    /// apply.
+    pub fn host_input_gradient(&self, x: Tensor<4>, target: usize) -> Result<Option<Tensor<4>>> {
+        let n = x.dims()[0];
+        if !is_plain_cpu(&self.device)
+            || (n > 1 && self.batch_breaker.is_some())
+            || self.autodiff_only.load(Ordering::Relaxed)
+        {
+            return Ok(None);
+        }
+        let mut env = start(&self.graph, x);
+        let steps = self.phase("input forward (IG)", || {
+            exec::run_retaining(&self.graph, &mut env, n)
+        })?;
+        let seed = target_seed(self.output(&env)?, self.classes, target);
+        let grad = self.phase("input backward (IG)", || {
+            backprop::input_gradient(&self.graph, &env, &steps, seed)
+        })?;
+        match grad {
+            Some(g) => Ok(Some(g.tensor)),
+            None => {
+                self.autodiff_only.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The gradient of the summed `target` logits with respect to `activations` at `layer`
+    /// (from [`OnnxModel::forward_to`] or [`OnnxModel::forward_path_to`], with the `env` it
+    /// returned), by Burn's autodiff through the rest of the graph.
+    pub fn layer_gradient(
+        &self,
+        layer: &str,
+        activations: &Tensor<4>,
+        env: &Env,
+        target: usize,
+    ) -> Result<Tensor<4>> {
+        let leaf = activations.clone().autodiff().require_grad();
+        let logits = self.phase("head forward", || {
+            self.forward_from(env.clone(), layer, leaf.clone())
+        })?;
+        self.phase("head backward", || {
+            self.target_gradient(logits, &leaf, target, layer)
+        })
+    }
+
+    /// The gradient of the summed `target` logits with respect to the tracked `leaf` (the
+    /// tensor `name`).
+    fn target_gradient(
+        &self,
+        logits: Tensor<2>,
+        leaf: &Tensor<4>,
+        target: usize,
+        name: &str,
+    ) -> Result<Tensor<4>> {
+        let grads = logits.narrow(1, target, 1).sum().backward();
+        leaf.grad(&grads).ok_or_else(|| Error::LayerUnused {
+            name: name.into(),
+            output: self.graph.output.clone(),
+        })
+    }
+
+    /// Runs the graph up to and including the producer of `layer`; returns that layer's
+    /// activations and the tensors the rest of the graph still needs.
+    pub fn forward_to(&self, x: Tensor<4>, layer: &str) -> Result<(Tensor<4>, Env)> {
+        let p = self.layer_producer(layer)?;
+        let batch = x.dims()[0];
+        let mut env = start(&self.graph, x);
+        self.run_images(&mut env, 0..p + 1, &[layer], batch)?;
+        self.take_layer(env, layer)
+    }
+
+    /// Runs `range` of the graph on `batch` images (the entry points past the affine stem);
+    /// refuses several images where the model has a batch breaker.
+    fn run_images(
+        &self,
+        env: &mut Env,
+        range: std::ops::Range<usize>,
+        keep: &[&str],
+        batch: usize,
+    ) -> Result<()> {
+        if let Some(node) = self.batch_breaker.as_deref().filter(|_| batch > 1) {
+            return Err(Error::Backend(format!(
+                "node `{node}` does not follow the batch: run one image at a time"
+            )));
+        }
+        exec::run(&self.graph, env, range, keep, batch)
+    }
+
+    /// Takes the 4-D `layer` out of `env`.
+    fn take_layer(&self, mut env: Env, layer: &str) -> Result<(Tensor<4>, Env)> {
+        match env.remove(layer) {
+            Some(Value::Float(f)) if f.rank == 4 => Ok((f.tensor, env)),
+            other => Err(Error::LayerNot4d {
+                name: layer.into(),
+                shape: other.map(|v| v.shape()).unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Runs the rest of the graph after `layer`, with `activation` standing in for it.
+    /// Tensors keep their autodiff state, so a tracked `activation` yields tracked logits.
+    pub fn forward_from(
+        &self,
+        mut env: Env,
+        layer: &str,
+        activation: Tensor<4>,
+    ) -> Result<Tensor<2>> {
+        let p = self
+            .graph
+            .producer(layer)
+            .ok_or_else(|| Error::UnknownLayer {
+                name: layer.into(),
+                hint: String::new(),
+            })?;
+        let batch = activation.dims()[0];
+        env.insert(
+            layer.to_string(),
+            Value::Float(FloatValue::nchw(activation)),
+        );
+        self.run_images(&mut env, p + 1..self.graph.nodes.len(), &[], batch)?;
+        self.logits(env)
+    }
+}
+
+/// Runs a whole graph once on a 4-D input and returns its output's values and shape, without
+/// the classifier checks of [`OnnxModel`] (for operator tests and debugging).
+pub fn run_graph(
+    bytes: &[u8],
+    device: &Device,
+    input: Tensor<4>,
+) -> Result<(Vec<f32>, Vec<usize>)> {
+    let graph = load::parse(bytes, &external::NoExternalData, device)?;
+    let batch = input.dims()[0];
+    let mut env = start(&graph, input);
+    exec::run(&graph, &mut env, 0..graph.nodes.len(), &[], batch)?;
+    let out = env.remove(&graph.output).ok_or_else(|| {
+        Error::NotClassifier(format!("output `{}` was not computed", graph.output))
+    })?;
+    Ok((out.host_floats()?, out.shape()))
+}

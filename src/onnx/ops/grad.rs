@@ -1,0 +1,53 @@
+//! Gradient helpers the operators' reverse steps share: element-wise maps over a forward value
+//! and its gradient, and activations' derivatives read off their outputs.
+
+use super::OpResult;
+use crate::error::OpError;
+use crate::kernels::activation::Activation;
+use crate::kernels::par::par_chunks;
+use crate::onnx::host;
+use crate::onnx::value::FloatValue;
+
+/// The gradient of `g` through `activation`, read off its output `y` (no host gradient where
+/// the output does not tell the derivative, see [`Activation::derivative_from_output`]).
+pub fn activation_grad(
+    activation: Activation,
+    y: &FloatValue,
+    g: &FloatValue,
+) -> OpResult<FloatValue> {
+    if !activation.derivative_from_output() {
+        return Err(OpError::NoGradient);
+    }
+    map_grad(y, g, |y, g| g * activation.derivative_at_output(y))
+}
+
+/// `f(v, g)` for every value `v` of a forward tensor and `g` of the gradient of the same shape,
+/// on the host.
+pub fn map_grad(
+    v: &FloatValue,
+    g: &FloatValue,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> OpResult<FloatValue> {
+    if v.tensor.dims() != g.tensor.dims() {
+        return Err(OpError::Shape(format!(
+            "gradient of shape {:?} for a tensor of {:?}",
+            g.shape(),
+            v.shape()
+        )));
+    }
+    let out = host::with_floats(&v.tensor, |v| {
+        host::with_floats(&g.tensor, |g| {
+            let mut out = vec![0.0f32; g.len()];
+            // Blocks of 64 Ki values spread over the threads.
+            const BLOCK: usize = 1 << 16;
+            par_chunks(&mut out, BLOCK, |i, o| {
+                let (v, g) = (&v[i * BLOCK..], &g[i * BLOCK..]);
+                for ((o, &v), &g) in o.iter_mut().zip(v).zip(g) {
+                    *o = f(v, g);
+                }
+            });
+            out
+        })
+    })??;
+    Ok(g.with_tensor(host::tensor(out, g.tensor.dims(), &g.tensor.device())))
+}

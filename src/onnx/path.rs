@@ -1,0 +1,67 @@
+//! The straight path `b + a (x - b)` from a baseline to the photo through the model's input
+//! space, and the affine stem that lets the path skip the first nodes: along the path, the
+//! output of an affine stem `S` (the first nodes, from the image input up to the first
+//! non-affine op: Conv, BatchNormalization, Pad, arithmetic with constants) is
+//! `S(b) + a (S(x) - S(b))`, so the stem runs on the two ends only.
+
+use std::collections::HashMap;
+
+use burn::tensor::{Tensor, TensorData};
+
+use super::graph::Graph;
+
+/// The ends of a path, and the affine stem's output at both, computed once per photo.
+#[derive(Clone, Debug)]
+pub struct PathEnds {
+    /// The photo `[1, C, H, W]`.
+    pub x: Tensor<4>,
+    /// The baseline `[1, C, H, W]`.
+    pub b: Tensor<4>,
+    /// The stem's output at the baseline, and at the photo minus at the baseline.
+    pub(super) stem: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+impl PathEnds {
+    /// The batch of path points at `alphas`.
+    pub fn points(&self, alphas: &[f32]) -> Tensor<4> {
+        along(&self.b, &self.x.clone().sub(self.b.clone()), alphas)
+    }
+}
+
+/// The batch `start + direction * alpha` for the given alphas (`start`, `direction`:
+/// `[1, C, H, W]`): points on the line through `start` in `direction`.
+pub fn along(start: &Tensor<4>, direction: &Tensor<4>, alphas: &[f32]) -> Tensor<4> {
+    let n = alphas.len();
+    let a = Tensor::<4>::from_data(
+        TensorData::new(alphas.to_vec(), [n, 1, 1, 1]),
+        &start.device(),
+    );
+    start.clone().add(direction.clone().mul(a))
+}
+
+/// The affine stem of `graph`: the index of its last node and the name of its 4-D output
+/// (`shapes`: every node output's batch-1 shape), if the graph starts with one.
+pub fn affine_stem(graph: &Graph, shapes: &HashMap<String, Vec<usize>>) -> Option<(usize, String)> {
+    let mut current = graph.input.name.as_str();
+    let mut end = None;
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if graph.readers.get(current) != Some(&1) {
+            break;
+        }
+        let Some(at) = node.inputs.iter().position(|n| n == current) else {
+            break;
+        };
+        let others_constant = node
+            .inputs
+            .iter()
+            .enumerate()
+            .all(|(j, n)| j == at || n.is_empty() || graph.constants.contains_key(n));
+        if !others_constant || !node.op.affine_in(at) || node.output == graph.output {
+            break;
+        }
+        end = Some(i);
+        current = &node.output;
+    }
+    let end = end?;
+    (shapes.get(current).map(Vec::len) == Some(4)).then(|| (end, current.to_string()))
+}
