@@ -10,24 +10,12 @@ use igcam::kernels::activation::Activation;
 use igcam::kernels::conv::{Epilogue, conv2d};
 use igcam::kernels::conv_grad::{avg_pool2d_grad, conv2d_input_grad, max_pool2d_grad};
 use igcam::kernels::shape::ConvShape;
+use igcam::kernels::testing::values;
 use igcam::kernels::window::max_pool2d;
 use igcam::kernels::winograd;
 
 /// Images per call: a chunk of path points.
 const BATCH: usize = 10;
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// A convolution shape: channels in, spatial size, channels out, groups, kernel, stride.
 fn conv(cin: usize, size: usize, cout: usize, groups: usize, k: usize, stride: usize) -> ConvShape {

@@ -8,7 +8,12 @@ cd "$(dirname "$0")/.."
 source scripts/phases.sh
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 phase "native tests" cargo test --release --all-targets "$@"
+# The hostile inputs again, with panics that abort the process (as in the browser).
+phase "hostile inputs, panic = abort" ./scripts/hostile-abort.sh
 phase "doctests" cargo test --release --doc
+# Each kernel bench once (criterion's --test): the benches compile and run; speed is measured by
+# `cargo bench --features bench-kernels --bench kernels`, not here.
+phase "kernel benches (one run each)" cargo bench --features bench-kernels --bench kernels -- --test
 # The web page in a real browser (WebGPU and CPU paths); IGCAM_SKIP_WEB=1 skips it.
 if [ "${IGCAM_SKIP_WEB:-0}" != 1 ]; then
   ./scripts/web-test.sh

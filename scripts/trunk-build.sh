@@ -10,11 +10,12 @@ cd "$(dirname "$0")/.."
 source scripts/phases.sh
 source scripts/wasm-env.sh
 out="${1:-$(mktemp -d)}"
-exec 9>"$CACHE/web-build.lock"
-flock 9
 phase "web tool installs" install_tools
 phase "trunk install" install_trunk
 wasm_toolchain
+# The wasm build itself one at a time with scripts/web-build.sh (they share the target dir).
+exec 9>"$CACHE/web-build.lock"
+flock 9
 phase "web crate fetch" fetch_crates
 export TRUNK_SKIP_VERSION_CHECK=true
 phase "trunk build" trunk build --release --offline --dist "$out"

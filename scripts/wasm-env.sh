@@ -21,7 +21,7 @@ TRUNK_VERSION=0.21.14
 # one at the same time and would wait for its lock. Call before `wasm_toolchain`.
 install_tools() {
   if [ ! -x "$TOOLS/bin/wasm-bindgen" ] || ! "$TOOLS/bin/wasm-bindgen" --version | grep -q "$BINDGEN_VERSION"; then
-    env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
+    env -u CARGO_TARGET_DIR -u RUSTFLAGS cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
   fi
   if [ ! -x web/e2e/node_modules/.bin/wasm-opt ]; then
     (cd web/e2e && npm ci --no-audit --no-fund)
@@ -30,7 +30,7 @@ install_tools() {
 
 install_trunk() {
   if [ ! -x "$TOOLS/bin/trunk" ] || ! "$TOOLS/bin/trunk" --version | grep -q "$TRUNK_VERSION"; then
-    env -u CARGO_TARGET_DIR cargo install trunk --version "$TRUNK_VERSION" --locked \
+    env -u CARGO_TARGET_DIR -u RUSTFLAGS cargo install trunk --version "$TRUNK_VERSION" --locked \
       --no-default-features --root "$TOOLS"
   fi
 }

@@ -497,9 +497,13 @@ fn bad_options_are_refused() {
         &[&base[..], &["--batch", "0"]].concat(),
         "--batch must be at least 1",
     );
+    // The choices are the method table's, in its order.
     refuses(
         &[&base[..], &["--method", "magic"]].concat(),
-        "invalid value 'magic' for '--method <METHODS>'; possible values: igcam, gradcam, gradcampp, xgradcam, layercam, ig; see --help",
+        &format!(
+            "invalid value 'magic' for '--method <METHODS>'; possible values: {}; see --help",
+            igcam::cam::Method::names().join(", ")
+        ),
     );
     refuses(
         &[&base[..], &["--colormap", "rainbow"]].concat(),

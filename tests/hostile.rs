@@ -20,6 +20,14 @@ fn time_limit() -> Duration {
     TIME_LIMIT * common::time_scale()
 }
 
+/// The CLI under test: the test build's, or `IGCAM_BIN` (scripts/hostile-abort.sh points it at
+/// a build with `panic = "abort"`, where any panic would kill the process, as in the browser).
+fn binary() -> PathBuf {
+    std::env::var_os("IGCAM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_igcam-wgpu")))
+}
+
 fn corpus(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -57,7 +65,7 @@ fn run(dir: &Path, args: &[&str]) -> Run {
 /// [`run`] with environment variables set.
 fn run_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     use std::os::unix::process::CommandExt;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"));
+    let mut command = Command::new(binary());
     command
         .args(args)
         .envs(env.iter().copied())
@@ -698,7 +706,7 @@ fn eval_interrupted_by_ctrl_c_still_writes_its_summary() {
     let data = manifest("tests/data/voc-mini");
     let classes = manifest("tests/data/voc-mini/classes.txt");
     // IG-CAM with many steps: slow enough per image to be interrupted in the middle.
-    let child = Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"))
+    let child = Command::new(binary())
         .args([
             "eval",
             "--data",

@@ -297,6 +297,7 @@ async function main(bindings) {
   wasm = bindings;
   const params = PARAMS;
   METHODS = wasm.methods();
+  testHook("igcamMethods", METHODS);
   fillMethods();
   const mode = params.has("cpu") ? "cpu" : params.has("webgpu") ? "webgpu" : "auto";
   let { backend, skipped, threads: cpuThreads } = await wasm.init(mode);

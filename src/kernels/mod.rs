@@ -17,7 +17,7 @@ pub mod par;
 #[cfg(test)]
 mod refusals;
 pub mod shape;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "bench-kernels"))]
+pub mod testing;
 pub mod window;
 pub mod winograd;

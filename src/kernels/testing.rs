@@ -1,5 +1,5 @@
-//! Helpers for the kernels' unit tests: deterministic values and the direct definition of the
-//! convolution to check them against.
+//! Helpers for the kernels' unit tests and benches: deterministic values and the direct
+//! definition of the convolution to check them against.
 
 use super::shape::ConvShape;
 

@@ -1,6 +1,6 @@
 //! Bbox accuracy (Schulz et al., IBA, 2020).
 
-use super::ranked_pixels;
+use super::pixels::ranked_pixels;
 
 /// With `N` = pixels in the mask: the fraction of the map's `N` highest pixels that fall in the
 /// mask (ties: lower pixel index first). `None` when the mask is empty.

@@ -2,7 +2,7 @@
 //! important pixels are removed (to black) or added (to a blurred copy), a fixed fraction of
 //! pixels per step; the metric is the area under that curve.
 
-use super::ranked_pixels;
+use super::pixels::ranked_pixels;
 
 /// Pixel order for both games: most important first.
 pub fn deletion_order(map: &[f32]) -> Vec<usize> {

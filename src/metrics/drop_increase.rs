@@ -1,6 +1,6 @@
 //! Average Drop % and Increase in Confidence % (Chattopadhay et al., Grad-CAM++, 2018).
 
-use super::ranked_pixels;
+use super::pixels::ranked_pixels;
 use crate::error::{Error, Message, Result};
 
 /// How a class's confidence is read from the logits.

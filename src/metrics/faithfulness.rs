@@ -4,7 +4,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{Confidence, auc, deletion_order, drop_increase, top_fraction_mask};
+use super::deletion_insertion::{auc, deletion_order};
+use super::drop_increase::{Confidence, drop_increase, top_fraction_mask};
 use crate::error::Result;
 use crate::onnx::{OnnxModel, host_values};
 

@@ -10,7 +10,7 @@ pub fn pointing_hit(map: &[f32], mask: &[bool], width: usize, tolerance: f64) ->
     if !mask.iter().any(|m| *m) {
         return None;
     }
-    let best = super::ranked_pixels(map)[0];
+    let best = super::pixels::ranked_pixels(map)[0];
     let (by, bx) = ((best / width) as f64, (best % width) as f64);
     let t2 = tolerance * tolerance;
     Some(mask.iter().enumerate().filter(|(_, m)| **m).any(|(i, _)| {

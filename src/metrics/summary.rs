@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::PointingTally;
+use super::pointing::PointingTally;
 
 /// One explained (image, class, method).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

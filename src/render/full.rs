@@ -3,7 +3,9 @@
 
 use image::{Rgb, RgbImage};
 
-use super::{Colormap, blend, heatmap, upsample_bilinear};
+use super::blend::{blend, heatmap};
+use super::colormap::Colormap;
+use super::upsample::upsample_bilinear;
 use crate::cam::CamMap;
 use crate::metrics::PixelBox;
 

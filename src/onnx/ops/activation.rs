@@ -4,9 +4,8 @@
 use burn::tensor::activation;
 
 use super::grad::{activation_grad, map_grad};
-use super::{
-    Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, missing, take_float,
-};
+use super::inputs::{missing, take_float};
+use super::operator::{Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::kernels::activation::Activation as Fused;
 use crate::onnx::value::{FloatValue, Value};

@@ -8,10 +8,9 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
-use super::{
-    Backward, BuildContext, Fusion, OpResult, Operator, OrNoGradient, Padding, spatial2,
-    take_float, take_nchw,
-};
+use super::inputs::{take_float, take_nchw};
+use super::operator::{Backward, BuildContext, Fusion, OpResult, Operator, OrNoGradient};
+use super::padding::{Padding, spatial2};
 use crate::error::OpError;
 use crate::kernels::shape::ConvShape;
 use crate::kernels::{conv as cpu_conv, conv_grad, winograd};

@@ -2,7 +2,9 @@
 
 use ndarray::ArrayD;
 
-use super::{Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, unbroadcast};
+use super::operator::{
+    Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, unbroadcast,
+};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 
@@ -43,20 +45,13 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
     }
     // Shape arithmetic wraps rather than panics on crafted values (the budget refuses the
     // shapes they would give).
-    Ok(match op {
-        Arith::Add => ndarray::Zip::from(&a)
-            .and(&b)
-            .map_collect(|&x, &y| x.wrapping_add(y)),
-        Arith::Sub => ndarray::Zip::from(&a)
-            .and(&b)
-            .map_collect(|&x, &y| x.wrapping_sub(y)),
-        Arith::Mul => ndarray::Zip::from(&a)
-            .and(&b)
-            .map_collect(|&x, &y| x.wrapping_mul(y)),
-        Arith::Div => ndarray::Zip::from(&a)
-            .and(&b)
-            .map_collect(|&x, &y| x.wrapping_div(y)),
-    })
+    let f: fn(i64, i64) -> i64 = match op {
+        Arith::Add => i64::wrapping_add,
+        Arith::Sub => i64::wrapping_sub,
+        Arith::Mul => i64::wrapping_mul,
+        Arith::Div => i64::wrapping_div,
+    };
+    Ok(ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y)))
 }
 
 /// The error of two shapes that do not broadcast.

@@ -1,7 +1,7 @@
 //! Gradient helpers the operators' reverse steps share: element-wise maps over a forward value
 //! and its gradient, and activations' derivatives read off their outputs.
 
-use super::OpResult;
+use super::operator::OpResult;
 use crate::error::OpError;
 use crate::kernels::activation::Activation;
 use crate::kernels::par::par_chunks;

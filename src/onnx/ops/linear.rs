@@ -1,7 +1,8 @@
 //! `Gemm` (alpha, beta, transA, transB) and `MatMul`.
 
 use super::elementwise::broadcast_dims;
-use super::{Backward, BuildContext, OpResult, Operator, OrNoGradient, float_input, unbroadcast};
+use super::inputs::float_input;
+use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient, unbroadcast};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 

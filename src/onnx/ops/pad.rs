@@ -2,7 +2,8 @@
 
 use burn::tensor::ops::PadMode;
 
-use super::{Backward, BuildContext, OpResult, Operator, OrNoGradient, take_float};
+use super::inputs::take_float;
+use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_RANK, Value, normalize_axis};
 

@@ -5,9 +5,9 @@ use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
 use super::conv::is_plain_cpu;
-use super::{
-    Backward, BuildContext, OpResult, Operator, OrNoGradient, Padding, spatial2, take_nchw,
-};
+use super::inputs::take_nchw;
+use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
+use super::padding::{Padding, spatial2};
 use crate::error::OpError;
 use crate::kernels::shape::ConvShape;
 use crate::kernels::{conv_grad, window};

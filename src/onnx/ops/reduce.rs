@@ -3,7 +3,8 @@
 
 use burn::tensor::Tensor;
 
-use super::{Backward, BuildContext, OpResult, Operator, OrNoGradient, float_input, optional_ints};
+use super::inputs::{float_input, optional_ints};
+use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, normalize_axis};
 

@@ -5,7 +5,8 @@
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use super::{BuildContext, OpResult, Operator, int_input, missing, take_nchw};
+use super::inputs::{int_input, missing, take_nchw};
+use super::operator::{BuildContext, OpResult, Operator};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, Value};
 

@@ -7,9 +7,8 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ndarray::{ArrayD, Axis, IxDyn, Slice as NdSlice};
 
-use super::{
-    Backward, BuildContext, OpResult, Operator, OrNoGradient, int_input, missing, optional_ints,
-};
+use super::inputs::{int_input, missing, optional_ints};
+use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::onnx::proto::{HostTensor, host_tensor};
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, normalize_axis};

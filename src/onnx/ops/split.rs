@@ -1,7 +1,8 @@
 //! `Split`, a node with several outputs: the loader builds one operator per output, each
 //! computing its own part ([`BuildContext::output`]).
 
-use super::{BuildContext, OpResult, Operator, float_input, int_input};
+use super::inputs::{float_input, int_input};
+use super::operator::{BuildContext, OpResult, Operator};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, normalize_axis};
 

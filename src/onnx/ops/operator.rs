@@ -1,0 +1,211 @@
+//! The interpreter's vocabulary for an operator: what it is given when it is built
+//! ([`BuildContext`]), what it runs on, what it returns ([`OpResult`]), what the runner may fold
+//! into it ([`Fusion`], [`Epilogue`]) and what its reverse step reads ([`Backward`]).
+
+use std::collections::HashMap;
+
+use burn::tensor::Device;
+use onnx_ir::NodeProto;
+
+use crate::error::OpError;
+use crate::kernels::activation::Activation;
+use crate::onnx::proto::{Attrs, HostTensor};
+use crate::onnx::value::{FloatValue, Value};
+
+/// What a node can be as the tail of a fused convolution.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Epilogue {
+    /// An element-wise activation of its single input.
+    Activation(Activation),
+    /// `Add` of two tensors: one the convolution's output, the other a residual.
+    Add,
+}
+
+/// What the runner folds into a convolution.
+#[derive(Clone, Debug, Default)]
+pub struct Fusion {
+    /// Extra zero padding `(begin, end)` per spatial axis, from a preceding `Pad`.
+    pub pad: [(usize, usize); 2],
+    /// A tensor of the output's shape added to the output.
+    pub residual: Option<Value>,
+    /// The activation applied last.
+    pub activation: Option<Activation>,
+}
+
+/// What an operator returns; the executor adds the node name and op type to an error.
+pub type OpResult<T> = std::result::Result<T, OpError>;
+
+/// `None` as [`OpError::NoGradient`], for the reverse steps.
+pub trait OrNoGradient<T> {
+    /// The value, or [`OpError::NoGradient`].
+    fn or_no_gradient(self) -> OpResult<T>;
+}
+
+impl<T> OrNoGradient<T> for Option<T> {
+    fn or_no_gradient(self) -> OpResult<T> {
+        self.ok_or(OpError::NoGradient)
+    }
+}
+
+/// One executable node: inputs in ONNX order (absent optional inputs are `None`), one output.
+pub trait Operator {
+    /// Computes the node's (first) output. An operator may take its inputs out of the slice:
+    /// a tensor the graph no longer needs is then owned by the op alone, so the CPU backend can
+    /// reuse its buffer in place.
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value>;
+
+    /// Whether the output is an affine function of input `i` (the other inputs being constants):
+    /// then along a straight path `b + a (x - b)` it is `f(b) + a (f(x) - f(b))`.
+    fn affine_in(&self, _i: usize) -> bool {
+        false
+    }
+
+    /// Whether the op writes the run's batch over a batch of 1 baked into its target shape
+    /// (see [`BuildContext::batch_one_shape`]).
+    fn follows_batch(&self) -> bool {
+        false
+    }
+
+    /// How this op can be folded into the convolution that produces its input.
+    fn epilogue(&self) -> Option<Epilogue> {
+        None
+    }
+
+    /// The spatial zero padding `(begin, end)` per axis this op applies to a 4-D input, when
+    /// that is all it does (its inputs as they are now, absent ones `None`).
+    fn zero_spatial_pad(&self, _inputs: &[Option<&Value>]) -> Option<[(usize, usize); 2]> {
+        None
+    }
+
+    /// Whether [`Operator::run_fused`] can run on `input` with `pad` added and `residual`.
+    fn fusable(
+        &self,
+        _input: &Value,
+        _pad: [(usize, usize); 2],
+        _residual: Option<&Value>,
+    ) -> bool {
+        false
+    }
+
+    /// Runs with `fusion` folded in; called only where [`Operator::fusable`] said yes.
+    fn run_fused(&self, inputs: &mut [Option<Value>], _fusion: Fusion) -> OpResult<Value> {
+        self.run(inputs)
+    }
+
+    /// The gradient with respect to each input (`None` where none flows: constants, shapes),
+    /// from the forward pass's values and the gradient of the output, for the host reverse
+    /// pass (`onnx::backprop`). [`OpError::NoGradient`]: this op, with these inputs, has no
+    /// host gradient, and the caller uses Burn's autodiff instead.
+    fn backward(&self, _step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
+        Err(OpError::NoGradient)
+    }
+}
+
+/// What [`Operator::backward`] reads: the forward pass's values and the output's gradient.
+pub struct Backward<'a> {
+    /// The inputs in ONNX order, as the op ran on them (absent optional inputs are `None`).
+    pub inputs: &'a [Option<&'a Value>],
+    /// The op's output.
+    pub output: &'a Value,
+    /// Whether a gradient is wanted for each input (it depends on the graph's input). An op
+    /// that cannot give one that is wanted returns `None`.
+    pub wanted: &'a [bool],
+    /// The gradient of the output (its logical shape).
+    pub grad: FloatValue,
+    /// Zero padding `(begin, end)` per spatial axis fused in front of a convolution.
+    pub pad: [(usize, usize); 2],
+    /// An activation fused after a convolution and its output: `grad` is the activation's
+    /// output gradient, and the convolution takes it through the activation first.
+    pub gate: Option<(Activation, &'a FloatValue)>,
+}
+
+impl Backward<'_> {
+    /// Input `i` as a float tensor, if it is one.
+    pub fn float(&self, i: usize) -> Option<&FloatValue> {
+        match self.inputs.get(i).copied().flatten() {
+            Some(Value::Float(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Whether input `i` wants a gradient.
+    pub fn wants(&self, i: usize) -> bool {
+        self.wanted.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether only input 0 wants a gradient (weights, shapes and bounds being constants).
+    pub fn only_first(&self) -> bool {
+        self.wanted.iter().skip(1).all(|w| !w)
+    }
+}
+
+/// The gradient `grad` (of an output broadcast from `shape`) summed back to `shape`; no host
+/// gradient at rank 5.
+pub fn unbroadcast(grad: &FloatValue, shape: &[usize]) -> OpResult<FloatValue> {
+    if grad.rank == crate::onnx::value::MAX_LOGICAL_RANK
+        || shape.len() == crate::onnx::value::MAX_LOGICAL_RANK
+    {
+        return Err(OpError::NoGradient);
+    }
+    let want = crate::onnx::value::stored_shape(shape)?;
+    let mut t = grad.tensor.clone();
+    for (axis, (&w, have)) in want.iter().zip(t.dims()).enumerate() {
+        if w == 1 && have != 1 {
+            t = t.sum_dim(axis);
+        }
+    }
+    if t.dims() != want {
+        return Err(OpError::Shape(format!(
+            "a gradient of shape {:?} does not sum back to {shape:?}",
+            grad.shape()
+        )));
+    }
+    Ok(FloatValue::new(t, shape))
+}
+
+/// What an operator may look at while it is being built.
+pub struct BuildContext<'a> {
+    /// The node being built.
+    pub node: &'a NodeProto,
+    /// The model's default-domain opset.
+    pub opset: i64,
+    /// Initialisers and constants known at load time, still on the host.
+    pub constants: &'a HashMap<String, HostTensor>,
+    /// Device that holds the model's tensors.
+    pub device: &'a Device,
+    /// Which of the node's outputs the operator computes (0 except for [`MULTI_OUTPUT`] ops).
+    pub output: usize,
+    /// Whether the model's input declares a batch of exactly 1 (an export without a dynamic
+    /// batch axis): Reshapes to a constant `[1, ...]` then follow the run's batch.
+    pub fixed_batch: bool,
+}
+
+impl<'a> BuildContext<'a> {
+    /// The node's attributes.
+    pub fn attrs(&self) -> Attrs<'a> {
+        Attrs::of(self.node)
+    }
+
+    /// Whether input `i` is a constant target shape that starts with the batch 1 of a
+    /// [`BuildContext::fixed_batch`] model (`[1, 512]`, `[1, 2, 24, 28, 28]`).
+    pub fn batch_one_shape(&self, i: usize) -> bool {
+        let spec = self
+            .node
+            .input
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .and_then(|n| self.constants.get(n));
+        self.fixed_batch
+            && matches!(spec, Some(HostTensor::Int(a)) if a.ndim() == 1 && a.len() >= 2 && a[[0]] == 1)
+    }
+
+    /// The load-time values of input `i` as floats, if it is an initialiser or constant.
+    pub fn constant_input(&self, i: usize) -> Option<Vec<f32>> {
+        self.node
+            .input
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .and_then(|n| self.constants.get(n))
+            .map(HostTensor::floats)
+    }
+}
