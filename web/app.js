@@ -227,9 +227,10 @@ async function run() {
       return;
     }
     for (const r of maps) cache.set(cacheKey(r.target, r.method), r);
-    showCached();
     // Each map carries its share of the request's time, as in the CLI.
     const total = maps.reduce((ms, r) => ms + r.ms, 0);
+    testHook("igcamLastRun", { ms: total, maps: maps.length });
+    showCached();
     status(`done on ${maps[0].backend} in ${total.toFixed(0)} ms (${maps.length} maps: ${methods.length} method(s) × ${targets.length} classes)`);
   } catch (e) {
     if (cancelRequested) {

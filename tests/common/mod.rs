@@ -203,17 +203,16 @@ pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
     }
 
     let steps = reference["steps"].as_u64().unwrap() as usize;
-    for (name, method, integrate) in [
-        ("gradcam", "gradcam", false),
-        ("gradcampp", "gradcampp", false),
-        ("xgradcam", "xgradcam", false),
-        ("layercam", "layercam", false),
-        ("igcam", "igcam", false),
-        ("integrated-gradcampp", "gradcampp", true),
-        ("ig", "ig", false),
-    ] {
-        let method = Method::parse(method).unwrap();
-        assert_eq!(method.label(integrate), name);
+    // Every method of the table, and one integrated variant: each needs its reference map.
+    let pp = Method::parse("gradcampp").unwrap();
+    let cases = Method::all().map(|m| (m, false)).chain([(pp, true)]);
+    for (method, integrate) in cases {
+        let name = method.label(integrate);
+        let name = name.as_str();
+        assert!(
+            reference["maps"].get(name).is_some(),
+            "{net}: the fixture has no `{name}` map; add the method to tests/reference/make_fixtures.py"
+        );
         let mut request = Request::new(vec![target], vec![method], steps);
         request.integrate = integrate;
         let maps = explain(&explainer, &prepared, &request);

@@ -113,22 +113,24 @@ async function explainCat(page, method, steps) {
   await page.waitForFunction(() => window.igcamResult !== undefined, null, { timeout: 600000 });
   const wall = Date.now() - t0;
   const maxGap = await page.evaluate(() => { clearInterval(window.igcamGaps.timer); return window.igcamGaps.max; });
-  return { result: await page.evaluate(() => window.igcamResult), wall, maxGap };
+  // Each map's `ms` is its share of the request; the request's time is their sum.
+  const ms = await page.evaluate(() => window.igcamLastRun.ms);
+  return { result: await page.evaluate(() => window.igcamResult), ms, wall, maxGap };
 }
 
 async function matchesCli(page, backend) {
-  const { result, wall } = await explainCat(page, "igcam", 16);
+  const { result, ms, wall } = await explainCat(page, "igcam", 16);
   assert(result.height === 7 && result.width === 7, `map is ${result.height}x${result.width}`);
   const err = relL2(result.values, reference);
-  console.log(`     ${backend}: rel L2 ${err.toExponential(2)}, ${result.ms.toFixed(0)} ms in the page, ${wall} ms wall`);
+  console.log(`     ${backend}: rel L2 ${err.toExponential(2)}, ${ms.toFixed(0)} ms in the page (${result.ms.toFixed(0)} ms this map's share), ${wall} ms wall`);
   assert(err <= 1e-3, `relative L2 ${err} > 1e-3`);
-  return result.ms;
+  return ms;
 }
 
 async function m50(page, backend) {
-  const { result, maxGap } = await explainCat(page, "igcam", 50);
-  console.log(`     m=50 on ${backend}: ${result.ms.toFixed(0)} ms in the page (top-5 explained); main thread's longest gap ${maxGap.toFixed(0)} ms`);
-  return { ms: result.ms, maxGap };
+  const { ms, maxGap } = await explainCat(page, "igcam", 50);
+  console.log(`     m=50 on ${backend}: ${ms.toFixed(0)} ms in the page (top-5 explained); main thread's longest gap ${maxGap.toFixed(0)} ms`);
+  return { ms, maxGap };
 }
 
 await check("the default page skips the software WebGPU adapter and matches the CLI on the CPU, on Web Workers", async () => {
@@ -157,7 +159,7 @@ await check("the default page skips the software WebGPU adapter and matches the 
     // a few gates: held to 5e-3, as the native IG against PyTorch (tests/numerics_cpu.rs).
     const ig = await explainCat(page, "ig", 16);
     const igErr = relL2(ig.result.values, referenceIg);
-    console.log(`     IG m=16 on the CPU: rel L2 ${igErr.toExponential(2)}, ${ig.result.ms.toFixed(0)} ms in the page`);
+    console.log(`     IG m=16 on the CPU: rel L2 ${igErr.toExponential(2)}, ${ig.ms.toFixed(0)} ms in the page`);
     assert(ig.result.height === 224 && ig.result.width === 224, `IG map is ${ig.result.height}x${ig.result.width}`);
     assert(igErr <= 5e-3, `IG: relative L2 ${igErr} > 5e-3`);
     timings.default_path = "cpu";
@@ -276,9 +278,10 @@ await check("Cancel stops a run between chunks without an error; the next run wo
     const status = await page.textContent("#status");
     const [, done, total] = status.match(/after (\d+) of (\d+)/).map(Number);
     console.log(`     ${status} (clicked at ${clickedAt})`);
-    // The worker stops after the chunk of 8 path points it is in when the click lands (or the
-    // next one, when the page had not yet shown its progress).
-    assert(done >= clickedAt && done - clickedAt <= 16 && done < total && total === 100, `${status}, clicked at ${clickedAt}`);
+    // The worker stops after the chunk of path points it is in when the click lands (or the
+    // next one, when the page had not yet shown its progress): EfficientNet-Lite0's default
+    // chunk is 10.
+    assert(done >= clickedAt && done - clickedAt <= 20 && done < total && total === 100, `${status}, clicked at ${clickedAt}`);
     assert(await page.isHidden("#error"), "an error shown for a cancelled run");
     assert(await page.isHidden("#cancel"), "Cancel still shown after the run stopped");
     assert(await page.evaluate(() => window.igcamResult === undefined), "a cancelled run showed maps");
@@ -360,7 +363,7 @@ async function longestBlock(page, action) {
 
 /// Drops the model file `path` on the page and waits until it is loaded.
 async function dropModel(page, path, name) {
-  await page.setInputFiles("#file", { name, mimeType: "application/octet-stream", buffer: readFileSync(path) });
+  await page.setInputFiles("#file", path);
   await page.waitForFunction((n) => document.getElementById("model-status").textContent.includes(n), name, { timeout: 600000 });
 }
 
