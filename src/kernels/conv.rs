@@ -179,6 +179,8 @@ mod tests {
             (6, [7, 7], 6, 6, [3, 3], [1, 1], [1, 1], [(1, 1), (1, 1)]),
             (5, [12, 9], 5, 5, [5, 5], [2, 2], [1, 1], [(2, 2), (2, 2)]),
             (2, [3, 3], 3, 1, [5, 5], [1, 1], [1, 1], [(2, 2), (2, 2)]),
+            // Depthwise with a kernel nearly as wide as the input (the window runs row by row).
+            (3, [6, 16], 3, 3, [3, 12], [1, 1], [1, 1], [(1, 1), (0, 0)]),
         ];
         for (i, (cin, input, cout, groups, kernel, stride, dilation, pad)) in
             cases.into_iter().enumerate()

@@ -86,9 +86,22 @@ fn window_with(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut 
             }
         }
         acc.fill(start_value);
-        // In blocks that stay in the L1 cache across all taps.
-        for from in (0..grid).step_by(WINDOW_BLOCK) {
-            let to = (from + WINDOW_BLOCK).min(grid);
+        // The spans each tap passes over: blocks of the whole grid that stay in the L1 cache
+        // across all taps (one long branch-free pass per tap and block); or, where a huge
+        // kernel leaves phase rows far wider than their outputs, each row's outputs alone, so
+        // that the work stays outputs × taps, what the budget counted.
+        let by_rows = cols > 2 * ow;
+        let spans = if by_rows {
+            oh
+        } else {
+            grid.div_ceil(WINDOW_BLOCK)
+        };
+        for span in 0..spans {
+            let (from, to) = if by_rows {
+                (span * cols, span * cols + ow)
+            } else {
+                (span * WINDOW_BLOCK, ((span + 1) * WINDOW_BLOCK).min(grid))
+            };
             let block = &mut acc[from..to];
             for ky in 0..kh {
                 let (ry, qy) = ((ky * dy) % sy, (ky * dy) / sy);
@@ -193,6 +206,8 @@ mod tests {
             ([9, 9], [3, 3], [2, 2], [1, 1], [(1, 1), (1, 1)]),
             ([8, 7], [2, 2], [2, 2], [1, 1], [(0, 0), (0, 0)]),
             ([10, 11], [3, 2], [1, 3], [2, 1], [(2, 0), (1, 1)]),
+            // A kernel nearly as wide as the input: few outputs per phase row, run row by row.
+            ([10, 20], [3, 15], [1, 1], [1, 1], [(1, 1), (0, 0)]),
         ]
         .into_iter()
         .enumerate()
