@@ -13,9 +13,8 @@ out="${1:-$(mktemp -d)}"
 phase "web tool installs" install_tools
 phase "trunk install" install_trunk
 wasm_toolchain
-# The wasm build itself one at a time with scripts/web-build.sh (they share the target dir).
-exec 9>"$CACHE/web-build.lock"
-flock 9
+# No lock: cargo's own lock on the shared target dir serialises the builds, and the output goes
+# to its own folder, so the browser test's web build need not wait for this one.
 phase "web crate fetch" fetch_crates
 export TRUNK_SKIP_VERSION_CHECK=true
 phase "trunk build" trunk build --release --offline --dist "$out"
