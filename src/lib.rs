@@ -42,3 +42,7 @@ pub mod resample;
 
 pub use error::{Error, Result};
 pub use explainer::{Explainer, ExplainerOptions, Explanation, Prepared, Preparing, Request};
+/// Which instruction set the CPU kernels run with (picked at run time; a front end may cap it).
+pub use kernels::isa;
+/// The forward convolutions' multiply-adds, for achieved GFLOP/s in profiles.
+pub use kernels::work;

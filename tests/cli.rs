@@ -881,6 +881,54 @@ fn bench_prints_timings_and_json() {
     assert!(report["peak_rss_mb"].as_f64().unwrap() > 1.0);
 }
 
+/// `bench --profile` with `IGCAM_CPU_ISA` set.
+fn profile_with_isa(isa: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"))
+        .args(["bench", "--model", &tiny(), "--image", &tiny_image()])
+        .args([
+            "--steps",
+            "4",
+            "--reps",
+            "1",
+            "--backend",
+            "cpu",
+            "--profile",
+        ])
+        .current_dir(dir.path())
+        .env("IGCAM_CPU_ISA", isa)
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn bench_profile_names_each_kernels_isa_and_igcam_cpu_isa_caps_them() {
+    let out = profile_with_isa("portable");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("CPU kernels and the instruction set each ran with"),
+        "{stdout}"
+    );
+    // The tiny net pools: the window kernel ran, on the capped path; gemm picks its own.
+    assert!(
+        stdout.contains("| depthwise convolution and pooling | portable |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| matrix products (gemm) | "), "{stdout}");
+    assert!(
+        stdout.contains("convolutions: ") && stdout.contains(" GFLOP/s"),
+        "{stdout}"
+    );
+
+    let out = profile_with_isa("sse9");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "error: IGCAM_CPU_ISA `sse9` is not an instruction set: use one of portable, avx2, avx512, or unset it"
+    );
+}
+
 #[test]
 fn a_model_with_external_data_gives_the_inline_models_maps() {
     // resnet_tiny.onnx + resnet_tiny.onnx.data, as torch.onnx.export(dynamo=True) saves it.

@@ -38,7 +38,7 @@ impl Activation {
     }
 
     /// The activation of one value.
-    #[inline]
+    #[inline(always)]
     pub fn apply(self, v: f32) -> f32 {
         match self {
             Activation::Relu => v.max(0.0),

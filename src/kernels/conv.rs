@@ -12,10 +12,12 @@
 //!   applied in the same pass over each image's output (see [`Epilogue`]).
 
 use super::activation::Activation;
+use super::isa::{Kernel, isa_dispatch};
 use super::matmul::{GroupProduct, matmul, with_columns};
 use super::par::{par_chunks, threads};
 use super::shape::{ConvShape, check_len};
 use super::window::{Window, gather, window};
+use super::work;
 
 /// What happens to the convolution's output in the same pass, in this order: `+ bias[c]`,
 /// `+ residual` (a tensor of the output's shape), then the activation.
@@ -45,18 +47,29 @@ impl Epilogue<'_> {
         if self.bias.is_none() && residual.is_none() && self.activation.is_none() {
             return;
         }
-        for (c, o) in out.chunks_mut(plane).enumerate() {
-            let b = self.bias.map_or(0.0, |b| b[c]);
-            let r = residual.map(|r| &r[c * plane..(c + 1) * plane]);
-            match (r, self.activation) {
-                (None, None) => o.iter_mut().for_each(|v| *v += b),
-                (None, Some(a)) => o.iter_mut().for_each(|v| *v = a.apply(*v + b)),
-                (Some(r), None) => o.iter_mut().zip(r).for_each(|(v, &r)| *v += b + r),
-                (Some(r), Some(a)) => o
-                    .iter_mut()
-                    .zip(r)
-                    .for_each(|(v, &r)| *v = a.apply(*v + b + r)),
-            }
+        apply_on(Kernel::Epilogue.enter(), self, out, plane, residual);
+    }
+}
+
+isa_dispatch! {
+    /// [`apply_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
+    fn apply_on(e: &Epilogue, out: &mut [f32], plane: usize, residual: Option<&[f32]>) => apply_with
+}
+
+/// Applies `e` to one image's output `[cout, plane]`; `residual` is that image's residual.
+#[inline(always)]
+fn apply_with(e: &Epilogue, out: &mut [f32], plane: usize, residual: Option<&[f32]>) {
+    for (c, o) in out.chunks_mut(plane).enumerate() {
+        let b = e.bias.map_or(0.0, |b| b[c]);
+        let r = residual.map(|r| &r[c * plane..(c + 1) * plane]);
+        match (r, e.activation) {
+            (None, None) => o.iter_mut().for_each(|v| *v += b),
+            (None, Some(a)) => o.iter_mut().for_each(|v| *v = a.apply(*v + b)),
+            (Some(r), None) => o.iter_mut().zip(r).for_each(|(v, &r)| *v += b + r),
+            (Some(r), Some(a)) => o
+                .iter_mut()
+                .zip(r)
+                .for_each(|(v, &r)| *v = a.apply(*v + b + r)),
         }
     }
 }
@@ -68,6 +81,7 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epil
     check_len("the input", x.len(), s.input_len(batch));
     check_len("the weights", w.len(), s.weight_len());
     epilogue.check(s, batch);
+    work::count_convolution(s, batch);
     let out_image = s.output_len(1);
     let in_image = s.input_len(1);
     let mut out = vec![0.0f32; batch * out_image];
@@ -224,6 +238,33 @@ mod tests {
                         "case {i} {activation:?} value {j}: {g} vs {r}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_isa_path_of_the_epilogue_gives_the_portable_result() {
+        use crate::kernels::testing::assert_every_isa_agrees;
+        let (cout, plane) = (5, 37);
+        let out = values(cout * plane, 900);
+        let bias = values(cout, 901);
+        let residual = values(cout * plane, 902);
+        for activation in [
+            None,
+            Some(Activation::Relu),
+            Some(Activation::Clip(-0.3, 0.4)),
+        ] {
+            for residual in [None, Some(&residual[..])] {
+                let epilogue = Epilogue {
+                    bias: Some(&bias),
+                    residual: None,
+                    activation,
+                };
+                assert_every_isa_agrees(&format!("epilogue {activation:?}"), |isa| {
+                    let mut o = out.clone();
+                    apply_on(isa, &epilogue, &mut o, plane, residual);
+                    o
+                });
             }
         }
     }

@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 
 use super::activation::Activation;
+use super::isa::{Kernel, isa_dispatch};
 use super::matmul::{GroupProduct, matmul, with_columns};
 use super::par::{par_chunks, threads};
 use super::shape::{ConvShape, check_len, product};
@@ -142,25 +143,18 @@ fn gather_taps<'a>(
     coef: &[f32],
     phases: &mut Vec<f32>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { gather_taps_avx2(dx, s, &src, coef, phases) };
-    }
-    gather_taps_with(dx, s, &src, coef, phases);
+    gather_taps_on(Kernel::GradTaps.enter(), dx, s, &src, coef, phases);
 }
 
-/// [`gather_taps_with`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gather_taps_avx2<'a>(
-    dx: &mut [f32],
-    s: &ConvShape,
-    src: &dyn Fn(usize) -> &'a [f32],
-    coef: &[f32],
-    phases: &mut Vec<f32>,
-) {
-    gather_taps_with(dx, s, src, coef, phases);
+isa_dispatch! {
+    /// [`gather_taps_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
+    fn gather_taps_on<'a>(
+        dx: &mut [f32],
+        s: &ConvShape,
+        src: &dyn Fn(usize) -> &'a [f32],
+        coef: &[f32],
+        phases: &mut Vec<f32>,
+    ) => gather_taps_with
 }
 
 #[inline(always)]
@@ -422,5 +416,29 @@ mod tests {
             max_pool2d_grad(&ties, &[3.0], 1, &s, [1, 1]),
             vec![3.0, 0.0, 0.0, 0.0]
         );
+    }
+
+    #[test]
+    fn every_isa_path_gives_the_portable_result() {
+        use crate::kernels::testing::{assert_every_isa_agrees, values};
+        for (i, (input, kernel, stride, dilation)) in [
+            ([29, 35], [3, 3], [1, 1], [1, 1]),
+            ([30, 27], [5, 3], [2, 2], [1, 2]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let s = ConvShape::pooling(1, input, kernel, stride, dilation, [(1, 2), (2, 1)]);
+            let [oh, ow] = s.output().unwrap();
+            let taps = kernel[0] * kernel[1];
+            let g = values(taps * oh * ow, 700 + i as u32);
+            let coef = values(taps, 800 + i as u32);
+            let src = |tap: usize| &g[tap * oh * ow..(tap + 1) * oh * ow];
+            assert_every_isa_agrees(&format!("gradient taps case {i}"), |isa| {
+                let mut dx = vec![0.0; input[0] * input[1]];
+                gather_taps_on(isa, &mut dx, &s, &src, &coef, &mut Vec::new());
+                dx
+            });
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 
+use super::isa::Kernel;
 use super::par::gemm_parallelism;
 use super::shape::ConvShape;
 
@@ -86,6 +87,7 @@ pub fn matmul(
         lhs.len(),
         rhs.len()
     );
+    Kernel::Gemm.enter();
     // Row-major m x k: column stride 1, row stride k; transposed storage k x m: the reverse.
     let (lhs_cs, lhs_rs) = if lhs_transposed { (m, 1) } else { (1, k) };
     // SAFETY: the three operands hold at least the values the strides address (checked just

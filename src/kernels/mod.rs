@@ -4,7 +4,7 @@
 //! Burn or ONNX (the interpreter in [`onnx`](crate::onnx) calls it on the CPU backend's
 //! buffers). Every entry point checks its buffers against its [`ConvShape`](shape::ConvShape)
 //! with `assert!` before touching them, so no slice from safe code can make a kernel read out
-//! of bounds.
+//! of bounds. Each runs with the widest instruction set the CPU has ([`isa`]).
 //!
 //! The module is crate-private; the `bench-kernels` feature makes it public for
 //! `benches/kernels.rs` (`cargo bench --features bench-kernels --bench kernels`).
@@ -12,6 +12,7 @@
 pub mod activation;
 pub mod conv;
 pub mod conv_grad;
+pub mod isa;
 pub mod matmul;
 pub mod par;
 #[cfg(test)]
@@ -21,3 +22,4 @@ pub mod shape;
 pub mod testing;
 pub mod window;
 pub mod winograd;
+pub mod work;

@@ -1,6 +1,7 @@
 //! Helpers for the kernels' unit tests and benches: deterministic values and the direct
 //! definition of the convolution to check them against.
 
+use super::isa::Isa;
 use super::shape::ConvShape;
 
 /// Direct definition of the convolution, for checking the kernels.
@@ -57,4 +58,21 @@ pub fn values(n: usize, seed: u32) -> Vec<f32> {
             (state as f32 / u32::MAX as f32) * 2.0 - 1.0
         })
         .collect()
+}
+
+/// Runs `kernel` through every ISA this CPU supports and asserts each agrees with the portable
+/// path to 1e-6 of the output's largest magnitude (only FMA's rounding may differ).
+pub fn assert_every_isa_agrees(what: &str, kernel: impl Fn(Isa) -> Vec<f32>) {
+    let want = kernel(Isa::Portable);
+    let scale = want.iter().fold(1e-30f32, |m, v| m.max(v.abs()));
+    for isa in Isa::supported() {
+        let got = kernel(isa);
+        assert_eq!(got.len(), want.len(), "{what} on {isa:?}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-6 * scale,
+                "{what} on {isa:?}, value {i}: {g} vs portable {w}"
+            );
+        }
+    }
 }

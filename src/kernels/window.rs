@@ -1,6 +1,7 @@
 //! Sliding-window kernels over padded phase planes: depthwise convolution and max pooling,
 //! one image at a time, every channel on its own.
 
+use super::isa::{Kernel, isa_dispatch};
 use super::matmul::with_scratch;
 use super::par::par_chunks;
 use super::shape::{ConvShape, check_len};
@@ -31,25 +32,17 @@ pub fn window(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32]) {
     if let Window::Sum(w) = op {
         check_len("the weights", w.len(), s.weight_len());
     }
-    with_scratch(|buf| {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { window_avx2(x, s, op, out, buf) };
-        }
-        window_with(x, s, op, out, buf);
-    })
+    let isa = Kernel::Window.enter();
+    with_scratch(|buf| window_on(isa, x, s, op, out, buf))
+}
+
+isa_dispatch! {
+    /// [`window_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
+    fn window_on(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut Vec<f32>) => window_with
 }
 
 /// Output values per block of the window accumulation (8 KiB: well inside L1).
 const WINDOW_BLOCK: usize = 2048;
-
-/// [`window_with`] compiled for AVX2 (8 lanes).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn window_avx2(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut Vec<f32>) {
-    window_with(x, s, op, out, buf);
-}
 
 /// The window kernel; `buf` is scratch space. Written without closures, so that all of it is
 /// compiled with the features of the function it is inlined into.
@@ -244,6 +237,30 @@ mod tests {
                 }
             }
             assert_eq!(j, got.len());
+        }
+    }
+
+    #[test]
+    fn every_isa_path_gives_the_portable_result() {
+        use crate::kernels::testing::assert_every_isa_agrees;
+        // Depthwise 3x3 stride 1 and 5x5 stride 2, a wide row-by-row kernel; max pooling.
+        let shapes = [
+            ([37, 41], [3, 3], [1, 1], [(1, 1), (1, 1)]),
+            ([40, 33], [5, 5], [2, 2], [(2, 1), (2, 2)]),
+            ([9, 30], [3, 25], [1, 1], [(1, 1), (0, 0)]),
+        ];
+        for (i, (input, kernel, stride, pad)) in shapes.into_iter().enumerate() {
+            let c = 3;
+            let s = ConvShape::pooling(c, input, kernel, stride, [1, 1], pad);
+            let x = values(c * input[0] * input[1], 500 + i as u32);
+            let w = values(c * kernel[0] * kernel[1], 600 + i as u32);
+            for op in [Window::Sum(&w), Window::Max] {
+                assert_every_isa_agrees(&format!("window case {i}"), |isa| {
+                    let mut out = vec![0.0; s.output_len(1)];
+                    window_on(isa, &x, &s, op, &mut out, &mut Vec::new());
+                    out
+                });
+            }
         }
     }
 }

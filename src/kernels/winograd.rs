@@ -8,8 +8,10 @@
 use std::cell::RefCell;
 
 use super::conv::Epilogue;
+use super::isa::Kernel;
 use super::par::{for_each_index, par_chunks};
 use super::shape::{ConvShape, check_len, product};
+use super::work;
 
 /// The fewest input and output channels for which the saved multiplications outweigh the
 /// transforms. Measured on ResNet-50's 3×3 layers, batch 10, 2 cores: Winograd takes 0.85×
@@ -86,6 +88,8 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epil
         product(&[16, cout, cin]),
     );
     epilogue.check(s, batch);
+    Kernel::Gemm.enter();
+    work::count_convolution(s, batch);
     let n = product(&[batch, oh.div_ceil(2), ow.div_ceil(2)]);
     // The scratch sizes below cannot overflow now.
     product(&[16, n, cin.max(cout)]);

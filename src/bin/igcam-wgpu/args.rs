@@ -163,6 +163,7 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
         image,
     } = common;
     backend::set_threads(device.threads)?;
+    backend::set_cpu_isa()?;
     let backend = backend::open(device.backend);
     let (onnx, model_name) = output::load_model(model.model.as_deref(), &backend.device)?;
     let labels = match &model.labels {

@@ -10,6 +10,7 @@ use burn::tensor::Device;
 #[cfg(feature = "wgpu")]
 use burn::tensor::{DeviceKind, Tensor};
 use clap::ValueEnum;
+use igcam::isa;
 
 /// `--backend` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -53,6 +54,25 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
             .num_threads(n)
             .build_global();
     }
+    Ok(())
+}
+
+/// Caps igcam's CPU kernels at the instruction set `IGCAM_CPU_ISA` names (`portable`, `avx2`
+/// or `avx512`), for comparing their paths on one machine; unset, they use the widest the CPU
+/// has.
+pub fn set_cpu_isa() -> Result<()> {
+    let Some(value) = std::env::var_os("IGCAM_CPU_ISA") else {
+        return Ok(());
+    };
+    let value = value.to_string_lossy();
+    let Some(cap) = isa::Isa::from_name(value.trim()) else {
+        let names: Vec<_> = isa::Isa::ALL.iter().map(|i| i.name()).collect();
+        bail!(
+            "IGCAM_CPU_ISA `{value}` is not an instruction set: use one of {}, or unset it",
+            names.join(", ")
+        );
+    };
+    isa::set_cap(cap);
     Ok(())
 }
 
@@ -118,6 +138,76 @@ fn open_wgpu() -> Option<(Backend, bool)> {
     None
 }
 
+/// Set in the environment of the child process that lists the adapters for `auto`.
+const PROBE_VAR: &str = "IGCAM_LIST_ADAPTERS";
+
+/// In the child `auto` starts ([`PROBE_VAR`] set): prints one line per wgpu adapter, `software`
+/// or `gpu`, a tab and its name, and returns the exit code. `None` in any other process.
+#[cfg(feature = "wgpu")]
+pub fn list_adapters_if_asked() -> Option<std::process::ExitCode> {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    std::env::var_os(PROBE_VAR)?;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let mut listing = Box::pin(instance.enumerate_adapters(wgpu::Backends::all()));
+    // Native adapters are listed synchronously: the future is ready at its first poll.
+    let Poll::Ready(adapters) = listing
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    else {
+        return Some(std::process::ExitCode::FAILURE);
+    };
+    for info in adapters.iter().map(wgpu::Adapter::get_info) {
+        let kind = match info.device_type {
+            wgpu::DeviceType::Cpu => "software",
+            _ => "gpu",
+        };
+        println!("{kind}\t{}", info.name.replace(['\n', '\t'], " "));
+    }
+    Some(std::process::ExitCode::SUCCESS)
+}
+
+/// Built without the `wgpu` feature: never the adapter-listing child.
+#[cfg(not(feature = "wgpu"))]
+pub fn list_adapters_if_asked() -> Option<std::process::ExitCode> {
+    None
+}
+
+/// The name of the software adapter (llvmpipe, lavapipe, SwiftShader, WARP) when it is all the
+/// machine's wgpu sees. Asked in a child process: in this one, even listing the adapters would
+/// load the drivers (and LLVM with a software one) for the rest of the CPU run, and opening a
+/// device would also start the rasterizer's threads. `None` when the child finds a GPU, none
+/// at all, or fails (then `auto` opens wgpu here, as it always did).
+#[cfg(feature = "wgpu")]
+fn software_adapter_only() -> Option<String> {
+    let out = std::process::Command::new(std::env::current_exe().ok()?)
+        .env(PROBE_VAR, "1")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let adapters: Vec<(&str, &str)> = listing.lines().filter_map(|l| l.split_once('\t')).collect();
+    let all_software = !adapters.is_empty() && adapters.iter().all(|(kind, _)| *kind == "software");
+    all_software.then(|| adapters[0].1.to_string())
+}
+
+/// Built without the `wgpu` feature: no adapter at all.
+#[cfg(not(feature = "wgpu"))]
+fn software_adapter_only() -> Option<String> {
+    None
+}
+
+fn skipped_software(name: &str) -> Backend {
+    eprintln!(
+        "notice: skipped the software GPU adapter `{name}` (slower than the CPU backend here); running on the CPU, force it with --backend wgpu"
+    );
+    cpu()
+}
+
 /// Whether this build has Burn's fusion and autotuning (`gpu-tuned`).
 pub const TUNED: bool = cfg!(feature = "gpu-tuned");
 
@@ -149,17 +239,16 @@ pub fn open(choice: BackendChoice) -> Backend {
             );
             cpu()
         }
-        BackendChoice::Auto => match open_wgpu() {
-            Some((gpu, false)) => gpu,
-            Some((soft, true)) => {
-                eprintln!(
-                    "notice: skipped the software GPU adapter `{}` (slower than the CPU backend here); running on the CPU, force it with --backend wgpu",
-                    soft.description
-                );
-                cpu()
+        BackendChoice::Auto => {
+            if let Some(name) = software_adapter_only() {
+                return skipped_software(&name);
             }
-            None => cpu(),
-        },
+            match open_wgpu() {
+                Some((gpu, false)) => gpu,
+                Some((soft, true)) => skipped_software(&soft.description),
+                None => cpu(),
+            }
+        }
         BackendChoice::Wgpu => match open_wgpu() {
             Some((b, _)) => b,
             None => {

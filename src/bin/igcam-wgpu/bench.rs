@@ -13,7 +13,7 @@ use image::DynamicImage;
 use serde::Serialize;
 
 use crate::args::{self, CommonArgs};
-use crate::{assets, clock, output};
+use crate::{assets, clock, output, peak};
 
 /// Arguments of `bench`.
 #[derive(Args)]
@@ -53,6 +53,9 @@ struct MethodTiming {
     maps: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<Profile>,
+    /// The forward convolutions' multiply-adds in the profiled run (CPU kernels only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conv_multiply_adds: Option<u64>,
 }
 
 /// The JSON `bench` and `bench/torch_reference.py` both print.
@@ -121,14 +124,16 @@ fn time_row(
         times.push(clock::now_ms() - start);
     }
     times.sort_by(f64::total_cmp);
-    let profile = if args.profile {
+    let (profile, conv_multiply_adds) = if args.profile {
+        igcam::work::take_multiply_adds();
         explainer.model().start_profile(clock::now_ms);
         let result = run_once(explainer, image, &request);
         let profile = explainer.model().finish_profile();
         result?;
-        Some(profile)
+        let macs = igcam::work::take_multiply_adds();
+        (Some(profile), (macs > 0).then_some(macs))
     } else {
-        None
+        (None, None)
     };
     let median = percentile(&times, 50.0);
     Ok(MethodTiming {
@@ -139,10 +144,11 @@ fn time_row(
         reps: args.reps,
         maps,
         profile,
+        conv_multiply_adds,
     })
 }
 
-fn print_profile(name: &str, p: &Profile) {
+fn print_profile(name: &str, p: &Profile, macs: Option<u64>) {
     let total: f64 = p.ops.values().map(|e| e.ms).sum();
     println!("\nprofile of one `{name}` run: ONNX ops (sum {total:.1} ms)");
     println!("| op | calls | ms | share |\n|---|---|---|---|");
@@ -163,6 +169,54 @@ fn print_profile(name: &str, p: &Profile) {
     println!("| phase | calls | ms |\n|---|---|---|");
     for (phase, e) in Profile::sorted(&p.phases) {
         println!("| {phase} | {} | {:.1} |", e.calls, e.ms);
+    }
+    if let Some(macs) = macs {
+        print_throughput(p, macs);
+    }
+    let kernels = igcam::isa::kernels_run();
+    if !kernels.is_empty() {
+        println!("\nCPU kernels and the instruction set each ran with");
+        println!("| kernel | ISA |\n|---|---|");
+        for (kernel, isa) in kernels {
+            println!("| {kernel} | {} |", isa.name());
+        }
+    }
+}
+
+/// The convolutions' achieved GFLOP/s, in their own time and over the backbone pass, and the
+/// share of the CPU's peak each reaches.
+fn print_throughput(p: &Profile, macs: u64) {
+    let flop = 2.0 * macs as f64;
+    let conv_ms: f64 = p
+        .ops
+        .iter()
+        .filter(|(op, _)| op.split('+').any(|part| part == "Conv"))
+        .map(|(_, e)| e.ms)
+        .sum();
+    let backbone_ms = p.phases.get("forward to layer").map(|e| e.ms);
+    let peak = peak::peak_gflops();
+    let rate = |ms: f64| {
+        let gflops = flop / (ms.max(1e-9) * 1e6);
+        match &peak {
+            Some((peak, _)) => {
+                format!("{gflops:.0} GFLOP/s, {:.0}% of peak", 100.0 * gflops / peak)
+            }
+            None => format!("{gflops:.0} GFLOP/s"),
+        }
+    };
+    println!(
+        "\nconvolutions: {:.1} GFLOP (2 per multiply-add of the direct method) in {conv_ms:.1} ms: {}",
+        flop / 1e9,
+        rate(conv_ms)
+    );
+    if let Some(ms) = backbone_ms {
+        println!(
+            "the same over the passes to the layer ({ms:.1} ms): {}",
+            rate(ms)
+        );
+    }
+    if let Some((peak, how)) = peak {
+        println!("peak {peak:.0} GFLOP/s = {how}");
     }
 }
 
@@ -259,7 +313,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     for r in &report.results {
         if let Some(p) = &r.profile {
-            print_profile(&r.method, p);
+            print_profile(&r.method, p, r.conv_multiply_adds);
         }
     }
     if let Some(mb) = report.peak_rss_mb {

@@ -12,6 +12,7 @@ mod merge;
 mod model_folder;
 mod output;
 mod panics;
+mod peak;
 mod results;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -122,6 +123,9 @@ fn render(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = backend::list_adapters_if_asked() {
+        return code;
+    }
     // Panics inside the engine are turned into errors; keep the default hook's backtrace text
     // off the terminal unless asked for.
     if std::env::var_os("IGCAM_DEBUG").is_none() {
