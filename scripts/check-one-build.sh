@@ -45,5 +45,6 @@ if again:
     print("ask for those features in Cargo.toml's [dependencies] (see the bitflags entry)", file=sys.stderr)
     sys.exit(1)
 new = sorted(f"{n} {v}" for (n, v, _k), (_f, fresh) in test.items() if not fresh)
-print(f"check-one-build: the test build compiled no dependency of the binary again, only the {len(new)} crates the tests alone use: {', '.join(new)}")
+only = f"only the {len(new)} crates the tests alone use: {', '.join(new)}" if new else "(the crates the tests alone use were built already)"
+print(f"check-one-build: the test build compiled no dependency of the binary again {only}")
 PY

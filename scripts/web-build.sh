@@ -21,8 +21,8 @@ flock 9
 phase "web tool installs" install_tools
 wasm_toolchain
 
-# One wasm module into dist/: NAME TARGET_DIR RUSTFLAGS [cargo build args], then wasm-bindgen's
-# JS glue and wasm-opt.
+# One wasm module into dist/: NAME TARGET_DIR RUSTFLAGS [cargo build args], and wasm-bindgen's
+# JS glue.
 build_module() {
   local name="$1" target_dir="$2" flags="$3"
   shift 3
@@ -30,21 +30,30 @@ build_module() {
     --manifest-path web/Cargo.toml --target wasm32-unknown-unknown --profile wasm-release "$@"
   wasm-bindgen --target web --no-typescript --out-dir dist --out-name "$name" \
     "$target_dir/wasm32-unknown-unknown/wasm-release/igcam_web.wasm"
+}
+
+# wasm-opt on module NAME in dist/ (about 4 min per module, on one core).
+optimise_module() {
   # The features rustc's wasm32 target emits (and simd128, atomics, from the flags).
   wasm-opt -Oz --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    --enable-threads "dist/${name}_bg.wasm" -o "dist/${name}_bg.wasm"
+    --enable-threads "dist/${1}_bg.wasm" -o "dist/${1}_bg.wasm"
 }
 
-# dist/ from scratch: both wasm modules and their JS glue, then the page's files.
+# dist/ from scratch: both wasm modules and their JS glue, then the page's files. wasm-opt is
+# single-threaded: the first module's runs beside the second module's build and wasm-opt.
 build_dist() {
   rm -rf dist
   mkdir -p dist
   build_module igcam-web "$CARGO_TARGET_DIR" "$RUSTFLAGS" "$@"
+  optimise_module igcam-web &
+  local first=$!
   # std itself must be built with atomics: always -Z build-std (with rustup, that needs the
   # rust-src component: `rustup component add rust-src`).
   RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD="std,panic_abort" \
     build_module igcam-web-mt "$MT_TARGET_DIR" "$MT_RUSTFLAGS" --no-default-features --features threads
+  optimise_module igcam-web-mt
+  wait "$first"
   cp index.html web/app.js web/threads.js web/explain-worker.js web/sw.js web/style.css \
     models/efficientnet-lite0.onnx models/imagenet_labels.txt dist/
   cp -r assets/images dist/images

@@ -92,7 +92,6 @@ macro_rules! isa_dispatch {
     ($(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
         $(#[$meta])*
         fn $name $(<$lt>)? (isa: $crate::kernels::isa::Isa, $($arg: $ty),*) {
-            use $crate::kernels::isa::Isa;
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,fma")]
             unsafe fn avx512 $(<$lt>)? ($($arg: $ty),*) {
@@ -107,10 +106,10 @@ macro_rules! isa_dispatch {
             match isa {
                 // SAFETY: the CPU has AVX-512F and FMA (`Isa::available`, asserted above).
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => unsafe { avx512($($arg),*) },
+                $crate::kernels::isa::Isa::Avx512 => unsafe { avx512($($arg),*) },
                 // SAFETY: the CPU has AVX2 and FMA (`Isa::available`, asserted above).
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => unsafe { avx2($($arg),*) },
+                $crate::kernels::isa::Isa::Avx2 => unsafe { avx2($($arg),*) },
                 _ => $body($($arg),*),
             }
         }
