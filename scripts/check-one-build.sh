@@ -29,7 +29,11 @@ def artifacts(path):
         if pid.startswith("path+file://"):  # this workspace's crates
             continue
         name, version = m["target"]["name"], pid.rsplit("@", 1)[-1]
-        key = (name, version, tuple(m["target"]["kind"]))
+        # The optimisation level tells a build script's dependency (`build-override`: opt-level
+        # 0) from the same crate as a dev-dependency (tempfile, under onnx-ir's build script
+        # and under the tests): two units, each built once, not a rebuild.
+        opt = m.get("profile", {}).get("opt_level", "?")
+        key = (name, version, tuple(m["target"]["kind"]), opt)
         out[key] = (sorted(m["features"]), m["fresh"])
     return out
 
@@ -37,14 +41,14 @@ build, test = artifacts(sys.argv[1]), artifacts(sys.argv[2])
 again = [(k, f) for k, (f, fresh) in test.items() if not fresh and k in build]
 if again:
     print("check-one-build: the test build compiled again what `cargo build --release` had built:", file=sys.stderr)
-    for (name, version, kind), features in sorted(again):
-        before = build[(name, version, kind)][0]
+    for (name, version, kind, opt), features in sorted(again):
+        before = build[(name, version, kind, opt)][0]
         diff = sorted(set(features) ^ set(before))
         why = f"features differ: {', '.join(diff)}" if diff else "same features (a dependency of it differs)"
         print(f"  {name} {version} ({'/'.join(kind)}): {why}", file=sys.stderr)
     print("ask for those features in Cargo.toml's [dependencies] (see the bitflags entry)", file=sys.stderr)
     sys.exit(1)
-new = sorted(f"{n} {v}" for (n, v, _k), (_f, fresh) in test.items() if not fresh)
+new = sorted(f"{n} {v}" for (n, v, _k, _o), (_f, fresh) in test.items() if not fresh)
 only = f"only the {len(new)} crates the tests alone use: {', '.join(new)}" if new else "(the crates the tests alone use were built already)"
 print(f"check-one-build: the test build compiled no dependency of the binary again {only}")
 PY

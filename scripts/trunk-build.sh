@@ -5,10 +5,17 @@
 # dist/ layout of scripts/web-build.sh but the threaded build: index.html, app.js, threads.js,
 # explain-worker.js, sw.js, style.css, igcam-web.js, igcam-web_bg.wasm, the model, its labels
 # and images/. CI runs it so that the developer's loop (`trunk serve`) cannot rot.
+#
+#   scripts/trunk-build.sh [OUT]           # install Trunk if needed, build, check the layout
+#   scripts/trunk-build.sh --install-only  # only install Trunk (CI starts that early)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/phases.sh
 source scripts/wasm-env.sh
+if [ "${1:-}" = --install-only ]; then
+  phase "trunk install" install_trunk
+  exit 0
+fi
 out="${1:-$(mktemp -d)}"
 phase "web tool installs" install_tools
 phase "trunk install" install_trunk

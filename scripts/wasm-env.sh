@@ -28,11 +28,17 @@ install_tools() {
   fi
 }
 
+# Under a lock: CI starts it early on its own (`trunk-build.sh --install-only`), and the Trunk
+# build after the web build then waits for it instead of installing a second time.
 install_trunk() {
-  if [ ! -x "$TOOLS/bin/trunk" ] || ! "$TOOLS/bin/trunk" --version | grep -q "$TRUNK_VERSION"; then
-    env -u CARGO_TARGET_DIR -u RUSTFLAGS cargo install trunk --version "$TRUNK_VERSION" --locked \
-      --no-default-features --root "$TOOLS"
-  fi
+  mkdir -p "$TOOLS"
+  (
+    flock 8
+    if [ ! -x "$TOOLS/bin/trunk" ] || ! "$TOOLS/bin/trunk" --version | grep -q "$TRUNK_VERSION"; then
+      env -u CARGO_TARGET_DIR -u RUSTFLAGS cargo install trunk --version "$TRUNK_VERSION" --locked \
+        --no-default-features --root "$TOOLS"
+    fi
+  ) 8>"$TOOLS/.trunk-install.lock"
 }
 
 export PATH="$TOOLS/bin:$PWD/web/e2e/node_modules/.bin:$PATH"
