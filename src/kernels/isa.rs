@@ -63,16 +63,15 @@ impl Isa {
         Isa::ALL.into_iter().filter(|isa| isa.available()).collect()
     }
 
-    /// The widest ISA this CPU has.
+    /// The widest ISA this CPU has (detected once).
     pub fn widest() -> Isa {
-        Isa::supported().pop().unwrap_or(Isa::Portable)
+        static WIDEST: OnceLock<Isa> = OnceLock::new();
+        *WIDEST.get_or_init(|| Isa::supported().pop().unwrap_or(Isa::Portable))
     }
 
     /// The ISA igcam's own kernels run with: the widest this CPU has, under the [`set_cap`].
     pub fn active() -> Isa {
-        static WIDEST: OnceLock<Isa> = OnceLock::new();
-        let widest = *WIDEST.get_or_init(Isa::widest);
-        widest.min(Isa::ALL[usize::from(CAP.load(Ordering::Relaxed))])
+        Isa::widest().min(Isa::ALL[usize::from(CAP.load(Ordering::Relaxed))])
     }
 }
 
