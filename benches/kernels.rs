@@ -7,8 +7,9 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use igcam::kernels::activation::Activation;
-use igcam::kernels::conv::{Epilogue, conv2d};
+use igcam::kernels::conv::conv2d;
 use igcam::kernels::conv_grad::{avg_pool2d_grad, conv2d_input_grad, max_pool2d_grad};
+use igcam::kernels::epilogue::Epilogue;
 use igcam::kernels::shape::ConvShape;
 use igcam::kernels::testing::values;
 use igcam::kernels::window::max_pool2d;

@@ -553,6 +553,15 @@ fn a_folder_with_one_bad_image_still_writes_the_good_ones() {
 /// Runs `explain` on the tiny net with `backend`, optionally hiding every GPU driver; returns
 /// the notices on stderr and the JSON `backend` field.
 fn run_backend(backend: &str, hide_adapters: bool) -> (Vec<String>, String) {
+    run_backend_with(backend, hide_adapters, &[])
+}
+
+/// [`run_backend`] with more environment variables.
+fn run_backend_with(
+    backend: &str,
+    hide_adapters: bool,
+    env: &[(&str, &str)],
+) -> (Vec<String>, String) {
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("r.json");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_igcam-wgpu"));
@@ -568,7 +577,8 @@ fn run_backend(backend: &str, hide_adapters: bool) -> (Vec<String>, String) {
         "--json",
         path(&json_path),
     ])
-    .current_dir(dir.path());
+    .current_dir(dir.path())
+    .envs(env.iter().copied());
     if hide_adapters {
         // Hide every Vulkan driver and every EGL (OpenGL) vendor: wgpu then finds no adapter.
         cmd.env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
@@ -603,12 +613,13 @@ fn without_any_gpu_adapter_wgpu_falls_back_to_the_cpu_with_a_notice() {
     assert!(backend.starts_with("cpu (Burn flex, "), "{backend}");
 }
 
-/// CI's only adapter is lavapipe (software Vulkan): the default backend skips it in one line,
-/// names it and says how to force it; `--backend wgpu` still takes it. (On a machine with a
-/// real GPU, auto takes the GPU without a notice.)
+/// CI's only adapter is lavapipe (software Vulkan): the default backend, made to list the
+/// adapters although the machine has no GPU device file, skips it in one line, names it and
+/// says how to force it; `--backend wgpu` still takes it. (On a machine with a real GPU, auto
+/// takes the GPU without a notice.)
 #[test]
 fn auto_skips_a_software_adapter_and_says_so() {
-    let (notices, backend) = run_backend("auto", false);
+    let (notices, backend) = run_backend_with("auto", false, &[("IGCAM_PROBE_ADAPTERS", "1")]);
     if notices.is_empty() {
         assert!(backend.starts_with("wgpu ("), "a real GPU: {backend}");
         return;
@@ -627,6 +638,19 @@ fn auto_skips_a_software_adapter_and_says_so() {
     let (notices, backend) = run_backend("wgpu", false);
     assert!(notices.is_empty(), "{notices:?}");
     assert!(backend.starts_with("wgpu ("), "{backend}");
+}
+
+/// Linux with no GPU device file (CI, this machine): `auto` runs on the CPU without a notice,
+/// lavapipe installed or not (it is not even looked for); `--backend wgpu` still finds it.
+#[test]
+fn auto_without_a_gpu_device_file_runs_on_the_cpu_silently() {
+    let gpu_files = ["/dev/dri", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"];
+    if !cfg!(target_os = "linux") || gpu_files.iter().any(|f| Path::new(f).exists()) {
+        return;
+    }
+    let (notices, backend) = run_backend("auto", false);
+    assert!(notices.is_empty(), "{notices:?}");
+    assert!(backend.starts_with("cpu (Burn flex, "), "{backend}");
 }
 
 fn voc_mini() -> String {

@@ -37,12 +37,17 @@ impl Activation {
         }
     }
 
-    /// The activation of one value.
+    /// The activation of one value; NaN stays NaN, as in PyTorch. (The bounds are compared
+    /// in the order of x86's `maxps`/`minps`, which then need no NaN fix-up as `f32::max` does.)
     #[inline(always)]
     pub fn apply(self, v: f32) -> f32 {
+        let at_least = |lo: f32, v: f32| if lo > v { lo } else { v };
         match self {
-            Activation::Relu => v.max(0.0),
-            Activation::Clip(lo, hi) => v.max(lo).min(hi),
+            Activation::Relu => at_least(0.0, v),
+            Activation::Clip(lo, hi) => {
+                let v = at_least(lo, v);
+                if hi < v { hi } else { v }
+            }
             Activation::LeakyRelu(slope) => {
                 if v >= 0.0 {
                     v

@@ -11,68 +11,12 @@
 //! - the bias, a residual addition and the activation that follow the convolution in the graph
 //!   applied in the same pass over each image's output (see [`Epilogue`]).
 
-use super::activation::Activation;
-use super::isa::{Kernel, isa_dispatch};
+use super::epilogue::Epilogue;
 use super::matmul::{GroupProduct, matmul, with_columns};
 use super::par::{par_chunks, threads};
 use super::shape::{ConvShape, check_len};
 use super::window::{Window, gather, window};
 use super::work;
-
-/// What happens to the convolution's output in the same pass, in this order: `+ bias[c]`,
-/// `+ residual` (a tensor of the output's shape), then the activation.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Epilogue<'a> {
-    /// Per-output-channel bias.
-    pub bias: Option<&'a [f32]>,
-    /// A tensor added element-wise (a residual connection), NCHW like the output.
-    pub residual: Option<&'a [f32]>,
-    /// The activation applied last.
-    pub activation: Option<Activation>,
-}
-
-impl Epilogue<'_> {
-    /// Asserts that the bias and the residual fit `batch` outputs of `s`.
-    pub fn check(&self, s: &ConvShape, batch: usize) {
-        if let Some(bias) = self.bias {
-            check_len("the bias", bias.len(), s.cout);
-        }
-        if let Some(residual) = self.residual {
-            check_len("the residual", residual.len(), s.output_len(batch));
-        }
-    }
-
-    /// Applies to one image's output `[cout, plane]`; `residual` is that image's residual.
-    fn apply(&self, out: &mut [f32], plane: usize, residual: Option<&[f32]>) {
-        if self.bias.is_none() && residual.is_none() && self.activation.is_none() {
-            return;
-        }
-        apply_on(Kernel::Epilogue.enter(), self, out, plane, residual);
-    }
-}
-
-isa_dispatch! {
-    /// [`apply_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
-    fn apply_on(e: &Epilogue, out: &mut [f32], plane: usize, residual: Option<&[f32]>) => apply_with
-}
-
-/// Applies `e` to one image's output `[cout, plane]`; `residual` is that image's residual.
-#[inline(always)]
-fn apply_with(e: &Epilogue, out: &mut [f32], plane: usize, residual: Option<&[f32]>) {
-    for (c, o) in out.chunks_mut(plane).enumerate() {
-        let b = e.bias.map_or(0.0, |b| b[c]);
-        let r = residual.map(|r| &r[c * plane..(c + 1) * plane]);
-        match (r, e.activation) {
-            (None, None) => o.iter_mut().for_each(|v| *v += b),
-            (None, Some(a)) => o.iter_mut().for_each(|v| *v = a.apply(*v + b)),
-            (Some(r), None) => o.iter_mut().zip(r).for_each(|(v, &r)| *v += b + r),
-            (Some(r), Some(a)) => o
-                .iter_mut()
-                .zip(r)
-                .for_each(|(v, &r)| *v = a.apply(*v + b + r)),
-        }
-    }
-}
 
 /// Convolves `batch` NCHW images `x` with weights `w` (`[cout, cin / groups, kh, kw]`,
 /// row-major), then applies `epilogue`; returns NCHW outputs.
@@ -90,15 +34,13 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epil
     let inner_parallel = batch < threads;
     let run = |b: usize, out_b: &mut [f32]| {
         let x_b = &x[b * in_image..(b + 1) * in_image];
+        let image = epilogue.of_image(b, out_image);
         if s.is_depthwise() {
-            window(x_b, s, Window::Sum(w), out_b);
+            window(x_b, s, Window::Sum(w), &image, out_b);
         } else {
             grouped(x_b, s, w, out_b, inner_parallel);
+            image.apply(out_b, oh * ow);
         }
-        let residual = epilogue
-            .residual
-            .map(|r| &r[b * out_image..(b + 1) * out_image]);
-        epilogue.apply(out_b, oh * ow, residual);
     };
     par_chunks(&mut out, out_image, run);
     out
@@ -179,6 +121,7 @@ fn im2col(x: &[f32], cin_g: usize, s: &ConvShape, columns: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::activation::Activation;
     use crate::kernels::testing::{reference, values};
 
     #[test]
@@ -238,33 +181,6 @@ mod tests {
                         "case {i} {activation:?} value {j}: {g} vs {r}"
                     );
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn every_isa_path_of_the_epilogue_gives_the_portable_result() {
-        use crate::kernels::testing::assert_every_isa_agrees;
-        let (cout, plane) = (5, 37);
-        let out = values(cout * plane, 900);
-        let bias = values(cout, 901);
-        let residual = values(cout * plane, 902);
-        for activation in [
-            None,
-            Some(Activation::Relu),
-            Some(Activation::Clip(-0.3, 0.4)),
-        ] {
-            for residual in [None, Some(&residual[..])] {
-                let epilogue = Epilogue {
-                    bias: Some(&bias),
-                    residual: None,
-                    activation,
-                };
-                assert_every_isa_agrees(&format!("epilogue {activation:?}"), |isa| {
-                    let mut o = out.clone();
-                    apply_on(isa, &epilogue, &mut o, plane, residual);
-                    o
-                });
             }
         }
     }

@@ -14,7 +14,7 @@ use super::isa::{Kernel, isa_dispatch};
 use super::matmul::{GroupProduct, matmul, with_columns};
 use super::par::{par_chunks, threads};
 use super::shape::{ConvShape, check_len, product};
-use super::window::phase_row;
+use super::window::PhaseLayout;
 
 thread_local! {
     /// One image's output gradient taken through a [`Gate`], on this thread.
@@ -195,9 +195,10 @@ fn gather_taps_with<'a>(
             }
         }
     }
-    for (iy, row) in dx.chunks_exact_mut(w).take(h).enumerate() {
-        for (first, at, count) in phase_row(iy, w, (pt, pl), [sy, sx], [phase_len, cols]) {
-            let from = &phases[at..at + count];
+    let layout = PhaseLayout::new(w, (pt, pl), [sy, sx], [phase_len, cols]);
+    for (row, start) in dx.chunks_exact_mut(w).take(h).zip(layout.row_starts()) {
+        for &(first, at, count) in layout.columns() {
+            let from = &phases[start + at..start + at + count];
             for (d, &v) in row[first..].iter_mut().step_by(sx).zip(from) {
                 *d = v;
             }
@@ -319,7 +320,8 @@ fn check_pool_grad(g: &[f32], batch: usize, s: &ConvShape, [oh, ow]: [usize; 2])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::conv::{Epilogue, conv2d};
+    use crate::kernels::conv::conv2d;
+    use crate::kernels::epilogue::Epilogue;
 
     /// `<conv(x), g>` equals `<x, conv_input_grad(g)>` for any x and g: the adjoint identity,
     /// checked on strided, padded, dilated, grouped and depthwise shapes.

@@ -83,23 +83,37 @@ pub fn set_cap(cap: Isa) {
     CAP.store(cap as u8, Ordering::Relaxed);
 }
 
+/// Whether the portable build has a fused multiply-add instruction (`f32::mul_add` is a slow
+/// library call where it has not: x86-64's baseline, wasm32).
+pub const PORTABLE_FMA: bool = cfg!(any(target_feature = "fma", target_arch = "aarch64"));
+
 /// Defines `$name(isa, args...)`, which runs the `#[inline(always)]` function `$body(args...)`
 /// compiled for `isa`: for AVX-512 and for AVX2 (x86-64 only) through `#[target_feature]`
 /// copies, the portable build otherwise. Panics if the CPU lacks `isa` ([`Isa::available`]),
-/// which is what makes the copies' calls sound.
+/// which is what makes the copies' calls sound. Written `=> $body::<FMA>`, the body takes a
+/// `const FMA: bool`: true in the copies (both ISAs have FMA), [`PORTABLE_FMA`] otherwise.
 macro_rules! isa_dispatch {
+    ($(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),* $(,)?) => $body:ident::<FMA>) => {
+        $crate::kernels::isa::isa_dispatch!(@copies $(#[$meta])* fn $name $(<$lt>)? ($($arg: $ty),*)
+            [$body::<true>] [$body::<{ $crate::kernels::isa::PORTABLE_FMA }>]);
+    };
     ($(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $crate::kernels::isa::isa_dispatch!(@copies $(#[$meta])* fn $name $(<$lt>)? ($($arg: $ty),*)
+            [$body] [$body]);
+    };
+    (@copies $(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),*)
+        [$($wide:tt)+] [$($portable:tt)+]) => {
         $(#[$meta])*
         fn $name $(<$lt>)? (isa: $crate::kernels::isa::Isa, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,fma")]
             unsafe fn avx512 $(<$lt>)? ($($arg: $ty),*) {
-                $body($($arg),*)
+                $($wide)+($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2 $(<$lt>)? ($($arg: $ty),*) {
-                $body($($arg),*)
+                $($wide)+($($arg),*)
             }
             assert!(isa.available(), "this CPU cannot run {isa:?} code");
             match isa {
@@ -109,7 +123,7 @@ macro_rules! isa_dispatch {
                 // SAFETY: the CPU has AVX2 and FMA (`Isa::available`, asserted above).
                 #[cfg(target_arch = "x86_64")]
                 $crate::kernels::isa::Isa::Avx2 => unsafe { avx2($($arg),*) },
-                _ => $body($($arg),*),
+                _ => $($portable)+($($arg),*),
             }
         }
     };

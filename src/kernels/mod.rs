@@ -12,6 +12,7 @@
 pub mod activation;
 pub mod conv;
 pub mod conv_grad;
+pub mod epilogue;
 pub mod isa;
 pub mod matmul;
 pub mod par;

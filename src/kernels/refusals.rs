@@ -3,8 +3,9 @@
 //! raw `gemm` calls or the unchecked writes behind them.
 
 use super::activation::Activation;
-use super::conv::{Epilogue, conv2d};
+use super::conv::conv2d;
 use super::conv_grad::{Gate, avg_pool2d_grad, conv2d_input_grad, max_pool2d_grad};
+use super::epilogue::Epilogue;
 use super::matmul::matmul;
 use super::shape::ConvShape;
 use super::window::{Window, max_pool2d, window};
@@ -123,7 +124,14 @@ fn winograd_filters_refuse_short_weights() {
 #[test]
 #[should_panic(expected = "the output holds 149 values where the shape needs 150")]
 fn window_refuses_a_short_output() {
-    window(&[0.0; 150], &depthwise(), Window::Max, &mut [0.0; 149]);
+    let none = Epilogue::default();
+    window(
+        &[0.0; 150],
+        &depthwise(),
+        Window::Max,
+        &none,
+        &mut [0.0; 149],
+    );
 }
 
 #[test]
@@ -133,6 +141,7 @@ fn window_refuses_short_weights() {
         &[0.0; 150],
         &depthwise(),
         Window::Sum(&[0.0; 53]),
+        &Epilogue::default(),
         &mut [0.0; 150],
     );
 }
@@ -140,7 +149,21 @@ fn window_refuses_short_weights() {
 #[test]
 #[should_panic(expected = "a window runs every channel on its own")]
 fn window_refuses_a_dense_convolution() {
-    window(&[0.0; 100], &shape(), Window::Max, &mut [0.0; 150]);
+    let none = Epilogue::default();
+    window(&[0.0; 100], &shape(), Window::Max, &none, &mut [0.0; 150]);
+}
+
+#[test]
+#[should_panic(expected = "the residual holds 149 values where the shape needs 150")]
+fn window_refuses_a_short_residual() {
+    let residual = [0.0; 149];
+    let epilogue = Epilogue {
+        residual: Some(&residual),
+        ..Epilogue::default()
+    };
+    let w = [0.0; 54];
+    let (x, mut out) = ([0.0; 150], [0.0; 150]);
+    window(&x, &depthwise(), Window::Sum(&w), &epilogue, &mut out);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Sliding-window kernels over padded phase planes: depthwise convolution and max pooling,
 //! one image at a time, every channel on its own.
 
+use super::epilogue::Epilogue;
 use super::isa::{Kernel, isa_dispatch};
 use super::matmul::with_scratch;
 use super::par::par_chunks;
@@ -17,12 +18,13 @@ pub enum Window<'a> {
 }
 
 /// One image of a depthwise convolution ([`Window::Sum`]) or max pooling ([`Window::Max`]),
-/// every channel on its own. Each input plane is copied once, padded, into `stride × stride`
-/// phase planes (phase `(ry, rx)` holds padded rows `ry, ry + sy, ...` and columns `rx, rx +
-/// sx, ...`). In phase coordinates every tap is a plain shift, so on an output grid as wide as
-/// a phase row each tap is one long branch-free pass over contiguous memory; the valid columns
-/// are copied out at the end.
-pub fn window(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32]) {
+/// every channel on its own, then `epilogue` (whose residual, if any, is this image's). Each input plane is copied once, padded, into `stride × stride` phase planes
+/// (phase `(ry, rx)` holds padded rows `ry, ry + sy, ...` and columns `rx, rx + sx, ...`). In
+/// phase coordinates every tap is a plain shift, so on an output grid as wide as a phase row
+/// each run of [`LANES`] outputs sums all its taps in registers, one load and one
+/// multiply-add per tap and lane; the valid columns are copied out at the end, the epilogue
+/// applied to each row while it is in the L1 cache.
+pub fn window(x: &[f32], s: &ConvShape, op: Window, epilogue: &Epilogue, out: &mut [f32]) {
     assert!(
         s.cin == s.cout && s.groups == s.cin,
         "a window runs every channel on its own: {s:?}"
@@ -32,22 +34,39 @@ pub fn window(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32]) {
     if let Window::Sum(w) = op {
         check_len("the weights", w.len(), s.weight_len());
     }
+    epilogue.check(s, 1);
     let isa = Kernel::Window.enter();
-    with_scratch(|buf| window_on(isa, x, s, op, out, buf))
+    with_scratch(|buf| window_on(isa, x, s, op, epilogue, out, buf))
 }
 
 isa_dispatch! {
     /// [`window_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
-    fn window_on(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut Vec<f32>) => window_with
+    fn window_on(
+        x: &[f32],
+        s: &ConvShape,
+        op: Window,
+        epilogue: &Epilogue,
+        out: &mut [f32],
+        buf: &mut Vec<f32>,
+    ) => window_with::<FMA>
 }
 
-/// Output values per block of the window accumulation (8 KiB: well inside L1).
-const WINDOW_BLOCK: usize = 2048;
+/// Outputs summed in registers at a time: 4 AVX-512 or 8 AVX2 registers, enough independent
+/// multiply-adds to hide their latency.
+pub const LANES: usize = 64;
 
-/// The window kernel; `buf` is scratch space. Written without closures, so that all of it is
-/// compiled with the features of the function it is inlined into.
+/// The window kernel; `buf` is scratch space; `FMA`: fused multiply-adds. Written without
+/// closures, so that all of it is compiled with the features of the function it is inlined
+/// into.
 #[inline(always)]
-fn window_with(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut Vec<f32>) {
+fn window_with<const FMA: bool>(
+    x: &[f32],
+    s: &ConvShape,
+    op: Window,
+    epilogue: &Epilogue,
+    out: &mut [f32],
+    buf: &mut Vec<f32>,
+) {
     let [h, iw] = s.input;
     let [oh, ow] = s.checked_output();
     let [kh, kw] = s.kernel;
@@ -59,97 +78,171 @@ fn window_with(x: &[f32], s: &ConvShape, op: Window, out: &mut [f32], buf: &mut 
     let phase_len = rows * cols;
     // The output grid: `oh` rows of `cols` (the first `ow` of each are real outputs).
     let grid = oh * cols;
-    let need = sy * sx * phase_len + grid;
+    // A run of LANES may pass the planes' and the grid's ends by less than LANES.
+    let planes_len = sy * sx * phase_len + LANES;
+    let need = planes_len + grid + LANES;
     if buf.len() < need {
         buf.resize(need, 0.0);
     }
-    let (phases, acc) = buf[..need].split_at_mut(sy * sx * phase_len);
-    let (pad_value, start_value) = match op {
-        Window::Sum(_) => (0.0, 0.0),
-        Window::Max => (f32::NEG_INFINITY, f32::NEG_INFINITY),
+    let (phases, acc) = buf[..need].split_at_mut(planes_len);
+    let pad_value = match op {
+        Window::Sum(_) => 0.0,
+        Window::Max => f32::NEG_INFINITY,
     };
     // Every channel writes the same (inner) positions: the padding keeps its value.
     phases.fill(pad_value);
+    // Where each tap's run starts in the planes, relative to its output's grid position.
+    let taps: Vec<usize> = (0..kh * kw)
+        .map(|t| {
+            let (ky, kx) = (t / kw, t % kw);
+            let (ry, qy) = ((ky * dy) % sy, (ky * dy) / sy);
+            let (rx, qx) = ((kx * dx) % sx, (kx * dx) / sx);
+            (ry * sx + rx) * phase_len + qy * cols + qx
+        })
+        .collect();
     let (pt, pl) = (s.pad[0].0, s.pad[1].0);
+    let plane_out = oh * ow;
+    // Without a residual, the epilogue is applied to each run while it is in registers; with
+    // one, to each output row (laid out unlike the grid) as it is copied out.
+    let residual = epilogue.residual;
+    let in_registers = residual.is_none().then_some(epilogue);
+    let layout = PhaseLayout::new(iw, (pt, pl), [sy, sx], [phase_len, cols]);
     for c in 0..s.cout {
         let plane = &x[c * h * iw..(c + 1) * h * iw];
-        for (y, src) in plane.chunks_exact(iw).enumerate() {
-            for (first, at, count) in phase_row(y, iw, (pt, pl), [sy, sx], [phase_len, cols]) {
+        for (src, row) in plane.chunks_exact(iw).zip(layout.row_starts()) {
+            for &(first, at, count) in layout.columns() {
+                let at = row + at;
                 gather(&mut phases[at..at + count], &src[first..], sx);
             }
         }
-        acc.fill(start_value);
-        // The spans each tap passes over: blocks of the whole grid that stay in the L1 cache
-        // across all taps (one long branch-free pass per tap and block); or, where a huge
-        // kernel leaves phase rows far wider than their outputs, each row's outputs alone, so
-        // that the work stays outputs × taps, what the budget counted.
-        let by_rows = cols > 2 * ow;
-        let spans = if by_rows {
-            oh
-        } else {
-            grid.div_ceil(WINDOW_BLOCK)
+        let weights = match op {
+            Window::Sum(w) => &w[c * kh * kw..(c + 1) * kh * kw],
+            Window::Max => &[][..],
         };
+        // The runs cover the whole grid; or, where a huge kernel leaves phase rows far wider
+        // than their outputs, each row's outputs alone, so that the work stays outputs ×
+        // taps, what the budget counted.
+        let by_rows = cols > 2 * ow;
+        let (spans, span_len) = if by_rows { (oh, ow) } else { (1, grid) };
         for span in 0..spans {
-            let (from, to) = if by_rows {
-                (span * cols, span * cols + ow)
-            } else {
-                (span * WINDOW_BLOCK, ((span + 1) * WINDOW_BLOCK).min(grid))
-            };
-            let block = &mut acc[from..to];
-            for ky in 0..kh {
-                let (ry, qy) = ((ky * dy) % sy, (ky * dy) / sy);
-                for kx in 0..kw {
-                    let (rx, qx) = ((kx * dx) % sx, (kx * dx) / sx);
-                    let start = (ry * sx + rx) * phase_len + qy * cols + qx + from;
-                    let src = &phases[start..start + block.len()];
-                    match op {
-                        Window::Sum(w) => {
-                            let wv = w[(c * kh + ky) * kw + kx];
-                            for (d, &v) in block.iter_mut().zip(src) {
-                                *d += wv * v;
-                            }
-                        }
-                        Window::Max => {
-                            for (d, &v) in block.iter_mut().zip(src) {
-                                *d = d.max(v);
-                            }
-                        }
-                    }
+            let from = if by_rows { span * cols } else { 0 };
+            for at in (from..from + span_len).step_by(LANES) {
+                let run: &mut [f32; LANES] = (&mut acc[at..at + LANES]).try_into().unwrap();
+                match op {
+                    Window::Sum(_) => sum_taps::<FMA>(run, phases, &taps, weights, at),
+                    Window::Max => max_taps(run, phases, &taps, at),
+                }
+                if let Some(e) = in_registers {
+                    e.apply_channel(c, run, None);
                 }
             }
         }
-        let o = &mut out[c * oh * ow..(c + 1) * oh * ow];
-        for (dst, src) in o.chunks_exact_mut(ow).zip(acc.chunks_exact(cols)) {
+        let o = &mut out[c * plane_out..(c + 1) * plane_out];
+        for (oy, (dst, src)) in o.chunks_exact_mut(ow).zip(acc.chunks(cols)).enumerate() {
             dst.copy_from_slice(&src[..ow]);
+            if let Some(r) = residual {
+                let r = &r[c * plane_out + oy * ow..c * plane_out + (oy + 1) * ow];
+                epilogue.apply_channel(c, dst, Some(r));
+            }
         }
     }
 }
 
-/// Where input row `y` (`w` wide) lies in the `stride × stride` phase planes of the input
-/// padded by `(top, left)`, each `len` values of rows `cols` wide: per column phase, the first
-/// input column in it, that column's position in the planes, and how many columns (`stride`
-/// apart in the row, adjacent in the plane) it holds.
+/// `run[j] = sum_t weights[t] * phases[taps[t] + at + j]`.
 #[inline(always)]
-pub fn phase_row(
-    y: usize,
-    w: usize,
-    (top, left): (usize, usize),
-    [sy, sx]: [usize; 2],
-    [len, cols]: [usize; 2],
-) -> impl Iterator<Item = (usize, usize, usize)> {
-    let py = y + top;
-    let row0 = (py % sy) * sx * len + (py / sy) * cols;
-    (0..sx).filter_map(move |rx| {
-        // The input columns in column phase rx: (x + left) % sx == rx.
-        let first = (rx + sx - left % sx) % sx;
-        (first < w).then(|| {
-            (
-                first,
-                row0 + rx * len + (first + left) / sx,
-                (w - first).div_ceil(sx),
-            )
+fn sum_taps<const FMA: bool>(
+    run: &mut [f32; LANES],
+    phases: &[f32],
+    taps: &[usize],
+    weights: &[f32],
+    at: usize,
+) {
+    let mut sum = [0.0f32; LANES];
+    for (&tap, &w) in taps.iter().zip(weights) {
+        let src: &[f32; LANES] = phases[tap + at..tap + at + LANES].try_into().unwrap();
+        for (s, &v) in sum.iter_mut().zip(src) {
+            *s = if FMA { w.mul_add(v, *s) } else { *s + w * v };
+        }
+    }
+    *run = sum;
+}
+
+/// `run[j] = max_t phases[taps[t] + at + j]`.
+#[inline(always)]
+fn max_taps(run: &mut [f32; LANES], phases: &[f32], taps: &[usize], at: usize) {
+    let mut max = [f32::NEG_INFINITY; LANES];
+    for &tap in taps {
+        let src: &[f32; LANES] = phases[tap + at..tap + at + LANES].try_into().unwrap();
+        for (m, &v) in max.iter_mut().zip(src) {
+            *m = m.max(v);
+        }
+    }
+    *run = max;
+}
+
+/// Where the rows of an input plane `w` wide, padded by `(top, left)`, lie in its `stride ×
+/// stride` phase planes, each `len` values of rows `cols` wide. Worked out once per plane
+/// shape: the copy of every row then takes no division.
+pub struct PhaseLayout {
+    /// Per column phase: the first input column in it, that column's offset from the row's
+    /// start in the planes, and how many columns (`stride` apart in the row, adjacent in the
+    /// plane) it holds.
+    columns: Vec<(usize, usize, usize)>,
+    top: usize,
+    stride: [usize; 2],
+    len: usize,
+    cols: usize,
+}
+
+impl PhaseLayout {
+    /// The layout of rows `w` wide padded by `(top, left)` in planes `[len, cols]`.
+    pub fn new(
+        w: usize,
+        (top, left): (usize, usize),
+        [sy, sx]: [usize; 2],
+        [len, cols]: [usize; 2],
+    ) -> Self {
+        let columns = (0..sx)
+            .filter_map(|rx| {
+                // The input columns in column phase rx: (x + left) % sx == rx.
+                let first = (rx + sx - left % sx) % sx;
+                (first < w).then(|| {
+                    (
+                        first,
+                        rx * len + (first + left) / sx,
+                        (w - first).div_ceil(sx),
+                    )
+                })
+            })
+            .collect();
+        PhaseLayout {
+            columns,
+            top,
+            stride: [sy, sx],
+            len,
+            cols,
+        }
+    }
+
+    /// Where rows `0, 1, ...` start in the planes (their first column phase's row).
+    pub fn row_starts(&self) -> impl Iterator<Item = usize> + '_ {
+        let [sy, sx] = self.stride;
+        let (mut ry, mut qy) = (self.top % sy, self.top / sy);
+        std::iter::repeat_with(move || {
+            let start = ry * sx * self.len + qy * self.cols;
+            ry += 1;
+            if ry == sy {
+                (ry, qy) = (0, qy + 1);
+            }
+            start
         })
-    })
+    }
+
+    /// Per column phase: the first input column in it, its offset from a row's start, and
+    /// its number of columns.
+    pub fn columns(&self) -> &[(usize, usize, usize)] {
+        &self.columns
+    }
 }
 
 /// Max pooling of `batch` NCHW images (`s.groups`, `s.cout` = channels, no weights).
@@ -159,7 +252,8 @@ pub fn max_pool2d(x: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
     let in_image = s.input_len(1);
     let mut out = vec![0.0f32; batch * out_image];
     par_chunks(&mut out, out_image, |b, o| {
-        window(&x[b * in_image..(b + 1) * in_image], s, Window::Max, o)
+        let x_b = &x[b * in_image..(b + 1) * in_image];
+        window(x_b, s, Window::Max, &Epilogue::default(), o)
     });
     out
 }
@@ -257,7 +351,8 @@ mod tests {
             for op in [Window::Sum(&w), Window::Max] {
                 assert_every_isa_agrees(&format!("window case {i}"), |isa| {
                     let mut out = vec![0.0; s.output_len(1)];
-                    window_on(isa, &x, &s, op, &mut out, &mut Vec::new());
+                    let e = Epilogue::default();
+                    window_on(isa, &x, &s, op, &e, &mut out, &mut Vec::new());
                     out
                 });
             }

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use super::conv::Epilogue;
+use super::epilogue::Epilogue;
 use super::isa::Kernel;
 use super::par::{for_each_index, par_chunks};
 use super::shape::{ConvShape, check_len, product};

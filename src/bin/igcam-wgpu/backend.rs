@@ -1,6 +1,7 @@
 //! Choosing the Burn device. `auto` (the default) takes wgpu on a real GPU adapter (discrete,
 //! integrated or virtual) and Burn's CPU backend otherwise: a software adapter (llvmpipe,
 //! lavapipe, SwiftShader, WARP) is many times slower than the CPU backend on the same cores.
+//! On Linux without a GPU device file, `auto` takes the CPU without looking for adapters.
 
 #[cfg(feature = "wgpu")]
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -173,6 +174,30 @@ pub fn list_adapters_if_asked() -> Option<std::process::ExitCode> {
     None
 }
 
+/// Set to `1` to make `auto` list the adapters even where [`may_have_gpu`] finds no GPU device.
+const ALWAYS_PROBE_VAR: &str = "IGCAM_PROBE_ADAPTERS";
+
+/// Whether this machine may have a GPU, from its device files alone (no driver loaded): on
+/// Linux, a DRM render node (`/dev/dri/renderD*`: Mesa's drivers and NVIDIA's with modesetting),
+/// an NVIDIA device (`/dev/nvidia*`) or WSL's GPU bridge (`/dev/dxg`); elsewhere, always. Without
+/// one, `auto` goes straight to the CPU: a GPU-less machine then pays nothing for the choice,
+/// where listing the adapters costs 50–120 ms of start-up.
+fn may_have_gpu() -> bool {
+    if std::env::var_os(ALWAYS_PROBE_VAR).is_some_and(|v| v == "1") || !cfg!(target_os = "linux") {
+        return true;
+    }
+    let has_entry = |dir: &str, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    has_entry("/dev/dri", "renderD")
+        || has_entry("/dev", "nvidia")
+        || std::path::Path::new("/dev/dxg").exists()
+}
+
 /// The name of the software adapter (llvmpipe, lavapipe, SwiftShader, WARP) when it is all the
 /// machine's wgpu sees. Asked in a child process: in this one, even listing the adapters would
 /// load the drivers (and LLVM with a software one) for the rest of the CPU run, and opening a
@@ -240,6 +265,9 @@ pub fn open(choice: BackendChoice) -> Backend {
             cpu()
         }
         BackendChoice::Auto => {
+            if !may_have_gpu() {
+                return cpu();
+            }
             if let Some(name) = software_adapter_only() {
                 return skipped_software(&name);
             }

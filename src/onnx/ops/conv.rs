@@ -12,6 +12,7 @@ use super::inputs::{take_float, take_nchw};
 use super::operator::{Backward, BuildContext, Fusion, OpResult, Operator, OrNoGradient};
 use super::padding::{Padding, spatial2};
 use crate::error::OpError;
+use crate::kernels::epilogue::Epilogue as KernelEpilogue;
 use crate::kernels::shape::ConvShape;
 use crate::kernels::{conv as cpu_conv, conv_grad, winograd};
 use crate::onnx::host;
@@ -211,7 +212,7 @@ impl Conv {
             None => None,
         };
         let convolve = |x: &[f32], residual: Option<&[f32]>| {
-            let epilogue = cpu_conv::Epilogue {
+            let epilogue = KernelEpilogue {
                 bias: host.bias.as_deref(),
                 residual,
                 activation: fusion.activation,

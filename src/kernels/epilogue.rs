@@ -1,0 +1,108 @@
+//! What follows a convolution in the graph, applied in the same pass over its output: the
+//! bias, a residual addition and the activation.
+
+use super::activation::Activation;
+use super::isa::{Kernel, isa_dispatch};
+use super::shape::{ConvShape, check_len};
+
+/// What happens to the convolution's output in the same pass, in this order: `+ bias[c]`,
+/// `+ residual` (a tensor of the output's shape), then the activation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Per-output-channel bias.
+    pub bias: Option<&'a [f32]>,
+    /// A tensor added element-wise (a residual connection), NCHW like the output.
+    pub residual: Option<&'a [f32]>,
+    /// The activation applied last.
+    pub activation: Option<Activation>,
+}
+
+impl Epilogue<'_> {
+    /// Asserts that the bias and the residual fit `batch` outputs of `s`.
+    pub fn check(&self, s: &ConvShape, batch: usize) {
+        if let Some(bias) = self.bias {
+            check_len("the bias", bias.len(), s.cout);
+        }
+        if let Some(residual) = self.residual {
+            check_len("the residual", residual.len(), s.output_len(batch));
+        }
+    }
+
+    /// The epilogue of image `b` of a batch whose images have `len` output values: its
+    /// residual is that image's.
+    pub fn of_image(&self, b: usize, len: usize) -> Self {
+        Epilogue {
+            residual: self.residual.map(|r| &r[b * len..(b + 1) * len]),
+            ..*self
+        }
+    }
+
+    /// Applies to one image's output `[cout, plane]` (the residual is that image's).
+    pub fn apply(&self, out: &mut [f32], plane: usize) {
+        if self.bias.is_none() && self.residual.is_none() && self.activation.is_none() {
+            return;
+        }
+        apply_on(Kernel::Epilogue.enter(), self, out, plane);
+    }
+
+    /// Applies to values `o` of channel `c`, in place; `residual` holds the same positions'.
+    #[inline(always)]
+    pub fn apply_channel(&self, c: usize, o: &mut [f32], residual: Option<&[f32]>) {
+        let b = self.bias.map_or(0.0, |b| b[c]);
+        match (residual, self.activation) {
+            (None, None) => o.iter_mut().for_each(|v| *v += b),
+            (None, Some(a)) => o.iter_mut().for_each(|v| *v = a.apply(*v + b)),
+            (Some(r), None) => o.iter_mut().zip(r).for_each(|(v, &r)| *v += b + r),
+            (Some(r), Some(a)) => o
+                .iter_mut()
+                .zip(r)
+                .for_each(|(v, &r)| *v = a.apply(*v + b + r)),
+        }
+    }
+}
+
+isa_dispatch! {
+    /// [`apply_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
+    fn apply_on(e: &Epilogue, out: &mut [f32], plane: usize) => apply_with
+}
+
+/// Applies `e` to one image's output `[cout, plane]` (the residual is that image's).
+#[inline(always)]
+fn apply_with(e: &Epilogue, out: &mut [f32], plane: usize) {
+    for (c, o) in out.chunks_mut(plane).enumerate() {
+        e.apply_channel(c, o, e.residual.map(|r| &r[c * plane..(c + 1) * plane]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testing::values;
+
+    #[test]
+    fn every_isa_path_gives_the_portable_result() {
+        use crate::kernels::testing::assert_every_isa_agrees;
+        let (cout, plane) = (5, 37);
+        let out = values(cout * plane, 900);
+        let bias = values(cout, 901);
+        let residual = values(cout * plane, 902);
+        for activation in [
+            None,
+            Some(Activation::Relu),
+            Some(Activation::Clip(-0.3, 0.4)),
+        ] {
+            for residual in [None, Some(&residual[..])] {
+                let epilogue = Epilogue {
+                    bias: Some(&bias),
+                    residual,
+                    activation,
+                };
+                assert_every_isa_agrees(&format!("epilogue {activation:?}"), |isa| {
+                    let mut o = out.clone();
+                    apply_on(isa, &epilogue, &mut o, plane);
+                    o
+                });
+            }
+        }
+    }
+}
