@@ -564,11 +564,11 @@ impl<'a> Explaining<'a> {
     fn cams_from(&mut self, served: &[usize], activations: &Tensor<4>, env: &Env) -> Result<()> {
         let explainer = self.explainer;
         let targets = unique(served.iter().map(|&i| self.slots[i].target));
-        for target in targets {
-            let gradients =
-                explainer
-                    .model
-                    .layer_gradient(&self.layer, activations, env, target)?;
+        let all_gradients =
+            explainer
+                .model
+                .layer_gradients(&self.layer, activations, env, &targets)?;
+        for (target, gradients) in targets.into_iter().zip(all_gradients) {
             let mine: Vec<usize> = served
                 .iter()
                 .copied()

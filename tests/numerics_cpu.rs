@@ -99,3 +99,34 @@ fn host_input_gradient_equals_autodiff() {
         );
     }
 }
+
+/// The layer gradients of several targets from one forward pass through the head and a host
+/// reverse pass each (the explainer's path on the CPU backend) apply to every fixture net and
+/// equal Burn's autodiff, target by target, on a batch of path points (relative L2 <= 1e-5).
+#[test]
+fn host_layer_gradients_equal_autodiff() {
+    let device = Device::flex();
+    for net in ["resnet_tiny", "vgg_tiny", "efficientnet_lite0"] {
+        let model = common::load(net, &device);
+        let layer = model.default_layer().unwrap();
+        let (x, b) = common::inputs(net, &model, &device);
+        let points = common::path_points(&x, &b, &[0.3, 1.0]);
+        let (act, env) = model.forward_to(points, &layer).unwrap();
+        let targets = [7, 3, 0];
+        let host = model
+            .host_layer_gradients(&layer, &act, &env, &targets)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{net}: the host reverse pass applies to the head"));
+        assert_eq!(host.len(), targets.len(), "{net}: one gradient per target");
+        for (g, &target) in host.into_iter().zip(&targets) {
+            let autodiff = model.layer_gradient(&layer, &act, &env, target).unwrap();
+            assert_eq!(g.dims(), act.dims(), "{net}: gradient shape");
+            common::assert_close(
+                &format!("{net} layer gradient of class {target}"),
+                &common::host(g),
+                &common::host(autodiff),
+                1e-5,
+            );
+        }
+    }
+}

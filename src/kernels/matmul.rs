@@ -116,3 +116,176 @@ pub fn matmul(
         );
     }
 }
+
+/// A matrix read in place from a slice: element `(i, j)` at `i * strides[0] + j * strides[1]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    /// The values (at least as many as the shape and strides address).
+    pub data: &'a [f32],
+    /// Rows and columns.
+    pub shape: [usize; 2],
+    /// The steps from one row and from one column to the next.
+    pub strides: [usize; 2],
+}
+
+impl<'a> MatRef<'a> {
+    /// `data` as a row-major `rows × cols` matrix.
+    pub fn row_major(data: &'a [f32], [rows, cols]: [usize; 2]) -> Self {
+        MatRef {
+            data,
+            shape: [rows, cols],
+            strides: [cols, 1],
+        }
+    }
+
+    /// The transpose, read from the same values.
+    pub fn t(self) -> Self {
+        let ([r, c], [sr, sc]) = (self.shape, self.strides);
+        MatRef {
+            shape: [c, r],
+            strides: [sc, sr],
+            ..self
+        }
+    }
+
+    /// Whether every element it addresses lies in `data`.
+    fn fits(&self) -> bool {
+        let [r, c] = self.shape;
+        if r == 0 || c == 0 {
+            return true;
+        }
+        let last = (r - 1)
+            .checked_mul(self.strides[0])
+            .zip((c - 1).checked_mul(self.strides[1]))
+            .and_then(|(a, b)| a.checked_add(b));
+        last.is_some_and(|last| last < self.data.len())
+    }
+}
+
+/// `dst = alpha · lhs · rhs`, plus `dst`'s own values with `accumulate`, for a row-major `dst`
+/// (`lhs` rows × `rhs` columns) and operands of any strides. A product with fewer rows than
+/// columns runs as its transpose (`dstᵀ = rhsᵀ · lhsᵀ`, written back in place): `gemm`'s
+/// microkernels span 64 rows with AVX-512, so a fully connected layer's 10 rows would leave
+/// most of each idle.
+pub fn product(
+    dst: &mut [f32],
+    lhs: MatRef,
+    rhs: MatRef,
+    alpha: f32,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    let ([m, k], [k2, n]) = (lhs.shape, rhs.shape);
+    assert!(
+        k == k2 && lhs.fits() && rhs.fits() && m.checked_mul(n).is_some_and(|v| dst.len() >= v),
+        "a {m}x{k} by {k2}x{n} product into {} values got operands {:?} and {:?} that do not fit",
+        dst.len(),
+        (lhs.shape, lhs.strides, lhs.data.len()),
+        (rhs.shape, rhs.strides, rhs.data.len()),
+    );
+    Kernel::Gemm.enter();
+    // dst row-major: (i, j) at i * n + j. As its transpose: (j, i) at the same place.
+    let (lhs, rhs, [m, n], [dst_rs, dst_cs]) = if m < n {
+        (rhs.t(), lhs.t(), [n, m], [1, n])
+    } else {
+        (lhs, rhs, [m, n], [n, 1])
+    };
+    let s = |v: usize| v as isize;
+    // SAFETY: every element the strides address lies in its slice (asserted above: the last
+    // one of each operand is inside, and dst holds m x n values at distinct offsets, row-major
+    // or its transpose); dst, a unique borrow, does not alias lhs or rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            s(dst_cs),
+            s(dst_rs),
+            accumulate,
+            lhs.data.as_ptr(),
+            s(lhs.strides[1]),
+            s(lhs.strides[0]),
+            rhs.data.as_ptr(),
+            s(rhs.strides[1]),
+            s(rhs.strides[0]),
+            1.0,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testing::values;
+
+    /// `product` equals the definition for either orientation (fewer rows than columns runs
+    /// transposed), operands stored transposed, a scale and accumulation.
+    #[test]
+    fn products_of_any_strides_match_the_definition() {
+        for (i, &[m, k, n]) in [[10, 37, 100], [100, 37, 10], [7, 1, 7], [3, 64, 129]]
+            .iter()
+            .enumerate()
+        {
+            let a = values(m * k, 700 + i as u32);
+            let b = values(k * n, 710 + i as u32);
+            let start = values(m * n, 720 + i as u32);
+            for (a_t, b_t, accumulate) in [
+                (false, false, false),
+                (true, true, true),
+                (false, true, true),
+            ] {
+                let lhs = if a_t {
+                    // Stored k x m, read transposed.
+                    let mut s = vec![0.0; m * k];
+                    (0..m).for_each(|r| (0..k).for_each(|c| s[c * m + r] = a[r * k + c]));
+                    s
+                } else {
+                    a.clone()
+                };
+                let rhs = if b_t {
+                    let mut s = vec![0.0; k * n];
+                    (0..k).for_each(|r| (0..n).for_each(|c| s[c * k + r] = b[r * n + c]));
+                    s
+                } else {
+                    b.clone()
+                };
+                let lhs_ref = if a_t {
+                    MatRef::row_major(&lhs, [k, m]).t()
+                } else {
+                    MatRef::row_major(&lhs, [m, k])
+                };
+                let rhs_ref = if b_t {
+                    MatRef::row_major(&rhs, [n, k]).t()
+                } else {
+                    MatRef::row_major(&rhs, [k, n])
+                };
+                let mut dst = start.clone();
+                product(
+                    &mut dst,
+                    lhs_ref,
+                    rhs_ref,
+                    0.5,
+                    accumulate,
+                    gemm::Parallelism::None,
+                );
+                for r in 0..m {
+                    for c in 0..n {
+                        let dot: f32 = (0..k).map(|j| a[r * k + j] * b[j * n + c]).sum();
+                        let want = 0.5 * dot + if accumulate { start[r * n + c] } else { 0.0 };
+                        let got = dst[r * n + c];
+                        assert!(
+                            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "case {i} {a_t} {b_t} ({r}, {c}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -222,3 +222,24 @@ fn sizes_that_overflow_are_refused() {
     };
     s.input_len(4);
 }
+
+#[test]
+#[should_panic(expected = "a 2x3 by 3x2 product into 4 values got operands")]
+fn product_refuses_an_operand_its_strides_pass() {
+    use crate::kernels::matmul::{MatRef, product};
+    let (a, b) = ([0.0; 6], [0.0; 6]);
+    // Strides (2, 3) for a 3x2 matrix of 6 values: its last element would be at index 7.
+    let rhs = MatRef {
+        data: &b,
+        shape: [3, 2],
+        strides: [2, 3],
+    };
+    product(
+        &mut [0.0; 4],
+        MatRef::row_major(&a, [2, 3]),
+        rhs,
+        1.0,
+        false,
+        gemm::Parallelism::None,
+    );
+}

@@ -34,16 +34,18 @@ pub fn target_seed(output: &FloatValue, classes: usize, target: usize) -> FloatV
     ))
 }
 
-/// The gradient of the graph's output, seeded with `seed`, with respect to its input,
-/// from a forward pass ([`Graph::run_retaining`]) that left every value in `env` and took
+/// The gradient of the graph's output, seeded with `seed`, with respect to the value `from`
+/// (the graph's input, or the explained layer), from a forward pass
+/// ([`run_retaining`](super::exec::run_retaining)) that left every value in `env` and took
 /// `steps`. `Ok(None)` when an op on the way has no host gradient.
-pub fn input_gradient<'a>(
+pub fn gradient<'a>(
     graph: &'a Graph,
     env: &'a Env,
     steps: &'a [Step],
     seed: FloatValue,
+    from: &'a str,
 ) -> Result<Option<FloatValue>> {
-    let depends = depending_on_input(graph, steps);
+    let depends = depending_on(graph, steps, from);
     // Float tensors computed from the input; integer ones (shapes) carry no gradient.
     let wanted = |names: &[String]| -> Vec<bool> {
         names
@@ -97,12 +99,12 @@ pub fn input_gradient<'a>(
             );
         }
     }
-    Ok(grads.remove(graph.input.name.as_str()))
+    Ok(grads.remove(from))
 }
 
-/// The tensors a forward pass over `steps` computed from the graph's input.
-fn depending_on_input<'a>(graph: &'a Graph, steps: &[Step]) -> HashSet<&'a str> {
-    let mut depends = HashSet::from([graph.input.name.as_str()]);
+/// The tensors a forward pass over `steps` computed from the value `from`.
+fn depending_on<'a>(graph: &'a Graph, steps: &[Step], from: &'a str) -> HashSet<&'a str> {
+    let mut depends = HashSet::from([from]);
     for step in steps {
         let (first, last) = step.span();
         let reads = (first..=last)

@@ -61,16 +61,21 @@ pub fn run(
     exec.steps(env, range, batch, None)
 }
 
-/// Runs the whole graph like [`run`], fused alike, but keeps every value in `env` and returns
-/// the steps it took, for a reverse pass over them.
-pub fn run_retaining(graph: &Graph, env: &mut Env, batch: usize) -> Result<Vec<Step>> {
+/// Runs `range` of the graph like [`run`], fused alike, but keeps every value in `env` and
+/// returns the steps it took, for a reverse pass over them.
+pub fn run_retaining(
+    graph: &Graph,
+    env: &mut Env,
+    range: Range<usize>,
+    batch: usize,
+) -> Result<Vec<Step>> {
     let exec = Exec {
         graph,
         keep: &[],
         retain: true,
     };
     let mut steps = Vec::new();
-    exec.steps(env, 0..graph.nodes.len(), batch, Some(&mut steps))?;
+    exec.steps(env, range, batch, Some(&mut steps))?;
     Ok(steps)
 }
 

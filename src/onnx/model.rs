@@ -389,11 +389,12 @@ impl OnnxModel {
         }
         let mut env = start(&self.graph, x);
         let steps = self.phase("input forward (IG)", || {
-            exec::run_retaining(&self.graph, &mut env, n)
+            exec::run_retaining(&self.graph, &mut env, 0..self.graph.nodes.len(), n)
         })?;
         let seed = target_seed(self.output(&env)?, self.classes, target);
         let grad = self.phase("input backward (IG)", || {
-            backprop::input_gradient(&self.graph, &env, &steps, seed)
+            let input = self.graph.input.name.as_str();
+            backprop::gradient(&self.graph, &env, &steps, seed, input)
         })?;
         match grad {
             Some(g) => Ok(Some(g.tensor)),
@@ -402,6 +403,69 @@ impl OnnxModel {
                 Ok(None)
             }
         }
+    }
+
+    /// The gradients of the summed logits of each of `targets` with respect to `activations`
+    /// at `layer` (see [`OnnxModel::layer_gradient`]): on Burn's CPU backend by one forward
+    /// pass through the rest of the graph and a host reverse pass per target, where every op
+    /// on the way has a host gradient; else by Burn's autodiff, one pass each.
+    pub fn layer_gradients(
+        &self,
+        layer: &str,
+        activations: &Tensor<4>,
+        env: &Env,
+        targets: &[usize],
+    ) -> Result<Vec<Tensor<4>>> {
+        if let Some(grads) = self.host_layer_gradients(layer, activations, env, targets)? {
+            return Ok(grads);
+        }
+        targets
+            .iter()
+            .map(|&t| self.layer_gradient(layer, activations, env, t))
+            .collect()
+    }
+
+    /// [`OnnxModel::layer_gradients`] by the host reverse pass; `Ok(None)` where it does not
+    /// apply.
+    pub fn host_layer_gradients(
+        &self,
+        layer: &str,
+        activations: &Tensor<4>,
+        env: &Env,
+        targets: &[usize],
+    ) -> Result<Option<Vec<Tensor<4>>>> {
+        let batch = activations.dims()[0];
+        if !is_plain_cpu(&self.device)
+            || (batch > 1 && self.batch_breaker.is_some())
+            || self.autodiff_only.load(Ordering::Relaxed)
+        {
+            return Ok(None);
+        }
+        let p = self.layer_producer(layer)?;
+        let mut env = env.clone();
+        let value = Value::Float(FloatValue::nchw(activations.clone()));
+        env.insert(layer.to_string(), value);
+        let range = p + 1..self.graph.nodes.len();
+        let steps = self.phase("head forward", || {
+            exec::run_retaining(&self.graph, &mut env, range, batch)
+        })?;
+        let output = self.output(&env)?;
+        let mut grads = Vec::with_capacity(targets.len());
+        for &target in targets {
+            let seed = target_seed(output, self.classes, target);
+            let grad = self.phase("head backward", || {
+                backprop::gradient(&self.graph, &env, &steps, seed, layer)
+            })?;
+            match grad {
+                Some(g) => grads.push(g.tensor),
+                None => {
+                    // The whole graph has that op too: input gradients need autodiff as well.
+                    self.autodiff_only.store(true, Ordering::Relaxed);
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(grads))
     }
 
     /// The gradient of the summed `target` logits with respect to `activations` at `layer`

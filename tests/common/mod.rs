@@ -190,6 +190,15 @@ pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
             &want_a,
             tol,
         );
+        // By the explainer's door (the host reverse pass on the CPU backend) and by autodiff.
+        let mut by_door = model.layer_gradients(layer, &act, &env, &[target]).unwrap();
+        assert_eq!(by_door.len(), 1, "{net}: one gradient per target");
+        assert_close(
+            &format!("{net} gradients (layer_gradients)"),
+            &host(by_door.remove(0)),
+            &array(&reference["gradients"]).0,
+            tol,
+        );
         let leaf = act.autodiff().require_grad();
         let logits = model.forward_from(env, layer, leaf.clone()).unwrap();
         let grads = logits.narrow(1, target, 1).sum().backward();

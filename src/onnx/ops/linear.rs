@@ -1,9 +1,18 @@
-//! `Gemm` (alpha, beta, transA, transB) and `MatMul`.
+//! `Gemm` (alpha, beta, transA, transB) and `MatMul`. On Burn's CPU backend a `Gemm` with
+//! constant `B` and `C` (a fully connected layer) runs forward and backward on the host
+//! ([`kernels::matmul::product`](crate::kernels::matmul::product)), with its weights laid out
+//! once at load time.
 
+use std::sync::Arc;
+
+use super::conv::is_plain_cpu;
 use super::elementwise::broadcast_dims;
 use super::inputs::float_input;
 use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient, unbroadcast};
 use crate::error::OpError;
+use crate::kernels::matmul::{MatRef, product};
+use crate::kernels::par::gemm_parallelism;
+use crate::onnx::host;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 
 enum Linear {
@@ -12,20 +21,160 @@ enum Linear {
         beta: f32,
         trans_a: bool,
         trans_b: bool,
+        /// Constant `B` and `C` on the host, on the CPU backend.
+        host: Option<HostDense>,
     },
     MatMul,
+}
+
+/// A `Gemm`'s constant operands for the host kernel: `op(B)ᵀ` row-major (`n × k`: the
+/// layout of a fully connected layer's weights, `transB = 1`), and `beta · C` broadcast to one
+/// value per output column.
+struct HostDense {
+    weights: Arc<[f32]>,
+    n: usize,
+    k: usize,
+    bias: Option<Arc<[f32]>>,
+}
+
+impl HostDense {
+    /// The operands of a `Gemm` node when `B` is a 2-D constant and `C` is absent or a
+    /// constant of 1 or `n` values; `None` otherwise (Burn's product runs then).
+    fn of(ctx: &BuildContext, beta: f32, trans_b: bool) -> Option<Self> {
+        let b_name = ctx.node.input.get(1)?;
+        let [rows, cols] = <[usize; 2]>::try_from(ctx.constants.get(b_name)?.shape()).ok()?;
+        let b = ctx.constant_input(1)?;
+        let (n, k) = if trans_b { (rows, cols) } else { (cols, rows) };
+        let weights: Arc<[f32]> = if trans_b {
+            b.into()
+        } else {
+            (0..n * k).map(|i| b[(i % k) * n + i / k]).collect()
+        };
+        let bias = match ctx.node.input.get(2).filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c_name) => {
+                let shape = ctx.constants.get(c_name)?.shape();
+                let c = ctx.constant_input(2)?;
+                let per_column = c.len() == n && shape.last() == Some(&n);
+                let bias: Arc<[f32]> = match c.len() {
+                    1 => vec![beta * c[0]; n].into(),
+                    _ if per_column && shape.iter().rev().skip(1).all(|&d| d == 1) => {
+                        c.iter().map(|v| beta * v).collect()
+                    }
+                    _ => return None,
+                };
+                Some(bias)
+            }
+        };
+        Some(HostDense {
+            weights,
+            n,
+            k,
+            bias,
+        })
+    }
+
+    /// The weights as `op(B)` (`k × n`).
+    fn op_b(&self) -> MatRef<'_> {
+        MatRef::row_major(&self.weights, [self.n, self.k]).t()
+    }
+}
+
+/// Threads for a product of `m × k` by `k × n`: all of them for a large one.
+fn parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
+    if m * k * n >= 1 << 21 {
+        gemm_parallelism()
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// A 2-D float value's `[rows, cols]`, if it is 2-D.
+fn matrix_dims(v: &FloatValue) -> Option<[usize; 2]> {
+    <[usize; 2]>::try_from(v.shape()).ok()
+}
+
+/// `alpha · op(A) · op(B) + beta · C` on the host; `None` when `a` is not a matrix of the
+/// weights' inner size on the plain CPU device (Burn's product then runs: under autodiff, or to
+/// report the shapes).
+fn forward_on_host(
+    h: &HostDense,
+    a: &FloatValue,
+    alpha: f32,
+    trans_a: bool,
+) -> OpResult<Option<FloatValue>> {
+    let Some([r, c]) = matrix_dims(a).filter(|_| is_plain_cpu(&a.tensor.device())) else {
+        return Ok(None);
+    };
+    let (m, k) = if trans_a { (c, r) } else { (r, c) };
+    if k != h.k {
+        return Ok(None);
+    }
+    crate::budget::check_shape(&[m, h.n])?;
+    let mut out = match &h.bias {
+        Some(b) => b.repeat(m),
+        None => vec![0.0; m * h.n],
+    };
+    host::with_floats(&a.tensor, |values| {
+        let a = MatRef::row_major(values, [r, c]);
+        let a = if trans_a { a.t() } else { a };
+        let threads = parallelism(m, k, h.n);
+        product(&mut out, a, h.op_b(), alpha, h.bias.is_some(), threads);
+    })?;
+    Ok(Some(host_matrix(out, [m, h.n], a)))
+}
+
+/// `A`'s gradient on the host, `alpha · g · op(B)ᵀ` (transposed back for `transA`), for an `A`
+/// of `a_dims`; `None` when `g` does not fit (the general path then runs, and reports it).
+fn backward_on_host(
+    h: &HostDense,
+    g: &FloatValue,
+    a_dims: [usize; 2],
+    alpha: f32,
+    trans_a: bool,
+) -> OpResult<Option<FloatValue>> {
+    let plain = is_plain_cpu(&g.tensor.device());
+    let (Some([m, n]), k) = (matrix_dims(g).filter(|_| plain), h.k) else {
+        return Ok(None);
+    };
+    if n != h.n || a_dims != if trans_a { [k, m] } else { [m, k] } {
+        return Ok(None);
+    }
+    let mut da = vec![0.0; m * k];
+    host::with_floats(&g.tensor, |values| {
+        let (g, w) = (MatRef::row_major(values, [m, n]), h.op_b().t());
+        let threads = parallelism(m, n, k);
+        if trans_a {
+            product(&mut da, w.t(), g.t(), alpha, false, threads);
+        } else {
+            product(&mut da, g, w, alpha, false, threads);
+        }
+    })?;
+    Ok(Some(host_matrix(da, a_dims, g)))
+}
+
+/// A host result `[rows, cols]` as a value on `a`'s device.
+fn host_matrix(values: Vec<f32>, [rows, cols]: [usize; 2], like: &FloatValue) -> FloatValue {
+    let t = host::tensor(values, [1, 1, rows, cols], &like.tensor.device());
+    FloatValue::new(t, &[rows, cols])
 }
 
 /// Builds a `Gemm` or `MatMul` node.
 pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let a = ctx.attrs();
     Ok(Box::new(match ctx.node.op_type.as_str() {
-        "Gemm" => Linear::Gemm {
-            alpha: a.float("alpha", 1.0),
-            beta: a.float("beta", 1.0),
-            trans_a: a.int("transA", 0) != 0,
-            trans_b: a.int("transB", 0) != 0,
-        },
+        "Gemm" => {
+            let (beta, trans_b) = (a.float("beta", 1.0), a.int("transB", 0) != 0);
+            Linear::Gemm {
+                alpha: a.float("alpha", 1.0),
+                beta,
+                trans_a: a.int("transA", 0) != 0,
+                trans_b,
+                host: is_plain_cpu(ctx.device)
+                    .then(|| HostDense::of(ctx, beta, trans_b))
+                    .flatten(),
+            }
+        }
         _ => Linear::MatMul,
     }))
 }
@@ -51,14 +200,15 @@ impl Operator for Linear {
     /// `A`'s gradient `g · Bᵀ` (times alpha, transposed back for `transA`); none for a `B` or
     /// `C` computed from the input (attention), which Burn's autodiff handles.
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
-        let (alpha, ta, tb) = match self {
+        let (alpha, ta, tb, host) = match self {
             Linear::Gemm {
                 alpha,
                 trans_a,
                 trans_b,
+                host,
                 ..
-            } => (*alpha, *trans_a, *trans_b),
-            Linear::MatMul => (1.0, false, false),
+            } => (*alpha, *trans_a, *trans_b, host.as_ref()),
+            Linear::MatMul => (1.0, false, false, None),
         };
         let a = step.float(0).or_no_gradient()?;
         let b = step.float(1).or_no_gradient()?;
@@ -70,6 +220,11 @@ impl Operator for Linear {
             || g.rank < 2
         {
             return Err(OpError::NoGradient);
+        }
+        if let (Some(h), Some(a_dims)) = (host, matrix_dims(a))
+            && let Some(da) = backward_on_host(h, g, a_dims, alpha, ta)?
+        {
+            return Ok(vec![Some(da)]);
         }
         // op(B)ᵀ: B itself when B is used transposed.
         let bt = if tb {
@@ -102,6 +257,16 @@ impl Operator for Linear {
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        if let Linear::Gemm {
+            alpha,
+            trans_a,
+            host: Some(h),
+            ..
+        } = self
+            && let Some(y) = forward_on_host(h, &float_input(inputs, 0)?, *alpha, *trans_a)?
+        {
+            return Ok(Value::Float(y));
+        }
         let (ta, tb) = match self {
             Linear::Gemm {
                 trans_a, trans_b, ..
