@@ -11,43 +11,49 @@
 //! - the bias, a residual addition and the activation that follow the convolution in the graph
 //!   applied in the same pass over each image's output (see [`Epilogue`]).
 
+use std::mem::MaybeUninit;
+
 use super::epilogue::Epilogue;
-use super::matmul::{GroupProduct, matmul, with_columns};
-use super::par::{par_chunks, threads};
+use super::matmul::{GroupProduct, matmul_into, with_columns};
+use super::par::threads;
 use super::shape::{ConvShape, check_len};
+use super::uninit::{Written, written_in_parts};
 use super::window::{Window, gather, window};
 use super::work;
 
 /// Convolves `batch` NCHW images `x` with weights `w` (`[cout, cin / groups, kh, kw]`,
-/// row-major), then applies `epilogue`; returns NCHW outputs.
+/// row-major), then applies `epilogue`; returns NCHW outputs (written once: never zeroed).
 pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epilogue) -> Vec<f32> {
-    let [oh, ow] = s.checked_output();
+    s.checked_output();
     check_len("the input", x.len(), s.input_len(batch));
     check_len("the weights", w.len(), s.weight_len());
     epilogue.check(s, batch);
     work::count_convolution(s, batch);
     let out_image = s.output_len(1);
     let in_image = s.input_len(1);
-    let mut out = vec![0.0f32; batch * out_image];
-    let threads = threads();
     // Few images: let the matrix product use the threads instead.
-    let inner_parallel = batch < threads;
-    let run = |b: usize, out_b: &mut [f32]| {
+    let inner_parallel = batch < threads();
+    written_in_parts(batch, out_image, |b, out_b| {
         let x_b = &x[b * in_image..(b + 1) * in_image];
         let image = epilogue.of_image(b, out_image);
         if s.is_depthwise() {
-            window(x_b, s, Window::Sum(w), &image, out_b);
+            window(x_b, s, Window::Sum(w), &image, out_b)
         } else {
-            grouped(x_b, s, w, out_b, inner_parallel);
-            image.apply(out_b, oh * ow);
+            grouped(x_b, s, w, &image, out_b, inner_parallel)
         }
-    };
-    par_chunks(&mut out, out_image, run);
-    out
+    })
 }
 
-/// One image, any groups: im2col (unless pointwise) and one matrix product per group.
-fn grouped(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], inner_parallel: bool) {
+/// One image, any groups: im2col (unless pointwise), one matrix product per group, each
+/// group's output channels finished by `epilogue` (this image's) while they are warm.
+fn grouped(
+    x: &[f32],
+    s: &ConvShape,
+    w: &[f32],
+    epilogue: &Epilogue,
+    out: &mut [MaybeUninit<f32>],
+    inner_parallel: bool,
+) -> Written {
     let GroupProduct {
         n,
         cin_g,
@@ -58,7 +64,8 @@ fn grouped(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], inner_parallel:
     } = GroupProduct::of(s, inner_parallel);
     let columns_len = if s.is_pointwise() { 0 } else { k * n };
     with_columns(columns_len, |columns| {
-        for g in 0..s.groups {
+        let mut written = Written::nothing_of(out);
+        for (g, dst) in out.chunks_exact_mut(cout_g * n).enumerate() {
             let x_g = &x[g * cin_g * plane..(g + 1) * cin_g * plane];
             let rhs: &[f32] = if s.is_pointwise() {
                 x_g
@@ -67,10 +74,12 @@ fn grouped(x: &[f32], s: &ConvShape, w: &[f32], out: &mut [f32], inner_parallel:
                 columns
             };
             let w_g = &w[g * cout_g * k..(g + 1) * cout_g * k];
-            let dst = &mut out[g * cout_g * n..(g + 1) * cout_g * n];
-            matmul(dst, [cout_g, n, k], w_g, false, rhs, parallelism);
+            let dst = matmul_into(dst, [cout_g, n, k], w_g, false, rhs, parallelism);
+            epilogue.channels(g * cout_g, cout_g, n).apply(dst, n);
+            written = written.and(Written::of(dst));
         }
-    });
+        written
+    })
 }
 
 /// The valid output columns `[lo, hi)` for kernel column offset `off` (input column

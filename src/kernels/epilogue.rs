@@ -37,6 +37,18 @@ impl Epilogue<'_> {
         }
     }
 
+    /// The epilogue of output channels `first..first + count` of one image (whose residual is
+    /// that image's), planes of `plane` values: its bias and residual are theirs.
+    pub fn channels(&self, first: usize, count: usize, plane: usize) -> Self {
+        Epilogue {
+            bias: self.bias.map(|b| &b[first..first + count]),
+            residual: self
+                .residual
+                .map(|r| &r[first * plane..(first + count) * plane]),
+            activation: self.activation,
+        }
+    }
+
     /// Applies to one image's output `[cout, plane]` (the residual is that image's).
     pub fn apply(&self, out: &mut [f32], plane: usize) {
         if self.bias.is_none() && self.residual.is_none() && self.activation.is_none() {

@@ -93,26 +93,26 @@ pub const PORTABLE_FMA: bool = cfg!(any(target_feature = "fma", target_arch = "a
 /// which is what makes the copies' calls sound. Written `=> $body::<FMA>`, the body takes a
 /// `const FMA: bool`: true in the copies (both ISAs have FMA), [`PORTABLE_FMA`] otherwise.
 macro_rules! isa_dispatch {
-    ($(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),* $(,)?) => $body:ident::<FMA>) => {
-        $crate::kernels::isa::isa_dispatch!(@copies $(#[$meta])* fn $name $(<$lt>)? ($($arg: $ty),*)
+    ($(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident::<FMA>) => {
+        $crate::kernels::isa::isa_dispatch!(@copies $(#[$meta])* fn $name $(<$lt>)? ($($arg: $ty),*) [$($ret)?]
             [$body::<true>] [$body::<{ $crate::kernels::isa::PORTABLE_FMA }>]);
     };
-    ($(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
-        $crate::kernels::isa::isa_dispatch!(@copies $(#[$meta])* fn $name $(<$lt>)? ($($arg: $ty),*)
+    ($(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
+        $crate::kernels::isa::isa_dispatch!(@copies $(#[$meta])* fn $name $(<$lt>)? ($($arg: $ty),*) [$($ret)?]
             [$body] [$body]);
     };
-    (@copies $(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),*)
+    (@copies $(#[$meta:meta])* fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),*) [$($ret:ty)?]
         [$($wide:tt)+] [$($portable:tt)+]) => {
         $(#[$meta])*
-        fn $name $(<$lt>)? (isa: $crate::kernels::isa::Isa, $($arg: $ty),*) {
+        fn $name $(<$lt>)? (isa: $crate::kernels::isa::Isa, $($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,fma")]
-            unsafe fn avx512 $(<$lt>)? ($($arg: $ty),*) {
+            unsafe fn avx512 $(<$lt>)? ($($arg: $ty),*) $(-> $ret)? {
                 $($wide)+($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2 $(<$lt>)? ($($arg: $ty),*) {
+            unsafe fn avx2 $(<$lt>)? ($($arg: $ty),*) $(-> $ret)? {
                 $($wide)+($($arg),*)
             }
             assert!(isa.available(), "this CPU cannot run {isa:?} code");

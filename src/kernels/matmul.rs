@@ -2,6 +2,7 @@
 //! the scratch buffer they share, kept per thread.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use super::isa::Kernel;
 use super::par::gemm_parallelism;
@@ -72,6 +73,53 @@ pub fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// `m × k`, or stored `k × m` and used transposed (`lhs_transposed`).
 pub fn matmul(
     dst: &mut [f32],
+    dims: [usize; 3],
+    lhs: &[f32],
+    lhs_transposed: bool,
+    rhs: &[f32],
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: dst is a unique borrow of dst.len() initialised values.
+    unsafe {
+        product_into(
+            dst.as_mut_ptr(),
+            dst.len(),
+            dims,
+            lhs,
+            lhs_transposed,
+            rhs,
+            parallelism,
+        )
+    }
+}
+
+/// [`matmul`] into values not yet written; returns its first `m × n`, written (`gemm` does not
+/// read its destination here). The convolutions' outputs need no zeroing first this way.
+pub fn matmul_into<'d>(
+    dst: &'d mut [MaybeUninit<f32>],
+    dims: [usize; 3],
+    lhs: &[f32],
+    lhs_transposed: bool,
+    rhs: &[f32],
+    parallelism: gemm::Parallelism,
+) -> &'d mut [f32] {
+    let [m, n, _] = dims;
+    let ptr = dst.as_mut_ptr().cast::<f32>();
+    // SAFETY: dst is a unique borrow of dst.len() values, which gemm only writes (read_dst is
+    // false: its microkernels store `beta × product` without loading the destination).
+    unsafe { product_into(ptr, dst.len(), dims, lhs, lhs_transposed, rhs, parallelism) };
+    // SAFETY: the product wrote all m × n <= dst.len() values (checked in product_into) from
+    // the start of dst, which this unique borrow covers.
+    unsafe { std::slice::from_raw_parts_mut(ptr, m * n) }
+}
+
+/// The product of [`matmul`] into `dst`, `dst_len` values.
+///
+/// # Safety
+/// `dst` must be valid for writing `dst_len` values and alias neither operand.
+unsafe fn product_into(
+    dst: *mut f32,
+    dst_len: usize,
     [m, n, k]: [usize; 3],
     lhs: &[f32],
     lhs_transposed: bool,
@@ -81,23 +129,23 @@ pub fn matmul(
     let fits =
         |len: usize, rows: usize, cols: usize| rows.checked_mul(cols).is_some_and(|v| len >= v);
     assert!(
-        fits(dst.len(), m, n) && fits(lhs.len(), m, k) && fits(rhs.len(), k, n),
-        "a {m}x{k} by {k}x{n} product into {} values got {} and {} values",
-        dst.len(),
+        fits(dst_len, m, n) && fits(lhs.len(), m, k) && fits(rhs.len(), k, n),
+        "a {m}x{k} by {k}x{n} product into {dst_len} values got {} and {} values",
         lhs.len(),
         rhs.len()
     );
     Kernel::Gemm.enter();
     // Row-major m x k: column stride 1, row stride k; transposed storage k x m: the reverse.
     let (lhs_cs, lhs_rs) = if lhs_transposed { (m, 1) } else { (1, k) };
-    // SAFETY: the three operands hold at least the values the strides address (checked just
-    // above), and dst, a unique borrow, does not alias lhs or rhs.
+    // SAFETY: the operands hold at least the values the strides address (checked just above),
+    // dst may be written for m x n values (the caller's contract, checked above), and it
+    // aliases neither operand.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             false,
@@ -163,10 +211,9 @@ impl<'a> MatRef<'a> {
 }
 
 /// `dst = alpha · lhs · rhs`, plus `dst`'s own values with `accumulate`, for a row-major `dst`
-/// (`lhs` rows × `rhs` columns) and operands of any strides. A product with fewer rows than
-/// columns runs as its transpose (`dstᵀ = rhsᵀ · lhsᵀ`, written back in place): `gemm`'s
-/// microkernels span 64 rows with AVX-512, so a fully connected layer's 10 rows would leave
-/// most of each idle.
+/// (`lhs` rows × `rhs` columns) and operands of any strides, read in place (`gemm` packs them;
+/// its microkernels run along `dst`'s rows, so a fully connected layer's 10 images by 1000
+/// classes fills them where Burn's product of the transposed weights did not).
 pub fn product(
     dst: &mut [f32],
     lhs: MatRef,
@@ -184,24 +231,18 @@ pub fn product(
         (rhs.shape, rhs.strides, rhs.data.len()),
     );
     Kernel::Gemm.enter();
-    // dst row-major: (i, j) at i * n + j. As its transpose: (j, i) at the same place.
-    let (lhs, rhs, [m, n], [dst_rs, dst_cs]) = if m < n {
-        (rhs.t(), lhs.t(), [n, m], [1, n])
-    } else {
-        (lhs, rhs, [m, n], [n, 1])
-    };
     let s = |v: usize| v as isize;
     // SAFETY: every element the strides address lies in its slice (asserted above: the last
-    // one of each operand is inside, and dst holds m x n values at distinct offsets, row-major
-    // or its transpose); dst, a unique borrow, does not alias lhs or rhs.
+    // one of each operand is inside, and dst holds the m x n row-major values); dst, a unique
+    // borrow, does not alias lhs or rhs.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            s(dst_cs),
-            s(dst_rs),
+            1,
+            s(n),
             accumulate,
             lhs.data.as_ptr(),
             s(lhs.strides[1]),
@@ -224,8 +265,8 @@ mod tests {
     use super::*;
     use crate::kernels::testing::values;
 
-    /// `product` equals the definition for either orientation (fewer rows than columns runs
-    /// transposed), operands stored transposed, a scale and accumulation.
+    /// `product` equals the definition for more rows than columns and fewer, operands stored
+    /// transposed, a scale and accumulation.
     #[test]
     fn products_of_any_strides_match_the_definition() {
         for (i, &[m, k, n]) in [[10, 37, 100], [100, 37, 10], [7, 1, 7], [3, 64, 129]]

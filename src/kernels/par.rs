@@ -12,7 +12,7 @@ mod pool {
     }
 
     /// `f(i, chunk i)` over `data` in chunks of `size`, in parallel.
-    pub fn par_chunks(data: &mut [f32], size: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    pub fn par_chunks<T: Send>(data: &mut [T], size: usize, f: impl Fn(usize, &mut [T]) + Sync) {
         data.par_chunks_mut(size)
             .enumerate()
             .for_each(|(i, c)| f(i, c));
@@ -37,7 +37,7 @@ mod pool {
     }
 
     /// `f(i, chunk i)` over `data` in chunks of `size`.
-    pub fn par_chunks(data: &mut [f32], size: usize, f: impl Fn(usize, &mut [f32])) {
+    pub fn par_chunks<T>(data: &mut [T], size: usize, f: impl Fn(usize, &mut [T])) {
         for (i, c) in data.chunks_mut(size).enumerate() {
             f(i, c);
         }

@@ -2,6 +2,8 @@
 //! names the buffer, before anything reads it: a short slice from safe code never reaches the
 //! raw `gemm` calls or the unchecked writes behind them.
 
+use std::mem::MaybeUninit;
+
 use super::activation::Activation;
 use super::conv::conv2d;
 use super::conv_grad::{Gate, avg_pool2d_grad, conv2d_input_grad, max_pool2d_grad};
@@ -130,7 +132,7 @@ fn window_refuses_a_short_output() {
         &depthwise(),
         Window::Max,
         &none,
-        &mut [0.0; 149],
+        &mut [MaybeUninit::uninit(); 149],
     );
 }
 
@@ -142,7 +144,7 @@ fn window_refuses_short_weights() {
         &depthwise(),
         Window::Sum(&[0.0; 53]),
         &Epilogue::default(),
-        &mut [0.0; 150],
+        &mut [MaybeUninit::uninit(); 150],
     );
 }
 
@@ -150,7 +152,8 @@ fn window_refuses_short_weights() {
 #[should_panic(expected = "a window runs every channel on its own")]
 fn window_refuses_a_dense_convolution() {
     let none = Epilogue::default();
-    window(&[0.0; 100], &shape(), Window::Max, &none, &mut [0.0; 150]);
+    let mut out = [MaybeUninit::uninit(); 150];
+    window(&[0.0; 100], &shape(), Window::Max, &none, &mut out);
 }
 
 #[test]
@@ -162,7 +165,7 @@ fn window_refuses_a_short_residual() {
         ..Epilogue::default()
     };
     let w = [0.0; 54];
-    let (x, mut out) = ([0.0; 150], [0.0; 150]);
+    let (x, mut out) = ([0.0; 150], [MaybeUninit::uninit(); 150]);
     window(&x, &depthwise(), Window::Sum(&w), &epilogue, &mut out);
 }
 

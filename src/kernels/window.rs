@@ -1,11 +1,13 @@
 //! Sliding-window kernels over padded phase planes: depthwise convolution and max pooling,
 //! one image at a time, every channel on its own.
 
+use std::mem::MaybeUninit;
+
 use super::epilogue::Epilogue;
 use super::isa::{Kernel, isa_dispatch};
 use super::matmul::with_scratch;
-use super::par::par_chunks;
 use super::shape::{ConvShape, check_len};
+use super::uninit::{Written, written_in_parts};
 
 /// What a sliding window computes per output: a weighted sum (depthwise convolution, one
 /// weight per tap and channel) or a maximum (max pooling).
@@ -18,13 +20,20 @@ pub enum Window<'a> {
 }
 
 /// One image of a depthwise convolution ([`Window::Sum`]) or max pooling ([`Window::Max`]),
-/// every channel on its own, then `epilogue` (whose residual, if any, is this image's). Each input plane is copied once, padded, into `stride × stride` phase planes
-/// (phase `(ry, rx)` holds padded rows `ry, ry + sy, ...` and columns `rx, rx + sx, ...`). In
-/// phase coordinates every tap is a plain shift, so on an output grid as wide as a phase row
-/// each run of [`LANES`] outputs sums all its taps in registers, one load and one
-/// multiply-add per tap and lane; the valid columns are copied out at the end, the epilogue
-/// applied to each row while it is in the L1 cache.
-pub fn window(x: &[f32], s: &ConvShape, op: Window, epilogue: &Epilogue, out: &mut [f32]) {
+/// every channel on its own, then `epilogue` (whose residual, if any, is this image's). Each
+/// input plane is copied once, padded, into `stride × stride` phase planes (phase `(ry, rx)`
+/// holds padded rows `ry, ry + sy, ...` and columns `rx, rx + sx, ...`). In phase coordinates
+/// every tap is a plain shift, so on an output grid as wide as a phase row each run of
+/// [`LANES`] outputs sums all its taps in registers, one load and one multiply-add per tap and
+/// lane; the valid columns are copied out at the end, the epilogue applied to each row while
+/// it is in the L1 cache. Writes every value of `out` (never read) and returns the receipt.
+pub fn window(
+    x: &[f32],
+    s: &ConvShape,
+    op: Window,
+    epilogue: &Epilogue,
+    out: &mut [MaybeUninit<f32>],
+) -> Written {
     assert!(
         s.cin == s.cout && s.groups == s.cin,
         "a window runs every channel on its own: {s:?}"
@@ -46,9 +55,9 @@ isa_dispatch! {
         s: &ConvShape,
         op: Window,
         epilogue: &Epilogue,
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         buf: &mut Vec<f32>,
-    ) => window_with::<FMA>
+    ) -> Written => window_with::<FMA>
 }
 
 /// Outputs summed in registers at a time: 4 AVX-512 or 8 AVX2 registers, enough independent
@@ -64,9 +73,9 @@ fn window_with<const FMA: bool>(
     s: &ConvShape,
     op: Window,
     epilogue: &Epilogue,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     buf: &mut Vec<f32>,
-) {
+) -> Written {
     let [h, iw] = s.input;
     let [oh, ow] = s.checked_output();
     let [kh, kw] = s.kernel;
@@ -106,6 +115,7 @@ fn window_with<const FMA: bool>(
     // one, to each output row (laid out unlike the grid) as it is copied out.
     let residual = epilogue.residual;
     let in_registers = residual.is_none().then_some(epilogue);
+    let mut written = Written::nothing_of(out);
     let layout = PhaseLayout::new(iw, (pt, pl), [sy, sx], [phase_len, cols]);
     for c in 0..s.cout {
         let plane = &x[c * h * iw..(c + 1) * h * iw];
@@ -139,13 +149,15 @@ fn window_with<const FMA: bool>(
         }
         let o = &mut out[c * plane_out..(c + 1) * plane_out];
         for (oy, (dst, src)) in o.chunks_exact_mut(ow).zip(acc.chunks(cols)).enumerate() {
-            dst.copy_from_slice(&src[..ow]);
+            let row = dst.write_copy_of_slice(&src[..ow]);
             if let Some(r) = residual {
                 let r = &r[c * plane_out + oy * ow..c * plane_out + (oy + 1) * ow];
-                epilogue.apply_channel(c, dst, Some(r));
+                epilogue.apply_channel(c, row, Some(r));
             }
+            written = written.and(Written::of(row));
         }
     }
+    written
 }
 
 /// `run[j] = sum_t weights[t] * phases[taps[t] + at + j]`.
@@ -250,12 +262,10 @@ pub fn max_pool2d(x: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
     check_len("the input", x.len(), s.input_len(batch));
     let out_image = s.output_len(1);
     let in_image = s.input_len(1);
-    let mut out = vec![0.0f32; batch * out_image];
-    par_chunks(&mut out, out_image, |b, o| {
+    written_in_parts(batch, out_image, |b, o| {
         let x_b = &x[b * in_image..(b + 1) * in_image];
         window(x_b, s, Window::Max, &Epilogue::default(), o)
-    });
-    out
+    })
 }
 
 /// `dst[j] = src[j * stride]` for every `j` of `dst`.
@@ -350,10 +360,10 @@ mod tests {
             let w = values(c * kernel[0] * kernel[1], 600 + i as u32);
             for op in [Window::Sum(&w), Window::Max] {
                 assert_every_isa_agrees(&format!("window case {i}"), |isa| {
-                    let mut out = vec![0.0; s.output_len(1)];
                     let e = Epilogue::default();
-                    window_on(isa, &x, &s, op, &e, &mut out, &mut Vec::new());
-                    out
+                    written_in_parts(1, s.output_len(1), |_, out| {
+                        window_on(isa, &x, &s, op, &e, out, &mut Vec::new())
+                    })
                 });
             }
         }
