@@ -223,36 +223,54 @@ pub fn max_pool2d_grad(
     let [kh, kw] = s.kernel;
     let (plane, out_plane) = (h * w, oh * ow);
     let mut dx = vec![0.0f32; batch * s.cin * plane];
+    // Per output row and column: its in-bounds taps and the input row or column of each.
+    let rows: Vec<Vec<usize>> = (0..oh)
+        .map(|o| in_bounds_taps(o, s.stride[0], s.dilation[0], s.pad[0].0, kh, h))
+        .collect();
+    let cols: Vec<Vec<usize>> = (0..ow)
+        .map(|o| in_bounds_taps(o, s.stride[1], s.dilation[1], s.pad[1].0, kw, w))
+        .collect();
     par_chunks(&mut dx, plane, |p, dx_p| {
         let x_p = &x[p * plane..(p + 1) * plane];
         let g_p = &g[p * out_plane..(p + 1) * out_plane];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut best: Option<(usize, f32)> = None;
-                for ky in 0..kh {
-                    let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize - s.pad[0].0 as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    for kx in 0..kw {
-                        let ix =
-                            (ox * s.stride[1] + kx * s.dilation[1]) as isize - s.pad[1].0 as isize;
-                        if ix < 0 || ix >= w as isize {
-                            continue;
-                        }
-                        let at = iy as usize * w + ix as usize;
-                        if best.is_none_or(|(_, v)| x_p[at] > v || x_p[at].is_nan()) {
-                            best = Some((at, x_p[at]));
-                        }
+        for (oy, iys) in rows.iter().enumerate() {
+            for (ox, ixs) in cols.iter().enumerate() {
+                let (Some(&iy0), Some(&ix0)) = (iys.first(), ixs.first()) else {
+                    continue;
+                };
+                // The first maximum, rows first (a later NaN wins, as in PyTorch), found
+                // without branches: the comparisons of random data mispredict half the time.
+                let (mut best_at, mut best) = (iy0 * w + ix0, x_p[iy0 * w + ix0]);
+                for &iy in iys {
+                    let row = &x_p[iy * w..(iy + 1) * w];
+                    for &ix in ixs {
+                        let v = row[ix];
+                        let take = (v > best) | v.is_nan();
+                        best = if take { v } else { best };
+                        best_at = if take { iy * w + ix } else { best_at };
                     }
                 }
-                if let Some((at, _)) = best {
-                    dx_p[at] += g_p[oy * ow + ox];
-                }
+                dx_p[best_at] += g_p[oy * ow + ox];
             }
         }
     });
     dx
+}
+
+/// The input positions along one axis (`len` long, padded by `pad` before) that output `o`'s
+/// window of `k` taps reads, in tap order.
+fn in_bounds_taps(
+    o: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+    k: usize,
+    len: usize,
+) -> Vec<usize> {
+    (0..k)
+        .filter_map(|t| (o * stride + t * dilation).checked_sub(pad))
+        .filter(|&i| i < len)
+        .collect()
 }
 
 /// The gradient with respect to the input of average pooling over `batch` NCHW images, from

@@ -246,3 +246,43 @@ fn product_refuses_an_operand_its_strides_pass() {
         gemm::Parallelism::None,
     );
 }
+
+/// A shape the Winograd input gradient takes: 64 channels in and out, 2x2, padded by 1.
+fn winograd_grad_shape() -> ConvShape {
+    ConvShape {
+        cin: 64,
+        cout: 64,
+        input: [2, 2],
+        ..shape()
+    }
+}
+
+#[test]
+#[should_panic(expected = "the output gradient holds 255 values where the shape needs 256")]
+fn winograd_input_grad_refuses_a_short_gradient() {
+    let u = vec![0.0; 16 * 64 * 64];
+    winograd::input_grad(&[0.0; 255], 1, &winograd_grad_shape(), &u, None);
+}
+
+#[test]
+#[should_panic(expected = "the gate's output holds 255 values where the shape needs 256")]
+fn winograd_input_grad_refuses_a_short_gate() {
+    let u = vec![0.0; 16 * 64 * 64];
+    let gate = Gate {
+        output: &[0.0; 255],
+        activation: Activation::Relu,
+    };
+    winograd::input_grad(&[0.0; 256], 1, &winograd_grad_shape(), &u, Some(gate));
+}
+
+#[test]
+#[should_panic(expected = "not a Winograd input gradient")]
+fn winograd_input_grad_refuses_other_shapes() {
+    winograd::input_grad(&[0.0; 150], 1, &shape(), &[0.0; 384], None);
+}
+
+#[test]
+#[should_panic(expected = "the weights holds 35 values where the shape needs 36")]
+fn winograd_gradient_filters_refuse_short_weights() {
+    winograd::transform_grad_filters(&[0.0; 35], 2, 2);
+}

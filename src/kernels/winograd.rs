@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 
+use super::conv_grad::Gate;
 use super::epilogue::Epilogue;
 use super::isa::Kernel;
 use super::par::{for_each_index, par_chunks};
@@ -54,6 +55,73 @@ pub fn transform_filters(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
         }
     }
     u
+}
+
+/// Whether the input gradient of `s` runs here ([`input_grad`]): a shape [`applies`] to, with
+/// pads of at most 2 (the gradient is the convolution of the output's gradient padded by `2 −
+/// pad`).
+pub fn grad_applies(s: &ConvShape) -> bool {
+    applies(s) && s.pad.iter().all(|&(a, b)| a <= 2 && b <= 2)
+}
+
+/// The transformed filters of the input gradient ([`input_grad`]) of a convolution with
+/// weights `w` (`[cout, cin, 3, 3]`): the filters flipped and their channels swapped, `[cin,
+/// cout, 3, 3]`, through [`transform_filters`].
+pub fn transform_grad_filters(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    check_len("the weights", w.len(), product(&[cout, cin, 9]));
+    let mut flipped = vec![0.0f32; w.len()];
+    for k in 0..cout {
+        for c in 0..cin {
+            let from = &w[(k * cin + c) * 9..(k * cin + c) * 9 + 9];
+            let to = &mut flipped[(c * cout + k) * 9..(c * cout + k) * 9 + 9];
+            for (t, v) in to.iter_mut().enumerate() {
+                *v = from[8 - t];
+            }
+        }
+    }
+    transform_filters(&flipped, cin, cout)
+}
+
+/// The gradient with respect to the input of `batch` NCHW images of the convolution `s` (one
+/// [`grad_applies`] to), from the gradient `g` of its output taken through `gate` first: the
+/// convolution of the (gated) gradient, padded by `2 − pad`, with the flipped, transposed
+/// filters `u` ([`transform_grad_filters`]), by the same Winograd kernel as the forward pass.
+pub fn input_grad(
+    g: &[f32],
+    batch: usize,
+    s: &ConvShape,
+    u: &[f32],
+    gate: Option<Gate>,
+) -> Vec<f32> {
+    assert!(grad_applies(s), "not a Winograd input gradient: {s:?}");
+    let [oh, ow] = s.checked_output();
+    check_len("the output gradient", g.len(), s.output_len(batch));
+    let back = ConvShape {
+        cin: s.cout,
+        input: [oh, ow],
+        cout: s.cin,
+        pad: s.pad.map(|(a, b)| (2 - a, 2 - b)),
+        ..*s
+    };
+    assert_eq!(
+        back.output(),
+        Some(s.input),
+        "the gradient's shape: {back:?}"
+    );
+    let none = Epilogue::default();
+    match gate {
+        Some(gate) => {
+            check_len("the gate's output", gate.output.len(), g.len());
+            let a = gate.activation;
+            let gated: Vec<f32> = g
+                .iter()
+                .zip(gate.output)
+                .map(|(&g, &y)| g * a.derivative_at_output(y))
+                .collect();
+            conv2d(&gated, batch, &back, u, &none)
+        }
+        None => conv2d(g, batch, &back, u, &none),
+    }
 }
 
 /// A raw pointer that may cross threads: each thread writes its own disjoint part.
@@ -328,6 +396,56 @@ mod tests {
                 });
             let err = (num / den).sqrt();
             assert!(err <= 1e-6, "case {i}: relative L2 error {err:.2e}");
+        }
+    }
+
+    /// The Winograd input gradient equals the direct one (`conv_grad`, itself checked against
+    /// autodiff), with and without a ReLU gate, at symmetric and asymmetric pads.
+    #[test]
+    fn input_gradient_matches_the_direct_one() {
+        use crate::kernels::conv_grad::{Gate, conv2d_input_grad};
+        for (i, (input, pad)) in [
+            ([9, 8], [(1, 1), (1, 1)]),
+            ([7, 10], [(0, 2), (2, 0)]),
+            ([6, 6], [(0, 0), (1, 0)]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (cin, cout, batch) = (64, 65, 2);
+            let s = ConvShape {
+                cin,
+                input,
+                cout,
+                groups: 1,
+                kernel: [3, 3],
+                stride: [1, 1],
+                dilation: [1, 1],
+                pad,
+            };
+            assert!(grad_applies(&s), "case {i}");
+            let w = values(s.weight_len(), 810 + i as u32);
+            let g = values(s.output_len(batch), 820 + i as u32);
+            let y = values(s.output_len(batch), 830 + i as u32);
+            let u = transform_grad_filters(&w, cout, cin);
+            for gate in [
+                None,
+                Some(Gate {
+                    output: &y,
+                    activation: Activation::Relu,
+                }),
+            ] {
+                let got = input_grad(&g, batch, &s, &u, gate);
+                let want = conv2d_input_grad(&g, batch, &s, &w, gate);
+                assert_eq!(got.len(), want.len(), "case {i}");
+                for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "case {i} gate {} value {j}: {a} vs {b}",
+                        gate.is_some()
+                    );
+                }
+            }
         }
     }
 }

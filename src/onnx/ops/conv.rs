@@ -2,7 +2,7 @@
 //! device (no gradients) it runs the host kernel of [`kernels::conv`](crate::kernels::conv); tensors
 //! that carry gradients, and the GPU, use Burn's convolution.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -34,6 +34,29 @@ struct HostWeights {
     bias: Option<Arc<[f32]>>,
     /// The Winograd-transformed filters, for 3×3 stride-1 convolutions.
     winograd: Option<Vec<f32>>,
+    /// Those of the input gradient (flipped, channels swapped), made at the first reverse pass.
+    winograd_grad: OnceLock<Vec<f32>>,
+}
+
+impl HostWeights {
+    /// The input gradient of `batch` images of `s` from the output gradient `g` (through
+    /// `gate`): by Winograd where the forward pass uses it, else by the direct kernel.
+    fn input_grad(
+        &self,
+        g: &[f32],
+        batch: usize,
+        s: &ConvShape,
+        gate: Option<conv_grad::Gate>,
+    ) -> Vec<f32> {
+        if self.winograd.is_some() && winograd::grad_applies(s) {
+            let [cout, cin, ..] = self.shape;
+            let u = self
+                .winograd_grad
+                .get_or_init(|| winograd::transform_grad_filters(&self.weights, cout, cin));
+            return winograd::input_grad(g, batch, s, u, gate);
+        }
+        conv_grad::conv2d_input_grad(g, batch, s, &self.weights, gate)
+    }
 }
 
 /// Whether `device` is Burn's CPU backend without autodiff: where the host kernel runs.
@@ -128,6 +151,7 @@ fn host_weights(ctx: &BuildContext) -> OpResult<Option<HostWeights>> {
         weights: weights.into(),
         bias,
         winograd: None,
+        winograd_grad: OnceLock::new(),
     }))
 }
 
@@ -286,9 +310,7 @@ impl Operator for Conv {
                 )));
             }
             let grad = |gate: Option<conv_grad::Gate>| {
-                host::with_floats(g, |g| {
-                    conv_grad::conv2d_input_grad(g, dims[0], &s, &host.weights, gate)
-                })
+                host::with_floats(g, |g| host.input_grad(g, dims[0], &s, gate))
             };
             let dx = match step.gate {
                 Some((_, y)) if y.tensor.dims() != g.dims() => {
