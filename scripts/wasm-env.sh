@@ -23,7 +23,7 @@ install_tools() {
   if [ ! -x "$TOOLS/bin/wasm-bindgen" ] || ! "$TOOLS/bin/wasm-bindgen" --version | grep -q "$BINDGEN_VERSION"; then
     env -u CARGO_TARGET_DIR -u RUSTFLAGS cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --root "$TOOLS"
   fi
-  if [ ! -x web/e2e/node_modules/.bin/wasm-opt ]; then
+  if [ ! -x web/e2e/node_modules/.bin/wasm-opt ] || [ ! -d web/e2e/node_modules/onnxruntime-web ]; then
     (cd web/e2e && npm ci --no-audit --no-fund)
   fi
 }

@@ -347,6 +347,25 @@ mod tests {
     use crate::kernels::conv;
     use crate::kernels::testing::values;
 
+    /// A 3×3 stride-1 undilated convolution.
+    fn three_by_three(
+        cin: usize,
+        input: [usize; 2],
+        cout: usize,
+        pad: [(usize, usize); 2],
+    ) -> ConvShape {
+        ConvShape {
+            cin,
+            input,
+            cout,
+            groups: 1,
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad,
+        }
+    }
+
     /// Winograd against the direct kernel (itself checked against the definition), on even and
     /// odd sizes, with and without padding, with an epilogue. (Small channel counts, which
     /// `applies` leaves to the direct kernel, compute the same.)
@@ -362,16 +381,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let s = ConvShape {
-                cin,
-                input,
-                cout,
-                groups: 1,
-                kernel: [3, 3],
-                stride: [1, 1],
-                dilation: [1, 1],
-                pad,
-            };
+            let s = three_by_three(cin, input, cout, pad);
             assert_eq!(applies(&s), cin.min(cout) >= MIN_CHANNELS, "case {i}");
             let batch = 3;
             let x = values(batch * cin * input[0] * input[1], i as u32);
@@ -413,16 +423,7 @@ mod tests {
         .enumerate()
         {
             let (cin, cout, batch) = (64, 65, 2);
-            let s = ConvShape {
-                cin,
-                input,
-                cout,
-                groups: 1,
-                kernel: [3, 3],
-                stride: [1, 1],
-                dilation: [1, 1],
-                pad,
-            };
+            let s = three_by_three(cin, input, cout, pad);
             assert!(grad_applies(&s), "case {i}");
             let w = values(s.weight_len(), 810 + i as u32);
             let g = values(s.output_len(batch), 820 + i as u32);

@@ -1,5 +1,7 @@
-//! Input gradients on Burn's CPU backend without autodiff, for pixel-level Integrated
-//! Gradients: the forward pass runs on the host kernels (fused as usual) keeping every value,
+//! Gradients on Burn's CPU backend without autodiff, with respect to the input (pixel-level
+//! Integrated Gradients) or to the explained layer (the CAM methods' gradients, every target
+//! from one pass through the head): the forward pass runs on the host kernels (fused as usual)
+//! keeping every value,
 //! then the steps are walked backwards, each op giving its inputs' gradients
 //! ([`Operator::backward`](super::ops::Operator::backward)). Burn's autodiff records every op
 //! of the forward pass and runs its own convolution kernels both ways, at several times the

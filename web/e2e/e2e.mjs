@@ -23,7 +23,9 @@
 // the native CLI on the same request (`--target top5`, `cli_targets` records) (on a
 // software WebGPU adapter the forced-WebGPU time is m = 16 unless IGCAM_E2E_WEBGPU_M50=1):
 // `cpu_threads_ms` on `threads` Web Workers, `cpu_1thread_ms` without isolation, and the page's
-// longest main-thread gap during each (`main_thread_max_gap_ms`).
+// longest main-thread gap during each (`main_thread_max_gap_ms`); and the yardstick,
+// onnxruntime-web's 50 bare forwards of the same model (`ortweb_ms` on `ortweb_threads`,
+// `ortweb_1thread_ms`).
 // Usage: node e2e.mjs DIST_DIR CLI_JSON CLI_M50_JSON CLI_IG_JSON ARTIFACT_DIR [RESNET50_ONNX]
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
@@ -42,7 +44,8 @@ const cliM50 = cliM50All[0];
 const referenceIg = JSON.parse(readFileSync(cliIgJson, "utf8"))[0].cam.values;
 const timings = { steps: 50, default_path: null, default_ms: null, cpu_1thread_ms: null, cpu_threads_ms: null,
   threads: 1, main_thread_max_gap_ms: {}, webgpu_forced_ms: null, adapter: null, cli_cpu_ms: cliM50All.reduce((t, r) => t + r.ms, 0),
-  cli_targets: cliM50All.length, cli_backend: cliM50.backend };
+  cli_targets: cliM50All.length, cli_backend: cliM50.backend, ortweb_ms: null, ortweb_threads: null, ortweb_1thread_ms: null };
+const ORT_VERSION = JSON.parse(readFileSync(new URL("./node_modules/onnxruntime-web/package.json", import.meta.url), "utf8")).version;
 const PORT = 18000 + Math.floor(Math.random() * 1000);
 let passed = 0, failed = 0;
 
@@ -409,6 +412,70 @@ await check("a worker that dies is replaced, its request retried once, and the p
     assert(status.startsWith("done on CPU"), `status after the retried run: ${status}`);
     assert(await page.isHidden("#error"), "an error shown for a retried run");
   });
+});
+
+// The page's yardstick: onnxruntime-web (npm, WASM execution provider with SIMD) in the same
+// Chromium, cross-origin isolated like the page, on the same ONNX model: 50 bare forward passes
+// in 5 batches of 10 (the page's chunks), after one warm-up batch, median of 3; on every core
+// and on one thread. The page and its files are served by the test itself (playwright routes).
+const ORT_DIST = new URL("./node_modules/onnxruntime-web/dist/", import.meta.url).pathname;
+const LITE0 = resolve(dist, "../models/efficientnet-lite0.onnx");
+async function ortWeb(threads) {
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"], headless: true });
+  try {
+    const page = await browser.newPage();
+    const isolated = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
+      "Cross-Origin-Resource-Policy": "same-origin" };
+    const html = `<!doctype html><script type="module">
+      import * as ort from "./ort/ort.wasm.min.mjs";
+      ort.env.wasm.numThreads = ${threads} || navigator.hardwareConcurrency;
+      ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
+      try {
+        const session = await ort.InferenceSession.create("./model.onnx", { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+        const x = new ort.Tensor("float32", new Float32Array(10 * 3 * 224 * 224).fill(0.25), [10, 3, 224, 224]);
+        const feeds = { [session.inputNames[0]]: x };
+        await session.run(feeds);
+        const times = [];
+        for (let r = 0; r < 3; r++) {
+          const t0 = performance.now();
+          for (let c = 0; c < 5; c++) await session.run(feeds);
+          times.push(performance.now() - t0);
+        }
+        times.sort((a, b) => a - b);
+        window.ortResult = { ms: times[1], threads: ort.env.wasm.numThreads, isolated: crossOriginIsolated };
+      } catch (e) { window.ortResult = { error: String(e) }; }
+    </script>`;
+    await page.route("**/ortbench/**", async (route) => {
+      const path = new URL(route.request().url()).pathname.replace(/^\/ortbench\//, "");
+      if (path === "index.html") return route.fulfill({ body: html, contentType: "text/html", headers: isolated });
+      if (path === "model.onnx") return route.fulfill({ body: readFileSync(LITE0), contentType: "application/octet-stream", headers: isolated });
+      const file = path.replace(/^ort\//, "");
+      if (!/^[\w.-]+$/.test(file)) return route.fulfill({ status: 404 });
+      const type = file.endsWith(".wasm") ? "application/wasm" : "text/javascript";
+      return route.fulfill({ body: readFileSync(join(ORT_DIST, file)), contentType: type, headers: isolated });
+    });
+    await page.goto(`http://127.0.0.1:${PORT}/ortbench/index.html`);
+    await page.waitForFunction(() => window.ortResult !== undefined, null, { timeout: 600000 });
+    const r = await page.evaluate(() => window.ortResult);
+    assert(!r.error, `onnxruntime-web: ${r.error}`);
+    assert(r.isolated, "the onnxruntime-web page is not cross-origin isolated");
+    return r;
+  } finally {
+    await browser.close();
+  }
+}
+
+await check("onnxruntime-web runs the same model's 50 forwards in the same browser (the page's yardstick)", async () => {
+  const all = await ortWeb(0);
+  const one = await ortWeb(1);
+  timings.ortweb_ms = Math.round(all.ms);
+  timings.ortweb_threads = all.threads;
+  timings.ortweb_1thread_ms = Math.round(one.ms);
+  const ratio = (page, ort) => (page && ort ? (page / ort).toFixed(2) : "-");
+  console.log(`     onnxruntime-web ${ORT_VERSION}, 50 forwards of EfficientNet-Lite0: ${timings.ortweb_ms} ms on ${all.threads} threads `
+    + `(the page's IG-CAM m=50 top-5: ${ratio(timings.cpu_threads_ms, timings.ortweb_ms)}×), ${timings.ortweb_1thread_ms} ms on one `
+    + `(${ratio(timings.cpu_1thread_ms, timings.ortweb_1thread_ms)}×)`);
+  assert(all.ms > 0 && one.ms > 0, `times ${all.ms} and ${one.ms}`);
 });
 
 server.kill();
