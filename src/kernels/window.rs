@@ -61,8 +61,9 @@ isa_dispatch! {
 }
 
 /// Outputs summed in registers at a time: 4 AVX-512 or 8 AVX2 registers, enough independent
-/// multiply-adds to hide their latency.
-pub const LANES: usize = 64;
+/// multiply-adds to hide their latency; in the browser 4 of wasm's 128-bit registers (the
+/// engine maps them onto the host's 16, which 16 accumulators would spill).
+pub const LANES: usize = if cfg!(target_arch = "wasm32") { 16 } else { 64 };
 
 /// The window kernel; `buf` is scratch space; `FMA`: fused multiply-adds. Written without
 /// closures, so that all of it is compiled with the features of the function it is inlined
