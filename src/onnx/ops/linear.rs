@@ -94,19 +94,13 @@ fn matrix_dims(v: &FloatValue) -> Option<[usize; 2]> {
     <[usize; 2]>::try_from(v.shape()).ok()
 }
 
-/// `alpha · op(A) · op(B) + beta · C` on the host; `None` when `a` is not a matrix of the
-/// weights' inner size on the plain CPU device (Burn's product then runs: under autodiff, or to
-/// report the shapes).
-fn forward_on_host(
-    h: &HostDense,
-    a: &FloatValue,
-    alpha: f32,
-    trans_a: bool,
-) -> OpResult<Option<FloatValue>> {
-    let Some([r, c]) = matrix_dims(a).filter(|_| is_plain_cpu(&a.tensor.device())) else {
+/// `alpha · A · op(B) + beta · C` on the host; `None` when `a` is not a matrix of the weights'
+/// inner size on the plain CPU device (Burn's product then runs: under autodiff, or to report
+/// the shapes).
+fn forward_on_host(h: &HostDense, a: &FloatValue, alpha: f32) -> OpResult<Option<FloatValue>> {
+    let Some([m, k]) = matrix_dims(a).filter(|_| is_plain_cpu(&a.tensor.device())) else {
         return Ok(None);
     };
-    let (m, k) = if trans_a { (c, r) } else { (r, c) };
     if k != h.k {
         return Ok(None);
     }
@@ -116,39 +110,32 @@ fn forward_on_host(
         None => vec![0.0; m * h.n],
     };
     host::with_floats(&a.tensor, |values| {
-        let a = MatRef::row_major(values, [r, c]);
-        let a = if trans_a { a.t() } else { a };
+        let a = MatRef::row_major(values, [m, k]);
         let threads = parallelism(m, k, h.n);
         product(&mut out, a, h.op_b(), alpha, h.bias.is_some(), threads);
     })?;
     Ok(Some(host_matrix(out, [m, h.n], a)))
 }
 
-/// `A`'s gradient on the host, `alpha · g · op(B)ᵀ` (transposed back for `transA`), for an `A`
-/// of `a_dims`; `None` when `g` does not fit (the general path then runs, and reports it).
+/// `A`'s gradient on the host, `alpha · g · op(B)ᵀ`, for an `A` of `a_dims`; `None` when `g`
+/// does not fit (the general path then runs, and reports it).
 fn backward_on_host(
     h: &HostDense,
     g: &FloatValue,
     a_dims: [usize; 2],
     alpha: f32,
-    trans_a: bool,
 ) -> OpResult<Option<FloatValue>> {
     let plain = is_plain_cpu(&g.tensor.device());
     let (Some([m, n]), k) = (matrix_dims(g).filter(|_| plain), h.k) else {
         return Ok(None);
     };
-    if n != h.n || a_dims != if trans_a { [k, m] } else { [m, k] } {
+    if n != h.n || a_dims != [m, k] {
         return Ok(None);
     }
     let mut da = vec![0.0; m * k];
     host::with_floats(&g.tensor, |values| {
         let (g, w) = (MatRef::row_major(values, [m, n]), h.op_b().t());
-        let threads = parallelism(m, n, k);
-        if trans_a {
-            product(&mut da, w.t(), g.t(), alpha, false, threads);
-        } else {
-            product(&mut da, g, w, alpha, false, threads);
-        }
+        product(&mut da, g, w, alpha, false, parallelism(m, n, k));
     })?;
     Ok(Some(host_matrix(da, a_dims, g)))
 }
@@ -165,12 +152,14 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     Ok(Box::new(match ctx.node.op_type.as_str() {
         "Gemm" => {
             let (beta, trans_b) = (a.float("beta", 1.0), a.int("transB", 0) != 0);
+            let trans_a = a.int("transA", 0) != 0;
             Linear::Gemm {
                 alpha: a.float("alpha", 1.0),
                 beta,
-                trans_a: a.int("transA", 0) != 0,
+                trans_a,
                 trans_b,
-                host: is_plain_cpu(ctx.device)
+                // A fully connected layer: A as it is (a transposed A goes through Burn).
+                host: (is_plain_cpu(ctx.device) && !trans_a)
                     .then(|| HostDense::of(ctx, beta, trans_b))
                     .flatten(),
             }
@@ -222,7 +211,7 @@ impl Operator for Linear {
             return Err(OpError::NoGradient);
         }
         if let (Some(h), Some(a_dims)) = (host, matrix_dims(a))
-            && let Some(da) = backward_on_host(h, g, a_dims, alpha, ta)?
+            && let Some(da) = backward_on_host(h, g, a_dims, alpha)?
         {
             return Ok(vec![Some(da)]);
         }
@@ -259,11 +248,10 @@ impl Operator for Linear {
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         if let Linear::Gemm {
             alpha,
-            trans_a,
             host: Some(h),
             ..
         } = self
-            && let Some(y) = forward_on_host(h, &float_input(inputs, 0)?, *alpha, *trans_a)?
+            && let Some(y) = forward_on_host(h, &float_input(inputs, 0)?, *alpha)?
         {
             return Ok(Value::Float(y));
         }
