@@ -381,28 +381,60 @@ impl OnnxModel {
     /// apply.
     pub fn host_input_gradient(&self, x: Tensor<4>, target: usize) -> Result<Option<Tensor<4>>> {
         let n = x.dims()[0];
-        if !is_plain_cpu(&self.device)
-            || (n > 1 && self.batch_breaker.is_some())
-            || self.autodiff_only.load(Ordering::Relaxed)
-        {
+        if !self.host_pass_applies(n) {
             return Ok(None);
         }
-        let mut env = start(&self.graph, x);
-        let steps = self.phase("input forward (IG)", || {
-            exec::run_retaining(&self.graph, &mut env, 0..self.graph.nodes.len(), n)
+        let grads = self.host_gradients(
+            start(&self.graph, x),
+            (0, n),
+            self.graph.input.name.as_str(),
+            &[target],
+            ["input forward (IG)", "input backward (IG)"],
+        )?;
+        Ok(grads.and_then(|g| g.into_iter().next()))
+    }
+
+    /// Whether the host reverse pass may run on `batch` images: on Burn's plain CPU backend,
+    /// one image at a time for a model with a batch breaker, and not once an op without a host
+    /// gradient has been met.
+    fn host_pass_applies(&self, batch: usize) -> bool {
+        is_plain_cpu(&self.device)
+            && (batch == 1 || self.batch_breaker.is_none())
+            && !self.autodiff_only.load(Ordering::Relaxed)
+    }
+
+    /// The gradients of the summed logits of each of `targets` with respect to the value
+    /// `from`, by the host reverse pass ([`OnnxModel::host_pass_applies`]): the graph from node
+    /// `first` on runs once on `batch` images from `env`, keeping every value (phase
+    /// `phases[0]`), then one reverse pass per target (phase `phases[1]`). `Ok(None)` where an
+    /// op on the way has no host gradient (the model then takes autodiff from now on: the
+    /// whole graph has that op).
+    fn host_gradients(
+        &self,
+        mut env: Env,
+        (first, batch): (usize, usize),
+        from: &str,
+        targets: &[usize],
+        [forward, backward]: [&str; 2],
+    ) -> Result<Option<Vec<Tensor<4>>>> {
+        let range = first..self.graph.nodes.len();
+        let steps = self.phase(forward, || {
+            exec::run_retaining(&self.graph, &mut env, range, batch)
         })?;
-        let seed = target_seed(self.output(&env)?, self.classes, target);
-        let grad = self.phase("input backward (IG)", || {
-            let input = self.graph.input.name.as_str();
-            backprop::gradient(&self.graph, &env, &steps, seed, input)
-        })?;
-        match grad {
-            Some(g) => Ok(Some(g.tensor)),
-            None => {
+        let output = self.output(&env)?;
+        let mut grads = Vec::with_capacity(targets.len());
+        for &target in targets {
+            let seed = target_seed(output, self.classes, target);
+            let grad = self.phase(backward, || {
+                backprop::gradient(&self.graph, &env, &steps, seed, from)
+            })?;
+            let Some(g) = grad else {
                 self.autodiff_only.store(true, Ordering::Relaxed);
-                Ok(None)
-            }
+                return Ok(None);
+            };
+            grads.push(g.tensor);
         }
+        Ok(Some(grads))
     }
 
     /// The gradients of the summed logits of each of `targets` with respect to `activations`
@@ -435,37 +467,15 @@ impl OnnxModel {
         targets: &[usize],
     ) -> Result<Option<Vec<Tensor<4>>>> {
         let batch = activations.dims()[0];
-        if !is_plain_cpu(&self.device)
-            || (batch > 1 && self.batch_breaker.is_some())
-            || self.autodiff_only.load(Ordering::Relaxed)
-        {
+        if !self.host_pass_applies(batch) {
             return Ok(None);
         }
-        let p = self.layer_producer(layer)?;
+        let first = self.layer_producer(layer)? + 1;
         let mut env = env.clone();
         let value = Value::Float(FloatValue::nchw(activations.clone()));
         env.insert(layer.to_string(), value);
-        let range = p + 1..self.graph.nodes.len();
-        let steps = self.phase("head forward", || {
-            exec::run_retaining(&self.graph, &mut env, range, batch)
-        })?;
-        let output = self.output(&env)?;
-        let mut grads = Vec::with_capacity(targets.len());
-        for &target in targets {
-            let seed = target_seed(output, self.classes, target);
-            let grad = self.phase("head backward", || {
-                backprop::gradient(&self.graph, &env, &steps, seed, layer)
-            })?;
-            match grad {
-                Some(g) => grads.push(g.tensor),
-                None => {
-                    // The whole graph has that op too: input gradients need autodiff as well.
-                    self.autodiff_only.store(true, Ordering::Relaxed);
-                    return Ok(None);
-                }
-            }
-        }
-        Ok(Some(grads))
+        let phases = ["head forward", "head backward"];
+        self.host_gradients(env, (first, batch), layer, targets, phases)
     }
 
     /// The gradient of the summed `target` logits with respect to `activations` at `layer`
