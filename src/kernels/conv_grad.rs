@@ -168,25 +168,19 @@ fn gather_taps_with<'a>(
     let [h, w] = s.input;
     let [oh, ow] = s.checked_output();
     let [kh, kw] = s.kernel;
-    let [sy, sx] = s.stride;
-    let [dy, dxl] = s.dilation;
-    let (pt, pl) = (s.pad[0].0, s.pad[1].0);
-    let (ph, pw) = (h + pt + s.pad[0].1, w + pl + s.pad[1].1);
-    let (rows, cols) = (ph.div_ceil(sy), pw.div_ceil(sx));
-    let phase_len = rows * cols;
-    let need = sy * sx * phase_len;
+    let sx = s.stride[1];
+    let layout = PhaseLayout::of(s, 0);
+    let (cols, need) = (layout.cols(), layout.planes_len());
     if phases.len() < need {
         phases.resize(need, 0.0);
     }
     let phases = &mut phases[..need];
     phases.fill(0.0);
     for ky in 0..kh {
-        let (ry, qy) = ((ky * dy) % sy, (ky * dy) / sy);
         for kx in 0..kw {
-            let (rx, qx) = ((kx * dxl) % sx, (kx * dxl) / sx);
             let tap = ky * kw + kx;
             let (g, c) = (src(tap), coef[tap]);
-            let base = (ry * sx + rx) * phase_len + qy * cols + qx;
+            let base = layout.tap(ky, kx);
             for (oy, g_row) in g.chunks_exact(ow).take(oh).enumerate() {
                 let at = base + oy * cols;
                 for (d, &v) in phases[at..at + ow].iter_mut().zip(g_row) {
@@ -195,7 +189,6 @@ fn gather_taps_with<'a>(
             }
         }
     }
-    let layout = PhaseLayout::new(w, (pt, pl), [sy, sx], [phase_len, cols]);
     for (row, start) in dx.chunks_exact_mut(w).take(h).zip(layout.row_starts()) {
         for &(first, at, count) in layout.columns() {
             let from = &phases[start + at..start + at + count];

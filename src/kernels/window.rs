@@ -80,16 +80,13 @@ fn window_with<const FMA: bool>(
     let [h, iw] = s.input;
     let [oh, ow] = s.checked_output();
     let [kh, kw] = s.kernel;
-    let [sy, sx] = s.stride;
-    let [dy, dx] = s.dilation;
-    let (ph, pw) = (h + s.pad[0].0 + s.pad[0].1, iw + s.pad[1].0 + s.pad[1].1);
-    // Phase planes: `rows` x `cols` each, one spare row so every tap's run stays inside.
-    let (rows, cols) = (ph.div_ceil(sy) + 1, pw.div_ceil(sx));
-    let phase_len = rows * cols;
+    // One spare row per phase plane, so that every tap's run stays inside.
+    let layout = PhaseLayout::of(s, 1);
+    let cols = layout.cols();
     // The output grid: `oh` rows of `cols` (the first `ow` of each are real outputs).
     let grid = oh * cols;
     // A run of LANES may pass the planes' and the grid's ends by less than LANES.
-    let planes_len = sy * sx * phase_len + LANES;
+    let planes_len = layout.planes_len() + LANES;
     let need = planes_len + grid + LANES;
     if buf.len() < need {
         buf.resize(need, 0.0);
@@ -101,29 +98,19 @@ fn window_with<const FMA: bool>(
     };
     // Every channel writes the same (inner) positions: the padding keeps its value.
     phases.fill(pad_value);
-    // Where each tap's run starts in the planes, relative to its output's grid position.
-    let taps: Vec<usize> = (0..kh * kw)
-        .map(|t| {
-            let (ky, kx) = (t / kw, t % kw);
-            let (ry, qy) = ((ky * dy) % sy, (ky * dy) / sy);
-            let (rx, qx) = ((kx * dx) % sx, (kx * dx) / sx);
-            (ry * sx + rx) * phase_len + qy * cols + qx
-        })
-        .collect();
-    let (pt, pl) = (s.pad[0].0, s.pad[1].0);
+    let taps: Vec<usize> = (0..kh * kw).map(|t| layout.tap(t / kw, t % kw)).collect();
     let plane_out = oh * ow;
     // Without a residual, the epilogue is applied to each run while it is in registers; with
     // one, to each output row (laid out unlike the grid) as it is copied out.
     let residual = epilogue.residual;
     let in_registers = residual.is_none().then_some(epilogue);
     let mut written = Written::nothing_of(out);
-    let layout = PhaseLayout::new(iw, (pt, pl), [sy, sx], [phase_len, cols]);
     for c in 0..s.cout {
         let plane = &x[c * h * iw..(c + 1) * h * iw];
         for (src, row) in plane.chunks_exact(iw).zip(layout.row_starts()) {
             for &(first, at, count) in layout.columns() {
                 let at = row + at;
-                gather(&mut phases[at..at + count], &src[first..], sx);
+                gather(&mut phases[at..at + count], &src[first..], s.stride[1]);
             }
         }
         let weights = match op {
@@ -193,9 +180,10 @@ fn max_taps(run: &mut [f32; LANES], phases: &[f32], taps: &[usize], at: usize) {
     *run = max;
 }
 
-/// Where the rows of an input plane `w` wide, padded by `(top, left)`, lie in its `stride ×
-/// stride` phase planes, each `len` values of rows `cols` wide. Worked out once per plane
-/// shape: the copy of every row then takes no division.
+/// The `stride × stride` phase planes of a convolution's or pooling's input, padded as its
+/// shape pads it (phase `(ry, rx)` holds padded rows `ry, ry + sy, ...` and columns `rx, rx +
+/// sx, ...`): their sizes, where each input row lies in them and where each tap's run starts.
+/// Worked out once per shape: copying the rows then takes no division.
 pub struct PhaseLayout {
     /// Per column phase: the first input column in it, that column's offset from the row's
     /// start in the planes, and how many columns (`stride` apart in the row, adjacent in the
@@ -203,18 +191,25 @@ pub struct PhaseLayout {
     columns: Vec<(usize, usize, usize)>,
     top: usize,
     stride: [usize; 2],
+    dilation: [usize; 2],
+    /// Values per phase plane.
     len: usize,
+    /// Values per phase row.
     cols: usize,
 }
 
 impl PhaseLayout {
-    /// The layout of rows `w` wide padded by `(top, left)` in planes `[len, cols]`.
-    pub fn new(
-        w: usize,
-        (top, left): (usize, usize),
-        [sy, sx]: [usize; 2],
-        [len, cols]: [usize; 2],
-    ) -> Self {
+    /// The phase planes of `s`'s input, each with `spare_rows` rows more than the padded input
+    /// needs.
+    pub fn of(s: &ConvShape, spare_rows: usize) -> Self {
+        let [h, w] = s.input;
+        let [sy, sx] = s.stride;
+        let ((top, bottom), (left, right)) = (s.pad[0], s.pad[1]);
+        let (rows, cols) = (
+            (h + top + bottom).div_ceil(sy) + spare_rows,
+            (w + left + right).div_ceil(sx),
+        );
+        let len = rows * cols;
         let columns = (0..sx)
             .filter_map(|rx| {
                 // The input columns in column phase rx: (x + left) % sx == rx.
@@ -231,10 +226,29 @@ impl PhaseLayout {
         PhaseLayout {
             columns,
             top,
-            stride: [sy, sx],
+            stride: s.stride,
+            dilation: s.dilation,
             len,
             cols,
         }
+    }
+
+    /// Values in all the planes together.
+    pub fn planes_len(&self) -> usize {
+        self.stride[0] * self.stride[1] * self.len
+    }
+
+    /// Values per phase row: the width of the output grid the taps run over.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Where tap `(ky, kx)`'s run starts in the planes, relative to its output's position in
+    /// the grid.
+    pub fn tap(&self, ky: usize, kx: usize) -> usize {
+        let ([sy, sx], [dy, dx]) = (self.stride, self.dilation);
+        let (y, x) = (ky * dy, kx * dx);
+        ((y % sy) * sx + x % sx) * self.len + (y / sy) * self.cols + x / sx
     }
 
     /// Where rows `0, 1, ...` start in the planes (their first column phase's row).
