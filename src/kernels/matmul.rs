@@ -79,18 +79,9 @@ pub fn matmul(
     rhs: &[f32],
     parallelism: gemm::Parallelism,
 ) {
-    // SAFETY: dst is a unique borrow of dst.len() initialised values.
-    unsafe {
-        product_into(
-            dst.as_mut_ptr(),
-            dst.len(),
-            dims,
-            lhs,
-            lhs_transposed,
-            rhs,
-            parallelism,
-        )
-    }
+    let (lhs, rhs) = operands(dst.len(), dims, lhs, lhs_transposed, rhs);
+    // SAFETY: dst is a unique borrow of at least m × n values (checked by `operands`).
+    unsafe { gemm_into(dst.as_mut_ptr(), lhs, rhs, 1.0, false, parallelism) }
 }
 
 /// [`matmul`] into values not yet written; returns its first `m × n`, written (`gemm` does not
@@ -104,28 +95,26 @@ pub fn matmul_into<'d>(
     parallelism: gemm::Parallelism,
 ) -> &'d mut [f32] {
     let [m, n, _] = dims;
+    let (lhs, rhs) = operands(dst.len(), dims, lhs, lhs_transposed, rhs);
     let ptr = dst.as_mut_ptr().cast::<f32>();
-    // SAFETY: dst is a unique borrow of dst.len() values, which gemm only writes (read_dst is
-    // false: its microkernels store `beta × product` without loading the destination).
-    unsafe { product_into(ptr, dst.len(), dims, lhs, lhs_transposed, rhs, parallelism) };
-    // SAFETY: the product wrote all m × n <= dst.len() values (checked in product_into) from
-    // the start of dst, which this unique borrow covers.
+    // SAFETY: dst is a unique borrow of at least m × n values (checked by `operands`), which
+    // gemm only writes (not accumulating: its microkernels store `beta × product` without
+    // loading the destination).
+    unsafe { gemm_into(ptr, lhs, rhs, 1.0, false, parallelism) };
+    // SAFETY: the product wrote all m × n values from the start of dst, which this unique
+    // borrow covers.
     unsafe { std::slice::from_raw_parts_mut(ptr, m * n) }
 }
 
-/// The product of [`matmul`] into `dst`, `dst_len` values.
-///
-/// # Safety
-/// `dst` must be valid for writing `dst_len` values and alias neither operand.
-unsafe fn product_into(
-    dst: *mut f32,
+/// [`matmul`]'s operands as matrices, once they are checked to fit a product of `dims` into
+/// `dst_len` values.
+fn operands<'a>(
     dst_len: usize,
     [m, n, k]: [usize; 3],
-    lhs: &[f32],
+    lhs: &'a [f32],
     lhs_transposed: bool,
-    rhs: &[f32],
-    parallelism: gemm::Parallelism,
-) {
+    rhs: &'a [f32],
+) -> (MatRef<'a>, MatRef<'a>) {
     let fits =
         |len: usize, rows: usize, cols: usize| rows.checked_mul(cols).is_some_and(|v| len >= v);
     assert!(
@@ -134,12 +123,32 @@ unsafe fn product_into(
         lhs.len(),
         rhs.len()
     );
+    let lhs = if lhs_transposed {
+        MatRef::row_major(lhs, [k, m]).t()
+    } else {
+        MatRef::row_major(lhs, [m, k])
+    };
+    (lhs, MatRef::row_major(rhs, [k, n]))
+}
+
+/// `dst = alpha · lhs · rhs`, plus `dst`'s own values with `accumulate`, into the row-major
+/// `dst` (`lhs` rows × `rhs` columns): the one `gemm` call of the products here.
+///
+/// # Safety
+/// Every element `lhs` and `rhs` address lies in their slices, `dst` may be written (and, with
+/// `accumulate`, read) for `lhs` rows × `rhs` columns values, and it aliases neither operand.
+unsafe fn gemm_into(
+    dst: *mut f32,
+    lhs: MatRef,
+    rhs: MatRef,
+    alpha: f32,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    let ([m, k], [_, n]) = (lhs.shape, rhs.shape);
+    let s = |v: usize| v as isize;
     Kernel::Gemm.enter();
-    // Row-major m x k: column stride 1, row stride k; transposed storage k x m: the reverse.
-    let (lhs_cs, lhs_rs) = if lhs_transposed { (m, 1) } else { (1, k) };
-    // SAFETY: the operands hold at least the values the strides address (checked just above),
-    // dst may be written for m x n values (the caller's contract, checked above), and it
-    // aliases neither operand.
+    // SAFETY: the caller's contract.
     unsafe {
         gemm::gemm(
             m,
@@ -147,16 +156,16 @@ unsafe fn product_into(
             k,
             dst,
             1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            0.0,
+            s(n),
+            accumulate,
+            lhs.data.as_ptr(),
+            s(lhs.strides[1]),
+            s(lhs.strides[0]),
+            rhs.data.as_ptr(),
+            s(rhs.strides[1]),
+            s(rhs.strides[0]),
             1.0,
+            alpha,
             false,
             false,
             false,
@@ -230,34 +239,10 @@ pub fn product(
         (lhs.shape, lhs.strides, lhs.data.len()),
         (rhs.shape, rhs.strides, rhs.data.len()),
     );
-    Kernel::Gemm.enter();
-    let s = |v: usize| v as isize;
     // SAFETY: every element the strides address lies in its slice (asserted above: the last
     // one of each operand is inside, and dst holds the m x n row-major values); dst, a unique
     // borrow, does not alias lhs or rhs.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            s(n),
-            accumulate,
-            lhs.data.as_ptr(),
-            s(lhs.strides[1]),
-            s(lhs.strides[0]),
-            rhs.data.as_ptr(),
-            s(rhs.strides[1]),
-            s(rhs.strides[0]),
-            1.0,
-            alpha,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+    unsafe { gemm_into(dst.as_mut_ptr(), lhs, rhs, alpha, accumulate, parallelism) }
 }
 
 #[cfg(test)]
