@@ -12,7 +12,7 @@
 use burn::tensor::Tensor;
 use image::{DynamicImage, RgbImage};
 
-use crate::cam::{CamMap, Compute, Method, alphas};
+use crate::cam::{CamInputs, CamMap, HeadScores, Method, Quadrature};
 use crate::dedup::unique;
 use crate::error::{Error, Message, Result, Setting};
 use crate::labels::{self, Prediction};
@@ -306,10 +306,15 @@ pub struct Request {
     pub integrate: bool,
     /// Path steps `m`.
     pub steps: usize,
+    /// Where the path's points sit and what each weighs (Captum's `method`).
+    pub quadrature: Quadrature,
     /// Allow more than [`MAX_STEPS_UNFORCED`] steps.
     pub force: bool,
     /// Explain this layer instead of the explainer's.
     pub layer: Option<String>,
+    /// Each map from the first principal component of the weighted activations instead of
+    /// their channel sum (pytorch-grad-cam's `eigen_smooth`).
+    pub eigen_smooth: bool,
     /// Path points per chunk instead of the explainer's.
     pub batch: Option<usize>,
     /// A clock for the per-map `ms` (the core never reads one by itself); `None`: `ms` is 0.
@@ -324,8 +329,10 @@ impl Request {
             methods,
             integrate: false,
             steps,
+            quadrature: Quadrature::default(),
             force: false,
             layer: None,
+            eigen_smooth: false,
             batch: None,
             clock: None,
         }
@@ -350,6 +357,9 @@ impl Request {
             ));
         }
         check_batch(self.batch)?;
+        if self.methods.iter().any(|m| m.integrates(self.integrate)) {
+            self.quadrature.check(self.steps)?;
+        }
         if self.methods.is_empty() {
             return Err(Error::InvalidOption("no method to run".into()));
         }
@@ -394,6 +404,10 @@ pub struct Explanation<M = CamMap> {
     /// This map's share of the wall time, when the request had a clock: every chunk's time is
     /// split evenly among the maps it served.
     pub ms: f64,
+    /// Pixel-level Integrated Gradients' convergence delta, `sum(map) - (S_c(x) - S_c(b))`
+    /// (Captum's `return_convergence_delta`), once read back to the host; `None` for the
+    /// other methods.
+    pub convergence_delta: Option<f64>,
 }
 
 impl<M> Explanation<M> {
@@ -410,6 +424,7 @@ impl<M> Explanation<M> {
             steps: self.steps,
             map: f(self.map)?,
             ms: self.ms,
+            convergence_delta: self.convergence_delta,
         })
     }
 }
@@ -444,6 +459,10 @@ pub struct Explaining<'a> {
     jobs: Vec<Job>,
     next: usize,
     alphas: Vec<f32>,
+    /// Each path point's weight in the sums: `m * s_i` for the integrated CAM maps (1 for the
+    /// default left Riemann sum), `s_i` for IG's gradients.
+    step_sizes: Vec<f64>,
+    eigen_smooth: bool,
     done: usize,
     total: usize,
     clock: Option<Clock>,
@@ -465,7 +484,7 @@ impl<'a> Explaining<'a> {
                 });
             }
         }
-        let alphas = alphas(request.steps, true);
+        let (alphas, step_sizes) = request.quadrature.points(request.steps);
         let batch = explainer
             .model
             .fit_chunk(request.batch.unwrap_or(explainer.batch));
@@ -501,6 +520,8 @@ impl<'a> Explaining<'a> {
             jobs,
             next: 0,
             alphas,
+            step_sizes,
+            eigen_smooth: request.eigen_smooth,
             done: 0,
             total,
             clock: request.clock,
@@ -544,6 +565,16 @@ impl<'a> Explaining<'a> {
         Ok((self.done, self.total))
     }
 
+    /// `[B, 1, 1, 1]` weights of a chunk's path points on the model's device.
+    fn point_weights(&self, weights: &[f64]) -> Tensor<4> {
+        let values: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
+        let n = values.len();
+        Tensor::from_data(
+            burn::tensor::TensorData::new(values, [n, 1, 1, 1]),
+            self.explainer.model.device(),
+        )
+    }
+
     /// Adds `part` to slot `i`'s running sum.
     fn accumulate(&mut self, i: usize, part: Tensor<4>) {
         let slot = &mut self.slots[i];
@@ -560,31 +591,65 @@ impl<'a> Explaining<'a> {
             .collect()
     }
 
-    /// Every CAM map of `served` from one set of activations: the head runs once per target.
-    fn cams_from(&mut self, served: &[usize], activations: &Tensor<4>, env: &Env) -> Result<()> {
+    /// Every CAM map of `served` from one set of activations: the head's reverse pass runs once
+    /// per target (not at all when no method of `served` uses gradients), and a map that does
+    /// not depend on the target (Eigen-CAM) is computed once for all of them.
+    fn cams_from(
+        &mut self,
+        served: &[usize],
+        (activations, env): (&Tensor<4>, &Env),
+        point_weights: Option<&Tensor<4>>,
+    ) -> Result<()> {
         let explainer = self.explainer;
+        let model = &explainer.model;
+        let slots: Vec<(usize, Method)> = self.slots.iter().map(|s| (s.target, s.method)).collect();
+        let (layer, eigen_smooth) = (self.layer.clone(), self.eigen_smooth);
+        let cam_of = |i: usize| slots[i].1.cam();
         let targets = unique(served.iter().map(|&i| self.slots[i].target));
-        let all_gradients =
-            explainer
-                .model
-                .layer_gradients(&self.layer, activations, env, &targets)?;
+        let all_gradients = if served
+            .iter()
+            .filter_map(|&i| cam_of(i))
+            .any(|c| c.uses_gradients())
+        {
+            model
+                .layer_gradients(&layer, activations, env, &targets)?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None; targets.len()]
+        };
+        let points = activations.dims()[0];
+        let mut target_free: Vec<(Method, Tensor<4>)> = Vec::new();
         for (target, gradients) in targets.into_iter().zip(all_gradients) {
+            let head = Head {
+                model,
+                at: (&layer, env, points),
+                target,
+            };
+            let inputs = CamInputs {
+                activations,
+                gradients: gradients.as_ref(),
+                head: &head,
+            };
             let mine: Vec<usize> = served
                 .iter()
                 .copied()
                 .filter(|&i| self.slots[i].target == target)
                 .collect();
             for i in mine {
-                let Compute::Cam(cam) = self.slots[i].method.compute() else {
-                    continue;
+                let Some(cam) = cam_of(i) else { continue };
+                let method = slots[i].1;
+                let known = target_free.iter().find(|(m, _)| *m == method);
+                let part = match known {
+                    Some((_, part)) => part.clone(),
+                    None => model.phase("cam maps", || {
+                        crate::cam::cam_map(cam, &inputs, eigen_smooth, point_weights)
+                    })?,
                 };
-                let part = explainer.model.phase("cam maps", || {
-                    Ok(crate::cam::cam_map(
-                        cam,
-                        activations.clone(),
-                        gradients.clone(),
-                    ))
-                })?;
+                if !cam.uses_target() && known.is_none() {
+                    target_free.push((method, part.clone()));
+                }
                 self.accumulate(i, part);
             }
         }
@@ -595,13 +660,13 @@ impl<'a> Explaining<'a> {
         let served = self.cam_slots(false);
         let state = &self.prepared.at_input;
         if state.layer == self.layer {
-            self.cams_from(&served, &state.activations, &state.env)?;
+            self.cams_from(&served, (&state.activations, &state.env), None)?;
         } else {
             let model = &self.explainer.model;
             let (activations, env) = model.phase("forward to layer", || {
                 model.forward_to(self.prepared.path.x.clone(), &self.layer)
             })?;
-            self.cams_from(&served, &activations, &env)?;
+            self.cams_from(&served, (&activations, &env), None)?;
         }
         Ok(served)
     }
@@ -613,7 +678,11 @@ impl<'a> Explaining<'a> {
         let (activations, env) = model.phase("forward to layer", || {
             model.forward_path_to(&self.prepared.path, alphas, &self.layer)
         })?;
-        self.cams_from(&served, &activations, &env)?;
+        let m = self.alphas.len() as f64;
+        let scales: Vec<f64> = self.step_sizes[from..to].iter().map(|s| m * s).collect();
+        let weights =
+            (scales.iter().any(|&w| w as f32 != 1.0)).then(|| self.point_weights(&scales));
+        self.cams_from(&served, (&activations, &env), weights.as_ref())?;
         Ok(served)
     }
 
@@ -621,7 +690,8 @@ impl<'a> Explaining<'a> {
         let model = &self.explainer.model;
         let points = self.prepared.path.points(&self.alphas[from..to]);
         let grad = model.input_gradient(points, self.slots[slot].target)?;
-        self.accumulate(slot, grad.sum_dim(0));
+        let weights = self.point_weights(&self.step_sizes[from..to]);
+        self.accumulate(slot, grad.mul(weights).sum_dim(0));
         Ok(vec![slot])
     }
 
@@ -643,8 +713,8 @@ impl<'a> Explaining<'a> {
                 .sum
                 .ok_or_else(|| Error::Internal(format!("the map of {} has no part", s.method)))?;
             let (map, layer, steps) = if s.method.is_pixel() {
-                let mean_grad = sum.div_scalar(steps as f32);
-                let ig = path.x.clone().sub(path.b.clone()).mul(mean_grad).sum_dim(1);
+                // The gradients were summed with the quadrature's step sizes.
+                let ig = path.x.clone().sub(path.b.clone()).mul(sum).sum_dim(1);
                 (ig, "input".to_string(), steps)
             } else {
                 (sum, layer.clone(), if s.integrated { steps } else { 1 })
@@ -657,11 +727,39 @@ impl<'a> Explaining<'a> {
                 steps,
                 map,
                 ms: s.ms,
+                convergence_delta: None,
             });
         }
+        // The ends' scores for pixel IG's convergence delta: the baseline's takes one forward.
+        let ends = if maps.iter().any(|e| e.method.is_pixel()) {
+            let model = &self.explainer.model;
+            let at_baseline = model.phase("baseline forward (IG delta)", || {
+                model.forward(path.b.clone())
+            })?;
+            Some((self.prepared.logits.clone(), at_baseline))
+        } else {
+            None
+        };
         Ok(Finished {
             maps,
+            ends,
             clock: self.clock,
+        })
+    }
+}
+
+/// The rest of the graph after the layer, scoring one target ([`HeadScores`]).
+struct Head<'a> {
+    model: &'a OnnxModel,
+    at: (&'a str, &'a Env, usize),
+    target: usize,
+}
+
+impl HeadScores for Head<'_> {
+    fn scores(&self, point: usize, activations: Tensor<4>) -> Result<Vec<f32>> {
+        self.model.phase("head re-runs", || {
+            self.model
+                .head_scores(self.at, point, activations, self.target)
         })
     }
 }
@@ -680,13 +778,22 @@ impl Job {
 pub struct Finished {
     /// The maps in request order.
     pub maps: Vec<Explanation<Tensor<4>>>,
+    /// The input's logits and the baseline's (still on the device), where a map is pixel IG.
+    ends: Option<(Vec<f32>, Tensor<2>)>,
     clock: Option<Clock>,
 }
 
 impl Finished {
-    /// Reads every map back to the host (blocking); each map's read is added to its `ms`.
+    /// Reads every map back to the host (blocking); each map's read is added to its `ms`, and
+    /// pixel IG's maps get their convergence delta.
     pub fn into_explanations(self) -> Result<Vec<Explanation>> {
         let clock = self.clock;
+        let ends = match self.ends {
+            Some((at_input, at_baseline)) => {
+                Some((at_input, crate::onnx::host_values(at_baseline)?))
+            }
+            None => None,
+        };
         self.maps
             .into_iter()
             .map(|m| {
@@ -694,6 +801,10 @@ impl Finished {
                 let mut e = m.try_map(CamMap::from_tensor)?;
                 if let (Some(s), Some(c)) = (start, clock) {
                     e.ms += c() - s;
+                }
+                if let (true, Some((x, b))) = (e.method.is_pixel(), &ends) {
+                    let total: f64 = e.map.values.iter().map(|&v| v as f64).sum();
+                    e.convergence_delta = Some(total - (x[e.target] as f64 - b[e.target] as f64));
                 }
                 Ok(e)
             })

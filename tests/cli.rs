@@ -49,6 +49,16 @@ fn refuses(args: &[&str], needle: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// The raw map of one `--json` record.
+fn cam_values(record: &Json) -> Vec<f32> {
+    record["cam"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
 fn tiny() -> String {
     fixture("nets/resnet_tiny.onnx")
         .to_str()
@@ -224,6 +234,123 @@ fn several_methods_and_targets_write_one_record_each() {
         dir.path()
             .join("igcam-out/resnet_tiny_input_gradcampp_c3.png")
             .is_file()
+    );
+}
+
+/// `--method all`, `--quadrature` and `--eigen-smooth` reach the maps and the JSON: IG-CAM and
+/// pixel IG under Gauss-Legendre equal Captum's (with IG's convergence delta), the eigen-smoothed
+/// Grad-CAM pytorch-grad-cam's, and a short left Riemann path warns about its delta.
+#[test]
+fn method_quadrature_and_smoothing_options_reach_the_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, model) = (tiny_image(), tiny());
+    let run = |extra: &[&str], name: &str| {
+        let json_path = dir.path().join(name);
+        let args = [
+            &[
+                "explain",
+                &image,
+                "--model",
+                &model,
+                "--backend",
+                "cpu",
+                "--quiet",
+            ][..],
+            &["--json", path(&json_path)],
+            extra,
+        ]
+        .concat();
+        let out = igcam(dir.path(), &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let records: Json = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+        (records, text(&out.stderr))
+    };
+    let by_method = |records: &Json, m: &str| {
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["method"] == m)
+            .unwrap_or_else(|| panic!("no {m} record"))
+            .clone()
+    };
+
+    let (all, _) = run(&["--method", "all", "--steps", "2"], "all.json");
+    let methods: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        methods,
+        igcam::cam::Method::names(),
+        "--method all: one record per method, in table order"
+    );
+
+    let captum = json("nets/resnet_tiny_captum.json");
+    let gauss = &captum["quadratures"]["gausslegendre"];
+    let steps = captum["steps"].to_string();
+    let (records, stderr) = run(
+        &[
+            "--method",
+            "igcam,ig,gradcam",
+            "--steps",
+            &steps,
+            "--quadrature",
+            "gausslegendre",
+        ],
+        "gauss.json",
+    );
+    // The tiny net's score hardly moves from the baseline (by 0.01): even 0.0006 is 5.8 % of it.
+    assert!(stderr.contains("the attributions sum to -0.0006 more than the score's change from the baseline (5.8 % of it)"), "{stderr}");
+    let igcam_record = by_method(&records, "igcam");
+    assert_eq!(igcam_record["quadrature"], "gausslegendre");
+    assert!(
+        igcam_record.get("convergence_delta").is_none(),
+        "a CAM map has no delta"
+    );
+    assert_close(
+        "igcam gausslegendre",
+        &cam_values(&igcam_record),
+        &array(&gauss["igcam"]).0,
+        1e-4,
+    );
+    let ig = by_method(&records, "ig");
+    let delta = ig["convergence_delta"].as_f64().unwrap();
+    let want = gauss["convergence_delta"].as_f64().unwrap();
+    assert!(
+        (delta - want).abs() < 1e-4,
+        "delta {delta} against Captum's {want}"
+    );
+    // A plain map is one point: no quadrature.
+    assert!(by_method(&records, "gradcam").get("quadrature").is_none());
+
+    let library = json("nets/resnet_tiny_gradcam.json");
+    let layer = library["layers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let (smoothed, _) = run(
+        &["--method", "gradcam", "--eigen-smooth", "--layer", &layer],
+        "smooth.json",
+    );
+    assert_close(
+        "gradcam+eigen-smooth",
+        &cam_values(&smoothed[0]),
+        &array(&library["layers"][&layer]["maps"]["gradcam+eigen-smooth"]).0,
+        1e-4,
+    );
+
+    // Two left Riemann points: a larger delta, said too.
+    let (_, stderr) = run(&["--method", "ig", "--steps", "2"], "short.json");
+    assert!(
+        stderr.contains("warning: ig for class")
+            && stderr.contains("raise --steps or use --quadrature gausslegendre"),
+        "{stderr}"
     );
 }
 
@@ -497,11 +624,23 @@ fn bad_options_are_refused() {
         &[&base[..], &["--batch", "0"]].concat(),
         "--batch must be at least 1",
     );
+    refuses(
+        &[
+            &base[..],
+            &["--quadrature", "gausslegendre", "--steps", "1"],
+        ]
+        .concat(),
+        "--steps must be at least 2 for the gausslegendre quadrature",
+    );
+    refuses(
+        &[&base[..], &["--quadrature", "simpson"]].concat(),
+        "invalid value 'simpson' for '--quadrature <QUADRATURE>'; possible values: riemann_left, riemann_right, riemann_middle, riemann_trapezoid, gausslegendre",
+    );
     // The choices are the method table's, in its order.
     refuses(
         &[&base[..], &["--method", "magic"]].concat(),
         &format!(
-            "invalid value 'magic' for '--method <METHODS>'; possible values: {}; see --help",
+            "invalid value 'magic' for '--method <METHODS>'; possible values: {}, all; see --help",
             igcam::cam::Method::names().join(", ")
         ),
     );

@@ -23,6 +23,16 @@ fn efficientnet_lite0_matches_pytorch() {
     common::check_net("efficientnet_lite0", &Device::flex(), 1e-4, 5e-3);
 }
 
+/// Every CAM method of the table against pytorch-grad-cam's own code (its classes run on the
+/// PyTorch modules in float64 by tests/reference/make_method_fixtures.py), at the default layer
+/// and, on the ResNet, an earlier block where the methods' maps differ; eigen-smoothing too.
+#[test]
+fn every_cam_method_matches_pytorch_grad_cam() {
+    for net in ["resnet_tiny", "vgg_tiny", "efficientnet_lite0"] {
+        common::check_against_library(net, &Device::flex(), 1e-4);
+    }
+}
+
 #[cfg(feature = "ndarray")]
 #[test]
 #[allow(deprecated)] // burn-ndarray is deprecated upstream; the CLI still offers it
@@ -128,5 +138,70 @@ fn host_layer_gradients_equal_autodiff() {
                 1e-5,
             );
         }
+    }
+}
+
+/// IG and IG-CAM under each of Captum's quadratures against Captum's IntegratedGradients (its
+/// `method`, with `return_convergence_delta`) and, for IG-CAM, pytorch-grad-cam's Grad-CAM at
+/// Captum's points weighted by its step sizes (tests/reference/make_method_fixtures.py), in
+/// float64. IG-CAM and the delta within 1e-4; pixel IG within 3x the largest difference between
+/// Captum's own float32 and float64 runs (recorded in the fixture): near the black baseline the
+/// max-pool's near-ties break with the rounding and move attribution between pixels (the sum,
+/// and so the delta, stays).
+#[test]
+fn every_quadrature_matches_captum() {
+    use igcam::Request;
+    use igcam::cam::{Method, Quadrature};
+    let reference = common::json("nets/resnet_tiny_captum.json");
+    let (explainer, prepared) = common::explainer("resnet_tiny", &Device::flex());
+    let target = reference["target"].as_u64().unwrap() as usize;
+    let steps = reference["steps"].as_u64().unwrap() as usize;
+    let quadratures = reference["quadratures"].as_object().unwrap();
+    assert_eq!(
+        quadratures.len(),
+        Quadrature::ALL.len(),
+        "one reference per quadrature"
+    );
+    let own = quadratures
+        .values()
+        .map(|q| q["captum_float32_vs_float64"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let ig_tol = (3.0 * own).max(1e-4);
+    assert!(
+        ig_tol < 5e-3,
+        "Captum's own float32 difference {own} is no yardstick"
+    );
+    for (name, want) in quadratures {
+        let methods = vec![Method::igcam(), Method::parse("ig").unwrap()];
+        let mut request = Request::new(vec![target], methods, steps);
+        request.quadrature = Quadrature::parse(name).unwrap();
+        let maps = common::explain(&explainer, &prepared, &request);
+        let [igcam, ig] = maps.as_slice() else {
+            panic!("{name}: two maps expected");
+        };
+        common::assert_close(
+            &format!("IG-CAM {name}"),
+            &igcam.map.values,
+            &common::array(&want["igcam"]).0,
+            1e-4,
+        );
+        common::assert_close(
+            &format!("IG {name}"),
+            &ig.map.values,
+            &common::array(&want["ig"]).0,
+            ig_tol,
+        );
+        assert_eq!(
+            igcam.convergence_delta, None,
+            "{name}: a CAM map has no delta"
+        );
+        let delta = ig
+            .convergence_delta
+            .expect("IG reports its convergence delta");
+        let captum = want["convergence_delta"].as_f64().unwrap();
+        assert!(
+            (delta - captum).abs() < 1e-4,
+            "{name}: convergence delta {delta} against Captum's {captum}"
+        );
     }
 }

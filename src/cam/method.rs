@@ -3,13 +3,23 @@
 //! new CAM method is one file under `cam/method/` (its [`CamMethod`]) plus its `mod` line and
 //! one row here.
 
+mod ablationcam;
+mod eigencam;
+mod eigengradcam;
 mod gradcam;
+mod gradcam_elementwise;
 mod gradcampp;
+mod hirescam;
 mod layercam;
 mod xgradcam;
 
+use ablationcam::AblationCam;
+use eigencam::EigenCam;
+use eigengradcam::EigenGradCam;
 use gradcam::GradCam;
+use gradcam_elementwise::GradCamElementWise;
 use gradcampp::GradCamPlusPlus;
+use hirescam::HiResCam;
 use layercam::LayerCam;
 use xgradcam::XGradCam;
 
@@ -36,6 +46,11 @@ pub struct MethodInfo {
     pub always_integrates: bool,
     /// How the map is computed.
     pub compute: Compute,
+    /// What it costs beyond the shared pass, for people ("" when nothing worth saying).
+    pub cost: &'static str,
+    /// Whether that cost is far above the shared pass (the page leaves it out of "compare
+    /// all").
+    pub slow: bool,
 }
 
 /// Every method, in the order the command line lists them.
@@ -45,36 +60,88 @@ pub static METHODS: &[MethodInfo] = &[
         display: "Integrated Grad-CAM",
         always_integrates: true,
         compute: Compute::Cam(&GradCam),
+        cost: "",
+        slow: false,
     },
     MethodInfo {
         name: "gradcam",
         display: "Grad-CAM",
         always_integrates: false,
         compute: Compute::Cam(&GradCam),
+        cost: "",
+        slow: false,
     },
     MethodInfo {
         name: "gradcampp",
         display: "Grad-CAM++",
         always_integrates: false,
         compute: Compute::Cam(&GradCamPlusPlus),
+        cost: "",
+        slow: false,
     },
     MethodInfo {
         name: "xgradcam",
         display: "XGrad-CAM",
         always_integrates: false,
         compute: Compute::Cam(&XGradCam),
+        cost: "",
+        slow: false,
     },
     MethodInfo {
         name: "layercam",
         display: "LayerCAM",
         always_integrates: false,
         compute: Compute::Cam(&LayerCam),
+        cost: "",
+        slow: false,
     },
     MethodInfo {
         name: "ig",
         display: "Integrated Gradients",
         always_integrates: true,
         compute: Compute::PixelIg,
+        cost: "its own pass per class",
+        slow: false,
+    },
+    MethodInfo {
+        name: "hirescam",
+        display: "HiResCAM",
+        always_integrates: false,
+        compute: Compute::Cam(&HiResCam),
+        cost: "",
+        slow: false,
+    },
+    MethodInfo {
+        name: "gradcam-elementwise",
+        display: "Grad-CAM element-wise",
+        always_integrates: false,
+        compute: Compute::Cam(&GradCamElementWise),
+        cost: "",
+        slow: false,
+    },
+    MethodInfo {
+        name: "eigencam",
+        display: "Eigen-CAM",
+        always_integrates: false,
+        compute: Compute::Cam(&EigenCam),
+        cost: "no gradient, one map for every class: the fastest",
+        slow: false,
+    },
+    MethodInfo {
+        name: "eigengradcam",
+        display: "EigenGrad-CAM",
+        always_integrates: false,
+        compute: Compute::Cam(&EigenGradCam),
+        cost: "",
+        slow: false,
+    },
+    MethodInfo {
+        name: "ablationcam",
+        display: "Ablation-CAM",
+        always_integrates: false,
+        compute: Compute::Cam(&AblationCam),
+        cost: "the rest of the network once per channel",
+        slow: true,
     },
 ];
 
@@ -148,6 +215,16 @@ impl Method {
         self.0.compute
     }
 
+    /// Its cost beyond the shared pass, for people ("" when nothing worth saying).
+    pub fn cost(self) -> &'static str {
+        self.0.cost
+    }
+
+    /// Whether its cost is far above the shared pass.
+    pub fn is_slow(self) -> bool {
+        self.0.slow
+    }
+
     /// The per-step CAM weights, `None` for pixel-level Integrated Gradients.
     pub fn cam(self) -> Option<&'static dyn CamMethod> {
         match self.0.compute {
@@ -212,6 +289,27 @@ mod tests {
                 "invalid option: unknown method `gradcam++` (one of: {})",
                 Method::names().join(", ")
             )
+        );
+        // pytorch-grad-cam's further methods follow, each once; the slow one says its cost.
+        assert_eq!(
+            Method::names()[6..],
+            [
+                "hirescam",
+                "gradcam-elementwise",
+                "eigencam",
+                "eigengradcam",
+                "ablationcam"
+            ]
+        );
+        let slow: Vec<&str> = Method::all()
+            .filter(|m| m.is_slow())
+            .map(|m| m.name())
+            .collect();
+        assert_eq!(slow, ["ablationcam"]);
+        assert!(
+            Method::all()
+                .filter(|m| m.is_slow())
+                .all(|m| !m.cost().is_empty())
         );
         // Every name once.
         assert_eq!(crate::dedup::unique(Method::names()), Method::names());

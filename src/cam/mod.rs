@@ -1,28 +1,47 @@
-//! Class activation maps. A method defines only its per-step channel (or element) weights from
-//! activations and gradients ([`CamMethod`]); [`method`] is the table of methods (each in its
-//! own file under `cam/method/`), [`integrate`]
-//! owns the path, and the [`Explainer`](crate::Explainer) the passes and sums over it, so
+//! Class activation maps. A method defines only its weighted activations for a batch of path
+//! points ([`CamMethod`]: from the activations, their gradients, or re-runs of the head);
+//! [`method`] is the table of methods (each in its own file under `cam/method/`), [`integrate`]
+//! owns the path and its quadrature, [`principal`] the first principal component (Eigen-CAM and
+//! eigen-smoothing), and the [`Explainer`](crate::Explainer) the passes and sums over them, so
 //! every CAM method also has an integrated variant.
 
 pub mod integrate;
 pub mod method;
+pub mod principal;
 mod weights;
 
 use burn::tensor::{Tensor, activation};
 
-pub use integrate::alphas;
+pub use integrate::{Quadrature, alphas};
 pub use method::{Compute, METHODS, Method, MethodInfo};
-pub use weights::CamMethod;
+pub use weights::{CamInputs, CamMethod, HeadScores};
 
 use crate::error::Result;
 use crate::onnx::host_values;
 
-/// `sum_b relu(sum_k w_k * A_k)` over a batch of activations and their gradients, as a
-/// `[1, 1, h, w]` tensor still on the device: one path chunk's share of a (possibly integrated)
-/// CAM map.
-pub fn cam_map(method: &dyn CamMethod, activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4> {
-    let weights = method.weights(activations.clone(), gradients);
-    activation::relu(weights.mul(activations).sum_dim(1)).sum_dim(0)
+/// `sum_b w_b * relu(sum_k weighted_k)` over a batch of path points (with `eigen_smooth`, or
+/// for a method that always [projects](CamMethod::projects), the first principal component of
+/// the weighted activations instead of their channel sum), as a `[1, 1, h, w]` tensor still on
+/// the device: one path chunk's share of a (possibly integrated) CAM map. `point_weights`
+/// (`[B, 1, 1, 1]`, the quadrature's) default to 1.
+pub fn cam_map(
+    method: &dyn CamMethod,
+    inputs: &CamInputs,
+    eigen_smooth: bool,
+    point_weights: Option<&Tensor<4>>,
+) -> Result<Tensor<4>> {
+    let weighted = method.weighted(inputs)?;
+    let per_point = if method.projects() || eigen_smooth {
+        principal::project(weighted)?
+    } else {
+        weighted.sum_dim(1)
+    };
+    let maps = activation::relu(per_point);
+    Ok(match point_weights {
+        Some(w) => maps.mul(w.clone()),
+        None => maps,
+    }
+    .sum_dim(0))
 }
 
 /// A 2-D map, row-major.

@@ -1,11 +1,63 @@
-//! What a CAM method defines: its per-step channel (or element) weights.
+//! What a CAM method defines: its weighted activations, from which the map is their channel sum
+//! (or their first principal component) through a ReLU.
 
 use burn::tensor::Tensor;
 
-/// A CAM method: how to weight the activation channels from activations and gradients. Its
-/// name and description live in its row of the [method table](super::method::METHODS).
+use crate::error::{Error, Result};
+
+/// The target's scores after the layer, for activations a method has altered (Ablation-CAM's
+/// ablated channels): the rest of the graph runs on them.
+pub trait HeadScores {
+    /// The target's logit for each of `activations` (`[n, K, h, w]`), which stand in for path
+    /// point `point` of the batch being explained.
+    fn scores(&self, point: usize, activations: Tensor<4>) -> Result<Vec<f32>>;
+}
+
+/// What a method may look at for one batch of path points.
+pub struct CamInputs<'a> {
+    /// The layer's activations `[B, K, h, w]`.
+    pub activations: &'a Tensor<4>,
+    /// `dS_c/dA`, the same shape; `None` when no method of the batch uses gradients.
+    pub gradients: Option<&'a Tensor<4>>,
+    /// The rest of the graph, for the target.
+    pub head: &'a dyn HeadScores,
+}
+
+impl CamInputs<'_> {
+    /// The gradients, which a method that [uses](CamMethod::uses_gradients) them always gets.
+    pub fn gradients(&self) -> Result<Tensor<4>> {
+        self.gradients
+            .cloned()
+            .ok_or_else(|| Error::Internal("a gradient method was given no gradients".into()))
+    }
+}
+
+/// A CAM method: how to weight the layer's activations. Its name and description live in its
+/// row of the [method table](super::method::METHODS).
 pub trait CamMethod: Sync {
-    /// Weights broadcastable against activations `[B, K, H, W]`: per channel `[B, K, 1, 1]`
-    /// or per element `[B, K, H, W]`. The map is then `relu(sum_k weights * A)`.
-    fn weights(&self, activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4>;
+    /// The weighted activations `[B, K, h, w]` (pytorch-grad-cam's `weighted_activations`): the
+    /// map of each path point is `relu(sum_k weighted_k)`, or with
+    /// [`CamMethod::projects`] (or eigen-smoothing) `relu` of their first principal component.
+    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>>;
+
+    /// Whether the method needs `dS_c/dA` (the head's reverse pass).
+    fn uses_gradients(&self) -> bool {
+        true
+    }
+
+    /// Whether the map depends on the target at all (Eigen-CAM's does not: one map serves
+    /// every target).
+    fn uses_target(&self) -> bool {
+        true
+    }
+
+    /// Whether the map is always the first principal component (Eigen-CAM and kin).
+    fn projects(&self) -> bool {
+        false
+    }
+}
+
+/// `weights * activations` for per-channel `[B, K, 1, 1]` or per-element weights.
+pub fn weigh(weights: Tensor<4>, activations: &Tensor<4>) -> Tensor<4> {
+    weights.mul(activations.clone())
 }

@@ -16,7 +16,7 @@ use super::load::{self, DEFAULT_INPUT_SIZE};
 use super::ops::is_plain_cpu;
 use super::path::{PathEnds, affine_stem, along};
 use super::profile;
-use super::value::{FloatValue, Value, host_values};
+use super::value::{FloatValue, MAX_RANK, Value, host_values};
 use crate::error::{Error, Result};
 
 /// An ONNX image classifier loaded onto a Burn device.
@@ -573,6 +573,80 @@ impl OnnxModel {
         );
         self.run_images(&mut env, p + 1..self.graph.nodes.len(), &[], batch)?;
         self.logits(env)
+    }
+}
+
+impl OnnxModel {
+    /// The `target` logit for each of `activations` (`[n, K, h, w]`) standing in for image
+    /// `point` of the batch whose rest-of-graph tensors are `env` (from
+    /// [`OnnxModel::forward_to`] or [`OnnxModel::forward_path_to`] on `points` images): every
+    /// float of that batch in `env` is narrowed to image `point` and repeated. Shape arithmetic
+    /// in `env` (integers from `Shape` before the layer) holds `points` as the batch, so where
+    /// `env` has any, the copies go through in groups of exactly `points` (the last group
+    /// padded with repeats of its last copy, whose scores are dropped); one at a time where the
+    /// model has a [`OnnxModel::batch_breaker`].
+    pub fn head_scores(
+        &self,
+        (layer, env, points): (&str, &Env, usize),
+        point: usize,
+        activations: Tensor<4>,
+        target: usize,
+    ) -> Result<Vec<f32>> {
+        let n = activations.dims()[0];
+        let shapes_fix_batch = env.values().any(|v| matches!(v, Value::Int(_)));
+        let group = match (self.batch_breaker.is_some(), shapes_fix_batch) {
+            (true, true) if points > 1 => {
+                return Err(Error::Backend(
+                    "the model runs one image at a time, yet its shape arithmetic holds a batch: explain one path point per chunk (`batch` 1)".into(),
+                ));
+            }
+            (true, _) => 1,
+            (false, true) => points,
+            (false, false) => n,
+        };
+        let mut scores = Vec::with_capacity(n);
+        let mut first = 0;
+        while first < n {
+            let take = group.min(n - first);
+            let mut copies = activations.clone().narrow(0, first, take);
+            if take < group {
+                let last = copies
+                    .clone()
+                    .narrow(0, take - 1, 1)
+                    .repeat_dim(0, group - take);
+                copies = Tensor::cat(vec![copies, last], 0);
+            }
+            let env = env
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.clone(),
+                        one_image_repeated(value, points, point, group),
+                    )
+                })
+                .collect();
+            let logits = self.forward_from(env, layer, copies)?;
+            scores.extend(
+                host_values(logits.narrow(1, target, 1))?
+                    .into_iter()
+                    .take(take),
+            );
+            first += take;
+        }
+        Ok(scores)
+    }
+}
+
+/// `value` with its image `point` of `points` repeated `n` times, where its first logical axis
+/// is the batch (a float of rank 2 to 4 whose first axis has `points` entries); else `value`.
+fn one_image_repeated(value: &Value, points: usize, point: usize, n: usize) -> Value {
+    match value {
+        Value::Float(f) if (2..=4).contains(&f.rank) && f.shape()[0] == points => {
+            let axis = MAX_RANK - f.rank;
+            let one = f.tensor.clone().narrow(axis, point, 1);
+            Value::Float(f.with_tensor(one.repeat_dim(axis, n)))
+        }
+        other => other.clone(),
     }
 }
 

@@ -212,12 +212,19 @@ await check("compare all explains the top-5 in one run; another class then shows
     await explainCat(page, "compare", 8);
     const shown = await page.$$eval("figure.result", (fs) => fs.map((f) => f.dataset.method));
     // The page lists every method of the library's table (the paper's six first), and
-    // "compare all" shows each whose pass serves the whole top-5.
+    // "compare all" shows each whose pass serves the whole top-5, the slow ones (marked with
+    // their cost in the list) left out.
     const table = await page.evaluate(() => window.igcamMethods);
     const listed = await page.$$eval("#method option", (os) => os.map((o) => o.value));
     assert(listed.join(",") === [...table.map((m) => m.name), "compare"].join(","), `the method list is ${listed}, the table ${table.map((m) => m.name)}`);
     assert(listed.slice(0, 6).join(",") === "igcam,gradcam,gradcampp,xgradcam,layercam,ig", `the method list is ${listed}`);
-    const perTopK = table.filter((m) => !m.per_class).map((m) => m.name);
+    const perTopK = table.filter((m) => !m.per_class && !m.slow).map((m) => m.name);
+    assert(table.some((m) => m.slow), "no method of the table is marked slow");
+    const labels = await page.$$eval("#method option", (os) => os.map((o) => o.textContent));
+    for (const m of table.filter((x) => x.slow)) {
+      const label = labels[listed.indexOf(m.name)];
+      assert(m.cost && label.includes(m.cost), `the slow ${m.name} is listed as "${label}", without its cost`);
+    }
     assert(shown.join(",") === perTopK.join(","), `compare shows ${shown}, expected ${perTopK}`);
     await page.screenshot({ path: join(artifacts, "compare.png"), fullPage: true });
     const second = await page.evaluate(() => { window.igcamResult = undefined; return document.querySelectorAll("#top5 button.class")[1].textContent; });

@@ -143,6 +143,10 @@ struct MethodRow {
     display: &'static str,
     /// Whether its pass is per class (pixel IG): the page then explains the current class only.
     per_class: bool,
+    /// Its cost beyond the shared pass, for people ("" when nothing worth saying).
+    cost: &'static str,
+    /// Whether that cost is far above the shared pass: left out of "compare all".
+    slow: bool,
 }
 
 /// Every method of the library's table, in its order: the page lists them all.
@@ -153,6 +157,8 @@ pub fn methods() -> Result<JsValue, JsError> {
             name: m.name(),
             display: m.display(),
             per_class: m.is_pixel(),
+            cost: m.cost(),
+            slow: m.is_slow(),
         })
         .collect();
     Ok(serde_wasm_bindgen::to_value(&rows)?)

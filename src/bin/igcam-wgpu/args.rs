@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use igcam::cam::Method;
+use igcam::cam::{Method, Quadrature};
 use igcam::preprocess::{Baseline, Preset};
 use igcam::{Explainer, ExplainerOptions, Request};
 
@@ -76,15 +76,24 @@ pub struct DeviceArgs {
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Methods and path")]
 pub struct PathArgs {
-    /// Methods, comma-separated.
+    /// Methods, comma-separated; `all`: every method of the table.
     #[arg(long = "method", visible_alias = "methods", value_delimiter = ',', value_parser = method_parser(), default_value = "igcam")]
-    pub methods: Vec<Method>,
+    pub methods: Vec<MethodArg>,
     /// Integrate every CAM method along the path (IG-CAM and IG always do).
     #[arg(long)]
     pub integrate: bool,
+    /// Each CAM map from the first principal component of the weighted activations instead of
+    /// their channel sum (pytorch-grad-cam's eigen_smooth; Eigen-CAM and EigenGrad-CAM always
+    /// project).
+    #[arg(long)]
+    pub eigen_smooth: bool,
     /// Path steps m for the integrated methods.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
+    /// Where the path's points sit and what each weighs, as Captum's IntegratedGradients
+    /// `method` (Captum's default is gausslegendre; igcam keeps the paper's left Riemann sum).
+    #[arg(long, value_enum, default_value_t = Quadrature::RiemannLeft)]
+    pub quadrature: Quadrature,
     /// Path steps per forward/backward chunk. Default: 10 at 224x224, scaled by the input area,
     /// fewer for a model with very large activations.
     #[arg(long)]
@@ -97,22 +106,50 @@ pub struct PathArgs {
     pub force: bool,
 }
 
-/// The `--method` values, from the method table.
-fn method_parser() -> impl TypedValueParser<Value = Method> {
-    PossibleValuesParser::new(Method::names())
-        .map(|name| Method::parse(&name).expect("a name from the method table"))
+/// One `--method` value: a method of the table, or `all` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodArg {
+    /// One method.
+    One(Method),
+    /// Every method of the table.
+    All,
+}
+
+/// The `--method` values, from the method table, and `all`.
+fn method_parser() -> impl TypedValueParser<Value = MethodArg> {
+    PossibleValuesParser::new(Method::names().into_iter().chain(["all"])).map(|name| {
+        match Method::parse(&name) {
+            Ok(m) => MethodArg::One(m),
+            Err(_) => MethodArg::All,
+        }
+    })
 }
 
 impl PathArgs {
+    /// The methods asked for, `all` expanded, each once, in the order asked.
+    pub fn methods(&self) -> Vec<Method> {
+        let all: Vec<Method> = self
+            .methods
+            .iter()
+            .flat_map(|m| match *m {
+                MethodArg::One(m) => vec![m],
+                MethodArg::All => Method::all().collect(),
+            })
+            .collect();
+        igcam::dedup::unique(all)
+    }
+
     /// The request for `targets`, with the per-map clock.
     pub fn request(&self, targets: Vec<usize>) -> Request {
         Request {
             targets,
-            methods: self.methods.clone(),
+            methods: self.methods(),
             integrate: self.integrate,
             steps: self.steps,
+            quadrature: self.quadrature,
             force: self.force,
             layer: None,
+            eigen_smooth: self.eigen_smooth,
             batch: None,
             clock: Some(crate::clock::now_ms),
         }

@@ -112,9 +112,8 @@ fn time_row(
     image: &DynamicImage,
     row: &Row,
 ) -> Result<MethodTiming> {
-    let mut path = args.common.path.clone();
-    path.methods = row.methods.clone();
-    let request = path.request(row.targets.clone());
+    let mut request = args.common.path.request(row.targets.clone());
+    request.methods = row.methods.clone();
     // Warm-up: kernel compilation and allocations.
     let maps = run_once(explainer, image, &request)?;
     let mut times = Vec::with_capacity(args.reps);
@@ -235,7 +234,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let image = args.common.image.decode(&bytes, "image")?;
     let targets = explainer.resolve_targets(&explainer.prepare(&image)?, &args.target)?;
     let mut rows: Vec<Row> = Vec::new();
-    let first = args.common.path.methods[0];
+    let methods = args.common.path.methods();
+    let first = methods[0];
     if args.together && targets.len() > 1 {
         // The single map the one-pass request is compared with.
         rows.push(Row {
@@ -244,7 +244,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             targets: vec![targets[0]],
         });
     }
-    rows.extend(args.common.path.methods.iter().map(|&m| Row {
+    rows.extend(methods.iter().map(|&m| Row {
         name: m.label(args.common.path.integrate),
         methods: vec![m],
         targets: targets.clone(),
@@ -253,16 +253,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         rows.push(Row {
             name: format!(
                 "together: {} x {} targets",
-                args.common
-                    .path
-                    .methods
+                methods
                     .iter()
                     .map(|m| m.label(args.common.path.integrate))
                     .collect::<Vec<_>>()
                     .join("+"),
                 targets.len()
             ),
-            methods: args.common.path.methods.clone(),
+            methods: methods.clone(),
             targets: targets.clone(),
         });
     }
@@ -292,10 +290,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         report.batch,
         report.targets
     );
-    println!("| method | maps | median ms | p90 ms | images/s |\n|---|---|---|---|---|");
+    // Each row's time against Grad-CAM's, where Grad-CAM was timed alone.
+    let gradcam = report
+        .results
+        .iter()
+        .find(|r| r.method == "gradcam")
+        .map(|r| r.median_ms);
+    let ratio_head = if gradcam.is_some() {
+        " vs gradcam |"
+    } else {
+        ""
+    };
+    let ratio_rule = if gradcam.is_some() { "---|" } else { "" };
+    println!(
+        "| method | maps | median ms | p90 ms | images/s |{ratio_head}\n|---|---|---|---|---|{ratio_rule}"
+    );
     for r in &report.results {
+        let ratio = gradcam.map_or(String::new(), |g| format!(" {:.2}x |", r.median_ms / g));
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.2} |",
+            "| {} | {} | {:.1} | {:.1} | {:.2} |{ratio}",
             r.method, r.maps, r.median_ms, r.p90_ms, r.images_per_s
         );
     }

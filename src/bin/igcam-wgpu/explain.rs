@@ -184,6 +184,20 @@ impl Session<'_> {
                 )?;
             }
             let target = igcam::labels::prediction(&prepared.logits, explainer.labels(), e.target);
+            if let Some(delta) = e.convergence_delta {
+                let gap = (e.map.values.iter().map(|&v| v as f64).sum::<f64>() - delta).abs();
+                if delta.abs() > CONVERGENCE_WARNING * gap {
+                    self.bar.suspend(|| {
+                        eprintln!(
+                            "warning: {} for class {}: the attributions sum to {:.4} more than the score's change from the baseline ({:.1} % of it); raise --steps or use --quadrature gausslegendre",
+                            e.label,
+                            e.target,
+                            delta,
+                            100.0 * delta.abs() / gap.max(f64::MIN_POSITIVE)
+                        )
+                    });
+                }
+            }
             if !self.args.quiet {
                 self.bar.suspend(|| {
                     println!(
@@ -217,6 +231,8 @@ impl Session<'_> {
                 overlay_size: [overlay.width(), overlay.height()],
                 crop,
                 ms: e.ms,
+                quadrature: (e.steps > 1).then(|| self.args.common.path.quadrature.name()),
+                convergence_delta: e.convergence_delta,
             };
             image_records.push(serde_json::to_value(&record)?);
         }
@@ -228,6 +244,10 @@ impl Session<'_> {
         Ok(())
     }
 }
+
+/// Pixel IG's convergence delta above which `explain` warns, as a share of the score's change
+/// from the baseline to the photo.
+const CONVERGENCE_WARNING: f64 = 0.05;
 
 /// Runs `explain`. Images that fail are reported and skipped; the exit status is an error if
 /// any failed.

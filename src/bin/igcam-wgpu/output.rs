@@ -337,4 +337,11 @@ pub struct JsonRecord<'a> {
     pub crop: igcam::metrics::PixelBox,
     /// Wall time of the explanation in milliseconds.
     pub ms: f64,
+    /// The quadrature of an integrated map (Captum's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quadrature: Option<&'static str>,
+    /// Pixel IG's convergence delta, `sum(cam) - (S_c(x) - S_c(baseline))` (Captum's
+    /// `return_convergence_delta`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub convergence_delta: Option<f64>,
 }

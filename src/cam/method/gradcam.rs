@@ -2,13 +2,15 @@
 
 use burn::tensor::Tensor;
 
-use crate::cam::weights::CamMethod;
+use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::error::Result;
 
 /// Grad-CAM weights: `mean_uv(dS_c/dA_k)`.
 pub struct GradCam;
 
 impl CamMethod for GradCam {
-    fn weights(&self, _activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4> {
-        gradients.mean_dim(3).mean_dim(2)
+    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
+        let weights = inputs.gradients()?.mean_dim(3).mean_dim(2);
+        Ok(weigh(weights, inputs.activations))
     }
 }

@@ -3,19 +3,22 @@
 
 use burn::tensor::{Tensor, activation};
 
-use crate::cam::weights::CamMethod;
+use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::error::Result;
 
 /// Grad-CAM++ weights: `sum_uv relu(g) * g^2 / (2 g^2 + sum_uv(A) * g^3 + eps)`.
 pub struct GradCamPlusPlus;
 
 impl CamMethod for GradCamPlusPlus {
-    fn weights(&self, activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4> {
+    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
+        let gradients = inputs.gradients()?;
         let g2 = gradients.clone().mul(gradients.clone());
         let g3 = g2.clone().mul(gradients.clone());
-        let sum_a = activations.sum_dim(3).sum_dim(2);
+        let sum_a = inputs.activations.clone().sum_dim(3).sum_dim(2);
         let alpha = g2
             .clone()
             .div(g2.mul_scalar(2.0).add(g3.mul(sum_a)).add_scalar(1e-6));
-        activation::relu(gradients).mul(alpha).sum_dim(3).sum_dim(2)
+        let weights = activation::relu(gradients).mul(alpha).sum_dim(3).sum_dim(2);
+        Ok(weigh(weights, inputs.activations))
     }
 }

@@ -2,13 +2,17 @@
 
 use burn::tensor::{Tensor, activation};
 
-use crate::cam::weights::CamMethod;
+use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::error::Result;
 
 /// LayerCAM weights: `relu(g)` per element.
 pub struct LayerCam;
 
 impl CamMethod for LayerCam {
-    fn weights(&self, _activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4> {
-        activation::relu(gradients)
+    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
+        Ok(weigh(
+            activation::relu(inputs.gradients()?),
+            inputs.activations,
+        ))
     }
 }

