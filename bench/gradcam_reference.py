@@ -32,6 +32,7 @@ CLASSES = {
     "eigencam": pytorch_grad_cam.EigenCAM,
     "eigengradcam": pytorch_grad_cam.EigenGradCAM,
     "ablationcam": pytorch_grad_cam.AblationCAM,
+    "scorecam": pytorch_grad_cam.ScoreCAM,
 }
 
 

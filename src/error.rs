@@ -31,6 +31,10 @@ pub enum Setting {
     NoCrop,
     /// Explain a truncated JPEG anyway.
     Lenient,
+    /// The noise tunnel's number of noisy samples.
+    NtSamples,
+    /// The noise tunnel's standard deviation.
+    NtStdev,
 }
 
 impl Setting {
@@ -46,6 +50,8 @@ impl Setting {
             Setting::MaxPixels => "max_pixels",
             Setting::NoCrop => "no_crop",
             Setting::Lenient => "lenient",
+            Setting::NtSamples => "noise_tunnel.samples",
+            Setting::NtStdev => "noise_tunnel.stdev",
         }
     }
 }

@@ -12,7 +12,8 @@
 use burn::tensor::Tensor;
 use image::{DynamicImage, RgbImage};
 
-use crate::cam::{CamInputs, CamMap, HeadScores, Method, Quadrature};
+use crate::cam::noise_tunnel::{self, NoiseTunnel};
+use crate::cam::{CamInputs, CamMap, HeadScores, Method, Quadrature, aug_smooth};
 use crate::dedup::unique;
 use crate::error::{Error, Message, Result, Setting};
 use crate::labels::{self, Prediction};
@@ -156,6 +157,18 @@ impl Explainer {
             self.options.baseline,
             self.model.device(),
         );
+        self.start_prepare_inputs(photo, x, b)
+    }
+
+    /// [`Explainer::start_prepare_fitted`] from the normalised input `x` and baseline `b`
+    /// (`[1, C, H, W]`) of `photo`.
+    fn start_prepare_inputs(
+        &self,
+        photo: RgbImage,
+        x: Tensor<4>,
+        b: Tensor<4>,
+    ) -> Result<Preparing> {
+        let size = self.model.input_size();
         let (activations, env) = self.model.phase("forward to layer", || {
             self.model.forward_to(x.clone(), &self.layer)
         })?;
@@ -208,12 +221,115 @@ impl Explainer {
         request: &Request,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Explanation>> {
+        if let Some(tunnel) = request.noise_tunnel {
+            return self.explain_noise_tunneled(prepared, request, tunnel, progress);
+        }
+        if request.aug_smooth {
+            return self.explain_aug_smoothed(prepared, request, progress);
+        }
         let mut run = self.start(prepared, request)?;
         while !run.is_done() {
             let (done, total) = run.step()?;
             progress(done, total);
         }
         run.finish()?.into_explanations()
+    }
+
+    /// [`Explainer::explain`] with `aug_smooth`: the request once per augmented input, each
+    /// map deaugmented, and the six averaged (labels gain `+aug-smooth`).
+    fn explain_aug_smoothed(
+        &self,
+        prepared: &Prepared,
+        request: &Request,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Explanation>> {
+        let plain = Request {
+            aug_smooth: false,
+            ..request.clone()
+        };
+        let size = self.model.input_size();
+        let rounds = aug_smooth::AUGMENTATIONS.len();
+        let mut all: Vec<Vec<Explanation>> = Vec::with_capacity(rounds);
+        for (round, &augmentation) in aug_smooth::AUGMENTATIONS.iter().enumerate() {
+            let x = aug_smooth::augment(prepared.input(), augmentation);
+            let augmented = self
+                .start_prepare_inputs(prepared.photo.clone(), x, prepared.baseline().clone())?
+                .finish_blocking(self)?;
+            let mut maps = self.explain(&augmented, &plain, &mut |done, total| {
+                progress(round * total + done, rounds * total)
+            })?;
+            for e in &mut maps {
+                e.map = aug_smooth::deaugment(&e.map, augmentation, size);
+            }
+            all.push(maps);
+        }
+        let mut out = all.remove(0);
+        for (i, e) in out.iter_mut().enumerate() {
+            let mut maps = vec![e.map.clone()];
+            maps.extend(all.iter().map(|r| r[i].map.clone()));
+            e.map = aug_smooth::mean(&maps);
+            e.ms += all.iter().map(|r| r[i].ms).sum::<f64>();
+            e.convergence_delta = None;
+            e.label.push_str("+aug-smooth");
+        }
+        Ok(out)
+    }
+
+    /// [`Explainer::explain`] with a noise tunnel: the request once per noisy copy of the input
+    /// (the baseline stays), the maps combined (labels gain `+smoothgrad`, ...).
+    fn explain_noise_tunneled(
+        &self,
+        prepared: &Prepared,
+        request: &Request,
+        tunnel: NoiseTunnel,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Explanation>> {
+        request.check(self.model.num_classes())?;
+        // Pixel IG's channels are combined one by one, as Captum combines its attribution
+        // tensor, and summed afterwards.
+        let plain = Request {
+            noise_tunnel: None,
+            ig_channels: true,
+            ..request.clone()
+        };
+        let x = prepared.input();
+        let dims = x.dims();
+        let per_sample: usize = dims.iter().product();
+        let noise = crate::cam::random::standard_normals(request.seed, tunnel.samples * per_sample);
+        let mut out: Vec<Explanation> = Vec::new();
+        let mut sums: Vec<noise_tunnel::Sums> = Vec::new();
+        for (j, noise) in noise.chunks_exact(per_sample).enumerate() {
+            let noise = Tensor::<4>::from_data(
+                burn::tensor::TensorData::new(noise.to_vec(), dims),
+                self.model.device(),
+            );
+            let noisy = x.clone().add(noise.mul_scalar(tunnel.stdev));
+            let sample = self
+                .start_prepare_inputs(prepared.photo.clone(), noisy, prepared.baseline().clone())?
+                .finish_blocking(self)?;
+            let maps = self.explain(&sample, &plain, &mut |done, total| {
+                progress(j * total + done, tunnel.samples * total)
+            })?;
+            if j == 0 {
+                sums = vec![noise_tunnel::Sums::default(); maps.len()];
+                out = maps.clone();
+                out.iter_mut().for_each(|e| e.ms = 0.0);
+            }
+            for ((e, sum), m) in out.iter_mut().zip(&mut sums).zip(&maps) {
+                sum.add(&m.map);
+                e.ms += m.ms;
+            }
+        }
+        let channels = dims[1];
+        for (e, sum) in out.iter_mut().zip(&sums) {
+            e.map.values = sum.combine(tunnel.kind);
+            if e.method.is_pixel() && !request.ig_channels {
+                e.map = sum_channels(&e.map, channels);
+            }
+            e.convergence_delta = None;
+            e.label = format!("{}+{}", e.label, tunnel.kind.name());
+        }
+        Ok(out)
     }
 
     /// Starts `request` as a stepper, for callers that must not block between chunks.
@@ -315,6 +431,16 @@ pub struct Request {
     /// Each map from the first principal component of the weighted activations instead of
     /// their channel sum (pytorch-grad-cam's `eigen_smooth`).
     pub eigen_smooth: bool,
+    /// Each map the mean over six augmented inputs, flipped and scaled, at the input's
+    /// resolution (pytorch-grad-cam's `aug_smooth`; [`crate::cam::aug_smooth`]).
+    pub aug_smooth: bool,
+    /// Captum's noise tunnel around every method ([`crate::cam::noise_tunnel`]).
+    pub noise_tunnel: Option<NoiseTunnel>,
+    /// The seed of everything random (the noise tunnel's noise, RandomCAM's weights).
+    pub seed: u64,
+    /// Pixel IG's map keeps the colour channels, stacked (`C·H × W`: Captum's attribution
+    /// tensor) instead of summing them.
+    pub ig_channels: bool,
     /// Path points per chunk instead of the explainer's.
     pub batch: Option<usize>,
     /// A clock for the per-map `ms` (the core never reads one by itself); `None`: `ms` is 0.
@@ -333,6 +459,10 @@ impl Request {
             force: false,
             layer: None,
             eigen_smooth: false,
+            aug_smooth: false,
+            noise_tunnel: None,
+            seed: 0,
+            ig_channels: false,
             batch: None,
             clock: None,
         }
@@ -360,6 +490,21 @@ impl Request {
         if self.methods.iter().any(|m| m.integrates(self.integrate)) {
             self.quadrature.check(self.steps)?;
         }
+        if let Some(t) = self.noise_tunnel {
+            if t.samples == 0 {
+                return Err(Error::InvalidOption(
+                    Message::setting(Setting::NtSamples).text(" must be at least 1"),
+                ));
+            }
+            if !(t.stdev.is_finite() && t.stdev >= 0.0) {
+                return Err(Error::InvalidOption(
+                    Message::setting(Setting::NtStdev).text(format!(
+                        " must be a finite number at least 0, not {}",
+                        t.stdev
+                    )),
+                ));
+            }
+        }
         if self.methods.is_empty() {
             return Err(Error::InvalidOption("no method to run".into()));
         }
@@ -370,6 +515,23 @@ impl Request {
             return Err(Error::TargetOutOfRange { index, classes });
         }
         Ok(())
+    }
+}
+
+/// A map of `channels` stacked planes (`C·H × W`) summed into one `H × W` plane.
+fn sum_channels(map: &CamMap, channels: usize) -> CamMap {
+    let height = map.height / channels;
+    let plane = height * map.width;
+    let mut values = vec![0.0; plane];
+    for stacked in map.values.chunks_exact(plane) {
+        for (v, s) in values.iter_mut().zip(stacked) {
+            *v += s;
+        }
+    }
+    CamMap {
+        height,
+        width: map.width,
+        values,
     }
 }
 
@@ -463,6 +625,8 @@ pub struct Explaining<'a> {
     /// default left Riemann sum), `s_i` for IG's gradients.
     step_sizes: Vec<f64>,
     eigen_smooth: bool,
+    seed: u64,
+    ig_channels: bool,
     done: usize,
     total: usize,
     clock: Option<Clock>,
@@ -522,6 +686,8 @@ impl<'a> Explaining<'a> {
             alphas,
             step_sizes,
             eigen_smooth: request.eigen_smooth,
+            seed: request.seed,
+            ig_channels: request.ig_channels,
             done: 0,
             total,
             clock: request.clock,
@@ -597,7 +763,7 @@ impl<'a> Explaining<'a> {
     fn cams_from(
         &mut self,
         served: &[usize],
-        (activations, env): (&Tensor<4>, &Env),
+        (activations, env, alphas): (&Tensor<4>, &Env, Option<&[f32]>),
         point_weights: Option<&Tensor<4>>,
     ) -> Result<()> {
         let explainer = self.explainer;
@@ -626,11 +792,20 @@ impl<'a> Explaining<'a> {
                 model,
                 at: (&layer, env, points),
                 target,
+                path: (&self.prepared.path, alphas),
+                chunk: model.fit_chunk(explainer.batch),
             };
+            let chunk_first = alphas.map_or(0, |a| {
+                self.alphas
+                    .iter()
+                    .position(|x| x.to_bits() == a[0].to_bits())
+                    .unwrap_or(0)
+            });
             let inputs = CamInputs {
                 activations,
                 gradients: gradients.as_ref(),
                 head: &head,
+                seed: self.seed ^ ((target as u64) << 32) ^ chunk_first as u64,
             };
             let mine: Vec<usize> = served
                 .iter()
@@ -660,13 +835,13 @@ impl<'a> Explaining<'a> {
         let served = self.cam_slots(false);
         let state = &self.prepared.at_input;
         if state.layer == self.layer {
-            self.cams_from(&served, (&state.activations, &state.env), None)?;
+            self.cams_from(&served, (&state.activations, &state.env, None), None)?;
         } else {
             let model = &self.explainer.model;
             let (activations, env) = model.phase("forward to layer", || {
                 model.forward_to(self.prepared.path.x.clone(), &self.layer)
             })?;
-            self.cams_from(&served, (&activations, &env), None)?;
+            self.cams_from(&served, (&activations, &env, None), None)?;
         }
         Ok(served)
     }
@@ -682,7 +857,12 @@ impl<'a> Explaining<'a> {
         let scales: Vec<f64> = self.step_sizes[from..to].iter().map(|s| m * s).collect();
         let weights =
             (scales.iter().any(|&w| w as f32 != 1.0)).then(|| self.point_weights(&scales));
-        self.cams_from(&served, (&activations, &env), weights.as_ref())?;
+        let alphas = self.alphas[from..to].to_vec();
+        self.cams_from(
+            &served,
+            (&activations, &env, Some(&alphas)),
+            weights.as_ref(),
+        )?;
         Ok(served)
     }
 
@@ -714,7 +894,13 @@ impl<'a> Explaining<'a> {
                 .ok_or_else(|| Error::Internal(format!("the map of {} has no part", s.method)))?;
             let (map, layer, steps) = if s.method.is_pixel() {
                 // The gradients were summed with the quadrature's step sizes.
-                let ig = path.x.clone().sub(path.b.clone()).mul(sum).sum_dim(1);
+                let ig = path.x.clone().sub(path.b.clone()).mul(sum);
+                let ig = if self.ig_channels {
+                    let [_, c, h, w] = ig.dims();
+                    ig.reshape([1, 1, c * h, w])
+                } else {
+                    ig.sum_dim(1)
+                };
                 (ig, "input".to_string(), steps)
             } else {
                 (sum, layer.clone(), if s.integrated { steps } else { 1 })
@@ -722,7 +908,11 @@ impl<'a> Explaining<'a> {
             maps.push(Explanation {
                 target: s.target,
                 method: s.method,
-                label: s.method.label(s.integrated && !s.method.is_pixel()),
+                label: if self.eigen_smooth && !s.method.is_pixel() {
+                    format!("{}+eigen-smooth", s.method.label(s.integrated))
+                } else {
+                    s.method.label(s.integrated && !s.method.is_pixel())
+                },
                 layer,
                 steps,
                 map,
@@ -748,11 +938,14 @@ impl<'a> Explaining<'a> {
     }
 }
 
-/// The rest of the graph after the layer, scoring one target ([`HeadScores`]).
+/// The model again for one target and one batch of path points ([`HeadScores`]).
 struct Head<'a> {
     model: &'a OnnxModel,
     at: (&'a str, &'a Env, usize),
     target: usize,
+    /// The batch's path points: the photo itself (`None`) or these positions on the path.
+    path: (&'a PathEnds, Option<&'a [f32]>),
+    chunk: usize,
 }
 
 impl HeadScores for Head<'_> {
@@ -761,6 +954,32 @@ impl HeadScores for Head<'_> {
             self.model
                 .head_scores(self.at, point, activations, self.target)
         })
+    }
+
+    fn image(&self, point: usize) -> Tensor<4> {
+        match self.path {
+            (ends, Some(alphas)) => ends.points(&alphas[point..point + 1]),
+            (ends, None) => ends.x.clone(),
+        }
+    }
+
+    fn image_scores(&self, images: Tensor<4>) -> Result<Vec<f32>> {
+        self.model.phase("network re-runs", || {
+            let n = images.dims()[0];
+            let mut scores = Vec::with_capacity(n);
+            let mut first = 0;
+            while first < n {
+                let take = self.chunk.min(n - first);
+                let logits = self.model.forward(images.clone().narrow(0, first, take))?;
+                scores.extend(crate::onnx::host_values(logits.narrow(1, self.target, 1))?);
+                first += take;
+            }
+            Ok(scores)
+        })
+    }
+
+    fn chunk(&self) -> usize {
+        self.chunk
     }
 }
 

@@ -345,6 +345,56 @@ fn method_quadrature_and_smoothing_options_reach_the_json() {
         1e-4,
     );
 
+    // Aug-smoothing: pytorch-grad-cam's aug_smooth output, at the input's resolution.
+    let (aug_layer, aug_maps) = library["layers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, l)| l["maps"].get("gradcam+aug-smooth").is_some())
+        .expect("an aug-smoothed reference");
+    let (augmented, _) = run(
+        &["--method", "gradcam", "--aug-smooth", "--layer", aug_layer],
+        "aug.json",
+    );
+    assert_eq!(augmented[0]["method"], "gradcam+aug-smooth");
+    assert_eq!(
+        (
+            augmented[0]["cam"]["height"].as_u64(),
+            augmented[0]["cam"]["width"].as_u64()
+        ),
+        (Some(128), Some(128))
+    );
+    assert_close(
+        "gradcam+aug-smooth",
+        &cam_values(&augmented[0]),
+        &array(&aug_maps["maps"]["gradcam+aug-smooth"]).0,
+        1e-4,
+    );
+
+    // A noise tunnel: the same seed, the same maps; another seed, others.
+    let tunnel = |seed: &str, name: &str| {
+        let args = [
+            "--method",
+            "gradcam",
+            "--noise-tunnel",
+            "vargrad",
+            "--nt-samples",
+            "2",
+            "--seed",
+            seed,
+        ];
+        let (records, _) = run(&args, name);
+        assert_eq!(records[0]["method"], "gradcam+vargrad");
+        cam_values(&records[0])
+    };
+    let first = tunnel("3", "nt3.json");
+    assert_eq!(
+        first,
+        tunnel("3", "nt3-again.json"),
+        "--seed reproduces the noise"
+    );
+    assert_ne!(first, tunnel("4", "nt4.json"), "another seed, other noise");
+
     // Two left Riemann points: a larger delta, said too.
     let (_, stderr) = run(&["--method", "ig", "--steps", "2"], "short.json");
     assert!(
@@ -631,6 +681,39 @@ fn bad_options_are_refused() {
         ]
         .concat(),
         "--steps must be at least 2 for the gausslegendre quadrature",
+    );
+    refuses(
+        &[
+            &base[..],
+            &["--noise-tunnel", "smoothgrad", "--nt-samples", "0"],
+        ]
+        .concat(),
+        "--nt-samples must be at least 1",
+    );
+    refuses(
+        &[
+            &base[..],
+            &["--noise-tunnel", "smoothgrad", "--nt-stdev=-1"],
+        ]
+        .concat(),
+        "--nt-stdev must be a finite number at least 0, not -1",
+    );
+    refuses(
+        &[&base[..], &["--nt-samples", "3"]].concat(),
+        "the following required arguments were not provided:; --noise-tunnel <NOISE_TUNNEL>",
+    );
+    refuses(
+        &[
+            &base[..],
+            &[
+                "--method",
+                "kpcacam",
+                "--layer",
+                "/stem/stem.2/Relu_output_0",
+            ],
+        ]
+        .concat(),
+        "KPCA-CAM's kernel over 64x64 positions is too large (at most 1024); pass --layer to a later, smaller layer",
     );
     refuses(
         &[&base[..], &["--quadrature", "simpson"]].concat(),

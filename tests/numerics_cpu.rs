@@ -205,3 +205,69 @@ fn every_quadrature_matches_captum() {
         );
     }
 }
+
+/// Captum's NoiseTunnel (smoothgrad, smoothgrad_sq, vargrad) around IntegratedGradients and
+/// LayerGradCam, its noise replaced by igcam's generator for the same seed
+/// (tests/reference/make_method_fixtures.py): Grad-CAM within 1e-4, IG within the quadrature
+/// test's allowance for max-pool near-ties.
+#[test]
+fn noise_tunnel_matches_captum() {
+    use igcam::Request;
+    use igcam::cam::Method;
+    use igcam::cam::noise_tunnel::{NoiseKind, NoiseTunnel};
+    let reference = common::json("nets/resnet_tiny_captum.json");
+    let tunnel = &reference["noise_tunnel"];
+    let (explainer, prepared) = common::explainer("resnet_tiny", &Device::flex());
+    let target = reference["target"].as_u64().unwrap() as usize;
+    let own = reference["quadratures"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|q| q["captum_float32_vs_float64"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let kinds = [
+        ("smoothgrad", NoiseKind::SmoothGrad),
+        ("smoothgrad_sq", NoiseKind::SmoothGradSq),
+        ("vargrad", NoiseKind::VarGrad),
+    ];
+    for (name, kind) in kinds {
+        let want = &tunnel["kinds"][name];
+        let methods = vec![
+            Method::parse("gradcam").unwrap(),
+            Method::parse("ig").unwrap(),
+        ];
+        let mut request = Request::new(
+            vec![target],
+            methods,
+            tunnel["steps"].as_u64().unwrap() as usize,
+        );
+        request.noise_tunnel = Some(NoiseTunnel {
+            kind,
+            samples: tunnel["samples"].as_u64().unwrap() as usize,
+            stdev: tunnel["stdev"].as_f64().unwrap() as f32,
+        });
+        request.seed = tunnel["seed"].as_u64().unwrap();
+        let maps = common::explain(&explainer, &prepared, &request);
+        let [cam, ig] = maps.as_slice() else {
+            panic!("{name}: two maps expected");
+        };
+        assert_eq!(cam.label, format!("gradcam+{name}"));
+        assert_eq!(ig.label, format!("ig+{name}"));
+        assert_eq!(
+            ig.convergence_delta, None,
+            "{name}: no delta for a combined map"
+        );
+        common::assert_close(
+            &format!("Grad-CAM {name}"),
+            &cam.map.values,
+            &common::array(&want["gradcam"]).0,
+            1e-4,
+        );
+        common::assert_close(
+            &format!("IG {name}"),
+            &ig.map.values,
+            &common::array(&want["ig"]).0,
+            (3.0 * own).max(1e-4),
+        );
+    }
+}

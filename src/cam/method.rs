@@ -6,21 +6,29 @@
 mod ablationcam;
 mod eigencam;
 mod eigengradcam;
+mod fem;
 mod gradcam;
 mod gradcam_elementwise;
 mod gradcampp;
 mod hirescam;
+mod kpcacam;
 mod layercam;
+mod randomcam;
+mod scorecam;
 mod xgradcam;
 
 use ablationcam::AblationCam;
 use eigencam::EigenCam;
 use eigengradcam::EigenGradCam;
+use fem::Fem;
 use gradcam::GradCam;
 use gradcam_elementwise::GradCamElementWise;
 use gradcampp::GradCamPlusPlus;
 use hirescam::HiResCam;
+use kpcacam::KpcaCam;
 use layercam::LayerCam;
+use randomcam::RandomCam;
+use scorecam::ScoreCam;
 use xgradcam::XGradCam;
 
 use super::weights::CamMethod;
@@ -142,6 +150,38 @@ pub static METHODS: &[MethodInfo] = &[
         compute: Compute::Cam(&AblationCam),
         cost: "the rest of the network once per channel",
         slow: true,
+    },
+    MethodInfo {
+        name: "scorecam",
+        display: "Score-CAM",
+        always_integrates: false,
+        compute: Compute::Cam(&ScoreCam),
+        cost: "the whole network once per channel",
+        slow: true,
+    },
+    MethodInfo {
+        name: "kpcacam",
+        display: "KPCA-CAM",
+        always_integrates: false,
+        compute: Compute::Cam(&KpcaCam),
+        cost: "no gradient, one map for every class",
+        slow: false,
+    },
+    MethodInfo {
+        name: "fem",
+        display: "FEM",
+        always_integrates: false,
+        compute: Compute::Cam(&Fem),
+        cost: "no gradient, one map for every class",
+        slow: false,
+    },
+    MethodInfo {
+        name: "randomcam",
+        display: "RandomCAM (sanity baseline)",
+        always_integrates: false,
+        compute: Compute::Cam(&RandomCam),
+        cost: "",
+        slow: false,
     },
 ];
 
@@ -298,14 +338,18 @@ mod tests {
                 "gradcam-elementwise",
                 "eigencam",
                 "eigengradcam",
-                "ablationcam"
+                "ablationcam",
+                "scorecam",
+                "kpcacam",
+                "fem",
+                "randomcam"
             ]
         );
         let slow: Vec<&str> = Method::all()
             .filter(|m| m.is_slow())
             .map(|m| m.name())
             .collect();
-        assert_eq!(slow, ["ablationcam"]);
+        assert_eq!(slow, ["ablationcam", "scorecam"]);
         assert!(
             Method::all()
                 .filter(|m| m.is_slow())

@@ -5,23 +5,26 @@
 //! eigen-smoothing), and the [`Explainer`](crate::Explainer) the passes and sums over them, so
 //! every CAM method also has an integrated variant.
 
+pub mod aug_smooth;
 pub mod integrate;
 pub mod method;
+pub mod noise_tunnel;
 pub mod principal;
+pub mod random;
 mod weights;
 
 use burn::tensor::{Tensor, activation};
 
 pub use integrate::{Quadrature, alphas};
 pub use method::{Compute, METHODS, Method, MethodInfo};
-pub use weights::{CamInputs, CamMethod, HeadScores};
+pub use weights::{CamInputs, CamMethod, HeadScores, Projection};
 
 use crate::error::Result;
 use crate::onnx::host_values;
 
 /// `sum_b w_b * relu(sum_k weighted_k)` over a batch of path points (with `eigen_smooth`, or
-/// for a method that always [projects](CamMethod::projects), the first principal component of
-/// the weighted activations instead of their channel sum), as a `[1, 1, h, w]` tensor still on
+/// for a method that always [projects](CamMethod::projection), their projection instead of
+/// their channel sum), as a `[1, 1, h, w]` tensor still on
 /// the device: one path chunk's share of a (possibly integrated) CAM map. `point_weights`
 /// (`[B, 1, 1, 1]`, the quadrature's) default to 1.
 pub fn cam_map(
@@ -31,10 +34,13 @@ pub fn cam_map(
     point_weights: Option<&Tensor<4>>,
 ) -> Result<Tensor<4>> {
     let weighted = method.weighted(inputs)?;
-    let per_point = if method.projects() || eigen_smooth {
-        principal::project(weighted)?
-    } else {
-        weighted.sum_dim(1)
+    let projection = method
+        .projection()
+        .or(eigen_smooth.then_some(Projection::Principal));
+    let per_point = match projection {
+        Some(Projection::Principal) => principal::project(weighted)?,
+        Some(Projection::KernelSigmoid) => principal::project_kernel(weighted)?,
+        None => weighted.sum_dim(1),
     };
     let maps = activation::relu(per_point);
     Ok(match point_weights {

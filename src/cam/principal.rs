@@ -16,22 +16,49 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::error::Result;
+use crate::error::{Error, Message, Result, Setting};
 use crate::onnx::host_values;
+
+/// Positions above which KPCA-CAM's kernel matrix (positions x positions) is refused.
+pub const MAX_KERNEL_POSITIONS: usize = 1024;
 
 /// The signed first-component projection `[B, 1, h, w]` of `weighted` (`[B, K, h, w]`).
 pub fn project(weighted: Tensor<4>) -> Result<Tensor<4>> {
+    per_point(weighted, projection)
+}
+
+/// The first kernel principal component `[B, 1, h, w]` of `weighted` (`[B, K, h, w]`), as
+/// pytorch-grad-cam's KPCA-CAM takes it with scikit-learn's `KernelPCA(n_components=1,
+/// kernel="sigmoid")`: channels centred over the positions as for [`project`], the kernel
+/// `tanh(<x_i, x_j> / K + 1)` between positions, centred (scikit-learn's `KernelCenterer`), its
+/// top eigenvector scaled by the square root of its eigenvalue, signed so that its largest
+/// entry in magnitude is positive (scikit-learn's `svd_flip`).
+pub fn project_kernel(weighted: Tensor<4>) -> Result<Tensor<4>> {
+    let [_, _, h, w] = weighted.dims();
+    if h * w > MAX_KERNEL_POSITIONS {
+        return Err(Error::InvalidOption(
+            Message::from(format!(
+                "KPCA-CAM's kernel over {h}x{w} positions is too large (at most {MAX_KERNEL_POSITIONS}); "
+            ))
+            .set(Setting::Layer)
+            .text(" to a later, smaller layer"),
+        ));
+    }
+    per_point(weighted, kernel_projection)
+}
+
+/// `project` applied to each point's `channels × positions` values.
+fn per_point(
+    weighted: Tensor<4>,
+    project: fn(&[f32], usize, usize) -> Vec<f32>,
+) -> Result<Tensor<4>> {
     let [points, channels, h, w] = weighted.dims();
     let device = weighted.device();
     let values = host_values(weighted)?;
     let plane = channels * h * w;
     let mut maps = Vec::with_capacity(points * h * w);
     for point in 0..points {
-        maps.extend(projection(
-            &values[point * plane..][..plane],
-            channels,
-            h * w,
-        ));
+        maps.extend(project(&values[point * plane..][..plane], channels, h * w));
     }
     Ok(Tensor::from_data(
         TensorData::new(maps, [points, 1, h, w]),
@@ -39,18 +66,49 @@ pub fn project(weighted: Tensor<4>) -> Result<Tensor<4>> {
     ))
 }
 
+/// One point's kernel projection (see [`project_kernel`]).
+fn kernel_projection(values: &[f32], channels: usize, positions: usize) -> Vec<f32> {
+    let centred = centred(values, positions);
+    let row = |k: usize| &centred[k * positions..][..positions];
+    let mut kernel = vec![0.0f64; positions * positions];
+    for k in 0..channels {
+        for (i, &ci) in row(k).iter().enumerate() {
+            for (g, &cj) in kernel[i * positions..][..positions].iter_mut().zip(row(k)) {
+                *g += ci * cj;
+            }
+        }
+    }
+    let gamma = 1.0 / channels as f64;
+    kernel
+        .iter_mut()
+        .for_each(|v| *v = (gamma * *v + 1.0).tanh());
+    // K - 1K - K1 + 1K1: every entry minus its row's and column's means plus the overall mean
+    // (the kernel is symmetric, so row and column means agree).
+    let n = positions as f64;
+    let means: Vec<f64> = kernel
+        .chunks_exact(positions)
+        .map(|r| r.iter().sum::<f64>() / n)
+        .collect();
+    let all = means.iter().sum::<f64>() / n;
+    for (i, r) in kernel.chunks_exact_mut(positions).enumerate() {
+        for (j, v) in r.iter_mut().enumerate() {
+            *v += all - means[i] - means[j];
+        }
+    }
+    let (value, vector) = top_eigenpair(kernel, positions);
+    let largest = vector
+        .iter()
+        .copied()
+        .fold(0.0f64, |m, v| if v.abs() > m.abs() { v } else { m });
+    let sign = if largest < 0.0 { -1.0 } else { 1.0 };
+    let s = value.max(0.0).sqrt();
+    vector.iter().map(|v| (sign * s * v) as f32).collect()
+}
+
 /// The projection of one point's `channels × positions` values (channel-major) on their first
 /// principal direction, sign-corrected.
 pub fn projection(values: &[f32], channels: usize, positions: usize) -> Vec<f32> {
-    // Centre each channel over the positions (NaN counts as 0, as in pytorch-grad-cam).
-    let centred: Vec<f64> = values
-        .chunks_exact(positions)
-        .flat_map(|channel| {
-            let clean = |v: f32| if v.is_nan() { 0.0 } else { v as f64 };
-            let mean = channel.iter().map(|&v| clean(v)).sum::<f64>() / positions as f64;
-            channel.iter().map(move |&v| clean(v) - mean)
-        })
-        .collect();
+    let centred = centred(values, positions);
     let mut projected = vec![0.0f64; positions];
     if positions <= channels {
         // X Xᵀ = U S² Uᵀ, and X v₁ = s₁ u₁.
@@ -89,6 +147,19 @@ pub fn projection(values: &[f32], channels: usize, positions: usize) -> Vec<f32>
     let min = projected.iter().copied().fold(f64::MAX, f64::min);
     let sign = if min.abs() > max.abs() { -1.0 } else { 1.0 };
     projected.iter().map(|&p| (sign * p) as f32).collect()
+}
+
+/// Each channel (`positions` values in a row) centred over the positions, in f64; NaN counts as
+/// 0, as in pytorch-grad-cam.
+fn centred(values: &[f32], positions: usize) -> Vec<f64> {
+    values
+        .chunks_exact(positions)
+        .flat_map(|channel| {
+            let clean = |v: f32| if v.is_nan() { 0.0 } else { v as f64 };
+            let mean = channel.iter().map(|&v| clean(v)).sum::<f64>() / positions as f64;
+            channel.iter().map(move |&v| clean(v) - mean)
+        })
+        .collect()
 }
 
 /// The largest eigenvalue of the symmetric `n × n` matrix `a` and a unit eigenvector of it, by

@@ -5,12 +5,33 @@ use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
 
-/// The target's scores after the layer, for activations a method has altered (Ablation-CAM's
-/// ablated channels): the rest of the graph runs on them.
+/// The model again, scoring the target on altered inputs: the rest of the graph after the layer
+/// on altered activations (Ablation-CAM's ablated channels), or the whole network on altered
+/// images (Score-CAM's masked inputs).
 pub trait HeadScores {
     /// The target's logit for each of `activations` (`[n, K, h, w]`), which stand in for path
     /// point `point` of the batch being explained.
     fn scores(&self, point: usize, activations: Tensor<4>) -> Result<Vec<f32>>;
+
+    /// Path point `point` of the batch, as the model's input `[1, C, H, W]`.
+    fn image(&self, point: usize) -> Tensor<4>;
+
+    /// The target's logit for each of `images` (`[n, C, H, W]`), through the whole network in
+    /// chunks of the explainer's batch.
+    fn image_scores(&self, images: Tensor<4>) -> Result<Vec<f32>>;
+
+    /// Images per chunk through the whole network.
+    fn chunk(&self) -> usize;
+}
+
+/// A projection of the weighted activations on one direction, instead of their channel sum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// The first principal component ([`crate::cam::principal::project`]).
+    Principal,
+    /// The first kernel principal component, sigmoid kernel
+    /// ([`crate::cam::principal::project_kernel`]).
+    KernelSigmoid,
 }
 
 /// What a method may look at for one batch of path points.
@@ -21,6 +42,9 @@ pub struct CamInputs<'a> {
     pub gradients: Option<&'a Tensor<4>>,
     /// The rest of the graph, for the target.
     pub head: &'a dyn HeadScores,
+    /// The seed of anything random (RandomCAM): the request's, made distinct for each target
+    /// and each chunk of path points.
+    pub seed: u64,
 }
 
 impl CamInputs<'_> {
@@ -36,8 +60,8 @@ impl CamInputs<'_> {
 /// row of the [method table](super::method::METHODS).
 pub trait CamMethod: Sync {
     /// The weighted activations `[B, K, h, w]` (pytorch-grad-cam's `weighted_activations`): the
-    /// map of each path point is `relu(sum_k weighted_k)`, or with
-    /// [`CamMethod::projects`] (or eigen-smoothing) `relu` of their first principal component.
+    /// map of each path point is `relu(sum_k weighted_k)`, or with a
+    /// [`CamMethod::projection`] (or eigen-smoothing) `relu` of their projection.
     fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>>;
 
     /// Whether the method needs `dS_c/dA` (the head's reverse pass).
@@ -51,9 +75,9 @@ pub trait CamMethod: Sync {
         true
     }
 
-    /// Whether the map is always the first principal component (Eigen-CAM and kin).
-    fn projects(&self) -> bool {
-        false
+    /// The projection the map always is instead of the channel sum (Eigen-CAM and kin).
+    fn projection(&self) -> Option<Projection> {
+        None
     }
 }
 

@@ -261,8 +261,8 @@ pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
 }
 
 /// Checks every map of `nets/<net>_gradcam.json` (pytorch-grad-cam's own code: each layer, each
-/// method, and the eigen-smoothed `<method>+eigen-smooth` maps) within `tol` relative L2 error,
-/// one request per layer for all of them at once.
+/// method, the eigen-smoothed `<method>+eigen-smooth` and aug-smoothed `<method>+aug-smooth`
+/// maps) within `tol` relative L2 error, one request per layer and kind for all of them.
 pub fn check_against_library(net: &str, device: &Device, tol: f64) {
     let library = json(&format!("nets/{net}_gradcam.json"));
     let (explainer, prepared) = explainer(net, device);
@@ -271,29 +271,33 @@ pub fn check_against_library(net: &str, device: &Device, tol: f64) {
     assert!(!layers.is_empty(), "{net}: no layer in the fixture");
     for (layer, entry) in layers {
         let maps = entry["maps"].as_object().unwrap();
-        for eigen_smooth in [false, true] {
+        for suffix in ["", "+eigen-smooth", "+aug-smooth"] {
             let wanted: Vec<(&String, Method)> = maps
                 .keys()
-                .filter(|k| k.ends_with("+eigen-smooth") == eigen_smooth)
-                .map(|k| {
-                    (
-                        k,
-                        Method::parse(k.trim_end_matches("+eigen-smooth")).unwrap(),
-                    )
+                .filter(|k| {
+                    let plain = !k.contains('+');
+                    if suffix.is_empty() {
+                        plain
+                    } else {
+                        k.ends_with(suffix)
+                    }
                 })
+                .map(|k| (k, Method::parse(k.trim_end_matches(suffix)).unwrap()))
                 .collect();
-            assert!(
-                !wanted.is_empty(),
-                "{net} {layer}: no map (eigen-smooth {eigen_smooth})"
-            );
+            if wanted.is_empty() {
+                assert_ne!(suffix, "", "{net} {layer}: no plain map");
+                continue;
+            }
             let mut request =
                 Request::new(vec![target], wanted.iter().map(|(_, m)| *m).collect(), 1);
             request.layer = Some(layer.clone());
-            request.eigen_smooth = eigen_smooth;
+            request.eigen_smooth = suffix == "+eigen-smooth";
+            request.aug_smooth = suffix == "+aug-smooth";
             let got = explain(&explainer, &prepared, &request);
             assert_eq!(got.len(), wanted.len(), "{net} {layer}: one map per method");
             for ((name, method), e) in wanted.iter().zip(&got) {
                 assert_eq!(e.method, *method, "{net} {layer} {name}: order");
+                assert_eq!(e.label, name.as_str(), "{net} {layer} {name}: label");
                 assert_eq!(e.layer, *layer, "{net} {name}: layer");
                 let (want, shape) = array(&maps[name.as_str()]);
                 assert_eq!(

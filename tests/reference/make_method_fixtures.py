@@ -42,7 +42,11 @@ NETS = os.path.join(mf.OUT, "nets")
 
 # The raw maps: pytorch-grad-cam scales each map to [0, 1] and resizes it to the input; the
 # fixture keeps the layer-resolution map before that (a single layer's map is returned as is).
+# Aug-smoothed maps are references for the scaled, input-resolution output, and keep it.
+SCALE = base_cam.scale_cam_image
 base_cam.scale_cam_image = lambda cam, target_size=None: cam
+# Methods whose aug-smoothed maps (on the first layer of each net) get a reference.
+AUG_SMOOTHED = ["gradcam", "layercam"]
 
 # Method table name -> pytorch-grad-cam class.
 METHODS = {
@@ -55,7 +59,14 @@ METHODS = {
     "eigencam": pytorch_grad_cam.EigenCAM,
     "eigengradcam": pytorch_grad_cam.EigenGradCAM,
     "ablationcam": pytorch_grad_cam.AblationCAM,
+    "scorecam": pytorch_grad_cam.ScoreCAM,
+    "kpcacam": pytorch_grad_cam.KPCA_CAM,
+    "fem": pytorch_grad_cam.FEM,
+    "randomcam": pytorch_grad_cam.RandomCAM,
 }
+# `python3 make_method_fixtures.py kpcacam,fem`: only those methods, merged into the files
+# already there (the rest is kept); no argument: everything, afresh.
+ONLY = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else None
 PROJECTING = {"eigencam", "eigengradcam"}
 # Methods whose weighted activations, eigen-smoothed, get a reference too.
 EIGEN_SMOOTHED = ["gradcam", "hirescam"]
@@ -82,6 +93,43 @@ def library_map(cls, model, module, x, target, eigen_smooth=False):
     return np.asarray(out[0], dtype=np.float64)
 
 
+def aug_smoothed_map(cls, model, module, x, target):
+    """pytorch-grad-cam's `aug_smooth=True` output, its own scaling on."""
+    base_cam.scale_cam_image = SCALE
+    try:
+        with cls(model=model, target_layers=[module]) as cam:
+            out = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)], aug_smooth=True)
+    finally:
+        base_cam.scale_cam_image = lambda cam, target_size=None: cam
+    return np.asarray(out[0], dtype=np.float64)
+
+
+def random_cam_map(model, module, x, target, channels):
+    """pytorch-grad-cam's RandomCAM with NumPy's draws replaced by igcam's for its default seed
+    0 at the photo (`seed ^ target << 32`, src/cam/method/randomcam.rs)."""
+    from pytorch_grad_cam import random_cam
+    real = random_cam.np.random.uniform
+    random_cam.np.random.uniform = lambda low, high, size: uniforms(target << 32, channels, low, high).reshape(size)
+    try:
+        return library_map(METHODS["randomcam"], model, module, x, target)
+    finally:
+        random_cam.np.random.uniform = real
+
+
+def uniforms(seed, count, low, high):
+    """igcam's uniform draws (src/cam/noise_tunnel.rs `uniforms`)."""
+    return low + (high - low) * (splitmix64(seed, count) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def splitmix64(seed, count):
+    """The first `count` SplitMix64 draws from `seed`."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
 def sign_free_check(name, library, signed):
     """pytorch-grad-cam's map is relu(+p) or relu(-p) of the sign-corrected projection p."""
     candidates = [np.maximum(signed, 0), np.maximum(-signed, 0)]
@@ -93,6 +141,8 @@ def layer_maps(model, module, x, target):
     a, g = hooked(model, module, x, target)
     maps = {}
     for name, cls in METHODS.items():
+        if ONLY is not None and name not in ONLY:
+            continue
         # Where the layer goes negative, pytorch-grad-cam's ablated value drifts from one copy
         # of a batch to the next (each copy takes the minimum of the batch as already ablated,
         # minus 1e7); igcam takes the layer's own minimum minus 1e7 for every copy, so the two
@@ -100,14 +150,17 @@ def layer_maps(model, module, x, target):
         if name == "ablationcam" and a.min() != 0:
             print("  no ablationcam reference: the layer's minimum is", a.min())
             continue
-        lib = library_map(cls, model, module, x, target)
+        if name == "randomcam":
+            lib = random_cam_map(model, module, x, target, a.shape[1])
+        else:
+            lib = library_map(cls, model, module, x, target)
         if name in PROJECTING:
             weighted = a if name == "eigencam" else a * g
             signed = get_2d_projection_with_sign_correction(weighted)[0].astype(np.float64)
             sign_free_check(name, lib, signed)
             lib = np.maximum(signed, 0)
         maps[name] = lib
-    for name in EIGEN_SMOOTHED:
+    for name in EIGEN_SMOOTHED if ONLY is None else []:
         weighted = a * g.mean(axis=(2, 3), keepdims=True) if name == "gradcam" else a * g
         signed = get_2d_projection_with_sign_correction(weighted)[0].astype(np.float64)
         sign_free_check(name + " eigen-smooth", library_map(METHODS[name], model, module, x, target, True), signed)
@@ -126,11 +179,23 @@ def make(net, model, layers):
     target = ref["target"]
     from importlib.metadata import version
     out = {"library": f"grad-cam {version('grad-cam')}", "target": target, "layers": {}}
-    for scope, module in layers:
+    path = os.path.join(NETS, f"{net}_gradcam.json")
+    if ONLY is not None:
+        out = json.load(open(path))
+    for i, (scope, module) in enumerate(layers):
         tensor = mf.layer_tensor_name(mf.onnx.load(onnx_path(net)), scope)
-        out["layers"][tensor] = {"maps": layer_maps(model, module, x, target)}
+        maps = layer_maps(model, module, x, target)
+        if ONLY is not None:
+            out["layers"][tensor]["maps"].update(maps)
+            print(net, tensor, sorted(maps))
+            continue
+        out["layers"][tensor] = {"maps": maps}
+        if i == 0 and net != "efficientnet_lite0":
+            for name in AUG_SMOOTHED:
+                out["layers"][tensor]["maps"][name + "+aug-smooth"] = mf.arr(
+                    aug_smoothed_map(METHODS[name], model, module, x, target))
         print(net, tensor, sorted(out["layers"][tensor]["maps"]))
-    mf.dump(os.path.join(NETS, f"{net}_gradcam.json"), out)
+    mf.dump(path, out)
 
 
 def make_captum(net, model, module, steps):
@@ -164,7 +229,46 @@ def make_captum(net, model, module, steps):
             "igcam": mf.arr(igcam),
         }
         print(net, method, "delta", float(delta[0]), "captum float32 vs float64", own)
+    out["noise_tunnel"] = make_noise_tunnel(net, model, module, steps, 3, 0.2, 42)
     mf.dump(os.path.join(NETS, f"{net}_captum.json"), out)
+
+
+def standard_normals(seed, count):
+    """igcam's noise generator (src/cam/noise_tunnel.rs): SplitMix64 from `seed`, two draws per
+    value, Box-Muller's cosine branch."""
+    d = (splitmix64(seed, 2 * count) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    u1, u2 = d[0::2] + 1.0 / float(1 << 53), d[1::2]
+    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(np.float32)
+
+
+def make_noise_tunnel(net, model, module, steps, samples, stdev, seed):
+    """Captum's NoiseTunnel around IntegratedGradients and LayerGradCam (relu'd, as igcam's
+    Grad-CAM), its `torch.normal` handing out igcam's noise for `seed`."""
+    from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel
+    x = normalised(os.path.join(NETS, f"{net}_input.png"))
+    b = normalised_black(x)
+    target = json.load(open(os.path.join(NETS, f"{net}.json")))["target"]
+    noise = torch.from_numpy(standard_normals(seed, samples * x.numel())).double().view(samples, *x.shape[1:])
+    real_normal = torch.normal
+
+    def fake_normal(mean, std, *args, **kwargs):
+        assert std.shape == noise.shape, (std.shape, noise.shape)
+        return noise * std
+    out = {"samples": samples, "stdev": stdev, "seed": seed, "steps": steps, "kinds": {}}
+    for kind in ["smoothgrad", "smoothgrad_sq", "vargrad"]:
+        torch.normal = fake_normal
+        try:
+            ig = NoiseTunnel(IntegratedGradients(model)).attribute(
+                x, nt_type=kind, nt_samples=samples, stdevs=stdev, baselines=b, target=target,
+                n_steps=steps, method="riemann_left")
+            cam = NoiseTunnel(LayerGradCam(model, module)).attribute(
+                x, nt_type=kind, nt_samples=samples, stdevs=stdev, target=target, relu_attributions=True)
+        finally:
+            torch.normal = real_normal
+        out["kinds"][kind] = {"ig": mf.arr(ig.detach().sum(dim=1)[0].numpy()),
+                              "gradcam": mf.arr(cam.detach()[0, 0].numpy())}
+        print(net, "noise tunnel", kind)
+    return out
 
 
 def normalised_black(x):
@@ -182,7 +286,8 @@ def main():
     torch.manual_seed(1)
     resnet = mf.TinyResNet()
     mf.randomise_bn(resnet)
-    make_captum("resnet_tiny", resnet, resnet.layer4.out_relu, 8)
+    if ONLY is None or "noise_tunnel" in ONLY:
+        make_captum("resnet_tiny", resnet, resnet.layer4.out_relu, 8)
     make("resnet_tiny", resnet,
          [("/layer4/out_relu/", resnet.layer4.out_relu), ("/layer3/out_relu/", resnet.layer3.out_relu)])
     torch.manual_seed(2)

@@ -38,6 +38,8 @@ impl Spelling for PageSpelling {
             Setting::MaxPixels => "the largest photo size",
             Setting::NoCrop => "whole-photo mode",
             Setting::Lenient => "lenient decoding",
+            Setting::NtSamples => "the noise samples",
+            Setting::NtStdev => "the noise level",
         }
         .to_string()
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
+use igcam::cam::noise_tunnel::{NoiseKind, NoiseTunnel};
 use igcam::cam::{Method, Quadrature};
 use igcam::preprocess::{Baseline, Preset};
 use igcam::{Explainer, ExplainerOptions, Request};
@@ -87,6 +88,26 @@ pub struct PathArgs {
     /// project).
     #[arg(long)]
     pub eigen_smooth: bool,
+    /// Each map the mean over the input flipped and not, times 0.9, 1 and 1.1, each map
+    /// min-max scaled at the input's resolution and flipped back (pytorch-grad-cam's
+    /// aug_smooth; six times the work).
+    #[arg(long)]
+    pub aug_smooth: bool,
+    /// Captum's NoiseTunnel around every method: the maps of --nt-samples noisy copies of the
+    /// input (Gaussian, --nt-stdev), combined as their mean, mean square or variance.
+    #[arg(long, value_enum)]
+    pub noise_tunnel: Option<NoiseKind>,
+    /// Noisy copies of the input for --noise-tunnel.
+    #[arg(long, default_value_t = 5, requires = "noise_tunnel")]
+    pub nt_samples: usize,
+    /// Standard deviation of --noise-tunnel's noise, in normalised input units (Captum's
+    /// default: 1.0).
+    #[arg(long, default_value_t = 1.0, requires = "noise_tunnel")]
+    pub nt_stdev: f32,
+    /// Seed of everything random (--noise-tunnel's noise, randomcam's weights): the same seed,
+    /// the same maps.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Path steps m for the integrated methods.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
@@ -150,6 +171,14 @@ impl PathArgs {
             force: self.force,
             layer: None,
             eigen_smooth: self.eigen_smooth,
+            aug_smooth: self.aug_smooth,
+            noise_tunnel: self.noise_tunnel.map(|kind| NoiseTunnel {
+                kind,
+                samples: self.nt_samples,
+                stdev: self.nt_stdev,
+            }),
+            seed: self.seed,
+            ig_channels: false,
             batch: None,
             clock: Some(crate::clock::now_ms),
         }

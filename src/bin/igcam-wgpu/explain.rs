@@ -142,14 +142,17 @@ impl Session<'_> {
         }
         let targets = explainer.resolve_targets(&prepared, &self.args.target)?;
         let request = self.args.common.path.request(targets.clone());
-        let mut run = explainer.start(&prepared, &request)?;
-        self.bar.inc_length(run.total() as u64);
-        while !run.is_done() {
-            let before = run.done();
-            let (done, _) = run.step()?;
-            self.bar.inc((done - before) as u64);
-        }
-        let maps = run.finish()?.into_explanations()?;
+        // The bar grows by the request's total at its first report (smoothing repeats the
+        // request, and the total counts every round).
+        let (mut counted, mut shown) = (0, 0);
+        let maps = explainer.explain(&prepared, &request, &mut |done, total| {
+            if total > counted {
+                self.bar.inc_length((total - counted) as u64);
+                counted = total;
+            }
+            self.bar.inc(done.saturating_sub(shown) as u64);
+            shown = shown.max(done);
+        })?;
         let size = explainer.model().input_size();
         let mut image_records = Vec::new();
         for e in &maps {

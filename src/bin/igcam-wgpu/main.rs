@@ -101,6 +101,8 @@ impl Spelling for CliSpelling {
             Setting::MaxPixels => "--max-pixels",
             Setting::NoCrop => "--no-crop",
             Setting::Lenient => "--lenient",
+            Setting::NtSamples => "--nt-samples",
+            Setting::NtStdev => "--nt-stdev",
         }
         .to_string()
     }

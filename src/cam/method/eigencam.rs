@@ -3,7 +3,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::cam::weights::{CamInputs, CamMethod};
+use crate::cam::weights::{CamInputs, CamMethod, Projection};
 use crate::error::Result;
 
 /// Eigen-CAM: the activations themselves, projected.
@@ -22,7 +22,7 @@ impl CamMethod for EigenCam {
         false
     }
 
-    fn projects(&self) -> bool {
-        true
+    fn projection(&self) -> Option<Projection> {
+        Some(Projection::Principal)
     }
 }

@@ -3,7 +3,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::cam::weights::{CamInputs, CamMethod, Projection, weigh};
 use crate::error::Result;
 
 /// EigenGrad-CAM: `g * A`, projected.
@@ -14,7 +14,7 @@ impl CamMethod for EigenGradCam {
         Ok(weigh(inputs.gradients()?, inputs.activations))
     }
 
-    fn projects(&self) -> bool {
-        true
+    fn projection(&self) -> Option<Projection> {
+        Some(Projection::Principal)
     }
 }

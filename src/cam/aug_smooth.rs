@@ -1,0 +1,89 @@
+//! pytorch-grad-cam's `aug_smooth`: the request runs on six versions of the input (ttach's
+//! horizontal flip, off and on, times the intensity factors 0.9, 1 and 1.1 on the normalised
+//! input), and each map is scaled as pytorch-grad-cam scales its output (min-max to [0, 1] at
+//! layer resolution, resized to the input bilinearly, min-max again), flipped back, and the six
+//! are averaged: a map at the input's resolution.
+
+use burn::tensor::Tensor;
+
+use super::CamMap;
+use crate::render::upsample_bilinear;
+
+/// One augmentation: horizontal flip, and the factor on the normalised input.
+pub type Augmentation = (bool, f32);
+
+/// ttach's `Compose([HorizontalFlip(), Multiply([0.9, 1, 1.1])])`, in its order.
+pub const AUGMENTATIONS: [Augmentation; 6] = [
+    (false, 0.9),
+    (false, 1.0),
+    (false, 1.1),
+    (true, 0.9),
+    (true, 1.0),
+    (true, 1.1),
+];
+
+/// The input `[1, C, H, W]` under `augmentation`.
+pub fn augment(x: &Tensor<4>, (flip, factor): Augmentation) -> Tensor<4> {
+    let x = if flip { x.clone().flip([3]) } else { x.clone() };
+    x.mul_scalar(factor)
+}
+
+/// One map of an augmented input, as it enters the average: scaled the way pytorch-grad-cam
+/// returns maps, at `height` x `width`, flipped back.
+pub fn deaugment(map: &CamMap, (flip, _): Augmentation, [height, width]: [usize; 2]) -> CamMap {
+    let scaled = CamMap {
+        values: scale(&map.values),
+        ..map.clone()
+    };
+    let mut out = upsample_bilinear(&scaled, height, width);
+    out.values = scale(&out.values);
+    if flip {
+        for row in out.values.chunks_exact_mut(width) {
+            row.reverse();
+        }
+    }
+    out
+}
+
+/// pytorch-grad-cam's `scale_cam_image` without the resize: `(v - min) / (1e-7 + max(v - min))`.
+pub fn scale(values: &[f32]) -> Vec<f32> {
+    let min = values.iter().copied().fold(f32::INFINITY, f32::min);
+    let shifted: Vec<f32> = values.iter().map(|v| v - min).collect();
+    let max = shifted.iter().copied().fold(0.0, f32::max);
+    shifted.iter().map(|v| v / (1e-7 + max)).collect()
+}
+
+/// The mean of the deaugmented maps (one per [`AUGMENTATIONS`] entry).
+pub fn mean(maps: &[CamMap]) -> CamMap {
+    let mut out = maps[0].clone();
+    for m in &maps[1..] {
+        for (o, v) in out.values.iter_mut().zip(&m.values) {
+            *o += v;
+        }
+    }
+    let n = maps.len() as f32;
+    out.values.iter_mut().for_each(|v| *v /= n);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flipped_map_is_scaled_resized_and_flipped_back() {
+        let map = CamMap {
+            height: 1,
+            width: 2,
+            values: vec![3.0, 1.0],
+        };
+        let out = deaugment(&map, (true, 1.1), [1, 2]);
+        assert_eq!(out.values.len(), 2);
+        assert!(
+            (out.values[0] - 0.0).abs() < 1e-6 && (out.values[1] - 1.0).abs() < 1e-6,
+            "{out:?}"
+        );
+        let both = mean(&[out.clone(), deaugment(&map, (false, 1.0), [1, 2])]);
+        assert!((both.values[0] - 0.5).abs() < 1e-6, "{both:?}");
+    }
+}
