@@ -22,6 +22,8 @@ import pytorch_grad_cam
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 LAYERS = {"resnet50": "layer4", "vgg16": "features.29"}
+# igcam's method table name -> pytorch-grad-cam class (tests/reference/make_method_fixtures.py
+# takes the same table).
 CLASSES = {
     "gradcam": pytorch_grad_cam.GradCAM,
     "gradcampp": pytorch_grad_cam.GradCAMPlusPlus,
@@ -33,6 +35,9 @@ CLASSES = {
     "eigengradcam": pytorch_grad_cam.EigenGradCAM,
     "ablationcam": pytorch_grad_cam.AblationCAM,
     "scorecam": pytorch_grad_cam.ScoreCAM,
+    "kpcacam": pytorch_grad_cam.KPCA_CAM,
+    "fem": pytorch_grad_cam.FEM,
+    "randomcam": pytorch_grad_cam.RandomCAM,
 }
 
 

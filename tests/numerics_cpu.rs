@@ -141,6 +141,24 @@ fn host_layer_gradients_equal_autodiff() {
     }
 }
 
+/// Pixel IG's allowance against Captum's float64 maps: 3x the largest difference between
+/// Captum's own float32 and float64 runs on this net, recorded in the fixture (max-pool
+/// near-ties close to the black baseline break with the rounding).
+fn ig_allowance(reference: &serde_json::Value) -> f64 {
+    let own = reference["quadratures"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|q| q["captum_float32_vs_float64"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let allowance = (3.0 * own).max(1e-4);
+    assert!(
+        allowance < 5e-3,
+        "Captum's own float32 difference {own} is no yardstick"
+    );
+    allowance
+}
+
 /// IG and IG-CAM under each of Captum's quadratures against Captum's IntegratedGradients (its
 /// `method`, with `return_convergence_delta`) and, for IG-CAM, pytorch-grad-cam's Grad-CAM at
 /// Captum's points weighted by its step sizes (tests/reference/make_method_fixtures.py), in
@@ -162,15 +180,7 @@ fn every_quadrature_matches_captum() {
         Quadrature::ALL.len(),
         "one reference per quadrature"
     );
-    let own = quadratures
-        .values()
-        .map(|q| q["captum_float32_vs_float64"].as_f64().unwrap())
-        .fold(0.0, f64::max);
-    let ig_tol = (3.0 * own).max(1e-4);
-    assert!(
-        ig_tol < 5e-3,
-        "Captum's own float32 difference {own} is no yardstick"
-    );
+    let ig_tol = ig_allowance(&reference);
     for (name, want) in quadratures {
         let methods = vec![Method::igcam(), Method::parse("ig").unwrap()];
         let mut request = Request::new(vec![target], methods, steps);
@@ -179,18 +189,13 @@ fn every_quadrature_matches_captum() {
         let [igcam, ig] = maps.as_slice() else {
             panic!("{name}: two maps expected");
         };
-        common::assert_close(
+        common::assert_matches(
             &format!("IG-CAM {name}"),
             &igcam.map.values,
-            &common::array(&want["igcam"]).0,
+            &want["igcam"],
             1e-4,
         );
-        common::assert_close(
-            &format!("IG {name}"),
-            &ig.map.values,
-            &common::array(&want["ig"]).0,
-            ig_tol,
-        );
+        common::assert_matches(&format!("IG {name}"), &ig.map.values, &want["ig"], ig_tol);
         assert_eq!(
             igcam.convergence_delta, None,
             "{name}: a CAM map has no delta"
@@ -219,12 +224,7 @@ fn noise_tunnel_matches_captum() {
     let tunnel = &reference["noise_tunnel"];
     let (explainer, prepared) = common::explainer("resnet_tiny", &Device::flex());
     let target = reference["target"].as_u64().unwrap() as usize;
-    let own = reference["quadratures"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|q| q["captum_float32_vs_float64"].as_f64().unwrap())
-        .fold(0.0, f64::max);
+    let ig_tol = ig_allowance(&reference);
     let kinds = [
         ("smoothgrad", NoiseKind::SmoothGrad),
         ("smoothgrad_sq", NoiseKind::SmoothGradSq),
@@ -257,17 +257,12 @@ fn noise_tunnel_matches_captum() {
             ig.convergence_delta, None,
             "{name}: no delta for a combined map"
         );
-        common::assert_close(
+        common::assert_matches(
             &format!("Grad-CAM {name}"),
             &cam.map.values,
-            &common::array(&want["gradcam"]).0,
+            &want["gradcam"],
             1e-4,
         );
-        common::assert_close(
-            &format!("IG {name}"),
-            &ig.map.values,
-            &common::array(&want["ig"]).0,
-            (3.0 * own).max(1e-4),
-        );
+        common::assert_matches(&format!("IG {name}"), &ig.map.values, &want["ig"], ig_tol);
     }
 }

@@ -1,7 +1,8 @@
 //! The method table: the one list of explanation methods. The command line's choices and help,
 //! the JSON labels, the web page's list and the explainer's dispatch all derive from it, so a
 //! new CAM method is one file under `cam/method/` (its [`CamMethod`]) plus its `mod` line and
-//! one row here.
+//! one row here (or only a row, where a file's method takes a parameter: Eigen-CAM and
+//! KPCA-CAM are one projection of the activations with two kinds of projection).
 
 mod ablationcam;
 mod eigencam;
@@ -11,27 +12,25 @@ mod gradcam;
 mod gradcam_elementwise;
 mod gradcampp;
 mod hirescam;
-mod kpcacam;
 mod layercam;
 mod randomcam;
 mod scorecam;
 mod xgradcam;
 
 use ablationcam::AblationCam;
-use eigencam::EigenCam;
+use eigencam::ActivationProjection;
 use eigengradcam::EigenGradCam;
 use fem::Fem;
 use gradcam::GradCam;
 use gradcam_elementwise::GradCamElementWise;
 use gradcampp::GradCamPlusPlus;
 use hirescam::HiResCam;
-use kpcacam::KpcaCam;
 use layercam::LayerCam;
 use randomcam::RandomCam;
 use scorecam::ScoreCam;
 use xgradcam::XGradCam;
 
-use super::weights::CamMethod;
+use super::weights::{CamMethod, Projection};
 use crate::error::{Error, Message, Result};
 
 /// How a method computes its map.
@@ -131,7 +130,7 @@ pub static METHODS: &[MethodInfo] = &[
         name: "eigencam",
         display: "Eigen-CAM",
         always_integrates: false,
-        compute: Compute::Cam(&EigenCam),
+        compute: Compute::Cam(&ActivationProjection(Projection::Principal)),
         cost: "no gradient, one map for every class: the fastest",
         slow: false,
     },
@@ -163,7 +162,7 @@ pub static METHODS: &[MethodInfo] = &[
         name: "kpcacam",
         display: "KPCA-CAM",
         always_integrates: false,
-        compute: Compute::Cam(&KpcaCam),
+        compute: Compute::Cam(&ActivationProjection(Projection::KernelSigmoid)),
         cost: "no gradient, one map for every class",
         slow: false,
     },

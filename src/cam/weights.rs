@@ -1,7 +1,7 @@
 //! What a CAM method defines: its weighted activations, from which the map is their channel sum
 //! (or their first principal component) through a ReLU.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
@@ -79,6 +79,17 @@ pub trait CamMethod: Sync {
     fn projection(&self) -> Option<Projection> {
         None
     }
+}
+
+/// `weights * activations` for per-channel weights computed on the host (`B·K` values, point
+/// by point).
+pub fn weigh_host(weights: Vec<f32>, activations: &Tensor<4>) -> Tensor<4> {
+    let [points, channels, _, _] = activations.dims();
+    let weights = Tensor::<4>::from_data(
+        TensorData::new(weights, [points, channels, 1, 1]),
+        &activations.device(),
+    );
+    weigh(weights, activations)
 }
 
 /// `weights * activations` for per-channel `[B, K, 1, 1]` or per-element weights.

@@ -311,6 +311,11 @@ pub fn check_against_library(net: &str, device: &Device, tol: f64) {
     }
 }
 
+/// [`assert_close`] against a fixture array (`{"shape", "values"}`).
+pub fn assert_matches(what: &str, got: &[f32], want: &Json, tol: f64) {
+    assert_close(what, got, &array(want).0, tol);
+}
+
 /// Builds a tensor from host values.
 pub fn tensor(values: Vec<f32>, shape: &[usize], device: &Device) -> Tensor<4> {
     let mut dims = [1usize; 4];

@@ -48,22 +48,9 @@ base_cam.scale_cam_image = lambda cam, target_size=None: cam
 # Methods whose aug-smoothed maps (on the first layer of each net) get a reference.
 AUG_SMOOTHED = ["gradcam", "layercam"]
 
-# Method table name -> pytorch-grad-cam class.
-METHODS = {
-    "gradcam": pytorch_grad_cam.GradCAM,
-    "gradcampp": pytorch_grad_cam.GradCAMPlusPlus,
-    "xgradcam": pytorch_grad_cam.XGradCAM,
-    "layercam": pytorch_grad_cam.LayerCAM,
-    "hirescam": pytorch_grad_cam.HiResCAM,
-    "gradcam-elementwise": pytorch_grad_cam.GradCAMElementWise,
-    "eigencam": pytorch_grad_cam.EigenCAM,
-    "eigengradcam": pytorch_grad_cam.EigenGradCAM,
-    "ablationcam": pytorch_grad_cam.AblationCAM,
-    "scorecam": pytorch_grad_cam.ScoreCAM,
-    "kpcacam": pytorch_grad_cam.KPCA_CAM,
-    "fem": pytorch_grad_cam.FEM,
-    "randomcam": pytorch_grad_cam.RandomCAM,
-}
+# Method table name -> pytorch-grad-cam class: the benchmark's table.
+sys.path.insert(0, os.path.join(mf.ROOT, "bench"))
+from gradcam_reference import CLASSES as METHODS  # noqa: E402
 # `python3 make_method_fixtures.py kpcacam,fem`: only those methods, merged into the files
 # already there (the rest is kept); no argument: everything, afresh.
 ONLY = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else None

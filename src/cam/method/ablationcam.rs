@@ -7,7 +7,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::cam::weights::{CamInputs, CamMethod, weigh_host};
 use crate::error::Result;
 use crate::onnx::host_values;
 
@@ -48,11 +48,7 @@ impl CamMethod for AblationCam {
                 first += n;
             }
         }
-        let weights = Tensor::<4>::from_data(
-            TensorData::new(weights, [points, channels, 1, 1]),
-            &a.device(),
-        );
-        Ok(weigh(weights, a))
+        Ok(weigh_host(weights, a))
     }
 
     fn uses_gradients(&self) -> bool {

@@ -1,15 +1,18 @@
-//! Eigen-CAM (Muhammad & Yeasin, 2020): the first principal component of the activations, no
-//! gradient and no target (one map serves every class).
+//! Eigen-CAM (Muhammad & Yeasin, 2020) and KPCA-CAM (Karmani et al., 2024): a projection of the
+//! activations themselves — their first principal component, or their first kernel principal
+//! component (sigmoid kernel, as pytorch-grad-cam's `KPCA_CAM` calls scikit-learn's
+//! `KernelPCA`) — with no gradient and no target (one map serves every class).
 
 use burn::tensor::Tensor;
 
 use crate::cam::weights::{CamInputs, CamMethod, Projection};
 use crate::error::Result;
 
-/// Eigen-CAM: the activations themselves, projected.
-pub struct EigenCam;
+/// The activations, projected: Eigen-CAM with [`Projection::Principal`], KPCA-CAM with
+/// [`Projection::KernelSigmoid`].
+pub struct ActivationProjection(pub Projection);
 
-impl CamMethod for EigenCam {
+impl CamMethod for ActivationProjection {
     fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
         Ok(inputs.activations.clone())
     }
@@ -23,6 +26,6 @@ impl CamMethod for EigenCam {
     }
 
     fn projection(&self) -> Option<Projection> {
-        Some(Projection::Principal)
+        Some(self.0)
     }
 }

@@ -3,10 +3,10 @@
 //! ([`uniforms`](crate::cam::random::uniforms)) with the request's seed, made distinct
 //! for each target and chunk of path points, so `--seed` reproduces them.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 
 use crate::cam::random::uniforms;
-use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::cam::weights::{CamInputs, CamMethod, weigh_host};
 use crate::error::Result;
 
 /// RandomCAM weights: `U(-1, 1)` per point and channel.
@@ -17,11 +17,7 @@ impl CamMethod for RandomCam {
         let a = inputs.activations;
         let [points, channels, _, _] = a.dims();
         let weights = uniforms(inputs.seed, points * channels, [-1.0, 1.0]);
-        let weights = Tensor::<4>::from_data(
-            TensorData::new(weights, [points, channels, 1, 1]),
-            &a.device(),
-        );
-        Ok(weigh(weights, a))
+        Ok(weigh_host(weights, a))
     }
 
     fn uses_gradients(&self) -> bool {

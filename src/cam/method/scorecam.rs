@@ -4,11 +4,10 @@
 //! channels, are the channel weights. `K` forward passes of the whole network per path point.
 
 use burn::tensor::Tensor;
-use burn::tensor::TensorData;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::cam::weights::{CamInputs, CamMethod, weigh_host};
 use crate::error::Result;
 
 /// Score-CAM weights: `softmax_k S_c(x * norm(up(A_k)))`.
@@ -42,11 +41,7 @@ impl CamMethod for ScoreCam {
             }
             weights.extend(softmax(&scores));
         }
-        let weights = Tensor::<4>::from_data(
-            TensorData::new(weights, [points, channels, 1, 1]),
-            &a.device(),
-        );
-        Ok(weigh(weights, a))
+        Ok(weigh_host(weights, a))
     }
 
     fn uses_gradients(&self) -> bool {
