@@ -221,11 +221,15 @@ impl Explainer {
         request: &Request,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Explanation>> {
+        self.check_request(request)?;
         if let Some(tunnel) = request.noise_tunnel {
             return self.explain_noise_tunneled(prepared, request, tunnel, progress);
         }
         if request.aug_smooth {
             return self.explain_aug_smoothed(prepared, request, progress);
+        }
+        if request.layers.len() > 1 {
+            return self.explain_layers(prepared, request, progress);
         }
         let mut run = self.start(prepared, request)?;
         while !run.is_done() {
@@ -271,6 +275,59 @@ impl Explainer {
             e.ms += all.iter().map(|r| r[i].ms).sum::<f64>();
             e.convergence_delta = None;
             e.label.push_str("+aug-smooth");
+        }
+        Ok(out)
+    }
+
+    /// [`Explainer::explain`] on several layers: the request once per layer (pixel IG, which
+    /// has no layer, only in the first), each CAM map averaged over the layers as
+    /// pytorch-grad-cam averages several `target_layers`.
+    fn explain_layers(
+        &self,
+        prepared: &Prepared,
+        request: &Request,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Explanation>> {
+        let size = self.model.input_size();
+        let rounds = request.layers.len();
+        let mut runs: Vec<Vec<Explanation>> = Vec::with_capacity(rounds);
+        for (round, layer) in request.layers.iter().enumerate() {
+            let methods: Vec<Method> = request
+                .methods
+                .iter()
+                .copied()
+                .filter(|m| round == 0 || !m.is_pixel())
+                .collect();
+            if methods.is_empty() {
+                break;
+            }
+            let one = Request {
+                layers: Vec::new(),
+                layer: Some(layer.clone()),
+                methods,
+                ..request.clone()
+            };
+            runs.push(self.explain(prepared, &one, &mut |done, total| {
+                progress(round * total + done, rounds * total)
+            })?);
+        }
+        let mut out = runs.remove(0);
+        for e in out.iter_mut().filter(|e| !e.method.is_pixel()) {
+            let same = |r: &Vec<Explanation>| {
+                r.iter()
+                    .find(|o| o.target == e.target && o.method == e.method)
+                    .cloned()
+            };
+            let others: Vec<Explanation> = runs.iter().filter_map(same).collect();
+            let scaled: Vec<CamMap> = std::iter::once(&*e)
+                .chain(&others)
+                .map(|o| aug_smooth::scaled_to(&o.map, size))
+                .collect();
+            let mut mean = aug_smooth::mean(&scaled);
+            mean.values = aug_smooth::scale(&mean.values);
+            e.map = mean;
+            e.ms += others.iter().map(|o| o.ms).sum::<f64>();
+            e.layer = request.layers.join(",");
         }
         Ok(out)
     }
@@ -338,11 +395,18 @@ impl Explainer {
         prepared: &'a Prepared,
         request: &Request,
     ) -> Result<Explaining<'a>> {
+        self.check_request(request)?;
+        Explaining::new(self, prepared, request)
+    }
+
+    /// Checks `request` against the model before any work: its options, its targets, its
+    /// layers.
+    fn check_request(&self, request: &Request) -> Result<()> {
         request.check(self.model.num_classes())?;
-        if let Some(layer) = &request.layer {
+        for layer in request.layer.iter().chain(&request.layers) {
             self.model.layer_shape(layer)?;
         }
-        Explaining::new(self, prepared, request)
+        Ok(())
     }
 }
 
@@ -428,6 +492,10 @@ pub struct Request {
     pub force: bool,
     /// Explain this layer instead of the explainer's.
     pub layer: Option<String>,
+    /// Several layers at once (two or more): each CAM map is the mean of the per-layer maps,
+    /// each min-max scaled and resized to the input, then scaled again (pytorch-grad-cam with
+    /// several `target_layers`): a map at the input's resolution. Empty: the single layer.
+    pub layers: Vec<String>,
     /// Each map from the first principal component of the weighted activations instead of
     /// their channel sum (pytorch-grad-cam's `eigen_smooth`).
     pub eigen_smooth: bool,
@@ -458,6 +526,7 @@ impl Request {
             quadrature: Quadrature::default(),
             force: false,
             layer: None,
+            layers: Vec::new(),
             eigen_smooth: false,
             aug_smooth: false,
             noise_tunnel: None,

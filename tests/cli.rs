@@ -371,6 +371,26 @@ fn method_quadrature_and_smoothing_options_reach_the_json() {
         1e-4,
     );
 
+    // Several layers: each scaled to the input and averaged, as pytorch-grad-cam does.
+    let several = &library["several_layers"];
+    let layers: Vec<&str> = several["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let (averaged, _) = run(
+        &["--method", "gradcam", "--layer", &layers.join(",")],
+        "several.json",
+    );
+    assert_eq!(averaged[0]["layer"], layers.join(","));
+    assert_close(
+        "gradcam on several layers",
+        &cam_values(&averaged[0]),
+        &array(&several["maps"]["gradcam"]).0,
+        1e-4,
+    );
+
     // A noise tunnel: the same seed, the same maps; another seed, others.
     let tunnel = |seed: &str, name: &str| {
         let args = [

@@ -25,12 +25,16 @@ fn efficientnet_lite0_matches_pytorch() {
 
 /// Every CAM method of the table against pytorch-grad-cam's own code (its classes run on the
 /// PyTorch modules in float64 by tests/reference/make_method_fixtures.py), at the default layer
-/// and, on the ResNet, an earlier block where the methods' maps differ; eigen-smoothing too.
+/// and, on the ResNet, an earlier block where the methods' maps differ; eigen- and
+/// aug-smoothing, and several layers at once, too.
 #[test]
 fn every_cam_method_matches_pytorch_grad_cam() {
+    let mut several = 0;
     for net in ["resnet_tiny", "vgg_tiny", "efficientnet_lite0"] {
         common::check_against_library(net, &Device::flex(), 1e-4);
+        several += common::check_several_layers(net, &Device::flex(), 1e-4);
     }
+    assert!(several > 0, "no fixture has several layers");
 }
 
 #[cfg(feature = "ndarray")]

@@ -13,7 +13,7 @@ const PARAMS = new URLSearchParams(location.search);
 // `?test`: the end-to-end test's hooks on `window` (nothing of it in a normal visit).
 const TEST = PARAMS.has("test");
 const testHook = (name, value) => { if (TEST) window[name] = value; };
-let METHODS = [];     // the library's method table: [{name, display, per_class, cost, slow}]
+let METHODS = [];     // the library's method table: [{name, display, per_class, cost, slow, compare}]
 let wasm = null;
 let pool = null;      // the explanation worker (the CPU path), when it runs
 let busy = false;
@@ -91,8 +91,8 @@ function fillTop5() {
 function displayName(name) { return METHODS.find((m) => m.name === name)?.display || name; }
 
 /// The method list, from the library's table (each with its cost where it has one worth
-/// saying), and "compare all" (every method whose pass serves the whole top-5, the slow ones
-/// left out).
+/// saying), and "compare all" (the table's fast, class-specific methods: their pass serves the
+/// whole top-5).
 function fillMethods() {
   const sel = $("method");
   sel.innerHTML = "";
@@ -172,7 +172,7 @@ async function setModel(bytes, labels, dataName, data) {
 
 function selectedMethods() {
   const method = $("method").value;
-  return method === "compare" ? METHODS.filter((m) => !m.per_class && !m.slow).map((m) => m.name) : [method];
+  return method === "compare" ? METHODS.filter((m) => m.compare).map((m) => m.name) : [method];
 }
 
 function cacheKey(t, m) { return `${$("layer").value}|${$("steps").value}|${t}|${m}`; }

@@ -28,14 +28,20 @@ pub fn augment(x: &Tensor<4>, (flip, factor): Augmentation) -> Tensor<4> {
     x.mul_scalar(factor)
 }
 
-/// One map of an augmented input, as it enters the average: scaled the way pytorch-grad-cam
-/// returns maps, at `height` x `width`, flipped back.
-pub fn deaugment(map: &CamMap, (flip, _): Augmentation, [height, width]: [usize; 2]) -> CamMap {
+/// pytorch-grad-cam's `scale_cam_image(map, target_size)`: min-max scaled at its own
+/// resolution, then resized bilinearly to `height` x `width`.
+pub fn scaled_to(map: &CamMap, [height, width]: [usize; 2]) -> CamMap {
     let scaled = CamMap {
         values: scale(&map.values),
         ..map.clone()
     };
-    let mut out = upsample_bilinear(&scaled, height, width);
+    upsample_bilinear(&scaled, height, width)
+}
+
+/// One map of an augmented input, as it enters the average: scaled the way pytorch-grad-cam
+/// returns maps (min-max, resized to `height` x `width`, min-max again), flipped back.
+pub fn deaugment(map: &CamMap, (flip, _): Augmentation, [height, width]: [usize; 2]) -> CamMap {
+    let mut out = scaled_to(map, [height, width]);
     out.values = scale(&out.values);
     if flip {
         for row in out.values.chunks_exact_mut(width) {

@@ -55,9 +55,11 @@ pub struct MethodInfo {
     pub compute: Compute,
     /// What it costs beyond the shared pass, for people ("" when nothing worth saying).
     pub cost: &'static str,
-    /// Whether that cost is far above the shared pass (the page leaves it out of "compare
-    /// all").
+    /// Whether that cost is far above the shared pass.
     pub slow: bool,
+    /// Whether the page's "compare all" shows it: fast and specific to the class (not the
+    /// slow ones, not the class-free Eigen-CAM, KPCA-CAM and FEM, not the RandomCAM baseline).
+    pub compare: bool,
 }
 
 /// Every method, in the order the command line lists them.
@@ -68,6 +70,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: true,
         compute: Compute::Cam(&GradCam),
         cost: "",
+        compare: true,
         slow: false,
     },
     MethodInfo {
@@ -76,6 +79,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&GradCam),
         cost: "",
+        compare: true,
         slow: false,
     },
     MethodInfo {
@@ -84,6 +88,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&GradCamPlusPlus),
         cost: "",
+        compare: true,
         slow: false,
     },
     MethodInfo {
@@ -92,6 +97,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&XGradCam),
         cost: "",
+        compare: true,
         slow: false,
     },
     MethodInfo {
@@ -100,6 +106,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&LayerCam),
         cost: "",
+        compare: true,
         slow: false,
     },
     MethodInfo {
@@ -108,6 +115,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: true,
         compute: Compute::PixelIg,
         cost: "its own pass per class",
+        compare: false,
         slow: false,
     },
     MethodInfo {
@@ -116,6 +124,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&HiResCam),
         cost: "",
+        compare: true,
         slow: false,
     },
     MethodInfo {
@@ -124,6 +133,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&GradCamElementWise),
         cost: "",
+        compare: true,
         slow: false,
     },
     MethodInfo {
@@ -132,6 +142,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&ActivationProjection(Projection::Principal)),
         cost: "no gradient, one map for every class: the fastest",
+        compare: false,
         slow: false,
     },
     MethodInfo {
@@ -140,6 +151,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&EigenGradCam),
         cost: "",
+        compare: true,
         slow: false,
     },
     MethodInfo {
@@ -148,6 +160,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&AblationCam),
         cost: "the rest of the network once per channel",
+        compare: false,
         slow: true,
     },
     MethodInfo {
@@ -156,6 +169,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&ScoreCam),
         cost: "the whole network once per channel",
+        compare: false,
         slow: true,
     },
     MethodInfo {
@@ -164,6 +178,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&ActivationProjection(Projection::KernelSigmoid)),
         cost: "no gradient, one map for every class",
+        compare: false,
         slow: false,
     },
     MethodInfo {
@@ -172,6 +187,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&Fem),
         cost: "no gradient, one map for every class",
+        compare: false,
         slow: false,
     },
     MethodInfo {
@@ -180,6 +196,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&RandomCam),
         cost: "",
+        compare: false,
         slow: false,
     },
 ];
@@ -262,6 +279,11 @@ impl Method {
     /// Whether its cost is far above the shared pass.
     pub fn is_slow(self) -> bool {
         self.0.slow
+    }
+
+    /// Whether the page's "compare all" shows it.
+    pub fn in_compare(self) -> bool {
+        self.0.compare
     }
 
     /// The per-step CAM weights, `None` for pixel-level Integrated Gradients.

@@ -311,6 +311,40 @@ pub fn check_against_library(net: &str, device: &Device, tol: f64) {
     }
 }
 
+/// Checks the fixture's `several_layers` maps, where it has them: pytorch-grad-cam with every
+/// listed layer as its `target_layers`, against one request on all of them (`Request::layers`).
+pub fn check_several_layers(net: &str, device: &Device, tol: f64) -> usize {
+    let library = json(&format!("nets/{net}_gradcam.json"));
+    let Some(several) = library.get("several_layers") else {
+        return 0;
+    };
+    let (explainer, prepared) = explainer(net, device);
+    let layers: Vec<String> = several["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    let maps = several["maps"].as_object().unwrap();
+    let methods: Vec<Method> = maps.keys().map(|k| Method::parse(k).unwrap()).collect();
+    let target = library["target"].as_u64().unwrap() as usize;
+    let mut request = Request::new(vec![target], methods, 1);
+    request.layers = layers.clone();
+    let got = explain(&explainer, &prepared, &request);
+    assert_eq!(got.len(), maps.len(), "{net}: one map per method");
+    for (e, (name, want)) in got.iter().zip(maps) {
+        assert_eq!(e.method.name(), name, "{net} several layers: order");
+        assert_eq!(e.layer, layers.join(","), "{net} several layers: layer");
+        assert_matches(
+            &format!("{net} {name} on {layers:?}"),
+            &e.map.values,
+            want,
+            tol,
+        );
+    }
+    maps.len()
+}
+
 /// [`assert_close`] against a fixture array (`{"shape", "values"}`).
 pub fn assert_matches(what: &str, got: &[f32], want: &Json, tol: f64) {
     assert_close(what, got, &array(want).0, tol);

@@ -80,12 +80,12 @@ def library_map(cls, model, module, x, target, eigen_smooth=False):
     return np.asarray(out[0], dtype=np.float64)
 
 
-def aug_smoothed_map(cls, model, module, x, target):
-    """pytorch-grad-cam's `aug_smooth=True` output, its own scaling on."""
+def scaled_map(cls, model, modules, x, target, aug_smooth=False):
+    """pytorch-grad-cam's output with its own scaling on: `aug_smooth`, or several layers."""
     base_cam.scale_cam_image = SCALE
     try:
-        with cls(model=model, target_layers=[module]) as cam:
-            out = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)], aug_smooth=True)
+        with cls(model=model, target_layers=modules) as cam:
+            out = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)], aug_smooth=aug_smooth)
     finally:
         base_cam.scale_cam_image = lambda cam, target_size=None: cam
     return np.asarray(out[0], dtype=np.float64)
@@ -169,6 +169,14 @@ def make(net, model, layers):
     path = os.path.join(NETS, f"{net}_gradcam.json")
     if ONLY is not None:
         out = json.load(open(path))
+    if len(layers) > 1 and (ONLY is None or "several_layers" in ONLY):
+        # pytorch-grad-cam with every layer as its target_layers: the per-layer maps scaled,
+        # resized to the input, averaged and scaled again.
+        names = [mf.layer_tensor_name(mf.onnx.load(onnx_path(net)), scope) for scope, _ in layers]
+        modules = [module for _, module in layers]
+        out["several_layers"] = {"layers": names, "maps": {
+            name: mf.arr(scaled_map(METHODS[name], model, modules, x, target)) for name in AUG_SMOOTHED}}
+        print(net, "several layers", names)
     for i, (scope, module) in enumerate(layers):
         tensor = mf.layer_tensor_name(mf.onnx.load(onnx_path(net)), scope)
         maps = layer_maps(model, module, x, target)
@@ -180,7 +188,7 @@ def make(net, model, layers):
         if i == 0 and net != "efficientnet_lite0":
             for name in AUG_SMOOTHED:
                 out["layers"][tensor]["maps"][name + "+aug-smooth"] = mf.arr(
-                    aug_smoothed_map(METHODS[name], model, module, x, target))
+                    scaled_map(METHODS[name], model, [module], x, target, aug_smooth=True))
         print(net, tensor, sorted(out["layers"][tensor]["maps"]))
     mf.dump(path, out)
 

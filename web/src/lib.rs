@@ -147,8 +147,10 @@ struct MethodRow {
     per_class: bool,
     /// Its cost beyond the shared pass, for people ("" when nothing worth saying).
     cost: &'static str,
-    /// Whether that cost is far above the shared pass: left out of "compare all".
+    /// Whether that cost is far above the shared pass.
     slow: bool,
+    /// Whether "compare all" shows it.
+    compare: bool,
 }
 
 /// Every method of the library's table, in its order: the page lists them all.
@@ -161,6 +163,7 @@ pub fn methods() -> Result<JsValue, JsError> {
             per_class: m.is_pixel(),
             cost: m.cost(),
             slow: m.is_slow(),
+            compare: m.in_compare(),
         })
         .collect();
     Ok(serde_wasm_bindgen::to_value(&rows)?)

@@ -26,12 +26,24 @@ pub struct ModelArgs {
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// ONNX tensor to explain (see `igcam-wgpu layers`). Default: the output of the last
-    /// convolutional block.
+    /// convolutional block. Several, comma-separated: each CAM map averaged over them, each
+    /// scaled to [0, 1] at the input's size (pytorch-grad-cam's several target_layers).
     #[arg(long)]
     pub layer: Option<String>,
     /// Pixel normalisation.
     #[arg(long, value_enum, default_value_t = Preset::Imagenet)]
     pub preprocess: Preset,
+}
+
+impl ModelArgs {
+    /// The `--layer` list (empty: the model's default layer).
+    pub fn layers(&self) -> Vec<String> {
+        self.layer
+            .iter()
+            .flat_map(|l| l.split(','))
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 /// How input images are read.
@@ -170,6 +182,7 @@ impl PathArgs {
             quadrature: self.quadrature,
             force: self.force,
             layer: None,
+            layers: Vec::new(),
             eigen_smooth: self.eigen_smooth,
             aug_smooth: self.aug_smooth,
             noise_tunnel: self.noise_tunnel.map(|kind| NoiseTunnel {
@@ -210,6 +223,18 @@ pub struct CommonArgs {
     pub image: ImageArgs,
 }
 
+impl CommonArgs {
+    /// The request for `targets` (path options, and the layers where `--layer` lists several).
+    pub fn request(&self, targets: Vec<usize>) -> Request {
+        let mut request = self.path.request(targets);
+        let layers = self.model.layers();
+        if layers.len() > 1 {
+            request.layers = layers;
+        }
+        request
+    }
+}
+
 /// The device, the model and everything built from them.
 pub struct Loaded {
     /// What runs.
@@ -241,7 +266,7 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
         None => Vec::new(),
     };
     let options = ExplainerOptions {
-        layer: model.layer.clone(),
+        layer: model.layers().into_iter().next(),
         preset: model.preprocess,
         baseline: path.baseline,
         no_crop,

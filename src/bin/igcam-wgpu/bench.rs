@@ -112,7 +112,7 @@ fn time_row(
     image: &DynamicImage,
     row: &Row,
 ) -> Result<MethodTiming> {
-    let mut request = args.common.path.request(row.targets.clone());
+    let mut request = args.common.request(row.targets.clone());
     request.methods = row.methods.clone();
     // Warm-up: kernel compilation and allocations.
     let maps = run_once(explainer, image, &request)?;

@@ -177,11 +177,7 @@ fn score_image(
         return Ok(Vec::new());
     }
     let targets = igcam::dedup::unique(wanted.iter().map(|w| w.1));
-    let maps = explainer.explain(
-        &prepared,
-        &args.common.path.request(targets),
-        &mut |_, _| {},
-    )?;
+    let maps = explainer.explain(&prepared, &args.common.request(targets), &mut |_, _| {})?;
     let preset = explainer.options().preset;
     let chw = preprocess::normalise(&prepared.photo, preset);
     let blurred = preprocess::normalise(&image::imageops::blur(&prepared.photo, 5.0), preset);

@@ -141,7 +141,7 @@ impl Session<'_> {
             });
         }
         let targets = explainer.resolve_targets(&prepared, &self.args.target)?;
-        let request = self.args.common.path.request(targets.clone());
+        let request = self.args.common.request(targets.clone());
         // The bar grows by the request's total at its first report (smoothing repeats the
         // request, and the total counts every round).
         let (mut counted, mut shown) = (0, 0);
