@@ -38,7 +38,15 @@ CLASSES = {
     "kpcacam": pytorch_grad_cam.KPCA_CAM,
     "fem": pytorch_grad_cam.FEM,
     "randomcam": pytorch_grad_cam.RandomCAM,
+    "finercam": pytorch_grad_cam.FinerCAM,
 }
+
+
+def call(cam, name, x, target):
+    """One map of `target`: Finer-CAM picks its own comparison target from `target_idx`."""
+    if name == "finercam":
+        return cam(input_tensor=x, target_idx=target)
+    return cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])
 
 
 def main() -> None:
@@ -61,7 +69,7 @@ def main() -> None:
         with CLASSES[name](model=model, target_layers=[layer]) as cam:
             if hasattr(cam, "batch_size"):
                 cam.batch_size = 32
-            run = lambda: [cam(input_tensor=x, targets=[ClassifierOutputTarget(t)]) for t in targets]
+            run = lambda: [call(cam, name, x, t) for t in targets]
             run()
             times = []
             for _ in range(args.reps):

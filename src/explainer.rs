@@ -17,6 +17,7 @@ use crate::cam::{CamInputs, CamMap, HeadScores, Method, Quadrature, aug_smooth};
 use crate::dedup::unique;
 use crate::error::{Error, Message, Result, Setting};
 use crate::labels::{self, Prediction};
+use crate::onnx::objective::Objective;
 use crate::onnx::profile::Clock;
 use crate::onnx::{Env, OnnxModel, PathEnds};
 use crate::preprocess::{self, Baseline, Geometry, Preset};
@@ -840,23 +841,44 @@ impl<'a> Explaining<'a> {
         let slots: Vec<(usize, Method)> = self.slots.iter().map(|s| (s.target, s.method)).collect();
         let (layer, eigen_smooth) = (self.layer.clone(), self.eigen_smooth);
         let cam_of = |i: usize| slots[i].1.cam();
-        let targets = unique(served.iter().map(|&i| self.slots[i].target));
-        let all_gradients = if served
-            .iter()
-            .filter_map(|&i| cam_of(i))
-            .any(|c| c.uses_gradients())
-        {
-            model
-                .layer_gradients(&layer, activations, env, &targets)?
-                .into_iter()
-                .map(Some)
-                .collect()
-        } else {
-            vec![None; targets.len()]
+        // One reverse pass per objective (a target's logit, or Finer-CAM's difference), and
+        // only for the objectives of methods that use gradients.
+        let logits = &self.prepared.logits;
+        let objective_of = |i: usize| match cam_of(i) {
+            Some(cam) => cam.objective(slots[i].0, logits),
+            None => Objective::Logit(slots[i].0),
         };
+        let objectives = unique(served.iter().map(|&i| objective_of(i)));
+        let needs_gradients = |o: &Objective| {
+            served
+                .iter()
+                .any(|&i| objective_of(i) == *o && cam_of(i).is_some_and(|c| c.uses_gradients()))
+        };
+        let wanted: Vec<Objective> = objectives
+            .iter()
+            .filter(|o| needs_gradients(o))
+            .cloned()
+            .collect();
+        let mut computed = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            model.objective_gradients(&layer, activations, env, &wanted)?
+        }
+        .into_iter();
+        let all_gradients: Vec<Option<Tensor<4>>> = objectives
+            .iter()
+            .map(|o| {
+                if needs_gradients(o) {
+                    computed.next()
+                } else {
+                    None
+                }
+            })
+            .collect();
         let points = activations.dims()[0];
         let mut target_free: Vec<(Method, Tensor<4>)> = Vec::new();
-        for (target, gradients) in targets.into_iter().zip(all_gradients) {
+        for (objective, gradients) in objectives.iter().zip(all_gradients) {
+            let target = objective.class();
             let head = Head {
                 model,
                 at: (&layer, env, points),
@@ -879,7 +901,7 @@ impl<'a> Explaining<'a> {
             let mine: Vec<usize> = served
                 .iter()
                 .copied()
-                .filter(|&i| self.slots[i].target == target)
+                .filter(|&i| objective_of(i) == *objective)
                 .collect();
             for i in mine {
                 let Some(cam) = cam_of(i) else { continue };

@@ -116,9 +116,11 @@ fn host_input_gradient_equals_autodiff() {
 
 /// The layer gradients of several targets from one forward pass through the head and a host
 /// reverse pass each (the explainer's path on the CPU backend) apply to every fixture net and
-/// equal Burn's autodiff, target by target, on a batch of path points (relative L2 <= 1e-5).
+/// equal Burn's autodiff, objective by objective, on a batch of path points (relative L2 <=
+/// 1e-5).
 #[test]
 fn host_layer_gradients_equal_autodiff() {
+    use igcam::onnx::objective::Objective;
     let device = Device::flex();
     for net in ["resnet_tiny", "vgg_tiny", "efficientnet_lite0"] {
         let model = common::load(net, &device);
@@ -126,17 +128,32 @@ fn host_layer_gradients_equal_autodiff() {
         let (x, b) = common::inputs(net, &model, &device);
         let points = common::path_points(&x, &b, &[0.3, 1.0]);
         let (act, env) = model.forward_to(points, &layer).unwrap();
-        let targets = [7, 3, 0];
+        // Three logits, and Finer-CAM's weighted difference (its seed on the host from the
+        // derivative written out, under autodiff from Burn's softmax).
+        let objectives = [
+            Objective::Logit(7),
+            Objective::Logit(3),
+            Objective::Logit(0),
+            Objective::Finer {
+                class: 3,
+                comparisons: vec![1, 5, 2],
+                alpha: 0.8,
+            },
+        ];
         let host = model
-            .host_layer_gradients(&layer, &act, &env, &targets)
+            .host_layer_gradients(&layer, &act, &env, &objectives)
             .unwrap()
             .unwrap_or_else(|| panic!("{net}: the host reverse pass applies to the head"));
-        assert_eq!(host.len(), targets.len(), "{net}: one gradient per target");
-        for (g, &target) in host.into_iter().zip(&targets) {
-            let autodiff = model.layer_gradient(&layer, &act, &env, target).unwrap();
+        assert_eq!(
+            host.len(),
+            objectives.len(),
+            "{net}: one gradient per objective"
+        );
+        for (g, objective) in host.into_iter().zip(&objectives) {
+            let autodiff = model.layer_gradient(&layer, &act, &env, objective).unwrap();
             assert_eq!(g.dims(), act.dims(), "{net}: gradient shape");
             common::assert_close(
-                &format!("{net} layer gradient of class {target}"),
+                &format!("{net} layer gradient of {objective:?}"),
                 &common::host(g),
                 &common::host(autodiff),
                 1e-5,

@@ -8,6 +8,7 @@ mod ablationcam;
 mod eigencam;
 mod eigengradcam;
 mod fem;
+mod finercam;
 mod gradcam;
 mod gradcam_elementwise;
 mod gradcampp;
@@ -21,6 +22,7 @@ use ablationcam::AblationCam;
 use eigencam::ActivationProjection;
 use eigengradcam::EigenGradCam;
 use fem::Fem;
+use finercam::FinerCam;
 use gradcam::GradCam;
 use gradcam_elementwise::GradCamElementWise;
 use gradcampp::GradCamPlusPlus;
@@ -191,6 +193,15 @@ pub static METHODS: &[MethodInfo] = &[
         slow: false,
     },
     MethodInfo {
+        name: "finercam",
+        display: "Finer-CAM",
+        always_integrates: false,
+        compute: Compute::Cam(&FinerCam),
+        cost: "",
+        compare: true,
+        slow: false,
+    },
+    MethodInfo {
         name: "randomcam",
         display: "RandomCAM (sanity baseline)",
         always_integrates: false,
@@ -351,7 +362,7 @@ mod tests {
                 Method::names().join(", ")
             )
         );
-        // pytorch-grad-cam's further methods follow, each once; the slow one says its cost.
+        // pytorch-grad-cam's further methods follow, each once; the slow ones say their cost.
         assert_eq!(
             Method::names()[6..],
             [
@@ -363,6 +374,7 @@ mod tests {
                 "scorecam",
                 "kpcacam",
                 "fem",
+                "finercam",
                 "randomcam"
             ]
         );
@@ -375,6 +387,25 @@ mod tests {
             Method::all()
                 .filter(|m| m.is_slow())
                 .all(|m| !m.cost().is_empty())
+        );
+        // The page's "compare all": the fast, class-specific ones.
+        let compared: Vec<&str> = Method::all()
+            .filter(|m| m.in_compare())
+            .map(|m| m.name())
+            .collect();
+        assert_eq!(
+            compared,
+            [
+                "igcam",
+                "gradcam",
+                "gradcampp",
+                "xgradcam",
+                "layercam",
+                "hirescam",
+                "gradcam-elementwise",
+                "eigengradcam",
+                "finercam"
+            ]
         );
         // Every name once.
         assert_eq!(crate::dedup::unique(Method::names()), Method::names());

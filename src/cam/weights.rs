@@ -4,6 +4,7 @@
 use burn::tensor::{Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::onnx::objective::Objective;
 
 /// The model again, scoring the target on altered inputs: the rest of the graph after the layer
 /// on altered activations (Ablation-CAM's ablated channels), or the whole network on altered
@@ -67,6 +68,12 @@ pub trait CamMethod: Sync {
     /// Whether the method needs `dS_c/dA` (the head's reverse pass).
     fn uses_gradients(&self) -> bool {
         true
+    }
+
+    /// What the gradient is taken of when explaining `target`, given the logits at the photo:
+    /// the target's logit (Finer-CAM: its weighted difference with its nearest classes).
+    fn objective(&self, target: usize, _logits: &[f32]) -> Objective {
+        Objective::Logit(target)
     }
 
     /// Whether the map depends on the target at all (Eigen-CAM's does not: one map serves

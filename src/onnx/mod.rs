@@ -13,6 +13,7 @@ mod host;
 mod layers;
 mod load;
 mod model;
+pub mod objective;
 mod ops;
 mod path;
 pub mod profile;

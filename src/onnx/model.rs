@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{Device, Tensor};
 
-use super::backprop::{self, target_seed};
+use super::backprop;
 use super::exec;
 use super::external::{self, ExternalData};
 use super::graph::{Env, Graph, InputSpec};
 use super::layers::{LayerInfo, Layers};
 use super::load::{self, DEFAULT_INPUT_SIZE};
+use super::objective::Objective;
 use super::ops::is_plain_cpu;
 use super::path::{PathEnds, affine_stem, along};
 use super::profile;
@@ -373,7 +374,8 @@ impl OnnxModel {
         let leaf = x.autodiff().require_grad();
         let logits = self.phase("input forward (IG)", || self.forward(leaf.clone()))?;
         self.phase("input backward (IG)", || {
-            self.target_gradient(logits, &leaf, target, self.graph.input.name.as_str())
+            let objective = Objective::Logit(target);
+            self.target_gradient(logits, &leaf, &objective, self.graph.input.name.as_str())
         })
     }
 
@@ -388,7 +390,7 @@ impl OnnxModel {
             start(&self.graph, x),
             (0, n),
             self.graph.input.name.as_str(),
-            &[target],
+            &[Objective::Logit(target)],
             ["input forward (IG)", "input backward (IG)"],
         )?;
         Ok(grads.and_then(|g| g.into_iter().next()))
@@ -403,10 +405,10 @@ impl OnnxModel {
             && !self.autodiff_only.load(Ordering::Relaxed)
     }
 
-    /// The gradients of the summed logits of each of `targets` with respect to the value
+    /// The gradients of each of `objectives` (summed over the images) with respect to the value
     /// `from`, by the host reverse pass ([`OnnxModel::host_pass_applies`]): the graph from node
     /// `first` on runs once on `batch` images from `env`, keeping every value (phase
-    /// `phases[0]`), then one reverse pass per target (phase `phases[1]`). `Ok(None)` where an
+    /// `phases[0]`), then one reverse pass per objective (phase `phases[1]`). `Ok(None)` where an
     /// op on the way has no host gradient (the model then takes autodiff from now on: the
     /// whole graph has that op).
     fn host_gradients(
@@ -414,7 +416,7 @@ impl OnnxModel {
         mut env: Env,
         (first, batch): (usize, usize),
         from: &str,
-        targets: &[usize],
+        objectives: &[Objective],
         [forward, backward]: [&str; 2],
     ) -> Result<Option<Vec<Tensor<4>>>> {
         let range = first..self.graph.nodes.len();
@@ -422,9 +424,9 @@ impl OnnxModel {
             exec::run_retaining(&self.graph, &mut env, range, batch)
         })?;
         let output = self.output(&env)?;
-        let mut grads = Vec::with_capacity(targets.len());
-        for &target in targets {
-            let seed = target_seed(output, self.classes, target);
+        let mut grads = Vec::with_capacity(objectives.len());
+        for objective in objectives {
+            let seed = objective.seed(output, self.classes)?;
             let grad = self.phase(backward, || {
                 backprop::gradient(&self.graph, &env, &steps, seed, from)
             })?;
@@ -448,12 +450,25 @@ impl OnnxModel {
         env: &Env,
         targets: &[usize],
     ) -> Result<Vec<Tensor<4>>> {
-        if let Some(grads) = self.host_layer_gradients(layer, activations, env, targets)? {
+        let objectives: Vec<Objective> = targets.iter().map(|&t| Objective::Logit(t)).collect();
+        self.objective_gradients(layer, activations, env, &objectives)
+    }
+
+    /// [`OnnxModel::layer_gradients`] of any [`Objective`]s (Finer-CAM's weighted differences
+    /// too).
+    pub fn objective_gradients(
+        &self,
+        layer: &str,
+        activations: &Tensor<4>,
+        env: &Env,
+        objectives: &[Objective],
+    ) -> Result<Vec<Tensor<4>>> {
+        if let Some(grads) = self.host_layer_gradients(layer, activations, env, objectives)? {
             return Ok(grads);
         }
-        targets
+        objectives
             .iter()
-            .map(|&t| self.layer_gradient(layer, activations, env, t))
+            .map(|o| self.layer_gradient(layer, activations, env, o))
             .collect()
     }
 
@@ -464,7 +479,7 @@ impl OnnxModel {
         layer: &str,
         activations: &Tensor<4>,
         env: &Env,
-        targets: &[usize],
+        objectives: &[Objective],
     ) -> Result<Option<Vec<Tensor<4>>>> {
         let batch = activations.dims()[0];
         if !self.host_pass_applies(batch) {
@@ -475,38 +490,38 @@ impl OnnxModel {
         let value = Value::Float(FloatValue::nchw(activations.clone()));
         env.insert(layer.to_string(), value);
         let phases = ["head forward", "head backward"];
-        self.host_gradients(env, (first, batch), layer, targets, phases)
+        self.host_gradients(env, (first, batch), layer, objectives, phases)
     }
 
-    /// The gradient of the summed `target` logits with respect to `activations` at `layer`
-    /// (from [`OnnxModel::forward_to`] or [`OnnxModel::forward_path_to`], with the `env` it
-    /// returned), by Burn's autodiff through the rest of the graph.
+    /// The gradient of `objective` (summed over the images) with respect to `activations` at
+    /// `layer` (from [`OnnxModel::forward_to`] or [`OnnxModel::forward_path_to`], with the `env`
+    /// it returned), by Burn's autodiff through the rest of the graph.
     pub fn layer_gradient(
         &self,
         layer: &str,
         activations: &Tensor<4>,
         env: &Env,
-        target: usize,
+        objective: &Objective,
     ) -> Result<Tensor<4>> {
         let leaf = activations.clone().autodiff().require_grad();
         let logits = self.phase("head forward", || {
             self.forward_from(env.clone(), layer, leaf.clone())
         })?;
         self.phase("head backward", || {
-            self.target_gradient(logits, &leaf, target, layer)
+            self.target_gradient(logits, &leaf, objective, layer)
         })
     }
 
-    /// The gradient of the summed `target` logits with respect to the tracked `leaf` (the
-    /// tensor `name`).
+    /// The gradient of `objective` (summed over the rows) with respect to the tracked `leaf`
+    /// (the tensor `name`).
     fn target_gradient(
         &self,
         logits: Tensor<2>,
         leaf: &Tensor<4>,
-        target: usize,
+        objective: &Objective,
         name: &str,
     ) -> Result<Tensor<4>> {
-        let grads = logits.narrow(1, target, 1).sum().backward();
+        let grads = objective.of_logits(logits).backward();
         leaf.grad(&grads).ok_or_else(|| Error::LayerUnused {
             name: name.into(),
             output: self.graph.output.clone(),

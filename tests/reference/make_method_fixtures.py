@@ -50,7 +50,7 @@ AUG_SMOOTHED = ["gradcam", "layercam"]
 
 # Method table name -> pytorch-grad-cam class: the benchmark's table.
 sys.path.insert(0, os.path.join(mf.ROOT, "bench"))
-from gradcam_reference import CLASSES as METHODS  # noqa: E402
+from gradcam_reference import CLASSES as METHODS, call  # noqa: E402
 # `python3 make_method_fixtures.py kpcacam,fem`: only those methods, merged into the files
 # already there (the rest is kept); no argument: everything, afresh.
 ONLY = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else None
@@ -76,7 +76,11 @@ def hooked(model, module, x, target):
 
 def library_map(cls, model, module, x, target, eigen_smooth=False):
     with cls(model=model, target_layers=[module]) as cam:
-        out = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)], eigen_smooth=eigen_smooth)
+        if eigen_smooth:
+            out = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)], eigen_smooth=True)
+        else:
+            name = next(n for n, c in METHODS.items() if c is cls)
+            out = call(cam, name, x, target)
     return np.asarray(out[0], dtype=np.float64)
 
 

@@ -1,0 +1,172 @@
+//! What a gradient is taken of: one class's logit (summed over the batch), or Finer-CAM's
+//! weighted difference between a class and the classes it is most easily confused with.
+
+use burn::tensor::{Tensor, activation};
+
+use super::backprop::target_seed;
+use super::value::{FloatValue, host_values};
+use crate::error::Result;
+
+/// pytorch-grad-cam's guard in Finer-CAM's denominator.
+const FINER_EPS: f64 = 1e-9;
+
+/// The scalar whose gradient a reverse pass takes, summed over the batch's rows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Objective {
+    /// The class's logit `S_c`.
+    Logit(usize),
+    /// pytorch-grad-cam's `FinerWeightedTarget`:
+    /// `sum_j p_j (S_c - alpha S_j) / (sum_j p_j + 1e-9)` over the comparison classes `j`,
+    /// `p = softmax(S)` (differentiated too).
+    Finer {
+        /// The explained class `c`.
+        class: usize,
+        /// The comparison classes `j`.
+        comparisons: Vec<usize>,
+        /// How strongly the comparison classes are subtracted.
+        alpha: f32,
+    },
+}
+
+impl Objective {
+    /// The class the objective explains.
+    pub fn class(&self) -> usize {
+        match self {
+            Objective::Logit(c) | Objective::Finer { class: c, .. } => *c,
+        }
+    }
+
+    /// `d objective / d logits` for the logits `output` (`[N, classes]` values in any shape),
+    /// as a tensor of the same shape: the reverse pass's seed.
+    pub fn seed(&self, output: &FloatValue, classes: usize) -> Result<FloatValue> {
+        let Objective::Finer {
+            class,
+            comparisons,
+            alpha,
+        } = self
+        else {
+            return Ok(target_seed(output, classes, self.class()));
+        };
+        let logits = host_values(output.tensor.clone())?;
+        let values: Vec<f32> = logits
+            .chunks_exact(classes)
+            .flat_map(|row| finer_row_gradient(row, *class, comparisons, *alpha as f64))
+            .collect();
+        Ok(output.with_tensor(super::host::tensor(
+            values,
+            output.tensor.dims(),
+            &output.tensor.device(),
+        )))
+    }
+
+    /// The objective of tracked `logits` (`[N, classes]`), summed over the rows, for Burn's
+    /// autodiff.
+    pub fn of_logits(&self, logits: Tensor<2>) -> Tensor<1> {
+        match self {
+            Objective::Logit(c) => logits.narrow(1, *c, 1).sum(),
+            Objective::Finer {
+                class,
+                comparisons,
+                alpha,
+            } => {
+                let p = activation::softmax(logits.clone(), 1);
+                let main = logits.clone().narrow(1, *class, 1);
+                let mut numerator = main.zeros_like();
+                let mut denominator = main.zeros_like();
+                for &j in comparisons {
+                    let pj = p.clone().narrow(1, j, 1);
+                    let gap = main
+                        .clone()
+                        .sub(logits.clone().narrow(1, j, 1).mul_scalar(*alpha));
+                    numerator = numerator.add(pj.clone().mul(gap));
+                    denominator = denominator.add(pj);
+                }
+                numerator
+                    .div(denominator.add_scalar(FINER_EPS as f32))
+                    .sum()
+            }
+        }
+    }
+}
+
+/// `d/dS_k` of Finer's objective for one row of logits `s`, in f64.
+fn finer_row_gradient(s: &[f32], class: usize, comparisons: &[usize], alpha: f64) -> Vec<f32> {
+    let s: Vec<f64> = s.iter().map(|&v| v as f64).collect();
+    let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = s.iter().map(|v| (v - max).exp()).collect();
+    let total: f64 = exp.iter().sum();
+    let p: Vec<f64> = exp.iter().map(|e| e / total).collect();
+    let gap = |j: usize| s[class] - alpha * s[j];
+    let numerator: f64 = comparisons.iter().map(|&j| p[j] * gap(j)).sum();
+    let denominator: f64 = comparisons.iter().map(|&j| p[j]).sum::<f64>() + FINER_EPS;
+    (0..s.len())
+        .map(|k| {
+            // dp_j/dS_k = p_j (delta_jk - p_k).
+            let dp = |j: usize| p[j] * (f64::from(u8::from(j == k)) - p[k]);
+            let d_numerator: f64 = comparisons
+                .iter()
+                .map(|&j| {
+                    let d_gap =
+                        f64::from(u8::from(k == class)) - alpha * f64::from(u8::from(k == j));
+                    dp(j) * gap(j) + p[j] * d_gap
+                })
+                .sum();
+            let d_denominator: f64 = comparisons.iter().map(|&j| dp(j)).sum();
+            ((d_numerator * denominator - numerator * d_denominator) / (denominator * denominator))
+                as f32
+        })
+        .collect()
+}
+
+/// Finer-CAM's comparison classes for `class` (pytorch-grad-cam's default): the three classes
+/// whose logits at the photo are nearest to the class's, nearest first.
+pub fn finer_comparisons(logits: &[f32], class: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    let gap = |k: usize| (logits[k] - logits[class]).abs();
+    order.sort_by(|&a, &b| gap(a).total_cmp(&gap(b)).then(a.cmp(&b)));
+    order.into_iter().filter(|&k| k != class).take(3).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finer_gradient_matches_finite_differences() {
+        let s = [1.0f32, 2.5, 2.0, -1.0, 2.2];
+        let (class, comparisons, alpha) = (1, vec![4, 2, 0], 0.7);
+        let objective = |s: &[f64]| {
+            let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|v| (v - max).exp()).collect();
+            let t: f64 = e.iter().sum();
+            let num: f64 = comparisons
+                .iter()
+                .map(|&j| e[j] / t * (s[class] - alpha * s[j]))
+                .sum();
+            let den: f64 = comparisons.iter().map(|&j| e[j] / t).sum::<f64>() + FINER_EPS;
+            num / den
+        };
+        let got = finer_row_gradient(&s, class, &comparisons, alpha);
+        for k in 0..s.len() {
+            let h = 1e-6;
+            let mut up: Vec<f64> = s.iter().map(|&v| v as f64).collect();
+            let mut down = up.clone();
+            up[k] += h;
+            down[k] -= h;
+            let want = (objective(&up) - objective(&down)) / (2.0 * h);
+            assert!(
+                (got[k] as f64 - want).abs() < 1e-6,
+                "k = {k}: {} vs {want}",
+                got[k]
+            );
+        }
+    }
+
+    #[test]
+    fn comparisons_are_the_nearest_logits() {
+        assert_eq!(
+            finer_comparisons(&[1.0, 2.5, 2.0, -1.0, 2.2, 9.0], 1),
+            [4, 2, 0]
+        );
+    }
+}
