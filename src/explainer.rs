@@ -290,7 +290,13 @@ impl Explainer {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Explanation>> {
         let size = self.model.input_size();
-        let rounds = request.layers.len();
+        // Pixel IG runs in the first round only; a request of nothing else takes one round.
+        // Progress is counted in thousandths of a round (the rounds' totals differ).
+        let rounds = if request.methods.iter().any(|m| !m.is_pixel()) {
+            request.layers.len()
+        } else {
+            1
+        };
         let mut runs: Vec<Vec<Explanation>> = Vec::with_capacity(rounds);
         for (round, layer) in request.layers.iter().enumerate() {
             let methods: Vec<Method> = request
@@ -299,7 +305,7 @@ impl Explainer {
                 .copied()
                 .filter(|m| round == 0 || !m.is_pixel())
                 .collect();
-            if methods.is_empty() {
+            if round >= rounds {
                 break;
             }
             let one = Request {
@@ -309,7 +315,7 @@ impl Explainer {
                 ..request.clone()
             };
             runs.push(self.explain(prepared, &one, &mut |done, total| {
-                progress(round * total + done, rounds * total)
+                progress(round * 1000 + done * 1000 / total.max(1), rounds * 1000)
             })?);
         }
         let mut out = runs.remove(0);
@@ -345,20 +351,24 @@ impl Explainer {
         request.check(self.model.num_classes())?;
         // Pixel IG's channels are combined one by one, as Captum combines its attribution
         // tensor, and summed afterwards.
+        // (Under aug-smoothing each map is already a scaled plane: those are combined.)
+        let per_channel = !request.aug_smooth;
         let plain = Request {
             noise_tunnel: None,
-            ig_channels: true,
+            ig_channels: per_channel || request.ig_channels,
             ..request.clone()
         };
         let x = prepared.input();
         let dims = x.dims();
         let per_sample: usize = dims.iter().product();
-        let noise = crate::cam::random::standard_normals(request.seed, tunnel.samples * per_sample);
         let mut out: Vec<Explanation> = Vec::new();
         let mut sums: Vec<noise_tunnel::Sums> = Vec::new();
-        for (j, noise) in noise.chunks_exact(per_sample).enumerate() {
+        for j in 0..tunnel.samples {
+            // Sample j's stretch of the one sequence, drawn on its own: memory stays one image.
+            let noise =
+                crate::cam::random::standard_normals(request.seed, j * per_sample, per_sample);
             let noise = Tensor::<4>::from_data(
-                burn::tensor::TensorData::new(noise.to_vec(), dims),
+                burn::tensor::TensorData::new(noise, dims),
                 self.model.device(),
             );
             let noisy = x.clone().add(noise.mul_scalar(tunnel.stdev));
@@ -381,7 +391,7 @@ impl Explainer {
         let channels = dims[1];
         for (e, sum) in out.iter_mut().zip(&sums) {
             e.map.values = sum.combine(tunnel.kind);
-            if e.method.is_pixel() && !request.ig_channels {
+            if e.method.is_pixel() && per_channel && !request.ig_channels {
                 e.map = sum_channels(&e.map, channels);
             }
             e.convergence_delta = None;
@@ -397,6 +407,11 @@ impl Explainer {
         request: &Request,
     ) -> Result<Explaining<'a>> {
         self.check_request(request)?;
+        if request.aug_smooth || request.noise_tunnel.is_some() || request.layers.len() > 1 {
+            return Err(Error::InvalidOption(
+                "aug-smoothing, a noise tunnel and several layers run through Explainer::explain, not the stepper".into(),
+            ));
+        }
         Explaining::new(self, prepared, request)
     }
 
@@ -697,6 +712,8 @@ pub struct Explaining<'a> {
     eigen_smooth: bool,
     seed: u64,
     ig_channels: bool,
+    /// Path points (or re-run images) per chunk.
+    batch: usize,
     done: usize,
     total: usize,
     clock: Option<Clock>,
@@ -718,7 +735,12 @@ impl<'a> Explaining<'a> {
                 });
             }
         }
-        let (alphas, step_sizes) = request.quadrature.points(request.steps);
+        let integrates = slots.iter().any(|s| s.integrated || s.method.is_pixel());
+        let (alphas, step_sizes) = if integrates {
+            request.quadrature.points(request.steps)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let batch = explainer
             .model
             .fit_chunk(request.batch.unwrap_or(explainer.batch));
@@ -758,6 +780,7 @@ impl<'a> Explaining<'a> {
             eigen_smooth: request.eigen_smooth,
             seed: request.seed,
             ig_channels: request.ig_channels,
+            batch,
             done: 0,
             total,
             clock: request.clock,
@@ -884,7 +907,7 @@ impl<'a> Explaining<'a> {
                 at: (&layer, env, points),
                 target,
                 path: (&self.prepared.path, alphas),
-                chunk: model.fit_chunk(explainer.batch),
+                chunk: self.batch,
             };
             let chunk_first = alphas.map_or(0, |a| {
                 self.alphas
@@ -999,7 +1022,7 @@ impl<'a> Explaining<'a> {
             maps.push(Explanation {
                 target: s.target,
                 method: s.method,
-                label: if self.eigen_smooth && !s.method.is_pixel() {
+                label: if s.method.eigen_smoothed(self.eigen_smooth) {
                     format!("{}+eigen-smooth", s.method.label(s.integrated))
                 } else {
                     s.method.label(s.integrated && !s.method.is_pixel())

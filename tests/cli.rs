@@ -733,7 +733,7 @@ fn bad_options_are_refused() {
             ],
         ]
         .concat(),
-        "KPCA-CAM's kernel over 64x64 positions is too large (at most 1024); pass --layer to a later, smaller layer",
+        "KPCA-CAM's kernel over 64x64 positions is too large (at most 400); pass --layer to a later, smaller layer",
     );
     refuses(
         &[&base[..], &["--quadrature", "simpson"]].concat(),

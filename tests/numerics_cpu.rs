@@ -287,3 +287,76 @@ fn noise_tunnel_matches_captum() {
         common::assert_matches(&format!("IG {name}"), &ig.map.values, &want["ig"], ig_tol);
     }
 }
+
+/// How the request's options combine: eigen-smoothing leaves FEM (which ignores it in
+/// pytorch-grad-cam) and the always-projecting methods as they are; a noise tunnel around
+/// aug-smoothed pixel IG keeps the input's shape; the stepper refuses what only `explain` runs.
+#[test]
+fn options_combine_as_documented() {
+    use igcam::Request;
+    use igcam::cam::Method;
+    use igcam::cam::noise_tunnel::{NoiseKind, NoiseTunnel};
+    let (explainer, prepared) = common::explainer("resnet_tiny", &Device::flex());
+    let target = prepared.ranked[0].index;
+    let methods = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| Method::parse(n).unwrap())
+            .collect::<Vec<_>>()
+    };
+
+    let plain = Request::new(vec![target], methods(&["fem", "eigencam", "gradcam"]), 1);
+    let smooth = Request {
+        eigen_smooth: true,
+        ..plain.clone()
+    };
+    let (a, b) = (
+        common::explain(&explainer, &prepared, &plain),
+        common::explain(&explainer, &prepared, &smooth),
+    );
+    let labels: Vec<&str> = b.iter().map(|e| e.label.as_str()).collect();
+    assert_eq!(labels, ["fem", "eigencam", "gradcam+eigen-smooth"]);
+    assert_eq!(a[0].map, b[0].map, "FEM ignores eigen-smoothing");
+    assert_eq!(a[1].map, b[1].map, "Eigen-CAM projects either way");
+    assert_ne!(a[2].map, b[2].map, "Grad-CAM is smoothed");
+
+    let mut both = Request::new(vec![target], methods(&["ig", "gradcam"]), 2);
+    both.aug_smooth = true;
+    both.noise_tunnel = Some(NoiseTunnel {
+        kind: NoiseKind::SmoothGradSq,
+        samples: 2,
+        stdev: 0.1,
+    });
+    let maps = common::explain(&explainer, &prepared, &both);
+    let size = explainer.model().input_size();
+    for e in &maps {
+        assert_eq!(
+            [e.map.height, e.map.width],
+            size,
+            "{}: the input's shape",
+            e.label
+        );
+        assert!(e.map.values.iter().all(|v| v.is_finite()), "{}", e.label);
+    }
+    assert_eq!(maps[0].label, "ig+aug-smooth+smoothgrad_sq");
+
+    let mut layers = Request::new(vec![target], methods(&["gradcam"]), 1);
+    layers.layers = explainer
+        .model()
+        .layers()
+        .iter()
+        .rev()
+        .take(2)
+        .map(|l| l.name.clone())
+        .collect();
+    for stepper_only in [both, layers] {
+        let err = explainer
+            .start(&prepared, &stepper_only)
+            .err()
+            .expect("refused");
+        assert_eq!(
+            err.to_string(),
+            "invalid option: aug-smoothing, a noise tunnel and several layers run through Explainer::explain, not the stepper"
+        );
+    }
+}

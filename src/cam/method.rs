@@ -59,8 +59,9 @@ pub struct MethodInfo {
     pub cost: &'static str,
     /// Whether that cost is far above the shared pass.
     pub slow: bool,
-    /// Whether the page's "compare all" shows it: fast and specific to the class (not the
-    /// slow ones, not the class-free Eigen-CAM, KPCA-CAM and FEM, not the RandomCAM baseline).
+    /// Whether the page's "compare all" shows it: fast, specific to the class and reading
+    /// nothing back mid-request (not the slow ones, not the class-free Eigen-CAM, KPCA-CAM and
+    /// FEM, not EigenGrad-CAM's projection, not the RandomCAM baseline).
     pub compare: bool,
 }
 
@@ -153,7 +154,7 @@ pub static METHODS: &[MethodInfo] = &[
         always_integrates: false,
         compute: Compute::Cam(&EigenGradCam),
         cost: "",
-        compare: true,
+        compare: false,
         slow: false,
     },
     MethodInfo {
@@ -297,6 +298,25 @@ impl Method {
         self.0.compare
     }
 
+    /// Whether `eigen_smooth` changes its map (as in pytorch-grad-cam: not for pixel IG, not
+    /// for the methods that always project, not for FEM, which ignores it).
+    pub fn eigen_smoothed(self, eigen_smooth: bool) -> bool {
+        match self.0.compute {
+            Compute::Cam(c) => eigen_smooth && c.projection().is_none() && c.takes_eigen_smooth(),
+            Compute::PixelIg => false,
+        }
+    }
+
+    /// Whether its map reads tensors back to the host mid-request (with `eigen_smooth`, every
+    /// CAM method does): a caller that must never block, such as WebGPU in a browser, cannot
+    /// run it.
+    pub fn reads_back(self, eigen_smooth: bool) -> bool {
+        match self.0.compute {
+            Compute::Cam(c) => eigen_smooth || c.reads_back(),
+            Compute::PixelIg => false,
+        }
+    }
+
     /// The per-step CAM weights, `None` for pixel-level Integrated Gradients.
     pub fn cam(self) -> Option<&'static dyn CamMethod> {
         match self.0.compute {
@@ -388,7 +408,13 @@ mod tests {
                 .filter(|m| m.is_slow())
                 .all(|m| !m.cost().is_empty())
         );
-        // The page's "compare all": the fast, class-specific ones.
+        // The page's "compare all": the fast, class-specific ones that read nothing back
+        // mid-request (WebGPU in a browser cannot wait).
+        assert!(
+            Method::all()
+                .filter(|m| m.in_compare())
+                .all(|m| !m.reads_back(false))
+        );
         let compared: Vec<&str> = Method::all()
             .filter(|m| m.in_compare())
             .map(|m| m.name())
@@ -403,7 +429,6 @@ mod tests {
                 "layercam",
                 "hirescam",
                 "gradcam-elementwise",
-                "eigengradcam",
                 "finercam"
             ]
         );

@@ -34,9 +34,10 @@ pub fn cam_map(
     point_weights: Option<&Tensor<4>>,
 ) -> Result<Tensor<4>> {
     let weighted = method.weighted(inputs)?;
+    let smooth = eigen_smooth && method.takes_eigen_smooth();
     let projection = method
         .projection()
-        .or(eigen_smooth.then_some(Projection::Principal));
+        .or(smooth.then_some(Projection::Principal));
     let per_point = match projection {
         Some(Projection::Principal) => principal::project(weighted)?,
         Some(Projection::KernelSigmoid) => principal::project_kernel(weighted)?,

@@ -19,8 +19,9 @@ use burn::tensor::{Tensor, TensorData};
 use crate::error::{Error, Message, Result, Setting};
 use crate::onnx::host_values;
 
-/// Positions above which KPCA-CAM's kernel matrix (positions x positions) is refused.
-pub const MAX_KERNEL_POSITIONS: usize = 1024;
+/// Positions above which KPCA-CAM's kernel matrix (positions x positions, diagonalised by
+/// Jacobi: about a second at 20 x 20) is refused.
+pub const MAX_KERNEL_POSITIONS: usize = 400;
 
 /// The signed first-component projection `[B, 1, h, w]` of `weighted` (`[B, K, h, w]`).
 pub fn project(weighted: Tensor<4>) -> Result<Tensor<4>> {

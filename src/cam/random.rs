@@ -4,9 +4,12 @@
 //! (d >> 11) / 2^53`; a standard normal two, by Box-Muller's cosine branch
 //! (`u1 = ((d1 >> 11) + 1) / 2^53`, `u2 = (d2 >> 11) / 2^53`, `z = sqrt(-2 ln u1) cos(2π u2)`).
 
+/// SplitMix64's increment.
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// SplitMix64: the next 64-bit draw.
 fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    *state = state.wrapping_add(GAMMA);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -24,9 +27,10 @@ pub fn uniforms(seed: u64, count: usize, [low, high]: [f64; 2]) -> Vec<f32> {
         .collect()
 }
 
-/// `count` standard normal values from `seed`.
-pub fn standard_normals(seed: u64, count: usize) -> Vec<f32> {
-    let mut state = seed;
+/// `count` standard normal values from `seed`, starting at value `first` of its sequence
+/// (SplitMix64's state after `k` draws is `seed + k γ`, so any stretch is drawn on its own).
+pub fn standard_normals(seed: u64, first: usize, count: usize) -> Vec<f32> {
+    let mut state = seed.wrapping_add((2 * first as u64).wrapping_mul(GAMMA));
     (0..count)
         .map(|_| {
             let u1 = ((next(&mut state) >> 11) + 1) as f64 * UNIT;
@@ -45,14 +49,16 @@ mod tests {
         // SplitMix64 from 0: the reference sequence's first value.
         let mut state = 0;
         assert_eq!(next(&mut state), 0xE220_A839_7B1D_CDAF);
-        let z = standard_normals(7, 100_000);
+        let z = standard_normals(7, 0, 100_000);
         let mean = z.iter().map(|&v| v as f64).sum::<f64>() / z.len() as f64;
         let var = z.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / z.len() as f64;
         assert!(
             mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
             "mean {mean} var {var}"
         );
-        assert_eq!(standard_normals(7, 3), standard_normals(7, 5)[..3]);
+        assert_eq!(standard_normals(7, 0, 3), standard_normals(7, 0, 5)[..3]);
+        // Any stretch on its own equals the same stretch of the whole sequence.
+        assert_eq!(standard_normals(7, 2, 3), standard_normals(7, 0, 5)[2..]);
     }
 
     #[test]

@@ -82,6 +82,17 @@ pub trait CamMethod: Sync {
         true
     }
 
+    /// Whether `--eigen-smooth` applies (pytorch-grad-cam's FEM ignores it).
+    fn takes_eigen_smooth(&self) -> bool {
+        true
+    }
+
+    /// Whether computing the map reads tensors back to the host mid-request (a projection, the
+    /// scores of re-runs): a caller that must never block (WebGPU in a browser) cannot run it.
+    fn reads_back(&self) -> bool {
+        self.projection().is_some()
+    }
+
     /// The projection the map always is instead of the channel sum (Eigen-CAM and kin).
     fn projection(&self) -> Option<Projection> {
         None

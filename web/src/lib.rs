@@ -316,6 +316,15 @@ pub async fn explain(
     } else {
         targets.into_iter().map(|t| t as usize).collect()
     };
+    // WebGPU cannot block, and these methods read tensors back mid-request.
+    if s.description.starts_with("WebGPU")
+        && let Some(m) = methods.iter().find(|m| m.reads_back(false))
+    {
+        return Err(JsError::new(&format!(
+            "{} reads results back while it runs, which WebGPU in a browser cannot wait for: open the page with ?cpu to run it on the CPU, or pick another method",
+            m.display()
+        )));
+    }
     let mut request = Request::new(targets, methods, steps);
     request.layer = layer.filter(|l| !l.is_empty());
     request.batch = batch;

@@ -24,7 +24,7 @@ impl CamMethod for AblationCam {
     fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
         let a = inputs.activations;
         let [points, channels, h, w] = a.dims();
-        let chunk = (CHUNK_VALUES / (channels * h * w).max(1)).clamp(1, channels);
+        let chunk = (CHUNK_VALUES / (channels * h * w).max(1)).clamp(1, channels.max(1));
         let mut weights = Vec::with_capacity(points * channels);
         for point in 0..points {
             let one = a.clone().narrow(0, point, 1);
@@ -53,6 +53,10 @@ impl CamMethod for AblationCam {
 
     fn uses_gradients(&self) -> bool {
         false
+    }
+
+    fn reads_back(&self) -> bool {
+        true
     }
 }
 

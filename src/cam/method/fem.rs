@@ -31,4 +31,8 @@ impl CamMethod for Fem {
     fn uses_target(&self) -> bool {
         false
     }
+
+    fn takes_eigen_smooth(&self) -> bool {
+        false
+    }
 }

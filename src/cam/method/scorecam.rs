@@ -47,6 +47,10 @@ impl CamMethod for ScoreCam {
     fn uses_gradients(&self) -> bool {
         false
     }
+
+    fn reads_back(&self) -> bool {
+        true
+    }
 }
 
 /// The softmax of `scores`, in f64.
