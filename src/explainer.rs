@@ -13,7 +13,9 @@ use burn::tensor::Tensor;
 use image::{DynamicImage, RgbImage};
 
 use crate::cam::noise_tunnel::{self, NoiseTunnel};
-use crate::cam::{CamInputs, CamMap, HeadScores, Method, Quadrature, aug_smooth};
+use crate::cam::{
+    CamInputs, CamMap, CamMethod, HeadScores, Method, Quadrature, aug_smooth, scaled,
+};
 use crate::dedup::unique;
 use crate::error::{Error, Message, Result, Setting};
 use crate::labels::{self, Prediction};
@@ -256,10 +258,10 @@ impl Explainer {
         let rounds = aug_smooth::AUGMENTATIONS.len();
         let mut all: Vec<Vec<Explanation>> = Vec::with_capacity(rounds);
         for (round, &augmentation) in aug_smooth::AUGMENTATIONS.iter().enumerate() {
-            let x = aug_smooth::augment(prepared.input(), augmentation);
-            let augmented = self
-                .start_prepare_inputs(prepared.photo.clone(), x, prepared.baseline().clone())?
-                .finish_blocking(self)?;
+            let augmented = self.prepare_variant(
+                prepared,
+                aug_smooth::augment(prepared.input(), augmentation),
+            )?;
             let mut maps = self.explain(&augmented, &plain, &mut |done, total| {
                 progress(round * total + done, rounds * total)
             })?;
@@ -272,7 +274,7 @@ impl Explainer {
         for (i, e) in out.iter_mut().enumerate() {
             let mut maps = vec![e.map.clone()];
             maps.extend(all.iter().map(|r| r[i].map.clone()));
-            e.map = aug_smooth::mean(&maps);
+            e.map = scaled::mean(&maps);
             e.ms += all.iter().map(|r| r[i].ms).sum::<f64>();
             e.convergence_delta = None;
             e.label.push_str("+aug-smooth");
@@ -298,16 +300,13 @@ impl Explainer {
             1
         };
         let mut runs: Vec<Vec<Explanation>> = Vec::with_capacity(rounds);
-        for (round, layer) in request.layers.iter().enumerate() {
+        for (round, layer) in request.layers.iter().take(rounds).enumerate() {
             let methods: Vec<Method> = request
                 .methods
                 .iter()
                 .copied()
                 .filter(|m| round == 0 || !m.is_pixel())
                 .collect();
-            if round >= rounds {
-                break;
-            }
             let one = Request {
                 layers: Vec::new(),
                 layer: Some(layer.clone()),
@@ -328,10 +327,10 @@ impl Explainer {
             let others: Vec<Explanation> = runs.iter().filter_map(same).collect();
             let scaled: Vec<CamMap> = std::iter::once(&*e)
                 .chain(&others)
-                .map(|o| aug_smooth::scaled_to(&o.map, size))
+                .map(|o| scaled::scaled_to(&o.map, size))
                 .collect();
-            let mut mean = aug_smooth::mean(&scaled);
-            mean.values = aug_smooth::scale(&mean.values);
+            let mut mean = scaled::mean(&scaled);
+            mean.values = scaled::scale(&mean.values);
             e.map = mean;
             e.ms += others.iter().map(|o| o.ms).sum::<f64>();
             e.layer = request.layers.join(",");
@@ -348,7 +347,6 @@ impl Explainer {
         tunnel: NoiseTunnel,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Explanation>> {
-        request.check(self.model.num_classes())?;
         // Pixel IG's channels are combined one by one, as Captum combines its attribution
         // tensor, and summed afterwards.
         // (Under aug-smoothing each map is already a scaled plane: those are combined.)
@@ -371,10 +369,8 @@ impl Explainer {
                 burn::tensor::TensorData::new(noise, dims),
                 self.model.device(),
             );
-            let noisy = x.clone().add(noise.mul_scalar(tunnel.stdev));
-            let sample = self
-                .start_prepare_inputs(prepared.photo.clone(), noisy, prepared.baseline().clone())?
-                .finish_blocking(self)?;
+            let sample =
+                self.prepare_variant(prepared, x.clone().add(noise.mul_scalar(tunnel.stdev)))?;
             let maps = self.explain(&sample, &plain, &mut |done, total| {
                 progress(j * total + done, tunnel.samples * total)
             })?;
@@ -398,6 +394,13 @@ impl Explainer {
             e.label = format!("{}+{}", e.label, tunnel.kind.name());
         }
         Ok(out)
+    }
+
+    /// `prepared`'s photo and baseline with the input `x` instead (an augmented or noisy copy),
+    /// run through the network once.
+    fn prepare_variant(&self, prepared: &Prepared, x: Tensor<4>) -> Result<Prepared> {
+        self.start_prepare_inputs(prepared.photo.clone(), x, prepared.baseline().clone())?
+            .finish_blocking(self)
     }
 
     /// Starts `request` as a stepper, for callers that must not block between chunks.
@@ -851,31 +854,42 @@ impl<'a> Explaining<'a> {
     }
 
     /// Every CAM map of `served` from one set of activations: the head's reverse pass runs once
-    /// per target (not at all when no method of `served` uses gradients), and a map that does
-    /// not depend on the target (Eigen-CAM) is computed once for all of them.
+    /// per objective (not at all when no method of `served` uses gradients), and a map that
+    /// does not depend on the target (Eigen-CAM) is computed once for all of them. `chunk`:
+    /// the path points `from..to` the activations are of (`None`: the photo itself), which
+    /// also give each point's weight in the integrated sums.
     fn cams_from(
         &mut self,
         served: &[usize],
-        (activations, env, alphas): (&Tensor<4>, &Env, Option<&[f32]>),
-        point_weights: Option<&Tensor<4>>,
+        (activations, env): (&Tensor<4>, &Env),
+        chunk: Option<(usize, usize)>,
     ) -> Result<()> {
-        let explainer = self.explainer;
-        let model = &explainer.model;
-        let slots: Vec<(usize, Method)> = self.slots.iter().map(|s| (s.target, s.method)).collect();
-        let (layer, eigen_smooth) = (self.layer.clone(), self.eigen_smooth);
-        let cam_of = |i: usize| slots[i].1.cam();
-        // One reverse pass per objective (a target's logit, or Finer-CAM's difference), and
-        // only for the objectives of methods that use gradients.
-        let logits = &self.prepared.logits;
-        let objective_of = |i: usize| match cam_of(i) {
-            Some(cam) => cam.objective(slots[i].0, logits),
-            None => Objective::Logit(slots[i].0),
-        };
-        let objectives = unique(served.iter().map(|&i| objective_of(i)));
+        let model = &self.explainer.model;
+        let alphas = chunk.map(|(from, to)| &self.alphas[from..to]);
+        let point_weights = chunk.and_then(|(from, to)| {
+            let m = self.alphas.len() as f64;
+            let scales: Vec<f64> = self.step_sizes[from..to].iter().map(|s| m * s).collect();
+            scales
+                .iter()
+                .any(|&w| w as f32 != 1.0)
+                .then(|| self.point_weights(&scales))
+        });
+        // Each served CAM slot with its method and objective (a target's logit, or Finer-CAM's
+        // difference): one reverse pass per objective, and only for the objectives of methods
+        // that use gradients.
+        let served: Vec<(usize, &dyn CamMethod, Objective)> = served
+            .iter()
+            .filter_map(|&i| {
+                let slot = &self.slots[i];
+                let cam = slot.method.cam()?;
+                Some((i, cam, cam.objective(slot.target, &self.prepared.logits)))
+            })
+            .collect();
+        let objectives = unique(served.iter().map(|(_, _, o)| o.clone()));
         let needs_gradients = |o: &Objective| {
             served
                 .iter()
-                .any(|&i| objective_of(i) == *o && cam_of(i).is_some_and(|c| c.uses_gradients()))
+                .any(|(_, cam, slot_o)| slot_o == o && cam.uses_gradients())
         };
         let wanted: Vec<Objective> = objectives
             .iter()
@@ -885,62 +899,55 @@ impl<'a> Explaining<'a> {
         let mut computed = if wanted.is_empty() {
             Vec::new()
         } else {
-            model.objective_gradients(&layer, activations, env, &wanted)?
+            model.objective_gradients(&self.layer, activations, env, &wanted)?
         }
         .into_iter();
-        let all_gradients: Vec<Option<Tensor<4>>> = objectives
-            .iter()
-            .map(|o| {
-                if needs_gradients(o) {
-                    computed.next()
-                } else {
-                    None
-                }
-            })
-            .collect();
         let points = activations.dims()[0];
         let mut target_free: Vec<(Method, Tensor<4>)> = Vec::new();
-        for (objective, gradients) in objectives.iter().zip(all_gradients) {
+        let mut parts: Vec<(usize, Tensor<4>)> = Vec::with_capacity(served.len());
+        for objective in &objectives {
+            let gradients = if needs_gradients(objective) {
+                computed.next()
+            } else {
+                None
+            };
             let target = objective.class();
             let head = Head {
                 model,
-                at: (&layer, env, points),
+                at: (&self.layer, env, points),
                 target,
                 path: (&self.prepared.path, alphas),
                 chunk: self.batch,
             };
-            let chunk_first = alphas.map_or(0, |a| {
-                self.alphas
-                    .iter()
-                    .position(|x| x.to_bits() == a[0].to_bits())
-                    .unwrap_or(0)
-            });
+            let first_point = chunk.map_or(0, |(from, _)| from);
             let inputs = CamInputs {
                 activations,
                 gradients: gradients.as_ref(),
                 head: &head,
-                seed: self.seed ^ ((target as u64) << 32) ^ chunk_first as u64,
+                seed: self.seed ^ ((target as u64) << 32) ^ first_point as u64,
             };
-            let mine: Vec<usize> = served
-                .iter()
-                .copied()
-                .filter(|&i| objective_of(i) == *objective)
-                .collect();
-            for i in mine {
-                let Some(cam) = cam_of(i) else { continue };
-                let method = slots[i].1;
+            for (i, cam, _) in served.iter().filter(|(_, _, o)| o == objective) {
+                let method = self.slots[*i].method;
                 let known = target_free.iter().find(|(m, _)| *m == method);
                 let part = match known {
                     Some((_, part)) => part.clone(),
                     None => model.phase("cam maps", || {
-                        crate::cam::cam_map(cam, &inputs, eigen_smooth, point_weights)
+                        crate::cam::cam_map(
+                            *cam,
+                            &inputs,
+                            self.eigen_smooth,
+                            point_weights.as_ref(),
+                        )
                     })?,
                 };
                 if !cam.uses_target() && known.is_none() {
                     target_free.push((method, part.clone()));
                 }
-                self.accumulate(i, part);
+                parts.push((*i, part));
             }
+        }
+        for (i, part) in parts {
+            self.accumulate(i, part);
         }
         Ok(())
     }
@@ -949,13 +956,13 @@ impl<'a> Explaining<'a> {
         let served = self.cam_slots(false);
         let state = &self.prepared.at_input;
         if state.layer == self.layer {
-            self.cams_from(&served, (&state.activations, &state.env, None), None)?;
+            self.cams_from(&served, (&state.activations, &state.env), None)?;
         } else {
             let model = &self.explainer.model;
             let (activations, env) = model.phase("forward to layer", || {
                 model.forward_to(self.prepared.path.x.clone(), &self.layer)
             })?;
-            self.cams_from(&served, (&activations, &env, None), None)?;
+            self.cams_from(&served, (&activations, &env), None)?;
         }
         Ok(served)
     }
@@ -967,16 +974,7 @@ impl<'a> Explaining<'a> {
         let (activations, env) = model.phase("forward to layer", || {
             model.forward_path_to(&self.prepared.path, alphas, &self.layer)
         })?;
-        let m = self.alphas.len() as f64;
-        let scales: Vec<f64> = self.step_sizes[from..to].iter().map(|s| m * s).collect();
-        let weights =
-            (scales.iter().any(|&w| w as f32 != 1.0)).then(|| self.point_weights(&scales));
-        let alphas = self.alphas[from..to].to_vec();
-        self.cams_from(
-            &served,
-            (&activations, &env, Some(&alphas)),
-            weights.as_ref(),
-        )?;
+        self.cams_from(&served, (&activations, &env), Some((from, to)))?;
         Ok(served)
     }
 

@@ -7,7 +7,7 @@
 use burn::tensor::Tensor;
 
 use super::CamMap;
-use crate::render::upsample_bilinear;
+use super::scaled::{scale, scaled_to};
 
 /// One augmentation: horizontal flip, and the factor on the normalised input.
 pub type Augmentation = (bool, f32);
@@ -28,16 +28,6 @@ pub fn augment(x: &Tensor<4>, (flip, factor): Augmentation) -> Tensor<4> {
     x.mul_scalar(factor)
 }
 
-/// pytorch-grad-cam's `scale_cam_image(map, target_size)`: min-max scaled at its own
-/// resolution, then resized bilinearly to `height` x `width`.
-pub fn scaled_to(map: &CamMap, [height, width]: [usize; 2]) -> CamMap {
-    let scaled = CamMap {
-        values: scale(&map.values),
-        ..map.clone()
-    };
-    upsample_bilinear(&scaled, height, width)
-}
-
 /// One map of an augmented input, as it enters the average: scaled the way pytorch-grad-cam
 /// returns maps (min-max, resized to `height` x `width`, min-max again), flipped back.
 pub fn deaugment(map: &CamMap, (flip, _): Augmentation, [height, width]: [usize; 2]) -> CamMap {
@@ -48,27 +38,6 @@ pub fn deaugment(map: &CamMap, (flip, _): Augmentation, [height, width]: [usize;
             row.reverse();
         }
     }
-    out
-}
-
-/// pytorch-grad-cam's `scale_cam_image` without the resize: `(v - min) / (1e-7 + max(v - min))`.
-pub fn scale(values: &[f32]) -> Vec<f32> {
-    let min = values.iter().copied().fold(f32::INFINITY, f32::min);
-    let shifted: Vec<f32> = values.iter().map(|v| v - min).collect();
-    let max = shifted.iter().copied().fold(0.0, f32::max);
-    shifted.iter().map(|v| v / (1e-7 + max)).collect()
-}
-
-/// The mean of the deaugmented maps (one per [`AUGMENTATIONS`] entry).
-pub fn mean(maps: &[CamMap]) -> CamMap {
-    let mut out = maps[0].clone();
-    for m in &maps[1..] {
-        for (o, v) in out.values.iter_mut().zip(&m.values) {
-            *o += v;
-        }
-    }
-    let n = maps.len() as f32;
-    out.values.iter_mut().for_each(|v| *v /= n);
     out
 }
 
@@ -89,7 +58,7 @@ mod tests {
             (out.values[0] - 0.0).abs() < 1e-6 && (out.values[1] - 1.0).abs() < 1e-6,
             "{out:?}"
         );
-        let both = mean(&[out.clone(), deaugment(&map, (false, 1.0), [1, 2])]);
+        let both = crate::cam::scaled::mean(&[out.clone(), deaugment(&map, (false, 1.0), [1, 2])]);
         assert!((both.values[0] - 0.5).abs() < 1e-6, "{both:?}");
     }
 }

@@ -307,14 +307,11 @@ impl Method {
         }
     }
 
-    /// Whether its map reads tensors back to the host mid-request (with `eigen_smooth`, every
-    /// CAM method does): a caller that must never block, such as WebGPU in a browser, cannot
-    /// run it.
-    pub fn reads_back(self, eigen_smooth: bool) -> bool {
-        match self.0.compute {
-            Compute::Cam(c) => eigen_smooth || c.reads_back(),
-            Compute::PixelIg => false,
-        }
+    /// Whether its map reads tensors back to the host mid-request (as every CAM method does
+    /// under `eigen_smooth`): a caller that must never block, such as WebGPU in a browser,
+    /// cannot run it.
+    pub fn reads_back(self) -> bool {
+        self.cam().is_some_and(|c| c.reads_back())
     }
 
     /// The per-step CAM weights, `None` for pixel-level Integrated Gradients.
@@ -413,7 +410,7 @@ mod tests {
         assert!(
             Method::all()
                 .filter(|m| m.in_compare())
-                .all(|m| !m.reads_back(false))
+                .all(|m| !m.reads_back())
         );
         let compared: Vec<&str> = Method::all()
             .filter(|m| m.in_compare())

@@ -11,6 +11,7 @@ pub mod method;
 pub mod noise_tunnel;
 pub mod principal;
 pub mod random;
+pub mod scaled;
 mod weights;
 
 use burn::tensor::{Tensor, activation};

@@ -69,16 +69,7 @@ fn per_point(
 
 /// One point's kernel projection (see [`project_kernel`]).
 fn kernel_projection(values: &[f32], channels: usize, positions: usize) -> Vec<f32> {
-    let centred = centred(values, positions);
-    let row = |k: usize| &centred[k * positions..][..positions];
-    let mut kernel = vec![0.0f64; positions * positions];
-    for k in 0..channels {
-        for (i, &ci) in row(k).iter().enumerate() {
-            for (g, &cj) in kernel[i * positions..][..positions].iter_mut().zip(row(k)) {
-                *g += ci * cj;
-            }
-        }
-    }
+    let mut kernel = position_gram(&centred(values, positions), positions);
     let gamma = 1.0 / channels as f64;
     kernel
         .iter_mut()
@@ -113,15 +104,7 @@ pub fn projection(values: &[f32], channels: usize, positions: usize) -> Vec<f32>
     let mut projected = vec![0.0f64; positions];
     if positions <= channels {
         // X Xᵀ = U S² Uᵀ, and X v₁ = s₁ u₁.
-        let mut gram = vec![0.0f64; positions * positions];
-        for channel in centred.chunks_exact(positions) {
-            for (i, &ci) in channel.iter().enumerate() {
-                for (g, &cj) in gram[i * positions..][..positions].iter_mut().zip(channel) {
-                    *g += ci * cj;
-                }
-            }
-        }
-        let (value, vector) = top_eigenpair_psd(gram, positions);
+        let (value, vector) = top_eigenpair_psd(position_gram(&centred, positions), positions);
         let s = value.max(0.0).sqrt();
         for (p, u) in projected.iter_mut().zip(vector) {
             *p = s * u;
@@ -148,6 +131,20 @@ pub fn projection(values: &[f32], channels: usize, positions: usize) -> Vec<f32>
     let min = projected.iter().copied().fold(f64::MAX, f64::min);
     let sign = if min.abs() > max.abs() { -1.0 } else { 1.0 };
     projected.iter().map(|&p| (sign * p) as f32).collect()
+}
+
+/// The inner products between positions, `X Xᵀ` (`positions × positions`), of channel-major
+/// rows of `positions` values, one channel at a time.
+fn position_gram(rows: &[f64], positions: usize) -> Vec<f64> {
+    let mut gram = vec![0.0f64; positions * positions];
+    for channel in rows.chunks_exact(positions) {
+        for (i, &ci) in channel.iter().enumerate() {
+            for (g, &cj) in gram[i * positions..][..positions].iter_mut().zip(channel) {
+                *g += ci * cj;
+            }
+        }
+    }
+    gram
 }
 
 /// Each channel (`positions` values in a row) centred over the positions, in f64; NaN counts as

@@ -318,7 +318,7 @@ pub async fn explain(
     };
     // WebGPU cannot block, and these methods read tensors back mid-request.
     if s.description.starts_with("WebGPU")
-        && let Some(m) = methods.iter().find(|m| m.reads_back(false))
+        && let Some(m) = methods.iter().find(|m| m.reads_back())
     {
         return Err(JsError::new(&format!(
             "{} reads results back while it runs, which WebGPU in a browser cannot wait for: open the page with ?cpu to run it on the CPU, or pick another method",
