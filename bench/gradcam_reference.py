@@ -39,6 +39,7 @@ CLASSES = {
     "fem": pytorch_grad_cam.FEM,
     "randomcam": pytorch_grad_cam.RandomCAM,
     "finercam": pytorch_grad_cam.FinerCAM,
+    "fullgrad": pytorch_grad_cam.FullGrad,
 }
 
 

@@ -12,6 +12,7 @@
 use burn::tensor::Tensor;
 use image::{DynamicImage, RgbImage};
 
+use crate::cam::fullgrad;
 use crate::cam::noise_tunnel::{self, NoiseTunnel};
 use crate::cam::{
     CamInputs, CamMap, CamMethod, HeadScores, Method, Quadrature, aug_smooth, scaled,
@@ -282,9 +283,10 @@ impl Explainer {
         Ok(out)
     }
 
-    /// [`Explainer::explain`] on several layers: the request once per layer (pixel IG, which
-    /// has no layer, only in the first), each CAM map averaged over the layers as
-    /// pytorch-grad-cam averages several `target_layers`.
+    /// [`Explainer::explain`] on several layers, all from one pass (the forward pass runs
+    /// through every layer once, and one reverse pass hands out every layer's gradients): each
+    /// CAM map averaged over the layers as pytorch-grad-cam averages several `target_layers`
+    /// (each scaled and resized to the input, the mean scaled again).
     fn explain_layers(
         &self,
         prepared: &Prepared,
@@ -292,47 +294,37 @@ impl Explainer {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Explanation>> {
         let size = self.model.input_size();
-        // Pixel IG runs in the first round only; a request of nothing else takes one round.
-        // Progress is counted in thousandths of a round (the rounds' totals differ).
-        let rounds = if request.methods.iter().any(|m| !m.is_pixel()) {
-            request.layers.len()
-        } else {
-            1
-        };
-        let mut runs: Vec<Vec<Explanation>> = Vec::with_capacity(rounds);
-        for (round, layer) in request.layers.iter().take(rounds).enumerate() {
-            let methods: Vec<Method> = request
-                .methods
-                .iter()
-                .copied()
-                .filter(|m| round == 0 || !m.is_pixel())
-                .collect();
-            let one = Request {
-                layers: Vec::new(),
-                layer: Some(layer.clone()),
-                methods,
-                ..request.clone()
-            };
-            runs.push(self.explain(prepared, &one, &mut |done, total| {
-                progress(round * 1000 + done * 1000 / total.max(1), rounds * 1000)
-            })?);
+        let mut run = Explaining::new(self, prepared, request)?;
+        while !run.is_done() {
+            let (done, total) = run.step()?;
+            progress(done, total);
         }
-        let mut out = runs.remove(0);
-        for e in out.iter_mut().filter(|e| !e.method.is_pixel()) {
-            let same = |r: &Vec<Explanation>| {
-                r.iter()
-                    .find(|o| o.target == e.target && o.method == e.method)
-                    .cloned()
-            };
-            let others: Vec<Explanation> = runs.iter().filter_map(same).collect();
-            let scaled: Vec<CamMap> = std::iter::once(&*e)
-                .chain(&others)
-                .map(|o| scaled::scaled_to(&o.map, size))
-                .collect();
-            let mut mean = scaled::mean(&scaled);
-            mean.values = scaled::scale(&mean.values);
-            e.map = mean;
-            e.ms += others.iter().map(|o| o.ms).sum::<f64>();
+        let mut out: Vec<Explanation> = Vec::new();
+        // The maps come target by target, method by method, a CAM method's layers in a row.
+        for e in run.finish()?.into_explanations()? {
+            let same = out.last().is_some_and(|o: &Explanation| {
+                !e.method.explains_input() && o.method == e.method && o.target == e.target
+            });
+            if same {
+                let o = out.last_mut().expect("checked");
+                o.map
+                    .values
+                    .iter_mut()
+                    .zip(&scaled::scaled_to(&e.map, size).values)
+                    .for_each(|(a, b)| *a += b);
+                o.ms += e.ms;
+                o.steps = o.steps.max(e.steps);
+            } else if e.method.explains_input() {
+                out.push(e);
+            } else {
+                let map = scaled::scaled_to(&e.map, size);
+                out.push(Explanation { map, ..e });
+            }
+        }
+        let layers = unique(request.layers.iter()).len() as f32;
+        for e in out.iter_mut().filter(|e| !e.method.explains_input()) {
+            e.map.values.iter_mut().for_each(|v| *v /= layers);
+            e.map.values = scaled::scale(&e.map.values);
             e.layer = request.layers.join(",");
         }
         Ok(out)
@@ -683,6 +675,8 @@ impl<M> Explanation<M> {
 struct Slot {
     target: usize,
     method: Method,
+    /// Which of the request's layers a CAM map explains (0 for pixel IG and FullGrad).
+    layer: usize,
     integrated: bool,
     sum: Option<Tensor<4>>,
     ms: f64,
@@ -697,6 +691,8 @@ enum Job {
     Path { from: usize, to: usize },
     /// A chunk of path points for the IG map of slot `slot`.
     Ig { slot: usize, from: usize, to: usize },
+    /// The FullGrad map of slot `slot`.
+    FullGrad { slot: usize },
 }
 
 /// A request in progress, one chunk per [`Explaining::step`]. Running sums stay on the device,
@@ -704,7 +700,8 @@ enum Job {
 pub struct Explaining<'a> {
     explainer: &'a Explainer,
     prepared: &'a Prepared,
-    layer: String,
+    /// The explained layers: one, or several from one pass ([`Request::layers`]).
+    layers: Vec<String>,
     slots: Vec<Slot>,
     jobs: Vec<Job>,
     next: usize,
@@ -726,16 +723,34 @@ impl<'a> Explaining<'a> {
     fn new(explainer: &'a Explainer, prepared: &'a Prepared, request: &Request) -> Result<Self> {
         let methods = unique(request.methods.iter().copied());
         let targets = unique(request.targets.iter().copied());
+        let layers = if request.layers.len() > 1 {
+            unique(request.layers.iter().cloned())
+        } else {
+            vec![
+                request
+                    .layer
+                    .clone()
+                    .unwrap_or_else(|| explainer.layer.clone()),
+            ]
+        };
         let mut slots = Vec::new();
         for &target in &targets {
             for &method in &methods {
-                slots.push(Slot {
-                    target,
-                    method,
-                    integrated: method.integrates(request.integrate),
-                    sum: None,
-                    ms: 0.0,
-                });
+                let per_layer = if method.cam().is_some() {
+                    layers.len()
+                } else {
+                    1
+                };
+                for layer in 0..per_layer {
+                    slots.push(Slot {
+                        target,
+                        method,
+                        layer,
+                        integrated: method.integrates(request.integrate),
+                        sum: None,
+                        ms: 0.0,
+                    });
+                }
             }
         }
         let integrates = slots.iter().any(|s| s.integrated || s.method.is_pixel());
@@ -756,25 +771,31 @@ impl<'a> Explaining<'a> {
             }
         };
         let mut jobs = Vec::new();
-        if slots.iter().any(|s| !s.method.is_pixel() && !s.integrated) {
+        if slots
+            .iter()
+            .any(|s| s.method.cam().is_some() && !s.integrated)
+        {
             jobs.push(Job::Input);
         }
-        if slots.iter().any(|s| !s.method.is_pixel() && s.integrated) {
+        if slots
+            .iter()
+            .any(|s| s.method.cam().is_some() && s.integrated)
+        {
             chunks(&mut |from, to| jobs.push(Job::Path { from, to }));
         }
         for (slot, s) in slots.iter().enumerate() {
             if s.method.is_pixel() {
                 chunks(&mut |from, to| jobs.push(Job::Ig { slot, from, to }));
             }
+            if s.method.is_fullgrad() {
+                jobs.push(Job::FullGrad { slot });
+            }
         }
         let total = jobs.iter().map(|j| j.units()).sum();
         Ok(Self {
             explainer,
             prepared,
-            layer: request
-                .layer
-                .clone()
-                .unwrap_or_else(|| explainer.layer.clone()),
+            layers,
             slots,
             jobs,
             next: 0,
@@ -815,6 +836,7 @@ impl<'a> Explaining<'a> {
             Job::Input => self.run_input()?,
             Job::Path { from, to } => self.run_path(from, to)?,
             Job::Ig { slot, from, to } => self.run_ig(slot, from, to)?,
+            Job::FullGrad { slot } => self.run_fullgrad(slot)?,
         };
         if let (Some(start), Some(clock)) = (start, self.clock) {
             let share = (clock() - start) / served.len().max(1) as f64;
@@ -849,19 +871,70 @@ impl<'a> Explaining<'a> {
     /// The slots a CAM job serves: plain (`integrated == false`) or integrated ones.
     fn cam_slots(&self, integrated: bool) -> Vec<usize> {
         (0..self.slots.len())
-            .filter(|&i| !self.slots[i].method.is_pixel() && self.slots[i].integrated == integrated)
+            .filter(|&i| {
+                self.slots[i].method.cam().is_some() && self.slots[i].integrated == integrated
+            })
             .collect()
     }
 
-    /// Every CAM map of `served` from one set of activations: the head's reverse pass runs once
-    /// per objective (not at all when no method of `served` uses gradients), and a map that
-    /// does not depend on the target (Eigen-CAM) is computed once for all of them. `chunk`:
-    /// the path points `from..to` the activations are of (`None`: the photo itself), which
-    /// also give each point's weight in the integrated sums.
+    /// Every CAM map of `served` from one pass: `at` holds each explained layer's activations
+    /// and the tensors the rest of the graph needs after it. The head's reverse pass runs once
+    /// per objective for all the layers (not at all when no method of `served` uses
+    /// gradients), and a map that does not depend on the target (Eigen-CAM) is computed once
+    /// for all of them. `chunk`: the path points `from..to` the activations are of (`None`: the
+    /// photo itself), which also give each point's weight in the integrated sums.
+    fn cams_at(
+        &mut self,
+        served: &[usize],
+        at: &[(Tensor<4>, Env)],
+        chunk: Option<(usize, usize)>,
+    ) -> Result<()> {
+        // Each served slot's objective (a target's logit, or Finer-CAM's difference); the
+        // gradients only of those whose methods use them.
+        let objective_of = |i: usize| {
+            let slot = &self.slots[i];
+            let cam = slot.method.cam()?;
+            Some((cam, cam.objective(slot.target, &self.prepared.logits)))
+        };
+        let wanted = unique(
+            served
+                .iter()
+                .filter_map(|&i| objective_of(i))
+                .filter(|(cam, _)| cam.uses_gradients())
+                .map(|(_, o)| o),
+        );
+        let gradients = if wanted.is_empty() {
+            vec![Vec::new(); at.len()]
+        } else {
+            let model = &self.explainer.model;
+            let layers: Vec<(&str, &Tensor<4>, &Env)> = self
+                .layers
+                .iter()
+                .zip(at)
+                .map(|(l, (a, env))| (l.as_str(), a, env))
+                .collect();
+            model.objective_gradients_layers(&layers, &wanted)?
+        };
+        for (layer, ((activations, env), gradients)) in at.iter().zip(gradients).enumerate() {
+            let on_layer: Vec<usize> = served
+                .iter()
+                .copied()
+                .filter(|&i| self.slots[i].layer == layer)
+                .collect();
+            let gradients: Vec<(Objective, Tensor<4>)> =
+                wanted.iter().cloned().zip(gradients).collect();
+            self.cams_from(&on_layer, (layer, activations, env), &gradients, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// The CAM maps of `served` at layer `layer` (its activations and `env`), from the
+    /// gradients of each objective that needs them.
     fn cams_from(
         &mut self,
         served: &[usize],
-        (activations, env): (&Tensor<4>, &Env),
+        (layer, activations, env): (usize, &Tensor<4>, &Env),
+        gradients: &[(Objective, Tensor<4>)],
         chunk: Option<(usize, usize)>,
     ) -> Result<()> {
         let model = &self.explainer.model;
@@ -874,9 +947,6 @@ impl<'a> Explaining<'a> {
                 .any(|&w| w as f32 != 1.0)
                 .then(|| self.point_weights(&scales))
         });
-        // Each served CAM slot with its method and objective (a target's logit, or Finer-CAM's
-        // difference): one reverse pass per objective, and only for the objectives of methods
-        // that use gradients.
         let served: Vec<(usize, &dyn CamMethod, Objective)> = served
             .iter()
             .filter_map(|&i| {
@@ -886,35 +956,18 @@ impl<'a> Explaining<'a> {
             })
             .collect();
         let objectives = unique(served.iter().map(|(_, _, o)| o.clone()));
-        let needs_gradients = |o: &Objective| {
-            served
-                .iter()
-                .any(|(_, cam, slot_o)| slot_o == o && cam.uses_gradients())
-        };
-        let wanted: Vec<Objective> = objectives
-            .iter()
-            .filter(|o| needs_gradients(o))
-            .cloned()
-            .collect();
-        let mut computed = if wanted.is_empty() {
-            Vec::new()
-        } else {
-            model.objective_gradients(&self.layer, activations, env, &wanted)?
-        }
-        .into_iter();
         let points = activations.dims()[0];
         let mut target_free: Vec<(Method, Tensor<4>)> = Vec::new();
         let mut parts: Vec<(usize, Tensor<4>)> = Vec::with_capacity(served.len());
         for objective in &objectives {
-            let gradients = if needs_gradients(objective) {
-                computed.next()
-            } else {
-                None
-            };
+            let gradients = gradients
+                .iter()
+                .find(|(o, _)| o == objective)
+                .map(|(_, g)| g.clone());
             let target = objective.class();
             let head = Head {
                 model,
-                at: (&self.layer, env, points),
+                at: (&self.layers[layer], env, points),
                 target,
                 path: (&self.prepared.path, alphas),
                 chunk: self.batch,
@@ -955,15 +1008,16 @@ impl<'a> Explaining<'a> {
     fn run_input(&mut self) -> Result<Vec<usize>> {
         let served = self.cam_slots(false);
         let state = &self.prepared.at_input;
-        if state.layer == self.layer {
-            self.cams_from(&served, (&state.activations, &state.env), None)?;
+        let at = if self.layers == [state.layer.as_str()] {
+            vec![(state.activations.clone(), state.env.clone())]
         } else {
             let model = &self.explainer.model;
-            let (activations, env) = model.phase("forward to layer", || {
-                model.forward_to(self.prepared.path.x.clone(), &self.layer)
-            })?;
-            self.cams_from(&served, (&activations, &env), None)?;
-        }
+            let layers: Vec<&str> = self.layers.iter().map(String::as_str).collect();
+            model.phase("forward to layer", || {
+                model.forward_to_layers(self.prepared.path.x.clone(), &layers)
+            })?
+        };
+        self.cams_at(&served, &at, None)?;
         Ok(served)
     }
 
@@ -971,10 +1025,11 @@ impl<'a> Explaining<'a> {
         let served = self.cam_slots(true);
         let model = &self.explainer.model;
         let alphas = &self.alphas[from..to];
-        let (activations, env) = model.phase("forward to layer", || {
-            model.forward_path_to(&self.prepared.path, alphas, &self.layer)
+        let layers: Vec<&str> = self.layers.iter().map(String::as_str).collect();
+        let at = model.phase("forward to layer", || {
+            model.forward_path_to_layers(&self.prepared.path, alphas, &layers)
         })?;
-        self.cams_from(&served, (&activations, &env), Some((from, to)))?;
+        self.cams_at(&served, &at, Some((from, to)))?;
         Ok(served)
     }
 
@@ -984,6 +1039,19 @@ impl<'a> Explaining<'a> {
         let grad = model.input_gradient(points, self.slots[slot].target)?;
         let weights = self.point_weights(&self.step_sizes[from..to]);
         self.accumulate(slot, grad.mul(weights).sum_dim(0));
+        Ok(vec![slot])
+    }
+
+    /// FullGrad's map of slot `slot`'s target at the photo.
+    fn run_fullgrad(&mut self, slot: usize) -> Result<Vec<usize>> {
+        let model = &self.explainer.model;
+        let x = &self.prepared.path.x;
+        let objective = Objective::Logit(self.slots[slot].target);
+        let gradients = model.bias_gradients(x.clone(), &objective)?;
+        let map = model.phase("cam maps", || fullgrad::fullgrad_map(x, gradients))?;
+        let (h, w) = (map.height, map.width);
+        let data = burn::tensor::TensorData::new(map.values, [1, 1, h, w]);
+        self.accumulate(slot, Tensor::from_data(data, model.device()));
         Ok(vec![slot])
     }
 
@@ -998,7 +1066,6 @@ impl<'a> Explaining<'a> {
         }
         let steps = self.alphas.len();
         let path = &self.prepared.path;
-        let layer = self.layer.clone();
         let mut maps = Vec::with_capacity(self.slots.len());
         for s in self.slots {
             let sum = s
@@ -1014,8 +1081,11 @@ impl<'a> Explaining<'a> {
                     ig.sum_dim(1)
                 };
                 (ig, "input".to_string(), steps)
+            } else if s.method.is_fullgrad() {
+                (sum, "input".to_string(), 1)
             } else {
-                (sum, layer.clone(), if s.integrated { steps } else { 1 })
+                let layer = self.layers[s.layer].clone();
+                (sum, layer, if s.integrated { steps } else { 1 })
             };
             maps.push(Explanation {
                 target: s.target,
@@ -1099,7 +1169,7 @@ impl Job {
     /// Progress units: path points, or 1 for the pass at the input.
     fn units(&self) -> usize {
         match *self {
-            Job::Input => 1,
+            Job::Input | Job::FullGrad { .. } => 1,
             Job::Path { from, to } | Job::Ig { from, to, .. } => to - from,
         }
     }

@@ -360,3 +360,59 @@ fn options_combine_as_documented() {
         );
     }
 }
+
+/// Several layers from one pass (one forward through both layers, one reverse pass handing out
+/// both layers' gradients) give, map for map, what one request per layer gives, combined as
+/// pytorch-grad-cam combines several `target_layers`: every CAM method (the head re-runs of
+/// Ablation-CAM from each layer too), plain and integrated, for two targets; pixel IG and
+/// FullGrad, which have no layer, as they are.
+#[test]
+fn several_layers_from_one_pass_equal_one_request_per_layer() {
+    use igcam::Request;
+    use igcam::cam::{Method, scaled};
+    let (explainer, prepared) = common::explainer("resnet_tiny", &Device::flex());
+    let targets: Vec<usize> = prepared.top(2).iter().map(|p| p.index).collect();
+    let layers = [
+        "/layer3/out_relu/Relu_output_0".to_string(),
+        "/layer4/out_relu/Relu_output_0".to_string(),
+    ];
+    let methods: Vec<Method> = Method::all().collect();
+    let size = explainer.model().input_size();
+    for integrate in [false, true] {
+        let mut request = Request::new(targets.clone(), methods.clone(), 3);
+        request.integrate = integrate;
+        request.layers = layers.to_vec();
+        let together = common::explain(&explainer, &prepared, &request);
+        assert_eq!(together.len(), targets.len() * methods.len());
+        let alone: Vec<Vec<_>> = layers
+            .iter()
+            .map(|l| {
+                let mut one = Request::new(targets.clone(), methods.clone(), 3);
+                one.integrate = integrate;
+                one.layer = Some(l.clone());
+                common::explain(&explainer, &prepared, &one)
+            })
+            .collect();
+        for (i, e) in together.iter().enumerate() {
+            let want = if e.method.explains_input() {
+                alone[0][i].map.clone()
+            } else {
+                assert_eq!(e.layer, layers.join(","), "{}", e.label);
+                let maps: Vec<_> = alone
+                    .iter()
+                    .map(|r| scaled::scaled_to(&r[i].map, size))
+                    .collect();
+                let mut mean = scaled::mean(&maps);
+                mean.values = scaled::scale(&mean.values);
+                mean
+            };
+            assert_eq!((e.map.height, e.map.width), (want.height, want.width));
+            common::assert_close(
+                &format!("{} target {} (integrate {integrate})", e.label, e.target),
+                &e.map.values,
+                &want.values,
+                1e-5,
+            );
+        }
+    }
+}

@@ -42,6 +42,8 @@ pub enum Compute {
     Cam(&'static dyn CamMethod),
     /// Pixel-level Integrated Gradients: input gradients along the path.
     PixelIg,
+    /// FullGrad: the input's gradient and every bias's, at the photo ([`super::fullgrad`]).
+    FullGrad,
 }
 
 /// One row of the method table.
@@ -203,6 +205,15 @@ pub static METHODS: &[MethodInfo] = &[
         slow: false,
     },
     MethodInfo {
+        name: "fullgrad",
+        display: "FullGrad",
+        always_integrates: false,
+        compute: Compute::FullGrad,
+        cost: "its own pass per class, every layer's gradient",
+        compare: false,
+        slow: false,
+    },
+    MethodInfo {
         name: "randomcam",
         display: "RandomCAM (sanity baseline)",
         always_integrates: false,
@@ -303,7 +314,7 @@ impl Method {
     pub fn eigen_smoothed(self, eigen_smooth: bool) -> bool {
         match self.0.compute {
             Compute::Cam(c) => eigen_smooth && c.projection().is_none() && c.takes_eigen_smooth(),
-            Compute::PixelIg => false,
+            Compute::PixelIg | Compute::FullGrad => false,
         }
     }
 
@@ -311,14 +322,19 @@ impl Method {
     /// under `eigen_smooth`): a caller that must never block, such as WebGPU in a browser,
     /// cannot run it.
     pub fn reads_back(self) -> bool {
-        self.cam().is_some_and(|c| c.reads_back())
+        match self.0.compute {
+            Compute::Cam(c) => c.reads_back(),
+            Compute::PixelIg => false,
+            // Each biased layer's gradient is read back to the host as it comes.
+            Compute::FullGrad => true,
+        }
     }
 
     /// The per-step CAM weights, `None` for pixel-level Integrated Gradients.
     pub fn cam(self) -> Option<&'static dyn CamMethod> {
         match self.0.compute {
             Compute::Cam(c) => Some(c),
-            Compute::PixelIg => None,
+            Compute::PixelIg | Compute::FullGrad => None,
         }
     }
 
@@ -327,16 +343,28 @@ impl Method {
         matches!(self.0.compute, Compute::PixelIg)
     }
 
+    /// Whether it explains the input itself, with no layer (pixel IG, FullGrad): its map is
+    /// at the input's resolution, and `layer` does not change it.
+    pub fn explains_input(self) -> bool {
+        matches!(self.0.compute, Compute::PixelIg | Compute::FullGrad)
+    }
+
+    /// Whether it is FullGrad.
+    pub fn is_fullgrad(self) -> bool {
+        matches!(self.0.compute, Compute::FullGrad)
+    }
+
     /// Whether the method walks the path from the baseline (`integrate` asks for it on any
-    /// CAM method; IG-CAM and IG always do).
+    /// CAM method; IG-CAM and IG always do; FullGrad never: its map is scaled layer by layer,
+    /// so a sum along the path has no meaning).
     pub fn integrates(self, integrate: bool) -> bool {
-        self.0.always_integrates || integrate
+        self.0.always_integrates || (integrate && !self.is_fullgrad())
     }
 
     /// Name recorded in outputs: `igcam`, `gradcam`, ..., `integrated-gradcampp` for an
     /// integrated variant asked for with `integrate`.
     pub fn label(self, integrate: bool) -> String {
-        if integrate && !self.0.always_integrates {
+        if integrate && !self.0.always_integrates && !self.is_fullgrad() {
             format!("integrated-{}", self.0.name)
         } else {
             self.0.name.into()
@@ -392,9 +420,14 @@ mod tests {
                 "kpcacam",
                 "fem",
                 "finercam",
+                "fullgrad",
                 "randomcam"
             ]
         );
+        let fullgrad = Method::parse("fullgrad").unwrap();
+        assert!(fullgrad.explains_input() && !fullgrad.is_pixel() && fullgrad.cam().is_none());
+        assert!(!fullgrad.integrates(true) && fullgrad.label(true) == "fullgrad");
+        assert!(fullgrad.reads_back());
         let slow: Vec<&str> = Method::all()
             .filter(|m| m.is_slow())
             .map(|m| m.name())

@@ -6,6 +6,7 @@
 //! every CAM method also has an integrated variant.
 
 pub mod aug_smooth;
+pub mod fullgrad;
 pub mod integrate;
 pub mod method;
 pub mod noise_tunnel;

@@ -39,14 +39,18 @@ pub fn target_seed(output: &FloatValue, classes: usize, target: usize) -> FloatV
 /// The gradient of the graph's output, seeded with `seed`, with respect to the value `from`
 /// (the graph's input, or the explained layer), from a forward pass
 /// ([`run_retaining`](super::exec::run_retaining)) that left every value in `env` and took
-/// `steps`. `Ok(None)` when an op on the way has no host gradient.
+/// `steps`; with the gradients of the values named in `taps` (each some step's output, computed
+/// from `from`: the forward pass ran with the same taps), in their order, `None` for a tap no
+/// gradient reaches. `Ok(None)` when an op on the way has no host gradient.
 pub fn gradient<'a>(
     graph: &'a Graph,
     env: &'a Env,
     steps: &'a [Step],
     seed: FloatValue,
     from: &'a str,
-) -> Result<Option<FloatValue>> {
+    taps: &[&str],
+) -> Result<Option<(FloatValue, Vec<Option<FloatValue>>)>> {
+    let mut tapped: Vec<Option<FloatValue>> = vec![None; taps.len()];
     let depends = depending_on(graph, steps, from);
     // Float tensors computed from the input; integer ones (shapes) carry no gradient.
     let wanted = |names: &[String]| -> Vec<bool> {
@@ -60,9 +64,13 @@ pub fn gradient<'a>(
     let mut grads: HashMap<&str, FloatValue> = HashMap::from([(graph.output.as_str(), seed)]);
     for step in steps.iter().rev() {
         let (first, last) = step.span();
-        let Some(grad) = grads.remove(graph.nodes[last].output.as_str()) else {
+        let output = graph.nodes[last].output.as_str();
+        let Some(grad) = grads.remove(output) else {
             continue;
         };
+        if let Some(t) = taps.iter().position(|&t| t == output) {
+            tapped[t] = Some(grad.clone());
+        }
         let start = graph.profiler.now();
         let flows = match step {
             Step::Node(i) => node_backward(graph, env, *i, &wanted(&graph.nodes[*i].inputs), grad),
@@ -101,7 +109,7 @@ pub fn gradient<'a>(
             );
         }
     }
-    Ok(grads.remove(from))
+    Ok(grads.remove(from).map(|g| (g, tapped)))
 }
 
 /// The tensors a forward pass over `steps` computed from the value `from`.

@@ -62,16 +62,18 @@ pub fn run(
 }
 
 /// Runs `range` of the graph like [`run`], fused alike, but keeps every value in `env` and
-/// returns the steps it took, for a reverse pass over them.
+/// returns the steps it took, for a reverse pass over them. The values named in `taps` are not
+/// fused away (each is some step's output), so the reverse pass can hand out their gradients.
 pub fn run_retaining(
     graph: &Graph,
     env: &mut Env,
     range: Range<usize>,
+    taps: &[&str],
     batch: usize,
 ) -> Result<Vec<Step>> {
     let exec = Exec {
         graph,
-        keep: &[],
+        keep: taps,
         retain: true,
     };
     let mut steps = Vec::new();

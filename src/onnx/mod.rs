@@ -26,7 +26,7 @@ pub use crate::kernels::par::threads as cpu_threads;
 pub use graph::{Env, InputSpec};
 pub use layers::LayerInfo;
 pub use load::DEFAULT_INPUT_SIZE;
-pub use model::{OnnxModel, run_graph};
+pub use model::{BiasGradients, OnnxModel, run_graph};
 pub use ops::supported as supported_ops;
 pub use path::PathEnds;
 pub use value::{FloatValue, Value, host_values};

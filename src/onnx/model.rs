@@ -20,6 +20,14 @@ use super::profile;
 use super::value::{FloatValue, MAX_RANK, Value, host_values};
 use crate::error::{Error, Result};
 
+/// What FullGrad reads ([`OnnxModel::bias_gradients`]).
+pub struct BiasGradients {
+    /// The gradient with respect to the images.
+    pub input: Tensor<4>,
+    /// Each biased 4-D output's per-channel bias and gradient, in graph order.
+    pub layers: Vec<(Vec<f32>, Tensor<4>)>,
+}
+
 /// An ONNX image classifier loaded onto a Burn device.
 pub struct OnnxModel {
     graph: Graph,
@@ -220,16 +228,33 @@ impl OnnxModel {
         alphas: &[f32],
         layer: &str,
     ) -> Result<(Tensor<4>, Env)> {
-        let p = self.layer_producer(layer)?;
+        let mut at = self.forward_path_to_layers(ends, alphas, &[layer])?;
+        Ok(at.remove(0))
+    }
+
+    /// [`OnnxModel::forward_path_to`] for several layers in one pass: each layer's activations
+    /// and the tensors the rest of the graph needs after it, in the order of `layers`.
+    pub fn forward_path_to_layers(
+        &self,
+        ends: &PathEnds,
+        alphas: &[f32],
+        layers: &[&str],
+    ) -> Result<Vec<(Tensor<4>, Env)>> {
+        let first = layers
+            .iter()
+            .map(|l| self.layer_producer(l))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .min()
+            .unwrap_or(0);
         match (&ends.stem, &self.stem) {
-            (Some((at_b, diff)), Some((end, name))) if *end < p => {
+            (Some((at_b, diff)), Some((end, name))) if *end < first => {
                 let stem = along(at_b, diff, alphas);
                 let batch = stem.dims()[0];
-                let mut env = Env::from([(name.clone(), Value::Float(FloatValue::nchw(stem)))]);
-                self.run_images(&mut env, end + 1..p + 1, &[layer], batch)?;
-                self.take_layer(env, layer)
+                let env = Env::from([(name.clone(), Value::Float(FloatValue::nchw(stem)))]);
+                self.run_to_layers(env, end + 1, layers, batch)
             }
-            _ => self.forward_to(ends.points(alphas), layer),
+            _ => self.forward_to_layers(ends.points(alphas), layers),
         }
     }
 
@@ -389,11 +414,11 @@ impl OnnxModel {
         let grads = self.host_gradients(
             start(&self.graph, x),
             (0, n),
-            self.graph.input.name.as_str(),
+            (self.graph.input.name.as_str(), &[]),
             &[Objective::Logit(target)],
             ["input forward (IG)", "input backward (IG)"],
         )?;
-        Ok(grads.and_then(|g| g.into_iter().next()))
+        Ok(grads.and_then(|g| g.into_iter().next()?.into_iter().next()))
     }
 
     /// Whether the host reverse pass may run on `batch` images: on Burn's plain CPU backend,
@@ -406,35 +431,41 @@ impl OnnxModel {
     }
 
     /// The gradients of each of `objectives` (summed over the images) with respect to the value
-    /// `from`, by the host reverse pass ([`OnnxModel::host_pass_applies`]): the graph from node
-    /// `first` on runs once on `batch` images from `env`, keeping every value (phase
-    /// `phases[0]`), then one reverse pass per objective (phase `phases[1]`). `Ok(None)` where an
-    /// op on the way has no host gradient (the model then takes autodiff from now on: the
-    /// whole graph has that op).
+    /// `from` and then to each of `taps` (values the pass computes from `from`), by the host
+    /// reverse pass ([`OnnxModel::host_pass_applies`]): the graph from node `first` on runs
+    /// once on `batch` images from `env`, keeping every value (phase `phases[0]`), then one
+    /// reverse pass per objective (phase `phases[1]`). `Ok(None)` where an op on the way has no
+    /// host gradient (the model then takes autodiff from now on: the whole graph has that op),
+    /// or where no gradient reaches a tap.
     fn host_gradients(
         &self,
         mut env: Env,
         (first, batch): (usize, usize),
-        from: &str,
+        (from, taps): (&str, &[&str]),
         objectives: &[Objective],
         [forward, backward]: [&str; 2],
-    ) -> Result<Option<Vec<Tensor<4>>>> {
+    ) -> Result<Option<Vec<Vec<Tensor<4>>>>> {
         let range = first..self.graph.nodes.len();
         let steps = self.phase(forward, || {
-            exec::run_retaining(&self.graph, &mut env, range, batch)
+            exec::run_retaining(&self.graph, &mut env, range, taps, batch)
         })?;
         let output = self.output(&env)?;
         let mut grads = Vec::with_capacity(objectives.len());
         for objective in objectives {
             let seed = objective.seed(output, self.classes)?;
             let grad = self.phase(backward, || {
-                backprop::gradient(&self.graph, &env, &steps, seed, from)
+                backprop::gradient(&self.graph, &env, &steps, seed, from, taps)
             })?;
-            let Some(g) = grad else {
+            let Some((g, tapped)) = grad else {
                 self.autodiff_only.store(true, Ordering::Relaxed);
                 return Ok(None);
             };
-            grads.push(g.tensor);
+            let Some(tapped) = tapped.into_iter().collect::<Option<Vec<_>>>() else {
+                return Ok(None);
+            };
+            let mut all = vec![g.tensor];
+            all.extend(tapped.into_iter().map(|t| t.tensor));
+            grads.push(all);
         }
         Ok(Some(grads))
     }
@@ -452,6 +483,70 @@ impl OnnxModel {
     ) -> Result<Vec<Tensor<4>>> {
         let objectives: Vec<Objective> = targets.iter().map(|&t| Objective::Logit(t)).collect();
         self.objective_gradients(layer, activations, env, &objectives)
+    }
+
+    /// FullGrad's gradients of `objective` at the images `x`: with respect to `x`, and at the
+    /// output of every convolution and batch normalisation that adds a bias to a 4-D output,
+    /// each with that bias, in graph order. On Burn's CPU backend one forward and one reverse
+    /// pass on the host kernels (the biased outputs kept out of fused groups); elsewhere (or
+    /// for an op without a host gradient) Burn's autodiff, through the rest of the graph from
+    /// each biased output in turn.
+    pub fn bias_gradients(&self, x: Tensor<4>, objective: &Objective) -> Result<BiasGradients> {
+        let biased: Vec<(&str, Vec<f32>)> = self
+            .graph
+            .nodes
+            .iter()
+            .filter(|node| self.shapes.get(&node.output).is_some_and(|s| s.len() == 4))
+            .filter_map(|node| Some((node.output.as_str(), node.op.channel_bias()?)))
+            .filter(|(name, bias)| self.shapes[*name][1] == bias.len())
+            .collect();
+        if self.host_pass_applies(x.dims()[0])
+            && let Some(gradients) = self.host_bias_gradients(x.clone(), objective, &biased)?
+        {
+            return Ok(gradients);
+        }
+        let leaf = x.clone().autodiff().require_grad();
+        let logits = self.phase("forward (FullGrad)", || self.forward(leaf.clone()))?;
+        let input = self.phase("backward (FullGrad)", || {
+            self.target_gradient(logits, &leaf, objective, self.graph.input.name.as_str())
+        })?;
+        let mut layers = Vec::with_capacity(biased.len());
+        for (name, bias) in biased {
+            let (activations, env) = self.forward_to(x.clone(), name)?;
+            match self.layer_gradient(name, &activations, &env, objective) {
+                Ok(g) => layers.push((bias, g)),
+                Err(Error::LayerUnused { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(BiasGradients { input, layers })
+    }
+
+    /// [`OnnxModel::bias_gradients`] by the host reverse pass; `Ok(None)` where an op has no
+    /// host gradient.
+    fn host_bias_gradients(
+        &self,
+        x: Tensor<4>,
+        objective: &Objective,
+        biased: &[(&str, Vec<f32>)],
+    ) -> Result<Option<BiasGradients>> {
+        let n = x.dims()[0];
+        let taps: Vec<&str> = biased.iter().map(|(name, _)| *name).collect();
+        let from = self.graph.input.name.as_str();
+        let phases = ["forward (FullGrad)", "backward (FullGrad)"];
+        let grads = self.host_gradients(
+            start(&self.graph, x),
+            (0, n),
+            (from, &taps),
+            std::slice::from_ref(objective),
+            phases,
+        )?;
+        let Some(mut grads) = grads.and_then(|g| g.into_iter().next()) else {
+            return Ok(None);
+        };
+        let input = grads.remove(0);
+        let layers = biased.iter().map(|(_, b)| b.clone()).zip(grads).collect();
+        Ok(Some(BiasGradients { input, layers }))
     }
 
     /// [`OnnxModel::layer_gradients`] of any [`Objective`]s (Finer-CAM's weighted differences
@@ -490,7 +585,54 @@ impl OnnxModel {
         let value = Value::Float(FloatValue::nchw(activations.clone()));
         env.insert(layer.to_string(), value);
         let phases = ["head forward", "head backward"];
-        self.host_gradients(env, (first, batch), layer, objectives, phases)
+        let grads = self.host_gradients(env, (first, batch), (layer, &[]), objectives, phases)?;
+        Ok(grads.map(|g| g.into_iter().filter_map(|mut g| g.pop()).collect()))
+    }
+
+    /// [`OnnxModel::objective_gradients`] at several layers (each with its activations and the
+    /// `env` [`OnnxModel::forward_to_layers`] returned for it): `[layer][objective]`. On Burn's
+    /// CPU backend one pass through the rest of the graph from the earliest layer serves them
+    /// all (the later layers' gradients are handed out on the way); else one pass per layer.
+    pub fn objective_gradients_layers(
+        &self,
+        at: &[(&str, &Tensor<4>, &Env)],
+        objectives: &[Objective],
+    ) -> Result<Vec<Vec<Tensor<4>>>> {
+        let producers = at
+            .iter()
+            .map(|(l, _, _)| self.layer_producer(l))
+            .collect::<Result<Vec<_>>>()?;
+        let earliest = (0..at.len()).min_by_key(|&i| producers[i]);
+        if let Some(e) = earliest.filter(|_| at.len() > 1) {
+            let (layer, activations, env) = at[e];
+            let batch = activations.dims()[0];
+            if self.host_pass_applies(batch) {
+                let mut env = env.clone();
+                let value = Value::Float(FloatValue::nchw(activations.clone()));
+                env.insert(layer.to_string(), value);
+                let taps: Vec<&str> = (0..at.len()).filter(|&i| i != e).map(|i| at[i].0).collect();
+                let phases = ["head forward", "head backward"];
+                let first = (producers[e] + 1, batch);
+                if let Some(per_objective) =
+                    self.host_gradients(env, first, (layer, &taps), objectives, phases)?
+                {
+                    // [objective][earliest, taps...] -> [layer][objective].
+                    let mut out: Vec<Vec<Tensor<4>>> = vec![Vec::new(); at.len()];
+                    for grads in per_objective {
+                        let order = std::iter::once(e).chain((0..at.len()).filter(|&i| i != e));
+                        for (i, g) in order.zip(grads) {
+                            out[i].push(g);
+                        }
+                    }
+                    return Ok(out);
+                }
+            }
+        }
+        at.iter()
+            .map(|(layer, activations, env)| {
+                self.objective_gradients(layer, activations, env, objectives)
+            })
+            .collect()
     }
 
     /// The gradient of `objective` (summed over the images) with respect to `activations` at
@@ -531,11 +673,52 @@ impl OnnxModel {
     /// Runs the graph up to and including the producer of `layer`; returns that layer's
     /// activations and the tensors the rest of the graph still needs.
     pub fn forward_to(&self, x: Tensor<4>, layer: &str) -> Result<(Tensor<4>, Env)> {
-        let p = self.layer_producer(layer)?;
+        let mut at = self.forward_to_layers(x, &[layer])?;
+        Ok(at.remove(0))
+    }
+
+    /// [`OnnxModel::forward_to`] for several layers in one pass, in the order of `layers`.
+    pub fn forward_to_layers(
+        &self,
+        x: Tensor<4>,
+        layers: &[&str],
+    ) -> Result<Vec<(Tensor<4>, Env)>> {
         let batch = x.dims()[0];
-        let mut env = start(&self.graph, x);
-        self.run_images(&mut env, 0..p + 1, &[layer], batch)?;
-        self.take_layer(env, layer)
+        self.run_to_layers(start(&self.graph, x), 0, layers, batch)
+    }
+
+    /// Runs the graph from node `from` on `env` through the producer of each of `layers` in
+    /// turn: each layer's activations with the tensors the graph needs after it (as
+    /// [`OnnxModel::forward_to`] returns them), in the order of `layers`.
+    fn run_to_layers(
+        &self,
+        mut env: Env,
+        from: usize,
+        layers: &[&str],
+        batch: usize,
+    ) -> Result<Vec<(Tensor<4>, Env)>> {
+        let mut order: Vec<(usize, usize)> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Ok((self.layer_producer(l)?, i)))
+            .collect::<Result<_>>()?;
+        order.sort_unstable();
+        let mut out: Vec<Option<(Tensor<4>, Env)>> = vec![None; layers.len()];
+        let mut next = from;
+        for (k, &(p, i)) in order.iter().enumerate() {
+            // A later layer's pass goes on from this one: keep it, and what it reads.
+            let last = k + 1 == order.len();
+            self.run_images(&mut env, next..p + 1, &[layers[i]], batch)?;
+            next = p + 1;
+            out[i] = Some(if last {
+                self.take_layer(std::mem::take(&mut env), layers[i])?
+            } else {
+                self.take_layer(env.clone(), layers[i])?
+            });
+        }
+        out.into_iter()
+            .map(|o| o.ok_or_else(|| Error::Internal("a layer was not reached".into())))
+            .collect()
     }
 
     /// Runs `range` of the graph on `batch` images (the entry points past the affine stem);

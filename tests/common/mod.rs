@@ -222,7 +222,7 @@ pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
         if reference["maps"].get(name).is_none() {
             // Checked against pytorch-grad-cam itself by `check_against_library`.
             assert!(
-                library["layers"][layer]["maps"].get(name).is_some(),
+                library["layers"][layer]["maps"].get(name).is_some() || library.get(name).is_some(),
                 "{net}: no fixture has a `{name}` map; add the method to tests/reference/make_fixtures.py or make_method_fixtures.py"
             );
             continue;
@@ -246,7 +246,11 @@ pub fn check_net(net: &str, device: &Device, tol: f64, ig_tol: f64) {
         );
         assert_eq!(
             e.layer,
-            if method.is_pixel() { "input" } else { layer },
+            if method.explains_input() {
+                "input"
+            } else {
+                layer
+            },
             "{net} {name}: layer"
         );
         let (want, shape) = array(&reference["maps"][name]);
@@ -269,6 +273,22 @@ pub fn check_against_library(net: &str, device: &Device, tol: f64) {
     let target = library["target"].as_u64().unwrap() as usize;
     let layers = library["layers"].as_object().unwrap();
     assert!(!layers.is_empty(), "{net}: no layer in the fixture");
+    // FullGrad has no layer: one map at the input's resolution.
+    let fullgrad = Method::parse("fullgrad").unwrap();
+    let e = explain(
+        &explainer,
+        &prepared,
+        &Request::new(vec![target], vec![fullgrad], 1),
+    )
+    .remove(0);
+    assert_eq!((e.label.as_str(), e.layer.as_str()), ("fullgrad", "input"));
+    let (want, shape) = array(&library["fullgrad"]);
+    assert_eq!(
+        vec![e.map.height, e.map.width],
+        shape,
+        "{net} fullgrad: shape"
+    );
+    assert_close(&format!("{net} fullgrad"), &e.map.values, &want, tol);
     for (layer, entry) in layers {
         let maps = entry["maps"].as_object().unwrap();
         for suffix in ["", "+eigen-smooth", "+aug-smooth"] {

@@ -121,6 +121,29 @@ def splitmix64(seed, count):
         return z ^ (z >> np.uint64(31))
 
 
+def fullgrad_map(model, x, target):
+    """pytorch-grad-cam's FullGrad (its own final scaling on; the map is at the input's
+    resolution). Its search for biased layers matches types exactly, which misses subclasses of
+    Conv2d such as EfficientNet's Conv2dStaticSamePadding; the reference widens it to
+    `isinstance`, as igcam takes every convolution with a bias. ReLUs run out of place, so each
+    hook sees the gradient at the layer's own output."""
+    from pytorch_grad_cam import fullgrad_cam
+    for m in model.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = False
+    real = fullgrad_cam.find_layer_predicate_recursive
+    biased = (torch.nn.Conv2d, torch.nn.BatchNorm2d)
+    fullgrad_cam.find_layer_predicate_recursive = lambda model, _: real(
+        model, lambda m: isinstance(m, biased) and m.bias is not None)
+    try:
+        with METHODS["fullgrad"](model=model, target_layers=[]) as cam:
+            out = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])
+    finally:
+        fullgrad_cam.find_layer_predicate_recursive = real
+    print("  fullgrad over", len(cam.bias_data), "biased layers")
+    return np.asarray(out[0], dtype=np.float64)
+
+
 def sign_free_check(name, library, signed):
     """pytorch-grad-cam's map is relu(+p) or relu(-p) of the sign-corrected projection p."""
     candidates = [np.maximum(signed, 0), np.maximum(-signed, 0)]
@@ -140,6 +163,8 @@ def layer_maps(model, module, x, target):
         # are compared only where the minimum is 0 (after a ReLU).
         if name == "ablationcam" and a.min() != 0:
             print("  no ablationcam reference: the layer's minimum is", a.min())
+            continue
+        if name == "fullgrad":  # no layer: one map per net (`fullgrad_map`)
             continue
         if name == "randomcam":
             lib = random_cam_map(model, module, x, target, a.shape[1])
@@ -173,6 +198,8 @@ def make(net, model, layers):
     path = os.path.join(NETS, f"{net}_gradcam.json")
     if ONLY is not None:
         out = json.load(open(path))
+    if ONLY is None or "fullgrad" in ONLY:
+        out["fullgrad"] = mf.arr(fullgrad_map(model, x, target))
     if len(layers) > 1 and (ONLY is None or "several_layers" in ONLY):
         # pytorch-grad-cam with every layer as its target_layers: the per-layer maps scaled,
         # resized to the input, averaged and scaled again.

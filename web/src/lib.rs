@@ -160,7 +160,7 @@ pub fn methods() -> Result<JsValue, JsError> {
         .map(|m| MethodRow {
             name: m.name(),
             display: m.display(),
-            per_class: m.is_pixel(),
+            per_class: m.explains_input(),
             cost: m.cost(),
             slow: m.is_slow(),
             compare: m.in_compare(),

@@ -263,6 +263,10 @@ impl Operator for Conv {
         i == 0
     }
 
+    fn channel_bias(&self) -> Option<Vec<f32>> {
+        Some(self.host.as_ref()?.bias.as_ref()?.to_vec())
+    }
+
     fn fusable(&self, input: &Value, pad: [(usize, usize); 2], residual: Option<&Value>) -> bool {
         let (Some(host), Value::Float(x)) = (&self.host, input) else {
             return false;

@@ -65,6 +65,10 @@ impl Operator for BatchNorm {
         i == 0
     }
 
+    fn channel_bias(&self) -> Option<Vec<f32>> {
+        crate::onnx::value::host_values(self.shift.clone()).ok()
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let mut x = take_float(inputs, 0)?;
         let shape = x.shape();

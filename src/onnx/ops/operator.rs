@@ -92,6 +92,13 @@ pub trait Operator {
         self.run(inputs)
     }
 
+    /// The bias this op adds to each channel of its 4-D output, where it is a convolution or a
+    /// batch normalisation with one (`beta - mean * gamma / sqrt(var + eps)`): the biases
+    /// FullGrad weighs with their gradients.
+    fn channel_bias(&self) -> Option<Vec<f32>> {
+        None
+    }
+
     /// The gradient with respect to each input (`None` where none flows: constants, shapes),
     /// from the forward pass's values and the gradient of the output, for the host reverse
     /// pass (`onnx::backprop`). [`OpError::NoGradient`]: this op, with these inputs, has no
