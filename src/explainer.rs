@@ -284,7 +284,8 @@ impl Explainer {
     }
 
     /// [`Explainer::explain`] on several layers, all from one pass (the forward pass runs
-    /// through every layer once, and one reverse pass hands out every layer's gradients): each
+    /// through every layer once, and on the CPU backend one reverse pass hands out every
+    /// layer's gradients; elsewhere autodiff runs once per layer): each
     /// CAM map averaged over the layers as pytorch-grad-cam averages several `target_layers`
     /// (each scaled and resized to the input, the mean scaled again).
     fn explain_layers(

@@ -21,16 +21,24 @@ fn vgg_tiny_matches_pytorch_on_wgpu() {
 }
 
 /// FullGrad off the CPU backend: Burn's autodiff from each biased layer in turn, against
-/// pytorch-grad-cam's FullGrad.
+/// pytorch-grad-cam's FullGrad; the ResNet's biases are its BatchNormalizations', the VGG's
+/// its convolutions' and BatchNormalizations'.
 #[test]
 fn fullgrad_matches_pytorch_grad_cam_on_wgpu() {
     use igcam::Request;
     use igcam::cam::Method;
-    let library = common::json("nets/resnet_tiny_gradcam.json");
-    let (explainer, prepared) = common::explainer("resnet_tiny", &device());
-    let target = library["target"].as_u64().unwrap() as usize;
-    let request = Request::new(vec![target], vec![Method::parse("fullgrad").unwrap()], 1);
-    let e = common::explain(&explainer, &prepared, &request).remove(0);
-    let (want, _) = common::array(&library["fullgrad"]);
-    common::assert_close("resnet_tiny fullgrad (wgpu)", &e.map.values, &want, 1e-3);
+    for net in ["resnet_tiny", "vgg_tiny"] {
+        let library = common::json(&format!("nets/{net}_gradcam.json"));
+        let (explainer, prepared) = common::explainer(net, &device());
+        let target = library["target"].as_u64().unwrap() as usize;
+        let request = Request::new(vec![target], vec![Method::parse("fullgrad").unwrap()], 1);
+        let e = common::explain(&explainer, &prepared, &request).remove(0);
+        let (want, _) = common::array(&library["fullgrad"]);
+        common::assert_close(
+            &format!("{net} fullgrad (wgpu)"),
+            &e.map.values,
+            &want,
+            1e-3,
+        );
+    }
 }

@@ -208,7 +208,7 @@ async function run() {
   const methods = selectedMethods();
   const steps = Number($("steps").value);
   // The current class first, then the rest of the top-5: one pass explains them all. A method
-  // whose pass is per class (pixel IG) explains the current one only.
+  // whose pass is per class (pixel IG, FullGrad) explains the current one only.
   const t = currentTarget();
   const perClass = methods.some((m) => METHODS.find((x) => x.name === m)?.per_class);
   const targets = perClass ? [t] : [t, ...top5.map((p) => p.index).filter((i) => i !== t)];

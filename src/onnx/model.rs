@@ -418,7 +418,7 @@ impl OnnxModel {
             &[Objective::Logit(target)],
             ["input forward (IG)", "input backward (IG)"],
         )?;
-        Ok(grads.and_then(|g| g.into_iter().next()?.into_iter().next()))
+        Ok(grads.and_then(|g| g.into_iter().next()?.into_iter().next()?))
     }
 
     /// Whether the host reverse pass may run on `batch` images: on Burn's plain CPU backend,
@@ -435,8 +435,9 @@ impl OnnxModel {
     /// reverse pass ([`OnnxModel::host_pass_applies`]): the graph from node `first` on runs
     /// once on `batch` images from `env`, keeping every value (phase `phases[0]`), then one
     /// reverse pass per objective (phase `phases[1]`). `Ok(None)` where an op on the way has no
-    /// host gradient (the model then takes autodiff from now on: the whole graph has that op),
-    /// or where no gradient reaches a tap.
+    /// host gradient (the model then takes autodiff from now on: the whole graph has that op).
+    /// Each objective's gradients come as `[from, taps...]`, `None` for a tap that no gradient
+    /// reaches (`from`'s is always there).
     fn host_gradients(
         &self,
         mut env: Env,
@@ -444,7 +445,7 @@ impl OnnxModel {
         (from, taps): (&str, &[&str]),
         objectives: &[Objective],
         [forward, backward]: [&str; 2],
-    ) -> Result<Option<Vec<Vec<Tensor<4>>>>> {
+    ) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
         let range = first..self.graph.nodes.len();
         let steps = self.phase(forward, || {
             exec::run_retaining(&self.graph, &mut env, range, taps, batch)
@@ -460,11 +461,8 @@ impl OnnxModel {
                 self.autodiff_only.store(true, Ordering::Relaxed);
                 return Ok(None);
             };
-            let Some(tapped) = tapped.into_iter().collect::<Option<Vec<_>>>() else {
-                return Ok(None);
-            };
-            let mut all = vec![g.tensor];
-            all.extend(tapped.into_iter().map(|t| t.tensor));
+            let mut all = vec![Some(g.tensor)];
+            all.extend(tapped.into_iter().map(|t| t.map(|t| t.tensor)));
             grads.push(all);
         }
         Ok(Some(grads))
@@ -522,8 +520,8 @@ impl OnnxModel {
         Ok(BiasGradients { input, layers })
     }
 
-    /// [`OnnxModel::bias_gradients`] by the host reverse pass; `Ok(None)` where an op has no
-    /// host gradient.
+    /// [`OnnxModel::bias_gradients`] by the host reverse pass (outputs no gradient reaches
+    /// left out); `Ok(None)` where an op has no host gradient.
     fn host_bias_gradients(
         &self,
         x: Tensor<4>,
@@ -544,8 +542,15 @@ impl OnnxModel {
         let Some(mut grads) = grads.and_then(|g| g.into_iter().next()) else {
             return Ok(None);
         };
-        let input = grads.remove(0);
-        let layers = biased.iter().map(|(_, b)| b.clone()).zip(grads).collect();
+        let Some(input) = grads.remove(0) else {
+            return Ok(None);
+        };
+        // A biased output no gradient reaches (it does not feed the logits) adds nothing.
+        let layers = biased
+            .iter()
+            .zip(grads)
+            .filter_map(|((_, b), g)| Some((b.clone(), g?)))
+            .collect();
         Ok(Some(BiasGradients { input, layers }))
     }
 
@@ -586,13 +591,14 @@ impl OnnxModel {
         env.insert(layer.to_string(), value);
         let phases = ["head forward", "head backward"];
         let grads = self.host_gradients(env, (first, batch), (layer, &[]), objectives, phases)?;
-        Ok(grads.map(|g| g.into_iter().filter_map(|mut g| g.pop()).collect()))
+        Ok(grads.and_then(|g| g.into_iter().map(|g| g.into_iter().next()?).collect()))
     }
 
     /// [`OnnxModel::objective_gradients`] at several layers (each with its activations and the
     /// `env` [`OnnxModel::forward_to_layers`] returned for it): `[layer][objective]`. On Burn's
     /// CPU backend one pass through the rest of the graph from the earliest layer serves them
-    /// all (the later layers' gradients are handed out on the way); else one pass per layer.
+    /// all (the later layers' gradients are handed out on the way); elsewhere, or where a later
+    /// layer is not downstream of the earliest, one pass per layer.
     pub fn objective_gradients_layers(
         &self,
         at: &[(&str, &Tensor<4>, &Env)],
@@ -617,14 +623,22 @@ impl OnnxModel {
                     self.host_gradients(env, first, (layer, &taps), objectives, phases)?
                 {
                     // [objective][earliest, taps...] -> [layer][objective].
+                    // A later layer no gradient reaches from the earliest (a parallel
+                    // branch) falls back to a pass of its own, below.
                     let mut out: Vec<Vec<Tensor<4>>> = vec![Vec::new(); at.len()];
+                    let mut complete = true;
                     for grads in per_objective {
                         let order = std::iter::once(e).chain((0..at.len()).filter(|&i| i != e));
                         for (i, g) in order.zip(grads) {
-                            out[i].push(g);
+                            match g {
+                                Some(g) => out[i].push(g),
+                                None => complete = false,
+                            }
                         }
                     }
-                    return Ok(out);
+                    if complete {
+                        return Ok(out);
+                    }
                 }
             }
         }

@@ -143,7 +143,8 @@ struct MethodRow {
     name: &'static str,
     /// The name people read.
     display: &'static str,
-    /// Whether its pass is per class (pixel IG): the page then explains the current class only.
+    /// Whether its pass is per class (pixel IG, FullGrad): the page then explains the current
+    /// class only.
     per_class: bool,
     /// Its cost beyond the shared pass, for people ("" when nothing worth saying).
     cost: &'static str,

@@ -25,6 +25,8 @@ struct Conv {
     padding: Padding,
     /// Constant weights and bias on the host, for the CPU kernel (CPU devices only).
     host: Option<HostWeights>,
+    /// The constant bias on the host, on every device (FullGrad reads it).
+    bias: Option<Vec<f32>>,
 }
 
 /// A convolution's constant parameters as host floats.
@@ -114,6 +116,12 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         groups: groups as usize,
         padding: Padding::from_attrs(&a)?,
         host,
+        bias: ctx
+            .node
+            .input
+            .get(2)
+            .filter(|n| !n.is_empty())
+            .and_then(|_| ctx.constant_input(2)),
     }))
 }
 
@@ -264,7 +272,7 @@ impl Operator for Conv {
     }
 
     fn channel_bias(&self) -> Option<Vec<f32>> {
-        Some(self.host.as_ref()?.bias.as_ref()?.to_vec())
+        self.bias.clone()
     }
 
     fn fusable(&self, input: &Value, pad: [(usize, usize); 2], residual: Option<&Value>) -> bool {

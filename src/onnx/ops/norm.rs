@@ -15,6 +15,8 @@ struct BatchNorm {
     scale: Tensor<1>,
     /// `beta - mean * scale` per channel.
     shift: Tensor<1>,
+    /// The same on the host (FullGrad's bias).
+    host_shift: Vec<f32>,
 }
 
 fn host(ctx: &BuildContext, i: usize, what: &str) -> OpResult<Vec<f64>> {
@@ -56,7 +58,8 @@ fn batch_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     Ok(Box::new(BatchNorm {
         channels: c,
         scale: Tensor::<1>::from_data(TensorData::new(scale, [c]), ctx.device),
-        shift: Tensor::<1>::from_data(TensorData::new(shift, [c]), ctx.device),
+        shift: Tensor::<1>::from_data(TensorData::new(shift.clone(), [c]), ctx.device),
+        host_shift: shift,
     }))
 }
 
@@ -66,7 +69,7 @@ impl Operator for BatchNorm {
     }
 
     fn channel_bias(&self) -> Option<Vec<f32>> {
-        crate::onnx::value::host_values(self.shift.clone()).ok()
+        Some(self.host_shift.clone())
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
