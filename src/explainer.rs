@@ -235,12 +235,7 @@ impl Explainer {
         if request.layers.len() > 1 {
             return self.explain_layers(prepared, request, progress);
         }
-        let mut run = self.start(prepared, request)?;
-        while !run.is_done() {
-            let (done, total) = run.step()?;
-            progress(done, total);
-        }
-        run.finish()?.into_explanations()
+        self.start(prepared, request)?.run_to_end(progress)
     }
 
     /// [`Explainer::explain`] with `aug_smooth`: the request once per augmented input, each
@@ -295,14 +290,9 @@ impl Explainer {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Explanation>> {
         let size = self.model.input_size();
-        let mut run = Explaining::new(self, prepared, request)?;
-        while !run.is_done() {
-            let (done, total) = run.step()?;
-            progress(done, total);
-        }
         let mut out: Vec<Explanation> = Vec::new();
         // The maps come target by target, method by method, a CAM method's layers in a row.
-        for e in run.finish()?.into_explanations()? {
+        for e in Explaining::new(self, prepared, request)?.run_to_end(progress)? {
             let same = out.last().is_some_and(|o: &Explanation| {
                 !e.method.explains_input() && o.method == e.method && o.target == e.target
             });
@@ -314,7 +304,6 @@ impl Explainer {
                     .zip(&scaled::scaled_to(&e.map, size).values)
                     .for_each(|(a, b)| *a += b);
                 o.ms += e.ms;
-                o.steps = o.steps.max(e.steps);
             } else if e.method.explains_input() {
                 out.push(e);
             } else {
@@ -672,6 +661,9 @@ impl<M> Explanation<M> {
     }
 }
 
+/// A served CAM slot: its index, its method and what its gradient is taken of.
+type Served = (usize, &'static dyn CamMethod, Objective);
+
 /// One map being computed.
 struct Slot {
     target: usize,
@@ -812,6 +804,15 @@ impl<'a> Explaining<'a> {
         })
     }
 
+    /// Runs every chunk, reporting `(done, total)` after each, and reads the maps back.
+    fn run_to_end(mut self, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<Explanation>> {
+        while !self.is_done() {
+            let (done, total) = self.step()?;
+            progress(done, total);
+        }
+        self.finish()?.into_explanations()
+    }
+
     /// Progress units (path points; 1 for the pass at the input) done so far.
     pub fn done(&self) -> usize {
         self.done
@@ -890,19 +891,22 @@ impl<'a> Explaining<'a> {
         at: &[(Tensor<4>, Env)],
         chunk: Option<(usize, usize)>,
     ) -> Result<()> {
-        // Each served slot's objective (a target's logit, or Finer-CAM's difference); the
-        // gradients only of those whose methods use them.
-        let objective_of = |i: usize| {
-            let slot = &self.slots[i];
-            let cam = slot.method.cam()?;
-            Some((cam, cam.objective(slot.target, &self.prepared.logits)))
-        };
+        // Each served slot with its method and objective (a target's logit, or Finer-CAM's
+        // difference), computed once for every layer; the gradients only of the objectives
+        // whose methods use them.
+        let served: Vec<Served> = served
+            .iter()
+            .filter_map(|&i| {
+                let slot = &self.slots[i];
+                let cam = slot.method.cam()?;
+                Some((i, cam, cam.objective(slot.target, &self.prepared.logits)))
+            })
+            .collect();
         let wanted = unique(
             served
                 .iter()
-                .filter_map(|&i| objective_of(i))
-                .filter(|(cam, _)| cam.uses_gradients())
-                .map(|(_, o)| o),
+                .filter(|(_, cam, _)| cam.uses_gradients())
+                .map(|(_, _, o)| o.clone()),
         );
         let gradients = if wanted.is_empty() {
             vec![Vec::new(); at.len()]
@@ -916,30 +920,6 @@ impl<'a> Explaining<'a> {
                 .collect();
             model.objective_gradients_layers(&layers, &wanted)?
         };
-        for (layer, ((activations, env), gradients)) in at.iter().zip(gradients).enumerate() {
-            let on_layer: Vec<usize> = served
-                .iter()
-                .copied()
-                .filter(|&i| self.slots[i].layer == layer)
-                .collect();
-            let gradients: Vec<(Objective, Tensor<4>)> =
-                wanted.iter().cloned().zip(gradients).collect();
-            self.cams_from(&on_layer, (layer, activations, env), &gradients, chunk)?;
-        }
-        Ok(())
-    }
-
-    /// The CAM maps of `served` at layer `layer` (its activations and `env`), from the
-    /// gradients of each objective that needs them.
-    fn cams_from(
-        &mut self,
-        served: &[usize],
-        (layer, activations, env): (usize, &Tensor<4>, &Env),
-        gradients: &[(Objective, Tensor<4>)],
-        chunk: Option<(usize, usize)>,
-    ) -> Result<()> {
-        let model = &self.explainer.model;
-        let alphas = chunk.map(|(from, to)| &self.alphas[from..to]);
         let point_weights = chunk.and_then(|(from, to)| {
             let m = self.alphas.len() as f64;
             let scales: Vec<f64> = self.step_sizes[from..to].iter().map(|s| m * s).collect();
@@ -948,14 +928,37 @@ impl<'a> Explaining<'a> {
                 .any(|&w| w as f32 != 1.0)
                 .then(|| self.point_weights(&scales))
         });
-        let served: Vec<(usize, &dyn CamMethod, Objective)> = served
-            .iter()
-            .filter_map(|&i| {
-                let slot = &self.slots[i];
-                let cam = slot.method.cam()?;
-                Some((i, cam, cam.objective(slot.target, &self.prepared.logits)))
-            })
-            .collect();
+        for (layer, ((activations, env), gradients)) in at.iter().zip(gradients).enumerate() {
+            let on_layer: Vec<Served> = served
+                .iter()
+                .filter(|(i, _, _)| self.slots[*i].layer == layer)
+                .cloned()
+                .collect();
+            let gradients: Vec<(Objective, Tensor<4>)> =
+                wanted.iter().cloned().zip(gradients).collect();
+            let weights = point_weights.as_ref();
+            self.cams_from(
+                &on_layer,
+                (layer, activations, env),
+                &gradients,
+                (chunk, weights),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The CAM maps of `served` at layer `layer` (its activations and `env`), from the
+    /// gradients of each objective that needs them; `chunk` and its points' weights as in
+    /// [`Explaining::cams_at`].
+    fn cams_from(
+        &mut self,
+        served: &[Served],
+        (layer, activations, env): (usize, &Tensor<4>, &Env),
+        gradients: &[(Objective, Tensor<4>)],
+        (chunk, point_weights): (Option<(usize, usize)>, Option<&Tensor<4>>),
+    ) -> Result<()> {
+        let model = &self.explainer.model;
+        let alphas = chunk.map(|(from, to)| &self.alphas[from..to]);
         let objectives = unique(served.iter().map(|(_, _, o)| o.clone()));
         let points = activations.dims()[0];
         let mut target_free: Vec<(Method, Tensor<4>)> = Vec::new();
@@ -986,12 +989,7 @@ impl<'a> Explaining<'a> {
                 let part = match known {
                     Some((_, part)) => part.clone(),
                     None => model.phase("cam maps", || {
-                        crate::cam::cam_map(
-                            *cam,
-                            &inputs,
-                            self.eigen_smooth,
-                            point_weights.as_ref(),
-                        )
+                        crate::cam::cam_map(*cam, &inputs, self.eigen_smooth, point_weights)
                     })?,
                 };
                 if !cam.uses_target() && known.is_none() {

@@ -581,6 +581,19 @@ impl OnnxModel {
         env: &Env,
         objectives: &[Objective],
     ) -> Result<Option<Vec<Tensor<4>>>> {
+        let grads = self.host_head_gradients((layer, activations, env), &[], objectives)?;
+        Ok(grads.and_then(|g| g.into_iter().map(|g| g.into_iter().next()?).collect()))
+    }
+
+    /// The host reverse pass through the rest of the graph from `layer` (its activations and
+    /// `env`), handing out the gradients at `taps` on the way: `[objective][layer, taps...]`
+    /// (see [`OnnxModel::host_gradients`]); `Ok(None)` where it does not apply.
+    fn host_head_gradients(
+        &self,
+        (layer, activations, env): (&str, &Tensor<4>, &Env),
+        taps: &[&str],
+        objectives: &[Objective],
+    ) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
         let batch = activations.dims()[0];
         if !self.host_pass_applies(batch) {
             return Ok(None);
@@ -590,8 +603,7 @@ impl OnnxModel {
         let value = Value::Float(FloatValue::nchw(activations.clone()));
         env.insert(layer.to_string(), value);
         let phases = ["head forward", "head backward"];
-        let grads = self.host_gradients(env, (first, batch), (layer, &[]), objectives, phases)?;
-        Ok(grads.and_then(|g| g.into_iter().map(|g| g.into_iter().next()?).collect()))
+        self.host_gradients(env, (first, batch), (layer, taps), objectives, phases)
     }
 
     /// [`OnnxModel::objective_gradients`] at several layers (each with its activations and the
@@ -610,35 +622,27 @@ impl OnnxModel {
             .collect::<Result<Vec<_>>>()?;
         let earliest = (0..at.len()).min_by_key(|&i| producers[i]);
         if let Some(e) = earliest.filter(|_| at.len() > 1) {
-            let (layer, activations, env) = at[e];
-            let batch = activations.dims()[0];
-            if self.host_pass_applies(batch) {
-                let mut env = env.clone();
-                let value = Value::Float(FloatValue::nchw(activations.clone()));
-                env.insert(layer.to_string(), value);
-                let taps: Vec<&str> = (0..at.len()).filter(|&i| i != e).map(|i| at[i].0).collect();
-                let phases = ["head forward", "head backward"];
-                let first = (producers[e] + 1, batch);
-                if let Some(per_objective) =
-                    self.host_gradients(env, first, (layer, &taps), objectives, phases)?
-                {
-                    // [objective][earliest, taps...] -> [layer][objective].
-                    // A later layer no gradient reaches from the earliest (a parallel
-                    // branch) falls back to a pass of its own, below.
-                    let mut out: Vec<Vec<Tensor<4>>> = vec![Vec::new(); at.len()];
-                    let mut complete = true;
-                    for grads in per_objective {
-                        let order = std::iter::once(e).chain((0..at.len()).filter(|&i| i != e));
-                        for (i, g) in order.zip(grads) {
-                            match g {
-                                Some(g) => out[i].push(g),
-                                None => complete = false,
-                            }
+            // The earliest layer first, then the others as taps.
+            let order: Vec<usize> = std::iter::once(e)
+                .chain((0..at.len()).filter(|&i| i != e))
+                .collect();
+            let taps: Vec<&str> = order[1..].iter().map(|&i| at[i].0).collect();
+            if let Some(per_objective) = self.host_head_gradients(at[e], &taps, objectives)? {
+                // [objective][earliest, taps...] -> [layer][objective]. A later layer no
+                // gradient reaches from the earliest (a parallel branch) falls back to a pass
+                // of its own, below.
+                let mut out: Vec<Vec<Tensor<4>>> = vec![Vec::new(); at.len()];
+                let mut complete = true;
+                for grads in per_objective {
+                    for (&i, g) in order.iter().zip(grads) {
+                        match g {
+                            Some(g) => out[i].push(g),
+                            None => complete = false,
                         }
                     }
-                    if complete {
-                        return Ok(out);
-                    }
+                }
+                if complete {
+                    return Ok(out);
                 }
             }
         }
