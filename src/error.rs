@@ -287,6 +287,9 @@ pub enum Error {
     /// A backend failure (out of memory, lost device, ...).
     #[error("backend error: {0}")]
     Backend(String),
+    /// The caller stopped the request between chunks ([`crate::Explainer::explain_or_stop`]).
+    #[error("stopped by the caller before the request finished")]
+    Stopped,
     /// A bug in igcam, not in the input: the text says what broke.
     #[error("internal error: {0} (please report it)")]
     Internal(String),

@@ -25,6 +25,9 @@ use crate::onnx::profile::Clock;
 use crate::onnx::{Env, OnnxModel, PathEnds};
 use crate::preprocess::{self, Baseline, Geometry, Preset};
 
+/// Told `(steps done, steps in total)` after each chunk; an error it returns stops the request.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize) -> Result<()>;
+
 /// Path steps above which [`Request::check`] wants `force` (hours of work on a CPU).
 pub const MAX_STEPS_UNFORCED: usize = 10_000;
 
@@ -143,6 +146,40 @@ impl Explainer {
         Ok(preparing)
     }
 
+    /// Prepares an input already normalised for the model (`chw`: `[3, H, W]` floats at the
+    /// model's input size), as [`Explainer::prepare_fitted`] does a photo. The photo kept for
+    /// overlays is the input put back through the preset's inverse; the baseline is the
+    /// explainer's.
+    pub fn prepare_normalised(&self, chw: Vec<f32>) -> Result<Prepared> {
+        let size = self.model.input_size();
+        if chw.len() != 3 * size[0] * size[1] {
+            return Err(Error::InvalidOption(Message::from(format!(
+                "the input holds {} values but the model takes 3x{}x{} = {}",
+                chw.len(),
+                size[0],
+                size[1],
+                3 * size[0] * size[1]
+            ))));
+        }
+        if chw.iter().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidOption(
+                "the input holds a value that is not finite (NaN or infinity)".into(),
+            ));
+        }
+        let photo = preprocess::denormalise(&chw, self.options.preset, size);
+        let device = self.model.device();
+        let b = preprocess::baseline(self.options.baseline, self.options.preset, size);
+        let x = preprocess::image_tensor(chw, size, device);
+        let b = preprocess::image_tensor(b, size, device);
+        self.start_prepare_inputs(photo, x, b)?
+            .finish_blocking(self)
+    }
+
+    /// Sets the path baseline of the inputs prepared from now on.
+    pub fn set_baseline(&mut self, baseline: Baseline) {
+        self.options.baseline = baseline;
+    }
+
     /// [`Explainer::prepare_fitted`] up to the logits (see [`Explainer::start_prepare`]).
     pub fn start_prepare_fitted(&self, photo: RgbImage) -> Result<Preparing> {
         let size = self.model.input_size();
@@ -225,6 +262,20 @@ impl Explainer {
         request: &Request,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Explanation>> {
+        self.explain_or_stop(prepared, request, &mut |done, total| {
+            progress(done, total);
+            Ok(())
+        })
+    }
+
+    /// [`Explainer::explain`] whose `progress` may stop the request between chunks: the error
+    /// it returns (e.g. [`Error::Stopped`] on Ctrl-C) ends the request and is handed back.
+    pub fn explain_or_stop(
+        &self,
+        prepared: &Prepared,
+        request: &Request,
+        progress: Progress,
+    ) -> Result<Vec<Explanation>> {
         self.check_request(request)?;
         if let Some(tunnel) = request.noise_tunnel {
             return self.explain_noise_tunneled(prepared, request, tunnel, progress);
@@ -244,7 +295,7 @@ impl Explainer {
         &self,
         prepared: &Prepared,
         request: &Request,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: Progress,
     ) -> Result<Vec<Explanation>> {
         let plain = Request {
             aug_smooth: false,
@@ -258,7 +309,7 @@ impl Explainer {
                 prepared,
                 aug_smooth::augment(prepared.input(), augmentation),
             )?;
-            let mut maps = self.explain(&augmented, &plain, &mut |done, total| {
+            let mut maps = self.explain_or_stop(&augmented, &plain, &mut |done, total| {
                 progress(round * total + done, rounds * total)
             })?;
             for e in &mut maps {
@@ -287,7 +338,7 @@ impl Explainer {
         &self,
         prepared: &Prepared,
         request: &Request,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: Progress,
     ) -> Result<Vec<Explanation>> {
         let size = self.model.input_size();
         let mut out: Vec<Explanation> = Vec::new();
@@ -327,7 +378,7 @@ impl Explainer {
         prepared: &Prepared,
         request: &Request,
         tunnel: NoiseTunnel,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: Progress,
     ) -> Result<Vec<Explanation>> {
         // Pixel IG's channels are combined one by one, as Captum combines its attribution
         // tensor, and summed afterwards.
@@ -353,7 +404,7 @@ impl Explainer {
             );
             let sample =
                 self.prepare_variant(prepared, x.clone().add(noise.mul_scalar(tunnel.stdev)))?;
-            let maps = self.explain(&sample, &plain, &mut |done, total| {
+            let maps = self.explain_or_stop(&sample, &plain, &mut |done, total| {
                 progress(j * total + done, tunnel.samples * total)
             })?;
             if j == 0 {
@@ -805,10 +856,10 @@ impl<'a> Explaining<'a> {
     }
 
     /// Runs every chunk, reporting `(done, total)` after each, and reads the maps back.
-    fn run_to_end(mut self, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<Explanation>> {
+    fn run_to_end(mut self, progress: Progress) -> Result<Vec<Explanation>> {
         while !self.is_done() {
             let (done, total) = self.step()?;
-            progress(done, total);
+            progress(done, total)?;
         }
         self.finish()?.into_explanations()
     }

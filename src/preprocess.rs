@@ -42,16 +42,27 @@ impl Preset {
 
     /// Normalised value of channel `c` (model order) for an RGB pixel.
     fn normalise(self, rgb: [u8; 3], c: usize) -> f32 {
-        const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-        const STD: [f32; 3] = [0.229, 0.224, 0.225];
-        const CAFFE_BGR_MEAN: [f32; 3] = [103.939, 116.779, 123.68];
         match self {
-            Self::Imagenet => (f32::from(rgb[c]) / 255.0 - MEAN[c]) / STD[c],
+            Self::Imagenet => (f32::from(rgb[c]) / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c],
             Self::Raw01 => f32::from(rgb[c]) / 255.0,
             Self::Caffe => f32::from(rgb[2 - c]) - CAFFE_BGR_MEAN[c],
         }
     }
+
+    /// The inverse of [`Preset::normalise`]: channel `c`'s value (model order) back in 0..=255
+    /// (unrounded, unclamped), and the RGB channel it belongs to.
+    fn denormalise(self, v: f32, c: usize) -> (f32, usize) {
+        match self {
+            Self::Imagenet => ((v * IMAGENET_STD[c] + IMAGENET_MEAN[c]) * 255.0, c),
+            Self::Raw01 => (v * 255.0, c),
+            Self::Caffe => (v + CAFFE_BGR_MEAN[c], 2 - c),
+        }
+    }
 }
+
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+const CAFFE_BGR_MEAN: [f32; 3] = [103.939, 116.779, 123.68];
 
 /// The path's starting point for integrated methods.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -292,6 +303,21 @@ pub fn normalise(rgb: &RgbImage, preset: Preset) -> Vec<f32> {
     out
 }
 
+/// The RGB photo that normalised CHW floats (3 channels, `size` = `[height, width]`) stand
+/// for: each value put back through `preset`'s inverse, rounded and clamped to 0..=255. For
+/// showing an input that came as floats.
+pub fn denormalise(chw: &[f32], preset: Preset, size: [usize; 2]) -> RgbImage {
+    let plane = size[0] * size[1];
+    let mut photo = RgbImage::new(size[1] as u32, size[0] as u32);
+    for (i, p) in photo.pixels_mut().enumerate() {
+        for c in 0..3 {
+            let (v, rgb) = preset.denormalise(chw[c * plane + i], c);
+            p.0[rgb] = v.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    photo
+}
+
 /// The baseline image in normalised CHW floats.
 pub fn baseline(kind: Baseline, preset: Preset, size: [usize; 2]) -> Vec<f32> {
     match kind {
@@ -323,6 +349,18 @@ pub fn input_pair(
 mod tests {
     use super::*;
     use crate::metrics::PixelBox;
+
+    #[test]
+    fn denormalise_inverts_every_preset() {
+        let photo = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 60, y as u8 * 120, 255]));
+        for preset in [Preset::Imagenet, Preset::Raw01, Preset::Caffe] {
+            let chw = normalise(&photo, preset);
+            assert_eq!(denormalise(&chw, preset, [3, 5]), photo, "{preset:?}");
+        }
+        // Out-of-range floats are clamped.
+        let black = denormalise(&[-100.0; 3], Preset::Raw01, [1, 1]);
+        assert_eq!(black.get_pixel(0, 0).0, [0, 0, 0]);
+    }
 
     #[test]
     fn geometry_matches_resize_256_centre_crop_224() {

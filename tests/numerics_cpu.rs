@@ -361,6 +361,82 @@ fn options_combine_as_documented() {
     }
 }
 
+/// The entry points the Python binding uses: an input already normalised gives the maps its
+/// photo gives (and the photo back for overlays); a progress callback that fails stops the
+/// request after the chunk it was told of, and its error comes back; a baseline set later
+/// applies to the inputs prepared afterwards.
+#[test]
+fn normalised_inputs_stopping_and_the_baseline() {
+    use igcam::Request;
+    use igcam::cam::Method;
+    use igcam::preprocess::{self, Baseline};
+    let (mut explainer, prepared) = common::explainer("resnet_tiny", &Device::flex());
+    let target = prepared.ranked[0].index;
+    let request = Request::new(
+        vec![target],
+        vec![
+            Method::parse("igcam").unwrap(),
+            Method::parse("gradcam").unwrap(),
+        ],
+        8,
+    );
+    let chw = preprocess::normalise(&prepared.photo, explainer.options().preset);
+    let from_floats = explainer.prepare_normalised(chw.clone()).unwrap();
+    assert_eq!(from_floats.photo, prepared.photo, "the photo comes back");
+    assert_eq!(from_floats.logits, prepared.logits);
+    let (a, b) = (
+        common::explain(&explainer, &prepared, &request),
+        common::explain(&explainer, &from_floats, &request),
+    );
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(a.map, b.map, "{}", a.label);
+    }
+    let short = explainer
+        .prepare_normalised(chw[1..].to_vec())
+        .err()
+        .unwrap();
+    let size = explainer.model().input_size();
+    assert_eq!(
+        short.to_string(),
+        format!(
+            "invalid option: the input holds {} values but the model takes 3x{}x{} = {}",
+            chw.len() - 1,
+            size[0],
+            size[1],
+            chw.len()
+        )
+    );
+    let mut nan = chw.clone();
+    nan[7] = f32::NAN;
+    assert_eq!(
+        explainer.prepare_normalised(nan).err().unwrap().to_string(),
+        "invalid option: the input holds a value that is not finite (NaN or infinity)"
+    );
+
+    let mut chunks = Vec::new();
+    let mut one_chunk = request.clone();
+    one_chunk.batch = Some(2);
+    let stopped = explainer.explain_or_stop(&prepared, &one_chunk, &mut |done, total| {
+        chunks.push((done, total));
+        Err(igcam::Error::Stopped)
+    });
+    assert!(matches!(stopped, Err(igcam::Error::Stopped)));
+    assert_eq!(chunks.len(), 1, "stopped after the first report");
+
+    explainer.set_baseline(Baseline::Zero);
+    let zero = explainer.prepare_normalised(chw).unwrap();
+    assert!(
+        common::host(zero.baseline().clone())
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    assert!(
+        common::host(prepared.baseline().clone())
+            .iter()
+            .any(|&v| v != 0.0)
+    );
+}
+
 /// Several layers from one pass (one forward through both layers, one reverse pass handing out
 /// both layers' gradients) give, map for map, what one request per layer gives, combined as
 /// pytorch-grad-cam combines several `target_layers`: every CAM method (the head re-runs of

@@ -6,6 +6,7 @@
 //! reproduces it anywhere: values in sample, channel, row, column order.
 
 use super::CamMap;
+use crate::error::{Error, Message, Result};
 
 /// How the noisy maps are combined (Captum's `nt_type`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -25,6 +26,25 @@ pub enum NoiseKind {
 }
 
 impl NoiseKind {
+    /// Every kind, in Captum's order.
+    pub const ALL: [NoiseKind; 3] = [
+        NoiseKind::SmoothGrad,
+        NoiseKind::SmoothGradSq,
+        NoiseKind::VarGrad,
+    ];
+
+    /// Parses Captum's name (`smoothgrad`, `smoothgrad_sq`, `vargrad`).
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                Error::InvalidOption(Message::from(format!(
+                    "unknown noise tunnel `{name}` (one of: smoothgrad, smoothgrad_sq, vargrad)"
+                )))
+            })
+    }
+
     /// Captum's name.
     pub fn name(self) -> &'static str {
         match self {

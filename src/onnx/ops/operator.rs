@@ -48,7 +48,9 @@ impl<T> OrNoGradient<T> for Option<T> {
 }
 
 /// One executable node: inputs in ONNX order (absent optional inputs are `None`), one output.
-pub trait Operator {
+/// Operators are `Send + Sync`, so a loaded model can be shared between threads (the Python
+/// binding hands one explainer to every thread that calls it).
+pub trait Operator: Send + Sync {
     /// Computes the node's (first) output. An operator may take its inputs out of the slice:
     /// a tensor the graph no longer needs is then owned by the op alone, so the CPU backend can
     /// reuse its buffer in place.

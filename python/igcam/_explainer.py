@@ -1,0 +1,366 @@
+"""The Python face of igcam's explainer: inputs from PIL, numpy, files or bytes; results with
+numpy maps and PIL overlays. All computation happens in the native module (``igcam._igcam``),
+with the GIL released."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _igcam
+from ._errors import InputError
+
+ImageLike = Any
+"""A PIL image, an ``HxWx3`` uint8 array, a ``3xHxW`` float32 array (already normalised), a
+file path, or a PNG/JPEG file's bytes."""
+
+Progress = Union[bool, Callable[[int, int], Any], None]
+
+
+class Layer(NamedTuple):
+    """An explainable tensor of the model."""
+
+    name: str
+    """ONNX tensor name (what ``layer=`` takes)."""
+    op: str
+    """Op type of the node that produces it."""
+    shape: tuple
+    """Its shape for one image."""
+
+
+class Prediction(NamedTuple):
+    """One class of the model's output."""
+
+    index: int
+    label: str
+    logit: float
+    prob: float
+
+
+def methods() -> list:
+    """Every method's name, in the method table's order (``"all"`` runs them all)."""
+    return list(_igcam.method_names())
+
+
+class Explanation:
+    """One map: a target class explained with one method on one image.
+
+    ``cam`` is the raw map at the layer's resolution (the input's for pixel IG, FullGrad and
+    smoothed or several-layer maps), as ``float32``; ``upsampled`` resizes it to the model's
+    input; ``overlay()`` draws it over the photo.
+    """
+
+    __slots__ = (
+        "image", "target", "target_label", "logit", "prob", "method", "method_name", "layer",
+        "steps", "quadrature", "cam", "ms", "convergence_delta", "top5", "photo", "crop",
+    )
+
+    def __init__(self, image: int, record: dict, photo: np.ndarray, top5: list, crop: tuple):
+        self.image: int = image
+        """Index of the image in the ``explain`` call."""
+        self.target: int = record["target"]
+        self.target_label: str = record["target_label"]
+        self.logit: float = record["logit"]
+        """The target's logit on the image."""
+        self.prob: float = record["prob"]
+        self.method: str = record["method"]
+        """The map's label: ``igcam``, ``gradcam``, ``integrated-gradcampp``, ``gradcam+aug-smooth``."""
+        self.method_name: str = record["method_name"]
+        """The method table's row (``gradcam`` for ``integrated-gradcam`` too)."""
+        self.layer: str = record["layer"]
+        self.steps: int = record["steps"]
+        self.quadrature: Optional[str] = record["quadrature"]
+        h, w = record["shape"]
+        self.cam: np.ndarray = np.frombuffer(record["cam"], dtype="<f4").reshape(h, w).copy()
+        self.ms: float = record["ms"]
+        """This map's share of the wall time, in milliseconds."""
+        self.convergence_delta: Optional[float] = record["convergence_delta"]
+        """Pixel IG's ``sum(map) - (S(x) - S(baseline))`` (Captum's), else ``None``."""
+        self.top5: list = top5
+        self.photo: np.ndarray = photo
+        """The model's input as an ``HxWx3`` uint8 photo (resized and centre-cropped)."""
+        self.crop: tuple = crop
+        """``(x0, y0, x1, y1)``: where the model's input lies in the original image."""
+
+    @property
+    def upsampled(self) -> np.ndarray:
+        """The map resized bilinearly to the model's input (the CLI's ``_upsampled.npy``)."""
+        h, w = self.photo.shape[:2]
+        raw = _igcam.upsample(self.cam.astype("<f4").tobytes(), *self.cam.shape, (h, w))
+        return np.frombuffer(raw, dtype="<f4").reshape(h, w).copy()
+
+    def overlay(self, alpha: float = 0.5, colormap: str = "turbo"):
+        """The map over the photo as a PIL image (pytorch-grad-cam's ``show_cam_on_image``):
+        resized, min-max scaled, coloured (``turbo``, ``viridis``, ``inferno``, ``magma``, ``greys``)
+        and blended with opacity ``alpha``."""
+        from PIL import Image
+
+        h, w = self.photo.shape[:2]
+        rgb = _igcam.overlay(self.photo.tobytes(), (h, w), self.cam.astype("<f4").tobytes(),
+                             *self.cam.shape, colormap, float(alpha))
+        return Image.frombytes("RGB", (w, h), rgb)
+
+    def _repr_png_(self) -> bytes:
+        h, w = self.photo.shape[:2]
+        rgb = _igcam.overlay(self.photo.tobytes(), (h, w), self.cam.astype("<f4").tobytes(),
+                             *self.cam.shape, "turbo", 0.5)
+        return _igcam.encode_png(rgb, (h, w))
+
+    def __repr__(self) -> str:
+        h, w = self.cam.shape
+        return (f"Explanation(method={self.method!r}, target={self.target} {self.target_label!r}, "
+                f"image={self.image}, cam {h}x{w}, {self.ms:.1f} ms)")
+
+
+class Explainer:
+    """A model ready to explain images.
+
+    Args:
+        model: an ONNX file's path or bytes; ``None``: the embedded ImageNet EfficientNet-Lite0.
+        layer: the ONNX tensor to explain (see ``layers()``), or several (each CAM map is then
+            averaged over them as pytorch-grad-cam does with several ``target_layers``).
+            Default: the model's last convolutional block (``default_layer``).
+        backend: ``auto`` (a real GPU through wgpu, else the CPU), ``cpu`` or ``wgpu``.
+        threads: CPU threads (default: all cores). The pool is sized once per process.
+        labels: class labels (a list, or a file with one per line). Default: ImageNet's for
+            1000-class models.
+        preprocess: pixel normalisation of photos: ``imagenet``, ``raw01`` or ``caffe``.
+        baseline: the path's start for integrated methods: ``black`` or ``zero``.
+        batch: path points per forward/backward chunk (default: 10 at 224x224).
+        no_crop: resize the whole photo instead of resize + centre crop.
+        max_pixels: the largest image accepted, in pixels.
+
+    Raises:
+        igcam.ModelError: the model cannot be loaded.
+        igcam.InputError: (a ``ValueError``) an option cannot work.
+    """
+
+    def __init__(self, model: Union[str, os.PathLike, bytes, None] = None,
+                 layer: Union[str, Sequence[str], None] = None, backend: str = "auto",
+                 threads: Optional[int] = None, labels: Union[Sequence[str], str, os.PathLike, None] = None,
+                 preprocess: str = "imagenet", *, baseline: str = "black", batch: Optional[int] = None,
+                 no_crop: bool = False, max_pixels: Optional[int] = None):
+        if isinstance(model, (str, os.PathLike)):
+            self.model_name = os.fspath(model)
+            model = _read(model, "model")
+        elif model is None:
+            self.model_name = "efficientnet-lite0.onnx (embedded)"
+        elif isinstance(model, (bytes, bytearray, memoryview)):
+            self.model_name = "model bytes"
+            model = bytes(model)
+        else:
+            raise InputError(f"`model` must be a path, bytes or None, not {type(model).__name__}")
+        if isinstance(labels, (str, os.PathLike)):
+            labels = [line.strip() for line in _read(labels, "labels").decode().splitlines() if line.strip()]
+        elif labels is not None:
+            labels = [str(label) for label in labels]
+        self._layers = _layer_list(layer)
+        self._model = _igcam.Model(model, self._layers[0] if self._layers else None, backend,
+                                   threads, labels, preprocess, baseline, batch, no_crop, max_pixels)
+
+    @property
+    def backend(self) -> str:
+        """What runs: ``cpu (Burn flex, N threads)`` or ``wgpu (adapter)``."""
+        return self._model.backend
+
+    @property
+    def labels(self) -> list:
+        return list(self._model.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return self._model.num_classes
+
+    @property
+    def input_size(self) -> tuple:
+        """``(height, width)`` of the model's input."""
+        return tuple(self._model.input_size)
+
+    @property
+    def layer(self) -> str:
+        """The explained layer (or layers, comma-separated)."""
+        return ",".join(self._layers) if len(self._layers) > 1 else self._model.layer
+
+    @property
+    def default_layer(self) -> Optional[str]:
+        """The layer explained when none is given: the last convolutional block's output."""
+        chosen = self._model.default_layer
+        return chosen[0] if chosen else None
+
+    @property
+    def default_layer_reason(self) -> Optional[str]:
+        """Why ``default_layer`` was chosen."""
+        chosen = self._model.default_layer
+        return chosen[1] if chosen else None
+
+    def layers(self) -> list:
+        """The tensors that can be explained, in graph order (``igcam-wgpu layers``)."""
+        return [Layer(name, op, tuple(shape)) for name, op, shape in self._model.layers()]
+
+    def explain(self, images: Union[ImageLike, Sequence[ImageLike]],
+                targets: Union[str, int, Sequence[Any]] = "top1",
+                methods: Union[str, Sequence[str]] = "igcam", steps: int = 50, *,
+                batch: Optional[int] = None, baseline: Optional[str] = None,
+                integrate: bool = False, quadrature: str = "riemann_left",
+                eigen_smooth: bool = False, aug_smooth: bool = False,
+                noise_tunnel: Optional[str] = None, nt_samples: int = 5, nt_stdev: float = 1.0,
+                seed: int = 0, layer: Union[str, Sequence[str], None] = None, force: bool = False,
+                progress: Progress = None) -> list:
+        """Explains ``images`` for ``targets`` with ``methods``: one request per image, one
+        backbone pass per chunk of path points for all of its targets and methods.
+
+        Args:
+            images: one image or a sequence (or a batch array): PIL images, ``HxWx3`` uint8
+                arrays (RGB, resized and centre-cropped like the CLI), ``3xHxW`` / ``Nx3xHxW``
+                float32 arrays already normalised for the model (torch tensors too), file paths
+                or PNG/JPEG bytes.
+            targets: ``top1``, ``top5`` (``topK``), a class index, a label, or a list of these;
+                a list of lists gives each image its own targets.
+            methods: a method name or a list (``igcam.methods()``; ``all``).
+            steps: path steps m of the integrated methods (the paper's 50).
+            batch: path points per chunk for this call.
+            baseline: ``black`` or ``zero`` for this and later calls (default: the explainer's).
+            integrate: integrate every CAM method along the path (``integrated-gradcam``, ...).
+            quadrature: Captum's ``method``: ``riemann_left`` (the paper's), ``riemann_right``,
+                ``riemann_middle``, ``riemann_trapezoid`` or ``gausslegendre``.
+            eigen_smooth: pytorch-grad-cam's ``eigen_smooth``.
+            aug_smooth: pytorch-grad-cam's ``aug_smooth`` (six times the work).
+            noise_tunnel: Captum's NoiseTunnel around every method: ``smoothgrad``,
+                ``smoothgrad_sq`` or ``vargrad``, with ``nt_samples`` and ``nt_stdev``.
+            seed: seed of everything random (the noise, RandomCAM's weights).
+            layer: a layer (or several) for this call instead of the explainer's.
+            force: allow more than 10000 steps.
+            progress: ``True`` for a tqdm bar, or a callable ``(done, total)`` called after each
+                chunk (raising in it stops the request; Ctrl-C does too).
+
+        Returns:
+            A list of ``Explanation``, image by image, then target by target, then method by
+            method, in the order asked.
+        """
+        inputs = _inputs(images)
+        per_image = _targets_per_image(targets, len(inputs))
+        method_list = [methods] if isinstance(methods, str) else [str(m) for m in methods]
+        layers = _layer_list(layer) if layer is not None else (self._layers if len(self._layers) > 1 else [])
+        report, close = _progress(progress)
+        out: list = []
+        # Progress counts on across images: each request's total joins the earlier ones'.
+        counted = {"before": 0, "this": 0}
+
+        def tick(done: int, total: int) -> None:
+            counted["this"] = total
+            report(counted["before"] + done, counted["before"] + total)
+
+        try:
+            for index, ((kind, data, shape), wanted) in enumerate(zip(inputs, per_image)):
+
+                result = self._model.explain(
+                    kind, data, list(shape), wanted, method_list, steps, integrate, quadrature,
+                    eigen_smooth, aug_smooth, noise_tunnel, nt_samples, float(nt_stdev), seed,
+                    layers, batch, force, baseline, tick if report else None)
+                h, w = result["photo_size"]
+                photo = np.frombuffer(result["photo"], dtype=np.uint8).reshape(h, w, 3).copy()
+                top5 = [Prediction(*p) for p in result["top5"]]
+                crop = tuple(result["crop"])
+                for record in result["maps"]:
+                    out.append(Explanation(index, record, photo, top5, crop))
+                counted["before"] += counted["this"]
+                counted["this"] = 0
+        finally:
+            close()
+        return out
+
+    def __repr__(self) -> str:
+        return f"Explainer(model={self.model_name!r}, layer={self.layer!r}, backend={self.backend!r})"
+
+
+def _read(path: Union[str, os.PathLike], what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise InputError(f"cannot read the {what} file `{os.fspath(path)}`: {e.strerror}") from None
+
+
+def _layer_list(layer: Union[str, Sequence[str], None]) -> list:
+    if layer is None:
+        return []
+    if isinstance(layer, str):
+        return [part for part in layer.split(",") if part]
+    return [str(part) for part in layer]
+
+
+def _targets_per_image(targets: Any, count: int) -> list:
+    """Each image's target specs as strings (``top1``, ``3``, ``tabby``)."""
+    def specs(t: Any) -> list:
+        if isinstance(t, (str, int, np.integer)):
+            return [str(int(t)) if isinstance(t, (int, np.integer)) else t]
+        return [str(int(x)) if isinstance(x, (int, np.integer)) else str(x) for x in t]
+
+    if isinstance(targets, (list, tuple)) and targets and all(isinstance(t, (list, tuple)) for t in targets):
+        if len(targets) != count:
+            raise InputError(f"`targets` gives {len(targets)} lists for {count} images: give one per image, or one list for all")
+        return [specs(t) for t in targets]
+    return [specs(targets)] * count
+
+
+_ARRAY_SHAPES = ("an image array must be HxWx3 uint8 (RGB) or 3xHxW float32 (already normalised), "
+                 "or a batch of either (NxHxWx3, Nx3xHxW)")
+
+
+def _inputs(images: Any) -> list:
+    """``(kind, bytes, shape)`` per image, for the native module."""
+    if hasattr(images, "detach") and hasattr(images, "cpu"):  # a torch tensor
+        images = images.detach().cpu().numpy()
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return [_one(image) for image in images]
+        return [_one(images)]
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise InputError("no image to explain: `images` is empty")
+        return [_one(image) for image in images]
+    return [_one(images)]
+
+
+def _one(image: Any) -> tuple:
+    if isinstance(image, (str, os.PathLike)):
+        return ("encoded", _read(image, "image"), [])
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return ("encoded", bytes(image), [])
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        image = np.asarray(image.convert("RGB"))
+    if hasattr(image, "detach") and hasattr(image, "cpu"):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        if not hasattr(image, "__array__"):
+            raise InputError(f"cannot explain a {type(image).__name__}: pass a PIL image, a numpy array, a path or file bytes")
+        image = np.asarray(image)
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return ("rgb", np.ascontiguousarray(image).tobytes(), list(image.shape))
+    if np.issubdtype(image.dtype, np.floating) and image.ndim == 3 and image.shape[0] == 3:
+        return ("normalised", np.ascontiguousarray(image, dtype="<f4").tobytes(), list(image.shape))
+    raise InputError(f"{_ARRAY_SHAPES}; got shape {tuple(image.shape)} of {image.dtype}")
+
+
+def _progress(progress: Progress):
+    """``(report(done, total) or None, close())`` for ``progress``."""
+    if progress is None or progress is False:
+        return None, lambda: None
+    if progress is True:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            raise InputError("progress=True needs tqdm: pip install tqdm (or pass a callable)") from None
+        bar = tqdm(total=0, unit="step", leave=False)
+
+        def report(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        return report, bar.close
+    if callable(progress):
+        return progress, lambda: None
+    raise InputError(f"`progress` must be True, False, None or a callable, not {type(progress).__name__}")

@@ -1,0 +1,30 @@
+"""The native half of igcam (PyO3). Use ``igcam.Explainer``; these are its building blocks."""
+
+from typing import Any, Callable, Optional
+
+__version__: str
+
+class Model:
+    backend: str
+    labels: list[str]
+    layer: str
+    default_layer: Optional[tuple[str, str]]
+    input_size: tuple[int, int]
+    num_classes: int
+    def __init__(self, model: Optional[bytes], layer: Optional[str], backend: str,
+                 threads: Optional[int], labels: Optional[list[str]], preprocess: str,
+                 baseline: str, batch: Optional[int], no_crop: bool,
+                 max_pixels: Optional[int]) -> None: ...
+    def layers(self) -> list[tuple[str, str, list[int]]]: ...
+    def explain(self, kind: str, data: bytes, shape: list[int], targets: list[str],
+                methods: list[str], steps: int, integrate: bool, quadrature: str,
+                eigen_smooth: bool, aug_smooth: bool, noise_tunnel: Optional[str],
+                nt_samples: int, nt_stdev: float, seed: int, layers: list[str],
+                batch: Optional[int], force: bool, baseline: Optional[str],
+                progress: Optional[Callable[[int, int], Any]]) -> dict[str, Any]: ...
+
+def upsample(values: bytes, height: int, width: int, size: tuple[int, int]) -> bytes: ...
+def overlay(photo: bytes, photo_size: tuple[int, int], values: bytes, height: int, width: int,
+            colormap: str, alpha: float) -> bytes: ...
+def encode_png(rgb: bytes, size: tuple[int, int]) -> bytes: ...
+def method_names() -> list[str]: ...

@@ -1,0 +1,469 @@
+//! igcam for Python: the native half of the `igcam` package (`igcam._igcam`). It converts
+//! between Python values and the library's types and calls [`igcam::Explainer`]; everything
+//! else (numpy arrays, PIL images, result objects, `from_torch`) is `igcam/__init__.py`.
+//!
+//! Arrays cross as `bytes` (little-endian `float32` or `uint8`) with their shape, so the module
+//! needs nothing but the stable ABI (one wheel for CPython 3.9 and later). The GIL is released
+//! while the explainer computes; it is taken back after each chunk to report progress and to
+//! let Ctrl-C stop the request.
+
+mod device;
+mod errors;
+
+use std::sync::Mutex;
+
+use igcam::cam::noise_tunnel::{NoiseKind, NoiseTunnel};
+use igcam::cam::{CamMap, Method, Quadrature};
+use igcam::onnx::OnnxModel;
+use igcam::preprocess::{self, Baseline, DecodeOptions, Preset};
+use igcam::render::{self, Colormap};
+use igcam::{Explainer, ExplainerOptions, Prepared, Request};
+use image::{DynamicImage, RgbImage};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::errors::{input_error, to_py};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The embedded ImageNet EfficientNet-Lite0 (the CLI's default model).
+const DEFAULT_MODEL: &[u8] = include_bytes!("../../models/efficientnet-lite0.onnx");
+/// The 1000 ImageNet labels in torchvision's order.
+const IMAGENET_LABELS: &str = include_str!("../../models/imagenet_labels.txt");
+
+/// Milliseconds since the first call: the clock handed to the library for each map's `ms`.
+fn now_ms() -> f64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// A loaded model with its explainer (`igcam.Explainer` wraps it).
+#[pyclass(frozen, module = "igcam._igcam")]
+struct Model {
+    explainer: Mutex<Explainer>,
+    #[pyo3(get)]
+    backend: String,
+    /// The model's classes' labels.
+    #[pyo3(get)]
+    labels: Vec<String>,
+    /// The explained layer.
+    #[pyo3(get)]
+    layer: String,
+    /// The model's default layer and why it was chosen.
+    #[pyo3(get)]
+    default_layer: Option<(String, String)>,
+    /// `(height, width)` of the model's input.
+    #[pyo3(get)]
+    input_size: (usize, usize),
+    #[pyo3(get)]
+    num_classes: usize,
+    max_pixels: u64,
+}
+
+/// One of `names` parsed by `parse`, or the library's error.
+fn parsed<T>(value: &str, parse: impl Fn(&str) -> igcam::Result<T>) -> PyResult<T> {
+    parse(value).map_err(to_py)
+}
+
+#[pymethods]
+impl Model {
+    /// Loads `model` (ONNX bytes; `None`: the embedded EfficientNet-Lite0) on `backend`.
+    #[new]
+    #[pyo3(signature = (model, layer, backend, threads, labels, preprocess, baseline, batch, no_crop, max_pixels))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: Option<&[u8]>,
+        layer: Option<String>,
+        backend: &str,
+        threads: Option<usize>,
+        labels: Option<Vec<String>>,
+        preprocess: &str,
+        baseline: &str,
+        batch: Option<usize>,
+        no_crop: bool,
+        max_pixels: Option<u64>,
+    ) -> PyResult<Self> {
+        if threads == Some(0) {
+            return Err(input_error("`threads` must be at least 1"));
+        }
+        if max_pixels == Some(0) {
+            return Err(input_error("`max_pixels` must be at least 1"));
+        }
+        let preset = parsed(preprocess, Preset::parse)?;
+        let baseline = parsed(baseline, Baseline::parse)?;
+        let backend = backend.to_string();
+        py.detach(move || {
+            if let Some(n) = threads {
+                // The pool is built once per process; a later size is ignored, as in the CLI.
+                let _ = rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global();
+            }
+            let Some(opened) = device::open(&backend) else {
+                return Err(input_error(format!(
+                    "unknown backend `{backend}` (auto, cpu, wgpu)"
+                )));
+            };
+            let onnx = OnnxModel::from_bytes(model.unwrap_or(DEFAULT_MODEL), &opened.device)
+                .map_err(to_py)?;
+            let labels = match labels {
+                Some(l) => l,
+                None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(IMAGENET_LABELS),
+                None => Vec::new(),
+            };
+            let default_layer = onnx.default_layer_reason();
+            let [h, w] = onnx.input_size();
+            let num_classes = onnx.num_classes();
+            let options = ExplainerOptions {
+                layer,
+                preset,
+                baseline,
+                no_crop,
+                batch,
+                max_pixels,
+            };
+            let explainer = Explainer::new(onnx, labels.clone(), options).map_err(to_py)?;
+            Ok(Self {
+                layer: explainer.layer().to_string(),
+                explainer: Mutex::new(explainer),
+                backend: opened.label,
+                labels,
+                default_layer,
+                input_size: (h, w),
+                num_classes,
+                max_pixels: max_pixels.unwrap_or(igcam::budget::DEFAULT_MAX_PIXELS),
+            })
+        })
+    }
+
+    /// The tensors that can be explained: `(name, op type, shape for one image)`.
+    fn layers(&self) -> Vec<(String, String, Vec<usize>)> {
+        let explainer = self.explainer.lock().expect("not poisoned");
+        explainer
+            .model()
+            .layers()
+            .into_iter()
+            .map(|l| (l.name, l.op_type, l.shape))
+            .collect()
+    }
+
+    /// Explains one image. `kind` says what `data` holds: `encoded` (PNG or JPEG bytes), `rgb`
+    /// (`uint8`, shape `(H, W, 3)`) or `normalised` (`float32`, shape `(3, H, W)` at the model's
+    /// input size). Returns a dict: `photo` (the model's input as RGB bytes), `top5`, `crop`
+    /// and `maps` (one dict per target and method).
+    #[pyo3(signature = (kind, data, shape, targets, methods, steps, integrate, quadrature, eigen_smooth, aug_smooth, noise_tunnel, nt_samples, nt_stdev, seed, layers, batch, force, baseline, progress))]
+    #[allow(clippy::too_many_arguments)]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        kind: &str,
+        data: &[u8],
+        shape: Vec<usize>,
+        targets: Vec<String>,
+        methods: Vec<String>,
+        steps: usize,
+        integrate: bool,
+        quadrature: &str,
+        eigen_smooth: bool,
+        aug_smooth: bool,
+        noise_tunnel: Option<String>,
+        nt_samples: usize,
+        nt_stdev: f32,
+        seed: u64,
+        layers: Vec<String>,
+        batch: Option<usize>,
+        force: bool,
+        baseline: Option<String>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut request = Request::new(Vec::new(), methods_of(&methods)?, steps);
+        request.integrate = integrate;
+        request.quadrature = parsed(quadrature, Quadrature::parse)?;
+        request.eigen_smooth = eigen_smooth;
+        request.aug_smooth = aug_smooth;
+        request.noise_tunnel = match noise_tunnel {
+            Some(kind) => Some(NoiseTunnel {
+                kind: parsed(&kind, NoiseKind::parse)?,
+                samples: nt_samples,
+                stdev: nt_stdev,
+            }),
+            None => None,
+        };
+        request.seed = seed;
+        match layers.len() {
+            0 => {}
+            1 => request.layer = layers.into_iter().next(),
+            _ => request.layers = layers,
+        }
+        request.batch = batch;
+        request.force = force;
+        request.clock = Some(now_ms);
+        let baseline = baseline.map(|b| parsed(&b, Baseline::parse)).transpose()?;
+        let input = Input::new(kind, data, shape)?;
+        let max_pixels = self.max_pixels;
+        let out = py.detach(|| {
+            let mut explainer = self.explainer.lock().expect("not poisoned");
+            if let Some(b) = baseline {
+                explainer.set_baseline(b);
+            }
+            let prepared = input.prepare(&explainer, max_pixels).map_err(to_py)?;
+            request.targets = explainer
+                .resolve_targets(&prepared, &targets)
+                .map_err(to_py)?;
+            // Progress and Ctrl-C, with the GIL taken back between chunks.
+            let mut stopped: Option<PyErr> = None;
+            let maps = explainer.explain_or_stop(&prepared, &request, &mut |done, total| {
+                let result = Python::attach(|py| {
+                    py.check_signals()?;
+                    if let Some(callback) = &progress {
+                        callback.call1(py, (done, total))?;
+                    }
+                    Ok::<(), PyErr>(())
+                });
+                result.map_err(|e| {
+                    stopped = Some(e);
+                    igcam::Error::Stopped
+                })
+            });
+            let maps = match (maps, stopped) {
+                (_, Some(e)) => return Err(e),
+                (Err(e), None) => return Err(to_py(e)),
+                (Ok(maps), None) => maps,
+            };
+            let records: Vec<MapRecord> = maps
+                .into_iter()
+                .map(|e| MapRecord {
+                    prediction: igcam::labels::prediction(
+                        &prepared.logits,
+                        explainer.labels(),
+                        e.target,
+                    ),
+                    method: e.method.name(),
+                    label: e.label,
+                    layer: e.layer,
+                    steps: e.steps,
+                    map: e.map,
+                    ms: e.ms,
+                    convergence_delta: e.convergence_delta,
+                })
+                .collect();
+            Ok((prepared, records))
+        })?;
+        let (prepared, records) = out;
+        result_dict(py, &prepared, records, request.quadrature)
+    }
+}
+
+/// One finished map, with its target's prediction.
+struct MapRecord {
+    prediction: igcam::labels::Prediction,
+    method: &'static str,
+    label: String,
+    layer: String,
+    steps: usize,
+    map: CamMap,
+    ms: f64,
+    convergence_delta: Option<f64>,
+}
+
+/// The image handed to `explain`.
+enum Input {
+    Encoded(Vec<u8>),
+    Rgb(RgbImage),
+    Normalised(Vec<f32>),
+}
+
+impl Input {
+    fn new(kind: &str, data: &[u8], shape: Vec<usize>) -> PyResult<Self> {
+        let count: usize = shape.iter().product();
+        match (kind, shape.as_slice()) {
+            ("encoded", _) => Ok(Self::Encoded(data.to_vec())),
+            ("rgb", &[h, w, 3]) if data.len() == count => {
+                let (w, h) = (u32::try_from(w), u32::try_from(h));
+                match (w, h) {
+                    (Ok(w), Ok(h)) => RgbImage::from_raw(w, h, data.to_vec())
+                        .map(Self::Rgb)
+                        .ok_or_else(|| input_error("the RGB image's bytes do not fill its shape")),
+                    _ => Err(input_error("the RGB image is too large")),
+                }
+            }
+            ("normalised", &[3, _, _]) if data.len() == 4 * count => Ok(Self::Normalised(
+                data.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            )),
+            _ => Err(input_error(format!(
+                "an image of kind `{kind}` cannot have shape {shape:?} and {} bytes",
+                data.len()
+            ))),
+        }
+    }
+
+    fn prepare(&self, explainer: &Explainer, max_pixels: u64) -> igcam::Result<Prepared> {
+        match self {
+            Input::Encoded(bytes) => {
+                let options = DecodeOptions {
+                    max_pixels,
+                    lenient: false,
+                };
+                explainer.prepare(&preprocess::decode_with(bytes, options)?)
+            }
+            Input::Rgb(rgb) => explainer.prepare(&DynamicImage::ImageRgb8(rgb.clone())),
+            Input::Normalised(chw) => explainer.prepare_normalised(chw.clone()),
+        }
+    }
+}
+
+/// The method names, `all` expanded, each once.
+fn methods_of(names: &[String]) -> PyResult<Vec<Method>> {
+    let mut methods = Vec::new();
+    for name in names {
+        if name == "all" {
+            methods.extend(Method::all());
+        } else {
+            methods.push(parsed(name, Method::parse)?);
+        }
+    }
+    Ok(igcam::dedup::unique(methods))
+}
+
+/// `explain`'s answer as Python values.
+fn result_dict<'py>(
+    py: Python<'py>,
+    prepared: &Prepared,
+    records: Vec<MapRecord>,
+    quadrature: Quadrature,
+) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("photo", PyBytes::new(py, prepared.photo.as_raw()))?;
+    out.set_item(
+        "photo_size",
+        (prepared.photo.height(), prepared.photo.width()),
+    )?;
+    let top5: Vec<_> = prepared
+        .top(5)
+        .iter()
+        .map(|p| (p.index, p.label.clone(), p.logit, p.prob))
+        .collect();
+    out.set_item("top5", top5)?;
+    let c = prepared.geometry.crop_box();
+    out.set_item("crop", (c.x0, c.y0, c.x1, c.y1))?;
+    let maps = PyList::empty(py);
+    for r in records {
+        let m = PyDict::new(py);
+        m.set_item("target", r.prediction.index)?;
+        m.set_item("target_label", r.prediction.label)?;
+        m.set_item("logit", r.prediction.logit)?;
+        m.set_item("prob", r.prediction.prob)?;
+        m.set_item("method", r.label)?;
+        m.set_item("method_name", r.method)?;
+        m.set_item("layer", r.layer)?;
+        m.set_item("steps", r.steps)?;
+        m.set_item("quadrature", (r.steps > 1).then(|| quadrature.name()))?;
+        m.set_item("shape", (r.map.height, r.map.width))?;
+        m.set_item("cam", PyBytes::new(py, &f32_bytes(&r.map.values)))?;
+        m.set_item("ms", r.ms)?;
+        m.set_item("convergence_delta", r.convergence_delta)?;
+        maps.append(m)?;
+    }
+    out.set_item("maps", maps)?;
+    Ok(out)
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn cam_map(values: &[u8], height: usize, width: usize) -> PyResult<CamMap> {
+    if values.len() != 4 * height * width || height == 0 || width == 0 {
+        return Err(input_error(format!(
+            "a map of {height}x{width} float32 values cannot have {} bytes",
+            values.len()
+        )));
+    }
+    Ok(CamMap {
+        height,
+        width,
+        values: values
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    })
+}
+
+/// A map (`float32` bytes, `height` x `width`) resized bilinearly to `size` = `(H, W)`, as the
+/// CLI's `_upsampled.npy`.
+#[pyfunction]
+fn upsample<'py>(
+    py: Python<'py>,
+    values: &[u8],
+    height: usize,
+    width: usize,
+    size: (usize, usize),
+) -> PyResult<Bound<'py, PyBytes>> {
+    let map = cam_map(values, height, width)?;
+    let up = render::upsample_bilinear(&map, size.0, size.1);
+    Ok(PyBytes::new(py, &f32_bytes(&up.values)))
+}
+
+/// The CLI's overlay of a map on the model's input photo (`photo`: RGB bytes of `photo_size`):
+/// the map resized to the photo, min-max scaled, coloured with `colormap` and blended with
+/// opacity `alpha`. Returns RGB bytes.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn overlay<'py>(
+    py: Python<'py>,
+    photo: &[u8],
+    photo_size: (u32, u32),
+    values: &[u8],
+    height: usize,
+    width: usize,
+    colormap: &str,
+    alpha: f32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    if !(0.0..=1.0).contains(&alpha) {
+        return Err(input_error(format!(
+            "`alpha` must be between 0 and 1, not {alpha}"
+        )));
+    }
+    let colormap = parsed(colormap, Colormap::parse)?;
+    let (h, w) = photo_size;
+    let photo = RgbImage::from_raw(w, h, photo.to_vec())
+        .ok_or_else(|| input_error("the photo's bytes do not fill its size"))?;
+    let map = cam_map(values, height, width)?;
+    let up = render::upsample_bilinear(&map, h as usize, w as usize);
+    let blended = render::overlay(&photo, &render::heatmap(&up, colormap), alpha);
+    Ok(PyBytes::new(py, blended.as_raw()))
+}
+
+/// RGB bytes of `size` = `(H, W)` as a PNG file's bytes.
+#[pyfunction]
+fn encode_png<'py>(py: Python<'py>, rgb: &[u8], size: (u32, u32)) -> PyResult<Bound<'py, PyBytes>> {
+    let image = RgbImage::from_raw(size.1, size.0, rgb.to_vec())
+        .ok_or_else(|| input_error("the image's bytes do not fill its size"))?;
+    let png = render::encode_png(&image).map_err(to_py)?;
+    Ok(PyBytes::new(py, &png))
+}
+
+/// The method table's names, in its order.
+#[pyfunction]
+fn method_names() -> Vec<&'static str> {
+    Method::names()
+}
+
+#[pymodule]
+fn _igcam(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(upsample, m)?)?;
+    m.add_function(wrap_pyfunction!(overlay, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_png, m)?)?;
+    m.add_function(wrap_pyfunction!(method_names, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

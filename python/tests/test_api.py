@@ -1,0 +1,206 @@
+"""The binding itself: the CLI's maps for the same request, every kind of input, results,
+progress and stopping, errors with their one-line messages, threads and memory."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import igcam
+from conftest import IMAGES, ROOT, rel_l2
+
+CAT = str(IMAGES / "chelsea.png")
+
+
+def test_maps_equal_the_clis_json(cli, lite0, tmp_path):
+    out = tmp_path / "all.json"
+    subprocess.run([cli, "explain", CAT, "--method", "igcam,gradcam,ig,fullgrad", "--target", "top2",
+                    "--steps", "16", "--backend", "cpu", "--quiet", "--out", str(tmp_path), "--json", str(out)],
+                   check=True, timeout=600)
+    records = json.loads(out.read_text())
+    maps = lite0.explain(CAT, targets="top2", methods=["igcam", "gradcam", "ig", "fullgrad"], steps=16)
+    assert [(m.method, m.target) for m in maps] == [(r["method"], r["target"]["index"]) for r in records]
+    for m, r in zip(maps, records):
+        want = np.array(r["cam"]["values"], np.float32).reshape(r["cam"]["height"], r["cam"]["width"])
+        assert m.cam.shape == want.shape
+        assert rel_l2(m.cam, want) <= 1e-6, (m.method, rel_l2(m.cam, want))
+        assert (m.layer, m.steps, m.quadrature) == (r["layer"], r["steps"], r.get("quadrature"))
+        assert m.top5[0].index == r["top5"][0]["index"] and m.top5[0].label == r["top5"][0]["label"]
+        assert m.crop == (r["crop"]["x0"], r["crop"]["y0"], r["crop"]["x1"], r["crop"]["y1"])
+
+
+def test_every_input_kind_gives_the_same_map(lite0, photos):
+    rgb = np.asarray(Image.open(CAT).convert("RGB"))
+    by_path = lite0.explain(CAT, methods="gradcam")[0]
+    for image in [Image.open(CAT), rgb, open(CAT, "rb").read(), [rgb]]:
+        (m,) = lite0.explain(image, methods="gradcam")
+        assert np.array_equal(m.cam, by_path.cam) and m.target == by_path.target == 285
+    # An already normalised input skips the photo pipeline: the same map for the same floats.
+    x = photos[0]
+    a = lite0.explain(x, methods="gradcam", targets=285)[0]
+    b = lite0.explain(x[None].astype(np.float64), methods="gradcam", targets=285)[0]
+    assert np.array_equal(a.cam, b.cam)
+    # torchvision's Resize(256) + CenterCrop(224) + Normalize gives the floats igcam makes of the file.
+    assert rel_l2(a.cam, by_path.cam) < 1e-5
+    assert a.photo.shape == (224, 224, 3) and a.photo.dtype == np.uint8
+
+
+def test_results_carry_what_a_notebook_needs(lite0):
+    maps = lite0.explain([CAT, str(IMAGES / "coffee.png")], targets=["top1", 967],
+                         methods=["igcam", "eigencam"], steps=8)
+    assert [(m.image, m.method) for m in maps][:2] == [(0, "igcam"), (0, "eigencam")]
+    assert len(maps) == 2 * 2 * 2 - 2  # the cat's top-1 is not 967; the coffee's is
+    m = maps[0]
+    assert (m.target, m.target_label, m.layer) == (285, "Egyptian cat", lite0.default_layer)
+    assert m.cam.dtype == np.float32 and m.cam.shape == (7, 7)
+    assert m.upsampled.shape == (224, 224)
+    assert np.isclose(m.upsampled.max(), m.cam.max(), rtol=0.2)
+    assert [p.index for p in m.top5][:2] == [285, 281] and 0 < m.top5[0].prob < 1
+    overlay = m.overlay(alpha=0.7, colormap="viridis")
+    assert overlay.size == (224, 224) and overlay.mode == "RGB"
+    assert m._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert m.ms > 0 and "Egyptian cat" in repr(m)
+    assert lite0.layers()[-1].name == lite0.default_layer or lite0.default_layer in [l.name for l in lite0.layers()]
+    assert "igcam" in igcam.methods() and "fullgrad" in igcam.methods() and len(igcam.methods()) == 17
+
+
+def test_options_reach_the_library(lite0):
+    (plain,) = lite0.explain(CAT, methods="gradcam", targets=285)
+    (integrated,) = lite0.explain(CAT, methods="gradcam", targets=285, integrate=True, steps=4)
+    assert integrated.method == "integrated-gradcam" and integrated.steps == 4
+    (smooth,) = lite0.explain(CAT, methods="gradcam", targets=285, aug_smooth=True)
+    assert smooth.method == "gradcam+aug-smooth" and smooth.cam.shape == (224, 224)
+    a, b = (lite0.explain(CAT, methods="gradcam", targets=285, noise_tunnel="vargrad", nt_samples=2,
+                          nt_stdev=0.1, seed=s)[0] for s in (1, 1))
+    assert a.method == "gradcam+vargrad" and np.array_equal(a.cam, b.cam)
+    layers = [lite0.layers()[-3].name, lite0.default_layer]
+    (both,) = lite0.explain(CAT, methods="gradcam", targets=285, layer=layers)
+    assert both.layer == ",".join(layers) and both.cam.shape == (224, 224)
+    assert not np.array_equal(plain.cam, lite0.explain(CAT, methods="gradcam", targets=285, eigen_smooth=True)[0].cam)
+
+
+def test_progress_is_reported_and_can_stop_the_request(lite0):
+    seen = []
+    lite0.explain([CAT, CAT], methods="igcam", steps=20, batch=5, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1][0] == seen[-1][1] and seen[0][1] < seen[-1][1]
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+
+    calls = []
+
+    def stop(done, total):
+        calls.append(done)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        lite0.explain(CAT, methods="igcam", steps=40, batch=5, progress=stop)
+    assert len(calls) == 1  # stopped after the first chunk
+    assert lite0.explain(CAT, methods="gradcam")[0].target == 285  # and still usable
+
+
+def test_ctrl_c_stops_a_long_request_between_chunks(tmp_path):
+    # Python's own SIGINT handler, which a child started from a background job lacks (bash
+    # leaves SIGINT ignored there, and Python then installs none).
+    script = textwrap.dedent(f"""
+        import signal, sys, igcam
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        ex = igcam.Explainer(backend="cpu")
+        print("ready", flush=True)
+        try:
+            ex.explain({CAT!r}, methods="ig", steps=5000, force=True, batch=2)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(3)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(2.0)
+    child.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 3 and out.strip() == "interrupted"
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("call, kind, message", [
+    (lambda ex: ex.explain(CAT, methods="nope"), igcam.InputError,
+     "invalid option: unknown method `nope` (one of: igcam, gradcam, gradcampp, xgradcam, layercam, ig, hirescam, "
+     "gradcam-elementwise, eigencam, eigengradcam, ablationcam, scorecam, kpcacam, fem, finercam, fullgrad, randomcam)"),
+    (lambda ex: ex.explain(CAT, steps=0), igcam.InputError,
+     "invalid option: `steps` must be at least 1 (the paper uses 50)"),
+    (lambda ex: ex.explain(CAT, steps=20000), igcam.InputError,
+     "invalid option: `steps` 20000 is more than 10000 (hours of work); pass force=True to run it anyway"),
+    (lambda ex: ex.explain(CAT, targets=1000), igcam.InputError,
+     "target class 1000 is out of range: the model has 1000 classes (valid: 0 to 999)"),
+    (lambda ex: ex.explain(CAT, layer="nope"), igcam.InputError,
+     "unknown layer `nope`: no node outputs a tensor with that name; list candidates with `Explainer.layers()`"),
+    (lambda ex: ex.explain(np.zeros((3, 100, 100), np.float32)), igcam.InputError,
+     "invalid option: the input holds 30000 values but the model takes 3x224x224 = 150528"),
+    (lambda ex: ex.explain(np.zeros((5, 5), np.uint8)), igcam.InputError,
+     "an image array must be HxWx3 uint8 (RGB) or 3xHxW float32 (already normalised), or a batch of either "
+     "(NxHxWx3, Nx3xHxW); got shape (5, 5) of uint8"),
+    (lambda ex: ex.explain(b"not an image"), igcam.InputError,
+     "cannot decode image: not a PNG or JPEG file (supported: PNG, JPEG)"),
+    (lambda ex: ex.explain(CAT, quadrature="simpson"), igcam.InputError,
+     "invalid option: unknown quadrature `simpson` (one of: riemann_left, riemann_right, riemann_middle, "
+     "riemann_trapezoid, gausslegendre)"),
+    (lambda ex: ex.explain(CAT, noise_tunnel="smoothgrad", nt_samples=0), igcam.InputError,
+     "invalid option: `nt_samples` must be at least 1"),
+    (lambda ex: ex.explain("/nonexistent.png"), igcam.InputError,
+     "cannot read the image file `/nonexistent.png`: No such file or directory"),
+    (lambda ex: ex.explain([]), igcam.InputError, "no image to explain: `images` is empty"),
+    (lambda ex: igcam.Explainer(b"garbage"), igcam.ModelError,
+     "cannot parse ONNX model: Incorrect tag (is this an .onnx file exported with opset 9..=24?)"),
+    (lambda ex: igcam.Explainer(backend="tpu"), igcam.InputError, "unknown backend `tpu` (auto, cpu, wgpu)"),
+    (lambda ex: igcam.Explainer(preprocess="zscore"), igcam.InputError,
+     "invalid option: unknown preprocessing `zscore` (imagenet, raw01, caffe)"),
+    (lambda ex: igcam.Explainer(layer="nope"), igcam.InputError,
+     "unknown layer `nope`: no node outputs a tensor with that name; list candidates with `Explainer.layers()`"),
+])
+def test_bad_input_raises_one_clear_line(lite0, call, kind, message):
+    with pytest.raises(kind) as raised:
+        call(lite0)
+    assert str(raised.value) == message
+    assert isinstance(raised.value, igcam.Error)
+    assert isinstance(raised.value, ValueError) == (kind is igcam.InputError)
+
+
+def test_two_threads_share_one_explainer(lite0):
+    paths = [CAT, str(IMAGES / "coffee.png")]
+    serial = [lite0.explain(p, methods=["igcam", "gradcam"], steps=8) for p in paths]
+    results = {}
+
+    def work(i):
+        results[i] = [lite0.explain(paths[i % 2], methods=["igcam", "gradcam"], steps=8) for _ in range(3)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        for run in results[i]:
+            assert all(np.array_equal(a.cam, b.cam) for a, b in zip(run, serial[i % 2]))
+
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
+def test_memory_does_not_grow_over_200_calls(lite0):
+    rgb = np.asarray(Image.open(CAT).convert("RGB"))
+    for _ in range(20):
+        lite0.explain(rgb, methods="gradcam")
+    before = rss_mb()
+    for _ in range(200):
+        lite0.explain(rgb, methods="gradcam")
+    assert rss_mb() - before < 25, (before, rss_mb())
