@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${IGCAM_PY_VENV:-$HOME/.cache/igcam/py-venv}"
 reqs=python/requirements-test.txt
-want="$(sha256sum "$reqs" | cut -d' ' -f1)"
+want="$( (python3 --version; cat "$reqs") | sha256sum | cut -d' ' -f1)"
 mkdir -p "$(dirname "$venv")"
 # Under a lock: CI starts this early in the background, and the test script's own call then
 # waits for it instead of installing a second time.

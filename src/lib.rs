@@ -39,6 +39,7 @@ pub mod onnx;
 pub mod preprocess;
 pub mod render;
 pub mod resample;
+pub mod scoring;
 
 pub use error::{Error, Result};
 pub use explainer::{Explainer, ExplainerOptions, Explanation, Prepared, Preparing, Request};

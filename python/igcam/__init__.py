@@ -12,7 +12,7 @@ exports a PyTorch module first. See ``Explainer.explain`` for every method and o
 """
 
 from ._errors import Error, InputError, ModelError
-from ._explainer import Explainer, Explanation, Layer, Prediction, methods
+from ._explainer import Explainer, Explanation, Layer, Prediction, Scores, methods
 from ._torch import from_torch
 from ._igcam import __version__
 
@@ -24,6 +24,7 @@ __all__ = [
     "Layer",
     "ModelError",
     "Prediction",
+    "Scores",
     "from_torch",
     "methods",
     "__version__",

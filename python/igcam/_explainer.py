@@ -5,6 +5,7 @@ with the GIL released."""
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -37,6 +38,25 @@ class Prediction(NamedTuple):
     label: str
     logit: float
     prob: float
+
+
+class Scores(NamedTuple):
+    """``eval``'s metrics of one explanation (see the README's metric table)."""
+
+    drop: float
+    """Average Drop: ``max(0, Y - O) / Y`` with only the map's top 15 % of pixels kept."""
+    increase: bool
+    """Increase in Confidence: ``O > Y``."""
+    deletion: float
+    """Deletion AUC (lower is better)."""
+    insertion: float
+    """Insertion AUC (higher is better)."""
+    ebpg: Optional[float]
+    """Energy-based pointing game: the map's share inside the ground truth (with boxes or a mask)."""
+    bbox: Optional[float]
+    """Bbox accuracy (with boxes or a mask)."""
+    pointing: Optional[bool]
+    """Pointing game hit within ``tolerance`` pixels (with boxes or a mask)."""
 
 
 def methods() -> list:
@@ -98,15 +118,15 @@ class Explanation:
         from PIL import Image
 
         h, w = self.photo.shape[:2]
-        rgb = _igcam.overlay(self.photo.tobytes(), (h, w), self.cam.astype("<f4").tobytes(),
-                             *self.cam.shape, colormap, float(alpha))
-        return Image.frombytes("RGB", (w, h), rgb)
+        return Image.frombytes("RGB", (w, h), self._overlay_rgb(alpha, colormap))
+
+    def _overlay_rgb(self, alpha: float, colormap: str) -> bytes:
+        h, w = self.photo.shape[:2]
+        return _igcam.overlay(self.photo.tobytes(), (h, w), self.cam.astype("<f4").tobytes(),
+                              *self.cam.shape, colormap, float(alpha))
 
     def _repr_png_(self) -> bytes:
-        h, w = self.photo.shape[:2]
-        rgb = _igcam.overlay(self.photo.tobytes(), (h, w), self.cam.astype("<f4").tobytes(),
-                             *self.cam.shape, "turbo", 0.5)
-        return _igcam.encode_png(rgb, (h, w))
+        return _igcam.encode_png(self._overlay_rgb(0.5, "turbo"), self.photo.shape[:2])
 
     def __repr__(self) -> str:
         h, w = self.cam.shape
@@ -131,6 +151,8 @@ class Explainer:
         batch: path points per forward/backward chunk (default: 10 at 224x224).
         no_crop: resize the whole photo instead of resize + centre crop.
         max_pixels: the largest image accepted, in pixels.
+        lenient: explain truncated JPEGs (the missing part grey) with a warning instead of
+            refusing them.
 
     Raises:
         igcam.ModelError: the model cannot be loaded.
@@ -141,7 +163,7 @@ class Explainer:
                  layer: Union[str, Sequence[str], None] = None, backend: str = "auto",
                  threads: Optional[int] = None, labels: Union[Sequence[str], str, os.PathLike, None] = None,
                  preprocess: str = "imagenet", *, baseline: str = "black", batch: Optional[int] = None,
-                 no_crop: bool = False, max_pixels: Optional[int] = None):
+                 no_crop: bool = False, max_pixels: Optional[int] = None, lenient: bool = False):
         if isinstance(model, (str, os.PathLike)):
             self.model_name = os.fspath(model)
             model = _read(model, "model")
@@ -157,8 +179,14 @@ class Explainer:
         elif labels is not None:
             labels = [str(label) for label in labels]
         self._layers = _layer_list(layer)
+        _whole("threads", threads)
+        _whole("batch", batch)
+        _whole("max_pixels", max_pixels)
         self._model = _igcam.Model(model, self._layers[0] if self._layers else None, backend,
-                                   threads, labels, preprocess, baseline, batch, no_crop, max_pixels)
+                                   threads, labels, preprocess, baseline, batch, bool(no_crop), max_pixels,
+                                   bool(lenient))
+        if self._model.notice:
+            warnings.warn(self._model.notice, RuntimeWarning, stacklevel=2)
 
     @property
     def backend(self) -> str:
@@ -197,7 +225,7 @@ class Explainer:
 
     def layers(self) -> list:
         """The tensors that can be explained, in graph order (``igcam-wgpu layers``)."""
-        return [Layer(name, op, tuple(shape)) for name, op, shape in self._model.layers()]
+        return [Layer(name, op, tuple(shape)) for name, op, shape in self._model.layers]
 
     def explain(self, images: Union[ImageLike, Sequence[ImageLike]],
                 targets: Union[str, int, Sequence[Any]] = "top1",
@@ -216,12 +244,14 @@ class Explainer:
                 arrays (RGB, resized and centre-cropped like the CLI), ``3xHxW`` / ``Nx3xHxW``
                 float32 arrays already normalised for the model (torch tensors too), file paths
                 or PNG/JPEG bytes.
-            targets: ``top1``, ``top5`` (``topK``), a class index, a label, or a list of these;
-                a list of lists gives each image its own targets.
+            targets: ``top1``, ``top5`` (``topK``), a class index or a label, for every image; for
+                one image, a list of these; for several, a list with one entry per image (as
+                pytorch-grad-cam's and Captum's targets: a tensor or array of N class indices
+                works too), each entry one target or a list of them.
             methods: a method name or a list (``igcam.methods()``; ``all``).
             steps: path steps m of the integrated methods (the paper's 50).
             batch: path points per chunk for this call.
-            baseline: ``black`` or ``zero`` for this and later calls (default: the explainer's).
+            baseline: ``black`` or ``zero`` for this call (default: the explainer's).
             integrate: integrate every CAM method along the path (``integrated-gradcam``, ...).
             quadrature: Captum's ``method``: ``riemann_left`` (the paper's), ``riemann_right``,
                 ``riemann_middle``, ``riemann_trapezoid`` or ``gausslegendre``.
@@ -241,6 +271,10 @@ class Explainer:
         """
         inputs = _inputs(images)
         per_image = _targets_per_image(targets, len(inputs))
+        _whole("steps", steps)
+        _whole("batch", batch)
+        _whole("nt_samples", nt_samples)
+        _whole("seed", seed)
         method_list = [methods] if isinstance(methods, str) else [str(m) for m in methods]
         layers = _layer_list(layer) if layer is not None else (self._layers if len(self._layers) > 1 else [])
         report, close = _progress(progress)
@@ -259,6 +293,9 @@ class Explainer:
                     kind, data, list(shape), wanted, method_list, steps, integrate, quadrature,
                     eigen_smooth, aug_smooth, noise_tunnel, nt_samples, float(nt_stdev), seed,
                     layers, batch, force, baseline, tick if report else None)
+                if result["truncated"]:
+                    warnings.warn(f"image {index} is a truncated JPEG; its missing part is grey", RuntimeWarning,
+                                  stacklevel=2)
                 h, w = result["photo_size"]
                 photo = np.frombuffer(result["photo"], dtype=np.uint8).reshape(h, w, 3).copy()
                 top5 = [Prediction(*p) for p in result["top5"]]
@@ -269,6 +306,56 @@ class Explainer:
                 counted["this"] = 0
         finally:
             close()
+        return out
+
+    def evaluate(self, explanations: Sequence[Explanation], boxes: Any = None, masks: Any = None, *,
+                 score: str = "softmax", curve_steps: int = 16, tolerance: float = 15.0) -> list:
+        """Scores explanations with ``igcam-wgpu eval``'s metrics: Drop/Increase and the
+        Deletion/Insertion curves (the model runs on edits of each explanation's photo), and,
+        given the ground truth, EBPG, Bbox accuracy and the pointing game.
+
+        Args:
+            explanations: results of ``explain`` (any images, any methods).
+            boxes: the ground truth as boxes ``(x0, y0, x1, y1)`` in the pixels of the model's
+                input (``Explanation.photo``; end-exclusive): one list of boxes for every
+                explanation, or one list per explanation (``None`` where there is none).
+            masks: or as ``HxW`` boolean masks at the model's input: one for all, or one per
+                explanation.
+            score: how confidence is read from the logits: ``softmax``, ``sigmoid`` or ``logit``.
+            curve_steps: steps of the Deletion and Insertion curves.
+            tolerance: the pointing game's tolerance in pixels.
+
+        Returns:
+            One ``Scores`` per explanation, in their order.
+        """
+        explanations = list(explanations)
+        _whole("curve_steps", curve_steps)
+        if boxes is not None and masks is not None:
+            raise InputError("give `boxes` or `masks`, not both")
+        per_boxes = _per_explanation(boxes, len(explanations), "boxes", _is_box_list)
+        per_masks = _per_explanation(masks, len(explanations), "masks", lambda m: np.ndim(m) == 2)
+        out: list = [None] * len(explanations)
+        by_photo: dict = {}
+        for i, e in enumerate(explanations):
+            if not isinstance(e, Explanation):
+                raise InputError(f"`explanations` must hold Explanation results, not {type(e).__name__}")
+            by_photo.setdefault(id(e.photo), []).append(i)
+        for indices in by_photo.values():
+            photo = explanations[indices[0]].photo
+            jobs = []
+            for i in indices:
+                e = explanations[i]
+                mask = per_masks[i]
+                if mask is not None:
+                    mask = np.asarray(mask)
+                    if mask.shape != photo.shape[:2]:
+                        raise InputError(f"a mask has shape {mask.shape} but the model's input is {photo.shape[:2]}")
+                    mask = np.ascontiguousarray(mask, dtype=bool).view(np.uint8).tobytes()
+                jobs.append((e.cam.astype("<f4").tobytes(), *e.cam.shape, e.target,
+                             _boxes(per_boxes[i]), mask))
+            for i, scored in zip(indices, self._model.evaluate(photo.tobytes(), jobs, score, curve_steps,
+                                                               float(tolerance))):
+                out[i] = Scores(**scored)
         return out
 
     def __repr__(self) -> str:
@@ -283,6 +370,35 @@ def _read(path: Union[str, os.PathLike], what: str) -> bytes:
         raise InputError(f"cannot read the {what} file `{os.fspath(path)}`: {e.strerror}") from None
 
 
+def _is_box_list(value: Any) -> bool:
+    """A list of boxes (each four numbers), as opposed to a list of such lists."""
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(b, (list, tuple, np.ndarray)) and len(b) == 4 and all(np.isscalar(v) for v in b) for b in value)
+
+
+def _per_explanation(value: Any, count: int, name: str, is_one: Callable[[Any], bool]) -> list:
+    """``value`` for each of ``count`` explanations: one for all, or one each."""
+    if value is None:
+        return [None] * count
+    if is_one(value):
+        return [value] * count
+    if isinstance(value, (list, tuple)) and len(value) == count:
+        return list(value)
+    raise InputError(f"`{name}` must be one ground truth for every explanation or one per explanation ({count})")
+
+
+def _boxes(boxes: Any) -> Optional[list]:
+    if boxes is None:
+        return None
+    out = []
+    for b in boxes:
+        x0, y0, x1, y1 = (int(v) for v in b)
+        if min(x0, y0, x1, y1) < 0:
+            raise InputError(f"a box {tuple(b)} has a negative coordinate: boxes are pixels of the model's input")
+        out.append((x0, y0, x1, y1))
+    return out
+
+
 def _layer_list(layer: Union[str, Sequence[str], None]) -> list:
     if layer is None:
         return []
@@ -293,28 +409,51 @@ def _layer_list(layer: Union[str, Sequence[str], None]) -> list:
 
 def _targets_per_image(targets: Any, count: int) -> list:
     """Each image's target specs as strings (``top1``, ``3``, ``tabby``)."""
+    if hasattr(targets, "tolist"):  # a tensor or an array of class indices
+        targets = targets.tolist()
+
+    def spec(t: Any) -> str:
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (str, int, np.integer)):
+            raise InputError(f"a target must be a class index, a label, `top1` or `topK`, not {t!r}")
+        return t if isinstance(t, str) else str(int(t))
+
     def specs(t: Any) -> list:
-        if isinstance(t, (str, int, np.integer)):
-            return [str(int(t)) if isinstance(t, (int, np.integer)) else t]
-        return [str(int(x)) if isinstance(x, (int, np.integer)) else str(x) for x in t]
+        return [spec(x) for x in t] if isinstance(t, (list, tuple)) else [spec(t)]
 
-    if isinstance(targets, (list, tuple)) and targets and all(isinstance(t, (list, tuple)) for t in targets):
-        if len(targets) != count:
-            raise InputError(f"`targets` gives {len(targets)} lists for {count} images: give one per image, or one list for all")
-        return [specs(t) for t in targets]
-    return [specs(targets)] * count
+    if not isinstance(targets, (list, tuple)):
+        return [specs(targets)] * count
+    if not targets:
+        raise InputError("no target to explain: `targets` is empty")
+    if count == 1:
+        return [[spec(x) for entry in targets for x in specs(entry)]]
+    if len(targets) == 1:
+        return [specs(targets[0])] * count
+    if len(targets) != count:
+        raise InputError(f"`targets` has {len(targets)} entries for {count} images: give one per image "
+                         "(each a target or a list of them), or one for all")
+    return [specs(t) for t in targets]
 
 
-_ARRAY_SHAPES = ("an image array must be HxWx3 uint8 (RGB) or 3xHxW float32 (already normalised), "
-                 "or a batch of either (NxHxWx3, Nx3xHxW)")
+def _whole(name: str, value: Any) -> None:
+    """Refuses a count that is not a whole number, 0 or more (``None`` passes; the library
+    says what 0 means for each)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InputError(f"`{name}` must be a whole number, 0 or more, not {value!r}")
+
+
+_ARRAY_SHAPES = ("an image array must be HxWx3 uint8 (RGB; HxW grey and HxWx4 RGBA are converted) or "
+                 "3xHxW float32 (already normalised), or a batch of either (NxHxWx3, Nx3xHxW)")
 
 
 def _inputs(images: Any) -> list:
     """``(kind, bytes, shape)`` per image, for the native module."""
-    if hasattr(images, "detach") and hasattr(images, "cpu"):  # a torch tensor
-        images = images.detach().cpu().numpy()
+    images = _from_torch(images)
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
+            if len(images) == 0:
+                raise InputError("no image to explain: the batch is empty")
             return [_one(image) for image in images]
         return [_one(images)]
     if isinstance(images, (list, tuple)):
@@ -331,17 +470,30 @@ def _one(image: Any) -> tuple:
         return ("encoded", bytes(image), [])
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
         image = np.asarray(image.convert("RGB"))
-    if hasattr(image, "detach") and hasattr(image, "cpu"):
-        image = image.detach().cpu().numpy()
+    image = _from_torch(image)
     if not isinstance(image, np.ndarray):
         if not hasattr(image, "__array__"):
             raise InputError(f"cannot explain a {type(image).__name__}: pass a PIL image, a numpy array, a path or file bytes")
         image = np.asarray(image)
+    if image.dtype == np.uint8 and image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
     if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
         return ("rgb", np.ascontiguousarray(image).tobytes(), list(image.shape))
     if np.issubdtype(image.dtype, np.floating) and image.ndim == 3 and image.shape[0] == 3:
         return ("normalised", np.ascontiguousarray(image, dtype="<f4").tobytes(), list(image.shape))
     raise InputError(f"{_ARRAY_SHAPES}; got shape {tuple(image.shape)} of {image.dtype}")
+
+
+def _from_torch(value: Any) -> Any:
+    """A torch tensor as a numpy array (on the CPU, half and bfloat16 as float32)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.float()
+        return value.numpy()
+    return value
 
 
 def _progress(progress: Progress):

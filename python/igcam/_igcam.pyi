@@ -22,6 +22,10 @@ class Model:
                 nt_samples: int, nt_stdev: float, seed: int, layers: list[str],
                 batch: Optional[int], force: bool, baseline: Optional[str],
                 progress: Optional[Callable[[int, int], Any]]) -> dict[str, Any]: ...
+    def evaluate(self, photo: bytes,
+                 maps: list[tuple[bytes, int, int, int, Optional[list[tuple[int, int, int, int]]],
+                                  Optional[bytes]]],
+                 score: str, curve_steps: int, tolerance: float) -> list[dict[str, Any]]: ...
 
 def upsample(values: bytes, height: int, width: int, size: tuple[int, int]) -> bytes: ...
 def overlay(photo: bytes, photo_size: tuple[int, int], values: bytes, height: int, width: int,

@@ -13,16 +13,26 @@ pub struct Opened {
     pub label: String,
 }
 
-/// Opens `choice` (`auto`, `cpu` or `wgpu`); `None` for any other name.
-pub fn open(choice: &str) -> Option<Opened> {
+/// Opens `choice` (`auto`, `cpu` or `wgpu`), with a notice when `wgpu` had to fall back to the
+/// CPU; `None` for any other name.
+pub fn open(choice: &str) -> Option<(Opened, Option<String>)> {
     match choice {
-        "cpu" => Some(cpu()),
-        "wgpu" => Some(wgpu().map_or_else(cpu, |(gpu, _)| gpu)),
-        "auto" if !may_have_gpu() => Some(cpu()),
-        "auto" => Some(match wgpu() {
-            Some((gpu, false)) => gpu,
-            _ => cpu(),
+        "cpu" => Some((cpu(), None)),
+        "wgpu" => Some(match wgpu() {
+            Some((gpu, _)) => (gpu, None),
+            None => (
+                cpu(),
+                Some("no usable wgpu adapter (Vulkan, Metal or DX12) was found; running on the CPU instead".into()),
+            ),
         }),
+        "auto" if !may_have_gpu() => Some((cpu(), None)),
+        "auto" => Some((
+            match wgpu() {
+                Some((gpu, false)) => gpu,
+                _ => cpu(),
+            },
+            None,
+        )),
         _ => None,
     }
 }

@@ -50,17 +50,22 @@ pub fn to_py(error: igcam::Error) -> PyErr {
         | E::Internal(_) => "ModelError",
         _ => "InputError",
     };
-    let text = error.render(&PythonSpelling);
-    Python::attach(|py| match class(py, kind) {
-        Ok(cls) => PyErr::from_type(cls, text),
-        Err(e) => PyRuntimeError::new_err(format!("{text} (and igcam._errors: {e})")),
-    })
+    raise(kind, error.render(&PythonSpelling))
 }
 
 /// An input problem found by the binding itself.
 pub fn input_error(text: impl Into<String>) -> PyErr {
-    let text = text.into();
-    Python::attach(|py| match class(py, "InputError") {
+    raise("InputError", text.into())
+}
+
+/// A model problem found by the binding itself (a panic caught in the library).
+pub fn model_error(text: impl Into<String>) -> PyErr {
+    raise("ModelError", text.into())
+}
+
+/// `igcam._errors.<kind>(text)`.
+fn raise(kind: &str, text: String) -> PyErr {
+    Python::attach(|py| match class(py, kind) {
         Ok(cls) => PyErr::from_type(cls, text),
         Err(e) => PyRuntimeError::new_err(format!("{text} (and igcam._errors: {e})")),
     })

@@ -1,6 +1,7 @@
 //! igcam for Python: the native half of the `igcam` package (`igcam._igcam`). It converts
 //! between Python values and the library's types and calls [`igcam::Explainer`]; everything
-//! else (numpy arrays, PIL images, result objects, `from_torch`) is `igcam/__init__.py`.
+//! else (numpy arrays, PIL images, result objects) is `igcam/_explainer.py`, and `from_torch`
+//! is `igcam/_torch.py`.
 //!
 //! Arrays cross as `bytes` (little-endian `float32` or `uint8`) with their shape, so the module
 //! needs nothing but the stable ABI (one wheel for CPython 3.9 and later). The GIL is released
@@ -9,20 +10,26 @@
 
 mod device;
 mod errors;
+mod input;
+mod shared;
 
-use std::sync::Mutex;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use igcam::cam::noise_tunnel::{NoiseKind, NoiseTunnel};
 use igcam::cam::{CamMap, Method, Quadrature};
+use igcam::metrics::{Confidence, PixelBox, boxes_mask};
 use igcam::onnx::OnnxModel;
-use igcam::preprocess::{self, Baseline, DecodeOptions, Preset};
+use igcam::preprocess::{Baseline, Preset};
 use igcam::render::{self, Colormap};
+use igcam::scoring::{self, ScoreOptions, ToScore};
 use igcam::{Explainer, ExplainerOptions, Prepared, Request};
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::errors::{input_error, to_py};
+use crate::errors::{input_error, model_error, to_py};
+use crate::input::Input;
+use crate::shared::{Shared, panic_text};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -45,9 +52,15 @@ fn now_ms() -> f64 {
 /// A loaded model with its explainer (`igcam.Explainer` wraps it).
 #[pyclass(frozen, module = "igcam._igcam")]
 struct Model {
-    explainer: Mutex<Explainer>,
+    explainer: Shared<Explainer>,
     #[pyo3(get)]
     backend: String,
+    /// Said once when the backend asked for could not be opened (`wgpu` without an adapter).
+    #[pyo3(get)]
+    notice: Option<String>,
+    /// The tensors that can be explained: `(name, op type, shape for one image)`.
+    #[pyo3(get)]
+    layers: Vec<(String, String, Vec<usize>)>,
     /// The model's classes' labels.
     #[pyo3(get)]
     labels: Vec<String>,
@@ -62,7 +75,10 @@ struct Model {
     input_size: (usize, usize),
     #[pyo3(get)]
     num_classes: usize,
+    /// The path baseline of a call that names none.
+    baseline: Baseline,
     max_pixels: u64,
+    lenient: bool,
 }
 
 /// One of `names` parsed by `parse`, or the library's error.
@@ -74,7 +90,7 @@ fn parsed<T>(value: &str, parse: impl Fn(&str) -> igcam::Result<T>) -> PyResult<
 impl Model {
     /// Loads `model` (ONNX bytes; `None`: the embedded EfficientNet-Lite0) on `backend`.
     #[new]
-    #[pyo3(signature = (model, layer, backend, threads, labels, preprocess, baseline, batch, no_crop, max_pixels))]
+    #[pyo3(signature = (model, layer, backend, threads, labels, preprocess, baseline, batch, no_crop, max_pixels, lenient))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -88,6 +104,7 @@ impl Model {
         batch: Option<usize>,
         no_crop: bool,
         max_pixels: Option<u64>,
+        lenient: bool,
     ) -> PyResult<Self> {
         if threads == Some(0) {
             return Err(input_error("`threads` must be at least 1"));
@@ -98,14 +115,14 @@ impl Model {
         let preset = parsed(preprocess, Preset::parse)?;
         let baseline = parsed(baseline, Baseline::parse)?;
         let backend = backend.to_string();
-        py.detach(move || {
+        let load = move || {
             if let Some(n) = threads {
                 // The pool is built once per process; a later size is ignored, as in the CLI.
                 let _ = rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
                     .build_global();
             }
-            let Some(opened) = device::open(&backend) else {
+            let Some((opened, notice)) = device::open(&backend) else {
                 return Err(input_error(format!(
                     "unknown backend `{backend}` (auto, cpu, wgpu)"
                 )));
@@ -118,6 +135,11 @@ impl Model {
                 None => Vec::new(),
             };
             let default_layer = onnx.default_layer_reason();
+            let layers = onnx
+                .layers()
+                .into_iter()
+                .map(|l| (l.name, l.op_type, l.shape))
+                .collect();
             let [h, w] = onnx.input_size();
             let num_classes = onnx.num_classes();
             let options = ExplainerOptions {
@@ -131,26 +153,24 @@ impl Model {
             let explainer = Explainer::new(onnx, labels.clone(), options).map_err(to_py)?;
             Ok(Self {
                 layer: explainer.layer().to_string(),
-                explainer: Mutex::new(explainer),
+                explainer: Shared::new(explainer),
                 backend: opened.label,
+                notice,
+                layers,
                 labels,
                 default_layer,
                 input_size: (h, w),
                 num_classes,
+                baseline,
                 max_pixels: max_pixels.unwrap_or(igcam::budget::DEFAULT_MAX_PIXELS),
+                lenient,
             })
+        };
+        // A panic while loading (a bug for hostile bytes to find) is a model problem, not an abort.
+        py.detach(move || {
+            catch_unwind(AssertUnwindSafe(load))
+                .unwrap_or_else(|panic| Err(model_error(panic_text(panic.as_ref()))))
         })
-    }
-
-    /// The tensors that can be explained: `(name, op type, shape for one image)`.
-    fn layers(&self) -> Vec<(String, String, Vec<usize>)> {
-        let explainer = self.explainer.lock().expect("not poisoned");
-        explainer
-            .model()
-            .layers()
-            .into_iter()
-            .map(|l| (l.name, l.op_type, l.shape))
-            .collect()
     }
 
     /// Explains one image. `kind` says what `data` holds: `encoded` (PNG or JPEG bytes), `rgb`
@@ -204,61 +224,156 @@ impl Model {
         request.batch = batch;
         request.force = force;
         request.clock = Some(now_ms);
-        let baseline = baseline.map(|b| parsed(&b, Baseline::parse)).transpose()?;
+        let baseline = match baseline {
+            Some(b) => parsed(&b, Baseline::parse)?,
+            None => self.baseline,
+        };
         let input = Input::new(kind, data, shape)?;
-        let max_pixels = self.max_pixels;
+        // Said as a warning by the Python side (only a lenient explainer gets this far).
+        let truncated = input.truncated_jpeg();
+        let (max_pixels, lenient) = (self.max_pixels, self.lenient);
         let out = py.detach(|| {
-            let mut explainer = self.explainer.lock().expect("not poisoned");
-            if let Some(b) = baseline {
-                explainer.set_baseline(b);
-            }
-            let prepared = input.prepare(&explainer, max_pixels).map_err(to_py)?;
-            request.targets = explainer
-                .resolve_targets(&prepared, &targets)
-                .map_err(to_py)?;
-            // Progress and Ctrl-C, with the GIL taken back between chunks.
-            let mut stopped: Option<PyErr> = None;
-            let maps = explainer.explain_or_stop(&prepared, &request, &mut |done, total| {
-                let result = Python::attach(|py| {
-                    py.check_signals()?;
-                    if let Some(callback) = &progress {
-                        callback.call1(py, (done, total))?;
-                    }
-                    Ok::<(), PyErr>(())
+            self.explainer.with(|explainer| {
+                // The call's baseline (a call that names none takes the constructor's).
+                explainer.set_baseline(baseline);
+                let prepared = input
+                    .prepare(explainer, max_pixels, lenient)
+                    .map_err(to_py)?;
+                request.targets = explainer
+                    .resolve_targets(&prepared, &targets)
+                    .map_err(to_py)?;
+                // Progress and Ctrl-C, with the GIL taken back between chunks.
+                let mut stopped: Option<PyErr> = None;
+                let maps = explainer.explain_or_stop(&prepared, &request, &mut |done, total| {
+                    let result = Python::attach(|py| {
+                        py.check_signals()?;
+                        if let Some(callback) = &progress {
+                            callback.call1(py, (done, total))?;
+                        }
+                        Ok::<(), PyErr>(())
+                    });
+                    result.map_err(|e| {
+                        stopped = Some(e);
+                        igcam::Error::Stopped
+                    })
                 });
-                result.map_err(|e| {
-                    stopped = Some(e);
-                    igcam::Error::Stopped
-                })
-            });
-            let maps = match (maps, stopped) {
-                (_, Some(e)) => return Err(e),
-                (Err(e), None) => return Err(to_py(e)),
-                (Ok(maps), None) => maps,
-            };
-            let records: Vec<MapRecord> = maps
-                .into_iter()
-                .map(|e| MapRecord {
-                    prediction: igcam::labels::prediction(
-                        &prepared.logits,
-                        explainer.labels(),
-                        e.target,
-                    ),
-                    method: e.method.name(),
-                    label: e.label,
-                    layer: e.layer,
-                    steps: e.steps,
-                    map: e.map,
-                    ms: e.ms,
-                    convergence_delta: e.convergence_delta,
-                })
-                .collect();
-            Ok((prepared, records))
+                let maps = match (maps, stopped) {
+                    (_, Some(e)) => return Err(e),
+                    (Err(e), None) => return Err(to_py(e)),
+                    (Ok(maps), None) => maps,
+                };
+                let records: Vec<MapRecord> = maps
+                    .into_iter()
+                    .map(|e| MapRecord {
+                        prediction: igcam::labels::prediction(
+                            &prepared.logits,
+                            explainer.labels(),
+                            e.target,
+                        ),
+                        method: e.method.name(),
+                        label: e.label,
+                        layer: e.layer,
+                        steps: e.steps,
+                        map: e.map,
+                        ms: e.ms,
+                        convergence_delta: e.convergence_delta,
+                    })
+                    .collect();
+                Ok((prepared, records))
+            })
         })?;
         let (prepared, records) = out;
-        result_dict(py, &prepared, records, request.quadrature)
+        let result = result_dict(py, &prepared, records, request.quadrature)?;
+        result.set_item("truncated", truncated)?;
+        Ok(result)
+    }
+
+    /// Scores maps of one photo (`photo`: its RGB bytes at the model's input, as `explain`
+    /// returned it) with `eval`'s metrics. Returns one dict per map.
+    #[pyo3(signature = (photo, maps, score, curve_steps, tolerance))]
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        photo: &[u8],
+        maps: Vec<MapToScore<'py>>,
+        score: &str,
+        curve_steps: usize,
+        tolerance: f64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let confidence = parsed(score, Confidence::parse)?;
+        if curve_steps == 0 {
+            return Err(input_error("`curve_steps` must be at least 1"));
+        }
+        if !(tolerance.is_finite() && tolerance >= 0.0) {
+            return Err(input_error(format!(
+                "`tolerance` {tolerance} must be a finite number of pixels, 0 or more"
+            )));
+        }
+        let (h, w) = self.input_size;
+        let photo = RgbImage::from_raw(w as u32, h as u32, photo.to_vec())
+            .ok_or_else(|| input_error("the photo's bytes do not fill the model's input"))?;
+        let mut cams = Vec::with_capacity(maps.len());
+        let mut masks = Vec::with_capacity(maps.len());
+        for (values, height, width, target, boxes, mask) in &maps {
+            cams.push((cam_map(values.as_bytes(), *height, *width)?, *target));
+            masks.push(match (boxes, mask) {
+                (Some(boxes), _) => {
+                    let boxes: Vec<PixelBox> = boxes
+                        .iter()
+                        .map(|&(x0, y0, x1, y1)| PixelBox { x0, y0, x1, y1 })
+                        .collect();
+                    Some(boxes_mask(&boxes, h, w))
+                }
+                (None, Some(mask)) => Some(mask.as_bytes().iter().map(|&b| b != 0).collect()),
+                (None, None) => None,
+            });
+        }
+        let options = ScoreOptions {
+            confidence,
+            curve_steps,
+            tolerance,
+        };
+        let scores = py.detach(|| {
+            self.explainer.with(|explainer| {
+                let to_score: Vec<ToScore> = cams
+                    .iter()
+                    .zip(&masks)
+                    .map(|((map, target), mask)| ToScore {
+                        map,
+                        target: *target,
+                        mask: mask.as_deref(),
+                    })
+                    .collect();
+                scoring::score(explainer, &photo, &to_score, options).map_err(to_py)
+            })
+        })?;
+        let out = PyList::empty(py);
+        for s in scores {
+            let d = PyDict::new(py);
+            d.set_item("drop", s.faithfulness.drop)?;
+            d.set_item("increase", s.faithfulness.increase)?;
+            d.set_item("deletion", s.faithfulness.deletion)?;
+            d.set_item("insertion", s.faithfulness.insertion)?;
+            d.set_item("ebpg", s.ebpg)?;
+            d.set_item("bbox", s.bbox)?;
+            d.set_item("pointing", s.pointing)?;
+            out.append(d)?;
+        }
+        Ok(out)
     }
 }
+
+/// What to score, per map: the raw map (`float32` bytes, height, width), its class, and its
+/// ground truth as boxes `(x0, y0, x1, y1)` at the model's input, as a mask (`H * W` bytes, 0
+/// or 1), or neither.
+type MapToScore<'py> = (
+    Bound<'py, PyBytes>,
+    usize,
+    usize,
+    usize,
+    Option<Vec<(usize, usize, usize, usize)>>,
+    Option<Bound<'py, PyBytes>>,
+);
 
 /// One finished map, with its target's prediction.
 struct MapRecord {
@@ -270,54 +385,6 @@ struct MapRecord {
     map: CamMap,
     ms: f64,
     convergence_delta: Option<f64>,
-}
-
-/// The image handed to `explain`.
-enum Input {
-    Encoded(Vec<u8>),
-    Rgb(RgbImage),
-    Normalised(Vec<f32>),
-}
-
-impl Input {
-    fn new(kind: &str, data: &[u8], shape: Vec<usize>) -> PyResult<Self> {
-        let count: usize = shape.iter().product();
-        match (kind, shape.as_slice()) {
-            ("encoded", _) => Ok(Self::Encoded(data.to_vec())),
-            ("rgb", &[h, w, 3]) if data.len() == count => {
-                let (w, h) = (u32::try_from(w), u32::try_from(h));
-                match (w, h) {
-                    (Ok(w), Ok(h)) => RgbImage::from_raw(w, h, data.to_vec())
-                        .map(Self::Rgb)
-                        .ok_or_else(|| input_error("the RGB image's bytes do not fill its shape")),
-                    _ => Err(input_error("the RGB image is too large")),
-                }
-            }
-            ("normalised", &[3, _, _]) if data.len() == 4 * count => Ok(Self::Normalised(
-                data.chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            )),
-            _ => Err(input_error(format!(
-                "an image of kind `{kind}` cannot have shape {shape:?} and {} bytes",
-                data.len()
-            ))),
-        }
-    }
-
-    fn prepare(&self, explainer: &Explainer, max_pixels: u64) -> igcam::Result<Prepared> {
-        match self {
-            Input::Encoded(bytes) => {
-                let options = DecodeOptions {
-                    max_pixels,
-                    lenient: false,
-                };
-                explainer.prepare(&preprocess::decode_with(bytes, options)?)
-            }
-            Input::Rgb(rgb) => explainer.prepare(&DynamicImage::ImageRgb8(rgb.clone())),
-            Input::Normalised(chw) => explainer.prepare_normalised(chw.clone()),
-        }
-    }
 }
 
 /// The method names, `all` expanded, each once.

@@ -56,8 +56,8 @@ def test_every_input_kind_gives_the_same_map(lite0, photos):
 def test_results_carry_what_a_notebook_needs(lite0):
     maps = lite0.explain([CAT, str(IMAGES / "coffee.png")], targets=["top1", 967],
                          methods=["igcam", "eigencam"], steps=8)
-    assert [(m.image, m.method) for m in maps][:2] == [(0, "igcam"), (0, "eigencam")]
-    assert len(maps) == 2 * 2 * 2 - 2  # the cat's top-1 is not 967; the coffee's is
+    assert [(m.image, m.method, m.target) for m in maps] == [
+        (0, "igcam", 285), (0, "eigencam", 285), (1, "igcam", 967), (1, "eigencam", 967)]
     m = maps[0]
     assert (m.target, m.target_label, m.layer) == (285, "Egyptian cat", lite0.default_layer)
     assert m.cam.dtype == np.float32 and m.cam.shape == (7, 7)
@@ -68,7 +68,9 @@ def test_results_carry_what_a_notebook_needs(lite0):
     assert overlay.size == (224, 224) and overlay.mode == "RGB"
     assert m._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
     assert m.ms > 0 and "Egyptian cat" in repr(m)
-    assert lite0.layers()[-1].name == lite0.default_layer or lite0.default_layer in [l.name for l in lite0.layers()]
+    layers = lite0.layers()
+    assert len(layers) == 108 and lite0.default_layer in [layer.name for layer in layers]
+    assert layers[0].shape[0] == 1 and isinstance(layers[0].op, str)
     assert "igcam" in igcam.methods() and "fullgrad" in igcam.methods() and len(igcam.methods()) == 17
 
 
@@ -78,9 +80,10 @@ def test_options_reach_the_library(lite0):
     assert integrated.method == "integrated-gradcam" and integrated.steps == 4
     (smooth,) = lite0.explain(CAT, methods="gradcam", targets=285, aug_smooth=True)
     assert smooth.method == "gradcam+aug-smooth" and smooth.cam.shape == (224, 224)
-    a, b = (lite0.explain(CAT, methods="gradcam", targets=285, noise_tunnel="vargrad", nt_samples=2,
-                          nt_stdev=0.1, seed=s)[0] for s in (1, 1))
+    a, b, c = (lite0.explain(CAT, methods="gradcam", targets=285, noise_tunnel="vargrad", nt_samples=2,
+                             nt_stdev=0.1, seed=s)[0] for s in (1, 1, 2))
     assert a.method == "gradcam+vargrad" and np.array_equal(a.cam, b.cam)
+    assert not np.array_equal(a.cam, c.cam), "the seed reaches the noise"
     layers = [lite0.layers()[-3].name, lite0.default_layer]
     (both,) = lite0.explain(CAT, methods="gradcam", targets=285, layer=layers)
     assert both.layer == ",".join(layers) and both.cam.shape == (224, 224)
@@ -90,8 +93,11 @@ def test_options_reach_the_library(lite0):
 def test_progress_is_reported_and_can_stop_the_request(lite0):
     seen = []
     lite0.explain([CAT, CAT], methods="igcam", steps=20, batch=5, progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1][0] == seen[-1][1] and seen[0][1] < seen[-1][1]
-    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    # Per image: four chunks of five path points, counted on across the images.
+    assert seen == [(5, 20), (10, 20), (15, 20), (20, 20), (25, 40), (30, 40), (35, 40), (40, 40)]
+    seen.clear()
+    lite0.explain(CAT, methods="igcam", steps=20, batch=10, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(10, 20), (20, 20)], "the batch reaches the library"
 
     calls = []
 
@@ -103,6 +109,20 @@ def test_progress_is_reported_and_can_stop_the_request(lite0):
         lite0.explain(CAT, methods="igcam", steps=40, batch=5, progress=stop)
     assert len(calls) == 1  # stopped after the first chunk
     assert lite0.explain(CAT, methods="gradcam")[0].target == 285  # and still usable
+
+    def reenter(done, total):
+        lite0.explain(CAT, methods="gradcam")
+
+    with pytest.raises(igcam.InputError) as raised:
+        lite0.explain(CAT, methods="igcam", steps=4, progress=reenter)
+    assert str(raised.value) == ("the explainer is running this thread's request: call it again after `explain` "
+                                 "returns, not from its progress callback")
+
+
+def test_progress_true_draws_a_tqdm_bar(lite0, capsys):
+    lite0.explain(CAT, methods="igcam", steps=10, batch=5, progress=True)
+    err = capsys.readouterr().err
+    assert "10/10" in err and "step" in err  # ten path points
 
 
 def test_ctrl_c_stops_a_long_request_between_chunks(tmp_path):
@@ -120,13 +140,16 @@ def test_ctrl_c_stops_a_long_request_between_chunks(tmp_path):
             sys.exit(3)
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "ready"
-    time.sleep(2.0)
-    child.send_signal(signal.SIGINT)
-    start = time.monotonic()
-    out, _ = child.communicate(timeout=60)
-    assert child.returncode == 3 and out.strip() == "interrupted"
-    assert time.monotonic() - start < 10
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(2.0)
+        child.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        out, _ = child.communicate(timeout=60)
+        assert child.returncode == 3 and out.strip() == "interrupted"
+        assert time.monotonic() - start < 10
+    finally:
+        child.kill()
 
 
 @pytest.mark.parametrize("call, kind, message", [
@@ -143,9 +166,9 @@ def test_ctrl_c_stops_a_long_request_between_chunks(tmp_path):
      "unknown layer `nope`: no node outputs a tensor with that name; list candidates with `Explainer.layers()`"),
     (lambda ex: ex.explain(np.zeros((3, 100, 100), np.float32)), igcam.InputError,
      "invalid option: the input holds 30000 values but the model takes 3x224x224 = 150528"),
-    (lambda ex: ex.explain(np.zeros((5, 5), np.uint8)), igcam.InputError,
-     "an image array must be HxWx3 uint8 (RGB) or 3xHxW float32 (already normalised), or a batch of either "
-     "(NxHxWx3, Nx3xHxW); got shape (5, 5) of uint8"),
+    (lambda ex: ex.explain(np.zeros((5, 5, 2), np.uint8)), igcam.InputError,
+     "an image array must be HxWx3 uint8 (RGB; HxW grey and HxWx4 RGBA are converted) or 3xHxW float32 "
+     "(already normalised), or a batch of either (NxHxWx3, Nx3xHxW); got shape (5, 5, 2) of uint8"),
     (lambda ex: ex.explain(b"not an image"), igcam.InputError,
      "cannot decode image: not a PNG or JPEG file (supported: PNG, JPEG)"),
     (lambda ex: ex.explain(CAT, quadrature="simpson"), igcam.InputError,
@@ -156,6 +179,15 @@ def test_ctrl_c_stops_a_long_request_between_chunks(tmp_path):
     (lambda ex: ex.explain("/nonexistent.png"), igcam.InputError,
      "cannot read the image file `/nonexistent.png`: No such file or directory"),
     (lambda ex: ex.explain([]), igcam.InputError, "no image to explain: `images` is empty"),
+    (lambda ex: ex.explain(np.zeros((0, 224, 224, 3), np.uint8)), igcam.InputError,
+     "no image to explain: the batch is empty"),
+    (lambda ex: ex.explain(np.zeros((0, 5, 3), np.uint8)), igcam.InputError, "the image is empty (shape [0, 5, 3])"),
+    (lambda ex: ex.explain(CAT, steps=-1), igcam.InputError, "`steps` must be a whole number, 0 or more, not -1"),
+    (lambda ex: ex.explain(CAT, seed=-5), igcam.InputError, "`seed` must be a whole number, 0 or more, not -5"),
+    (lambda ex: igcam.Explainer(threads=-1), igcam.InputError, "`threads` must be a whole number, 0 or more, not -1"),
+    (lambda ex: ex.explain(CAT, targets=[]), igcam.InputError, "no target to explain: `targets` is empty"),
+    (lambda ex: ex.explain(CAT, targets=2.5), igcam.InputError,
+     "a target must be a class index, a label, `top1` or `topK`, not 2.5"),
     (lambda ex: igcam.Explainer(b"garbage"), igcam.ModelError,
      "cannot parse ONNX model: Incorrect tag (is this an .onnx file exported with opset 9..=24?)"),
     (lambda ex: igcam.Explainer(backend="tpu"), igcam.InputError, "unknown backend `tpu` (auto, cpu, wgpu)"),
@@ -186,8 +218,77 @@ def test_two_threads_share_one_explainer(lite0):
     for t in threads:
         t.join()
     for i in range(2):
+        assert len(results[i]) == 3
         for run in results[i]:
+            assert len(run) == len(serial[i % 2]) == 2
             assert all(np.array_equal(a.cam, b.cam) for a, b in zip(run, serial[i % 2]))
+
+
+def test_other_threads_read_the_explainer_while_it_works(lite0):
+    """A thread holding the GIL (reading the layers, the labels) while another explains: no
+    deadlock between the explainer's lock and the GIL the progress reports take."""
+    done = threading.Event()
+    reads = []
+
+    def explain():
+        lite0.explain(CAT, methods="ig", steps=60, batch=2, progress=lambda d, t: None)
+        done.set()
+
+    worker = threading.Thread(target=explain)
+    worker.start()
+    while not done.wait(0.001):
+        reads.append(len(lite0.layers()) + len(lite0.labels) + lite0.num_classes)
+    worker.join(timeout=120)
+    assert not worker.is_alive() and len(reads) > 10 and set(reads) == {108 + 2000}
+
+
+def test_constructor_options_reach_the_library(tmp_path):
+    labels = [f"thing {i}" for i in range(1000)]
+    path = tmp_path / "labels.txt"
+    path.write_text("\n".join(labels))
+    for given in [labels, str(path)]:
+        ex = igcam.Explainer(backend="cpu", labels=given)
+        assert ex.explain(CAT, methods="gradcam")[0].target_label == "thing 285"
+    whole = igcam.Explainer(backend="cpu", no_crop=True).explain(CAT, methods="gradcam")[0]
+    assert whole.crop == (0, 0, 451, 300)
+    cropped = igcam.Explainer(backend="cpu").explain(CAT, methods="gradcam")[0]
+    assert cropped.crop == (94, 19, 357, 281)
+    small = igcam.Explainer(backend="cpu", max_pixels=1000)
+    with pytest.raises(igcam.InputError) as raised:
+        small.explain(CAT)
+    assert "max_pixels" in str(raised.value) and "\n" not in str(raised.value)
+    zero = igcam.Explainer(backend="cpu", baseline="zero")
+    (z,) = zero.explain(CAT, methods="ig", steps=4, targets=285)
+    (b,) = zero.explain(CAT, methods="ig", steps=4, targets=285, baseline="black")
+    (z2,) = zero.explain(CAT, methods="ig", steps=4, targets=285)
+    assert not np.array_equal(z.cam, b.cam) and np.array_equal(z.cam, z2.cam), "a call's baseline is its own"
+    out = subprocess.run([sys.executable, "-c", "import igcam; print(igcam.Explainer(backend='cpu', threads=1).backend)"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "cpu (Burn flex, 1 threads)"
+
+
+def test_targets_follow_the_peers_habits(lite0):
+    two = [CAT, str(IMAGES / "coffee.png")]
+    # One per image, as pytorch-grad-cam's targets and Captum's target take them.
+    assert [(m.image, m.target) for m in lite0.explain(two, targets=[281, 967], methods="gradcam")] == [(0, 281), (1, 967)]
+    assert [(m.image, m.target) for m in lite0.explain(two, targets=np.array([281, 967]), methods="gradcam")] == [(0, 281), (1, 967)]
+    # Several for one image; one list per image; one for all.
+    assert [m.target for m in lite0.explain(CAT, targets=[281, 285], methods="gradcam")] == [281, 285]
+    assert [(m.image, m.target) for m in lite0.explain(two, targets=[[281, 285], "top1"], methods="gradcam")] == [(0, 281), (0, 285), (1, 967)]
+    assert [(m.image, m.target) for m in lite0.explain(two, targets="top1", methods="gradcam")] == [(0, 285), (1, 967)]
+    with pytest.raises(igcam.InputError) as raised:
+        lite0.explain(two, targets=[1, 2, 3], methods="gradcam")
+    assert str(raised.value) == ("`targets` has 3 entries for 2 images: give one per image (each a target or a list of "
+                                 "them), or one for all")
+
+
+def test_grey_and_rgba_arrays_are_converted(lite0):
+    rgb = np.asarray(Image.open(CAT).convert("RGB"))
+    grey = np.asarray(Image.open(CAT).convert("L"))
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    assert np.array_equal(lite0.explain(rgba, methods="gradcam")[0].cam, lite0.explain(rgb, methods="gradcam")[0].cam)
+    g = lite0.explain(grey, methods="gradcam")[0]
+    assert g.photo[..., 0].tolist() == g.photo[..., 2].tolist()
 
 
 def rss_mb():

@@ -41,10 +41,19 @@ def resnet64(resnet18):
     return copy.deepcopy(resnet18).double()
 
 
-def test_from_torch_takes_the_submodule_as_pytorch_grad_cam_does(resnet_explainer):
+def test_from_torch_takes_the_submodule_as_pytorch_grad_cam_does(resnet_explainer, resnet18):
     assert resnet_explainer.layer == "/layer4/layer4.1/relu_1/Relu_output_0"
     assert resnet_explainer.input_size == (224, 224)
     assert resnet_explainer.num_classes == 1000
+    # A module inside a block, a whole stage, and several layers: each its last node's output.
+    inner = igcam.from_torch(resnet18, layer=resnet18.layer4[-1].conv2, backend="cpu")
+    assert inner.layer == "/layer4/layer4.1/conv2/Conv_output_0"
+    both = igcam.from_torch(resnet18, layer=[resnet18.layer3, resnet18.layer4], backend="cpu")
+    assert both.layer == "/layer3/layer3.1/relu_1/Relu_output_0,/layer4/layer4.1/relu_1/Relu_output_0"
+    with pytest.raises(igcam.InputError) as raised:
+        igcam.from_torch(resnet18, layer=torch.nn.ReLU(), backend="cpu")
+    assert str(raised.value) == ("`layer` is not a submodule of `module`: pass e.g. model.layer4[-1], "
+                                 "or an ONNX tensor name")
 
 
 @pytest.mark.parametrize("method", sorted(PEERS))
@@ -78,8 +87,10 @@ def test_a_torchvision_export_file_matches_pytorch_grad_cam(tmp_path, photos):
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     ex = igcam.Explainer(str(path), backend="cpu")
-    # The default layer: the last block's output, before the global pooling (features[-1]).
+    # The default layer: the last block's output, before the global pooling (features[-1]),
+    # which from_torch finds from the submodule (scopes of nested Sequentials).
     assert ex.layer == ex.default_layer
+    assert igcam.from_torch(model, layer=model.features[-1], backend="cpu").layer == ex.layer
     model64 = copy.deepcopy(model).double()
     x = photos[2:3]
     maps = ex.explain(x, targets="top2", methods=["gradcam", "gradcampp", "xgradcam", "layercam"])

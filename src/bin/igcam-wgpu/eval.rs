@@ -10,11 +10,8 @@ use igcam::Explainer;
 use igcam::cam::CamMap;
 use igcam::data::{ClassMap, parse_annotation};
 use igcam::metrics::summary::Row;
-use igcam::metrics::{
-    Confidence, FaithfulnessInput, bbox_accuracy, boxes_mask, ebpg, pointing_hit,
-};
-use igcam::preprocess::{self, Baseline};
-use igcam::render;
+use igcam::metrics::{Confidence, boxes_mask};
+use igcam::scoring::{ScoreOptions, ToScore};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{self, CommonArgs};
@@ -178,34 +175,28 @@ fn score_image(
     }
     let targets = igcam::dedup::unique(wanted.iter().map(|w| w.1));
     let maps = explainer.explain(&prepared, &args.common.request(targets), &mut |_, _| {})?;
-    let preset = explainer.options().preset;
-    let chw = preprocess::normalise(&prepared.photo, preset);
-    let blurred = preprocess::normalise(&image::imageops::blur(&prepared.photo, 5.0), preset);
-    let black = preprocess::baseline(Baseline::Black, preset, size);
-    let faith = FaithfulnessInput {
-        model: explainer.model(),
-        image: &chw,
-        black: &black,
-        blurred: &blurred,
-        size,
-        batch: explainer.batch(),
-        confidence: args.score,
-    };
-    // Every (class, method): its map, normalised at input resolution.
-    let mut scored = Vec::new();
+    // Every (class, method), scored together.
+    let mut explained = Vec::new();
+    let mut to_score = Vec::new();
     for (class, target, mask) in &wanted {
         for e in maps.iter().filter(|e| e.target == *target) {
-            let up = render::upsample_bilinear(&e.map, size[0], size[1]);
-            scored.push((class, mask, e, render::normalise_min_max(&up.values)));
+            explained.push((class, mask, e));
+            to_score.push(ToScore {
+                map: &e.map,
+                target: e.target,
+                mask: Some(mask),
+            });
         }
     }
-    let jobs: Vec<(&[f32], usize)> = scored
-        .iter()
-        .map(|(_, _, e, norm)| (norm.as_slice(), e.target))
-        .collect();
-    let faithfulness = faith.score_all(&jobs, args.curve_steps)?;
+    let options = ScoreOptions {
+        confidence: args.score,
+        curve_steps: args.curve_steps,
+        tolerance: args.tolerance,
+    };
+    let scores = igcam::scoring::score(explainer, &prepared.photo, &to_score, options)?;
     let mut rows = Vec::new();
-    for ((class, mask, e, norm), f) in scored.iter().zip(faithfulness) {
+    for ((class, mask, e), scored) in explained.into_iter().zip(scores) {
+        let (norm, f) = (&scored.map, scored.faithfulness);
         if args.npy {
             let stem = format!("{id}_{class}_{}", e.label);
             let maps = args.out.join("maps");
@@ -227,13 +218,13 @@ fn score_image(
             class: class.to_string(),
             target: e.target,
             method: e.label.clone(),
-            ebpg: ebpg(norm, mask),
-            bbox: bbox_accuracy(norm, mask),
+            ebpg: scored.ebpg.expect("every class has a mask"),
+            bbox: scored.bbox,
             drop: f.drop,
             increase: f.increase,
             deletion: f.deletion,
             insertion: f.insertion,
-            pointing: pointing_hit(norm, mask, size[1], args.tolerance),
+            pointing: scored.pointing,
             ms: e.ms,
         });
     }

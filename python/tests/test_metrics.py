@@ -1,0 +1,65 @@
+"""``Explainer.evaluate`` gives ``igcam-wgpu eval``'s numbers for the same image, maps and
+ground truth, and takes the ground truth as boxes or masks."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+import igcam
+from conftest import ROOT
+
+VOC = ROOT / "tests" / "data" / "voc-mini"
+
+
+def test_evaluate_equals_the_clis_eval(cli, lite0, tmp_path):
+    subprocess.run([cli, "eval", "--data", str(VOC), "--classes", str(VOC / "classes.txt"), "--methods",
+                    "igcam,gradcam", "--steps", "4", "--curve-steps", "4", "--backend", "cpu", "--quiet",
+                    "--out", str(tmp_path), "--npy"], check=True, timeout=600, stdout=subprocess.DEVNULL)
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["image"] == "coffee"]
+    assert [(r["method"], r["target"]) for r in rows] == [("igcam", 967), ("gradcam", 967)]
+    maps = lite0.explain(VOC / "JPEGImages" / "coffee.jpg", targets=967, methods=["igcam", "gradcam"], steps=4)
+    masks = [np.load(tmp_path / "maps" / f"coffee_espresso_{m.method}.mask.npy") > 0.5 for m in maps]
+    scores = lite0.evaluate(maps, masks=masks, curve_steps=4)
+    for s, r in zip(scores, rows):
+        for name in ["ebpg", "bbox", "drop", "deletion", "insertion"]:
+            assert getattr(s, name) == pytest.approx(r[name], rel=1e-9, abs=1e-12), name
+        assert (s.increase, s.pointing) == (r["increase"], r["pointing"])
+
+
+def test_ground_truth_as_boxes_or_masks(lite0):
+    maps = lite0.explain(ROOT / "assets" / "images" / "chelsea.png", targets="top2", methods=["gradcam"])
+    whole = np.ones((224, 224), bool)
+    by_box = lite0.evaluate(maps, boxes=[(0, 0, 224, 224)])
+    by_mask = lite0.evaluate(maps, masks=whole)
+    assert by_box == by_mask
+    assert all(s.ebpg == 1.0 and s.pointing is True for s in by_box)
+    left = np.zeros((224, 224), bool)
+    left[:, :112] = True
+    per = lite0.evaluate(maps, boxes=[[(0, 0, 112, 224)], None])
+    alone = lite0.evaluate(maps[:1], masks=[left])[0]  # scored in other chunks: rounding differs
+    assert per[0]._replace(insertion=0, deletion=0, drop=0) == alone._replace(insertion=0, deletion=0, drop=0)
+    assert np.allclose(per[0][:4:2], alone[:4:2], rtol=1e-6) and per[0].insertion == pytest.approx(alone.insertion)
+    assert per[0].ebpg < 1.0
+    assert (per[1].ebpg, per[1].bbox, per[1].pointing) == (None, None, None)
+    assert 0 <= per[1].drop <= 1 and 0 <= per[1].deletion <= 1 and 0 <= per[1].insertion <= 1
+    # Without ground truth the faithfulness metrics need nothing else.
+    plain = lite0.evaluate(maps)
+    assert [p.drop for p in plain] == [b.drop for b in by_box]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(boxes=[(0, 0, 5, 5)], masks=np.ones((224, 224), bool)), "give `boxes` or `masks`, not both"),
+    (dict(boxes=[(-1, 0, 5, 5)]), "a box (-1, 0, 5, 5) has a negative coordinate: boxes are pixels of the model's input"),
+    (dict(masks=np.ones((10, 10), bool)), "a mask has shape (10, 10) but the model's input is (224, 224)"),
+    (dict(score="probit"), "invalid option: unknown score `probit` (softmax, sigmoid, logit)"),
+    (dict(curve_steps=0), "`curve_steps` must be at least 1"),
+    (dict(tolerance=-1), "`tolerance` -1 must be a finite number of pixels, 0 or more"),
+])
+def test_evaluate_refuses_bad_ground_truth(lite0, kwargs, message):
+    maps = lite0.explain(ROOT / "assets" / "images" / "chelsea.png", methods="gradcam")
+    with pytest.raises(igcam.InputError) as raised:
+        lite0.evaluate(maps, **kwargs)
+    assert str(raised.value) == message
