@@ -269,8 +269,8 @@ class Explainer:
             A list of ``Explanation``, image by image, then target by target, then method by
             method, in the order asked.
         """
-        inputs = _inputs(images)
-        per_image = _targets_per_image(targets, len(inputs))
+        items = _items(images)
+        per_image = _targets_per_image(targets, len(items))
         _whole("steps", steps)
         _whole("batch", batch)
         _whole("nt_samples", nt_samples)
@@ -287,8 +287,9 @@ class Explainer:
             report(counted["before"] + done, counted["before"] + total)
 
         try:
-            for index, ((kind, data, shape), wanted) in enumerate(zip(inputs, per_image)):
-
+            for index, (item, wanted) in enumerate(zip(items, per_image)):
+                # Read and converted one at a time: memory holds one image's bytes.
+                kind, data, shape = _one(item)
                 result = self._model.explain(
                     kind, data, list(shape), wanted, method_list, steps, integrate, quadrature,
                     eigen_smooth, aug_smooth, noise_tunnel, nt_samples, float(nt_stdev), seed,
@@ -447,23 +448,24 @@ _ARRAY_SHAPES = ("an image array must be HxWx3 uint8 (RGB; HxW grey and HxWx4 RG
                  "3xHxW float32 (already normalised), or a batch of either (NxHxWx3, Nx3xHxW)")
 
 
-def _inputs(images: Any) -> list:
-    """``(kind, bytes, shape)`` per image, for the native module."""
+def _items(images: Any) -> list:
+    """The images, one item each (a batch array split into views), not yet read."""
     images = _from_torch(images)
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
             if len(images) == 0:
                 raise InputError("no image to explain: the batch is empty")
-            return [_one(image) for image in images]
-        return [_one(images)]
+            return list(images)
+        return [images]
     if isinstance(images, (list, tuple)):
         if not images:
             raise InputError("no image to explain: `images` is empty")
-        return [_one(image) for image in images]
-    return [_one(images)]
+        return list(images)
+    return [images]
 
 
 def _one(image: Any) -> tuple:
+    """``(kind, bytes, shape)`` of one image, for the native module."""
     if isinstance(image, (str, os.PathLike)):
         return ("encoded", _read(image, "image"), [])
     if isinstance(image, (bytes, bytearray, memoryview)):

@@ -305,3 +305,13 @@ def test_memory_does_not_grow_over_200_calls(lite0):
     for _ in range(200):
         lite0.explain(rgb, methods="gradcam")
     assert rss_mb() - before < 25, (before, rss_mb())
+
+
+def test_the_wgpu_backend_gives_the_cpus_maps(lite0):
+    """On wgpu (lavapipe in CI, as the Rust wgpu tests; a real GPU elsewhere) within 1e-3."""
+    gpu = igcam.Explainer(backend="wgpu")
+    assert gpu.backend.startswith("wgpu ("), gpu.backend
+    for a, b in zip(gpu.explain(CAT, targets="top2", methods=["igcam", "gradcam"], steps=4),
+                    lite0.explain(CAT, targets="top2", methods=["igcam", "gradcam"], steps=4)):
+        assert (a.method, a.target) == (b.method, b.target)
+        assert rel_l2(a.cam, b.cam) <= 1e-3, (a.method, rel_l2(a.cam, b.cam))
