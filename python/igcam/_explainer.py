@@ -244,10 +244,11 @@ class Explainer:
                 arrays (RGB, resized and centre-cropped like the CLI), ``3xHxW`` / ``Nx3xHxW``
                 float32 arrays already normalised for the model (torch tensors too), file paths
                 or PNG/JPEG bytes.
-            targets: ``top1``, ``top5`` (``topK``), a class index or a label, for every image; for
-                one image, a list of these; for several, a list with one entry per image (as
-                pytorch-grad-cam's and Captum's targets: a tensor or array of N class indices
-                works too), each entry one target or a list of them.
+            targets: ``top1`` (also ``None``), ``top5`` (``topK``), a class index or a label, for
+                every image; for one image, a list of these; for several, a list with one entry
+                per image (as pytorch-grad-cam's and Captum's targets: a tensor or array of N
+                class indices, or ``ClassifierOutputTarget`` objects, work too), each entry one
+                target or a list of them.
             methods: a method name or a list (``igcam.methods()``; ``all``).
             steps: path steps m of the integrated methods (the paper's 50).
             batch: path points per chunk for this call.
@@ -268,6 +269,14 @@ class Explainer:
         Returns:
             A list of ``Explanation``, image by image, then target by target, then method by
             method, in the order asked.
+
+        Raises:
+            igcam.InputError: a bad option, target or image (with several images, the message
+                starts with the image's index; the images before it have been explained).
+
+        Calls from several threads take turns. Do not call the explainer from inside its own
+        progress callback, or wait there for another thread that does: the first is refused,
+        the second would wait for ever.
         """
         items = _items(images)
         per_image = _targets_per_image(targets, len(items))
@@ -288,12 +297,17 @@ class Explainer:
 
         try:
             for index, (item, wanted) in enumerate(zip(items, per_image)):
-                # Read and converted one at a time: memory holds one image's bytes.
-                kind, data, shape = _one(item)
-                result = self._model.explain(
-                    kind, data, list(shape), wanted, method_list, steps, integrate, quadrature,
-                    eigen_smooth, aug_smooth, noise_tunnel, nt_samples, float(nt_stdev), seed,
-                    layers, batch, force, baseline, tick if report else None)
+                try:
+                    # Read and converted one at a time: memory holds one image's bytes.
+                    kind, data, shape = _one(item)
+                    result = self._model.explain(
+                        kind, data, list(shape), wanted, method_list, steps, integrate, quadrature,
+                        eigen_smooth, aug_smooth, noise_tunnel, nt_samples, float(nt_stdev), seed,
+                        layers, batch, force, baseline, tick if report else None)
+                except InputError as e:
+                    if len(items) == 1:
+                        raise
+                    raise InputError(f"image {index}: {e}") from None
                 if result["truncated"]:
                     warnings.warn(f"image {index} is a truncated JPEG; its missing part is grey", RuntimeWarning,
                                   stacklevel=2)
@@ -321,20 +335,28 @@ class Explainer:
                 input (``Explanation.photo``; end-exclusive): one list of boxes for every
                 explanation, or one list per explanation (``None`` where there is none).
             masks: or as ``HxW`` boolean masks at the model's input: one for all, or one per
-                explanation.
+                explanation (a list, ``None`` where there is none, or an ``NxHxW`` array).
             score: how confidence is read from the logits: ``softmax``, ``sigmoid`` or ``logit``.
             curve_steps: steps of the Deletion and Insertion curves.
             tolerance: the pointing game's tolerance in pixels.
 
         Returns:
             One ``Scores`` per explanation, in their order.
+
+        The faithfulness metrics edit ``Explanation.photo``, the 8-bit photo: for an input given
+        as normalised floats, that is the input rounded back to 8 bits.
         """
         explanations = list(explanations)
         _whole("curve_steps", curve_steps)
         if boxes is not None and masks is not None:
             raise InputError("give `boxes` or `masks`, not both")
+        if isinstance(boxes, np.ndarray):
+            boxes = boxes.tolist()
+        if isinstance(masks, np.ndarray) and masks.ndim == 3:
+            masks = list(masks)
         per_boxes = _per_explanation(boxes, len(explanations), "boxes", _is_box_list)
-        per_masks = _per_explanation(masks, len(explanations), "masks", lambda m: np.ndim(m) == 2)
+        per_masks = _per_explanation(masks, len(explanations), "masks",
+                                     lambda m: isinstance(m, np.ndarray) and m.ndim == 2)
         out: list = [None] * len(explanations)
         by_photo: dict = {}
         for i, e in enumerate(explanations):
@@ -410,10 +432,15 @@ def _layer_list(layer: Union[str, Sequence[str], None]) -> list:
 
 def _targets_per_image(targets: Any, count: int) -> list:
     """Each image's target specs as strings (``top1``, ``3``, ``tabby``)."""
+    if targets is None:  # pytorch-grad-cam's default: the best class
+        targets = "top1"
     if hasattr(targets, "tolist"):  # a tensor or an array of class indices
         targets = targets.tolist()
 
     def spec(t: Any) -> str:
+        t = getattr(t, "category", t)  # pytorch-grad-cam's ClassifierOutputTarget
+        if hasattr(t, "item") and not isinstance(t, str):
+            t = t.item()
         if isinstance(t, (bool, np.bool_)) or not isinstance(t, (str, int, np.integer)):
             raise InputError(f"a target must be a class index, a label, `top1` or `topK`, not {t!r}")
         return t if isinstance(t, str) else str(int(t))
@@ -442,6 +469,8 @@ def _whole(name: str, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise InputError(f"`{name}` must be a whole number, 0 or more, not {value!r}")
+    if value >= 2**63:
+        raise InputError(f"`{name}` {value} is too large")
 
 
 _ARRAY_SHAPES = ("an image array must be HxWx3 uint8 (RGB; HxW grey and HxWx4 RGBA are converted) or "

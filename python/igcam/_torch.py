@@ -19,7 +19,8 @@ def from_torch(module: Any, example_input: Any = None, *, layer: Any = None, ops
             shape matters; the batch axis is exported as dynamic.
         layer: the layer to explain, as pytorch-grad-cam's ``target_layers`` take it: a
             submodule (``model.layer4[-1]``), a list of submodules, or ONNX tensor names. The
-            submodule's output is the output of the last ONNX node under its name.
+            submodule's output is the output of the last ONNX node that ran inside it (for a
+            module called more than once, its last call).
         opset: the ONNX opset to export with.
         **explainer_options: ``Explainer``'s other arguments (``backend``, ``labels``, ...).
 
@@ -50,9 +51,13 @@ def from_torch(module: Any, example_input: Any = None, *, layer: Any = None, ops
     buffer = io.BytesIO()
     try:
         with torch.no_grad():
+            # PRESERVE (the module is in eval mode): BatchNormalization stays a node of its own
+            # instead of being folded into the convolution before it, so a convolution's output
+            # is the tensor pytorch-grad-cam hooks, and FullGrad sees every bias it sees.
             torch.onnx.export(module, (example_input[:1].detach().cpu().float(),), buffer, dynamo=False,
                               opset_version=opset, input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                              training=torch.onnx.TrainingMode.PRESERVE)
     except Exception as e:  # the exporter's own errors are many and untyped
         raise ModelError(f"torch.onnx.export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     finally:

@@ -310,11 +310,23 @@ impl Model {
             )));
         }
         let (h, w) = self.input_size;
+        if photo.len() != h * w * 3 {
+            return Err(input_error(format!(
+                "the photo holds {} bytes but the model's input is {h}x{w}x3: score explanations of this explainer",
+                photo.len()
+            )));
+        }
         let photo = RgbImage::from_raw(w as u32, h as u32, photo.to_vec())
             .ok_or_else(|| input_error("the photo's bytes do not fill the model's input"))?;
         let mut cams = Vec::with_capacity(maps.len());
         let mut masks = Vec::with_capacity(maps.len());
         for (values, height, width, target, boxes, mask) in &maps {
+            if *target >= self.num_classes {
+                return Err(to_py(igcam::Error::TargetOutOfRange {
+                    index: *target,
+                    classes: self.num_classes,
+                }));
+            }
             cams.push((cam_map(values.as_bytes(), *height, *width)?, *target));
             masks.push(match (boxes, mask) {
                 (Some(boxes), _) => {

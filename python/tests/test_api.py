@@ -224,22 +224,46 @@ def test_two_threads_share_one_explainer(lite0):
             assert all(np.array_equal(a.cam, b.cam) for a, b in zip(run, serial[i % 2]))
 
 
-def test_other_threads_read_the_explainer_while_it_works(lite0):
-    """A thread holding the GIL (reading the layers, the labels) while another explains: no
-    deadlock between the explainer's lock and the GIL the progress reports take."""
-    done = threading.Event()
-    reads = []
+def test_a_second_call_waits_while_the_first_reports_progress(lite0):
+    """Thread A's progress callback runs (holding the GIL, the explainer still locked by A)
+    while thread B asks for the explainer: B waits with the GIL released, so A's reports go
+    on, and both finish."""
+    started = threading.Event()
+    finished = []
 
-    def explain():
-        lite0.explain(CAT, methods="ig", steps=60, batch=2, progress=lambda d, t: None)
-        done.set()
+    def slow(done, total):
+        started.set()
+        time.sleep(0.05)
 
-    worker = threading.Thread(target=explain)
-    worker.start()
-    while not done.wait(0.001):
-        reads.append(len(lite0.layers()) + len(lite0.labels) + lite0.num_classes)
-    worker.join(timeout=120)
-    assert not worker.is_alive() and len(reads) > 10 and set(reads) == {108 + 2000}
+    def first():
+        finished.append(len(lite0.explain(CAT, methods="igcam", steps=20, batch=2, progress=slow)))
+
+    def second():
+        started.wait(60)
+        finished.append(len(lite0.explain(CAT, methods="gradcam")))
+        finished.append(len(lite0.evaluate(lite0.explain(CAT, methods="gradcam"))))
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert not any(t.is_alive() for t in threads), "deadlocked"
+    assert sorted(finished) == [1, 1, 1]
+
+
+def test_truncated_jpegs_need_lenient(tmp_path):
+    from io import BytesIO
+
+    buffer = BytesIO()
+    Image.open(CAT).convert("RGB").save(buffer, "JPEG", quality=90)
+    cut = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    with pytest.raises(igcam.InputError) as raised:
+        igcam.Explainer(backend="cpu").explain(cut, methods="gradcam")
+    assert "pass lenient=True" in str(raised.value) and "\n" not in str(raised.value)
+    with pytest.warns(RuntimeWarning, match="image 0 is a truncated JPEG; its missing part is grey"):
+        (m,) = igcam.Explainer(backend="cpu", lenient=True).explain(cut, methods="gradcam")
+    assert m.cam.shape == (7, 7)
 
 
 def test_constructor_options_reach_the_library(tmp_path):
@@ -276,6 +300,15 @@ def test_targets_follow_the_peers_habits(lite0):
     assert [m.target for m in lite0.explain(CAT, targets=[281, 285], methods="gradcam")] == [281, 285]
     assert [(m.image, m.target) for m in lite0.explain(two, targets=[[281, 285], "top1"], methods="gradcam")] == [(0, 281), (0, 285), (1, 967)]
     assert [(m.image, m.target) for m in lite0.explain(two, targets="top1", methods="gradcam")] == [(0, 285), (1, 967)]
+    # pytorch-grad-cam's own target objects, and its default.
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    assert [m.target for m in lite0.explain(two, targets=[ClassifierOutputTarget(281), ClassifierOutputTarget(967)],
+                                            methods="gradcam")] == [281, 967]
+    assert [m.target for m in lite0.explain(two, targets=None, methods="gradcam")] == [285, 967]
+    with pytest.raises(igcam.InputError) as raised:
+        lite0.explain([CAT, b"not an image"], methods="gradcam")
+    assert str(raised.value) == "image 1: cannot decode image: not a PNG or JPEG file (supported: PNG, JPEG)"
     with pytest.raises(igcam.InputError) as raised:
         lite0.explain(two, targets=[1, 2, 3], methods="gradcam")
     assert str(raised.value) == ("`targets` has 3 entries for 2 images: give one per image (each a target or a list of "
@@ -311,7 +344,9 @@ def test_the_wgpu_backend_gives_the_cpus_maps(lite0):
     """On wgpu (lavapipe in CI, as the Rust wgpu tests; a real GPU elsewhere) within 1e-3."""
     gpu = igcam.Explainer(backend="wgpu")
     assert gpu.backend.startswith("wgpu ("), gpu.backend
-    for a, b in zip(gpu.explain(CAT, targets="top2", methods=["igcam", "gradcam"], steps=4),
-                    lite0.explain(CAT, targets="top2", methods=["igcam", "gradcam"], steps=4)):
+    on_gpu = gpu.explain(CAT, targets="top2", methods=["igcam", "gradcam"], steps=4)
+    on_cpu = lite0.explain(CAT, targets="top2", methods=["igcam", "gradcam"], steps=4)
+    assert len(on_gpu) == len(on_cpu) == 4
+    for a, b in zip(on_gpu, on_cpu):
         assert (a.method, a.target) == (b.method, b.target)
         assert rel_l2(a.cam, b.cam) <= 1e-3, (a.method, rel_l2(a.cam, b.cam))

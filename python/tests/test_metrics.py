@@ -50,6 +50,31 @@ def test_ground_truth_as_boxes_or_masks(lite0):
     assert [p.drop for p in plain] == [b.drop for b in by_box]
 
 
+def test_ground_truth_per_explanation_in_any_container(lite0):
+    maps = lite0.explain(ROOT / "assets" / "images" / "chelsea.png", targets="top2", methods=["gradcam"])
+    left = np.zeros((224, 224), bool)
+    left[:, :112] = True
+    listed = lite0.evaluate(maps, masks=[left, None])
+    stacked = lite0.evaluate(maps, masks=np.stack([left, left]))
+    assert listed[0] == stacked[0]
+    assert stacked[1].ebpg is not None and listed[1].ebpg is None
+    assert lite0.evaluate(maps, boxes=np.array([[0, 0, 112, 224]])) == lite0.evaluate(maps, masks=left)
+
+
+def test_evaluate_refuses_what_it_cannot_score(lite0):
+    maps = lite0.explain(ROOT / "assets" / "images" / "chelsea.png", methods="gradcam")
+    maps[0].target = 1000
+    with pytest.raises(igcam.InputError) as raised:
+        lite0.evaluate(maps)
+    assert str(raised.value) == "target class 1000 is out of range: the model has 1000 classes (valid: 0 to 999)"
+    maps[0].target = 285
+    maps[0].photo = maps[0].photo[:100]
+    with pytest.raises(igcam.InputError) as raised:
+        lite0.evaluate(maps)
+    assert str(raised.value) == ("the photo holds 67200 bytes but the model's input is 224x224x3: score explanations "
+                                 "of this explainer")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(boxes=[(0, 0, 5, 5)], masks=np.ones((224, 224), bool)), "give `boxes` or `masks`, not both"),
     (dict(boxes=[(-1, 0, 5, 5)]), "a box (-1, 0, 5, 5) has a negative coordinate: boxes are pixels of the model's input"),

@@ -48,6 +48,9 @@ def test_from_torch_takes_the_submodule_as_pytorch_grad_cam_does(resnet_explaine
     # A module inside a block, a whole stage, and several layers: each its last node's output.
     inner = igcam.from_torch(resnet18, layer=resnet18.layer4[-1].conv2, backend="cpu")
     assert inner.layer == "/layer4/layer4.1/conv2/Conv_output_0"
+    # BatchNormalization is kept apart (not folded into conv2), so this is conv2's own output.
+    assert [layer.op for layer in inner.layers() if layer.name == inner.layer] == ["Conv"]
+    assert any(layer.op == "BatchNormalization" for layer in inner.layers())
     both = igcam.from_torch(resnet18, layer=[resnet18.layer3, resnet18.layer4], backend="cpu")
     assert both.layer == "/layer3/layer3.1/relu_1/Relu_output_0,/layer4/layer4.1/relu_1/Relu_output_0"
     with pytest.raises(igcam.InputError) as raised:
@@ -67,6 +70,24 @@ def test_resnet18_matches_pytorch_grad_cam(resnet_explainer, resnet64, photos, m
         want = grad_cam_raw(resnet64, resnet64.layer4[-1], torch.from_numpy(x[m.image:m.image + 1]).double(),
                             [m.target], PEERS[method])[0]
         assert rel_l2(m.cam, want) <= TOLERANCE, (method, m.target, rel_l2(m.cam, want))
+
+
+def test_a_convolution_inside_a_block_matches_pytorch_grad_cam(resnet18, resnet64, photos):
+    """pytorch-grad-cam hooks conv2's output, before its BatchNorm: from_torch keeps them apart."""
+    ex = igcam.from_torch(resnet18, layer=resnet18.layer4[-1].conv2, backend="cpu")
+    x = photos[4:5]
+    (m,) = ex.explain(x, targets=[657], methods="gradcam")
+    want = grad_cam_raw(resnet64, resnet64.layer4[-1].conv2, torch.from_numpy(x).double(), [657], GradCAM)[0]
+    assert rel_l2(m.cam, want) <= TOLERANCE, rel_l2(m.cam, want)
+
+
+def test_from_torch_exports_a_double_module_from_a_float_copy(resnet_explainer, resnet64, photos):
+    ex = igcam.from_torch(resnet64, layer=resnet64.layer4[-1], backend="cpu")
+    assert ex.layer == resnet_explainer.layer
+    (a,) = ex.explain(photos[0], targets=[285], methods="gradcam")
+    (b,) = resnet_explainer.explain(photos[0], targets=[285], methods="gradcam")
+    assert rel_l2(a.cam, b.cam) <= 1e-6
+    assert next(resnet64.parameters()).dtype == torch.float64, "the module itself is left as it was"
 
 
 def test_a_torchvision_export_file_matches_pytorch_grad_cam(tmp_path, photos):
