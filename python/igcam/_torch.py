@@ -51,13 +51,16 @@ def from_torch(module: Any, example_input: Any = None, *, layer: Any = None, ops
     buffer = io.BytesIO()
     try:
         with torch.no_grad():
-            # PRESERVE (the module is in eval mode): BatchNormalization stays a node of its own
-            # instead of being folded into the convolution before it, so a convolution's output
-            # is the tensor pytorch-grad-cam hooks, and FullGrad sees every bias it sees.
+            # The exporter folds each BatchNormalization into the convolution before it (EVAL),
+            # which igcam runs fastest (the convolution, a residual Add and the activation fuse).
+            # A convolution asked for as the layer would then be its BatchNorm's output, not the
+            # tensor pytorch-grad-cam hooks: for those, PRESERVE (the module is in eval mode)
+            # keeps BatchNormalization as nodes of their own.
+            keep_norms = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in _submodules(layer))
             torch.onnx.export(module, (example_input[:1].detach().cpu().float(),), buffer, dynamo=False,
                               opset_version=opset, input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                              training=torch.onnx.TrainingMode.PRESERVE)
+                              training=torch.onnx.TrainingMode.PRESERVE if keep_norms else torch.onnx.TrainingMode.EVAL)
     except Exception as e:  # the exporter's own errors are many and untyped
         raise ModelError(f"torch.onnx.export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     finally:
@@ -67,6 +70,12 @@ def from_torch(module: Any, example_input: Any = None, *, layer: Any = None, ops
     explainer = Explainer(data, layer=layers or None, **explainer_options)
     explainer.model_name = f"{type(module).__name__} (from_torch)"
     return explainer
+
+
+def _submodules(layer: Any) -> list:
+    """The submodules among ``layer``'s items (names left out)."""
+    items = layer if isinstance(layer, (list, tuple)) else [layer]
+    return [item for item in items if item is not None and not isinstance(item, str)]
 
 
 def _same_submodules(layer: Any, original: Any, copied: Any) -> Any:

@@ -45,6 +45,8 @@ def test_from_torch_takes_the_submodule_as_pytorch_grad_cam_does(resnet_explaine
     assert resnet_explainer.layer == "/layer4/layer4.1/relu_1/Relu_output_0"
     assert resnet_explainer.input_size == (224, 224)
     assert resnet_explainer.num_classes == 1000
+    # BatchNorm folded into the convolutions (the fast export) unless a convolution is the layer.
+    assert not any(layer.op == "BatchNormalization" for layer in resnet_explainer.layers())
     # A module inside a block, a whole stage, and several layers: each its last node's output.
     inner = igcam.from_torch(resnet18, layer=resnet18.layer4[-1].conv2, backend="cpu")
     assert inner.layer == "/layer4/layer4.1/conv2/Conv_output_0"
