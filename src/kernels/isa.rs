@@ -141,14 +141,17 @@ pub enum Kernel {
     GradTaps,
     /// The bias, residual and activation applied to a convolution's output.
     Epilogue,
+    /// Winograd's input and output tile transforms.
+    Transforms,
 }
 
 impl Kernel {
-    const ALL: [Kernel; 4] = [
+    const ALL: [Kernel; 5] = [
         Kernel::Gemm,
         Kernel::Window,
         Kernel::GradTaps,
         Kernel::Epilogue,
+        Kernel::Transforms,
     ];
 
     /// What the kernel computes, for a profile.
@@ -158,6 +161,7 @@ impl Kernel {
             Kernel::Window => "depthwise convolution and pooling",
             Kernel::GradTaps => "convolution and pooling input gradients",
             Kernel::Epilogue => "convolution epilogue (bias, residual, activation)",
+            Kernel::Transforms => "Winograd tile transforms",
         }
     }
 
@@ -165,7 +169,9 @@ impl Kernel {
     pub fn isa(self) -> Isa {
         match self {
             Kernel::Gemm => gemm_isa(),
-            Kernel::Window | Kernel::GradTaps | Kernel::Epilogue => Isa::active(),
+            Kernel::Window | Kernel::GradTaps | Kernel::Epilogue | Kernel::Transforms => {
+                Isa::active()
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use super::conv_grad::Gate;
 use super::epilogue::Epilogue;
-use super::isa::Kernel;
+use super::isa::{Kernel, isa_dispatch};
 use super::par::{for_each_index, par_chunks};
 use super::shape::{ConvShape, check_len, product};
 use super::work;
@@ -199,31 +199,17 @@ fn run(
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
     let tiles = th * tw;
     let n = batch * tiles;
+    let isa = Kernel::Transforms.enter();
+    let tiling = Tiling {
+        input: [h, w],
+        pad: [s.pad[0].0, s.pad[1].0],
+        tiles: [th, tw],
+        stride: n,
+    };
     par_chunks(v, 16 * n, |c, vc| {
         for b in 0..batch {
             let plane = &x[(b * cin + c) * h * w..(b * cin + c + 1) * h * w];
-            for ty in 0..th {
-                for tx in 0..tw {
-                    let mut d = [[0.0f32; 4]; 4];
-                    for (r, row) in d.iter_mut().enumerate() {
-                        let iy = (2 * ty + r) as isize - s.pad[0].0 as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        for (q, val) in row.iter_mut().enumerate() {
-                            let ix = (2 * tx + q) as isize - s.pad[1].0 as isize;
-                            if ix >= 0 && ix < w as isize {
-                                *val = src[ix as usize];
-                            }
-                        }
-                    }
-                    let t = b * tiles + ty * tw + tx;
-                    for (xi, value) in input_transform(&d).into_iter().enumerate() {
-                        vc[xi * n + t] = value;
-                    }
-                }
-            }
+            input_tiles_on(isa, &tiling, plane, &mut vc[b * tiles..]);
         }
     });
     let mp = SendPtr(m.as_mut_ptr());
@@ -262,82 +248,162 @@ fn run(
     let plane = oh * ow;
     let write = |k: usize| {
         let mk = &m[k * 16 * n..(k + 1) * 16 * n];
-        let bias = epilogue.bias.map_or(0.0, |b| b[k]);
         for b in 0..batch {
             let base = (b * cout + k) * plane;
             // SAFETY: channel k of every image is written by this task only, inside `out`
             // (allocated just above as batch·cout·oh·ow values; base + plane ≤ its length).
             let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(base), plane) };
             let residual = epilogue.residual.map(|r| &r[base..base + plane]);
-            for ty in 0..th {
-                for tx in 0..tw {
-                    let t = b * tiles + ty * tw + tx;
-                    let mut p = [0.0f32; 16];
-                    for (xi, v) in p.iter_mut().enumerate() {
-                        *v = mk[xi * n + t];
-                    }
-                    let y = output_transform(&p);
-                    for (dy, row) in y.iter().enumerate() {
-                        let oy = 2 * ty + dy;
-                        if oy >= oh {
-                            break;
-                        }
-                        for (dx, &value) in row.iter().enumerate() {
-                            let ox = 2 * tx + dx;
-                            if ox >= ow {
-                                break;
-                            }
-                            let i = oy * ow + ox;
-                            let mut val = value + bias;
-                            if let Some(r) = residual {
-                                val += r[i];
-                            }
-                            if let Some(a) = epilogue.activation {
-                                val = a.apply(val);
-                            }
-                            o[i] = val;
-                        }
-                    }
-                }
-            }
+            output_tiles_on(isa, &tiling, &mk[b * tiles..], [oh, ow], o);
+            epilogue_on(isa, epilogue, k, o, residual);
         }
     };
     for_each_index(cout, write);
     out
 }
 
-/// `Bᵀ d B` for the 4×4 tile `d`, row-major; Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]].
-#[inline(always)]
-fn input_transform(d: &[[f32; 4]; 4]) -> [f32; 16] {
-    let mut t = [[0.0f32; 4]; 4];
-    for j in 0..4 {
-        t[0][j] = d[0][j] - d[2][j];
-        t[1][j] = d[1][j] + d[2][j];
-        t[2][j] = d[2][j] - d[1][j];
-        t[3][j] = d[1][j] - d[3][j];
-    }
-    let mut out = [0.0f32; 16];
-    for i in 0..4 {
-        out[i * 4] = t[i][0] - t[i][2];
-        out[i * 4 + 1] = t[i][1] + t[i][2];
-        out[i * 4 + 2] = t[i][2] - t[i][1];
-        out[i * 4 + 3] = t[i][1] - t[i][3];
-    }
-    out
+/// Where one image's tiles lie: the input plane's size, its top and left padding, the tiles
+/// per column and row, and the stride between the 16 transformed values of a tile (the
+/// products' column count, every image's tiles together).
+struct Tiling {
+    /// Input rows and columns.
+    input: [usize; 2],
+    /// Zero rows above and columns left of the input.
+    pad: [usize; 2],
+    /// Tile rows and tile columns (each tile covers 2×2 outputs).
+    tiles: [usize; 2],
+    /// Distance between transformed value `xi` and `xi + 1` of a tile.
+    stride: usize,
 }
 
-/// `Aᵀ m A` for the 4×4 product tile `m` (row-major); Aᵀ = [[1,1,1,0],[0,1,-1,-1]].
+isa_dispatch! {
+    /// [`input_tiles`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
+    fn input_tiles_on(t: &Tiling, plane: &[f32], out: &mut [f32]) => input_tiles
+}
+
+isa_dispatch! {
+    /// [`output_tiles`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
+    fn output_tiles_on(t: &Tiling, products: &[f32], output: [usize; 2], o: &mut [f32]) => output_tiles
+}
+
+isa_dispatch! {
+    /// The epilogue of channel `k` compiled for `isa`, on one output plane `o`.
+    fn epilogue_on(e: &Epilogue, k: usize, o: &mut [f32], residual: Option<&[f32]>) => epilogue_channel
+}
+
 #[inline(always)]
-fn output_transform(m: &[f32; 16]) -> [[f32; 2]; 2] {
-    let mut t = [[0.0f32; 4]; 2];
-    for j in 0..4 {
-        t[0][j] = m[j] + m[4 + j] + m[8 + j];
-        t[1][j] = m[4 + j] - m[8 + j] - m[12 + j];
+fn epilogue_channel(e: &Epilogue, k: usize, o: &mut [f32], residual: Option<&[f32]>) {
+    e.apply_channel(k, o, residual);
+}
+
+/// `Bᵀ d B` of every 4×4 input tile of one channel plane: transformed value `xi` of tile `i`
+/// (row-major) goes to `out[xi · stride + i]`, where Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],
+/// [0,1,0,-1]]. A tile row at a time, on whole rows: the four input rows (zero outside the
+/// plane) are combined (`Bᵀ d`), their even and odd columns split, and each of the 16 values
+/// of the row's tiles is then a difference or sum of two unit-stride runs, so the loops
+/// vectorise across tiles.
+#[inline(always)]
+fn input_tiles(t: &Tiling, plane: &[f32], out: &mut [f32]) {
+    let ([h, w], [top, left], [th, tw]) = (t.input, t.pad, t.tiles);
+    // A tile row reads 2·tw + 2 columns from column −left on.
+    let width = 2 * tw + 2;
+    let mut rows = vec![0.0f32; 4 * width];
+    let mut combined = vec![0.0f32; 4 * width];
+    let mut halves = vec![0.0f32; 8 * (tw + 1)];
+    let first = left.min(width);
+    let count = w.min(width - first);
+    for ty in 0..th {
+        for (r, row) in rows.chunks_exact_mut(width).enumerate() {
+            let iy = (2 * ty + r).checked_sub(top).filter(|&iy| iy < h);
+            match iy {
+                Some(iy) => {
+                    row[..first].fill(0.0);
+                    row[first..first + count].copy_from_slice(&plane[iy * w..iy * w + count]);
+                    row[first + count..].fill(0.0);
+                }
+                None => row.fill(0.0),
+            }
+        }
+        let (r0, rest) = rows.split_at(width);
+        let (r1, rest) = rest.split_at(width);
+        let (r2, r3) = rest.split_at(width);
+        let (t0, rest) = combined.split_at_mut(width);
+        let (t1, rest) = rest.split_at_mut(width);
+        let (t2, t3) = rest.split_at_mut(width);
+        for j in 0..width {
+            t0[j] = r0[j] - r2[j];
+            t1[j] = r1[j] + r2[j];
+            t2[j] = r2[j] - r1[j];
+            t3[j] = r1[j] - r3[j];
+        }
+        for (i, row) in combined.chunks_exact(width).enumerate() {
+            let (even, odd) = halves[2 * i * (tw + 1)..2 * (i + 1) * (tw + 1)].split_at_mut(tw + 1);
+            for (k, pair) in row.chunks_exact(2).enumerate() {
+                even[k] = pair[0];
+                odd[k] = pair[1];
+            }
+        }
+        for i in 0..4 {
+            let (even, odd) = halves[2 * i * (tw + 1)..2 * (i + 1) * (tw + 1)].split_at(tw + 1);
+            let columns = [&even[..tw], &even[1..], &odd[..tw], &odd[1..]];
+            let start = |k: usize| (i * 4 + k) * t.stride + ty * tw;
+            // A tile's columns are e0, o0, e1, o1: d·B's four columns are c0 − c2, c1 + c2,
+            // c2 − c1 and c1 − c3.
+            combine(&mut out[start(0)..][..tw], columns, |e0, e1, _, _| e0 - e1);
+            combine(&mut out[start(1)..][..tw], columns, |_, e1, o0, _| o0 + e1);
+            combine(&mut out[start(2)..][..tw], columns, |_, e1, o0, _| e1 - o0);
+            combine(&mut out[start(3)..][..tw], columns, |_, _, o0, o1| o0 - o1);
+        }
     }
-    [
-        [t[0][0] + t[0][1] + t[0][2], t[0][1] - t[0][2] - t[0][3]],
-        [t[1][0] + t[1][1] + t[1][2], t[1][1] - t[1][2] - t[1][3]],
-    ]
+}
+
+/// `out[x] = f(e0[x], e1[x], o0[x], o1[x])` for the four runs `[e0, e1, o0, o1]`.
+#[inline(always)]
+fn combine(out: &mut [f32], [e0, e1, o0, o1]: [&[f32]; 4], f: impl Fn(f32, f32, f32, f32) -> f32) {
+    for ((((v, &e0), &e1), &o0), &o1) in out.iter_mut().zip(e0).zip(e1).zip(o0).zip(o1) {
+        *v = f(e0, e1, o0, o1);
+    }
+}
+
+/// `Aᵀ m A` of every product tile of one channel plane (value `xi` of tile `i` at
+/// `products[xi · stride + i]`), written to the `output` plane `o` (rows and columns past its
+/// edge left out), where Aᵀ = [[1,1,1,0],[0,1,-1,-1]]. A tile row at a time: each 2×2 output
+/// is sums of unit-stride runs across the row's tiles, interleaved into two output rows.
+#[inline(always)]
+fn output_tiles(t: &Tiling, products: &[f32], output: [usize; 2], o: &mut [f32]) {
+    let ([th, tw], [oh, ow]) = (t.tiles, output);
+    let mut rows = vec![0.0f32; 8 * tw];
+    let mut pairs = vec![0.0f32; 4 * tw];
+    for ty in 0..th {
+        let s = |xi: usize| &products[xi * t.stride + ty * tw..xi * t.stride + (ty + 1) * tw];
+        // Aᵀ m: row 0 of column j is m0j + m1j + m2j, row 1 is m1j − m2j − m3j.
+        for (j, row) in rows.chunks_exact_mut(2 * tw).enumerate() {
+            let (first, second) = row.split_at_mut(tw);
+            let (a, b, c, d) = (s(j), s(4 + j), s(8 + j), s(12 + j));
+            for (((v, &a), &b), &c) in first.iter_mut().zip(a).zip(b).zip(c) {
+                *v = a + b + c;
+            }
+            for (((v, &b), &c), &d) in second.iter_mut().zip(b).zip(c).zip(d) {
+                *v = b - c - d;
+            }
+        }
+        // (Aᵀ m) A: each row's columns t0 + t1 + t2 and t1 − t2 − t3, interleaved.
+        for (r, out) in pairs.chunks_exact_mut(2 * tw).enumerate() {
+            let column = |j: usize| &rows[j * 2 * tw + r * tw..j * 2 * tw + (r + 1) * tw];
+            let (t0, t1, t2, t3) = (column(0), column(1), column(2), column(3));
+            let values = out.chunks_exact_mut(2).zip(t0).zip(t1).zip(t2).zip(t3);
+            for ((((pair, &t0), &t1), &t2), &t3) in values {
+                pair[0] = t0 + t1 + t2;
+                pair[1] = t1 - t2 - t3;
+            }
+        }
+        for (dy, row) in pairs.chunks_exact(2 * tw).enumerate() {
+            let oy = 2 * ty + dy;
+            if oy < oh {
+                o[oy * ow..(oy + 1) * ow].copy_from_slice(&row[..ow]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -407,6 +473,31 @@ mod tests {
             let err = (num / den).sqrt();
             assert!(err <= 1e-6, "case {i}: relative L2 error {err:.2e}");
         }
+    }
+
+    /// The tile transforms give the portable path's values on every ISA this CPU has.
+    #[test]
+    fn every_isa_path_gives_the_portable_result() {
+        use crate::kernels::testing::assert_every_isa_agrees;
+        let ([h, w], [oh, ow]): ([usize; 2], [usize; 2]) = ([9, 7], [9, 7]);
+        let tiling = Tiling {
+            input: [h, w],
+            pad: [1, 1],
+            tiles: [oh.div_ceil(2), ow.div_ceil(2)],
+            stride: 21,
+        };
+        let plane = values(h * w, 940);
+        assert_every_isa_agrees("the input transform", |isa| {
+            let mut out = vec![0.0; 16 * 21];
+            input_tiles_on(isa, &tiling, &plane, &mut out);
+            out
+        });
+        let products = values(16 * 21, 941);
+        assert_every_isa_agrees("the output transform", |isa| {
+            let mut o = vec![0.0; oh * ow];
+            output_tiles_on(isa, &tiling, &products, [oh, ow], &mut o);
+            o
+        });
     }
 
     /// The Winograd input gradient equals the direct one (`conv_grad`, itself checked against
