@@ -6,6 +6,7 @@
 //! load; the tiles of all images of a batch go through each of the 16 products together.
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 use super::conv_grad::Gate;
 use super::epilogue::Epilogue;
@@ -166,18 +167,27 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epil
     }
     // V: [cin][16][n], the transformed input tiles; M: [cout][16][n], the products. Both are
     // fully overwritten, so the scratch buffers are reused as they are.
-    SCRATCH.with(|cell| {
+    with_tile_buffers(&SCRATCH, [cin * 16 * n, cout * 16 * n], |v, m| {
+        run(x, batch, s, u, epilogue, v, m)
+    })
+}
+
+/// This thread's transformed tiles and products: `f` gets the first `lens` values of each of
+/// `buffers`' two (grown to fit; they are fully overwritten, so not cleared).
+fn with_tile_buffers<R>(
+    buffers: &'static LocalKey<RefCell<(Vec<f32>, Vec<f32>)>>,
+    [v_len, m_len]: [usize; 2],
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
+    buffers.with(|cell| {
         let mut scratch = cell.borrow_mut();
         let (v, m) = &mut *scratch;
-        if v.len() < cin * 16 * n {
-            v.resize(cin * 16 * n, 0.0);
+        for (buffer, len) in [(&mut *v, v_len), (&mut *m, m_len)] {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
         }
-        if m.len() < cout * 16 * n {
-            m.resize(cout * 16 * n, 0.0);
-        }
-        let v = &mut v[..cin * 16 * n];
-        let m = &mut m[..cout * 16 * n];
-        run(x, batch, s, u, epilogue, v, m)
+        f(&mut v[..v_len], &mut m[..m_len])
     })
 }
 
@@ -203,13 +213,7 @@ fn run(
     let tiles = th * tw;
     let n = batch * tiles;
     let isa = Kernel::Transforms.enter();
-    let tiling = Tiling {
-        input: [h, w],
-        pad: [s.pad[0].0, s.pad[1].0],
-        tiles: [th, tw],
-        rows: [0, th],
-        stride: n,
-    };
+    let tiling = Tiling::of(s, [0, th], n);
     par_chunks(v, 16 * n, |c, vc| {
         for b in 0..batch {
             let plane = &x[(b * cin + c) * h * w..(b * cin + c + 1) * h * w];
@@ -307,23 +311,8 @@ fn run_blocked(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epi
             ((block + 1) * rows_per_block).min(th),
         ];
         let nb = (rows[1] - rows[0]) * tw;
-        let tiling = Tiling {
-            input: [h, w],
-            pad: [s.pad[0].0, s.pad[1].0],
-            tiles: [th, tw],
-            rows,
-            stride: nb,
-        };
-        BLOCK_SCRATCH.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            let (v, m) = &mut *scratch;
-            if v.len() < cin * 16 * nb {
-                v.resize(cin * 16 * nb, 0.0);
-            }
-            if m.len() < cout * 16 * nb {
-                m.resize(cout * 16 * nb, 0.0);
-            }
-            let (v, m) = (&mut v[..cin * 16 * nb], &mut m[..cout * 16 * nb]);
+        let tiling = Tiling::of(s, rows, nb);
+        with_tile_buffers(&BLOCK_SCRATCH, [cin * 16 * nb, cout * 16 * nb], |v, m| {
             for (c, vc) in v.chunks_exact_mut(16 * nb).enumerate() {
                 let input = &x[(b * cin + c) * h * w..(b * cin + c + 1) * h * w];
                 input_tiles_on(isa, &tiling, input, vc);
@@ -380,6 +369,20 @@ struct Tiling {
     rows: [usize; 2],
     /// Distance between transformed value `xi` and `xi + 1` of a tile.
     stride: usize,
+}
+
+impl Tiling {
+    /// The tiles of convolution `s`'s output in tile rows `rows`, `stride` apart.
+    fn of(s: &ConvShape, rows: [usize; 2], stride: usize) -> Self {
+        let [oh, ow] = s.checked_output();
+        Tiling {
+            input: s.input,
+            pad: [s.pad[0].0, s.pad[1].0],
+            tiles: [oh.div_ceil(2), ow.div_ceil(2)],
+            rows,
+            stride,
+        }
+    }
 }
 
 isa_dispatch! {
