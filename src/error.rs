@@ -35,6 +35,8 @@ pub enum Setting {
     NtSamples,
     /// The noise tunnel's standard deviation.
     NtStdev,
+    /// The metrics `eval` computes.
+    Metrics,
 }
 
 impl Setting {
@@ -52,6 +54,7 @@ impl Setting {
             Setting::Lenient => "lenient",
             Setting::NtSamples => "noise_tunnel.samples",
             Setting::NtStdev => "noise_tunnel.stdev",
+            Setting::Metrics => "metrics",
         }
     }
 }

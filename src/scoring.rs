@@ -2,38 +2,117 @@
 //! binding share: each map as the metrics read it (resized to the input, min-max scaled), the
 //! localisation metrics against a class mask where there is one, and the faithfulness metrics
 //! on edits of the photo normalised with the explainer's preset (the black image, and the
-//! photo blurred with σ = 5 as insertion's start), pushed through the model in chunks.
+//! photo blurred with σ = 5 as insertion's start), pushed through the model in chunks; and
+//! the metrics beyond the paper's that the options select ([`crate::metrics::table`]).
+
+use std::collections::BTreeMap;
 
 use image::RgbImage;
 
 use crate::cam::CamMap;
 use crate::error::{Error, Message, Result};
 use crate::explainer::Explainer;
+use crate::metrics::perturbation::random_subsets;
+use crate::metrics::table::{MetricInfo, Reading};
 use crate::metrics::{
-    Confidence, Faithfulness, FaithfulnessInput, bbox_accuracy, ebpg, pointing_hit,
+    Confidence, Faithfulness, FaithfulnessInput, Games, bbox_accuracy, ebpg, pointing_hit,
 };
 use crate::preprocess::{self, Baseline};
 use crate::render;
 
 /// How the metrics are computed.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ScoreOptions {
-    /// How a class's confidence is read from the logits (Drop/Increase and the curves).
+    /// How a class's confidence is read from the logits (every metric that runs the model).
     pub confidence: Confidence,
-    /// Steps of the Deletion and Insertion curves.
+    /// Steps of the Deletion and Insertion curves (and of Pixel-Flipping by default).
     pub curve_steps: usize,
     /// The pointing game's tolerance, in pixels.
     pub tolerance: f64,
+    /// The metrics beyond the paper's set to compute ([`crate::metrics::table::select`]).
+    pub extra: Vec<&'static MetricInfo>,
+    /// Top-K Intersection's `k`, in pixels.
+    pub top_k: usize,
+    /// Channel values Pixel-Flipping replaces per step; `None`: a `curve_steps`-th of them.
+    pub flip_step: Option<usize>,
+    /// Region Perturbation's square side, in pixels.
+    pub region_patch: usize,
+    /// Region Perturbation's number of regions replaced.
+    pub regions: usize,
+    /// Faithfulness Correlation's runs.
+    pub fc_runs: usize,
+    /// Faithfulness Correlation's channel values per subset.
+    pub fc_subset: usize,
+    /// Seed of Faithfulness Correlation's subsets (the same for every explanation, so methods
+    /// are compared on the same perturbations).
+    pub seed: u64,
 }
 
 impl Default for ScoreOptions {
-    /// `eval`'s defaults: softmax, 16 curve steps, 15 pixels.
+    /// `eval`'s defaults: softmax, 16 curve steps, 15 pixels, the paper's metrics; Quantus's
+    /// defaults for the others (k = 1000, 8-pixel regions, 100 regions, 100 runs of 224 values).
     fn default() -> Self {
         Self {
             confidence: Confidence::Softmax,
             curve_steps: 16,
             tolerance: 15.0,
+            extra: Vec::new(),
+            top_k: 1000,
+            flip_step: None,
+            region_patch: 8,
+            regions: 100,
+            fc_runs: 100,
+            fc_subset: 224,
+            seed: 0,
         }
+    }
+}
+
+impl ScoreOptions {
+    fn wants(&self, name: &str) -> bool {
+        self.extra.iter().any(|m| m.name == name)
+    }
+
+    /// Pixel-Flipping's step for an image of `features` channel values (at least 1).
+    fn flip_step_for(&self, features: usize) -> usize {
+        self.flip_step
+            .unwrap_or(features.div_ceil(self.curve_steps.max(1)))
+            .max(1)
+    }
+
+    /// The perturbation games these options play on an image of `channels x size`.
+    pub fn games(&self, channels: usize, size: [usize; 2]) -> Games {
+        let features = channels * size[0] * size[1];
+        Games {
+            flip_step: self
+                .wants("pixel_flipping")
+                .then(|| self.flip_step_for(features)),
+            regions: self
+                .wants("region_perturbation")
+                .then_some((self.region_patch, self.regions)),
+            subsets: self
+                .wants("faithfulness_correlation")
+                .then(|| random_subsets(features, self.fc_subset, self.fc_runs, self.seed)),
+        }
+    }
+
+    /// Forward passes the metrics cost per explanation of an image of `channels x size`:
+    /// Drop's masked image, the two curves, and the games (with the image itself once).
+    pub fn forwards(&self, channels: usize, size: [usize; 2]) -> usize {
+        let features = channels * size[0] * size[1];
+        let patch = self.region_patch.max(1);
+        let regions = (size[0].div_ceil(patch) + 1) * (size[1].div_ceil(patch) + 1);
+        let mut n = 1 + 2 * self.curve_steps.saturating_sub(1);
+        if self.wants("pixel_flipping") {
+            n += features.div_ceil(self.flip_step_for(features));
+        }
+        if self.wants("region_perturbation") {
+            n += 1 + self.regions.min(regions);
+        }
+        if self.wants("faithfulness_correlation") {
+            n += 1 + self.fc_runs;
+        }
+        n
     }
 }
 
@@ -61,6 +140,9 @@ pub struct Scores {
     pub bbox: Option<f64>,
     /// Pointing-game hit (with a mask that is not empty).
     pub pointing: Option<bool>,
+    /// The selected metrics beyond the paper's, by name (NaN where one cannot be computed,
+    /// e.g. a localisation metric without a mask).
+    pub extra: BTreeMap<&'static str, f64>,
 }
 
 /// Scores every explanation of `photo` (the prepared photo, at the model's input size) at once.
@@ -68,7 +150,7 @@ pub fn score(
     explainer: &Explainer,
     photo: &RgbImage,
     explained: &[ToScore],
-    options: ScoreOptions,
+    options: &ScoreOptions,
 ) -> Result<Vec<Scores>> {
     let size = explainer.model().input_size();
     let pixels = size[0] * size[1];
@@ -109,18 +191,34 @@ pub fn score(
         .map(|(m, e)| (m.as_slice(), e.target))
         .collect();
     let faithfulness = faith.score_all(&jobs, options.curve_steps)?;
+    let games = options.games(image.len() / pixels, size);
+    let played = faith.play(&jobs, &games)?;
     Ok(maps
         .into_iter()
         .zip(explained)
-        .zip(faithfulness)
-        .map(|((map, e), faithfulness)| Scores {
-            ebpg: e.mask.map(|mask| ebpg(&map, mask)),
-            bbox: e.mask.and_then(|mask| bbox_accuracy(&map, mask)),
-            pointing: e
-                .mask
-                .and_then(|mask| pointing_hit(&map, mask, size[1], options.tolerance)),
-            map,
-            faithfulness,
+        .zip(faithfulness.into_iter().zip(played))
+        .map(|((map, e), (faithfulness, played))| {
+            let reading = Reading {
+                map: &map,
+                mask: e.mask,
+                played: &played,
+                top_k: options.top_k,
+            };
+            let extra = options
+                .extra
+                .iter()
+                .map(|m| (m.name, (m.read)(&reading).unwrap_or(f64::NAN)))
+                .collect();
+            Scores {
+                ebpg: e.mask.map(|mask| ebpg(&map, mask)),
+                bbox: e.mask.and_then(|mask| bbox_accuracy(&map, mask)),
+                pointing: e
+                    .mask
+                    .and_then(|mask| pointing_hit(&map, mask, size[1], options.tolerance)),
+                map,
+                faithfulness,
+                extra,
+            }
         })
         .collect())
 }

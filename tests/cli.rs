@@ -935,11 +935,128 @@ fn eval(dir: &Path, out: &str, extra: &[&str]) -> Output {
 
 /// The table without its timing column (timings differ between any two runs).
 fn table_without_ms(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("summary.csv"))
+    let text = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let ms = text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|h| h == "ms/explanation")
+        .expect("a timing column");
+    text.lines()
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(',').collect();
+            cells.remove(ms);
+            cells.join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--metrics",
+        "all",
+        "--regions",
+        "6",
+        "--fc-runs",
+        "5",
+        "--fc-subset",
+        "5000",
+        "--limit",
+        "3",
+        "--npy",
+    ];
+    let out = eval(dir.path(), "all", &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("| top_k (higher) | sparseness (higher) | complexity (lower) | pixel_flipping (lower) | region_perturbation (higher) | faithfulness_correlation (higher) |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("paired comparisons significant at 0.05 after Holm's correction"),
+        "{stdout}"
+    );
+    let rows: Vec<Json> = std::fs::read_to_string(dir.path().join("all/rows.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
-        .collect()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        let extra = r["extra"].as_object().unwrap();
+        let names: Vec<&str> = extra.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "complexity",
+                "faithfulness_correlation",
+                "pixel_flipping",
+                "region_perturbation",
+                "sparseness",
+                "top_k"
+            ]
+        );
+        for (k, v) in extra {
+            assert!(v.as_f64().is_some_and(f64::is_finite), "{k}: {v}");
+        }
+        // Sparseness recomputed from the map eval wrote (Gini of the values plus 1e-7).
+        let stem = format!(
+            "{}_{}_{}",
+            r["image"].as_str().unwrap(),
+            r["class"].as_str().unwrap(),
+            r["method"].as_str().unwrap()
+        );
+        let bytes = std::fs::read(dir.path().join(format!("all/maps/{stem}.map.npy"))).unwrap();
+        let map: Vec<f32> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
+        let mut a: Vec<f64> = map.iter().map(|&v| f64::from(v) + 1e-7).collect();
+        a.sort_by(f64::total_cmp);
+        let n = a.len() as f64;
+        let gini = a
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (2.0 * (k + 1) as f64 - n - 1.0) * v)
+            .sum::<f64>()
+            / (n * a.iter().sum::<f64>());
+        assert!(
+            (extra["sparseness"].as_f64().unwrap() - gini).abs() < 1e-9,
+            "{stem}"
+        );
+    }
+    let csv = std::fs::read_to_string(dir.path().join("all/summary.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(header.contains(",ebpg 95% lo,ebpg 95% hi,"), "{header}");
+    assert!(
+        header.ends_with(",faithfulness_correlation 95% lo,faithfulness_correlation 95% hi"),
+        "{header}"
+    );
+    let stats: Json =
+        serde_json::from_slice(&std::fs::read(dir.path().join("all/stats.json")).unwrap()).unwrap();
+    let intervals = stats["intervals"].as_array().unwrap();
+    assert_eq!(intervals.len(), 2 * 12, "2 methods x 12 metrics");
+    for i in intervals {
+        let (lo, mean, hi) = (
+            i["lo"].as_f64().unwrap(),
+            i["mean"].as_f64().unwrap(),
+            i["hi"].as_f64().unwrap(),
+        );
+        assert!(lo <= mean + 1e-12 && mean <= hi + 1e-12, "{i}");
+    }
+    let comparisons = stats["comparisons"].as_array().unwrap();
+    assert!(!comparisons.is_empty());
+    for c in comparisons {
+        assert_eq!(
+            (c["a"].as_str(), c["b"].as_str()),
+            (Some("igcam"), Some("gradcam"))
+        );
+        let (p, holm) = (c["p"].as_f64().unwrap(), c["p_holm"].as_f64().unwrap());
+        assert!(
+            (0.0..=1.0).contains(&p) && p <= holm + 1e-15 && holm <= 1.0,
+            "{c}"
+        );
+    }
 }
 
 #[test]

@@ -566,7 +566,7 @@ fn special_files_are_refused_without_reading_them() {
 fn extreme_options_are_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = manifest("tests/data/voc-mini");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["explain", "--target=-1", "--backend", "cpu"],
             "target -1 is negative",
@@ -583,6 +583,26 @@ fn extreme_options_are_refused_in_one_line() {
         (
             &["eval", "--data", &data, "--curve-steps", "0"],
             "--curve-steps must be at least 1",
+        ),
+        (
+            &["eval", "--data", &data, "--fc-runs", "1"],
+            "--fc-runs must be at least 2",
+        ),
+        (
+            &["eval", "--data", &data, "--metrics", "road"],
+            "error: invalid option: unknown metric `road` in --metrics: use default, all, or some of ebpg,",
+        ),
+        (
+            &[
+                "eval",
+                "--data",
+                &data,
+                "--curve-steps",
+                "5000",
+                "--backend",
+                "cpu",
+            ],
+            "these metrics need 9999 forward passes per explanation at 224x224 (--curve-steps, --flip-step, --regions, --fc-runs), over --max-forwards 2000: lower those or raise --max-forwards",
         ),
         (
             &["explain", "--nonsense"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -57,6 +57,9 @@ class Scores(NamedTuple):
     """Bbox accuracy (with boxes or a mask)."""
     pointing: Optional[bool]
     """Pointing game hit within ``tolerance`` pixels (with boxes or a mask)."""
+    extra: Dict[str, Optional[float]] = {}
+    """The metrics asked for with ``metrics=`` beyond these, by name (``None`` where one cannot
+    be computed, e.g. ``top_k`` without ground truth)."""
 
 
 def methods() -> list:
@@ -324,7 +327,11 @@ class Explainer:
         return out
 
     def evaluate(self, explanations: Sequence[Explanation], boxes: Any = None, masks: Any = None, *,
-                 score: str = "softmax", curve_steps: int = 16, tolerance: float = 15.0) -> list:
+                 score: str = "softmax", curve_steps: int = 16, tolerance: float = 15.0,
+                 metrics: Union[str, Sequence[str]] = "default", top_k: int = 1000,
+                 flip_step: Optional[int] = None, region_patch: int = 8, regions: int = 100,
+                 fc_runs: int = 100, fc_subset: int = 224, seed: int = 0,
+                 max_forwards: int = 2000) -> list:
         """Scores explanations with ``igcam-wgpu eval``'s metrics: Drop/Increase and the
         Deletion/Insertion curves (the model runs on edits of each explanation's photo), and,
         given the ground truth, EBPG, Bbox accuracy and the pointing game.
@@ -337,8 +344,15 @@ class Explainer:
             masks: or as ``HxW`` boolean masks at the model's input: one for all, or one per
                 explanation (a list, ``None`` where there is none, or an ``NxHxW`` array).
             score: how confidence is read from the logits: ``softmax``, ``sigmoid`` or ``logit``.
-            curve_steps: steps of the Deletion and Insertion curves.
+            curve_steps: steps of the Deletion and Insertion curves (and of Pixel-Flipping).
             tolerance: the pointing game's tolerance in pixels.
+            metrics: metrics besides the paper's, in ``Scores.extra``: ``"default"`` (none),
+                ``"all"``, or names (``eval --metrics``'s): top_k, sparseness, complexity,
+                pixel_flipping, region_perturbation, faithfulness_correlation.
+            top_k, flip_step, region_patch, regions, fc_runs, fc_subset: their settings, as
+                ``eval``'s switches of the same names.
+            seed: Faithfulness Correlation's random subsets.
+            max_forwards: refuse metrics needing more forward passes per explanation.
 
         Returns:
             One ``Scores`` per explanation, in their order.
@@ -348,6 +362,19 @@ class Explainer:
         """
         explanations = list(explanations)
         _whole("curve_steps", curve_steps)
+        for name, value, least in [("top_k", top_k, 1), ("region_patch", region_patch, 1), ("regions", regions, 1),
+                                   ("fc_runs", fc_runs, 2), ("fc_subset", fc_subset, 1),
+                                   ("max_forwards", max_forwards, 1), ("seed", seed, 0)]:
+            _whole(name, value)
+            if value < least:
+                raise InputError(f"`{name}` must be at least {least}, not {value}")
+        if flip_step is not None:
+            _whole("flip_step", flip_step)
+            if flip_step < 1:
+                raise InputError(f"`flip_step` must be at least 1, not {flip_step}")
+        if not isinstance(metrics, str):
+            metrics = ",".join(metrics)
+        settings = (top_k, flip_step, region_patch, regions, fc_runs, fc_subset, seed)
         if boxes is not None and masks is not None:
             raise InputError("give `boxes` or `masks`, not both")
         if isinstance(boxes, np.ndarray):
@@ -377,7 +404,8 @@ class Explainer:
                 jobs.append((e.cam.astype("<f4").tobytes(), *e.cam.shape, e.target,
                              _boxes(per_boxes[i]), mask))
             for i, scored in zip(indices, self._model.evaluate(photo.tobytes(), jobs, score, curve_steps,
-                                                               float(tolerance))):
+                                                               float(tolerance), metrics, settings,
+                                                               max_forwards)):
                 out[i] = Scores(**scored)
         return out
 

@@ -25,7 +25,9 @@ class Model:
     def evaluate(self, photo: bytes,
                  maps: list[tuple[bytes, int, int, int, Optional[list[tuple[int, int, int, int]]],
                                   Optional[bytes]]],
-                 score: str, curve_steps: int, tolerance: float) -> list[dict[str, Any]]: ...
+                 score: str, curve_steps: int, tolerance: float, metrics: str,
+                 settings: tuple[int, Optional[int], int, int, int, int, int],
+                 max_forwards: int) -> list[dict[str, Any]]: ...
 
 def upsample(values: bytes, height: int, width: int, size: tuple[int, int]) -> bytes: ...
 def overlay(photo: bytes, photo_size: tuple[int, int], values: bytes, height: int, width: int,

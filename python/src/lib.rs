@@ -17,7 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use igcam::cam::noise_tunnel::{NoiseKind, NoiseTunnel};
 use igcam::cam::{CamMap, Method, Quadrature};
-use igcam::metrics::{Confidence, PixelBox, boxes_mask};
+use igcam::metrics::{Confidence, PixelBox, boxes_mask, table};
 use igcam::onnx::OnnxModel;
 use igcam::preprocess::{Baseline, Preset};
 use igcam::render::{self, Colormap};
@@ -290,7 +290,8 @@ impl Model {
 
     /// Scores maps of one photo (`photo`: its RGB bytes at the model's input, as `explain`
     /// returned it) with `eval`'s metrics. Returns one dict per map.
-    #[pyo3(signature = (photo, maps, score, curve_steps, tolerance))]
+    #[pyo3(signature = (photo, maps, score, curve_steps, tolerance, metrics, settings, max_forwards))]
+    #[allow(clippy::too_many_arguments)]
     fn evaluate<'py>(
         &self,
         py: Python<'py>,
@@ -299,8 +300,12 @@ impl Model {
         score: &str,
         curve_steps: usize,
         tolerance: f64,
+        metrics: &str,
+        settings: MetricSettings,
+        max_forwards: usize,
     ) -> PyResult<Bound<'py, PyList>> {
         let confidence = parsed(score, Confidence::parse)?;
+        let extra = table::select(metrics).map_err(to_py)?;
         if curve_steps == 0 {
             return Err(input_error("`curve_steps` must be at least 1"));
         }
@@ -340,11 +345,26 @@ impl Model {
                 (None, None) => None,
             });
         }
+        let (top_k, flip_step, region_patch, regions, fc_runs, fc_subset, seed) = settings;
         let options = ScoreOptions {
             confidence,
             curve_steps,
             tolerance,
+            extra,
+            top_k,
+            flip_step,
+            region_patch,
+            regions,
+            fc_runs,
+            fc_subset,
+            seed,
         };
+        let forwards = options.forwards(3, [h, w]);
+        if forwards > max_forwards {
+            return Err(input_error(format!(
+                "these metrics need {forwards} forward passes per explanation at {h}x{w} (`curve_steps`, `flip_step`, `regions`, `fc_runs`), over `max_forwards` {max_forwards}: lower those or raise `max_forwards`"
+            )));
+        }
         let scores = py.detach(|| {
             self.explainer.with(|explainer| {
                 let to_score: Vec<ToScore> = cams
@@ -356,7 +376,7 @@ impl Model {
                         mask: mask.as_deref(),
                     })
                     .collect();
-                scoring::score(explainer, &photo, &to_score, options).map_err(to_py)
+                scoring::score(explainer, &photo, &to_score, &options).map_err(to_py)
             })
         })?;
         let out = PyList::empty(py);
@@ -369,6 +389,11 @@ impl Model {
             d.set_item("ebpg", s.ebpg)?;
             d.set_item("bbox", s.bbox)?;
             d.set_item("pointing", s.pointing)?;
+            let extra = PyDict::new(py);
+            for (name, value) in &s.extra {
+                extra.set_item(*name, (!value.is_nan()).then_some(*value))?;
+            }
+            d.set_item("extra", extra)?;
             out.append(d)?;
         }
         Ok(out)
@@ -378,6 +403,10 @@ impl Model {
 /// What to score, per map: the raw map (`float32` bytes, height, width), its class, and its
 /// ground truth as boxes `(x0, y0, x1, y1)` at the model's input, as a mask (`H * W` bytes, 0
 /// or 1), or neither.
+/// The metric settings `evaluate` passes: top_k, flip_step, region_patch, regions, fc_runs,
+/// fc_subset, seed.
+type MetricSettings = (usize, Option<usize>, usize, usize, usize, usize, u64);
+
 type MapToScore<'py> = (
     Bound<'py, PyBytes>,
     usize,

@@ -19,6 +19,23 @@ fn next(state: &mut u64) -> u64 {
 /// `2^-53`: a draw's top 53 bits as a fraction of 1.
 const UNIT: f64 = 1.0 / (1u64 << 53) as f64;
 
+/// Draws one at a time from `seed`: an index below `n` is `floor(n (d >> 11) / 2^53)` of the
+/// next draw `d` (eval's bootstrap and Faithfulness Correlation's subsets).
+pub struct Stream(u64);
+
+impl Stream {
+    /// The stream of `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// An index in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        let i = ((next(&mut self.0) >> 11) as f64 * UNIT * n as f64) as usize;
+        i.min(n - 1)
+    }
+}
+
 /// `count` uniform values in `[low, high)` from `seed`.
 pub fn uniforms(seed: u64, count: usize, [low, high]: [f64; 2]) -> Vec<f32> {
     let mut state = seed;

@@ -44,7 +44,7 @@ pub struct Faithfulness {
 }
 
 impl FaithfulnessInput<'_> {
-    fn plane(&self) -> usize {
+    pub(super) fn plane(&self) -> usize {
         self.size[0] * self.size[1]
     }
 
@@ -153,7 +153,7 @@ impl FaithfulnessInput<'_> {
 
 /// Runs edited images through the model a batch at a time and keeps only each one's
 /// confidence for its target.
-struct Scorer<'a, 'b> {
+pub(super) struct Scorer<'a, 'b> {
     input: &'a FaithfulnessInput<'b>,
     device: &'a Device,
     pending: Vec<Vec<f32>>,
@@ -162,7 +162,7 @@ struct Scorer<'a, 'b> {
 }
 
 impl<'a, 'b> Scorer<'a, 'b> {
-    fn new(input: &'a FaithfulnessInput<'b>, device: &'a Device) -> Self {
+    pub(super) fn new(input: &'a FaithfulnessInput<'b>, device: &'a Device) -> Self {
         Self {
             input,
             device,
@@ -172,7 +172,7 @@ impl<'a, 'b> Scorer<'a, 'b> {
         }
     }
 
-    fn push(&mut self, image: &[f32], target: usize) -> Result<()> {
+    pub(super) fn push(&mut self, image: &[f32], target: usize) -> Result<()> {
         self.pending.push(image.to_vec());
         self.targets.push(target);
         if self.pending.len() >= self.input.batch.max(1) {
@@ -194,7 +194,7 @@ impl<'a, 'b> Scorer<'a, 'b> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<f64>> {
+    pub(super) fn finish(mut self) -> Result<Vec<f64>> {
         self.flush()?;
         Ok(self.scores)
     }

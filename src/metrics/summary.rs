@@ -4,40 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::pointing::PointingTally;
-
-/// One explained (image, class, method).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Row {
-    /// Image id.
-    pub image: String,
-    /// Annotation class name.
-    pub class: String,
-    /// Explained model output.
-    pub target: usize,
-    /// Method label.
-    pub method: String,
-    /// Energy-based pointing game, in [0, 1].
-    #[serde(deserialize_with = "nan_if_null")]
-    pub ebpg: f64,
-    /// Bbox accuracy, in [0, 1] (`None` when the class box vanished in the crop).
-    pub bbox: Option<f64>,
-    /// Drop for this explanation, in [0, 1].
-    #[serde(deserialize_with = "nan_if_null")]
-    pub drop: f64,
-    /// Whether confidence increased.
-    pub increase: bool,
-    /// Deletion AUC.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub deletion: f64,
-    /// Insertion AUC.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub insertion: f64,
-    /// Pointing-game hit (`None` when the class box vanished in the crop).
-    pub pointing: Option<bool>,
-    /// Time for the explanation, milliseconds.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub ms: f64,
-}
+pub use super::row::{Row, extra_names};
+use super::significance::{Interval, intervals};
 
 /// One method's line of the table.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -62,12 +30,11 @@ pub struct MethodSummary {
     pub pointing: f64,
     /// Mean milliseconds per explanation.
     pub ms: f64,
-}
-
-/// Reads a metric written as `null` (serde_json writes NaN so) back as NaN.
-fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    use serde::Deserialize;
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    /// Means of the metrics beyond the paper's set, by name, in the metric table's order.
+    pub extra: Vec<(String, f64)>,
+    /// The 95 % bootstrap interval of each mean (on its column's scale), in
+    /// [`super::significance::tested_metrics`] order.
+    pub intervals: Vec<Interval>,
 }
 
 /// The mean of the values that are not NaN (NaN when there are none).
@@ -96,6 +63,7 @@ pub fn nan_metrics(rows: &[Row]) -> usize {
 
 /// Summarises rows per method, in first-seen method order.
 pub fn summarise(rows: &[Row]) -> Vec<MethodSummary> {
+    let mut all_intervals = intervals(rows);
     let mut sorted: Vec<&Row> = rows.iter().collect();
     sorted.sort_by(|a, b| (&a.image, &a.class, &a.method).cmp(&(&b.image, &b.class, &b.method)));
     let mut order: Vec<&str> = Vec::new();
@@ -129,9 +97,27 @@ pub fn summarise(rows: &[Row]) -> Vec<MethodSummary> {
                 insertion: mean(rs.iter().map(|r| r.insertion)),
                 pointing: 100.0 * tally.accuracy().unwrap_or(f64::NAN),
                 ms: mean(rs.iter().map(|r| r.ms)),
+                extra: extra_names(rows)
+                    .into_iter()
+                    .map(|n| (n.clone(), mean(rs.iter().map(|r| r.value(&n)))))
+                    .collect(),
+                intervals: {
+                    let (mine, rest) = all_intervals.drain(..).partition(|i| i.method == m);
+                    all_intervals = rest;
+                    mine
+                },
             }
         })
         .collect()
+}
+
+/// A column title: the name and which way is better.
+fn title(name: &str) -> String {
+    match super::table::info(name) {
+        Some(m) if m.higher_is_better => format!("{name} (higher)"),
+        Some(_) => format!("{name} (lower)"),
+        None => name.to_string(),
+    }
 }
 
 const HEADER: [&str; 10] = [
@@ -147,8 +133,16 @@ const HEADER: [&str; 10] = [
     "ms/explanation",
 ];
 
-fn cells(s: &MethodSummary) -> [String; 10] {
-    [
+fn header(summary: &[MethodSummary]) -> Vec<String> {
+    let mut h: Vec<String> = HEADER.iter().map(|s| s.to_string()).collect();
+    if let Some(first) = summary.first() {
+        h.extend(first.extra.iter().map(|(k, _)| title(k)));
+    }
+    h
+}
+
+fn cells(s: &MethodSummary) -> Vec<String> {
+    let mut c = vec![
         s.method.clone(),
         s.n.to_string(),
         format!("{:.2}", s.ebpg),
@@ -159,27 +153,38 @@ fn cells(s: &MethodSummary) -> [String; 10] {
         format!("{:.4}", s.insertion),
         format!("{:.2}", s.pointing),
         format!("{:.1}", s.ms),
-    ]
+    ];
+    c.extend(s.extra.iter().map(|(_, v)| format!("{v:.4}")));
+    c
 }
 
 /// The summary as a markdown table.
 pub fn markdown(summary: &[MethodSummary]) -> String {
-    let mut out = format!(
-        "| {} |\n|{}\n",
-        HEADER.join(" | "),
-        "---|".repeat(HEADER.len())
-    );
+    let h = header(summary);
+    let mut out = format!("| {} |\n|{}\n", h.join(" | "), "---|".repeat(h.len()));
     for s in summary {
         out += &format!("| {} |\n", cells(s).join(" | "));
     }
     out
 }
 
-/// The summary as CSV.
+/// The summary as CSV, each mean's 95 % interval in two more columns per metric.
 pub fn csv(summary: &[MethodSummary]) -> String {
-    let mut out = HEADER.join(",") + "\n";
+    let mut h = header(summary);
+    if let Some(first) = summary.first() {
+        for i in &first.intervals {
+            h.push(format!("{} 95% lo", i.metric));
+            h.push(format!("{} 95% hi", i.metric));
+        }
+    }
+    let mut out = h.join(",") + "\n";
     for s in summary {
-        out += &(cells(s).join(",") + "\n");
+        let mut c = cells(s);
+        for i in &s.intervals {
+            c.push(format!("{:.6}", i.lo));
+            c.push(format!("{:.6}", i.hi));
+        }
+        out += &(c.join(",") + "\n");
     }
     out
 }
@@ -202,6 +207,7 @@ mod tests {
             insertion: 0.9,
             pointing: Some(hit),
             ms: 10.0,
+            extra: BTreeMap::new(),
         }
     }
 

@@ -40,6 +40,7 @@ impl Spelling for PageSpelling {
             Setting::Lenient => "lenient decoding",
             Setting::NtSamples => "the noise samples",
             Setting::NtStdev => "the noise level",
+            Setting::Metrics => "the metrics",
         }
         .to_string()
     }

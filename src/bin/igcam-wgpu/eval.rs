@@ -9,12 +9,13 @@ use clap::Args;
 use igcam::Explainer;
 use igcam::cam::CamMap;
 use igcam::data::{ClassMap, parse_annotation};
+use igcam::metrics::boxes_mask;
 use igcam::metrics::summary::Row;
-use igcam::metrics::{Confidence, boxes_mask};
 use igcam::scoring::{ScoreOptions, ToScore};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{self, CommonArgs};
+use crate::metric_args::MetricArgs;
 use crate::output;
 use crate::results::{RowsFile, Stats, report, write_stats};
 
@@ -36,15 +37,8 @@ pub struct EvalArgs {
     /// Run shard k of n (1-based, `k/n`): images whose position in the split is k-1 modulo n.
     #[arg(long)]
     shard: Option<String>,
-    /// Class confidence for Drop/Increase and the curves.
-    #[arg(long, value_enum, default_value_t = Confidence::Softmax)]
-    score: Confidence,
-    /// Steps of the Deletion and Insertion curves (1/N of the pixels per step).
-    #[arg(long, default_value_t = 16)]
-    curve_steps: usize,
-    /// Pointing-game tolerance in pixels.
-    #[arg(long, default_value_t = 15.0)]
-    tolerance: f64,
+    #[command(flatten)]
+    metrics: MetricArgs,
     /// Output folder: rows.jsonl, stats.json, summary.csv.
     #[arg(long, default_value = "igcam-eval")]
     out: PathBuf,
@@ -136,17 +130,30 @@ fn catch_interrupt() {
     });
 }
 
+/// What every image of a run is scored with.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    args: &'a EvalArgs,
+    options: &'a ScoreOptions,
+    explainer: &'a Explainer,
+    classes: &'a ClassMap,
+}
+
 /// Scores one image: one request for every class present × every method, then the metrics,
 /// with all faithfulness images of the image through the model together. Returns its rows.
 fn score_image(
-    args: &EvalArgs,
-    explainer: &Explainer,
-    classes: &ClassMap,
+    run: &Run,
     id: &str,
     annotation: &igcam::data::Annotation,
     image: &image::DynamicImage,
     stats: &mut Stats,
 ) -> Result<Vec<Row>> {
+    let Run {
+        args,
+        options,
+        explainer,
+        classes,
+    } = *run;
     let size = explainer.model().input_size();
     let prepared = explainer.prepare(image)?;
     let mut wanted = Vec::new();
@@ -188,11 +195,6 @@ fn score_image(
             });
         }
     }
-    let options = ScoreOptions {
-        confidence: args.score,
-        curve_steps: args.curve_steps,
-        tolerance: args.tolerance,
-    };
     let scores = igcam::scoring::score(explainer, &prepared.photo, &to_score, options)?;
     let mut rows = Vec::new();
     for ((class, mask, e), scored) in explained.into_iter().zip(scores) {
@@ -226,6 +228,11 @@ fn score_image(
             insertion: f.insertion,
             pointing: scored.pointing,
             ms: e.ms,
+            extra: scored
+                .extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), Some(*v).filter(|v| !v.is_nan())))
+                .collect(),
         });
     }
     Ok(rows)
@@ -234,15 +241,7 @@ fn score_image(
 /// Runs `eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
     args.common.path.check()?;
-    if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
-        bail!(
-            "--tolerance {} must be a finite number of pixels, 0 or more",
-            args.tolerance
-        );
-    }
-    if args.curve_steps == 0 {
-        bail!("--curve-steps must be at least 1");
-    }
+    let options = args.metrics.options(args.common.path.seed)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let classes = class_map(&args.classes)?;
     let mut ids = image_ids(&args.data, &args.split)?;
@@ -264,6 +263,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let loaded = args::load(&args.common, false)?;
     let explainer = &loaded.explainer;
     classes.check(explainer.model().num_classes())?;
+    args.metrics
+        .check_budget(&options, explainer.model().input_size())?;
     if !args.quiet {
         eprintln!(
             "backend: {}; model: {}; layer: {}; {} images",
@@ -295,6 +296,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     bar.set_length(todo.len() as u64);
+    let run = Run {
+        args: &args,
+        options: &options,
+        explainer,
+        classes: &classes,
+    };
     catch_interrupt();
     let mut interrupted = false;
     for id in todo {
@@ -303,7 +310,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             break;
         }
         bar.inc(1);
-        match evaluate_one(&args, explainer, &classes, id, &mut stats) {
+        match evaluate_one(&run, id, &mut stats) {
             Ok(Some(image_rows)) => {
                 file.append(&image_rows)?;
                 rows.extend(image_rows);
@@ -331,13 +338,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// Reads one image and its annotation and scores it: `Some(rows)` when it was evaluated,
 /// `None` when its annotation is bad (counted in `stats`), an error when the image or the
 /// scoring failed.
-fn evaluate_one(
-    args: &EvalArgs,
-    explainer: &Explainer,
-    classes: &ClassMap,
-    id: &str,
-    stats: &mut Stats,
-) -> Result<Option<Vec<Row>>> {
+fn evaluate_one(run: &Run, id: &str, stats: &mut Stats) -> Result<Option<Vec<Row>>> {
+    let args = run.args;
     let xml_path = args.data.join("Annotations").join(format!("{id}.xml"));
     let annotation = match output::read_text(&xml_path).and_then(|t| Ok(parse_annotation(&t)?)) {
         Ok(a) => a,
@@ -351,5 +353,5 @@ fn evaluate_one(
     let path =
         find_image(&args.data, id).with_context(|| format!("no JPEGImages/{id}.jpg or .png"))?;
     let image = args.common.image.decode(&output::read(&path)?, id)?;
-    score_image(args, explainer, classes, id, &annotation, &image, stats).map(Some)
+    score_image(run, id, &annotation, &image, stats).map(Some)
 }

@@ -9,6 +9,7 @@ mod eval;
 mod explain;
 mod layers;
 mod merge;
+mod metric_args;
 mod model_folder;
 mod output;
 mod panics;
@@ -103,6 +104,7 @@ impl Spelling for CliSpelling {
             Setting::Lenient => "--lenient",
             Setting::NtSamples => "--nt-samples",
             Setting::NtStdev => "--nt-stdev",
+            Setting::Metrics => "--metrics",
         }
         .to_string()
     }

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use igcam::metrics::significance::{self, Comparison, Interval};
 use igcam::metrics::summary::{self, Row};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,13 @@ pub struct Stats {
     /// Ids of the images finished so far (scored, or without a mapped class), for `--resume`.
     #[serde(default)]
     pub done: Vec<String>,
+    /// Each method's mean of each metric with its 95 % bootstrap interval (written with the
+    /// summary; recomputed from the rows, never read back).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<Interval>,
+    /// Paired Wilcoxon tests between methods, Holm-corrected per metric (likewise).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pub comparisons: Vec<Comparison>,
 }
 
 impl Stats {
@@ -78,10 +86,41 @@ pub fn read_rows(path: &Path, partial_tail: bool) -> Result<(Vec<Row>, usize)> {
 /// Writes stats and the summary CSV into `dir` (rows.jsonl is already there), and prints the
 /// table and the counts.
 pub fn report(dir: &Path, rows: &[Row], stats: &Stats) -> Result<()> {
-    write_stats(dir, stats)?;
     let table = summary::summarise(rows);
+    let comparisons = significance::comparisons(rows);
+    write_stats(
+        dir,
+        &Stats {
+            intervals: table.iter().flat_map(|s| s.intervals.clone()).collect(),
+            comparisons: comparisons.clone(),
+            ..stats.clone()
+        },
+    )?;
     output::write(&dir.join("summary.csv"), summary::csv(&table).as_bytes())?;
     print!("{}", summary::markdown(&table));
+    let better: Vec<String> = comparisons
+        .iter()
+        .filter_map(|c| {
+            let winner = c.better.as_ref()?;
+            let loser = if *winner == c.a { &c.b } else { &c.a };
+            Some(format!(
+                "  {}: {winner} better than {loser} (Wilcoxon, n = {}, p = {:.2e}, Holm {:.2e})",
+                c.metric, c.n, c.p, c.p_holm
+            ))
+        })
+        .collect();
+    if !comparisons.is_empty() {
+        println!(
+            "\n{} of {} paired comparisons significant at {} after Holm's correction{}",
+            better.len(),
+            comparisons.len(),
+            significance::ALPHA,
+            if better.is_empty() { "" } else { ":" }
+        );
+        for line in &better {
+            println!("{line}");
+        }
+    }
     let skipped: usize = stats.skipped_objects.values().sum();
     println!(
         "\n{} images, {} explanations; {} images unreadable, {} annotations bad, {} objects skipped (no class-map entry: {})",

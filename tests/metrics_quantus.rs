@@ -1,0 +1,227 @@
+//! eval's Quantus-family metrics and statistics against the reference values of
+//! tests/reference/make_metric_fixtures.py (Quantus 0.6 on the same maps, images, model and
+//! perturbations; scipy 1.17 for the Wilcoxon test and Holm's correction).
+
+mod common;
+
+use burn::tensor::Device;
+use igcam::metrics::perturbation::{feature_order, unit_trapezoid};
+use igcam::metrics::stats::{holm, wilcoxon};
+use igcam::metrics::{
+    Confidence, FaithfulnessInput, Games, PixelBox, bbox_accuracy, boxes_mask, complexity, ebpg,
+    sparseness, top_k_intersection,
+};
+use igcam::onnx::OnnxModel;
+use igcam::preprocess::{self, Baseline, Preset};
+use serde_json::Value as Json;
+
+fn floats(v: &Json) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn counts(v: &Json) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
+}
+
+/// `|got - want| <= 1e-4 |want|` for each explanation.
+fn assert_each(metric: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{metric}: count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-4 * w.abs(),
+            "{metric}, explanation {i}: igcam {g} vs Quantus {w} (relative {:.2e})",
+            (g - w).abs() / w.abs()
+        );
+    }
+}
+
+struct Case {
+    size: usize,
+    images: Vec<Vec<f32>>,
+    targets: Vec<usize>,
+    maps: Vec<Vec<f32>>,
+    masks: Vec<Vec<bool>>,
+    fixture: Json,
+}
+
+fn case() -> Case {
+    let fixture = common::json("metrics/quantus.json");
+    let size = fixture["size"].as_u64().unwrap() as usize;
+    let bytes = std::fs::read(common::fixture("nets/vgg_tiny_input.png")).unwrap();
+    let photo = preprocess::decode(&bytes).unwrap().to_rgb8();
+    assert_eq!(photo.dimensions(), (size as u32, size as u32));
+    let flipped = image::imageops::flip_horizontal(&photo);
+    let images = fixture["flipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let p = if f.as_bool().unwrap() {
+                &flipped
+            } else {
+                &photo
+            };
+            preprocess::normalise(p, Preset::Imagenet)
+        })
+        .collect();
+    let maps = fixture["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| floats(m).into_iter().map(|v| v as f32).collect())
+        .collect();
+    let masks = fixture["boxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bs| {
+            let boxes: Vec<PixelBox> = bs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    let c = counts(b);
+                    PixelBox {
+                        x0: c[0],
+                        y0: c[1],
+                        x1: c[2],
+                        y1: c[3],
+                    }
+                })
+                .collect();
+            boxes_mask(&boxes, size, size)
+        })
+        .collect();
+    Case {
+        size,
+        images,
+        targets: counts(&fixture["targets"]),
+        maps,
+        masks,
+        fixture,
+    }
+}
+
+#[test]
+fn map_metrics_equal_quantus() {
+    let c = case();
+    let want = |m: &str| floats(&c.fixture["metrics"][m]);
+    let per = |f: &dyn Fn(usize) -> f64| (0..c.maps.len()).map(f).collect::<Vec<_>>();
+    assert_each(
+        "sparseness",
+        &per(&|i| sparseness(&c.maps[i])),
+        &want("sparseness"),
+    );
+    assert_each(
+        "complexity",
+        &per(&|i| complexity(&c.maps[i])),
+        &want("complexity"),
+    );
+    assert_each(
+        "top_k (k = 300)",
+        &per(&|i| top_k_intersection(&c.maps[i], &c.masks[i], 300).unwrap()),
+        &want("top_k"),
+    );
+    // Quantus's Relevance Mass and Rank Accuracy are eval's EBPG and Bbox accuracy.
+    assert_each(
+        "EBPG = RelevanceMassAccuracy",
+        &per(&|i| ebpg(&c.maps[i], &c.masks[i])),
+        &want("relevance_mass"),
+    );
+    assert_each(
+        "Bbox = RelevanceRankAccuracy",
+        &per(&|i| bbox_accuracy(&c.maps[i], &c.masks[i]).unwrap()),
+        &want("relevance_rank"),
+    );
+}
+
+#[test]
+fn perturbation_games_equal_quantus() {
+    let c = case();
+    let device = Device::flex();
+    let bytes = std::fs::read(common::fixture("metrics/faith_net.onnx")).unwrap();
+    let model = OnnxModel::from_bytes(&bytes, &device).unwrap();
+    let black = preprocess::baseline(Baseline::Black, Preset::Imagenet, [c.size, c.size]);
+    let subsets: Vec<Vec<Vec<usize>>> = c.fixture["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|runs| runs.as_array().unwrap().iter().map(counts).collect())
+        .collect();
+    let (mut flips, mut regions, mut correlations) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, runs) in subsets.into_iter().enumerate() {
+        let input = FaithfulnessInput {
+            model: &model,
+            image: &c.images[i],
+            black: &black,
+            blurred: &c.images[i],
+            size: [c.size, c.size],
+            batch: 7,
+            confidence: Confidence::Softmax,
+        };
+        let games = Games {
+            flip_step: Some(c.fixture["pixel_flipping_step"].as_u64().unwrap() as usize),
+            regions: Some((
+                c.fixture["region_patch"].as_u64().unwrap() as usize,
+                c.fixture["regions"].as_u64().unwrap() as usize,
+            )),
+            subsets: Some(runs),
+        };
+        let s = input.play(&[(&c.maps[i], c.targets[i])], &games).unwrap()[0];
+        flips.push(s.pixel_flipping.unwrap());
+        regions.push(s.region_perturbation.unwrap());
+        correlations.push(s.faithfulness_correlation.unwrap());
+    }
+    let want = |m: &str| floats(&c.fixture["metrics"][m]);
+    assert_each("pixel_flipping", &flips, &want("pixel_flipping"));
+    assert_each(
+        "region_perturbation",
+        &regions,
+        &want("region_perturbation"),
+    );
+    assert_each(
+        "faithfulness_correlation",
+        &correlations,
+        &want("faithfulness_correlation"),
+    );
+    // The fixture is one that moves: the photo's confidence falls by a measurable amount.
+    assert!(want("region_perturbation").iter().all(|v| v.abs() > 1e-3));
+    // The order the games used, as the fixture gave it to Quantus.
+    assert_eq!(feature_order(&[0.5, 0.75], 3)[..3], [1, 3, 5]);
+    assert_eq!(unit_trapezoid(&[0.0, 1.0]), 0.5);
+}
+
+#[test]
+fn wilcoxon_and_holm_equal_scipy() {
+    let f = common::json("metrics/quantus.json");
+    for (name, case) in f["wilcoxon"].as_object().unwrap() {
+        let w = wilcoxon(&floats(&case["a"]), &floats(&case["b"])).unwrap();
+        let (stat, p) = (
+            case["statistic"].as_f64().unwrap(),
+            case["p"].as_f64().unwrap(),
+        );
+        assert!(
+            (w.statistic - stat).abs() <= 1e-9 * stat.abs().max(1.0),
+            "{name}: statistic {} vs {stat}",
+            w.statistic
+        );
+        assert!(
+            (w.p - p).abs() <= 1e-9 * p,
+            "{name}: p {} vs scipy {p}",
+            w.p
+        );
+    }
+    let adjusted = holm(&floats(&f["holm"]["p"]));
+    let want = floats(&f["holm"]["adjusted"]);
+    for (a, b) in adjusted.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-12, "Holm {adjusted:?} vs {want:?}");
+    }
+}
