@@ -58,23 +58,30 @@ impl FaithfulnessInput<'_> {
         }
     }
 
-    /// The logits of each image (CHW each) in `images`, pushed through the model in chunks.
-    fn logits(&self, images: &[Vec<f32>], device: &Device) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(images.len());
-        let chw = images.first().map_or(0, Vec::len);
-        for chunk in images.chunks(self.batch.max(1)) {
-            let data: Vec<f32> = chunk.iter().flatten().copied().collect();
-            let x = Tensor::<4>::from_data(
-                TensorData::new(
-                    data,
-                    [chunk.len(), chw / self.plane(), self.size[0], self.size[1]],
-                ),
-                device,
-            );
-            let logits = host_values(self.model.forward(x)?)?;
-            out.extend(logits.chunks(self.model.num_classes()).map(<[f32]>::to_vec));
+    /// The logits of each image in `images`: whole CHW images one after another, pushed
+    /// through the model in chunks of `batch`.
+    fn logits(&self, images: Vec<f32>, device: &Device) -> Result<Vec<Vec<f32>>> {
+        let chw = self.image.len();
+        let per_chunk = self.batch.max(1) * chw;
+        if images.len() > per_chunk {
+            let mut out = Vec::with_capacity(images.len() / chw.max(1));
+            for chunk in images.chunks(per_chunk) {
+                out.extend(self.logits(chunk.to_vec(), device)?);
+            }
+            return Ok(out);
         }
-        Ok(out)
+        let shape = [
+            images.len() / chw,
+            chw / self.plane(),
+            self.size[0],
+            self.size[1],
+        ];
+        let x = Tensor::<4>::from_data(TensorData::new(images, shape), device);
+        let logits = host_values(self.model.forward(x)?)?;
+        Ok(logits
+            .chunks(self.model.num_classes())
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 
     /// Scores `map` (upsampled, `height * width`) for `target`, with `steps` steps per curve.
@@ -94,14 +101,7 @@ impl FaithfulnessInput<'_> {
         let device = self.model.device();
         let steps = steps.max(1);
         // Shared images, run once: 0 = the image, 1 = black, 2 = blurred.
-        let shared = self.logits(
-            &[
-                self.image.to_vec(),
-                self.black.to_vec(),
-                self.blurred.to_vec(),
-            ],
-            device,
-        )?;
+        let shared = self.logits([self.image, self.black, self.blurred].concat(), device)?;
         // Per explanation: the masked image, then deletion and insertion step 1, step 2, ...,
         // made one at a time and scored a batch at a time (memory stays at one batch however
         // many steps the curves have).
@@ -156,7 +156,8 @@ impl FaithfulnessInput<'_> {
 pub(super) struct Scorer<'a, 'b> {
     input: &'a FaithfulnessInput<'b>,
     device: &'a Device,
-    pending: Vec<Vec<f32>>,
+    /// The images waiting for the next chunk, one after another.
+    pending: Vec<f32>,
     targets: Vec<usize>,
     scores: Vec<f64>,
 }
@@ -173,9 +174,9 @@ impl<'a, 'b> Scorer<'a, 'b> {
     }
 
     pub(super) fn push(&mut self, image: &[f32], target: usize) -> Result<()> {
-        self.pending.push(image.to_vec());
+        self.pending.extend_from_slice(image);
         self.targets.push(target);
-        if self.pending.len() >= self.input.batch.max(1) {
+        if self.targets.len() >= self.input.batch.max(1) {
             self.flush()?;
         }
         Ok(())
@@ -185,11 +186,12 @@ impl<'a, 'b> Scorer<'a, 'b> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let logits = self.input.logits(&self.pending, self.device)?;
+        let logits = self
+            .input
+            .logits(std::mem::take(&mut self.pending), self.device)?;
         for (l, &t) in logits.iter().zip(&self.targets) {
             self.scores.push(self.input.confidence.of(l, t));
         }
-        self.pending.clear();
         self.targets.clear();
         Ok(())
     }
