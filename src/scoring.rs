@@ -15,7 +15,7 @@ use crate::explainer::Explainer;
 use crate::metrics::perturbation::random_subsets;
 use crate::metrics::table::{MetricInfo, Reading};
 use crate::metrics::{
-    Confidence, Faithfulness, FaithfulnessInput, Games, bbox_accuracy, ebpg, pointing_hit,
+    Confidence, Faithfulness, FaithfulnessInput, Games, Road, bbox_accuracy, ebpg, pointing_hit,
 };
 use crate::preprocess::{self, Baseline};
 use crate::render;
@@ -43,14 +43,19 @@ pub struct ScoreOptions {
     pub fc_runs: usize,
     /// Faithfulness Correlation's channel values per subset.
     pub fc_subset: usize,
-    /// Seed of Faithfulness Correlation's subsets (the same for every explanation, so methods
-    /// are compared on the same perturbations).
+    /// ROAD's percentiles.
+    pub road_percentiles: Vec<f64>,
+    /// ROAD's imputation noise (standard deviation).
+    pub road_noise: f32,
+    /// Seed of Faithfulness Correlation's subsets and ROAD's noise (the same for every
+    /// explanation, so methods are compared on the same perturbations).
     pub seed: u64,
 }
 
 impl Default for ScoreOptions {
     /// `eval`'s defaults: softmax, 16 curve steps, 15 pixels, the paper's metrics; Quantus's
-    /// defaults for the others (k = 1000, 8-pixel regions, 100 regions, 100 runs of 224 values).
+    /// defaults for the others (k = 1000, 8-pixel regions, 100 regions, 100 runs of 224 values),
+    /// pytorch-grad-cam's for ROAD (percentiles 10 to 90, noise 0.01).
     fn default() -> Self {
         Self {
             confidence: Confidence::Softmax,
@@ -63,6 +68,8 @@ impl Default for ScoreOptions {
             regions: 100,
             fc_runs: 100,
             fc_subset: 224,
+            road_percentiles: crate::metrics::road::PERCENTILES.to_vec(),
+            road_noise: 0.01,
             seed: 0,
         }
     }
@@ -93,7 +100,22 @@ impl ScoreOptions {
             subsets: self
                 .wants("faithfulness_correlation")
                 .then(|| random_subsets(features, self.fc_subset, self.fc_runs, self.seed)),
+            road: self.road_games().map(|(morf, lerf)| Road {
+                percentiles: self.road_percentiles.clone(),
+                morf,
+                lerf,
+                noise: self.road_noise,
+                seed: self.seed,
+            }),
         }
+    }
+
+    /// Which ROAD games the selected metrics need: (MoRF, LeRF), or `None`.
+    fn road_games(&self) -> Option<(bool, bool)> {
+        let combined = self.wants("road_combined");
+        let morf = combined || self.wants("road_morf");
+        let lerf = combined || self.wants("road_lerf");
+        (morf || lerf).then_some((morf, lerf))
     }
 
     /// Forward passes the metrics cost per explanation of an image of `channels x size`:
@@ -111,6 +133,9 @@ impl ScoreOptions {
         }
         if self.wants("faithfulness_correlation") {
             n += 1 + self.fc_runs;
+        }
+        if let Some((morf, lerf)) = self.road_games() {
+            n += 1 + self.road_percentiles.len() * (usize::from(morf) + usize::from(lerf));
         }
         n
     }

@@ -964,6 +964,8 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
         "5",
         "--fc-subset",
         "5000",
+        "--road-percentiles",
+        "30,70",
         "--limit",
         "3",
         "--npy",
@@ -972,7 +974,7 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("| top_k (higher) | sparseness (higher) | complexity (lower) | pixel_flipping (lower) | region_perturbation (higher) | faithfulness_correlation (higher) |"),
+        stdout.contains("| top_k (higher) | sparseness (higher) | complexity (lower) | pixel_flipping (lower) | region_perturbation (higher) | faithfulness_correlation (higher) | road_morf (lower) | road_lerf (higher) | road_combined (higher) |"),
         "{stdout}"
     );
     assert!(
@@ -995,6 +997,9 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
                 "faithfulness_correlation",
                 "pixel_flipping",
                 "region_perturbation",
+                "road_combined",
+                "road_lerf",
+                "road_morf",
                 "sparseness",
                 "top_k"
             ]
@@ -1029,13 +1034,13 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
     let header = csv.lines().next().unwrap();
     assert!(header.contains(",ebpg 95% lo,ebpg 95% hi,"), "{header}");
     assert!(
-        header.ends_with(",faithfulness_correlation 95% lo,faithfulness_correlation 95% hi"),
+        header.ends_with(",road_combined 95% lo,road_combined 95% hi"),
         "{header}"
     );
     let stats: Json =
         serde_json::from_slice(&std::fs::read(dir.path().join("all/stats.json")).unwrap()).unwrap();
     let intervals = stats["intervals"].as_array().unwrap();
-    assert_eq!(intervals.len(), 2 * 12, "2 methods x 12 metrics");
+    assert_eq!(intervals.len(), 2 * 15, "2 methods x 15 metrics");
     for i in intervals {
         let (lo, mean, hi) = (
             i["lo"].as_f64().unwrap(),

@@ -1,6 +1,7 @@
 //! eval's Quantus-family metrics and statistics against the reference values of
 //! tests/reference/make_metric_fixtures.py (Quantus 0.6 on the same maps, images, model and
-//! perturbations; scipy 1.17 for the Wilcoxon test and Holm's correction).
+//! perturbations; pytorch-grad-cam 1.5.7 for ROAD; scipy 1.17 for the Wilcoxon test and Holm's
+//! correction).
 
 mod common;
 
@@ -8,8 +9,8 @@ use burn::tensor::Device;
 use igcam::metrics::perturbation::{feature_order, unit_trapezoid};
 use igcam::metrics::stats::{holm, wilcoxon};
 use igcam::metrics::{
-    Confidence, FaithfulnessInput, Games, PixelBox, bbox_accuracy, boxes_mask, complexity, ebpg,
-    sparseness, top_k_intersection,
+    Confidence, FaithfulnessInput, Games, PixelBox, Road, bbox_accuracy, boxes_mask, complexity,
+    ebpg, sparseness, top_k_intersection,
 };
 use igcam::onnx::OnnxModel;
 use igcam::preprocess::{self, Baseline, Preset};
@@ -157,6 +158,7 @@ fn perturbation_games_equal_quantus() {
         .map(|runs| runs.as_array().unwrap().iter().map(counts).collect())
         .collect();
     let (mut flips, mut regions, mut correlations) = (Vec::new(), Vec::new(), Vec::new());
+    let mut road = Vec::new();
     for (i, runs) in subsets.into_iter().enumerate() {
         let input = FaithfulnessInput {
             model: &model,
@@ -174,11 +176,19 @@ fn perturbation_games_equal_quantus() {
                 c.fixture["regions"].as_u64().unwrap() as usize,
             )),
             subsets: Some(runs),
+            road: Some(Road {
+                percentiles: igcam::metrics::road::PERCENTILES.to_vec(),
+                morf: true,
+                lerf: true,
+                noise: 0.01,
+                seed: 5,
+            }),
         };
         let s = input.play(&[(&c.maps[i], c.targets[i])], &games).unwrap()[0];
         flips.push(s.pixel_flipping.unwrap());
         regions.push(s.region_perturbation.unwrap());
         correlations.push(s.faithfulness_correlation.unwrap());
+        road.push([s.road_morf.unwrap(), s.road_lerf.unwrap()]);
     }
     let want = |m: &str| floats(&c.fixture["metrics"][m]);
     assert_each("pixel_flipping", &flips, &want("pixel_flipping"));
@@ -191,6 +201,16 @@ fn perturbation_games_equal_quantus() {
         "faithfulness_correlation",
         &correlations,
         &want("faithfulness_correlation"),
+    );
+    let morf: Vec<f64> = road.iter().map(|r| r[0]).collect();
+    let lerf: Vec<f64> = road.iter().map(|r| r[1]).collect();
+    let combined: Vec<f64> = road.iter().map(|r| (r[1] - r[0]) / 2.0).collect();
+    assert_each("road_morf (pytorch-grad-cam)", &morf, &want("road_morf"));
+    assert_each("road_lerf (pytorch-grad-cam)", &lerf, &want("road_lerf"));
+    assert_each(
+        "road_combined (pytorch-grad-cam)",
+        &combined,
+        &want("road_combined"),
     );
     // The fixture is one that moves: the photo's confidence falls by a measurable amount.
     assert!(want("region_perturbation").iter().all(|v| v.abs() > 1e-3));

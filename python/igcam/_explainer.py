@@ -330,7 +330,9 @@ class Explainer:
                  score: str = "softmax", curve_steps: int = 16, tolerance: float = 15.0,
                  metrics: Union[str, Sequence[str]] = "default", top_k: int = 1000,
                  flip_step: Optional[int] = None, region_patch: int = 8, regions: int = 100,
-                 fc_runs: int = 100, fc_subset: int = 224, seed: int = 0,
+                 fc_runs: int = 100, fc_subset: int = 224,
+                 road_percentiles: Sequence[float] = (10, 20, 30, 40, 50, 60, 70, 80, 90),
+                 road_noise: float = 0.01, seed: int = 0,
                  max_forwards: int = 2000) -> list:
         """Scores explanations with ``igcam-wgpu eval``'s metrics: Drop/Increase and the
         Deletion/Insertion curves (the model runs on edits of each explanation's photo), and,
@@ -348,10 +350,11 @@ class Explainer:
             tolerance: the pointing game's tolerance in pixels.
             metrics: metrics besides the paper's, in ``Scores.extra``: ``"default"`` (none),
                 ``"all"``, or names (``eval --metrics``'s): top_k, sparseness, complexity,
-                pixel_flipping, region_perturbation, faithfulness_correlation.
-            top_k, flip_step, region_patch, regions, fc_runs, fc_subset: their settings, as
-                ``eval``'s switches of the same names.
-            seed: Faithfulness Correlation's random subsets.
+                pixel_flipping, region_perturbation, faithfulness_correlation, road_morf,
+                road_lerf, road_combined.
+            top_k, flip_step, region_patch, regions, fc_runs, fc_subset, road_percentiles,
+                road_noise: their settings, as ``eval``'s switches of the same names.
+            seed: Faithfulness Correlation's random subsets and ROAD's noise.
             max_forwards: refuse metrics needing more forward passes per explanation.
 
         Returns:
@@ -374,7 +377,8 @@ class Explainer:
                 raise InputError(f"`flip_step` must be at least 1, not {flip_step}")
         if not isinstance(metrics, str):
             metrics = ",".join(metrics)
-        settings = (top_k, flip_step, region_patch, regions, fc_runs, fc_subset, seed)
+        settings = (top_k, flip_step, region_patch, regions, fc_runs, fc_subset,
+                    [float(p) for p in road_percentiles], float(road_noise), seed)
         if boxes is not None and masks is not None:
             raise InputError("give `boxes` or `masks`, not both")
         if isinstance(boxes, np.ndarray):

@@ -345,7 +345,35 @@ impl Model {
                 (None, None) => None,
             });
         }
-        let (top_k, flip_step, region_patch, regions, fc_runs, fc_subset, seed) = settings;
+        let (
+            top_k,
+            flip_step,
+            region_patch,
+            regions,
+            fc_runs,
+            fc_subset,
+            road_percentiles,
+            road_noise,
+            seed,
+        ) = settings;
+        if let Some(p) = road_percentiles
+            .iter()
+            .find(|p| !(0.0..=100.0).contains(*p))
+        {
+            return Err(input_error(format!(
+                "`road_percentiles` {p} must lie between 0 and 100"
+            )));
+        }
+        if road_percentiles.is_empty() {
+            return Err(input_error(
+                "`road_percentiles` must hold at least one percentile",
+            ));
+        }
+        if !(road_noise.is_finite() && road_noise >= 0.0) {
+            return Err(input_error(format!(
+                "`road_noise` {road_noise} must be a finite number, 0 or more"
+            )));
+        }
         let options = ScoreOptions {
             confidence,
             curve_steps,
@@ -357,12 +385,14 @@ impl Model {
             regions,
             fc_runs,
             fc_subset,
+            road_percentiles,
+            road_noise,
             seed,
         };
         let forwards = options.forwards(3, [h, w]);
         if forwards > max_forwards {
             return Err(input_error(format!(
-                "these metrics need {forwards} forward passes per explanation at {h}x{w} (`curve_steps`, `flip_step`, `regions`, `fc_runs`), over `max_forwards` {max_forwards}: lower those or raise `max_forwards`"
+                "these metrics need {forwards} forward passes per explanation at {h}x{w} (`curve_steps`, `flip_step`, `regions`, `fc_runs`, `road_percentiles`), over `max_forwards` {max_forwards}: lower those or raise `max_forwards`"
             )));
         }
         let scores = py.detach(|| {
@@ -404,8 +434,18 @@ impl Model {
 /// ground truth as boxes `(x0, y0, x1, y1)` at the model's input, as a mask (`H * W` bytes, 0
 /// or 1), or neither.
 /// The metric settings `evaluate` passes: top_k, flip_step, region_patch, regions, fc_runs,
-/// fc_subset, seed.
-type MetricSettings = (usize, Option<usize>, usize, usize, usize, usize, u64);
+/// fc_subset, road_percentiles, road_noise, seed.
+type MetricSettings = (
+    usize,
+    Option<usize>,
+    usize,
+    usize,
+    usize,
+    usize,
+    Vec<f64>,
+    f32,
+    u64,
+);
 
 type MapToScore<'py> = (
     Bound<'py, PyBytes>,

@@ -17,19 +17,19 @@ def test_evaluate_equals_the_clis_eval(cli, lite0, tmp_path):
     subprocess.run([cli, "eval", "--data", str(VOC), "--classes", str(VOC / "classes.txt"), "--methods",
                     "igcam,gradcam", "--steps", "4", "--curve-steps", "4", "--backend", "cpu", "--quiet",
                     "--out", str(tmp_path), "--npy", "--metrics", "all", "--regions", "6", "--fc-runs", "5",
-                    "--fc-subset", "5000", "--seed", "3"], check=True, timeout=600, stdout=subprocess.DEVNULL)
+                    "--fc-subset", "5000", "--road-percentiles", "30,70", "--seed", "3"], check=True, timeout=600, stdout=subprocess.DEVNULL)
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["image"] == "coffee"]
     assert [(r["method"], r["target"]) for r in rows] == [("igcam", 967), ("gradcam", 967)]
     maps = lite0.explain(VOC / "JPEGImages" / "coffee.jpg", targets=967, methods=["igcam", "gradcam"], steps=4)
     masks = [np.load(tmp_path / "maps" / f"coffee_espresso_{m.method}.mask.npy") > 0.5 for m in maps]
     scores = lite0.evaluate(maps, masks=masks, curve_steps=4, metrics="all", regions=6, fc_runs=5, fc_subset=5000,
-                            seed=3)
+                            road_percentiles=[30, 70], seed=3)
     for s, r in zip(scores, rows):
         for name in ["ebpg", "bbox", "drop", "deletion", "insertion"]:
             assert getattr(s, name) == pytest.approx(r[name], rel=1e-9, abs=1e-12), name
         assert (s.increase, s.pointing) == (r["increase"], r["pointing"])
-        assert sorted(s.extra) == sorted(r["extra"]) and len(s.extra) == 6
+        assert sorted(s.extra) == sorted(r["extra"]) and len(s.extra) == 9
         for name, value in s.extra.items():
             assert value == pytest.approx(r["extra"][name], rel=1e-9, abs=1e-12), name
 
@@ -90,9 +90,10 @@ def test_evaluate_refuses_what_it_cannot_score(lite0):
     (dict(fc_runs=1), "`fc_runs` must be at least 2, not 1"),
     (dict(metrics=["top_k", "road"]), "invalid option: unknown metric `road` in `metrics`: use default, all, or some "
                                       "of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, "
-                                      "complexity, pixel_flipping, region_perturbation, faithfulness_correlation"),
+                                      "complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, "
+                                      "road_lerf, road_combined"),
     (dict(curve_steps=5000), "these metrics need 9999 forward passes per explanation at 224x224 (`curve_steps`, "
-                             "`flip_step`, `regions`, `fc_runs`), over `max_forwards` 2000: lower those or raise "
+                             "`flip_step`, `regions`, `fc_runs`, `road_percentiles`), over `max_forwards` 2000: lower those or raise "
                              "`max_forwards`"),
 ])
 def test_evaluate_refuses_bad_ground_truth(lite0, kwargs, message):

@@ -1,11 +1,31 @@
-//! Quantus's perturbation games on one image, through the model in batches like Drop/Increase:
+//! The perturbation games on one image, through the model in batches like Drop/Increase:
 //! Pixel-Flipping (Bach et al., 2015), Region Perturbation (Samek et al., 2016) and Faithfulness
 //! Correlation (Bhatt et al., 2020), each as Quantus 0.6 defines it, with igcam's black (the
-//! black photo normalised with the preset) as the replacement value.
+//! black photo normalised with the preset) as the replacement value; and ROAD as
+//! pytorch-grad-cam defines it (noisy linear imputation, [`super::road`]).
 
 use super::faithfulness::{FaithfulnessInput, Scorer};
 use super::perturbation::{feature_order, pearson, regions_morf, subset_relevance, unit_trapezoid};
+use super::road::{impute, kept};
+use crate::cam::random::standard_normals;
 use crate::error::Result;
+use crate::kernels::par::par_chunks;
+
+/// ROAD's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Road {
+    /// The percentiles the score is averaged over.
+    pub percentiles: Vec<f64>,
+    /// Play the most-relevant-first game.
+    pub morf: bool,
+    /// Play the least-relevant-first game.
+    pub lerf: bool,
+    /// The imputation noise's standard deviation (pytorch-grad-cam: 0.01).
+    pub noise: f32,
+    /// The noise's seed: each imputation of `n` pixels adds the first `channels * n` standard
+    /// normal values of igcam's generator from this seed.
+    pub seed: u64,
+}
 
 /// Which games to play and their settings.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -16,11 +36,16 @@ pub struct Games {
     pub regions: Option<(usize, usize)>,
     /// Faithfulness Correlation with these subsets of channel values (one per run).
     pub subsets: Option<Vec<Vec<usize>>>,
+    /// ROAD.
+    pub road: Option<Road>,
 }
 
 impl Games {
     fn any(&self) -> bool {
-        self.flip_step.is_some() || self.regions.is_some() || self.subsets.is_some()
+        self.flip_step.is_some()
+            || self.regions.is_some()
+            || self.subsets.is_some()
+            || self.road.is_some()
     }
 }
 
@@ -33,6 +58,10 @@ pub struct GameScores {
     pub region_perturbation: Option<f64>,
     /// Pearson correlation of subset relevance and confidence drop (higher is better).
     pub faithfulness_correlation: Option<f64>,
+    /// ROAD, most relevant first: the mean change of confidence (lower is better).
+    pub road_morf: Option<f64>,
+    /// ROAD, least relevant first: the mean change of confidence (higher is better).
+    pub road_lerf: Option<f64>,
 }
 
 impl FaithfulnessInput<'_> {
@@ -49,8 +78,8 @@ impl FaithfulnessInput<'_> {
         let mut scorer = Scorer::new(self, device);
         let mut counts = Vec::with_capacity(explained.len());
         for &(map, target) in explained {
-            let mut count = [0usize; 4];
-            if games.regions.is_some() || games.subsets.is_some() {
+            let mut count = [0usize; 6];
+            if games.regions.is_some() || games.subsets.is_some() || games.road.is_some() {
                 scorer.push(self.image, target)?;
                 count[3] = 1;
             }
@@ -85,6 +114,30 @@ impl FaithfulnessInput<'_> {
                 scorer.push(&perturbed, target)?;
                 count[2] += 1;
             }
+            if let Some(road) = &games.road {
+                // Every imputation of this map at once, in parallel (each is a sparse solve).
+                let mut jobs: Vec<(bool, f64)> = Vec::new();
+                for (first, play, slot) in [(true, road.morf, 4), (false, road.lerf, 5)] {
+                    if play {
+                        jobs.extend(road.percentiles.iter().map(|&p| (first, p)));
+                        count[slot] = road.percentiles.len();
+                    }
+                }
+                let mut imputed = vec![Vec::new(); jobs.len()];
+                let (image, size) = (self.image, self.size);
+                par_chunks(&mut imputed, 1, |i, slot| {
+                    let (first, p) = jobs[i];
+                    let known = kept(map, p, first);
+                    let n = known.iter().filter(|k| !**k).count();
+                    let noise = standard_normals(road.seed, 0, channels * n);
+                    // Everything removed (a flat map): the system is singular, the score NaN.
+                    slot[0] = impute(image, size, &known, &noise, road.noise)
+                        .unwrap_or_else(|| vec![f32::NAN; image.len()]);
+                });
+                for image in &imputed {
+                    scorer.push(image, target)?;
+                }
+            }
             counts.push(count);
         }
         let scores = scorer.finish()?;
@@ -102,6 +155,11 @@ impl FaithfulnessInput<'_> {
                 let flips = take(count[0]);
                 let regions = take(count[1]);
                 let drops: Vec<f64> = take(count[2]).iter().map(|s| original - s).collect();
+                let change = |after: &[f64]| {
+                    after.iter().map(|s| s - original).sum::<f64>() / after.len().max(1) as f64
+                };
+                let (morf, lerf) = (change(take(count[4])), change(take(count[5])));
+                let road = games.road.as_ref();
                 GameScores {
                     pixel_flipping: games.flip_step.map(|_| unit_trapezoid(flips)),
                     region_perturbation: games.regions.map(|_| {
@@ -112,6 +170,8 @@ impl FaithfulnessInput<'_> {
                         .subsets
                         .as_ref()
                         .map(|subsets| pearson(&subset_relevance(map, subsets), &drops)),
+                    road_morf: road.filter(|r| r.morf).map(|_| morf),
+                    road_lerf: road.filter(|r| r.lerf).map(|_| lerf),
                 }
             })
             .collect())

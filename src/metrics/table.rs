@@ -201,6 +201,33 @@ pub const METRICS: &[MetricInfo] = &[
         "Faithfulness Correlation (Bhatt et al. 2020); Quantus FaithfulnessCorrelation",
         |r| r.played.faithfulness_correlation,
     ),
+    row(
+        "road_morf",
+        "faithfulness",
+        false,
+        Needs::Model,
+        false,
+        "ROAD, most relevant first (Rong et al. 2022); pytorch-grad-cam ROADMostRelevantFirstAverage",
+        |r| r.played.road_morf,
+    ),
+    row(
+        "road_lerf",
+        "faithfulness",
+        true,
+        Needs::Model,
+        false,
+        "ROAD, least relevant first (Rong et al. 2022); pytorch-grad-cam ROADLeastRelevantFirstAverage",
+        |r| r.played.road_lerf,
+    ),
+    row(
+        "road_combined",
+        "faithfulness",
+        true,
+        Needs::Model,
+        false,
+        "ROAD, (LeRF - MoRF) / 2 (Rong et al. 2022); pytorch-grad-cam ROADCombined",
+        |r| Some((r.played.road_lerf? - r.played.road_morf?) / 2.0),
+    ),
 ];
 
 /// The row of `name`, if there is one.
@@ -253,7 +280,7 @@ mod tests {
             "paper's, always on"
         );
         let all: Vec<&str> = select("all").unwrap().iter().map(|m| m.name).collect();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 9);
         let some: Vec<&str> = select(" complexity , top_k ")
             .unwrap()
             .iter()
@@ -262,7 +289,7 @@ mod tests {
         assert_eq!(some, ["top_k", "complexity"], "table order");
         assert_eq!(
             select("ebpg,roadd").unwrap_err().to_string(),
-            "invalid option: unknown metric `roadd` in `metrics`: use default, all, or some of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, complexity, pixel_flipping, region_perturbation, faithfulness_correlation"
+            "invalid option: unknown metric `roadd` in `metrics`: use default, all, or some of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined"
         );
         let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
         names.dedup();

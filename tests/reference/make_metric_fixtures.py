@@ -2,7 +2,7 @@
 """Reference values for eval's Quantus-family metrics and its statistics (run by hand; CI only
 reads the result, tests/fixtures/metrics/quantus.json).
 
-    pip install quantus==0.6.0 torch onnx scipy pillow
+    pip install quantus==0.6.0 grad-cam==1.5.7 torch onnx scipy pillow
     python3 tests/reference/make_metric_fixtures.py
 
 The model is a small seeded CNN made here (tests/fixtures/metrics/faith_net.onnx), whose
@@ -17,12 +17,16 @@ classes, with three patches, each said where it is made:
 * Faithfulness Correlation draws its subsets with `np.random.choice`; the draws are recorded and
   stored, and the Rust test feeds the same subsets to igcam.
 
+ROAD comes from pytorch-grad-cam 1.5.7 (`ROADMostRelevantFirstAverage`, `...LeastRelevant...`,
+`ROADCombined`), whose imputation noise is replaced by igcam's documented generator.
+
 The maps are smooth random maps (a bilinear 8x8 grid, min-max scaled), with no ties: Quantus
 sorts with numpy's unstable argsort, igcam breaks ties by pixel index. The statistics section
 holds scipy's Wilcoxon signed-rank p-values for a few paired samples, and their Holm correction.
 """
 import json
 import os
+import sys
 
 import numpy as np
 import scipy.stats
@@ -148,6 +152,25 @@ def main():
     # Quantus draws run by run, image by image: regroup as [image][run] -> indices.
     runs = 12
     subsets = [[drawn[r * len(x) + i] for r in range(runs)] for i in range(len(x))]
+
+    # ROAD: pytorch-grad-cam's averages over its percentiles, softmax targets. Its imputation
+    # noise (torch.randn_like) is igcam's generator from seed 5, as igcam draws it (the first
+    # channels x n values for n imputed pixels), so both add the same noise.
+    from pytorch_grad_cam.metrics.road import (ROADCombined, ROADLeastRelevantFirstAverage,
+                                               ROADMostRelevantFirstAverage)
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_method_fixtures import standard_normals
+    randn_like = torch.randn_like
+    torch.randn_like = lambda t: torch.from_numpy(standard_normals(5, t.numel()).reshape(tuple(t.shape)))
+    try:
+        targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in y]
+        road_in = (torch.from_numpy(x), a[:, 0], targets, model)
+        cases["road_morf"] = [float(v) for v in ROADMostRelevantFirstAverage()(*road_in)]
+        cases["road_lerf"] = [float(v) for v in ROADLeastRelevantFirstAverage()(*road_in)]
+        cases["road_combined"] = [float(v) for v in ROADCombined()(*road_in)]
+    finally:
+        torch.randn_like = randn_like
 
     # Statistics: scipy's two-sided Wilcoxon signed-rank (its defaults) and Holm's correction.
     # Ties are made of whole numbers: differences that tie only up to rounding would tie or not

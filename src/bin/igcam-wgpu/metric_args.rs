@@ -14,7 +14,8 @@ pub const DEFAULT_MAX_FORWARDS: usize = 2000;
 pub struct MetricArgs {
     /// Metrics besides the paper's (which are always computed): `default` (none), `all`, or
     /// names separated by commas: top_k, sparseness, complexity, pixel_flipping,
-    /// region_perturbation, faithfulness_correlation (see the README's metric table).
+    /// region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined (see
+    /// the README's metric table).
     #[arg(long, default_value = "default")]
     metrics: String,
     /// Class confidence for every metric that runs the model.
@@ -45,6 +46,16 @@ pub struct MetricArgs {
     /// Faithfulness Correlation's channel values per subset.
     #[arg(long, default_value_t = 224)]
     fc_subset: usize,
+    /// ROAD's percentiles of the map (pytorch-grad-cam's), separated by commas.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,20,30,40,50,60,70,80,90"
+    )]
+    road_percentiles: Vec<f64>,
+    /// ROAD's imputation noise (standard deviation, in the model input's normalised units).
+    #[arg(long, default_value_t = 0.01)]
+    road_noise: f32,
     /// Refuse a run whose metrics need more forward passes than this per explanation.
     #[arg(long, default_value_t = DEFAULT_MAX_FORWARDS)]
     max_forwards: usize,
@@ -58,6 +69,19 @@ impl MetricArgs {
             bail!(
                 "--tolerance {} must be a finite number of pixels, 0 or more",
                 self.tolerance
+            );
+        }
+        if let Some(p) = self
+            .road_percentiles
+            .iter()
+            .find(|p| !(0.0..=100.0).contains(*p))
+        {
+            bail!("--road-percentiles {p} must lie between 0 and 100");
+        }
+        if !(self.road_noise.is_finite() && self.road_noise >= 0.0) {
+            bail!(
+                "--road-noise {} must be a finite number, 0 or more",
+                self.road_noise
             );
         }
         for (name, value, least) in [
@@ -85,6 +109,8 @@ impl MetricArgs {
             regions: self.regions,
             fc_runs: self.fc_runs,
             fc_subset: self.fc_subset,
+            road_percentiles: self.road_percentiles.clone(),
+            road_noise: self.road_noise,
             seed,
         })
     }
@@ -95,7 +121,7 @@ impl MetricArgs {
         let forwards = options.forwards(3, size);
         if forwards > self.max_forwards {
             bail!(
-                "these metrics need {forwards} forward passes per explanation at {}x{} (--curve-steps, --flip-step, --regions, --fc-runs), over --max-forwards {}: lower those or raise --max-forwards",
+                "these metrics need {forwards} forward passes per explanation at {}x{} (--curve-steps, --flip-step, --regions, --fc-runs, --road-percentiles), over --max-forwards {}: lower those or raise --max-forwards",
                 size[0],
                 size[1],
                 self.max_forwards
