@@ -11,6 +11,7 @@ phase "native tests" cargo test --release --all-targets "$@"
 # The hostile inputs again, with panics that abort the process (as in the browser).
 phase "hostile inputs, panic = abort" ./scripts/hostile-abort.sh
 phase "doctests" cargo test --release --doc
+phase "docs/scale.md: Slurm script and Kubernetes manifest" ./scripts/check-scale-docs.sh
 # Each kernel bench once (criterion's --test): the benches compile and run; speed is measured by
 # `cargo bench --features bench-kernels --bench kernels`, not here.
 phase "kernel benches (one run each)" cargo bench --features bench-kernels --bench kernels -- --test

@@ -18,6 +18,7 @@ use crate::args::{self, CommonArgs};
 use crate::metric_args::MetricArgs;
 use crate::output;
 use crate::results::{RowsFile, Stats, report, write_stats};
+use crate::shard;
 
 /// Arguments of `eval`.
 #[derive(Args)]
@@ -35,6 +36,8 @@ pub struct EvalArgs {
     #[arg(long)]
     limit: Option<usize>,
     /// Run shard k of n (1-based, `k/n`): images whose position in the split is k-1 modulo n.
+    /// `auto`: k and n from a Slurm job array (SLURM_ARRAY_TASK_ID, _MIN, _COUNT); `auto/N`:
+    /// from a Kubernetes Indexed Job of N completions (JOB_COMPLETION_INDEX). See docs/scale.md.
     #[arg(long)]
     shard: Option<String>,
     #[command(flatten)]
@@ -55,16 +58,6 @@ pub struct EvalArgs {
     quiet: bool,
     #[command(flatten)]
     common: CommonArgs,
-}
-
-fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let parsed = s
-        .split_once('/')
-        .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
-    match parsed {
-        Some((k, n)) if n >= 1 && (1..=n).contains(&k) => Ok((k, n)),
-        _ => bail!("--shard `{s}` must be k/n with 1 <= k <= n, e.g. 2/4"),
-    }
 }
 
 fn image_ids(data: &Path, split: &str) -> Result<Vec<String>> {
@@ -242,7 +235,12 @@ fn score_image(
 pub fn run(args: EvalArgs) -> Result<()> {
     args.common.path.check()?;
     let options = args.metrics.options(args.common.path.seed)?;
-    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let env = |name: &str| std::env::var(name).ok();
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|s| shard::parse(s, &env))
+        .transpose()?;
     let classes = class_map(&args.classes)?;
     let mut ids = image_ids(&args.data, &args.split)?;
     if let Some(limit) = args.limit {
@@ -310,7 +308,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
             break;
         }
         bar.inc(1);
-        match evaluate_one(&run, id, &mut stats) {
+        let started = std::time::Instant::now();
+        let scored = evaluate_one(&run, id, &mut stats);
+        stats.seconds += started.elapsed().as_secs_f64();
+        match scored {
             Ok(Some(image_rows)) => {
                 file.append(&image_rows)?;
                 rows.extend(image_rows);

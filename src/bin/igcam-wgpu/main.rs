@@ -15,6 +15,7 @@ mod output;
 mod panics;
 mod peak;
 mod results;
+mod shard;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;

@@ -25,6 +25,10 @@ pub struct Stats {
     /// Ids of the images finished so far (scored, or without a mapped class), for `--resume`.
     #[serde(default)]
     pub done: Vec<String>,
+    /// Seconds spent reading, explaining and scoring images (summed over resumed runs, and
+    /// over shards by `merge`: machine time).
+    #[serde(default)]
+    pub seconds: f64,
     /// Each method's mean of each metric with its 95 % bootstrap interval (written with the
     /// summary; recomputed from the rows, never read back).
     #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
@@ -46,6 +50,7 @@ impl Stats {
             *n = n.checked_add(v).ok_or_else(overflow)?;
         }
         self.done.extend(other.done);
+        self.seconds += other.seconds;
         Ok(())
     }
 }
@@ -82,6 +87,9 @@ pub fn read_rows(path: &Path, partial_tail: bool) -> Result<(Vec<Row>, usize)> {
     }
     Ok((rows, complete))
 }
+
+/// Images in PASCAL VOC 2007's test split (the projection `report` prints).
+const VOC07_TEST_IMAGES: usize = 4952;
 
 /// Writes stats and the summary CSV into `dir` (rows.jsonl is already there), and prints the
 /// table and the counts.
@@ -138,6 +146,17 @@ pub fn report(dir: &Path, rows: &[Row], stats: &Stats) -> Result<()> {
     );
     for f in stats.failed_images.iter().chain(&stats.bad_annotations) {
         println!("  skipped: {f}");
+    }
+    if stats.seconds > 0.0 && stats.images > 0 {
+        let per_s = stats.images as f64 / stats.seconds;
+        let voc07 = VOC07_TEST_IMAGES as f64 / per_s / 3600.0;
+        println!(
+            "throughput: {per_s:.3} images/s, {:.3} explanations/s ({} images in {:.1} s of machine time); VOC07 test's {VOC07_TEST_IMAGES} images would take about {voc07:.1} h on one machine like this, {:.2} h on 10 with --shard",
+            rows.len() as f64 / stats.seconds,
+            stats.images,
+            stats.seconds,
+            voc07 / 10.0
+        );
     }
     let nan = summary::nan_metrics(rows);
     if nan > 0 {
