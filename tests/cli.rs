@@ -1227,7 +1227,7 @@ fn eval_refuses_bad_options() {
     );
     refuses(
         &["eval", "--data", "/nonexistent", "--backend", "cpu"],
-        "is not a VOC dataset",
+        "--data `/nonexistent` is not a folder",
     );
 }
 
@@ -1354,4 +1354,134 @@ fn a_model_with_external_data_gives_the_inline_models_maps() {
         maps[0]
     );
     assert_eq!(maps[0], maps[1]);
+}
+
+/// eval's rows of `out` (under `dir`).
+fn eval_rows(dir: &Path, out: &str) -> Vec<Json> {
+    std::fs::read_to_string(dir.join(out).join("rows.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn eval_reads_imagenet_and_labelled_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = Path::new(&voc_mini()).join("JPEGImages");
+    // ImageNet's Kaggle layout: two images, a bad line.
+    let imagenet = dir.path().join("imagenet");
+    let val = imagenet.join("ILSVRC/Data/CLS-LOC/val");
+    std::fs::create_dir_all(&val).unwrap();
+    std::fs::copy(
+        photos.join("chelsea.jpg"),
+        val.join("ILSVRC2012_val_00000001.JPEG"),
+    )
+    .unwrap();
+    std::fs::copy(
+        photos.join("coffee.jpg"),
+        val.join("ILSVRC2012_val_00000002.JPEG"),
+    )
+    .unwrap();
+    std::fs::write(
+        imagenet.join("LOC_val_solution.csv"),
+        "ImageId,PredictionString\n\
+         ILSVRC2012_val_00000001,n02123045 60 20 400 300 n02123045 300 10 450 200 \n\
+         ILSVRC2012_val_00000002,n07920052 100 50 350 300\n\
+         ILSVRC2012_val_00000003,n07920052 1 2 3\n",
+    )
+    .unwrap();
+    let common = [
+        "--methods",
+        "gradcam",
+        "--curve-steps",
+        "2",
+        "--backend",
+        "cpu",
+        "--quiet",
+    ];
+    let run = |data: &Path, out: &str| {
+        let args = [
+            &["eval", "--data", path(data), "--out", out][..],
+            &common[..],
+        ]
+        .concat();
+        let o = igcam(dir.path(), &args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let stdout = run(&imagenet, "in");
+    assert!(
+        stdout.contains("2 images, 2 explanations; 0 images unreadable, 1 annotations bad"),
+        "{stdout}"
+    );
+    let rows = eval_rows(dir.path(), "in");
+    let seen: Vec<(&str, &str, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["image"].as_str().unwrap(),
+                r["class"].as_str().unwrap(),
+                r["target"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ILSVRC2012_val_00000001", "n02123045", 281),
+            ("ILSVRC2012_val_00000002", "n07920052", 967)
+        ]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["ebpg"].as_f64().is_some_and(|e| e > 0.0 && e <= 1.0))
+    );
+    let stats: Json =
+        serde_json::from_slice(&std::fs::read(dir.path().join("in/stats.json")).unwrap()).unwrap();
+    let bad = stats["bad_annotations"][0].as_str().unwrap();
+    assert!(
+        bad.ends_with("LOC_val_solution.csv line 4: image `ILSVRC2012_val_00000003`: 4 fields where groups of 5 (synset xmin ymin xmax ymax) were expected"),
+        "{bad}"
+    );
+
+    // A folder of images with labels (an index, a synset), a missing image and a bad line.
+    let folder = dir.path().join("folder");
+    std::fs::create_dir_all(folder.join("cats")).unwrap();
+    std::fs::copy(photos.join("chelsea.jpg"), folder.join("cats/chelsea.jpg")).unwrap();
+    std::fs::copy(photos.join("coffee.jpg"), folder.join("coffee.jpg")).unwrap();
+    std::fs::write(
+        folder.join("labels.csv"),
+        "image,label\ncats/chelsea.jpg,285\ncoffee.jpg,n07920052\nmissing.jpg,1\nno label\n",
+    )
+    .unwrap();
+    let stdout = run(&folder, "folder");
+    assert!(
+        stdout.contains("2 images, 2 explanations; 1 images unreadable, 1 annotations bad"),
+        "{stdout}"
+    );
+    let rows = eval_rows(dir.path(), "folder");
+    let seen: Vec<(&str, u64)> = rows
+        .iter()
+        .map(|r| (r["image"].as_str().unwrap(), r["target"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(seen, [("cats/chelsea.jpg", 285), ("coffee.jpg", 967)]);
+    for r in &rows {
+        // No boxes: no localisation metrics; the faithfulness ones are there.
+        assert!(
+            r["ebpg"].is_null() && r["bbox"].is_null() && r["pointing"].is_null(),
+            "{r}"
+        );
+        assert!(r["deletion"].as_f64().is_some(), "{r}");
+    }
+
+    // Neither layout: one line naming the three.
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    let o = igcam(dir.path(), &["eval", "--data", "empty", "--backend", "cpu"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("`empty` is no dataset eval knows: it has no Annotations/ (VOC), LOC_val_solution.csv (ImageNet) or labels.csv (a folder of images); see --format"),
+        "{}",
+        text(&o.stderr)
+    );
 }

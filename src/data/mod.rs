@@ -1,8 +1,11 @@
-//! Datasets: the PASCAL VOC annotation format (also used by ImageNet's validation boxes) and
-//! class maps that tie annotation names to model outputs.
+//! Datasets: the PASCAL VOC annotation format (also used by ImageNet's validation boxes),
+//! ImageNet's `LOC_val_solution.csv`, a folder's CSV of labels, and class maps that tie
+//! annotation names to model outputs.
 
 mod classes;
+mod imagenet;
 mod voc;
 
 pub use classes::{ClassMap, VOC_CLASSES};
+pub use imagenet::{parse_labels_csv, parse_loc_solution};
 pub use voc::{Annotation, Object, parse_annotation};

@@ -1,20 +1,21 @@
 //! `igcam-wgpu eval`: the paper's metrics (and Deletion/Insertion, pointing game) over a
 //! PASCAL-VOC-layout dataset, with shards for fanning out over machines.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use igcam::Explainer;
 use igcam::cam::CamMap;
-use igcam::data::{ClassMap, parse_annotation};
+use igcam::data::ClassMap;
+use igcam::metrics::PixelBox;
 use igcam::metrics::boxes_mask;
 use igcam::metrics::summary::Row;
 use igcam::scoring::{ScoreOptions, ToScore};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{self, CommonArgs};
+use crate::dataset::{Dataset, Format, Found};
 use crate::metric_args::MetricArgs;
 use crate::output;
 use crate::results::{RowsFile, Stats, report, write_stats};
@@ -23,12 +24,19 @@ use crate::shard;
 /// Arguments of `eval`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Dataset root with `JPEGImages/`, `Annotations/` and `ImageSets/Main/<split>.txt`.
+    /// Dataset root: VOC (`JPEGImages/`, `Annotations/`, `ImageSets/Main/<split>.txt`),
+    /// ImageNet (`LOC_val_solution.csv`, images under `ILSVRC/Data/CLS-LOC/val/`) or a folder
+    /// of images with `labels.csv` (`image,label` lines).
     #[arg(long)]
     data: PathBuf,
-    /// Class map: voc20, imagenet, voc-to-imagenet, or a file of `name index[,index...]` lines.
-    #[arg(long, default_value = "voc-to-imagenet")]
-    classes: String,
+    /// The dataset's layout (auto: from the files at its root).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    format: Format,
+    /// Class map: voc20, imagenet, voc-to-imagenet, or a file of `name index[,index...]` lines
+    /// (default: voc-to-imagenet for VOC, imagenet's synsets otherwise; a folder's label may
+    /// also be a model output index).
+    #[arg(long)]
+    classes: Option<String>,
     /// Which `ImageSets/Main/<split>.txt` to read (all annotations when it is missing).
     #[arg(long, default_value = "test")]
     split: String,
@@ -60,44 +68,6 @@ pub struct EvalArgs {
     common: CommonArgs,
 }
 
-fn image_ids(data: &Path, split: &str) -> Result<Vec<String>> {
-    let list = data.join("ImageSets/Main").join(format!("{split}.txt"));
-    if list.is_file() {
-        let text = output::read_text(&list)?;
-        return Ok(text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .map(String::from)
-            .collect());
-    }
-    let dir = data.join("Annotations");
-    let mut ids: Vec<String> = fs::read_dir(&dir)
-        .with_context(|| {
-            format!(
-                "`{}` is not a VOC dataset: no `{}` and no readable Annotations/",
-                data.display(),
-                list.display()
-            )
-        })?
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            if p.extension()? != "xml" {
-                return None;
-            }
-            Some(p.file_stem()?.to_string_lossy().into_owned())
-        })
-        .collect();
-    ids.sort();
-    Ok(ids)
-}
-
-fn find_image(data: &Path, id: &str) -> Option<PathBuf> {
-    ["jpg", "jpeg", "png", "JPEG", "JPG", "PNG"]
-        .iter()
-        .map(|e| data.join("JPEGImages").join(format!("{id}.{e}")))
-        .find(|p| p.is_file())
-}
-
 fn class_map(spec: &str) -> Result<ClassMap> {
     if let Some(m) = ClassMap::builtin(spec) {
         return Ok(m);
@@ -127,6 +97,7 @@ fn catch_interrupt() {
 #[derive(Clone, Copy)]
 struct Run<'a> {
     args: &'a EvalArgs,
+    dataset: &'a Dataset,
     options: &'a ScoreOptions,
     explainer: &'a Explainer,
     classes: &'a ClassMap,
@@ -137,7 +108,7 @@ struct Run<'a> {
 fn score_image(
     run: &Run,
     id: &str,
-    annotation: &igcam::data::Annotation,
+    present: &[(String, Vec<PixelBox>)],
     image: &image::DynamicImage,
     stats: &mut Stats,
 ) -> Result<Vec<Row>> {
@@ -146,29 +117,37 @@ fn score_image(
         options,
         explainer,
         classes,
+        ..
     } = *run;
     let size = explainer.model().input_size();
     let prepared = explainer.prepare(image)?;
     let mut wanted = Vec::new();
-    for class in annotation.classes() {
-        let Some(outputs) = classes.lookup(class) else {
-            *stats.skipped_objects.entry(class.to_string()).or_default() += 1;
-            continue;
+    let num_classes = explainer.model().num_classes();
+    for (class, boxes) in present {
+        // A class-map name, or (a folder's label) a model output index.
+        let outputs = match classes.lookup(class) {
+            Some(o) => o.to_vec(),
+            None => match class.parse::<usize>() {
+                Ok(i) if i < num_classes => vec![i],
+                _ => {
+                    *stats.skipped_objects.entry(class.to_string()).or_default() += 1;
+                    continue;
+                }
+            },
         };
         let target = *outputs
             .iter()
             .max_by(|&&a, &&b| prepared.logits[a].total_cmp(&prepared.logits[b]))
             .expect("non-empty entry");
-        let boxes: Vec<_> = annotation
-            .boxes(class)
-            .into_iter()
-            .map(|bx| prepared.geometry.map_box(bx))
-            .collect();
-        wanted.push((
-            class.to_string(),
-            target,
-            boxes_mask(&boxes, size[0], size[1]),
-        ));
+        // No boxes (a folder's label): no ground truth, the localisation metrics stay empty.
+        let mask = (!boxes.is_empty()).then(|| {
+            let boxes: Vec<_> = boxes
+                .iter()
+                .map(|&b| prepared.geometry.map_box(b))
+                .collect();
+            boxes_mask(&boxes, size[0], size[1])
+        });
+        wanted.push((class.to_string(), target, mask));
     }
     if wanted.is_empty() {
         return Ok(Vec::new());
@@ -184,7 +163,7 @@ fn score_image(
             to_score.push(ToScore {
                 map: &e.map,
                 target: e.target,
-                mask: Some(mask),
+                mask: mask.as_deref(),
             });
         }
     }
@@ -193,7 +172,7 @@ fn score_image(
     for ((class, mask, e), scored) in explained.into_iter().zip(scores) {
         let (norm, f) = (&scored.map, scored.faithfulness);
         if args.npy {
-            let stem = format!("{id}_{class}_{}", e.label);
+            let stem = format!("{id}_{class}_{}", e.label).replace(['/', '\\'], "_");
             let maps = args.out.join("maps");
             let map = CamMap {
                 height: size[0],
@@ -201,19 +180,21 @@ fn score_image(
                 values: norm.clone(),
             };
             output::write_npy(&maps.join(format!("{stem}.map.npy")), &map)?;
-            let mask = CamMap {
-                height: size[0],
-                width: size[1],
-                values: mask.iter().map(|&m| f32::from(u8::from(m))).collect(),
-            };
-            output::write_npy(&maps.join(format!("{stem}.mask.npy")), &mask)?;
+            if let Some(mask) = mask {
+                let mask = CamMap {
+                    height: size[0],
+                    width: size[1],
+                    values: mask.iter().map(|&m| f32::from(u8::from(m))).collect(),
+                };
+                output::write_npy(&maps.join(format!("{stem}.mask.npy")), &mask)?;
+            }
         }
         rows.push(Row {
             image: id.to_string(),
             class: class.to_string(),
             target: e.target,
             method: e.label.clone(),
-            ebpg: scored.ebpg.expect("every class has a mask"),
+            ebpg: scored.ebpg.unwrap_or(f64::NAN),
             bbox: scored.bbox,
             drop: f.drop,
             increase: f.increase,
@@ -241,8 +222,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .as_deref()
         .map(|s| shard::parse(s, &env))
         .transpose()?;
-    let classes = class_map(&args.classes)?;
-    let mut ids = image_ids(&args.data, &args.split)?;
+    let dataset = Dataset::open(&args.data, args.format, &args.split)?;
+    let classes = class_map(args.classes.as_deref().unwrap_or(dataset.default_classes))?;
+    let mut ids = dataset.ids.clone();
     if let Some(limit) = args.limit {
         ids.truncate(limit);
     }
@@ -283,6 +265,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     );
 
     let (mut file, mut rows, mut stats) = RowsFile::open(&args.out, args.resume)?;
+    stats
+        .bad_annotations
+        .extend(dataset.bad_lines.iter().cloned());
     let done: std::collections::HashSet<String> = stats.done.iter().cloned().collect();
     let todo: Vec<&String> = ids.iter().filter(|id| !done.contains(*id)).collect();
     if args.resume && !args.quiet {
@@ -296,6 +281,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     bar.set_length(todo.len() as u64);
     let run = Run {
         args: &args,
+        dataset: &dataset,
         options: &options,
         explainer,
         classes: &classes,
@@ -340,19 +326,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// `None` when its annotation is bad (counted in `stats`), an error when the image or the
 /// scoring failed.
 fn evaluate_one(run: &Run, id: &str, stats: &mut Stats) -> Result<Option<Vec<Row>>> {
-    let args = run.args;
-    let xml_path = args.data.join("Annotations").join(format!("{id}.xml"));
-    let annotation = match output::read_text(&xml_path).and_then(|t| Ok(parse_annotation(&t)?)) {
-        Ok(a) => a,
-        Err(e) => {
-            stats
-                .bad_annotations
-                .push(format!("{}: {e:#}", xml_path.display()));
+    let item = match run.dataset.item(id)? {
+        Found::Item(item) => item,
+        Found::BadAnnotation(reason) => {
+            stats.bad_annotations.push(reason);
             return Ok(None);
         }
     };
-    let path =
-        find_image(&args.data, id).with_context(|| format!("no JPEGImages/{id}.jpg or .png"))?;
-    let image = args.common.image.decode(&output::read(&path)?, id)?;
-    score_image(run, id, &annotation, &image, stats).map(Some)
+    let image = run
+        .args
+        .common
+        .image
+        .decode(&output::read(&item.image)?, id)?;
+    score_image(run, id, &item.classes, &image, stats).map(Some)
 }

@@ -5,6 +5,7 @@ mod assets;
 mod backend;
 mod bench;
 mod clock;
+mod dataset;
 mod eval;
 mod explain;
 mod layers;
