@@ -1485,3 +1485,60 @@ fn eval_reads_imagenet_and_labelled_folders() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn eval_and_merge_write_the_html_report() {
+    let dir = tempfile::tempdir().unwrap();
+    for shard in ["1/2", "2/2"] {
+        let out = format!("r{}", &shard[..1]);
+        let report = format!("r{}/report.html", &shard[..1]);
+        let o = eval(dir.path(), &out, &["--shard", shard, "--report", &report]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(
+            dir.path().join(&report).is_file()
+                && dir.path().join(&out).join("gallery.json").is_file()
+        );
+    }
+    let merged = igcam(
+        dir.path(),
+        &[
+            "merge",
+            "r1",
+            "r2",
+            "--out",
+            "m",
+            "--report",
+            "m/report.html",
+        ],
+    );
+    assert!(merged.status.success(), "{}", text(&merged.stderr));
+    let html = std::fs::read_to_string(dir.path().join("m/report.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
+    assert_eq!(
+        html.matches("<svg class=\"chart metric\"").count(),
+        6,
+        "the paper's six tested metrics"
+    );
+    assert_eq!(html.matches("<svg class=\"chart curve\"").count(), 2);
+    // Both methods' galleries, 3 best and 3 worst of the 4 explanations each, from both shards.
+    assert_eq!(html.matches("<figure>").count(), 2 * 2 * 3);
+    for method in ["igcam", "gradcam"] {
+        assert!(html.contains(&format!("<h3>{method}</h3>")), "{method}");
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing from the network"
+    );
+    let rows: Vec<Json> = std::fs::read_to_string(dir.path().join("m/rows.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for r in &rows {
+        assert_eq!(
+            r["curves"]["deletion"].as_array().unwrap().len(),
+            5,
+            "4 curve steps: 5 points"
+        );
+    }
+}

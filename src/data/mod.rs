@@ -7,5 +7,5 @@ mod imagenet;
 mod voc;
 
 pub use classes::{ClassMap, VOC_CLASSES};
-pub use imagenet::{parse_labels_csv, parse_loc_solution};
+pub use imagenet::{Lines, parse_labels_csv, parse_loc_solution};
 pub use voc::{Annotation, Object, parse_annotation};

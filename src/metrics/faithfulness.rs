@@ -31,7 +31,7 @@ pub struct FaithfulnessInput<'a> {
 }
 
 /// Faithfulness scores of one explanation.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Faithfulness {
     /// `max(0, Y - O) / Y`.
     pub drop: f64,
@@ -41,6 +41,10 @@ pub struct Faithfulness {
     pub deletion: f64,
     /// Insertion AUC (higher is better).
     pub insertion: f64,
+    /// The deletion curve: the confidence at each step, from the image to black.
+    pub deletion_curve: Vec<f64>,
+    /// The insertion curve: from the blurred image to the image.
+    pub insertion_curve: Vec<f64>,
 }
 
 impl FaithfulnessInput<'_> {
@@ -145,6 +149,8 @@ impl FaithfulnessInput<'_> {
                     increase,
                     deletion: auc(&deletion),
                     insertion: auc(&insertion),
+                    deletion_curve: deletion,
+                    insertion_curve: insertion,
                 }
             })
             .collect())

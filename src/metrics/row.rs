@@ -38,6 +38,9 @@ pub struct Row {
     /// The metrics beyond the paper's set, by name (`null`: not computable, e.g. no mask).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Option<f64>>,
+    /// Curves by name (`deletion`, `insertion`: the confidence at each step), for the report.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub curves: BTreeMap<String, Vec<f64>>,
 }
 
 impl Row {

@@ -190,6 +190,7 @@ mod tests {
             pointing: None,
             ms: 1.0,
             extra: BTreeMap::from([("sparseness".to_string(), Some(0.5))]),
+            curves: BTreeMap::new(),
         }
     }
 

@@ -208,6 +208,7 @@ mod tests {
             pointing: Some(hit),
             ms: 10.0,
             extra: BTreeMap::new(),
+            curves: BTreeMap::new(),
         }
     }
 

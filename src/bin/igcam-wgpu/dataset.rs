@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
-use igcam::data::{Object, parse_annotation, parse_labels_csv, parse_loc_solution};
+use igcam::data::{Lines, Object, parse_annotation, parse_labels_csv, parse_loc_solution};
 use igcam::metrics::PixelBox;
 
 use crate::output;
@@ -107,11 +107,17 @@ fn find_image(root: &Path, dirs: &[&str], id: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `(line, reason)` pairs as `file line N: reason`.
-fn bad_lines(file: &Path, bad: Vec<(usize, String)>) -> Vec<String> {
-    bad.into_iter()
-        .map(|(n, e)| format!("{} line {n}: {e}", file.display()))
-        .collect()
+/// A CSV's lines split into what they hold and, for the bad ones, `file line N: reason`.
+fn split_lines<T>(file: &Path, lines: Lines<T>) -> (Vec<T>, Vec<String>) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (n, line) in lines {
+        match line {
+            Ok(v) => good.push(v),
+            Err(e) => bad.push(format!("{} line {n}: {e}", file.display())),
+        }
+    }
+    (good, bad)
 }
 
 impl Dataset {
@@ -140,43 +146,24 @@ impl Dataset {
                 "voc-to-imagenet",
             ),
             Format::Imagenet => {
-                let mut objects = BTreeMap::new();
-                let mut ids = Vec::new();
-                let mut bad = Vec::new();
-                for (n, parsed) in parse_loc_solution(&output::read_text(&solution)?) {
-                    match parsed {
-                        Ok((id, o)) => {
-                            ids.push(id.clone());
-                            objects.insert(id, o);
-                        }
-                        Err(e) => bad.push((n, e.to_string())),
-                    }
-                }
+                let (parsed, bad) = split_lines(
+                    &solution,
+                    parse_loc_solution(&output::read_text(&solution)?),
+                );
+                let mut ids: Vec<String> = parsed.iter().map(|(id, _)| id.clone()).collect();
                 ids.sort();
-                (
-                    Layout::Imagenet(objects),
-                    ids,
-                    bad_lines(&solution, bad),
-                    "imagenet",
-                )
+                ids.dedup();
+                let objects = parsed.into_iter().collect();
+                (Layout::Imagenet(objects), ids, bad, "imagenet")
             }
             Format::Folder | Format::Auto => {
-                let mut map = BTreeMap::new();
-                let mut ids = Vec::new();
-                let mut bad = Vec::new();
-                for (n, parsed) in parse_labels_csv(&output::read_text(&labels)?) {
-                    match parsed {
-                        Ok((image, label)) => {
-                            ids.push(image.clone());
-                            map.insert(image, label);
-                        }
-                        Err(e) => bad.push((n, e.to_string())),
-                    }
-                }
+                let (parsed, bad) =
+                    split_lines(&labels, parse_labels_csv(&output::read_text(&labels)?));
+                let ids = parsed.iter().map(|(image, _)| image.clone()).collect();
                 (
-                    Layout::Folder(map),
+                    Layout::Folder(parsed.into_iter().collect()),
                     ids,
-                    bad_lines(&labels, bad),
+                    bad,
                     "imagenet",
                 )
             }

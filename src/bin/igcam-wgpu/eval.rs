@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{self, CommonArgs};
 use crate::dataset::{Dataset, Format, Found};
+use crate::gallery::{self, Gallery, Shot};
 use crate::metric_args::MetricArgs;
 use crate::output;
 use crate::results::{RowsFile, Stats, report, write_stats};
@@ -61,6 +62,10 @@ pub struct EvalArgs {
     /// are skipped, the rest are scored and appended.
     #[arg(long)]
     resume: bool,
+    /// Also write a self-contained HTML report (the summary, a chart per metric, the curves,
+    /// the paired comparisons and a gallery of each method's best and worst maps).
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -111,6 +116,7 @@ fn score_image(
     present: &[(String, Vec<PixelBox>)],
     image: &image::DynamicImage,
     stats: &mut Stats,
+    gallery: &mut Option<Gallery>,
 ) -> Result<Vec<Row>> {
     let Run {
         args,
@@ -170,7 +176,18 @@ fn score_image(
     let scores = igcam::scoring::score(explainer, &prepared.photo, &to_score, options)?;
     let mut rows = Vec::new();
     for ((class, mask, e), scored) in explained.into_iter().zip(scores) {
-        let (norm, f) = (&scored.map, scored.faithfulness);
+        let (norm, f) = (&scored.map, &scored.faithfulness);
+        if let Some(g) = gallery.as_mut()
+            && g.wants(&e.label, f.insertion)
+        {
+            g.add(Shot {
+                method: e.label.clone(),
+                image: id.to_string(),
+                class: class.to_string(),
+                insertion: f.insertion,
+                png: gallery::overlay_png(&prepared.photo, norm, mask.as_deref())?,
+            });
+        }
         if args.npy {
             let stem = format!("{id}_{class}_{}", e.label).replace(['/', '\\'], "_");
             let maps = args.out.join("maps");
@@ -207,6 +224,11 @@ fn score_image(
                 .iter()
                 .map(|(k, v)| (k.to_string(), Some(*v).filter(|v| !v.is_nan())))
                 .collect(),
+            curves: [
+                ("deletion".to_string(), f.deletion_curve.clone()),
+                ("insertion".to_string(), f.insertion_curve.clone()),
+            ]
+            .into(),
         });
     }
     Ok(rows)
@@ -268,6 +290,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     stats
         .bad_annotations
         .extend(dataset.bad_lines.iter().cloned());
+    // The report's gallery, with a resumed run's shots.
+    let mut gallery = match &args.report {
+        Some(_) => Some(Gallery::load(&args.out)?),
+        None => None,
+    };
     let done: std::collections::HashSet<String> = stats.done.iter().cloned().collect();
     let todo: Vec<&String> = ids.iter().filter(|id| !done.contains(*id)).collect();
     if args.resume && !args.quiet {
@@ -295,7 +322,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
         bar.inc(1);
         let started = std::time::Instant::now();
-        let scored = evaluate_one(&run, id, &mut stats);
+        let scored = evaluate_one(&run, id, &mut stats, &mut gallery);
         stats.seconds += started.elapsed().as_secs_f64();
         match scored {
             Ok(Some(image_rows)) => {
@@ -310,7 +337,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         write_stats(&args.out, &stats)?;
     }
     bar.finish_and_clear();
-    report(&args.out, &rows, &stats)?;
+    if let Some(g) = &gallery {
+        g.save(&args.out)?;
+    }
+    let html = args.report.as_deref().zip(gallery.as_ref());
+    report(&args.out, &rows, &stats, html)?;
     if interrupted {
         bail!(
             "interrupted after {} of {} images; the rows so far are in `{}`: rerun with --resume to finish",
@@ -325,7 +356,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// Reads one image and its annotation and scores it: `Some(rows)` when it was evaluated,
 /// `None` when its annotation is bad (counted in `stats`), an error when the image or the
 /// scoring failed.
-fn evaluate_one(run: &Run, id: &str, stats: &mut Stats) -> Result<Option<Vec<Row>>> {
+fn evaluate_one(
+    run: &Run,
+    id: &str,
+    stats: &mut Stats,
+    gallery: &mut Option<Gallery>,
+) -> Result<Option<Vec<Row>>> {
     let item = match run.dataset.item(id)? {
         Found::Item(item) => item,
         Found::BadAnnotation(reason) => {
@@ -338,5 +374,5 @@ fn evaluate_one(run: &Run, id: &str, stats: &mut Stats) -> Result<Option<Vec<Row
         .common
         .image
         .decode(&output::read(&item.image)?, id)?;
-    score_image(run, id, &item.classes, &image, stats).map(Some)
+    score_image(run, id, &item.classes, &image, stats, gallery).map(Some)
 }

@@ -8,6 +8,7 @@ mod clock;
 mod dataset;
 mod eval;
 mod explain;
+mod gallery;
 mod layers;
 mod merge;
 mod metric_args;
@@ -15,6 +16,7 @@ mod model_folder;
 mod output;
 mod panics;
 mod peak;
+mod report;
 mod results;
 mod shard;
 

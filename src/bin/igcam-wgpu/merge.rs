@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use igcam::metrics::summary::Row;
 
+use crate::gallery::Gallery;
 use crate::output;
 use crate::results::{Stats, jsonl, read_rows, report};
 
@@ -18,12 +19,17 @@ pub struct MergeArgs {
     /// Where to write the merged rows.jsonl, stats.json and summary.csv.
     #[arg(long, default_value = "igcam-eval")]
     out: PathBuf,
+    /// Also write the HTML report of the merged rows (the gallery picked from the shards' own,
+    /// from their `eval --report` runs).
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 /// Runs `merge`.
 pub fn run(args: MergeArgs) -> Result<()> {
     let mut rows: Vec<Row> = Vec::new();
     let mut stats = Stats::default();
+    let mut gallery = Gallery::default();
     for dir in &args.shards {
         let jsonl = dir.join("rows.jsonl");
         if !jsonl.exists() {
@@ -41,6 +47,9 @@ pub fn run(args: MergeArgs) -> Result<()> {
                 )
             })?;
         stats.add(s)?;
+        if args.report.is_some() {
+            gallery.absorb(Gallery::load(dir)?);
+        }
     }
     let mut seen = std::collections::BTreeSet::new();
     for r in &rows {
@@ -55,5 +64,13 @@ pub fn run(args: MergeArgs) -> Result<()> {
     }
     output::prepare_dir(&args.out)?;
     output::write(&args.out.join("rows.jsonl"), jsonl(&rows)?.as_bytes())?;
-    report(&args.out, &rows, &stats)
+    if args.report.is_some() {
+        gallery.save(&args.out)?;
+    }
+    report(
+        &args.out,
+        &rows,
+        &stats,
+        args.report.as_deref().map(|p| (p, &gallery)),
+    )
 }

@@ -9,6 +9,7 @@ use igcam::metrics::significance::{self, Comparison, Interval};
 use igcam::metrics::summary::{self, Row};
 use serde::{Deserialize, Serialize};
 
+use crate::gallery::Gallery;
 use crate::output;
 
 /// What an evaluation run saw besides its rows; summed by `merge`.
@@ -93,7 +94,13 @@ const VOC07_TEST_IMAGES: usize = 4952;
 
 /// Writes stats and the summary CSV into `dir` (rows.jsonl is already there), and prints the
 /// table and the counts.
-pub fn report(dir: &Path, rows: &[Row], stats: &Stats) -> Result<()> {
+/// With `html`, also the HTML report at that path, with that gallery.
+pub fn report(
+    dir: &Path,
+    rows: &[Row],
+    stats: &Stats,
+    html: Option<(&Path, &Gallery)>,
+) -> Result<()> {
     let table = summary::summarise(rows);
     let comparisons = significance::comparisons(rows);
     write_stats(
@@ -105,6 +112,9 @@ pub fn report(dir: &Path, rows: &[Row], stats: &Stats) -> Result<()> {
         },
     )?;
     output::write(&dir.join("summary.csv"), summary::csv(&table).as_bytes())?;
+    if let Some((path, gallery)) = html {
+        crate::report::write(path, rows, stats, &table, &comparisons, gallery)?;
+    }
     print!("{}", summary::markdown(&table));
     let better: Vec<String> = comparisons
         .iter()
