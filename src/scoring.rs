@@ -124,22 +124,66 @@ impl ScoreOptions {
         let features = channels * size[0] * size[1];
         let patch = self.region_patch.max(1);
         let regions = (size[0].div_ceil(patch) + 1) * (size[1].div_ceil(patch) + 1);
-        let mut n = 1 + 2 * self.curve_steps.saturating_sub(1);
+        // Saturating: a huge setting must count as huge, not wrap to a small number.
+        let mut n =
+            1usize.saturating_add(2usize.saturating_mul(self.curve_steps.saturating_sub(1)));
         if self.wants("pixel_flipping") {
-            n += features.div_ceil(self.flip_step_for(features));
+            n = n.saturating_add(features.div_ceil(self.flip_step_for(features)));
         }
         if self.wants("region_perturbation") {
-            n += 1 + self.regions.min(regions);
+            n = n.saturating_add(1 + self.regions.min(regions));
         }
         if self.wants("faithfulness_correlation") {
-            n += 1 + self.fc_runs;
+            n = n.saturating_add(self.fc_runs.saturating_add(1));
         }
         if let Some((morf, lerf)) = self.road_games() {
-            n += 1 + self.road_percentiles.len() * (usize::from(morf) + usize::from(lerf));
+            let per = usize::from(morf) + usize::from(lerf);
+            n = n.saturating_add(
+                self.road_percentiles
+                    .len()
+                    .saturating_mul(per)
+                    .saturating_add(1),
+            );
         }
         n
     }
+
+    /// The settings as one line, for telling runs apart: a resumed run and merged shards
+    /// must have been scored alike.
+    pub fn describe(&self) -> String {
+        let names: Vec<&str> = self.extra.iter().map(|m| m.name).collect();
+        format!(
+            "score={:?} curve_steps={} tolerance={} metrics=[{}] top_k={} flip_step={:?} region_patch={} regions={} fc_runs={} fc_subset={} road_percentiles={:?} road_noise={} seed={}",
+            self.confidence,
+            self.curve_steps,
+            self.tolerance,
+            names.join(","),
+            self.top_k,
+            self.flip_step,
+            self.region_patch,
+            self.regions,
+            self.fc_runs,
+            self.fc_subset,
+            self.road_percentiles,
+            self.road_noise,
+            self.seed
+        )
+    }
+
+    /// Channel values Faithfulness Correlation's subsets hold at once for an image of
+    /// `features` values (0 when it is not asked for).
+    pub fn subset_values(&self, features: usize) -> usize {
+        if self.wants("faithfulness_correlation") {
+            self.fc_runs.saturating_mul(self.fc_subset.min(features))
+        } else {
+            0
+        }
+    }
 }
+
+/// The most channel values Faithfulness Correlation's subsets may hold at once (400 MB):
+/// `--fc-runs` times `--fc-subset` (at most the image's values).
+pub const MAX_SUBSET_VALUES: usize = 50_000_000;
 
 /// One explanation to score: its map, its class, and the class's mask (`H * W` at the model's
 /// input, `true` inside the object) when one is known.

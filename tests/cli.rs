@@ -1452,12 +1452,12 @@ fn eval_reads_imagenet_and_labelled_folders() {
     std::fs::copy(photos.join("coffee.jpg"), folder.join("coffee.jpg")).unwrap();
     std::fs::write(
         folder.join("labels.csv"),
-        "image,label\ncats/chelsea.jpg,285\ncoffee.jpg,n07920052\nmissing.jpg,1\nno label\n",
+        "image,label\ncats/chelsea.jpg,285\ncoffee.jpg,n07920052\nmissing.jpg,1\nno label\ncoffee.jpg,1\n",
     )
     .unwrap();
     let stdout = run(&folder, "folder");
     assert!(
-        stdout.contains("2 images, 2 explanations; 1 images unreadable, 1 annotations bad"),
+        stdout.contains("2 images, 2 explanations; 1 images unreadable, 2 annotations bad"),
         "{stdout}"
     );
     let rows = eval_rows(dir.path(), "folder");
@@ -1528,6 +1528,27 @@ fn eval_and_merge_write_the_html_report() {
     assert!(
         !html.contains("http://") && !html.contains("https://"),
         "nothing from the network"
+    );
+    // A resumed run or a merge must not mix rows scored with other metric settings.
+    let other = eval(
+        dir.path(),
+        "r1",
+        &["--shard", "1/2", "--resume", "--tolerance", "3"],
+    );
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        text(&other.stderr).contains("--resume: `r1` was scored with other metric settings"),
+        "{}",
+        text(&other.stderr)
+    );
+    let o = eval(dir.path(), "r3", &["--shard", "2/2", "--tolerance", "3"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mixed = igcam(dir.path(), &["merge", "r1", "r3", "--out", "mixed"]);
+    assert_eq!(mixed.status.code(), Some(2));
+    assert!(
+        text(&mixed.stderr).contains("the shards were scored with different metric settings"),
+        "{}",
+        text(&mixed.stderr)
     );
     let rows: Vec<Json> = std::fs::read_to_string(dir.path().join("m/rows.jsonl"))
         .unwrap()

@@ -389,6 +389,13 @@ impl Model {
             road_noise,
             seed,
         };
+        let values = options.subset_values(3 * h * w);
+        if values > scoring::MAX_SUBSET_VALUES {
+            return Err(input_error(format!(
+                "`fc_runs` x `fc_subset` would hold {values} channel values at once, over {}: lower one of them",
+                scoring::MAX_SUBSET_VALUES
+            )));
+        }
         let forwards = options.forwards(3, [h, w]);
         if forwards > max_forwards {
             return Err(input_error(format!(

@@ -11,12 +11,13 @@ use crate::metrics::PixelBox;
 pub type Lines<T> = Vec<(usize, Result<T>)>;
 
 /// The lines of `text` that hold data, numbered from 1: not blank, and not a first line that
-/// starts with `header`.
+/// is `header` (spaces and letter case aside).
 fn data_lines<'a>(text: &'a str, header: &'a str) -> impl Iterator<Item = (usize, &'a str)> {
     text.lines()
         .enumerate()
         .filter(move |(i, l)| {
-            !(l.trim().is_empty() || *i == 0 && l.trim_start().starts_with(header))
+            let is_header = *i == 0 && l.replace(' ', "").eq_ignore_ascii_case(header);
+            !(l.trim().is_empty() || is_header)
         })
         .map(|(i, l)| (i + 1, l))
 }
@@ -24,7 +25,7 @@ fn data_lines<'a>(text: &'a str, header: &'a str) -> impl Iterator<Item = (usize
 /// Each line of the file: the image id and its objects, or why the line was refused (a bad line
 /// is reported, not fatal). The header is skipped.
 pub fn parse_loc_solution(text: &str) -> Lines<(String, Vec<Object>)> {
-    data_lines(text, "ImageId")
+    data_lines(text, "ImageId,PredictionString")
         .map(|(n, l)| (n, parse_line(l)))
         .collect()
 }
@@ -57,9 +58,11 @@ fn parse_line(line: &str) -> Result<(String, Vec<Object>)> {
                         f[1..].join(" ")
                     ))
                 })?;
-            if n[0] < 1 || n[1] < 1 || n[2] < n[0] || n[3] < n[1] {
+            // A 0 corner (seen in exports) is clamped as the VOC reader does.
+            let (x0, y0) = (n[0].saturating_sub(1), n[1].saturating_sub(1));
+            if n[2] <= x0 || n[3] <= y0 {
                 return Err(Error::Data(format!(
-                    "image `{id}`: box {} {} {} {} is empty or not 1-based",
+                    "image `{id}`: box {} {} {} {} is empty",
                     n[0], n[1], n[2], n[3]
                 )));
             }
@@ -67,8 +70,8 @@ fn parse_line(line: &str) -> Result<(String, Vec<Object>)> {
                 name: f[0].to_string(),
                 difficult: false,
                 bbox: PixelBox {
-                    x0: n[0] - 1,
-                    y0: n[1] - 1,
+                    x0,
+                    y0,
                     x1: n[2],
                     y1: n[3],
                 },
@@ -82,7 +85,7 @@ fn parse_line(line: &str) -> Result<(String, Vec<Object>)> {
 /// `image` is skipped), the image path relative to the folder, the label a class-map name or a
 /// model output index. Bad lines are reported, not fatal.
 pub fn parse_labels_csv(text: &str) -> Lines<(String, String)> {
-    data_lines(text, "image")
+    data_lines(text, "image,label")
         .map(|(n, l)| {
             let parsed = match l.rsplit_once(',') {
                 Some((image, label)) if !image.trim().is_empty() && !label.trim().is_empty() => {
@@ -110,11 +113,13 @@ mod tests {
     fn solution_lines() {
         let text = "ImageId,PredictionString\n\
                     ILSVRC2012_val_00000001,n01751748 1 2 10 20 n01751748 5 5 5 5 \n\
-                    ILSVRC2012_val_00000002,n09428293 0 2 10 20\n\
+                    ILSVRC2012_val_00000002,n09428293 0 2 10 20 n09428293 7 2 6 20\n\
                     bad line\n\
                     ILSVRC2012_val_00000003,n01751748 1 2 10\n";
         let parsed = parse_loc_solution(text);
         assert_eq!(parsed.len(), 4);
+        // Without the header, the first line is data.
+        assert_eq!(parse_loc_solution(&text[25..]).len(), 4);
         let (id, objects) = parsed[0].1.as_ref().unwrap();
         assert_eq!(id, "ILSVRC2012_val_00000001");
         assert_eq!(
@@ -142,7 +147,7 @@ mod tests {
         assert_eq!(
             errors,
             [
-                (3, "image `ILSVRC2012_val_00000002`: box 0 2 10 20 is empty or not 1-based".to_string()),
+                (3, "image `ILSVRC2012_val_00000002`: box 7 2 6 20 is empty".to_string()),
                 (4, "`bad line` is not `ImageId,PredictionString`".to_string()),
                 (5, "image `ILSVRC2012_val_00000003`: 4 fields where groups of 5 (synset xmin ymin xmax ymax) were expected".to_string()),
             ]
@@ -153,6 +158,15 @@ mod tests {
     fn label_lines() {
         let parsed = parse_labels_csv(
             "image,label\ncats/a.jpg,285\nb.png, n02123045 \n../x.jpg,1\nnolabel\n",
+        );
+        // A first line that is data, not the header, is kept.
+        assert_eq!(
+            parse_labels_csv("images/a.jpg,3\n")[0]
+                .1
+                .as_ref()
+                .unwrap()
+                .1,
+            "3"
         );
         assert_eq!(
             parsed[0].1.as_ref().unwrap(),

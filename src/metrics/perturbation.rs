@@ -110,7 +110,7 @@ mod tests {
         let map = [0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0];
         let r = regions_morf(&map, 3, 3, 2);
         assert_eq!(r, vec![vec![2, 5], vec![6, 7], vec![0, 1, 3, 4], vec![8]]);
-        // 5 wide in 2x2 patches: 1 of padding, 0 before; 6 wide in 4x4: 2 of padding, 1 before.
+        // 6 wide in 4x4 patches: 2 of padding, 1 before (the first square covers 3 pixels).
         assert_eq!(regions_morf(&[0.0; 6], 1, 6, 4)[0], [0, 1, 2]);
         assert_eq!(unit_trapezoid(&[1.0, 0.0, 1.0]), 1.0);
         assert_eq!(unit_trapezoid(&[2.0]), 0.0);

@@ -1,7 +1,8 @@
-//! ROAD, RemOve And Debias (Rong et al., 2022), as pytorch-grad-cam 1.5 computes it: the pixels
-//! above (MoRF) or below (LeRF) a percentile of the map are replaced by a noisy linear
-//! imputation from their neighbours, and the class confidence's change is averaged over the
-//! percentiles; the combined score is `(LeRF - MoRF) / 2`.
+//! ROAD, RemOve And Debias (Rong et al., 2022), as pytorch-grad-cam 1.5 computes it: at
+//! percentile p, MoRF replaces the pixels at or above the map's p-th percentile, LeRF those at
+//! or below its (100 - p)-th (see [`kept`]), by a noisy linear imputation from their
+//! neighbours, and the class confidence's change is averaged over the percentiles; the combined
+//! score is `(LeRF - MoRF) / 2`.
 
 /// The 8 neighbours and their weights (pytorch-grad-cam's `neighbors_weights`): 1/6 for the
 /// edge neighbours, 1/12 for the corners.
@@ -207,7 +208,13 @@ impl System {
     fn solve(&self, b: &[f64], x: &mut [f64]) {
         let ch = self.channels;
         let n = self.diagonal.len();
-        let limit: Vec<f64> = self.dots(b, b).iter().map(|v| 1e-12 * v).collect();
+        // Relative, with an absolute floor: a channel whose right-hand side is 0 (all its known
+        // neighbours 0) must stop too.
+        let limit: Vec<f64> = self
+            .dots(b, b)
+            .iter()
+            .map(|v| (1e-12 * v).max(1e-24 * n as f64))
+            .collect();
         let mut r = vec![0.0; b.len()];
         self.apply(x, &mut r);
         for (r, b) in r.iter_mut().zip(b) {

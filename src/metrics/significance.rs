@@ -1,7 +1,8 @@
 //! What a reviewer asks of a summary: each mean's 95 % bootstrap interval, and for each metric
 //! which of two methods is better on the same explanations (Wilcoxon's signed-rank test on the
-//! pairs, Holm-corrected over the metric's pairs of methods). Rows are sorted first, so shards
-//! merged in any order give the same figures.
+//! pairs, Holm-corrected over the metric's pairs of methods). Rows are sorted before they are
+//! paired and resampled, so shards merged in any order give the same figures (a pair of
+//! methods is named in the order the methods first appear, which the shards' order can change).
 
 use std::collections::BTreeMap;
 

@@ -236,10 +236,10 @@ pub fn info(name: &str) -> Option<&'static MetricInfo> {
 }
 
 /// The metrics beyond the paper's set that `spec` asks for, in table order: `default` (none),
-/// `all`, or names separated by commas (the paper's names are accepted and always computed).
+/// `all` (also inside a list), or names separated by commas (the paper's names are accepted
+/// and always computed).
 pub fn select(spec: &str) -> Result<Vec<&'static MetricInfo>> {
-    let spec = spec.trim();
-    if spec == "all" {
+    if spec.split(',').any(|n| n.trim() == "all") {
         return Ok(METRICS.iter().filter(|m| !m.paper).collect());
     }
     let mut wanted = Vec::new();
@@ -291,8 +291,10 @@ mod tests {
             select("ebpg,roadd").unwrap_err().to_string(),
             "invalid option: unknown metric `roadd` in `metrics`: use default, all, or some of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined"
         );
+        assert_eq!(select("top_k, all").unwrap().len(), 9, "all in a list");
         let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), METRICS.len());
+        assert_eq!(names.len(), METRICS.len(), "names are unique");
     }
 }

@@ -64,13 +64,15 @@ def normalise(pixels):
 
 
 BLACK = normalise(np.zeros((SIZE, SIZE, 3), dtype=np.float32)).reshape(-1)
+BLACK_RGB = BLACK.reshape(3, -1)[:, 0]
 
 
 def to_black(arr, indices, **_):
-    """Quantus perturb_func: the given features of each flattened image set to igcam's black."""
+    """Quantus perturb_func: the given features of each flattened 3-channel image (padded, for
+    Region Perturbation) set to igcam's black, a value per channel."""
     out = arr.copy()
     rows = np.arange(arr.shape[0])[:, None]
-    out[rows, indices] = BLACK[indices]
+    out[rows, indices] = BLACK_RGB[indices // (arr.shape[1] // 3)]
     return out
 
 
@@ -129,7 +131,8 @@ def main():
             ranks[i, :, pixel] = 3 * SIZE * SIZE - 3 * r - np.arange(3)
     flip = quantus.PixelFlipping(features_in_step=step, perturb_func=to_black, return_auc_per_sample=True, **quiet)
     cases["pixel_flipping"] = [float(v) for v in flip(**{**common, "a_batch": ranks.reshape(len(a), 3, SIZE, SIZE)}, softmax=True)]
-    region = quantus.RegionPerturbation(patch_size=8, regions_evaluation=20, order="morf",
+    # A patch that does not divide 64: Quantus pads by 6 (3 before, 3 after).
+    region = quantus.RegionPerturbation(patch_size=10, regions_evaluation=20, order="morf",
                                         perturb_func=to_black, **quiet)
     curves = np.asarray(region(**common, softmax=True), dtype=np.float64)
     cases["region_perturbation"] = [float(v) for v in curves.mean(axis=1)]
@@ -206,7 +209,7 @@ def main():
         "maps": [[float(v) for v in ai.reshape(-1)] for ai in a],
         "boxes": boxes,
         "pixel_flipping_step": step,
-        "region_patch": 8,
+        "region_patch": 10,
         "regions": 20,
         "subsets": subsets,
         "metrics": cases,

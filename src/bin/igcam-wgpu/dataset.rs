@@ -61,8 +61,9 @@ pub struct Dataset {
     /// Lines of the layout's CSV that could not be read, with the reason (counted as bad
     /// annotations).
     pub bad_lines: Vec<String>,
-    /// The class map the layout's names call for when `--classes` is not given.
-    pub default_classes: &'static str,
+    /// The class map the layout's names call for when `--classes` is not given (`None`, a
+    /// folder: `imagenet` for a 1000-class model, else labels are output indices).
+    pub default_classes: Option<&'static str>,
 }
 
 fn voc_ids(data: &Path, split: &str) -> Result<Vec<String>> {
@@ -107,6 +108,27 @@ fn find_image(root: &Path, dirs: &[&str], id: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Keeps the first line of each image; a repeat is reported with the `bad` lines.
+fn first_each<T>(
+    file: &Path,
+    parsed: Vec<(String, T)>,
+    mut bad: Vec<String>,
+) -> (Vec<(String, T)>, Vec<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut kept = Vec::with_capacity(parsed.len());
+    for (id, v) in parsed {
+        if seen.insert(id.clone()) {
+            kept.push((id, v));
+        } else {
+            bad.push(format!(
+                "{}: `{id}` appears again: give each image once (its first line counts)",
+                file.display()
+            ));
+        }
+    }
+    (kept, bad)
+}
+
 /// A CSV's lines split into what they hold and, for the bad ones, `file line N: reason`.
 fn split_lines<T>(file: &Path, lines: Lines<T>) -> (Vec<T>, Vec<String>) {
     let mut good = Vec::new();
@@ -143,29 +165,25 @@ impl Dataset {
                 Layout::Voc,
                 voc_ids(root, split)?,
                 Vec::new(),
-                "voc-to-imagenet",
+                Some("voc-to-imagenet"),
             ),
             Format::Imagenet => {
                 let (parsed, bad) = split_lines(
                     &solution,
                     parse_loc_solution(&output::read_text(&solution)?),
                 );
+                let (parsed, bad) = first_each(&solution, parsed, bad);
                 let mut ids: Vec<String> = parsed.iter().map(|(id, _)| id.clone()).collect();
                 ids.sort();
-                ids.dedup();
                 let objects = parsed.into_iter().collect();
-                (Layout::Imagenet(objects), ids, bad, "imagenet")
+                (Layout::Imagenet(objects), ids, bad, Some("imagenet"))
             }
             Format::Folder | Format::Auto => {
                 let (parsed, bad) =
                     split_lines(&labels, parse_labels_csv(&output::read_text(&labels)?));
+                let (parsed, bad) = first_each(&labels, parsed, bad);
                 let ids = parsed.iter().map(|(image, _)| image.clone()).collect();
-                (
-                    Layout::Folder(parsed.into_iter().collect()),
-                    ids,
-                    bad,
-                    "imagenet",
-                )
+                (Layout::Folder(parsed.into_iter().collect()), ids, bad, None)
             }
         };
         Ok(Self {

@@ -245,7 +245,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .map(|s| shard::parse(s, &env))
         .transpose()?;
     let dataset = Dataset::open(&args.data, args.format, &args.split)?;
-    let classes = class_map(args.classes.as_deref().unwrap_or(dataset.default_classes))?;
+    let classes = args
+        .classes
+        .as_deref()
+        .or(dataset.default_classes)
+        .map(class_map)
+        .transpose()?;
     let mut ids = dataset.ids.clone();
     if let Some(limit) = args.limit {
         ids.truncate(limit);
@@ -264,6 +269,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let loaded = args::load(&args.common, false)?;
     let explainer = &loaded.explainer;
+    // A folder's labels without --classes: ImageNet synsets for a 1000-class model, otherwise
+    // output indices only.
+    let classes = match classes {
+        Some(c) => c,
+        None if explainer.model().num_classes() == 1000 => class_map("imagenet")?,
+        None => ClassMap(Default::default()),
+    };
     classes.check(explainer.model().num_classes())?;
     args.metrics
         .check_budget(&options, explainer.model().input_size())?;
@@ -287,9 +299,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
     );
 
     let (mut file, mut rows, mut stats) = RowsFile::open(&args.out, args.resume)?;
-    stats
-        .bad_annotations
-        .extend(dataset.bad_lines.iter().cloned());
+    let settings = options.describe();
+    match &stats.settings {
+        Some(before) if *before != settings => bail!(
+            "--resume: `{}` was scored with other metric settings (`{before}`, now `{settings}`): use the same switches, or another --out",
+            args.out.display()
+        ),
+        _ => stats.settings = Some(settings),
+    }
+    // The dataset's bad lines once, by the first shard (merge adds the shards' counts).
+    if shard.is_none_or(|(k, _)| k == 1) {
+        stats
+            .bad_annotations
+            .extend(dataset.bad_lines.iter().cloned());
+    }
     // The report's gallery, with a resumed run's shots.
     let mut gallery = match &args.report {
         Some(_) => Some(Gallery::load(&args.out)?),
@@ -335,11 +358,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
             Err(e) => stats.failed_images.push(format!("{id}: {e:#}")),
         }
         write_stats(&args.out, &stats)?;
+        if let Some(g) = gallery.as_mut().filter(|g| g.changed) {
+            g.save(&args.out)?;
+            g.changed = false;
+        }
     }
     bar.finish_and_clear();
-    if let Some(g) = &gallery {
-        g.save(&args.out)?;
-    }
     let html = args.report.as_deref().zip(gallery.as_ref());
     report(&args.out, &rows, &stats, html)?;
     if interrupted {

@@ -1,13 +1,14 @@
 //! The report's gallery: for each method, the explanations with the highest and the lowest
 //! insertion AUC (a few each), as small overlays with the ground-truth boxes drawn. Kept while
 //! `eval` runs (bounded: only the current best and worst are held), saved as
-//! `OUT/gallery.json` (so `--resume` and `merge` pick from every shard's), and embedded in the
+//! `OUT/gallery.json` after each image that changed it (so `--resume` and `merge` pick from
+//! every shard's), and embedded in the
 //! report.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use base64::Engine;
 use igcam::cam::CamMap;
 use igcam::render::{self, Colormap};
@@ -41,6 +42,9 @@ pub struct Shot {
 pub struct Gallery {
     /// Per method: the best (highest insertion) first, then the worst.
     pub methods: BTreeMap<String, (Vec<Shot>, Vec<Shot>)>,
+    /// A shot was added since the last save.
+    #[serde(skip)]
+    pub changed: bool,
 }
 
 impl Gallery {
@@ -62,6 +66,7 @@ impl Gallery {
 
     /// Adds a shot, keeping [`PER_END`] at each end (ties: the earlier stays).
     pub fn add(&mut self, shot: Shot) {
+        self.changed = true;
         let (best, worst) = self.methods.entry(shot.method.clone()).or_default();
         best.push(shot.clone());
         best.sort_by(|a, b| b.insertion.total_cmp(&a.insertion));
@@ -93,8 +98,24 @@ impl Gallery {
         if !path.is_file() {
             return Ok(Self::default());
         }
-        serde_json::from_slice(&output::read(&path)?)
-            .with_context(|| format!("`{}` is not an eval gallery", path.display()))
+        let gallery: Self = serde_json::from_slice(&output::read(&path)?)
+            .with_context(|| format!("`{}` is not an eval gallery", path.display()))?;
+        // The overlays go into the report's HTML as they are: each must be base64.
+        let engine = base64::engine::general_purpose::STANDARD;
+        for (best, worst) in gallery.methods.values() {
+            if let Some(bad) = best
+                .iter()
+                .chain(worst)
+                .find(|s| engine.decode(&s.png).is_err())
+            {
+                bail!(
+                    "`{}` is not an eval gallery: the overlay of `{}` is not base64",
+                    path.display(),
+                    bad.image
+                );
+            }
+        }
+        Ok(gallery)
     }
 
     /// Writes `dir/gallery.json` (atomically).

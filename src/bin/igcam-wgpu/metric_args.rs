@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use igcam::metrics::Confidence;
 use igcam::metrics::table;
-use igcam::scoring::ScoreOptions;
+use igcam::scoring::{MAX_SUBSET_VALUES, ScoreOptions};
 
 /// Default limit of forward passes per explanation.
 pub const DEFAULT_MAX_FORWARDS: usize = 2000;
@@ -118,6 +118,14 @@ impl MetricArgs {
     /// Refuses, in one line, options whose metrics need more forward passes per explanation
     /// than --max-forwards at a model input of `size`.
     pub fn check_budget(&self, options: &ScoreOptions, size: [usize; 2]) -> Result<()> {
+        let values = options.subset_values(3 * size[0] * size[1]);
+        if values > MAX_SUBSET_VALUES {
+            bail!(
+                "--fc-runs {} x --fc-subset {} would hold {values} channel values at once, over {MAX_SUBSET_VALUES}: lower one of them",
+                self.fc_runs,
+                self.fc_subset
+            );
+        }
         let forwards = options.forwards(3, size);
         if forwards > self.max_forwards {
             bail!(

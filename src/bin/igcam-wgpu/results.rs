@@ -30,6 +30,9 @@ pub struct Stats {
     /// over shards by `merge`: machine time).
     #[serde(default)]
     pub seconds: f64,
+    /// The metric settings the rows were scored with ([`igcam::scoring::ScoreOptions::describe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
     /// Each method's mean of each metric with its 95 % bootstrap interval (written with the
     /// summary; recomputed from the rows, never read back).
     #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
@@ -52,6 +55,13 @@ impl Stats {
         }
         self.done.extend(other.done);
         self.seconds += other.seconds;
+        match (&self.settings, other.settings) {
+            (Some(a), Some(b)) if *a != b => bail!(
+                "the shards were scored with different metric settings (`{a}` and `{b}`): merge the shards of one run"
+            ),
+            (None, b) => self.settings = b,
+            _ => {}
+        }
         Ok(())
     }
 }

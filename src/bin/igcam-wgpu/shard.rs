@@ -56,13 +56,15 @@ pub fn parse(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(usize,
             bail!("--shard auto: {SLURM_ID} is set but {SLURM_COUNT} is not; pass --shard k/n");
         };
         if given.is_some_and(|n| n != count) {
-            bail!("--shard {spec}: the Slurm array has {count} tasks");
+            bail!(
+                "--shard {spec}: the Slurm array has {count} tasks; pass --shard auto or auto/{count}"
+            );
         }
-        let k = id.checked_sub(min).map(|i| i + 1);
+        let k = id.checked_sub(min).and_then(|i| i.checked_add(1));
         return match k {
             Some(k) if (1..=count).contains(&k) => Ok((k, count)),
             _ => bail!(
-                "--shard auto: {SLURM_ID}={id} lies outside the array ({SLURM_MIN}={min}, {SLURM_COUNT}={count})"
+                "--shard auto: {SLURM_ID}={id} lies outside the array ({SLURM_MIN}={min}, {SLURM_COUNT}={count}); run it as a task of a contiguous array (--array=1-N)"
             ),
         };
     }
@@ -135,7 +137,7 @@ mod tests {
             (
                 "auto/5",
                 &slurm1,
-                "--shard auto/5: the Slurm array has 4 tasks",
+                "--shard auto/5: the Slurm array has 4 tasks; pass --shard auto or auto/4",
             ),
             (
                 "auto/0",
