@@ -53,7 +53,7 @@ impl FaithfulnessInput<'_> {
     }
 
     /// `base` with the pixels in `pixels` taken from `source` (all channels).
-    fn paste(&self, base: &mut [f32], source: &[f32], pixels: &[usize]) {
+    pub(super) fn paste(&self, base: &mut [f32], source: &[f32], pixels: &[usize]) {
         let plane = self.plane();
         for c in 0..base.len() / plane {
             for &p in pixels {

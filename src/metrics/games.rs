@@ -97,11 +97,7 @@ impl FaithfulnessInput<'_> {
             if let Some((patch, n)) = games.regions {
                 let mut perturbed = self.image.to_vec();
                 for region in regions_morf(map, height, width, patch).iter().take(n) {
-                    for c in 0..channels {
-                        for &p in region {
-                            perturbed[c * self.plane() + p] = self.black[c * self.plane() + p];
-                        }
-                    }
+                    self.paste(&mut perturbed, self.black, region);
                     scorer.push(&perturbed, target)?;
                     count[1] += 1;
                 }

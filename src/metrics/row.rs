@@ -76,3 +76,22 @@ pub fn extra_names(rows: &[Row]) -> Vec<String> {
         .map(|m| m.name.to_string())
         .collect()
 }
+
+/// The rows sorted by (image, class, method): the order every summary figure is computed in,
+/// so merged shards give the figures of one run.
+pub fn sorted(rows: &[Row]) -> Vec<&Row> {
+    let mut s: Vec<&Row> = rows.iter().collect();
+    s.sort_by(|a, b| (&a.image, &a.class, &a.method).cmp(&(&b.image, &b.class, &b.method)));
+    s
+}
+
+/// The methods of `rows`, each once, in the order they first appear.
+pub fn method_order(rows: &[Row]) -> Vec<&str> {
+    let mut order: Vec<&str> = Vec::new();
+    for r in rows {
+        if !order.contains(&r.method.as_str()) {
+            order.push(&r.method);
+        }
+    }
+    order
+}

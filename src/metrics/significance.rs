@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::row::{Row, extra_names};
+use super::row::{Row, extra_names, method_order, sorted};
 use super::stats::{bootstrap_mean_ci, holm, wilcoxon};
 use super::table::info;
 
@@ -65,28 +65,12 @@ pub struct Comparison {
     pub better: Option<String>,
 }
 
-fn sorted(rows: &[Row]) -> Vec<&Row> {
-    let mut s: Vec<&Row> = rows.iter().collect();
-    s.sort_by(|a, b| (&a.image, &a.class, &a.method).cmp(&(&b.image, &b.class, &b.method)));
-    s
-}
-
-fn methods(rows: &[Row]) -> Vec<&str> {
-    let mut order: Vec<&str> = Vec::new();
-    for r in rows {
-        if !order.contains(&r.method.as_str()) {
-            order.push(&r.method);
-        }
-    }
-    order
-}
-
 /// Every (method, metric)'s interval, methods in first-seen order.
 pub fn intervals(rows: &[Row]) -> Vec<Interval> {
     let all = sorted(rows);
     let metrics = tested_metrics(rows);
     let mut out = Vec::new();
-    for m in methods(rows) {
+    for m in method_order(rows) {
         for name in &metrics {
             let v: Vec<f64> = all
                 .iter()
@@ -116,7 +100,7 @@ pub fn intervals(rows: &[Row]) -> Vec<Interval> {
 /// judge (no non-zero difference) are left out.
 pub fn comparisons(rows: &[Row]) -> Vec<Comparison> {
     let all = sorted(rows);
-    let methods = methods(rows);
+    let methods = method_order(rows);
     let mut out = Vec::new();
     for name in tested_metrics(rows) {
         let higher = info(&name).is_none_or(|m| m.higher_is_better);

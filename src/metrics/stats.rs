@@ -39,19 +39,21 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
 }
 
-/// Average ranks of `values` (1-based), and whether any two tie.
-fn average_ranks(values: &[f64]) -> (Vec<f64>, bool) {
+/// Average ranks of `values` (1-based), and the tie correction `sum(t^3 - t)` over the groups
+/// of `t` equal values (0: no ties).
+fn average_ranks(values: &[f64]) -> (Vec<f64>, f64) {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut ranks = vec![0.0; values.len()];
-    let mut ties = false;
+    let mut ties = 0.0;
     let mut i = 0;
     while i < order.len() {
         let mut j = i;
         while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
             j += 1;
         }
-        ties |= j > i;
+        let t = (j - i + 1) as f64;
+        ties += t * t * t - t;
         for &k in &order[i..=j] {
             ranks[k] = (i + j) as f64 / 2.0 + 1.0;
         }
@@ -105,10 +107,10 @@ pub fn wilcoxon(a: &[f64], b: &[f64]) -> Option<Wilcoxon> {
     let zeros = all.len() - d.len();
     let n = d.len();
     let abs: Vec<f64> = d.iter().map(|x| x.abs()).collect();
-    let (ranks, ties) = average_ranks(&abs);
+    let (ranks, tie_sum) = average_ranks(&abs);
     let r_plus = rank_sum_plus(&d, &ranks);
     let r_minus = (n * (n + 1)) as f64 / 2.0 - r_plus;
-    let p = if all.len() <= 50 && !ties && zeros == 0 {
+    let p = if all.len() <= 50 && tie_sum == 0.0 && zeros == 0 {
         let counts = exact_counts(n);
         let total: f64 = counts.iter().sum();
         let k_lo = r_plus.floor() as usize;
@@ -134,15 +136,6 @@ pub fn wilcoxon(a: &[f64], b: &[f64]) -> Option<Wilcoxon> {
     } else {
         let nf = n as f64;
         let mean = nf * (nf + 1.0) / 4.0;
-        let mut tie_sum = 0.0;
-        let mut sorted = abs.clone();
-        sorted.sort_by(f64::total_cmp);
-        let mut i = 0;
-        while i < sorted.len() {
-            let j = sorted[i..].iter().take_while(|v| **v == sorted[i]).count();
-            tie_sum += (j * j * j - j) as f64;
-            i += j;
-        }
         let se = ((nf * (nf + 1.0) * (2.0 * nf + 1.0) - tie_sum / 2.0) / 24.0).sqrt();
         let z = (r_plus - mean) / se;
         (2.0 * normal_sf(z.abs())).min(1.0)
@@ -192,7 +185,8 @@ mod tests {
         assert_eq!(bootstrap_mean_ci(&[0.5; 5], 100, 0.95, 1), (0.5, 0.5));
         assert!(bootstrap_mean_ci(&[0.5], 100, 0.95, 1).0.is_nan());
         assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.5);
-        assert_eq!(average_ranks(&[3.0, 1.0, 3.0]), (vec![2.5, 1.0, 2.5], true));
+        assert_eq!(average_ranks(&[3.0, 1.0, 3.0]), (vec![2.5, 1.0, 2.5], 6.0));
+        assert_eq!(average_ranks(&[2.0, 1.0]).1, 0.0);
         assert_eq!(exact_counts(3), [1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0]);
     }
 }

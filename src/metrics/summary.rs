@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::pointing::PointingTally;
 pub use super::row::{Row, extra_names};
+use super::row::{method_order, sorted};
 use super::significance::{Interval, intervals};
 
 /// One method's line of the table.
@@ -64,19 +65,11 @@ pub fn nan_metrics(rows: &[Row]) -> usize {
 /// Summarises rows per method, in first-seen method order.
 pub fn summarise(rows: &[Row]) -> Vec<MethodSummary> {
     let mut all_intervals = intervals(rows);
-    let mut sorted: Vec<&Row> = rows.iter().collect();
-    sorted.sort_by(|a, b| (&a.image, &a.class, &a.method).cmp(&(&b.image, &b.class, &b.method)));
-    let mut order: Vec<&str> = Vec::new();
-    for r in rows {
-        if !order.contains(&r.method.as_str()) {
-            order.push(&r.method);
-        }
-    }
     let mut by_method: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
-    for r in sorted {
+    for r in sorted(rows) {
         by_method.entry(&r.method).or_default().push(r);
     }
-    order
+    method_order(rows)
         .into_iter()
         .map(|m| {
             let rs = &by_method[m];
