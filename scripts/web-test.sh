@@ -29,10 +29,10 @@ cli="$target_dir/release/igcam-wgpu"
 "$cli" explain assets/images/chelsea.png --method igcam --steps 50 --target top5 \
   --backend cpu --quiet --out "$work/out50" --json "$work/cli50.json"
 # eval's HTML report, opened from disk: two methods on the mini set, the paper's metrics and
-# two of Quantus's (8 metric charts).
+# three of Quantus's (9 metric charts), MPRT over the top 3 layers for its sanity plot.
 "$cli" eval --data tests/data/voc-mini --classes tests/data/voc-mini/classes.txt \
-  --methods igcam,gradcam --steps 8 --curve-steps 4 --metrics sparseness,top_k --backend cpu \
-  --quiet --out "$work/eval" --report "$work/eval/report.html" >/dev/null
-phase "report in the browser" node web/e2e/report.mjs "$work/eval/report.html" web/e2e/artifacts 8
+  --methods igcam,gradcam --steps 8 --curve-steps 4 --metrics sparseness,top_k,mprt \
+  --mprt-layers 3 --backend cpu --quiet --out "$work/eval" --report "$work/eval/report.html" >/dev/null
+phase "report in the browser" node web/e2e/report.mjs "$work/eval/report.html" web/e2e/artifacts 9
 phase "browser test" node web/e2e/e2e.mjs dist "$work/cli.json" "$work/cli50.json" \
   "$work/cli_ig.json" web/e2e/artifacts "$work/resnet50.onnx"

@@ -37,6 +37,7 @@ pub mod labels;
 pub mod metrics;
 pub mod onnx;
 pub mod preprocess;
+pub mod reexplain;
 pub mod render;
 pub mod resample;
 pub mod scoring;

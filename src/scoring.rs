@@ -18,7 +18,7 @@ use crate::metrics::{
     Confidence, Faithfulness, FaithfulnessInput, Games, Road, bbox_accuracy, ebpg, pointing_hit,
 };
 use crate::preprocess::{self, Baseline};
-use crate::render;
+use crate::reexplain::{Redo, RedoOptions, Scored, as_read, redo};
 
 /// How the metrics are computed.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,15 +47,24 @@ pub struct ScoreOptions {
     pub road_percentiles: Vec<f64>,
     /// ROAD's imputation noise (standard deviation).
     pub road_noise: f32,
-    /// Seed of Faithfulness Correlation's subsets and ROAD's noise (the same for every
-    /// explanation, so methods are compared on the same perturbations).
+    /// Max-Sensitivity's noisy copies of the input.
+    pub ms_samples: usize,
+    /// Max-Sensitivity's noise radius (uniform in `±radius`, normalised units).
+    pub ms_radius: f32,
+    /// MPRT's layers randomised, from the top; `None`: all of them.
+    pub mprt_layers: Option<usize>,
+    /// Seed of Faithfulness Correlation's subsets, ROAD's and Max-Sensitivity's noise, Random
+    /// Logit's classes and MPRT's weights (the same for every explanation, so methods are
+    /// compared on the same perturbations).
     pub seed: u64,
 }
 
 impl Default for ScoreOptions {
     /// `eval`'s defaults: softmax, 16 curve steps, 15 pixels, the paper's metrics; Quantus's
     /// defaults for the others (k = 1000, 8-pixel regions, 100 regions, 100 runs of 224 values),
-    /// pytorch-grad-cam's for ROAD (percentiles 10 to 90, noise 0.01).
+    /// pytorch-grad-cam's for ROAD (percentiles 10 to 90, noise 0.01); Max-Sensitivity with 10
+    /// noisy copies (Quantus's 200 cost 200 explanations per map) of radius 0.2; MPRT over
+    /// every layer.
     fn default() -> Self {
         Self {
             confidence: Confidence::Softmax,
@@ -70,6 +79,9 @@ impl Default for ScoreOptions {
             fc_subset: 224,
             road_percentiles: crate::metrics::road::PERCENTILES.to_vec(),
             road_noise: 0.01,
+            ms_samples: 10,
+            ms_radius: 0.2,
+            mprt_layers: None,
             seed: 0,
         }
     }
@@ -107,6 +119,22 @@ impl ScoreOptions {
                 noise: self.road_noise,
                 seed: self.seed,
             }),
+        }
+    }
+
+    /// What the selected metrics explain again.
+    pub fn redo_options(&self) -> RedoOptions {
+        RedoOptions {
+            ms_samples: if self.wants("max_sensitivity") {
+                self.ms_samples
+            } else {
+                0
+            },
+            ms_radius: self.ms_radius,
+            random_logit: self.wants("random_logit"),
+            mprt_layers: (self.wants("mprt") || self.wants("mprt_ssim"))
+                .then_some(self.mprt_layers),
+            seed: self.seed,
         }
     }
 
@@ -153,7 +181,7 @@ impl ScoreOptions {
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.extra.iter().map(|m| m.name).collect();
         format!(
-            "score={:?} curve_steps={} tolerance={} metrics=[{}] top_k={} flip_step={:?} region_patch={} regions={} fc_runs={} fc_subset={} road_percentiles={:?} road_noise={} seed={}",
+            "score={:?} curve_steps={} tolerance={} metrics=[{}] top_k={} flip_step={:?} region_patch={} regions={} fc_runs={} fc_subset={} road_percentiles={:?} road_noise={} ms_samples={} ms_radius={} mprt_layers={:?} seed={}",
             self.confidence,
             self.curve_steps,
             self.tolerance,
@@ -166,6 +194,9 @@ impl ScoreOptions {
             self.fc_subset,
             self.road_percentiles,
             self.road_noise,
+            self.ms_samples,
+            self.ms_radius,
+            self.mprt_layers,
             self.seed
         )
     }
@@ -190,6 +221,9 @@ pub const MAX_SUBSET_VALUES: usize = 50_000_000;
 pub struct ToScore<'a> {
     /// The raw map.
     pub map: &'a CamMap,
+    /// The method's label ([`crate::explainer::Explanation::label`]), which the metrics that
+    /// explain again redo.
+    pub label: &'a str,
     /// The explained class.
     pub target: usize,
     /// The class's ground truth at the model's input.
@@ -212,17 +246,27 @@ pub struct Scores {
     /// The selected metrics beyond the paper's, by name (NaN where one cannot be computed,
     /// e.g. a localisation metric without a mask).
     pub extra: BTreeMap<&'static str, f64>,
+    /// MPRT's similarities (`mprt_spearman`, `mprt_ssim`), when asked: 1 for the original
+    /// model, then one per layer randomised, top down.
+    pub curves: BTreeMap<&'static str, Vec<f64>>,
 }
 
-/// Scores every explanation of `photo` (the prepared photo, at the model's input size) at once.
+/// Scores every explanation of `photo` (the prepared photo, at the model's input size) at once;
+/// the metrics that explain again need `again` (the request, and the model's file for MPRT).
 pub fn score(
     explainer: &Explainer,
     photo: &RgbImage,
     explained: &[ToScore],
     options: &ScoreOptions,
+    again: Option<&Redo>,
 ) -> Result<Vec<Scores>> {
     let size = explainer.model().input_size();
     let pixels = size[0] * size[1];
+    if again.is_none() && options.redo_options().any() {
+        return Err(Error::InvalidOption(Message::from(
+            "max_sensitivity, random_logit and mprt explain again and need the method that made the maps: score them with eval, which knows it",
+        )));
+    }
     if let Some(mask) = explained
         .iter()
         .filter_map(|e| e.mask)
@@ -248,12 +292,7 @@ pub fn score(
         batch: explainer.batch(),
         confidence: options.confidence,
     };
-    let maps: Vec<Vec<f32>> = explained
-        .iter()
-        .map(|e| {
-            render::normalise_min_max(&render::upsample_bilinear(e.map, size[0], size[1]).values)
-        })
-        .collect();
+    let maps: Vec<Vec<f32>> = explained.iter().map(|e| as_read(e.map, size)).collect();
     let jobs: Vec<(&[f32], usize)> = maps
         .iter()
         .zip(explained)
@@ -262,16 +301,34 @@ pub fn score(
     let faithfulness = faith.score_all(&jobs, options.curve_steps)?;
     let games = options.games(image.len() / pixels, size);
     let played = faith.play(&jobs, &games)?;
+    let redo_options = options.redo_options();
+    let redone = match again {
+        Some(again) => {
+            let scored: Vec<Scored> = maps
+                .iter()
+                .zip(explained)
+                .map(|(m, e)| Scored {
+                    label: e.label,
+                    target: e.target,
+                    map: m,
+                })
+                .collect();
+            redo(explainer, &image, &scored, &redo_options, again)?
+        }
+        None => vec![Default::default(); maps.len()],
+    };
     Ok(maps
         .into_iter()
         .zip(explained)
         .zip(faithfulness.into_iter().zip(played))
-        .map(|((map, e), (faithfulness, played))| {
+        .zip(redone)
+        .map(|(((map, e), (faithfulness, played)), redone)| {
             let reading = Reading {
                 map: &map,
                 mask: e.mask,
                 played: &played,
                 top_k: options.top_k,
+                redone: &redone,
             };
             let extra = options
                 .extra
@@ -287,6 +344,14 @@ pub fn score(
                 map,
                 faithfulness,
                 extra,
+                // The original map's similarity to itself (1) first, as Adebayo et al. plot.
+                curves: [
+                    ("mprt_spearman", redone.mprt_spearman),
+                    ("mprt_ssim", redone.mprt_ssim),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, std::iter::once(1.0).chain(v?).collect())))
+                .collect(),
             }
         })
         .collect())

@@ -966,6 +966,10 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
         "5000",
         "--road-percentiles",
         "30,70",
+        "--ms-samples",
+        "2",
+        "--mprt-layers",
+        "2",
         "--limit",
         "3",
         "--npy",
@@ -974,7 +978,7 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("| top_k (higher) | sparseness (higher) | complexity (lower) | pixel_flipping (lower) | region_perturbation (higher) | faithfulness_correlation (higher) | road_morf (lower) | road_lerf (higher) | road_combined (higher) |"),
+        stdout.contains("| top_k (higher) | sparseness (higher) | complexity (lower) | pixel_flipping (lower) | region_perturbation (higher) | faithfulness_correlation (higher) | road_morf (lower) | road_lerf (higher) | road_combined (higher) | max_sensitivity (lower) | random_logit (lower) | mprt (lower) | mprt_ssim (lower) |"),
         "{stdout}"
     );
     assert!(
@@ -995,7 +999,11 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
             [
                 "complexity",
                 "faithfulness_correlation",
+                "max_sensitivity",
+                "mprt",
+                "mprt_ssim",
                 "pixel_flipping",
+                "random_logit",
                 "region_perturbation",
                 "road_combined",
                 "road_lerf",
@@ -1006,6 +1014,12 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
         );
         for (k, v) in extra {
             assert!(v.as_f64().is_some_and(f64::is_finite), "{k}: {v}");
+        }
+        // MPRT's sanity plot: the original (1), then the top 2 layers randomised.
+        for curve in ["mprt_spearman", "mprt_ssim"] {
+            let c = r["curves"][curve].as_array().unwrap();
+            assert_eq!(c.len(), 3, "{curve}: {c:?}");
+            assert_eq!(c[0].as_f64(), Some(1.0), "{curve}: {c:?}");
         }
         // Sparseness recomputed from the map eval wrote (Gini of the values plus 1e-7).
         let stem = format!(
@@ -1034,13 +1048,13 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
     let header = csv.lines().next().unwrap();
     assert!(header.contains(",ebpg 95% lo,ebpg 95% hi,"), "{header}");
     assert!(
-        header.ends_with(",road_combined 95% lo,road_combined 95% hi"),
+        header.ends_with(",mprt_ssim 95% lo,mprt_ssim 95% hi"),
         "{header}"
     );
     let stats: Json =
         serde_json::from_slice(&std::fs::read(dir.path().join("all/stats.json")).unwrap()).unwrap();
     let intervals = stats["intervals"].as_array().unwrap();
-    assert_eq!(intervals.len(), 2 * 15, "2 methods x 15 metrics");
+    assert_eq!(intervals.len(), 2 * 19, "2 methods x 19 metrics");
     for i in intervals {
         let (lo, mean, hi) = (
             i["lo"].as_f64().unwrap(),

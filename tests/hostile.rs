@@ -566,7 +566,7 @@ fn special_files_are_refused_without_reading_them() {
 fn extreme_options_are_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = manifest("tests/data/voc-mini");
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["explain", "--target=-1", "--backend", "cpu"],
             "target -1 is negative",
@@ -607,6 +607,29 @@ fn extreme_options_are_refused_in_one_line() {
         (
             &["explain", "--nonsense"],
             "unexpected argument '--nonsense'",
+        ),
+        (
+            &["eval", "--data", &data, "--ms-radius", "0"],
+            "--ms-radius 0 must be a finite number above 0",
+        ),
+        (
+            &["eval", "--data", &data, "--mprt-layers", "0"],
+            "--mprt-layers must be at least 1",
+        ),
+        // The embedded EfficientNet-Lite0 has 50 layers with weights.
+        (
+            &[
+                "eval",
+                "--data",
+                &data,
+                "--metrics",
+                "max_sensitivity,mprt",
+                "--ms-samples",
+                "60",
+                "--backend",
+                "cpu",
+            ],
+            "these metrics explain each image 110 more times (--ms-samples 60, mprt 50 layers), over --max-explanations 100: lower --ms-samples or --mprt-layers, or raise --max-explanations",
         ),
     ];
     for (args, needle) in cases {

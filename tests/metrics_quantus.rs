@@ -245,3 +245,103 @@ fn wilcoxon_and_holm_equal_scipy() {
         assert!((a - b).abs() < 1e-12, "Holm {adjusted:?} vs {want:?}");
     }
 }
+
+/// Max-Sensitivity, Random Logit and MPRT against Quantus's classes with Grad-CAM (PyTorch) as
+/// the explain_func, fed igcam's noise, other classes and randomised weights.
+#[test]
+fn redone_metrics_equal_quantus() {
+    use igcam::cam::Method;
+    use igcam::explainer::{Explainer, ExplainerOptions, Request};
+    use igcam::onnx::external::NoExternalData;
+    use igcam::reexplain::{Redo, RedoOptions, Scored, as_read, redo};
+
+    let c = case();
+    let r = &c.fixture["redo"];
+    let bytes = std::fs::read(common::fixture("metrics/faith_net.onnx")).unwrap();
+    let device = Device::default();
+    let options = ExplainerOptions {
+        layer: Some(r["layer"].as_str().unwrap().to_string()),
+        ..Default::default()
+    };
+    let explainer = Explainer::new(
+        OnnxModel::from_bytes(&bytes, &device).unwrap(),
+        vec![],
+        options,
+    )
+    .unwrap();
+    let gradcam = Method::parse("gradcam").unwrap();
+    let want_maps = r["maps"].as_array().unwrap();
+    let settings = RedoOptions {
+        ms_samples: r["ms_samples"].as_u64().unwrap() as usize,
+        ms_radius: r["ms_radius"].as_f64().unwrap() as f32,
+        random_logit: true,
+        mprt_layers: Some(None),
+        seed: r["seed"].as_u64().unwrap(),
+    };
+    let layers: Vec<String> = r["mprt_spearman"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let (mut ms, mut rl) = (Vec::new(), Vec::new());
+    let (mut rho, mut ssim) = (vec![Vec::new(); 4], vec![Vec::new(); 4]);
+    for (i, (image, &target)) in c.images.iter().zip(&c.targets).enumerate() {
+        let request = Request::new(vec![target], vec![gradcam], 1);
+        let prepared = explainer.prepare_normalised(image.clone()).unwrap();
+        let maps = explainer
+            .explain(&prepared, &request, &mut |_, _| {})
+            .unwrap();
+        let map = as_read(&maps[0].map, [c.size, c.size]);
+        // igcam's Grad-CAM is PyTorch's.
+        let want: Vec<f32> = floats(&want_maps[i]).iter().map(|&v| v as f32).collect();
+        common::assert_close("Grad-CAM map", &map, &want, 1e-5);
+        let scored = [Scored {
+            label: &maps[0].label,
+            target,
+            map: &map,
+        }];
+        let again = Redo {
+            request: &request,
+            model: Some((&bytes, &NoExternalData)),
+        };
+        let done = redo(&explainer, image, &scored, &settings, &again)
+            .unwrap()
+            .remove(0);
+        ms.push(done.max_sensitivity.unwrap());
+        rl.push(done.random_logit.unwrap());
+        for (l, (p, s)) in done
+            .mprt_spearman
+            .unwrap()
+            .into_iter()
+            .zip(done.mprt_ssim.unwrap())
+            .enumerate()
+        {
+            rho[l].push(p);
+            ssim[l].push(s);
+        }
+    }
+    assert_each("max_sensitivity", &ms, &floats(&r["max_sensitivity"]));
+    assert_each("random_logit", &rl, &floats(&r["random_logit"]));
+    // Quantus names the torch modules ("8": the head, down to "0"); igcam goes top down too.
+    let top_down = ["8", "4", "2", "0"];
+    assert_eq!(layers.len(), 4, "{layers:?}");
+    for (l, name) in top_down.iter().enumerate() {
+        assert_each(
+            &format!("MPRT Spearman, layer {name}"),
+            &rho[l],
+            &floats(&r["mprt_spearman"][name]),
+        );
+        assert_each(
+            &format!("MPRT SSIM, layer {name}"),
+            &ssim[l],
+            &floats(&r["mprt_ssim"][name]),
+        );
+    }
+    // The sanity check: the original map's similarity to itself is 1; with the head randomised
+    // it has already fallen far, and it stays low as more layers are randomised.
+    for (l, layer) in rho.iter().enumerate() {
+        let mean_abs = layer.iter().map(|v| v.abs()).sum::<f64>() / layer.len() as f64;
+        assert!(mean_abs < 0.5, "layer {l}: mean |rho| {mean_abs}");
+    }
+}

@@ -351,7 +351,9 @@ class Explainer:
             metrics: metrics besides the paper's, in ``Scores.extra``: ``"default"`` (none),
                 ``"all"``, or names (``eval --metrics``'s): top_k, sparseness, complexity,
                 pixel_flipping, region_perturbation, faithfulness_correlation, road_morf,
-                road_lerf, road_combined.
+                road_lerf, road_combined. ``"all"`` leaves out max_sensitivity, random_logit
+                and mprt, which explain again with the method that made the maps: they are
+                ``igcam-wgpu eval``'s.
             top_k, flip_step, region_patch, regions, fc_runs, fc_subset, road_percentiles,
                 road_noise: their settings, as ``eval``'s switches of the same names.
             seed: Faithfulness Correlation's random subsets and ROAD's noise.

@@ -305,7 +305,12 @@ impl Model {
         max_forwards: usize,
     ) -> PyResult<Bound<'py, PyList>> {
         let confidence = parsed(score, Confidence::parse)?;
-        let extra = table::select(metrics).map_err(to_py)?;
+        // Maps handed in come without the method that made them, so `all` here means every
+        // metric that reads the maps alone; the ones that explain again are refused by name.
+        let mut extra = table::select(metrics).map_err(to_py)?;
+        if metrics.split(',').any(|n| n.trim() == "all") {
+            extra.retain(|m| m.needs != table::Needs::Explainer);
+        }
         if curve_steps == 0 {
             return Err(input_error("`curve_steps` must be at least 1"));
         }
@@ -388,6 +393,7 @@ impl Model {
             road_percentiles,
             road_noise,
             seed,
+            ..ScoreOptions::default()
         };
         let values = options.subset_values(3 * h * w);
         if values > scoring::MAX_SUBSET_VALUES {
@@ -409,11 +415,12 @@ impl Model {
                     .zip(&masks)
                     .map(|((map, target), mask)| ToScore {
                         map,
+                        label: "",
                         target: *target,
                         mask: mask.as_deref(),
                     })
                     .collect();
-                scoring::score(explainer, &photo, &to_score, &options).map_err(to_py)
+                scoring::score(explainer, &photo, &to_score, &options, None).map_err(to_py)
             })
         })?;
         let out = PyList::empty(py);

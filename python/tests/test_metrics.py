@@ -11,12 +11,15 @@ import igcam
 from conftest import ROOT
 
 VOC = ROOT / "tests" / "data" / "voc-mini"
+# What `evaluate`'s "all" means: every metric but the three that explain again.
+MAP_METRICS = ["top_k", "sparseness", "complexity", "pixel_flipping", "region_perturbation",
+               "faithfulness_correlation", "road_morf", "road_lerf", "road_combined"]
 
 
 def test_evaluate_equals_the_clis_eval(cli, lite0, tmp_path):
     subprocess.run([cli, "eval", "--data", str(VOC), "--classes", str(VOC / "classes.txt"), "--methods",
                     "igcam,gradcam", "--steps", "4", "--curve-steps", "4", "--backend", "cpu", "--quiet",
-                    "--out", str(tmp_path), "--npy", "--metrics", "all", "--regions", "6", "--fc-runs", "5",
+                    "--out", str(tmp_path), "--npy", "--metrics", ",".join(MAP_METRICS), "--regions", "6", "--fc-runs", "5",
                     "--fc-subset", "5000", "--road-percentiles", "30,70", "--seed", "3"], check=True, timeout=600, stdout=subprocess.DEVNULL)
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["image"] == "coffee"]
@@ -91,7 +94,10 @@ def test_evaluate_refuses_what_it_cannot_score(lite0):
     (dict(metrics=["top_k", "road"]), "invalid option: unknown metric `road` in `metrics`: use default, all, or some "
                                       "of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, "
                                       "complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, "
-                                      "road_lerf, road_combined"),
+                                      "road_lerf, road_combined, max_sensitivity, random_logit, mprt, mprt_ssim"),
+    (dict(metrics="mprt"), "invalid option: max_sensitivity, random_logit and mprt explain again and need the method "
+                           "that made the "
+                           "maps: score them with eval, which knows it"),
     (dict(curve_steps=5000), "these metrics need 9999 forward passes per explanation at 224x224 (`curve_steps`, "
                              "`flip_step`, `regions`, `fc_runs`, `road_percentiles`), over `max_forwards` 2000: lower those or raise "
                              "`max_forwards`"),

@@ -36,6 +36,12 @@ impl Stream {
     }
 }
 
+/// The seed of stream `k` made from `seed` (eval's Max-Sensitivity copies, MPRT's layers):
+/// `seed + (k + 1) * 0xD1B54A32D192ED03`, wrapping.
+pub fn substream(seed: u64, k: usize) -> u64 {
+    seed.wrapping_add((k as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03))
+}
+
 /// `count` uniform values in `[low, high)` from `seed`.
 pub fn uniforms(seed: u64, count: usize, [low, high]: [f64; 2]) -> Vec<f32> {
     let mut state = seed;

@@ -41,7 +41,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// Average ranks of `values` (1-based), and the tie correction `sum(t^3 - t)` over the groups
 /// of `t` equal values (0: no ties).
-fn average_ranks(values: &[f64]) -> (Vec<f64>, f64) {
+pub(crate) fn average_ranks(values: &[f64]) -> (Vec<f64>, f64) {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut ranks = vec![0.0; values.len()];

@@ -3,6 +3,7 @@
 //! defined. A new metric is a pure function in `metrics/` plus a row here.
 
 use super::games::GameScores;
+use super::redone::Redone;
 use super::{complexity, sparseness, top_k_intersection};
 use crate::error::{Error, Message, Result, Setting};
 
@@ -17,6 +18,8 @@ pub struct Reading<'a> {
     pub played: &'a GameScores,
     /// Top-K Intersection's `k`.
     pub top_k: usize,
+    /// The explanations redone.
+    pub redone: &'a Redone,
 }
 
 /// What a metric reads besides the map.
@@ -28,6 +31,8 @@ pub enum Needs {
     Mask,
     /// Forward passes of edited images.
     Model,
+    /// The explanation redone (other inputs, classes or weights).
+    Explainer,
 }
 
 /// One metric.
@@ -227,6 +232,42 @@ pub const METRICS: &[MetricInfo] = &[
         false,
         "ROAD, (LeRF - MoRF) / 2 (Rong et al. 2022); pytorch-grad-cam ROADCombined",
         |r| Some((r.played.road_lerf? - r.played.road_morf?) / 2.0),
+    ),
+    row(
+        "max_sensitivity",
+        "robustness",
+        false,
+        Needs::Explainer,
+        false,
+        "Max-Sensitivity (Yeh et al. 2019), on the maps as read; Quantus MaxSensitivity",
+        |r| r.redone.max_sensitivity,
+    ),
+    row(
+        "random_logit",
+        "randomisation",
+        false,
+        Needs::Explainer,
+        false,
+        "Random Logit, SSIM to another class's map (Sixt et al. 2020); Quantus RandomLogit",
+        |r| r.redone.random_logit,
+    ),
+    row(
+        "mprt",
+        "randomisation",
+        false,
+        Needs::Explainer,
+        false,
+        "MPRT, mean Spearman over the cascade (Adebayo et al. 2018); Quantus MPRT return_average_correlation",
+        |r| r.redone.mprt(),
+    ),
+    row(
+        "mprt_ssim",
+        "randomisation",
+        false,
+        Needs::Explainer,
+        false,
+        "MPRT, mean SSIM over the cascade (Adebayo et al. 2018); Quantus MPRT with ssim",
+        |r| r.redone.mprt_ssim_mean(),
     ),
 ];
 

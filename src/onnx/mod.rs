@@ -18,6 +18,7 @@ mod ops;
 mod path;
 pub mod profile;
 mod proto;
+pub mod randomise;
 mod value;
 
 /// Threads igcam's CPU kernels use: rayon's pool natively and in the browser's threaded build,

@@ -24,6 +24,7 @@ The maps are smooth random maps (a bilinear 8x8 grid, min-max scaled), with no t
 sorts with numpy's unstable argsort, igcam breaks ties by pixel index. The statistics section
 holds scipy's Wilcoxon signed-rank p-values for a few paired samples, and their Holm correction.
 """
+import copy
 import json
 import os
 import sys
@@ -37,6 +38,9 @@ if not hasattr(np, "trapz"):  # numpy >= 2.4: Quantus 0.6 still calls np.trapz
     np.trapz = np.trapezoid
 
 import quantus  # noqa: E402  (after the patch)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_method_fixtures import splitmix64, standard_normals, uniforms  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NETS = os.path.join(ROOT, "tests", "fixtures", "nets")
@@ -83,6 +87,123 @@ def smooth_map(rng):
     m += rng.random(m.shape) * 1e-3  # break the grid's exact ties
     m = (m - m.min()) / (m.max() - m.min())
     return m.astype(np.float32)
+
+
+REDO_SEED = 21
+REDO_LAYER = 5  # Grad-CAM at the last ReLU: igcam's `/5/Relu_output_0`
+
+
+def grad_cam(model, x, y):
+    """Grad-CAM of the logits `y` at module REDO_LAYER, as igcam's metrics read a map: upsampled
+    bilinearly (half-pixel centres) to the input, then min-max scaled (zeros when constant)."""
+    kept = {}
+    handle = model[REDO_LAYER].register_forward_hook(lambda m, i, o: kept.update(a=o))
+    try:
+        xs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).requires_grad_(True)
+        logits = model(xs)
+        a = kept["a"]
+        g, = torch.autograd.grad(logits[torch.arange(len(y)), torch.as_tensor(y)].sum(), a)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))
+        up = torch.nn.functional.interpolate(cam, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+        up = up.reshape(len(y), -1)
+        lo, hi = up.min(1, keepdim=True).values, up.max(1, keepdim=True).values
+        span = hi - lo
+        out = torch.where(span > 0, (up - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(up))
+    return out.numpy().astype(np.float64).reshape(len(y), 1, SIZE, SIZE)
+
+
+def substream(seed, k):
+    """igcam's `random::substream`: seed + (k + 1) * 0xD1B54A32D192ED03, wrapping."""
+    return (seed + (k + 1) * 0xD1B54A32D192ED03) % (1 << 64)
+
+
+def below(seed, n):
+    """igcam's `Stream::new(seed).below(n)`: the first draw's top 53 bits as a fraction of n."""
+    d = int(splitmix64(seed, 1)[0] >> np.uint64(11))
+    return min(int(d / float(1 << 53) * n), n - 1)
+
+
+def explain_again(model, x, y):
+    """Max-Sensitivity, Random Logit and MPRT (Quantus's classes) with Grad-CAM as explain_func,
+    fed igcam's noise, other classes and randomised weights:
+
+    * MaxSensitivity's `np.random.uniform` returns igcam's noise of copy s for every image;
+    * RandomLogit's `np.random.randint` returns the index, among the other classes, of the class
+      igcam draws (`off_class`);
+    * MPRT's random layer generator sets each layer, top down, as igcam's cascade does (weights
+      then bias uniform in +-1/sqrt(fan_in) from substream(seed, k)), instead of torch's
+      `reset_parameters` draws;
+    * MPRT with `similarity_func=ssim` fails as shipped (the batched ssim returns a list, which
+      MPRT calls `.tolist()` on): the ssim given returns an array.
+    """
+    from quantus.helpers.model.pytorch_model import PyTorchModel
+
+    explain = lambda model, inputs, targets, **_: grad_cam(model, inputs, targets)  # noqa: E731
+    maps = grad_cam(model, x, y)
+    common = dict(model=model, x_batch=x, y_batch=y, a_batch=maps, device="cpu", channel_first=True,
+                  explain_func=explain)
+    out = {"seed": REDO_SEED, "layer": "/5/Relu_output_0", "maps": [[float(v) for v in m.reshape(-1)] for m in maps]}
+
+    samples, radius = 4, 0.2
+    calls = []
+    real_uniform = np.random.uniform
+
+    def noise(low, high, size):
+        s = len(calls)
+        calls.append(s)
+        row = uniforms(substream(REDO_SEED, s), size[1], -radius, radius).astype(np.float32)
+        return np.tile(row, (size[0], 1))
+
+    np.random.uniform = noise
+    try:
+        ms = quantus.MaxSensitivity(nr_samples=samples, lower_bound=radius, disable_warnings=True)
+        out["max_sensitivity"] = [float(v) for v in ms(**common)]
+    finally:
+        np.random.uniform = real_uniform
+    out["ms_samples"], out["ms_radius"] = samples, radius
+
+    classes = 5
+    off = []
+    for t in y:
+        k = below((REDO_SEED + int(t)) % (1 << 64), classes - 1)
+        off.append(k + 1 if k >= t else k)
+    real_randint = np.random.randint
+    np.random.randint = lambda low, high, size: np.array([o - (o > t) for o, t in zip(off, y)])
+    try:
+        rl = quantus.RandomLogit(num_classes=classes, disable_warnings=True)
+        out["random_logit"] = [float(v) for v in rl(**common)]
+    finally:
+        np.random.randint = real_randint
+    out["off_classes"] = [int(o) for o in off]
+
+    def cascade(self, order="top_down", seed=42):
+        assert order == "top_down"
+        randomised = copy.deepcopy(self.model)
+        layers = [m for m in randomised.named_modules() if hasattr(m[1], "reset_parameters")][::-1]
+        for k, (name, layer) in enumerate(layers):
+            w, b = layer.weight, layer.bias
+            bound = 1.0 / np.sqrt(w[0].numel())
+            drawn = uniforms(substream(REDO_SEED, k), w.numel() + b.numel(), -bound, bound).astype(np.float32)
+            with torch.no_grad():
+                w.copy_(torch.from_numpy(drawn[:w.numel()].reshape(tuple(w.shape))))
+                b.copy_(torch.from_numpy(drawn[w.numel():]))
+            yield name, randomised
+
+    real_generator = PyTorchModel.get_random_layer_generator
+    PyTorchModel.get_random_layer_generator = cascade
+    try:
+        # Quantus's batched ssim returns a list, and MPRT calls `.tolist()` on it: wrapped.
+        ssim = lambda a, b, **kw: np.asarray(quantus.similarity_func.ssim(a, b, **kw))  # noqa: E731
+        for key, similarity in [("mprt_spearman", None), ("mprt_ssim", ssim)]:
+            mprt = quantus.MPRT(similarity_func=similarity, layer_order="top_down", disable_warnings=True)
+            scores = mprt(**common)
+            out[key] = {k: [float(v) for v in vs] for k, vs in scores.items() if k != "original"}
+    finally:
+        PyTorchModel.get_random_layer_generator = real_generator
+    return out
 
 
 def main():
@@ -162,8 +283,6 @@ def main():
     from pytorch_grad_cam.metrics.road import (ROADCombined, ROADLeastRelevantFirstAverage,
                                                ROADMostRelevantFirstAverage)
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from make_method_fixtures import standard_normals
     randn_like = torch.randn_like
     torch.randn_like = lambda t: torch.from_numpy(standard_normals(5, t.numel()).reshape(tuple(t.shape)))
     try:
@@ -174,6 +293,8 @@ def main():
         cases["road_combined"] = [float(v) for v in ROADCombined()(*road_in)]
     finally:
         torch.randn_like = randn_like
+
+    redo = explain_again(model, x, y)
 
     # Statistics: scipy's two-sided Wilcoxon signed-rank (its defaults) and Holm's correction.
     # Ties are made of whole numbers: differences that tie only up to rounding would tie or not
@@ -213,13 +334,16 @@ def main():
         "regions": 20,
         "subsets": subsets,
         "metrics": cases,
+        "redo": redo,
         "wilcoxon": wilcoxon,
         "holm": {"p": raw, "adjusted": holm},
     }
     with open(os.path.join(OUT, "quantus.json"), "w") as f:
         json.dump(fixture, f, separators=(",", ":"))
-    for k, v in cases.items():
+    for k, v in list(cases.items()) + [(k, redo[k]) for k in ("max_sensitivity", "random_logit")]:
         print(f"{k:26s} {v}")
+    for k in ("mprt_spearman", "mprt_ssim"):
+        print(k, {layer: [round(v, 4) for v in vs] for layer, vs in redo[k].items()})
     with torch.no_grad():
         black = torch.from_numpy(np.stack([BLACK.reshape(3, SIZE, SIZE)] * len(x)))
         for name, images in [("photo", torch.from_numpy(x)), ("black", black)]:

@@ -1,8 +1,8 @@
 // Opens an `eval --report` HTML file in Debian's headless Chromium (playwright-core) and checks
 // that it renders from disk with no console error and no network request, within 2 s (times
 // IGCAM_TIME_SCALE), at most 10 MB, with the summary table, a chart per metric, the deletion
-// and insertion curves, the comparisons and a gallery whose images all decode. Keeps a
-// full-page screenshot as ARTIFACT_DIR/report.png.
+// and insertion curves and the MPRT sanity plots, the comparisons and a gallery whose images
+// all decode. Keeps a full-page screenshot as ARTIFACT_DIR/report.png.
 // Usage: node report.mjs REPORT_HTML ARTIFACT_DIR METRIC_COUNT
 import { chromium } from "playwright-core";
 import { statSync, mkdirSync } from "node:fs";
@@ -39,7 +39,8 @@ try {
   }));
   check(seen.summaryRows >= 1, `summary table with ${seen.summaryRows} methods`);
   check(seen.metricCharts === metrics, `${seen.metricCharts} metric charts (${metrics} expected)`);
-  check(seen.curves.join(",") === "deletion,insertion", `curves: ${seen.curves.join(", ")}`);
+  const curves = "deletion,insertion,mprt_spearman,mprt_ssim";
+  check(seen.curves.join(",") === curves, `curves: ${seen.curves.join(", ")} (${curves} expected)`);
   check(seen.comparisons >= 1, `${seen.comparisons} paired comparisons`);
   check(seen.images.length > 0 && seen.images.every(Boolean), `${seen.images.length} gallery images decoded`);
   check(errors.length === 0, `no console error${errors.length ? ": " + errors.join("; ") : ""}`);

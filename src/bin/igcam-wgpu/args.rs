@@ -243,6 +243,8 @@ pub struct Loaded {
     pub explainer: Explainer,
     /// The model's display name.
     pub model_name: String,
+    /// The model's file (MPRT randomises its weights).
+    pub file: output::ModelFile,
 }
 
 /// Opens the device, loads the model and its labels, and builds the explainer.
@@ -256,7 +258,7 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
     backend::set_threads(device.threads)?;
     backend::set_cpu_isa()?;
     let backend = backend::open(device.backend);
-    let (onnx, model_name) = output::load_model(model.model.as_deref(), &backend.device)?;
+    let (onnx, model_name, file) = output::load_model(model.model.as_deref(), &backend.device)?;
     let labels = match &model.labels {
         Some(p) => {
             let text = output::read_text(p)?;
@@ -279,5 +281,6 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
         backend,
         explainer,
         model_name,
+        file,
     })
 }

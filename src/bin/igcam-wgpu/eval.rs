@@ -11,6 +11,7 @@ use igcam::data::ClassMap;
 use igcam::metrics::PixelBox;
 use igcam::metrics::boxes_mask;
 use igcam::metrics::summary::Row;
+use igcam::reexplain::Redo;
 use igcam::scoring::{ScoreOptions, ToScore};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -18,7 +19,7 @@ use crate::args::{self, CommonArgs};
 use crate::dataset::{Dataset, Format, Found};
 use crate::gallery::{self, Gallery, Shot};
 use crate::metric_args::MetricArgs;
-use crate::output;
+use crate::output::{self, ModelFile};
 use crate::results::{RowsFile, Stats, report, write_stats};
 use crate::shard;
 
@@ -106,6 +107,7 @@ struct Run<'a> {
     options: &'a ScoreOptions,
     explainer: &'a Explainer,
     classes: &'a ClassMap,
+    file: &'a ModelFile,
 }
 
 /// Scores one image: one request for every class present × every method, then the metrics,
@@ -159,7 +161,8 @@ fn score_image(
         return Ok(Vec::new());
     }
     let targets = igcam::dedup::unique(wanted.iter().map(|w| w.1));
-    let maps = explainer.explain(&prepared, &args.common.request(targets), &mut |_, _| {})?;
+    let request = args.common.request(targets);
+    let maps = explainer.explain(&prepared, &request, &mut |_, _| {})?;
     // Every (class, method), scored together.
     let mut explained = Vec::new();
     let mut to_score = Vec::new();
@@ -168,12 +171,18 @@ fn score_image(
             explained.push((class, mask, e));
             to_score.push(ToScore {
                 map: &e.map,
+                label: &e.label,
                 target: e.target,
                 mask: mask.as_deref(),
             });
         }
     }
-    let scores = igcam::scoring::score(explainer, &prepared.photo, &to_score, options)?;
+    let again = Redo {
+        request: &request,
+        model: Some((&run.file.bytes, run.file.external())),
+    };
+    let scores =
+        igcam::scoring::score(explainer, &prepared.photo, &to_score, options, Some(&again))?;
     let mut rows = Vec::new();
     for ((class, mask, e), scored) in explained.into_iter().zip(scores) {
         let (norm, f) = (&scored.map, &scored.faithfulness);
@@ -228,7 +237,14 @@ fn score_image(
                 ("deletion".to_string(), f.deletion_curve.clone()),
                 ("insertion".to_string(), f.insertion_curve.clone()),
             ]
-            .into(),
+            .into_iter()
+            .chain(
+                scored
+                    .curves
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone())),
+            )
+            .collect(),
         });
     }
     Ok(rows)
@@ -279,6 +295,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     classes.check(explainer.model().num_classes())?;
     args.metrics
         .check_budget(&options, explainer.model().input_size())?;
+    args.metrics.check_redo_budget(&options, &loaded.file)?;
     if !args.quiet {
         eprintln!(
             "backend: {}; model: {}; layer: {}; {} images",
@@ -335,6 +352,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         options: &options,
         explainer,
         classes: &classes,
+        file: &loaded.file,
     };
     catch_interrupt();
     let mut interrupted = false;

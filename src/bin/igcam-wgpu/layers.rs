@@ -21,7 +21,7 @@ pub struct LayersArgs {
 /// Lists candidate layers; the default one is marked.
 pub fn run(args: LayersArgs) -> Result<()> {
     let backend = backend::open(BackendChoice::Cpu);
-    let (model, _) = load_model(args.model.as_deref(), &backend.device)?;
+    let (model, _, _) = load_model(args.model.as_deref(), &backend.device)?;
     let layers = model.layers();
     let reason = model.default_layer_reason();
     let default = reason.as_ref().map(|(name, _)| name.clone());

@@ -4,7 +4,10 @@ use anyhow::{Result, bail};
 use clap::Args;
 use igcam::metrics::Confidence;
 use igcam::metrics::table;
+use igcam::onnx::randomise::Cascade;
 use igcam::scoring::{MAX_SUBSET_VALUES, ScoreOptions};
+
+use crate::output::ModelFile;
 
 /// Default limit of forward passes per explanation.
 pub const DEFAULT_MAX_FORWARDS: usize = 2000;
@@ -14,8 +17,8 @@ pub const DEFAULT_MAX_FORWARDS: usize = 2000;
 pub struct MetricArgs {
     /// Metrics besides the paper's (which are always computed): `default` (none), `all`, or
     /// names separated by commas: top_k, sparseness, complexity, pixel_flipping,
-    /// region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined (see
-    /// the README's metric table).
+    /// region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined,
+    /// max_sensitivity, random_logit, mprt, mprt_ssim (see the README's metric table).
     #[arg(long, default_value = "default")]
     metrics: String,
     /// Class confidence for every metric that runs the model.
@@ -56,10 +59,28 @@ pub struct MetricArgs {
     /// ROAD's imputation noise (standard deviation, in the model input's normalised units).
     #[arg(long, default_value_t = 0.01)]
     road_noise: f32,
+    /// Max-Sensitivity's noisy copies of each image (each one explanation more; Quantus's
+    /// default is 200).
+    #[arg(long, default_value_t = 10)]
+    ms_samples: usize,
+    /// Max-Sensitivity's noise: uniform in ±R on every input value, in the model input's
+    /// normalised units.
+    #[arg(long, default_value_t = 0.2)]
+    ms_radius: f32,
+    /// MPRT: randomise only the top N layers (default: all of them, as Quantus).
+    #[arg(long)]
+    mprt_layers: Option<usize>,
     /// Refuse a run whose metrics need more forward passes than this per explanation.
     #[arg(long, default_value_t = DEFAULT_MAX_FORWARDS)]
     max_forwards: usize,
+    /// Refuse a run whose metrics explain each image again more times than this
+    /// (max_sensitivity: --ms-samples; random_logit: 1; mprt: one per randomised layer).
+    #[arg(long, default_value_t = DEFAULT_MAX_EXPLANATIONS)]
+    max_explanations: usize,
 }
+
+/// Default limit of re-explanations per image.
+pub const DEFAULT_MAX_EXPLANATIONS: usize = 100;
 
 impl MetricArgs {
     /// The scoring options, with `seed` for the random subsets; refuses a setting that cannot
@@ -78,6 +99,12 @@ impl MetricArgs {
         {
             bail!("--road-percentiles {p} must lie between 0 and 100");
         }
+        if !(self.ms_radius.is_finite() && self.ms_radius > 0.0) {
+            bail!(
+                "--ms-radius {} must be a finite number above 0",
+                self.ms_radius
+            );
+        }
         if !(self.road_noise.is_finite() && self.road_noise >= 0.0) {
             bail!(
                 "--road-noise {} must be a finite number, 0 or more",
@@ -93,6 +120,8 @@ impl MetricArgs {
             ("--fc-runs", self.fc_runs, 2),
             ("--fc-subset", self.fc_subset, 1),
             ("--max-forwards", self.max_forwards, 1),
+            ("--ms-samples", self.ms_samples, 1),
+            ("--mprt-layers", self.mprt_layers.unwrap_or(1), 1),
         ] {
             if value < least {
                 bail!("{name} must be at least {least}");
@@ -111,6 +140,9 @@ impl MetricArgs {
             fc_subset: self.fc_subset,
             road_percentiles: self.road_percentiles.clone(),
             road_noise: self.road_noise,
+            ms_samples: self.ms_samples,
+            ms_radius: self.ms_radius,
+            mprt_layers: self.mprt_layers,
             seed,
         })
     }
@@ -133,6 +165,48 @@ impl MetricArgs {
                 size[0],
                 size[1],
                 self.max_forwards
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses, in one line, options whose metrics explain each image again more than
+    /// --max-explanations times for the model in `file`.
+    pub fn check_redo_budget(&self, options: &ScoreOptions, file: &ModelFile) -> Result<()> {
+        let redo = options.redo_options();
+        if !redo.any() {
+            return Ok(());
+        }
+        let layers = if redo.mprt_layers.is_some() {
+            let cascade = Cascade::new(&file.bytes, file.external(), 0)?;
+            if cascade.layers().is_empty() {
+                bail!(
+                    "mprt: the model has no layer with weights stored as initialisers (Conv, Gemm, MatMul, BatchNormalization) to randomise; leave mprt out of --metrics"
+                );
+            }
+            cascade.layers().len()
+        } else {
+            0
+        };
+        let requests = redo.requests(layers);
+        if requests > self.max_explanations {
+            let mut parts = Vec::new();
+            if redo.ms_samples > 0 {
+                parts.push(format!("--ms-samples {}", redo.ms_samples));
+            }
+            if redo.random_logit {
+                parts.push("random_logit 1".to_string());
+            }
+            if let Some(limit) = redo.mprt_layers {
+                parts.push(format!(
+                    "mprt {} layers",
+                    limit.unwrap_or(layers).min(layers)
+                ));
+            }
+            bail!(
+                "these metrics explain each image {requests} more times ({}), over --max-explanations {}: lower --ms-samples or --mprt-layers, or raise --max-explanations",
+                parts.join(", "),
+                self.max_explanations
             );
         }
         Ok(())

@@ -81,21 +81,46 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Loads `path`, or the embedded model when `None`; returns it with its display name.
-pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, String)> {
-    let (model, name) = match path {
+/// A model's file as read: its bytes, and the folder its external weights are read from.
+pub struct ModelFile {
+    /// The ONNX bytes.
+    pub bytes: std::borrow::Cow<'static, [u8]>,
+    /// The model's folder (`None`: the embedded model).
+    folder: Option<ModelFolder>,
+}
+
+impl ModelFile {
+    /// Where its external weights are read.
+    pub fn external(&self) -> &dyn igcam::onnx::external::ExternalData {
+        match &self.folder {
+            Some(f) => f,
+            None => &igcam::onnx::external::NoExternalData,
+        }
+    }
+}
+
+/// Loads `path`, or the embedded model when `None`; returns it with its display name and file.
+pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, String, ModelFile)> {
+    let (file, name) = match path {
         Some(p) => {
             let name = p.display().to_string();
             let bytes = read_capped(p, MAX_MODEL_BYTES)?;
             let folder = ModelFolder::of(p).with_context(|| format!("cannot read `{name}`"))?;
-            let model = OnnxModel::from_bytes_and_data(&bytes, &folder, device);
-            (model, name)
+            let file = ModelFile {
+                bytes: bytes.into(),
+                folder: Some(folder),
+            };
+            (file, name)
         }
         None => (
-            OnnxModel::from_bytes(assets::DEFAULT_MODEL, device),
+            ModelFile {
+                bytes: assets::DEFAULT_MODEL.into(),
+                folder: None,
+            },
             assets::DEFAULT_MODEL_NAME.to_string(),
         ),
     };
+    let model = OnnxModel::from_bytes_and_data(&file.bytes, file.external(), device);
     let model = model.with_context(|| format!("model `{name}`"))?;
     if let Some(node) = model.batch_breaker() {
         eprintln!(
@@ -107,7 +132,7 @@ pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, St
             model.batch_reshapes()
         );
     }
-    Ok((model, name))
+    Ok((model, name, file))
 }
 
 /// Creates `dir` and proves it is writable, before any long work starts.

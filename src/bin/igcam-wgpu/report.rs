@@ -129,25 +129,58 @@ fn curve_stats(rows: &[Row], name: &str, method: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// A curve chart: each method's mean confidence per step with a band of one standard error.
-fn curve_chart(rows: &[Row], name: &str, methods: &[&str]) -> String {
+/// The curves the report draws: name, what a point is, what the first and last steps are
+/// (empty: the number of layers).
+const CURVES: [(&str, &str, &str, &str); 4] = [
+    ("deletion", "confidence per step", "0", "all pixels"),
+    ("insertion", "confidence per step", "0", "all pixels"),
+    (
+        "mprt_spearman",
+        "sanity check: Spearman to the map, layers randomised top down",
+        "original",
+        "",
+    ),
+    (
+        "mprt_ssim",
+        "sanity check: SSIM to the map, layers randomised top down",
+        "original",
+        "",
+    ),
+];
+
+/// A curve chart: each method's mean per step with a band of one standard error.
+fn curve_chart(
+    rows: &[Row],
+    (name, what, start, end): (&str, &str, &str, &str),
+    methods: &[&str],
+) -> String {
     let (w, h, left, bottom) = (560.0, 260.0, 44.0, 28.0);
     let series: Vec<Vec<(f64, f64)>> = methods.iter().map(|m| curve_stats(rows, name, m)).collect();
-    let top = series
-        .iter()
-        .flatten()
-        .map(|(m, e)| m + e)
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max)
-        .max(1e-9);
+    let finite = || {
+        series
+            .iter()
+            .flatten()
+            .flat_map(|(m, e)| [m + e, m - e])
+            .filter(|v| v.is_finite())
+    };
+    let top = finite().fold(0.0, f64::max).max(1e-9);
+    let steps = series.iter().map(Vec::len).max().unwrap_or(0);
+    let end = if end.is_empty() {
+        format!("{} layers", steps.saturating_sub(1))
+    } else {
+        end.to_string()
+    };
+    // Similarities can be negative; confidences are not.
+    let low = finite().fold(0.0, f64::min);
     let x = |s: usize, len: usize| left + s as f64 / (len.max(2) - 1) as f64 * (w - left - 10.0);
-    let y = |v: f64| 20.0 + (1.0 - v / top) * (h - 20.0 - bottom);
+    let y = |v: f64| 20.0 + (top - v) / (top - low) * (h - 20.0 - bottom);
     let mut svg = format!(
-        r#"<svg class="chart curve" data-curve="{name}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img"><title>{name}</title><text x="0" y="14" class="t">{name} curve <tspan class="d">(confidence per step; band: ± 1 standard error)</tspan></text><path d="M{left} 20V{b}H{r}" stroke="rgb(136,136,136)" fill="none"/><text x="{left}" y="{ty}" class="d">0</text><text x="{r2}" y="{ty}" class="d">all pixels</text><text x="2" y="26" class="d">{top:.2}</text>"#,
+        r#"<svg class="chart curve" data-curve="{name}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img"><title>{name}</title><text x="0" y="14" class="t">{name} <tspan class="d">({what}; band: ± 1 standard error)</tspan></text><path d="M{left} 20V{b}H{r}" stroke="rgb(136,136,136)" fill="none"/><path d="M{left} {zero:.1}H{r}" stroke="rgb(200,200,200)" fill="none"/><text x="{left}" y="{ty}" class="d">{start}</text><text x="{r2}" y="{ty}" class="d">{end}</text><text x="2" y="26" class="d">{top:.2}</text><text x="2" y="{b}" class="d">{low:.2}</text>"#,
         b = h - bottom,
         r = w - 10.0,
         r2 = w - 70.0,
-        ty = h - 8.0
+        ty = h - 8.0,
+        zero = y(0.0)
     );
     for (k, s) in series.iter().enumerate() {
         if s.is_empty() {
@@ -163,7 +196,7 @@ fn curve_chart(rows: &[Row], name: &str, methods: &[&str]) -> String {
             .iter()
             .enumerate()
             .rev()
-            .map(|(i, (m, e))| format!("{:.1},{:.1}", x(i, s.len()), y((m - e).max(0.0))))
+            .map(|(i, (m, e))| format!("{:.1},{:.1}", x(i, s.len()), y((m - e).max(low))))
             .collect();
         let line: Vec<String> = s
             .iter()
@@ -255,9 +288,9 @@ figure{display:inline-block;margin:4px;font-size:11px;text-align:center}figure i
         html += &metric_chart(m, &by_metric[m], &methods);
     }
     html += "</div><h2>Curves</h2><div class=\"charts\">";
-    for name in ["deletion", "insertion"] {
-        if rows.iter().any(|r| r.curves.contains_key(name)) {
-            html += &curve_chart(rows, name, &methods);
+    for curve in CURVES {
+        if rows.iter().any(|r| r.curves.contains_key(curve.0)) {
+            html += &curve_chart(rows, curve, &methods);
         }
     }
     html += "</div><h2>Paired comparisons</h2><p>Wilcoxon's signed-rank test on the same (image, class) pairs, Holm-corrected per metric; the better method where the corrected p &lt; 0.05.</p><table id=\"comparisons\"><tr><th>metric</th><th>methods</th><th>n</th><th>p</th><th>Holm p</th><th>better</th></tr>";

@@ -1,0 +1,192 @@
+//! The metrics that explain again (Quantus 0.6's robustness and randomisation families), for
+//! `eval` and the Python binding: Max-Sensitivity explains noisy copies of the input, Random
+//! Logit another class, MPRT the model with its layers randomised from the top
+//! ([`crate::onnx::randomise`]). Each re-explanation is one request for every class and method
+//! of the image at once (one backbone pass shared, as for the maps scored), and the maps are
+//! compared as the metrics read them (at the input, min-max scaled).
+
+use crate::cam::CamMap;
+use crate::error::{Error, Message, Result};
+use crate::explainer::{Explainer, Explanation, Request};
+use crate::metrics::randomisation::{mprt, off_class};
+pub use crate::metrics::redone::Redone;
+use crate::metrics::similarity::ssim;
+use crate::metrics::{max_sensitivity, sensitivity_noise};
+use crate::onnx::OnnxModel;
+use crate::onnx::external::ExternalData;
+use crate::onnx::randomise::Cascade;
+use crate::render;
+
+/// What explaining again needs: the request that made the maps, and (for MPRT) the model's
+/// file.
+pub struct Redo<'a> {
+    /// The request the scored maps came from (its targets are replaced).
+    pub request: &'a Request,
+    /// The model's ONNX bytes and its external weights, for MPRT.
+    pub model: Option<(&'a [u8], &'a dyn ExternalData)>,
+}
+
+/// What is redone, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedoOptions {
+    /// Max-Sensitivity's noisy copies (0: not asked for).
+    pub ms_samples: usize,
+    /// Max-Sensitivity's noise radius, in the model input's normalised units.
+    pub ms_radius: f32,
+    /// Random Logit is asked for.
+    pub random_logit: bool,
+    /// MPRT's layers, from the top (`None`: not asked for; `Some(None)`: all of them).
+    pub mprt_layers: Option<Option<usize>>,
+    /// Seed of the noise and of Random Logit's classes and MPRT's weights.
+    pub seed: u64,
+}
+
+impl RedoOptions {
+    /// Whether anything is redone.
+    pub fn any(&self) -> bool {
+        self.ms_samples > 0 || self.random_logit || self.mprt_layers.is_some()
+    }
+
+    /// Re-explanations per image for a model with `layers` randomisable layers.
+    pub fn requests(&self, layers: usize) -> usize {
+        let mprt = match self.mprt_layers {
+            Some(limit) => limit.unwrap_or(layers).min(layers),
+            None => 0,
+        };
+        self.ms_samples + usize::from(self.random_logit) + mprt
+    }
+}
+
+/// One map to redo: its method's label, its class, the map as the metrics read it.
+pub struct Scored<'a> {
+    /// The method's label ([`Explanation::label`]).
+    pub label: &'a str,
+    /// The explained class.
+    pub target: usize,
+    /// The map at the input, min-max scaled.
+    pub map: &'a [f32],
+}
+
+/// The map `e` as the metrics read it.
+pub fn as_read(map: &CamMap, size: [usize; 2]) -> Vec<f32> {
+    render::normalise_min_max(&render::upsample_bilinear(map, size[0], size[1]).values)
+}
+
+/// The request `redo.request` for `targets`.
+fn for_targets(request: &Request, targets: Vec<usize>) -> Request {
+    Request {
+        targets,
+        ..request.clone()
+    }
+}
+
+/// Each scored map's counterpart among `maps` (same label, class `target_of(i)`), as read.
+fn counterparts(
+    maps: &[Explanation],
+    scored: &[Scored],
+    size: [usize; 2],
+    target_of: impl Fn(usize) -> usize,
+) -> Result<Vec<Vec<f32>>> {
+    scored
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let target = target_of(i);
+            maps.iter()
+                .find(|e| e.label == s.label && e.target == target)
+                .map(|e| as_read(&e.map, size))
+                .ok_or_else(|| {
+                    Error::InvalidOption(Message::from(format!(
+                        "no map of method `{}` for class {target} came back when explaining again",
+                        s.label
+                    )))
+                })
+        })
+        .collect()
+}
+
+/// Redoes the explanations of `image` (normalised, CHW) that `options` ask for.
+pub fn redo(
+    explainer: &Explainer,
+    image: &[f32],
+    scored: &[Scored],
+    options: &RedoOptions,
+    redo: &Redo,
+) -> Result<Vec<Redone>> {
+    let mut out = vec![Redone::default(); scored.len()];
+    if !options.any() || scored.is_empty() {
+        return Ok(out);
+    }
+    let size = explainer.model().input_size();
+    let targets = crate::dedup::unique(scored.iter().map(|s| s.target));
+    let same = for_targets(redo.request, targets.clone());
+    if options.ms_samples > 0 {
+        let mut copies: Vec<Vec<Vec<f32>>> = vec![Vec::new(); scored.len()];
+        for sample in 0..options.ms_samples {
+            let noise = sensitivity_noise(options.seed, sample, image.len(), options.ms_radius);
+            let noisy = image.iter().zip(&noise).map(|(x, d)| x + d).collect();
+            let prepared = explainer.prepare_normalised(noisy)?;
+            let maps = explainer.explain(&prepared, &same, &mut |_, _| {})?;
+            for (c, m) in copies
+                .iter_mut()
+                .zip(counterparts(&maps, scored, size, |i| scored[i].target)?)
+            {
+                c.push(m);
+            }
+        }
+        for ((o, s), c) in out.iter_mut().zip(scored).zip(&copies) {
+            o.max_sensitivity = Some(max_sensitivity(s.map, c));
+        }
+    }
+    if options.random_logit {
+        let prepared = explainer.prepare_normalised(image.to_vec())?;
+        let classes = explainer.model().num_classes();
+        let off = |t: usize| off_class(options.seed, t, classes);
+        let others = crate::dedup::unique(targets.iter().map(|&t| off(t)));
+        let maps = explainer.explain(
+            &prepared,
+            &for_targets(redo.request, others),
+            &mut |_, _| {},
+        )?;
+        let theirs = counterparts(&maps, scored, size, |i| off(scored[i].target))?;
+        for ((o, s), m) in out.iter_mut().zip(scored).zip(&theirs) {
+            o.random_logit = Some(ssim(s.map, m));
+        }
+    }
+    if let Some(limit) = options.mprt_layers {
+        let (bytes, external) = redo.model.ok_or_else(|| {
+            Error::InvalidOption(Message::from(
+                "MPRT randomises the model's weights and needs its ONNX file",
+            ))
+        })?;
+        let mut cascade = Cascade::new(bytes, external, options.seed)?;
+        let levels = limit.unwrap_or(usize::MAX).min(cascade.layers().len());
+        let mut per_layer: Vec<Vec<Vec<f32>>> = vec![Vec::new(); scored.len()];
+        let layer_options = crate::explainer::ExplainerOptions {
+            layer: Some(explainer.layer().to_string()),
+            ..explainer.options().clone()
+        };
+        for _ in 0..levels {
+            let Some((_, model)) = cascade.next_model()? else {
+                break;
+            };
+            let model = OnnxModel::from_bytes(&model, explainer.model().device())?;
+            let randomised =
+                Explainer::new(model, explainer.labels().to_vec(), layer_options.clone())?;
+            let prepared = randomised.prepare_normalised(image.to_vec())?;
+            let maps = randomised.explain(&prepared, &same, &mut |_, _| {})?;
+            for (p, m) in per_layer
+                .iter_mut()
+                .zip(counterparts(&maps, scored, size, |i| scored[i].target)?)
+            {
+                p.push(m);
+            }
+        }
+        for ((o, s), maps) in out.iter_mut().zip(scored).zip(&per_layer) {
+            let (rho, sim) = mprt(s.map, maps);
+            o.mprt_spearman = Some(rho);
+            o.mprt_ssim = Some(sim);
+        }
+    }
+    Ok(out)
+}
