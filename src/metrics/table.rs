@@ -321,7 +321,7 @@ mod tests {
             "paper's, always on"
         );
         let all: Vec<&str> = select("all").unwrap().iter().map(|m| m.name).collect();
-        assert_eq!(all.len(), 9);
+        assert_eq!(all.len(), 13);
         let some: Vec<&str> = select(" complexity , top_k ")
             .unwrap()
             .iter()
@@ -330,9 +330,9 @@ mod tests {
         assert_eq!(some, ["top_k", "complexity"], "table order");
         assert_eq!(
             select("ebpg,roadd").unwrap_err().to_string(),
-            "invalid option: unknown metric `roadd` in `metrics`: use default, all, or some of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined"
+            "invalid option: unknown metric `roadd` in `metrics`: use default, all, or some of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined, max_sensitivity, random_logit, mprt, mprt_ssim"
         );
-        assert_eq!(select("top_k, all").unwrap().len(), 9, "all in a list");
+        assert_eq!(select("top_k, all").unwrap().len(), 13, "all in a list");
         let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
         names.sort_unstable();
         names.dedup();
