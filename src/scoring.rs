@@ -47,6 +47,8 @@ pub struct ScoreOptions {
     pub road_percentiles: Vec<f64>,
     /// ROAD's imputation noise (standard deviation).
     pub road_noise: f32,
+    /// IROF's superpixels (SLIC's `n_segments`).
+    pub irof_segments: usize,
     /// Max-Sensitivity's noisy copies of the input.
     pub ms_samples: usize,
     /// Max-Sensitivity's noise radius (uniform in `±radius`, normalised units).
@@ -62,7 +64,8 @@ pub struct ScoreOptions {
 impl Default for ScoreOptions {
     /// `eval`'s defaults: softmax, 16 curve steps, 15 pixels, the paper's metrics; Quantus's
     /// defaults for the others (k = 1000, 8-pixel regions, 100 regions, 100 runs of 224 values),
-    /// pytorch-grad-cam's for ROAD (percentiles 10 to 90, noise 0.01); Max-Sensitivity with 10
+    /// pytorch-grad-cam's for ROAD (percentiles 10 to 90, noise 0.01); IROF on skimage's 100
+    /// SLIC segments; Max-Sensitivity with 10
     /// noisy copies (Quantus's 200 cost 200 explanations per map) of radius 0.2; MPRT over
     /// every layer.
     fn default() -> Self {
@@ -79,6 +82,7 @@ impl Default for ScoreOptions {
             fc_subset: 224,
             road_percentiles: crate::metrics::road::PERCENTILES.to_vec(),
             road_noise: 0.01,
+            irof_segments: 100,
             ms_samples: 10,
             ms_radius: 0.2,
             mprt_layers: None,
@@ -119,6 +123,7 @@ impl ScoreOptions {
                 noise: self.road_noise,
                 seed: self.seed,
             }),
+            irof: self.wants("irof").then_some(self.irof_segments),
         }
     }
 
@@ -164,6 +169,11 @@ impl ScoreOptions {
         if self.wants("faithfulness_correlation") {
             n = n.saturating_add(self.fc_runs.saturating_add(1));
         }
+        if self.wants("irof") {
+            // SLIC's count is about the segments asked for (the grid's seeds, then the
+            // connected pieces): the estimate the budget uses.
+            n = n.saturating_add(self.irof_segments.saturating_add(1));
+        }
         if let Some((morf, lerf)) = self.road_games() {
             let per = usize::from(morf) + usize::from(lerf);
             n = n.saturating_add(
@@ -181,7 +191,7 @@ impl ScoreOptions {
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.extra.iter().map(|m| m.name).collect();
         format!(
-            "score={:?} curve_steps={} tolerance={} metrics=[{}] top_k={} flip_step={:?} region_patch={} regions={} fc_runs={} fc_subset={} road_percentiles={:?} road_noise={} ms_samples={} ms_radius={} mprt_layers={:?} seed={}",
+            "score={:?} curve_steps={} tolerance={} metrics=[{}] top_k={} flip_step={:?} region_patch={} regions={} fc_runs={} fc_subset={} road_percentiles={:?} road_noise={} irof_segments={} ms_samples={} ms_radius={} mprt_layers={:?} seed={}",
             self.confidence,
             self.curve_steps,
             self.tolerance,
@@ -194,6 +204,7 @@ impl ScoreOptions {
             self.fc_subset,
             self.road_percentiles,
             self.road_noise,
+            self.irof_segments,
             self.ms_samples,
             self.ms_radius,
             self.mprt_layers,

@@ -978,7 +978,7 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("| top_k (higher) | sparseness (higher) | complexity (lower) | pixel_flipping (lower) | region_perturbation (higher) | faithfulness_correlation (higher) | road_morf (lower) | road_lerf (higher) | road_combined (higher) | max_sensitivity (lower) | random_logit (lower) | mprt (lower) | mprt_ssim (lower) |"),
+        stdout.contains("| top_k (higher) | sparseness (higher) | complexity (lower) | pixel_flipping (lower) | region_perturbation (higher) | faithfulness_correlation (higher) | road_morf (lower) | road_lerf (higher) | road_combined (higher) | irof (higher) | max_sensitivity (lower) | random_logit (lower) | mprt (lower) | mprt_ssim (lower) |"),
         "{stdout}"
     );
     assert!(
@@ -999,6 +999,7 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
             [
                 "complexity",
                 "faithfulness_correlation",
+                "irof",
                 "max_sensitivity",
                 "mprt",
                 "mprt_ssim",
@@ -1054,7 +1055,7 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
     let stats: Json =
         serde_json::from_slice(&std::fs::read(dir.path().join("all/stats.json")).unwrap()).unwrap();
     let intervals = stats["intervals"].as_array().unwrap();
-    assert_eq!(intervals.len(), 2 * 19, "2 methods x 19 metrics");
+    assert_eq!(intervals.len(), 2 * 20, "2 methods x 20 metrics");
     for i in intervals {
         let (lo, mean, hi) = (
             i["lo"].as_f64().unwrap(),

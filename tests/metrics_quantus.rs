@@ -158,7 +158,7 @@ fn perturbation_games_equal_quantus() {
         .map(|runs| runs.as_array().unwrap().iter().map(counts).collect())
         .collect();
     let (mut flips, mut regions, mut correlations) = (Vec::new(), Vec::new(), Vec::new());
-    let mut road = Vec::new();
+    let (mut road, mut irof) = (Vec::new(), Vec::new());
     for (i, runs) in subsets.into_iter().enumerate() {
         let input = FaithfulnessInput {
             model: &model,
@@ -183,8 +183,10 @@ fn perturbation_games_equal_quantus() {
                 noise: 0.01,
                 seed: 5,
             }),
+            irof: Some(100),
         };
         let s = input.play(&[(&c.maps[i], c.targets[i])], &games).unwrap()[0];
+        irof.push(s.irof.unwrap());
         flips.push(s.pixel_flipping.unwrap());
         regions.push(s.region_perturbation.unwrap());
         correlations.push(s.faithfulness_correlation.unwrap());
@@ -212,11 +214,55 @@ fn perturbation_games_equal_quantus() {
         &combined,
         &want("road_combined"),
     );
+    assert_each("irof", &irof, &want("irof"));
     // The fixture is one that moves: the photo's confidence falls by a measurable amount.
     assert!(want("region_perturbation").iter().all(|v| v.abs() > 1e-3));
     // The order the games used, as the fixture gave it to Quantus.
     assert_eq!(feature_order(&[0.5, 0.75], 3)[..3], [1, 3, 5]);
     assert_eq!(unit_trapezoid(&[0.0, 1.0]), 0.5);
+}
+
+/// igcam's SLIC gives skimage's labels, pixel for pixel, on the fixture photo, its mirror image,
+/// and a synthetic 160x224 image.
+#[test]
+fn slic_equals_skimage() {
+    let c = case();
+    let synthetic = {
+        let blocks = igcam::cam::random::uniforms(31, 3 * 20 * 28, [0.0, 1.0]);
+        let noise = igcam::cam::random::uniforms(32, 3 * 160 * 224, [0.0, 1.0]);
+        let mut image = vec![0.0f32; 3 * 160 * 224];
+        for (i, v) in image.iter_mut().enumerate() {
+            let (ch, y, x) = (i / (160 * 224), i / 224 % 160, i % 224);
+            *v = blocks[ch * 20 * 28 + y / 8 * 28 + x / 8] + 0.05f32 * noise[i];
+        }
+        image
+    };
+    for (name, image) in [
+        ("photo", &c.images[0]),
+        ("flipped", &c.images[2]),
+        ("synthetic", &synthetic),
+    ] {
+        let want = &c.fixture["slic"][name];
+        let shape = counts(&want["shape"]);
+        let labels: Vec<usize> = want["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                let r = counts(r);
+                std::iter::repeat_n(r[0], r[1])
+            })
+            .collect();
+        let (got, n) = igcam::metrics::slic::slic(image, [shape[0], shape[1]], 100);
+        assert_eq!(n, want["segments"].as_u64().unwrap() as usize, "{name}");
+        let differ = got.iter().zip(&labels).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            differ,
+            0,
+            "{name}: {differ} of {} pixels differ",
+            labels.len()
+        );
+    }
 }
 
 #[test]

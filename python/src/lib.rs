@@ -359,6 +359,7 @@ impl Model {
             fc_subset,
             road_percentiles,
             road_noise,
+            irof_segments,
             seed,
         ) = settings;
         if let Some(p) = road_percentiles
@@ -392,6 +393,7 @@ impl Model {
             fc_subset,
             road_percentiles,
             road_noise,
+            irof_segments,
             seed,
             ..ScoreOptions::default()
         };
@@ -405,7 +407,7 @@ impl Model {
         let forwards = options.forwards(3, [h, w]);
         if forwards > max_forwards {
             return Err(input_error(format!(
-                "these metrics need {forwards} forward passes per explanation at {h}x{w} (`curve_steps`, `flip_step`, `regions`, `fc_runs`, `road_percentiles`), over `max_forwards` {max_forwards}: lower those or raise `max_forwards`"
+                "these metrics need {forwards} forward passes per explanation at {h}x{w} (`curve_steps`, `flip_step`, `regions`, `fc_runs`, `road_percentiles`, `irof_segments`), over `max_forwards` {max_forwards}: lower those or raise `max_forwards`"
             )));
         }
         let scores = py.detach(|| {
@@ -448,7 +450,7 @@ impl Model {
 /// ground truth as boxes `(x0, y0, x1, y1)` at the model's input, as a mask (`H * W` bytes, 0
 /// or 1), or neither.
 /// The metric settings `evaluate` passes: top_k, flip_step, region_patch, regions, fc_runs,
-/// fc_subset, road_percentiles, road_noise, seed.
+/// fc_subset, road_percentiles, road_noise, irof_segments, seed.
 type MetricSettings = (
     usize,
     Option<usize>,
@@ -458,6 +460,7 @@ type MetricSettings = (
     usize,
     Vec<f64>,
     f32,
+    usize,
     u64,
 );
 

@@ -13,7 +13,7 @@ from conftest import ROOT
 VOC = ROOT / "tests" / "data" / "voc-mini"
 # What `evaluate`'s "all" means: every metric but the three that explain again.
 MAP_METRICS = ["top_k", "sparseness", "complexity", "pixel_flipping", "region_perturbation",
-               "faithfulness_correlation", "road_morf", "road_lerf", "road_combined"]
+               "faithfulness_correlation", "road_morf", "road_lerf", "road_combined", "irof"]
 
 
 def test_evaluate_equals_the_clis_eval(cli, lite0, tmp_path):
@@ -32,7 +32,7 @@ def test_evaluate_equals_the_clis_eval(cli, lite0, tmp_path):
         for name in ["ebpg", "bbox", "drop", "deletion", "insertion"]:
             assert getattr(s, name) == pytest.approx(r[name], rel=1e-9, abs=1e-12), name
         assert (s.increase, s.pointing) == (r["increase"], r["pointing"])
-        assert sorted(s.extra) == sorted(r["extra"]) and len(s.extra) == 9
+        assert sorted(s.extra) == sorted(r["extra"]) and len(s.extra) == 10
         for name, value in s.extra.items():
             assert value == pytest.approx(r["extra"][name], rel=1e-9, abs=1e-12), name
 
@@ -94,12 +94,12 @@ def test_evaluate_refuses_what_it_cannot_score(lite0):
     (dict(metrics=["top_k", "road"]), "invalid option: unknown metric `road` in `metrics`: use default, all, or some "
                                       "of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, "
                                       "complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, "
-                                      "road_lerf, road_combined, max_sensitivity, random_logit, mprt, mprt_ssim"),
+                                      "road_lerf, road_combined, irof, max_sensitivity, random_logit, mprt, mprt_ssim"),
     (dict(metrics="mprt"), "invalid option: max_sensitivity, random_logit and mprt explain again and need the method "
                            "that made the "
                            "maps: score them with eval, which knows it"),
     (dict(curve_steps=5000), "these metrics need 9999 forward passes per explanation at 224x224 (`curve_steps`, "
-                             "`flip_step`, `regions`, `fc_runs`, `road_percentiles`), over `max_forwards` 2000: lower those or raise "
+                             "`flip_step`, `regions`, `fc_runs`, `road_percentiles`, `irof_segments`), over `max_forwards` 2000: lower those or raise "
                              "`max_forwards`"),
 ])
 def test_evaluate_refuses_bad_ground_truth(lite0, kwargs, message):

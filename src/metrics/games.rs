@@ -1,12 +1,14 @@
 //! The perturbation games on one image, through the model in batches like Drop/Increase:
 //! Pixel-Flipping (Bach et al., 2015), Region Perturbation (Samek et al., 2016) and Faithfulness
-//! Correlation (Bhatt et al., 2020), each as Quantus 0.6 defines it, with igcam's black (the
-//! black photo normalised with the preset) as the replacement value; and ROAD as
-//! pytorch-grad-cam defines it (noisy linear imputation, [`super::road`]).
+//! Correlation (Bhatt et al., 2020) and IROF (Rieger and Hansen, 2020, on [`super::slic`]
+//! superpixels), each as Quantus 0.6 defines it, with igcam's black (the black photo normalised
+//! with the preset) as the replacement value; and ROAD as pytorch-grad-cam defines it (noisy
+//! linear imputation, [`super::road`]).
 
 use super::faithfulness::{FaithfulnessInput, Scorer};
 use super::perturbation::{feature_order, pearson, regions_morf, subset_relevance, unit_trapezoid};
 use super::road::{impute, kept};
+use super::slic::slic;
 use crate::cam::random::standard_normals;
 use crate::error::Result;
 use crate::kernels::par::par_chunks;
@@ -38,6 +40,8 @@ pub struct Games {
     pub subsets: Option<Vec<Vec<usize>>>,
     /// ROAD.
     pub road: Option<Road>,
+    /// IROF on about this many SLIC superpixels.
+    pub irof: Option<usize>,
 }
 
 impl Games {
@@ -46,7 +50,39 @@ impl Games {
             || self.regions.is_some()
             || self.subsets.is_some()
             || self.road.is_some()
+            || self.irof.is_some()
     }
+}
+
+/// How many scores each game of one explanation pushed, in the order they are read back.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    original: usize,
+    flips: usize,
+    regions: usize,
+    subsets: usize,
+    morf: usize,
+    lerf: usize,
+    irof: usize,
+}
+
+/// The superpixels in decreasing order of the map's mean over them (ties: the lower label
+/// first), as IROF removes them.
+fn segment_order(map: &[f32], labels: &[usize], count: usize) -> Vec<usize> {
+    let mut sums = vec![0.0f64; count];
+    let mut sizes = vec![0usize; count];
+    for (&v, &l) in map.iter().zip(labels) {
+        sums[l] += f64::from(v);
+        sizes[l] += 1;
+    }
+    let means: Vec<f64> = sums
+        .iter()
+        .zip(&sizes)
+        .map(|(s, &n)| s / n as f64)
+        .collect();
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_by(|&a, &b| means[b].total_cmp(&means[a]));
+    order
 }
 
 /// One explanation's scores; `None` for a game not played.
@@ -62,6 +98,9 @@ pub struct GameScores {
     pub road_morf: Option<f64>,
     /// ROAD, least relevant first: the mean change of confidence (higher is better).
     pub road_lerf: Option<f64>,
+    /// IROF: the area over the curve of the confidence relative to the image's (higher is
+    /// better).
+    pub irof: Option<f64>,
 }
 
 impl FaithfulnessInput<'_> {
@@ -77,11 +116,17 @@ impl FaithfulnessInput<'_> {
         let channels = self.image.len() / self.plane();
         let mut scorer = Scorer::new(self, device);
         let mut counts = Vec::with_capacity(explained.len());
+        // The superpixels depend on the image alone.
+        let segments = games.irof.map(|n| slic(self.image, self.size, n));
         for &(map, target) in explained {
-            let mut count = [0usize; 6];
-            if games.regions.is_some() || games.subsets.is_some() || games.road.is_some() {
+            let mut count = Counts::default();
+            if games.regions.is_some()
+                || games.subsets.is_some()
+                || games.road.is_some()
+                || games.irof.is_some()
+            {
                 scorer.push(self.image, target)?;
-                count[3] = 1;
+                count.original = 1;
             }
             if let Some(step) = games.flip_step {
                 let order = feature_order(map, channels);
@@ -91,7 +136,7 @@ impl FaithfulnessInput<'_> {
                         flipped[f] = self.black[f];
                     }
                     scorer.push(&flipped, target)?;
-                    count[0] += 1;
+                    count.flips += 1;
                 }
             }
             if let Some((patch, n)) = games.regions {
@@ -99,7 +144,7 @@ impl FaithfulnessInput<'_> {
                 for region in regions_morf(map, height, width, patch).iter().take(n) {
                     self.paste(&mut perturbed, self.black, region);
                     scorer.push(&perturbed, target)?;
-                    count[1] += 1;
+                    count.regions += 1;
                 }
             }
             for subset in games.subsets.iter().flatten() {
@@ -108,17 +153,18 @@ impl FaithfulnessInput<'_> {
                     perturbed[f] = self.black[f];
                 }
                 scorer.push(&perturbed, target)?;
-                count[2] += 1;
+                count.subsets += 1;
             }
             if let Some(road) = &games.road {
                 // Every imputation of this map at once, in parallel (each is a sparse solve).
                 let mut jobs: Vec<(bool, f64)> = Vec::new();
-                for (first, play, slot) in [(true, road.morf, 4), (false, road.lerf, 5)] {
+                for (first, play) in [(true, road.morf), (false, road.lerf)] {
                     if play {
                         jobs.extend(road.percentiles.iter().map(|&p| (first, p)));
-                        count[slot] = road.percentiles.len();
                     }
                 }
+                count.morf = if road.morf { road.percentiles.len() } else { 0 };
+                count.lerf = if road.lerf { road.percentiles.len() } else { 0 };
                 let mut imputed = vec![Vec::new(); jobs.len()];
                 let (image, size) = (self.image, self.size);
                 par_chunks(&mut imputed, 1, |i, slot| {
@@ -134,6 +180,19 @@ impl FaithfulnessInput<'_> {
                     scorer.push(image, target)?;
                 }
             }
+            if let Some((labels, n)) = &segments {
+                let plane = self.plane();
+                let mut perturbed = self.image.to_vec();
+                for s in segment_order(map, labels, *n) {
+                    for (p, _) in labels.iter().enumerate().filter(|(_, l)| **l == s) {
+                        for c in 0..channels {
+                            perturbed[c * plane + p] = self.black[c * plane + p];
+                        }
+                    }
+                    scorer.push(&perturbed, target)?;
+                    count.irof += 1;
+                }
+            }
             counts.push(count);
         }
         let scores = scorer.finish()?;
@@ -147,14 +206,15 @@ impl FaithfulnessInput<'_> {
             .iter()
             .zip(counts)
             .map(|(&(map, _), count)| {
-                let original = take(count[3]).first().copied().unwrap_or(f64::NAN);
-                let flips = take(count[0]);
-                let regions = take(count[1]);
-                let drops: Vec<f64> = take(count[2]).iter().map(|s| original - s).collect();
+                let original = take(count.original).first().copied().unwrap_or(f64::NAN);
+                let flips = take(count.flips);
+                let regions = take(count.regions);
+                let drops: Vec<f64> = take(count.subsets).iter().map(|s| original - s).collect();
                 let change = |after: &[f64]| {
                     after.iter().map(|s| s - original).sum::<f64>() / after.len().max(1) as f64
                 };
-                let (morf, lerf) = (change(take(count[4])), change(take(count[5])));
+                let (morf, lerf) = (change(take(count.morf)), change(take(count.lerf)));
+                let kept: Vec<f64> = take(count.irof).iter().map(|s| s / original).collect();
                 let road = games.road.as_ref();
                 GameScores {
                     pixel_flipping: games.flip_step.map(|_| unit_trapezoid(flips)),
@@ -168,6 +228,9 @@ impl FaithfulnessInput<'_> {
                         .map(|subsets| pearson(&subset_relevance(map, subsets), &drops)),
                     road_morf: road.filter(|r| r.morf).map(|_| morf),
                     road_lerf: road.filter(|r| r.lerf).map(|_| lerf),
+                    irof: games
+                        .irof
+                        .map(|_| kept.len() as f64 - unit_trapezoid(&kept)),
                 }
             })
             .collect())

@@ -21,6 +21,7 @@ mod row;
 mod sensitivity;
 pub mod significance;
 pub mod similarity;
+pub mod slic;
 pub mod stats;
 pub mod summary;
 pub mod table;

@@ -3,6 +3,7 @@
 //! structural_similarity` with Quantus's `data_range`, on the row-major flattened map, so its
 //! window is 7 consecutive values).
 
+use super::perturbation::pearson;
 use super::stats::average_ranks;
 
 /// Spearman's rank correlation of `a` and `b` (average ranks for ties): the Pearson correlation
@@ -12,19 +13,6 @@ pub fn spearman(a: &[f32], b: &[f32]) -> f64 {
     let (ra, _) = average_ranks(&wide(a));
     let (rb, _) = average_ranks(&wide(b));
     pearson(&ra, &rb)
-}
-
-/// Pearson's correlation (NaN for a constant sample).
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        ab += (x - ma) * (y - mb);
-        aa += (x - ma) * (x - ma);
-        bb += (y - mb) * (y - mb);
-    }
-    ab / (aa * bb).sqrt()
 }
 
 /// SSIM's window (skimage's default without Gaussian weights).

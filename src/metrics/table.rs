@@ -234,6 +234,15 @@ pub const METRICS: &[MetricInfo] = &[
         |r| Some((r.played.road_lerf? - r.played.road_morf?) / 2.0),
     ),
     row(
+        "irof",
+        "faithfulness",
+        true,
+        Needs::Model,
+        false,
+        "IROF, area over the relative confidence curve as SLIC superpixels go to black (Rieger and Hansen 2020); Quantus IROF",
+        |r| r.played.irof,
+    ),
+    row(
         "max_sensitivity",
         "robustness",
         false,
@@ -321,7 +330,7 @@ mod tests {
             "paper's, always on"
         );
         let all: Vec<&str> = select("all").unwrap().iter().map(|m| m.name).collect();
-        assert_eq!(all.len(), 13);
+        assert_eq!(all.len(), 14);
         let some: Vec<&str> = select(" complexity , top_k ")
             .unwrap()
             .iter()
@@ -330,9 +339,9 @@ mod tests {
         assert_eq!(some, ["top_k", "complexity"], "table order");
         assert_eq!(
             select("ebpg,roadd").unwrap_err().to_string(),
-            "invalid option: unknown metric `roadd` in `metrics`: use default, all, or some of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined, max_sensitivity, random_logit, mprt, mprt_ssim"
+            "invalid option: unknown metric `roadd` in `metrics`: use default, all, or some of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined, irof, max_sensitivity, random_logit, mprt, mprt_ssim"
         );
-        assert_eq!(select("top_k, all").unwrap().len(), 13, "all in a list");
+        assert_eq!(select("top_k, all").unwrap().len(), 14, "all in a list");
         let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
         names.sort_unstable();
         names.dedup();

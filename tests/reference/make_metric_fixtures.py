@@ -16,6 +16,10 @@ classes, with three patches, each said where it is made:
   the perturbations here are given as a `perturb_func` that writes that black per channel.
 * Faithfulness Correlation draws its subsets with `np.random.choice`; the draws are recorded and
   stored, and the Rust test feeds the same subsets to igcam.
+* IROF fails on RGB input as shipped: its default replacement asserts that the mask has the
+  image's shape, and IROF hands it a one-channel mask. Its perturb_func here writes igcam's black
+  through the mask, broadcast over the channels. skimage's SLIC labels are stored too; igcam's
+  SLIC must give them pixel for pixel.
 
 ROAD comes from pytorch-grad-cam 1.5.7 (`ROADMostRelevantFirstAverage`, `...LeastRelevant...`,
 `ROADCombined`), whose imputation noise is replaced by igcam's documented generator.
@@ -87,6 +91,31 @@ def smooth_map(rng):
     m += rng.random(m.shape) * 1e-3  # break the grid's exact ties
     m = (m - m.min()) / (m.max() - m.min())
     return m.astype(np.float32)
+
+
+def synthetic_image():
+    """A 3x160x224 image both sides build from igcam's generator: 8x8 blocks of uniform values
+    (seed 31) plus 0.05 times uniform noise (seed 32), in float32."""
+    blocks = uniforms(31, 3 * 20 * 28, 0.0, 1.0).astype(np.float32).reshape(3, 20, 28)
+    noise = uniforms(32, 3 * 160 * 224, 0.0, 1.0).astype(np.float32).reshape(3, 160, 224)
+    return blocks.repeat(8, axis=1).repeat(8, axis=2) + np.float32(0.05) * noise
+
+
+def superpixels(*images):
+    """skimage's SLIC labels as IROF asks for them, run-length coded ([label, run] pairs in
+    row-major order): the two fixture images and the synthetic one."""
+    from skimage.segmentation import slic
+    out = {}
+    for name, img in [("photo", images[0]), ("flipped", images[1]), ("synthetic", synthetic_image())]:
+        labels = slic(np.moveaxis(img, 0, -1).astype("double"), start_label=0).reshape(-1)
+        runs = []
+        for v in labels:
+            if runs and runs[-1][0] == int(v):
+                runs[-1][1] += 1
+            else:
+                runs.append([int(v), 1])
+        out[name] = {"shape": list(img.shape[1:]), "segments": int(labels.max()) + 1, "runs": runs}
+    return out
 
 
 REDO_SEED = 21
@@ -258,6 +287,16 @@ def main():
     curves = np.asarray(region(**common, softmax=True), dtype=np.float64)
     cases["region_perturbation"] = [float(v) for v in curves.mean(axis=1)]
 
+    # IROF, one image at a time (Quantus pads a batch's curves to its longest, which moves the
+    # area of images with fewer superpixels), removing superpixels to igcam's black.
+    def mask_to_black(arr, mask, **_):
+        return np.where(mask, BLACK.reshape(1, 3, SIZE, SIZE), arr).astype(arr.dtype)
+
+    irof = quantus.IROF(perturb_func=mask_to_black, return_aggregate=False, **quiet)
+    cases["irof"] = [float(irof(**{**common, "x_batch": x[i:i + 1], "y_batch": y[i:i + 1], "a_batch": a[i:i + 1],
+                                   "s_batch": s[i:i + 1]}, softmax=True)[0]) for i in range(len(x))]
+    slics = superpixels(x1, x2)
+
     drawn = []
     choice = np.random.choice
 
@@ -335,6 +374,7 @@ def main():
         "subsets": subsets,
         "metrics": cases,
         "redo": redo,
+        "slic": slics,
         "wilcoxon": wilcoxon,
         "holm": {"p": raw, "adjusted": holm},
     }

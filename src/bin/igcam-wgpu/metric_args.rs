@@ -17,7 +17,7 @@ pub const DEFAULT_MAX_FORWARDS: usize = 2000;
 pub struct MetricArgs {
     /// Metrics besides the paper's (which are always computed): `default` (none), `all`, or
     /// names separated by commas: top_k, sparseness, complexity, pixel_flipping,
-    /// region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined,
+    /// region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined, irof,
     /// max_sensitivity, random_logit, mprt, mprt_ssim (see the README's metric table).
     #[arg(long, default_value = "default")]
     metrics: String,
@@ -59,6 +59,9 @@ pub struct MetricArgs {
     /// ROAD's imputation noise (standard deviation, in the model input's normalised units).
     #[arg(long, default_value_t = 0.01)]
     road_noise: f32,
+    /// IROF's superpixels: SLIC's number of segments (skimage's default, which Quantus uses).
+    #[arg(long, default_value_t = 100)]
+    irof_segments: usize,
     /// Max-Sensitivity's noisy copies of each image (each one explanation more; Quantus's
     /// default is 200).
     #[arg(long, default_value_t = 10)]
@@ -121,6 +124,7 @@ impl MetricArgs {
             ("--fc-subset", self.fc_subset, 1),
             ("--max-forwards", self.max_forwards, 1),
             ("--ms-samples", self.ms_samples, 1),
+            ("--irof-segments", self.irof_segments, 1),
             ("--mprt-layers", self.mprt_layers.unwrap_or(1), 1),
         ] {
             if value < least {
@@ -140,6 +144,7 @@ impl MetricArgs {
             fc_subset: self.fc_subset,
             road_percentiles: self.road_percentiles.clone(),
             road_noise: self.road_noise,
+            irof_segments: self.irof_segments,
             ms_samples: self.ms_samples,
             ms_radius: self.ms_radius,
             mprt_layers: self.mprt_layers,
@@ -161,7 +166,7 @@ impl MetricArgs {
         let forwards = options.forwards(3, size);
         if forwards > self.max_forwards {
             bail!(
-                "these metrics need {forwards} forward passes per explanation at {}x{} (--curve-steps, --flip-step, --regions, --fc-runs, --road-percentiles), over --max-forwards {}: lower those or raise --max-forwards",
+                "these metrics need {forwards} forward passes per explanation at {}x{} (--curve-steps, --flip-step, --regions, --fc-runs, --road-percentiles, --irof-segments), over --max-forwards {}: lower those or raise --max-forwards",
                 size[0],
                 size[1],
                 self.max_forwards
