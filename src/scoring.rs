@@ -47,6 +47,8 @@ pub struct ScoreOptions {
     pub road_percentiles: Vec<f64>,
     /// ROAD's imputation noise (standard deviation).
     pub road_noise: f32,
+    /// Quantus ROAD's percentages of the pixels imputed (`road_accuracy`).
+    pub road_accuracy_percentages: Vec<f64>,
     /// IROF's superpixels (SLIC's `n_segments`).
     pub irof_segments: usize,
     /// Max-Sensitivity's noisy copies of the input.
@@ -64,7 +66,8 @@ pub struct ScoreOptions {
 impl Default for ScoreOptions {
     /// `eval`'s defaults: softmax, 16 curve steps, 15 pixels, the paper's metrics; Quantus's
     /// defaults for the others (k = 1000, 8-pixel regions, 100 regions, 100 runs of 224 values),
-    /// pytorch-grad-cam's for ROAD (percentiles 10 to 90, noise 0.01); IROF on skimage's 100
+    /// pytorch-grad-cam's for ROAD (percentiles 10 to 90, noise 0.01), Quantus's for its ROAD
+    /// (1, 3, ..., 99 %); IROF on skimage's 100
     /// SLIC segments; Max-Sensitivity with 10
     /// noisy copies (Quantus's 200 cost 200 explanations per map) of radius 0.2; MPRT over
     /// every layer.
@@ -82,6 +85,7 @@ impl Default for ScoreOptions {
             fc_subset: 224,
             road_percentiles: crate::metrics::road::PERCENTILES.to_vec(),
             road_noise: 0.01,
+            road_accuracy_percentages: (1..100).step_by(2).map(f64::from).collect(),
             irof_segments: 100,
             ms_samples: 10,
             ms_radius: 0.2,
@@ -116,10 +120,15 @@ impl ScoreOptions {
             subsets: self
                 .wants("faithfulness_correlation")
                 .then(|| random_subsets(features, self.fc_subset, self.fc_runs, self.seed)),
-            road: self.road_games().map(|(morf, lerf)| Road {
+            road: self.road_games().map(|(morf, lerf, accuracy)| Road {
                 percentiles: self.road_percentiles.clone(),
                 morf,
                 lerf,
+                accuracy: if accuracy {
+                    self.road_accuracy_percentages.clone()
+                } else {
+                    Vec::new()
+                },
                 noise: self.road_noise,
                 seed: self.seed,
             }),
@@ -143,12 +152,13 @@ impl ScoreOptions {
         }
     }
 
-    /// Which ROAD games the selected metrics need: (MoRF, LeRF), or `None`.
-    fn road_games(&self) -> Option<(bool, bool)> {
+    /// Which ROAD games the selected metrics need: (MoRF, LeRF, Quantus's), or `None`.
+    fn road_games(&self) -> Option<(bool, bool, bool)> {
         let combined = self.wants("road_combined");
         let morf = combined || self.wants("road_morf");
         let lerf = combined || self.wants("road_lerf");
-        (morf || lerf).then_some((morf, lerf))
+        let accuracy = self.wants("road_accuracy");
+        (morf || lerf || accuracy).then_some((morf, lerf, accuracy))
     }
 
     /// Forward passes the metrics cost per explanation of an image of `channels x size`:
@@ -174,12 +184,18 @@ impl ScoreOptions {
             // connected pieces): the estimate the budget uses.
             n = n.saturating_add(self.irof_segments.saturating_add(1));
         }
-        if let Some((morf, lerf)) = self.road_games() {
+        if let Some((morf, lerf, accuracy)) = self.road_games() {
             let per = usize::from(morf) + usize::from(lerf);
+            let quantus = if accuracy {
+                self.road_accuracy_percentages.len()
+            } else {
+                0
+            };
             n = n.saturating_add(
                 self.road_percentiles
                     .len()
                     .saturating_mul(per)
+                    .saturating_add(quantus)
                     .saturating_add(1),
             );
         }
@@ -191,7 +207,7 @@ impl ScoreOptions {
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.extra.iter().map(|m| m.name).collect();
         format!(
-            "score={:?} curve_steps={} tolerance={} metrics=[{}] top_k={} flip_step={:?} region_patch={} regions={} fc_runs={} fc_subset={} road_percentiles={:?} road_noise={} irof_segments={} ms_samples={} ms_radius={} mprt_layers={:?} seed={}",
+            "score={:?} curve_steps={} tolerance={} metrics=[{}] top_k={} flip_step={:?} region_patch={} regions={} fc_runs={} fc_subset={} road_percentiles={:?} road_noise={} road_accuracy_percentages={:?} irof_segments={} ms_samples={} ms_radius={} mprt_layers={:?} seed={}",
             self.confidence,
             self.curve_steps,
             self.tolerance,
@@ -204,6 +220,7 @@ impl ScoreOptions {
             self.fc_subset,
             self.road_percentiles,
             self.road_noise,
+            self.road_accuracy_percentages,
             self.irof_segments,
             self.ms_samples,
             self.ms_radius,
@@ -258,7 +275,8 @@ pub struct Scores {
     /// e.g. a localisation metric without a mask).
     pub extra: BTreeMap<&'static str, f64>,
     /// MPRT's similarities (`mprt_spearman`, `mprt_ssim`), when asked: 1 for the original
-    /// model, then one per layer randomised, top down.
+    /// model, then one per layer randomised, top down; and ROAD's per percentile
+    /// (`road_morf`, `road_lerf`, `road_accuracy`).
     pub curves: BTreeMap<&'static str, Vec<f64>>,
 }
 
@@ -362,6 +380,7 @@ pub fn score(
                 ]
                 .into_iter()
                 .filter_map(|(k, v)| Some((k, std::iter::once(1.0).chain(v?).collect())))
+                .chain(played.curves.iter().cloned())
                 .collect(),
             }
         })

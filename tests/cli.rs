@@ -966,6 +966,8 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
         "5000",
         "--road-percentiles",
         "30,70",
+        "--road-accuracy-percentages",
+        "20,60",
         "--ms-samples",
         "2",
         "--mprt-layers",
@@ -978,7 +980,7 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("| top_k (higher) | sparseness (higher) | complexity (lower) | pixel_flipping (lower) | region_perturbation (higher) | faithfulness_correlation (higher) | road_morf (lower) | road_lerf (higher) | road_combined (higher) | irof (higher) | max_sensitivity (lower) | random_logit (lower) | mprt (lower) | mprt_ssim (lower) |"),
+        stdout.contains("| top_k (higher) | sparseness (higher) | complexity (lower) | pixel_flipping (lower) | region_perturbation (higher) | faithfulness_correlation (higher) | road_morf (lower) | road_lerf (higher) | road_combined (higher) | road_accuracy (lower) | irof (higher) | max_sensitivity (lower) | random_logit (lower) | mprt (lower) | mprt_ssim (lower) |"),
         "{stdout}"
     );
     assert!(
@@ -1006,6 +1008,7 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
                 "pixel_flipping",
                 "random_logit",
                 "region_perturbation",
+                "road_accuracy",
                 "road_combined",
                 "road_lerf",
                 "road_morf",
@@ -1015,6 +1018,10 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
         );
         for (k, v) in extra {
             assert!(v.as_f64().is_some_and(f64::is_finite), "{k}: {v}");
+        }
+        // ROAD's curves, one value per percentile.
+        for (curve, len) in [("road_morf", 2), ("road_lerf", 2), ("road_accuracy", 2)] {
+            assert_eq!(r["curves"][curve].as_array().unwrap().len(), len, "{curve}");
         }
         // MPRT's sanity plot: the original (1), then the top 2 layers randomised.
         for curve in ["mprt_spearman", "mprt_ssim"] {
@@ -1055,7 +1062,7 @@ fn eval_metrics_all_writes_every_metric_its_intervals_and_the_paired_tests() {
     let stats: Json =
         serde_json::from_slice(&std::fs::read(dir.path().join("all/stats.json")).unwrap()).unwrap();
     let intervals = stats["intervals"].as_array().unwrap();
-    assert_eq!(intervals.len(), 2 * 20, "2 methods x 20 metrics");
+    assert_eq!(intervals.len(), 2 * 21, "2 methods x 21 metrics");
     for i in intervals {
         let (lo, mean, hi) = (
             i["lo"].as_f64().unwrap(),

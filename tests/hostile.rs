@@ -602,7 +602,7 @@ fn extreme_options_are_refused_in_one_line() {
                 "--backend",
                 "cpu",
             ],
-            "these metrics need 9999 forward passes per explanation at 224x224 (--curve-steps, --flip-step, --regions, --fc-runs, --road-percentiles, --irof-segments), over --max-forwards 2000: lower those or raise --max-forwards",
+            "these metrics need 9999 forward passes per explanation at 224x224 (--curve-steps, --flip-step, --regions, --fc-runs, --road-percentiles, --road-accuracy-percentages, --irof-segments), over --max-forwards 2000: lower those or raise --max-forwards",
         ),
         (
             &["explain", "--nonsense"],

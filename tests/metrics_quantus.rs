@@ -158,7 +158,9 @@ fn perturbation_games_equal_quantus() {
         .map(|runs| runs.as_array().unwrap().iter().map(counts).collect())
         .collect();
     let (mut flips, mut regions, mut correlations) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut road, mut irof) = (Vec::new(), Vec::new());
+    let (mut road, mut irof, mut road_accuracy) = (Vec::new(), Vec::new(), Vec::new());
+    let road_bytes = std::fs::read(common::fixture("metrics/road_net.onnx")).unwrap();
+    let road_model = OnnxModel::from_bytes(&road_bytes, &device).unwrap();
     for (i, runs) in subsets.into_iter().enumerate() {
         let input = FaithfulnessInput {
             model: &model,
@@ -180,13 +182,49 @@ fn perturbation_games_equal_quantus() {
                 percentiles: igcam::metrics::road::PERCENTILES.to_vec(),
                 morf: true,
                 lerf: true,
+                accuracy: Vec::new(),
                 noise: 0.01,
                 seed: 5,
             }),
             irof: Some(100),
         };
-        let s = input.play(&[(&c.maps[i], c.targets[i])], &games).unwrap()[0];
+        let s = input
+            .play(&[(&c.maps[i], c.targets[i])], &games)
+            .unwrap()
+            .remove(0);
         irof.push(s.irof.unwrap());
+        // Quantus's ROAD, on road_net (whose top class moves as pixels are imputed).
+        let on_road_net = FaithfulnessInput {
+            model: &road_model,
+            ..input
+        };
+        let quantus_road = Games {
+            road: Some(Road {
+                percentiles: Vec::new(),
+                morf: false,
+                lerf: false,
+                accuracy: (1..100).step_by(2).map(f64::from).collect(),
+                noise: 0.01,
+                seed: 5,
+            }),
+            ..Default::default()
+        };
+        let r = on_road_net
+            .play(&[(&c.maps[i], c.targets[i])], &quantus_road)
+            .unwrap()
+            .remove(0);
+        road_accuracy.push(r.road_accuracy.unwrap());
+        let curve = &r
+            .curves
+            .iter()
+            .find(|(k, _)| *k == "road_accuracy")
+            .unwrap()
+            .1;
+        assert_eq!(
+            curve,
+            &floats(&c.fixture["road_accuracy_curves"][i]),
+            "road_accuracy, explanation {i}: still the top class per percentage"
+        );
         flips.push(s.pixel_flipping.unwrap());
         regions.push(s.region_perturbation.unwrap());
         correlations.push(s.faithfulness_correlation.unwrap());
@@ -215,6 +253,15 @@ fn perturbation_games_equal_quantus() {
         &want("road_combined"),
     );
     assert_each("irof", &irof, &want("irof"));
+    assert_each(
+        "road_accuracy (Quantus ROAD)",
+        &road_accuracy,
+        &want("road_accuracy"),
+    );
+    assert!(
+        want("road_accuracy").iter().any(|&v| v > 0.0 && v < 1.0),
+        "a curve that moves"
+    );
     // The fixture is one that moves: the photo's confidence falls by a measurable amount.
     assert!(want("region_perturbation").iter().all(|v| v.abs() > 1e-3));
     // The order the games used, as the fixture gave it to Quantus.

@@ -332,7 +332,8 @@ class Explainer:
                  flip_step: Optional[int] = None, region_patch: int = 8, regions: int = 100,
                  fc_runs: int = 100, fc_subset: int = 224,
                  road_percentiles: Sequence[float] = (10, 20, 30, 40, 50, 60, 70, 80, 90),
-                 road_noise: float = 0.01, irof_segments: int = 100, seed: int = 0,
+                 road_noise: float = 0.01, road_accuracy_percentages: Sequence[float] = tuple(range(1, 100, 2)),
+                 irof_segments: int = 100, seed: int = 0,
                  max_forwards: int = 2000) -> list:
         """Scores explanations with ``igcam-wgpu eval``'s metrics: Drop/Increase and the
         Deletion/Insertion curves (the model runs on edits of each explanation's photo), and,
@@ -351,12 +352,12 @@ class Explainer:
             metrics: metrics besides the paper's, in ``Scores.extra``: ``"default"`` (none),
                 ``"all"``, or names (``eval --metrics``'s): top_k, sparseness, complexity,
                 pixel_flipping, region_perturbation, faithfulness_correlation, road_morf,
-                road_lerf, road_combined, irof. ``"all"`` leaves out max_sensitivity,
+                road_lerf, road_combined, road_accuracy, irof. ``"all"`` leaves out max_sensitivity,
                 random_logit and mprt, which explain again with the method that made the maps:
                 they are ``igcam-wgpu eval``'s.
             top_k, flip_step, region_patch, regions, fc_runs, fc_subset, road_percentiles,
-                road_noise, irof_segments: their settings, as ``eval``'s switches of the same
-                names.
+                road_noise, road_accuracy_percentages, irof_segments: their settings, as
+                ``eval``'s switches of the same names.
             seed: Faithfulness Correlation's random subsets and ROAD's noise.
             max_forwards: refuse metrics needing more forward passes per explanation.
 
@@ -382,7 +383,8 @@ class Explainer:
         if not isinstance(metrics, str):
             metrics = ",".join(metrics)
         settings = (top_k, flip_step, region_patch, regions, fc_runs, fc_subset,
-                    [float(p) for p in road_percentiles], float(road_noise), irof_segments, seed)
+                    [float(p) for p in road_percentiles], float(road_noise),
+                    [float(p) for p in road_accuracy_percentages], irof_segments, seed)
         if boxes is not None and masks is not None:
             raise InputError("give `boxes` or `masks`, not both")
         if isinstance(boxes, np.ndarray):

@@ -26,7 +26,7 @@ class Model:
                  maps: list[tuple[bytes, int, int, int, Optional[list[tuple[int, int, int, int]]],
                                   Optional[bytes]]],
                  score: str, curve_steps: int, tolerance: float, metrics: str,
-                 settings: tuple[int, Optional[int], int, int, int, int, list[float], float, int, int],
+                 settings: tuple[int, Optional[int], int, int, int, int, list[float], float, list[float], int, int],
                  max_forwards: int) -> list[dict[str, Any]]: ...
 
 def upsample(values: bytes, height: int, width: int, size: tuple[int, int]) -> bytes: ...

@@ -359,9 +359,18 @@ impl Model {
             fc_subset,
             road_percentiles,
             road_noise,
+            road_accuracy_percentages,
             irof_segments,
             seed,
         ) = settings;
+        if let Some(p) = road_accuracy_percentages
+            .iter()
+            .find(|p| !(0.0..=100.0).contains(*p))
+        {
+            return Err(input_error(format!(
+                "`road_accuracy_percentages` {p} must lie between 0 and 100"
+            )));
+        }
         if let Some(p) = road_percentiles
             .iter()
             .find(|p| !(0.0..=100.0).contains(*p))
@@ -393,6 +402,7 @@ impl Model {
             fc_subset,
             road_percentiles,
             road_noise,
+            road_accuracy_percentages,
             irof_segments,
             seed,
             ..ScoreOptions::default()
@@ -407,7 +417,7 @@ impl Model {
         let forwards = options.forwards(3, [h, w]);
         if forwards > max_forwards {
             return Err(input_error(format!(
-                "these metrics need {forwards} forward passes per explanation at {h}x{w} (`curve_steps`, `flip_step`, `regions`, `fc_runs`, `road_percentiles`, `irof_segments`), over `max_forwards` {max_forwards}: lower those or raise `max_forwards`"
+                "these metrics need {forwards} forward passes per explanation at {h}x{w} (`curve_steps`, `flip_step`, `regions`, `fc_runs`, `road_percentiles`, `road_accuracy_percentages`, `irof_segments`), over `max_forwards` {max_forwards}: lower those or raise `max_forwards`"
             )));
         }
         let scores = py.detach(|| {
@@ -450,7 +460,7 @@ impl Model {
 /// ground truth as boxes `(x0, y0, x1, y1)` at the model's input, as a mask (`H * W` bytes, 0
 /// or 1), or neither.
 /// The metric settings `evaluate` passes: top_k, flip_step, region_patch, regions, fc_runs,
-/// fc_subset, road_percentiles, road_noise, irof_segments, seed.
+/// fc_subset, road_percentiles, road_noise, road_accuracy_percentages, irof_segments, seed.
 type MetricSettings = (
     usize,
     Option<usize>,
@@ -460,6 +470,7 @@ type MetricSettings = (
     usize,
     Vec<f64>,
     f32,
+    Vec<f64>,
     usize,
     u64,
 );

@@ -158,13 +158,15 @@ impl FaithfulnessInput<'_> {
 }
 
 /// Runs edited images through the model a batch at a time and keeps only each one's
-/// confidence for its target.
+/// confidence for its target (or, for [`Scorer::push_hit`], whether the target is the top
+/// class: 1 or 0).
 pub(super) struct Scorer<'a, 'b> {
     input: &'a FaithfulnessInput<'b>,
     device: &'a Device,
     /// The images waiting for the next chunk, one after another.
     pending: Vec<f32>,
-    targets: Vec<usize>,
+    /// Each pending image's target, and whether it asks for the hit.
+    targets: Vec<(usize, bool)>,
     scores: Vec<f64>,
 }
 
@@ -180,8 +182,18 @@ impl<'a, 'b> Scorer<'a, 'b> {
     }
 
     pub(super) fn push(&mut self, image: &[f32], target: usize) -> Result<()> {
+        self.push_read(image, target, false)
+    }
+
+    /// Pushes `image` to be read as 1 when `target` is its top class (the first of equal
+    /// logits, as numpy's argmax), else 0.
+    pub(super) fn push_hit(&mut self, image: &[f32], target: usize) -> Result<()> {
+        self.push_read(image, target, true)
+    }
+
+    fn push_read(&mut self, image: &[f32], target: usize, hit: bool) -> Result<()> {
         self.pending.extend_from_slice(image);
-        self.targets.push(target);
+        self.targets.push((target, hit));
         if self.targets.len() >= self.input.batch.max(1) {
             self.flush()?;
         }
@@ -195,8 +207,13 @@ impl<'a, 'b> Scorer<'a, 'b> {
         let logits = self
             .input
             .logits(std::mem::take(&mut self.pending), self.device)?;
-        for (l, &t) in logits.iter().zip(&self.targets) {
-            self.scores.push(self.input.confidence.of(l, t));
+        for (l, &(t, hit)) in logits.iter().zip(&self.targets) {
+            self.scores.push(if hit {
+                let top = (0..l.len()).fold(0, |best, i| if l[i] > l[best] { i } else { best });
+                f64::from(u8::from(top == t))
+            } else {
+                self.input.confidence.of(l, t)
+            });
         }
         self.targets.clear();
         Ok(())

@@ -7,6 +7,7 @@
 
 use super::faithfulness::{FaithfulnessInput, Scorer};
 use super::perturbation::{feature_order, pearson, regions_morf, subset_relevance, unit_trapezoid};
+use super::pixels::ranked_pixels;
 use super::road::{impute, kept};
 use super::slic::slic;
 use crate::cam::random::standard_normals;
@@ -22,6 +23,9 @@ pub struct Road {
     pub morf: bool,
     /// Play the least-relevant-first game.
     pub lerf: bool,
+    /// Quantus's game: at each of these percentages `p`, the `floor(H W p / 100)` most
+    /// relevant pixels imputed, and whether the class is still the top one (empty: not played).
+    pub accuracy: Vec<f64>,
     /// The imputation noise's standard deviation (pytorch-grad-cam: 0.01).
     pub noise: f32,
     /// The noise's seed: each imputation of `n` pixels adds the first `channels * n` standard
@@ -54,6 +58,28 @@ impl Games {
     }
 }
 
+/// Which pixels a ROAD imputation removes.
+#[derive(Clone, Copy, PartialEq)]
+enum Cut {
+    /// pytorch-grad-cam's most relevant first: those at or above the percentile.
+    Morf,
+    /// pytorch-grad-cam's least relevant first.
+    Lerf,
+    /// Quantus's: the `floor(H W p / 100)` first of the ranking.
+    Top,
+}
+
+/// Quantus ROAD's known pixels at percentage `p`: all but the first `floor(n p / 100)` of
+/// `ranked` (the map's pixels by decreasing value, ties by index).
+fn top_removed(ranked: &[usize], p: f64) -> Vec<bool> {
+    let mut known = vec![true; ranked.len()];
+    let cut = (ranked.len() as f64 * p / 100.0) as usize;
+    for &i in &ranked[..cut.min(ranked.len())] {
+        known[i] = false;
+    }
+    known
+}
+
 /// How many scores each game of one explanation pushed, in the order they are read back.
 #[derive(Clone, Copy, Default)]
 struct Counts {
@@ -63,6 +89,7 @@ struct Counts {
     subsets: usize,
     morf: usize,
     lerf: usize,
+    accuracy: usize,
     irof: usize,
 }
 
@@ -86,7 +113,7 @@ fn segment_order(map: &[f32], labels: &[usize], count: usize) -> Vec<usize> {
 }
 
 /// One explanation's scores; `None` for a game not played.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GameScores {
     /// Area under the confidence curve with unit spacing (lower is better).
     pub pixel_flipping: Option<f64>,
@@ -101,6 +128,12 @@ pub struct GameScores {
     /// IROF: the area over the curve of the confidence relative to the image's (higher is
     /// better).
     pub irof: Option<f64>,
+    /// ROAD as Quantus plays it: the share of its percentages at which the class is still the
+    /// top one (lower is better).
+    pub road_accuracy: Option<f64>,
+    /// The ROAD curves, per percentile: `road_morf` and `road_lerf` (the confidence's change)
+    /// and `road_accuracy` (1 or 0).
+    pub curves: Vec<(&'static str, Vec<f64>)>,
 }
 
 impl FaithfulnessInput<'_> {
@@ -157,27 +190,37 @@ impl FaithfulnessInput<'_> {
             }
             if let Some(road) = &games.road {
                 // Every imputation of this map at once, in parallel (each is a sparse solve).
-                let mut jobs: Vec<(bool, f64)> = Vec::new();
-                for (first, play) in [(true, road.morf), (false, road.lerf)] {
+                let mut jobs: Vec<(Cut, f64)> = Vec::new();
+                for (cut, play) in [(Cut::Morf, road.morf), (Cut::Lerf, road.lerf)] {
                     if play {
-                        jobs.extend(road.percentiles.iter().map(|&p| (first, p)));
+                        jobs.extend(road.percentiles.iter().map(|&p| (cut, p)));
                     }
                 }
+                jobs.extend(road.accuracy.iter().map(|&p| (Cut::Top, p)));
                 count.morf = if road.morf { road.percentiles.len() } else { 0 };
                 count.lerf = if road.lerf { road.percentiles.len() } else { 0 };
+                count.accuracy = road.accuracy.len();
+                let ranked = (!road.accuracy.is_empty()).then(|| ranked_pixels(map));
                 let mut imputed = vec![Vec::new(); jobs.len()];
                 let (image, size) = (self.image, self.size);
                 par_chunks(&mut imputed, 1, |i, slot| {
-                    let (first, p) = jobs[i];
-                    let known = kept(map, p, first);
+                    let (cut, p) = jobs[i];
+                    let known = match (cut, &ranked) {
+                        (Cut::Top, Some(ranked)) => top_removed(ranked, p),
+                        (cut, _) => kept(map, p, cut == Cut::Morf),
+                    };
                     let n = known.iter().filter(|k| !**k).count();
                     let noise = standard_normals(road.seed, 0, channels * n);
                     // Everything removed (a flat map): the system is singular, the score NaN.
                     slot[0] = impute(image, size, &known, &noise, road.noise)
                         .unwrap_or_else(|| vec![f32::NAN; image.len()]);
                 });
-                for image in &imputed {
-                    scorer.push(image, target)?;
+                for (image, (cut, _)) in imputed.iter().zip(&jobs) {
+                    if *cut == Cut::Top {
+                        scorer.push_hit(image, target)?;
+                    } else {
+                        scorer.push(image, target)?;
+                    }
                 }
             }
             if let Some((labels, n)) = &segments {
@@ -210,11 +253,12 @@ impl FaithfulnessInput<'_> {
                 let flips = take(count.flips);
                 let regions = take(count.regions);
                 let drops: Vec<f64> = take(count.subsets).iter().map(|s| original - s).collect();
-                let change = |after: &[f64]| {
-                    after.iter().map(|s| s - original).sum::<f64>() / after.len().max(1) as f64
-                };
-                let (morf, lerf) = (change(take(count.morf)), change(take(count.lerf)));
-                let kept: Vec<f64> = take(count.irof).iter().map(|s| s / original).collect();
+                let changes =
+                    |after: &[f64]| after.iter().map(|s| s - original).collect::<Vec<_>>();
+                let (morf, lerf) = (changes(take(count.morf)), changes(take(count.lerf)));
+                let accuracy = take(count.accuracy).to_vec();
+                let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+                let relative: Vec<f64> = take(count.irof).iter().map(|s| s / original).collect();
                 let road = games.road.as_ref();
                 GameScores {
                     pixel_flipping: games.flip_step.map(|_| unit_trapezoid(flips)),
@@ -226,11 +270,22 @@ impl FaithfulnessInput<'_> {
                         .subsets
                         .as_ref()
                         .map(|subsets| pearson(&subset_relevance(map, subsets), &drops)),
-                    road_morf: road.filter(|r| r.morf).map(|_| morf),
-                    road_lerf: road.filter(|r| r.lerf).map(|_| lerf),
+                    road_morf: road.filter(|r| r.morf).map(|_| mean(&morf)),
+                    road_lerf: road.filter(|r| r.lerf).map(|_| mean(&lerf)),
+                    road_accuracy: road
+                        .filter(|r| !r.accuracy.is_empty())
+                        .map(|_| mean(&accuracy)),
                     irof: games
                         .irof
-                        .map(|_| kept.len() as f64 - unit_trapezoid(&kept)),
+                        .map(|_| relative.len() as f64 - unit_trapezoid(&relative)),
+                    curves: [
+                        ("road_morf", morf),
+                        ("road_lerf", lerf),
+                        ("road_accuracy", accuracy),
+                    ]
+                    .into_iter()
+                    .filter(|(_, c)| !c.is_empty())
+                    .collect(),
                 }
             })
             .collect())

@@ -234,6 +234,15 @@ pub const METRICS: &[MetricInfo] = &[
         |r| Some((r.played.road_lerf? - r.played.road_morf?) / 2.0),
     ),
     row(
+        "road_accuracy",
+        "faithfulness",
+        false,
+        Needs::Model,
+        false,
+        "ROAD as Quantus plays it: share of its percentages at which the class is still the top one, most relevant pixels imputed (Rong et al. 2022); Quantus ROAD",
+        |r| r.played.road_accuracy,
+    ),
+    row(
         "irof",
         "faithfulness",
         true,
@@ -330,7 +339,7 @@ mod tests {
             "paper's, always on"
         );
         let all: Vec<&str> = select("all").unwrap().iter().map(|m| m.name).collect();
-        assert_eq!(all.len(), 14);
+        assert_eq!(all.len(), 15);
         let some: Vec<&str> = select(" complexity , top_k ")
             .unwrap()
             .iter()
@@ -339,9 +348,9 @@ mod tests {
         assert_eq!(some, ["top_k", "complexity"], "table order");
         assert_eq!(
             select("ebpg,roadd").unwrap_err().to_string(),
-            "invalid option: unknown metric `roadd` in `metrics`: use default, all, or some of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined, irof, max_sensitivity, random_logit, mprt, mprt_ssim"
+            "invalid option: unknown metric `roadd` in `metrics`: use default, all, or some of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined, road_accuracy, irof, max_sensitivity, random_logit, mprt, mprt_ssim"
         );
-        assert_eq!(select("top_k, all").unwrap().len(), 14, "all in a list");
+        assert_eq!(select("top_k, all").unwrap().len(), 15, "all in a list");
         let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
         names.sort_unstable();
         names.dedup();

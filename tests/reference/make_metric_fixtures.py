@@ -93,6 +93,59 @@ def smooth_map(rng):
     return m.astype(np.float32)
 
 
+def road_net(model, x1):
+    """faith_net with its head scaled by 10 and shifted so that its logits on the photo are
+    0, 0.01, ..., 0.04 (exported as road_net.onnx): its top class changes as pixels are
+    imputed, which faith_net's never does, so Quantus's ROAD has something to count."""
+    net = copy.deepcopy(model)
+    with torch.no_grad():
+        net[-1].weight.mul_(10.0)
+        net[-1].bias.mul_(10.0)
+        logits = net(torch.from_numpy(x1[None]))[0]
+        net[-1].bias.sub_(logits - torch.tensor([0.0, 0.01, 0.02, 0.03, 0.04]))
+    torch.onnx.export(net, torch.from_numpy(x1[None]), os.path.join(OUT, "road_net.onnx"), input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    return net
+
+
+def quantus_road(model, x, y, a):
+    """Quantus's ROAD (default percentages 1, 3, ..., 99) on road_net, averaged over them per
+    image.
+
+    As shipped it fails on RGB input: it broadcasts the map over the channels and hands
+    noisy_linear_imputation indices into channels x pixels, which that reads as pixel indices
+    (IndexError). Patched here: `evaluate_batch` ranks the map's own pixels (Quantus's a_size is
+    H * W) and passes pixel indices, sorted (the linear system does not depend on their order;
+    sorted, noise column j belongs to the j-th imputed pixel, as igcam draws it). The imputation,
+    its `np.random.randn` noise (igcam's generator from seed 5) and the check are Quantus's.
+    """
+    class RoadOnPixels(quantus.ROAD):
+        def evaluate_batch(self, model, x_batch, y_batch, a_batch, **kwargs):
+            n = len(x_batch)
+            order = np.argsort(-a_batch.reshape(n, -1), axis=1, kind="stable")
+            results = []
+            for p in self.percentages:
+                top = order[:, : int(self.a_size * p / 100)]
+                x_p = np.stack([self.perturb_func(arr=xe, indices=np.sort(t)) for xe, t in zip(x_batch, top)])
+                x_in = model.shape_input(x_p, x_batch.shape, channel_first=True, batched=True)
+                results.append(y_batch == np.argmax(model.predict(x_in), axis=-1))
+            return [np.stack(results, axis=1).astype(int)]
+
+    randn = np.random.randn
+    np.random.randn = lambda *shape: standard_normals(5, int(np.prod(shape))).reshape(shape).astype(np.float64)
+    try:
+        curves = []
+        for i in range(len(x)):  # Quantus returns the accuracy per percentage over the batch
+            road = RoadOnPixels(noise=0.01, disable_warnings=True, return_aggregate=False)
+            by_percentage = road(model=model, x_batch=x[i:i + 1], y_batch=y[i:i + 1], a_batch=a[i:i + 1],
+                                 device="cpu", channel_first=True, softmax=True)
+            curves.append([float(v) for v in by_percentage.values()])
+    finally:
+        np.random.randn = randn
+    return curves
+
+
 def synthetic_image():
     """A 3x160x224 image both sides build from igcam's generator: 8x8 blocks of uniform values
     (seed 31) plus 0.05 times uniform noise (seed 32), in float32."""
@@ -332,6 +385,8 @@ def main():
         cases["road_combined"] = [float(v) for v in ROADCombined()(*road_in)]
     finally:
         torch.randn_like = randn_like
+    road_curves = quantus_road(road_net(model, x1), x, y, a)
+    cases["road_accuracy"] = [float(np.mean(c)) for c in road_curves]
 
     redo = explain_again(model, x, y)
 
@@ -375,6 +430,7 @@ def main():
         "metrics": cases,
         "redo": redo,
         "slic": slics,
+        "road_accuracy_curves": road_curves,
         "wilcoxon": wilcoxon,
         "holm": {"p": raw, "adjusted": holm},
     }

@@ -17,8 +17,9 @@ pub const DEFAULT_MAX_FORWARDS: usize = 2000;
 pub struct MetricArgs {
     /// Metrics besides the paper's (which are always computed): `default` (none), `all`, or
     /// names separated by commas: top_k, sparseness, complexity, pixel_flipping,
-    /// region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined, irof,
-    /// max_sensitivity, random_logit, mprt, mprt_ssim (see the README's metric table).
+    /// region_perturbation, faithfulness_correlation, road_morf, road_lerf, road_combined,
+    /// road_accuracy, irof, max_sensitivity, random_logit, mprt, mprt_ssim (see the README's
+    /// metric table).
     #[arg(long, default_value = "default")]
     metrics: String,
     /// Class confidence for every metric that runs the model.
@@ -59,6 +60,10 @@ pub struct MetricArgs {
     /// ROAD's imputation noise (standard deviation, in the model input's normalised units).
     #[arg(long, default_value_t = 0.01)]
     road_noise: f32,
+    /// Quantus ROAD's (road_accuracy) percentages of the pixels imputed, separated by commas
+    /// (default: Quantus's 1, 3, ..., 99).
+    #[arg(long, value_delimiter = ',')]
+    road_accuracy_percentages: Option<Vec<f64>>,
     /// IROF's superpixels: SLIC's number of segments (skimage's default, which Quantus uses).
     #[arg(long, default_value_t = 100)]
     irof_segments: usize,
@@ -102,6 +107,14 @@ impl MetricArgs {
         {
             bail!("--road-percentiles {p} must lie between 0 and 100");
         }
+        if let Some(p) = self
+            .road_accuracy_percentages
+            .iter()
+            .flatten()
+            .find(|p| !(0.0..=100.0).contains(*p))
+        {
+            bail!("--road-accuracy-percentages {p} must lie between 0 and 100");
+        }
         if !(self.ms_radius.is_finite() && self.ms_radius > 0.0) {
             bail!(
                 "--ms-radius {} must be a finite number above 0",
@@ -131,6 +144,7 @@ impl MetricArgs {
                 bail!("{name} must be at least {least}");
             }
         }
+        let defaults = ScoreOptions::default();
         Ok(ScoreOptions {
             confidence: self.score,
             curve_steps: self.curve_steps,
@@ -144,6 +158,10 @@ impl MetricArgs {
             fc_subset: self.fc_subset,
             road_percentiles: self.road_percentiles.clone(),
             road_noise: self.road_noise,
+            road_accuracy_percentages: self
+                .road_accuracy_percentages
+                .clone()
+                .unwrap_or(defaults.road_accuracy_percentages),
             irof_segments: self.irof_segments,
             ms_samples: self.ms_samples,
             ms_radius: self.ms_radius,
@@ -166,7 +184,7 @@ impl MetricArgs {
         let forwards = options.forwards(3, size);
         if forwards > self.max_forwards {
             bail!(
-                "these metrics need {forwards} forward passes per explanation at {}x{} (--curve-steps, --flip-step, --regions, --fc-runs, --road-percentiles, --irof-segments), over --max-forwards {}: lower those or raise --max-forwards",
+                "these metrics need {forwards} forward passes per explanation at {}x{} (--curve-steps, --flip-step, --regions, --fc-runs, --road-percentiles, --road-accuracy-percentages, --irof-segments), over --max-forwards {}: lower those or raise --max-forwards",
                 size[0],
                 size[1],
                 self.max_forwards

@@ -131,9 +131,27 @@ fn curve_stats(rows: &[Row], name: &str, method: &str) -> Vec<(f64, f64)> {
 
 /// The curves the report draws: name, what a point is, what the first and last steps are
 /// (empty: the number of layers).
-const CURVES: [(&str, &str, &str, &str); 4] = [
+const CURVES: [(&str, &str, &str, &str); 7] = [
     ("deletion", "confidence per step", "0", "all pixels"),
     ("insertion", "confidence per step", "0", "all pixels"),
+    (
+        "road_morf",
+        "ROAD: confidence change, most relevant imputed",
+        "first percentile",
+        "last",
+    ),
+    (
+        "road_lerf",
+        "ROAD: confidence change, least relevant imputed",
+        "first percentile",
+        "last",
+    ),
+    (
+        "road_accuracy",
+        "ROAD (Quantus): still the top class, most relevant imputed",
+        "first percentage",
+        "last",
+    ),
     (
         "mprt_spearman",
         "sanity check: Spearman to the map, layers randomised top down",
