@@ -277,6 +277,30 @@ impl Geometry {
             y1: y(b.y1),
         }
     }
+
+    /// A mask of the source image (`mask_size` `[width, height]`, row-major; any resolution,
+    /// usually the source's) at the model input (`size`, row-major): each input pixel takes
+    /// the mask pixel under its centre after undoing the resize and the crop.
+    pub fn map_mask(&self, mask: &[bool], mask_size: [usize; 2]) -> Vec<bool> {
+        let [mw, mh] = mask_size;
+        let [w, h] = [self.size[0] as usize, self.size[1] as usize];
+        let source = |v: usize, offset: u32, resized: u32, extent: usize| {
+            let at = (v as f64 + f64::from(offset) + 0.5) / f64::from(resized) * extent as f64;
+            (at.floor().max(0.0) as usize).min(extent.saturating_sub(1))
+        };
+        let cols: Vec<usize> = (0..w)
+            .map(|x| source(x, self.offset[0], self.resized[0], mw))
+            .collect();
+        let mut out = Vec::with_capacity(w * h);
+        for y in 0..h {
+            let row = source(y, self.offset[1], self.resized[1], mh) * mw;
+            out.extend(
+                cols.iter()
+                    .map(|&c| mask.get(row + c).copied().unwrap_or(false)),
+            );
+        }
+        out
+    }
 }
 
 /// Brings an image to the model's `[height, width]` as described by [`Geometry::new`].

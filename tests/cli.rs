@@ -1585,3 +1585,104 @@ fn eval_and_merge_write_the_html_report() {
         );
     }
 }
+
+/// COCO: found by its `annotations/` folder, classes through coco-to-imagenet, each class's
+/// truth the union of its objects' masks (pycocotools' masks, mapped through the resize and
+/// crop), bad annotations counted with their reason, a missing image counted as unreadable.
+#[test]
+fn eval_reads_coco_with_true_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coco-mini");
+    let out = igcam(
+        dir.path(),
+        &[
+            "eval",
+            "--data",
+            path(&data),
+            "--methods",
+            "gradcam",
+            "--curve-steps",
+            "2",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--npy",
+            "--out",
+            "coco",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("2 images, 3 explanations; 1 images unreadable, 3 annotations bad"),
+        "{stdout}"
+    );
+    let rows = eval_rows(dir.path(), "coco");
+    let seen: Vec<(&str, &str, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["image"].as_str().unwrap(),
+                r["class"].as_str().unwrap(),
+                r["target"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("chelsea.jpg", "cat", 285),
+            ("coffee.jpg", "cup", 968),
+            ("coffee.jpg", "dining table", 532)
+        ]
+    );
+    let stats: Json =
+        serde_json::from_slice(&std::fs::read(dir.path().join("coco/stats.json")).unwrap())
+            .unwrap();
+    let bad: Vec<&str> = stats["bad_annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert!(
+        bad[0].ends_with("annotation 31: category 999 is not in categories"),
+        "{bad:?}"
+    );
+    assert!(
+        bad[1].ends_with("annotation 32: bbox has 3 values, not 4"),
+        "{bad:?}"
+    );
+    assert_eq!(
+        bad[2],
+        "chelsea.jpg: annotation 30: a polygon holds 5 coordinates: it needs x, y pairs for at least 3 points; its box is used"
+    );
+    // The cup's truth is pycocotools' ellipse, not its box: mapped into the 224x224 input it
+    // fills about pi/4 of the box.
+    let bytes =
+        std::fs::read(dir.path().join("coco/maps/coffee.jpg_cup_gradcam.mask.npy")).unwrap();
+    let mask: Vec<f32> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
+    let fixture = common::json("coco/masks.json");
+    let runs = fixture["masks"]["20"]["runs"].as_array().unwrap();
+    let source: Vec<bool> = runs
+        .iter()
+        .flat_map(|r| {
+            std::iter::repeat_n(r[0].as_u64() == Some(1), r[1].as_u64().unwrap() as usize)
+        })
+        .collect();
+    let geometry = igcam::preprocess::Geometry::new([600, 400], [224, 224], true);
+    let want = geometry.map_mask(&source, [600, 400]);
+    assert!(mask.iter().zip(&want).all(|(&m, &w)| (m == 1.0) == w));
+    let inside = want.iter().filter(|&&w| w).count() as f64;
+    let b = geometry.map_box(igcam::metrics::PixelBox {
+        x0: 185,
+        y0: 30,
+        x1: 406,
+        y1: 271,
+    });
+    let box_area = ((b.x1 - b.x0) * (b.y1 - b.y0)) as f64;
+    assert!(
+        (inside / box_area - std::f64::consts::FRAC_PI_4).abs() < 0.03,
+        "{inside} of {box_area}"
+    );
+}

@@ -966,3 +966,36 @@ fn outputs_never_overwrite_each_other_or_stay_half_written() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A COCO folder whose instances file is not COCO's, or that holds two candidates: one line.
+#[test]
+fn broken_coco_annotations_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let coco = dir.path().join("coco");
+    std::fs::create_dir_all(coco.join("annotations")).unwrap();
+    std::fs::write(
+        coco.join("annotations/instances_val.json"),
+        b"{\"images\": 3}",
+    )
+    .unwrap();
+    let args = [
+        "eval",
+        "--data",
+        s(&coco),
+        "--backend",
+        "cpu",
+        "--split",
+        "val",
+    ];
+    refused(
+        dir.path(),
+        &args,
+        "is not a COCO instances file (invalid type: integer `3`",
+    );
+    std::fs::write(coco.join("annotations/instances_train.json"), b"{}").unwrap();
+    refused(
+        dir.path(),
+        &["eval", "--data", s(&coco), "--backend", "cpu"],
+        "has no instances_test.json; pick one of train, val with --split",
+    );
+}

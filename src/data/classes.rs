@@ -80,6 +80,46 @@ const VOC_TO_IMAGENET: [(&str, &[usize]); 19] = [
     ("tvmonitor", &[664, 782, 851]),
 ];
 
+/// COCO's category names that differ from VOC's for the same class.
+const COCO_NAMES_OF_VOC: [(&str, &str); 6] = [
+    ("aeroplane", "airplane"),
+    ("diningtable", "dining table"),
+    ("motorbike", "motorcycle"),
+    ("pottedplant", "potted plant"),
+    ("sofa", "couch"),
+    ("tvmonitor", "tv"),
+];
+
+/// COCO categories beyond VOC's with ImageNet-1k classes that depict them.
+const COCO_TO_IMAGENET: [(&str, &[usize]); 26] = [
+    ("zebra", &[340]),
+    ("elephant", &[101, 385, 386]),
+    ("bear", &[294, 295, 296, 297]),
+    ("banana", &[954]),
+    ("orange", &[950]),
+    ("broccoli", &[937]),
+    ("pizza", &[963]),
+    ("umbrella", &[879]),
+    ("laptop", &[620]),
+    ("keyboard", &[508]),
+    ("mouse", &[673]),
+    ("toaster", &[859]),
+    ("refrigerator", &[760]),
+    ("microwave", &[651]),
+    ("clock", &[409, 530, 892]),
+    ("vase", &[883]),
+    ("teddy bear", &[850]),
+    ("hair drier", &[589]),
+    ("backpack", &[414]),
+    ("traffic light", &[920]),
+    ("cell phone", &[487]),
+    ("sports ball", &[430, 522, 574, 722, 768, 805, 852, 890]),
+    ("truck", &[569, 717, 864, 867]),
+    ("skis", &[795]),
+    ("cup", &[504, 968]),
+    ("bowl", &[659, 809]),
+];
+
 /// Annotation class name to model output indices. When a name maps to several outputs, the
 /// explained target is the highest-scoring of them on the image.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,6 +142,22 @@ impl ClassMap {
             "voc-to-imagenet" => VOC_TO_IMAGENET
                 .iter()
                 .map(|(c, ix)| (c.to_string(), ix.to_vec()))
+                .collect(),
+            // VOC's classes under COCO's names, and more of COCO's categories.
+            "coco-to-imagenet" => VOC_TO_IMAGENET
+                .iter()
+                .map(|&(c, ix)| {
+                    let coco = COCO_NAMES_OF_VOC
+                        .iter()
+                        .find(|(voc, _)| *voc == c)
+                        .map_or(c, |(_, coco)| coco);
+                    (coco.to_string(), ix.to_vec())
+                })
+                .chain(
+                    COCO_TO_IMAGENET
+                        .iter()
+                        .map(|(c, ix)| (c.to_string(), ix.to_vec())),
+                )
                 .collect(),
             _ => return None,
         };

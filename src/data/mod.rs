@@ -1,8 +1,9 @@
 //! Datasets: the PASCAL VOC annotation format (also used by ImageNet's validation boxes),
-//! ImageNet's `LOC_val_solution.csv`, a folder's CSV of labels, and class maps that tie
-//! annotation names to model outputs.
+//! ImageNet's `LOC_val_solution.csv`, COCO's `instances_*.json`, a folder's CSV of labels,
+//! and class maps that tie annotation names to model outputs.
 
 mod classes;
+pub mod coco;
 mod imagenet;
 mod voc;
 

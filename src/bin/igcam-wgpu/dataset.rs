@@ -3,6 +3,8 @@
 //! - `voc`: `JPEGImages/`, `Annotations/<id>.xml`, `ImageSets/Main/<split>.txt`;
 //! - `imagenet`: Kaggle's ILSVRC layout, `LOC_val_solution.csv` and the images under
 //!   `ILSVRC/Data/CLS-LOC/val/` (or `val/`, or the root);
+//! - `coco`: `annotations/instances_<split>.json` and the images under `<split>/` (or
+//!   `images/<split>/`, or the root), each object's mask from its polygons or run lengths;
 //! - `folder`: images with a `labels.csv` of `image,label` lines (no boxes: the localisation
 //!   metrics are left empty).
 
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
+use igcam::data::coco::{self, Instances, Segmentation};
 use igcam::data::{Lines, Object, parse_annotation, parse_labels_csv, parse_loc_solution};
 use igcam::metrics::PixelBox;
 
@@ -20,14 +23,25 @@ use crate::output;
 /// A dataset's layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// `Annotations/` means voc, `LOC_val_solution.csv` imagenet, `labels.csv` folder.
+    /// `Annotations/` means voc, `LOC_val_solution.csv` imagenet, `annotations/instances_*.json`
+    /// coco, `labels.csv` folder.
     Auto,
     /// PASCAL VOC.
     Voc,
     /// ImageNet's localisation validation set (Kaggle's ILSVRC layout).
     Imagenet,
+    /// COCO's `annotations/instances_<split>.json`.
+    Coco,
     /// A folder of images with `labels.csv`.
     Folder,
+}
+
+/// A class's ground truth at the image's resolution (`width * height`, row-major).
+pub struct Mask {
+    /// `[width, height]`.
+    pub size: [usize; 2],
+    /// Inside the objects.
+    pub pixels: Vec<bool>,
 }
 
 /// One image to score.
@@ -36,6 +50,24 @@ pub struct Item {
     pub image: PathBuf,
     /// Each class present, with its boxes in the image's pixels (empty: no ground truth).
     pub classes: Vec<(String, Vec<PixelBox>)>,
+    /// The classes whose objects have true masks (COCO): the union of their masks.
+    pub masks: BTreeMap<String, Mask>,
+    /// Objects whose annotation could not be read (counted; their box stands in where it can).
+    pub bad: Vec<String>,
+}
+
+/// One COCO object as eval keeps it until its image is scored.
+struct CocoObject {
+    id: u64,
+    class: String,
+    bbox: [usize; 4],
+    segmentation: Option<Segmentation>,
+}
+
+/// A COCO split: the image folder and each image's size and objects, by file name.
+struct CocoSet {
+    images: PathBuf,
+    objects: BTreeMap<String, ([usize; 2], Vec<CocoObject>)>,
 }
 
 /// What [`Dataset::item`] found.
@@ -49,6 +81,7 @@ pub enum Found {
 enum Layout {
     Voc,
     Imagenet(BTreeMap<String, Vec<Object>>),
+    Coco(CocoSet),
     Folder(BTreeMap<String, String>),
 }
 
@@ -142,6 +175,110 @@ fn split_lines<T>(file: &Path, lines: Lines<T>) -> (Vec<T>, Vec<String>) {
     (good, bad)
 }
 
+/// The most bytes an `instances_*.json` may hold (COCO's train2017 has 448 MB).
+const MAX_COCO_BYTES: u64 = 1 << 30;
+
+/// `annotations/instances_<split>.json` under `root`, or the only `instances_*.json` there.
+fn coco_file(root: &Path, split: &str) -> Result<PathBuf> {
+    let dir = root.join("annotations");
+    let named = dir.join(format!("instances_{split}.json"));
+    if named.is_file() {
+        return Ok(named);
+    }
+    let mut found: Vec<PathBuf> = fs::read_dir(&dir)
+        .with_context(|| format!("cannot read `{}`", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("instances_") && n.ends_with(".json"))
+        })
+        .collect();
+    found.sort();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("`{}` holds no instances_*.json", dir.display()),
+        many => bail!(
+            "`{}` has no instances_{split}.json; pick one of {} with --split",
+            dir.display(),
+            many.iter()
+                .filter_map(|p| p.file_stem()?.to_str()?.strip_prefix("instances_"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Reads a COCO split: its images in file order, their objects, and the annotations that
+/// cannot be read (bad boxes, unknown images or categories), each with its reason.
+fn open_coco(root: &Path, split: &str) -> Result<(CocoSet, Vec<String>, Vec<String>)> {
+    let file = coco_file(root, split)?;
+    let shown = file.display().to_string();
+    let bytes = output::read_capped(&file, MAX_COCO_BYTES)?;
+    let instances: Instances = serde_json::from_slice(&bytes).map_err(|e| {
+        anyhow::anyhow!("`{shown}` is not a COCO instances file ({e}): it needs images, annotations and categories")
+    })?;
+    let split_name = file
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("instances_"))
+        .unwrap_or(split)
+        .to_string();
+    let images = [
+        root.join(&split_name),
+        root.join("images").join(&split_name),
+        root.to_path_buf(),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir())
+    .unwrap_or_else(|| root.to_path_buf());
+    let names: BTreeMap<u64, String> = instances
+        .categories
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+    let mut ids = Vec::new();
+    let mut by_id: BTreeMap<u64, String> = BTreeMap::new();
+    let mut objects: BTreeMap<String, ([usize; 2], Vec<CocoObject>)> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for image in instances.images {
+        if objects.contains_key(&image.file_name) {
+            bad.push(format!(
+                "{shown}: image `{}` appears again: give each image once (its first entry counts)",
+                image.file_name
+            ));
+            continue;
+        }
+        by_id.insert(image.id, image.file_name.clone());
+        ids.push(image.file_name.clone());
+        objects.insert(image.file_name, ([image.height, image.width], Vec::new()));
+    }
+    for a in instances.annotations {
+        let what = format!("{shown}: annotation {}", a.id);
+        let Some(entry) = by_id.get(&a.image_id).and_then(|f| objects.get_mut(f)) else {
+            bad.push(format!("{what}: image {} is not in images", a.image_id));
+            continue;
+        };
+        let Some(class) = names.get(&a.category_id) else {
+            bad.push(format!(
+                "{what}: category {} is not in categories",
+                a.category_id
+            ));
+            continue;
+        };
+        match coco::bbox_pixels(&a.bbox, entry.0) {
+            Ok(bbox) => entry.1.push(CocoObject {
+                id: a.id,
+                class: class.clone(),
+                bbox,
+                segmentation: a.segmentation,
+            }),
+            Err(e) => bad.push(format!("{what}: {e}")),
+        }
+    }
+    Ok((CocoSet { images, objects }, ids, bad))
+}
+
 impl Dataset {
     /// Opens `root` as `format` (`split`: VOC's image list).
     pub fn open(root: &Path, format: Format, split: &str) -> Result<Self> {
@@ -153,9 +290,10 @@ impl Dataset {
         let format = match format {
             Format::Auto if root.join("Annotations").is_dir() => Format::Voc,
             Format::Auto if solution.is_file() => Format::Imagenet,
+            Format::Auto if root.join("annotations").is_dir() => Format::Coco,
             Format::Auto if labels.is_file() => Format::Folder,
             Format::Auto => bail!(
-                "`{}` is no dataset eval knows: it has no Annotations/ (VOC), LOC_val_solution.csv (ImageNet) or labels.csv (a folder of images); see --format",
+                "`{}` is no dataset eval knows: it has no Annotations/ (VOC), LOC_val_solution.csv (ImageNet), annotations/instances_*.json (COCO) or labels.csv (a folder of images); see --format",
                 root.display()
             ),
             f => f,
@@ -177,6 +315,10 @@ impl Dataset {
                 ids.sort();
                 let objects = parsed.into_iter().collect();
                 (Layout::Imagenet(objects), ids, bad, Some("imagenet"))
+            }
+            Format::Coco => {
+                let (set, ids, bad) = open_coco(root, split)?;
+                (Layout::Coco(set), ids, bad, Some("coco-to-imagenet"))
             }
             Format::Folder | Format::Auto => {
                 let (parsed, bad) =
@@ -214,7 +356,7 @@ impl Dataset {
                     .into_iter()
                     .map(|c| (c.to_string(), annotation.boxes(c)))
                     .collect();
-                Found::Item(Item { image, classes })
+                Found::Item(Item::boxes(image, classes))
             }
             Layout::Imagenet(objects) => {
                 let image = find_image(&self.root, &["ILSVRC/Data/CLS-LOC/val", "val", "."], id)
@@ -228,12 +370,61 @@ impl Dataset {
                         None => classes.push((o.name.clone(), vec![o.bbox])),
                     }
                 }
-                Found::Item(Item { image, classes })
+                Found::Item(Item::boxes(image, classes))
             }
-            Layout::Folder(labels) => Found::Item(Item {
-                image: self.root.join(id),
-                classes: vec![(labels[id].clone(), Vec::new())],
-            }),
+            Layout::Coco(set) => coco_item(set, id)?,
+            Layout::Folder(labels) => Found::Item(Item::boxes(
+                self.root.join(id),
+                vec![(labels[id].clone(), Vec::new())],
+            )),
         })
     }
+}
+
+impl Item {
+    /// An item whose ground truth is boxes alone.
+    fn boxes(image: PathBuf, classes: Vec<(String, Vec<PixelBox>)>) -> Self {
+        Self {
+            image,
+            classes,
+            masks: BTreeMap::new(),
+            bad: Vec::new(),
+        }
+    }
+}
+
+/// A COCO image with its classes, boxes and masks: each class's mask is the union of its
+/// objects' masks (an object without a readable one adds its box).
+fn coco_item(set: &CocoSet, id: &str) -> Result<Found> {
+    let (size, objects) = &set.objects[id];
+    let image = set.images.join(id);
+    if !image.is_file() {
+        bail!("no {}", image.display());
+    }
+    let [height, width] = *size;
+    let mut item = Item::boxes(image, Vec::new());
+    for o in objects {
+        let [x0, y0, x1, y1] = o.bbox;
+        let b = PixelBox { x0, y0, x1, y1 };
+        match item.classes.iter_mut().find(|(c, _)| *c == o.class) {
+            Some((_, boxes)) => boxes.push(b),
+            None => item.classes.push((o.class.clone(), vec![b])),
+        }
+        let object = match &o.segmentation {
+            Some(s) => coco::mask(s, [height, width]).unwrap_or_else(|e| {
+                item.bad
+                    .push(format!("{id}: annotation {}: {e}; its box is used", o.id));
+                igcam::metrics::boxes_mask(&[b], height, width)
+            }),
+            None => igcam::metrics::boxes_mask(&[b], height, width),
+        };
+        let mask = item.masks.entry(o.class.clone()).or_insert_with(|| Mask {
+            size: [width, height],
+            pixels: vec![false; width * height],
+        });
+        for (m, v) in mask.pixels.iter_mut().zip(object) {
+            *m |= v;
+        }
+    }
+    Ok(Found::Item(item))
 }

@@ -8,7 +8,6 @@ use clap::Args;
 use igcam::Explainer;
 use igcam::cam::CamMap;
 use igcam::data::ClassMap;
-use igcam::metrics::PixelBox;
 use igcam::metrics::boxes_mask;
 use igcam::metrics::summary::Row;
 use igcam::reexplain::Redo;
@@ -16,7 +15,7 @@ use igcam::scoring::{ScoreOptions, ToScore};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{self, CommonArgs};
-use crate::dataset::{Dataset, Format, Found};
+use crate::dataset::{Dataset, Format, Found, Item};
 use crate::gallery::{self, Gallery, Shot};
 use crate::metric_args::MetricArgs;
 use crate::output::{self, ModelFile};
@@ -27,19 +26,21 @@ use crate::shard;
 #[derive(Args)]
 pub struct EvalArgs {
     /// Dataset root: VOC (`JPEGImages/`, `Annotations/`, `ImageSets/Main/<split>.txt`),
-    /// ImageNet (`LOC_val_solution.csv`, images under `ILSVRC/Data/CLS-LOC/val/`) or a folder
-    /// of images with `labels.csv` (`image,label` lines).
+    /// ImageNet (`LOC_val_solution.csv`, images under `ILSVRC/Data/CLS-LOC/val/`), COCO
+    /// (`annotations/instances_<split>.json`, images under `<split>/`) or a folder of images
+    /// with `labels.csv` (`image,label` lines).
     #[arg(long)]
     data: PathBuf,
     /// The dataset's layout (auto: from the files at its root).
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
-    /// Class map: voc20, imagenet, voc-to-imagenet, or a file of `name index[,index...]` lines
-    /// (default: voc-to-imagenet for VOC, imagenet's synsets otherwise; a folder's label may
-    /// also be a model output index).
+    /// Class map: voc20, imagenet, voc-to-imagenet, coco-to-imagenet, or a file of
+    /// `name index[,index...]` lines (default: voc-to-imagenet for VOC, coco-to-imagenet for
+    /// COCO, imagenet's synsets otherwise; a folder's label may also be a model output index).
     #[arg(long)]
     classes: Option<String>,
-    /// Which `ImageSets/Main/<split>.txt` to read (all annotations when it is missing).
+    /// Which `ImageSets/Main/<split>.txt` (VOC; all annotations when it is missing) or
+    /// `annotations/instances_<split>.json` (COCO; the only one there when it is missing).
     #[arg(long, default_value = "test")]
     split: String,
     /// Only the first N images of the split.
@@ -80,7 +81,7 @@ fn class_map(spec: &str) -> Result<ClassMap> {
     }
     let text = output::read_text(Path::new(spec)).with_context(|| {
         format!(
-            "--classes `{spec}` is neither voc20, imagenet, voc-to-imagenet nor a readable file"
+            "--classes `{spec}` is neither voc20, imagenet, voc-to-imagenet, coco-to-imagenet nor a readable file"
         )
     })?;
     Ok(ClassMap::parse(&text)?)
@@ -115,7 +116,7 @@ struct Run<'a> {
 fn score_image(
     run: &Run,
     id: &str,
-    present: &[(String, Vec<PixelBox>)],
+    item: &Item,
     image: &image::DynamicImage,
     stats: &mut Stats,
     gallery: &mut Option<Gallery>,
@@ -131,7 +132,7 @@ fn score_image(
     let prepared = explainer.prepare(image)?;
     let mut wanted = Vec::new();
     let num_classes = explainer.model().num_classes();
-    for (class, boxes) in present {
+    for (class, boxes) in &item.classes {
         // A class-map name, or (a folder's label) a model output index.
         let outputs = match classes.lookup(class) {
             Some(o) => o.to_vec(),
@@ -147,14 +148,18 @@ fn score_image(
             .iter()
             .max_by(|&&a, &&b| prepared.logits[a].total_cmp(&prepared.logits[b]))
             .expect("non-empty entry");
-        // No boxes (a folder's label): no ground truth, the localisation metrics stay empty.
-        let mask = (!boxes.is_empty()).then(|| {
-            let boxes: Vec<_> = boxes
-                .iter()
-                .map(|&b| prepared.geometry.map_box(b))
-                .collect();
-            boxes_mask(&boxes, size[0], size[1])
-        });
+        // A true mask where the dataset has one (COCO), else the boxes; no boxes (a folder's
+        // label): no ground truth, the localisation metrics stay empty.
+        let mask = match item.masks.get(class) {
+            Some(m) => Some(prepared.geometry.map_mask(&m.pixels, m.size)),
+            None => (!boxes.is_empty()).then(|| {
+                let boxes: Vec<_> = boxes
+                    .iter()
+                    .map(|&b| prepared.geometry.map_box(b))
+                    .collect();
+                boxes_mask(&boxes, size[0], size[1])
+            }),
+        };
         wanted.push((class.to_string(), target, mask));
     }
     if wanted.is_empty() {
@@ -416,5 +421,6 @@ fn evaluate_one(
         .common
         .image
         .decode(&output::read(&item.image)?, id)?;
-    score_image(run, id, &item.classes, &image, stats, gallery).map(Some)
+    stats.bad_annotations.extend(item.bad.iter().cloned());
+    score_image(run, id, &item, &image, stats, gallery).map(Some)
 }
