@@ -105,6 +105,25 @@ fn counterparts(
         .collect()
 }
 
+/// Explains `request` (the scored maps' classes) on `chw` with `explainer` and appends each
+/// scored map's counterpart, as read, to its list in `into`.
+fn explain_each(
+    explainer: &Explainer,
+    chw: Vec<f32>,
+    request: &Request,
+    scored: &[Scored],
+    into: &mut [Vec<Vec<f32>>],
+) -> Result<()> {
+    let size = explainer.model().input_size();
+    let prepared = explainer.prepare_normalised(chw)?;
+    let maps = explainer.explain(&prepared, request, &mut |_, _| {})?;
+    let theirs = counterparts(&maps, scored, size, |i| scored[i].target)?;
+    for (list, m) in into.iter_mut().zip(theirs) {
+        list.push(m);
+    }
+    Ok(())
+}
+
 /// Redoes the explanations of `image` (normalised, CHW) that `options` ask for.
 pub fn redo(
     explainer: &Explainer,
@@ -125,14 +144,7 @@ pub fn redo(
         for sample in 0..options.ms_samples {
             let noise = sensitivity_noise(options.seed, sample, image.len(), options.ms_radius);
             let noisy = image.iter().zip(&noise).map(|(x, d)| x + d).collect();
-            let prepared = explainer.prepare_normalised(noisy)?;
-            let maps = explainer.explain(&prepared, &same, &mut |_, _| {})?;
-            for (c, m) in copies
-                .iter_mut()
-                .zip(counterparts(&maps, scored, size, |i| scored[i].target)?)
-            {
-                c.push(m);
-            }
+            explain_each(explainer, noisy, &same, scored, &mut copies)?;
         }
         for ((o, s), c) in out.iter_mut().zip(scored).zip(&copies) {
             o.max_sensitivity = Some(max_sensitivity(s.map, c));
@@ -173,14 +185,7 @@ pub fn redo(
             let model = OnnxModel::from_bytes(&model, explainer.model().device())?;
             let randomised =
                 Explainer::new(model, explainer.labels().to_vec(), layer_options.clone())?;
-            let prepared = randomised.prepare_normalised(image.to_vec())?;
-            let maps = randomised.explain(&prepared, &same, &mut |_, _| {})?;
-            for (p, m) in per_layer
-                .iter_mut()
-                .zip(counterparts(&maps, scored, size, |i| scored[i].target)?)
-            {
-                p.push(m);
-            }
+            explain_each(&randomised, image.to_vec(), &same, scored, &mut per_layer)?;
         }
         for ((o, s), maps) in out.iter_mut().zip(scored).zip(&per_layer) {
             let (rho, sim) = mprt(s.map, maps);

@@ -1379,6 +1379,19 @@ fn a_model_with_external_data_gives_the_inline_models_maps() {
 }
 
 /// eval's rows of `out` (under `dir`).
+/// Each row's (image, class, target).
+fn image_class_target(rows: &[Json]) -> Vec<(&str, &str, u64)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r["image"].as_str().unwrap(),
+                r["class"].as_str().unwrap(),
+                r["target"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn eval_rows(dir: &Path, out: &str) -> Vec<Json> {
     std::fs::read_to_string(dir.join(out).join("rows.jsonl"))
         .unwrap()
@@ -1438,16 +1451,7 @@ fn eval_reads_imagenet_and_labelled_folders() {
         "{stdout}"
     );
     let rows = eval_rows(dir.path(), "in");
-    let seen: Vec<(&str, &str, u64)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r["image"].as_str().unwrap(),
-                r["class"].as_str().unwrap(),
-                r["target"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let seen = image_class_target(&rows);
     assert_eq!(
         seen,
         [
@@ -1497,12 +1501,12 @@ fn eval_reads_imagenet_and_labelled_folders() {
         assert!(r["deletion"].as_f64().is_some(), "{r}");
     }
 
-    // Neither layout: one line naming the three.
+    // No layout: one line naming the four.
     std::fs::create_dir_all(dir.path().join("empty")).unwrap();
     let o = igcam(dir.path(), &["eval", "--data", "empty", "--backend", "cpu"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o.stderr).contains("`empty` is no dataset eval knows: it has no Annotations/ (VOC), LOC_val_solution.csv (ImageNet) or labels.csv (a folder of images); see --format"),
+        text(&o.stderr).contains("`empty` is no dataset eval knows: it has no Annotations/ (VOC), LOC_val_solution.csv (ImageNet), annotations/instances_*.json (COCO) or labels.csv (a folder of images); see --format"),
         "{}",
         text(&o.stderr)
     );
@@ -1618,16 +1622,7 @@ fn eval_reads_coco_with_true_masks() {
         "{stdout}"
     );
     let rows = eval_rows(dir.path(), "coco");
-    let seen: Vec<(&str, &str, u64)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r["image"].as_str().unwrap(),
-                r["class"].as_str().unwrap(),
-                r["target"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let seen = image_class_target(&rows);
     assert_eq!(
         seen,
         [

@@ -66,27 +66,24 @@ fn layer_inputs(model: &ModelProto, node: &onnx_ir::NodeProto) -> Option<Vec<(us
             .collect()
     };
     let uniform = |fan_in: usize| Fill::Uniform(1.0 / (fan_in.max(1) as f64).sqrt());
+    // The weight (input 1) and the bias (input 2, when there is one), both in ±1/sqrt(fan_in).
+    let weight_and_bias = |w: usize, fan_in: usize| {
+        let fill = uniform(fan_in);
+        std::iter::once((w, fill))
+            .chain(input(2).map(|b| (b, fill)))
+            .collect()
+    };
     match node.op_type.as_str() {
         "Conv" => {
             let w = input(1)?;
-            let fill = uniform(dims(w).iter().skip(1).product());
-            Some(
-                std::iter::once((w, fill))
-                    .chain(input(2).map(|b| (b, fill)))
-                    .collect(),
-            )
+            Some(weight_and_bias(w, dims(w).iter().skip(1).product()))
         }
         "Gemm" => {
             let w = input(1)?;
             let d = dims(w);
             let trans_b = Attrs::of(node).int("transB", 0) != 0;
             let fan_in = if trans_b { d.get(1) } else { d.first() };
-            let fill = uniform(*fan_in?);
-            Some(
-                std::iter::once((w, fill))
-                    .chain(input(2).map(|b| (b, fill)))
-                    .collect(),
-            )
+            Some(weight_and_bias(w, *fan_in?))
         }
         "MatMul" => {
             let w = input(1)?;
