@@ -24,6 +24,9 @@ pub struct Redo<'a> {
     pub request: &'a Request,
     /// The model's ONNX bytes and its external weights, for MPRT.
     pub model: Option<(&'a [u8], &'a dyn ExternalData)>,
+    /// Told what is being redone before each re-explanation (`mprt: layer 3 of 50`), for a
+    /// progress display.
+    pub status: Option<&'a dyn Fn(String)>,
 }
 
 /// What is redone, and how.
@@ -105,6 +108,13 @@ fn counterparts(
         .collect()
 }
 
+/// Tells `redo`'s status, if any, what comes next.
+fn tell(redo: &Redo, what: impl FnOnce() -> String) {
+    if let Some(status) = redo.status {
+        status(what());
+    }
+}
+
 /// Explains `request` (the scored maps' classes) on `chw` with `explainer` and appends each
 /// scored map's counterpart, as read, to its list in `into`.
 fn explain_each(
@@ -142,6 +152,13 @@ pub fn redo(
     if options.ms_samples > 0 {
         let mut copies: Vec<Vec<Vec<f32>>> = vec![Vec::new(); scored.len()];
         for sample in 0..options.ms_samples {
+            tell(redo, || {
+                format!(
+                    "max_sensitivity: copy {} of {}",
+                    sample + 1,
+                    options.ms_samples
+                )
+            });
             let noise = sensitivity_noise(options.seed, sample, image.len(), options.ms_radius);
             let noisy = image.iter().zip(&noise).map(|(x, d)| x + d).collect();
             explain_each(explainer, noisy, &same, scored, &mut copies)?;
@@ -151,6 +168,7 @@ pub fn redo(
         }
     }
     if options.random_logit {
+        tell(redo, || "random_logit".to_string());
         let prepared = explainer.prepare_normalised(image.to_vec())?;
         let classes = explainer.model().num_classes();
         let off = |t: usize| off_class(options.seed, t, classes);
@@ -178,7 +196,8 @@ pub fn redo(
             layer: Some(explainer.layer().to_string()),
             ..explainer.options().clone()
         };
-        for _ in 0..levels {
+        for level in 0..levels {
+            tell(redo, || format!("mprt: layer {} of {levels}", level + 1));
             let Some((_, model)) = cascade.next_model()? else {
                 break;
             };

@@ -180,9 +180,9 @@ impl ScoreOptions {
             n = n.saturating_add(self.fc_runs.saturating_add(1));
         }
         if self.wants("irof") {
-            // SLIC's count is about the segments asked for (the grid's seeds, then the
-            // connected pieces): the estimate the budget uses.
-            n = n.saturating_add(self.irof_segments.saturating_add(1));
+            // SLIC gives at most about twice its grid's seeds.
+            let seeds = crate::metrics::slic::seed_count(size, self.irof_segments);
+            n = n.saturating_add(seeds.saturating_mul(2).saturating_add(1));
         }
         if let Some((morf, lerf, accuracy)) = self.road_games() {
             let per = usize::from(morf) + usize::from(lerf);

@@ -1657,6 +1657,7 @@ fn eval_reads_coco_with_true_masks() {
     let bytes =
         std::fs::read(dir.path().join("coco/maps/coffee.jpg_cup_gradcam.mask.npy")).unwrap();
     let mask: Vec<f32> = npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap();
+    assert_eq!(mask.len(), 224 * 224);
     let fixture = common::json("coco/masks.json");
     let runs = fixture["masks"]["20"]["runs"].as_array().unwrap();
     let source: Vec<bool> = runs

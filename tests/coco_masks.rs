@@ -3,7 +3,7 @@
 
 mod common;
 
-use igcam::data::coco::{Instances, bbox_pixels, mask};
+use igcam::data::coco::{Instances, Loose, bbox_pixels, mask};
 
 #[test]
 fn polygons_and_run_lengths_equal_pycocotools() {
@@ -60,7 +60,7 @@ fn polygons_and_run_lengths_equal_pycocotools() {
         "bbox has 3 values, not 4"
     );
     assert_eq!(
-        bbox_pixels(&[20.5, 1.0, 399.2, 299.0], [300, 451]).unwrap(),
+        bbox_pixels(&Loose::Read(vec![20.5, 1.0, 399.2, 299.0]), [300, 451]).unwrap(),
         [20, 1, 420, 300]
     );
 }

@@ -995,7 +995,20 @@ fn broken_coco_annotations_are_refused_in_one_line() {
     std::fs::write(coco.join("annotations/instances_train.json"), b"{}").unwrap();
     refused(
         dir.path(),
+        &[
+            "eval",
+            "--data",
+            s(&coco),
+            "--backend",
+            "cpu",
+            "--split",
+            "val2017",
+        ],
+        "has no instances_val2017.json; pick one of train, val with --split",
+    );
+    refused(
+        dir.path(),
         &["eval", "--data", s(&coco), "--backend", "cpu"],
-        "has no instances_test.json; pick one of train, val with --split",
+        "has no instances_<split>.json; pick one of train, val with --split",
     );
 }

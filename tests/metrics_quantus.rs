@@ -397,6 +397,7 @@ fn redone_metrics_equal_quantus() {
         let again = Redo {
             request: &request,
             model: Some((&bytes, &NoExternalData)),
+            status: None,
         };
         let done = redo(&explainer, image, &scored, &settings, &again)
             .unwrap()
@@ -430,6 +431,29 @@ fn redone_metrics_equal_quantus() {
             &ssim[l],
             &floats(&r["mprt_ssim"][name]),
         );
+    }
+    // The per-explanation mean over the layers; Quantus 0.6's return_average_correlation also
+    // averages in the original model's similarity (1): L igcam = (L + 1) Quantus - 1.
+    for (name, per_layer, key) in [
+        ("mprt", &rho, "mprt_spearman_quantus_average"),
+        ("mprt_ssim", &ssim, "mprt_ssim_quantus_average"),
+    ] {
+        let quantus = floats(&r[key]);
+        let ours: Vec<f64> = (0..quantus.len())
+            .map(|i| {
+                let layers: Vec<f64> = per_layer.iter().map(|l| l[i]).collect();
+                igcam::metrics::randomisation::mean_over_layers(&layers)
+            })
+            .collect();
+        // Absolute: the means of values around 0 are small, and the relation scales Quantus's
+        // rounding by 5/4.
+        for (i, (o, q)) in ours.iter().zip(&quantus).enumerate() {
+            let from_quantus = (5.0 * q - 1.0) / 4.0;
+            assert!(
+                (o - from_quantus).abs() < 1e-5,
+                "{name}, explanation {i}: igcam {o} vs Quantus's average {q} -> {from_quantus}"
+            );
+        }
     }
     // The sanity check: the original map's similarity to itself is 1; with the head randomised
     // it has already fallen far, and it stays low as more layers are randomised.

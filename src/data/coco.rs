@@ -42,10 +42,21 @@ pub struct CocoAnnotation {
     /// Its category.
     pub category_id: u64,
     /// `[x, y, width, height]` in pixels.
-    pub bbox: Vec<f64>,
+    pub bbox: Loose<Vec<f64>>,
     /// Its outline(s) or run-length mask, when given.
     #[serde(default)]
-    pub segmentation: Option<Segmentation>,
+    pub segmentation: Option<Loose<Segmentation>>,
+}
+
+/// A field read as `T` when it has `T`'s shape, else kept as bad: one malformed annotation is
+/// counted, not a reason to refuse the whole file.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Loose<T> {
+    /// The field as expected.
+    Read(T),
+    /// Anything else.
+    Bad(serde::de::IgnoredAny),
 }
 
 /// A category.
@@ -88,8 +99,14 @@ pub enum Counts {
 
 /// The object's box as pixels `(x0, y0, x1, y1)` (end-exclusive, rounded outwards, clamped to
 /// the image), or the reason it is not one.
-pub fn bbox_pixels(bbox: &[f64], [height, width]: [usize; 2]) -> Result<[usize; 4], String> {
-    let &[x, y, w, h] = bbox else {
+pub fn bbox_pixels(
+    bbox: &Loose<Vec<f64>>,
+    [height, width]: [usize; 2],
+) -> Result<[usize; 4], String> {
+    let Loose::Read(bbox) = bbox else {
+        return Err("bbox is not a list of numbers".into());
+    };
+    let &[x, y, w, h] = bbox.as_slice() else {
         return Err(format!("bbox has {} values, not 4", bbox.len()));
     };
     if ![x, y, w, h].iter().all(|v| v.is_finite()) || w < 0.0 || h < 0.0 {
@@ -106,11 +123,17 @@ pub fn bbox_pixels(bbox: &[f64], [height, width]: [usize; 2]) -> Result<[usize; 
 
 /// The mask (`height * width`, row-major) of a segmentation on an image of `size`, or the
 /// reason it cannot be read.
-pub fn mask(segmentation: &Segmentation, size: [usize; 2]) -> Result<Vec<bool>, String> {
+pub fn mask(segmentation: &Loose<Segmentation>, size: [usize; 2]) -> Result<Vec<bool>, String> {
     let [height, width] = size;
+    let Loose::Read(segmentation) = segmentation else {
+        return Err("its segmentation is neither polygons nor run lengths".into());
+    };
     match segmentation {
         Segmentation::Polygons(polygons) => {
-            let mut out = vec![false; height * width];
+            if polygons.is_empty() {
+                return Err("its segmentation holds no polygon".into());
+            }
+            let mut points = 0.0;
             for p in polygons {
                 if p.len() < 6 || p.len() % 2 != 0 || !p.iter().all(|v| v.is_finite()) {
                     return Err(format!(
@@ -118,10 +141,16 @@ pub fn mask(segmentation: &Segmentation, size: [usize; 2]) -> Result<Vec<bool>, 
                         p.len()
                     ));
                 }
-                let counts = polygon_counts(p, size);
-                for (o, v) in out.iter_mut().zip(decode(&counts, size)?) {
-                    *o |= v;
-                }
+                points += trace_points(p);
+            }
+            if points > MAX_TRACE_POINTS {
+                return Err(format!(
+                    "its outlines are {points:.0} points long at pycocotools' 5x scale, over {MAX_TRACE_POINTS}: their coordinates lie far outside the image"
+                ));
+            }
+            let mut out = vec![false; height * width];
+            for p in polygons {
+                paint(&polygon_counts(p, size), size, &mut out)?;
             }
             Ok(out)
         }
@@ -136,21 +165,41 @@ pub fn mask(segmentation: &Segmentation, size: [usize; 2]) -> Result<Vec<bool>, 
                 Counts::Plain(c) => c.clone(),
                 Counts::Compressed(s) => uncompress(s)?,
             };
-            decode(&counts, size)
+            let mut out = vec![false; height * width];
+            paint(&counts, size, &mut out)?;
+            Ok(out)
         }
     }
 }
 
-/// Column-major run lengths (zeros first) to a row-major mask.
-fn decode(counts: &[u64], [height, width]: [usize; 2]) -> Result<Vec<bool>, String> {
-    let total: u64 = counts.iter().sum();
-    if total != (height * width) as u64 {
+/// The most points a polygon's traced outline may hold (pycocotools traces it at 5x; a COCO
+/// outline holds thousands).
+const MAX_TRACE_POINTS: f64 = 16_777_216.0;
+
+/// How many points pycocotools' trace of polygon `xy` holds (its length along the longer axis
+/// of each edge at 5x, plus one per edge).
+fn trace_points(xy: &[f64]) -> f64 {
+    let k = xy.len() / 2;
+    (0..k)
+        .map(|j| {
+            let n = (j + 1) % k;
+            let dx = (5.0 * (xy[2 * n] - xy[2 * j])).abs();
+            let dy = (5.0 * (xy[2 * n + 1] - xy[2 * j + 1])).abs();
+            dx.max(dy) + 2.0
+        })
+        .sum()
+}
+
+/// Sets in `out` (row-major) the pixels of column-major run lengths (zeros first).
+fn paint(counts: &[u64], [height, width]: [usize; 2], out: &mut [bool]) -> Result<(), String> {
+    let total = counts.iter().try_fold(0u64, |a, &c| a.checked_add(c));
+    if total != Some((height * width) as u64) {
         return Err(format!(
-            "its run lengths cover {total} pixels but the image has {}",
+            "its run lengths cover {} pixels but the image has {}",
+            total.map_or("too many".to_string(), |t| t.to_string()),
             height * width
         ));
     }
-    let mut out = vec![false; height * width];
     let mut at = 0usize;
     for (i, &run) in counts.iter().enumerate() {
         if i % 2 == 1 {
@@ -161,7 +210,7 @@ fn decode(counts: &[u64], [height, width]: [usize; 2]) -> Result<Vec<bool>, Stri
         }
         at += run as usize;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// pycocotools' compressed count string to the counts.
@@ -174,7 +223,7 @@ fn uncompress(s: &str) -> Result<Vec<u64>, String> {
         let (mut x, mut k, mut more) = (0i64, 0u32, true);
         while more {
             let c = i64::from(*bytes.get(p).ok_or_else(bad)?) - 48;
-            if !(0..64).contains(&c) || k > 12 {
+            if !(0..64).contains(&c) || k > 11 {
                 return Err(bad());
             }
             x |= (c & 0x1f) << (5 * k);
@@ -182,11 +231,12 @@ fn uncompress(s: &str) -> Result<Vec<u64>, String> {
             p += 1;
             k += 1;
             if !more && c & 0x10 != 0 {
-                x |= -1i64 << (5 * k);
+                x |= (-1i64).checked_shl(5 * k).unwrap_or(0);
             }
         }
         if counts.len() > 2 {
-            x += counts[counts.len() - 2] as i64;
+            let before = i64::try_from(counts[counts.len() - 2]).map_err(|_| bad())?;
+            x = x.checked_add(before).ok_or_else(bad)?;
         }
         counts.push(u64::try_from(x).map_err(|_| bad())?);
     }
@@ -275,4 +325,57 @@ fn polygon_counts(xy: &[f64], [height, width]: [usize; 2]) -> Vec<u64> {
         }
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_masks_are_refused_before_any_large_allocation() {
+        let read = Loose::Read;
+        let far = read(Segmentation::Polygons(vec![vec![
+            0.0, 0.0, 1e12, 0.0, 0.0, 5.0,
+        ]]));
+        let e = mask(&far, [10, 10]).unwrap_err();
+        assert!(e.contains("lie far outside the image"), "{e}");
+        let wrapping = read(Segmentation::Rle(Rle {
+            counts: Counts::Plain(vec![u64::MAX, 101]),
+            size: [10, 10],
+        }));
+        assert_eq!(
+            mask(&wrapping, [10, 10]).unwrap_err(),
+            "its run lengths cover too many pixels but the image has 100"
+        );
+        let garbage = read(Segmentation::Rle(Rle {
+            counts: Counts::Compressed("\u{7f}".into()),
+            size: [2, 2],
+        }));
+        // 13 groups of 5 bits shift past 64: refused, not a panic.
+        let long = read(Segmentation::Rle(Rle {
+            counts: Counts::Compressed("o".repeat(13)),
+            size: [2, 2],
+        }));
+        assert!(
+            mask(&long, [2, 2])
+                .unwrap_err()
+                .contains("not pycocotools'")
+        );
+        assert_eq!(
+            mask(&read(Segmentation::Polygons(Vec::new())), [2, 2]).unwrap_err(),
+            "its segmentation holds no polygon"
+        );
+        assert!(
+            mask(&garbage, [2, 2])
+                .unwrap_err()
+                .contains("not pycocotools'")
+        );
+        // A 2x2 square over pixels (1..3, 1..3) of a 4x4 image: pycocotools gives these four.
+        let square = read(Segmentation::Polygons(vec![vec![
+            1.0, 1.0, 3.0, 1.0, 3.0, 3.0, 1.0, 3.0,
+        ]]));
+        let m = mask(&square, [4, 4]).unwrap();
+        assert_eq!(m.iter().filter(|&&v| v).count(), 4, "{m:?}");
+        assert!(m[5] && m[6] && m[9] && m[10]);
+    }
 }

@@ -208,7 +208,9 @@ impl<'a, 'b> Scorer<'a, 'b> {
             .input
             .logits(std::mem::take(&mut self.pending), self.device)?;
         for (l, &(t, hit)) in logits.iter().zip(&self.targets) {
-            self.scores.push(if hit {
+            self.scores.push(if hit && l.iter().any(|v| v.is_nan()) {
+                f64::NAN // a failed imputation: no top class
+            } else if hit {
                 let top = (0..l.len()).fold(0, |best, i| if l[i] > l[best] { i } else { best });
                 f64::from(u8::from(top == t))
             } else {

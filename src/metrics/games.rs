@@ -98,7 +98,7 @@ struct Counts {
 fn segment_order(map: &[f32], labels: &[usize], count: usize) -> Vec<usize> {
     let mut sums = vec![0.0f64; count];
     let mut sizes = vec![0usize; count];
-    for (&v, &l) in map.iter().zip(labels) {
+    for (&v, &l) in map.iter().zip(labels).filter(|(_, l)| **l < count) {
         sums[l] += f64::from(v);
         sizes[l] += 1;
     }

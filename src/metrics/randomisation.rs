@@ -24,15 +24,19 @@ pub fn mprt(map: &[f32], randomised: &[Vec<f32>]) -> (Vec<f64>, Vec<f64>) {
         .unzip()
 }
 
-/// The mean of the finite values (NaN when there is none): MPRT's value per explanation, as
-/// Quantus's `return_average_correlation`.
-pub fn mean_finite(values: &[f64]) -> f64 {
-    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.is_empty() {
-        f64::NAN
-    } else {
-        finite.iter().sum::<f64>() / finite.len() as f64
+/// MPRT's value per explanation: the mean similarity over the randomised layers, a layer whose
+/// map went constant (NaN: no rank order to correlate) counting 0; NaN without layers.
+/// Quantus 0.6's `return_average_correlation` also averages in the original model's
+/// similarity and turns NaN with any constant map (see the README).
+pub fn mean_over_layers(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
     }
+    values
+        .iter()
+        .map(|v| if v.is_nan() { 0.0 } else { *v })
+        .sum::<f64>()
+        / values.len() as f64
 }
 
 #[cfg(test)]
@@ -52,6 +56,7 @@ mod tests {
         let map = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 0.9, 0.1];
         let (rho, s) = mprt(&map, &[map.to_vec()]);
         assert!((rho[0] - 1.0).abs() < 1e-12 && (s[0] - 1.0).abs() < 1e-12);
-        assert_eq!(mean_finite(&[1.0, f64::NAN, 0.0]), 0.5);
+        assert_eq!(mean_over_layers(&[1.0, f64::NAN, 0.5]), 0.5);
+        assert!(mean_over_layers(&[]).is_nan());
     }
 }

@@ -1,6 +1,6 @@
 //! What the metrics that explain again found for one map ([`crate::reexplain`] fills it).
 
-use super::randomisation::mean_finite;
+use super::randomisation::mean_over_layers;
 
 /// The results per map.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -18,11 +18,11 @@ pub struct Redone {
 impl Redone {
     /// MPRT's mean Spearman correlation over the layers.
     pub fn mprt(&self) -> Option<f64> {
-        self.mprt_spearman.as_deref().map(mean_finite)
+        self.mprt_spearman.as_deref().map(mean_over_layers)
     }
 
     /// MPRT's mean SSIM over the layers.
     pub fn mprt_ssim_mean(&self) -> Option<f64> {
-        self.mprt_ssim.as_deref().map(mean_finite)
+        self.mprt_ssim.as_deref().map(mean_over_layers)
     }
 }

@@ -49,6 +49,14 @@ fn regular_grid([height, width]: [usize; 2], points: usize) -> [(usize, usize); 
     [by_axis[1], by_axis[2]]
 }
 
+/// The seeds skimage lays for `segments` superpixels on an image of `size`: SLIC gives at
+/// most about twice as many superpixels (a seed's region splits into pieces of at least half
+/// the mean size).
+pub fn seed_count(size: [usize; 2], segments: usize) -> usize {
+    let [(y0, sy), (x0, sx)] = regular_grid(size, segments);
+    size[0].saturating_sub(y0).div_ceil(sy) * size[1].saturating_sub(x0).div_ceil(sx)
+}
+
 /// numpy's `round`: halves to even.
 fn round_half_even(v: f64) -> f64 {
     let r = v.round();
@@ -92,7 +100,8 @@ fn lab(rgb: [f64; 3]) -> [f64; 3] {
 }
 
 /// The superpixel labels (`0..count`, row-major) of a 3-channel `image` (CHW) of `size`, and
-/// their count, for about `segments` superpixels.
+/// their count, for about `segments` superpixels (a pixel no seed's window reached keeps
+/// `usize::MAX`, as skimage leaves it unlabelled).
 pub fn slic(image: &[f32], [height, width]: [usize; 2], segments: usize) -> (Vec<usize>, usize) {
     let plane = height * width;
     let (lo, hi) = image
@@ -240,5 +249,29 @@ fn connected(
             next += 1;
         }
     }
-    (out, next)
+    // When every piece was too small, they all took label 0 without a new label being
+    // counted (skimage returns that one label).
+    let count = out
+        .iter()
+        .filter(|&&l| l != UNSET)
+        .max()
+        .map_or(0, |&l| l + 1);
+    (out, count.max(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noise_gives_labels_below_their_count() {
+        // Uniform noise: every piece is too small, and all join label 0 (skimage's one label).
+        let noise = crate::cam::random::uniforms(5, 3 * 64 * 64, [0.0, 1.0]);
+        let (labels, count) = slic(&noise, [64, 64], 100);
+        // skimage gives [0] for this image (uniforms(5) in tests/reference).
+        assert_eq!(count, 1);
+        assert!(labels.iter().all(|&l| l == 0));
+        assert_eq!(seed_count([64, 64], 100), 121);
+        assert_eq!(seed_count([224, 224], 100), 100);
+    }
 }

@@ -275,7 +275,7 @@ pub const METRICS: &[MetricInfo] = &[
         false,
         Needs::Explainer,
         false,
-        "MPRT, mean Spearman over the cascade (Adebayo et al. 2018); Quantus MPRT return_average_correlation",
+        "MPRT, mean Spearman over the randomised layers (Adebayo et al. 2018); Quantus MPRT, per layer",
         |r| r.redone.mprt(),
     ),
     row(
@@ -284,7 +284,7 @@ pub const METRICS: &[MetricInfo] = &[
         false,
         Needs::Explainer,
         false,
-        "MPRT, mean SSIM over the cascade (Adebayo et al. 2018); Quantus MPRT with ssim",
+        "MPRT, mean SSIM over the randomised layers (Adebayo et al. 2018); Quantus MPRT with ssim, per layer",
         |r| r.redone.mprt_ssim_mean(),
     ),
 ];

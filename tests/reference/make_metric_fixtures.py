@@ -283,6 +283,9 @@ def explain_again(model, x, y):
             mprt = quantus.MPRT(similarity_func=similarity, layer_order="top_down", disable_warnings=True)
             scores = mprt(**common)
             out[key] = {k: [float(v) for v in vs] for k, vs in scores.items() if k != "original"}
+            average = quantus.MPRT(similarity_func=similarity, layer_order="top_down", disable_warnings=True,
+                                   return_average_correlation=True)
+            out[key + "_quantus_average"] = [float(v) for v in average(**common)]
     finally:
         PyTorchModel.get_random_layer_generator = real_generator
     return out

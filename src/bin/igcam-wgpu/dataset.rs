@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
-use igcam::data::coco::{self, Instances, Segmentation};
+use igcam::data::coco::{self, Instances, Loose, Segmentation};
 use igcam::data::{Lines, Object, parse_annotation, parse_labels_csv, parse_loc_solution};
 use igcam::metrics::PixelBox;
 
@@ -61,7 +61,7 @@ struct CocoObject {
     id: u64,
     class: String,
     bbox: [usize; 4],
-    segmentation: Option<Segmentation>,
+    segmentation: Option<Loose<Segmentation>>,
 }
 
 /// A COCO split: the image folder and each image's size and objects, by file name.
@@ -178,12 +178,15 @@ fn split_lines<T>(file: &Path, lines: Lines<T>) -> (Vec<T>, Vec<String>) {
 /// The most bytes an `instances_*.json` may hold (COCO's train2017 has 448 MB).
 const MAX_COCO_BYTES: u64 = 1 << 30;
 
-/// `annotations/instances_<split>.json` under `root`, or the only `instances_*.json` there.
-fn coco_file(root: &Path, split: &str) -> Result<PathBuf> {
+/// `annotations/instances_<split>.json` under `root`, or without `--split` the only
+/// `instances_*.json` there.
+fn coco_file(root: &Path, split: Option<&str>) -> Result<PathBuf> {
     let dir = root.join("annotations");
-    let named = dir.join(format!("instances_{split}.json"));
-    if named.is_file() {
-        return Ok(named);
+    if let Some(split) = split {
+        let named = dir.join(format!("instances_{split}.json"));
+        if named.is_file() {
+            return Ok(named);
+        }
     }
     let mut found: Vec<PathBuf> = fs::read_dir(&dir)
         .with_context(|| format!("cannot read `{}`", dir.display()))?
@@ -196,12 +199,13 @@ fn coco_file(root: &Path, split: &str) -> Result<PathBuf> {
         .collect();
     found.sort();
     match found.as_slice() {
-        [one] => Ok(one.clone()),
+        [one] if split.is_none() => Ok(one.clone()),
         [] => bail!("`{}` holds no instances_*.json", dir.display()),
-        many => bail!(
-            "`{}` has no instances_{split}.json; pick one of {} with --split",
+        some => bail!(
+            "`{}` has no instances_{}.json; pick one of {} with --split",
             dir.display(),
-            many.iter()
+            split.unwrap_or("<split>"),
+            some.iter()
                 .filter_map(|p| p.file_stem()?.to_str()?.strip_prefix("instances_"))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -211,7 +215,7 @@ fn coco_file(root: &Path, split: &str) -> Result<PathBuf> {
 
 /// Reads a COCO split: its images in file order, their objects, and the annotations that
 /// cannot be read (bad boxes, unknown images or categories), each with its reason.
-fn open_coco(root: &Path, split: &str) -> Result<(CocoSet, Vec<String>, Vec<String>)> {
+fn open_coco(root: &Path, split: Option<&str>) -> Result<(CocoSet, Vec<String>, Vec<String>)> {
     let file = coco_file(root, split)?;
     let shown = file.display().to_string();
     let bytes = output::read_capped(&file, MAX_COCO_BYTES)?;
@@ -222,7 +226,7 @@ fn open_coco(root: &Path, split: &str) -> Result<(CocoSet, Vec<String>, Vec<Stri
         .file_stem()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_prefix("instances_"))
-        .unwrap_or(split)
+        .unwrap_or_default()
         .to_string();
     let images = [
         root.join(&split_name),
@@ -246,6 +250,24 @@ fn open_coco(root: &Path, split: &str) -> Result<(CocoSet, Vec<String>, Vec<Stri
             bad.push(format!(
                 "{shown}: image `{}` appears again: give each image once (its first entry counts)",
                 image.file_name
+            ));
+            continue;
+        }
+        let pixels = (image.width as u64).saturating_mul(image.height as u64);
+        if pixels > igcam::budget::DEFAULT_MAX_PIXELS || pixels == 0 {
+            bad.push(format!(
+                "{shown}: image `{}` is {}x{}: its masks need between 1 and {} pixels",
+                image.file_name,
+                image.width,
+                image.height,
+                igcam::budget::DEFAULT_MAX_PIXELS
+            ));
+            continue;
+        }
+        if by_id.contains_key(&image.id) {
+            bad.push(format!(
+                "{shown}: image id {} appears again (`{}`): give each image its own id (the first counts)",
+                image.id, image.file_name
             ));
             continue;
         }
@@ -280,8 +302,9 @@ fn open_coco(root: &Path, split: &str) -> Result<(CocoSet, Vec<String>, Vec<Stri
 }
 
 impl Dataset {
-    /// Opens `root` as `format` (`split`: VOC's image list).
-    pub fn open(root: &Path, format: Format, split: &str) -> Result<Self> {
+    /// Opens `root` as `format` (`split`: VOC's image list, `test` by default; COCO's
+    /// instances file, the only one there by default).
+    pub fn open(root: &Path, format: Format, split: Option<&str>) -> Result<Self> {
         if !root.is_dir() {
             bail!("--data `{}` is not a folder", root.display());
         }
@@ -301,7 +324,7 @@ impl Dataset {
         let (layout, ids, bad, default_classes) = match format {
             Format::Voc => (
                 Layout::Voc,
-                voc_ids(root, split)?,
+                voc_ids(root, split.unwrap_or("test"))?,
                 Vec::new(),
                 Some("voc-to-imagenet"),
             ),

@@ -39,10 +39,10 @@ pub struct EvalArgs {
     /// COCO, imagenet's synsets otherwise; a folder's label may also be a model output index).
     #[arg(long)]
     classes: Option<String>,
-    /// Which `ImageSets/Main/<split>.txt` (VOC; all annotations when it is missing) or
-    /// `annotations/instances_<split>.json` (COCO; the only one there when it is missing).
-    #[arg(long, default_value = "test")]
-    split: String,
+    /// Which `ImageSets/Main/<split>.txt` (VOC; default `test`, all annotations when it is
+    /// missing) or `annotations/instances_<split>.json` (COCO; default: the only one there).
+    #[arg(long)]
+    split: Option<String>,
     /// Only the first N images of the split.
     #[arg(long)]
     limit: Option<usize>,
@@ -109,6 +109,7 @@ struct Run<'a> {
     explainer: &'a Explainer,
     classes: &'a ClassMap,
     file: &'a ModelFile,
+    bar: &'a ProgressBar,
 }
 
 /// Scores one image: one request for every class present × every method, then the metrics,
@@ -182,9 +183,11 @@ fn score_image(
             });
         }
     }
+    let status = |what: String| run.bar.set_message(format!("{id}: {what}"));
     let again = Redo {
         request: &request,
         model: Some((&run.file.bytes, run.file.external())),
+        status: Some(&status),
     };
     let scores =
         igcam::scoring::score(explainer, &prepared.photo, &to_score, options, Some(&again))?;
@@ -265,7 +268,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .as_deref()
         .map(|s| shard::parse(s, &env))
         .transpose()?;
-    let dataset = Dataset::open(&args.data, args.format, &args.split)?;
+    let dataset = Dataset::open(&args.data, args.format, args.split.as_deref())?;
     let classes = args
         .classes
         .as_deref()
@@ -316,8 +319,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ProgressBar::new(ids.len() as u64)
     };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {elapsed_precise} eta {eta}")
-            .expect("static template"),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images  {elapsed_precise} eta {eta}  {wide_msg}",
+        )
+        .expect("static template"),
     );
 
     let (mut file, mut rows, mut stats) = RowsFile::open(&args.out, args.resume)?;
@@ -358,6 +363,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         explainer,
         classes: &classes,
         file: &loaded.file,
+        bar: &bar,
     };
     catch_interrupt();
     let mut interrupted = false;
@@ -367,6 +373,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             break;
         }
         bar.inc(1);
+        bar.set_message(id.clone());
         let started = std::time::Instant::now();
         let scored = evaluate_one(&run, id, &mut stats, &mut gallery);
         stats.seconds += started.elapsed().as_secs_f64();
