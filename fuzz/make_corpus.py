@@ -10,6 +10,7 @@ asserts exit 0, or exit 2 with one line, and no signal. Needs `onnx`, `numpy` an
 """
 
 import io
+import json
 import os
 import struct
 import zlib
@@ -266,9 +267,35 @@ def annotations():
     save("voc", "entities.xml", b'<!DOCTYPE a [<!ENTITY e "ee"><!ENTITY f "&e;&e;&e;&e;">]><annotation>&f;</annotation>')
 
 
+def datasets():
+    """Seeds of `dataset_text`: ImageNet's and a folder's CSVs, and COCO instances files with
+    the masks eval decodes (a bad polygon, run lengths that wrap, a far-away outline)."""
+    save("dataset", "loc_solution.csv",
+         b"ImageId,PredictionString\nILSVRC2012_val_00000001,n02123045 60 20 400 300 \n"
+         b"ILSVRC2012_val_00000003,n07920052 1 2 3\n")
+    save("dataset", "labels.csv", b"image,label\na.jpg,cat\nb.jpg,\n,dog\n")
+    image = {"id": 1, "file_name": "a.jpg", "width": 8, "height": 6}
+    cats = [{"id": 1, "name": "cat"}]
+
+    def coco(name, segmentation, bbox=(1.0, 1.0, 4.0, 3.0)):
+        ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": list(bbox), "segmentation": segmentation}
+        save("dataset", name, json.dumps({"images": [image], "annotations": [ann], "categories": cats}).encode())
+
+    coco("coco_polygon.json", [[1.0, 1.0, 6.5, 1.2, 4.0, 5.0]])
+    coco("coco_plain_rle.json", {"counts": [7, 3, 38], "size": [6, 8]})
+    # pycocotools' encoding of rows 1-3, columns 2-5 of a 6x8 mask.
+    coco("coco_compressed_rle.json", {"counts": "=3300000;", "size": [6, 8]})
+    coco("coco_compressed_rle_wrong_total.json", {"counts": "61X13", "size": [6, 8]})
+    coco("coco_odd_polygon.json", [[1.0, 1.0, 6.5]])
+    coco("coco_wrapping_counts.json", {"counts": [18446744073709551615, 49], "size": [6, 8]})
+    coco("coco_far_outline.json", [[0.0, 0.0, 1e12, 0.0, 0.0, 5.0]])
+    coco("coco_bad_bbox.json", [[1.0, 1.0, 6.5, 1.2, 4.0, 5.0]], bbox=("a", 1))
+
+
 if __name__ == "__main__":
     models()
     images()
     annotations()
+    datasets()
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(ROOT) for f in fs)
     print(f"wrote {ROOT} ({total} bytes)")

@@ -1012,3 +1012,59 @@ fn broken_coco_annotations_are_refused_in_one_line() {
         "has no instances_<split>.json; pick one of train, val with --split",
     );
 }
+
+/// The dataset seeds of the corpus: every COCO instances file is read by eval (a bad
+/// annotation counted, the run going on), every CSV through the layout that reads it.
+#[test]
+fn dataset_seeds_are_counted_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = manifest("tests/data/coco-mini/mini/chelsea.jpg");
+    for file in corpus("dataset") {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        let data = dir.path().join(name.replace('.', "_"));
+        let target = if name.starts_with("coco_") {
+            std::fs::create_dir_all(data.join("annotations")).unwrap();
+            std::fs::copy(&photo, data.join("a.jpg")).unwrap();
+            data.join("annotations/instances_x.json")
+        } else if name == "loc_solution.csv" {
+            std::fs::create_dir_all(&data).unwrap();
+            data.join("LOC_val_solution.csv")
+        } else {
+            std::fs::create_dir_all(&data).unwrap();
+            data.join("labels.csv")
+        };
+        std::fs::copy(&file, &target).unwrap();
+        let args = [
+            "eval",
+            "--data",
+            s(&data),
+            "--methods",
+            "gradcam",
+            "--curve-steps",
+            "2",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--out",
+            "out",
+        ];
+        let r = run(&data, &args);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        let bad = [
+            "coco_compressed_rle_wrong_total",
+            "coco_odd_polygon",
+            "coco_wrapping_counts",
+            "coco_far_outline",
+            "coco_bad_bbox",
+            "loc_solution",
+            "labels",
+        ];
+        let expect_bad = bad.iter().any(|b| name.starts_with(b));
+        assert_eq!(
+            !r.stdout.contains(" 0 annotations bad"),
+            expect_bad,
+            "{name}: {}",
+            r.stdout
+        );
+    }
+}

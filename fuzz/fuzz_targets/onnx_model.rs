@@ -23,7 +23,8 @@ fuzz_target!(|bytes: &[u8]| {
     let [h, w] = model.input_size();
     let x = Tensor::<4>::zeros([2, 3, h, w], &device);
     if let Ok((activations, env)) = model.forward_to(x.clone(), &layer) {
-        let _ = model.layer_gradient(&layer, &activations, &env, 0);
+        let logit = igcam::onnx::objective::Objective::Logit(0);
+        let _ = model.layer_gradient(&layer, &activations, &env, &logit);
     }
     let _ = model.host_input_gradient(x, 0);
 });
