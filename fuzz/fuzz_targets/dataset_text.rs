@@ -14,7 +14,11 @@ fuzz_target!(|bytes: &[u8]| {
     for (_, line) in igcam::data::parse_loc_solution(text) {
         if let Ok((_, objects)) = line {
             for o in objects {
-                assert!(o.bbox.x0 <= o.bbox.x1 && o.bbox.y0 <= o.bbox.y1, "{:?}", o.bbox);
+                assert!(
+                    o.bbox.x0 <= o.bbox.x1 && o.bbox.y0 <= o.bbox.y1,
+                    "{:?}",
+                    o.bbox
+                );
             }
         }
     }
