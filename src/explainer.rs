@@ -1098,7 +1098,8 @@ impl<'a> Explaining<'a> {
         let x = &self.prepared.path.x;
         let objective = Objective::Logit(self.slots[slot].target);
         let gradients = model.bias_gradients(x.clone(), &objective)?;
-        let map = model.phase("cam maps", || fullgrad::fullgrad_map(x, gradients))?;
+        let smooth = self.eigen_smooth;
+        let map = model.phase("cam maps", || fullgrad::fullgrad_map(x, gradients, smooth))?;
         let (h, w) = (map.height, map.width);
         let data = burn::tensor::TensorData::new(map.values, [1, 1, h, w]);
         self.accumulate(slot, Tensor::from_data(data, model.device()));

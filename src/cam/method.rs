@@ -314,7 +314,8 @@ impl Method {
     pub fn eigen_smoothed(self, eigen_smooth: bool) -> bool {
         match self.0.compute {
             Compute::Cam(c) => eigen_smooth && c.projection().is_none() && c.takes_eigen_smooth(),
-            Compute::PixelIg | Compute::FullGrad => false,
+            Compute::FullGrad => eigen_smooth,
+            Compute::PixelIg => false,
         }
     }
 

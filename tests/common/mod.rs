@@ -289,6 +289,18 @@ pub fn check_against_library(net: &str, device: &Device, tol: f64) {
         "{net} fullgrad: shape"
     );
     assert_close(&format!("{net} fullgrad"), &e.map.values, &want, tol);
+    // Eigen-smoothed: the sign-corrected projection (igcam's rule and pytorch-grad-cam's).
+    let mut smooth = Request::new(vec![target], vec![fullgrad], 1);
+    smooth.eigen_smooth = true;
+    let e = explain(&explainer, &prepared, &smooth).remove(0);
+    assert_eq!(e.label, "fullgrad+eigen-smooth");
+    let (want, _) = array(&library["fullgrad+eigen-smooth"]);
+    assert_close(
+        &format!("{net} fullgrad+eigen-smooth"),
+        &e.map.values,
+        &want,
+        tol,
+    );
     for (layer, entry) in layers {
         let maps = entry["maps"].as_object().unwrap();
         for suffix in ["", "+eigen-smooth", "+aug-smooth"] {

@@ -121,12 +121,28 @@ def splitmix64(seed, count):
         return z ^ (z >> np.uint64(31))
 
 
-def fullgrad_map(model, x, target):
+def fullgrad_map(model, x, target, eigen_smooth=False):
     """pytorch-grad-cam's FullGrad (its own final scaling on; the map is at the input's
     resolution). Its search for biased layers matches types exactly, which misses subclasses of
     Conv2d such as EfficientNet's Conv2dStaticSamePadding; the reference widens it to
     `isinstance`, as igcam takes every convolution with a bias. ReLUs run out of place, so each
-    hook sees the gradient at the layer's own output."""
+    hook sees the gradient at the layer's own output. With `eigen_smooth`, the projection is
+    pytorch-grad-cam's sign-corrected one (`get_2d_projection_with_sign_correction`, igcam's
+    rule), and the script asserts that the stock map is the same up to that sign (1 - map once
+    scaled)."""
+    if eigen_smooth is True:
+        from pytorch_grad_cam import fullgrad_cam
+        from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
+        stock = fullgrad_map(model, x, target, eigen_smooth="stock")
+        real_projection = fullgrad_cam.get_2d_projection
+        fullgrad_cam.get_2d_projection = get_2d_projection_with_sign_correction
+        try:
+            signed = fullgrad_map(model, x, target, eigen_smooth="stock")
+        finally:
+            fullgrad_cam.get_2d_projection = real_projection
+        err = min(np.abs(stock - signed).max(), np.abs(stock - (1.0 - signed)).max())
+        assert err < 1e-5, ("fullgrad+eigen-smooth up to sign", err)
+        return signed
     from pytorch_grad_cam import fullgrad_cam
     for m in model.modules():
         if hasattr(m, "inplace"):
@@ -137,7 +153,7 @@ def fullgrad_map(model, x, target):
         model, lambda m: isinstance(m, biased) and m.bias is not None)
     try:
         with METHODS["fullgrad"](model=model, target_layers=[]) as cam:
-            out = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])
+            out = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)], eigen_smooth=bool(eigen_smooth))
     finally:
         fullgrad_cam.find_layer_predicate_recursive = real
     print("  fullgrad over", len(cam.bias_data), "biased layers")
@@ -200,6 +216,7 @@ def make(net, model, layers):
         out = json.load(open(path))
     if ONLY is None or "fullgrad" in ONLY:
         out["fullgrad"] = mf.arr(fullgrad_map(model, x, target))
+        out["fullgrad+eigen-smooth"] = mf.arr(fullgrad_map(model, x, target, eigen_smooth=True))
     if len(layers) > 1 and (ONLY is None or "several_layers" in ONLY):
         # pytorch-grad-cam with every layer as its target_layers: the per-layer maps scaled,
         # resized to the input, averaged and scaled again.
