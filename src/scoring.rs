@@ -293,7 +293,7 @@ pub fn score(
     let pixels = size[0] * size[1];
     if again.is_none() && options.redo_options().any() {
         return Err(Error::InvalidOption(Message::from(
-            "max_sensitivity, random_logit and mprt explain again and need the method that made the maps: score them with eval, which knows it",
+            "max_sensitivity, random_logit and mprt explain again and need the request that made the maps: score the results of `explain`, or run `igcam-wgpu eval`",
         )));
     }
     if let Some(mask) = explained

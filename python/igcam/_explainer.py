@@ -77,7 +77,7 @@ class Explanation:
 
     __slots__ = (
         "image", "target", "target_label", "logit", "prob", "method", "method_name", "layer",
-        "steps", "quadrature", "cam", "ms", "convergence_delta", "top5", "photo", "crop",
+        "steps", "quadrature", "cam", "ms", "convergence_delta", "top5", "photo", "crop", "_request",
     )
 
     def __init__(self, image: int, record: dict, photo: np.ndarray, top5: list, crop: tuple):
@@ -106,6 +106,8 @@ class Explanation:
         """The model's input as an ``HxWx3`` uint8 photo (resized and centre-cropped)."""
         self.crop: tuple = crop
         """``(x0, y0, x1, y1)``: where the model's input lies in the original image."""
+        self._request: Optional[tuple] = None
+        # The explain call's settings (`evaluate`'s metrics that explain again redo them).
 
     @property
     def upsampled(self) -> np.ndarray:
@@ -298,6 +300,8 @@ class Explainer:
             counted["this"] = total
             report(counted["before"] + done, counted["before"] + total)
 
+        request = ((steps, integrate, quadrature, eigen_smooth, aug_smooth, noise_tunnel),
+                   (nt_samples, float(nt_stdev), seed, tuple(layers), batch, force, baseline))
         try:
             for index, (item, wanted) in enumerate(zip(items, per_image)):
                 try:
@@ -319,7 +323,9 @@ class Explainer:
                 top5 = [Prediction(*p) for p in result["top5"]]
                 crop = tuple(result["crop"])
                 for record in result["maps"]:
-                    out.append(Explanation(index, record, photo, top5, crop))
+                    e = Explanation(index, record, photo, top5, crop)
+                    e._request = request
+                    out.append(e)
                 counted["before"] += counted["this"]
                 counted["this"] = 0
         finally:
@@ -333,8 +339,9 @@ class Explainer:
                  fc_runs: int = 100, fc_subset: int = 224,
                  road_percentiles: Sequence[float] = (10, 20, 30, 40, 50, 60, 70, 80, 90),
                  road_noise: float = 0.01, road_accuracy_percentages: Sequence[float] = tuple(range(1, 100, 2)),
-                 irof_segments: int = 100, seed: int = 0,
-                 max_forwards: int = 2000) -> list:
+                 irof_segments: int = 100, ms_samples: int = 10, ms_radius: float = 0.2,
+                 mprt_layers: Optional[int] = None, seed: int = 0,
+                 max_forwards: int = 2000, max_explanations: int = 100) -> list:
         """Scores explanations with ``igcam-wgpu eval``'s metrics: Drop/Increase and the
         Deletion/Insertion curves (the model runs on edits of each explanation's photo), and,
         given the ground truth, EBPG, Bbox accuracy and the pointing game.
@@ -352,14 +359,15 @@ class Explainer:
             metrics: metrics besides the paper's, in ``Scores.extra``: ``"default"`` (none),
                 ``"all"``, or names (``eval --metrics``'s): top_k, sparseness, complexity,
                 pixel_flipping, region_perturbation, faithfulness_correlation, road_morf,
-                road_lerf, road_combined, road_accuracy, irof. ``"all"`` leaves out max_sensitivity,
-                random_logit and mprt, which explain again with the method that made the maps:
-                they are ``igcam-wgpu eval``'s.
+                road_lerf, road_combined, road_accuracy, irof, max_sensitivity, random_logit, mprt,
+                mprt_ssim. The last four explain again with the settings of the ``explain`` call
+                that made each map (its methods, steps, baseline, ...).
             top_k, flip_step, region_patch, regions, fc_runs, fc_subset, road_percentiles,
-                road_noise, road_accuracy_percentages, irof_segments: their settings, as
-                ``eval``'s switches of the same names.
+                road_noise, road_accuracy_percentages, irof_segments, ms_samples, ms_radius,
+                mprt_layers: their settings, as ``eval``'s switches of the same names.
             seed: Faithfulness Correlation's random subsets and ROAD's noise.
             max_forwards: refuse metrics needing more forward passes per explanation.
+            max_explanations: refuse metrics that explain each image again more times.
 
         Returns:
             One ``Scores`` per explanation, in their order.
@@ -371,17 +379,26 @@ class Explainer:
         _whole("curve_steps", curve_steps)
         for name, value, least in [("top_k", top_k, 1), ("region_patch", region_patch, 1), ("regions", regions, 1),
                                    ("fc_runs", fc_runs, 2), ("fc_subset", fc_subset, 1),
-                                   ("irof_segments", irof_segments, 1),
+                                   ("irof_segments", irof_segments, 1), ("ms_samples", ms_samples, 1),
+                                   ("max_explanations", max_explanations, 1),
                                    ("max_forwards", max_forwards, 1), ("seed", seed, 0)]:
             _whole(name, value)
             if value < least:
                 raise InputError(f"`{name}` must be at least {least}, not {value}")
+        if mprt_layers is not None:
+            _whole("mprt_layers", mprt_layers)
+            if mprt_layers < 1:
+                raise InputError(f"`mprt_layers` must be at least 1, not {mprt_layers}")
+        if not (np.isfinite(ms_radius) and ms_radius > 0):
+            raise InputError(f"`ms_radius` {ms_radius} must be a finite number above 0")
         if flip_step is not None:
             _whole("flip_step", flip_step)
             if flip_step < 1:
                 raise InputError(f"`flip_step` must be at least 1, not {flip_step}")
         if not isinstance(metrics, str):
             metrics = ",".join(metrics)
+        names = {n.strip() for n in metrics.split(",")}
+        again = bool(names & {"all", "max_sensitivity", "random_logit", "mprt", "mprt_ssim"})
         settings = (top_k, flip_step, region_patch, regions, fc_runs, fc_subset,
                     [float(p) for p in road_percentiles], float(road_noise),
                     [float(p) for p in road_accuracy_percentages], irof_segments, seed)
@@ -399,9 +416,15 @@ class Explainer:
         for i, e in enumerate(explanations):
             if not isinstance(e, Explanation):
                 raise InputError(f"`explanations` must hold Explanation results, not {type(e).__name__}")
-            by_photo.setdefault(id(e.photo), []).append(i)
-        for indices in by_photo.values():
+            # The metrics that explain again score each explain call's maps on their own.
+            by_photo.setdefault((id(e.photo), e._request if again else None), []).append(i)
+        for (_, request), indices in by_photo.items():
             photo = explanations[indices[0]].photo
+            spec = None
+            if request is not None:
+                methods = list(dict.fromkeys(explanations[i].method_name for i in indices))
+                first, second = request
+                spec = ((methods, *first), (*second[:3], list(second[3]), *second[4:]))
             jobs = []
             for i in indices:
                 e = explanations[i]
@@ -411,11 +434,12 @@ class Explainer:
                     if mask.shape != photo.shape[:2]:
                         raise InputError(f"a mask has shape {mask.shape} but the model's input is {photo.shape[:2]}")
                     mask = np.ascontiguousarray(mask, dtype=bool).view(np.uint8).tobytes()
-                jobs.append((e.cam.astype("<f4").tobytes(), *e.cam.shape, e.target,
+                jobs.append((e.cam.astype("<f4").tobytes(), *e.cam.shape, e.target, e.method,
                              _boxes(per_boxes[i]), mask))
-            for i, scored in zip(indices, self._model.evaluate(photo.tobytes(), jobs, score, curve_steps,
-                                                               float(tolerance), metrics, settings,
-                                                               max_forwards)):
+            scores = self._model.evaluate(photo.tobytes(), jobs, score, curve_steps, float(tolerance), metrics,
+                                          settings, (ms_samples, float(ms_radius), mprt_layers), spec,
+                                          max_forwards, max_explanations)
+            for i, scored in zip(indices, scores):
                 out[i] = Scores(**scored)
         return out
 

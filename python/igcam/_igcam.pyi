@@ -23,11 +23,14 @@ class Model:
                 batch: Optional[int], force: bool, baseline: Optional[str],
                 progress: Optional[Callable[[int, int], Any]]) -> dict[str, Any]: ...
     def evaluate(self, photo: bytes,
-                 maps: list[tuple[bytes, int, int, int, Optional[list[tuple[int, int, int, int]]],
+                 maps: list[tuple[bytes, int, int, int, str, Optional[list[tuple[int, int, int, int]]],
                                   Optional[bytes]]],
                  score: str, curve_steps: int, tolerance: float, metrics: str,
                  settings: tuple[int, Optional[int], int, int, int, int, list[float], float, list[float], int, int],
-                 max_forwards: int) -> list[dict[str, Any]]: ...
+                 redo_settings: tuple[int, float, Optional[int]],
+                 again: Optional[tuple[tuple[list[str], int, bool, str, bool, bool, Optional[str]],
+                                       tuple[int, float, int, list[str], Optional[int], bool, Optional[str]]]],
+                 max_forwards: int, max_explanations: int) -> list[dict[str, Any]]: ...
 
 def upsample(values: bytes, height: int, width: int, size: tuple[int, int]) -> bytes: ...
 def overlay(photo: bytes, photo_size: tuple[int, int], values: bytes, height: int, width: int,

@@ -19,7 +19,10 @@ use igcam::cam::noise_tunnel::{NoiseKind, NoiseTunnel};
 use igcam::cam::{CamMap, Method, Quadrature};
 use igcam::metrics::{Confidence, PixelBox, boxes_mask, table};
 use igcam::onnx::OnnxModel;
+use igcam::onnx::external::NoExternalData;
+use igcam::onnx::randomise::Cascade;
 use igcam::preprocess::{Baseline, Preset};
+use igcam::reexplain::Redo;
 use igcam::render::{self, Colormap};
 use igcam::scoring::{self, ScoreOptions, ToScore};
 use igcam::{Explainer, ExplainerOptions, Prepared, Request};
@@ -77,6 +80,8 @@ struct Model {
     num_classes: usize,
     /// The path baseline of a call that names none.
     baseline: Baseline,
+    /// The model's ONNX bytes (`None`: the embedded model), which MPRT randomises.
+    bytes: Option<Vec<u8>>,
     max_pixels: u64,
     lenient: bool,
 }
@@ -162,6 +167,7 @@ impl Model {
                 input_size: (h, w),
                 num_classes,
                 baseline,
+                bytes: model.map(<[u8]>::to_vec),
                 max_pixels: max_pixels.unwrap_or(igcam::budget::DEFAULT_MAX_PIXELS),
                 lenient,
             })
@@ -202,32 +208,20 @@ impl Model {
         baseline: Option<String>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let mut request = Request::new(Vec::new(), methods_of(&methods)?, steps);
-        request.integrate = integrate;
-        request.quadrature = parsed(quadrature, Quadrature::parse)?;
-        request.eigen_smooth = eigen_smooth;
-        request.aug_smooth = aug_smooth;
-        request.noise_tunnel = match noise_tunnel {
-            Some(kind) => Some(NoiseTunnel {
-                kind: parsed(&kind, NoiseKind::parse)?,
-                samples: nt_samples,
-                stdev: nt_stdev,
-            }),
-            None => None,
-        };
-        request.seed = seed;
-        match layers.len() {
-            0 => {}
-            1 => request.layer = layers.into_iter().next(),
-            _ => request.layers = layers,
-        }
-        request.batch = batch;
-        request.force = force;
+        let spec: RequestSpec = (
+            (
+                methods,
+                steps,
+                integrate,
+                quadrature.to_string(),
+                eigen_smooth,
+                aug_smooth,
+                noise_tunnel,
+            ),
+            (nt_samples, nt_stdev, seed, layers, batch, force, baseline),
+        );
+        let (mut request, baseline) = self.request_of(spec)?;
         request.clock = Some(now_ms);
-        let baseline = match baseline {
-            Some(b) => parsed(&b, Baseline::parse)?,
-            None => self.baseline,
-        };
         let input = Input::new(kind, data, shape)?;
         // Said as a warning by the Python side (only a lenient explainer gets this far).
         let truncated = input.truncated_jpeg();
@@ -290,7 +284,7 @@ impl Model {
 
     /// Scores maps of one photo (`photo`: its RGB bytes at the model's input, as `explain`
     /// returned it) with `eval`'s metrics. Returns one dict per map.
-    #[pyo3(signature = (photo, maps, score, curve_steps, tolerance, metrics, settings, max_forwards))]
+    #[pyo3(signature = (photo, maps, score, curve_steps, tolerance, metrics, settings, redo_settings, again, max_forwards, max_explanations))]
     #[allow(clippy::too_many_arguments)]
     fn evaluate<'py>(
         &self,
@@ -302,15 +296,13 @@ impl Model {
         tolerance: f64,
         metrics: &str,
         settings: MetricSettings,
+        redo_settings: (usize, f32, Option<usize>),
+        again: Option<RequestSpec>,
         max_forwards: usize,
+        max_explanations: usize,
     ) -> PyResult<Bound<'py, PyList>> {
         let confidence = parsed(score, Confidence::parse)?;
-        // Maps handed in come without the method that made them, so `all` here means every
-        // metric that reads the maps alone; the ones that explain again are refused by name.
-        let mut extra = table::select(metrics).map_err(to_py)?;
-        if metrics.split(',').any(|n| n.trim() == "all") {
-            extra.retain(|m| m.needs != table::Needs::Explainer);
-        }
+        let extra = table::select(metrics).map_err(to_py)?;
         if curve_steps == 0 {
             return Err(input_error("`curve_steps` must be at least 1"));
         }
@@ -330,14 +322,18 @@ impl Model {
             .ok_or_else(|| input_error("the photo's bytes do not fill the model's input"))?;
         let mut cams = Vec::with_capacity(maps.len());
         let mut masks = Vec::with_capacity(maps.len());
-        for (values, height, width, target, boxes, mask) in &maps {
+        for (values, height, width, target, label, boxes, mask) in &maps {
             if *target >= self.num_classes {
                 return Err(to_py(igcam::Error::TargetOutOfRange {
                     index: *target,
                     classes: self.num_classes,
                 }));
             }
-            cams.push((cam_map(values.as_bytes(), *height, *width)?, *target));
+            cams.push((
+                cam_map(values.as_bytes(), *height, *width)?,
+                *target,
+                label.as_str(),
+            ));
             masks.push(match (boxes, mask) {
                 (Some(boxes), _) => {
                     let boxes: Vec<PixelBox> = boxes
@@ -404,8 +400,32 @@ impl Model {
             road_noise,
             road_accuracy_percentages,
             irof_segments,
+            ms_samples: redo_settings.0,
+            ms_radius: redo_settings.1,
+            mprt_layers: redo_settings.2,
             seed,
-            ..ScoreOptions::default()
+        };
+        let redo = options.redo_options();
+        let model_bytes = self.bytes.as_deref().unwrap_or(DEFAULT_MODEL);
+        if redo.any() {
+            let layers = if redo.mprt_layers.is_some() {
+                Cascade::new(model_bytes, &NoExternalData, 0)
+                    .map_err(to_py)?
+                    .layers()
+                    .len()
+            } else {
+                0
+            };
+            let requests = redo.requests(layers);
+            if requests > max_explanations {
+                return Err(input_error(format!(
+                    "these metrics explain each image {requests} more times (`ms_samples`, random_logit, mprt's layers), over `max_explanations` {max_explanations}: lower `ms_samples` or `mprt_layers`, or raise `max_explanations`"
+                )));
+            }
+        }
+        let again = match again {
+            Some(spec) => Some(self.request_of(spec)?),
+            None => None,
         };
         let values = options.subset_values(3 * h * w);
         if values > scoring::MAX_SUBSET_VALUES {
@@ -425,14 +445,26 @@ impl Model {
                 let to_score: Vec<ToScore> = cams
                     .iter()
                     .zip(&masks)
-                    .map(|((map, target), mask)| ToScore {
+                    .map(|((map, target, label), mask)| ToScore {
                         map,
-                        label: "",
+                        label,
                         target: *target,
                         mask: mask.as_deref(),
                     })
                     .collect();
-                scoring::score(explainer, &photo, &to_score, &options, None).map_err(to_py)
+                let Some((mut request, baseline)) = again else {
+                    return scoring::score(explainer, &photo, &to_score, &options, None)
+                        .map_err(to_py);
+                };
+                // The request the maps came from, for their classes, on its baseline.
+                explainer.set_baseline(baseline);
+                request.targets = igcam::dedup::unique(cams.iter().map(|c| c.1));
+                let redo = Redo {
+                    request: &request,
+                    model: Some((model_bytes, &NoExternalData)),
+                    status: None,
+                };
+                scoring::score(explainer, &photo, &to_score, &options, Some(&redo)).map_err(to_py)
             })
         })?;
         let out = PyList::empty(py);
@@ -456,9 +488,62 @@ impl Model {
     }
 }
 
-/// What to score, per map: the raw map (`float32` bytes, height, width), its class, and its
-/// ground truth as boxes `(x0, y0, x1, y1)` at the model's input, as a mask (`H * W` bytes, 0
-/// or 1), or neither.
+impl Model {
+    /// The request (without targets) and baseline of an `explain` call's settings.
+    fn request_of(&self, spec: RequestSpec) -> PyResult<(Request, Baseline)> {
+        let (
+            (methods, steps, integrate, quadrature, eigen_smooth, aug_smooth, noise_tunnel),
+            (nt_samples, nt_stdev, seed, layers, batch, force, baseline),
+        ) = spec;
+        let mut request = Request::new(Vec::new(), methods_of(&methods)?, steps);
+        request.integrate = integrate;
+        request.quadrature = parsed(&quadrature, Quadrature::parse)?;
+        request.eigen_smooth = eigen_smooth;
+        request.aug_smooth = aug_smooth;
+        request.noise_tunnel = match noise_tunnel {
+            Some(kind) => Some(NoiseTunnel {
+                kind: parsed(&kind, NoiseKind::parse)?,
+                samples: nt_samples,
+                stdev: nt_stdev,
+            }),
+            None => None,
+        };
+        request.seed = seed;
+        match layers.len() {
+            0 => {}
+            1 => request.layer = layers.into_iter().next(),
+            _ => request.layers = layers,
+        }
+        request.batch = batch;
+        request.force = force;
+        let baseline = match baseline {
+            Some(b) => parsed(&b, Baseline::parse)?,
+            None => self.baseline,
+        };
+        Ok((request, baseline))
+    }
+}
+
+/// What an `explain` call asked for besides its images and targets, as `explain` takes it:
+/// methods, steps, integrate, quadrature, eigen_smooth, aug_smooth, noise_tunnel, nt_samples,
+/// nt_stdev, seed, layers, batch, force, baseline.
+/// (Two tuples: pyo3 reads tuples of at most 12.)
+type RequestSpec = (
+    (Vec<String>, usize, bool, String, bool, bool, Option<String>),
+    (
+        usize,
+        f32,
+        u64,
+        Vec<String>,
+        Option<usize>,
+        bool,
+        Option<String>,
+    ),
+);
+
+/// What to score, per map: the raw map (`float32` bytes, height, width), its class, its
+/// method's label, and its ground truth as boxes `(x0, y0, x1, y1)` at the model's input, as a
+/// mask (`H * W` bytes, 0 or 1), or neither.
 /// The metric settings `evaluate` passes: top_k, flip_step, region_patch, regions, fc_runs,
 /// fc_subset, road_percentiles, road_noise, road_accuracy_percentages, irof_segments, seed.
 type MetricSettings = (
@@ -480,6 +565,7 @@ type MapToScore<'py> = (
     usize,
     usize,
     usize,
+    String,
     Option<Vec<(usize, usize, usize, usize)>>,
     Option<Bound<'py, PyBytes>>,
 );

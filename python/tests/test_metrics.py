@@ -11,29 +11,31 @@ import igcam
 from conftest import ROOT
 
 VOC = ROOT / "tests" / "data" / "voc-mini"
-# What `evaluate`'s "all" means: every metric but the three that explain again.
-MAP_METRICS = ["top_k", "sparseness", "complexity", "pixel_flipping", "region_perturbation",
-               "faithfulness_correlation", "road_morf", "road_lerf", "road_combined", "road_accuracy", "irof"]
+# Every metric beyond the paper's (`all`).
+ALL_METRICS = ["top_k", "sparseness", "complexity", "pixel_flipping", "region_perturbation",
+               "faithfulness_correlation", "road_morf", "road_lerf", "road_combined", "road_accuracy", "irof",
+               "max_sensitivity", "random_logit", "mprt", "mprt_ssim"]
 
 
 def test_evaluate_equals_the_clis_eval(cli, lite0, tmp_path):
     subprocess.run([cli, "eval", "--data", str(VOC), "--classes", str(VOC / "classes.txt"), "--methods",
                     "igcam,gradcam", "--steps", "4", "--curve-steps", "4", "--backend", "cpu", "--quiet",
-                    "--out", str(tmp_path), "--npy", "--metrics", ",".join(MAP_METRICS), "--regions", "6", "--fc-runs", "5",
+                    "--out", str(tmp_path), "--npy", "--metrics", "all", "--regions", "6", "--fc-runs", "5",
                     "--fc-subset", "5000", "--road-percentiles", "30,70", "--road-accuracy-percentages", "20,60",
-                    "--seed", "3"], check=True, timeout=600, stdout=subprocess.DEVNULL)
+                    "--ms-samples", "2", "--mprt-layers", "2", "--seed", "3"], check=True, timeout=600, stdout=subprocess.DEVNULL)
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["image"] == "coffee"]
     assert [(r["method"], r["target"]) for r in rows] == [("igcam", 967), ("gradcam", 967)]
     maps = lite0.explain(VOC / "JPEGImages" / "coffee.jpg", targets=967, methods=["igcam", "gradcam"], steps=4)
     masks = [np.load(tmp_path / "maps" / f"coffee_espresso_{m.method}.mask.npy") > 0.5 for m in maps]
     scores = lite0.evaluate(maps, masks=masks, curve_steps=4, metrics="all", regions=6, fc_runs=5, fc_subset=5000,
-                            road_percentiles=[30, 70], road_accuracy_percentages=[20, 60], seed=3)
+                            road_percentiles=[30, 70], road_accuracy_percentages=[20, 60], ms_samples=2,
+                            mprt_layers=2, seed=3)
     for s, r in zip(scores, rows):
         for name in ["ebpg", "bbox", "drop", "deletion", "insertion"]:
             assert getattr(s, name) == pytest.approx(r[name], rel=1e-9, abs=1e-12), name
         assert (s.increase, s.pointing) == (r["increase"], r["pointing"])
-        assert sorted(s.extra) == sorted(r["extra"]) and len(s.extra) == 11
+        assert sorted(s.extra) == sorted(r["extra"]) and len(s.extra) == len(ALL_METRICS)
         for name, value in s.extra.items():
             assert value == pytest.approx(r["extra"][name], rel=1e-9, abs=1e-12), name
 
@@ -96,9 +98,12 @@ def test_evaluate_refuses_what_it_cannot_score(lite0):
                                       "of ebpg, bbox, pointing, drop, increase, deletion, insertion, top_k, sparseness, "
                                       "complexity, pixel_flipping, region_perturbation, faithfulness_correlation, road_morf, "
                                       "road_lerf, road_combined, road_accuracy, irof, max_sensitivity, random_logit, mprt, mprt_ssim"),
-    (dict(metrics="mprt"), "invalid option: max_sensitivity, random_logit and mprt explain again and need the method "
-                           "that made the "
-                           "maps: score them with eval, which knows it"),
+    (dict(metrics="mprt", ms_radius=0), "`ms_radius` 0 must be a finite number above 0"),
+    (dict(metrics="mprt", mprt_layers=0), "`mprt_layers` must be at least 1, not 0"),
+    (dict(metrics="max_sensitivity,mprt", ms_samples=60), "these metrics explain each image 110 more times "
+                                                          "(`ms_samples`, random_logit, mprt's layers), over "
+                                                          "`max_explanations` 100: lower `ms_samples` or "
+                                                          "`mprt_layers`, or raise `max_explanations`"),
     (dict(curve_steps=5000), "these metrics need 9999 forward passes per explanation at 224x224 (`curve_steps`, "
                              "`flip_step`, `regions`, `fc_runs`, `road_percentiles`, `road_accuracy_percentages`, `irof_segments`), over `max_forwards` 2000: lower those or raise "
                              "`max_forwards`"),
