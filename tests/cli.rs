@@ -1555,7 +1555,8 @@ fn eval_and_merge_write_the_html_report() {
         !html.contains("http://") && !html.contains("https://"),
         "nothing from the network"
     );
-    // A resumed run or a merge must not mix rows scored with other metric settings.
+    // A resumed run or a merge must not mix rows scored with other metric or explanation
+    // settings.
     let other = eval(
         dir.path(),
         "r1",
@@ -1563,7 +1564,7 @@ fn eval_and_merge_write_the_html_report() {
     );
     assert_eq!(other.status.code(), Some(2));
     assert!(
-        text(&other.stderr).contains("--resume: `r1` was scored with other metric settings"),
+        text(&other.stderr).contains("--resume: `r1` was scored with other settings"),
         "{}",
         text(&other.stderr)
     );
@@ -1572,9 +1573,21 @@ fn eval_and_merge_write_the_html_report() {
     let mixed = igcam(dir.path(), &["merge", "r1", "r3", "--out", "mixed"]);
     assert_eq!(mixed.status.code(), Some(2));
     assert!(
-        text(&mixed.stderr).contains("the shards were scored with different metric settings"),
+        text(&mixed.stderr).contains("the shards were scored with different settings"),
         "{}",
         text(&mixed.stderr)
+    );
+    // Another baseline: other maps, refused as well.
+    let zero = eval(
+        dir.path(),
+        "r1",
+        &["--shard", "1/2", "--resume", "--baseline", "zero"],
+    );
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(
+        text(&zero.stderr).contains("was scored with other settings"),
+        "{}",
+        text(&zero.stderr)
     );
     let rows: Vec<Json> = std::fs::read_to_string(dir.path().join("m/rows.jsonl"))
         .unwrap()

@@ -326,10 +326,26 @@ pub fn run(args: EvalArgs) -> Result<()> {
     );
 
     let (mut file, mut rows, mut stats) = RowsFile::open(&args.out, args.resume)?;
-    let settings = options.describe();
+    // The metric settings and what made the maps: the model, its layer, the explainer's
+    // options (preprocessing, baseline, ...) and the request.
+    let mut request = args.common.request(Vec::new());
+    request.clock = None;
+    // The model by file name and size: shards on other machines may hold it at other paths.
+    let model_name = std::path::Path::new(&loaded.model_name)
+        .file_name()
+        .map_or(loaded.model_name.clone(), |n| {
+            n.to_string_lossy().into_owned()
+        });
+    let settings = format!(
+        "{} | model={model_name} ({} bytes) layer={} {:?} {request:?}",
+        options.describe(),
+        loaded.file.bytes.len(),
+        explainer.layer(),
+        explainer.options()
+    );
     match &stats.settings {
         Some(before) if *before != settings => bail!(
-            "--resume: `{}` was scored with other metric settings (`{before}`, now `{settings}`): use the same switches, or another --out",
+            "--resume: `{}` was scored with other settings (`{before}`, now `{settings}`): use the same switches and model, or another --out",
             args.out.display()
         ),
         _ => stats.settings = Some(settings),

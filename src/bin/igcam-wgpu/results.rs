@@ -30,7 +30,9 @@ pub struct Stats {
     /// over shards by `merge`: machine time).
     #[serde(default)]
     pub seconds: f64,
-    /// The metric settings the rows were scored with ([`igcam::scoring::ScoreOptions::describe`]).
+    /// The settings the rows were scored with: the metrics'
+    /// ([`igcam::scoring::ScoreOptions::describe`]), the model, its layer, the explainer's
+    /// options and the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<String>,
     /// Each method's mean of each metric with its 95 % bootstrap interval (written with the
@@ -57,7 +59,7 @@ impl Stats {
         self.seconds += other.seconds;
         match (&self.settings, other.settings) {
             (Some(a), Some(b)) if *a != b => bail!(
-                "the shards were scored with different metric settings (`{a}` and `{b}`): merge the shards of one run"
+                "the shards were scored with different settings (`{a}` and `{b}`): merge the shards of one run"
             ),
             (None, b) => self.settings = b,
             _ => {}
