@@ -22,7 +22,8 @@ def test_evaluate_equals_the_clis_eval(cli, lite0, tmp_path):
                     "igcam,gradcam", "--steps", "4", "--curve-steps", "4", "--backend", "cpu", "--quiet",
                     "--out", str(tmp_path), "--npy", "--metrics", "all", "--regions", "6", "--fc-runs", "5",
                     "--fc-subset", "5000", "--road-percentiles", "30,70", "--road-accuracy-percentages", "20,60",
-                    "--ms-samples", "2", "--mprt-layers", "2", "--seed", "3"], check=True, timeout=600, stdout=subprocess.DEVNULL)
+                    "--ms-samples", "2", "--mprt-layers", "2", "--seed", "3",
+                    "--limit", "3"], check=True, timeout=600, stdout=subprocess.DEVNULL)
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["image"] == "coffee"]
     assert [(r["method"], r["target"]) for r in rows] == [("igcam", 967), ("gradcam", 967)]
