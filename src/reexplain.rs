@@ -13,17 +13,16 @@ pub use crate::metrics::redone::Redone;
 use crate::metrics::similarity::ssim;
 use crate::metrics::{max_sensitivity, sensitivity_noise};
 use crate::onnx::OnnxModel;
-use crate::onnx::external::ExternalData;
 use crate::onnx::randomise::Cascade;
 use crate::render;
 
 /// What explaining again needs: the request that made the maps, and (for MPRT) the model's
-/// file.
+/// file, read once for the run.
 pub struct Redo<'a> {
     /// The request the scored maps came from (its targets are replaced).
     pub request: &'a Request,
-    /// The model's ONNX bytes and its external weights, for MPRT.
-    pub model: Option<(&'a [u8], &'a dyn ExternalData)>,
+    /// The model's file as MPRT's cascade, no layer randomised yet (cloned for each image).
+    pub cascade: Option<&'a Cascade>,
     /// Told what is being redone before each re-explanation (`mprt: layer 3 of 50`), for a
     /// progress display.
     pub status: Option<&'a dyn Fn(String)>,
@@ -50,13 +49,16 @@ impl RedoOptions {
         self.ms_samples > 0 || self.random_logit || self.mprt_layers.is_some()
     }
 
+    /// The layers MPRT randomises in a model with `layers` randomisable layers (0 when it is
+    /// not asked for).
+    pub fn mprt_levels(&self, layers: usize) -> usize {
+        self.mprt_layers
+            .map_or(0, |limit| limit.unwrap_or(layers).min(layers))
+    }
+
     /// Re-explanations per image for a model with `layers` randomisable layers.
     pub fn requests(&self, layers: usize) -> usize {
-        let mprt = match self.mprt_layers {
-            Some(limit) => limit.unwrap_or(layers).min(layers),
-            None => 0,
-        };
-        self.ms_samples + usize::from(self.random_logit) + mprt
+        self.ms_samples + usize::from(self.random_logit) + self.mprt_levels(layers)
     }
 }
 
@@ -183,14 +185,16 @@ pub fn redo(
             o.random_logit = Some(ssim(s.map, m));
         }
     }
-    if let Some(limit) = options.mprt_layers {
-        let (bytes, external) = redo.model.ok_or_else(|| {
-            Error::InvalidOption(Message::from(
-                "MPRT randomises the model's weights and needs its ONNX file",
-            ))
-        })?;
-        let mut cascade = Cascade::new(bytes, external, options.seed)?;
-        let levels = limit.unwrap_or(usize::MAX).min(cascade.layers().len());
+    if options.mprt_layers.is_some() {
+        let mut cascade = redo
+            .cascade
+            .ok_or_else(|| {
+                Error::InvalidOption(Message::from(
+                    "MPRT randomises the model's weights and needs its ONNX file",
+                ))
+            })?
+            .clone();
+        let levels = options.mprt_levels(cascade.layers().len());
         let mut per_layer: Vec<Vec<Vec<f32>>> = vec![Vec::new(); scored.len()];
         let layer_options = crate::explainer::ExplainerOptions {
             layer: Some(explainer.layer().to_string()),
@@ -198,7 +202,7 @@ pub fn redo(
         };
         for level in 0..levels {
             tell(redo, || format!("mprt: layer {} of {levels}", level + 1));
-            let Some((_, model)) = cascade.next_model()? else {
+            let Some((_, model)) = cascade.next_model(options.seed)? else {
                 break;
             };
             let model = OnnxModel::from_bytes(&model, explainer.model().device())?;

@@ -363,6 +363,7 @@ fn redone_metrics_equal_quantus() {
     )
     .unwrap();
     let gradcam = Method::parse("gradcam").unwrap();
+    let cascade = igcam::onnx::randomise::Cascade::new(&bytes, &NoExternalData).unwrap();
     let want_maps = r["maps"].as_array().unwrap();
     let settings = RedoOptions {
         ms_samples: r["ms_samples"].as_u64().unwrap() as usize,
@@ -396,7 +397,7 @@ fn redone_metrics_equal_quantus() {
         }];
         let again = Redo {
             request: &request,
-            model: Some((&bytes, &NoExternalData)),
+            cascade: Some(&cascade),
             status: None,
         };
         let done = redo(&explainer, image, &scored, &settings, &again)

@@ -406,22 +406,19 @@ impl Model {
             seed,
         };
         let redo = options.redo_options();
-        let model_bytes = self.bytes.as_deref().unwrap_or(DEFAULT_MODEL);
-        if redo.any() {
-            let layers = if redo.mprt_layers.is_some() {
-                Cascade::new(model_bytes, &NoExternalData, 0)
-                    .map_err(to_py)?
-                    .layers()
-                    .len()
-            } else {
-                0
-            };
-            let requests = redo.requests(layers);
-            if requests > max_explanations {
-                return Err(input_error(format!(
-                    "these metrics explain each image {requests} more times (`ms_samples`, random_logit, mprt's layers), over `max_explanations` {max_explanations}: lower `ms_samples` or `mprt_layers`, or raise `max_explanations`"
-                )));
+        // MPRT's cascade: the model's file read once for this call.
+        let cascade = match redo.mprt_layers {
+            Some(_) => {
+                let bytes = self.bytes.as_deref().unwrap_or(DEFAULT_MODEL);
+                Some(Cascade::new(bytes, &NoExternalData).map_err(to_py)?)
             }
+            None => None,
+        };
+        let requests = redo.requests(cascade.as_ref().map_or(0, |c| c.layers().len()));
+        if redo.any() && requests > max_explanations {
+            return Err(input_error(format!(
+                "these metrics explain each image {requests} more times (`ms_samples`, random_logit, mprt's layers), over `max_explanations` {max_explanations}: lower `ms_samples` or `mprt_layers`, or raise `max_explanations`"
+            )));
         }
         let again = match again {
             Some(spec) => Some(self.request_of(spec)?),
@@ -461,7 +458,7 @@ impl Model {
                 request.targets = igcam::dedup::unique(cams.iter().map(|c| c.1));
                 let redo = Redo {
                     request: &request,
-                    model: Some((model_bytes, &NoExternalData)),
+                    cascade: cascade.as_ref(),
                     status: None,
                 };
                 scoring::score(explainer, &photo, &to_score, &options, Some(&redo)).map_err(to_py)

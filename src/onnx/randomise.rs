@@ -27,16 +27,18 @@ enum Fill {
 }
 
 /// A layer the cascade randomises: its node's name and its initialisers with their fills.
+#[derive(Clone)]
 struct Layer {
     name: String,
     inputs: Vec<(usize, Fill)>,
 }
 
 /// The models of the cascade, one layer more randomised at each [`Cascade::next_model`].
+/// Read a file once and clone the cascade for each run of it (each image).
+#[derive(Clone)]
 pub struct Cascade {
     model: ModelProto,
     layers: Vec<Layer>,
-    seed: u64,
     done: usize,
 }
 
@@ -102,7 +104,7 @@ fn layer_inputs(model: &ModelProto, node: &onnx_ir::NodeProto) -> Option<Vec<(us
 
 impl Cascade {
     /// Reads `bytes` (external weights through `external`) and lists its layers, top down.
-    pub fn new(bytes: &[u8], external: &dyn ExternalData, seed: u64) -> Result<Self> {
+    pub fn new(bytes: &[u8], external: &dyn ExternalData) -> Result<Self> {
         let mut model =
             ModelProto::parse_from_bytes(bytes).map_err(|e| Error::OnnxParse(e.to_string()))?;
         let graph = model
@@ -133,7 +135,6 @@ impl Cascade {
         Ok(Self {
             model,
             layers,
-            seed,
             done: 0,
         })
     }
@@ -143,9 +144,9 @@ impl Cascade {
         self.layers.iter().map(|l| l.name.as_str()).collect()
     }
 
-    /// Randomises the next layer down and returns its name and the model's bytes; `None` when
-    /// every layer is randomised.
-    pub fn next_model(&mut self) -> Result<Option<(String, Vec<u8>)>> {
+    /// Randomises the next layer down (its draws from `seed`) and returns its name and the
+    /// model's bytes; `None` when every layer is randomised.
+    pub fn next_model(&mut self, seed: u64) -> Result<Option<(String, Vec<u8>)>> {
         let k = self.done;
         let (Some(layer), Some(graph)) = (self.layers.get(k), self.model.graph.as_mut()) else {
             return Ok(None);
@@ -173,7 +174,7 @@ impl Cascade {
             Fill::Constant(_) => None,
         });
         let mut drawn = bound
-            .map(|b| uniforms(substream(self.seed, k), uniform_total, [-b, b]))
+            .map(|b| uniforms(substream(seed, k), uniform_total, [-b, b]))
             .unwrap_or_default()
             .into_iter();
         for (&(i, fill), &n) in layer.inputs.iter().zip(&counts) {
@@ -216,10 +217,10 @@ mod tests {
             g.initializer.iter().map(|t| t.raw_data.to_vec()).collect()
         };
         let original = weights(&bytes);
-        let mut cascade = Cascade::new(&bytes, &NoExternalData, 3).unwrap();
+        let mut cascade = Cascade::new(&bytes, &NoExternalData).unwrap();
         assert_eq!(cascade.layers().len(), 4, "{:?}", cascade.layers());
         let mut changed_before = 0;
-        while let Some((_, model)) = cascade.next_model().unwrap() {
+        while let Some((_, model)) = cascade.next_model(3).unwrap() {
             let now = weights(&model);
             let changed = now.iter().zip(&original).filter(|(a, b)| a != b).count();
             assert_eq!(

@@ -10,6 +10,7 @@ use igcam::cam::CamMap;
 use igcam::data::ClassMap;
 use igcam::metrics::boxes_mask;
 use igcam::metrics::summary::Row;
+use igcam::onnx::randomise::Cascade;
 use igcam::reexplain::Redo;
 use igcam::scoring::{ScoreOptions, ToScore};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,7 +19,7 @@ use crate::args::{self, CommonArgs};
 use crate::dataset::{Dataset, Format, Found, Item};
 use crate::gallery::{self, Gallery, Shot};
 use crate::metric_args::MetricArgs;
-use crate::output::{self, ModelFile};
+use crate::output;
 use crate::results::{RowsFile, Stats, report, write_stats};
 use crate::shard;
 
@@ -108,7 +109,8 @@ struct Run<'a> {
     options: &'a ScoreOptions,
     explainer: &'a Explainer,
     classes: &'a ClassMap,
-    file: &'a ModelFile,
+    /// The model's file as MPRT's cascade, read once (when MPRT is asked for).
+    cascade: Option<&'a Cascade>,
     bar: &'a ProgressBar,
 }
 
@@ -186,7 +188,7 @@ fn score_image(
     let status = |what: String| run.bar.set_message(format!("{id}: {what}"));
     let again = Redo {
         request: &request,
-        model: Some((&run.file.bytes, run.file.external())),
+        cascade: run.cascade,
         status: Some(&status),
     };
     let scores =
@@ -303,7 +305,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     classes.check(explainer.model().num_classes())?;
     args.metrics
         .check_budget(&options, explainer.model().input_size())?;
-    args.metrics.check_redo_budget(&options, &loaded.file)?;
+    // MPRT's cascade: the model's file read once for the whole run.
+    let cascade = options
+        .redo_options()
+        .mprt_layers
+        .map(|_| Cascade::new(&loaded.file.bytes, loaded.file.external()))
+        .transpose()?;
+    args.metrics.check_redo_budget(&options, cascade.as_ref())?;
     if !args.quiet {
         eprintln!(
             "backend: {}; model: {}; layer: {}; {} images",
@@ -378,7 +386,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         options: &options,
         explainer,
         classes: &classes,
-        file: &loaded.file,
+        cascade: cascade.as_ref(),
         bar: &bar,
     };
     catch_interrupt();

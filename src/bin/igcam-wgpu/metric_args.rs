@@ -7,8 +7,6 @@ use igcam::metrics::table;
 use igcam::onnx::randomise::Cascade;
 use igcam::scoring::{MAX_SUBSET_VALUES, ScoreOptions};
 
-use crate::output::ModelFile;
-
 /// Default limit of forward passes per explanation.
 pub const DEFAULT_MAX_FORWARDS: usize = 2000;
 
@@ -194,23 +192,23 @@ impl MetricArgs {
     }
 
     /// Refuses, in one line, options whose metrics explain each image again more than
-    /// --max-explanations times for the model in `file`.
-    pub fn check_redo_budget(&self, options: &ScoreOptions, file: &ModelFile) -> Result<()> {
+    /// --max-explanations times; `cascade`: the model's file as MPRT reads it, when MPRT is
+    /// asked for.
+    pub fn check_redo_budget(
+        &self,
+        options: &ScoreOptions,
+        cascade: Option<&Cascade>,
+    ) -> Result<()> {
         let redo = options.redo_options();
         if !redo.any() {
             return Ok(());
         }
-        let layers = if redo.mprt_layers.is_some() {
-            let cascade = Cascade::new(&file.bytes, file.external(), 0)?;
-            if cascade.layers().is_empty() {
-                bail!(
-                    "mprt: the model has no layer with weights stored as initialisers (Conv, Gemm, MatMul, BatchNormalization) to randomise; leave mprt out of --metrics"
-                );
-            }
-            cascade.layers().len()
-        } else {
-            0
-        };
+        let layers = cascade.map_or(0, |c| c.layers().len());
+        if redo.mprt_layers.is_some() && layers == 0 {
+            bail!(
+                "mprt: the model has no layer with weights stored as initialisers (Conv, Gemm, MatMul, BatchNormalization) to randomise; leave mprt out of --metrics"
+            );
+        }
         let requests = redo.requests(layers);
         if requests > self.max_explanations {
             let mut parts = Vec::new();
