@@ -93,21 +93,14 @@ struct Counts {
     irof: usize,
 }
 
-/// The superpixels in decreasing order of the map's mean over them (ties: the lower label
-/// first), as IROF removes them.
-fn segment_order(map: &[f32], labels: &[usize], count: usize) -> Vec<usize> {
-    let mut sums = vec![0.0f64; count];
-    let mut sizes = vec![0usize; count];
-    for (&v, &l) in map.iter().zip(labels).filter(|(_, l)| **l < count) {
-        sums[l] += f64::from(v);
-        sizes[l] += 1;
-    }
-    let means: Vec<f64> = sums
+/// The superpixels (each one's pixels) in decreasing order of the map's mean over them (ties:
+/// the lower label first), as IROF removes them.
+fn segment_order(map: &[f32], members: &[Vec<usize>]) -> Vec<usize> {
+    let means: Vec<f64> = members
         .iter()
-        .zip(&sizes)
-        .map(|(s, &n)| s / n as f64)
+        .map(|pixels| pixels.iter().map(|&p| f64::from(map[p])).sum::<f64>() / pixels.len() as f64)
         .collect();
-    let mut order: Vec<usize> = (0..count).collect();
+    let mut order: Vec<usize> = (0..members.len()).collect();
     order.sort_by(|&a, &b| means[b].total_cmp(&means[a]));
     order
 }
@@ -149,8 +142,15 @@ impl FaithfulnessInput<'_> {
         let channels = self.image.len() / self.plane();
         let mut scorer = Scorer::new(self, device);
         let mut counts = Vec::with_capacity(explained.len());
-        // The superpixels depend on the image alone.
-        let segments = games.irof.map(|n| slic(self.image, self.size, n));
+        // The superpixels depend on the image alone: each one's pixels, found once.
+        let segments = games.irof.map(|n| {
+            let (labels, count) = slic(self.image, self.size, n);
+            let mut members = vec![Vec::new(); count];
+            for (p, &l) in labels.iter().enumerate().filter(|(_, l)| **l < count) {
+                members[l].push(p);
+            }
+            members
+        });
         for &(map, target) in explained {
             let mut count = Counts::default();
             if games.regions.is_some()
@@ -223,15 +223,10 @@ impl FaithfulnessInput<'_> {
                     }
                 }
             }
-            if let Some((labels, n)) = &segments {
-                let plane = self.plane();
+            if let Some(members) = &segments {
                 let mut perturbed = self.image.to_vec();
-                for s in segment_order(map, labels, *n) {
-                    for (p, _) in labels.iter().enumerate().filter(|(_, l)| **l == s) {
-                        for c in 0..channels {
-                            perturbed[c * plane + p] = self.black[c * plane + p];
-                        }
-                    }
+                for s in segment_order(map, members) {
+                    self.paste(&mut perturbed, self.black, &members[s]);
                     scorer.push(&perturbed, target)?;
                     count.irof += 1;
                 }
