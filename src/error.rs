@@ -316,7 +316,7 @@ impl Error {
                 list()
             ),
             Error::LayerNot4d { name, shape } => format!(
-                "layer `{name}` is not a 4-D [N, C, H, W] tensor (shape {shape:?}); pick a convolutional layer from {}",
+                "layer `{name}` is neither a 4-D [N, C, H, W] tensor nor transformer tokens [N, tokens, C] with a patch grid (shape {shape:?}); pick a layer from {}",
                 list()
             ),
             Error::LayerUnused { name, output } => format!(

@@ -1,8 +1,11 @@
-//! The model zoo (fixtures from `tests/reference/make_zoo.py`): eleven CNN families, narrowed,
+//! The model zoo (fixtures from `tests/reference/make_zoo.py` and
+//! `make_transformer_zoo.py`): eleven CNN families and three vision transformers, narrowed,
 //! each exported by the legacy exporter at opset 17 and 13 and by the new `dynamo=True`
 //! exporter with a fixed batch of 1. For every export: it loads, the default layer is the
-//! feature map that feeds the network's pooling, and the logits, the Grad-CAM map and the
-//! IG-CAM map (its path run in batches of 2) there equal PyTorch's (relative L2 <= 1e-4).
+//! feature map that feeds the network's pooling (for a transformer, the tokens its last
+//! attention block reads), and the logits, the Grad-CAM map and the IG-CAM map (its path run
+//! in batches of 2) there equal PyTorch's (pytorch-grad-cam's, with its `reshape_transform`,
+//! for the transformers; relative L2 <= 1e-4).
 
 mod common;
 
@@ -25,9 +28,27 @@ const FAMILIES: [&str; 11] = [
     "resnest",
     "mobilevit",
 ];
+/// Vision transformers (`transformers.json`): timm's ViT, timm's distilled DeiT (a class and
+/// a distillation token before the patches) and Hugging Face's ViT.
+const TRANSFORMERS: [&str; 3] = ["vit", "deit_distilled", "hf_vit"];
 const EXPORTERS: [&str; 3] = ["opset17", "opset13", "dynamo"];
-/// Exports PyTorch itself refuses: MobileViT's attention needs opset 14.
-const NOT_EXPORTABLE: [&str; 1] = ["mobilevit_opset13"];
+/// Exports PyTorch itself refuses: MobileViT's and timm's fused attention need opset 14.
+const NOT_EXPORTABLE: [&str; 3] = [
+    "mobilevit_opset13",
+    "vit_opset13",
+    "deit_distilled_opset13",
+];
+
+/// Every export of the zoo: the CNNs' and the transformers'.
+fn all_cases() -> Vec<serde_json::Value> {
+    let mut cases = Vec::new();
+    for file in ["zoo/zoo.json", "zoo/transformers.json"] {
+        let zoo = json(file);
+        assert_eq!(zoo["steps"], 4, "{file}: IG-CAM's path steps");
+        cases.extend(zoo["cases"].as_array().unwrap().iter().cloned());
+    }
+    cases
+}
 
 /// What differs from PyTorch in one export, or `None` when everything matches.
 fn check(case: &serde_json::Value, steps: usize, device: &Device) -> Option<String> {
@@ -83,8 +104,7 @@ fn check(case: &serde_json::Value, steps: usize, device: &Device) -> Option<Stri
 
 #[test]
 fn every_family_and_exporter_loads_picks_the_feature_map_and_matches_pytorch() {
-    let zoo = json("zoo/zoo.json");
-    let cases = zoo["cases"].as_array().unwrap();
+    let cases = all_cases();
     let mut listed: Vec<String> = cases
         .iter()
         .map(|c| {
@@ -98,13 +118,14 @@ fn every_family_and_exporter_loads_picks_the_feature_map_and_matches_pytorch() {
     listed.sort();
     let mut expected: Vec<String> = FAMILIES
         .iter()
+        .chain(&TRANSFORMERS)
         .flat_map(|f| EXPORTERS.iter().map(move |e| format!("{f}_{e}")))
         .filter(|name| !NOT_EXPORTABLE.contains(&name.as_str()))
         .collect();
     expected.sort();
     assert_eq!(listed, expected, "the zoo holds every family x exporter");
     let device = Device::flex();
-    let steps = zoo["steps"].as_u64().unwrap() as usize;
+    let steps = 4;
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|c| check(c, steps, &device))
@@ -120,18 +141,25 @@ fn every_family_and_exporter_loads_picks_the_feature_map_and_matches_pytorch() {
 
 /// Families with an op that has no host gradient (Transpose, Split, LayerNorm, ...): their
 /// pixel IG runs on Burn's autodiff; every export of the others on the host reverse pass.
-const AUTODIFF_GRADIENT: [&str; 4] = ["shufflenet_v2", "convnext", "resnest", "mobilevit"];
+const AUTODIFF_GRADIENT: [&str; 7] = [
+    "shufflenet_v2",
+    "convnext",
+    "resnest",
+    "mobilevit",
+    "vit",
+    "deit_distilled",
+    "hf_vit",
+];
 
 /// Every export's input gradient, where the host reverse pass applies, equals Burn's autodiff
 /// gradient (relative L2 <= 1e-5) on a batch of two path points; and it applies to exactly
 /// the families not in [`AUTODIFF_GRADIENT`], with every exporter.
 #[test]
 fn host_input_gradient_equals_autodiff_where_it_applies() {
-    let zoo = json("zoo/zoo.json");
     let device = Device::flex();
     let mut host_cases = Vec::new();
     let mut failures = Vec::new();
-    for case in zoo["cases"].as_array().unwrap() {
+    for case in &all_cases() {
         let file = case["model"].as_str().unwrap();
         let bytes = std::fs::read(fixture(&format!("zoo/{file}"))).unwrap();
         let model = OnnxModel::from_bytes(&bytes, &device).unwrap();
@@ -166,4 +194,30 @@ fn host_input_gradient_equals_autodiff_where_it_applies() {
         host_cases, expected,
         "the families on the host reverse pass"
     );
+}
+
+/// Every transformer export runs its path points in batches (the legacy exporter's class-token
+/// `Expand` to a batch of 1 follows the run's batch), lists its token tensors as layers, and
+/// explains its default layer as the 8×8 patch grid with 32 channels; a token tensor's
+/// leading tokens are the ones the fixture says.
+#[test]
+fn transformers_run_in_batches_and_explain_their_patch_grid() {
+    let device = Device::flex();
+    let zoo = json("zoo/transformers.json");
+    for case in zoo["cases"].as_array().unwrap() {
+        let file = case["model"].as_str().unwrap();
+        let bytes = std::fs::read(fixture(&format!("zoo/{file}"))).unwrap();
+        let model = OnnxModel::from_bytes(&bytes, &device).unwrap();
+        assert_eq!(model.batch_breaker(), None, "{file}");
+        let layer = case["layer"].as_str().unwrap();
+        assert_eq!(model.layer_shape(layer).unwrap(), [1, 32, 8, 8], "{file}");
+        let leading = case["leading"].as_u64().unwrap() as usize;
+        let listed = model.layers().into_iter().find(|l| l.name == layer).unwrap();
+        assert_eq!(listed.shape, [1, leading + 64, 32], "{file}");
+        let (_, why) = model.default_layer_reason().unwrap();
+        assert!(
+            why.ends_with(&format!("as the 8×8 patch grid, without the {leading} leading token(s)")),
+            "{file}: {why}"
+        );
+    }
 }

@@ -59,7 +59,7 @@ pub struct Graph {
     pub(crate) readers: HashMap<String, usize>,
     /// The node that produces each tensor.
     producers: HashMap<String, usize>,
-    /// Reshapes whose fixed batch of 1 follows the run's batch (see `BuildContext::fixed_batch`).
+    /// Nodes whose fixed batch of 1 follows the run's batch (see `BuildContext::fixed_batch`).
     pub batch_reshapes: usize,
     /// The device holding the constants.
     device: Device,

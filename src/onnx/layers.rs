@@ -1,10 +1,12 @@
 //! Which tensors of a loaded graph can be explained, and the default one: the 4-D tensor the
-//! network's global pooling reads (or, without one, the last activation after a convolution),
-//! chosen by a documented rule that `igcam-wgpu layers` explains.
+//! network's global pooling reads; in a vision transformer, the tokens its last attention
+//! block reads; failing both, the last activation after a convolution. A documented rule
+//! that `igcam-wgpu layers` explains.
 
 use std::collections::HashMap;
 
 use super::graph::Graph;
+use super::tokens::{View, token_view};
 use crate::error::{Error, Result};
 
 /// Op types that count as "an activation" when choosing the default layer.
@@ -52,7 +54,8 @@ pub struct Layers<'a> {
 }
 
 impl Layers<'_> {
-    /// Every 4-D tensor with spatial size > 1, in graph order: the candidates for `--layer`.
+    /// Every 4-D tensor with spatial size > 1 and every token tensor with a patch grid, in graph
+    /// order: the candidates for `--layer`.
     pub fn list(&self) -> Vec<LayerInfo> {
         self.graph
             .nodes
@@ -72,15 +75,55 @@ impl Layers<'_> {
     /// input). Without a global pooling (VGG): the output of the last activation after a
     /// convolution with spatial size > 1 (`features.29`); failing that, the last 4-D candidate.
     /// Returns the tensor's name and why it was chosen.
+    ///
+    /// In a vision transformer (no global pooling of a 4-D map): the tokens the last attention
+    /// block's projections read, i.e. its first normalisation's output, which pytorch-grad-cam's
+    /// ViT and Swin examples explain (`blocks[-1].norm1`): the last token tensor before the last
+    /// `Softmax` that a `MatMul` or `Gemm` reads. The last block's own output would not do: only
+    /// the class token reaches the classifier from there, so every patch token's gradient is 0.
     pub fn default_with_reason(&self) -> Option<(String, String)> {
-        self.pooled_features().or_else(|| self.last_activation())
+        self.pooled_features()
+            .or_else(|| self.attention_input())
+            .or_else(|| self.last_activation())
     }
 
-    /// A 4-D tensor with spatial size > 1.
+    /// A 4-D tensor with spatial size > 1, or a token tensor with a patch grid.
     fn is_candidate(&self, tensor: &str) -> bool {
         self.shapes
             .get(tensor)
             .is_some_and(|s| s.len() == 4 && s[2] * s[3] > 1)
+            || self.tokens(tensor).is_some()
+    }
+
+    /// The token view of `tensor`, if it is a token tensor with a patch grid.
+    fn tokens(&self, tensor: &str) -> Option<View> {
+        token_view(self.graph, self.shapes, tensor)
+    }
+
+    /// The token tensor the last attention block's projections read (see
+    /// [`Layers::default_with_reason`]).
+    fn attention_input(&self) -> Option<(String, String)> {
+        let nodes = &self.graph.nodes;
+        let softmax = nodes.iter().rposition(|n| n.op_type == "Softmax")?;
+        let read_by_projection = |tensor: &str| {
+            nodes[..softmax].iter().any(|n| {
+                matches!(n.op_type.as_str(), "MatMul" | "Gemm") && n.inputs.iter().any(|i| i == tensor)
+            })
+        };
+        let node = nodes[..softmax]
+            .iter()
+            .rev()
+            .find(|n| self.tokens(&n.output).is_some() && read_by_projection(&n.output))?;
+        let Some(View::Tokens { leading, h, w }) = self.tokens(&node.output) else {
+            return None;
+        };
+        Some((
+            node.output.clone(),
+            format!(
+                "the tokens the last attention block's projections read (its first normalisation, `{}`), as the {h}×{w} patch grid, without the {leading} leading token(s)",
+                node.name
+            ),
+        ))
     }
 
     /// The input of the last global pooling: a pooling or reduction whose output keeps the
@@ -94,6 +137,7 @@ impl Layers<'_> {
             // More than one channel: a channels-last LayerNorm's mean over `[1, 1, 1, C]`
             // (ConvNeXt's classifier at opset 13) is not a pooling.
             GLOBAL_POOLING.contains(&n.op_type.as_str())
+                && i.len() == 4
                 && self.is_candidate(input)
                 && o.len() >= 2
                 && i[1] > 1
@@ -149,7 +193,8 @@ impl Layers<'_> {
             })
     }
 
-    /// Checks that `name` is a 4-D tensor of the graph and returns its batch-1 shape.
+    /// Checks that `name` is a 4-D tensor or a token tensor of the graph and returns the
+    /// batch-1 shape it is explained at (`[1, C, h, w]` for tokens).
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
         let Some(shape) = self
             .graph
@@ -171,18 +216,22 @@ impl Layers<'_> {
                 hint,
             });
         };
-        if shape.len() != 4 {
-            return Err(Error::LayerNot4d {
-                name: name.into(),
-                shape: shape.clone(),
-            });
-        }
+        let grid = match self.tokens(name) {
+            Some(View::Tokens { h, w, .. }) => vec![shape[0], shape[2], h, w],
+            _ if shape.len() == 4 => shape.clone(),
+            _ => {
+                return Err(Error::LayerNot4d {
+                    name: name.into(),
+                    shape: shape.clone(),
+                });
+            }
+        };
         if !self.graph.feeds_output(name) {
             return Err(Error::LayerUnused {
                 name: name.into(),
                 output: self.graph.output.clone(),
             });
         }
-        Ok(shape.clone())
+        Ok(grid)
     }
 }

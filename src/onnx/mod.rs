@@ -19,6 +19,7 @@ mod path;
 pub mod profile;
 mod proto;
 pub mod randomise;
+mod tokens;
 mod value;
 
 /// Threads igcam's CPU kernels use: rayon's pool natively and in the browser's threaded build,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::backprop;
 use super::exec;
@@ -17,6 +17,7 @@ use super::objective::Objective;
 use super::ops::is_plain_cpu;
 use super::path::{PathEnds, affine_stem, along};
 use super::profile;
+use super::tokens::{self, View};
 use super::value::{FloatValue, MAX_RANK, Value, host_values};
 use crate::error::{Error, Result};
 
@@ -58,9 +59,12 @@ fn batch_breaker(
     let mut env = start(graph, blank);
     let mut depends = std::collections::HashSet::from([graph.input.name.clone()]);
     let mut breaker = None;
+    let mut displaced = None;
     let all = 0..graph.nodes.len();
     let run = exec::run_observed(graph, &mut env, all, &[], 2, &mut |node, v| {
-        if !node.inputs.iter().any(|i| depends.contains(i)) {
+        // A shape carries no image values (a ViT's attention scale `1/sqrt(d)` is computed
+        // from one).
+        if node.op_type == "Shape" || !node.inputs.iter().any(|i| depends.contains(i)) {
             return;
         }
         depends.insert(node.output.clone());
@@ -68,17 +72,63 @@ fn batch_breaker(
         // twice the values but has folded the images into another axis.
         let one = shapes.get(&node.output).map_or(&[][..], Vec::as_slice);
         let two = v.shape();
-        let follows = matches!((one.split_first(), two.split_first()),
-            (Some((n1, r1)), Some((n2, r2))) if *n2 == 2 * n1 && r1 == r2);
-        if matches!(v, Value::Float(_)) && !follows && breaker.is_none() {
+        let doubled: Vec<usize> = (0..one.len().min(two.len()))
+            .filter(|&k| two[k] != one[k])
+            .collect();
+        let on_axis = |k: usize| one.len() == two.len() && doubled == [k] && two[k] == 2 * one[k];
+        if !matches!(v, Value::Float(_)) || on_axis(0) || breaker.is_some() {
+            return;
+        }
+        // A transposed batch (a ViT's `[3, N, heads, tokens, d]` q, k and v) may come back
+        // to the first axis: the values decide, below.
+        if (1..one.len()).any(on_axis) {
+            displaced.get_or_insert_with(|| node.name.clone());
+        } else {
             breaker = Some(node.name.clone());
         }
     });
     match run {
         Err(Error::BadNode { node, .. }) => breaker.or(Some(node)),
         Err(_) => breaker.or_else(|| Some(graph.output.clone())),
+        Ok(()) if breaker.is_none() && displaced.is_some() => {
+            let keeps_images = images_kept_apart(graph, [h, w], device).unwrap_or(false);
+            if keeps_images { None } else { displaced }
+        }
         Ok(()) => breaker,
     }
+}
+
+/// Whether two different images run as one batch give the outputs each gives alone
+/// (relative L2 <= 1e-4 per image): the check for a graph that moves the batch off the
+/// first axis on the way.
+fn images_kept_apart(graph: &Graph, [h, w]: [usize; 2], device: &Device) -> Result<bool> {
+    let c = graph.input.channels;
+    let n = c * h * w;
+    // A blank image and a pattern that differs at every position.
+    let pattern: Vec<f32> = (0..n).map(|i| ((i * 7919) % 251) as f32 / 125.0 - 1.0).collect();
+    let images = [vec![0.0; n], pattern];
+    let output = |x: Tensor<4>, batch: usize| -> Result<Vec<f32>> {
+        let mut env = start(graph, x);
+        exec::run(graph, &mut env, 0..graph.nodes.len(), &[], batch)?;
+        env.remove(&graph.output)
+            .ok_or_else(|| Error::Internal("the output was not computed".into()))?
+            .host_floats()
+    };
+    let tensor = |values: Vec<f32>, batch: usize| {
+        Tensor::<4>::from_data(TensorData::new(values, [batch, c, h, w]), device)
+    };
+    let together = output(tensor(images.concat(), 2), 2)?;
+    let per_image = together.len() / 2;
+    for (k, image) in images.into_iter().enumerate() {
+        let alone = output(tensor(image, 1), 1)?;
+        let part = &together[k * per_image..(k + 1) * per_image];
+        let diff: f32 = part.iter().zip(&alone).map(|(a, b)| (a - b) * (a - b)).sum();
+        let norm: f32 = alone.iter().map(|a| a * a).sum();
+        if alone.len() != per_image || diff.sqrt() > 1e-4 * norm.sqrt().max(1e-30) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// An environment holding the images `x` as the graph's input.
@@ -292,8 +342,9 @@ impl OnnxModel {
         &self.graph.input
     }
 
-    /// How many `Reshape`s of a model exported with a fixed batch of 1 were made to follow
-    /// the input's batch instead (so that the path can run several images per pass).
+    /// How many nodes of a model exported with a fixed batch of 1 (`Reshape`s to `[1, ...]`,
+    /// `Expand`s, `Concat`s of a constant `[1, ...]`) were made to follow the input's batch
+    /// instead (so that the path can run several images per pass).
     pub fn batch_reshapes(&self) -> usize {
         self.graph.batch_reshapes
     }
@@ -461,8 +512,11 @@ impl OnnxModel {
                 self.autodiff_only.store(true, Ordering::Relaxed);
                 return Ok(None);
             };
-            let mut all = vec![Some(g.tensor)];
-            all.extend(tapped.into_iter().map(|t| t.map(|t| t.tensor)));
+            // Each gradient as its layer is explained: token gradients as their grid.
+            let mut all = vec![Some(tokens::grid(self.view(from), &g))];
+            for (tap, t) in taps.iter().zip(tapped) {
+                all.push(t.map(|t| tokens::grid(self.view(tap), &t)));
+            }
             grads.push(all);
         }
         Ok(Some(grads))
@@ -600,8 +654,8 @@ impl OnnxModel {
         }
         let first = self.layer_producer(layer)? + 1;
         let mut env = env.clone();
-        let value = Value::Float(FloatValue::nchw(activations.clone()));
-        env.insert(layer.to_string(), value);
+        let value = tokens::join(self.view(layer), layer, activations.clone(), &env)?;
+        env.insert(layer.to_string(), Value::Float(value));
         let phases = ["head forward", "head backward"];
         self.host_gradients(env, (first, batch), (layer, taps), objectives, phases)
     }
@@ -756,10 +810,22 @@ impl OnnxModel {
         exec::run(&self.graph, env, range, keep, batch)
     }
 
-    /// Takes the 4-D `layer` out of `env`.
+    /// How `layer` is explained as `[N, C, h, w]`: as it is, or as the grid of its patch
+    /// tokens.
+    fn view(&self, layer: &str) -> View {
+        tokens::token_view(&self.graph, &self.shapes, layer).unwrap_or(View::Nchw)
+    }
+
+    /// Takes `layer` out of `env`, as the `[N, C, h, w]` tensor its view explains (a token
+    /// layer's leading tokens stay in `env`).
     fn take_layer(&self, mut env: Env, layer: &str) -> Result<(Tensor<4>, Env)> {
+        let view = self.view(layer);
         match env.remove(layer) {
-            Some(Value::Float(f)) if f.rank == 4 => Ok((f.tensor, env)),
+            Some(Value::Float(f)) if f.rank == 4 && view == View::Nchw => Ok((f.tensor, env)),
+            Some(Value::Float(f)) if f.rank == 3 && view != View::Nchw => {
+                let grid = tokens::split(view, layer, f, &mut env);
+                Ok((grid, env))
+            }
             other => Err(Error::LayerNot4d {
                 name: layer.into(),
                 shape: other.map(|v| v.shape()).unwrap_or_default(),
@@ -783,10 +849,8 @@ impl OnnxModel {
                 hint: String::new(),
             })?;
         let batch = activation.dims()[0];
-        env.insert(
-            layer.to_string(),
-            Value::Float(FloatValue::nchw(activation)),
-        );
+        let value = tokens::join(self.view(layer), layer, activation, &env)?;
+        env.insert(layer.to_string(), Value::Float(value));
         self.run_images(&mut env, p + 1..self.graph.nodes.len(), &[], batch)?;
         self.logits(env)
     }

@@ -128,7 +128,7 @@ pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, St
         );
     } else if model.batch_reshapes() > 0 {
         eprintln!(
-            "notice: `{name}` was exported with a fixed batch of 1; {} Reshape(s) now follow the input's batch so the path runs in batches",
+            "notice: `{name}` was exported with a fixed batch of 1; {} node(s) that bake it in (Reshape, Expand, Concat of a constant) now follow the input's batch so the path runs in batches",
             model.batch_reshapes()
         );
     }

@@ -1,4 +1,4 @@
-//! Element-wise activations and math (`Erf`, `Gelu`, `Sqrt`, `Pow` by a constant) and
+//! Element-wise activations and math (`Erf`, `Gelu`, `Sqrt`, `Exp`, `Neg`, `Pow` by a constant) and
 //! `Softmax`, plus the pass-through ops (`Identity`, `Dropout`).
 
 use burn::tensor::activation;
@@ -29,6 +29,8 @@ enum Act {
     /// GELU; `true` for the tanh approximation.
     Gelu(bool),
     Sqrt,
+    Exp,
+    Neg,
     /// `x^e` for a constant exponent `e`.
     Pow(f32),
     Softmax(i64),
@@ -96,6 +98,8 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
             }
         },
         "Sqrt" => Act::Sqrt,
+        "Exp" => Act::Exp,
+        "Neg" => Act::Neg,
         "Pow" => Act::Pow(pow_exponent(ctx)?),
         "Softmax" => Act::Softmax(a.int("axis", if ctx.opset < 13 { 1 } else { -1 })),
         "Identity" | "Dropout" => Act::PassThrough,
@@ -136,6 +140,9 @@ impl Operator for Activation {
         }
         let g = match self.0 {
             Act::PassThrough => Ok(step.grad),
+            Act::Neg => Ok(step.grad.with_tensor(step.grad.tensor.clone().neg())),
+            // exp'(x) = y.
+            Act::Exp => Ok(step.grad.with_tensor(step.grad.tensor.clone().mul(y.tensor.clone()))),
             // σ'(x) = y (1 - y).
             Act::Sigmoid => {
                 let y = &y.tensor;
@@ -193,6 +200,8 @@ impl Operator for Activation {
             Act::Gelu(false) => activation::gelu(t),
             Act::Gelu(true) => activation::gelu_approximate(t),
             Act::Sqrt => t.sqrt(),
+            Act::Exp => t.exp(),
+            Act::Neg => t.neg(),
             Act::Pow(1.0) => t,
             Act::Pow(2.0) => t.clone().mul(t),
             Act::Pow(0.5) => t.sqrt(),

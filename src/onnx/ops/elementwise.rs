@@ -1,4 +1,5 @@
-//! Broadcasting `Add`, `Sub`, `Mul`, `Div` on float tensors (device) and integer tensors (host).
+//! Broadcasting `Add`, `Sub`, `Mul`, `Div` on float tensors (device) and integer tensors (host),
+//! and `Mod` of integers (shape arithmetic: Swin's window padding).
 
 use ndarray::ArrayD;
 
@@ -14,6 +15,10 @@ enum Arith {
     Sub,
     Mul,
     Div,
+    /// Integer remainder with the divisor's sign (ONNX `fmod = 0`, Python's `%`).
+    Mod,
+    /// Integer remainder with the dividend's sign (ONNX `fmod = 1`, C's `%`).
+    Fmod,
 }
 
 struct Binary(Arith);
@@ -24,6 +29,8 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         "Add" => Arith::Add,
         "Sub" => Arith::Sub,
         "Mul" => Arith::Mul,
+        "Mod" if ctx.attrs().int("fmod", 0) != 0 => Arith::Fmod,
+        "Mod" => Arith::Mod,
         _ => Arith::Div,
     };
     Ok(Box::new(Binary(op)))
@@ -40,7 +47,7 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
         (None, Some(bv)) => (a.clone(), bv.to_owned()),
         _ => return Err(not_broadcast(a.shape(), b.shape())),
     };
-    if matches!(op, Arith::Div) && b.iter().any(|&v| v == 0) {
+    if matches!(op, Arith::Div | Arith::Mod | Arith::Fmod) && b.iter().any(|&v| v == 0) {
         return Err(OpError::Data("integer division by zero".into()));
     }
     // Shape arithmetic wraps rather than panics on crafted values (the budget refuses the
@@ -50,6 +57,11 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
         Arith::Sub => i64::wrapping_sub,
         Arith::Mul => i64::wrapping_mul,
         Arith::Div => i64::wrapping_div,
+        Arith::Fmod => i64::wrapping_rem,
+        Arith::Mod => |x: i64, y: i64| {
+            let r = x.wrapping_rem(y);
+            if r != 0 && (r < 0) != (y < 0) { r + y } else { r }
+        },
     };
     Ok(ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y)))
 }
@@ -76,7 +88,11 @@ pub(super) fn broadcast_dims(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
 impl Operator for Binary {
     fn affine_in(&self, i: usize) -> bool {
         // x + c, c + x, x - c, c - x, x * c, c * x and x / c; not c / x.
-        !matches!(self.0, Arith::Div) || i == 0
+        match self.0 {
+            Arith::Div => i == 0,
+            Arith::Mod | Arith::Fmod => false,
+            _ => true,
+        }
     }
 
     fn epilogue(&self) -> Option<Epilogue> {
@@ -99,6 +115,7 @@ impl Operator for Binary {
                 (Arith::Sub, _) => g.with_tensor(g.tensor.clone().neg()),
                 (Arith::Mul, _) => g.with_tensor(g.tensor.clone().mul(other()?)),
                 (Arith::Div, 0) => g.with_tensor(g.tensor.clone().div(other()?)),
+                (Arith::Mod | Arith::Fmod, _) => return Err(OpError::NoGradient),
                 (Arith::Div, _) => {
                     // -g a / b²
                     let a = other()?;
@@ -127,6 +144,11 @@ impl Operator for Binary {
             }
             (Value::Int(a), Value::Float(b)) => (to_float(&a, &b)?, b),
         };
+        if matches!(self.0, Arith::Mod | Arith::Fmod) {
+            return Err(OpError::Unsupported(
+                "Mod of float tensors is not supported (only of shape integers)".into(),
+            ));
+        }
         let out = broadcast_dims(&a.shape(), &b.shape())?;
         crate::budget::check_shape(&out)?;
         if out.len() == MAX_LOGICAL_RANK {
@@ -136,7 +158,7 @@ impl Operator for Binary {
                 Arith::Add => a.add(b),
                 Arith::Sub => a.sub(b),
                 Arith::Mul => a.mul(b),
-                Arith::Div => a.div(b),
+                _ => a.div(b),
             };
             return Ok(Value::Float(FloatValue::from_wide(wide)));
         }
@@ -144,7 +166,7 @@ impl Operator for Binary {
             Arith::Add => a.tensor.add(b.tensor),
             Arith::Sub => a.tensor.sub(b.tensor),
             Arith::Mul => a.tensor.mul(b.tensor),
-            Arith::Div => a.tensor.div(b.tensor),
+            _ => a.tensor.div(b.tensor),
         };
         Ok(Value::Float(FloatValue::new(tensor, &out)))
     }

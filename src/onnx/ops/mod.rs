@@ -5,14 +5,17 @@
 mod activation;
 mod conv;
 mod elementwise;
+mod expand;
 pub mod grad;
 mod inputs;
 mod linear;
+mod logic;
 mod norm;
 pub mod operator;
 mod pad;
 mod padding;
 mod pool;
+mod range;
 mod reduce;
 mod registry;
 mod resize;

@@ -2,7 +2,10 @@
 //! family beside this one).
 
 use super::operator::{BuildContext, OpResult, Operator};
-use super::{activation, conv, elementwise, linear, norm, pad, pool, reduce, resize, shape, split};
+use super::{
+    activation, conv, elementwise, expand, linear, logic, norm, pad, pool, range, reduce, resize,
+    shape, split,
+};
 
 /// Builds one node's operator from its attributes and constant inputs.
 type Builder = fn(&BuildContext) -> OpResult<Box<dyn Operator>>;
@@ -25,6 +28,7 @@ const REGISTRY: &[(&str, Builder)] = &[
     ("Sub", elementwise::build),
     ("Mul", elementwise::build),
     ("Div", elementwise::build),
+    ("Mod", elementwise::build),
     ("Pad", pad::build),
     ("Relu", activation::build),
     ("Clip", activation::build),
@@ -36,6 +40,8 @@ const REGISTRY: &[(&str, Builder)] = &[
     ("Erf", activation::build),
     ("Gelu", activation::build),
     ("Sqrt", activation::build),
+    ("Exp", activation::build),
+    ("Neg", activation::build),
     ("Pow", activation::build),
     ("Softmax", activation::build),
     ("Identity", activation::build),
@@ -51,6 +57,11 @@ const REGISTRY: &[(&str, Builder)] = &[
     ("Slice", shape::build),
     ("Transpose", shape::build),
     ("Cast", shape::build),
+    ("Expand", expand::build),
+    ("Range", range::build),
+    ("Equal", logic::build),
+    ("IsNaN", logic::build),
+    ("Where", logic::build),
     ("ReduceMean", reduce::build),
     ("ReduceSum", reduce::build),
     ("ReduceMax", reduce::build),

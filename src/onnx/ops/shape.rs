@@ -29,6 +29,10 @@ enum ShapeOp {
     },
     Concat {
         axis: i64,
+        /// Which inputs are float constants with a batch of 1 in a fixed-batch model (the new
+        /// exporter folds ViT's class token, expanded to that batch, into one): they are
+        /// repeated to the run's batch when joined along another axis.
+        batch_one: Vec<bool>,
     },
     Reshape {
         allow_zero: bool,
@@ -98,6 +102,16 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         },
         "Concat" => ShapeOp::Concat {
             axis: a.int("axis", 0),
+            batch_one: ctx
+                .node
+                .input
+                .iter()
+                .map(|name| {
+                    ctx.fixed_batch
+                        && matches!(ctx.constants.get(name),
+                            Some(HostTensor::Float(_, shape)) if shape.len() >= 2 && shape[0] == 1)
+                })
+                .collect(),
         },
         "Reshape" => ShapeOp::Reshape {
             allow_zero: a.int("allowzero", 0) != 0,
@@ -362,7 +376,7 @@ fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue
 impl Operator for Node {
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         match &self.0 {
-            ShapeOp::Concat { axis } => return concat_backward(&step, *axis),
+            ShapeOp::Concat { axis, .. } => return concat_backward(&step, *axis),
             // The ops that only relabel the values: the gradient takes the input's shape back.
             ShapeOp::Reshape { .. }
             | ShapeOp::Flatten { .. }
@@ -379,13 +393,11 @@ impl Operator for Node {
     }
 
     fn follows_batch(&self) -> bool {
-        matches!(
-            self.0,
-            ShapeOp::Reshape {
-                follow_batch: true,
-                ..
-            }
-        )
+        match &self.0 {
+            ShapeOp::Reshape { follow_batch, .. } => *follow_batch,
+            ShapeOp::Concat { batch_one, .. } => batch_one.contains(&true),
+            _ => false,
+        }
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
@@ -411,7 +423,29 @@ impl Operator for Node {
                 let shape = squeezed(&v.shape(), axes.as_deref())?;
                 reshape_value(v, &shape)
             }
-            ShapeOp::Concat { axis } => concat(inputs.iter().flatten().cloned().collect(), *axis),
+            ShapeOp::Concat { axis, batch_one } => {
+                let batch = crate::budget::batch();
+                let mut values = Vec::with_capacity(inputs.len());
+                for (value, &one) in inputs.iter().zip(batch_one.iter().chain(std::iter::repeat(&false))) {
+                    match value {
+                        Some(Value::Float(f))
+                            if one
+                                && batch > 1
+                                && f.rank <= 4
+                                && normalize_axis(*axis, f.rank)? != 0 =>
+                        {
+                            let axis0 = f.physical_axis(0)?;
+                            let repeated = f.tensor.clone().repeat_dim(axis0, batch);
+                            let mut shape = f.shape();
+                            shape[0] = batch;
+                            values.push(Value::Float(FloatValue::new(repeated, &shape)));
+                        }
+                        Some(v) => values.push(v.clone()),
+                        None => {}
+                    }
+                }
+                concat(values, *axis)
+            }
             ShapeOp::Reshape {
                 allow_zero,
                 follow_batch,
