@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time the igcam methods in PyTorch on the torchvision model igcam's ONNX export came from.
+"""Time the igcam methods in PyTorch on the torchvision (or timm ViT) model igcam's ONNX export came from.
 
 Prints the same JSON as `igcam-wgpu bench --json`, so one script can report ratios:
 
@@ -21,7 +21,28 @@ import numpy as np
 import torch
 import torchvision
 
-LAYERS = {"resnet50": "layer4", "vgg16": "features.29"}
+LAYERS = {"resnet50": "layer4", "vgg16": "features.29",
+          # timm's ViT-S/16 at pytorch-grad-cam's ViT layer (the last block's first normalisation),
+          # its tokens read as the 14x14 patch grid without the class token.
+          "vit_small_patch16_224": "blocks.11.norm1"}
+
+
+def build(arch):
+    """The seeded model (torchvision, or timm for the ViT)."""
+    torch.manual_seed(0)
+    if arch.startswith("vit_"):
+        import timm
+        return timm.create_model(arch, pretrained=False).eval()
+    return getattr(torchvision.models, arch)(weights=None).eval()
+
+
+def as_grid(t):
+    """Feature maps as they are; ViT tokens [N, 1 + h*w, C] as the [N, C, h, w] patch grid."""
+    if t.dim() == 4:
+        return t
+    n, tokens, c = t.shape
+    side = int(round((tokens - 1) ** 0.5))
+    return t[:, 1:, :].reshape(n, side, side, c).permute(0, 3, 1, 2)
 
 
 def main() -> None:
@@ -35,6 +56,7 @@ def main() -> None:
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
     p.add_argument("--json")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--export", metavar="ONNX", help="also write the model (legacy exporter, opset 17) for igcam's bench")
     p.add_argument("--profile", action="store_true",
                    help="after the timings, print torch.profiler's per-op table for one run of each method")
     args = p.parse_args()
@@ -43,8 +65,10 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
     dev = torch.device(args.device)
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, args.arch)(weights=None).eval().to(dev)
+    model = build(args.arch).to(dev)
+    if args.export:
+        torch.onnx.export(model, torch.zeros(1, 3, 224, 224, device=dev), args.export, input_names=["input"],
+                          output_names=["logits"], opset_version=17, dynamo=False)
     module = dict(model.named_modules())[LAYERS[args.arch]]
     x = torch.randn(1, 3, 224, 224, device=dev)
     b = torch.zeros_like(x)
@@ -57,8 +81,8 @@ def main() -> None:
         for chunk in [alphas[i:i + args.batch] for i in range(0, len(alphas), args.batch)]:
             a = torch.tensor(chunk, device=dev).view(-1, 1, 1, 1)
             out = model(b + (x - b) * a)
-            act = store["a"]
-            g = torch.autograd.grad(out[:, target].sum(), act)[0]
+            g = as_grid(torch.autograd.grad(out[:, target].sum(), store["a"])[0])
+            act = as_grid(store["a"])
             total = total + torch.relu((g.mean(dim=(2, 3), keepdim=True) * act).sum(1)).sum(0)
         return total.detach().cpu().numpy()
 

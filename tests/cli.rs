@@ -448,6 +448,65 @@ fn layers_lists_candidates_and_marks_the_default() {
     );
 }
 
+/// A vision transformer (the zoo's timm ViT, legacy export): `layers` shows its token tensors
+/// with the patch grid each is explained as and says why the default was chosen; `explain`
+/// gives an 8×8 map there, its path in batches.
+#[test]
+fn a_vision_transformer_is_explained_on_its_patch_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("zoo/vit_opset17.onnx");
+    let out = igcam(dir.path(), &["layers", path(&model)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let layer = "/blocks/blocks.1/norm1/LayerNormalization_output_0";
+    let row = stdout.lines().find(|l| l.starts_with(layer)).unwrap();
+    assert!(
+        row.contains("[1, 65, 32]") && row.contains("[1, 32, 8, 8]"),
+        "{row}"
+    );
+    assert!(row.trim_end().ends_with('*'), "{row}");
+    assert!(
+        stdout.contains(&format!(
+            "default (*): `{layer}`, the tokens the last attention block's projections read (its first normalisation, `/blocks/blocks.1/norm1/LayerNormalization`), as the 8×8 patch grid, without the 1 leading token(s)"
+        )),
+        "{stdout}"
+    );
+    let input = fixture("zoo/input.png");
+    let json = dir.path().join("vit.json");
+    let out = igcam(
+        dir.path(),
+        &[
+            "explain",
+            path(&input),
+            "--model",
+            path(&model),
+            "--backend",
+            "cpu",
+            "--steps",
+            "4",
+            "--batch",
+            "2",
+            "--json",
+            path(&json),
+            "--out",
+            path(dir.path()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("now follow the input's batch so the path runs in batches"),
+        "{}",
+        text(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report[0]["layer"], layer);
+    assert_eq!(
+        [&report[0]["cam"]["height"], &report[0]["cam"]["width"]],
+        [8, 8]
+    );
+}
+
 #[test]
 fn a_model_with_a_fixed_batch_of_one_runs_the_path_in_batches() {
     use onnx_ir::{AttributeProto, Message, ModelProto};

@@ -73,6 +73,9 @@ op_tests!(
     reduce_sum_max,
     rank5_attention_heads,
     rank5_split_attention,
+    expand_where_class_token,
+    isnan_equal_where_exp_neg,
+    range_mod_shape,
 );
 
 #[test]

@@ -33,11 +33,7 @@ const FAMILIES: [&str; 11] = [
 const TRANSFORMERS: [&str; 3] = ["vit", "deit_distilled", "hf_vit"];
 const EXPORTERS: [&str; 3] = ["opset17", "opset13", "dynamo"];
 /// Exports PyTorch itself refuses: MobileViT's and timm's fused attention need opset 14.
-const NOT_EXPORTABLE: [&str; 3] = [
-    "mobilevit_opset13",
-    "vit_opset13",
-    "deit_distilled_opset13",
-];
+const NOT_EXPORTABLE: [&str; 3] = ["mobilevit_opset13", "vit_opset13", "deit_distilled_opset13"];
 
 /// Every export of the zoo: the CNNs' and the transformers'.
 fn all_cases() -> Vec<serde_json::Value> {
@@ -212,11 +208,17 @@ fn transformers_run_in_batches_and_explain_their_patch_grid() {
         let layer = case["layer"].as_str().unwrap();
         assert_eq!(model.layer_shape(layer).unwrap(), [1, 32, 8, 8], "{file}");
         let leading = case["leading"].as_u64().unwrap() as usize;
-        let listed = model.layers().into_iter().find(|l| l.name == layer).unwrap();
+        let listed = model
+            .layers()
+            .into_iter()
+            .find(|l| l.name == layer)
+            .unwrap();
         assert_eq!(listed.shape, [1, leading + 64, 32], "{file}");
         let (_, why) = model.default_layer_reason().unwrap();
         assert!(
-            why.ends_with(&format!("as the 8×8 patch grid, without the {leading} leading token(s)")),
+            why.ends_with(&format!(
+                "as the 8×8 patch grid, without the {leading} leading token(s)"
+            )),
             "{file}: {why}"
         );
     }

@@ -169,8 +169,9 @@ class Explainer:
                  threads: Optional[int] = None, labels: Union[Sequence[str], str, os.PathLike, None] = None,
                  preprocess: str = "imagenet", *, baseline: str = "black", batch: Optional[int] = None,
                  no_crop: bool = False, max_pixels: Optional[int] = None, lenient: bool = False):
+        model_path = None
         if isinstance(model, (str, os.PathLike)):
-            self.model_name = os.fspath(model)
+            self.model_name = model_path = os.fspath(model)
             model = _read(model, "model")
         elif model is None:
             self.model_name = "efficientnet-lite0.onnx (embedded)"
@@ -189,7 +190,7 @@ class Explainer:
         _whole("max_pixels", max_pixels)
         self._model = _igcam.Model(model, self._layers[0] if self._layers else None, backend,
                                    threads, labels, preprocess, baseline, batch, bool(no_crop), max_pixels,
-                                   bool(lenient))
+                                   bool(lenient), model_path)
         if self._model.notice:
             warnings.warn(self._model.notice, RuntimeWarning, stacklevel=2)
 

@@ -14,7 +14,8 @@ class Model:
     def __init__(self, model: Optional[bytes], layer: Optional[str], backend: str,
                  threads: Optional[int], labels: Optional[list[str]], preprocess: str,
                  baseline: str, batch: Optional[int], no_crop: bool,
-                 max_pixels: Optional[int]) -> None: ...
+                 max_pixels: Optional[int], lenient: bool,
+                 model_path: Optional[str] = None) -> None: ...
     def layers(self) -> list[tuple[str, str, list[int]]]: ...
     def explain(self, kind: str, data: bytes, shape: list[int], targets: list[str],
                 methods: list[str], steps: int, integrate: bool, quadrature: str,

@@ -19,7 +19,8 @@ use igcam::cam::noise_tunnel::{NoiseKind, NoiseTunnel};
 use igcam::cam::{CamMap, Method, Quadrature};
 use igcam::metrics::{Confidence, PixelBox, boxes_mask, table};
 use igcam::onnx::OnnxModel;
-use igcam::onnx::external::NoExternalData;
+use igcam::onnx::external::{ExternalData, NoExternalData};
+use igcam::onnx::model_folder::ModelFolder;
 use igcam::onnx::randomise::Cascade;
 use igcam::preprocess::{Baseline, Preset};
 use igcam::reexplain::Redo;
@@ -82,8 +83,27 @@ struct Model {
     baseline: Baseline,
     /// The model's ONNX bytes (`None`: the embedded model), which MPRT randomises.
     bytes: Option<Vec<u8>>,
+    /// The folder of a model given as a path: its external weights (`model.onnx.data`).
+    folder: Option<std::path::PathBuf>,
     max_pixels: u64,
     lenient: bool,
+}
+
+/// The folder of the model file at `path`, whose external weights it may name.
+fn external_folder(path: Option<&std::path::Path>) -> PyResult<Option<ModelFolder>> {
+    path.map(|p| {
+        ModelFolder::of(p)
+            .map_err(|e| input_error(format!("cannot read the folder of `{}`: {e}", p.display())))
+    })
+    .transpose()
+}
+
+/// What reads a model's external weights: its folder, or nothing (bytes alone).
+fn external_data(folder: Option<&ModelFolder>) -> &dyn ExternalData {
+    match folder {
+        Some(f) => f,
+        None => &NoExternalData,
+    }
 }
 
 /// One of `names` parsed by `parse`, or the library's error.
@@ -95,7 +115,7 @@ fn parsed<T>(value: &str, parse: impl Fn(&str) -> igcam::Result<T>) -> PyResult<
 impl Model {
     /// Loads `model` (ONNX bytes; `None`: the embedded EfficientNet-Lite0) on `backend`.
     #[new]
-    #[pyo3(signature = (model, layer, backend, threads, labels, preprocess, baseline, batch, no_crop, max_pixels, lenient))]
+    #[pyo3(signature = (model, layer, backend, threads, labels, preprocess, baseline, batch, no_crop, max_pixels, lenient, model_path=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -110,6 +130,7 @@ impl Model {
         no_crop: bool,
         max_pixels: Option<u64>,
         lenient: bool,
+        model_path: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         if threads == Some(0) {
             return Err(input_error("`threads` must be at least 1"));
@@ -132,8 +153,13 @@ impl Model {
                     "unknown backend `{backend}` (auto, cpu, wgpu)"
                 )));
             };
-            let onnx = OnnxModel::from_bytes(model.unwrap_or(DEFAULT_MODEL), &opened.device)
-                .map_err(to_py)?;
+            let folder = external_folder(model_path.as_deref())?;
+            let onnx = OnnxModel::from_bytes_and_data(
+                model.unwrap_or(DEFAULT_MODEL),
+                external_data(folder.as_ref()),
+                &opened.device,
+            )
+            .map_err(to_py)?;
             let labels = match labels {
                 Some(l) => l,
                 None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(IMAGENET_LABELS),
@@ -168,6 +194,7 @@ impl Model {
                 num_classes,
                 baseline,
                 bytes: model.map(<[u8]>::to_vec),
+                folder: model_path,
                 max_pixels: max_pixels.unwrap_or(igcam::budget::DEFAULT_MAX_PIXELS),
                 lenient,
             })
@@ -410,7 +437,8 @@ impl Model {
         let cascade = match redo.mprt_layers {
             Some(_) => {
                 let bytes = self.bytes.as_deref().unwrap_or(DEFAULT_MODEL);
-                Some(Cascade::new(bytes, &NoExternalData).map_err(to_py)?)
+                let folder = external_folder(self.folder.as_deref())?;
+                Some(Cascade::new(bytes, external_data(folder.as_ref())).map_err(to_py)?)
             }
             None => None,
         };

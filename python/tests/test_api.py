@@ -291,6 +291,21 @@ def test_constructor_options_reach_the_library(tmp_path):
     assert out.stdout.strip() == "cpu (Burn flex, 1 threads)"
 
 
+def test_a_model_path_reads_its_external_weights(tmp_path):
+    """A model given by its path reads `model.onnx.data` beside it (the new exporter's default);
+    given as bytes alone, it says where the weights are."""
+    folder = ROOT / "tests" / "fixtures" / "external"
+    by_path = igcam.Explainer(model=str(folder / "resnet_tiny.onnx"), backend="cpu")
+    inline = igcam.Explainer(model=str(ROOT / "tests" / "fixtures" / "nets" / "resnet_tiny.onnx"), backend="cpu")
+    image = str(ROOT / "tests" / "fixtures" / "nets" / "resnet_tiny_input.png")
+    (a,) = by_path.explain(image, methods="gradcam", targets=0)
+    (b,) = inline.explain(image, methods="gradcam", targets=0)
+    assert rel_l2(a.cam, b.cam) < 1e-6
+    with pytest.raises(igcam.Error) as raised:
+        igcam.Explainer(model=(folder / "resnet_tiny.onnx").read_bytes(), backend="cpu")
+    assert "external file `resnet_tiny.onnx.data`, which is not available here" in str(raised.value)
+
+
 def test_targets_follow_the_peers_habits(lite0):
     two = [CAT, str(IMAGES / "coffee.png")]
     # One per image, as pytorch-grad-cam's targets and Captum's target take them.

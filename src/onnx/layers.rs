@@ -41,6 +41,9 @@ pub struct LayerInfo {
     pub op_type: String,
     /// Shape for a batch of one.
     pub shape: Vec<usize>,
+    /// The `[1, C, h, w]` shape it is explained at: its shape, or for transformer tokens the
+    /// grid of the patch tokens.
+    pub explained_as: Vec<usize>,
 }
 
 /// The explainable tensors of a graph, from the batch-1 shape of every node's output.
@@ -61,10 +64,18 @@ impl Layers<'_> {
             .nodes
             .iter()
             .filter(|n| self.is_candidate(&n.output))
-            .map(|n| LayerInfo {
-                name: n.output.clone(),
-                op_type: n.op_type.clone(),
-                shape: self.shapes[&n.output].clone(),
+            .map(|n| {
+                let shape = self.shapes[&n.output].clone();
+                let explained_as = match self.tokens(&n.output) {
+                    Some(View::Tokens { h, w, .. }) => vec![1, shape[2], h, w],
+                    _ => shape.clone(),
+                };
+                LayerInfo {
+                    name: n.output.clone(),
+                    op_type: n.op_type.clone(),
+                    shape,
+                    explained_as,
+                }
             })
             .collect()
     }
@@ -107,7 +118,8 @@ impl Layers<'_> {
         let softmax = nodes.iter().rposition(|n| n.op_type == "Softmax")?;
         let read_by_projection = |tensor: &str| {
             nodes[..softmax].iter().any(|n| {
-                matches!(n.op_type.as_str(), "MatMul" | "Gemm") && n.inputs.iter().any(|i| i == tensor)
+                matches!(n.op_type.as_str(), "MatMul" | "Gemm")
+                    && n.inputs.iter().any(|i| i == tensor)
             })
         };
         let node = nodes[..softmax]

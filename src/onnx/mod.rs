@@ -13,6 +13,8 @@ mod host;
 mod layers;
 mod load;
 mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod model_folder;
 pub mod objective;
 mod ops;
 mod path;

@@ -105,7 +105,9 @@ fn images_kept_apart(graph: &Graph, [h, w]: [usize; 2], device: &Device) -> Resu
     let c = graph.input.channels;
     let n = c * h * w;
     // A blank image and a pattern that differs at every position.
-    let pattern: Vec<f32> = (0..n).map(|i| ((i * 7919) % 251) as f32 / 125.0 - 1.0).collect();
+    let pattern: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 251) as f32 / 125.0 - 1.0)
+        .collect();
     let images = [vec![0.0; n], pattern];
     let output = |x: Tensor<4>, batch: usize| -> Result<Vec<f32>> {
         let mut env = start(graph, x);
@@ -122,7 +124,11 @@ fn images_kept_apart(graph: &Graph, [h, w]: [usize; 2], device: &Device) -> Resu
     for (k, image) in images.into_iter().enumerate() {
         let alone = output(tensor(image, 1), 1)?;
         let part = &together[k * per_image..(k + 1) * per_image];
-        let diff: f32 = part.iter().zip(&alone).map(|(a, b)| (a - b) * (a - b)).sum();
+        let diff: f32 = part
+            .iter()
+            .zip(&alone)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
         let norm: f32 = alone.iter().map(|a| a * a).sum();
         if alone.len() != per_image || diff.sqrt() > 1e-4 * norm.sqrt().max(1e-30) {
             return Ok(false);

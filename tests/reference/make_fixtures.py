@@ -559,11 +559,42 @@ def fold_batchnorm(eff):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in eff.modules())
 
 
+def make_transformer_ops():
+    """The ops vision-transformer exports add (their own random stream, so the cases before
+    them keep their values): the legacy exporter's class-token `Expand` with its `Equal`/`Where`
+    shape arithmetic, the new exporter's `Where(IsNaN(x), 0, x)` guard, float comparisons,
+    `Exp`, `Neg`, and integer `Range` and `Mod` (Swin's window arithmetic)."""
+    global RNG
+    RNG = np.random.default_rng(4321)
+    N = helper.make_node
+    C = lambda name, v: N("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64)))
+    op_case("expand_where_class_token", (1, 4, 2, 3), [
+        C("target", [1, -1, -1]), C("three", [3]), C("minus", [-1]), C("tokens", [1, 4, 6]),
+        N("ConstantOfShape", ["three"], ["ones"], value=numpy_helper.from_array(np.array([1], np.int64))),
+        N("Mul", ["ones", "minus"], ["neg"]), N("Equal", ["target", "neg"], ["eq"]),
+        N("Where", ["eq", "ones", "target"], ["shape"]), N("Expand", ["cls", "shape"], ["c"]),
+        N("Reshape", ["x", "tokens"], ["r"]), N("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+        N("Concat", ["c", "t"], ["y"], axis=1)],
+        [init("cls", rnd(1, 1, 4))])
+    op_case("isnan_equal_where_exp_neg", (1, 2, 3, 4), [
+        N("Sqrt", ["x"], ["r"]), N("IsNaN", ["r"], ["nan"]), N("Where", ["nan", "x", "r"], ["a"]),
+        N("Relu", ["x"], ["p"]), N("Equal", ["p", "zero"], ["off"]), N("Exp", ["x"], ["e"]), N("Neg", ["x"], ["n"]),
+        N("Where", ["off", "e", "n"], ["b"]), N("Add", ["a", "b"], ["y"])],
+        [init("zero", np.float32(0.0))])
+    op_case("range_mod_shape", (1, 2, 3, 6), [
+        C("three", 3), C("zero", 0), C("one", 1), C("four", [4]), C("minus4", [-4]),
+        N("Shape", ["x"], ["s"]), N("Gather", ["s", "three"], ["w"], axis=0),
+        N("Range", ["zero", "w", "one"], ["i"]), N("Sub", ["i", "three"], ["d"]),
+        N("Mod", ["d", "four"], ["m"]), N("Mod", ["d", "minus4"], ["f"], fmod=1), N("Add", ["m", "f"], ["k"]),
+        N("Cast", ["k"], ["kf"], to=TensorProto.FLOAT), N("Add", ["x", "kf"], ["y"])], [])
+
+
 def main():
     torch.manual_seed(0)
     make_bad()
     make_layer_families()
     make_ops()
+    make_transformer_ops()
     make_preprocess()
     import make_zoo  # the model-zoo set: tests/fixtures/zoo (see tests/reference/make_zoo.py)
     make_zoo.main()

@@ -35,15 +35,24 @@ pub fn run(args: LayersArgs) -> Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!("{:<width$}  {:<18}  {:<20}  default", "name", "op", "shape");
+    println!(
+        "{:<width$}  {:<18}  {:<20}  {:<20}  default",
+        "name", "op", "shape", "explained as"
+    );
     for l in &layers {
         let mark = if default.as_deref() == Some(l.name.as_str()) {
             "*"
         } else {
             ""
         };
+        // Transformer tokens are explained as the grid of their patch tokens.
+        let grid = if l.explained_as == l.shape {
+            String::new()
+        } else {
+            format!("{:?}", l.explained_as)
+        };
         println!(
-            "{:<width$}  {:<18}  {:<20}  {mark}",
+            "{:<width$}  {:<18}  {:<20}  {grid:<20}  {mark}",
             l.name,
             l.op_type,
             format!("{:?}", l.shape)

@@ -12,7 +12,6 @@ mod gallery;
 mod layers;
 mod merge;
 mod metric_args;
-mod model_folder;
 mod output;
 mod panics;
 mod peak;

@@ -12,7 +12,7 @@ use npyz::WriterBuilder;
 use serde::Serialize;
 
 use crate::assets;
-use crate::model_folder::ModelFolder;
+use igcam::onnx::model_folder::ModelFolder;
 
 /// Largest model file read (ONNX's own protobuf limit).
 pub const MAX_MODEL_BYTES: u64 = 2 << 30;

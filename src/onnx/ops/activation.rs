@@ -140,9 +140,6 @@ impl Operator for Activation {
         }
         let g = match self.0 {
             Act::PassThrough => Ok(step.grad),
-            Act::Neg => Ok(step.grad.with_tensor(step.grad.tensor.clone().neg())),
-            // exp'(x) = y.
-            Act::Exp => Ok(step.grad.with_tensor(step.grad.tensor.clone().mul(y.tensor.clone()))),
             // σ'(x) = y (1 - y).
             Act::Sigmoid => {
                 let y = &y.tensor;

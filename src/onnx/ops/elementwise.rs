@@ -60,7 +60,11 @@ fn ints(op: Arith, a: &ArrayD<i64>, b: &ArrayD<i64>) -> OpResult<ArrayD<i64>> {
         Arith::Fmod => i64::wrapping_rem,
         Arith::Mod => |x: i64, y: i64| {
             let r = x.wrapping_rem(y);
-            if r != 0 && (r < 0) != (y < 0) { r + y } else { r }
+            if r != 0 && (r < 0) != (y < 0) {
+                r + y
+            } else {
+                r
+            }
         },
     };
     Ok(ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y)))

@@ -7,7 +7,7 @@ use ndarray::IxDyn;
 
 use super::elementwise::broadcast_dims;
 use super::inputs::{int_input, missing};
-use super::operator::{Backward, BuildContext, OpResult, Operator, unbroadcast};
+use super::operator::{BuildContext, OpResult, Operator};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, stored_shape};
 
@@ -31,21 +31,27 @@ impl Operator for Expand {
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let mut target = Vec::new();
         for &d in int_input(inputs, 1)?.iter() {
-            target.push(usize::try_from(d).map_err(|_| {
-                OpError::Shape(format!("Expand to a negative dimension {d}"))
-            })?);
+            target.push(
+                usize::try_from(d)
+                    .map_err(|_| OpError::Shape(format!("Expand to a negative dimension {d}")))?,
+            );
         }
         if self.follow_batch && target.len() >= 2 && target[0] == 1 {
             target[0] = crate::budget::batch();
         }
-        let x = inputs.first_mut().and_then(Option::take).ok_or_else(|| missing(0))?;
+        let x = inputs
+            .first_mut()
+            .and_then(Option::take)
+            .ok_or_else(|| missing(0))?;
         let out = broadcast_dims(&x.shape(), &target)?;
         crate::budget::check_shape(&out)?;
         match x {
             Value::Int(a) => a
                 .broadcast(IxDyn(&out))
                 .map(|v| Value::Int(v.to_owned()))
-                .ok_or_else(|| OpError::Shape(format!("{:?} does not expand to {out:?}", a.shape()))),
+                .ok_or_else(|| {
+                    OpError::Shape(format!("{:?} does not expand to {out:?}", a.shape()))
+                }),
             Value::Float(f) if out.len() == MAX_LOGICAL_RANK => {
                 let mut dims = [1usize; MAX_LOGICAL_RANK];
                 dims.copy_from_slice(&out);
@@ -56,13 +62,5 @@ impl Operator for Expand {
                 &out,
             ))),
         }
-    }
-
-    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
-        let grad = match step.float(0) {
-            Some(x) if step.wants(0) => Some(unbroadcast(&step.grad, &x.shape())?),
-            _ => None,
-        };
-        Ok(vec![grad, None])
     }
 }

@@ -8,7 +8,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::elementwise::broadcast_dims;
 use super::inputs::missing;
-use super::operator::{Backward, BuildContext, OpResult, Operator, unbroadcast};
+use super::operator::{BuildContext, OpResult, Operator};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, stored_shape};
 
@@ -32,7 +32,10 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 
 /// Input `i`, present.
 fn input(inputs: &[Option<Value>], i: usize) -> OpResult<&Value> {
-    inputs.get(i).and_then(Option::as_ref).ok_or_else(|| missing(i))
+    inputs
+        .get(i)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| missing(i))
 }
 
 /// `a` broadcast to `shape` on the host.
@@ -114,33 +117,12 @@ impl Operator for Node {
         match self.0 {
             Logic::Equal => Self::equal(input(inputs, 0)?, input(inputs, 1)?),
             Logic::IsNan => match input(inputs, 0)? {
-                Value::Float(f) => Ok(Value::Float(f.with_tensor(f.tensor.clone().is_nan().float()))),
+                Value::Float(f) => Ok(Value::Float(
+                    f.with_tensor(f.tensor.clone().is_nan().float()),
+                )),
                 Value::Int(a) => Ok(Value::Int(a.mapv(|_| 0))),
             },
             Logic::Where => Self::select(input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?),
         }
-    }
-
-    /// `Where` passes the gradient to the branch each value came from; comparisons pass none.
-    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
-        if !matches!(self.0, Logic::Where) {
-            return Ok(vec![None; step.inputs.len()]);
-        }
-        let g = &step.grad;
-        let Some(c) = step.inputs.first().copied().flatten() else {
-            return Err(missing(0));
-        };
-        let picked = float_to(c, &g.shape(), g)?.bool().float();
-        let mut grads = vec![None];
-        for (i, share) in [(1, picked.clone()), (2, picked.neg().add_scalar(1.0))] {
-            grads.push(match step.float(i) {
-                Some(x) if step.wants(i) => {
-                    let full = g.with_tensor(g.tensor.clone().mul(share));
-                    Some(unbroadcast(&full, &x.shape())?)
-                }
-                _ => None,
-            });
-        }
-        Ok(grads)
     }
 }

@@ -17,7 +17,9 @@ fn scalar(inputs: &[Option<Value>], i: usize) -> OpResult<i64> {
     let a = int_input(inputs, i)?;
     match a.len() {
         1 => Ok(a.iter().copied().next().unwrap_or_default()),
-        n => Err(OpError::Shape(format!("input {i} holds {n} values, not one"))),
+        n => Err(OpError::Shape(format!(
+            "input {i} holds {n} values, not one"
+        ))),
     }
 }
 
@@ -34,7 +36,9 @@ impl Operator for Range {
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         crate::budget::check_shape(&[count])?;
         Ok(Value::ints(
-            (0..count as i64).map(|k| start.wrapping_add(k.wrapping_mul(delta))).collect(),
+            (0..count as i64)
+                .map(|k| start.wrapping_add(k.wrapping_mul(delta)))
+                .collect(),
         ))
     }
 }

@@ -426,7 +426,10 @@ impl Operator for Node {
             ShapeOp::Concat { axis, batch_one } => {
                 let batch = crate::budget::batch();
                 let mut values = Vec::with_capacity(inputs.len());
-                for (value, &one) in inputs.iter().zip(batch_one.iter().chain(std::iter::repeat(&false))) {
+                for (value, &one) in inputs
+                    .iter()
+                    .zip(batch_one.iter().chain(std::iter::repeat(&false)))
+                {
                     match value {
                         Some(Value::Float(f))
                             if one

@@ -1,13 +1,14 @@
 //! External weights next to a model file (`model.onnx` + `model.onnx.data`), read only from the
 //! model's own folder: no absolute paths or `..` (checked by the library), no symlink that leads
-//! out of the folder, only regular files, and no range past the file's end.
+//! out of the folder, only regular files, and no range past the file's end. For the native
+//! front ends (the CLI, the Python binding); the core itself reads no files.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use igcam::error::TensorDataError;
-use igcam::onnx::external::ExternalData;
+use super::external::ExternalData;
+use crate::error::TensorDataError;
 
 /// Reads external tensor data from the folder that holds the model.
 pub struct ModelFolder {
