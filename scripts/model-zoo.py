@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Which torchvision CNN families load in igcam, and the default layer each gets.
+"""Which torchvision and timm families (CNNs, vision transformers) load in igcam, and the default layer each gets.
 
 Exports each architecture (seeded random weights; no download) with the legacy exporter at
 opset 17 and 13, and with the new exporter (`dynamo=True`, its default external data file) when it is available, runs
@@ -22,7 +22,9 @@ FAMILIES = ["resnet18", "vgg11", "densenet121", "efficientnet_b0", "mobilenet_v2
             "shufflenet_v2_x0_5", "regnet_y_400mf", "convnext_tiny", "mnasnet0_5",
             # timm (when installed): modern families beyond torchvision.
             "timm:efficientnetv2_rw_t", "timm:convnext_atto", "timm:resnetrs50", "timm:ghostnet_100",
-            "timm:mobilevit_xxs", "timm:resnest14d"]
+            "timm:mobilevit_xxs", "timm:resnest14d",
+            # timm vision transformers.
+            "timm:vit_small_patch16_224", "timm:deit_tiny_patch16_224", "timm:swin_tiny_patch4_window7_224"]
 EXPORTERS = [("legacy, opset 17", dict(opset_version=17, dynamo=False)),
              ("legacy, opset 13", dict(opset_version=13, dynamo=False)),
              ("dynamo (external data)", dict(dynamo=True))]
