@@ -24,7 +24,10 @@ enum Linear {
         /// Constant `B` and `C` on the host, on the CPU backend.
         host: Option<HostDense>,
     },
-    MatMul,
+    MatMul {
+        /// A constant 2-D `B` (a linear layer on tokens) on the host, on the CPU backend.
+        host: Option<HostDense>,
+    },
 }
 
 /// A `Gemm`'s constant operands for the host kernel: `op(B)ᵀ` row-major (`n × k`: the
@@ -89,14 +92,19 @@ fn parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
     }
 }
 
-/// A 2-D float value's `[rows, cols]`, if it is 2-D.
+/// A float value of rank 2 to 4 as the matrix `[rows, cols]` of its last axis against all the
+/// others (a `MatMul` by a constant multiplies every row alike).
 fn matrix_dims(v: &FloatValue) -> Option<[usize; 2]> {
-    <[usize; 2]>::try_from(v.shape()).ok()
+    let shape = v.shape();
+    let (&cols, lead) = shape.split_last()?;
+    (2..=4)
+        .contains(&shape.len())
+        .then(|| [lead.iter().product(), cols])
 }
 
-/// `alpha · A · op(B) + beta · C` on the host; `None` when `a` is not a matrix of the weights'
-/// inner size on the plain CPU device (Burn's product then runs: under autodiff, or to report
-/// the shapes).
+/// `alpha · A · op(B) + beta · C` on the host (every row of a tensor `A` alike); `None` when
+/// `a` does not end in the weights' inner size on the plain CPU device (Burn's product then
+/// runs: under autodiff, or to report the shapes).
 fn forward_on_host(h: &HostDense, a: &FloatValue, alpha: f32) -> OpResult<Option<FloatValue>> {
     let Some([m, k]) = matrix_dims(a).filter(|_| is_plain_cpu(&a.tensor.device())) else {
         return Ok(None);
@@ -104,7 +112,11 @@ fn forward_on_host(h: &HostDense, a: &FloatValue, alpha: f32) -> OpResult<Option
     if k != h.k {
         return Ok(None);
     }
-    crate::budget::check_shape(&[m, h.n])?;
+    let mut shape = a.shape();
+    if let Some(last) = shape.last_mut() {
+        *last = h.n;
+    }
+    crate::budget::check_shape(&shape)?;
     let mut out = match &h.bias {
         Some(b) => b.repeat(m),
         None => vec![0.0; m * h.n],
@@ -114,7 +126,7 @@ fn forward_on_host(h: &HostDense, a: &FloatValue, alpha: f32) -> OpResult<Option
         let threads = parallelism(m, k, h.n);
         product(&mut out, a, h.op_b(), alpha, h.bias.is_some(), threads);
     })?;
-    Ok(Some(host_matrix(out, [m, h.n], a)))
+    Ok(Some(host_tensor(out, &shape, a)))
 }
 
 /// `A`'s gradient on the host, `alpha · g · op(B)ᵀ`, for an `A` of `a_dims`; `None` when `g`
@@ -122,14 +134,15 @@ fn forward_on_host(h: &HostDense, a: &FloatValue, alpha: f32) -> OpResult<Option
 fn backward_on_host(
     h: &HostDense,
     g: &FloatValue,
-    a_dims: [usize; 2],
+    a_shape: &[usize],
     alpha: f32,
 ) -> OpResult<Option<FloatValue>> {
     let plain = is_plain_cpu(&g.tensor.device());
     let (Some([m, n]), k) = (matrix_dims(g).filter(|_| plain), h.k) else {
         return Ok(None);
     };
-    if n != h.n || a_dims != [m, k] {
+    let rows: usize = a_shape.iter().rev().skip(1).product();
+    if n != h.n || a_shape.last() != Some(&k) || rows != m || a_shape.len() != g.rank {
         return Ok(None);
     }
     let mut da = vec![0.0; m * k];
@@ -137,13 +150,15 @@ fn backward_on_host(
         let (g, w) = (MatRef::row_major(values, [m, n]), h.op_b().t());
         product(&mut da, g, w, alpha, false, parallelism(m, n, k));
     })?;
-    Ok(Some(host_matrix(da, a_dims, g)))
+    Ok(Some(host_tensor(da, a_shape, g)))
 }
 
-/// A host result `[rows, cols]` as a value on `a`'s device.
-fn host_matrix(values: Vec<f32>, [rows, cols]: [usize; 2], like: &FloatValue) -> FloatValue {
-    let t = host::tensor(values, [1, 1, rows, cols], &like.tensor.device());
-    FloatValue::new(t, &[rows, cols])
+/// A host result of logical `shape` (rank 2 to 4) as a value on `like`'s device.
+fn host_tensor(values: Vec<f32>, shape: &[usize], like: &FloatValue) -> FloatValue {
+    let mut stored = [1usize; 4];
+    stored[4 - shape.len()..].copy_from_slice(shape);
+    let t = host::tensor(values, stored, &like.tensor.device());
+    FloatValue::new(t, shape)
 }
 
 /// Builds a `Gemm` or `MatMul` node.
@@ -164,8 +179,22 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
                     .flatten(),
             }
         }
-        _ => Linear::MatMul,
+        _ => Linear::MatMul {
+            host: is_plain_cpu(ctx.device)
+                .then(|| constant_matrix(ctx).then(|| HostDense::of(ctx, 1.0, false)))
+                .flatten()
+                .flatten(),
+        },
     }))
+}
+
+/// Whether input 1 is a 2-D constant (a linear layer's weights).
+fn constant_matrix(ctx: &BuildContext) -> bool {
+    ctx.node
+        .input
+        .get(1)
+        .and_then(|b| ctx.constants.get(b))
+        .is_some_and(|b| b.shape().len() == 2)
 }
 
 fn matrix(v: FloatValue, transpose: bool, which: &str) -> OpResult<FloatValue> {
@@ -197,7 +226,7 @@ impl Operator for Linear {
                 host,
                 ..
             } => (*alpha, *trans_a, *trans_b, host.as_ref()),
-            Linear::MatMul => (1.0, false, false, None),
+            Linear::MatMul { host } => (1.0, false, false, host.as_ref()),
         };
         let a = step.float(0).or_no_gradient()?;
         let b = step.float(1).or_no_gradient()?;
@@ -210,8 +239,8 @@ impl Operator for Linear {
         {
             return Err(OpError::NoGradient);
         }
-        if let (Some(h), Some(a_dims)) = (host, matrix_dims(a))
-            && let Some(da) = backward_on_host(h, g, a_dims, alpha)?
+        if let Some(h) = host.filter(|_| !ta)
+            && let Some(da) = backward_on_host(h, g, &a.shape(), alpha)?
         {
             return Ok(vec![Some(da)]);
         }
@@ -246,12 +275,12 @@ impl Operator for Linear {
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
-        if let Linear::Gemm {
-            alpha,
-            host: Some(h),
-            ..
-        } = self
-            && let Some(y) = forward_on_host(h, &float_input(inputs, 0)?, *alpha)?
+        let (alpha, host) = match self {
+            Linear::Gemm { alpha, host, .. } => (*alpha, host.as_ref()),
+            Linear::MatMul { host } => (1.0, host.as_ref()),
+        };
+        if let Some(h) = host
+            && let Some(y) = forward_on_host(h, &float_input(inputs, 0)?, alpha)?
         {
             return Ok(Value::Float(y));
         }
@@ -259,7 +288,7 @@ impl Operator for Linear {
             Linear::Gemm {
                 trans_a, trans_b, ..
             } => (*trans_a, *trans_b),
-            Linear::MatMul => (false, false),
+            Linear::MatMul { .. } => (false, false),
         };
         let a = matrix(float_input(inputs, 0)?, ta, "A")?;
         let b = matrix(float_input(inputs, 1)?, tb, "B")?;
