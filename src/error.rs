@@ -223,7 +223,7 @@ pub enum Error {
     },
     /// The model is not an image classifier with one 4-D input and one logits output.
     #[error(
-        "not a CNN classifier: {0}; igcam needs one NCHW image input and one [N, classes] output"
+        "not an image classifier or segmenter: {0}; igcam needs one NCHW image input and one [N, classes] output (a classifier) or [N, classes, H, W] (a segmenter)"
     )]
     NotClassifier(String),
     /// The layer asked for is a tensor that the graph does not produce.

@@ -24,6 +24,7 @@ use crate::onnx::objective::Objective;
 use crate::onnx::profile::Clock;
 use crate::onnx::{Env, OnnxModel, PathEnds};
 use crate::preprocess::{self, Baseline, Geometry, Preset};
+use crate::task::segment::Regions;
 
 /// Told `(steps done, steps in total)` after each chunk; an error it returns stops the request.
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize) -> Result<()>;
@@ -233,23 +234,60 @@ impl Explainer {
                 },
             },
             logits,
+            classes: self.model.num_classes(),
         })
+    }
+
+    /// The regions of a segmenter's output at `prepared` (`None` for a classifier).
+    pub fn regions(&self, prepared: &Prepared) -> Option<Regions> {
+        let [h, w] = self.model.output_plane();
+        self.model
+            .is_segmenter()
+            .then(|| Regions::of(&prepared.logits, self.model.num_classes(), h * w))
+    }
+
+    /// What explaining `target` with `method` takes the gradient of: the target's logit
+    /// (Finer-CAM: its weighted difference with its nearest classes), or for a segmenter the
+    /// target's scores summed over its region at the photo.
+    fn objective(&self, method: Method, target: usize, prepared: &Prepared) -> Objective {
+        if let Some(regions) = self.regions(prepared) {
+            return regions.objective(target);
+        }
+        match method.cam() {
+            Some(cam) => cam.objective(target, &prepared.logits),
+            None => Objective::Logit(target),
+        }
     }
 
     /// Turns target specs (`top1`, `top5`, `topK`, a class index or a label) into class indices,
     /// best first for `topK`, without repeats.
+    ///
+    /// For a segmenter, classes rank by their region's size (`topK`: the K largest regions),
+    /// and `present` names every class with a region, the largest first.
     pub fn resolve_targets<S: AsRef<str>>(
         &self,
         prepared: &Prepared,
         specs: &[S],
     ) -> Result<Vec<usize>> {
+        let regions = self.regions(prepared);
+        // A segmenter's classes rank by their pixels.
+        let sizes: Vec<f32> = match &regions {
+            Some(r) => r.pixels().into_iter().map(|n| n as f32).collect(),
+            None => prepared.logits.clone(),
+        };
         let mut all = Vec::new();
         for spec in specs {
-            all.extend(labels::resolve_targets(
-                spec.as_ref(),
-                &prepared.logits,
-                &self.labels,
-            )?);
+            match (spec.as_ref(), &regions) {
+                ("present", Some(r)) => all.extend(r.present()),
+                ("present", None) => {
+                    return Err(Error::InvalidOption(
+                        Message::setting(Setting::Target).text(
+                            " present names a segmenter's classes with a region; this model is a classifier (use top1, topK, an index or a label)",
+                        ),
+                    ));
+                }
+                (spec, _) => all.extend(labels::resolve_targets(spec, &sizes, &self.labels)?),
+            }
         }
         Ok(unique(all))
     }
@@ -277,6 +315,7 @@ impl Explainer {
         progress: Progress,
     ) -> Result<Vec<Explanation>> {
         self.check_request(request)?;
+        self.check_regions(prepared, request)?;
         if let Some(tunnel) = request.noise_tunnel {
             return self.explain_noise_tunneled(prepared, request, tunnel, progress);
         }
@@ -443,6 +482,7 @@ impl Explainer {
         request: &Request,
     ) -> Result<Explaining<'a>> {
         self.check_request(request)?;
+        self.check_regions(prepared, request)?;
         if request.aug_smooth || request.noise_tunnel.is_some() || request.layers.len() > 1 {
             return Err(Error::InvalidOption(
                 "aug-smoothing, a noise tunnel and several layers run through Explainer::explain, not the stepper".into(),
@@ -451,10 +491,42 @@ impl Explainer {
         Explaining::new(self, prepared, request)
     }
 
+    /// For a segmenter, refuses a target class without a region at `prepared` (its scores
+    /// summed over no pixel: nothing to explain).
+    fn check_regions(&self, prepared: &Prepared, request: &Request) -> Result<()> {
+        let Some(regions) = self.regions(prepared) else {
+            return Ok(());
+        };
+        let pixels = regions.pixels();
+        match request.targets.iter().find(|&&t| pixels.get(t) == Some(&0)) {
+            None => Ok(()),
+            Some(&t) => {
+                let present: Vec<String> = regions
+                    .present()
+                    .iter()
+                    .map(|&c| format!("{c} ({})", labels::label_of(&self.labels, c)))
+                    .collect();
+                Err(Error::InvalidOption(Message::from(format!(
+                    "class {t} ({}) has no region in this image (no pixel where it scores highest), so there is nothing to explain; the classes present: {}",
+                    labels::label_of(&self.labels, t),
+                    present.join(", ")
+                ))))
+            }
+        }
+    }
+
     /// Checks `request` against the model before any work: its options, its targets, its
     /// layers.
     fn check_request(&self, request: &Request) -> Result<()> {
         request.check(self.model.num_classes())?;
+        if self.model.is_segmenter()
+            && let Some(m) = request.methods.iter().find(|m| !m.explains_segmenters())
+        {
+            return Err(Error::InvalidOption(Message::from(format!(
+                "{} compares a classifier's classes and does not explain a segmenter; pick another method",
+                m.name()
+            ))));
+        }
         for layer in request.layer.iter().chain(&request.layers) {
             self.model.layer_shape(layer)?;
         }
@@ -473,6 +545,8 @@ struct LayerState {
 pub struct Preparing {
     prepared: Prepared,
     logits: Tensor<2>,
+    /// The model's classes (a segmenter's logits hold a plane of scores per class).
+    classes: usize,
 }
 
 impl Preparing {
@@ -481,9 +555,15 @@ impl Preparing {
         self.logits.clone()
     }
 
-    /// Completes the photo with its logits read back (`classes` values).
+    /// Completes the photo with its logits read back (`classes` values; a segmenter's: a
+    /// plane of scores per class, its classes then ranked by their region's size).
     pub fn finish(mut self, logits: Vec<f32>, labels: &[String]) -> Prepared {
-        self.prepared.ranked = labels::ranked(&logits, labels);
+        let plane = logits.len() / self.classes.max(1);
+        self.prepared.ranked = if plane > 1 {
+            Regions::of(&logits, self.classes, plane).ranked(&logits, labels)
+        } else {
+            labels::ranked(&logits, labels)
+        };
         self.prepared.logits = logits;
         self.prepared
     }
@@ -718,6 +798,8 @@ type Served = (usize, &'static dyn CamMethod, Objective);
 /// One map being computed.
 struct Slot {
     target: usize,
+    /// What the gradient is taken of ([`Explainer::objective`]).
+    objective: Objective,
     method: Method,
     /// Which of the request's layers a CAM map explains (0 for pixel IG and FullGrad).
     layer: usize,
@@ -785,9 +867,11 @@ impl<'a> Explaining<'a> {
                 } else {
                     1
                 };
+                let objective = explainer.objective(method, target, prepared);
                 for layer in 0..per_layer {
                     slots.push(Slot {
                         target,
+                        objective: objective.clone(),
                         method,
                         layer,
                         integrated: method.integrates(request.integrate),
@@ -949,8 +1033,7 @@ impl<'a> Explaining<'a> {
             .iter()
             .filter_map(|&i| {
                 let slot = &self.slots[i];
-                let cam = slot.method.cam()?;
-                Some((i, cam, cam.objective(slot.target, &self.prepared.logits)))
+                Some((i, slot.method.cam()?, slot.objective.clone()))
             })
             .collect();
         let wanted = unique(
@@ -1023,7 +1106,7 @@ impl<'a> Explaining<'a> {
             let head = Head {
                 model,
                 at: (&self.layers[layer], env, points),
-                target,
+                objective,
                 path: (&self.prepared.path, alphas),
                 chunk: self.batch,
             };
@@ -1086,7 +1169,7 @@ impl<'a> Explaining<'a> {
     fn run_ig(&mut self, slot: usize, from: usize, to: usize) -> Result<Vec<usize>> {
         let model = &self.explainer.model;
         let points = self.prepared.path.points(&self.alphas[from..to]);
-        let grad = model.input_gradient(points, self.slots[slot].target)?;
+        let grad = model.objective_input_gradient(points, &self.slots[slot].objective)?;
         let weights = self.point_weights(&self.step_sizes[from..to]);
         self.accumulate(slot, grad.mul(weights).sum_dim(0));
         Ok(vec![slot])
@@ -1096,8 +1179,7 @@ impl<'a> Explaining<'a> {
     fn run_fullgrad(&mut self, slot: usize) -> Result<Vec<usize>> {
         let model = &self.explainer.model;
         let x = &self.prepared.path.x;
-        let objective = Objective::Logit(self.slots[slot].target);
-        let gradients = model.bias_gradients(x.clone(), &objective)?;
+        let gradients = model.bias_gradients(x.clone(), &self.slots[slot].objective)?;
         let smooth = self.eigen_smooth;
         let map = model.phase("cam maps", || fullgrad::fullgrad_map(x, gradients, smooth))?;
         let (h, w) = (map.height, map.width);
@@ -1117,8 +1199,30 @@ impl<'a> Explaining<'a> {
         }
         let steps = self.alphas.len();
         let path = &self.prepared.path;
+        let model = &self.explainer.model;
+        // The ends' logits for pixel IG's convergence delta: the baseline's takes one forward.
+        let ends = if self.slots.iter().any(|s| s.method.is_pixel()) {
+            let at_baseline = model.phase("baseline forward (IG delta)", || {
+                model.forward(path.b.clone())
+            })?;
+            let logits = &self.prepared.logits;
+            let data = burn::tensor::TensorData::new(logits.clone(), [1, logits.len()]);
+            Some((Tensor::<2>::from_data(data, model.device()), at_baseline))
+        } else {
+            None
+        };
         let mut maps = Vec::with_capacity(self.slots.len());
+        let mut gaps = Vec::with_capacity(self.slots.len());
         for s in self.slots {
+            // `S(x) - S(b)` of the slot's objective, for pixel IG.
+            gaps.push(match &ends {
+                Some((x, b)) if s.method.is_pixel() => Some(
+                    s.objective
+                        .per_image(x.clone())
+                        .sub(s.objective.per_image(b.clone())),
+                ),
+                _ => None,
+            });
             let sum = s
                 .sum
                 .ok_or_else(|| Error::Internal(format!("the map of {} has no part", s.method)))?;
@@ -1153,19 +1257,9 @@ impl<'a> Explaining<'a> {
                 convergence_delta: None,
             });
         }
-        // The ends' scores for pixel IG's convergence delta: the baseline's takes one forward.
-        let ends = if maps.iter().any(|e| e.method.is_pixel()) {
-            let model = &self.explainer.model;
-            let at_baseline = model.phase("baseline forward (IG delta)", || {
-                model.forward(path.b.clone())
-            })?;
-            Some((self.prepared.logits.clone(), at_baseline))
-        } else {
-            None
-        };
         Ok(Finished {
             maps,
-            ends,
+            gaps,
             clock: self.clock,
         })
     }
@@ -1175,7 +1269,7 @@ impl<'a> Explaining<'a> {
 struct Head<'a> {
     model: &'a OnnxModel,
     at: (&'a str, &'a Env, usize),
-    target: usize,
+    objective: &'a Objective,
     /// The batch's path points: the photo itself (`None`) or these positions on the path.
     path: (&'a PathEnds, Option<&'a [f32]>),
     chunk: usize,
@@ -1185,7 +1279,7 @@ impl HeadScores for Head<'_> {
     fn scores(&self, point: usize, activations: Tensor<4>) -> Result<Vec<f32>> {
         self.model.phase("head re-runs", || {
             self.model
-                .head_scores(self.at, point, activations, self.target)
+                .head_scores(self.at, point, activations, self.objective)
         })
     }
 
@@ -1204,7 +1298,7 @@ impl HeadScores for Head<'_> {
             while first < n {
                 let take = self.chunk.min(n - first);
                 let logits = self.model.forward(images.clone().narrow(0, first, take))?;
-                scores.extend(crate::onnx::host_values(logits.narrow(1, self.target, 1))?);
+                scores.extend(crate::onnx::host_values(self.objective.per_image(logits))?);
                 first += take;
             }
             Ok(scores)
@@ -1230,8 +1324,8 @@ impl Job {
 pub struct Finished {
     /// The maps in request order.
     pub maps: Vec<Explanation<Tensor<4>>>,
-    /// The input's logits and the baseline's (still on the device), where a map is pixel IG.
-    ends: Option<(Vec<f32>, Tensor<2>)>,
+    /// For each pixel IG map, its objective's `S(x) - S(b)` (`[1, 1]`, still on the device).
+    gaps: Vec<Option<Tensor<2>>>,
     clock: Option<Clock>,
 }
 
@@ -1240,23 +1334,22 @@ impl Finished {
     /// pixel IG's maps get their convergence delta.
     pub fn into_explanations(self) -> Result<Vec<Explanation>> {
         let clock = self.clock;
-        let ends = match self.ends {
-            Some((at_input, at_baseline)) => {
-                Some((at_input, crate::onnx::host_values(at_baseline)?))
-            }
-            None => None,
-        };
         self.maps
             .into_iter()
-            .map(|m| {
+            .zip(self.gaps)
+            .map(|(m, gap)| {
                 let start = clock.map(|c| c());
                 let mut e = m.try_map(CamMap::from_tensor)?;
                 if let (Some(s), Some(c)) = (start, clock) {
                     e.ms += c() - s;
                 }
-                if let (true, Some((x, b))) = (e.method.is_pixel(), &ends) {
+                if let Some(gap) = gap {
                     let total: f64 = e.map.values.iter().map(|&v| v as f64).sum();
-                    e.convergence_delta = Some(total - (x[e.target] as f64 - b[e.target] as f64));
+                    let gap = crate::onnx::host_values(gap)?
+                        .first()
+                        .copied()
+                        .unwrap_or(0.0);
+                    e.convergence_delta = Some(total - gap as f64);
                 }
                 Ok(e)
             })

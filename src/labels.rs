@@ -32,7 +32,7 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exp.into_iter().map(|e| e / sum).collect()
 }
 
-fn label_of(labels: &[String], index: usize) -> String {
+pub(crate) fn label_of(labels: &[String], index: usize) -> String {
     labels
         .get(index)
         .cloned()

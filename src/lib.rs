@@ -41,6 +41,7 @@ pub mod reexplain;
 pub mod render;
 pub mod resample;
 pub mod scoring;
+pub mod task;
 
 pub use error::{Error, Result};
 pub use explainer::{Explainer, ExplainerOptions, Explanation, Prepared, Preparing, Request};

@@ -507,6 +507,119 @@ fn a_vision_transformer_is_explained_on_its_patch_grid() {
     );
 }
 
+/// A segmenter (the zoo's LR-ASPP): `explain` explains every class with a region by default,
+/// largest first, each record naming its region's pixels, and the overlay outlines the region
+/// in white; a class without a region is refused in one line.
+#[test]
+fn a_segmenter_explains_every_class_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("zoo/lraspp_opset17.onnx");
+    let input = fixture("zoo/input.png");
+    let json = dir.path().join("seg.json");
+    let out = igcam(
+        dir.path(),
+        &[
+            "explain",
+            path(&input),
+            "--model",
+            path(&model),
+            "--backend",
+            "cpu",
+            "--method",
+            "gradcam",
+            "--json",
+            path(&json),
+            "--out",
+            path(dir.path()),
+            "--overlay",
+            "input",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("input.png: the 5 largest class regions (share of the pixels)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    // The regions' sizes from tests/fixtures/zoo/segmenters.json, largest first.
+    let classes: Vec<(u64, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["target"]["index"].as_u64().unwrap(),
+                r["region_pixels"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(classes, [(2, 6467), (1, 5361), (0, 3069), (3, 1487)]);
+    let share = records[0]["target"]["prob"].as_f64().unwrap();
+    assert!((share - 6467.0 / 16384.0).abs() < 1e-6, "{share}");
+    assert_eq!(
+        [&records[0]["cam"]["height"], &records[0]["cam"]["width"]],
+        [8, 8]
+    );
+    let overlay = image::open(records[0]["overlay"].as_str().unwrap())
+        .unwrap()
+        .to_rgb8();
+    let white = overlay.pixels().filter(|p| p.0 == [255, 255, 255]).count();
+    assert!(white > 100, "the region's outline: {white} white pixels");
+    let base = [
+        "explain",
+        path(&input),
+        "--model",
+        path(&model),
+        "--backend",
+        "cpu",
+    ];
+    let zoo: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("zoo/segmenters.json")).unwrap())
+            .unwrap();
+    let absent = zoo["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "deeplabv3_opset17.onnx")
+        .unwrap();
+    assert_eq!(
+        absent["pixels"][3], 0,
+        "class 3 has no region in the DeepLabV3 fixture"
+    );
+    let deeplab = fixture("zoo/deeplabv3_opset17.onnx");
+    refuses(
+        &[
+            &base[..2],
+            &[
+                "--model",
+                path(&deeplab),
+                "--backend",
+                "cpu",
+                "--target",
+                "3",
+            ],
+        ]
+        .concat(),
+        "class 3 (class 3) has no region in this image (no pixel where it scores highest), so there is nothing to explain; the classes present: 1 (class 1), 2 (class 2), 0 (class 0)",
+    );
+    refuses(
+        &[&base[..], &["--method", "finercam"]].concat(),
+        "finercam compares a classifier's classes and does not explain a segmenter; pick another method",
+    );
+    refuses(
+        &[
+            "explain",
+            path(&input),
+            "--backend",
+            "cpu",
+            "--target",
+            "present",
+        ],
+        "present names a segmenter's classes with a region; this model is a classifier",
+    );
+}
+
 #[test]
 fn a_model_with_a_fixed_batch_of_one_runs_the_path_in_batches() {
     use onnx_ir::{AttributeProto, Message, ModelProto};
@@ -560,7 +673,7 @@ fn fixed_batch_runs_in_batches(dir: &Path, model: &Path) {
         assert!(out.status.success(), "batch {batch}: {}", text(&out.stderr));
         let stderr = text(&out.stderr);
         assert!(
-            stderr.contains("was exported with a fixed batch of 1; 1 Reshape(s) now follow"),
+            stderr.contains("was exported with a fixed batch of 1; 1 node(s) that bake it in (Reshape, Expand, Concat of a constant) now follow"),
             "{stderr}"
         );
         let records: Json = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -677,10 +790,11 @@ fn bad_models_and_layers_are_refused() {
     let img = tiny_image();
     let model = tiny();
     let base = ["explain", img.as_str(), "--backend", "cpu"];
-    let conv_only = fixture("ops/conv_bias_pads.onnx");
+    // An output of shape [1, 7, 4]: neither class scores nor a score per class and pixel.
+    let tokens_out = fixture("ops/expand_where_class_token.onnx");
     refuses(
-        &[&base[..], &["--model", path(&conv_only)]].concat(),
-        "not a CNN classifier",
+        &[&base[..], &["--model", path(&tokens_out)]].concat(),
+        "not an image classifier or segmenter: output `y` has shape [1, 7, 4]; igcam needs one NCHW image input and one [N, classes] output (a classifier) or [N, classes, H, W] (a segmenter)",
     );
     refuses(
         &[
@@ -721,7 +835,7 @@ fn bad_models_and_layers_are_refused() {
             &["--model", &model, "--layer", "/Flatten_output_0"],
         ]
         .concat(),
-        "is not a 4-D",
+        "is neither a 4-D [N, C, H, W] tensor nor transformer tokens [N, tokens, C] with a patch grid (shape [1, 32])",
     );
 }
 

@@ -223,3 +223,74 @@ fn transformers_run_in_batches_and_explain_their_patch_grid() {
         );
     }
 }
+
+/// Segmenters (`segmenters.json`, from `tests/reference/make_segmentation_zoo.py`):
+/// torchvision's FCN, DeepLabV3 and LR-ASPP heads on a narrowed MobileNetV3, under every
+/// exporter. Each loads as a segmenter whose default layer is the backbone's output; its
+/// classes' regions (where each scores highest) have the sizes PyTorch's have; and for the two
+/// largest regions, Grad-CAM and IG-CAM (their path in batches of 2) of the class's scores
+/// summed over its region equal pytorch-grad-cam's with its `SemanticSegmentationTarget`
+/// (relative L2 <= 1e-4).
+#[test]
+fn segmenters_explain_each_class_region_as_pytorch_grad_cam() {
+    let zoo = json("zoo/segmenters.json");
+    let device = Device::flex();
+    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
+    let photo = preprocess::decode(&photo).unwrap().to_rgb8();
+    let mut listed = Vec::new();
+    let mut failures = Vec::new();
+    for case in zoo["cases"].as_array().unwrap() {
+        let file = case["model"].as_str().unwrap();
+        listed.push(file.trim_end_matches(".onnx").to_string());
+        let bytes = std::fs::read(fixture(&format!("zoo/{file}"))).unwrap();
+        let model = OnnxModel::from_bytes(&bytes, &device).unwrap();
+        assert!(model.is_segmenter(), "{file}");
+        assert_eq!(model.num_classes(), 4, "{file}");
+        assert_eq!(model.output_plane(), [128, 128], "{file}");
+        assert_eq!(
+            model.default_layer().as_deref(),
+            case["layer"].as_str(),
+            "{file}"
+        );
+        let options = ExplainerOptions {
+            batch: Some(2),
+            ..ExplainerOptions::default()
+        };
+        let explainer = Explainer::new(model, Vec::new(), options).unwrap();
+        let prepared = explainer.prepare_fitted(photo.clone()).unwrap();
+        let regions = explainer.regions(&prepared).unwrap();
+        let want: Vec<usize> = case["pixels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(regions.pixels(), want, "{file}: region sizes");
+        let present = explainer.resolve_targets(&prepared, &["present"]).unwrap();
+        let mut largest: Vec<usize> = (0..4).filter(|&c| want[c] > 0).collect();
+        largest.sort_by_key(|&c| std::cmp::Reverse(want[c]));
+        assert_eq!(present, largest, "{file}: present, the largest first");
+        for target in case["targets"].as_array().unwrap() {
+            let class = target["class"].as_u64().unwrap() as usize;
+            for (method, steps) in [("gradcam", 1), ("igcam", 4)] {
+                let request =
+                    Request::new(vec![class], vec![Method::parse(method).unwrap()], steps);
+                let maps = explainer
+                    .explain(&prepared, &request, &mut |_, _| {})
+                    .unwrap();
+                let error = rel_l2(&maps[0].map.values, &array(&target[method]).0);
+                if error > 1e-4 {
+                    failures.push(format!("{file}: class {class} {method}: {error:.2e}"));
+                }
+            }
+        }
+    }
+    listed.sort();
+    let mut expected: Vec<String> = ["fcn", "deeplabv3", "lraspp"]
+        .iter()
+        .flat_map(|f| EXPORTERS.iter().map(move |e| format!("{f}_{e}")))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -279,6 +279,12 @@ impl Method {
         Method(&METHODS[0])
     }
 
+    /// Whether it can explain a segmenter's class region (every method but those comparing a
+    /// classifier's classes, Finer-CAM).
+    pub fn explains_segmenters(self) -> bool {
+        self.cam().is_none_or(|c| !c.compares_classes())
+    }
+
     /// Command-line name.
     pub fn name(self) -> &'static str {
         self.0.name

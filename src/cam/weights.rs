@@ -76,6 +76,12 @@ pub trait CamMethod: Sync {
         Objective::Logit(target)
     }
 
+    /// Whether [`CamMethod::objective`] compares the target with other classes of a
+    /// classifier (Finer-CAM), which a segmenter's per-pixel scores do not offer.
+    fn compares_classes(&self) -> bool {
+        false
+    }
+
     /// Whether the map depends on the target at all (Eigen-CAM's does not: one map serves
     /// every target).
     fn uses_target(&self) -> bool {

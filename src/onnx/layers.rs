@@ -54,6 +54,8 @@ pub struct Layers<'a> {
     pub shapes: &'a HashMap<String, Vec<usize>>,
     /// The number of classes of the output.
     pub classes: usize,
+    /// Whether the output scores every class at every pixel.
+    pub segmenter: bool,
 }
 
 impl Layers<'_> {
@@ -92,7 +94,17 @@ impl Layers<'_> {
     /// ViT and Swin examples explain (`blocks[-1].norm1`): the last token tensor before the last
     /// `Softmax` that a `MatMul` or `Gemm` reads. The last block's own output would not do: only
     /// the class token reaches the classifier from there, so every patch token's gradient is 0.
+    ///
+    /// In a segmenter: the widest feature map (most channels; the last on ties) produced by an
+    /// activation, a product (swish) or a sum, i.e. the backbone's output that the segmentation
+    /// head reads (FCN's and DeepLabV3's `backbone.layer4`, LR-ASPP's high-level features), as
+    /// pytorch-grad-cam's segmentation tutorial explains.
     pub fn default_with_reason(&self) -> Option<(String, String)> {
+        if self.segmenter
+            && let Some(widest) = self.widest_feature_map()
+        {
+            return Some(widest);
+        }
         self.pooled_features()
             .or_else(|| self.attention_input())
             .or_else(|| self.last_activation())
@@ -104,6 +116,29 @@ impl Layers<'_> {
             .get(tensor)
             .is_some_and(|s| s.len() == 4 && s[2] * s[3] > 1)
             || self.tokens(tensor).is_some()
+    }
+
+    /// A segmenter's default layer (see [`Layers::default_with_reason`]).
+    fn widest_feature_map(&self) -> Option<(String, String)> {
+        let node = self
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| {
+                let op = n.op_type.as_str();
+                (ACTIVATIONS.contains(&op) || op == "Mul" || op == "Add")
+                    && self.shapes.get(&n.output).is_some_and(|s| s.len() == 4)
+                    && self.is_candidate(&n.output)
+            })
+            .max_by_key(|n| self.shapes[&n.output][1])?;
+        // `max_by_key` keeps the last of equals: the deepest of the widest.
+        let channels = self.shapes[&node.output][1];
+        Some((
+            node.output.clone(),
+            format!(
+                "the widest feature map ({channels} channels, the last such): the backbone's output the segmentation head reads"
+            ),
+        ))
     }
 
     /// The token view of `tensor`, if it is a token tensor with a patch grid.

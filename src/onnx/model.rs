@@ -35,6 +35,9 @@ pub struct OnnxModel {
     device: Device,
     input_size: [usize; 2],
     classes: usize,
+    /// The output's `[height, width]` per class: `[1, 1]` for a classifier, the score map's
+    /// size for a segmenter.
+    plane: [usize; 2],
     /// Output shape of every node for a batch of one, by tensor name.
     shapes: HashMap<String, Vec<usize>>,
     /// See [`OnnxModel::batch_breaker`].
@@ -137,6 +140,17 @@ fn images_kept_apart(graph: &Graph, [h, w]: [usize; 2], device: &Device) -> Resu
     Ok(true)
 }
 
+/// The classes and the `[height, width]` of each class's scores of an output of batch-1
+/// `shape`: `[1, K]` (or `[1, K, 1, 1]`) is a classifier's, `[1, K, H, W]` with `H·W > 1` a
+/// segmenter's (a score per class and pixel); `None` for any other shape.
+fn output_layout(shape: &[usize]) -> Option<(usize, [usize; 2])> {
+    match *shape {
+        [1, k] if k >= 2 => Some((k, [1, 1])),
+        [1, k, h, w] if k >= 2 && h >= 1 && w >= 1 => Some((k, [h, w])),
+        _ => None,
+    }
+}
+
 /// An environment holding the images `x` as the graph's input.
 fn start(graph: &Graph, x: Tensor<4>) -> Env {
     Env::from([(graph.input.name.clone(), Value::Float(FloatValue::nchw(x)))])
@@ -173,14 +187,12 @@ impl OnnxModel {
             )));
         }
         let out_shape = env.get(&graph.output).map(Value::shape).unwrap_or_default();
-        let classes: usize = out_shape.iter().skip(1).product();
-        if out_shape.first() != Some(&1) || classes < 2 || out_shape.iter().skip(2).any(|&d| d != 1)
-        {
+        let Some((classes, plane)) = output_layout(&out_shape) else {
             return Err(Error::NotClassifier(format!(
                 "output `{}` has shape {out_shape:?}",
                 graph.output
             )));
-        }
+        };
         if classes > crate::budget::MAX_CLASSES {
             return Err(Error::NotClassifier(format!(
                 "output `{}` has {classes} classes, more than the {} any classifier has",
@@ -197,6 +209,7 @@ impl OnnxModel {
             device: device.clone(),
             input_size: [h, w],
             classes,
+            plane,
             shapes,
             batch_breaker,
             stem,
@@ -371,6 +384,7 @@ impl OnnxModel {
             graph: &self.graph,
             shapes: &self.shapes,
             classes: self.classes,
+            segmenter: self.is_segmenter(),
         }
     }
 
@@ -421,8 +435,25 @@ impl OnnxModel {
         let t = self.output(&env)?.tensor.clone();
         // The tensor alone, as the graph's last value.
         drop(env);
-        let n = t.dims().iter().product::<usize>() / self.classes;
-        Ok(t.reshape([n, self.classes]))
+        let per_image = self.outputs_per_image();
+        let n = t.dims().iter().product::<usize>() / per_image;
+        Ok(t.reshape([n, per_image]))
+    }
+
+    /// The output's `[height, width]` per class: `[1, 1]` for a classifier, the score map's
+    /// size for a segmenter (whose output is `[N, classes, height, width]`).
+    pub fn output_plane(&self) -> [usize; 2] {
+        self.plane
+    }
+
+    /// Whether the output holds a score per class and pixel (`[N, classes, H, W]`, `H·W > 1`).
+    pub fn is_segmenter(&self) -> bool {
+        self.plane != [1, 1]
+    }
+
+    /// Output values per image: the classes times their plane.
+    pub fn outputs_per_image(&self) -> usize {
+        self.classes * self.plane[0] * self.plane[1]
     }
 
     /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits (one image
@@ -450,20 +481,37 @@ impl OnnxModel {
     /// else (another device, a model run one image at a time, an op without a host gradient)
     /// by Burn's autodiff.
     pub fn input_gradient(&self, x: Tensor<4>, target: usize) -> Result<Tensor<4>> {
-        if let Some(g) = self.host_input_gradient(x.clone(), target)? {
+        self.objective_input_gradient(x, &Objective::Logit(target))
+    }
+
+    /// [`OnnxModel::input_gradient`] of any [`Objective`] (a segmenter's region score).
+    pub fn objective_input_gradient(
+        &self,
+        x: Tensor<4>,
+        objective: &Objective,
+    ) -> Result<Tensor<4>> {
+        if let Some(g) = self.host_objective_input_gradient(x.clone(), objective)? {
             return Ok(g);
         }
         let leaf = x.autodiff().require_grad();
         let logits = self.phase("input forward (IG)", || self.forward(leaf.clone()))?;
         self.phase("input backward (IG)", || {
-            let objective = Objective::Logit(target);
-            self.target_gradient(logits, &leaf, &objective, self.graph.input.name.as_str())
+            self.target_gradient(logits, &leaf, objective, self.graph.input.name.as_str())
         })
     }
 
     /// [`OnnxModel::input_gradient`] by the host reverse pass; `Ok(None)` where it does not
     /// apply.
     pub fn host_input_gradient(&self, x: Tensor<4>, target: usize) -> Result<Option<Tensor<4>>> {
+        self.host_objective_input_gradient(x, &Objective::Logit(target))
+    }
+
+    /// [`OnnxModel::host_input_gradient`] of any [`Objective`].
+    fn host_objective_input_gradient(
+        &self,
+        x: Tensor<4>,
+        objective: &Objective,
+    ) -> Result<Option<Tensor<4>>> {
         let n = x.dims()[0];
         if !self.host_pass_applies(n) {
             return Ok(None);
@@ -472,7 +520,7 @@ impl OnnxModel {
             start(&self.graph, x),
             (0, n),
             (self.graph.input.name.as_str(), &[]),
-            &[Objective::Logit(target)],
+            std::slice::from_ref(objective),
             ["input forward (IG)", "input backward (IG)"],
         )?;
         Ok(grads.and_then(|g| g.into_iter().next()?.into_iter().next()?))
@@ -510,7 +558,7 @@ impl OnnxModel {
         let output = self.output(&env)?;
         let mut grads = Vec::with_capacity(objectives.len());
         for objective in objectives {
-            let seed = objective.seed(output, self.classes)?;
+            let seed = objective.seed(output, self.outputs_per_image())?;
             let grad = self.phase(backward, || {
                 backprop::gradient(&self.graph, &env, &steps, seed, from, taps)
             })?;
@@ -863,7 +911,7 @@ impl OnnxModel {
 }
 
 impl OnnxModel {
-    /// The `target` logit for each of `activations` (`[n, K, h, w]`) standing in for image
+    /// The `objective` (a class's logit) for each of `activations` (`[n, K, h, w]`) standing in for image
     /// `point` of the batch whose rest-of-graph tensors are `env` (from
     /// [`OnnxModel::forward_to`] or [`OnnxModel::forward_path_to`] on `points` images): every
     /// float of that batch in `env` is narrowed to image `point` and repeated. Shape arithmetic
@@ -876,7 +924,7 @@ impl OnnxModel {
         (layer, env, points): (&str, &Env, usize),
         point: usize,
         activations: Tensor<4>,
-        target: usize,
+        objective: &Objective,
     ) -> Result<Vec<f32>> {
         let n = activations.dims()[0];
         let shapes_fix_batch = env.values().any(|v| matches!(v, Value::Int(_)));
@@ -913,7 +961,7 @@ impl OnnxModel {
                 .collect();
             let logits = self.forward_from(env, layer, copies)?;
             scores.extend(
-                host_values(logits.narrow(1, target, 1))?
+                host_values(objective.per_image(logits))?
                     .into_iter()
                     .take(take),
             );

@@ -1,7 +1,11 @@
-//! What a gradient is taken of: one class's logit (summed over the batch), or Finer-CAM's
-//! weighted difference between a class and the classes it is most easily confused with.
+//! What a gradient is taken of: one class's logit (summed over the batch), Finer-CAM's
+//! weighted difference between a class and the classes it is most easily confused with, or a
+//! segmenter's class scores summed over a region (pytorch-grad-cam's
+//! `SemanticSegmentationTarget`).
 
-use burn::tensor::{Tensor, activation};
+use std::sync::Arc;
+
+use burn::tensor::{Tensor, TensorData, activation};
 
 use super::backprop::target_seed;
 use super::value::{FloatValue, host_values};
@@ -26,32 +30,53 @@ pub enum Objective {
         /// How strongly the comparison classes are subtracted.
         alpha: f32,
     },
+    /// A segmenter's scores of `class` summed over a region: `sum_p mask_p S_{class, p}` over
+    /// the output plane's `plane` pixels (the region's pixels weigh 1, the others 0).
+    Region {
+        /// The explained class.
+        class: usize,
+        /// Pixels per class in the output (`H·W`).
+        plane: usize,
+        /// Each pixel's weight, row-major over the output plane.
+        mask: Arc<[f32]>,
+    },
 }
 
 impl Objective {
     /// The class the objective explains.
     pub fn class(&self) -> usize {
         match self {
-            Objective::Logit(c) | Objective::Finer { class: c, .. } => *c,
+            Objective::Logit(c)
+            | Objective::Finer { class: c, .. }
+            | Objective::Region { class: c, .. } => *c,
         }
     }
 
     /// `d objective / d logits` for the logits `output` (`[N, classes]` values in any shape),
     /// as a tensor of the same shape: the reverse pass's seed.
     pub fn seed(&self, output: &FloatValue, classes: usize) -> Result<FloatValue> {
-        let Objective::Finer {
-            class,
-            comparisons,
-            alpha,
-        } = self
-        else {
-            return Ok(target_seed(output, classes, self.class()));
+        let values: Vec<f32> = match self {
+            Objective::Logit(target) => return Ok(target_seed(output, classes, *target)),
+            Objective::Finer {
+                class,
+                comparisons,
+                alpha,
+            } => {
+                let logits = host_values(output.tensor.clone())?;
+                logits
+                    .chunks_exact(classes)
+                    .flat_map(|row| finer_row_gradient(row, *class, comparisons, *alpha as f64))
+                    .collect()
+            }
+            Objective::Region { class, plane, mask } => {
+                let n = output.tensor.dims().iter().product::<usize>();
+                let mut values = vec![0.0f32; n];
+                for row in values.chunks_exact_mut(classes) {
+                    row[class * plane..(class + 1) * plane].copy_from_slice(mask);
+                }
+                values
+            }
         };
-        let logits = host_values(output.tensor.clone())?;
-        let values: Vec<f32> = logits
-            .chunks_exact(classes)
-            .flat_map(|row| finer_row_gradient(row, *class, comparisons, *alpha as f64))
-            .collect();
         Ok(output.with_tensor(super::host::tensor(
             values,
             output.tensor.dims(),
@@ -62,8 +87,24 @@ impl Objective {
     /// The objective of tracked `logits` (`[N, classes]`), summed over the rows, for Burn's
     /// autodiff.
     pub fn of_logits(&self, logits: Tensor<2>) -> Tensor<1> {
+        self.per_image(logits).sum()
+    }
+
+    /// The objective of each image's `logits` (`[N, classes]` to `[N, 1]`): the score the
+    /// re-running methods (Score-CAM, Ablation-CAM) compare.
+    pub fn per_image(&self, logits: Tensor<2>) -> Tensor<2> {
         match self {
-            Objective::Logit(c) => logits.narrow(1, *c, 1).sum(),
+            Objective::Logit(c) => logits.narrow(1, *c, 1),
+            Objective::Region { class, plane, mask } => {
+                let weights = Tensor::<2>::from_data(
+                    TensorData::new(mask.to_vec(), [1, *plane]),
+                    &logits.device(),
+                );
+                logits
+                    .narrow(1, class * plane, *plane)
+                    .mul(weights)
+                    .sum_dim(1)
+            }
             Objective::Finer {
                 class,
                 comparisons,
@@ -81,9 +122,7 @@ impl Objective {
                     numerator = numerator.add(pj.clone().mul(gap));
                     denominator = denominator.add(pj);
                 }
-                numerator
-                    .div(denominator.add_scalar(FINER_EPS as f32))
-                    .sum()
+                numerator.div(denominator.add_scalar(FINER_EPS as f32))
             }
         }
     }

@@ -4,6 +4,7 @@
 mod blend;
 mod colormap;
 mod full;
+mod region;
 mod upsample;
 
 use std::io::Cursor;
@@ -13,6 +14,7 @@ use image::{ImageFormat, RgbImage};
 pub use blend::{heatmap, overlay};
 pub use colormap::Colormap;
 pub use full::overlay_region;
+pub use region::outline_mask;
 pub use upsample::{normalise_min_max, upsample_bilinear};
 
 use crate::error::{Error, Result};

@@ -334,9 +334,9 @@ await check("a non-image and a non-CNN model show errors, then a valid photo wor
     await page.setInputFiles("#file", { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("not an image") });
     await page.waitForSelector("#error:not([hidden])", { timeout: 30000 });
     assert((await page.textContent("#error")).includes("cannot decode image"), await page.textContent("#error"));
-    const conv = readFileSync(resolve(dist, "../tests/fixtures/ops/conv_bias_pads.onnx"));
+    const conv = readFileSync(resolve(dist, "../tests/fixtures/ops/expand_where_class_token.onnx"));
     await page.setInputFiles("#file", { name: "conv.onnx", mimeType: "application/octet-stream", buffer: conv });
-    await page.waitForFunction(() => document.getElementById("error").textContent.includes("not a CNN classifier"), null, { timeout: 30000 });
+    await page.waitForFunction(() => document.getElementById("error").textContent.includes("not an image classifier or segmenter"), null, { timeout: 30000 });
     // The default model is gone only if the bad one loaded; it must still be there.
     const { result } = await explainCat(page, "gradcam", 1);
     assert(result.height === 7, "gradcam after errors");

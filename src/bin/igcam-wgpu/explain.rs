@@ -19,8 +19,10 @@ use crate::output::{self, JsonCam, JsonClass, JsonRecord, OutputNames};
 pub struct ExplainArgs {
     /// Images (PNG, JPEG) or folders of images. Default: the bundled cat photo.
     images: Vec<PathBuf>,
-    /// Targets, comma-separated: top1, topK (the K best classes), a class index, or a label.
-    #[arg(long, value_delimiter = ',', default_value = "top1")]
+    /// Targets, comma-separated: top1, topK (the K best classes; a segmenter's: the K largest
+    /// regions), a class index, a label, or present (a segmenter's every class with a region).
+    /// Default: top1; for a segmenter, present.
+    #[arg(long, value_delimiter = ',')]
     target: Vec<String>,
     /// Resize the whole image to the input size instead of resize + centre crop.
     #[arg(long)]
@@ -131,16 +133,29 @@ impl Session<'_> {
         };
         drop(image);
         let crop = prepared.geometry.crop_box();
+        let regions = explainer.regions(&prepared);
         let top5: Vec<&Prediction> = prepared.top(5).iter().collect();
         if !self.args.quiet {
             self.bar.suspend(|| {
-                println!("{}: top-5", input.name);
+                match regions {
+                    Some(_) => println!(
+                        "{}: the 5 largest class regions (share of the pixels)",
+                        input.name
+                    ),
+                    None => println!("{}: top-5", input.name),
+                }
                 for p in &top5 {
                     println!("  {:>5.1}%  {:>4}  {}", 100.0 * p.prob, p.index, p.label);
                 }
             });
         }
-        let targets = explainer.resolve_targets(&prepared, &self.args.target)?;
+        let default = if regions.is_some() { "present" } else { "top1" };
+        let specs = if self.args.target.is_empty() {
+            vec![default.to_string()]
+        } else {
+            self.args.target.clone()
+        };
+        let targets = explainer.resolve_targets(&prepared, &specs)?;
         let request = self.args.common.request(targets.clone());
         // The bar grows by the request's total at its first report (smoothing repeats the
         // request, and the total counts every round).
@@ -165,12 +180,32 @@ impl Session<'_> {
             let up = render::upsample_bilinear(&e.map, size[0], size[1]);
             let heat = render::heatmap(&up, self.args.colormap);
             let overlay_path = self.args.out.join(format!("{stem}{suffix}.png"));
-            let overlay = match &source {
+            let mut overlay = match &source {
                 Some(photo) => {
                     render::overlay_region(photo, &e.map, crop, self.args.colormap, self.args.alpha)
                 }
                 None => render::overlay(&prepared.photo, &heat, self.args.alpha),
             };
+            // A segmenter's class region, outlined where the model saw it.
+            let region = regions.as_ref().map(|r| {
+                let [h, w] = explainer.model().output_plane();
+                let mask = igcam::cam::CamMap {
+                    height: h,
+                    width: w,
+                    values: r.mask(e.target),
+                };
+                let area = match source {
+                    Some(_) => crop,
+                    None => igcam::metrics::PixelBox {
+                        x0: 0,
+                        y0: 0,
+                        x1: overlay.width() as usize,
+                        y1: overlay.height() as usize,
+                    },
+                };
+                render::outline_mask(&mut overlay, &mask, area);
+                r.pixels()[e.target]
+            });
             output::write(&overlay_path, &render::encode_png(&overlay)?)?;
             output::write(
                 &self.args.out.join(format!("{stem}{suffix}_heatmap.png")),
@@ -186,7 +221,12 @@ impl Session<'_> {
                     &up,
                 )?;
             }
-            let target = igcam::labels::prediction(&prepared.logits, explainer.labels(), e.target);
+            let target = prepared
+                .ranked
+                .iter()
+                .find(|p| p.index == e.target)
+                .cloned()
+                .context("the explained class is not among the model's classes")?;
             if let Some(delta) = e.convergence_delta {
                 let gap = (e.map.values.iter().map(|&v| v as f64).sum::<f64>() - delta).abs();
                 if delta.abs() > CONVERGENCE_WARNING * gap {
@@ -236,6 +276,7 @@ impl Session<'_> {
                 ms: e.ms,
                 quadrature: (e.steps > 1).then(|| self.args.common.path.quadrature.name()),
                 convergence_delta: e.convergence_delta,
+                region_pixels: region,
             };
             image_records.push(serde_json::to_value(&record)?);
         }

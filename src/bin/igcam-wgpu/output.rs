@@ -369,4 +369,9 @@ pub struct JsonRecord<'a> {
     /// `return_convergence_delta`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub convergence_delta: Option<f64>,
+    /// A segmenter's target: the pixels of its region in the output plane (where it scores
+    /// highest; the explained score is its sum there). Its `target.prob` is that region's share
+    /// of the plane and `target.logit` its mean score there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_pixels: Option<usize>,
 }

@@ -22,6 +22,10 @@ impl CamMethod for FinerCam {
         GradCam.weighted(inputs)
     }
 
+    fn compares_classes(&self) -> bool {
+        true
+    }
+
     fn objective(&self, target: usize, logits: &[f32]) -> Objective {
         Objective::Finer {
             class: target,
