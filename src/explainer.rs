@@ -9,6 +9,8 @@
 //! plain CAM maps of every target come from the single pass at the input made by `prepare`.
 //! Pixel-level Integrated Gradients needs input gradients and keeps its own pass per target.
 
+use std::sync::Arc;
+
 use burn::tensor::Tensor;
 use image::{DynamicImage, RgbImage};
 
@@ -249,9 +251,22 @@ impl Explainer {
     /// What explaining `target` with `method` takes the gradient of: the target's logit
     /// (Finer-CAM: its weighted difference with its nearest classes), or for a segmenter the
     /// target's scores summed over its region at the photo.
-    fn objective(&self, method: Method, target: usize, prepared: &Prepared) -> Objective {
+    fn objective(
+        &self,
+        method: Method,
+        target: usize,
+        prepared: &Prepared,
+        region: Option<&Arc<[f32]>>,
+    ) -> Objective {
         if let Some(regions) = self.regions(prepared) {
-            return regions.objective(target);
+            return match region {
+                Some(mask) => Objective::Region {
+                    class: target,
+                    plane: mask.len(),
+                    mask: mask.clone(),
+                },
+                None => regions.objective(target),
+            };
         }
         match method.cam() {
             Some(cam) => cam.objective(target, &prepared.logits),
@@ -495,8 +510,29 @@ impl Explainer {
     /// summed over no pixel: nothing to explain).
     fn check_regions(&self, prepared: &Prepared, request: &Request) -> Result<()> {
         let Some(regions) = self.regions(prepared) else {
-            return Ok(());
+            return match request.region {
+                Some(_) => Err(Error::InvalidOption(Message::from(
+                    "a region applies to a segmenter's classes; this model is a classifier",
+                ))),
+                None => Ok(()),
+            };
         };
+        if let Some(mask) = &request.region {
+            let [h, w] = self.model.output_plane();
+            if mask.len() != h * w {
+                return Err(Error::InvalidOption(Message::from(format!(
+                    "the region holds {} pixels but the model's output plane is {w}x{h} = {} (the model's input after resize and crop): give a mask of that size",
+                    mask.len(),
+                    h * w
+                ))));
+            }
+            if mask.iter().all(|&v| v == 0.0) {
+                return Err(Error::InvalidOption(Message::from(
+                    "the region is empty (no non-zero pixel): mark the pixels to explain",
+                )));
+            }
+            return Ok(());
+        }
         let pixels = regions.pixels();
         match request.targets.iter().find(|&&t| pixels.get(t) == Some(&0)) {
             None => Ok(()),
@@ -596,6 +632,21 @@ impl Prepared {
         &self.ranked[..k.min(self.ranked.len())]
     }
 
+    /// Class `index` as [`Prepared::ranked`] scores it (a segmenter's: its region's share and
+    /// mean score); for an index past the classes, `class N` with no score.
+    pub fn prediction(&self, index: usize) -> Prediction {
+        self.ranked
+            .iter()
+            .find(|p| p.index == index)
+            .cloned()
+            .unwrap_or_else(|| Prediction {
+                index,
+                label: format!("class {index}"),
+                logit: f32::NAN,
+                prob: 0.0,
+            })
+    }
+
     /// The normalised photo `[1, C, H, W]` on the model's device.
     pub fn input(&self) -> &Tensor<4> {
         &self.path.x
@@ -645,6 +696,10 @@ pub struct Request {
     pub batch: Option<usize>,
     /// A clock for the per-map `ms` (the core never reads one by itself); `None`: `ms` is 0.
     pub clock: Option<Clock>,
+    /// A segmenter's region of the user's own, one weight per pixel of the output plane
+    /// (row-major, non-zero inside): each target's scores are summed over it instead of over
+    /// the target's own region (pytorch-grad-cam's `SemanticSegmentationTarget` with a mask).
+    pub region: Option<Arc<[f32]>>,
 }
 
 impl Request {
@@ -666,6 +721,7 @@ impl Request {
             ig_channels: false,
             batch: None,
             clock: None,
+            region: None,
         }
     }
 
@@ -867,7 +923,8 @@ impl<'a> Explaining<'a> {
                 } else {
                     1
                 };
-                let objective = explainer.objective(method, target, prepared);
+                let objective =
+                    explainer.objective(method, target, prepared, request.region.as_ref());
                 for layer in 0..per_layer {
                     slots.push(Slot {
                         target,

@@ -101,17 +101,6 @@ pub fn resolve_target(spec: &str, logits: &[f32], labels: &[String]) -> Result<u
         .ok_or_else(|| Error::UnknownLabel(spec.to_string()))
 }
 
-/// The prediction record for one class.
-pub fn prediction(logits: &[f32], labels: &[String], index: usize) -> Prediction {
-    let probs = softmax(logits);
-    Prediction {
-        index,
-        label: label_of(labels, index),
-        logit: logits[index],
-        prob: probs[index],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -280,6 +280,17 @@ pub struct Scores {
     pub curves: BTreeMap<&'static str, Vec<f64>>,
 }
 
+/// Refuses a model the metrics cannot score: a segmenter (they read a classifier's class
+/// confidence).
+pub fn check_model(explainer: &Explainer) -> Result<()> {
+    if explainer.model().is_segmenter() {
+        return Err(Error::InvalidOption(Message::from(
+            "the metrics score a classifier's class confidence; this model is a segmenter, whose maps they do not score yet",
+        )));
+    }
+    Ok(())
+}
+
 /// Scores every explanation of `photo` (the prepared photo, at the model's input size) at once;
 /// the metrics that explain again need `again` (the request, and the model's file for MPRT).
 pub fn score(
@@ -291,6 +302,7 @@ pub fn score(
 ) -> Result<Vec<Scores>> {
     let size = explainer.model().input_size();
     let pixels = size[0] * size[1];
+    check_model(explainer)?;
     if again.is_none() && options.redo_options().any() {
         return Err(Error::InvalidOption(Message::from(
             "max_sensitivity, random_logit and mprt explain again and need the request that made the maps: score the results of `explain`, or run `igcam-wgpu eval`",

@@ -566,6 +566,98 @@ fn a_segmenter_explains_every_class_region() {
         .to_rgb8();
     let white = overlay.pixels().filter(|p| p.0 == [255, 255, 255]).count();
     assert!(white > 100, "the region's outline: {white} white pixels");
+    // A region of one's own: the top-left quadrant, class 1 over it, as pytorch-grad-cam's
+    // SemanticSegmentationTarget with that mask.
+    let quadrant = image::GrayImage::from_fn(128, 128, |x, y| {
+        image::Luma([u8::from(x < 64 && y < 64) * 255])
+    });
+    let mask = dir.path().join("quadrant.png");
+    quadrant.save(&mask).unwrap();
+    let custom = dir.path().join("custom.json");
+    let out = igcam(
+        dir.path(),
+        &[
+            "explain",
+            path(&input),
+            "--model",
+            path(&model),
+            "--backend",
+            "cpu",
+            "--method",
+            "gradcam",
+            "--target",
+            "1",
+            "--region",
+            path(&mask),
+            "--json",
+            path(&custom),
+            "--out",
+            path(dir.path()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let zoo_cases: Json =
+        serde_json::from_str(&std::fs::read_to_string(fixture("zoo/segmenters.json")).unwrap())
+            .unwrap();
+    let lraspp = zoo_cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "lraspp_opset17.onnx")
+        .unwrap();
+    assert_eq!(lraspp["custom_region"]["class"], 1);
+    let records: Json = serde_json::from_str(&std::fs::read_to_string(&custom).unwrap()).unwrap();
+    let error = common::rel_l2(
+        &cam_values(&records[0]),
+        &array(&lraspp["custom_region"]["gradcam"]).0,
+    );
+    assert!(
+        error < 1e-4,
+        "class 1 over the quadrant: relative L2 {error:.2e}"
+    );
+    let empty = dir.path().join("empty.png");
+    image::GrayImage::new(128, 128).save(&empty).unwrap();
+    refuses(
+        &[
+            "explain",
+            path(&input),
+            "--model",
+            path(&model),
+            "--backend",
+            "cpu",
+            "--region",
+            path(&empty),
+        ],
+        "the region is empty (no non-zero pixel): mark the pixels to explain",
+    );
+    let small = dir.path().join("small.png");
+    image::GrayImage::new(64, 64).save(&small).unwrap();
+    refuses(
+        &[
+            "explain",
+            path(&input),
+            "--model",
+            path(&model),
+            "--backend",
+            "cpu",
+            "--region",
+            path(&small),
+        ],
+        "small.png` is 64x64 but the model's output is 128x128 (its input after resize and crop): give a mask of that size",
+    );
+    refuses(
+        &[
+            "explain",
+            &tiny_image(),
+            "--model",
+            &tiny(),
+            "--backend",
+            "cpu",
+            "--region",
+            path(&small),
+        ],
+        "a region applies to a segmenter's classes; this model is a classifier",
+    );
     let base = [
         "explain",
         path(&input),
@@ -602,6 +694,42 @@ fn a_segmenter_explains_every_class_region() {
         ]
         .concat(),
         "class 3 (class 3) has no region in this image (no pixel where it scores highest), so there is nothing to explain; the classes present: 1 (class 1), 2 (class 2), 0 (class 0)",
+    );
+    refuses(
+        &["layers", path(&model), "--task", "classify"],
+        "is not a model to classify: output `out` [N, 4, 128, 128] scores each of 4 classes at every pixel; use --task segment (or auto)",
+    );
+    refuses(
+        &["layers", path(&model), "--output", "logits"],
+        "the model has no output `logits`; its outputs: `out`",
+    );
+    refuses(
+        &[
+            "explain",
+            &tiny_image(),
+            "--model",
+            &tiny(),
+            "--backend",
+            "cpu",
+            "--task",
+            "segment",
+        ],
+        "is not a model to segment: output `logits` scores 10 classes; use --task classify (or auto)",
+    );
+    let voc = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/voc-mini");
+    refuses(
+        &[
+            "eval",
+            "--data",
+            voc,
+            "--model",
+            path(&model),
+            "--backend",
+            "cpu",
+            "--out",
+            "ev",
+        ],
+        "the metrics score a classifier's class confidence; this model is a segmenter, whose maps they do not score yet",
     );
     refuses(
         &[&base[..], &["--method", "finercam"]].concat(),

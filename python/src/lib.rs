@@ -286,11 +286,7 @@ impl Model {
                 let records: Vec<MapRecord> = maps
                     .into_iter()
                     .map(|e| MapRecord {
-                        prediction: igcam::labels::prediction(
-                            &prepared.logits,
-                            explainer.labels(),
-                            e.target,
-                        ),
+                        prediction: prepared.prediction(e.target),
                         method: e.method.name(),
                         label: e.label,
                         layer: e.layer,

@@ -306,6 +306,24 @@ def test_a_model_path_reads_its_external_weights(tmp_path):
     assert "external file `resnet_tiny.onnx.data`, which is not available here" in str(raised.value)
 
 
+def test_a_segmenter_explains_its_class_regions():
+    """The zoo's LR-ASPP: `present` names the classes with a region, largest first; each map
+    equals pytorch-grad-cam's with its SemanticSegmentationTarget (the fixture's reference);
+    the metrics refuse a segmenter."""
+    zoo = ROOT / "tests" / "fixtures" / "zoo"
+    ex = igcam.Explainer(model=str(zoo / "lraspp_opset17.onnx"), backend="cpu")
+    maps = ex.explain(str(zoo / "input.png"), targets="present", methods="gradcam")
+    assert [m.target for m in maps] == [2, 1, 0, 3]
+    case = next(c for c in json.loads((zoo / "segmenters.json").read_text())["cases"]
+                if c["model"] == "lraspp_opset17.onnx")
+    for want in case["targets"]:
+        got = next(m for m in maps if m.target == want["class"])
+        assert rel_l2(got.cam.ravel(), want["gradcam"]["values"]) < 1e-4
+    with pytest.raises(igcam.InputError) as raised:
+        ex.evaluate(maps[:1])
+    assert "this model is a segmenter" in str(raised.value)
+
+
 def test_targets_follow_the_peers_habits(lite0):
     two = [CAT, str(IMAGES / "coffee.png")]
     # One per image, as pytorch-grad-cam's targets and Captum's target take them.

@@ -51,8 +51,10 @@ pub struct Graph {
     pub constants: HashMap<String, Value>,
     /// The image input.
     pub input: InputSpec,
-    /// Name of the logits output.
+    /// Name of the explained output (the logits).
     pub output: String,
+    /// Every output of the graph, in its order.
+    pub outputs: Vec<String>,
     /// Index of the last node that reads each tensor, to free memory early.
     pub(crate) last_use: HashMap<String, usize>,
     /// How many node inputs read each tensor (a node reading it twice counts twice).
@@ -74,7 +76,7 @@ impl Graph {
         nodes: Vec<Node>,
         constants: HashMap<String, Value>,
         input: InputSpec,
-        output: String,
+        (output, outputs): (String, Vec<String>),
         batch_reshapes: usize,
         device: &Device,
     ) -> Self {
@@ -96,6 +98,7 @@ impl Graph {
             constants,
             input,
             output,
+            outputs,
             last_use,
             readers,
             producers,

@@ -11,7 +11,7 @@ use super::external::{self, ExternalData};
 use super::graph::{Graph, InputSpec, Node};
 use super::ops::{self, BuildContext};
 use super::proto::{Attrs, HostTensor, host_tensor};
-use crate::error::{Error, OpError, Result};
+use crate::error::{self, Error, OpError, Result};
 
 /// Input size used when the model leaves height and width dynamic.
 pub const DEFAULT_INPUT_SIZE: usize = 224;
@@ -107,8 +107,14 @@ fn input_spec(model: &ModelProto, constants: &HashMap<String, HostTensor>) -> Re
     })
 }
 
-/// Parses ONNX bytes and builds every node's operator on `device`.
-pub fn parse(bytes: &[u8], external: &dyn ExternalData, device: &Device) -> Result<Graph> {
+/// Parses ONNX bytes and builds every node's operator on `device`; the graph's output is
+/// `output` (by name), or its first.
+pub fn parse(
+    bytes: &[u8],
+    external: &dyn ExternalData,
+    device: &Device,
+    output: Option<&str>,
+) -> Result<Graph> {
     if bytes.is_empty() {
         return Err(Error::OnnxParse("the file is empty".into()));
     }
@@ -130,9 +136,19 @@ pub fn parse(bytes: &[u8], external: &dyn ExternalData, device: &Device) -> Resu
         host.insert(t.name.clone(), host_tensor(&t)?);
     }
     let input = input_spec(&model, &host)?;
-    let output = match graph.output.as_slice() {
-        [first, ..] => first.name.clone(),
-        [] => return Err(Error::NotClassifier("the graph has no outputs".into())),
+    let output = match (graph.output.as_slice(), output) {
+        ([], _) => return Err(Error::NotClassifier("the graph has no outputs".into())),
+        ([first, ..], None) => first.name.clone(),
+        (all, Some(name)) => match all.iter().find(|o| o.name == name) {
+            Some(o) => o.name.clone(),
+            None => {
+                let names: Vec<String> = all.iter().map(|o| format!("`{}`", o.name)).collect();
+                return Err(Error::InvalidOption(error::Message::from(format!(
+                    "the model has no output `{name}`; its outputs: {}",
+                    names.join(", ")
+                ))));
+            }
+        },
     };
     let mut nodes = Vec::new();
     let mut missing = MissingOps::default();
@@ -245,11 +261,12 @@ pub fn parse(bytes: &[u8], external: &dyn ExternalData, device: &Device) -> Resu
             Ok((name, v))
         })
         .collect::<Result<HashMap<_, _>>>()?;
+    let outputs = graph.output.iter().map(|o| o.name.clone()).collect();
     Ok(Graph::new(
         nodes,
         constants,
         input,
-        output,
+        (output, outputs),
         batch_reshapes,
         device,
     ))

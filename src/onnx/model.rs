@@ -170,7 +170,18 @@ impl OnnxModel {
         external: &dyn ExternalData,
         device: &Device,
     ) -> Result<Self> {
-        let graph = load::parse(bytes, external, device)?;
+        Self::load(bytes, external, device, None)
+    }
+
+    /// [`OnnxModel::from_bytes_and_data`] explaining the graph's output `output` (by name; `None`:
+    /// its first), for a model with several.
+    pub fn load(
+        bytes: &[u8],
+        external: &dyn ExternalData,
+        device: &Device,
+        output: Option<&str>,
+    ) -> Result<Self> {
+        let graph = load::parse(bytes, external, device, output)?;
         let h = graph.input.height.unwrap_or(DEFAULT_INPUT_SIZE);
         let w = graph.input.width.unwrap_or(DEFAULT_INPUT_SIZE);
         let blank = Tensor::<4>::zeros([1, graph.input.channels, h, w], device);
@@ -444,6 +455,11 @@ impl OnnxModel {
     /// size for a segmenter (whose output is `[N, classes, height, width]`).
     pub fn output_plane(&self) -> [usize; 2] {
         self.plane
+    }
+
+    /// The explained output's name, and every output of the graph.
+    pub fn outputs(&self) -> (&str, &[String]) {
+        (&self.graph.output, &self.graph.outputs)
     }
 
     /// Whether the output holds a score per class and pixel (`[N, classes, H, W]`, `H·W > 1`).
@@ -991,7 +1007,7 @@ pub fn run_graph(
     device: &Device,
     input: Tensor<4>,
 ) -> Result<(Vec<f32>, Vec<usize>)> {
-    let graph = load::parse(bytes, &external::NoExternalData, device)?;
+    let graph = load::parse(bytes, &external::NoExternalData, device, None)?;
     let batch = input.dims()[0];
     let mut env = start(&graph, input);
     exec::run(&graph, &mut env, 0..graph.nodes.len(), &[], batch)?;

@@ -11,7 +11,8 @@ default layer (the ONNX tensor whose onnxruntime value equals the backbone's out
 class's region size (pixels where it scores highest) and, for the two largest regions,
 pytorch-grad-cam's Grad-CAM there with its `SemanticSegmentationTarget` (the class's scores
 summed over its region; final scaling and resize turned off; float64) and IG-CAM (4 steps:
-the sum of those maps at the left Riemann points from black, the region kept from the photo).
+the sum of those maps at the left Riemann points from black, the region kept from the photo),
+and Grad-CAM of the second class over a region of the user's own (the top-left quadrant).
 `tests/zoo.rs` checks all of it.
 
     pip install torch torchvision grad-cam==1.5.7 onnx onnxruntime onnxscript
@@ -138,6 +139,11 @@ def main():
             maps[c] = {"gradcam": zoo.arr(gradcam(m64, module, x64, c, mask)),
                        "igcam": zoo.arr(sum(gradcam(m64, module, b64 + (x64 - b64) * (i / zoo.STEPS), c, mask)
                                             for i in range(zoo.STEPS)))}
+        # A region of the user's own (`--region`): the top-left quadrant, for the second class.
+        quadrant = np.zeros_like(best, dtype=np.float64)
+        quadrant[: zoo.SIZE // 2, : zoo.SIZE // 2] = 1.0
+        custom = {"class": targets[1], "region": "top-left quadrant",
+                  "gradcam": zoo.arr(gradcam(m64, module, x64, targets[1], quadrant))}
         model.float()
         for tag, options in zoo.EXPORTERS:
             file = f"{name}_{tag}.onnx"
@@ -151,7 +157,7 @@ def main():
             layer = zoo.tensors_equal_to(path, x, store["a"])
             assert len(layer) == 1, f"{file}: the backbone's output is {layer}"
             cases.append({"family": name, "exporter": tag, "model": file, "layer": layer[0], "pixels": pixels,
-                          "targets": [{"class": c, **maps[c]} for c in targets]})
+                          "targets": [{"class": c, **maps[c]} for c in targets], "custom_region": custom})
             print(f"{file:34s} {os.path.getsize(path):7d} bytes  layer {layer[0]}  pixels {pixels}")
     with open(os.path.join(zoo.OUT, "segmenters.json"), "w") as f:
         json.dump({"size": zoo.SIZE, "steps": zoo.STEPS, "classes": CLASSES, "cases": cases}, f, indent=1)

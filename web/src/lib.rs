@@ -356,7 +356,7 @@ pub async fn explain(
         out.push(Explanation {
             method: map.method.name().into(),
             target: map.target,
-            label: labels::prediction(&photo.logits, explainer.labels(), map.target).label,
+            label: photo.prediction(map.target).label,
             steps: map.steps,
             layer: map.layer,
             backend: s.description.clone(),

@@ -33,6 +33,32 @@ pub struct ModelArgs {
     /// Pixel normalisation.
     #[arg(long, value_enum, default_value_t = Preset::Imagenet)]
     pub preprocess: Preset,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// What the model's output is and which one: `--task`, `--output`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct OutputArgs {
+    /// What the model does: auto (from the output's shape: `[N, classes]` a classifier,
+    /// `[N, classes, H, W]` a segmenter), or the one it must be.
+    #[arg(long, value_enum, default_value_t = Task::Auto)]
+    pub task: Task,
+    /// For a model with several outputs: the one to explain (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub output: Option<String>,
+}
+
+/// `--task`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Task {
+    /// From the output's shape.
+    #[default]
+    Auto,
+    /// A classifier: `[N, classes]` (or `[N, classes, 1, 1]`).
+    Classify,
+    /// A semantic segmenter: `[N, classes, H, W]`, each class explained over its region.
+    Segment,
 }
 
 impl ModelArgs {
@@ -194,6 +220,7 @@ impl PathArgs {
             ig_channels: false,
             batch: None,
             clock: Some(crate::clock::now_ms),
+            region: None,
         }
     }
 
@@ -258,7 +285,8 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
     backend::set_threads(device.threads)?;
     backend::set_cpu_isa()?;
     let backend = backend::open(device.backend);
-    let (onnx, model_name, file) = output::load_model(model.model.as_deref(), &backend.device)?;
+    let (onnx, model_name, file) =
+        output::load_model(model.model.as_deref(), &model.output, &backend.device)?;
     let labels = match &model.labels {
         Some(p) => {
             let text = output::read_text(p)?;

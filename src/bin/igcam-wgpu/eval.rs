@@ -295,6 +295,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let loaded = args::load(&args.common, false)?;
     let explainer = &loaded.explainer;
+    igcam::scoring::check_model(explainer)?;
     // A folder's labels without --classes: ImageNet synsets for a 1000-class model, otherwise
     // output indices only.
     let classes = match classes {

@@ -2,7 +2,8 @@
 //! image is one request to the [`Explainer`](igcam::Explainer): one set of path passes serves
 //! all of its targets and methods.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -46,6 +47,11 @@ pub struct ExplainArgs {
     /// model saw (outlined), or only the model's input.
     #[arg(long, value_enum, default_value_t = Overlay::Full)]
     overlay: Overlay,
+    /// A segmenter's region to explain every target over instead of the target's own (where
+    /// it scores highest): a PNG of the model's output size (the input after resize and crop),
+    /// non-zero inside.
+    #[arg(long, value_name = "PNG")]
+    region: Option<PathBuf>,
     /// No progress bar and no per-image report.
     #[arg(long)]
     quiet: bool,
@@ -116,6 +122,34 @@ struct Session<'a> {
     args: &'a ExplainArgs,
     loaded: Loaded,
     bar: ProgressBar,
+    /// `--region`, one weight per pixel of the output plane.
+    region: Option<Arc<[f32]>>,
+}
+
+/// Reads `--region`: a PNG the size of the model's output plane, its non-zero pixels inside.
+fn read_region(path: &Path, loaded: &Loaded) -> Result<Arc<[f32]>> {
+    let name = path.display();
+    let model = loaded.explainer.model();
+    if !model.is_segmenter() {
+        bail!(
+            "--region `{name}`: a region applies to a segmenter's classes; this model is a classifier"
+        );
+    }
+    let image = igcam::preprocess::decode(&output::read(path)?)
+        .with_context(|| format!("--region `{name}`"))?
+        .to_luma8();
+    let [h, w] = model.output_plane();
+    if [image.height() as usize, image.width() as usize] != [h, w] {
+        bail!(
+            "--region `{name}` is {}x{} but the model's output is {w}x{h} (its input after resize and crop): give a mask of that size",
+            image.width(),
+            image.height()
+        );
+    }
+    Ok(image
+        .pixels()
+        .map(|p| f32::from(u8::from(p.0[0] != 0)))
+        .collect())
 }
 
 impl Session<'_> {
@@ -156,7 +190,8 @@ impl Session<'_> {
             self.args.target.clone()
         };
         let targets = explainer.resolve_targets(&prepared, &specs)?;
-        let request = self.args.common.request(targets.clone());
+        let mut request = self.args.common.request(targets.clone());
+        request.region = self.region.clone();
         // The bar grows by the request's total at its first report (smoothing repeats the
         // request, and the total counts every round).
         let (mut counted, mut shown) = (0, 0);
@@ -221,12 +256,7 @@ impl Session<'_> {
                     &up,
                 )?;
             }
-            let target = prepared
-                .ranked
-                .iter()
-                .find(|p| p.index == e.target)
-                .cloned()
-                .context("the explained class is not among the model's classes")?;
+            let target = prepared.prediction(e.target);
             if let Some(delta) = e.convergence_delta {
                 let gap = (e.map.values.iter().map(|&v| v as f64).sum::<f64>() - delta).abs();
                 if delta.abs() > CONVERGENCE_WARNING * gap {
@@ -324,10 +354,16 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {elapsed_precise} eta {eta}")
             .expect("static template"),
     );
+    let region = args
+        .region
+        .as_deref()
+        .map(|p| read_region(p, &loaded))
+        .transpose()?;
     let session = Session {
         args: &args,
         loaded,
         bar,
+        region,
     };
     let mut records = Vec::new();
     let count = inputs.len();

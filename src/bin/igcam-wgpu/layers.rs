@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use crate::args::OutputArgs;
 use crate::backend::{self, BackendChoice};
 use crate::output::load_model;
 
@@ -16,12 +17,14 @@ pub struct LayersArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 /// Lists candidate layers; the default one is marked.
 pub fn run(args: LayersArgs) -> Result<()> {
     let backend = backend::open(BackendChoice::Cpu);
-    let (model, _, _) = load_model(args.model.as_deref(), &backend.device)?;
+    let (model, _, _) = load_model(args.model.as_deref(), &args.output, &backend.device)?;
     let layers = model.layers();
     let reason = model.default_layer_reason();
     let default = reason.as_ref().map(|(name, _)| name.clone());

@@ -11,6 +11,7 @@ use igcam::onnx::OnnxModel;
 use npyz::WriterBuilder;
 use serde::Serialize;
 
+use crate::args::{OutputArgs, Task};
 use crate::assets;
 use igcam::onnx::model_folder::ModelFolder;
 
@@ -100,7 +101,11 @@ impl ModelFile {
 }
 
 /// Loads `path`, or the embedded model when `None`; returns it with its display name and file.
-pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, String, ModelFile)> {
+pub fn load_model(
+    path: Option<&Path>,
+    choice: &OutputArgs,
+    device: &Device,
+) -> Result<(OnnxModel, String, ModelFile)> {
     let (file, name) = match path {
         Some(p) => {
             let name = p.display().to_string();
@@ -120,8 +125,14 @@ pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, St
             assets::DEFAULT_MODEL_NAME.to_string(),
         ),
     };
-    let model = OnnxModel::from_bytes_and_data(&file.bytes, file.external(), device);
+    let model = OnnxModel::load(
+        &file.bytes,
+        file.external(),
+        device,
+        choice.output.as_deref(),
+    );
     let model = model.with_context(|| format!("model `{name}`"))?;
+    check_task(&model, &name, choice)?;
     if let Some(node) = model.batch_breaker() {
         eprintln!(
             "notice: `{name}` was exported with a fixed batch of 1 and node `{node}` does not follow the batch, so images and path points run one per forward (slower); export with a dynamic batch axis (`dynamic_axes={{\"input\": {{0: \"batch\"}}}}`, or `dynamic_shapes` with dynamo) to batch them"
@@ -133,6 +144,58 @@ pub fn load_model(path: Option<&Path>, device: &Device) -> Result<(OnnxModel, St
         );
     }
     Ok((model, name, file))
+}
+
+/// Says what the model was taken for (a segmenter, or one output of several) and refuses a
+/// model that is not what `--task` names.
+fn check_task(model: &OnnxModel, name: &str, choice: &OutputArgs) -> Result<()> {
+    let (output, outputs) = model.outputs();
+    let classes = model.num_classes();
+    let [h, w] = model.output_plane();
+    let (found, why) = if model.is_segmenter() {
+        (
+            Task::Segment,
+            format!(
+                "output `{output}` [N, {classes}, {h}, {w}] scores each of {classes} classes at every pixel"
+            ),
+        )
+    } else {
+        (
+            Task::Classify,
+            format!("output `{output}` scores {classes} classes"),
+        )
+    };
+    if choice.task != Task::Auto && choice.task != found {
+        let named = if choice.task == Task::Segment {
+            "segment"
+        } else {
+            "classify"
+        };
+        let fits = if found == Task::Segment {
+            "segment"
+        } else {
+            "classify"
+        };
+        return Err(
+            igcam::Error::InvalidOption(igcam::error::Message::from(format!(
+                "`{name}` is not a model to {named}: {why}; use --task {fits} (or auto)"
+            )))
+            .into(),
+        );
+    }
+    if outputs.len() > 1 && choice.output.is_none() {
+        let others: Vec<String> = outputs[1..].iter().map(|o| format!("`{o}`")).collect();
+        eprintln!(
+            "notice: `{name}` has several outputs; explaining the first, `{output}` (also: {}); --output NAME picks another",
+            others.join(", ")
+        );
+    }
+    if found == Task::Segment && choice.task == Task::Auto {
+        eprintln!(
+            "notice: `{name}` is a segmenter: {why}; each class is explained over its region (--task segment says so)"
+        );
+    }
+    Ok(())
 }
 
 /// Creates `dir` and proves it is writable, before any long work starts.
