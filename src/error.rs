@@ -37,6 +37,8 @@ pub enum Setting {
     NtStdev,
     /// The metrics `eval` computes.
     Metrics,
+    /// What the model does (classify, segment, or auto).
+    Task,
 }
 
 impl Setting {
@@ -55,6 +57,7 @@ impl Setting {
             Setting::NtSamples => "noise_tunnel.samples",
             Setting::NtStdev => "noise_tunnel.stdev",
             Setting::Metrics => "metrics",
+            Setting::Task => "task",
         }
     }
 }

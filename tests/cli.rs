@@ -697,7 +697,7 @@ fn a_segmenter_explains_every_class_region() {
     );
     refuses(
         &["layers", path(&model), "--task", "classify"],
-        "is not a model to classify: output `out` [N, 4, 128, 128] scores each of 4 classes at every pixel; use --task segment (or auto)",
+        "is not a model to classify: output `out` [N, 4, 128, 128] scores each of 4 classes at every pixel; pass --task segment (or auto)",
     );
     refuses(
         &["layers", path(&model), "--output", "logits"],
@@ -714,7 +714,7 @@ fn a_segmenter_explains_every_class_region() {
             "--task",
             "segment",
         ],
-        "is not a model to segment: output `logits` scores 10 classes; use --task classify (or auto)",
+        "is not a model to segment: output `logits` scores 10 classes; pass --task classify (or auto)",
     );
     let voc = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/voc-mini");
     refuses(

@@ -143,7 +143,10 @@ class Explainer:
     """A model ready to explain images.
 
     Args:
-        model: an ONNX file's path or bytes; ``None``: the embedded ImageNet EfficientNet-Lite0.
+        model: an ONNX file's path (its external weights, ``model.onnx.data``, read from beside
+            it) or bytes; ``None``: the embedded ImageNet EfficientNet-Lite0. A classifier
+            (``[N, classes]``) or a segmenter (``[N, classes, H, W]``: each class explained over
+            its region, pytorch-grad-cam's ``SemanticSegmentationTarget``).
         layer: the ONNX tensor to explain (see ``layers()``), or several (each CAM map is then
             averaged over them as pytorch-grad-cam does with several ``target_layers``).
             Default: the model's last convolutional block (``default_layer``).
@@ -158,6 +161,9 @@ class Explainer:
         max_pixels: the largest image accepted, in pixels.
         lenient: explain truncated JPEGs (the missing part grey) with a warning instead of
             refusing them.
+        task: ``auto`` (from the output's shape), or ``classify`` / ``segment``: the model
+            must be that.
+        output: for a model with several outputs, the one to explain (default: the first).
 
     Raises:
         igcam.ModelError: the model cannot be loaded.
@@ -168,7 +174,8 @@ class Explainer:
                  layer: Union[str, Sequence[str], None] = None, backend: str = "auto",
                  threads: Optional[int] = None, labels: Union[Sequence[str], str, os.PathLike, None] = None,
                  preprocess: str = "imagenet", *, baseline: str = "black", batch: Optional[int] = None,
-                 no_crop: bool = False, max_pixels: Optional[int] = None, lenient: bool = False):
+                 no_crop: bool = False, max_pixels: Optional[int] = None, lenient: bool = False,
+                 task: str = "auto", output: Optional[str] = None):
         model_path = None
         if isinstance(model, (str, os.PathLike)):
             self.model_name = model_path = os.fspath(model)
@@ -190,7 +197,7 @@ class Explainer:
         _whole("max_pixels", max_pixels)
         self._model = _igcam.Model(model, self._layers[0] if self._layers else None, backend,
                                    threads, labels, preprocess, baseline, batch, bool(no_crop), max_pixels,
-                                   bool(lenient), model_path)
+                                   bool(lenient), model_path, str(task), output)
         if self._model.notice:
             warnings.warn(self._model.notice, RuntimeWarning, stacklevel=2)
 
@@ -241,7 +248,7 @@ class Explainer:
                 eigen_smooth: bool = False, aug_smooth: bool = False,
                 noise_tunnel: Optional[str] = None, nt_samples: int = 5, nt_stdev: float = 1.0,
                 seed: int = 0, layer: Union[str, Sequence[str], None] = None, force: bool = False,
-                progress: Progress = None) -> list:
+                progress: Progress = None, region: Any = None) -> list:
         """Explains ``images`` for ``targets`` with ``methods``: one request per image, one
         backbone pass per chunk of path points for all of its targets and methods.
 
@@ -271,6 +278,9 @@ class Explainer:
             force: allow more than 10000 steps.
             progress: ``True`` for a tqdm bar, or a callable ``(done, total)`` called after each
                 chunk (raising in it stops the request; Ctrl-C does too).
+            region: a segmenter's region of one's own, an ``HxW`` array of the model's output
+                size (non-zero inside): every target's scores are summed over it instead of over
+                the target's own region (pytorch-grad-cam's ``SemanticSegmentationTarget`` mask).
 
         Returns:
             A list of ``Explanation``, image by image, then target by target, then method by
@@ -286,6 +296,7 @@ class Explainer:
         """
         items = _items(images)
         per_image = _targets_per_image(targets, len(items))
+        mask = None if region is None else [float(v != 0) for v in np.asarray(region).reshape(-1)]
         _whole("steps", steps)
         _whole("batch", batch)
         _whole("nt_samples", nt_samples)
@@ -311,7 +322,7 @@ class Explainer:
                     result = self._model.explain(
                         kind, data, list(shape), wanted, method_list, steps, integrate, quadrature,
                         eigen_smooth, aug_smooth, noise_tunnel, nt_samples, float(nt_stdev), seed,
-                        layers, batch, force, baseline, tick if report else None)
+                        layers, batch, force, baseline, tick if report else None, mask)
                 except InputError as e:
                     if len(items) == 1:
                         raise

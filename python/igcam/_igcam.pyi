@@ -15,14 +15,16 @@ class Model:
                  threads: Optional[int], labels: Optional[list[str]], preprocess: str,
                  baseline: str, batch: Optional[int], no_crop: bool,
                  max_pixels: Optional[int], lenient: bool,
-                 model_path: Optional[str] = None) -> None: ...
+                 model_path: Optional[str] = None, task: str = "auto",
+                 output: Optional[str] = None) -> None: ...
     def layers(self) -> list[tuple[str, str, list[int]]]: ...
     def explain(self, kind: str, data: bytes, shape: list[int], targets: list[str],
                 methods: list[str], steps: int, integrate: bool, quadrature: str,
                 eigen_smooth: bool, aug_smooth: bool, noise_tunnel: Optional[str],
                 nt_samples: int, nt_stdev: float, seed: int, layers: list[str],
                 batch: Optional[int], force: bool, baseline: Optional[str],
-                progress: Optional[Callable[[int, int], Any]]) -> dict[str, Any]: ...
+                progress: Optional[Callable[[int, int], Any]],
+                region: Optional[list[float]] = None) -> dict[str, Any]: ...
     def evaluate(self, photo: bytes,
                  maps: list[tuple[bytes, int, int, int, str, Optional[list[tuple[int, int, int, int]]],
                                   Optional[bytes]]],

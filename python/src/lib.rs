@@ -26,6 +26,7 @@ use igcam::preprocess::{Baseline, Preset};
 use igcam::reexplain::Redo;
 use igcam::render::{self, Colormap};
 use igcam::scoring::{self, ScoreOptions, ToScore};
+use igcam::task::Task;
 use igcam::{Explainer, ExplainerOptions, Prepared, Request};
 use image::RgbImage;
 use pyo3::prelude::*;
@@ -115,7 +116,7 @@ fn parsed<T>(value: &str, parse: impl Fn(&str) -> igcam::Result<T>) -> PyResult<
 impl Model {
     /// Loads `model` (ONNX bytes; `None`: the embedded EfficientNet-Lite0) on `backend`.
     #[new]
-    #[pyo3(signature = (model, layer, backend, threads, labels, preprocess, baseline, batch, no_crop, max_pixels, lenient, model_path=None))]
+    #[pyo3(signature = (model, layer, backend, threads, labels, preprocess, baseline, batch, no_crop, max_pixels, lenient, model_path=None, task="auto", output=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -131,7 +132,10 @@ impl Model {
         max_pixels: Option<u64>,
         lenient: bool,
         model_path: Option<std::path::PathBuf>,
+        task: &str,
+        output: Option<String>,
     ) -> PyResult<Self> {
+        let task = parsed(task, Task::parse)?;
         if threads == Some(0) {
             return Err(input_error("`threads` must be at least 1"));
         }
@@ -154,12 +158,17 @@ impl Model {
                 )));
             };
             let folder = external_folder(model_path.as_deref())?;
-            let onnx = OnnxModel::from_bytes_and_data(
+            let onnx = OnnxModel::load(
                 model.unwrap_or(DEFAULT_MODEL),
                 external_data(folder.as_ref()),
                 &opened.device,
+                output.as_deref(),
             )
             .map_err(to_py)?;
+            let name = model_path
+                .as_deref()
+                .map_or("the model".to_string(), |p| p.display().to_string());
+            Task::expect(&onnx, &name, task).map_err(to_py)?;
             let labels = match labels {
                 Some(l) => l,
                 None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(IMAGENET_LABELS),
@@ -210,7 +219,7 @@ impl Model {
     /// (`uint8`, shape `(H, W, 3)`) or `normalised` (`float32`, shape `(3, H, W)` at the model's
     /// input size). Returns a dict: `photo` (the model's input as RGB bytes), `top5`, `crop`
     /// and `maps` (one dict per target and method).
-    #[pyo3(signature = (kind, data, shape, targets, methods, steps, integrate, quadrature, eigen_smooth, aug_smooth, noise_tunnel, nt_samples, nt_stdev, seed, layers, batch, force, baseline, progress))]
+    #[pyo3(signature = (kind, data, shape, targets, methods, steps, integrate, quadrature, eigen_smooth, aug_smooth, noise_tunnel, nt_samples, nt_stdev, seed, layers, batch, force, baseline, progress, region=None))]
     #[allow(clippy::too_many_arguments)]
     fn explain<'py>(
         &self,
@@ -234,6 +243,7 @@ impl Model {
         force: bool,
         baseline: Option<String>,
         progress: Option<Py<PyAny>>,
+        region: Option<Vec<f32>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let spec: RequestSpec = (
             (
@@ -249,6 +259,7 @@ impl Model {
         );
         let (mut request, baseline) = self.request_of(spec)?;
         request.clock = Some(now_ms);
+        request.region = region.map(Into::into);
         let input = Input::new(kind, data, shape)?;
         // Said as a warning by the Python side (only a lenient explainer gets this far).
         let truncated = input.truncated_jpeg();

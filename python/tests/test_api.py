@@ -322,6 +322,20 @@ def test_a_segmenter_explains_its_class_regions():
     with pytest.raises(igcam.InputError) as raised:
         ex.evaluate(maps[:1])
     assert "this model is a segmenter" in str(raised.value)
+    quadrant = np.zeros((128, 128), np.uint8)
+    quadrant[:64, :64] = 255
+    custom = case["custom_region"]
+    (m,) = ex.explain(str(zoo / "input.png"), targets=custom["class"], methods="gradcam", region=quadrant)
+    assert rel_l2(m.cam.ravel(), custom["gradcam"]["values"]) < 1e-4
+    with pytest.raises(igcam.InputError) as raised:
+        ex.explain(str(zoo / "input.png"), methods="gradcam", region=quadrant[:64])
+    assert "the region holds 8192 pixels but the model's output plane is 128x128" in str(raised.value)
+    with pytest.raises(igcam.InputError) as raised:
+        igcam.Explainer(model=str(zoo / "lraspp_opset17.onnx"), backend="cpu", task="classify")
+    assert "is not a model to classify" in str(raised.value)
+    with pytest.raises(igcam.InputError) as raised:
+        igcam.Explainer(model=str(zoo / "lraspp_opset17.onnx"), backend="cpu", output="logits")
+    assert "the model has no output `logits`; its outputs: `out`" in str(raised.value)
 
 
 def test_targets_follow_the_peers_habits(lite0):

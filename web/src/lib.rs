@@ -41,6 +41,7 @@ impl Spelling for PageSpelling {
             Setting::NtSamples => "the noise samples",
             Setting::NtStdev => "the noise level",
             Setting::Metrics => "the metrics",
+            Setting::Task => "the task",
         }
         .to_string()
     }

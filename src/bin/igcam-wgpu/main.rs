@@ -108,6 +108,7 @@ impl Spelling for CliSpelling {
             Setting::NtSamples => "--nt-samples",
             Setting::NtStdev => "--nt-stdev",
             Setting::Metrics => "--metrics",
+            Setting::Task => "--task",
         }
         .to_string()
     }

@@ -149,40 +149,13 @@ pub fn load_model(
 /// Says what the model was taken for (a segmenter, or one output of several) and refuses a
 /// model that is not what `--task` names.
 fn check_task(model: &OnnxModel, name: &str, choice: &OutputArgs) -> Result<()> {
-    let (output, outputs) = model.outputs();
-    let classes = model.num_classes();
-    let [h, w] = model.output_plane();
-    let (found, why) = if model.is_segmenter() {
-        (
-            Task::Segment,
-            format!(
-                "output `{output}` [N, {classes}, {h}, {w}] scores each of {classes} classes at every pixel"
-            ),
-        )
-    } else {
-        (
-            Task::Classify,
-            format!("output `{output}` scores {classes} classes"),
-        )
+    let wanted = match choice.task {
+        Task::Auto => None,
+        Task::Classify => Some(igcam::task::Task::Classify),
+        Task::Segment => Some(igcam::task::Task::Segment),
     };
-    if choice.task != Task::Auto && choice.task != found {
-        let named = if choice.task == Task::Segment {
-            "segment"
-        } else {
-            "classify"
-        };
-        let fits = if found == Task::Segment {
-            "segment"
-        } else {
-            "classify"
-        };
-        return Err(
-            igcam::Error::InvalidOption(igcam::error::Message::from(format!(
-                "`{name}` is not a model to {named}: {why}; use --task {fits} (or auto)"
-            )))
-            .into(),
-        );
-    }
+    let found = igcam::task::Task::expect(model, name, wanted)?;
+    let (output, outputs) = model.outputs();
     if outputs.len() > 1 && choice.output.is_none() {
         let others: Vec<String> = outputs[1..].iter().map(|o| format!("`{o}`")).collect();
         eprintln!(
@@ -190,7 +163,8 @@ fn check_task(model: &OnnxModel, name: &str, choice: &OutputArgs) -> Result<()> 
             others.join(", ")
         );
     }
-    if found == Task::Segment && choice.task == Task::Auto {
+    if found == igcam::task::Task::Segment && wanted.is_none() {
+        let (_, why) = igcam::task::Task::of(model);
         eprintln!(
             "notice: `{name}` is a segmenter: {why}; each class is explained over its region (--task segment says so)"
         );
