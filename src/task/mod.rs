@@ -61,12 +61,9 @@ impl Task {
         let (found, why) = Task::of(model);
         match wanted {
             Some(w) if w != found => Err(Error::InvalidOption(
-                Message::from(format!(
-                    "`{name}` is not a model to {}: {why}; ",
-                    w.name()
-                ))
-                .set(Setting::Task)
-                .text(format!(" {} (or auto)", found.name())),
+                Message::from(format!("`{name}` is not a model to {}: {why}; ", w.name()))
+                    .set(Setting::Task)
+                    .text(format!(" {} (or auto)", found.name())),
             )),
             _ => Ok(found),
         }
