@@ -515,34 +515,58 @@ fn a_segmenter_explains_every_class_region() {
     let dir = tempfile::tempdir().unwrap();
     let model = fixture("zoo/lraspp_opset17.onnx");
     let input = fixture("zoo/input.png");
-    let json = dir.path().join("seg.json");
-    let out = igcam(
-        dir.path(),
+    let base = [
+        "explain",
+        path(&input),
+        "--model",
+        path(&model),
+        "--backend",
+        "cpu",
+    ];
+    let with = |extra: &[&'static str], files: &[&std::path::Path]| -> Vec<String> {
+        let files = files.iter().map(|f| f.to_str().unwrap().to_string());
+        base.iter()
+            .map(|a| a.to_string())
+            .chain(extra.iter().map(|a| a.to_string()))
+            .chain(files)
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = igcam(dir.path(), &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out
+    };
+    let zoo = json("zoo/segmenters.json");
+    let case = |file: &str| {
+        zoo["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == file)
+            .unwrap()
+            .clone()
+    };
+    let json_path = dir.path().join("seg.json");
+    let out = run(with(
         &[
-            "explain",
-            path(&input),
-            "--model",
-            path(&model),
-            "--backend",
-            "cpu",
             "--method",
             "gradcam",
-            "--json",
-            path(&json),
-            "--out",
-            path(dir.path()),
             "--overlay",
             "input",
+            "--out",
+            ".",
+            "--json",
         ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+        &[&json_path],
+    ));
     assert!(
         text(&out.stdout).contains("input.png: the 5 largest class regions (share of the pixels)"),
         "{}",
         text(&out.stdout)
     );
-    let records: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let records: Json =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let records = records.as_array().unwrap();
     // The regions' sizes from tests/fixtures/zoo/segmenters.json, largest first.
     let classes: Vec<(u64, u64)> = records
@@ -561,7 +585,7 @@ fn a_segmenter_explains_every_class_region() {
         [&records[0]["cam"]["height"], &records[0]["cam"]["width"]],
         [8, 8]
     );
-    let overlay = image::open(records[0]["overlay"].as_str().unwrap())
+    let overlay = image::open(dir.path().join(records[0]["overlay"].as_str().unwrap()))
         .unwrap()
         .to_rgb8();
     let white = overlay.pixels().filter(|p| p.0 == [255, 255, 255]).count();
@@ -574,37 +598,13 @@ fn a_segmenter_explains_every_class_region() {
     let mask = dir.path().join("quadrant.png");
     quadrant.save(&mask).unwrap();
     let custom = dir.path().join("custom.json");
-    let out = igcam(
-        dir.path(),
+    run(with(
         &[
-            "explain",
-            path(&input),
-            "--model",
-            path(&model),
-            "--backend",
-            "cpu",
-            "--method",
-            "gradcam",
-            "--target",
-            "1",
-            "--region",
-            path(&mask),
-            "--json",
-            path(&custom),
-            "--out",
-            path(dir.path()),
+            "--method", "gradcam", "--target", "1", "--out", ".", "--json",
         ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let zoo_cases: Json =
-        serde_json::from_str(&std::fs::read_to_string(fixture("zoo/segmenters.json")).unwrap())
-            .unwrap();
-    let lraspp = zoo_cases["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["model"] == "lraspp_opset17.onnx")
-        .unwrap();
+        &[&custom, Path::new("--region"), &mask],
+    ));
+    let lraspp = case("lraspp_opset17.onnx");
     assert_eq!(lraspp["custom_region"]["class"], 1);
     let records: Json = serde_json::from_str(&std::fs::read_to_string(&custom).unwrap()).unwrap();
     let error = common::rel_l2(
@@ -617,32 +617,20 @@ fn a_segmenter_explains_every_class_region() {
     );
     let empty = dir.path().join("empty.png");
     image::GrayImage::new(128, 128).save(&empty).unwrap();
-    refuses(
-        &[
-            "explain",
-            path(&input),
-            "--model",
-            path(&model),
-            "--backend",
-            "cpu",
-            "--region",
-            path(&empty),
-        ],
-        "the region is empty (no non-zero pixel): mark the pixels to explain",
-    );
     let small = dir.path().join("small.png");
     image::GrayImage::new(64, 64).save(&small).unwrap();
-    refuses(
-        &[
-            "explain",
-            path(&input),
-            "--model",
-            path(&model),
-            "--backend",
-            "cpu",
-            "--region",
-            path(&small),
-        ],
+    let refused = |extra: &[&'static str], files: &[&std::path::Path], needle: &str| {
+        let args = with(extra, files);
+        refuses(&args.iter().map(String::as_str).collect::<Vec<_>>(), needle);
+    };
+    refused(
+        &["--region"],
+        &[&empty],
+        "the region is empty (no non-zero pixel): mark the pixels to explain",
+    );
+    refused(
+        &["--region"],
+        &[&small],
         "small.png` is 64x64 but the model's output is 128x128 (its input after resize and crop): give a mask of that size",
     );
     refuses(
@@ -658,42 +646,40 @@ fn a_segmenter_explains_every_class_region() {
         ],
         "a region applies to a segmenter's classes; this model is a classifier",
     );
-    let base = [
-        "explain",
-        path(&input),
-        "--model",
-        path(&model),
-        "--backend",
-        "cpu",
-    ];
-    let zoo: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("zoo/segmenters.json")).unwrap())
-            .unwrap();
-    let absent = zoo["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["model"] == "deeplabv3_opset17.onnx")
-        .unwrap();
     assert_eq!(
-        absent["pixels"][3], 0,
+        case("deeplabv3_opset17.onnx")["pixels"][3],
+        0,
         "class 3 has no region in the DeepLabV3 fixture"
     );
     let deeplab = fixture("zoo/deeplabv3_opset17.onnx");
     refuses(
         &[
-            &base[..2],
-            &[
-                "--model",
-                path(&deeplab),
-                "--backend",
-                "cpu",
-                "--target",
-                "3",
-            ],
-        ]
-        .concat(),
+            "explain",
+            path(&input),
+            "--model",
+            path(&deeplab),
+            "--backend",
+            "cpu",
+            "--target",
+            "3",
+        ],
         "class 3 (class 3) has no region in this image (no pixel where it scores highest), so there is nothing to explain; the classes present: 1 (class 1), 2 (class 2), 0 (class 0)",
+    );
+    refused(
+        &["--method", "finercam"],
+        &[],
+        "finercam compares a classifier's classes and does not explain a segmenter; pick another method",
+    );
+    refuses(
+        &[
+            "explain",
+            path(&input),
+            "--backend",
+            "cpu",
+            "--target",
+            "present",
+        ],
+        "present names a segmenter's classes with a region; this model is a classifier",
     );
     refuses(
         &["layers", path(&model), "--task", "classify"],
@@ -730,21 +716,6 @@ fn a_segmenter_explains_every_class_region() {
             "ev",
         ],
         "the metrics score a classifier's class confidence; this model is a segmenter, whose maps they do not score yet",
-    );
-    refuses(
-        &[&base[..], &["--method", "finercam"]].concat(),
-        "finercam compares a classifier's classes and does not explain a segmenter; pick another method",
-    );
-    refuses(
-        &[
-            "explain",
-            path(&input),
-            "--backend",
-            "cpu",
-            "--target",
-            "present",
-        ],
-        "present names a segmenter's classes with a region; this model is a classifier",
     );
 }
 

@@ -23,28 +23,19 @@ import warnings
 
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM, base_cam
-from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+from pytorch_grad_cam import base_cam
 from torchvision.models import segmentation
 
 import igcam
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check_resnet50 import ROOT, photo  # noqa: E402
+from make_segmentation_zoo import Out, gradcam  # noqa: E402
 
 warnings.filterwarnings("ignore")
 base_cam.scale_cam_image = lambda cam, target_size=None: cam  # raw layer-resolution maps
 STEPS = 8
 NAMES = {"fcn_resnet50": "layer4", "deeplabv3_mobilenet_v3_large": "16", "lraspp_mobilenet_v3_large": "16"}
-
-
-class Out(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x)["out"]
 
 
 def calibrated(name, images):
@@ -67,12 +58,6 @@ def calibrated(name, images):
         for conv in last:
             conv.bias -= means / len(last)
     return model
-
-
-def gradcam(model, module, x, target, mask):
-    with GradCAM(model=model, target_layers=[module]) as cam:
-        out = cam(input_tensor=x, targets=[SemanticSegmentationTarget(target, mask)])
-    return np.asarray(out[0], dtype=np.float64)
 
 
 def main():

@@ -29,19 +29,11 @@ import igcam
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check_resnet50 import ROOT, photo  # noqa: E402
+from make_transformer_zoo import Logits, randomise_norms  # noqa: E402
 
 warnings.filterwarnings("ignore")
 base_cam.scale_cam_image = lambda cam, target_size=None: cam  # raw layer-resolution maps
 STEPS = 16
-
-
-class Logits(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(pixel_values=x).logits
 
 
 def models():
@@ -74,11 +66,7 @@ def main():
     black32 = ((0 - mean) / std * np.ones((3, 224, 224), np.float32))[None].astype(np.float32)
     print("| model | exporter | igcam layer | Grad-CAM rel. L2 | IG-CAM m = 16 rel. L2 |\n|---|---|---|---|---|")
     for name, model, module in models():
-        g = torch.Generator().manual_seed(7)
-        for m in model.modules():
-            if isinstance(m, torch.nn.LayerNorm):
-                m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+        randomise_norms(model)
         model.eval()
         x = torch.from_numpy(x32)
         with torch.no_grad():

@@ -24,7 +24,6 @@ import sys
 import warnings
 
 import numpy as np
-import onnx
 import torch
 from PIL import Image
 from pytorch_grad_cam import GradCAM, base_cam
@@ -148,12 +147,7 @@ def main():
         for tag, options in zoo.EXPORTERS:
             file = f"{name}_{tag}.onnx"
             path = os.path.join(zoo.OUT, file)
-            torch.onnx.export(model, (x,), path, input_names=["input"], output_names=["out"], **options)
-            if options["dynamo"]:
-                m = onnx.load(path)
-                for n in m.graph.node:
-                    del n.metadata_props[:]
-                onnx.save(m, path)
+            zoo.export(model, x, path, options, output="out")
             layer = zoo.tensors_equal_to(path, x, store["a"])
             assert len(layer) == 1, f"{file}: the backbone's output is {layer}"
             cases.append({"family": name, "exporter": tag, "model": file, "layer": layer[0], "pixels": pixels,

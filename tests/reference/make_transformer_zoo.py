@@ -22,7 +22,6 @@ import sys
 import warnings
 
 import numpy as np
-import onnx
 import torch
 from pytorch_grad_cam import GradCAM, base_cam
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -108,17 +107,12 @@ def main():
             file = f"{name}_{tag}.onnx"
             path = os.path.join(zoo.OUT, file)
             try:
-                torch.onnx.export(model, (x,), path, input_names=["input"], output_names=["logits"], **options)
+                zoo.export(model, x, path, options)
             except Exception as e:  # noqa: BLE001 (PyTorch raises several kinds for an op it cannot export)
                 print(f"{file:34s} not exportable: {str(e).splitlines()[0][:90]}")
                 if os.path.exists(path):
                     os.remove(path)
                 continue
-            if options["dynamo"]:
-                m = onnx.load(path)
-                for n in m.graph.node:
-                    del n.metadata_props[:]
-                onnx.save(m, path)
             layer = zoo.tensors_equal_to(path, x, store["a"])
             assert len(layer) == 1, f"{file}: the target layer's tokens are {layer}"
             cases.append({"family": name, "exporter": tag, "model": file, "layer": layer[0], "target": target,

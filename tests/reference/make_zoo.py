@@ -188,6 +188,17 @@ def tensors_equal_to(path, x, a):
             if v.shape == want.shape and np.allclose(v, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())]
 
 
+def export(model, x, path, options, output="logits"):
+    """`model` exported to `path` with `options` (one of EXPORTERS), without the stack trace
+    the new exporter stores with every node (two thirds of the file)."""
+    torch.onnx.export(model, (x,), path, input_names=["input"], output_names=[output], **options)
+    if options["dynamo"]:
+        m = onnx.load(path)
+        for n in m.graph.node:
+            del n.metadata_props[:]
+        onnx.save(m, path)
+
+
 def arr(a):
     a = np.asarray(a, dtype=np.float32)
     return {"shape": list(a.shape), "values": [float(v) for v in a.reshape(-1)]}
@@ -217,17 +228,11 @@ def main():
             file = f"{name}_{tag}.onnx"
             path = os.path.join(OUT, file)
             try:
-                torch.onnx.export(model, (x,), path, input_names=["input"], output_names=["logits"], **options)
+                export(model, x, path, options)
             except torch.onnx.errors.UnsupportedOperatorError as e:
                 # MobileViT's attention needs opset 14: PyTorch cannot export it at 13.
                 print(f"{file:34s} not exportable: {str(e).splitlines()[0][:90]}")
                 continue
-            if options["dynamo"]:
-                # The new exporter stores a stack trace with every node: two thirds of the file.
-                m = onnx.load(path)
-                for n in m.graph.node:
-                    del n.metadata_props[:]
-                onnx.save(m, path)
             layer = tensors_equal_to(path, x, a)
             assert len(layer) == 1, f"{file}: the feature map is {layer}"
             cases.append({"family": name, "exporter": tag, "model": file, "layer": layer[0], "target": target,
