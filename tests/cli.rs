@@ -615,6 +615,8 @@ fn a_segmenter_explains_every_class_region() {
         error < 1e-4,
         "class 1 over the quadrant: relative L2 {error:.2e}"
     );
+    let (tiny_image, tiny) = (tiny_image(), tiny());
+    let classifier = ["explain", &tiny_image, "--model", &tiny, "--backend", "cpu"];
     let empty = dir.path().join("empty.png");
     image::GrayImage::new(128, 128).save(&empty).unwrap();
     let small = dir.path().join("small.png");
@@ -634,16 +636,7 @@ fn a_segmenter_explains_every_class_region() {
         "small.png` is 64x64 but the model's output is 128x128 (its input after resize and crop): give a mask of that size",
     );
     refuses(
-        &[
-            "explain",
-            &tiny_image(),
-            "--model",
-            &tiny(),
-            "--backend",
-            "cpu",
-            "--region",
-            path(&small),
-        ],
+        &[&classifier[..], &["--region", path(&small)]].concat(),
         "a region applies to a segmenter's classes; this model is a classifier",
     );
     assert_eq!(
@@ -690,16 +683,7 @@ fn a_segmenter_explains_every_class_region() {
         "the model has no output `logits`; its outputs: `out`",
     );
     refuses(
-        &[
-            "explain",
-            &tiny_image(),
-            "--model",
-            &tiny(),
-            "--backend",
-            "cpu",
-            "--task",
-            "segment",
-        ],
+        &[&classifier[..], &["--task", "segment"]].concat(),
         "is not a model to segment: output `logits` scores 10 classes; pass --task classify (or auto)",
     );
     let voc = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/voc-mini");
