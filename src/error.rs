@@ -224,7 +224,7 @@ pub enum Error {
         /// What is wrong.
         error: OpError,
     },
-    /// The model is not an image classifier with one 4-D input and one logits output.
+    /// The model is neither an image classifier nor a segmenter with one 4-D input.
     #[error(
         "not an image classifier or segmenter: {0}; igcam needs one NCHW image input and one [N, classes] output (a classifier) or [N, classes, H, W] (a segmenter)"
     )]

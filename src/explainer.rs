@@ -292,8 +292,16 @@ impl Explainer {
         };
         let mut all = Vec::new();
         for spec in specs {
+            let top = spec
+                .as_ref()
+                .strip_prefix("top")
+                .and_then(|k| k.parse::<usize>().ok());
             match (spec.as_ref(), &regions) {
                 ("present", Some(r)) => all.extend(r.present()),
+                // The K largest regions (fewer where fewer classes have one).
+                (_, Some(r)) if top.is_some_and(|k| k > 0) => {
+                    all.extend(r.present().into_iter().take(top.unwrap_or(0)));
+                }
                 ("present", None) => {
                     return Err(Error::InvalidOption(
                         Message::setting(Setting::Target).text(
@@ -555,6 +563,11 @@ impl Explainer {
     /// layers.
     fn check_request(&self, request: &Request) -> Result<()> {
         request.check(self.model.num_classes())?;
+        if self.model.is_segmenter() && (request.aug_smooth || request.noise_tunnel.is_some()) {
+            return Err(Error::InvalidOption(Message::from(
+                "aug-smoothing and the noise tunnel change the photo, which moves a segmenter's class regions; they do not explain segmenters yet",
+            )));
+        }
         if self.model.is_segmenter()
             && let Some(m) = request.methods.iter().find(|m| !m.explains_segmenters())
         {

@@ -270,6 +270,9 @@ fn segmenters_explain_each_class_region_as_pytorch_grad_cam() {
         let mut largest: Vec<usize> = (0..4).filter(|&c| want[c] > 0).collect();
         largest.sort_by_key(|&c| std::cmp::Reverse(want[c]));
         assert_eq!(present, largest, "{file}: present, the largest first");
+        // topK takes the K largest regions, never a class without one.
+        let top4 = explainer.resolve_targets(&prepared, &["top4"]).unwrap();
+        assert_eq!(top4, largest, "{file}: top4");
         for target in case["targets"].as_array().unwrap() {
             let class = target["class"].as_u64().unwrap() as usize;
             for (method, steps) in [("gradcam", 1), ("igcam", 4)] {

@@ -153,7 +153,9 @@ class Explainer:
         backend: ``auto`` (a real GPU through wgpu, else the CPU), ``cpu`` or ``wgpu``.
         threads: CPU threads (default: all cores). The pool is sized once per process.
         labels: class labels (a list, or a file with one per line). Default: ImageNet's for
-            1000-class models.
+            1000-class models, Pascal VOC's (background first) for 21-class segmenters. A
+            segmenter's ``top5`` and ``prob`` are its classes' shares of the pixels, ``logit``
+            their mean score over their region.
         preprocess: pixel normalisation of photos: ``imagenet``, ``raw01`` or ``caffe``.
         baseline: the path's start for integrated methods: ``black`` or ``zero``.
         batch: path points per forward/backward chunk (default: 10 at 224x224).
@@ -257,7 +259,8 @@ class Explainer:
                 arrays (RGB, resized and centre-cropped like the CLI), ``3xHxW`` / ``Nx3xHxW``
                 float32 arrays already normalised for the model (torch tensors too), file paths
                 or PNG/JPEG bytes.
-            targets: ``top1`` (also ``None``), ``top5`` (``topK``), a class index or a label, for
+            targets: ``top1`` (also ``None``), ``top5`` (``topK``), a class index or a label (a
+                segmenter's classes rank by region size; ``present``: all with a region), for
                 every image; for one image, a list of these; for several, a list with one entry
                 per image (as pytorch-grad-cam's and Captum's targets: a tensor or array of N
                 class indices, or ``ClassifierOutputTarget`` objects, work too), each entry one

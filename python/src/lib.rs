@@ -172,6 +172,10 @@ impl Model {
             let labels = match labels {
                 Some(l) => l,
                 None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(IMAGENET_LABELS),
+                // torchvision's segmenters: Pascal VOC's 20 classes after the background.
+                None if onnx.is_segmenter() && onnx.num_classes() == 21 => {
+                    igcam::data::voc_segmentation_labels()
+                }
                 None => Vec::new(),
             };
             let default_layer = onnx.default_layer_reason();

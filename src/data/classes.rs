@@ -4,6 +4,15 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 
+/// The labels of a segmenter's 21 outputs trained on PASCAL VOC (torchvision's): the
+/// background, then [`VOC_CLASSES`].
+pub fn voc_segmentation_labels() -> Vec<String> {
+    std::iter::once("background")
+        .chain(VOC_CLASSES)
+        .map(String::from)
+        .collect()
+}
+
 /// PASCAL VOC's 20 classes in the standard (TorchRay) order.
 pub const VOC_CLASSES: [&str; 20] = [
     "aeroplane",

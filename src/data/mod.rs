@@ -7,6 +7,6 @@ pub mod coco;
 mod imagenet;
 mod voc;
 
-pub use classes::{ClassMap, VOC_CLASSES};
+pub use classes::{ClassMap, VOC_CLASSES, voc_segmentation_labels};
 pub use imagenet::{Lines, parse_labels_csv, parse_loc_solution};
 pub use voc::{Annotation, Object, parse_annotation};

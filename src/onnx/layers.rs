@@ -92,7 +92,7 @@ impl Layers<'_> {
     /// In a vision transformer (no global pooling of a 4-D map): the tokens the last attention
     /// block's projections read, i.e. its first normalisation's output, which pytorch-grad-cam's
     /// ViT and Swin examples explain (`blocks[-1].norm1`): the last token tensor before the last
-    /// `Softmax` that a `MatMul` or `Gemm` reads. The last block's own output would not do: only
+    /// attention `Softmax` (over a `[.., tokens, tokens]` score map) that a `MatMul` or `Gemm` reads. The last block's own output would not do: only
     /// the class token reaches the classifier from there, so every patch token's gradient is 0.
     ///
     /// In a segmenter: the widest feature map (most channels; the last on ties) produced by an
@@ -150,7 +150,14 @@ impl Layers<'_> {
     /// [`Layers::default_with_reason`]).
     fn attention_input(&self) -> Option<(String, String)> {
         let nodes = &self.graph.nodes;
-        let softmax = nodes.iter().rposition(|n| n.op_type == "Softmax")?;
+        // An attention's softmax: over the last axis of a `[.., tokens, tokens]` score map (an
+        // output softmax over the classes is not one).
+        let softmax = nodes.iter().rposition(|n| {
+            n.op_type == "Softmax"
+                && self.shapes.get(&n.output).is_some_and(|s| {
+                    s.len() >= 3 && s[s.len() - 1] == s[s.len() - 2] && s[s.len() - 1] > 1
+                })
+        })?;
         let read_by_projection = |tensor: &str| {
             nodes[..softmax].iter().any(|n| {
                 matches!(n.op_type.as_str(), "MatMul" | "Gemm")

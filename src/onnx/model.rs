@@ -145,8 +145,8 @@ fn images_kept_apart(graph: &Graph, [h, w]: [usize; 2], device: &Device) -> Resu
 /// segmenter's (a score per class and pixel); `None` for any other shape.
 fn output_layout(shape: &[usize]) -> Option<(usize, [usize; 2])> {
     match *shape {
-        [1, k] if k >= 2 => Some((k, [1, 1])),
-        [1, k, h, w] if k >= 2 && h >= 1 && w >= 1 => Some((k, [h, w])),
+        [1, k, h, w] if k >= 2 && h * w > 1 => Some((k, [h, w])),
+        [1, k, ref rest @ ..] if k >= 2 && rest.iter().all(|&d| d == 1) => Some((k, [1, 1])),
         _ => None,
     }
 }
@@ -472,8 +472,9 @@ impl OnnxModel {
         self.classes * self.plane[0] * self.plane[1]
     }
 
-    /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits (one image
-    /// at a time when the model has a [`OnnxModel::batch_breaker`]).
+    /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits (a
+    /// segmenter's: `[N, classes·H·W]`, class-major; one image at a time when the model has a
+    /// [`OnnxModel::batch_breaker`]).
     pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>> {
         let n = x.dims()[0];
         if n > 1 && self.batch_breaker.is_some() {
@@ -1015,4 +1016,23 @@ pub fn run_graph(
         Error::NotClassifier(format!("output `{}` was not computed", graph.output))
     })?;
     Ok((out.host_floats()?, out.shape()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::output_layout;
+
+    #[test]
+    fn outputs_are_classifiers_segmenters_or_neither() {
+        assert_eq!(output_layout(&[1, 10]), Some((10, [1, 1])));
+        assert_eq!(output_layout(&[1, 10, 1, 1]), Some((10, [1, 1])));
+        assert_eq!(output_layout(&[1, 10, 1]), Some((10, [1, 1])));
+        assert_eq!(output_layout(&[1, 10, 1, 1, 1]), Some((10, [1, 1])));
+        assert_eq!(output_layout(&[1, 21, 224, 224]), Some((21, [224, 224])));
+        assert_eq!(output_layout(&[1, 21, 1, 7]), Some((21, [1, 7])));
+        assert_eq!(output_layout(&[1, 7, 4]), None);
+        assert_eq!(output_layout(&[1, 1]), None);
+        assert_eq!(output_layout(&[2, 10]), None);
+        assert_eq!(output_layout(&[1, 4, 2, 3, 5]), None);
+    }
 }

@@ -52,8 +52,9 @@ impl Objective {
         }
     }
 
-    /// `d objective / d logits` for the logits `output` (`[N, classes]` values in any shape),
-    /// as a tensor of the same shape: the reverse pass's seed.
+    /// `d objective / d logits` for the logits `output` (`[N, classes]` values in any shape;
+    /// `classes` is the output values per image, a segmenter's `K·H·W`), as a tensor of the
+    /// same shape: the reverse pass's seed.
     pub fn seed(&self, output: &FloatValue, classes: usize) -> Result<FloatValue> {
         let values: Vec<f32> = match self {
             Objective::Logit(target) => return Ok(target_seed(output, classes, *target)),

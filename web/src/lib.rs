@@ -181,7 +181,8 @@ struct ModelInfo {
     default_layer: Option<String>,
 }
 
-/// Loads an ONNX classifier and its labels (one per line; may be empty). `data_name` and
+/// Loads an ONNX classifier and its labels (one per line; may be empty; a segmenter is
+/// refused: the page has no region view yet). `data_name` and
 /// `data` are an external weights file dropped with the model (`model.onnx.data`, PyTorch's
 /// `dynamo=True` export), when there is one.
 #[wasm_bindgen]
@@ -198,6 +199,12 @@ pub fn load_model(
     }
     let model =
         igcam::onnx::OnnxModel::from_bytes_and_data(bytes, &files, &device).map_err(igcam_err)?;
+    if model.is_segmenter() {
+        let (_, why) = igcam::task::Task::of(&model);
+        return Err(JsError::new(&format!(
+            "this model is a segmenter ({why}); the page explains classifiers for now: explain it with `igcam-wgpu explain` or the Python package"
+        )));
+    }
     let mut labels = labels::parse_labels(labels_text);
     if labels.len() != model.num_classes() {
         labels.clear();
@@ -240,8 +247,8 @@ pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
     let image = igcam::preprocess::decode(&bytes).map_err(igcam_err)?;
     // The logits are read back without blocking (WebGPU cannot block).
     let preparing = explainer.start_prepare(&image).map_err(igcam_err)?;
-    let classes = explainer.model().num_classes();
-    let logits = host(preparing.logits().reshape([1, 1, 1, classes])).await?;
+    let values = explainer.model().outputs_per_image();
+    let logits = host(preparing.logits().reshape([1, 1, 1, values])).await?;
     let prepared = preparing.finish(logits, explainer.labels());
     let source = image.into_rgb8();
     let photo = Photo {

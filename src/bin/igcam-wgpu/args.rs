@@ -294,10 +294,9 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
         }
         None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(assets::IMAGENET_LABELS),
         // torchvision's segmenters: Pascal VOC's 20 classes after the background.
-        None if onnx.is_segmenter() && onnx.num_classes() == 21 => std::iter::once("background")
-            .chain(igcam::data::VOC_CLASSES)
-            .map(String::from)
-            .collect(),
+        None if onnx.is_segmenter() && onnx.num_classes() == 21 => {
+            igcam::data::voc_segmentation_labels()
+        }
         None => Vec::new(),
     };
     let options = ExplainerOptions {

@@ -221,13 +221,19 @@ impl Session<'_> {
                 }
                 None => render::overlay(&prepared.photo, &heat, self.args.alpha),
             };
-            // A segmenter's class region, outlined where the model saw it.
+            // A segmenter's explained region (the class's own, or `--region`), outlined where
+            // the model saw it.
             let region = regions.as_ref().map(|r| {
                 let [h, w] = explainer.model().output_plane();
+                let values = match &self.region {
+                    Some(mask) => mask.to_vec(),
+                    None => r.mask(e.target),
+                };
+                let pixels = values.iter().filter(|&&v| v != 0.0).count();
                 let mask = igcam::cam::CamMap {
                     height: h,
                     width: w,
-                    values: r.mask(e.target),
+                    values,
                 };
                 let area = match source {
                     Some(_) => crop,
@@ -239,7 +245,7 @@ impl Session<'_> {
                     },
                 };
                 render::outline_mask(&mut overlay, &mask, area);
-                r.pixels()[e.target]
+                pixels
             });
             output::write(&overlay_path, &render::encode_png(&overlay)?)?;
             output::write(

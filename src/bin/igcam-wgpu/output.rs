@@ -406,9 +406,10 @@ pub struct JsonRecord<'a> {
     /// `return_convergence_delta`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub convergence_delta: Option<f64>,
-    /// A segmenter's target: the pixels of its region in the output plane (where it scores
-    /// highest; the explained score is its sum there). Its `target.prob` is that region's share
-    /// of the plane and `target.logit` its mean score there.
+    /// A segmenter's target: the pixels of the explained region in the output plane (the
+    /// class's own, where it scores highest, or `--region`'s), over which its scores are
+    /// summed. `target.prob` is the class's own region's share of the plane and `target.logit`
+    /// its mean score there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region_pixels: Option<usize>,
 }

@@ -1,7 +1,8 @@
 //! `Expand`: broadcasting a tensor to a shape (ONNX's two-way broadcast: the output is the
 //! broadcast of the input's shape and the given one). In a model exported with a fixed batch
-//! of 1, a target that starts with that 1 puts the run's batch there instead, as `Reshape`
-//! does: ViT exports expand the class token to `[1, 1, C]` before joining it to the patches.
+//! of 1, a target that starts with that 1 puts the run's batch there instead when the expanded
+//! tensor is a constant, as `Reshape` does: ViT exports expand the class token to `[1, 1, C]`
+//! before joining it to the patches.
 
 use ndarray::IxDyn;
 
@@ -12,14 +13,20 @@ use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, stored_shape};
 
 struct Expand {
-    /// The model has a fixed batch of 1: a target `[1, ...]` follows the run's batch.
+    /// The model has a fixed batch of 1 and the expanded tensor is a constant (a class
+    /// token): a target `[1, ...]` follows the run's batch.
     follow_batch: bool,
 }
 
 /// Builds an `Expand` node.
 pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     Ok(Box::new(Expand {
-        follow_batch: ctx.fixed_batch,
+        follow_batch: ctx.fixed_batch
+            && ctx
+                .node
+                .input
+                .first()
+                .is_some_and(|x| ctx.constants.contains_key(x)),
     }))
 }
 
