@@ -736,6 +736,58 @@ fn a_model_with_a_fixed_batch_of_one_runs_the_path_in_batches() {
     }
 }
 
+/// A model with two outputs (the ResNet fixture with its pooled features as a second output):
+/// the first is explained, and a notice names the other and `--output`; `--output` picks the
+/// other, a 32-"class" output here.
+#[test]
+fn a_model_with_several_outputs_explains_the_first_or_the_one_named() {
+    use onnx_ir::{Message, ModelProto, ValueInfoProto};
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = ModelProto::parse_from_bytes(&std::fs::read(tiny()).unwrap()).unwrap();
+    model.graph.as_mut().unwrap().output.push(ValueInfoProto {
+        name: "/Flatten_output_0".into(),
+        ..Default::default()
+    });
+    let two = dir.path().join("two_outputs.onnx");
+    std::fs::write(&two, model.write_to_bytes().unwrap()).unwrap();
+    let out = igcam(dir.path(), &["layers", path(&two)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("has several outputs; explaining the first, `logits` (also: `/Flatten_output_0`); --output NAME picks another"),
+        "{}",
+        text(&out.stderr)
+    );
+    let json = dir.path().join("flat.json");
+    let out = igcam(
+        dir.path(),
+        &[
+            "explain",
+            &tiny_image(),
+            "--model",
+            path(&two),
+            "--backend",
+            "cpu",
+            "--method",
+            "gradcam",
+            "--output",
+            "/Flatten_output_0",
+            "--json",
+            path(&json),
+            "--out",
+            ".",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("several outputs"),
+        "{}",
+        text(&out.stderr)
+    );
+    let records: Json = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let target = records[0]["target"]["index"].as_u64().unwrap();
+    assert!(target < 32, "a class of the 32 features: {target}");
+}
+
 fn fixed_batch_runs_in_batches(dir: &Path, model: &Path) {
     let img = tiny_image();
     let run = |batch: &str| {
