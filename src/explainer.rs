@@ -228,6 +228,7 @@ impl Explainer {
                 geometry: Geometry::new([w, h], size, false),
                 logits: Vec::new(),
                 ranked: Vec::new(),
+                regions: None,
                 path,
                 at_input: LayerState {
                     layer: self.layer.clone(),
@@ -240,14 +241,6 @@ impl Explainer {
         })
     }
 
-    /// The regions of a segmenter's output at `prepared` (`None` for a classifier).
-    pub fn regions(&self, prepared: &Prepared) -> Option<Regions> {
-        let [h, w] = self.model.output_plane();
-        self.model
-            .is_segmenter()
-            .then(|| Regions::of(&prepared.logits, self.model.num_classes(), h * w))
-    }
-
     /// What explaining `target` with `method` takes the gradient of: the target's logit
     /// (Finer-CAM: its weighted difference with its nearest classes), or for a segmenter the
     /// target's scores summed over its region at the photo.
@@ -258,7 +251,7 @@ impl Explainer {
         prepared: &Prepared,
         region: Option<&Arc<[f32]>>,
     ) -> Objective {
-        if let Some(regions) = self.regions(prepared) {
+        if let Some(regions) = prepared.regions() {
             return match region {
                 Some(mask) => Objective::Region {
                     class: target,
@@ -284,7 +277,7 @@ impl Explainer {
         prepared: &Prepared,
         specs: &[S],
     ) -> Result<Vec<usize>> {
-        let regions = self.regions(prepared);
+        let regions = prepared.regions();
         // A segmenter's classes rank by their pixels.
         let sizes: Vec<f32> = match &regions {
             Some(r) => r.pixels().into_iter().map(|n| n as f32).collect(),
@@ -517,7 +510,7 @@ impl Explainer {
     /// For a segmenter, refuses a target class without a region at `prepared` (its scores
     /// summed over no pixel: nothing to explain).
     fn check_regions(&self, prepared: &Prepared, request: &Request) -> Result<()> {
-        let Some(regions) = self.regions(prepared) else {
+        let Some(regions) = prepared.regions() else {
             return match request.region {
                 Some(_) => Err(Error::InvalidOption(Message::from(
                     "a region applies to a segmenter's classes; this model is a classifier",
@@ -608,11 +601,12 @@ impl Preparing {
     /// plane of scores per class, its classes then ranked by their region's size).
     pub fn finish(mut self, logits: Vec<f32>, labels: &[String]) -> Prepared {
         let plane = logits.len() / self.classes.max(1);
-        self.prepared.ranked = if plane > 1 {
-            Regions::of(&logits, self.classes, plane).ranked(&logits, labels)
-        } else {
-            labels::ranked(&logits, labels)
+        let regions = (plane > 1).then(|| Regions::of(&logits, self.classes, plane));
+        self.prepared.ranked = match &regions {
+            Some(r) => r.ranked(&logits, labels),
+            None => labels::ranked(&logits, labels),
         };
+        self.prepared.regions = regions;
         self.prepared.logits = logits;
         self.prepared
     }
@@ -634,6 +628,8 @@ pub struct Prepared {
     pub logits: Vec<f32>,
     /// Every class, best first.
     pub ranked: Vec<Prediction>,
+    /// A segmenter's class regions at the photo (`None` for a classifier).
+    regions: Option<Regions>,
     /// The photo and the baseline, the ends of the path.
     path: PathEnds,
     at_input: LayerState,
@@ -643,6 +639,12 @@ impl Prepared {
     /// The best `k` classes.
     pub fn top(&self, k: usize) -> &[Prediction] {
         &self.ranked[..k.min(self.ranked.len())]
+    }
+
+    /// The regions of a segmenter's output at the photo, worked out once when it was
+    /// prepared (`None` for a classifier).
+    pub fn regions(&self) -> Option<&Regions> {
+        self.regions.as_ref()
     }
 
     /// Class `index` as [`Prepared::ranked`] scores it (a segmenter's: its region's share and

@@ -258,7 +258,7 @@ fn segmenters_explain_each_class_region_as_pytorch_grad_cam() {
         };
         let explainer = Explainer::new(model, Vec::new(), options).unwrap();
         let prepared = explainer.prepare_fitted(photo.clone()).unwrap();
-        let regions = explainer.regions(&prepared).unwrap();
+        let regions = prepared.regions().unwrap();
         let want: Vec<usize> = case["pixels"]
             .as_array()
             .unwrap()

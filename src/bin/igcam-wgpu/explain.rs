@@ -167,7 +167,7 @@ impl Session<'_> {
         };
         drop(image);
         let crop = prepared.geometry.crop_box();
-        let regions = explainer.regions(&prepared);
+        let regions = prepared.regions();
         let top5: Vec<&Prediction> = prepared.top(5).iter().collect();
         if !self.args.quiet {
             self.bar.suspend(|| {
@@ -223,7 +223,7 @@ impl Session<'_> {
             };
             // A segmenter's explained region (the class's own, or `--region`), outlined where
             // the model saw it.
-            let region = regions.as_ref().map(|r| {
+            let region = regions.map(|r| {
                 let [h, w] = explainer.model().output_plane();
                 let values = match &self.region {
                     Some(mask) => mask.to_vec(),
