@@ -37,8 +37,14 @@ pub enum Setting {
     NtStdev,
     /// The metrics `eval` computes.
     Metrics,
-    /// What the model does (classify, segment, or auto).
+    /// What the model does (classify, segment, detect, or auto).
     Task,
+    /// A detector's confidence threshold.
+    Conf,
+    /// A detector's NMS IoU threshold.
+    Iou,
+    /// The most detections a detector keeps.
+    MaxDet,
 }
 
 impl Setting {
@@ -58,6 +64,9 @@ impl Setting {
             Setting::NtStdev => "noise_tunnel.stdev",
             Setting::Metrics => "metrics",
             Setting::Task => "task",
+            Setting::Conf => "conf",
+            Setting::Iou => "iou",
+            Setting::MaxDet => "max_det",
         }
     }
 }
@@ -226,7 +235,7 @@ pub enum Error {
     },
     /// The model is neither an image classifier nor a segmenter with one 4-D input.
     #[error(
-        "not an image classifier or segmenter: {0}; igcam needs one NCHW image input and one [N, classes] output (a classifier) or [N, classes, H, W] (a segmenter)"
+        "not an image classifier, segmenter or detector: {0}; igcam needs one NCHW image input and one [N, classes] output (a classifier), [N, classes, H, W] (a segmenter) or [N, 4 + classes, anchors] or [N, anchors, 5 + classes] (a YOLO detector without NMS)"
     )]
     NotClassifier(String),
     /// The layer asked for is a tensor that the graph does not produce.

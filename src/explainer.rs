@@ -26,6 +26,7 @@ use crate::onnx::objective::Objective;
 use crate::onnx::profile::Clock;
 use crate::onnx::{Env, OnnxModel, PathEnds};
 use crate::preprocess::{self, Baseline, Geometry, Preset};
+use crate::task::detect::{DetectOptions, Detection};
 use crate::task::segment::Regions;
 
 /// Told `(steps done, steps in total)` after each chunk; an error it returns stops the request.
@@ -49,6 +50,8 @@ pub struct ExplainerOptions {
     pub batch: Option<usize>,
     /// Largest resized photo, in pixels; `None`: [`crate::budget::DEFAULT_MAX_PIXELS`].
     pub max_pixels: Option<u64>,
+    /// A detector's confidence and NMS thresholds.
+    pub detect: DetectOptions,
 }
 
 /// A model ready to explain photos.
@@ -56,6 +59,9 @@ pub struct Explainer {
     model: OnnxModel,
     labels: Vec<String>,
     layer: String,
+    /// A detector's default layers, one per scale, explained together when a request names
+    /// no layer (empty otherwise).
+    default_layers: Vec<String>,
     options: ExplainerOptions,
     batch: usize,
 }
@@ -65,6 +71,7 @@ impl Explainer {
     /// checked here, so a wrong `--layer` fails before any photo is read.
     pub fn new(model: OnnxModel, labels: Vec<String>, options: ExplainerOptions) -> Result<Self> {
         check_batch(options.batch)?;
+        options.detect.check()?;
         let channels = model.input_spec().channels;
         if channels != 3 {
             return Err(Error::NotClassifier(format!(
@@ -82,6 +89,10 @@ impl Explainer {
             })?,
         };
         model.layer_shape(&layer)?;
+        let default_layers = match (&options.layer, model.default_layers_reason()) {
+            (None, Some((layers, _))) if layers.len() > 1 => layers,
+            _ => Vec::new(),
+        };
         let batch = match options.batch {
             Some(b) => model.fit_chunk(b),
             None => model.default_chunk(),
@@ -90,6 +101,7 @@ impl Explainer {
             model,
             labels,
             layer,
+            default_layers,
             options,
             batch,
         })
@@ -108,6 +120,16 @@ impl Explainer {
     /// The explained layer (ONNX tensor name).
     pub fn layer(&self) -> &str {
         &self.layer
+    }
+
+    /// The layers a request naming none explains: a detector's neck outputs, else
+    /// [`Explainer::layer`].
+    pub fn layers(&self) -> Vec<&str> {
+        if self.default_layers.is_empty() {
+            vec![self.layer.as_str()]
+        } else {
+            self.default_layers.iter().map(String::as_str).collect()
+        }
     }
 
     /// Path points per chunk.
@@ -229,6 +251,7 @@ impl Explainer {
                 logits: Vec::new(),
                 ranked: Vec::new(),
                 regions: None,
+                detections: None,
                 path,
                 at_input: LayerState {
                     layer: self.layer.clone(),
@@ -238,6 +261,10 @@ impl Explainer {
             },
             logits,
             classes: self.model.num_classes(),
+            detector: self
+                .model
+                .detector()
+                .map(|&layout| (layout, self.options.detect)),
         })
     }
 
@@ -251,6 +278,9 @@ impl Explainer {
         prepared: &Prepared,
         region: Option<&Arc<[f32]>>,
     ) -> Objective {
+        if let (Some(layout), Some(detections)) = (self.model.detector(), prepared.detections()) {
+            return detections[target].objective(layout);
+        }
         if let Some(regions) = prepared.regions() {
             return match region {
                 Some(mask) => Objective::Region {
@@ -272,11 +302,18 @@ impl Explainer {
     ///
     /// For a segmenter, classes rank by their region's size (`topK`: the K largest regions),
     /// and `present` names every class with a region, the largest first.
+    ///
+    /// For a detector, targets are detections (indices into [`Prepared::detections`], the
+    /// best first): `all`, `topK` (the K best), `detN` (detection N), or a class index or label
+    /// (every detection of that class).
     pub fn resolve_targets<S: AsRef<str>>(
         &self,
         prepared: &Prepared,
         specs: &[S],
     ) -> Result<Vec<usize>> {
+        if let Some(detections) = prepared.detections() {
+            return self.resolve_detections(detections, specs);
+        }
         let regions = prepared.regions();
         // A segmenter's classes rank by their pixels.
         let sizes: Vec<f32> = match &regions {
@@ -308,6 +345,55 @@ impl Explainer {
         Ok(unique(all))
     }
 
+    /// A detector's targets (see [`Explainer::resolve_targets`]).
+    fn resolve_detections<S: AsRef<str>>(
+        &self,
+        detections: &[Detection],
+        specs: &[S],
+    ) -> Result<Vec<usize>> {
+        let mut all = Vec::new();
+        for spec in specs {
+            let spec = spec.as_ref();
+            let top = spec
+                .strip_prefix("top")
+                .and_then(|k| k.parse::<usize>().ok());
+            let index = spec
+                .strip_prefix("det")
+                .and_then(|k| k.parse::<usize>().ok());
+            match (spec, top, index) {
+                ("all" | "present", _, _) => all.extend(0..detections.len()),
+                (_, Some(k), _) => all.extend(0..k.min(detections.len())),
+                (_, _, Some(i)) if i < detections.len() => all.push(i),
+                (_, _, Some(i)) => {
+                    return Err(Error::InvalidOption(Message::setting(Setting::Target).text(
+                        format!(
+                            " det{i}: the image has {} detection(s), det0 to det{} (lower --conf for more)",
+                            detections.len(),
+                            detections.len().saturating_sub(1)
+                        ),
+                    )));
+                }
+                _ => {
+                    let scores = vec![0.0; self.model.num_classes()];
+                    let classes = labels::resolve_targets(spec, &scores, &self.labels)?;
+                    let before = all.len();
+                    all.extend(
+                        (0..detections.len()).filter(|&d| classes.contains(&detections[d].class)),
+                    );
+                    if all.len() == before {
+                        let class = classes[0];
+                        return Err(Error::InvalidOption(Message::from(format!(
+                            "class {class} ({}) has no detection in this image above the confidence threshold, so there is nothing to explain; {}",
+                            labels::label_of(&self.labels, class),
+                            detected_classes(detections, &self.labels)
+                        ))));
+                    }
+                }
+            }
+        }
+        Ok(unique(all))
+    }
+
     /// Explains `request` on `prepared`, reporting `(steps done, steps in total)` after each
     /// chunk. Maps come back targets outer, methods inner, in the request's order.
     pub fn explain(
@@ -332,6 +418,13 @@ impl Explainer {
     ) -> Result<Vec<Explanation>> {
         self.check_request(request)?;
         self.check_regions(prepared, request)?;
+        if request.layer.is_none() && request.layers.is_empty() && !self.default_layers.is_empty() {
+            let request = Request {
+                layers: self.default_layers.clone(),
+                ..request.clone()
+            };
+            return self.explain_or_stop(prepared, &request, progress);
+        }
         if let Some(tunnel) = request.noise_tunnel {
             return self.explain_noise_tunneled(prepared, request, tunnel, progress);
         }
@@ -509,7 +602,23 @@ impl Explainer {
 
     /// For a segmenter, refuses a target class without a region at `prepared` (its scores
     /// summed over no pixel: nothing to explain).
+    ///
+    /// For a detector, refuses a target past its detections.
     fn check_regions(&self, prepared: &Prepared, request: &Request) -> Result<()> {
+        if let Some(detections) = prepared.detections() {
+            if request.region.is_some() {
+                return Err(Error::InvalidOption(Message::from(
+                    "a region applies to a segmenter's classes; this model is a detector (--target picks detections)",
+                )));
+            }
+            if let Some(&t) = request.targets.iter().find(|&&t| t >= detections.len()) {
+                return Err(Error::InvalidOption(Message::from(format!(
+                    "target {t} is not a detection: the image has {} above the confidence threshold",
+                    detections.len()
+                ))));
+            }
+            return Ok(());
+        }
         let Some(regions) = prepared.regions() else {
             return match request.region {
                 Some(_) => Err(Error::InvalidOption(Message::from(
@@ -555,17 +664,28 @@ impl Explainer {
     /// Checks `request` against the model before any work: its options, its targets, its
     /// layers.
     fn check_request(&self, request: &Request) -> Result<()> {
-        request.check(self.model.num_classes())?;
-        if self.model.is_segmenter() && (request.aug_smooth || request.noise_tunnel.is_some()) {
-            return Err(Error::InvalidOption(Message::from(
-                "aug-smoothing and the noise tunnel change the photo, which moves a segmenter's class regions; they do not explain segmenters yet",
-            )));
-        }
-        if self.model.is_segmenter()
-            && let Some(m) = request.methods.iter().find(|m| !m.explains_segmenters())
-        {
+        let detector = self.model.detector().is_some();
+        // A detector's targets are detections, checked against the photo's.
+        request.check(if detector {
+            usize::MAX
+        } else {
+            self.model.num_classes()
+        })?;
+        let kind = if detector { "detector" } else { "segmenter" };
+        let things = if detector {
+            "detections"
+        } else {
+            "class regions"
+        };
+        let dense = detector || self.model.is_segmenter();
+        if dense && (request.aug_smooth || request.noise_tunnel.is_some()) {
             return Err(Error::InvalidOption(Message::from(format!(
-                "{} compares a classifier's classes and does not explain a segmenter; pick another method",
+                "aug-smoothing and the noise tunnel change the photo, which moves a {kind}'s {things}; they do not explain {kind}s yet"
+            ))));
+        }
+        if dense && let Some(m) = request.methods.iter().find(|m| !m.explains_segmenters()) {
+            return Err(Error::InvalidOption(Message::from(format!(
+                "{} compares a classifier's classes and does not explain a {kind}; pick another method",
                 m.name()
             ))));
         }
@@ -589,6 +709,8 @@ pub struct Preparing {
     logits: Tensor<2>,
     /// The model's classes (a segmenter's logits hold a plane of scores per class).
     classes: usize,
+    /// A detector's layout and thresholds.
+    detector: Option<(crate::task::detect::DetectLayout, DetectOptions)>,
 }
 
 impl Preparing {
@@ -600,6 +722,13 @@ impl Preparing {
     /// Completes the photo with its logits read back (`classes` values; a segmenter's: a
     /// plane of scores per class, its classes then ranked by their region's size).
     pub fn finish(mut self, logits: Vec<f32>, labels: &[String]) -> Prepared {
+        if let Some((layout, options)) = self.detector {
+            let detections = layout.detect(&logits, &options);
+            self.prepared.ranked = detected_ranking(&detections, self.classes, labels);
+            self.prepared.detections = Some(detections);
+            self.prepared.logits = logits;
+            return self.prepared;
+        }
         let plane = logits.len() / self.classes.max(1);
         let regions = (plane > 1).then(|| Regions::of(&logits, self.classes, plane));
         self.prepared.ranked = match &regions {
@@ -630,6 +759,8 @@ pub struct Prepared {
     pub ranked: Vec<Prediction>,
     /// A segmenter's class regions at the photo (`None` for a classifier).
     regions: Option<Regions>,
+    /// A detector's kept detections at the photo, the best first (`None` for another model).
+    detections: Option<Vec<Detection>>,
     /// The photo and the baseline, the ends of the path.
     path: PathEnds,
     at_input: LayerState,
@@ -645,6 +776,25 @@ impl Prepared {
     /// prepared (`None` for a classifier).
     pub fn regions(&self) -> Option<&Regions> {
         self.regions.as_ref()
+    }
+
+    /// A detector's detections at the photo (confidence threshold and NMS applied), the best
+    /// first: what its targets index (`None` for a classifier or a segmenter).
+    pub fn detections(&self) -> Option<&[Detection]> {
+        self.detections.as_deref()
+    }
+
+    /// Target `target` of a request as a class prediction: the class itself, or for a
+    /// detector its detection's class and confidence.
+    pub fn target_prediction(&self, target: usize) -> Prediction {
+        match self.detections().and_then(|d| d.get(target)) {
+            Some(d) => Prediction {
+                logit: d.score,
+                prob: d.score,
+                ..self.prediction(d.class)
+            },
+            None => self.prediction(target),
+        }
     }
 
     /// Class `index` as [`Prepared::ranked`] scores it (a segmenter's: its region's share and
@@ -788,6 +938,44 @@ impl Request {
         }
         Ok(())
     }
+}
+
+/// A detector's classes ranked by their best detection's confidence (`logit` and `prob`
+/// both; 0 for a class without a detection).
+fn detected_ranking(
+    detections: &[Detection],
+    classes: usize,
+    labels: &[String],
+) -> Vec<Prediction> {
+    let mut best = vec![0.0f32; classes];
+    for d in detections {
+        best[d.class] = best[d.class].max(d.score);
+    }
+    let mut out: Vec<Prediction> = best
+        .iter()
+        .enumerate()
+        .map(|(c, &score)| Prediction {
+            index: c,
+            label: labels::label_of(labels, c),
+            logit: score,
+            prob: score,
+        })
+        .collect();
+    out.sort_by(|a, b| b.prob.total_cmp(&a.prob).then(a.index.cmp(&b.index)));
+    out
+}
+
+/// The classes detected, for an error message.
+fn detected_classes(detections: &[Detection], labels: &[String]) -> String {
+    let classes = unique(detections.iter().map(|d| d.class));
+    if classes.is_empty() {
+        return "nothing was detected (lower --conf)".into();
+    }
+    let names: Vec<String> = classes
+        .iter()
+        .map(|&c| format!("{c} ({})", labels::label_of(labels, c)))
+        .collect();
+    format!("the classes detected: {}", names.join(", "))
 }
 
 /// A map of `channels` stacked planes (`C·H × W`) summed into one `H × W` plane.

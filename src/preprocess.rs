@@ -278,6 +278,15 @@ impl Geometry {
         }
     }
 
+    /// Maps a box in model-input pixels (`[x0, y0, x1, y1]`, a detector's) back to source
+    /// pixels: the crop undone, then the resize.
+    pub fn unmap_box(&self, b: [f32; 4]) -> [f32; 4] {
+        let back = |v: f32, axis: usize| {
+            (v + self.offset[axis] as f32) * self.source[axis] as f32 / self.resized[axis] as f32
+        };
+        [back(b[0], 0), back(b[1], 1), back(b[2], 0), back(b[3], 1)]
+    }
+
     /// A mask of the source image (`mask_size` `[width, height]`, row-major; any resolution,
     /// usually the source's) at the model input (`size`, row-major): each input pixel takes
     /// the mask pixel under its centre after undoing the resize and the crop.
@@ -384,6 +393,26 @@ mod tests {
         // Out-of-range floats are clamped.
         let black = denormalise(&[-100.0; 3], Preset::Raw01, [1, 1]);
         assert_eq!(black.get_pixel(0, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn a_detectors_box_maps_back_to_the_source_photo() {
+        // 448x300: shorter side to 256 (382x256), centre crop 224: undo the crop's offset,
+        // then the scale.
+        let g = Geometry::new([448, 300], [224, 224], true);
+        assert_eq!((g.resized, g.offset), ([382, 256], [79, 16]));
+        let b = g.unmap_box([0.0, 0.0, 224.0, 224.0]);
+        let (sx, sy) = (448.0 / 382.0, 300.0 / 256.0);
+        let want = [79.0 * sx, 16.0 * sy, 303.0 * sx, 240.0 * sy];
+        for (got, want) in b.iter().zip(want) {
+            assert!((got - want).abs() < 1e-3, "{b:?} vs {want:?}");
+        }
+        // Without a crop only the scale is undone.
+        let whole = Geometry::new([448, 300], [224, 224], false);
+        assert_eq!(
+            whole.unmap_box([112.0, 112.0, 224.0, 224.0]),
+            [224.0, 150.0, 448.0, 300.0]
+        );
     }
 
     #[test]

@@ -283,12 +283,16 @@ pub struct Scores {
 /// Refuses a model the metrics cannot score: a segmenter (they read a classifier's class
 /// confidence).
 pub fn check_model(explainer: &Explainer) -> Result<()> {
-    if explainer.model().is_segmenter() {
-        return Err(Error::InvalidOption(Message::from(
-            "the metrics score a classifier's class confidence; this model is a segmenter, whose maps they do not score yet",
-        )));
-    }
-    Ok(())
+    let kind = if explainer.model().is_segmenter() {
+        "segmenter"
+    } else if explainer.model().detector().is_some() {
+        "detector"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidOption(Message::from(format!(
+        "the metrics score a classifier's class confidence; this model is a {kind}, whose maps they do not score yet"
+    ))))
 }
 
 /// Scores every explanation of `photo` (the prepared photo, at the model's input size) at once;

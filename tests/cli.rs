@@ -708,6 +708,208 @@ fn a_segmenter_explains_every_class_region() {
     );
 }
 
+/// A detector (the zoo's YOLOv8): `explain` lists the detections after the confidence
+/// threshold and NMS, explains each picked one over the three neck layers, draws the boxes,
+/// and writes each detection's box, class and score; zero detections are a notice and an
+/// empty list; detector-only and segmenter-only options are refused in one line.
+#[test]
+fn a_detector_explains_each_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("zoo/yolov8_opset17.onnx");
+    let input = fixture("zoo/input.png");
+    let base = [
+        "explain",
+        path(&input),
+        "--model",
+        path(&model),
+        "--backend",
+        "cpu",
+    ];
+    let zoo = json("zoo/detectors.json");
+    let want = zoo["families"]["yolov8"]["detections"].as_array().unwrap();
+    let case = &zoo["cases"].as_array().unwrap()[0];
+    assert_eq!(case["model"], "yolov8_opset17.onnx");
+    let json_path = dir.path().join("det.json");
+    let args = [
+        &base[..],
+        &[
+            "--method",
+            "gradcam",
+            "--target",
+            "top2,det4",
+            "--overlay",
+            "input",
+            "--out",
+            ".",
+        ],
+        &["--json", path(&json_path)],
+    ]
+    .concat();
+    let out = igcam(dir.path(), &args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("notice: `") && stderr.contains("is a detector: output `output0` [N, 7, 336]: 336 anchors, each a box (x, y, w, h) and 3 class scores (ultralytics YOLOv8/11's layout); each detection is explained at its anchor (--task detect says so)"),
+        "{stderr}"
+    );
+    let layers: Vec<&str> = case["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        stderr.contains(&format!("layer: {}", layers.join(", "))),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "input.png: {} detection(s) (confidence, class, box x0 y0 x1 y1 in the model's input)",
+            want.len()
+        )),
+        "{stdout}"
+    );
+    let records: Json =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    for (record, index) in records.iter().zip([0, 1, 4]) {
+        let d = &record["detection"];
+        assert_eq!(d["index"], index);
+        assert_eq!(d["anchor"], want[index]["anchor"]);
+        assert_eq!(d["class"], want[index]["class"]);
+        assert_eq!(record["target"]["index"], want[index]["class"]);
+        let score = d["score"].as_f64().unwrap();
+        assert!(
+            (score - want[index]["score"].as_f64().unwrap()).abs() < 1e-4,
+            "{score}"
+        );
+        assert!((record["target"]["prob"].as_f64().unwrap() - score).abs() < 1e-6);
+        for (k, name) in ["x0", "y0", "x1", "y1"].iter().enumerate() {
+            let (got, reference) = (
+                d["box"][k].as_f64().unwrap(),
+                want[index][name].as_f64().unwrap(),
+            );
+            assert!(
+                (got - reference).abs() < 1e-2,
+                "{name}: {got} vs {reference}"
+            );
+            // The zoo's photo is the input size: the photo's box is the input's.
+            assert!((d["box_in_photo"][k].as_f64().unwrap() - got).abs() < 1e-3);
+        }
+        assert_eq!(record["layer"], layers.join(","));
+        assert_eq!(
+            [&record["cam"]["height"], &record["cam"]["width"]],
+            [128, 128]
+        );
+    }
+    let overlay = image::open(dir.path().join(records[0]["overlay"].as_str().unwrap()))
+        .unwrap()
+        .to_rgb8();
+    assert!(
+        records[0]["overlay"]
+            .as_str()
+            .unwrap()
+            .ends_with("input_gradcam_det0.png")
+    );
+    let green = overlay.pixels().filter(|p| p.0 == [0, 255, 0]).count();
+    assert!(green > 50, "the explained box: {green} green pixels");
+    // A class picks its every detection.
+    let of_class = want.iter().filter(|d| d["class"] == 2).count();
+    let class_json = dir.path().join("class.json");
+    let out = igcam(
+        dir.path(),
+        &[
+            &base[..],
+            &[
+                "--method",
+                "gradcam",
+                "--target",
+                "2",
+                "--out",
+                ".",
+                "--json",
+                path(&class_json),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records: Json =
+        serde_json::from_str(&std::fs::read_to_string(&class_json).unwrap()).unwrap();
+    assert_eq!(records.as_array().unwrap().len(), of_class);
+    // Nothing above the threshold: a notice and an empty list, exit 0.
+    let none_json = dir.path().join("none.json");
+    let out = igcam(
+        dir.path(),
+        &[&base[..], &["--conf", "0.999", "--out", "none"]].concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("notice: input.png: no detection scores above --conf 0.999: nothing to explain (a lower --conf keeps more)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("none/input.json")).unwrap(),
+        "[]"
+    );
+    assert!(!none_json.exists());
+    let refused = |extra: &[&str], needle: &str| refuses(&[&base[..], extra].concat(), needle);
+    refused(
+        &["--target", "det99"],
+        &format!(
+            "det99: the image has {} detection(s), det0 to det{} (lower --conf for more)",
+            want.len(),
+            want.len() - 1
+        ),
+    );
+    refused(
+        &["--conf", "1.5"],
+        "--conf 1.5 is outside 0..=1: give a threshold between 0 and 1",
+    );
+    refused(
+        &["--iou=-0.1"],
+        "--iou -0.1 is outside 0..=1: give a threshold between 0 and 1",
+    );
+    refused(&["--max-det", "0"], "--max-det must be at least 1");
+    refused(
+        &["--aug-smooth"],
+        "aug-smoothing and the noise tunnel change the photo, which moves a detector's detections; they do not explain detectors yet",
+    );
+    refused(
+        &["--method", "finercam"],
+        "finercam compares a classifier's classes and does not explain a detector; pick another method",
+    );
+    let mask = dir.path().join("mask.png");
+    image::GrayImage::from_pixel(128, 128, image::Luma([255]))
+        .save(&mask)
+        .unwrap();
+    refused(
+        &["--region", path(&mask)],
+        "a region applies to a segmenter's classes; this model is a detector (--target picks detections)",
+    );
+    refuses(
+        &["layers", path(&model), "--task", "segment"],
+        "is not a model to segment: output `output0` [N, 7, 336]: 336 anchors, each a box (x, y, w, h) and 3 class scores (ultralytics YOLOv8/11's layout); pass --task detect (or auto)",
+    );
+    let voc = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/voc-mini");
+    refuses(
+        &[
+            "eval",
+            "--data",
+            voc,
+            "--model",
+            path(&model),
+            "--backend",
+            "cpu",
+            "--out",
+            "ev",
+        ],
+        "the metrics score a classifier's class confidence; this model is a detector, whose maps they do not score yet",
+    );
+}
+
 #[test]
 fn a_model_with_a_fixed_batch_of_one_runs_the_path_in_batches() {
     use onnx_ir::{AttributeProto, Message, ModelProto};
@@ -934,7 +1136,7 @@ fn bad_models_and_layers_are_refused() {
     let tokens_out = fixture("ops/expand_where_class_token.onnx");
     refuses(
         &[&base[..], &["--model", path(&tokens_out)]].concat(),
-        "not an image classifier or segmenter: output `y` has shape [1, 7, 4]; igcam needs one NCHW image input and one [N, classes] output (a classifier) or [N, classes, H, W] (a segmenter)",
+        "not an image classifier, segmenter or detector: output `y` has shape [1, 7, 4]; igcam needs one NCHW image input and one [N, classes] output (a classifier), [N, classes, H, W] (a segmenter) or [N, 4 + classes, anchors] or [N, anchors, 5 + classes] (a YOLO detector without NMS)",
     );
     refuses(
         &[

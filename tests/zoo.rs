@@ -135,10 +135,10 @@ fn every_family_and_exporter_loads_picks_the_feature_map_and_matches_pytorch() {
     );
 }
 
-/// Families with an op that has no host gradient (Transpose, Split, LayerNorm, ...): their
-/// pixel IG runs on Burn's autodiff; every export of the others on the host reverse pass.
-const AUTODIFF_GRADIENT: [&str; 7] = [
-    "shufflenet_v2",
+/// Families with an op that has no host gradient (LayerNorm, rank-5 tensors, ...): their
+/// pixel IG runs on Burn's autodiff; every export of the others on the host reverse pass
+/// (ShuffleNet's channel shuffle too, since `Transpose` has one).
+const AUTODIFF_GRADIENT: [&str; 6] = [
     "convnext",
     "resnest",
     "mobilevit",
@@ -296,4 +296,139 @@ fn segmenters_explain_each_class_region_as_pytorch_grad_cam() {
     expected.sort();
     assert_eq!(listed, expected);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Detectors (`detectors.json`, from `tests/reference/make_detection_zoo.py`): ultralytics
+/// YOLOv8 and YOLO11 and the yolov5 package's YOLOv5 (narrowed, 3 classes), each exported by
+/// the legacy exporter at opset 17 and by the dynamo exporter. Each loads as a detector whose
+/// default layers are the three neck outputs its head reads; its detections after the
+/// confidence threshold and NMS are the reference post-processing's of PyTorch's raw output
+/// (same anchors and classes, confidences within 1e-4, boxes IoU >= 0.99); and for the two
+/// most confident detections, Grad-CAM and IG-CAM (4 steps, in batches of 2) of the
+/// detection's confidence at its anchor equal pytorch-grad-cam's at every neck layer, and the
+/// default three-layer Grad-CAM its several `target_layers` average (relative L2 <= 1e-4).
+#[test]
+fn detectors_explain_each_detection_as_pytorch_grad_cam() {
+    let zoo = json("zoo/detectors.json");
+    let device = Device::flex();
+    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
+    let photo = preprocess::decode(&photo).unwrap().to_rgb8();
+    let mut listed = Vec::new();
+    let mut failures = Vec::new();
+    for case in zoo["cases"].as_array().unwrap() {
+        let file = case["model"].as_str().unwrap();
+        let family = &zoo["families"][case["family"].as_str().unwrap()];
+        listed.push(file.trim_end_matches(".onnx").to_string());
+        let bytes = std::fs::read(fixture(&format!("zoo/{file}"))).unwrap();
+        let model = OnnxModel::from_bytes(&bytes, &device).unwrap();
+        let layout = *model.detector().expect(file);
+        assert_eq!(layout.classes, 3, "{file}");
+        assert_eq!(layout.objectness, file.starts_with("yolov5"), "{file}");
+        let layers: Vec<String> = case["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        let (defaults, why) = model.default_layers_reason().unwrap();
+        assert_eq!(defaults, layers, "{file}: the neck outputs");
+        assert!(
+            why.starts_with(
+                "the neck outputs the detection head reads, one per scale (16×16, 8×8, 4×4)"
+            ),
+            "{file}: {why}"
+        );
+        let options = ExplainerOptions {
+            batch: Some(2),
+            preset: preprocess::Preset::Raw01,
+            ..ExplainerOptions::default()
+        };
+        let explainer = Explainer::new(model, Vec::new(), options).unwrap();
+        let prepared = explainer.prepare_fitted(photo.clone()).unwrap();
+        let got = prepared.detections().unwrap();
+        let want = family["detections"].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{file}: detections");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let wbox = ["x0", "y0", "x1", "y1"].map(|k| w[k].as_f64().unwrap() as f32);
+            assert_eq!(
+                (g.anchor, g.class),
+                (
+                    w["anchor"].as_u64().unwrap() as usize,
+                    w["class"].as_u64().unwrap() as usize
+                ),
+                "{file}: detection {i}"
+            );
+            assert!(
+                (g.score - w["score"].as_f64().unwrap() as f32).abs() < 1e-4,
+                "{file}: detection {i} score {}",
+                g.score
+            );
+            assert!(
+                iou(g.bbox, wbox) >= 0.99,
+                "{file}: detection {i} box {:?} vs {wbox:?}",
+                g.bbox
+            );
+        }
+        // Targets are detections: all, the K best, one by index, or a class's every one.
+        let n = got.len();
+        assert_eq!(
+            explainer.resolve_targets(&prepared, &["all"]).unwrap(),
+            (0..n).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            explainer
+                .resolve_targets(&prepared, &["top2", "det3"])
+                .unwrap(),
+            [0, 1, 3]
+        );
+        let of_class = explainer.resolve_targets(&prepared, &["1"]).unwrap();
+        assert!(
+            of_class.iter().all(|&d| got[d].class == 1)
+                && of_class.len() == got.iter().filter(|d| d.class == 1).count(),
+            "{file}"
+        );
+        for (k, target) in family["targets"].as_array().unwrap().iter().enumerate() {
+            for (l, reference) in target["layers"].as_array().unwrap().iter().enumerate() {
+                for (method, steps) in [("gradcam", 1), ("igcam", 4)] {
+                    let mut request =
+                        Request::new(vec![k], vec![Method::parse(method).unwrap()], steps);
+                    request.layer = Some(layers[l].clone());
+                    let maps = explainer
+                        .explain(&prepared, &request, &mut |_, _| {})
+                        .unwrap();
+                    let error = rel_l2(&maps[0].map.values, &array(&reference[method]).0);
+                    if error > 1e-4 {
+                        failures.push(format!("{file}: det{k} layer {l} {method}: {error:.2e}"));
+                    }
+                }
+            }
+            if let Some(reference) = target.get("gradcam_all_layers") {
+                let request = Request::new(vec![k], vec![Method::parse("gradcam").unwrap()], 1);
+                let maps = explainer
+                    .explain(&prepared, &request, &mut |_, _| {})
+                    .unwrap();
+                assert_eq!(maps[0].layer, layers.join(","), "{file}");
+                let error = rel_l2(&maps[0].map.values, &array(reference).0);
+                if error > 1e-4 {
+                    failures.push(format!("{file}: det{k} all layers gradcam: {error:.2e}"));
+                }
+            }
+        }
+    }
+    listed.sort();
+    let mut expected: Vec<String> = ["yolov8", "yolo11", "yolov5"]
+        .iter()
+        .flat_map(|f| ["opset17", "dynamo"].map(|e| format!("{f}_{e}")))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Intersection over union of two `[x0, y0, x1, y1]` boxes.
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    w * h / (area(a) + area(b) - w * h)
 }

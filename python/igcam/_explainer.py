@@ -77,7 +77,8 @@ class Explanation:
 
     __slots__ = (
         "image", "target", "target_label", "logit", "prob", "method", "method_name", "layer",
-        "steps", "quadrature", "cam", "ms", "convergence_delta", "top5", "photo", "crop", "_request",
+        "steps", "quadrature", "cam", "ms", "convergence_delta", "top5", "photo", "crop", "detection",
+        "_request",
     )
 
     def __init__(self, image: int, record: dict, photo: np.ndarray, top5: list, crop: tuple):
@@ -106,6 +107,10 @@ class Explanation:
         """The model's input as an ``HxWx3`` uint8 photo (resized and centre-cropped)."""
         self.crop: tuple = crop
         """``(x0, y0, x1, y1)``: where the model's input lies in the original image."""
+        self.detection: Optional[dict] = record["detection"]
+        """A detector's explained detection: ``index`` (``detN``, the most confident first),
+        ``anchor``, ``class``, ``score`` (its confidence, also ``logit`` and ``prob``) and
+        ``box`` (``x0, y0, x1, y1`` in the model's input pixels); ``None`` for other models."""
         self._request: Optional[tuple] = None
         # The explain call's settings (`evaluate`'s metrics that explain again redo them).
 
@@ -145,27 +150,35 @@ class Explainer:
     Args:
         model: an ONNX file's path (its external weights, ``model.onnx.data``, read from beside
             it) or bytes; ``None``: the embedded ImageNet EfficientNet-Lite0. A classifier
-            (``[N, classes]``) or a segmenter (``[N, classes, H, W]``: each class explained over
-            its region, pytorch-grad-cam's ``SemanticSegmentationTarget``).
+            (``[N, classes]``), a segmenter (``[N, classes, H, W]``: each class explained over
+            its region, pytorch-grad-cam's ``SemanticSegmentationTarget``) or a YOLO detector
+            without NMS (ultralytics' ``[N, 4 + classes, anchors]``, YOLOv5's ``[N, anchors,
+            5 + classes]``: each detection kept by the confidence threshold and NMS explained
+            through its confidence at its anchor, over the neck outputs the head reads).
         layer: the ONNX tensor to explain (see ``layers()``), or several (each CAM map is then
             averaged over them as pytorch-grad-cam does with several ``target_layers``).
             Default: the model's last convolutional block (``default_layer``).
         backend: ``auto`` (a real GPU through wgpu, else the CPU), ``cpu`` or ``wgpu``.
         threads: CPU threads (default: all cores). The pool is sized once per process.
         labels: class labels (a list, or a file with one per line). Default: ImageNet's for
-            1000-class models, Pascal VOC's (background first) for 21-class segmenters. A
+            1000-class models, Pascal VOC's (background first) for 21-class segmenters, COCO's
+            for 80-class detectors. A
             segmenter's ``top5`` and ``prob`` are its classes' shares of the pixels, ``logit``
             their mean score over their region.
         preprocess: pixel normalisation of photos: ``imagenet``, ``raw01`` or ``caffe``.
+            Default: ``imagenet``; ``raw01`` for a detector (ultralytics feeds RGB / 255).
         baseline: the path's start for integrated methods: ``black`` or ``zero``.
         batch: path points per forward/backward chunk (default: 10 at 224x224).
         no_crop: resize the whole photo instead of resize + centre crop.
         max_pixels: the largest image accepted, in pixels.
         lenient: explain truncated JPEGs (the missing part grey) with a warning instead of
             refusing them.
-        task: ``auto`` (from the output's shape), or ``classify`` / ``segment``: the model
+        task: ``auto`` (from the output's shape), or ``classify`` / ``segment`` / ``detect``: the model
             must be that.
         output: for a model with several outputs, the one to explain (default: the first).
+        conf, iou, max_det: a detector's confidence threshold, NMS IoU threshold (default 0.7,
+            ultralytics'; 0.45 for YOLOv5's layout) and most detections kept (ultralytics'
+            ``predict`` defaults).
 
     Raises:
         igcam.ModelError: the model cannot be loaded.
@@ -175,9 +188,10 @@ class Explainer:
     def __init__(self, model: Union[str, os.PathLike, bytes, None] = None,
                  layer: Union[str, Sequence[str], None] = None, backend: str = "auto",
                  threads: Optional[int] = None, labels: Union[Sequence[str], str, os.PathLike, None] = None,
-                 preprocess: str = "imagenet", *, baseline: str = "black", batch: Optional[int] = None,
+                 preprocess: Optional[str] = None, *, baseline: str = "black", batch: Optional[int] = None,
                  no_crop: bool = False, max_pixels: Optional[int] = None, lenient: bool = False,
-                 task: str = "auto", output: Optional[str] = None):
+                 task: str = "auto", output: Optional[str] = None, conf: float = 0.25,
+                 iou: Optional[float] = None, max_det: int = 300):
         model_path = None
         if isinstance(model, (str, os.PathLike)):
             self.model_name = model_path = os.fspath(model)
@@ -199,7 +213,8 @@ class Explainer:
         _whole("max_pixels", max_pixels)
         self._model = _igcam.Model(model, self._layers[0] if self._layers else None, backend,
                                    threads, labels, preprocess, baseline, batch, bool(no_crop), max_pixels,
-                                   bool(lenient), model_path, str(task), output)
+                                   bool(lenient), model_path, str(task), output,
+                                   (float(conf), None if iou is None else float(iou), int(max_det)))
         if self._model.notice:
             warnings.warn(self._model.notice, RuntimeWarning, stacklevel=2)
 
@@ -260,7 +275,9 @@ class Explainer:
                 float32 arrays already normalised for the model (torch tensors too), file paths
                 or PNG/JPEG bytes.
             targets: ``top1`` (also ``None``), ``top5`` (``topK``), a class index or a label (a
-                segmenter's classes rank by region size; ``present``: all with a region), for
+                segmenter's classes rank by region size; ``present``: all with a region; a
+                detector's targets are its detections: ``all``, ``topK`` the most confident,
+                ``detN`` one of them, a class its every detection), for
                 every image; for one image, a list of these; for several, a list with one entry
                 per image (as pytorch-grad-cam's and Captum's targets: a tensor or array of N
                 class indices, or ``ClassifierOutputTarget`` objects, work too), each entry one

@@ -12,11 +12,12 @@ class Model:
     input_size: tuple[int, int]
     num_classes: int
     def __init__(self, model: Optional[bytes], layer: Optional[str], backend: str,
-                 threads: Optional[int], labels: Optional[list[str]], preprocess: str,
+                 threads: Optional[int], labels: Optional[list[str]], preprocess: Optional[str],
                  baseline: str, batch: Optional[int], no_crop: bool,
                  max_pixels: Optional[int], lenient: bool,
                  model_path: Optional[str] = None, task: str = "auto",
-                 output: Optional[str] = None) -> None: ...
+                 output: Optional[str] = None,
+                 detect: tuple[float, Optional[float], int] = (0.25, None, 300)) -> None: ...
     def layers(self) -> list[tuple[str, str, list[int]]]: ...
     def explain(self, kind: str, data: bytes, shape: list[int], targets: list[str],
                 methods: list[str], steps: int, integrate: bool, quadrature: str,

@@ -27,6 +27,7 @@ use igcam::reexplain::Redo;
 use igcam::render::{self, Colormap};
 use igcam::scoring::{self, ScoreOptions, ToScore};
 use igcam::task::Task;
+use igcam::task::detect::{DetectOptions, Detection};
 use igcam::{Explainer, ExplainerOptions, Prepared, Request};
 use image::RgbImage;
 use pyo3::prelude::*;
@@ -116,7 +117,7 @@ fn parsed<T>(value: &str, parse: impl Fn(&str) -> igcam::Result<T>) -> PyResult<
 impl Model {
     /// Loads `model` (ONNX bytes; `None`: the embedded EfficientNet-Lite0) on `backend`.
     #[new]
-    #[pyo3(signature = (model, layer, backend, threads, labels, preprocess, baseline, batch, no_crop, max_pixels, lenient, model_path=None, task="auto", output=None))]
+    #[pyo3(signature = (model, layer, backend, threads, labels, preprocess, baseline, batch, no_crop, max_pixels, lenient, model_path=None, task="auto", output=None, detect=(0.25, None, 300)))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -125,7 +126,7 @@ impl Model {
         backend: &str,
         threads: Option<usize>,
         labels: Option<Vec<String>>,
-        preprocess: &str,
+        preprocess: Option<&str>,
         baseline: &str,
         batch: Option<usize>,
         no_crop: bool,
@@ -134,6 +135,7 @@ impl Model {
         model_path: Option<std::path::PathBuf>,
         task: &str,
         output: Option<String>,
+        detect: (f32, Option<f32>, usize),
     ) -> PyResult<Self> {
         let task = parsed(task, Task::parse)?;
         if threads == Some(0) {
@@ -142,7 +144,9 @@ impl Model {
         if max_pixels == Some(0) {
             return Err(input_error("`max_pixels` must be at least 1"));
         }
-        let preset = parsed(preprocess, Preset::parse)?;
+        let preset = preprocess.map(|p| parsed(p, Preset::parse)).transpose()?;
+        let (conf, iou, max_det) = detect;
+        let detect = DetectOptions { conf, iou, max_det };
         let baseline = parsed(baseline, Baseline::parse)?;
         let backend = backend.to_string();
         let load = move || {
@@ -172,11 +176,7 @@ impl Model {
             let labels = match labels {
                 Some(l) => l,
                 None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(IMAGENET_LABELS),
-                // torchvision's segmenters: Pascal VOC's 20 classes after the background.
-                None if onnx.is_segmenter() && onnx.num_classes() == 21 => {
-                    igcam::data::voc_segmentation_labels()
-                }
-                None => Vec::new(),
+                None => Task::dataset_labels(&onnx).unwrap_or_default(),
             };
             let default_layer = onnx.default_layer_reason();
             let layers = onnx
@@ -186,6 +186,12 @@ impl Model {
                 .collect();
             let [h, w] = onnx.input_size();
             let num_classes = onnx.num_classes();
+            // A YOLO detector takes RGB / 255 unless told otherwise.
+            let preset = preset.unwrap_or(if onnx.detector().is_some() {
+                Preset::Raw01
+            } else {
+                Preset::Imagenet
+            });
             let options = ExplainerOptions {
                 layer,
                 preset,
@@ -193,6 +199,7 @@ impl Model {
                 no_crop,
                 batch,
                 max_pixels,
+                detect,
             };
             let explainer = Explainer::new(onnx, labels.clone(), options).map_err(to_py)?;
             Ok(Self {
@@ -301,7 +308,10 @@ impl Model {
                 let records: Vec<MapRecord> = maps
                     .into_iter()
                     .map(|e| MapRecord {
-                        prediction: prepared.prediction(e.target),
+                        prediction: prepared.target_prediction(e.target),
+                        detection: prepared
+                            .detections()
+                            .map(|d| (e.target, d[e.target].clone())),
                         method: e.method.name(),
                         label: e.label,
                         layer: e.layer,
@@ -609,6 +619,8 @@ type MapToScore<'py> = (
 /// One finished map, with its target's prediction.
 struct MapRecord {
     prediction: igcam::labels::Prediction,
+    /// A detector's explained detection, with its index.
+    detection: Option<(usize, Detection)>,
     method: &'static str,
     label: String,
     layer: String,
@@ -668,6 +680,19 @@ fn result_dict<'py>(
         m.set_item("cam", PyBytes::new(py, &f32_bytes(&r.map.values)))?;
         m.set_item("ms", r.ms)?;
         m.set_item("convergence_delta", r.convergence_delta)?;
+        let detection = match r.detection {
+            Some((index, d)) => {
+                let dict = PyDict::new(py);
+                dict.set_item("index", index)?;
+                dict.set_item("anchor", d.anchor)?;
+                dict.set_item("class", d.class)?;
+                dict.set_item("score", d.score)?;
+                dict.set_item("box", (d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3]))?;
+                Some(dict)
+            }
+            None => None,
+        };
+        m.set_item("detection", detection)?;
         maps.append(m)?;
     }
     out.set_item("maps", maps)?;

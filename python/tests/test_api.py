@@ -338,6 +338,37 @@ def test_a_segmenter_explains_its_class_regions():
     assert "the model has no output `logits`; its outputs: `out`" in str(raised.value)
 
 
+def test_a_detector_explains_its_detections():
+    """The zoo's YOLOv5 (objectness layout): photos go in as RGB / 255 by default; `all` names
+    every detection the reference post-processing keeps, the most confident first; the two
+    best maps over the neck layers equal pytorch-grad-cam's (the fixture's reference); `detN`
+    and a class pick detections; the thresholds are checked."""
+    zoo = ROOT / "tests" / "fixtures" / "zoo"
+    ex = igcam.Explainer(model=str(zoo / "yolov5_opset17.onnx"), backend="cpu")
+    reference = json.loads((zoo / "detectors.json").read_text())
+    family = reference["families"]["yolov5"]
+    layers = next(c for c in reference["cases"] if c["model"] == "yolov5_opset17.onnx")["layers"]
+    maps = ex.explain(str(zoo / "input.png"), targets="all", methods="gradcam")
+    want = family["detections"]
+    assert [(m.detection["index"], m.detection["anchor"], m.detection["class"]) for m in maps] == [
+        (i, d["anchor"], d["class"]) for i, d in enumerate(want)]
+    assert all(m.target == m.detection["class"] and m.prob == m.detection["score"] for m in maps)
+    assert maps[0].layer == ",".join(layers)
+    assert rel_l2(maps[0].cam.ravel(), family["targets"][0]["gradcam_all_layers"]["values"]) < 1e-4
+    for k, target in enumerate(family["targets"]):
+        for layer, ref in zip(layers, target["layers"]):
+            (m,) = ex.explain(str(zoo / "input.png"), targets=f"det{k}", methods="gradcam", layer=layer)
+            assert rel_l2(m.cam.ravel(), ref["gradcam"]["values"]) < 1e-4
+    of_class = ex.explain(str(zoo / "input.png"), targets=2, methods="gradcam")
+    assert [m.detection["index"] for m in of_class] == [i for i, d in enumerate(want) if d["class"] == 2]
+    with pytest.raises(igcam.InputError) as raised:
+        ex.explain(str(zoo / "input.png"), targets="det99", methods="gradcam")
+    assert f"det99: the image has {len(want)} detection(s)" in str(raised.value)
+    with pytest.raises(igcam.InputError) as raised:
+        igcam.Explainer(model=str(zoo / "yolov5_opset17.onnx"), backend="cpu", conf=2.0)
+    assert str(raised.value) == "invalid option: `conf` 2 is outside 0..=1: give a threshold between 0 and 1"
+
+
 def test_targets_follow_the_peers_habits(lite0):
     two = [CAT, str(IMAGES / "coffee.png")]
     # One per image, as pytorch-grad-cam's targets and Captum's target take them.

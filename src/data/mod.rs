@@ -7,6 +7,8 @@ pub mod coco;
 mod imagenet;
 mod voc;
 
-pub use classes::{ClassMap, VOC_CLASSES, voc_segmentation_labels};
+pub use classes::{
+    COCO_CLASSES, ClassMap, VOC_CLASSES, coco_detection_labels, voc_segmentation_labels,
+};
 pub use imagenet::{Lines, parse_labels_csv, parse_loc_solution};
 pub use voc::{Annotation, Object, parse_annotation};

@@ -109,7 +109,15 @@ pub fn gradient<'a>(
             );
         }
     }
-    Ok(grads.remove(from).map(|g| (g, tapped)))
+    // No gradient reached `from` (every path to it carried zeros): it is 0.
+    let g = match grads.remove(from) {
+        Some(g) => g,
+        None => match env.get(from) {
+            Some(Value::Float(f)) => f.with_tensor(f.tensor.zeros_like()),
+            _ => return Ok(None),
+        },
+    };
+    Ok(Some((g, tapped)))
 }
 
 /// The tensors a forward pass over `steps` computed from the value `from`.

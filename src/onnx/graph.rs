@@ -128,6 +128,20 @@ impl Graph {
         self.producers.get(tensor).copied()
     }
 
+    /// `tensor` and every tensor it is computed from (graph inputs and constants aside).
+    pub fn ancestors(&self, tensor: &str) -> std::collections::HashSet<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut todo = vec![tensor.to_string()];
+        while let Some(t) = todo.pop() {
+            if let Some(p) = self.producer(&t)
+                && seen.insert(t)
+            {
+                todo.extend(self.nodes[p].inputs.iter().cloned());
+            }
+        }
+        seen
+    }
+
     /// The value of tensor `name`, without taking it.
     pub fn peek<'a>(&'a self, env: &'a Env, name: &str) -> Option<&'a Value> {
         env.get(name).or_else(|| self.constants.get(name))

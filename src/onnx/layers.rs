@@ -3,7 +3,7 @@
 //! block reads; failing both, the last activation after a convolution. A documented rule
 //! that `igcam-wgpu layers` explains.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::graph::Graph;
 use super::tokens::{View, token_view};
@@ -56,6 +56,8 @@ pub struct Layers<'a> {
     pub classes: usize,
     /// Whether the output scores every class at every pixel.
     pub segmenter: bool,
+    /// Whether the output is a YOLO head's boxes and scores.
+    pub detector: bool,
 }
 
 impl Layers<'_> {
@@ -99,7 +101,27 @@ impl Layers<'_> {
     /// activation, a product (swish) or a sum, i.e. the backbone's output that the segmentation
     /// head reads (FCN's and DeepLabV3's `backbone.layer4`, LR-ASPP's high-level features), as
     /// pytorch-grad-cam's segmentation tutorial explains.
+    ///
+    /// In a detector: several layers, see [`Layers::defaults_with_reason`]; this is the last.
     pub fn default_with_reason(&self) -> Option<(String, String)> {
+        let (mut layers, why) = self.defaults_with_reason()?;
+        Some((layers.pop()?, why))
+    }
+
+    /// The default layers: [`Layers::default_with_reason`]'s one, except in a detector, whose
+    /// head reads several scales: the neck outputs, one per scale ([`Layers::detection_neck`]),
+    /// whose maps are averaged.
+    pub fn defaults_with_reason(&self) -> Option<(Vec<String>, String)> {
+        if self.detector
+            && let Some(neck) = self.detection_neck()
+        {
+            return Some(neck);
+        }
+        self.single_default().map(|(l, why)| (vec![l], why))
+    }
+
+    /// The one default layer of a classifier or a segmenter.
+    fn single_default(&self) -> Option<(String, String)> {
         if self.segmenter
             && let Some(widest) = self.widest_feature_map()
         {
@@ -108,6 +130,81 @@ impl Layers<'_> {
         self.pooled_features()
             .or_else(|| self.attention_input())
             .or_else(|| self.last_activation())
+    }
+
+    /// A detector's neck outputs, one per scale, in graph order. The head's outputs are the
+    /// feature maps the output is flattened from: 4-D maps (spatial size > 1) the output
+    /// depends on whose every reader makes something else (ultralytics' box and class
+    /// convolutions reshaped to `[N, 64, h·w]` and `[N, C, h·w]`, YOLOv5's convolution
+    /// reshaped to `[N, 3, 5 + C, h, w]`), those nearest the input (not the DFL's softmax map
+    /// that comes after them). For each spatial size among them, the neck output is the last
+    /// tensor that every one of their nodes' inputs comes from: what both the box and the
+    /// class branches read (YOLOv8/11's `model.15`, `.18`, `.21` outputs), or the one
+    /// convolution's input (YOLOv5's `Detect.m[i]`).
+    fn detection_neck(&self) -> Option<(Vec<String>, String)> {
+        let nodes = &self.graph.nodes;
+        let map = |t: &str| {
+            self.shapes
+                .get(t)
+                .is_some_and(|s| s.len() == 4 && s[2] * s[3] > 1)
+        };
+        let needed = self.ancestors(&self.graph.output);
+        let flattened: Vec<&str> = nodes
+            .iter()
+            .map(|n| n.output.as_str())
+            .filter(|t| map(t) && needed.contains(*t))
+            .filter(|t| {
+                let mut readers = nodes.iter().filter(|n| n.inputs.iter().any(|i| i == t));
+                readers.all(|r| !map(&r.output))
+            })
+            .collect();
+        let heads: Vec<&str> = flattened
+            .iter()
+            .copied()
+            .filter(|t| {
+                let before = self.ancestors(t);
+                !flattened.iter().any(|o| o != t && before.contains(*o))
+            })
+            .collect();
+        let mut sizes: Vec<[usize; 2]> = Vec::new();
+        for t in &heads {
+            let size = [self.shapes[*t][2], self.shapes[*t][3]];
+            if !sizes.contains(&size) {
+                sizes.push(size);
+            }
+        }
+        if sizes.is_empty() {
+            return None;
+        }
+        let mut neck = Vec::new();
+        for size in &sizes {
+            // What each of this scale's head nodes reads, with everything it comes from.
+            let inputs: Vec<HashSet<String>> = heads
+                .iter()
+                .filter(|t| self.shapes[**t][2..] == size[..])
+                .filter_map(|t| self.graph.producer(t))
+                .flat_map(|p| &nodes[p].inputs)
+                .filter(|i| self.graph.producer(i).is_some())
+                .map(|i| self.ancestors(i))
+                .collect();
+            let shared = nodes.iter().rposition(|n| {
+                self.is_candidate(&n.output) && inputs.iter().all(|a| a.contains(&n.output))
+            })?;
+            neck.push(nodes[shared].output.clone());
+        }
+        let sizes: Vec<String> = sizes.iter().map(|[h, w]| format!("{h}×{w}")).collect();
+        Some((
+            neck,
+            format!(
+                "the neck outputs the detection head reads, one per scale ({}): at each, the last tensor all the head's branches come from; the map is their mean",
+                sizes.join(", ")
+            ),
+        ))
+    }
+
+    /// `tensor` and every tensor it is computed from (graph inputs and constants aside).
+    fn ancestors(&self, tensor: &str) -> HashSet<String> {
+        self.graph.ancestors(tensor)
     }
 
     /// A 4-D tensor with spatial size > 1, or a token tensor with a patch grid.

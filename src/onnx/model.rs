@@ -20,6 +20,7 @@ use super::profile;
 use super::tokens::{self, View};
 use super::value::{FloatValue, MAX_RANK, Value, host_values};
 use crate::error::{Error, Result};
+use crate::task::detect::DetectLayout;
 
 /// What FullGrad reads ([`OnnxModel::bias_gradients`]).
 pub struct BiasGradients {
@@ -38,6 +39,10 @@ pub struct OnnxModel {
     /// The output's `[height, width]` per class: `[1, 1]` for a classifier, the score map's
     /// size for a segmenter.
     plane: [usize; 2],
+    /// A detector's output layout (`None` for a classifier or a segmenter).
+    detector: Option<DetectLayout>,
+    /// Output values per image.
+    per_image: usize,
     /// Output shape of every node for a batch of one, by tensor name.
     shapes: HashMap<String, Vec<usize>>,
     /// See [`OnnxModel::batch_breaker`].
@@ -198,12 +203,16 @@ impl OnnxModel {
             )));
         }
         let out_shape = env.get(&graph.output).map(Value::shape).unwrap_or_default();
-        let Some((classes, plane)) = output_layout(&out_shape) else {
+        let detector = DetectLayout::of(&out_shape);
+        let Some((classes, plane)) =
+            output_layout(&out_shape).or_else(|| detector.map(|d| (d.classes, [1, 1])))
+        else {
             return Err(Error::NotClassifier(format!(
                 "output `{}` has shape {out_shape:?}",
                 graph.output
             )));
         };
+        let per_image = out_shape.iter().product();
         if classes > crate::budget::MAX_CLASSES {
             return Err(Error::NotClassifier(format!(
                 "output `{}` has {classes} classes, more than the {} any classifier has",
@@ -221,6 +230,8 @@ impl OnnxModel {
             input_size: [h, w],
             classes,
             plane,
+            detector,
+            per_image,
             shapes,
             batch_breaker,
             stem,
@@ -396,6 +407,7 @@ impl OnnxModel {
             shapes: &self.shapes,
             classes: self.classes,
             segmenter: self.is_segmenter(),
+            detector: self.detector.is_some(),
         }
     }
 
@@ -412,6 +424,12 @@ impl OnnxModel {
     /// The default layer and why it was chosen, for `layers`.
     pub fn default_layer_reason(&self) -> Option<(String, String)> {
         self.explainable().default_with_reason()
+    }
+
+    /// The default layers and why (see [`Layers::defaults_with_reason`]): one, except for a
+    /// detector, whose neck outputs (one per scale) are explained together, their maps averaged.
+    pub fn default_layers_reason(&self) -> Option<(Vec<String>, String)> {
+        self.explainable().defaults_with_reason()
     }
 
     /// Checks that `name` is a 4-D tensor of the graph that feeds the output and returns its
@@ -467,9 +485,16 @@ impl OnnxModel {
         self.plane != [1, 1]
     }
 
-    /// Output values per image: the classes times their plane.
+    /// A detector's output layout (`[N, 4 + classes, anchors]` or `[N, anchors, 5 + classes]`);
+    /// `None` for a classifier or a segmenter.
+    pub fn detector(&self) -> Option<&DetectLayout> {
+        self.detector.as_ref()
+    }
+
+    /// Output values per image: the classes times their plane (a detector's: every anchor's
+    /// box and scores).
     pub fn outputs_per_image(&self) -> usize {
-        self.classes * self.plane[0] * self.plane[1]
+        self.per_image
     }
 
     /// Full forward pass: `[N, C, H, W]` normalised images to `[N, classes]` logits (a
@@ -753,15 +778,22 @@ impl OnnxModel {
                 .collect();
             let taps: Vec<&str> = order[1..].iter().map(|&i| at[i].0).collect();
             if let Some(per_objective) = self.host_head_gradients(at[e], &taps, objectives)? {
-                // [objective][earliest, taps...] -> [layer][objective]. A later layer no
-                // gradient reaches from the earliest (a parallel branch) falls back to a pass
-                // of its own, below.
+                // [objective][earliest, taps...] -> [layer][objective]. A later layer computed
+                // from the earliest that no gradient reaches does not move the objective (a
+                // detection on another scale): its gradient is 0. One on a parallel branch
+                // (not recomputed from the earliest) falls back to a pass of its own, below.
+                let earliest_tensor = at[e].0;
+                let downstream: Vec<bool> = at
+                    .iter()
+                    .map(|(l, _, _)| self.graph.ancestors(l).contains(earliest_tensor))
+                    .collect();
                 let mut out: Vec<Vec<Tensor<4>>> = vec![Vec::new(); at.len()];
                 let mut complete = true;
                 for grads in per_objective {
                     for (&i, g) in order.iter().zip(grads) {
                         match g {
                             Some(g) => out[i].push(g),
+                            None if downstream[i] => out[i].push(at[i].1.zeros_like()),
                             None => complete = false,
                         }
                     }

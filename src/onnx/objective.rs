@@ -40,6 +40,14 @@ pub enum Objective {
         /// Each pixel's weight, row-major over the output plane.
         mask: Arc<[f32]>,
     },
+    /// A detector's detection: one output value `S_index` (its class score at its anchor),
+    /// times `S_objectness` where the layout has one (YOLOv5's confidence).
+    Detection {
+        /// The class score's index in one image's output.
+        index: usize,
+        /// The objectness's index, where the layout has one.
+        objectness: Option<usize>,
+    },
 }
 
 impl Objective {
@@ -49,6 +57,7 @@ impl Objective {
             Objective::Logit(c)
             | Objective::Finer { class: c, .. }
             | Objective::Region { class: c, .. } => *c,
+            Objective::Detection { index, .. } => *index,
         }
     }
 
@@ -77,6 +86,24 @@ impl Objective {
                 }
                 values
             }
+            Objective::Detection { index, objectness } => {
+                let outputs = host_values(output.tensor.clone())?;
+                let mut values = vec![0.0f32; outputs.len()];
+                for (row, out) in values
+                    .chunks_exact_mut(classes)
+                    .zip(outputs.chunks_exact(classes))
+                {
+                    match *objectness {
+                        // d(s o)/ds = o, d(s o)/do = s.
+                        Some(o) => {
+                            row[*index] = out[o];
+                            row[o] = out[*index];
+                        }
+                        None => row[*index] = 1.0,
+                    }
+                }
+                values
+            }
         };
         Ok(output.with_tensor(super::host::tensor(
             values,
@@ -96,6 +123,13 @@ impl Objective {
     pub fn per_image(&self, logits: Tensor<2>) -> Tensor<2> {
         match self {
             Objective::Logit(c) => logits.narrow(1, *c, 1),
+            Objective::Detection { index, objectness } => {
+                let score = logits.clone().narrow(1, *index, 1);
+                match objectness {
+                    Some(o) => score.mul(logits.narrow(1, *o, 1)),
+                    None => score,
+                }
+            }
             Objective::Region { class, plane, mask } => {
                 let weights = Tensor::<2>::from_data(
                     TensorData::new(mask.to_vec(), [1, *plane]),

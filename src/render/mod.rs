@@ -2,6 +2,7 @@
 //! display, colour it and blend it over the photo.
 
 mod blend;
+mod boxes;
 mod colormap;
 mod full;
 mod region;
@@ -12,6 +13,7 @@ use std::io::Cursor;
 use image::{ImageFormat, RgbImage};
 
 pub use blend::{heatmap, overlay};
+pub use boxes::draw_box;
 pub use colormap::Colormap;
 pub use full::overlay_region;
 pub use region::outline_mask;

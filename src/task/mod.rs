@@ -1,6 +1,8 @@
 //! What a model's output means and what explaining one of its targets takes the gradient of:
-//! a classifier's class logits, or a segmenter's class scores over a region ([`segment`]).
+//! a classifier's class logits, a segmenter's class scores over a region ([`segment`]), or a
+//! detector's kept detections, each its confidence at its anchor ([`detect`]).
 
+pub mod detect;
 pub mod segment;
 
 use crate::error::{Error, Message, Result, Setting};
@@ -13,6 +15,9 @@ pub enum Task {
     Classify,
     /// `[N, classes, H, W]`: a score per class and pixel, each class explained over its region.
     Segment,
+    /// `[N, 4 + classes, anchors]` or `[N, anchors, 5 + classes]`: a YOLO head's boxes and
+    /// scores, each kept detection explained at its anchor.
+    Detect,
 }
 
 impl Task {
@@ -21,7 +26,9 @@ impl Task {
         let (output, _) = model.outputs();
         let classes = model.num_classes();
         let [h, w] = model.output_plane();
-        if model.is_segmenter() {
+        if let Some(d) = model.detector() {
+            (Task::Detect, format!("output `{output}` {}", d.describe()))
+        } else if model.is_segmenter() {
             (
                 Task::Segment,
                 format!(
@@ -36,22 +43,35 @@ impl Task {
         }
     }
 
-    /// Its name: `classify`, `segment`.
+    /// The labels of a segmenter or detector whose class count gives away its dataset:
+    /// torchvision's 21-class segmenters (Pascal VOC's 20 classes after the background) and
+    /// 80-class YOLO detectors (COCO's, as ultralytics and yolov5 order them).
+    pub fn dataset_labels(model: &OnnxModel) -> Option<Vec<String>> {
+        match (Task::of(model).0, model.num_classes()) {
+            (Task::Segment, 21) => Some(crate::data::voc_segmentation_labels()),
+            (Task::Detect, 80) => Some(crate::data::coco_detection_labels()),
+            _ => None,
+        }
+    }
+
+    /// Its name: `classify`, `segment`, `detect`.
     pub fn name(self) -> &'static str {
         match self {
             Task::Classify => "classify",
             Task::Segment => "segment",
+            Task::Detect => "detect",
         }
     }
 
-    /// `auto` (`None`), `classify` or `segment`.
+    /// `auto` (`None`), `classify`, `segment` or `detect`.
     pub fn parse(name: &str) -> Result<Option<Task>> {
         match name {
             "auto" => Ok(None),
             "classify" => Ok(Some(Task::Classify)),
             "segment" => Ok(Some(Task::Segment)),
+            "detect" => Ok(Some(Task::Detect)),
             other => Err(Error::InvalidOption(Message::from(format!(
-                "unknown task `{other}` (auto, classify, segment)"
+                "unknown task `{other}` (auto, classify, segment, detect)"
             )))),
         }
     }

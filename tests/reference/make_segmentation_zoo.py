@@ -94,14 +94,7 @@ def calibrate(model):
         images.append(pix.transpose(2, 0, 1))
     x = torch.from_numpy(np.stack(images + [i[:, :, ::-1].copy() for i in images]))
     zoo.randomise_bn(model)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
+    zoo.calibrate_bn(model, lambda: model(x))
     with torch.no_grad():
         means = model(x).mean(dim=(0, 2, 3))
         last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == CLASSES]

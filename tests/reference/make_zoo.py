@@ -49,6 +49,19 @@ def randomise_bn(model, affine=True):
                 m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
 
 
+def calibrate_bn(model, forward):
+    """BatchNorm statistics as the cumulative mean over one training-mode `forward()` (the
+    photos): realistic statistics for a random network."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        forward()
+    model.eval()
+
+
 def narrow_googlenet():
     """torchvision's GoogLeNet with every block narrowed (the last block's Concat feeds the pooling)."""
     m = GoogLeNet(num_classes=10, aux_logits=False, init_weights=True)

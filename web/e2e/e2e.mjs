@@ -339,11 +339,15 @@ await check("a non-image and a non-CNN model show errors, then a valid photo wor
     assert((await page.textContent("#error")).includes("cannot decode image"), await page.textContent("#error"));
     const conv = readFileSync(resolve(dist, "../tests/fixtures/ops/expand_where_class_token.onnx"));
     await page.setInputFiles("#file", { name: "conv.onnx", mimeType: "application/octet-stream", buffer: conv });
-    await page.waitForFunction(() => document.getElementById("error").textContent.includes("not an image classifier or segmenter"), null, { timeout: 30000 });
+    await page.waitForFunction(() => document.getElementById("error").textContent.includes("not an image classifier, segmenter or detector"), null, { timeout: 30000 });
     // A segmenter loads in the core but the page has no region view: one line, nothing lost.
     const seg = readFileSync(resolve(dist, "../tests/fixtures/zoo/lraspp_opset17.onnx"));
     await page.setInputFiles("#file", { name: "seg.onnx", mimeType: "application/octet-stream", buffer: seg });
     await page.waitForFunction(() => document.getElementById("error").textContent.includes("this model is a segmenter"), null, { timeout: 30000 });
+    // So does a detector (no box view yet).
+    const det = readFileSync(resolve(dist, "../tests/fixtures/zoo/yolov8_opset17.onnx"));
+    await page.setInputFiles("#file", { name: "det.onnx", mimeType: "application/octet-stream", buffer: det });
+    await page.waitForFunction(() => document.getElementById("error").textContent.includes("this model is a detector"), null, { timeout: 30000 });
     // The default model is gone only if the bad one loaded; it must still be there.
     const { result } = await explainCat(page, "gradcam", 1);
     assert(result.height === 7, "gradcam after errors");

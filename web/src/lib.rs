@@ -42,6 +42,9 @@ impl Spelling for PageSpelling {
             Setting::NtStdev => "the noise level",
             Setting::Metrics => "the metrics",
             Setting::Task => "the task",
+            Setting::Conf => "the confidence threshold",
+            Setting::Iou => "the IoU threshold",
+            Setting::MaxDet => "the detection limit",
         }
         .to_string()
     }
@@ -181,8 +184,8 @@ struct ModelInfo {
     default_layer: Option<String>,
 }
 
-/// Loads an ONNX classifier and its labels (one per line; may be empty; a segmenter is
-/// refused: the page has no region view yet). `data_name` and
+/// Loads an ONNX classifier and its labels (one per line; may be empty; a segmenter or a
+/// detector is refused: the page has no region or box view yet). `data_name` and
 /// `data` are an external weights file dropped with the model (`model.onnx.data`, PyTorch's
 /// `dynamo=True` export), when there is one.
 #[wasm_bindgen]
@@ -199,10 +202,14 @@ pub fn load_model(
     }
     let model =
         igcam::onnx::OnnxModel::from_bytes_and_data(bytes, &files, &device).map_err(igcam_err)?;
-    if model.is_segmenter() {
-        let (_, why) = igcam::task::Task::of(&model);
+    let (task, why) = igcam::task::Task::of(&model);
+    if task != igcam::task::Task::Classify {
+        let kind = match task {
+            igcam::task::Task::Detect => "detector",
+            _ => "segmenter",
+        };
         return Err(JsError::new(&format!(
-            "this model is a segmenter ({why}); the page explains classifiers for now: explain it with `igcam-wgpu explain` or the Python package"
+            "this model is a {kind} ({why}); the page explains classifiers for now: explain it with `igcam-wgpu explain` or the Python package"
         )));
     }
     let mut labels = labels::parse_labels(labels_text);

@@ -30,18 +30,50 @@ pub struct ModelArgs {
     /// scaled to [0, 1] at the input's size (pytorch-grad-cam's several target_layers).
     #[arg(long)]
     pub layer: Option<String>,
-    /// Pixel normalisation.
-    #[arg(long, value_enum, default_value_t = Preset::Imagenet)]
-    pub preprocess: Preset,
+    /// Pixel normalisation. Default: imagenet; raw01 for a YOLO detector (ultralytics and
+    /// yolov5 feed RGB / 255).
+    #[arg(long, value_enum)]
+    pub preprocess: Option<Preset>,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+/// A detector's post-processing (ultralytics' `predict` defaults).
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Detectors")]
+pub struct DetectArgs {
+    /// Confidence threshold: a detection needs a higher class score (YOLOv5: objectness ×
+    /// class score).
+    #[arg(long, default_value_t = 0.25)]
+    pub conf: f32,
+    /// NMS IoU threshold: a box goes when it overlaps a better one of its class by more.
+    /// Default: 0.7 (ultralytics), 0.45 for YOLOv5's layout (the yolov5 package's).
+    #[arg(long)]
+    pub iou: Option<f32>,
+    /// Most detections kept per image, the best first.
+    #[arg(long, default_value_t = 300)]
+    pub max_det: usize,
+}
+
+impl DetectArgs {
+    /// The library's thresholds.
+    pub fn options(&self) -> igcam::task::detect::DetectOptions {
+        igcam::task::detect::DetectOptions {
+            conf: self.conf,
+            iou: self.iou,
+            max_det: self.max_det,
+        }
+    }
 }
 
 /// What the model's output is and which one: `--task`, `--output`.
 #[derive(Args, Clone, Debug, Default)]
 pub struct OutputArgs {
     /// What the model does: auto (from the output's shape: `[N, classes]` a classifier,
-    /// `[N, classes, H, W]` a segmenter), or the one it must be.
+    /// `[N, classes, H, W]` a segmenter, `[N, 4 + classes, anchors]` or `[N, anchors,
+    /// 5 + classes]` a YOLO detector), or the one it must be.
     #[arg(long, value_enum, default_value_t = Task::Auto)]
     pub task: Task,
     /// For a model with several outputs: the one to explain (default: the first).
@@ -59,6 +91,8 @@ pub enum Task {
     Classify,
     /// A semantic segmenter: `[N, classes, H, W]`, each class explained over its region.
     Segment,
+    /// A YOLO detector without NMS: each kept detection explained at its anchor.
+    Detect,
 }
 
 impl ModelArgs {
@@ -293,19 +327,20 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
             igcam::labels::parse_labels(&text)
         }
         None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(assets::IMAGENET_LABELS),
-        // torchvision's segmenters: Pascal VOC's 20 classes after the background.
-        None if onnx.is_segmenter() && onnx.num_classes() == 21 => {
-            igcam::data::voc_segmentation_labels()
-        }
-        None => Vec::new(),
+        None => igcam::task::Task::dataset_labels(&onnx).unwrap_or_default(),
     };
     let options = ExplainerOptions {
         layer: model.layers().into_iter().next(),
-        preset: model.preprocess,
+        preset: model.preprocess.unwrap_or(if onnx.detector().is_some() {
+            Preset::Raw01
+        } else {
+            Preset::Imagenet
+        }),
         baseline: path.baseline,
         no_crop,
         batch: path.batch,
         max_pixels: Some(image.max_pixels),
+        detect: model.detect.options(),
     };
     let explainer =
         Explainer::new(onnx, labels, options).with_context(|| format!("model `{model_name}`"))?;

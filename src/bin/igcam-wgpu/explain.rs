@@ -22,7 +22,9 @@ pub struct ExplainArgs {
     images: Vec<PathBuf>,
     /// Targets, comma-separated: top1, topK (the K best classes; a segmenter's: the K largest
     /// regions), a class index, a label, or present (a segmenter's every class with a region).
-    /// Default: top1; for a segmenter, present.
+    /// A detector's targets are its detections: all, topK (the K most confident), detN
+    /// (detection N as listed), or a class index or label (its every detection).
+    /// Default: top1; for a segmenter, present; for a detector, all.
     #[arg(long, value_delimiter = ',')]
     target: Vec<String>,
     /// Resize the whole image to the input size instead of resize + centre crop.
@@ -131,8 +133,13 @@ fn read_region(path: &Path, loaded: &Loaded) -> Result<Arc<[f32]>> {
     let name = path.display();
     let model = loaded.explainer.model();
     if !model.is_segmenter() {
+        let kind = if model.detector().is_some() {
+            "detector (--target picks detections)"
+        } else {
+            "classifier"
+        };
         bail!(
-            "--region `{name}`: a region applies to a segmenter's classes; this model is a classifier"
+            "--region `{name}`: a region applies to a segmenter's classes; this model is a {kind}"
         );
     }
     let image = igcam::preprocess::decode(&output::read(path)?)
@@ -168,8 +175,24 @@ impl Session<'_> {
         drop(image);
         let crop = prepared.geometry.crop_box();
         let regions = prepared.regions();
+        let detections = prepared.detections();
         let top5: Vec<&Prediction> = prepared.top(5).iter().collect();
-        if !self.args.quiet {
+        if let Some(detections) = detections {
+            if !self.args.quiet {
+                self.bar
+                    .suspend(|| print_detections(&input.name, detections, &prepared));
+            }
+            if detections.is_empty() {
+                self.bar.suspend(|| {
+                    eprintln!(
+                        "notice: {}: no detection scores above --conf {}: nothing to explain (a lower --conf keeps more)",
+                        input.name, self.args.common.model.detect.conf
+                    )
+                });
+                output::write(&self.args.out.join(format!("{}.json", input.stem)), b"[]")?;
+                return Ok(());
+            }
+        } else if !self.args.quiet {
             self.bar.suspend(|| {
                 match regions {
                     Some(_) => println!(
@@ -183,7 +206,11 @@ impl Session<'_> {
                 }
             });
         }
-        let default = if regions.is_some() { "present" } else { "top1" };
+        let default = match (regions, detections) {
+            (Some(_), _) => "present",
+            (_, Some(_)) => "all",
+            _ => "top1",
+        };
         let specs = if self.args.target.is_empty() {
             vec![default.to_string()]
         } else {
@@ -206,7 +233,10 @@ impl Session<'_> {
         let size = explainer.model().input_size();
         let mut image_records = Vec::new();
         for e in &maps {
-            let suffix = if targets.len() > 1 {
+            let detection = detections.map(|d| &d[e.target]);
+            let suffix = if detection.is_some() {
+                format!("_{}_det{}", e.label, e.target)
+            } else if targets.len() > 1 {
                 format!("_{}_c{}", e.label, e.target)
             } else {
                 format!("_{}", e.label)
@@ -247,6 +277,17 @@ impl Session<'_> {
                 render::outline_mask(&mut overlay, &mask, area);
                 pixels
             });
+            // A detector's boxes: every detection's in white, the explained one's in green.
+            if let Some(all) = detections {
+                let place = |b: [f32; 4]| match source {
+                    Some(_) => prepared.geometry.unmap_box(b),
+                    None => b,
+                };
+                for (_, d) in all.iter().enumerate().filter(|(i, _)| *i != e.target) {
+                    render::draw_box(&mut overlay, place(d.bbox), [255, 255, 255], 1);
+                }
+                render::draw_box(&mut overlay, place(all[e.target].bbox), [0, 255, 0], 2);
+            }
             output::write(&overlay_path, &render::encode_png(&overlay)?)?;
             output::write(
                 &self.args.out.join(format!("{stem}{suffix}_heatmap.png")),
@@ -262,7 +303,7 @@ impl Session<'_> {
                     &up,
                 )?;
             }
-            let target = prepared.prediction(e.target);
+            let target = prepared.target_prediction(e.target);
             if let Some(delta) = e.convergence_delta {
                 let gap = (e.map.values.iter().map(|&v| v as f64).sum::<f64>() - delta).abs();
                 if delta.abs() > CONVERGENCE_WARNING * gap {
@@ -279,8 +320,17 @@ impl Session<'_> {
             }
             if !self.args.quiet {
                 self.bar.suspend(|| {
+                    let what = match detection {
+                        Some(_) => format!("det{} class", e.target),
+                        None => "target".into(),
+                    };
+                    let score = if detection.is_some() {
+                        "score"
+                    } else {
+                        "logit"
+                    };
                     println!(
-                        "  {}: target {} ({}) logit {:.3}, {}x{} map, {:.1} ms -> {}",
+                        "  {}: {what} {} ({}) {score} {:.3}, {}x{} map, {:.1} ms -> {}",
                         e.label,
                         target.index,
                         target.label,
@@ -292,6 +342,15 @@ impl Session<'_> {
                     )
                 });
             }
+            let detection = detection.map(|d| output::JsonDetection {
+                index: e.target,
+                anchor: d.anchor,
+                class: d.class,
+                label: target.label.clone(),
+                score: d.score,
+                bbox: d.bbox,
+                bbox_in_photo: prepared.geometry.unmap_box(d.bbox),
+            });
             let record = JsonRecord {
                 image: input.name.clone(),
                 model: &self.loaded.model_name,
@@ -313,6 +372,7 @@ impl Session<'_> {
                 quadrature: (e.steps > 1).then(|| self.args.common.path.quadrature.name()),
                 convergence_delta: e.convergence_delta,
                 region_pixels: region,
+                detection,
             };
             image_records.push(serde_json::to_value(&record)?);
         }
@@ -322,6 +382,27 @@ impl Session<'_> {
         )?;
         records.extend(image_records);
         Ok(())
+    }
+}
+
+/// Lists a detector's detections at `prepared` (`det0` the most confident).
+fn print_detections(
+    name: &str,
+    detections: &[igcam::task::detect::Detection],
+    prepared: &igcam::Prepared,
+) {
+    println!(
+        "{name}: {} detection(s) (confidence, class, box x0 y0 x1 y1 in the model's input)",
+        detections.len()
+    );
+    for (i, d) in detections.iter().enumerate() {
+        let [x0, y0, x1, y1] = d.bbox;
+        println!(
+            "  det{i:<3} {:>5.3}  {:>4}  {:<16}  {x0:.1} {y0:.1} {x1:.1} {y1:.1}",
+            d.score,
+            d.class,
+            prepared.prediction(d.class).label
+        );
     }
 }
 
@@ -347,7 +428,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
             "backend: {}; model: {}; layer: {}",
             loaded.backend.label(),
             loaded.model_name,
-            loaded.explainer.layer()
+            loaded.explainer.layers().join(", ")
         );
     }
     // Each image adds its request's steps once its targets are known.

@@ -26,8 +26,8 @@ pub fn run(args: LayersArgs) -> Result<()> {
     let backend = backend::open(BackendChoice::Cpu);
     let (model, _, _) = load_model(args.model.as_deref(), &args.output, &backend.device)?;
     let layers = model.layers();
-    let reason = model.default_layer_reason();
-    let default = reason.as_ref().map(|(name, _)| name.clone());
+    let reason = model.default_layers_reason();
+    let defaults = reason.as_ref().map_or(&[][..], |(names, _)| &names[..]);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&layers)?);
         return Ok(());
@@ -43,11 +43,7 @@ pub fn run(args: LayersArgs) -> Result<()> {
         "name", "op", "shape", "explained as"
     );
     for l in &layers {
-        let mark = if default.as_deref() == Some(l.name.as_str()) {
-            "*"
-        } else {
-            ""
-        };
+        let mark = if defaults.contains(&l.name) { "*" } else { "" };
         // Transformer tokens are explained as the grid of their patch tokens.
         let grid = if l.explained_as == l.shape {
             String::new()
@@ -61,8 +57,9 @@ pub fn run(args: LayersArgs) -> Result<()> {
             format!("{:?}", l.shape)
         );
     }
-    if let Some((name, why)) = &reason {
-        println!("\ndefault (*): `{name}`, {why}");
+    if let Some((names, why)) = &reason {
+        let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        println!("\ndefault (*): {}, {why}", names.join(", "));
     }
     Ok(())
 }

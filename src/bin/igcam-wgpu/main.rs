@@ -109,6 +109,9 @@ impl Spelling for CliSpelling {
             Setting::NtStdev => "--nt-stdev",
             Setting::Metrics => "--metrics",
             Setting::Task => "--task",
+            Setting::Conf => "--conf",
+            Setting::Iou => "--iou",
+            Setting::MaxDet => "--max-det",
         }
         .to_string()
     }

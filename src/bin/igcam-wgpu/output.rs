@@ -153,6 +153,7 @@ fn check_task(model: &OnnxModel, name: &str, choice: &OutputArgs) -> Result<()> 
         Task::Auto => None,
         Task::Classify => Some(igcam::task::Task::Classify),
         Task::Segment => Some(igcam::task::Task::Segment),
+        Task::Detect => Some(igcam::task::Task::Detect),
     };
     let found = igcam::task::Task::expect(model, name, wanted)?;
     let (output, outputs) = model.outputs();
@@ -163,11 +164,17 @@ fn check_task(model: &OnnxModel, name: &str, choice: &OutputArgs) -> Result<()> 
             others.join(", ")
         );
     }
-    if found == igcam::task::Task::Segment && wanted.is_none() {
+    if wanted.is_none() {
         let (_, why) = igcam::task::Task::of(model);
-        eprintln!(
-            "notice: `{name}` is a segmenter: {why}; each class is explained over its region (--task segment says so)"
-        );
+        match found {
+            igcam::task::Task::Segment => eprintln!(
+                "notice: `{name}` is a segmenter: {why}; each class is explained over its region (--task segment says so)"
+            ),
+            igcam::task::Task::Detect => eprintln!(
+                "notice: `{name}` is a detector: {why}; each detection is explained at its anchor (--task detect says so)"
+            ),
+            igcam::task::Task::Classify => {}
+        }
     }
     Ok(())
 }
@@ -412,4 +419,29 @@ pub struct JsonRecord<'a> {
     /// its mean score there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region_pixels: Option<usize>,
+    /// A detector's target: the explained detection (`target` is its class, with its
+    /// confidence as `logit` and `prob`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detection: Option<JsonDetection>,
+}
+
+/// A detection in the `--json` records.
+#[derive(Serialize)]
+pub struct JsonDetection {
+    /// Its index among the image's detections (`detN`), the most confident first.
+    pub index: usize,
+    /// The anchor it was read from.
+    pub anchor: usize,
+    /// Its class.
+    pub class: usize,
+    /// The class's label.
+    pub label: String,
+    /// Its confidence.
+    pub score: f32,
+    /// Its box `[x0, y0, x1, y1]` in model-input pixels.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// The same box in the original photo's pixels.
+    #[serde(rename = "box_in_photo")]
+    pub bbox_in_photo: [f32; 4],
 }

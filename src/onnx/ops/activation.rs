@@ -8,7 +8,7 @@ use super::inputs::{missing, take_float};
 use super::operator::{Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::kernels::activation::Activation as Fused;
-use crate::onnx::value::{FloatValue, Value};
+use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
 
 #[derive(Clone, Copy)]
 enum Act {
@@ -140,6 +140,13 @@ impl Operator for Activation {
         }
         let g = match self.0 {
             Act::PassThrough => Ok(step.grad),
+            // dx = y (g - sum(g y)) along the softmax axis.
+            Act::Softmax(axis) if y.rank < MAX_LOGICAL_RANK => {
+                let dim = y.physical_axis(axis)?;
+                let gy = step.grad.tensor.clone().mul(y.tensor.clone());
+                let sum = gy.clone().sum_dim(dim);
+                Ok(step.grad.with_tensor(gy.sub(y.tensor.clone().mul(sum))))
+            }
             // σ'(x) = y (1 - y).
             Act::Sigmoid => {
                 let y = &y.tensor;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use onnx_ir::NodeProto;
 
 use crate::error::OpError;
@@ -145,6 +145,14 @@ impl Backward<'_> {
     /// Whether only input 0 wants a gradient (weights, shapes and bounds being constants).
     pub fn only_first(&self) -> bool {
         self.wanted.iter().skip(1).all(|w| !w)
+    }
+
+    /// `part` of the output's gradient as an input's, or `None` where it is all zeros: a
+    /// concatenation's or a split's part that a sparse seed does not reach (a detection's
+    /// box rows, the other scales), whose reverse pass would only carry zeros.
+    pub fn unless_zero(x: &FloatValue, part: Tensor<4>) -> Option<FloatValue> {
+        let zero = part.clone().abs().max().into_scalar::<f32>() == 0.0;
+        (!zero).then(|| x.with_tensor(part))
     }
 }
 

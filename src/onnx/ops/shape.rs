@@ -271,13 +271,8 @@ fn slice_axis(dim: usize, start: i64, end: i64, step: i64) -> OpResult<NdSlice> 
 }
 
 impl Node {
-    fn slice(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
-        let data = inputs
-            .first()
-            .cloned()
-            .flatten()
-            .ok_or_else(|| missing(0))?;
-        let shape = data.shape();
+    /// A `Slice`'s window over its input of `shape`: one `ndarray` slice per axis.
+    fn slice_plan(&self, inputs: &[Option<Value>], shape: &[usize]) -> OpResult<Vec<NdSlice>> {
         let [starts, ends, axes] = match &self.0 {
             ShapeOp::Slice { attrs: Some(a) } => a.clone(),
             _ => {
@@ -299,6 +294,17 @@ impl Node {
             let axis = normalize_axis(axes[i], shape.len())?;
             plan[axis] = slice_axis(shape[axis], starts[i], ends[i], steps[i])?;
         }
+        Ok(plan)
+    }
+
+    fn slice(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
+        let data = inputs
+            .first()
+            .cloned()
+            .flatten()
+            .ok_or_else(|| missing(0))?;
+        let shape = data.shape();
+        let plan = self.slice_plan(inputs, &shape)?;
         match data {
             Value::Int(a) => Ok(Value::Int(
                 a.slice_each_axis(|ax| plan[ax.axis.index()]).to_owned(),
@@ -342,6 +348,38 @@ impl Node {
     }
 }
 
+/// A float `Slice`'s input gradient: the output's gradient in the window it was cut from,
+/// zeros around it (unit steps, rank 4 or less).
+fn slice_backward(node: &Node, step: &Backward) -> OpResult<Vec<Option<FloatValue>>> {
+    let x = step
+        .float(0)
+        .filter(|_| step.only_first())
+        .or_no_gradient()?;
+    if x.rank == MAX_LOGICAL_RANK {
+        return Err(OpError::NoGradient);
+    }
+    let inputs: Vec<Option<Value>> = step.inputs.iter().map(|v| v.cloned()).collect();
+    let shape = x.shape();
+    let plan = node.slice_plan(&inputs, &shape)?;
+    let mut ranges: Vec<std::ops::Range<usize>> = x.tensor.dims().iter().map(|&d| 0..d).collect();
+    for (axis, s) in plan.iter().enumerate() {
+        let end = s.end.map_or(shape[axis], |e| e as usize);
+        let start = s.start as usize;
+        if s.step != 1 && end > start + 1 {
+            return Err(OpError::NoGradient);
+        }
+        ranges[x.physical_axis(axis as i64)?] = start..end.max(start);
+    }
+    let ranges: [std::ops::Range<usize>; 4] = ranges.try_into().map_err(|_| OpError::NoGradient)?;
+    if Backward::unless_zero(x, step.grad.tensor.clone()).is_none() {
+        return Ok(vec![None]);
+    }
+    let zeros = x.tensor.zeros_like();
+    Ok(vec![Some(x.with_tensor(
+        zeros.slice_assign(ranges, step.grad.tensor.clone()),
+    ))])
+}
+
 /// `Concat`'s input gradients: the slices of the output's gradient each input filled.
 fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue>>> {
     let g = &step.grad;
@@ -364,7 +402,7 @@ fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue
         }
         grads.push(if step.wants(i) && size > 0 {
             let x = step.float(i).or_no_gradient()?;
-            Some(x.with_tensor(g.tensor.clone().narrow(physical, offset, size)))
+            Backward::unless_zero(x, g.tensor.clone().narrow(physical, offset, size))
         } else {
             None
         });
@@ -377,6 +415,23 @@ impl Operator for Node {
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         match &self.0 {
             ShapeOp::Concat { axis, .. } => return concat_backward(&step, *axis),
+            ShapeOp::Slice { .. } => return slice_backward(self, &step),
+            ShapeOp::Transpose { perm } => {
+                step.float(0)
+                    .filter(|_| step.only_first())
+                    .or_no_gradient()?;
+                // The gradient goes back through the inverse permutation.
+                let rank = step.grad.shape().len();
+                let perm = permutation(perm.as_deref(), rank)?;
+                let mut inverse = vec![0i64; rank];
+                for (i, &p) in perm.iter().enumerate() {
+                    *inverse.get_mut(p).or_no_gradient()? = i as i64;
+                }
+                return match transpose(Value::Float(step.grad.clone()), Some(&inverse))? {
+                    Value::Float(g) => Ok(vec![Some(g)]),
+                    Value::Int(_) => Err(OpError::NoGradient),
+                };
+            }
             // The ops that only relabel the values: the gradient takes the input's shape back.
             ShapeOp::Reshape { .. }
             | ShapeOp::Flatten { .. }
@@ -637,16 +692,18 @@ fn constant_of_shape(shape: &ArrayD<i64>, value: &HostTensor, device: &Device) -
     }
 }
 
+/// A `Transpose`'s `perm` over `rank` axes, negative axes resolved (default: reversed).
+fn permutation(perm: Option<&[i64]>, rank: usize) -> OpResult<Vec<usize>> {
+    match perm {
+        Some(p) => p.iter().map(|&a| normalize_axis(a, rank)).collect(),
+        None => Ok((0..rank).rev().collect()),
+    }
+}
+
 /// `Transpose` of `v` by `perm` (default: the axes reversed), which must name every axis once.
 fn transpose(v: Value, perm: Option<&[i64]>) -> OpResult<Value> {
     let rank = v.shape().len();
-    let perm: Vec<usize> = match perm {
-        Some(p) => p
-            .iter()
-            .map(|&a| normalize_axis(a, rank))
-            .collect::<OpResult<_>>()?,
-        None => (0..rank).rev().collect(),
-    };
+    let perm = permutation(perm, rank)?;
     let mut sorted = perm.clone();
     sorted.sort_unstable();
     if sorted != (0..rank).collect::<Vec<_>>() {

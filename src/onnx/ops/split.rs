@@ -2,7 +2,7 @@
 //! computing its own part ([`BuildContext::output`]).
 
 use super::inputs::{float_input, int_input};
-use super::operator::{BuildContext, OpResult, Operator};
+use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, normalize_axis};
 
@@ -95,6 +95,32 @@ fn checked_sizes(v: &[i64]) -> OpResult<Vec<usize>> {
 }
 
 impl Operator for SplitPart {
+    /// This part's gradient in its place along the axis, zeros over the other parts (rank 4
+    /// or less).
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
+        let x = step
+            .float(0)
+            .filter(|_| step.only_first())
+            .or_no_gradient()?;
+        if x.rank == MAX_LOGICAL_RANK || x.rank == 0 {
+            return Err(OpError::NoGradient);
+        }
+        let inputs: Vec<Option<Value>> = step.inputs.iter().map(|v| v.cloned()).collect();
+        let axis = normalize_axis(self.axis, x.rank)?;
+        let (start, length) = self.range(x.shape()[axis], &inputs)?;
+        if Backward::unless_zero(x, step.grad.tensor.clone()).is_none() {
+            return Ok(vec![None]);
+        }
+        let physical = x.physical_axis(self.axis)?;
+        let mut ranges: [std::ops::Range<usize>; 4] = x.tensor.dims().map(|d| 0..d);
+        ranges[physical] = start..start + length;
+        let g = x
+            .tensor
+            .zeros_like()
+            .slice_assign(ranges, step.grad.tensor.clone());
+        Ok(vec![Some(x.with_tensor(g))])
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let x = float_input(inputs, 0)?;
         let shape = x.shape();
