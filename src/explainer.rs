@@ -69,9 +69,18 @@ pub struct Explainer {
 impl Explainer {
     /// Wraps `model`. `labels` may be empty (classes are then called `class N`); the layer is
     /// checked here, so a wrong `--layer` fails before any photo is read.
+    ///
+    /// A detector's photos are resized whole ([`ExplainerOptions::no_crop`] set): a centre crop
+    /// would cut off the objects at the edges.
     pub fn new(model: OnnxModel, labels: Vec<String>, options: ExplainerOptions) -> Result<Self> {
+        let options = ExplainerOptions {
+            no_crop: options.no_crop || model.detector().is_some(),
+            ..options
+        };
         check_batch(options.batch)?;
-        options.detect.check()?;
+        if model.detector().is_some() {
+            options.detect.check()?;
+        }
         let channels = model.input_spec().channels;
         if channels != 3 {
             return Err(Error::NotClassifier(format!(
@@ -365,13 +374,16 @@ impl Explainer {
                 (_, Some(k), _) => all.extend(0..k.min(detections.len())),
                 (_, _, Some(i)) if i < detections.len() => all.push(i),
                 (_, _, Some(i)) => {
-                    return Err(Error::InvalidOption(Message::setting(Setting::Target).text(
-                        format!(
-                            " det{i}: the image has {} detection(s), det0 to det{} (lower --conf for more)",
-                            detections.len(),
-                            detections.len().saturating_sub(1)
-                        ),
-                    )));
+                    return Err(Error::InvalidOption(
+                        Message::setting(Setting::Target)
+                            .text(format!(
+                                " det{i}: the image has {} detection(s), det0 to det{} (a lower ",
+                                detections.len(),
+                                detections.len().saturating_sub(1)
+                            ))
+                            .then(Setting::Conf)
+                            .text(" keeps more)"),
+                    ));
                 }
                 _ => {
                     let scores = vec![0.0; self.model.num_classes()];
@@ -390,6 +402,16 @@ impl Explainer {
                     }
                 }
             }
+        }
+        if all.is_empty() {
+            return Err(Error::InvalidOption(
+                Message::from(format!(
+                    "nothing to explain: {} detection(s) above the confidence threshold; a lower ",
+                    detections.len()
+                ))
+                .then(Setting::Conf)
+                .text(" keeps more"),
+            ));
         }
         Ok(unique(all))
     }
@@ -592,9 +614,14 @@ impl Explainer {
     ) -> Result<Explaining<'a>> {
         self.check_request(request)?;
         self.check_regions(prepared, request)?;
-        if request.aug_smooth || request.noise_tunnel.is_some() || request.layers.len() > 1 {
+        let default_layers = request.layer.is_none() && self.default_layers.len() > 1;
+        if request.aug_smooth
+            || request.noise_tunnel.is_some()
+            || request.layers.len() > 1
+            || (default_layers && request.layers.is_empty())
+        {
             return Err(Error::InvalidOption(
-                "aug-smoothing, a noise tunnel and several layers run through Explainer::explain, not the stepper".into(),
+                "aug-smoothing, a noise tunnel and several layers (a detector's default) run through Explainer::explain, not the stepper".into(),
             ));
         }
         Explaining::new(self, prepared, request)
@@ -608,7 +635,7 @@ impl Explainer {
         if let Some(detections) = prepared.detections() {
             if request.region.is_some() {
                 return Err(Error::InvalidOption(Message::from(
-                    "a region applies to a segmenter's classes; this model is a detector (--target picks detections)",
+                    "a region applies to a segmenter's classes; this model is a detector, whose targets are its detections",
                 )));
             }
             if let Some(&t) = request.targets.iter().find(|&&t| t >= detections.len()) {
@@ -969,7 +996,7 @@ fn detected_ranking(
 fn detected_classes(detections: &[Detection], labels: &[String]) -> String {
     let classes = unique(detections.iter().map(|d| d.class));
     if classes.is_empty() {
-        return "nothing was detected (lower --conf)".into();
+        return "nothing was detected".into();
     }
     let names: Vec<String> = classes
         .iter()
@@ -1302,6 +1329,37 @@ impl<'a> Explaining<'a> {
                 .filter(|(_, cam, _)| cam.uses_gradients())
                 .map(|(_, _, o)| o.clone()),
         );
+        // Gradients held at once: a group of objectives small enough for the memory budget
+        // (a detector's hundreds of detections would otherwise each keep theirs at every layer).
+        let per_objective: usize = at
+            .iter()
+            .map(|(a, _)| a.dims().iter().product::<usize>() * std::mem::size_of::<f32>())
+            .sum();
+        let group = (crate::budget::GRADIENT_GROUP_BYTES / per_objective.max(1)).clamp(1, 16);
+        let mut groups: Vec<&[Objective]> = wanted.chunks(group).collect();
+        if groups.is_empty() {
+            groups.push(&[]);
+        }
+        for (g, objectives) in groups.into_iter().enumerate() {
+            // The slots of this group's objectives, and those without gradients with the first.
+            let in_group: Vec<Served> = served
+                .iter()
+                .filter(|(_, _, o)| objectives.contains(o) || (g == 0 && !wanted.contains(o)))
+                .cloned()
+                .collect();
+            self.cams_of_group(&in_group, at, objectives, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// [`Explaining::cams_at`] for `served`, whose gradient-using objectives are `wanted`.
+    fn cams_of_group(
+        &mut self,
+        served: &[Served],
+        at: &[(Tensor<4>, Env)],
+        wanted: &[Objective],
+        chunk: Option<(usize, usize)>,
+    ) -> Result<()> {
         let gradients = if wanted.is_empty() {
             vec![Vec::new(); at.len()]
         } else {
@@ -1312,7 +1370,7 @@ impl<'a> Explaining<'a> {
                 .zip(at)
                 .map(|(l, (a, env))| (l.as_str(), a, env))
                 .collect();
-            model.objective_gradients_layers(&layers, &wanted)?
+            model.objective_gradients_layers(&layers, wanted)?
         };
         let point_weights = chunk.and_then(|(from, to)| {
             let m = self.alphas.len() as f64;

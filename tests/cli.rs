@@ -814,6 +814,54 @@ fn a_detector_explains_each_detection() {
     );
     let green = overlay.pixels().filter(|p| p.0 == [0, 255, 0]).count();
     assert!(green > 50, "the explained box: {green} green pixels");
+    // A photo of another shape is resized whole (no centre crop): its boxes map back to it.
+    let wide = dir.path().join("wide.png");
+    image::imageops::resize(
+        &image::open(&input).unwrap().to_rgb8(),
+        256,
+        128,
+        image::imageops::FilterType::Triangle,
+    )
+    .save(&wide)
+    .unwrap();
+    let wide_json = dir.path().join("wide.json");
+    let out = igcam(
+        dir.path(),
+        &[
+            "explain",
+            path(&wide),
+            "--model",
+            path(&model),
+            "--backend",
+            "cpu",
+            "--method",
+            "gradcam",
+            "--target",
+            "top1",
+            "--out",
+            "w",
+            "--json",
+            path(&wide_json),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let record =
+        &serde_json::from_str::<Json>(&std::fs::read_to_string(&wide_json).unwrap()).unwrap()[0];
+    assert_eq!(
+        record["crop"],
+        serde_json::json!({"x0": 0, "y0": 0, "x1": 256, "y1": 128})
+    );
+    let (b, p) = (
+        &record["detection"]["box"],
+        &record["detection"]["box_in_photo"],
+    );
+    for k in 0..4 {
+        let scale = if k % 2 == 0 { 2.0 } else { 1.0 };
+        assert!(
+            (p[k].as_f64().unwrap() - scale * b[k].as_f64().unwrap()).abs() < 1e-3,
+            "{b} -> {p}"
+        );
+    }
     // A class picks its every detection.
     let of_class = want.iter().filter(|d| d["class"] == 2).count();
     let class_json = dir.path().join("class.json");
@@ -859,7 +907,7 @@ fn a_detector_explains_each_detection() {
     refused(
         &["--target", "det99"],
         &format!(
-            "det99: the image has {} detection(s), det0 to det{} (lower --conf for more)",
+            "det99: the image has {} detection(s), det0 to det{} (a lower --conf keeps more)",
             want.len(),
             want.len() - 1
         ),

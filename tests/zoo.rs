@@ -402,6 +402,25 @@ fn detectors_explain_each_detection_as_pytorch_grad_cam() {
                     }
                 }
             }
+            if k == 0 && n > 16 {
+                // Every detection in one request (gradients taken 16 objectives at a time):
+                // each map is the one its detection gets alone.
+                let all =
+                    Request::new((0..n).collect(), vec![Method::parse("gradcam").unwrap()], 1);
+                let maps = explainer.explain(&prepared, &all, &mut |_, _| {}).unwrap();
+                assert_eq!(maps.len(), n, "{file}");
+                for d in [0, n - 1] {
+                    let alone = Request::new(vec![d], vec![Method::parse("gradcam").unwrap()], 1);
+                    let one = explainer
+                        .explain(&prepared, &alone, &mut |_, _| {})
+                        .unwrap();
+                    let error = rel_l2(&maps[d].map.values, &one[0].map.values);
+                    assert!(
+                        error < 1e-6,
+                        "{file}: det{d} among all vs alone: {error:.2e}"
+                    );
+                }
+            }
             if let Some(reference) = target.get("gradcam_all_layers") {
                 let request = Request::new(vec![k], vec![Method::parse("gradcam").unwrap()], 1);
                 let maps = explainer

@@ -169,7 +169,8 @@ class Explainer:
             Default: ``imagenet``; ``raw01`` for a detector (ultralytics feeds RGB / 255).
         baseline: the path's start for integrated methods: ``black`` or ``zero``.
         batch: path points per forward/backward chunk (default: 10 at 224x224).
-        no_crop: resize the whole photo instead of resize + centre crop.
+        no_crop: resize the whole photo instead of resize + centre crop (always, for a
+            detector).
         max_pixels: the largest image accepted, in pixels.
         lenient: explain truncated JPEGs (the missing part grey) with a warning instead of
             refusing them.
@@ -211,6 +212,7 @@ class Explainer:
         _whole("threads", threads)
         _whole("batch", batch)
         _whole("max_pixels", max_pixels)
+        _whole("max_det", max_det)
         self._model = _igcam.Model(model, self._layers[0] if self._layers else None, backend,
                                    threads, labels, preprocess, baseline, batch, bool(no_crop), max_pixels,
                                    bool(lenient), model_path, str(task), output,
@@ -277,7 +279,8 @@ class Explainer:
             targets: ``top1`` (also ``None``), ``top5`` (``topK``), a class index or a label (a
                 segmenter's classes rank by region size; ``present``: all with a region; a
                 detector's targets are its detections: ``all``, ``topK`` the most confident,
-                ``detN`` one of them, a class its every detection), for
+                ``detN`` one of them, a class its every detection; ``top1`` is the most
+                confident only, where the CLI's default is ``all``), for
                 every image; for one image, a list of these; for several, a list with one entry
                 per image (as pytorch-grad-cam's and Captum's targets: a tensor or array of N
                 class indices, or ``ClassifierOutputTarget`` objects, work too), each entry one

@@ -178,7 +178,10 @@ impl Model {
                 None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(IMAGENET_LABELS),
                 None => Task::dataset_labels(&onnx).unwrap_or_default(),
             };
-            let default_layer = onnx.default_layer_reason();
+            // A detector's default is its neck outputs, comma-separated.
+            let default_layer = onnx
+                .default_layers_reason()
+                .map(|(layers, why)| (layers.join(","), why));
             let layers = onnx
                 .layers()
                 .into_iter()
@@ -203,7 +206,7 @@ impl Model {
             };
             let explainer = Explainer::new(onnx, labels.clone(), options).map_err(to_py)?;
             Ok(Self {
-                layer: explainer.layer().to_string(),
+                layer: explainer.layers().join(","),
                 explainer: Shared::new(explainer),
                 backend: opened.label,
                 notice,

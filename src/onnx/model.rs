@@ -203,7 +203,7 @@ impl OnnxModel {
             )));
         }
         let out_shape = env.get(&graph.output).map(Value::shape).unwrap_or_default();
-        let detector = DetectLayout::of(&out_shape);
+        let detector = DetectLayout::of(&out_shape, [h, w]);
         let Some((classes, plane)) =
             output_layout(&out_shape).or_else(|| detector.map(|d| (d.classes, [1, 1])))
         else {

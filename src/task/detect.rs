@@ -22,17 +22,23 @@ pub struct DetectLayout {
 }
 
 impl DetectLayout {
-    /// The layout of an output of batch-1 `shape`: `[1, 4 + C, A]` (fewer attributes than
-    /// anchors) is ultralytics', `[1, A, 5 + C]` (more anchors than attributes) YOLOv5's; at
-    /// least one class, more anchors than attributes.
-    pub fn of(shape: &[usize]) -> Option<Self> {
+    /// The layout of an output of batch-1 `shape` for an input of `[height, width]`: `[1, 4 + C,
+    /// A]` is ultralytics' when `A` is one anchor per cell of the stride 8, 16 and 32 grids;
+    /// `[1, A, 5 + C]` YOLOv5's when `A` is three per cell; at least one class. Any other
+    /// rank-3 output (a transposed export, an end-to-end `[1, 300, 6]`, a transformer's hidden
+    /// states) is not taken for a detector.
+    pub fn of(shape: &[usize], [height, width]: [usize; 2]) -> Option<Self> {
+        let cells: usize = [8, 16, 32]
+            .iter()
+            .map(|s| height.div_ceil(*s) * width.div_ceil(*s))
+            .sum();
         match *shape {
-            [1, a, b] if a > 4 && b > a => Some(Self {
+            [1, a, b] if a > 4 && b == cells => Some(Self {
                 anchors: b,
                 classes: a - 4,
                 objectness: false,
             }),
-            [1, a, b] if b > 5 && a > b => Some(Self {
+            [1, a, b] if b > 5 && a == 3 * cells => Some(Self {
                 anchors: a,
                 classes: b - 5,
                 objectness: true,
@@ -177,7 +183,7 @@ impl Default for DetectOptions {
 }
 
 impl DetectOptions {
-    /// Refuses thresholds outside `0..=1` and `max_det` 0.
+    /// Refuses thresholds outside `0..=1` and `max_det` 0 (a detector's; others ignore them).
     pub fn check(&self) -> Result<()> {
         let unit = |setting: Setting, v: f32| {
             if (0.0..=1.0).contains(&v) {
@@ -245,18 +251,25 @@ mod tests {
 
     #[test]
     fn layouts_follow_the_output_shape() {
-        let v8 = DetectLayout::of(&[1, 84, 8400]).unwrap();
+        let v8 = DetectLayout::of(&[1, 84, 8400], [640, 640]).unwrap();
         assert_eq!((v8.anchors, v8.classes, v8.objectness), (8400, 80, false));
         assert_eq!(v8.class_index(3, 2), 6 * 8400 + 3);
         assert_eq!(v8.objectness_index(3), None);
-        let v5 = DetectLayout::of(&[1, 25200, 85]).unwrap();
+        let v5 = DetectLayout::of(&[1, 25200, 85], [640, 640]).unwrap();
         assert_eq!((v5.anchors, v5.classes, v5.objectness), (25200, 80, true));
         assert_eq!(v5.class_index(3, 2), 3 * 85 + 7);
         assert_eq!(v5.objectness_index(3), Some(3 * 85 + 4));
-        assert_eq!(DetectLayout::of(&[1, 4, 100]), None);
-        assert_eq!(DetectLayout::of(&[1, 100, 5]), None);
-        assert_eq!(DetectLayout::of(&[1, 10]), None);
-        assert_eq!(DetectLayout::of(&[2, 84, 8400]), None);
+        // 128x128: 16² + 8² + 4² = 336 cells.
+        assert!(DetectLayout::of(&[1, 7, 336], [128, 128]).is_some());
+        assert_eq!(DetectLayout::of(&[1, 7, 336], [160, 160]), None);
+        assert_eq!(DetectLayout::of(&[1, 4, 8400], [640, 640]), None);
+        assert_eq!(DetectLayout::of(&[1, 25200, 5], [640, 640]), None);
+        // Transposed ultralytics, end-to-end, a ViT's hidden states: not detectors.
+        assert_eq!(DetectLayout::of(&[1, 8400, 84], [640, 640]), None);
+        assert_eq!(DetectLayout::of(&[1, 300, 6], [640, 640]), None);
+        assert_eq!(DetectLayout::of(&[1, 197, 768], [224, 224]), None);
+        assert_eq!(DetectLayout::of(&[1, 10], [640, 640]), None);
+        assert_eq!(DetectLayout::of(&[2, 84, 8400], [640, 640]), None);
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub struct ExplainArgs {
     /// Default: top1; for a segmenter, present; for a detector, all.
     #[arg(long, value_delimiter = ',')]
     target: Vec<String>,
-    /// Resize the whole image to the input size instead of resize + centre crop.
+    /// Resize the whole image to the input size instead of resize + centre crop (always, for a
+    /// detector).
     #[arg(long)]
     no_crop: bool,
     /// Output folder for PNG, NPY and per-image JSON files.

@@ -117,7 +117,8 @@ pub struct Backward<'a> {
     /// The op's output.
     pub output: &'a Value,
     /// Whether a gradient is wanted for each input (it depends on the graph's input). An op
-    /// that cannot give one that is wanted returns `None`.
+    /// that cannot give one that is wanted fails with [`OpError::NoGradient`] (the pass then
+    /// goes to autodiff); `None` for a wanted input means its gradient is zero.
     pub wanted: &'a [bool],
     /// The gradient of the output (its logical shape).
     pub grad: FloatValue,
