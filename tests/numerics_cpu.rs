@@ -356,7 +356,7 @@ fn options_combine_as_documented() {
             .expect("refused");
         assert_eq!(
             err.to_string(),
-            "invalid option: aug-smoothing, a noise tunnel and several layers run through Explainer::explain, not the stepper"
+            "invalid option: aug-smoothing, a noise tunnel and several layers (a detector's default) run through Explainer::explain, not the stepper"
         );
     }
 }
