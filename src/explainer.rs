@@ -88,20 +88,26 @@ impl Explainer {
                 model.input_spec().name
             )));
         }
-        let layer = match &options.layer {
-            Some(l) => l.clone(),
-            None => model.default_layer().ok_or_else(|| {
-                Error::InvalidOption(
-                    Message::from("the model has no 4-D activation to explain; ")
-                        .set(Setting::Layer),
-                )
-            })?,
+        // The default layers are worked out once (a detector's neck walks the graph).
+        let (layer, default_layers) = match &options.layer {
+            Some(l) => (l.clone(), Vec::new()),
+            None => {
+                let mut layers = model.default_layers_reason().map(|(l, _)| l);
+                let last = layers.as_mut().and_then(Vec::pop).ok_or_else(|| {
+                    Error::InvalidOption(
+                        Message::from("the model has no 4-D activation to explain; ")
+                            .set(Setting::Layer),
+                    )
+                })?;
+                let mut all = layers.unwrap_or_default();
+                // Several (a detector's neck): explained together when a request names none.
+                if !all.is_empty() {
+                    all.push(last.clone());
+                }
+                (last, all)
+            }
         };
         model.layer_shape(&layer)?;
-        let default_layers = match (&options.layer, model.default_layers_reason()) {
-            (None, Some((layers, _))) if layers.len() > 1 => layers,
-            _ => Vec::new(),
-        };
         let batch = match options.batch {
             Some(b) => model.fit_chunk(b),
             None => model.default_chunk(),
@@ -440,7 +446,7 @@ impl Explainer {
     ) -> Result<Vec<Explanation>> {
         self.check_request(request)?;
         self.check_regions(prepared, request)?;
-        if request.layer.is_none() && request.layers.is_empty() && !self.default_layers.is_empty() {
+        if self.takes_default_layers(request) {
             let request = Request {
                 layers: self.default_layers.clone(),
                 ..request.clone()
@@ -614,17 +620,22 @@ impl Explainer {
     ) -> Result<Explaining<'a>> {
         self.check_request(request)?;
         self.check_regions(prepared, request)?;
-        let default_layers = request.layer.is_none() && self.default_layers.len() > 1;
         if request.aug_smooth
             || request.noise_tunnel.is_some()
             || request.layers.len() > 1
-            || (default_layers && request.layers.is_empty())
+            || self.takes_default_layers(request)
         {
             return Err(Error::InvalidOption(
                 "aug-smoothing, a noise tunnel and several layers (a detector's default) run through Explainer::explain, not the stepper".into(),
             ));
         }
         Explaining::new(self, prepared, request)
+    }
+
+    /// Whether `request` names no layer and so explains the explainer's several default ones
+    /// (a detector's neck).
+    fn takes_default_layers(&self, request: &Request) -> bool {
+        request.layer.is_none() && request.layers.is_empty() && !self.default_layers.is_empty()
     }
 
     /// For a segmenter, refuses a target class without a region at `prepared` (its scores

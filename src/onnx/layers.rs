@@ -148,7 +148,7 @@ impl Layers<'_> {
                 .get(t)
                 .is_some_and(|s| s.len() == 4 && s[2] * s[3] > 1)
         };
-        let needed = self.ancestors(&self.graph.output);
+        let needed = self.graph.ancestors(&self.graph.output);
         let flattened: Vec<&str> = nodes
             .iter()
             .map(|n| n.output.as_str())
@@ -162,7 +162,7 @@ impl Layers<'_> {
             .iter()
             .copied()
             .filter(|t| {
-                let before = self.ancestors(t);
+                let before = self.graph.ancestors(t);
                 !flattened.iter().any(|o| o != t && before.contains(*o))
             })
             .collect();
@@ -185,7 +185,7 @@ impl Layers<'_> {
                 .filter_map(|t| self.graph.producer(t))
                 .flat_map(|p| &nodes[p].inputs)
                 .filter(|i| self.graph.producer(i).is_some())
-                .map(|i| self.ancestors(i))
+                .map(|i| self.graph.ancestors(i))
                 .collect();
             let shared = nodes.iter().rposition(|n| {
                 self.is_candidate(&n.output) && inputs.iter().all(|a| a.contains(&n.output))
@@ -200,11 +200,6 @@ impl Layers<'_> {
                 sizes.join(", ")
             ),
         ))
-    }
-
-    /// `tensor` and every tensor it is computed from (graph inputs and constants aside).
-    fn ancestors(&self, tensor: &str) -> HashSet<String> {
-        self.graph.ancestors(tensor)
     }
 
     /// A 4-D tensor with spatial size > 1, or a token tensor with a patch grid.

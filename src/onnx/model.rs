@@ -783,9 +783,11 @@ impl OnnxModel {
                 // detection on another scale): its gradient is 0. One on a parallel branch
                 // (not recomputed from the earliest) falls back to a pass of its own, below.
                 let earliest_tensor = at[e].0;
+                // Walked only when some gradient is missing.
+                let missing = per_objective.iter().flatten().any(Option::is_none);
                 let downstream: Vec<bool> = at
                     .iter()
-                    .map(|(l, _, _)| self.graph.ancestors(l).contains(earliest_tensor))
+                    .map(|(l, _, _)| missing && self.graph.ancestors(l).contains(earliest_tensor))
                     .collect();
                 let mut out: Vec<Vec<Tensor<4>>> = vec![Vec::new(); at.len()];
                 let mut complete = true;

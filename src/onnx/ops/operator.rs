@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use std::ops::Range;
+
 use burn::tensor::{Device, Tensor};
 use onnx_ir::NodeProto;
 
@@ -152,8 +154,20 @@ impl Backward<'_> {
     /// concatenation's or a split's part that a sparse seed does not reach (a detection's
     /// box rows, the other scales), whose reverse pass would only carry zeros.
     pub fn unless_zero(x: &FloatValue, part: Tensor<4>) -> Option<FloatValue> {
-        let zero = part.clone().abs().max().into_scalar::<f32>() == 0.0;
-        (!zero).then(|| x.with_tensor(part))
+        (!all_zero(&part)).then(|| x.with_tensor(part))
+    }
+
+    /// The output's gradient placed in `window` (physical ranges) of zeros shaped like the
+    /// input `x`: a slice's or a split part's input gradient; `None` where it is all zeros
+    /// (see [`Backward::unless_zero`]).
+    pub fn placed(&self, x: &FloatValue, window: [Range<usize>; 4]) -> Option<FloatValue> {
+        let g = &self.grad.tensor;
+        (!all_zero(g)).then(|| x.with_tensor(x.tensor.zeros_like().slice_assign(window, g.clone())))
+    }
+
+    /// The inputs as owned values, for the helpers that read them that way (int inputs).
+    pub fn owned_inputs(&self) -> Vec<Option<Value>> {
+        self.inputs.iter().map(|v| v.cloned()).collect()
     }
 }
 
@@ -226,4 +240,9 @@ impl<'a> BuildContext<'a> {
             .and_then(|n| self.constants.get(n))
             .map(HostTensor::floats)
     }
+}
+
+/// Whether every value of `t` is 0.
+fn all_zero(t: &Tensor<4>) -> bool {
+    t.clone().abs().max().into_scalar::<f32>() == 0.0
 }

@@ -358,26 +358,18 @@ fn slice_backward(node: &Node, step: &Backward) -> OpResult<Vec<Option<FloatValu
     if x.rank == MAX_LOGICAL_RANK {
         return Err(OpError::NoGradient);
     }
-    let inputs: Vec<Option<Value>> = step.inputs.iter().map(|v| v.cloned()).collect();
     let shape = x.shape();
-    let plan = node.slice_plan(&inputs, &shape)?;
-    let mut ranges: Vec<std::ops::Range<usize>> = x.tensor.dims().iter().map(|&d| 0..d).collect();
+    let plan = node.slice_plan(&step.owned_inputs(), &shape)?;
+    let mut window = x.tensor.dims().map(|d| 0..d);
     for (axis, s) in plan.iter().enumerate() {
         let end = s.end.map_or(shape[axis], |e| e as usize);
         let start = s.start as usize;
         if s.step != 1 && end > start + 1 {
             return Err(OpError::NoGradient);
         }
-        ranges[x.physical_axis(axis as i64)?] = start..end.max(start);
+        window[x.physical_axis(axis as i64)?] = start..end.max(start);
     }
-    let ranges: [std::ops::Range<usize>; 4] = ranges.try_into().map_err(|_| OpError::NoGradient)?;
-    if Backward::unless_zero(x, step.grad.tensor.clone()).is_none() {
-        return Ok(vec![None]);
-    }
-    let zeros = x.tensor.zeros_like();
-    Ok(vec![Some(x.with_tensor(
-        zeros.slice_assign(ranges, step.grad.tensor.clone()),
-    ))])
+    Ok(vec![step.placed(x, window)])
 }
 
 /// `Concat`'s input gradients: the slices of the output's gradient each input filled.

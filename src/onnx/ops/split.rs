@@ -105,20 +105,11 @@ impl Operator for SplitPart {
         if x.rank == MAX_LOGICAL_RANK || x.rank == 0 {
             return Err(OpError::NoGradient);
         }
-        let inputs: Vec<Option<Value>> = step.inputs.iter().map(|v| v.cloned()).collect();
         let axis = normalize_axis(self.axis, x.rank)?;
-        let (start, length) = self.range(x.shape()[axis], &inputs)?;
-        if Backward::unless_zero(x, step.grad.tensor.clone()).is_none() {
-            return Ok(vec![None]);
-        }
-        let physical = x.physical_axis(self.axis)?;
-        let mut ranges: [std::ops::Range<usize>; 4] = x.tensor.dims().map(|d| 0..d);
-        ranges[physical] = start..start + length;
-        let g = x
-            .tensor
-            .zeros_like()
-            .slice_assign(ranges, step.grad.tensor.clone());
-        Ok(vec![Some(x.with_tensor(g))])
+        let (start, length) = self.range(x.shape()[axis], &step.owned_inputs())?;
+        let mut window = x.tensor.dims().map(|d| 0..d);
+        window[x.physical_axis(self.axis)?] = start..start + length;
+        Ok(vec![step.placed(x, window)])
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
