@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${IGCAM_CACHE:-$HOME/.cache/igcam}"
 export CARGO_TARGET_DIR="${IGCAM_ARM_TARGET_DIR:-$CACHE/aarch64-target}"
+# Debian's rustc may check this, and CI's clippy wrapper (.ci/run) is rustup's.
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # Warnings fail it (a path that only ARM compiles is checked nowhere else); lints in
 # dependencies are capped by cargo as always.
 export RUSTFLAGS="-D warnings"

@@ -10,6 +10,9 @@
 # breaks wasm-bindgen's externref table), and Trunk for scripts/trunk-build.sh.
 CACHE="${IGCAM_CACHE:-$HOME/.cache/igcam}"
 TOOLS="$CACHE/tools"
+# CI's clippy wrapper (.ci/run) belongs to rustup's toolchain: not to Debian's rustc, and not to
+# the tools' installs.
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 mkdir -p "$CACHE"
 BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
 # Trunk's last release that builds with rustc 1.95; without its default features (TLS for
