@@ -13,6 +13,7 @@ use burn::tensor::Device;
 use common::{array, fixture, json, rel_l2};
 use igcam::cam::Method;
 use igcam::onnx::OnnxModel;
+use igcam::task::Task;
 use igcam::{Explainer, ExplainerOptions, Request, preprocess};
 
 const FAMILIES: [&str; 11] = [
@@ -442,6 +443,88 @@ fn detectors_explain_each_detection_as_pytorch_grad_cam() {
     expected.sort();
     assert_eq!(listed, expected);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn ultralytics_segment_and_pose_exports_explain_their_boxes() {
+    // Exported by ultralytics' own exporter: its metadata names the task and the classes.
+    let zoo = json("zoo/ultralytics_tasks.json");
+    let device = Device::flex();
+    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
+    let photo = preprocess::decode(&photo).unwrap().to_rgb8();
+    let mut tasks = Vec::new();
+    for case in zoo["models"].as_array().unwrap() {
+        let file = case["model"].as_str().unwrap();
+        let task = case["task"].as_str().unwrap();
+        tasks.push(task.to_string());
+        let names: Vec<String> = serde_json::from_value(case["names"].clone()).unwrap();
+        let bytes = std::fs::read(fixture(&format!("zoo/{file}"))).unwrap();
+        // The segmentation model's mask prototypes (`output1`, made by a ConvTranspose igcam
+        // does not run) are never built: only what `output0` depends on is.
+        let model = OnnxModel::from_bytes(&bytes, &device).unwrap();
+        assert_eq!(model.metadata().task.as_deref(), Some(task), "{file}");
+        assert_eq!(model.metadata().names.as_ref(), Some(&names), "{file}");
+        let layout = *model.detector().expect(file);
+        let extra = case["extra"].as_u64().unwrap() as usize;
+        assert_eq!(
+            (layout.classes, layout.extra, layout.objectness),
+            (names.len(), extra, false),
+            "{file}"
+        );
+        let (found, why) = Task::of(&model);
+        let what = if task == "segment" {
+            "mask coefficients"
+        } else {
+            "keypoint values"
+        };
+        assert_eq!(found, Task::Detect, "{file}");
+        assert!(
+            why.ends_with(&format!(
+                "then {extra} values not explained (ultralytics YOLOv8/11's layout); an Ultralytics `{task}` model, explained through its boxes (its {what} are left out)"
+            )),
+            "{file}: {why}"
+        );
+        assert_eq!(Task::model_labels(&model), Some(names.clone()), "{file}");
+        let options = ExplainerOptions {
+            preset: preprocess::Preset::Raw01,
+            ..ExplainerOptions::default()
+        };
+        let explainer = Explainer::new(model, names, options).unwrap();
+        let prepared = explainer.prepare_fitted(photo.clone()).unwrap();
+        let got = prepared.detections().unwrap();
+        let want = case["detections"].as_array().unwrap();
+        let summary = |d: &serde_json::Value| {
+            (
+                d["anchor"].as_u64().unwrap() as usize,
+                d["class"].as_u64().unwrap() as usize,
+            )
+        };
+        assert_eq!(
+            got.iter().map(|g| (g.anchor, g.class)).collect::<Vec<_>>(),
+            want.iter().map(summary).collect::<Vec<_>>(),
+            "{file}: ultralytics' detections"
+        );
+        for (g, w) in got.iter().zip(want) {
+            let wbox = ["x0", "y0", "x1", "y1"].map(|k| w[k].as_f64().unwrap() as f32);
+            assert!(
+                (g.score - w["score"].as_f64().unwrap() as f32).abs() < 1e-4,
+                "{file}"
+            );
+            assert!(
+                iou(g.bbox, wbox) >= 0.99,
+                "{file}: {:?} vs {wbox:?}",
+                g.bbox
+            );
+        }
+        // The best detection over the three neck outputs (the default layers).
+        let request = Request::new(vec![0], vec![Method::parse("gradcam").unwrap()], 1);
+        let maps = explainer
+            .explain(&prepared, &request, &mut |_, _| {})
+            .unwrap();
+        let error = rel_l2(&maps[0].map.values, &array(&case["gradcam_all_layers"]).0);
+        assert!(error < 1e-4, "{file}: Grad-CAM {error:.2e}");
+    }
+    assert_eq!(tasks, ["segment", "pose"]);
 }
 
 /// Intersection over union of two `[x0, y0, x1, y1]` boxes.

@@ -176,7 +176,7 @@ impl Model {
             let labels = match labels {
                 Some(l) => l,
                 None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(IMAGENET_LABELS),
-                None => Task::dataset_labels(&onnx).unwrap_or_default(),
+                None => Task::model_labels(&onnx).unwrap_or_default(),
             };
             // A detector's default is its neck outputs, comma-separated.
             let default_layer = onnx

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use burn::tensor::Device;
 
+use super::metadata::Metadata;
 use super::ops::Operator;
 use super::profile::Profiler;
 use super::value::Value;
@@ -67,6 +68,8 @@ pub struct Graph {
     device: Device,
     /// Per-op timings, when switched on.
     pub(crate) profiler: Profiler,
+    /// What the exporter wrote about the model (task, class names).
+    pub metadata: Metadata,
 }
 
 impl Graph {
@@ -105,6 +108,7 @@ impl Graph {
             batch_reshapes,
             device: device.clone(),
             profiler: Profiler::default(),
+            metadata: Metadata::default(),
         }
     }
 

@@ -2,13 +2,14 @@
 //! built operator. Every unsupported op is named in one error; constants stay on the host until
 //! every operator is built, then move to the device once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use burn::tensor::Device;
 use onnx_ir::{Message, ModelProto, NodeProto};
 
 use super::external::{self, ExternalData};
 use super::graph::{Graph, InputSpec, Node};
+use super::metadata::Metadata;
 use super::ops::{self, BuildContext};
 use super::proto::{Attrs, HostTensor, host_tensor};
 use crate::error::{self, Error, OpError, Result};
@@ -150,13 +151,25 @@ pub fn parse(
             }
         },
     };
+    let metadata = Metadata::read(
+        model
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str())),
+    );
+    if metadata.task.as_deref() == Some("obb") {
+        return Err(Error::NotClassifier(
+            "an Ultralytics oriented-box model (its metadata says task `obb`): rotated boxes are not supported; export a `detect`, `segment` or `pose` model".into(),
+        ));
+    }
+    let needed = needed_nodes(&graph.node, &output);
     let mut nodes = Vec::new();
     let mut missing = MissingOps::default();
     let mut batch_reshapes = 0;
     // Who produces each tensor: a second producer makes the graph ambiguous.
     let mut produced: HashMap<String, String> =
         HashMap::from([(input.name.clone(), "the model input".to_string())]);
-    for node in &graph.node {
+    for (node, needed) in graph.node.iter().zip(&needed) {
         let name = if node.name.is_empty() {
             node.output.first().cloned().unwrap_or_default()
         } else {
@@ -180,6 +193,11 @@ pub fn parse(
                     "its output `{o}` is also produced by {first}; every tensor needs exactly one producer, so the file is malformed (re-export the model)"
                 ))));
             }
+        }
+        // What the explained output does not depend on (another output's branch, such as an
+        // instance-segmentation model's mask prototypes) is never built or run.
+        if !needed {
+            continue;
         }
         if node.op_type == "Constant" {
             host.insert(out, constant_node(node).map_err(bad)?);
@@ -254,6 +272,14 @@ pub fn parse(
         });
     }
     missing.check()?;
+    if needed.contains(&false) {
+        let read: HashSet<&str> = nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter().map(String::as_str))
+            .chain([output.as_str()])
+            .collect();
+        host.retain(|name, _| read.contains(name.as_str()));
+    }
     let constants = host
         .into_iter()
         .map(|(name, h)| {
@@ -262,14 +288,29 @@ pub fn parse(
         })
         .collect::<Result<HashMap<_, _>>>()?;
     let outputs = graph.output.iter().map(|o| o.name.clone()).collect();
-    Ok(Graph::new(
+    let mut graph = Graph::new(
         nodes,
         constants,
         input,
         (output, outputs),
         batch_reshapes,
         device,
-    ))
+    );
+    graph.metadata = metadata;
+    Ok(graph)
+}
+
+/// Which of `nodes` (in topological order) the tensor `output` depends on.
+fn needed_nodes(nodes: &[NodeProto], output: &str) -> Vec<bool> {
+    let mut wanted: HashSet<&str> = HashSet::from([output]);
+    let mut needed = vec![false; nodes.len()];
+    for (i, node) in nodes.iter().enumerate().rev() {
+        if node.output.iter().any(|o| wanted.contains(o.as_str())) {
+            needed[i] = true;
+            wanted.extend(node.input.iter().map(String::as_str));
+        }
+    }
+    needed
 }
 
 /// The unsupported ops of a graph, in the order they first appear, with their nodes: the

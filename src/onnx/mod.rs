@@ -12,6 +12,7 @@ mod graph;
 mod host;
 mod layers;
 mod load;
+pub mod metadata;
 mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_folder;

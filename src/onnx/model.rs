@@ -13,6 +13,7 @@ use super::external::{self, ExternalData};
 use super::graph::{Env, Graph, InputSpec};
 use super::layers::{LayerInfo, Layers};
 use super::load::{self, DEFAULT_INPUT_SIZE};
+use super::metadata::Metadata;
 use super::objective::Objective;
 use super::ops::is_plain_cpu;
 use super::path::{PathEnds, affine_stem, along};
@@ -203,7 +204,14 @@ impl OnnxModel {
             )));
         }
         let out_shape = env.get(&graph.output).map(Value::shape).unwrap_or_default();
-        let detector = DetectLayout::of(&out_shape, [h, w]);
+        // An instance-segmentation or pose head names its classes: the rest of each anchor is
+        // masks or keypoints.
+        let named = graph
+            .metadata
+            .extra_values()
+            .and(graph.metadata.names.as_ref())
+            .map(Vec::len);
+        let detector = DetectLayout::of(&out_shape, [h, w], named);
         let Some((classes, plane)) =
             output_layout(&out_shape).or_else(|| detector.map(|d| (d.classes, [1, 1])))
         else {
@@ -483,6 +491,11 @@ impl OnnxModel {
     /// Whether the output holds a score per class and pixel (`[N, classes, H, W]`, `H·W > 1`).
     pub fn is_segmenter(&self) -> bool {
         self.plane != [1, 1]
+    }
+
+    /// What the exporter wrote in the file (ultralytics' task, class names).
+    pub fn metadata(&self) -> &Metadata {
+        &self.graph.metadata
     }
 
     /// A detector's output layout (`[N, 4 + classes, anchors]` or `[N, anchors, 5 + classes]`);

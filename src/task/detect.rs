@@ -19,6 +19,10 @@ pub struct DetectLayout {
     /// after the box; otherwise ultralytics' (v8, 11) `[1, 4 + classes, anchors]`:
     /// attribute-major, no objectness.
     pub objectness: bool,
+    /// Values per anchor after the class scores, which igcam does not explain: an
+    /// instance-segmentation head's mask coefficients, a pose head's keypoints (0 for a plain
+    /// detection head).
+    pub extra: usize,
 }
 
 impl DetectLayout {
@@ -26,30 +30,38 @@ impl DetectLayout {
     /// A]` is ultralytics' when `A` is one anchor per cell of the stride 8, 16 and 32 grids;
     /// `[1, A, 5 + C]` YOLOv5's when `A` is three per cell; at least one class. Any other
     /// rank-3 output (a transposed export, an end-to-end `[1, 300, 6]`, a transformer's hidden
-    /// states) is not taken for a detector.
-    pub fn of(shape: &[usize], [height, width]: [usize; 2]) -> Option<Self> {
+    /// states) is not taken for a detector. `classes`, where the file names its classes, is
+    /// their count: the values after them are `extra` (masks, keypoints); a count the output
+    /// cannot hold is ignored.
+    pub fn of(
+        shape: &[usize],
+        [height, width]: [usize; 2],
+        classes: Option<usize>,
+    ) -> Option<Self> {
         let cells: usize = [8, 16, 32]
             .iter()
             .map(|s| height.div_ceil(*s) * width.div_ceil(*s))
             .sum();
-        match *shape {
-            [1, a, b] if a > 4 && b == cells => Some(Self {
-                anchors: b,
-                classes: a - 4,
-                objectness: false,
-            }),
-            [1, a, b] if b > 5 && a == 3 * cells => Some(Self {
-                anchors: a,
-                classes: b - 5,
-                objectness: true,
-            }),
-            _ => None,
-        }
+        let (anchors, scores, objectness) = match *shape {
+            [1, a, b] if a > 4 && b == cells => (b, a - 4, false),
+            [1, a, b] if b > 5 && a == 3 * cells => (a, b - 5, true),
+            _ => return None,
+        };
+        let classes = classes
+            .filter(|c| (1..=scores).contains(c))
+            .unwrap_or(scores);
+        Some(Self {
+            anchors,
+            classes,
+            objectness,
+            extra: scores - classes,
+        })
     }
 
-    /// Attributes per anchor: the box, the objectness where there is one, the classes.
+    /// Attributes per anchor: the box, the objectness where there is one, the classes, the
+    /// extra values.
     fn attributes(&self) -> usize {
-        4 + usize::from(self.objectness) + self.classes
+        4 + usize::from(self.objectness) + self.classes + self.extra
     }
 
     /// The index in one image's output of `anchor`'s attribute `attribute`.
@@ -78,23 +90,28 @@ impl DetectLayout {
 
     /// In words, for `layers` and notices.
     pub fn describe(&self) -> String {
-        if self.objectness {
-            format!(
-                "[N, {}, {}]: {} anchors, each a box (x, y, w, h), an objectness and {} class scores (YOLOv5's layout)",
-                self.anchors,
-                self.attributes(),
-                self.anchors,
-                self.classes
+        let (shape, objectness, family) = if self.objectness {
+            (
+                format!("[N, {}, {}]", self.anchors, self.attributes()),
+                ", an objectness",
+                "YOLOv5's layout",
             )
         } else {
-            format!(
-                "[N, {}, {}]: {} anchors, each a box (x, y, w, h) and {} class scores (ultralytics YOLOv8/11's layout)",
-                self.attributes(),
-                self.anchors,
-                self.anchors,
-                self.classes
+            (
+                format!("[N, {}, {}]", self.attributes(), self.anchors),
+                "",
+                "ultralytics YOLOv8/11's layout",
             )
-        }
+        };
+        let extra = match self.extra {
+            0 => String::new(),
+            n => format!(", then {n} values not explained"),
+        };
+        let scores = if self.classes == 1 { "score" } else { "scores" };
+        format!(
+            "{shape}: {} anchors, each a box (x, y, w, h){objectness} and {} class {scores}{extra} ({family})",
+            self.anchors, self.classes
+        )
     }
 
     /// The detections kept from one image's raw `output` (see the module doc): anchors whose
@@ -251,25 +268,46 @@ mod tests {
 
     #[test]
     fn layouts_follow_the_output_shape() {
-        let v8 = DetectLayout::of(&[1, 84, 8400], [640, 640]).unwrap();
+        let v8 = DetectLayout::of(&[1, 84, 8400], [640, 640], None).unwrap();
         assert_eq!((v8.anchors, v8.classes, v8.objectness), (8400, 80, false));
         assert_eq!(v8.class_index(3, 2), 6 * 8400 + 3);
         assert_eq!(v8.objectness_index(3), None);
-        let v5 = DetectLayout::of(&[1, 25200, 85], [640, 640]).unwrap();
+        let v5 = DetectLayout::of(&[1, 25200, 85], [640, 640], None).unwrap();
         assert_eq!((v5.anchors, v5.classes, v5.objectness), (25200, 80, true));
         assert_eq!(v5.class_index(3, 2), 3 * 85 + 7);
         assert_eq!(v5.objectness_index(3), Some(3 * 85 + 4));
         // 128x128: 16² + 8² + 4² = 336 cells.
-        assert!(DetectLayout::of(&[1, 7, 336], [128, 128]).is_some());
-        assert_eq!(DetectLayout::of(&[1, 7, 336], [160, 160]), None);
-        assert_eq!(DetectLayout::of(&[1, 4, 8400], [640, 640]), None);
-        assert_eq!(DetectLayout::of(&[1, 25200, 5], [640, 640]), None);
+        assert!(DetectLayout::of(&[1, 7, 336], [128, 128], None).is_some());
+        assert_eq!(DetectLayout::of(&[1, 7, 336], [160, 160], None), None);
+        assert_eq!(DetectLayout::of(&[1, 4, 8400], [640, 640], None), None);
+        assert_eq!(DetectLayout::of(&[1, 25200, 5], [640, 640], None), None);
         // Transposed ultralytics, end-to-end, a ViT's hidden states: not detectors.
-        assert_eq!(DetectLayout::of(&[1, 8400, 84], [640, 640]), None);
-        assert_eq!(DetectLayout::of(&[1, 300, 6], [640, 640]), None);
-        assert_eq!(DetectLayout::of(&[1, 197, 768], [224, 224]), None);
-        assert_eq!(DetectLayout::of(&[1, 10], [640, 640]), None);
-        assert_eq!(DetectLayout::of(&[2, 84, 8400], [640, 640]), None);
+        assert_eq!(DetectLayout::of(&[1, 8400, 84], [640, 640], None), None);
+        assert_eq!(DetectLayout::of(&[1, 300, 6], [640, 640], None), None);
+        assert_eq!(DetectLayout::of(&[1, 197, 768], [224, 224], None), None);
+        assert_eq!(DetectLayout::of(&[1, 10], [640, 640], None), None);
+        assert_eq!(DetectLayout::of(&[2, 84, 8400], [640, 640], None), None);
+    }
+
+    #[test]
+    fn named_classes_leave_the_rest_of_each_anchor_out() {
+        // An ultralytics instance-segmentation head (3 classes, 32 mask coefficients) and a
+        // pose head (1 class, 17 keypoints x 3).
+        let seg = DetectLayout::of(&[1, 39, 336], [128, 128], Some(3)).unwrap();
+        assert_eq!((seg.classes, seg.extra), (3, 32));
+        assert_eq!(seg.class_index(5, 2), 6 * 336 + 5);
+        assert_eq!(
+            seg.describe(),
+            "[N, 39, 336]: 336 anchors, each a box (x, y, w, h) and 3 class scores, then 32 values not explained (ultralytics YOLOv8/11's layout)"
+        );
+        let pose = DetectLayout::of(&[1, 56, 8400], [640, 640], Some(1)).unwrap();
+        assert_eq!((pose.classes, pose.extra), (1, 51));
+        let v5 = DetectLayout::of(&[1, 25200, 117], [640, 640], Some(80)).unwrap();
+        assert_eq!((v5.classes, v5.extra), (80, 32));
+        assert_eq!(v5.class_index(1, 0), 117 + 5);
+        // A count the output cannot hold is ignored.
+        let odd = DetectLayout::of(&[1, 7, 336], [128, 128], Some(9)).unwrap();
+        assert_eq!((odd.classes, odd.extra), (3, 0));
     }
 
     #[test]
@@ -290,6 +328,7 @@ mod tests {
             anchors: 4,
             classes: 2,
             objectness: false,
+            extra: 0,
         };
         let kept = layout.detect(&out, &DetectOptions::default());
         let summary: Vec<(usize, usize)> = kept.iter().map(|d| (d.anchor, d.class)).collect();
@@ -320,6 +359,7 @@ mod tests {
             anchors: 2,
             classes: 2,
             objectness: true,
+            extra: 0,
         };
         let kept = layout.detect(&out, &DetectOptions::default());
         assert_eq!(kept.len(), 1, "anchor 1's objectness is under 0.25");

@@ -27,7 +27,16 @@ impl Task {
         let classes = model.num_classes();
         let [h, w] = model.output_plane();
         if let Some(d) = model.detector() {
-            (Task::Detect, format!("output `{output}` {}", d.describe()))
+            let head = match (model.metadata().extra_values(), &model.metadata().task) {
+                (Some(what), Some(task)) => format!(
+                    "; an Ultralytics `{task}` model, explained through its boxes (its {what} are left out)"
+                ),
+                _ => String::new(),
+            };
+            (
+                Task::Detect,
+                format!("output `{output}` {}{head}", d.describe()),
+            )
         } else if model.is_segmenter() {
             (
                 Task::Segment,
@@ -43,10 +52,17 @@ impl Task {
         }
     }
 
-    /// The labels of a segmenter or detector whose class count gives away its dataset:
-    /// torchvision's 21-class segmenters (Pascal VOC's 20 classes after the background) and
-    /// 80-class YOLO detectors (COCO's, as ultralytics and yolov5 order them).
-    pub fn dataset_labels(model: &OnnxModel) -> Option<Vec<String>> {
+    /// The labels `model` comes with: the class names its file holds (an Ultralytics or
+    /// `yolov5` export's `names`, one per class), or, failing that, those of a segmenter or
+    /// detector whose class count gives away its dataset: torchvision's 21-class segmenters
+    /// (Pascal VOC's 20 classes after the background) and 80-class YOLO detectors (COCO's, as
+    /// ultralytics and yolov5 order them).
+    pub fn model_labels(model: &OnnxModel) -> Option<Vec<String>> {
+        if let Some(names) = &model.metadata().names
+            && names.len() == model.num_classes()
+        {
+            return Some(names.clone());
+        }
         match (Task::of(model).0, model.num_classes()) {
             (Task::Segment, 21) => Some(crate::data::voc_segmentation_labels()),
             (Task::Detect, 80) => Some(crate::data::coco_detection_labels()),

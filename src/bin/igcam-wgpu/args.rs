@@ -327,7 +327,7 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
             igcam::labels::parse_labels(&text)
         }
         None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(assets::IMAGENET_LABELS),
-        None => igcam::task::Task::dataset_labels(&onnx).unwrap_or_default(),
+        None => igcam::task::Task::model_labels(&onnx).unwrap_or_default(),
     };
     let options = ExplainerOptions {
         layer: model.layers().into_iter().next(),
