@@ -3,7 +3,7 @@
 //! (who produces a tensor, who reads it, where its value is). Built by [`load`](super::load),
 //! run by [`exec`](super::exec).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use burn::tensor::Device;
 
@@ -70,6 +70,9 @@ pub struct Graph {
     pub(crate) profiler: Profiler,
     /// What the exporter wrote about the model (task, class names).
     pub metadata: Metadata,
+    /// Tensors of the file's nodes that were not built, the explained output not depending on
+    /// them (another output's branch).
+    pub left_out: HashSet<String>,
 }
 
 impl Graph {
@@ -109,6 +112,7 @@ impl Graph {
             device: device.clone(),
             profiler: Profiler::default(),
             metadata: Metadata::default(),
+            left_out: HashSet::new(),
         }
     }
 

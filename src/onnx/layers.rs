@@ -347,6 +347,12 @@ impl Layers<'_> {
             .producer(name)
             .and_then(|_| self.shapes.get(name))
         else {
+            if self.graph.left_out.contains(name) {
+                return Err(Error::LayerUnused {
+                    name: name.into(),
+                    output: self.graph.output.clone(),
+                });
+            }
             let best = self
                 .graph
                 .nodes

@@ -163,6 +163,7 @@ pub fn parse(
         ));
     }
     let needed = needed_nodes(&graph.node, &output);
+    let mut left_out = HashSet::new();
     let mut nodes = Vec::new();
     let mut missing = MissingOps::default();
     let mut batch_reshapes = 0;
@@ -197,6 +198,7 @@ pub fn parse(
         // What the explained output does not depend on (another output's branch, such as an
         // instance-segmentation model's mask prototypes) is never built or run.
         if !needed {
+            left_out.extend(node.output.iter().filter(|o| !o.is_empty()).cloned());
             continue;
         }
         if node.op_type == "Constant" {
@@ -297,6 +299,7 @@ pub fn parse(
         device,
     );
     graph.metadata = metadata;
+    graph.left_out = left_out;
     Ok(graph)
 }
 
