@@ -238,6 +238,10 @@ pub enum Error {
         "not an image classifier, segmenter or detector: {0}; igcam needs one NCHW image input and one [N, classes] output (a classifier), [N, classes, H, W] (a segmenter) or [N, 4 + classes, anchors] or [N, anchors, 5 + classes] (a YOLO detector without NMS)"
     )]
     NotClassifier(String),
+    /// A detector export whose head igcam cannot read (an oriented-box head, a pose or
+    /// instance-segmentation head without its class names).
+    #[error("{0}")]
+    UnsupportedHead(String),
     /// The layer asked for is a tensor that the graph does not produce.
     #[error(
         "unknown layer `{name}`: no node outputs a tensor with that name; list candidates with {list}{hint}",

@@ -527,6 +527,50 @@ fn ultralytics_segment_and_pose_exports_explain_their_boxes() {
     assert_eq!(tasks, ["segment", "pose"]);
 }
 
+#[test]
+fn ultralytics_heads_igcam_cannot_read_are_refused_in_one_line() {
+    use onnx_ir::{Message, ModelProto};
+    let bytes = std::fs::read(fixture("zoo/yolov8_seg.onnx")).unwrap();
+    // The segmentation export with its metadata edited: `keep` decides which entries stay,
+    // `task` replaces the task.
+    let edited = |keep: &dyn Fn(&str) -> bool, task: &str| {
+        let mut model = ModelProto::parse_from_bytes(&bytes).unwrap();
+        model.metadata_props.retain(|p| keep(&p.key));
+        for p in model.metadata_props.iter_mut().filter(|p| p.key == "task") {
+            p.value = task.to_string();
+        }
+        let error = OnnxModel::from_bytes(&model.write_to_bytes().unwrap(), &Device::flex())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!error.contains('\n'), "{error}");
+        error
+    };
+    assert_eq!(
+        edited(&|_| true, "obb"),
+        "an Ultralytics oriented-box model (its metadata says task `obb`): its rotated boxes are not supported; export a `detect`, `segment` or `pose` model"
+    );
+    for task in ["segment", "pose"] {
+        assert_eq!(
+            edited(&|k| k != "names", task),
+            format!(
+                "an Ultralytics `{task}` model whose metadata names no usable classes (`names`): where its class scores end and its {} begin is unknown; re-export it with ultralytics' exporter",
+                if task == "segment" {
+                    "mask coefficients"
+                } else {
+                    "keypoint values"
+                }
+            )
+        );
+    }
+    // Without any ultralytics metadata it is a plain detector with 35 classes: igcam cannot
+    // tell mask coefficients from class scores then (the README says so).
+    let mut model = ModelProto::parse_from_bytes(&bytes).unwrap();
+    model.metadata_props.clear();
+    let plain = OnnxModel::from_bytes(&model.write_to_bytes().unwrap(), &Device::flex()).unwrap();
+    assert_eq!(plain.detector().unwrap().classes, 35);
+}
+
 /// Intersection over union of two `[x0, y0, x1, y1]` boxes.
 fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);

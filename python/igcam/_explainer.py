@@ -160,7 +160,8 @@ class Explainer:
             Default: the model's last convolutional block (``default_layer``).
         backend: ``auto`` (a real GPU through wgpu, else the CPU), ``cpu`` or ``wgpu``.
         threads: CPU threads (default: all cores). The pool is sized once per process.
-        labels: class labels (a list, or a file with one per line). Default: ImageNet's for
+        labels: class labels (a list, or a file with one per line). Default: the names the
+            file holds (ultralytics' and yolov5's ``names`` metadata), else ImageNet's for
             1000-class models, Pascal VOC's (background first) for 21-class segmenters, COCO's
             for 80-class detectors. A
             segmenter's ``top5`` and ``prob`` are its classes' shares of the pixels, ``logit``

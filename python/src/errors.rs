@@ -46,6 +46,7 @@ pub fn to_py(error: igcam::Error) -> PyErr {
         | E::UnsupportedOps { .. }
         | E::BadNode { .. }
         | E::NotClassifier(_)
+        | E::UnsupportedHead(_)
         | E::Backend(_)
         | E::Internal(_) => "ModelError",
         _ => "InputError",

@@ -175,8 +175,13 @@ impl Model {
             Task::expect(&onnx, &name, task).map_err(to_py)?;
             let labels = match labels {
                 Some(l) => l,
-                None if onnx.num_classes() == 1000 => igcam::labels::parse_labels(IMAGENET_LABELS),
-                None => Task::model_labels(&onnx).unwrap_or_default(),
+                // The file's own class names first; a 1000-class model without them is ImageNet's.
+                None => Task::model_labels(&onnx)
+                    .or_else(|| {
+                        (onnx.num_classes() == 1000)
+                            .then(|| igcam::labels::parse_labels(IMAGENET_LABELS))
+                    })
+                    .unwrap_or_default(),
             };
             // A detector's default is its neck outputs, comma-separated.
             let default_layer = onnx

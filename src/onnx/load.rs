@@ -158,8 +158,8 @@ pub fn parse(
             .map(|p| (p.key.as_str(), p.value.as_str())),
     );
     if metadata.task.as_deref() == Some("obb") {
-        return Err(Error::NotClassifier(
-            "an Ultralytics oriented-box model (its metadata says task `obb`): rotated boxes are not supported; export a `detect`, `segment` or `pose` model".into(),
+        return Err(Error::UnsupportedHead(
+            "an Ultralytics oriented-box model (its metadata says task `obb`): its rotated boxes are not supported; export a `detect`, `segment` or `pose` model".into(),
         ));
     }
     let needed = needed_nodes(&graph.node, &output);
@@ -310,7 +310,12 @@ fn needed_nodes(nodes: &[NodeProto], output: &str) -> Vec<bool> {
     for (i, node) in nodes.iter().enumerate().rev() {
         if node.output.iter().any(|o| wanted.contains(o.as_str())) {
             needed[i] = true;
-            wanted.extend(node.input.iter().map(String::as_str));
+            wanted.extend(
+                node.input
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|i| !i.is_empty()),
+            );
         }
     }
     needed

@@ -204,14 +204,18 @@ impl OnnxModel {
             )));
         }
         let out_shape = env.get(&graph.output).map(Value::shape).unwrap_or_default();
-        // An instance-segmentation or pose head names its classes: the rest of each anchor is
-        // masks or keypoints.
-        let named = graph
-            .metadata
-            .extra_values()
-            .and(graph.metadata.names.as_ref())
-            .map(Vec::len);
+        // Where the file names its classes, what follows their scores in each anchor is not a
+        // class (an instance-segmentation head's masks, a pose head's keypoints).
+        let named = graph.metadata.names.as_ref().map(Vec::len);
         let detector = DetectLayout::of(&out_shape, [h, w], named);
+        if let (Some(what), Some(d)) = (graph.metadata.extra_values(), &detector)
+            && d.extra == 0
+        {
+            return Err(Error::UnsupportedHead(format!(
+                "an Ultralytics `{}` model whose metadata names no usable classes (`names`): where its class scores end and its {what} begin is unknown; re-export it with ultralytics' exporter",
+                graph.metadata.task.as_deref().unwrap_or_default()
+            )));
+        }
         let Some((classes, plane)) =
             output_layout(&out_shape).or_else(|| detector.map(|d| (d.classes, [1, 1])))
         else {
@@ -498,8 +502,8 @@ impl OnnxModel {
         &self.graph.metadata
     }
 
-    /// A detector's output layout (`[N, 4 + classes, anchors]` or `[N, anchors, 5 + classes]`);
-    /// `None` for a classifier or a segmenter.
+    /// A detector's output layout (`[N, 4 + classes (+ extra), anchors]` or `[N, anchors, 5 +
+    /// classes (+ extra)]`); `None` for a classifier or a segmenter.
     pub fn detector(&self) -> Option<&DetectLayout> {
         self.detector.as_ref()
     }

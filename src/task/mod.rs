@@ -16,7 +16,8 @@ pub enum Task {
     /// `[N, classes, H, W]`: a score per class and pixel, each class explained over its region.
     Segment,
     /// `[N, 4 + classes, anchors]` or `[N, anchors, 5 + classes]`: a YOLO head's boxes and
-    /// scores, each kept detection explained at its anchor.
+    /// scores (then any values that are not class scores: masks, keypoints), each kept
+    /// detection explained at its anchor.
     Detect,
 }
 
@@ -28,7 +29,7 @@ impl Task {
         let [h, w] = model.output_plane();
         if let Some(d) = model.detector() {
             let head = match (model.metadata().extra_values(), &model.metadata().task) {
-                (Some(what), Some(task)) => format!(
+                (Some(what), Some(task)) if d.extra > 0 => format!(
                     "; an Ultralytics `{task}` model, explained through its boxes (its {what} are left out)"
                 ),
                 _ => String::new(),
