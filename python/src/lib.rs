@@ -42,8 +42,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The embedded ImageNet EfficientNet-Lite0 (the CLI's default model).
 const DEFAULT_MODEL: &[u8] = include_bytes!("../../models/efficientnet-lite0.onnx");
-/// The 1000 ImageNet labels in torchvision's order.
-const IMAGENET_LABELS: &str = include_str!("../../models/imagenet_labels.txt");
 
 /// Milliseconds since the first call: the clock handed to the library for each map's `ms`.
 fn now_ms() -> f64 {
@@ -175,13 +173,7 @@ impl Model {
             Task::expect(&onnx, &name, task).map_err(to_py)?;
             let labels = match labels {
                 Some(l) => l,
-                // The file's own class names first; a 1000-class model without them is ImageNet's.
-                None => Task::model_labels(&onnx)
-                    .or_else(|| {
-                        (onnx.num_classes() == 1000)
-                            .then(|| igcam::labels::parse_labels(IMAGENET_LABELS))
-                    })
-                    .unwrap_or_default(),
+                None => Task::model_labels(&onnx).unwrap_or_default(),
             };
             // A detector's default is its neck outputs, comma-separated.
             let default_layer = onnx

@@ -18,6 +18,11 @@ pub fn coco_detection_labels() -> Vec<String> {
     COCO_CLASSES.map(String::from).to_vec()
 }
 
+/// The 1000 ImageNet-1k class labels, in torchvision's order.
+pub fn imagenet_labels() -> Vec<String> {
+    crate::labels::parse_labels(include_str!("../../models/imagenet_labels.txt"))
+}
+
 /// COCO's 80 detection classes in the order ultralytics and yolov5 models predict them.
 pub const COCO_CLASSES: [&str; 80] = [
     "person",

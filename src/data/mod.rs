@@ -8,7 +8,8 @@ mod imagenet;
 mod voc;
 
 pub use classes::{
-    COCO_CLASSES, ClassMap, VOC_CLASSES, coco_detection_labels, voc_segmentation_labels,
+    COCO_CLASSES, ClassMap, VOC_CLASSES, coco_detection_labels, imagenet_labels,
+    voc_segmentation_labels,
 };
 pub use imagenet::{Lines, parse_labels_csv, parse_loc_solution};
 pub use voc::{Annotation, Object, parse_annotation};

@@ -54,10 +54,10 @@ impl Task {
     }
 
     /// The labels `model` comes with: the class names its file holds (an Ultralytics or
-    /// `yolov5` export's `names`, one per class), or, failing that, those of a segmenter or
-    /// detector whose class count gives away its dataset: torchvision's 21-class segmenters
-    /// (Pascal VOC's 20 classes after the background) and 80-class YOLO detectors (COCO's, as
-    /// ultralytics and yolov5 order them).
+    /// `yolov5` export's `names`, one per class), or, failing that, those its class count gives
+    /// away: ImageNet's for 1000 classes, torchvision's 21-class segmenters (Pascal VOC's 20
+    /// classes after the background) and 80-class YOLO detectors (COCO's, as ultralytics and
+    /// yolov5 order them).
     pub fn model_labels(model: &OnnxModel) -> Option<Vec<String>> {
         if let Some(names) = &model.metadata().names
             && names.len() == model.num_classes()
@@ -65,6 +65,7 @@ impl Task {
             return Some(names.clone());
         }
         match (Task::of(model).0, model.num_classes()) {
+            (_, 1000) => Some(crate::data::imagenet_labels()),
             (Task::Segment, 21) => Some(crate::data::voc_segmentation_labels()),
             (Task::Detect, 80) => Some(crate::data::coco_detection_labels()),
             _ => None,

@@ -11,7 +11,6 @@ use igcam::cam::{Method, Quadrature};
 use igcam::preprocess::{Baseline, Preset};
 use igcam::{Explainer, ExplainerOptions, Request};
 
-use crate::assets;
 use crate::backend::{self, Backend, BackendChoice};
 use crate::output;
 
@@ -326,13 +325,7 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
             let text = output::read_text(p)?;
             igcam::labels::parse_labels(&text)
         }
-        // The file's own class names first; a 1000-class model without them is ImageNet's.
-        None => igcam::task::Task::model_labels(&onnx)
-            .or_else(|| {
-                (onnx.num_classes() == 1000)
-                    .then(|| igcam::labels::parse_labels(assets::IMAGENET_LABELS))
-            })
-            .unwrap_or_default(),
+        None => igcam::task::Task::model_labels(&onnx).unwrap_or_default(),
     };
     let options = ExplainerOptions {
         layer: model.layers().into_iter().next(),

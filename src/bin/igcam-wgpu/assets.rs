@@ -4,8 +4,6 @@
 pub const DEFAULT_MODEL: &[u8] = include_bytes!("../../../models/efficientnet-lite0.onnx");
 /// Name shown for the embedded model.
 pub const DEFAULT_MODEL_NAME: &str = "efficientnet-lite0.onnx";
-/// The 1000 ImageNet class labels, in torchvision's order.
-pub const IMAGENET_LABELS: &str = include_str!("../../../models/imagenet_labels.txt");
 /// The bundled demo photo (Chelsea the cat, CC0).
 pub const DEFAULT_IMAGE: &[u8] = include_bytes!("../../../assets/images/chelsea.png");
 /// Name shown for the demo photo.
