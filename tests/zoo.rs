@@ -66,8 +66,7 @@ fn check(case: &serde_json::Value, steps: usize, device: &Device) -> Option<Stri
         ..ExplainerOptions::default()
     };
     let explainer = Explainer::new(model, Vec::new(), options).unwrap();
-    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
-    let photo = preprocess::decode(&photo).unwrap().to_rgb8();
+    let photo = zoo_photo();
     let prepared = explainer.prepare_fitted(photo).unwrap();
     let logits_error = rel_l2(&prepared.logits, &array(&case["logits"]).0);
     if logits_error > 1e-4 {
@@ -236,8 +235,7 @@ fn transformers_run_in_batches_and_explain_their_patch_grid() {
 fn segmenters_explain_each_class_region_as_pytorch_grad_cam() {
     let zoo = json("zoo/segmenters.json");
     let device = Device::flex();
-    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
-    let photo = preprocess::decode(&photo).unwrap().to_rgb8();
+    let photo = zoo_photo();
     let mut listed = Vec::new();
     let mut failures = Vec::new();
     for case in zoo["cases"].as_array().unwrap() {
@@ -312,8 +310,7 @@ fn segmenters_explain_each_class_region_as_pytorch_grad_cam() {
 fn detectors_explain_each_detection_as_pytorch_grad_cam() {
     let zoo = json("zoo/detectors.json");
     let device = Device::flex();
-    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
-    let photo = preprocess::decode(&photo).unwrap().to_rgb8();
+    let photo = zoo_photo();
     let mut listed = Vec::new();
     let mut failures = Vec::new();
     for case in zoo["cases"].as_array().unwrap() {
@@ -450,8 +447,7 @@ fn ultralytics_segment_and_pose_exports_explain_their_boxes() {
     // Exported by ultralytics' own exporter: its metadata names the task and the classes.
     let zoo = json("zoo/ultralytics_tasks.json");
     let device = Device::flex();
-    let photo = std::fs::read(fixture("zoo/input.png")).unwrap();
-    let photo = preprocess::decode(&photo).unwrap().to_rgb8();
+    let photo = zoo_photo();
     let mut tasks = Vec::new();
     for case in zoo["models"].as_array().unwrap() {
         let file = case["model"].as_str().unwrap();
@@ -569,6 +565,12 @@ fn ultralytics_heads_igcam_cannot_read_are_refused_in_one_line() {
     model.metadata_props.clear();
     let plain = OnnxModel::from_bytes(&model.write_to_bytes().unwrap(), &Device::flex()).unwrap();
     assert_eq!(plain.detector().unwrap().classes, 35);
+}
+
+/// The zoo's 128×128 photo (`input.png`), the one every reference map was made from.
+fn zoo_photo() -> image::RgbImage {
+    let bytes = std::fs::read(fixture("zoo/input.png")).unwrap();
+    preprocess::decode(&bytes).unwrap().to_rgb8()
 }
 
 /// Intersection over union of two `[x0, y0, x1, y1]` boxes.
