@@ -40,6 +40,7 @@ CLASSES = {
     "randomcam": pytorch_grad_cam.RandomCAM,
     "finercam": pytorch_grad_cam.FinerCAM,
     "fullgrad": pytorch_grad_cam.FullGrad,
+    "shapleycam": pytorch_grad_cam.ShapleyCAM,
 }
 
 

@@ -203,6 +203,10 @@ pub enum OpError {
     /// caller uses Burn's autodiff instead. Never shown to a user.
     #[error("the op has no host gradient for these inputs")]
     NoGradient,
+    /// The op has no second-order rule (forward tangent and curvature) for these inputs, which
+    /// a Hessian-vector product (ShapleyCAM) needs.
+    #[error("the op has no second-order rule for these inputs")]
+    NoSecondOrder,
 }
 
 /// Everything that can go wrong while loading a model, preparing an image or explaining it.
@@ -306,6 +310,9 @@ pub enum Error {
     /// A backend failure (out of memory, lost device, ...).
     #[error("backend error: {0}")]
     Backend(String),
+    /// A method that cannot run on this model or device: the text says why and what to do.
+    #[error("{0}")]
+    MethodUnavailable(String),
     /// The caller stopped the request between chunks ([`crate::Explainer::explain_or_stop`]).
     #[error("stopped by the caller before the request finished")]
     Stopped,

@@ -727,6 +727,14 @@ impl Explainer {
                 m.name()
             ))));
         }
+        if !crate::onnx::on_plain_cpu(self.model.device())
+            && let Some(m) = request.methods.iter().find(|m| m.cpu_only())
+        {
+            return Err(Error::MethodUnavailable(format!(
+                "{} runs on the CPU backend only: its Hessian-vector product comes from igcam's own reverse pass, and Burn's autodiff on other devices is first-order; explain on the CPU or pick another method",
+                m.display()
+            )));
+        }
         for layer in request.layer.iter().chain(&request.layers) {
             self.model.layer_shape(layer)?;
         }
@@ -1636,6 +1644,12 @@ impl HeadScores for Head<'_> {
 
     fn chunk(&self) -> usize {
         self.chunk
+    }
+
+    fn hessian_product(&self, activations: &Tensor<4>) -> Result<Tensor<4>> {
+        let (layer, env, _) = self.at;
+        self.model
+            .layer_hessian_product(layer, activations, env, self.objective)
     }
 }
 

@@ -25,12 +25,19 @@ fn efficientnet_lite0_matches_pytorch() {
 
 /// Every CAM method of the table against pytorch-grad-cam's own code (its classes run on the
 /// PyTorch modules in float64 by tests/reference/make_method_fixtures.py), at the default layer
-/// and, on the ResNet, an earlier block where the methods' maps differ; eigen- and
-/// aug-smoothing, and several layers at once, too.
+/// and, on the ResNet and the SiLU net, an earlier block where the methods' maps differ
+/// (ShapleyCAM's Hessian term is zero on the ReLU nets and at any layer followed by the pooling
+/// and the linear head alone, not at the SiLU net's third block); eigen- and aug-smoothing, and
+/// several layers at once, too.
 #[test]
 fn every_cam_method_matches_pytorch_grad_cam() {
     let mut several = 0;
-    for net in ["resnet_tiny", "vgg_tiny", "efficientnet_lite0"] {
+    for net in [
+        "resnet_tiny",
+        "vgg_tiny",
+        "efficientnet_lite0",
+        "swish_tiny",
+    ] {
         common::check_against_library(net, &Device::flex(), 1e-4);
         several += common::check_several_layers(net, &Device::flex(), 1e-4);
     }
@@ -497,6 +504,44 @@ fn several_layers_from_one_pass_equal_one_request_per_layer() {
 /// YOLO head's DFL and output split; `tests/reference/make_gradient_ops.py`, legacy and dynamo
 /// exports): it applies, and every logit's input gradient equals PyTorch's (float64;
 /// relative L2 <= 1e-5).
+/// ShapleyCAM's Hessian-vector product `H·A` at a small classifier's first convolution, through
+/// SiLU, max pooling, batch normalisation, `Pad`, a convolution, HardSwish, `ReduceMean`,
+/// HardSigmoid, a broadcast product, Softmax, `Transpose`, `Slice`, `Split`, `Concat`,
+/// LeakyReLU, average pooling, arithmetic, ReLU6 and `Gemm` (tests/reference/make_hessian_ops.py,
+/// both exporters): every logit's product equals PyTorch's double backward (float64; relative
+/// L2 <= 1e-4), and is far from zero.
+#[test]
+fn hessian_vector_products_equal_pytorchs_double_backward() {
+    use igcam::onnx::objective::Objective;
+    let device = Device::flex();
+    let reference = common::json("grad/hessian_ops.json");
+    let (x, shape) = common::array(&reference["x"]);
+    for tag in ["opset17", "dynamo"] {
+        let bytes =
+            std::fs::read(common::fixture(&format!("grad/hessian_ops_{tag}.onnx"))).unwrap();
+        let model = igcam::onnx::OnnxModel::from_bytes(&bytes, &device).unwrap();
+        let layer = reference["layers"][tag].as_str().unwrap();
+        let input = common::tensor(x.clone(), &shape, &device);
+        let (activations, env) = model.forward_to(input, layer).unwrap();
+        let products = reference["products"].as_array().unwrap();
+        assert_eq!(products.len(), 5, "{tag}: one product per logit");
+        for (target, want) in products.iter().enumerate() {
+            let (want, _) = common::array(want);
+            let got = model
+                .layer_hessian_product(layer, &activations, &env, &Objective::Logit(target))
+                .unwrap();
+            let got = common::host(got);
+            let norm = want.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!(norm > 0.1, "{tag}: logit {target}: |H·A| {norm}");
+            let error = common::rel_l2(&got, &want);
+            assert!(
+                error <= 1e-4,
+                "{tag}: logit {target}: relative L2 {error:.2e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn host_gradients_through_softmax_transpose_slice_and_split_equal_pytorchs() {
     let device = Device::flex();

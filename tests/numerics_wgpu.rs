@@ -42,3 +42,25 @@ fn fullgrad_matches_pytorch_grad_cam_on_wgpu() {
         );
     }
 }
+
+/// ShapleyCAM's Hessian-vector product runs on the host kernels: off the CPU backend a request
+/// for it is refused before any work, in one line, and `all` leaves it out.
+#[test]
+fn shapleycam_is_refused_off_the_cpu_backend() {
+    use igcam::Request;
+    use igcam::cam::Method;
+    let (explainer, prepared) = common::explainer("resnet_tiny", &device());
+    let shapley = Method::parse("shapleycam").unwrap();
+    let request = Request::new(vec![0], vec![shapley], 1);
+    let error = explainer
+        .explain(&prepared, &request, &mut |_, _| {})
+        .expect_err("ShapleyCAM on wgpu is refused");
+    assert_eq!(
+        error.to_string(),
+        "ShapleyCAM runs on the CPU backend only: its Hessian-vector product comes from igcam's own reverse pass, and Burn's autodiff on other devices is first-order; explain on the CPU or pick another method"
+    );
+    let on_gpu: Vec<Method> = Method::all_on(&device()).collect();
+    assert_eq!(on_gpu.len(), Method::all().count() - 1);
+    assert!(!on_gpu.contains(&shapley));
+    assert!(Method::all_on(&Device::flex()).any(|m| m == shapley));
+}

@@ -580,3 +580,66 @@ fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
     w * h / (area(a) + area(b) - w * h)
 }
+
+/// ShapleyCAM across the zoo on the CPU backend. At the default layer of EfficientNet and
+/// DenseNet (the feature map before their pooling and linear head) the Hessian term is 0 and
+/// ShapleyCAM is Grad-CAM, exactly; MobileNetV3's classifier has a HardSwish between its two
+/// linear layers, and a YOLOv8 head Sigmoid, Softmax, Split, Concat and SiLU convolutions after
+/// its neck: there it runs and moves the map. A ViT, with a LayerNormalization after its layer,
+/// is refused in one line naming that node.
+#[test]
+fn shapleycam_runs_where_ops_have_second_order_rules_and_names_the_op_where_not() {
+    let methods = vec![
+        Method::parse("gradcam").unwrap(),
+        Method::parse("shapleycam").unwrap(),
+    ];
+    let open = |file: &str| {
+        let bytes = std::fs::read(fixture(&format!("zoo/{file}"))).unwrap();
+        let model = OnnxModel::from_bytes(&bytes, &Device::flex()).unwrap();
+        // A YOLO detector takes RGB / 255.
+        let preset = match model.detector() {
+            Some(_) => preprocess::Preset::Raw01,
+            None => preprocess::Preset::Imagenet,
+        };
+        let options = ExplainerOptions {
+            batch: Some(2),
+            preset,
+            ..ExplainerOptions::default()
+        };
+        let explainer = Explainer::new(model, Vec::new(), options).unwrap();
+        let prepared = explainer.prepare_fitted(zoo_photo()).unwrap();
+        (explainer, prepared)
+    };
+    // Whether the head after the default layer is linear (then `H·A` is 0).
+    for (file, linear_head) in [
+        ("efficientnet_opset17.onnx", true),
+        ("densenet_dynamo.onnx", true),
+        ("mobilenet_v3_small_opset17.onnx", false),
+        ("yolov8_opset17.onnx", false),
+    ] {
+        let (explainer, prepared) = open(file);
+        let top1 = explainer.resolve_targets(&prepared, &["top1"]).unwrap();
+        let request = Request::new(top1, methods.clone(), 1);
+        let maps = explainer
+            .explain(&prepared, &request, &mut |_, _| {})
+            .unwrap();
+        assert_eq!(maps.len(), 2, "{file}: one map per method");
+        let [gradcam, shapley] = [0, 1].map(|i| &maps[i].map.values);
+        assert!(gradcam.iter().any(|&v| v > 0.0), "{file}");
+        assert!(shapley.iter().all(|v| v.is_finite()), "{file}");
+        if linear_head {
+            assert_eq!(gradcam, shapley, "{file}");
+        } else {
+            assert!(rel_l2(shapley, gradcam) > 1e-4, "{file}");
+        }
+    }
+    let (explainer, prepared) = open("vit_opset17.onnx");
+    let request = Request::new(vec![0], vec![methods[1]], 1);
+    let error = explainer
+        .explain(&prepared, &request, &mut |_, _| {})
+        .expect_err("a LayerNormalization has no second-order rule");
+    assert_eq!(
+        error.to_string(),
+        "ShapleyCAM needs the Hessian-vector product through node `/blocks/blocks.1/norm2/LayerNormalization` (LayerNormalization), for which igcam has no second-order rule (it has them for convolutions, batch normalisation, poolings, matrix products, arithmetic, reshapes and joins, ReLU, ReLU6, LeakyReLU, Sigmoid, HardSigmoid, HardSwish and Softmax); explain a layer after it or pick another method"
+    );
+}

@@ -47,6 +47,7 @@ pub fn to_py(error: igcam::Error) -> PyErr {
         | E::BadNode { .. }
         | E::NotClassifier(_)
         | E::UnsupportedHead(_)
+        | E::MethodUnavailable(_)
         | E::Backend(_)
         | E::Internal(_) => "ModelError",
         _ => "InputError",

@@ -57,6 +57,8 @@ fn now_ms() -> f64 {
 #[pyclass(frozen, module = "igcam._igcam")]
 struct Model {
     explainer: Shared<Explainer>,
+    /// The device the model runs on (`all` leaves out the CPU-only methods elsewhere).
+    device: burn::tensor::Device,
     #[pyo3(get)]
     backend: String,
     /// Said once when the backend asked for could not be opened (`wgpu` without an adapter).
@@ -205,6 +207,7 @@ impl Model {
             Ok(Self {
                 layer: explainer.layers().join(","),
                 explainer: Shared::new(explainer),
+                device: opened.device,
                 backend: opened.label,
                 notice,
                 layers,
@@ -541,7 +544,7 @@ impl Model {
             (methods, steps, integrate, quadrature, eigen_smooth, aug_smooth, noise_tunnel),
             (nt_samples, nt_stdev, seed, layers, batch, force, baseline),
         ) = spec;
-        let mut request = Request::new(Vec::new(), methods_of(&methods)?, steps);
+        let mut request = Request::new(Vec::new(), methods_of(&methods, &self.device)?, steps);
         request.integrate = integrate;
         request.quadrature = parsed(&quadrature, Quadrature::parse)?;
         request.eigen_smooth = eigen_smooth;
@@ -630,12 +633,12 @@ struct MapRecord {
     convergence_delta: Option<f64>,
 }
 
-/// The method names, `all` expanded, each once.
-fn methods_of(names: &[String]) -> PyResult<Vec<Method>> {
+/// The method names, `all` expanded (to the methods that run on `device`), each once.
+fn methods_of(names: &[String], device: &burn::tensor::Device) -> PyResult<Vec<Method>> {
     let mut methods = Vec::new();
     for name in names {
         if name == "all" {
-            methods.extend(Method::all());
+            methods.extend(Method::all_on(device));
         } else {
             methods.push(parsed(name, Method::parse)?);
         }

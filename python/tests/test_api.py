@@ -71,7 +71,7 @@ def test_results_carry_what_a_notebook_needs(lite0):
     layers = lite0.layers()
     assert len(layers) == 108 and lite0.default_layer in [layer.name for layer in layers]
     assert layers[0].shape[0] == 1 and isinstance(layers[0].op, str)
-    assert "igcam" in igcam.methods() and "fullgrad" in igcam.methods() and len(igcam.methods()) == 17
+    assert "igcam" in igcam.methods() and "fullgrad" in igcam.methods() and len(igcam.methods()) == 18
 
 
 def test_options_reach_the_library(lite0):
@@ -155,7 +155,7 @@ def test_ctrl_c_stops_a_long_request_between_chunks(tmp_path):
 @pytest.mark.parametrize("call, kind, message", [
     (lambda ex: ex.explain(CAT, methods="nope"), igcam.InputError,
      "invalid option: unknown method `nope` (one of: igcam, gradcam, gradcampp, xgradcam, layercam, ig, hirescam, "
-     "gradcam-elementwise, eigencam, eigengradcam, ablationcam, scorecam, kpcacam, fem, finercam, fullgrad, randomcam)"),
+     "gradcam-elementwise, eigencam, eigengradcam, ablationcam, scorecam, kpcacam, fem, finercam, shapleycam, fullgrad, randomcam)"),
     (lambda ex: ex.explain(CAT, steps=0), igcam.InputError,
      "invalid option: `steps` must be at least 1 (the paper uses 50)"),
     (lambda ex: ex.explain(CAT, steps=20000), igcam.InputError,

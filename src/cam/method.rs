@@ -16,6 +16,7 @@ mod hirescam;
 mod layercam;
 mod randomcam;
 mod scorecam;
+mod shapleycam;
 mod xgradcam;
 
 use ablationcam::AblationCam;
@@ -30,6 +31,7 @@ use hirescam::HiResCam;
 use layercam::LayerCam;
 use randomcam::RandomCam;
 use scorecam::ScoreCam;
+use shapleycam::ShapleyCam;
 use xgradcam::XGradCam;
 
 use super::weights::{CamMethod, Projection};
@@ -205,6 +207,15 @@ pub static METHODS: &[MethodInfo] = &[
         slow: false,
     },
     MethodInfo {
+        name: "shapleycam",
+        display: "ShapleyCAM",
+        always_integrates: false,
+        compute: Compute::Cam(&ShapleyCam),
+        cost: "a Hessian-vector product through the rest of the network, on the CPU",
+        compare: false,
+        slow: false,
+    },
+    MethodInfo {
         name: "fullgrad",
         display: "FullGrad",
         always_integrates: false,
@@ -325,6 +336,19 @@ impl Method {
         }
     }
 
+    /// Whether it runs on Burn's CPU backend only (ShapleyCAM: its Hessian-vector product comes
+    /// from igcam's own reverse pass on the host kernels).
+    pub fn cpu_only(self) -> bool {
+        matches!(self.0.compute, Compute::Cam(c) if c.cpu_only())
+    }
+
+    /// Every method that runs on `device` (`all` in the command line and the Python package:
+    /// off the CPU backend, the [CPU-only](Method::cpu_only) ones are left out).
+    pub fn all_on(device: &burn::tensor::Device) -> impl Iterator<Item = Method> {
+        let cpu = crate::onnx::on_plain_cpu(device);
+        Self::all().filter(move |m| cpu || !m.cpu_only())
+    }
+
     /// Whether its map reads tensors back to the host mid-request (as every CAM method does
     /// under `eigen_smooth`): a caller that must never block, such as WebGPU in a browser,
     /// cannot run it.
@@ -427,10 +451,18 @@ mod tests {
                 "kpcacam",
                 "fem",
                 "finercam",
+                "shapleycam",
                 "fullgrad",
                 "randomcam"
             ]
         );
+        // ShapleyCAM alone runs on the CPU backend only (its Hessian-vector product).
+        let cpu_only: Vec<&str> = Method::all()
+            .filter(|m| m.cpu_only())
+            .map(|m| m.name())
+            .collect();
+        assert_eq!(cpu_only, ["shapleycam"]);
+        assert!(Method::parse("shapleycam").unwrap().reads_back());
         let fullgrad = Method::parse("fullgrad").unwrap();
         assert!(fullgrad.explains_input() && !fullgrad.is_pixel() && fullgrad.cam().is_none());
         assert!(!fullgrad.integrates(true) && fullgrad.label(true) == "fullgrad");

@@ -23,6 +23,11 @@ pub trait HeadScores {
 
     /// Images per chunk through the whole network.
     fn chunk(&self) -> usize;
+
+    /// `H·A` for the batch's `activations` (`[B, K, h, w]`): the Hessian of the target's
+    /// score with respect to the layer, times the activations (ShapleyCAM's second-order
+    /// term), through the rest of the graph.
+    fn hessian_product(&self, activations: &Tensor<4>) -> Result<Tensor<4>>;
 }
 
 /// A projection of the weighted activations on one direction, instead of their channel sum.
@@ -97,6 +102,11 @@ pub trait CamMethod: Sync {
     /// scores of re-runs): a caller that must never block (WebGPU in a browser) cannot run it.
     fn reads_back(&self) -> bool {
         self.projection().is_some()
+    }
+
+    /// Whether it runs on Burn's CPU backend only (its computation uses the host kernels).
+    fn cpu_only(&self) -> bool {
+        false
     }
 
     /// The projection the map always is instead of the channel sum (Eigen-CAM and kin).

@@ -228,26 +228,69 @@ pub fn max_pool2d_grad(
         let g_p = &g[p * out_plane..(p + 1) * out_plane];
         for (oy, iys) in rows.iter().enumerate() {
             for (ox, ixs) in cols.iter().enumerate() {
-                let (Some(&iy0), Some(&ix0)) = (iys.first(), ixs.first()) else {
-                    continue;
-                };
-                // The first maximum, rows first (a later NaN wins, as in PyTorch), found
-                // without branches: the comparisons of random data mispredict half the time.
-                let (mut best_at, mut best) = (iy0 * w + ix0, x_p[iy0 * w + ix0]);
-                for &iy in iys {
-                    let row = &x_p[iy * w..(iy + 1) * w];
-                    for &ix in ixs {
-                        let v = row[ix];
-                        let take = (v > best) | v.is_nan();
-                        best = if take { v } else { best };
-                        best_at = if take { iy * w + ix } else { best_at };
-                    }
+                if let Some(at) = first_max(x_p, w, iys, ixs) {
+                    dx_p[at] += g_p[oy * ow + ox];
                 }
-                dx_p[best_at] += g_p[oy * ow + ox];
             }
         }
     });
     dx
+}
+
+/// Max pooling's forward-mode derivative: the tangent `t` of the `batch` NCHW images `x` read
+/// where [`max_pool2d_grad`] sends each output's gradient (its window's first maximum), as
+/// the `[oh, ow]` planes of the output.
+pub fn max_pool2d_tangent(
+    x: &[f32],
+    t: &[f32],
+    batch: usize,
+    s: &ConvShape,
+    [oh, ow]: [usize; 2],
+) -> Vec<f32> {
+    check_len("the input", x.len(), s.input_len(batch));
+    check_len("the tangent", t.len(), s.input_len(batch));
+    let [h, w] = s.input;
+    let [kh, kw] = s.kernel;
+    let (plane, out_plane) = (h * w, oh * ow);
+    let mut dy = vec![0.0f32; batch * s.cin * out_plane];
+    check_pool_grad(&dy, batch, s, [oh, ow]);
+    let rows: Vec<Vec<usize>> = (0..oh)
+        .map(|o| in_bounds_taps(o, s.stride[0], s.dilation[0], s.pad[0].0, kh, h))
+        .collect();
+    let cols: Vec<Vec<usize>> = (0..ow)
+        .map(|o| in_bounds_taps(o, s.stride[1], s.dilation[1], s.pad[1].0, kw, w))
+        .collect();
+    par_chunks(&mut dy, out_plane, |p, dy_p| {
+        let x_p = &x[p * plane..(p + 1) * plane];
+        let t_p = &t[p * plane..(p + 1) * plane];
+        for (oy, iys) in rows.iter().enumerate() {
+            for (ox, ixs) in cols.iter().enumerate() {
+                if let Some(at) = first_max(x_p, w, iys, ixs) {
+                    dy_p[oy * ow + ox] = t_p[at];
+                }
+            }
+        }
+    });
+    dy
+}
+
+/// The position in the plane `x_p` (rows `w` wide) of the first maximum of the window of rows
+/// `iys` and columns `ixs`, rows first (a later NaN wins, as in PyTorch), found without
+/// branches: the comparisons of random data mispredict half the time. `None` for a window
+/// wholly in the padding.
+fn first_max(x_p: &[f32], w: usize, iys: &[usize], ixs: &[usize]) -> Option<usize> {
+    let (&iy0, &ix0) = (iys.first()?, ixs.first()?);
+    let (mut best_at, mut best) = (iy0 * w + ix0, x_p[iy0 * w + ix0]);
+    for &iy in iys {
+        let row = &x_p[iy * w..(iy + 1) * w];
+        for &ix in ixs {
+            let v = row[ix];
+            let take = (v > best) | v.is_nan();
+            best = if take { v } else { best };
+            best_at = if take { iy * w + ix } else { best_at };
+        }
+    }
+    Some(best_at)
 }
 
 /// The input positions along one axis (`len` long, padded by `pad` before) that output `o`'s
@@ -333,6 +376,42 @@ mod tests {
     use super::*;
     use crate::kernels::conv::conv2d;
     use crate::kernels::epilogue::Epilogue;
+
+    /// Max pooling's tangent is the transpose of its gradient at the same input:
+    /// `<tangent(x, t), g> = <t, grad(x, g)>`, on overlapping, padded and dilated windows; and
+    /// it reads the window's first maximum.
+    #[test]
+    fn max_pool_tangent_is_the_gradients_transpose() {
+        let value =
+            |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 997) as f32) / 97.0 - 5.0;
+        for (kernel, stride, dilation, pad) in [
+            ([3, 3], [2, 2], [1, 1], [(1, 1), (1, 1)]),
+            ([2, 2], [2, 2], [1, 1], [(0, 0), (0, 0)]),
+            ([3, 2], [1, 2], [2, 1], [(2, 0), (0, 1)]),
+        ] {
+            let (batch, c, h, w) = (2, 3, 7, 6);
+            let s = ConvShape::pooling(c, [h, w], kernel, stride, dilation, pad);
+            let [oh, ow] = s.output().unwrap();
+            let n = batch * c * h * w;
+            let x: Vec<f32> = (0..n).map(|i| value(i, 1)).collect();
+            let t: Vec<f32> = (0..n).map(|i| value(i, 2)).collect();
+            let g: Vec<f32> = (0..batch * c * oh * ow).map(|i| value(i, 3)).collect();
+            let dy = max_pool2d_tangent(&x, &t, batch, &s, [oh, ow]);
+            let dx = max_pool2d_grad(&x, &g, batch, &s, [oh, ow]);
+            let left: f64 = dy.iter().zip(&g).map(|(a, b)| f64::from(a * b)).sum();
+            let right: f64 = t.iter().zip(&dx).map(|(a, b)| f64::from(a * b)).sum();
+            assert!(
+                (left - right).abs() < 1e-3 * left.abs().max(1.0),
+                "{kernel:?}: {left} vs {right}"
+            );
+        }
+        // A window of equal values reads its first position.
+        let s = ConvShape::pooling(1, [2, 2], [2, 2], [2, 2], [1, 1], [(0, 0), (0, 0)]);
+        assert_eq!(
+            max_pool2d_tangent(&[1.0; 4], &[5.0, 6.0, 7.0, 8.0], 1, &s, [1, 1]),
+            vec![5.0]
+        );
+    }
 
     /// `<conv(x), g>` equals `<x, conv_input_grad(g)>` for any x and g: the adjoint identity,
     /// checked on strided, padded, dilated, grouped and depthwise shapes.

@@ -81,24 +81,9 @@ pub fn gradient<'a>(
             other => other.map_err(|e| graph.bad(first, e))?,
         };
         for (name, g) in flows {
-            if !depends.contains(name) {
-                continue;
+            if depends.contains(name) {
+                accumulate(&mut grads, name, g).map_err(|e| graph.bad(first, e))?;
             }
-            let g = match grads.remove(name) {
-                Some(sum) if sum.tensor.dims() == g.tensor.dims() => {
-                    sum.with_tensor(sum.tensor.clone().add(g.tensor))
-                }
-                Some(sum) => {
-                    let error = OpError::Shape(format!(
-                        "gradients of shapes {:?} and {:?} reach `{name}`",
-                        sum.shape(),
-                        g.shape()
-                    ));
-                    return Err(graph.bad(first, error));
-                }
-                None => g,
-            };
-            grads.insert(name, g);
         }
         if start.is_some() {
             let label = step.label(graph);
@@ -120,8 +105,35 @@ pub fn gradient<'a>(
     Ok(Some((g, tapped)))
 }
 
+/// Adds `g` to the gradient `grads` holds for `name` (or makes it that).
+pub(super) fn accumulate<'a>(
+    grads: &mut HashMap<&'a str, FloatValue>,
+    name: &'a str,
+    g: FloatValue,
+) -> OpResult<()> {
+    let g = match grads.remove(name) {
+        Some(sum) if sum.tensor.dims() == g.tensor.dims() => {
+            sum.with_tensor(sum.tensor.clone().add(g.tensor))
+        }
+        Some(sum) => {
+            return Err(OpError::Shape(format!(
+                "gradients of shapes {:?} and {:?} reach `{name}`",
+                sum.shape(),
+                g.shape()
+            )));
+        }
+        None => g,
+    };
+    grads.insert(name, g);
+    Ok(())
+}
+
 /// The tensors a forward pass over `steps` computed from the value `from`.
-fn depending_on<'a>(graph: &'a Graph, steps: &[Step], from: &'a str) -> HashSet<&'a str> {
+pub(super) fn depending_on<'a>(
+    graph: &'a Graph,
+    steps: &[Step],
+    from: &'a str,
+) -> HashSet<&'a str> {
     let mut depends = HashSet::from([from]);
     for step in steps {
         let (first, last) = step.span();
@@ -136,7 +148,7 @@ fn depending_on<'a>(graph: &'a Graph, steps: &[Step], from: &'a str) -> HashSet<
 }
 
 /// Node `i`'s input gradients, by input name.
-fn node_backward<'a>(
+pub(super) fn node_backward<'a>(
     graph: &'a Graph,
     env: &'a Env,
     i: usize,

@@ -57,6 +57,7 @@ pub fn run(
         graph,
         keep,
         retain: false,
+        fuse: true,
     };
     exec.steps(env, range, batch, None)
 }
@@ -75,6 +76,28 @@ pub fn run_retaining(
         graph,
         keep: taps,
         retain: true,
+        fuse: true,
+    };
+    let mut steps = Vec::new();
+    exec.steps(env, range, batch, Some(&mut steps))?;
+    Ok(steps)
+}
+
+/// Runs `range` node by node, without fusion, keeping every value in `env`: each node's
+/// inputs and output are there for a reverse pass that needs more than the gradients (the
+/// Hessian-vector product, [`hessian`](super::hessian)). Returns the steps (all
+/// [`Step::Node`]).
+pub fn run_retaining_unfused(
+    graph: &Graph,
+    env: &mut Env,
+    range: Range<usize>,
+    batch: usize,
+) -> Result<Vec<Step>> {
+    let exec = Exec {
+        graph,
+        keep: &[],
+        retain: true,
+        fuse: false,
     };
     let mut steps = Vec::new();
     exec.steps(env, range, batch, Some(&mut steps))?;
@@ -94,6 +117,7 @@ pub fn run_observed(
         graph,
         keep,
         retain: false,
+        fuse: false,
     };
     crate::budget::with_batch(batch, || {
         for i in range {
@@ -110,6 +134,8 @@ struct Exec<'a> {
     keep: &'a [&'a str],
     /// Keep every value (for a reverse pass).
     retain: bool,
+    /// Run convolutions fused with their neighbours where [`fusion`] plans it.
+    fuse: bool,
 }
 
 impl Exec<'_> {
@@ -124,7 +150,11 @@ impl Exec<'_> {
         crate::budget::with_batch(batch, || {
             let mut i = range.start;
             while i < range.end {
-                let step = if let Some(plan) = fusion::plan(self.graph, i, &range, self.keep, env) {
+                let plan = self
+                    .fuse
+                    .then(|| fusion::plan(self.graph, i, &range, self.keep, env))
+                    .flatten();
+                let step = if let Some(plan) = plan {
                     self.fused(env, &plan)?;
                     i = plan.last() + 1;
                     Step::Fused(plan)

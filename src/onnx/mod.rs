@@ -9,6 +9,7 @@ mod exec;
 pub mod external;
 mod fusion;
 mod graph;
+mod hessian;
 mod host;
 mod layers;
 mod load;
@@ -35,3 +36,9 @@ pub use model::{BiasGradients, OnnxModel, run_graph};
 pub use ops::supported as supported_ops;
 pub use path::PathEnds;
 pub use value::{FloatValue, Value, host_values};
+
+/// Whether `device` is Burn's plain CPU backend, where igcam's host kernels (and its own
+/// reverse passes) run.
+pub fn on_plain_cpu(device: &burn::tensor::Device) -> bool {
+    ops::is_plain_cpu(device)
+}

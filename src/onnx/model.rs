@@ -11,6 +11,7 @@ use super::backprop;
 use super::exec;
 use super::external::{self, ExternalData};
 use super::graph::{Env, Graph, InputSpec};
+use super::hessian;
 use super::layers::{LayerInfo, Layers};
 use super::load::{self, DEFAULT_INPUT_SIZE};
 use super::metadata::Metadata;
@@ -827,6 +828,64 @@ impl OnnxModel {
                 self.objective_gradients(layer, activations, env, objectives)
             })
             .collect()
+    }
+
+    /// ShapleyCAM's `H·A`: the Hessian of `objective` (summed over the images) with respect to
+    /// `activations` at `layer`, times the activations themselves (PyTorch's double backward
+    /// `autograd.grad(dS/dA, A, grad_outputs=A)`), from the `env` that
+    /// [`OnnxModel::forward_to`] or [`OnnxModel::forward_path_to`] returned. By forward mode
+    /// over the host reverse pass (`onnx::hessian`), on Burn's CPU backend only: elsewhere, or
+    /// through an op without a second-order rule, [`Error::MethodUnavailable`].
+    pub fn layer_hessian_product(
+        &self,
+        layer: &str,
+        activations: &Tensor<4>,
+        env: &Env,
+        objective: &Objective,
+    ) -> Result<Tensor<4>> {
+        if !is_plain_cpu(&self.device) {
+            return Err(Error::MethodUnavailable(
+                "the Hessian-vector product (ShapleyCAM's) runs on the CPU backend only".into(),
+            ));
+        }
+        let batch = activations.dims()[0];
+        if batch > 1 && self.batch_breaker.is_some() {
+            // The model runs one image at a time: so does its product.
+            let each = (0..batch)
+                .map(|i| {
+                    let env = env
+                        .iter()
+                        .map(|(name, v)| (name.clone(), one_image_repeated(v, batch, i, 1)))
+                        .collect();
+                    let a = activations.clone().narrow(0, i, 1);
+                    self.layer_hessian_product(layer, &a, &env, objective)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::cat(each, 0));
+        }
+        let first = self.layer_producer(layer)? + 1;
+        let mut env = env.clone();
+        let value = tokens::join(self.view(layer), layer, activations.clone(), &env)?;
+        env.insert(layer.to_string(), Value::Float(value.clone()));
+        let range = first..self.graph.nodes.len();
+        let steps = self.phase("head forward (Hessian)", || {
+            exec::run_retaining_unfused(&self.graph, &mut env, range, batch)
+        })?;
+        let output = self.output(&env)?;
+        let classes = self.outputs_per_image();
+        let seed = objective.seed(output, classes)?;
+        let seed_tangent = |t: &FloatValue| objective.seed_tangent(t, classes);
+        let product = self.phase("head Hessian-vector product", || {
+            hessian::hessian_vector(
+                &self.graph,
+                &env,
+                &steps,
+                (seed, &seed_tangent),
+                layer,
+                value,
+            )
+        })?;
+        Ok(tokens::grid(self.view(layer), &product))
     }
 
     /// The gradient of `objective` (summed over the images) with respect to `activations` at

@@ -9,7 +9,7 @@ use burn::tensor::{Tensor, TensorData, activation};
 
 use super::backprop::target_seed;
 use super::value::{FloatValue, host_values};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// pytorch-grad-cam's guard in Finer-CAM's denominator.
 const FINER_EPS: f64 = 1e-9;
@@ -112,6 +112,23 @@ impl Objective {
         )))
     }
 
+    /// The seed's tangent when the output moves along `tangent` (a Hessian-vector product's):
+    /// `None` where the seed does not depend on the output (a logit, a region's sum, a
+    /// detection's score), the seed of the tangent for YOLOv5's `score · objectness` (whose
+    /// seed is linear in the output).
+    pub fn seed_tangent(&self, tangent: &FloatValue, classes: usize) -> Result<Option<FloatValue>> {
+        match self {
+            Objective::Logit(_) | Objective::Region { .. } => Ok(None),
+            Objective::Detection { objectness, .. } => match objectness {
+                Some(_) => self.seed(tangent, classes).map(Some),
+                None => Ok(None),
+            },
+            Objective::Finer { .. } => Err(Error::Internal(
+                "no Hessian-vector product of Finer-CAM's objective".into(),
+            )),
+        }
+    }
+
     /// The objective of tracked `logits` (`[N, classes]`), summed over the rows, for Burn's
     /// autodiff.
     pub fn of_logits(&self, logits: Tensor<2>) -> Tensor<1> {
@@ -204,6 +221,35 @@ pub fn finer_comparisons(logits: &[f32], class: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The seed's tangent: none for a logit or a plain detection score; for YOLOv5's
+    /// `score · objectness`, the seed's own rule applied to the output's tangent (it is linear
+    /// in the output): `d/dt (o, s) = (ȯ, ṡ)` at the score's and the objectness's places.
+    #[test]
+    fn seed_tangents_follow_the_objective() {
+        let device = burn::tensor::Device::flex();
+        let value =
+            |v: Vec<f32>| FloatValue::nchw(super::super::host::tensor(v, [2, 3, 1, 1], &device));
+        let tangent = value(vec![0.5, -2.0, 3.0, 1.5, 4.0, -1.0]);
+        assert!(
+            Objective::Logit(1)
+                .seed_tangent(&tangent, 3)
+                .unwrap()
+                .is_none()
+        );
+        let plain = Objective::Detection {
+            index: 1,
+            objectness: None,
+        };
+        assert!(plain.seed_tangent(&tangent, 3).unwrap().is_none());
+        let scaled = Objective::Detection {
+            index: 1,
+            objectness: Some(2),
+        };
+        let got = scaled.seed_tangent(&tangent, 3).unwrap().unwrap();
+        let got = host_values(got.tensor).unwrap();
+        assert_eq!(got, vec![0.0, 3.0, -2.0, 0.0, -1.0, 4.0]);
+    }
 
     #[test]
     fn finer_gradient_matches_finite_differences() {

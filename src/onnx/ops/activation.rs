@@ -5,7 +5,9 @@ use burn::tensor::activation;
 
 use super::grad::{activation_grad, map_grad};
 use super::inputs::{missing, take_float};
-use super::operator::{Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient};
+use super::operator::{
+    Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, Tangents,
+};
 use crate::error::OpError;
 use crate::kernels::activation::Activation as Fused;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
@@ -179,6 +181,59 @@ impl Operator for Activation {
         g.map(|g| vec![Some(g)])
     }
 
+    /// An element-wise map's Jacobian is diagonal and Softmax's symmetric: the tangent is the
+    /// reverse step applied to the input's tangent.
+    fn tangent(&self, step: &Tangents) -> OpResult<FloatValue> {
+        let t = step.only_first()?;
+        let mut out = self.backward(step.reverse(t.clone())).map_err(no_rule)?;
+        out.pop().flatten().ok_or(OpError::NoSecondOrder)
+    }
+
+    /// `grad · f''(x) · ẋ` element-wise (zero for the piecewise-linear ones), and Softmax's
+    /// `ẏ (g - sum(g y)) - y sum(g ẏ)` along its axis.
+    fn curvature(&self, step: &Tangents, grad: &FloatValue) -> OpResult<Vec<Option<FloatValue>>> {
+        let t = step.only_first()?;
+        let y = step.float_output()?;
+        let term = match self.0 {
+            Act::Relu
+            | Act::Clip { .. }
+            | Act::LeakyRelu(_)
+            | Act::HardSigmoid { .. }
+            | Act::PassThrough => None,
+            // σ'' = σ' (1 - 2σ) = y (1 - y) (1 - 2y).
+            Act::Sigmoid => {
+                let y = &y.tensor;
+                let one_minus = y.clone().neg().add_scalar(1.0);
+                let second = y
+                    .clone()
+                    .mul(one_minus)
+                    .mul(y.clone().mul_scalar(-2.0).add_scalar(1.0));
+                Some(grad.with_tensor(grad.tensor.clone().mul(second).mul(t.tensor.clone())))
+            }
+            // PyTorch's hardswish double backward: 1/3 strictly inside (-3, 3).
+            Act::HardSwish => {
+                let x = step.inputs.first().copied().flatten();
+                let Some(Value::Float(x)) = x else {
+                    return Err(OpError::NoSecondOrder);
+                };
+                let inside =
+                    map_grad(x, t, |x, t| if x > -3.0 && x < 3.0 { t / 3.0 } else { 0.0 })?;
+                Some(grad.with_tensor(grad.tensor.clone().mul(inside.tensor)))
+            }
+            Act::Softmax(axis) if y.rank < MAX_LOGICAL_RANK => {
+                let dim = y.physical_axis(axis)?;
+                let dy = self.tangent(step)?.tensor;
+                let (g, y) = (&grad.tensor, &y.tensor);
+                let gy = g.clone().mul(y.clone()).sum_dim(dim);
+                let gdy = g.clone().mul(dy.clone()).sum_dim(dim);
+                let term = dy.mul(g.clone().sub(gy)).sub(y.clone().mul(gdy));
+                Some(grad.with_tensor(term))
+            }
+            _ => return Err(OpError::NoSecondOrder),
+        };
+        Ok(vec![term])
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         if let Act::PassThrough = self.0 {
             return inputs
@@ -214,5 +269,13 @@ impl Operator for Activation {
             Act::PassThrough => t,
         };
         Ok(Value::Float(x))
+    }
+}
+
+/// An op without a host gradient has no second-order rule either.
+fn no_rule(e: OpError) -> OpError {
+    match e {
+        OpError::NoGradient => OpError::NoSecondOrder,
+        other => other,
     }
 }

@@ -215,6 +215,11 @@ fn matrix(v: FloatValue, transpose: bool, which: &str) -> OpResult<FloatValue> {
 }
 
 impl Operator for Linear {
+    /// `op(A) op(B)` is linear in `A` (and in `B`, and `C` is added).
+    fn affine_in(&self, _i: usize) -> bool {
+        true
+    }
+
     /// `A`'s gradient `g · Bᵀ` (times alpha, transposed back for `transA`); none for a `B` or
     /// `C` computed from the input (attention), which Burn's autodiff handles.
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {

@@ -23,5 +23,7 @@ mod shape;
 mod split;
 
 pub(crate) use conv::is_plain_cpu;
-pub use operator::{Backward, BuildContext, Epilogue, Fusion, OpResult, Operator, OrNoGradient};
+pub use operator::{
+    Backward, BuildContext, Epilogue, Fusion, OpResult, Operator, OrNoGradient, Tangents,
+};
 pub use registry::{MULTI_OUTPUT, build, supported};

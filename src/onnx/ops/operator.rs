@@ -59,7 +59,9 @@ pub trait Operator: Send + Sync {
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value>;
 
     /// Whether the output is an affine function of input `i` (the other inputs being constants):
-    /// then along a straight path `b + a (x - b)` it is `f(b) + a (f(x) - f(b))`.
+    /// then along a straight path `b + a (x - b)` it is `f(b) + a (f(x) - f(b))` (the path's
+    /// affine stem), and its tangent and curvature come from its own forward and reverse steps
+    /// (Hessian-vector products, `onnx::hessian`).
     fn affine_in(&self, _i: usize) -> bool {
         false
     }
@@ -109,6 +111,65 @@ pub trait Operator: Send + Sync {
     /// host gradient, and the caller uses Burn's autodiff instead.
     fn backward(&self, _step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         Err(OpError::NoGradient)
+    }
+
+    /// Forward mode, for an op not [affine](Operator::affine_in) in every input that carries a
+    /// tangent: the output's derivative along the inputs' tangents, `J ẋ` (the Hessian-vector
+    /// product's forward pass, `onnx::hessian`). [`OpError::NoSecondOrder`] where the op has
+    /// no such rule.
+    fn tangent(&self, _step: &Tangents) -> OpResult<FloatValue> {
+        Err(OpError::NoSecondOrder)
+    }
+
+    /// For the same ops, the reverse step's own derivative along the inputs' tangents, with the
+    /// output's gradient `grad` held fixed: `d/dt backward(x + t ẋ; grad)` at `t = 0`, per
+    /// input (`None` where it is zero, as through a ReLU or a max pooling). The reverse pass of
+    /// the tangents adds it to the reverse step of the gradient's tangent.
+    fn curvature(&self, _step: &Tangents, _grad: &FloatValue) -> OpResult<Vec<Option<FloatValue>>> {
+        Err(OpError::NoSecondOrder)
+    }
+}
+
+/// What [`Operator::tangent`] and [`Operator::curvature`] read: the forward pass's values and
+/// each input's tangent.
+pub struct Tangents<'a> {
+    /// The inputs in ONNX order, as the op ran on them (absent optional inputs are `None`).
+    pub inputs: &'a [Option<&'a Value>],
+    /// The op's output.
+    pub output: &'a Value,
+    /// Each input's tangent, `None` where it is zero (constants, shapes, values the explained
+    /// layer does not reach).
+    pub tangents: &'a [Option<&'a FloatValue>],
+}
+
+impl<'a> Tangents<'a> {
+    /// The reverse step's view of the same values, with `grad` as the output's gradient and a
+    /// gradient wanted for input 0 only (an element-wise op's).
+    pub fn reverse(&self, grad: FloatValue) -> Backward<'a> {
+        Backward {
+            inputs: self.inputs,
+            output: self.output,
+            wanted: &[true],
+            grad,
+            pad: [(0, 0); 2],
+            gate: None,
+        }
+    }
+
+    /// Input 0's tangent, the only one an element-wise op or a pooling may have.
+    pub fn only_first(&self) -> OpResult<&'a FloatValue> {
+        match self.tangents {
+            [Some(t), rest @ ..] if rest.iter().all(Option::is_none) => Ok(t),
+            _ => Err(OpError::NoSecondOrder),
+        }
+    }
+
+    /// The output as a float tensor.
+    pub fn float_output(&self) -> OpResult<&'a FloatValue> {
+        match self.output {
+            Value::Float(f) => Ok(f),
+            Value::Int(_) => Err(OpError::NoSecondOrder),
+        }
     }
 }
 

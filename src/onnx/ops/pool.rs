@@ -6,7 +6,7 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
 use super::conv::is_plain_cpu;
 use super::inputs::take_nchw;
-use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
+use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient, Tangents};
 use super::padding::{Padding, spatial2};
 use crate::error::OpError;
 use crate::kernels::shape::ConvShape;
@@ -155,6 +155,50 @@ impl Operator for Pool {
             _ => return Err(OpError::NoGradient),
         };
         Ok(vec![Some(FloatValue::nchw(dx))])
+    }
+
+    /// The average poolings are linear; the max ones are not (see [`Operator::tangent`]).
+    fn affine_in(&self, i: usize) -> bool {
+        i == 0 && matches!(self.kind, Kind::Average { .. } | Kind::GlobalAverage)
+    }
+
+    /// A max pooling's output moves with its window's first maximum (the position its
+    /// gradient goes to).
+    fn tangent(&self, step: &Tangents) -> OpResult<FloatValue> {
+        let t = step.only_first()?;
+        let x = step.inputs.first().copied().flatten();
+        let (Some(Value::Float(x)), Kind::Max { .. }) = (x, &self.kind) else {
+            return Err(OpError::NoSecondOrder);
+        };
+        let [n, c, h, w] = x.tensor.dims();
+        let [_, _, oh, ow] = step.float_output()?.tensor.dims();
+        if x.rank != 4 || self.ceil_mode || !is_plain_cpu(&x.tensor.device()) {
+            return Err(OpError::NoSecondOrder);
+        }
+        let (padding, dilations) = self.window(h, w).ok_or(OpError::NoSecondOrder)?;
+        let s = ConvShape::pooling(c, [h, w], self.kernel, self.strides, dilations, padding);
+        if s.output() != Some([oh, ow]) {
+            return Err(OpError::NoSecondOrder);
+        }
+        let dy = host::with_floats(&x.tensor, |x| {
+            host::with_floats(&t.tensor, |t| {
+                conv_grad::max_pool2d_tangent(x, t, n, &s, [oh, ow])
+            })
+        })??;
+        Ok(FloatValue::nchw(host::tensor(
+            dy,
+            [n, c, oh, ow],
+            &x.tensor.device(),
+        )))
+    }
+
+    /// Piecewise linear: no second derivative.
+    fn curvature(&self, step: &Tangents, _grad: &FloatValue) -> OpResult<Vec<Option<FloatValue>>> {
+        step.only_first()?;
+        match self.kind {
+            Kind::Max { .. } => Ok(vec![None]),
+            _ => Err(OpError::NoSecondOrder),
+        }
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {

@@ -74,6 +74,10 @@ fn reduce<const D: usize>(mut t: Tensor<D>, kind: Reduction, dims: &[usize]) -> 
 }
 
 impl Operator for Reduce {
+    fn affine_in(&self, i: usize) -> bool {
+        i == 0 && !matches!(self.kind, Reduction::Max)
+    }
+
     /// `ReduceMean`'s and `ReduceSum`'s input gradient: the output's gradient spread back over
     /// the reduced axes (divided by their size for the mean).
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {

@@ -404,6 +404,22 @@ fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue
 }
 
 impl Operator for Node {
+    /// The ops that move, copy or join values without computing new ones: the data inputs
+    /// (every input of a `Concat`).
+    fn affine_in(&self, i: usize) -> bool {
+        match &self.0 {
+            ShapeOp::Concat { .. } => true,
+            ShapeOp::Gather { .. }
+            | ShapeOp::Unsqueeze { .. }
+            | ShapeOp::Squeeze { .. }
+            | ShapeOp::Reshape { .. }
+            | ShapeOp::Flatten { .. }
+            | ShapeOp::Slice { .. }
+            | ShapeOp::Transpose { .. } => i == 0,
+            ShapeOp::Shape { .. } | ShapeOp::ConstantOfShape { .. } | ShapeOp::Cast { .. } => false,
+        }
+    }
+
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         match &self.0 {
             ShapeOp::Concat { axis, .. } => return concat_backward(&step, *axis),

@@ -95,6 +95,10 @@ fn checked_sizes(v: &[i64]) -> OpResult<Vec<usize>> {
 }
 
 impl Operator for SplitPart {
+    fn affine_in(&self, i: usize) -> bool {
+        i == 0
+    }
+
     /// This part's gradient in its place along the axis, zeros over the other parts (rank 4
     /// or less).
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
