@@ -213,16 +213,9 @@ pub fn max_pool2d_grad(
     check_pool_grad(g, batch, s, [oh, ow]);
     check_len("the input", x.len(), s.input_len(batch));
     let [h, w] = s.input;
-    let [kh, kw] = s.kernel;
     let (plane, out_plane) = (h * w, oh * ow);
     let mut dx = vec![0.0f32; batch * s.cin * plane];
-    // Per output row and column: its in-bounds taps and the input row or column of each.
-    let rows: Vec<Vec<usize>> = (0..oh)
-        .map(|o| in_bounds_taps(o, s.stride[0], s.dilation[0], s.pad[0].0, kh, h))
-        .collect();
-    let cols: Vec<Vec<usize>> = (0..ow)
-        .map(|o| in_bounds_taps(o, s.stride[1], s.dilation[1], s.pad[1].0, kw, w))
-        .collect();
+    let (rows, cols) = window_taps(s, [oh, ow]);
     par_chunks(&mut dx, plane, |p, dx_p| {
         let x_p = &x[p * plane..(p + 1) * plane];
         let g_p = &g[p * out_plane..(p + 1) * out_plane];
@@ -250,16 +243,10 @@ pub fn max_pool2d_tangent(
     check_len("the input", x.len(), s.input_len(batch));
     check_len("the tangent", t.len(), s.input_len(batch));
     let [h, w] = s.input;
-    let [kh, kw] = s.kernel;
     let (plane, out_plane) = (h * w, oh * ow);
     let mut dy = vec![0.0f32; batch * s.cin * out_plane];
     check_pool_grad(&dy, batch, s, [oh, ow]);
-    let rows: Vec<Vec<usize>> = (0..oh)
-        .map(|o| in_bounds_taps(o, s.stride[0], s.dilation[0], s.pad[0].0, kh, h))
-        .collect();
-    let cols: Vec<Vec<usize>> = (0..ow)
-        .map(|o| in_bounds_taps(o, s.stride[1], s.dilation[1], s.pad[1].0, kw, w))
-        .collect();
+    let (rows, cols) = window_taps(s, [oh, ow]);
     par_chunks(&mut dy, out_plane, |p, dy_p| {
         let x_p = &x[p * plane..(p + 1) * plane];
         let t_p = &t[p * plane..(p + 1) * plane];
@@ -272,6 +259,20 @@ pub fn max_pool2d_tangent(
         }
     });
     dy
+}
+
+/// Per output row and per output column of an `[oh, ow]` pooling: its in-bounds taps, as the
+/// input row or column of each.
+fn window_taps(s: &ConvShape, [oh, ow]: [usize; 2]) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+    let [h, w] = s.input;
+    let [kh, kw] = s.kernel;
+    let rows = (0..oh)
+        .map(|o| in_bounds_taps(o, s.stride[0], s.dilation[0], s.pad[0].0, kh, h))
+        .collect();
+    let cols = (0..ow)
+        .map(|o| in_bounds_taps(o, s.stride[1], s.dilation[1], s.pad[1].0, kw, w))
+        .collect();
+    (rows, cols)
 }
 
 /// The position in the plane `x_p` (rows `w` wide) of the first maximum of the window of rows

@@ -52,15 +52,7 @@ pub fn gradient<'a>(
 ) -> Result<Option<(FloatValue, Vec<Option<FloatValue>>)>> {
     let mut tapped: Vec<Option<FloatValue>> = vec![None; taps.len()];
     let depends = depending_on(graph, steps, from);
-    // Float tensors computed from the input; integer ones (shapes) carry no gradient.
-    let wanted = |names: &[String]| -> Vec<bool> {
-        names
-            .iter()
-            .map(|n| {
-                depends.contains(n.as_str()) && matches!(graph.value(env, n), Some(Value::Float(_)))
-            })
-            .collect()
-    };
+    let wanted = |names: &[String]| wanted(graph, env, &depends, names);
     let mut grads: HashMap<&str, FloatValue> = HashMap::from([(graph.output.as_str(), seed)]);
     for step in steps.iter().rev() {
         let (first, last) = step.span();
@@ -126,6 +118,22 @@ pub(super) fn accumulate<'a>(
     };
     grads.insert(name, g);
     Ok(())
+}
+
+/// Which of `names` want a gradient: the float tensors computed from the input (`depends`);
+/// integer ones (shapes) carry none.
+pub(super) fn wanted(
+    graph: &Graph,
+    env: &Env,
+    depends: &HashSet<&str>,
+    names: &[String],
+) -> Vec<bool> {
+    names
+        .iter()
+        .map(|n| {
+            depends.contains(n.as_str()) && matches!(graph.value(env, n), Some(Value::Float(_)))
+        })
+        .collect()
 }
 
 /// The tensors a forward pass over `steps` computed from the value `from`.

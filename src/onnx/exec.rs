@@ -72,15 +72,7 @@ pub fn run_retaining(
     taps: &[&str],
     batch: usize,
 ) -> Result<Vec<Step>> {
-    let exec = Exec {
-        graph,
-        keep: taps,
-        retain: true,
-        fuse: true,
-    };
-    let mut steps = Vec::new();
-    exec.steps(env, range, batch, Some(&mut steps))?;
-    Ok(steps)
+    retaining(graph, env, range, (taps, true), batch)
 }
 
 /// Runs `range` node by node, without fusion, keeping every value in `env`: each node's
@@ -93,11 +85,23 @@ pub fn run_retaining_unfused(
     range: Range<usize>,
     batch: usize,
 ) -> Result<Vec<Step>> {
+    retaining(graph, env, range, (&[], false), batch)
+}
+
+/// A run that keeps every value and returns its steps: `keep` never fused away, fused where
+/// `fuse` says.
+fn retaining(
+    graph: &Graph,
+    env: &mut Env,
+    range: Range<usize>,
+    (keep, fuse): (&[&str], bool),
+    batch: usize,
+) -> Result<Vec<Step>> {
     let exec = Exec {
         graph,
-        keep: &[],
+        keep,
         retain: true,
-        fuse: false,
+        fuse,
     };
     let mut steps = Vec::new();
     exec.steps(env, range, batch, Some(&mut steps))?;

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use super::backprop::{accumulate, depending_on, node_backward};
+use super::backprop::{accumulate, depending_on, node_backward, wanted};
 use super::exec::Step;
 use super::graph::{Env, Graph};
 use super::ops::{Backward, OpResult, Operator, Tangents};
@@ -52,14 +52,6 @@ pub fn hessian_vector<'a>(
         .collect::<Result<Vec<usize>>>()?;
     let tangents = forward_tangents(graph, env, &nodes, from, direction)?;
     let depends = depending_on(graph, steps, from);
-    let wanted = |names: &[String]| -> Vec<bool> {
-        names
-            .iter()
-            .map(|n| {
-                depends.contains(n.as_str()) && matches!(graph.value(env, n), Some(Value::Float(_)))
-            })
-            .collect()
-    };
     let output = graph.output.as_str();
     let mut dots: HashMap<&str, FloatValue> = HashMap::new();
     if let Some(t) = tangents.get(output)
@@ -77,7 +69,7 @@ pub fn hessian_vector<'a>(
         if grad.is_none() && dot.is_none() {
             continue;
         }
-        let want = wanted(&node.inputs);
+        let want = wanted(graph, env, &depends, &node.inputs);
         let start = graph.profiler.now();
         let fail = |e: OpError| unavailable(graph, i, e);
         let mut flows: Vec<(&str, FloatValue, bool)> = Vec::new();
