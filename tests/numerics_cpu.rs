@@ -500,10 +500,6 @@ fn several_layers_from_one_pass_equal_one_request_per_layer() {
     }
 }
 
-/// The host reverse pass through `Softmax`, `Transpose`, `Slice`, `Split` and `Concat` (a
-/// YOLO head's DFL and output split; `tests/reference/make_gradient_ops.py`, legacy and dynamo
-/// exports): it applies, and every logit's input gradient equals PyTorch's (float64;
-/// relative L2 <= 1e-5).
 /// ShapleyCAM's Hessian-vector product `H·A` at a small classifier's first convolution, through
 /// SiLU, max pooling, batch normalisation, `Pad`, a convolution, HardSwish, `ReduceMean`,
 /// HardSigmoid, a broadcast product, Softmax, `Transpose`, `Slice`, `Split`, `Concat`,
@@ -542,6 +538,10 @@ fn hessian_vector_products_equal_pytorchs_double_backward() {
     }
 }
 
+/// The host reverse pass through `Softmax`, `Transpose`, `Slice`, `Split` and `Concat` (a
+/// YOLO head's DFL and output split; `tests/reference/make_gradient_ops.py`, legacy and dynamo
+/// exports): it applies, and every logit's input gradient equals PyTorch's (float64;
+/// relative L2 <= 1e-5).
 #[test]
 fn host_gradients_through_softmax_transpose_slice_and_split_equal_pytorchs() {
     let device = Device::flex();

@@ -252,11 +252,18 @@ fn curvature(
             if i == j {
                 continue;
             }
+            // Exactly zero where the reverse step does not read the other inputs (sums,
+            // joins): dropped, so no tangent of the gradient starts there.
             let diff = match (then, now) {
-                (Some(a), Some(b)) => a.with_tensor(a.tensor.clone().sub(b.tensor.clone())),
-                (Some(a), None) => a,
-                (None, Some(b)) => b.with_tensor(b.tensor.clone().neg()),
-                (None, None) => continue,
+                (Some(a), Some(b)) => {
+                    Backward::unless_zero(&a, a.tensor.clone().sub(b.tensor.clone()))
+                }
+                (Some(a), None) => Some(a),
+                (None, Some(b)) => Some(b.with_tensor(b.tensor.clone().neg())),
+                (None, None) => None,
+            };
+            let Some(diff) = diff else {
+                continue;
             };
             *term = Some(match term.take() {
                 Some(t) => {
@@ -275,7 +282,7 @@ fn unavailable(graph: &Graph, i: usize, e: OpError) -> Error {
     let node = &graph.nodes[i];
     match e {
         OpError::NoGradient | OpError::NoSecondOrder => Error::MethodUnavailable(format!(
-            "ShapleyCAM needs the Hessian-vector product through node `{}` ({}), for which igcam has no second-order rule (it has them for convolutions, batch normalisation, poolings, matrix products, arithmetic, reshapes and joins, ReLU, ReLU6, LeakyReLU, Sigmoid, HardSigmoid, HardSwish and Softmax); explain a layer after it or pick another method",
+            "ShapleyCAM needs the Hessian-vector product through node `{}` ({}), for which igcam has no second-order rule (it has them for convolutions, batch normalisation, average pooling, max pooling without ceil_mode, products with a constant matrix, arithmetic, reshapes and joins, ReLU, ReLU6, LeakyReLU, Sigmoid, HardSigmoid, HardSwish and Softmax); explain a layer after it or pick another method",
             node.name, node.op_type
         )),
         other => graph.bad(i, other),

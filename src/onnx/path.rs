@@ -1,7 +1,7 @@
 //! The straight path `b + a (x - b)` from a baseline to the photo through the model's input
 //! space, and the affine stem that lets the path skip the first nodes: along the path, the
 //! output of an affine stem `S` (the first nodes, from the image input up to the first
-//! non-affine op: Conv, BatchNormalization, Pad, arithmetic with constants, reshapes) is
+//! non-affine op: Conv, BatchNormalization, Pad, arithmetic with constants) is
 //! `S(b) + a (S(x) - S(b))`, so the stem runs on the two ends only.
 
 use std::collections::HashMap;
@@ -39,10 +39,24 @@ pub fn along(start: &Tensor<4>, direction: &Tensor<4>, alphas: &[f32]) -> Tensor
     start.clone().add(direction.clone().mul(a))
 }
 
+/// The op types a stem may hold: affine in the image and image by image (each image's output
+/// from that image alone), so the stem's output for a batch is its output for each image. Other
+/// ops are affine too (reshapes, joins, matrix products, average pooling: see
+/// [`Operator::affine_in`](super::ops::Operator::affine_in)) but may mix or move the batch axis.
+const PER_IMAGE: &[&str] = &[
+    "Conv",
+    "BatchNormalization",
+    "Pad",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Identity",
+    "Dropout",
+];
+
 /// The affine stem of `graph`: the index of its last node and the name of its 4-D output
-/// (`shapes`: every node output's batch-1 shape), if the graph starts with one. It ends at the
-/// last 4-D output of the chain of affine ops from the input (a ViT's patch embedding ends at
-/// its convolution, before the tokens are reshaped).
+/// (`shapes`: every node output's batch-1 shape), if the graph starts with one.
 pub fn affine_stem(graph: &Graph, shapes: &HashMap<String, Vec<usize>>) -> Option<(usize, String)> {
     let mut current = graph.input.name.as_str();
     let mut end = None;
@@ -58,13 +72,16 @@ pub fn affine_stem(graph: &Graph, shapes: &HashMap<String, Vec<usize>>) -> Optio
             .iter()
             .enumerate()
             .all(|(j, n)| j == at || n.is_empty() || graph.constants.contains_key(n));
-        if !others_constant || !node.op.affine_in(at) || node.output == graph.output {
+        if !others_constant
+            || !PER_IMAGE.contains(&node.op_type.as_str())
+            || !node.op.affine_in(at)
+            || node.output == graph.output
+        {
             break;
         }
+        end = Some(i);
         current = &node.output;
-        if shapes.get(current).map(Vec::len) == Some(4) {
-            end = Some((i, current.to_string()));
-        }
     }
-    end
+    let end = end?;
+    (shapes.get(current).map(Vec::len) == Some(4)).then(|| (end, current.to_string()))
 }

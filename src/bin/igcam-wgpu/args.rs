@@ -149,7 +149,8 @@ pub struct DeviceArgs {
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Methods and path")]
 pub struct PathArgs {
-    /// Methods, comma-separated; `all`: every method of the table.
+    /// Methods, comma-separated; `all`: every method of the table (off the CPU backend, all but
+    /// the CPU-only ShapleyCAM).
     #[arg(long = "method", visible_alias = "methods", value_delimiter = ',', value_parser = method_parser(), default_value = "igcam")]
     pub methods: Vec<MethodArg>,
     /// Integrate every CAM method along the path (IG-CAM and IG always do).

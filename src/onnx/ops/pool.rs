@@ -172,7 +172,11 @@ impl Operator for Pool {
         };
         let [n, c, h, w] = x.tensor.dims();
         let [_, _, oh, ow] = step.float_output()?.tensor.dims();
-        if x.rank != 4 || self.ceil_mode || !is_plain_cpu(&x.tensor.device()) {
+        if x.rank != 4
+            || t.tensor.dims() != x.tensor.dims()
+            || self.ceil_mode
+            || !is_plain_cpu(&x.tensor.device())
+        {
             return Err(OpError::NoSecondOrder);
         }
         let (padding, dilations) = self.window(h, w).ok_or(OpError::NoSecondOrder)?;
