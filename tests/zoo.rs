@@ -228,7 +228,8 @@ fn transformers_run_in_batches_and_explain_their_patch_grid() {
 /// torchvision's FCN, DeepLabV3 and LR-ASPP heads on a narrowed MobileNetV3, under every
 /// exporter. Each loads as a segmenter whose default layer is the backbone's output; its
 /// classes' regions (where each scores highest) have the sizes PyTorch's have; and for the two
-/// largest regions, Grad-CAM and IG-CAM (their path in batches of 2) of the class's scores
+/// largest regions, Grad-CAM, IG-CAM (their path in batches of 2) and ShapleyCAM (its Hessian
+/// term through the heads' upsampling, LR-ASPP's Sigmoid gate too) of the class's scores
 /// summed over its region equal pytorch-grad-cam's with its `SemanticSegmentationTarget`
 /// (relative L2 <= 1e-4).
 #[test]
@@ -274,7 +275,7 @@ fn segmenters_explain_each_class_region_as_pytorch_grad_cam() {
         assert_eq!(top4, largest, "{file}: top4");
         for target in case["targets"].as_array().unwrap() {
             let class = target["class"].as_u64().unwrap() as usize;
-            for (method, steps) in [("gradcam", 1), ("igcam", 4)] {
+            for (method, steps) in [("gradcam", 1), ("igcam", 4), ("shapleycam", 1)] {
                 let request =
                     Request::new(vec![class], vec![Method::parse(method).unwrap()], steps);
                 let maps = explainer
@@ -640,6 +641,6 @@ fn shapleycam_runs_where_ops_have_second_order_rules_and_names_the_op_where_not(
         .expect_err("a LayerNormalization has no second-order rule");
     assert_eq!(
         error.to_string(),
-        "ShapleyCAM needs the Hessian-vector product through node `/blocks/blocks.1/norm2/LayerNormalization` (LayerNormalization), for which igcam has no second-order rule (it has them for convolutions, batch normalisation, average pooling, max pooling without ceil_mode, products with a constant matrix, arithmetic, reshapes and joins, ReLU, ReLU6, LeakyReLU, Sigmoid, HardSigmoid, HardSwish and Softmax); explain a layer after it or pick another method"
+        "ShapleyCAM needs the Hessian-vector product through node `/blocks/blocks.1/norm2/LayerNormalization` (LayerNormalization), for which igcam has no second-order rule (it has them for convolutions, batch normalisation, average pooling, max pooling without ceil_mode, products with a constant matrix, arithmetic, reshapes, joins and resizes, ReLU, ReLU6, LeakyReLU, Sigmoid, HardSigmoid, HardSwish and Softmax); explain a layer after it or pick another method"
     );
 }

@@ -17,6 +17,10 @@ and Grad-CAM of the second class over a region of the user's own (the top-left q
 
     pip install torch torchvision grad-cam==1.5.7 onnx onnxruntime onnxscript
     python3 tests/reference/make_segmentation_zoo.py
+
+`python3 tests/reference/make_segmentation_zoo.py shapleycam` adds pytorch-grad-cam's ShapleyCAM
+maps for the same targets to the fixture already there (the models rebuilt from their seeds,
+checked against the recorded region sizes), without exporting again.
 """
 import json
 import os
@@ -26,7 +30,7 @@ import warnings
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_grad_cam import GradCAM, base_cam
+from pytorch_grad_cam import GradCAM, ShapleyCAM, base_cam
 from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
 from torchvision.models import mobilenetv3
 from torchvision.models.segmentation import deeplabv3, fcn, lraspp
@@ -108,6 +112,35 @@ def gradcam(model, module, x, target, mask):
     return np.asarray(out[0], dtype=np.float64)
 
 
+def shapleycam(model, module, x, target, mask):
+    with ShapleyCAM(model=model, target_layers=[module]) as cam:
+        out = cam(input_tensor=x, targets=[SemanticSegmentationTarget(target, mask)])
+    return np.asarray(out[0], dtype=np.float64)
+
+
+def add_shapleycam():
+    """ShapleyCAM's maps for every recorded target, added to segmenters.json."""
+    path = os.path.join(zoo.OUT, "segmenters.json")
+    fixture = json.load(open(path))
+    x, _ = zoo.photo()
+    for name, model, module in families():
+        calibrate(model)
+        with torch.no_grad():
+            best = model(x)[0].argmax(0).numpy()
+        cases = [c for c in fixture["cases"] if c["family"] == name]
+        pixels = [int((best == c).sum()) for c in range(CLASSES)]
+        assert all(c["pixels"] == pixels for c in cases), f"{name}: rebuilt regions {pixels}"
+        m64, x64 = model.double(), x.double()
+        for target in cases[0]["targets"]:
+            c = target["class"]
+            got = zoo.arr(shapleycam(m64, module, x64, c, (best == c).astype(np.float64)))
+            for case in cases:
+                next(t for t in case["targets"] if t["class"] == c)["shapleycam"] = got
+            print(name, "class", c, "shapleycam")
+    with open(path, "w") as f:
+        json.dump(fixture, f, indent=1)
+
+
 def main():
     x, black = zoo.photo()
     cases = []
@@ -151,4 +184,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["shapleycam"]:
+        add_shapleycam()
+    else:
+        main()

@@ -2,11 +2,15 @@
 //! aligned-corner coordinates, and nearest-neighbour with floor rounding on asymmetric
 //! coordinates — what PyTorch's `F.interpolate` exports. Other modes are refused by name.
 
+use burn::backend::Flex;
+use burn::backend::ops::ModuleOps;
+use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
+use super::conv::is_plain_cpu;
 use super::inputs::{int_input, missing, take_nchw};
-use super::operator::{BuildContext, OpResult, Operator};
+use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, Value};
 
@@ -143,7 +147,49 @@ impl Resize {
     }
 }
 
+impl Resize {
+    /// Burn's options for this resize.
+    fn options(&self) -> InterpolateOptions {
+        let mut options = InterpolateOptions::new(self.mode.clone());
+        options.align_corners = self.align_corners;
+        options
+    }
+}
+
 impl Operator for Resize {
+    /// Resizing is linear in the image (the sizes and scales are constants or shapes).
+    fn affine_in(&self, i: usize) -> bool {
+        i == 0
+    }
+
+    /// The input's gradient by Burn's own reverse step of its interpolation (the one its
+    /// autodiff takes), on the CPU backend.
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
+        let x = step
+            .float(0)
+            .filter(|x| x.rank == 4 && step.only_first() && is_plain_cpu(&x.tensor.device()))
+            .or_no_gradient()?;
+        let g = &step.grad.tensor;
+        let [n, c, oh, ow] = g.dims();
+        if [n, c] != x.tensor.dims()[..2] {
+            return Err(OpError::NoGradient);
+        }
+        let flex = |t: &Tensor<4>| {
+            t.clone()
+                .try_into_primitive::<Flex>()
+                .map_err(|_| OpError::NoGradient)
+        };
+        let dx = <Flex as ModuleOps<Flex>>::interpolate_backward(
+            flex(&x.tensor)?,
+            flex(g)?,
+            [oh, ow],
+            self.options(),
+        );
+        Ok(vec![Some(FloatValue::nchw(Tensor::<4>::from_primitive::<
+            Flex,
+        >(dx)))])
+    }
+
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let size = {
             let x = inputs
@@ -162,9 +208,68 @@ impl Operator for Resize {
             size
         };
         let x = take_nchw(inputs, 0)?;
-        let mut options = InterpolateOptions::new(self.mode.clone());
-        options.align_corners = self.align_corners;
+        let mut options = self.options();
         options.output_size = Some(size);
         Ok(Value::Float(FloatValue::nchw(interpolate(x, options))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::onnx::host;
+
+    /// The reverse step is the resize's transpose: `<resize(x), g> = <x, backward(g)>`, for
+    /// bilinear (half-pixel and aligned corners) and nearest, up and down.
+    #[test]
+    fn the_reverse_step_is_the_transpose_of_the_resize() {
+        let device = Device::flex();
+        let value = |n: usize, salt: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + salt * 104_729) % 997) as f32) / 97.0 - 5.0)
+                .collect()
+        };
+        for (mode, align_corners, scales) in [
+            (InterpolateMode::Bilinear, false, [2.0, 3.0]),
+            (InterpolateMode::Bilinear, true, [2.0, 1.5]),
+            (InterpolateMode::Bilinear, false, [0.5, 0.5]),
+            (InterpolateMode::Nearest, false, [2.0, 3.0]),
+        ] {
+            let op = Resize {
+                target: Target::Scales(scales),
+                mode: mode.clone(),
+                align_corners,
+            };
+            let dims = [2, 3, 4, 6];
+            let x = FloatValue::nchw(host::tensor(value(144, 1), dims, &device));
+            let Value::Float(y) = op.run(&mut [Some(Value::Float(x.clone()))]).unwrap() else {
+                panic!("a float output");
+            };
+            let out: usize = y.tensor.dims().iter().product();
+            let g = FloatValue::nchw(host::tensor(value(out, 2), y.tensor.dims(), &device));
+            let inputs = [Some(&Value::Float(x.clone()))];
+            let output = Value::Float(y.clone());
+            let step = Backward {
+                inputs: &inputs,
+                output: &output,
+                wanted: &[true],
+                grad: g.clone(),
+                pad: [(0, 0); 2],
+                gate: None,
+            };
+            let dx = op.backward(step).unwrap().remove(0).unwrap();
+            let dot = |a: &FloatValue, b: &FloatValue| -> f64 {
+                let a = host::with_floats(&a.tensor, |v| v.to_vec()).unwrap();
+                let b = host::with_floats(&b.tensor, |v| v.to_vec()).unwrap();
+                a.iter().zip(&b).map(|(p, q)| f64::from(p * q)).sum()
+            };
+            let (left, right) = (dot(&y, &g), dot(&x, &dx));
+            assert!(
+                (left - right).abs() < 1e-4 * left.abs().max(1.0),
+                "{mode:?} {align_corners} {scales:?}: {left} vs {right}"
+            );
+        }
     }
 }
