@@ -167,7 +167,7 @@ def sign_free_check(name, library, signed):
     assert err < 1e-5, (name, err)
 
 
-def layer_maps(model, module, x, target, only):
+def layer_maps(model, module, x, target, only=None):
     a, g = hooked(model, module, x, target)
     maps = {}
     for name, cls in METHODS.items():
