@@ -345,8 +345,12 @@ impl Method {
     /// Every method that runs on `device` (`all` in the command line and the Python package:
     /// off the CPU backend, the [CPU-only](Method::cpu_only) ones are left out).
     pub fn all_on(device: &burn::tensor::Device) -> impl Iterator<Item = Method> {
-        let cpu = crate::onnx::on_plain_cpu(device);
-        Self::all().filter(move |m| cpu || !m.cpu_only())
+        Self::runnable(crate::onnx::on_plain_cpu(device))
+    }
+
+    /// [`Method::all_on`] a device that is (`on_cpu`) or is not Burn's CPU backend.
+    pub fn runnable(on_cpu: bool) -> impl Iterator<Item = Method> {
+        Self::all().filter(move |m| on_cpu || !m.cpu_only())
     }
 
     /// Whether its map reads tensors back to the host mid-request (as every CAM method does

@@ -766,12 +766,25 @@ impl OnnxModel {
         if !self.host_pass_applies(batch) {
             return Ok(None);
         }
+        let (first, env, _) = self.head_env(layer, activations, env)?;
+        let phases = ["head forward", "head backward"];
+        self.host_gradients(env, (first, batch), (layer, taps), objectives, phases)
+    }
+
+    /// Where the rest of the graph after `layer` starts: the first node after its producer, and
+    /// `env` with `activations` standing in for the layer (as its tensor, a transformer's tokens
+    /// joined back), which is returned too.
+    fn head_env(
+        &self,
+        layer: &str,
+        activations: &Tensor<4>,
+        env: &Env,
+    ) -> Result<(usize, Env, FloatValue)> {
         let first = self.layer_producer(layer)? + 1;
         let mut env = env.clone();
         let value = tokens::join(self.view(layer), layer, activations.clone(), &env)?;
-        env.insert(layer.to_string(), Value::Float(value));
-        let phases = ["head forward", "head backward"];
-        self.host_gradients(env, (first, batch), (layer, taps), objectives, phases)
+        env.insert(layer.to_string(), Value::Float(value.clone()));
+        Ok((first, env, value))
     }
 
     /// [`OnnxModel::objective_gradients`] at several layers (each with its activations and the
@@ -863,10 +876,7 @@ impl OnnxModel {
                 .collect::<Result<Vec<_>>>()?;
             return Ok(Tensor::cat(each, 0));
         }
-        let first = self.layer_producer(layer)? + 1;
-        let mut env = env.clone();
-        let value = tokens::join(self.view(layer), layer, activations.clone(), &env)?;
-        env.insert(layer.to_string(), Value::Float(value.clone()));
+        let (first, mut env, value) = self.head_env(layer, activations, env)?;
         let range = first..self.graph.nodes.len();
         let steps = self.phase("head forward (Hessian)", || {
             exec::run_retaining_unfused(&self.graph, &mut env, range, batch)

@@ -231,9 +231,7 @@ impl PathArgs {
             .iter()
             .flat_map(|m| match *m {
                 MethodArg::One(m) => vec![m],
-                MethodArg::All => Method::all()
-                    .filter(|m| ON_CPU.load(Ordering::Relaxed) || !m.cpu_only())
-                    .collect(),
+                MethodArg::All => Method::runnable(ON_CPU.load(Ordering::Relaxed)).collect(),
             })
             .collect();
         igcam::dedup::unique(all)

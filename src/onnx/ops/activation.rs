@@ -185,7 +185,7 @@ impl Operator for Activation {
     /// reverse step applied to the input's tangent.
     fn tangent(&self, step: &Tangents) -> OpResult<FloatValue> {
         let t = step.only_first()?;
-        let mut out = self.backward(step.reverse(t.clone())).map_err(no_rule)?;
+        let mut out = self.backward(step.reverse(t.clone()))?;
         out.pop().flatten().ok_or(OpError::NoSecondOrder)
     }
 
@@ -269,13 +269,5 @@ impl Operator for Activation {
             Act::PassThrough => t,
         };
         Ok(Value::Float(x))
-    }
-}
-
-/// An op without a host gradient has no second-order rule either.
-fn no_rule(e: OpError) -> OpError {
-    match e {
-        OpError::NoGradient => OpError::NoSecondOrder,
-        other => other,
     }
 }

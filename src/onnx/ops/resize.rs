@@ -114,6 +114,13 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
 }
 
 impl Resize {
+    /// Burn's options for this resize.
+    fn options(&self) -> InterpolateOptions {
+        let mut options = InterpolateOptions::new(self.mode.clone());
+        options.align_corners = self.align_corners;
+        options
+    }
+
     fn output_size(&self, inputs: &[Option<Value>], dims: [usize; 4]) -> OpResult<[usize; 2]> {
         match self.target {
             Target::Scales(scales) => {
@@ -144,15 +151,6 @@ impl Resize {
                 }
             }
         }
-    }
-}
-
-impl Resize {
-    /// Burn's options for this resize.
-    fn options(&self) -> InterpolateOptions {
-        let mut options = InterpolateOptions::new(self.mode.clone());
-        options.align_corners = self.align_corners;
-        options
     }
 }
 
