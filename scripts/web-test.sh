@@ -28,6 +28,14 @@ cli="$target_dir/release/igcam-wgpu"
 # machine, for timings.json.
 "$cli" explain assets/images/chelsea.png --method igcam --steps 50 --target top5 \
   --backend cpu --quiet --out "$work/out50" --json "$work/cli50.json"
+# One model of each task (a ViT classifier, a segmenter, a detector), IG-CAM m = 4 and Grad-CAM
+# for every target the page explains: the top-5, every class present, every detection.
+mkdir -p "$work/tasks"
+for task in vit_opset17:top5 lraspp_opset17:present yolov8_opset17:all; do
+  "$cli" explain assets/images/chelsea.png --model "tests/fixtures/zoo/${task%%:*}.onnx" \
+    --method igcam,gradcam --steps 4 --target "${task##*:}" --backend cpu --quiet \
+    --out "$work/tasks/out" --json "$work/tasks/${task%%:*}.json"
+done
 # eval's HTML report, opened from disk: two methods on the mini set, the paper's metrics and
 # three of Quantus's (9 metric charts), MPRT over the top 3 layers for its sanity plot.
 "$cli" eval --data tests/data/voc-mini --classes tests/data/voc-mini/classes.txt \
@@ -35,4 +43,4 @@ cli="$target_dir/release/igcam-wgpu"
   --mprt-layers 3 --backend cpu --quiet --out "$work/eval" --report "$work/eval/report.html" >/dev/null
 phase "report in the browser" node web/e2e/report.mjs "$work/eval/report.html" web/e2e/artifacts 9
 phase "browser test" node web/e2e/e2e.mjs dist "$work/cli.json" "$work/cli50.json" \
-  "$work/cli_ig.json" web/e2e/artifacts "$work/resnet50.onnx"
+  "$work/cli_ig.json" web/e2e/artifacts "$work/tasks" "$work/resnet50.onnx"

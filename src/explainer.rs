@@ -446,21 +446,11 @@ impl Explainer {
     ) -> Result<Vec<Explanation>> {
         self.check_request(request)?;
         self.check_regions(prepared, request)?;
-        if self.takes_default_layers(request) {
-            let request = Request {
-                layers: self.default_layers.clone(),
-                ..request.clone()
-            };
-            return self.explain_or_stop(prepared, &request, progress);
-        }
         if let Some(tunnel) = request.noise_tunnel {
             return self.explain_noise_tunneled(prepared, request, tunnel, progress);
         }
         if request.aug_smooth {
             return self.explain_aug_smoothed(prepared, request, progress);
-        }
-        if request.layers.len() > 1 {
-            return self.explain_layers(prepared, request, progress);
         }
         self.start(prepared, request)?.run_to_end(progress)
     }
@@ -501,48 +491,6 @@ impl Explainer {
             e.ms += all.iter().map(|r| r[i].ms).sum::<f64>();
             e.convergence_delta = None;
             e.label.push_str("+aug-smooth");
-        }
-        Ok(out)
-    }
-
-    /// [`Explainer::explain`] on several layers, all from one pass (the forward pass runs
-    /// through every layer once, and on the CPU backend one reverse pass hands out every
-    /// layer's gradients; elsewhere autodiff runs once per layer): each
-    /// CAM map averaged over the layers as pytorch-grad-cam averages several `target_layers`
-    /// (each scaled and resized to the input, the mean scaled again).
-    fn explain_layers(
-        &self,
-        prepared: &Prepared,
-        request: &Request,
-        progress: Progress,
-    ) -> Result<Vec<Explanation>> {
-        let size = self.model.input_size();
-        let mut out: Vec<Explanation> = Vec::new();
-        // The maps come target by target, method by method, a CAM method's layers in a row.
-        for e in Explaining::new(self, prepared, request)?.run_to_end(progress)? {
-            let same = out.last().is_some_and(|o: &Explanation| {
-                !e.method.explains_input() && o.method == e.method && o.target == e.target
-            });
-            if same {
-                let o = out.last_mut().expect("checked");
-                o.map
-                    .values
-                    .iter_mut()
-                    .zip(&scaled::scaled_to(&e.map, size).values)
-                    .for_each(|(a, b)| *a += b);
-                o.ms += e.ms;
-            } else if e.method.explains_input() {
-                out.push(e);
-            } else {
-                let map = scaled::scaled_to(&e.map, size);
-                out.push(Explanation { map, ..e });
-            }
-        }
-        let layers = unique(request.layers.iter()).len() as f32;
-        for e in out.iter_mut().filter(|e| !e.method.explains_input()) {
-            e.map.values.iter_mut().for_each(|v| *v /= layers);
-            e.map.values = scaled::scale(&e.map.values);
-            e.layer = request.layers.join(",");
         }
         Ok(out)
     }
@@ -620,14 +568,18 @@ impl Explainer {
     ) -> Result<Explaining<'a>> {
         self.check_request(request)?;
         self.check_regions(prepared, request)?;
-        if request.aug_smooth
-            || request.noise_tunnel.is_some()
-            || request.layers.len() > 1
-            || self.takes_default_layers(request)
-        {
+        if request.aug_smooth || request.noise_tunnel.is_some() {
             return Err(Error::InvalidOption(
-                "aug-smoothing, a noise tunnel and several layers (a detector's default) run through Explainer::explain, not the stepper".into(),
+                "aug-smoothing and a noise tunnel run through Explainer::explain, not the stepper"
+                    .into(),
             ));
+        }
+        if self.takes_default_layers(request) {
+            let request = Request {
+                layers: self.default_layers.clone(),
+                ..request.clone()
+            };
+            return Explaining::new(self, prepared, &request);
         }
         Explaining::new(self, prepared, request)
     }
@@ -1594,10 +1546,15 @@ impl<'a> Explaining<'a> {
                 convergence_delta: None,
             });
         }
+        let layer_average = (self.layers.len() > 1).then(|| LayerAverage {
+            size: self.explainer.model.input_size(),
+            layers: self.layers,
+        });
         Ok(Finished {
             maps,
             gaps,
             clock: self.clock,
+            layer_average,
         })
     }
 }
@@ -1670,6 +1627,52 @@ pub struct Finished {
     /// For each pixel IG map, its objective's `S(x) - S(b)` (`[1, 1]`, still on the device).
     gaps: Vec<Option<Tensor<2>>>,
     clock: Option<Clock>,
+    /// With several layers, what makes one map of each CAM map's per-layer ones, once they
+    /// are read back (`maps` holds a CAM method's layers in a row).
+    pub layer_average: Option<LayerAverage>,
+}
+
+/// Several layers' CAM maps made one, as pytorch-grad-cam averages several `target_layers`:
+/// each map scaled to [0, 1] and resized to the input, their mean scaled again (a map at the
+/// input's resolution, its layer the list). Maps of the input (pixel IG, FullGrad) pass
+/// through.
+#[derive(Clone, Debug)]
+pub struct LayerAverage {
+    layers: Vec<String>,
+    size: [usize; 2],
+}
+
+impl LayerAverage {
+    /// The maps of a request in [`Finished::maps`]'s order, read back, averaged over layers.
+    pub fn apply(&self, maps: Vec<Explanation>) -> Vec<Explanation> {
+        let mut out: Vec<Explanation> = Vec::new();
+        for e in maps {
+            let same = out.last().is_some_and(|o: &Explanation| {
+                !e.method.explains_input() && o.method == e.method && o.target == e.target
+            });
+            if same {
+                let o = out.last_mut().expect("checked");
+                o.map
+                    .values
+                    .iter_mut()
+                    .zip(&scaled::scaled_to(&e.map, self.size).values)
+                    .for_each(|(a, b)| *a += b);
+                o.ms += e.ms;
+            } else if e.method.explains_input() {
+                out.push(e);
+            } else {
+                let map = scaled::scaled_to(&e.map, self.size);
+                out.push(Explanation { map, ..e });
+            }
+        }
+        let layers = self.layers.len() as f32;
+        for e in out.iter_mut().filter(|e| !e.method.explains_input()) {
+            e.map.values.iter_mut().for_each(|v| *v /= layers);
+            e.map.values = scaled::scale(&e.map.values);
+            e.layer = self.layers.join(",");
+        }
+        out
+    }
 }
 
 impl Finished {
@@ -1677,7 +1680,8 @@ impl Finished {
     /// pixel IG's maps get their convergence delta.
     pub fn into_explanations(self) -> Result<Vec<Explanation>> {
         let clock = self.clock;
-        self.maps
+        let maps: Vec<Explanation> = self
+            .maps
             .into_iter()
             .zip(self.gaps)
             .map(|(m, gap)| {
@@ -1696,6 +1700,10 @@ impl Finished {
                 }
                 Ok(e)
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(match &self.layer_average {
+            Some(average) => average.apply(maps),
+            None => maps,
+        })
     }
 }

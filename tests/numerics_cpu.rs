@@ -356,16 +356,40 @@ fn options_combine_as_documented() {
         .take(2)
         .map(|l| l.name.clone())
         .collect();
-    for stepper_only in [both, layers] {
-        let err = explainer
-            .start(&prepared, &stepper_only)
-            .err()
-            .expect("refused");
-        assert_eq!(
-            err.to_string(),
-            "invalid option: aug-smoothing, a noise tunnel and several layers (a detector's default) run through Explainer::explain, not the stepper"
-        );
+    let err = explainer.start(&prepared, &both).err().expect("refused");
+    assert_eq!(
+        err.to_string(),
+        "invalid option: aug-smoothing and a noise tunnel run through Explainer::explain, not the stepper"
+    );
+    // Several layers step like one (the page's detectors): the maps read back and averaged by
+    // `Finished::layer_average` are `explain`'s, at the input's resolution.
+    let mut stepper = explainer.start(&prepared, &layers).unwrap();
+    while !stepper.is_done() {
+        stepper.step().unwrap();
     }
+    let finished = stepper.finish().unwrap();
+    assert_eq!(
+        finished.maps.len(),
+        2,
+        "one map per layer before the average"
+    );
+    let average = finished.layer_average.clone().expect("several layers");
+    let read: Vec<_> = finished
+        .maps
+        .into_iter()
+        .map(|m| m.try_map(igcam::cam::CamMap::from_tensor).unwrap())
+        .collect();
+    let stepped = average.apply(read);
+    let explained = explainer
+        .explain(&prepared, &layers, &mut |_, _| {})
+        .unwrap();
+    assert_eq!(stepped.len(), 1);
+    assert_eq!(stepped[0].map, explained[0].map);
+    assert_eq!(stepped[0].layer, layers.layers.join(","));
+    assert_eq!(
+        [stepped[0].map.height, stepped[0].map.width],
+        explainer.model().input_size()
+    );
 }
 
 /// The entry points the Python binding uses: an input already normalised gives the maps its

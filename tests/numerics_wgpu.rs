@@ -64,3 +64,67 @@ fn shapleycam_is_refused_off_the_cpu_backend() {
     assert!(!on_gpu.contains(&shapley));
     assert!(Method::all_on(&Device::flex()).any(|m| m == shapley));
 }
+
+/// Segmenters and detectors off the CPU backend (Burn's autodiff, the page's WebGPU path):
+/// their bilinear and nearest `Resize`s run as matrix products there (Burn's GPU backends
+/// have no reverse step of a bilinear interpolation), and the maps equal pytorch-grad-cam's:
+/// each segmenter's largest region by Grad-CAM and IG-CAM (m = 4, batches of 2), and YOLOv8's
+/// best detection by Grad-CAM over its three default layers, averaged.
+#[test]
+fn segmenters_and_detectors_match_pytorch_grad_cam_on_wgpu() {
+    use igcam::cam::Method;
+    use igcam::onnx::OnnxModel;
+    use igcam::preprocess::{self, Preset};
+    use igcam::{Explainer, ExplainerOptions, Request};
+    let photo = preprocess::decode(&std::fs::read(common::fixture("zoo/input.png")).unwrap())
+        .unwrap()
+        .to_rgb8();
+    let load = |file: &str, preset: Preset| {
+        let bytes = std::fs::read(common::fixture(&format!("zoo/{file}"))).unwrap();
+        let model = OnnxModel::from_bytes(&bytes, &device()).unwrap();
+        let options = ExplainerOptions {
+            batch: Some(2),
+            preset,
+            ..ExplainerOptions::default()
+        };
+        let explainer = Explainer::new(model, Vec::new(), options).unwrap();
+        let prepared = explainer.prepare_fitted(photo.clone()).unwrap();
+        (explainer, prepared)
+    };
+    let mut checked = Vec::new();
+    let segmenters = common::json("zoo/segmenters.json");
+    for case in segmenters["cases"].as_array().unwrap() {
+        let file = case["model"].as_str().unwrap();
+        if !file.ends_with("_opset17.onnx") {
+            continue;
+        }
+        let (explainer, prepared) = load(file, Preset::Imagenet);
+        let target = &case["targets"][0];
+        let class = target["class"].as_u64().unwrap() as usize;
+        for (method, steps) in [("gradcam", 1), ("igcam", 4)] {
+            let request = Request::new(vec![class], vec![Method::parse(method).unwrap()], steps);
+            let maps = common::explain(&explainer, &prepared, &request);
+            let (want, _) = common::array(&target[method]);
+            common::assert_close(
+                &format!("{file} class {class} {method} (wgpu)"),
+                &maps[0].map.values,
+                &want,
+                1e-3,
+            );
+            checked.push(format!("{file} {method}"));
+        }
+    }
+    assert_eq!(checked.len(), 6, "{checked:?}");
+    let detectors = common::json("zoo/detectors.json");
+    let (explainer, prepared) = load("yolov8_opset17.onnx", Preset::Raw01);
+    let want = &detectors["families"]["yolov8"]["targets"][0]["gradcam_all_layers"];
+    let request = Request::new(vec![0], vec![Method::parse("gradcam").unwrap()], 1);
+    let maps = common::explain(&explainer, &prepared, &request);
+    assert_eq!(maps[0].layer.split(',').count(), 3);
+    common::assert_close(
+        "yolov8_opset17 det0 gradcam, three layers (wgpu)",
+        &maps[0].map.values,
+        &common::array(want).0,
+        1e-3,
+    );
+}

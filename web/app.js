@@ -23,7 +23,10 @@ let haveImage = false;
 let photoVersion = 0; // bumped by each new photo or model: a run's maps of an older one are dropped
 let results = [];     // last explanations shown, for re-rendering on opacity/colour changes
 let target = -1;      // -1: top-1
-let top5 = [];        // the photo's five best classes
+// What can be explained on this photo, the first by default: a classifier's top-5 classes, a
+// segmenter's classes present, a detector's detections; [{target, label, score, bbox}].
+let choices = [];
+let regions = null;   // a segmenter's best class at each pixel of its output plane
 let photoSize = [0, 0]; // the photo's [width, height] as uploaded
 let crop = null;      // the region of the photo the model sees, {x0, y0, x1, y1}
 // Maps of the current photo, by "layer|steps|target|method": one request explains the whole
@@ -60,7 +63,8 @@ function renderResults() {
     fig.className = "result";
     fig.dataset.method = r.method;
     const canvas = document.createElement("canvas");
-    drawRgba(canvas, wasm.overlay_rgba(Float32Array.from(r.values), r.height, r.width, crop, $("colormap").value, $("alpha").value / 100), photoSize[0], photoSize[1]);
+    drawRgba(canvas, wasm.overlay_rgba(Float32Array.from(r.values), r.height, r.width, crop, $("colormap").value, $("alpha").value / 100, marksOf(r.target)), photoSize[0], photoSize[1]);
+    canvas.onclick = (ev) => pickBox(canvas, ev);
     const cap = document.createElement("figcaption");
     cap.textContent = `${displayName(r.method)}: ${r.label} — ${r.ms.toFixed(0)} ms`;
     const link = document.createElement("a");
@@ -74,15 +78,64 @@ function renderResults() {
   drawColorbar();
 }
 
-function fillTop5() {
+function task() { return modelInfo ? modelInfo.task : "classify"; }
+
+/// What is drawn over target `t`'s overlay: a detector's boxes (`t`'s in green), a segmenter's
+/// region of class `t` outlined.
+function marksOf(t) {
+  if (task() === "detect") {
+    const chosen = choices.findIndex((c) => c.target === t);
+    return { boxes: choices.map((c) => c.bbox), chosen: chosen >= 0 ? chosen : undefined };
+  }
+  if (task() === "segment" && regions) {
+    return { region: { height: regions.height, width: regions.width, values: regions.classes.map((c) => (c === t ? 1 : 0)) } };
+  }
+  return undefined;
+}
+
+/// A click on the photo or an overlay of a detector's photo: the smallest box under it is
+/// explained (its maps shown, from the last run where it has them).
+function pickBox(canvas, ev) {
+  if (task() !== "detect") return;
+  const r = canvas.getBoundingClientRect();
+  const x = (ev.clientX - r.left) * canvas.width / r.width, y = (ev.clientY - r.top) * canvas.height / r.height;
+  const area = (b) => (b[2] - b[0]) * (b[3] - b[1]);
+  const hits = choices.filter((c) => x >= c.bbox[0] && x <= c.bbox[2] && y >= c.bbox[1] && y <= c.bbox[3]);
+  if (!hits.length) return;
+  hits.sort((a, b) => area(a.bbox) - area(b.bbox));
+  target = hits[0].target;
+  showOrRun();
+}
+
+/// The detections' boxes on the photo, drawn before any map (the explained one in green).
+function drawBoxes(canvas) {
+  if (task() !== "detect") return;
+  const ctx = canvas.getContext("2d");
+  const width = Math.max(1, Math.round(Math.max(photoSize[0], photoSize[1]) / 400));
+  choices.forEach((c, i) => {
+    const [x0, y0, x1, y1] = c.bbox;
+    ctx.lineWidth = i === 0 ? 2 * width : width;
+    ctx.strokeStyle = i === 0 ? "#00ff00" : "#ffffff";
+    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+  });
+}
+
+/// The list of what can be explained: classes with their probability, a segmenter's classes
+/// with their share of the pixels, a detector's detections with their confidence.
+function fillChoices() {
+  $("choices-title").textContent = { classify: "Top-5 (click to explain that class)",
+    segment: "Classes present (click to explain that region)",
+    detect: "Detections (click one, or its box, to explain it)" }[task()];
   const list = $("top5");
   list.innerHTML = "";
-  for (const p of top5) {
+  for (const c of choices) {
     const li = document.createElement("li");
     const b = document.createElement("button");
     b.className = "class";
-    b.textContent = `${p.label} (${(100 * p.prob).toFixed(1)} %)`;
-    b.onclick = () => { target = p.index; showOrRun(); };
+    b.textContent = task() === "detect" ? `#${c.target} ${c.label} (${c.score.toFixed(2)})`
+      : task() === "segment" ? `${c.label} (${(100 * c.score).toFixed(1)} % of the pixels)`
+        : `${c.label} (${(100 * c.score).toFixed(1)} %)`;
+    b.onclick = () => { target = c.target; showOrRun(); };
     li.appendChild(b);
     list.appendChild(li);
   }
@@ -127,19 +180,25 @@ async function setImage(photoBytes) {
       rgba = wasm.photo_rgba();
     }
     photoVersion++;
-    top5 = info.top5;
+    choices = info.choices;
+    regions = info.regions || null;
     photoSize = info.size;
     crop = info.crop;
     testHook("igcamPhoto", info);
     cache.clear();
     // The whole photo at its own size; the map will cover the crop the model sees.
     drawRgba($("photo"), rgba, photoSize[0], photoSize[1]);
-    fillTop5();
-    haveImage = true;
+    drawBoxes($("photo"));
+    fillChoices();
+    // A detector may find nothing above its confidence threshold: nothing to explain then.
+    haveImage = choices.length > 0;
     target = -1;
     results = [];
     renderResults();
-    $("run").disabled = busy;
+    $("run").disabled = busy || !haveImage;
+    if (!choices.length) status("nothing was detected above the confidence threshold: try another photo");
+    else if (task() === "detect") status(`${choices.length} detections: click a box or pick one in the list`);
+    else if (task() === "segment") status(`${choices.length} classes present: pick one in the list`);
   } catch (e) {
     // A photo that does not decode leaves the previous one in place.
     haveImage = hadImage;
@@ -157,11 +216,19 @@ async function setModel(bytes, labels, dataName, data) {
   testHook("igcamModel", info);
   const sel = $("layer");
   sel.innerHTML = "";
+  // A detector's default: its neck outputs together, their maps averaged ("" asks for it).
+  if (info.default_layers.length > 1) {
+    const o = document.createElement("option");
+    o.value = "";
+    o.textContent = `default: ${info.default_layers.length} layers, maps averaged`;
+    o.selected = true;
+    sel.appendChild(o);
+  }
   for (const l of info.layers) {
     const o = document.createElement("option");
     o.value = l.name;
     o.textContent = `${l.name} [${l.shape.join("×")}]`;
-    o.selected = l.name === info.default_layer;
+    o.selected = !info.default_layers.length && l.name === info.default_layer;
     sel.appendChild(o);
   }
   haveImage = false;
@@ -177,7 +244,7 @@ function selectedMethods() {
 
 function cacheKey(t, m) { return `${$("layer").value}|${$("steps").value}|${t}|${m}`; }
 
-function currentTarget() { return target >= 0 ? target : top5[0].index; }
+function currentTarget() { return target >= 0 ? target : choices[0].target; }
 
 /// Shows the maps of the current class from the cache; false when one is missing.
 function showCached() {
@@ -207,12 +274,14 @@ async function run() {
   showError("");
   const methods = selectedMethods();
   const steps = Number($("steps").value);
-  // The current class first, then the rest of the top-5: one pass explains them all. A method
-  // whose pass is per class (pixel IG, FullGrad) explains the current one only.
+  // The current choice first, then the rest (the top-5, every class present, every detection):
+  // one pass explains them all. A method whose pass is per class (pixel IG, FullGrad) explains
+  // the current one only.
   const t = currentTarget();
   const perClass = methods.some((m) => METHODS.find((x) => x.name === m)?.per_class);
-  const targets = perClass ? [t] : [t, ...top5.map((p) => p.index).filter((i) => i !== t)];
-  status(`${methods.map(displayName).join(", ")} for ${targets.length > 1 ? "the top-5" : "this class"}…`);
+  const targets = perClass ? [t] : [t, ...choices.map((c) => c.target).filter((i) => i !== t)];
+  const what = { classify: "the top-5", segment: "every class present", detect: "every detection" }[task()];
+  status(`${methods.map(displayName).join(", ")} for ${targets.length > 1 ? what : "this one"}…`);
   const progress = $("progress");
   const version = photoVersion;
   cancelRequested = false;
@@ -232,7 +301,8 @@ async function run() {
     const total = maps.reduce((ms, r) => ms + r.ms, 0);
     testHook("igcamLastRun", { ms: total, maps: maps.length });
     showCached();
-    status(`done on ${maps[0].backend} in ${total.toFixed(0)} ms (${maps.length} maps: ${methods.length} method(s) × ${targets.length} classes)`);
+    const kind = task() === "detect" ? "detections" : "classes";
+    status(`done on ${maps[0].backend} in ${total.toFixed(0)} ms (${maps.length} maps: ${methods.length} method(s) × ${targets.length} ${kind})`);
   } catch (e) {
     if (cancelRequested) {
       status(`cancelled after ${progress.value} of ${progress.max} steps`);
@@ -264,9 +334,10 @@ async function handleFile(file, dataFile) {
       const data = dataFile ? new Uint8Array(await dataFile.arrayBuffer()) : undefined;
       await setModel(bytes, "", dataFile ? dataFile.name : undefined, data);
       const extra = dataFile ? ` + ${dataFile.name}` : "";
-      $("model-status").textContent = `model: ${file.name}${extra} (${modelInfo.classes} classes)`;
+      const kind = { classify: "", segment: "segmenter, ", detect: "detector, " }[modelInfo.task];
+      $("model-status").textContent = `model: ${file.name}${extra} (${kind}${modelInfo.classes} classes)`;
       showError("");
-      status("model loaded; pick a photo");
+      status(modelInfo.task === "classify" ? "model loaded; pick a photo" : `model loaded: ${modelInfo.task_reason}; pick a photo`);
     } catch (e) {
       showError(e.message || String(e));
     }
@@ -373,6 +444,7 @@ async function main(bindings) {
   drop.ondragleave = () => drop.classList.remove("over");
   drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove("over"); handleFiles(ev.dataTransfer.files); };
   $("run").onclick = () => run();
+  $("photo").onclick = (ev) => pickBox($("photo"), ev);
   $("cancel").onclick = () => { cancelRequested = true; pool?.cancel(); status("cancelling after this chunk…"); };
   $("method").onchange = () => { if (haveImage && results.length) showCached(); };
   $("steps").oninput = () => { $("steps-value").textContent = $("steps").value; };

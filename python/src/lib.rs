@@ -188,12 +188,7 @@ impl Model {
                 .collect();
             let [h, w] = onnx.input_size();
             let num_classes = onnx.num_classes();
-            // A YOLO detector takes RGB / 255 unless told otherwise.
-            let preset = preset.unwrap_or(if onnx.detector().is_some() {
-                Preset::Raw01
-            } else {
-                Preset::Imagenet
-            });
+            let preset = preset.unwrap_or_else(|| Task::default_preset(&onnx));
             let options = ExplainerOptions {
                 layer,
                 preset,

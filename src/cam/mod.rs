@@ -54,7 +54,7 @@ pub fn cam_map(
 }
 
 /// A 2-D map, row-major.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CamMap {
     /// Rows.
     pub height: usize,

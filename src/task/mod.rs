@@ -7,6 +7,7 @@ pub mod segment;
 
 use crate::error::{Error, Message, Result, Setting};
 use crate::onnx::OnnxModel;
+use crate::preprocess::Preset;
 
 /// What a model does, read off its output's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +70,15 @@ impl Task {
             (Task::Segment, 21) => Some(crate::data::voc_segmentation_labels()),
             (Task::Detect, 80) => Some(crate::data::coco_detection_labels()),
             _ => None,
+        }
+    }
+
+    /// How `model` wants its photos: a YOLO detector takes RGB / 255 (ultralytics' and yolov5's
+    /// own preprocessing), every other model torchvision's ImageNet normalisation.
+    pub fn default_preset(model: &OnnxModel) -> Preset {
+        match model.detector() {
+            Some(_) => Preset::Raw01,
+            None => Preset::Imagenet,
         }
     }
 

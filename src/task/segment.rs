@@ -34,6 +34,11 @@ impl Regions {
         Self { classes, best }
     }
 
+    /// The best class of each pixel of the output plane, row-major.
+    pub fn best(&self) -> &[usize] {
+        &self.best
+    }
+
     /// Pixels of the output plane.
     pub fn plane(&self) -> usize {
         self.best.len()

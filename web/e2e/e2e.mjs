@@ -26,13 +26,16 @@
 // longest main-thread gap during each (`main_thread_max_gap_ms`); and the yardstick,
 // onnxruntime-web's 50 bare forwards of the same model (`ortweb_ms` on `ortweb_threads`,
 // `ortweb_1thread_ms`).
-// Usage: node e2e.mjs DIST_DIR CLI_JSON CLI_M50_JSON CLI_IG_JSON ARTIFACT_DIR [RESNET50_ONNX]
+// Each task (a ViT classifier, a segmenter, a detector from tests/fixtures/zoo) is explained on
+// the CPU path as the CLI's TASKS_DIR/<model>.json says (the choices, the boxes, the regions,
+// IG-CAM m = 4 for every one, a click on a box), and the segmenter by Grad-CAM on WebGPU.
+// Usage: node e2e.mjs DIST_DIR CLI_JSON CLI_M50_JSON CLI_IG_JSON ARTIFACT_DIR TASKS_DIR [RESNET50_ONNX]
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 
-const [dist, cliJson, cliM50Json, cliIgJson, artifacts, resnet50] = process.argv.slice(2).map((p) => resolve(p));
+const [dist, cliJson, cliM50Json, cliIgJson, artifacts, tasksDir, resnet50] = process.argv.slice(2).map((p) => resolve(p));
 // Functional limits, scaled for a busy machine (IGCAM_TIME_SCALE=3 triples them).
 const SCALE = Number(process.env.IGCAM_TIME_SCALE || 1);
 const BLOCK_MS = 250 * SCALE;
@@ -340,14 +343,6 @@ await check("a non-image and a non-CNN model show errors, then a valid photo wor
     const conv = readFileSync(resolve(dist, "../tests/fixtures/ops/expand_where_class_token.onnx"));
     await page.setInputFiles("#file", { name: "conv.onnx", mimeType: "application/octet-stream", buffer: conv });
     await page.waitForFunction(() => document.getElementById("error").textContent.includes("not an image classifier, segmenter or detector"), null, { timeout: 30000 });
-    // A segmenter loads in the core but the page has no region view: one line, nothing lost.
-    const seg = readFileSync(resolve(dist, "../tests/fixtures/zoo/lraspp_opset17.onnx"));
-    await page.setInputFiles("#file", { name: "seg.onnx", mimeType: "application/octet-stream", buffer: seg });
-    await page.waitForFunction(() => document.getElementById("error").textContent.includes("this model is a segmenter"), null, { timeout: 30000 });
-    // So does a detector (no box view yet).
-    const det = readFileSync(resolve(dist, "../tests/fixtures/zoo/yolov8_opset17.onnx"));
-    await page.setInputFiles("#file", { name: "det.onnx", mimeType: "application/octet-stream", buffer: det });
-    await page.waitForFunction(() => document.getElementById("error").textContent.includes("this model is a detector"), null, { timeout: 30000 });
     // The default model is gone only if the bad one loaded; it must still be there.
     const { result } = await explainCat(page, "gradcam", 1);
     assert(result.height === 7, "gradcam after errors");
@@ -394,6 +389,125 @@ async function pickSample(page, name) {
   await page.click(`img.sample[data-name="${name}"]`);
   await page.waitForFunction(() => !document.getElementById("run").disabled, null, { timeout: 600000 });
 }
+
+// The models of each task, and the CLI's records of IG-CAM (m = 4) and Grad-CAM on the cat for
+// every target the page explains (scripts/web-test.sh).
+const TASKS = [
+  { model: "vit_opset17", task: "classify", kind: "" },
+  { model: "lraspp_opset17", task: "segment", kind: "segmenter, " },
+  { model: "yolov8_opset17", task: "detect", kind: "detector, " },
+];
+
+/// Drops task model `t`, picks the cat, and checks the page's choices against the CLI's
+/// records: the same targets in the same order, a detector's boxes in the photo's pixels, a
+/// segmenter's region sizes. Returns the CLI's records.
+async function loadTask(page, t) {
+  const cli = JSON.parse(readFileSync(join(tasksDir, `${t.model}.json`), "utf8"));
+  await dropModel(page, resolve(dist, `../tests/fixtures/zoo/${t.model}.onnx`), `${t.model}.onnx (${t.kind}`);
+  const info = await page.evaluate(() => window.igcamModel);
+  assert(info.task === t.task, `${t.model} is a ${info.task}, expected ${t.task}`);
+  await pickSample(page, "chelsea.png");
+  const photo = await page.evaluate(() => window.igcamPhoto);
+  const cliTargets = cli.filter((r) => r.method === "igcam").map((r) => (t.task === "detect" ? r.detection.index : r.target.index));
+  const pageTargets = photo.choices.map((c) => c.target);
+  if (t.task === "classify") {
+    assert(pageTargets[0] === cliTargets[0], `the page's first class ${pageTargets[0]}, the CLI's ${cliTargets[0]}`);
+  } else {
+    assert(JSON.stringify(pageTargets) === JSON.stringify(cliTargets), `targets ${pageTargets} against the CLI's ${cliTargets}`);
+  }
+  if (t.task === "detect") {
+    for (const r of cli.filter((r) => r.method === "igcam")) {
+      const c = photo.choices[r.detection.index];
+      const off = Math.max(...c.bbox.map((v, i) => Math.abs(v - r.detection.box_in_photo[i])));
+      assert(off < 0.01 && c.label === r.detection.label && Math.abs(c.score - r.detection.score) < 1e-5,
+        `detection ${r.detection.index}: ${JSON.stringify(c)} against ${JSON.stringify(r.detection)}`);
+    }
+    const list = await page.$$eval("#top5 button.class", (bs) => bs.length);
+    assert(list === cliTargets.length, `${list} detections listed, the CLI has ${cliTargets.length}`);
+  }
+  if (t.task === "segment") {
+    for (const r of cli.filter((r) => r.method === "igcam")) {
+      const pixels = photo.regions.classes.filter((c) => c === r.target.index).length;
+      assert(pixels === r.region_pixels, `class ${r.target.index}: ${pixels} pixels, the CLI's region has ${r.region_pixels}`);
+    }
+  }
+  return { cli };
+}
+
+/// Runs `method` (`steps`) on the loaded photo and returns every map the run made, the page
+/// showing the first choice's.
+async function runAll(page, method, steps) {
+  await page.selectOption("#method", method);
+  await page.$eval("#steps", (el, v) => { el.value = String(v); el.dispatchEvent(new Event("input")); }, steps);
+  await page.evaluate(() => { window.igcamResult = undefined; });
+  // Clicked from a timer: on WebGPU the page computes on its own thread, a chunk at a time.
+  await page.$eval("#run", (b) => setTimeout(() => b.click(), 0));
+  await page.waitForFunction(() => window.igcamResult !== undefined, null, { timeout: 600000 });
+  return page.evaluate(() => window.igcamLastRun);
+}
+
+/// Checks the page's shown map against the CLI's record of the same target and method.
+async function shownMatches(page, cli, method, t, tol) {
+  const r = await page.evaluate(() => window.igcamResult);
+  const want = cli.find((c) => c.method === method && (t.task === "detect" ? c.detection.index : c.target.index) === r.target);
+  assert(want, `no CLI record of ${method} for target ${r.target}`);
+  assert(r.height === want.cam.height && r.width === want.cam.width, `map ${r.height}x${r.width}, the CLI's ${want.cam.height}x${want.cam.width}`);
+  const err = relL2(r.values, want.cam.values);
+  assert(err <= tol, `${t.model} ${method} target ${r.target}: relative L2 ${err} > ${tol}`);
+  return { target: r.target, err };
+}
+
+await check("a transformer, a segmenter and a detector are explained on the CPU path as the CLI explains them", async () => {
+  await withPage(false, "", async (page) => {
+    for (const t of TASKS) {
+      const { cli } = await loadTask(page, t);
+      const run = await runAll(page, "igcam", 4);
+      const first = await shownMatches(page, cli, "igcam", t, 1e-3);
+      const n = t.task === "classify" ? 5 : cli.filter((r) => r.method === "igcam").length;
+      assert(run.maps === n, `${run.maps} maps in one run, expected ${n}`);
+      // Another choice shows from the same run: the second in the list, and for a detector the
+      // smallest box, clicked on the photo.
+      await page.evaluate(() => { window.igcamResult = undefined; });
+      await page.click("#top5 li:nth-child(2) button");
+      await page.waitForFunction(() => window.igcamResult !== undefined, null, { timeout: 30000 });
+      const second = await shownMatches(page, cli, "igcam", t, 1e-3);
+      assert(second.target !== first.target, `the second choice shows target ${second.target} again`);
+      let clicked = "";
+      if (t.task === "detect") {
+        const photo = await page.evaluate(() => window.igcamPhoto);
+        const area = (b) => (b[2] - b[0]) * (b[3] - b[1]);
+        const small = photo.choices.reduce((a, c) => (area(c.bbox) < area(a.bbox) ? c : a));
+        const canvas = await page.$("#photo");
+        const box = await canvas.boundingBox();
+        const [x, y] = [(small.bbox[0] + small.bbox[2]) / 2, (small.bbox[1] + small.bbox[3]) / 2];
+        await page.evaluate(() => { window.igcamResult = undefined; });
+        await canvas.click({ position: { x: x * box.width / photo.size[0], y: y * box.height / photo.size[1] } });
+        await page.waitForFunction(() => window.igcamResult !== undefined, null, { timeout: 30000 });
+        const picked = await shownMatches(page, cli, "igcam", t, 1e-3);
+        assert(picked.target === small.target, `a click on detection ${small.target}'s box showed ${picked.target}`);
+        clicked = `, the clicked box ${picked.err.toExponential(2)}`;
+      }
+      await page.screenshot({ path: join(artifacts, `task_${t.task}.png`), fullPage: true });
+      console.log(`     ${t.model}: ${run.maps} maps in ${run.ms.toFixed(0)} ms; rel L2 ${first.err.toExponential(2)} (first), ${second.err.toExponential(2)} (second)${clicked}`);
+    }
+  });
+});
+
+// On WebGPU the segmenter (its upsampling's reverse step runs as matrix products there). The
+// detector's 23 detections take ~75 s on SwiftShader, so its WebGPU path is checked natively
+// (tests/numerics_wgpu.rs, the same core on lavapipe) instead.
+await check("a segmenter is explained on WebGPU as the CLI explains it", async () => {
+  await withPage(true, "?webgpu", async (page) => {
+    const backend = await page.evaluate(() => window.igcamBackend);
+    assert(backend.startsWith("WebGPU"), `page reports ${backend}, expected WebGPU`);
+    for (const t of TASKS.filter((t) => t.task === "segment")) {
+      const { cli } = await loadTask(page, t);
+      await runAll(page, "gradcam", 1);
+      const first = await shownMatches(page, cli, "gradcam", t, 1e-3);
+      console.log(`     ${t.model} on ${backend}: Grad-CAM rel L2 ${first.err.toExponential(2)}`);
+    }
+  });
+});
 
 await check("the page's thread stays free while models load and photos are prepared; each model loads once, in the worker", async () => {
   await withPage(false, "", async (page) => {

@@ -10,9 +10,10 @@ mod state;
 use igcam::cam::{self, Method};
 use igcam::error::{Setting, Spelling};
 use igcam::render::{self, Colormap};
+use igcam::task::Task;
 use igcam::{Explainer, ExplainerOptions, Request, labels};
 use js_sys::{Function, Promise};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 /// The threaded build's `initThreadPool(n)`: starts `n` Web Workers for rayon (the page calls
@@ -182,12 +183,19 @@ struct ModelInfo {
     input: [usize; 2],
     layers: Vec<igcam::onnx::LayerInfo>,
     default_layer: Option<String>,
+    /// The layers explained together when none is picked (a detector's neck outputs, one per
+    /// scale, their maps averaged); empty where one layer is the default.
+    default_layers: Vec<String>,
+    /// `classify`, `segment` or `detect`.
+    task: &'static str,
+    /// Why the task was inferred, in words (for a segmenter or a detector).
+    task_reason: String,
 }
 
-/// Loads an ONNX classifier and its labels (one per line; may be empty; a segmenter or a
-/// detector is refused: the page has no region or box view yet). `data_name` and
-/// `data` are an external weights file dropped with the model (`model.onnx.data`, PyTorch's
-/// `dynamo=True` export), when there is one.
+/// Loads an ONNX classifier, segmenter or detector and its labels (one per line; empty or
+/// of another length: the names the file holds, or those its class count gives away).
+/// `data_name` and `data` are an external weights file dropped with the model
+/// (`model.onnx.data`, PyTorch's `dynamo=True` export), when there is one.
 #[wasm_bindgen]
 pub fn load_model(
     bytes: &[u8],
@@ -202,28 +210,29 @@ pub fn load_model(
     }
     let model =
         igcam::onnx::OnnxModel::from_bytes_and_data(bytes, &files, &device).map_err(igcam_err)?;
-    let (task, why) = igcam::task::Task::of(&model);
-    if task != igcam::task::Task::Classify {
-        let kind = match task {
-            igcam::task::Task::Detect => "detector",
-            _ => "segmenter",
-        };
-        return Err(JsError::new(&format!(
-            "this model is a {kind} ({why}); the page explains classifiers for now: explain it with `igcam-wgpu explain` or the Python package"
-        )));
-    }
+    let (task, task_reason) = Task::of(&model);
     let mut labels = labels::parse_labels(labels_text);
     if labels.len() != model.num_classes() {
-        labels.clear();
+        labels = Task::model_labels(&model).unwrap_or_default();
     }
+    let default_layers = match model.default_layers_reason() {
+        Some((layers, _)) if layers.len() > 1 => layers,
+        _ => Vec::new(),
+    };
     let info = ModelInfo {
         classes: model.num_classes(),
         input: model.input_size(),
         layers: model.layers(),
         default_layer: model.default_layer(),
+        default_layers,
+        task: task.name(),
+        task_reason,
     };
-    let explainer =
-        Explainer::new(model, labels, ExplainerOptions::default()).map_err(igcam_err)?;
+    let options = ExplainerOptions {
+        preset: Task::default_preset(&model),
+        ..ExplainerOptions::default()
+    };
+    let explainer = Explainer::new(model, labels, options).map_err(igcam_err)?;
     state::set_explainer(explainer);
     Ok(serde_wasm_bindgen::to_value(&info)?)
 }
@@ -237,16 +246,77 @@ pub fn models_loaded() -> u32 {
 /// What the page learns about a new photo.
 #[derive(Serialize)]
 struct Photo {
-    /// The five best classes.
+    /// The five best classes (a segmenter's: the largest regions; a detector's: the classes
+    /// of its best detections).
     top5: Vec<labels::Prediction>,
+    /// What the page offers to explain, the first explained by default: a classifier's top-5
+    /// classes, a segmenter's classes present (the largest region first), a detector's
+    /// detections (the best first). All of them are explained in one request.
+    choices: Vec<Choice>,
+    /// A segmenter's best class at each pixel of its output plane (its regions, to outline).
+    regions: Option<RegionMap>,
     /// The photo's `[width, height]` as uploaded.
     size: [u32; 2],
     /// The region the model sees (the centre crop), in the photo's pixels.
     crop: igcam::metrics::PixelBox,
 }
 
-/// Decodes a photo, fits it to the model input and returns its top-5 classes, size and crop;
-/// it becomes the photo that `explain` uses (and `overlay_rgba` draws on).
+/// One thing the page can explain: a class, a segmenter's class region or a detection.
+#[derive(Serialize)]
+struct Choice {
+    /// The request's target: the class, or the detection's index.
+    target: usize,
+    label: String,
+    /// Its probability, its region's share of the pixels, or the detection's confidence.
+    score: f32,
+    /// A detection's box `[x0, y0, x1, y1]` in the photo's pixels.
+    bbox: Option<[f32; 4]>,
+}
+
+/// A segmenter's regions: the best class at each pixel of its `height × width` output plane.
+#[derive(Serialize)]
+struct RegionMap {
+    height: usize,
+    width: usize,
+    classes: Vec<u32>,
+}
+
+/// The page's choices for a prepared photo (see [`Photo::choices`]).
+fn choices(prepared: &igcam::Prepared) -> Vec<Choice> {
+    if let Some(detections) = prepared.detections() {
+        return (0..detections.len())
+            .map(|i| {
+                let p = prepared.target_prediction(i);
+                Choice {
+                    target: i,
+                    label: p.label,
+                    score: p.prob,
+                    bbox: Some(prepared.geometry.unmap_box(detections[i].bbox)),
+                }
+            })
+            .collect();
+    }
+    let classes = match prepared.regions() {
+        Some(r) => r.present(),
+        None => prepared.top(5).iter().map(|p| p.index).collect(),
+    };
+    classes
+        .into_iter()
+        .map(|c| {
+            let p = prepared.prediction(c);
+            Choice {
+                target: c,
+                label: p.label,
+                score: p.prob,
+                bbox: None,
+            }
+        })
+        .collect()
+}
+
+/// Decodes a photo, fits it to the model input and returns its top-5 classes, what can be
+/// explained, its size and crop; it becomes the photo that `explain` uses (and `overlay_rgba`
+/// draws on).
 #[wasm_bindgen]
 pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
     let s = state::get()?;
@@ -258,8 +328,15 @@ pub async fn set_image(bytes: Vec<u8>) -> Result<JsValue, JsError> {
     let logits = host(preparing.logits().reshape([1, 1, 1, values])).await?;
     let prepared = preparing.finish(logits, explainer.labels());
     let source = image.into_rgb8();
+    let [height, width] = explainer.model().output_plane();
     let photo = Photo {
         top5: prepared.top(5).to_vec(),
+        choices: choices(&prepared),
+        regions: prepared.regions().map(|r| RegionMap {
+            height,
+            width,
+            classes: r.best().iter().map(|&c| c as u32).collect(),
+        }),
         size: [source.width(), source.height()],
         crop: prepared.geometry.crop_box(),
     };
@@ -362,31 +439,62 @@ pub async fn explain(
             return Err(JsError::new("cancelled"));
         }
     }
-    let maps = explaining.finish().map_err(igcam_err)?.maps;
-    let mut out = Vec::with_capacity(maps.len());
-    for map in maps {
+    let finished = explaining.finish().map_err(igcam_err)?;
+    let mut maps = Vec::with_capacity(finished.maps.len());
+    for map in finished.maps {
         let [_, _, height, width] = map.map.dims();
         let start = now_ms();
-        let values = host(map.map).await?;
-        out.push(Explanation {
+        let values = host(map.map.clone()).await?;
+        let read = map.try_map(|_| {
+            Ok::<_, JsError>(cam::CamMap {
+                height,
+                width,
+                values,
+            })
+        })?;
+        // Its share of the chunks, and its own read-back.
+        maps.push(igcam::Explanation {
+            ms: read.ms + now_ms() - start,
+            ..read
+        });
+    }
+    // Several layers (a detector's neck): each CAM map the mean of its per-layer maps.
+    if let Some(average) = &finished.layer_average {
+        maps = average.apply(maps);
+    }
+    let out: Vec<Explanation> = maps
+        .into_iter()
+        .map(|map| Explanation {
             method: map.method.name().into(),
             target: map.target,
-            label: photo.prediction(map.target).label,
+            label: photo.target_prediction(map.target).label,
             steps: map.steps,
             layer: map.layer,
             backend: s.description.clone(),
-            height,
-            width,
-            values,
-            // Its share of the chunks, and its own read-back.
-            ms: map.ms + now_ms() - start,
-        });
-    }
+            height: map.map.height,
+            width: map.map.width,
+            values: map.map.values,
+            ms: map.ms,
+        })
+        .collect();
     Ok(serde_wasm_bindgen::to_value(&out)?)
+}
+
+/// What is drawn over an overlay besides the map: a detector's boxes (in the photo's pixels;
+/// `chosen`, the one explained, in green and thicker, the others in white, as the CLI draws
+/// them), or a segmenter's explained region, outlined where the model saw it.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Marks {
+    boxes: Vec<[f32; 4]>,
+    chosen: Option<usize>,
+    region: Option<cam::CamMap>,
 }
 
 /// The overlay of a raw map on the whole photo (RGBA, the photo's size): the map covers the
 /// region the model saw, `crop` (`{x0, y0, x1, y1}` from `set_image`), which is outlined.
+/// `marks` (optional, see [`Marks`]): `{boxes, chosen}` or `{region: {height, width,
+/// values}}`, the region's pixels non-zero.
 #[wasm_bindgen]
 pub fn overlay_rgba(
     values: Vec<f32>,
@@ -395,21 +503,41 @@ pub fn overlay_rgba(
     crop: JsValue,
     colormap: &str,
     alpha: f32,
+    marks: JsValue,
 ) -> Result<Vec<u8>, JsError> {
     let s = state::get()?;
     let crop: igcam::metrics::PixelBox = serde_wasm_bindgen::from_value(crop)?;
+    let marks: Marks = if marks.is_undefined() || marks.is_null() {
+        Marks::default()
+    } else {
+        serde_wasm_bindgen::from_value(marks)?
+    };
     let map = cam::CamMap {
         height,
         width,
         values,
     };
-    let over = render::overlay_region(
+    let mut over = render::overlay_region(
         s.source()?,
         &map,
         crop,
         Colormap::parse(colormap).map_err(igcam_err)?,
         alpha,
     );
+    if let Some(region) = &marks.region {
+        if region.values.len() != region.height * region.width {
+            return Err(JsError::new("the region's values do not fill its size"));
+        }
+        render::outline_mask(&mut over, region, crop);
+    }
+    for (i, &b) in marks.boxes.iter().enumerate() {
+        if Some(i) != marks.chosen {
+            render::draw_box(&mut over, b, [255, 255, 255], 1);
+        }
+    }
+    if let Some(&b) = marks.chosen.and_then(|i| marks.boxes.get(i)) {
+        render::draw_box(&mut over, b, [0, 255, 0], 2);
+    }
     Ok(image::DynamicImage::ImageRgb8(over).to_rgba8().into_raw())
 }
 

@@ -347,11 +347,9 @@ pub fn load(common: &CommonArgs, no_crop: bool) -> Result<Loaded> {
     };
     let options = ExplainerOptions {
         layer: model.layers().into_iter().next(),
-        preset: model.preprocess.unwrap_or(if onnx.detector().is_some() {
-            Preset::Raw01
-        } else {
-            Preset::Imagenet
-        }),
+        preset: model
+            .preprocess
+            .unwrap_or_else(|| igcam::task::Task::default_preset(&onnx)),
         baseline: path.baseline,
         no_crop,
         batch: path.batch,

@@ -206,10 +206,63 @@ impl Operator for Resize {
             size
         };
         let x = take_nchw(inputs, 0)?;
+        if x.device().is_autodiff() {
+            return Ok(Value::Float(FloatValue::nchw(self.by_products(x, size))));
+        }
         let mut options = self.options();
         options.output_size = Some(size);
         Ok(Value::Float(FloatValue::nchw(interpolate(x, options))))
     }
+}
+
+impl Resize {
+    /// The resize as two matrix products, `A_h · X · A_wᵀ` for every plane, with each axis's
+    /// taps and weights as Burn's (and PyTorch's) interpolation has them ([`axis_matrix`]).
+    /// Under autodiff, so that the reverse step is the products' on every device: Burn's GPU
+    /// backends have no reverse step of a bilinear interpolation (cubecl's panics).
+    fn by_products(&self, x: Tensor<4>, [oh, ow]: [usize; 2]) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let device = x.device();
+        let matrix = |out: usize, inp: usize| {
+            let values = axis_matrix(out, inp, &self.mode, self.align_corners);
+            crate::onnx::host::tensor(values, [out, inp], &device)
+        };
+        let rows = x.reshape([n * c * h, w]).matmul(matrix(ow, w).transpose());
+        let columns = rows
+            .reshape([n * c, h, ow])
+            .swap_dims(1, 2)
+            .reshape([n * c * ow, h])
+            .matmul(matrix(oh, h).transpose());
+        columns.reshape([n, c, ow, oh]).swap_dims(2, 3)
+    }
+}
+
+/// The `out × inp` matrix (row-major) of a resize along one axis: output `o` is
+/// `Σ_i m[o, i] · x[i]`. Nearest: `x[⌊o · inp / out⌋]`; bilinear: the two neighbours of
+/// `o · (inp - 1) / (out - 1)` (aligned corners) or `(o + ½) · inp / out - ½` (half-pixel,
+/// clamped at 0), weighted by distance. These are Burn's CPU interpolation's coordinates,
+/// which match PyTorch's.
+fn axis_matrix(out: usize, inp: usize, mode: &InterpolateMode, align_corners: bool) -> Vec<f32> {
+    let mut m = vec![0.0f32; out * inp];
+    let last = inp - 1;
+    for o in 0..out {
+        let row = &mut m[o * inp..(o + 1) * inp];
+        if matches!(mode, InterpolateMode::Nearest) {
+            let i = (o as f64 * inp as f64 / out as f64).floor() as usize;
+            row[i.min(last)] = 1.0;
+            continue;
+        }
+        let at = if align_corners {
+            o as f64 * last as f64 / (out.max(2) - 1) as f64
+        } else {
+            (o as f64 + 0.5) * inp as f64 / out as f64 - 0.5
+        };
+        let low = (at.floor().max(0.0) as usize).min(last);
+        let weight = (at - low as f64).max(0.0) as f32;
+        row[low] += 1.0 - weight;
+        row[(low + 1).min(last)] += weight;
+    }
+    m
 }
 
 #[cfg(test)]
@@ -268,6 +321,45 @@ mod tests {
                 (left - right).abs() < 1e-4 * left.abs().max(1.0),
                 "{mode:?} {align_corners} {scales:?}: {left} vs {right}"
             );
+        }
+    }
+
+    /// The resize as matrix products (what runs under autodiff) equals Burn's interpolation,
+    /// for every mode, up and down, odd sizes, and a single output row.
+    #[test]
+    fn the_products_equal_the_interpolation() {
+        let device = Device::flex();
+        for (mode, align_corners) in [
+            (InterpolateMode::Bilinear, false),
+            (InterpolateMode::Bilinear, true),
+            (InterpolateMode::Nearest, false),
+        ] {
+            for (input, output) in [([5, 7], [13, 3]), ([8, 8], [128, 128]), ([6, 1], [1, 4])] {
+                let op = Resize {
+                    target: Target::Sizes(1),
+                    mode: mode.clone(),
+                    align_corners,
+                };
+                let dims = [2, 3, input[0], input[1]];
+                let n: usize = dims.iter().product();
+                let values: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32) / 10.0).collect();
+                let x = host::tensor(values, dims, &device);
+                let mut options = op.options();
+                options.output_size = Some(output);
+                let want = host::with_floats(&interpolate(x.clone(), options), |v| v.to_vec());
+                let got = host::with_floats(&op.by_products(x, output), |v| v.to_vec());
+                let (want, got) = (want.unwrap(), got.unwrap());
+                assert_eq!(want.len(), got.len());
+                let worst = want
+                    .iter()
+                    .zip(&got)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    worst < 1e-5,
+                    "{mode:?} {align_corners} {input:?} -> {output:?}: off by {worst}"
+                );
+            }
         }
     }
 }
