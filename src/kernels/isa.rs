@@ -143,15 +143,18 @@ pub enum Kernel {
     Epilogue,
     /// Winograd's input and output tile transforms.
     Transforms,
+    /// `exp` and `erf` over tensors, and the softmax of rows.
+    Transcendental,
 }
 
 impl Kernel {
-    const ALL: [Kernel; 5] = [
+    const ALL: [Kernel; 6] = [
         Kernel::Gemm,
         Kernel::Window,
         Kernel::GradTaps,
         Kernel::Epilogue,
         Kernel::Transforms,
+        Kernel::Transcendental,
     ];
 
     /// What the kernel computes, for a profile.
@@ -162,6 +165,7 @@ impl Kernel {
             Kernel::GradTaps => "convolution and pooling input gradients",
             Kernel::Epilogue => "convolution epilogue (bias, residual, activation)",
             Kernel::Transforms => "Winograd tile transforms",
+            Kernel::Transcendental => "exp, erf and softmax",
         }
     }
 
@@ -169,9 +173,11 @@ impl Kernel {
     pub fn isa(self) -> Isa {
         match self {
             Kernel::Gemm => gemm_isa(),
-            Kernel::Window | Kernel::GradTaps | Kernel::Epilogue | Kernel::Transforms => {
-                Isa::active()
-            }
+            Kernel::Window
+            | Kernel::GradTaps
+            | Kernel::Epilogue
+            | Kernel::Transforms
+            | Kernel::Transcendental => Isa::active(),
         }
     }
 

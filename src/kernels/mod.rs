@@ -21,6 +21,7 @@ mod refusals;
 pub mod shape;
 #[cfg(any(test, feature = "bench-kernels"))]
 pub mod testing;
+pub mod transcendental;
 pub mod uninit;
 pub mod window;
 pub mod winograd;

@@ -1,8 +1,9 @@
 //! Element-wise activations and math (`Erf`, `Gelu`, `Sqrt`, `Exp`, `Neg`, `Pow` by a constant) and
 //! `Softmax`, plus the pass-through ops (`Identity`, `Dropout`).
 
-use burn::tensor::activation;
+use burn::tensor::{Tensor, activation};
 
+use super::conv::is_plain_cpu;
 use super::grad::{activation_grad, map_grad};
 use super::inputs::{missing, take_float};
 use super::operator::{
@@ -10,7 +11,32 @@ use super::operator::{
 };
 use crate::error::OpError;
 use crate::kernels::activation::Activation as Fused;
+use crate::kernels::transcendental;
+use crate::onnx::host;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
+
+impl Activation {
+    /// `Erf`, `Exp` and a softmax over the last axis on the host's vectorised kernels
+    /// ([`transcendental`]), on the plain CPU backend (Burn's run `libm` one value at a
+    /// time); `None` elsewhere.
+    fn on_host(&self, t: &Tensor<4>, softmax_dim: usize) -> OpResult<Option<Tensor<4>>> {
+        let on_host = match self.0 {
+            Act::Erf | Act::Exp => true,
+            Act::Softmax(_) => softmax_dim == 3,
+            _ => false,
+        };
+        if !on_host || !is_plain_cpu(&t.device()) {
+            return Ok(None);
+        }
+        let mut values = host::with_floats(t, <[f32]>::to_vec)?;
+        match self.0 {
+            Act::Erf => transcendental::erf_in_place(&mut values),
+            Act::Exp => transcendental::exp_in_place(&mut values),
+            _ => transcendental::softmax_rows(&mut values, t.dims()[3]),
+        }
+        Ok(Some(host::tensor(values, t.dims(), &t.device())))
+    }
+}
 
 #[derive(Clone, Copy)]
 enum Act {
@@ -246,6 +272,10 @@ impl Operator for Activation {
             Act::Softmax(axis) => x.physical_axis(axis)?,
             _ => 0,
         };
+        if let Some(t) = self.on_host(&x.tensor, softmax_dim)? {
+            x.tensor = t;
+            return Ok(Value::Float(x));
+        }
         let t = x.tensor;
         x.tensor = match self.0 {
             Act::Relu => activation::relu(t),
