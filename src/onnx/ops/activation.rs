@@ -1,6 +1,8 @@
 //! Element-wise activations and math (`Erf`, `Gelu`, `Sqrt`, `Exp`, `Neg`, `Pow` by a constant) and
 //! `Softmax`, plus the pass-through ops (`Identity`, `Dropout`).
 
+use std::f32::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+
 use burn::tensor::{Tensor, activation};
 
 use super::conv::is_plain_cpu;
@@ -190,6 +192,34 @@ impl Operator for Activation {
                     if v > 0.0 && v < 1.0 { g * alpha } else { 0.0 }
                 })
             }
+            // erf'(x) = 2 / sqrt(pi) · e^(-x²).
+            Act::Erf => map_grad(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
+                g * FRAC_2_SQRT_PI * transcendental::exp::<false>(-x * x)
+            }),
+            // GELU'(x) = Φ(x) + x φ(x) (the exact GELU; the tanh form takes autodiff).
+            Act::Gelu(false) => map_grad(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
+                let cdf = 0.5 * (1.0 + transcendental::erf::<false>(x * FRAC_1_SQRT_2));
+                let pdf = transcendental::exp::<false>(-0.5 * x * x)
+                    * FRAC_2_SQRT_PI
+                    * FRAC_1_SQRT_2
+                    * 0.5;
+                g * (cdf + x * pdf)
+            }),
+            // (x^e)' = e x^(e - 1).
+            Act::Pow(e) => map_grad(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
+                g * e * x.powf(e - 1.0)
+            }),
+            // sqrt'(x) = 1 / (2 sqrt(x)), from the output.
+            Act::Sqrt => Ok(step.grad.with_tensor(
+                step.grad
+                    .tensor
+                    .clone()
+                    .div(y.tensor.clone().mul_scalar(2.0)),
+            )),
+            // (e^x)' = e^x, the output.
+            Act::Exp => Ok(step
+                .grad
+                .with_tensor(step.grad.tensor.clone().mul(y.tensor.clone()))),
             Act::HardSwish => map_grad(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
                 if x < -3.0 {
                     0.0

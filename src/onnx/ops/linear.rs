@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use burn::tensor::Tensor;
+
 use super::conv::is_plain_cpu;
 use super::elementwise::broadcast_dims;
 use super::inputs::float_input;
@@ -161,6 +163,25 @@ fn host_tensor(values: Vec<f32>, shape: &[usize], like: &FloatValue) -> FloatVal
     FloatValue::new(t, shape)
 }
 
+/// `B`'s gradient of a `MatMul`, `at · g` with `at` = `Aᵀ`, summed back over the batch axes
+/// `B` was broadcast along.
+fn product_gradient(at: Tensor<4>, g: &FloatValue, b: &FloatValue) -> OpResult<FloatValue> {
+    if at.dims()[3] != g.tensor.dims()[2] {
+        return Err(OpError::Shape(format!(
+            "a gradient of shape {:?} does not fit B of shape {:?}",
+            g.shape(),
+            b.shape()
+        )));
+    }
+    broadcast_dims(&at.dims()[..2], &g.tensor.dims()[..2])?;
+    let db = at.matmul(g.tensor.clone());
+    let mut shape = g.shape();
+    let d = db.dims();
+    shape.truncate(g.rank - 2);
+    shape.extend([d[2], d[3]]);
+    unbroadcast(&FloatValue::new(db, &shape), &b.shape())
+}
+
 /// Builds a `Gemm` or `MatMul` node.
 pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
     let a = ctx.attrs();
@@ -220,8 +241,9 @@ impl Operator for Linear {
         true
     }
 
-    /// `A`'s gradient `g · Bᵀ` (times alpha, transposed back for `transA`); none for a `B` or
-    /// `C` computed from the input (attention), which Burn's autodiff handles.
+    /// `A`'s gradient `g · op(B)ᵀ` (times alpha, transposed back for `transA`), and for a
+    /// `MatMul` of two computed tensors (attention's `q kᵀ` and `softmax · v`) `B`'s, `Aᵀ · g`;
+    /// none for a `Gemm`'s computed `B` or `C`, which Burn's autodiff handles.
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         let (alpha, ta, tb, host) = match self {
             Linear::Gemm {
@@ -236,13 +258,24 @@ impl Operator for Linear {
         let a = step.float(0).or_no_gradient()?;
         let b = step.float(1).or_no_gradient()?;
         let g = &step.grad;
-        if !step.only_first()
+        let matmul = matches!(self, Linear::MatMul { .. });
+        let wants_b = step.wants(1);
+        if (wants_b && !matmul)
+            || step.wanted.iter().skip(2).any(|&w| w)
             || [a.rank, b.rank, g.rank].contains(&MAX_LOGICAL_RANK)
             || a.rank < 2
             || b.rank < 2
             || g.rank < 2
         {
             return Err(OpError::NoGradient);
+        }
+        let db = if wants_b {
+            Some(product_gradient(a.tensor.clone().swap_dims(2, 3), g, b)?)
+        } else {
+            None
+        };
+        if !step.wants(0) {
+            return Ok(vec![None, db]);
         }
         if let Some(h) = host.filter(|_| !ta)
             && let Some(da) = backward_on_host(h, g, &a.shape(), alpha)?
@@ -276,7 +309,7 @@ impl Operator for Linear {
         shape.truncate(g.rank - 2);
         shape.extend([d[2], d[3]]);
         let da = FloatValue::new(da, &shape);
-        Ok(vec![Some(unbroadcast(&da, &a.shape())?)])
+        Ok(vec![Some(unbroadcast(&da, &a.shape())?), db])
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {

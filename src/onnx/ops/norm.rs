@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::inputs::take_float;
 use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
-use crate::onnx::value::{FloatValue, MAX_RANK, Value, normalize_axis};
+use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, normalize_axis};
 
 struct BatchNorm {
     channels: usize,
@@ -182,9 +182,10 @@ fn along_channels(c: usize, rank: usize) -> [usize; MAX_RANK] {
     dims
 }
 
-impl Operator for Normalize {
-    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
-        let x = take_float(inputs, 0)?;
+impl Normalize {
+    /// The physical axes of `x` the statistics are taken over, and the scale and bias laid
+    /// out to broadcast against it.
+    fn layout(&self, x: &FloatValue) -> OpResult<(Vec<usize>, Tensor<4>, Option<Tensor<4>>)> {
         let shape = x.shape();
         let first = match self.axes {
             Axes::From(axis) => normalize_axis(axis, x.rank)?,
@@ -228,15 +229,47 @@ impl Operator for Normalize {
         let physical = (first..x.rank)
             .map(|d| x.physical_axis(d as i64))
             .collect::<OpResult<Vec<_>>>()?;
-        let mut mean = x.tensor.clone();
-        for &d in &physical {
-            mean = mean.mean_dim(d);
-        }
-        let centered = x.tensor.clone().sub(mean);
-        let mut var = centered.clone().mul(centered.clone());
-        for &d in &physical {
-            var = var.mean_dim(d);
-        }
+        Ok((physical, scale, bias))
+    }
+
+    /// The mean over `axes` (kept, of size 1).
+    fn mean(t: Tensor<4>, axes: &[usize]) -> Tensor<4> {
+        axes.iter().fold(t, |t, &d| t.mean_dim(d))
+    }
+}
+
+impl Operator for Normalize {
+    /// `dx = r (ĝ - mean(ĝ) - x̂ mean(ĝ x̂))` with `ĝ = g · scale`, `x̂ = (x - mean) r` and
+    /// `r = 1 / sqrt(var + eps)`, the means over the normalised axes (scale and bias are
+    /// constants).
+    fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
+        let x = step
+            .float(0)
+            .filter(|x| step.only_first() && x.rank < MAX_LOGICAL_RANK)
+            .or_no_gradient()?;
+        let (axes, scale, _) = self.layout(x)?;
+        let centered = x.tensor.clone().sub(Self::mean(x.tensor.clone(), &axes));
+        let var = Self::mean(centered.clone().mul(centered.clone()), &axes);
+        let r = var.add_scalar(self.eps).sqrt().recip();
+        let normalised = centered.mul(r.clone());
+        let g = step.grad.tensor.clone().mul(scale);
+        let along = Self::mean(g.clone().mul(normalised.clone()), &axes);
+        let dx = g
+            .clone()
+            .sub(Self::mean(g, &axes))
+            .sub(normalised.mul(along))
+            .mul(r);
+        Ok(vec![Some(x.with_tensor(dx))])
+    }
+
+    fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
+        let x = take_float(inputs, 0)?;
+        let (physical, scale, bias) = self.layout(&x)?;
+        let centered = x
+            .tensor
+            .clone()
+            .sub(Self::mean(x.tensor.clone(), &physical));
+        let var = Self::mean(centered.clone().mul(centered.clone()), &physical);
         let mut y = centered.div(var.add_scalar(self.eps).sqrt()).mul(scale);
         if let Some(b) = bias {
             y = y.add(b);

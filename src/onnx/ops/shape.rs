@@ -372,6 +372,32 @@ fn slice_backward(node: &Node, step: &Backward) -> OpResult<Vec<Option<FloatValu
     Ok(vec![step.placed(x, window)])
 }
 
+/// `Gather`'s input gradient for one index (a transformer's class token, `x[:, 0]`): the
+/// output's gradient at that index along `axis`, zeros elsewhere. Gathers of several indices
+/// (which may repeat, and would add up) take Burn's autodiff.
+fn gather_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue>>> {
+    let x = step
+        .float(0)
+        .filter(|x| step.only_first() && x.rank < MAX_LOGICAL_RANK)
+        .or_no_gradient()?;
+    let index = int_input(&step.owned_inputs(), 1)?;
+    let &[i] = index.as_slice().unwrap_or_default() else {
+        return Err(OpError::NoGradient);
+    };
+    let mut shape = x.shape();
+    let axis = normalize_axis(axis, shape.len())?;
+    let i = if i < 0 { i + shape[axis] as i64 } else { i };
+    if !(0..shape[axis] as i64).contains(&i) {
+        return Err(OpError::Data(format!("index {i} out of range")));
+    }
+    shape[axis] = 1;
+    let g = step.grad.clone().reshape(&shape)?;
+    let mut window = x.tensor.dims().map(|d| 0..d);
+    window[x.physical_axis(axis as i64)?] = i as usize..i as usize + 1;
+    let placed = x.tensor.zeros_like().slice_assign(window, g.tensor);
+    Ok(vec![Some(x.with_tensor(placed))])
+}
+
 /// `Concat`'s input gradients: the slices of the output's gradient each input filled.
 fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue>>> {
     let g = &step.grad;
@@ -424,6 +450,13 @@ impl Operator for Node {
         match &self.0 {
             ShapeOp::Concat { axis, .. } => return concat_backward(&step, *axis),
             ShapeOp::Slice { .. } => return slice_backward(self, &step),
+            ShapeOp::Gather { axis } => return gather_backward(&step, *axis),
+            // No gradient flows into integers (a shape cast to float: attention's scale); a
+            // float cast to float passes it through.
+            ShapeOp::Cast { .. } if matches!(step.inputs.first(), Some(Some(Value::Int(_)))) => {
+                return Ok(vec![None]);
+            }
+            ShapeOp::Cast { .. } => {}
             ShapeOp::Transpose { perm } => {
                 step.float(0)
                     .filter(|_| step.only_first())
