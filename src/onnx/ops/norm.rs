@@ -241,11 +241,15 @@ impl Normalize {
 impl Operator for Normalize {
     /// `dx = r (ĝ - mean(ĝ) - x̂ mean(ĝ x̂))` with `ĝ = g · scale`, `x̂ = (x - mean) r` and
     /// `r = 1 / sqrt(var + eps)`, the means over the normalised axes (scale and bias are
-    /// constants).
+    /// constants). Layer normalisation only (checked against autodiff on the zoo's
+    /// transformers and ConvNeXt); instance normalisation, which no reference model here
+    /// holds, keeps Burn's autodiff.
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         let x = step
             .float(0)
-            .filter(|x| step.only_first() && x.rank < MAX_LOGICAL_RANK)
+            .filter(|x| {
+                step.only_first() && x.rank < MAX_LOGICAL_RANK && matches!(self.axes, Axes::From(_))
+            })
             .or_no_gradient()?;
         let (axes, scale, _) = self.layout(x)?;
         let centered = x.tensor.clone().sub(Self::mean(x.tensor.clone(), &axes));
