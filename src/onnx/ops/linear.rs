@@ -174,12 +174,18 @@ fn product_gradient(at: Tensor<4>, g: &FloatValue, b: &FloatValue) -> OpResult<F
         )));
     }
     broadcast_dims(&at.dims()[..2], &g.tensor.dims()[..2])?;
-    let db = at.matmul(g.tensor.clone());
-    let mut shape = g.shape();
-    let d = db.dims();
-    shape.truncate(g.rank - 2);
-    shape.extend([d[2], d[3]]);
-    unbroadcast(&FloatValue::new(db, &shape), &b.shape())
+    summed_back(at.matmul(g.tensor.clone()), g, &b.shape())
+}
+
+/// An operand's gradient `product` (batched like the output's gradient `g`, its last two axes
+/// the operand's matrix) as a value, summed back to the operand's `shape` over the batch axes
+/// it was broadcast along.
+fn summed_back(product: Tensor<4>, g: &FloatValue, shape: &[usize]) -> OpResult<FloatValue> {
+    let mut batched = g.shape();
+    let d = product.dims();
+    batched.truncate(g.rank - 2);
+    batched.extend([d[2], d[3]]);
+    unbroadcast(&FloatValue::new(product, &batched), shape)
 }
 
 /// Builds a `Gemm` or `MatMul` node.
@@ -304,12 +310,7 @@ impl Operator for Linear {
         if ta {
             da = da.swap_dims(2, 3);
         }
-        let mut shape = g.shape();
-        let d = da.dims();
-        shape.truncate(g.rank - 2);
-        shape.extend([d[2], d[3]]);
-        let da = FloatValue::new(da, &shape);
-        Ok(vec![Some(unbroadcast(&da, &a.shape())?), db])
+        Ok(vec![Some(summed_back(da, g, &a.shape())?), db])
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
