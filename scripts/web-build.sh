@@ -44,13 +44,13 @@ optimise_module() {
     --enable-threads "dist/${1}_bg.wasm" -o "dist/${1}_bg.wasm"
 }
 
-# dist/ from scratch: both wasm modules and their JS glue, then the page's files. wasm-opt is
-# single-threaded: the first module's runs beside the second module's build.
+# dist/ from scratch: both wasm modules and their JS glue, then the page's files. The two modules
+# have target dirs of their own, so they build side by side (one after the other, they were the
+# critical path of a cold CI run on 2 cores); the single-threaded one's wasm-opt follows it.
 build_dist() {
   rm -rf dist
   mkdir -p dist
-  build_module igcam-web "$CARGO_TARGET_DIR" "$RUSTFLAGS" "$@"
-  optimise_module igcam-web &
+  (build_module igcam-web "$CARGO_TARGET_DIR" "$RUSTFLAGS" "$@" && optimise_module igcam-web) &
   local first=$!
   # std itself must be built with atomics: always -Z build-std (with rustup, that needs the
   # rust-src component: `rustup component add rust-src`).
