@@ -23,9 +23,9 @@ TRUNK_VERSION=0.21.14
 # CARGO_TARGET_DIR: CI's native build uses that one at the same time and would wait for its lock.
 # Unoptimised (opt-level 0, no LTO): the tools only drive other programs and rewrite a few files,
 # so their compile time is what a cold CI run pays for them. Measured on 2 cores: Trunk 4.5
-# CPU-min instead of about 12 (its release profile is fat LTO in one codegen unit),
-# wasm-bindgen-cli 1.8 instead of about 8; wasm-bindgen then takes 13 s instead of 3 on the
-# 60 MB single-threaded module.
+# CPU-min (about 10 with its own release profile, fat LTO in one codegen unit), wasm-bindgen-cli
+# 1.8 (about 8 in release); wasm-bindgen then takes 13 s instead of 3 on the 60 MB
+# single-threaded module.
 install_tool() {
   env -u CARGO_TARGET_DIR -u RUSTFLAGS CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \

@@ -6,9 +6,9 @@
 #     +atomics and its own std; no WebGPU), loaded by web/explain-worker.js;
 # each through wasm-bindgen (`--target web`), the first also through wasm-opt -Oz, and the
 # page's own files (index.html, web/*.js, style.css, the default model, its labels, the sample
-# photos) copied beside them. The toolchain, the tools and their cache: scripts/wasm-env.sh. No Trunk here: the
-# page imports the wasm-bindgen module itself, so the test build is one cargo build and two tool
-# runs (Trunk is the developer's loop: Trunk.toml, scripts/trunk-build.sh).
+# photos) copied beside them. The toolchain, the tools and their cache: scripts/wasm-env.sh. No
+# Trunk here: the page imports the wasm-bindgen module itself, so the test build is one cargo
+# build and two tool runs (Trunk is the developer's loop: Trunk.toml, scripts/trunk-build.sh).
 # Arguments go to the single-threaded build's `cargo build` (e.g. `--features ...`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
