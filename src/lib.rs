@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "mimalloc")]
+pub mod allocator;
 pub mod budget;
 pub mod cam;
 pub mod data;

@@ -38,7 +38,7 @@ use crate::input::Input;
 use crate::shared::{Shared, panic_text};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: igcam::allocator::MiMalloc = igcam::allocator::MiMalloc;
 
 /// The embedded ImageNet EfficientNet-Lite0 (the CLI's default model).
 const DEFAULT_MODEL: &[u8] = include_bytes!("../../models/efficientnet-lite0.onnx");
@@ -780,6 +780,7 @@ fn method_names() -> Vec<&'static str> {
 
 #[pymodule]
 fn _igcam(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    igcam::allocator::retain_freed_memory();
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(upsample, m)?)?;
     m.add_function(wrap_pyfunction!(overlay, m)?)?;

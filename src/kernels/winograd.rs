@@ -5,7 +5,7 @@
 //! agrees with the direct convolution to float rounding. The filters are transformed once, at
 //! load; the tiles of all images of a batch go through each of the 16 products together.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
 use super::conv_grad::Gate;
@@ -213,12 +213,12 @@ fn run(
     let tiles = th * tw;
     let n = batch * tiles;
     let isa = Kernel::Transforms.enter();
-    let tiling = Tiling::of(s, [0, th], n);
+    let tiling = Tiling::of(s, [0, th], batch, n);
     par_chunks(v, 16 * n, |c, vc| {
-        for b in 0..batch {
-            let plane = &x[(b * cin + c) * h * w..(b * cin + c + 1) * h * w];
-            input_tiles_on(isa, &tiling, plane, &mut vc[b * tiles..]);
-        }
+        let planes: Vec<&[f32]> = (0..batch)
+            .map(|b| &x[(b * cin + c) * h * w..(b * cin + c + 1) * h * w])
+            .collect();
+        input_tiles_on(isa, &tiling, &planes, vc);
     });
     let mp = SendPtr(m.as_mut_ptr());
     let products = |xi: usize| {
@@ -233,13 +233,15 @@ fn run(
     let plane = oh * ow;
     let write = |k: usize| {
         let mk = &m[k * 16 * n..(k + 1) * 16 * n];
-        for b in 0..batch {
-            let base = (b * cout + k) * plane;
-            // SAFETY: channel k of every image is written by this task only, inside `out`
-            // (allocated just above as batch·cout·oh·ow values; base + plane ≤ its length).
-            let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(base), plane) };
-            let residual = epilogue.residual.map(|r| &r[base..base + plane]);
-            output_tiles_on(isa, &tiling, &mk[b * tiles..], [oh, ow], o);
+        let base = |b: usize| (b * cout + k) * plane;
+        // SAFETY: channel k of every image is written by this task only, inside `out`
+        // (allocated just above as batch·cout·oh·ow values; base + plane ≤ its length).
+        let mut planes: Vec<&mut [f32]> = (0..batch)
+            .map(|b| unsafe { std::slice::from_raw_parts_mut(op.get().add(base(b)), plane) })
+            .collect();
+        output_tiles_on(isa, &tiling, mk, [oh, ow], &mut planes);
+        for (b, o) in planes.into_iter().enumerate() {
+            let residual = epilogue.residual.map(|r| &r[base(b)..base(b) + plane]);
             epilogue_on(isa, epilogue, k, o, residual);
         }
     };
@@ -311,11 +313,11 @@ fn run_blocked(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epi
             ((block + 1) * rows_per_block).min(th),
         ];
         let nb = (rows[1] - rows[0]) * tw;
-        let tiling = Tiling::of(s, rows, nb);
+        let tiling = Tiling::of(s, rows, 1, nb);
         with_tile_buffers(&BLOCK_SCRATCH, [cin * 16 * nb, cout * 16 * nb], |v, m| {
             for (c, vc) in v.chunks_exact_mut(16 * nb).enumerate() {
                 let input = &x[(b * cin + c) * h * w..(b * cin + c + 1) * h * w];
-                input_tiles_on(isa, &tiling, input, vc);
+                input_tiles_on(isa, &tiling, &[input], vc);
             }
             for xi in 0..16 {
                 // SAFETY: `conv2d` asserted u.len() == 16·cout·cin; v and m were cut to
@@ -332,7 +334,7 @@ fn run_blocked(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epi
                 // alone, inside `out` (batch·cout·oh·ow values; base + len ≤ its length).
                 let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(base), len) };
                 let residual = epilogue.residual.map(|r| &r[base..base + len]);
-                output_tiles_on(isa, &tiling, mk, [oh, ow], o);
+                output_tiles_on(isa, &tiling, mk, [oh, ow], &mut [&mut *o]);
                 epilogue_on(isa, epilogue, k, o, residual);
             }
         })
@@ -365,21 +367,26 @@ struct Tiling {
     pad: [usize; 2],
     /// Tile rows and tile columns (each tile covers 2×2 outputs).
     tiles: [usize; 2],
-    /// The tile rows transformed: `rows[0]..rows[1]` (their tiles are numbered from 0).
+    /// The tile rows transformed: `rows[0]..rows[1]` of each image (their tiles are numbered
+    /// from 0, image after image).
     rows: [usize; 2],
+    /// Images transformed together (one plane each).
+    images: usize,
     /// Distance between transformed value `xi` and `xi + 1` of a tile.
     stride: usize,
 }
 
 impl Tiling {
-    /// The tiles of convolution `s`'s output in tile rows `rows`, `stride` apart.
-    fn of(s: &ConvShape, rows: [usize; 2], stride: usize) -> Self {
+    /// The tiles of convolution `s`'s output in tile rows `rows` of `images` images, `stride`
+    /// apart.
+    fn of(s: &ConvShape, rows: [usize; 2], images: usize, stride: usize) -> Self {
         let [oh, ow] = s.checked_output();
         Tiling {
             input: s.input,
             pad: [s.pad[0].0, s.pad[1].0],
             tiles: [oh.div_ceil(2), ow.div_ceil(2)],
             rows,
+            images,
             stride,
         }
     }
@@ -387,12 +394,12 @@ impl Tiling {
 
 isa_dispatch! {
     /// [`input_tiles`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
-    fn input_tiles_on(t: &Tiling, plane: &[f32], out: &mut [f32]) => input_tiles
+    fn input_tiles_on(t: &Tiling, planes: &[&[f32]], out: &mut [f32]) => input_tiles
 }
 
 isa_dispatch! {
     /// [`output_tiles`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
-    fn output_tiles_on(t: &Tiling, products: &[f32], output: [usize; 2], o: &mut [f32]) => output_tiles
+    fn output_tiles_on(t: &Tiling, products: &[f32], output: [usize; 2], o: &mut [&mut [f32]]) => output_tiles
 }
 
 isa_dispatch! {
@@ -405,65 +412,171 @@ fn epilogue_channel(e: &Epilogue, k: usize, o: &mut [f32], residual: Option<&[f3
     e.apply_channel(k, o, residual);
 }
 
-/// `Bᵀ d B` of the 4×4 input tiles in tile rows `t.rows` of one channel plane: transformed
-/// value `xi` of tile `i` (row-major, from the first of those rows) goes to `out[xi · stride + i]`, where Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],
-/// [0,1,0,-1]]. A tile row at a time, on whole rows: the four input rows (zero outside the
-/// plane) are combined (`Bᵀ d`), their even and odd columns split, and each of the 16 values
-/// of the row's tiles is then a difference or sum of two unit-stride runs, so the loops
-/// vectorise across tiles.
+/// `Bᵀ d B` of the 4×4 input tiles in tile rows `t.rows` of one channel's plane in each of
+/// `t.images` images: transformed value `xi` of tile `i` (row-major from the first of those
+/// rows, image after image) goes to `out[xi · stride + i]`, where Bᵀ = [[1,0,-1,0],[0,1,1,0],
+/// [0,-1,1,0],[0,1,0,-1]].
+///
+/// Every step is one long unit-stride run over all the tiles (a tile row is a few dozen values
+/// at most, too short for 16-lane vectors, and a small plane has few tile rows):
+/// 1. each image's padded input rows (zero outside the plane), the even and the odd ones apart,
+///    `rows + 1` of each per image, so that tile row `r` reads even rows `r`, `r + 1` and odd
+///    rows `r`, `r + 1`;
+/// 2. `Bᵀ d`: four combinations of those (the tile row after each image's last straddles two
+///    images and goes unused);
+/// 3. their even and odd columns apart, so that tile `x` of a row reads even and odd columns
+///    `x` and `x + 1`;
+/// 4. `(Bᵀ d) B`: four combinations of those for each of the four, the 16 values of every tile
+///    (and of one unused slot per tile row, past its end);
+/// 5. each tile row's values copied to `out`.
+///
+/// The sums are those of the direct formula, in the same order, so the values are the same.
 #[inline(always)]
-fn input_tiles(t: &Tiling, plane: &[f32], out: &mut [f32]) {
+fn input_tiles(t: &Tiling, planes: &[&[f32]], out: &mut [f32]) {
     let ([h, w], [top, left], [_, tw]) = (t.input, t.pad, t.tiles);
-    // A tile row reads 2·tw + 2 columns from column −left on.
+    assert_eq!(planes.len(), t.images, "one plane per image");
+    let rows = t.rows[1] - t.rows[0];
+    // A padded input row: the 2·tw + 2 columns its tiles read, from column −left on.
     let width = 2 * tw + 2;
-    let mut rows = vec![0.0f32; 4 * width];
-    let mut combined = vec![0.0f32; 4 * width];
-    let mut halves = vec![0.0f32; 8 * (tw + 1)];
+    let half = tw + 1;
+    let stacked = t.images * (rows + 1);
+    let (padded, span, slots) = (stacked * width, (stacked - 1) * width, (stacked - 1) * half);
     let first = left.min(width);
     let count = w.min(width - first);
-    for ty in t.rows[0]..t.rows[1] {
-        for (r, row) in rows.chunks_exact_mut(width).enumerate() {
-            let iy = (2 * ty + r).checked_sub(top).filter(|&iy| iy < h);
-            match iy {
-                Some(iy) => {
-                    row[..first].fill(0.0);
-                    row[first..first + count].copy_from_slice(&plane[iy * w..iy * w + count]);
-                    row[first + count..].fill(0.0);
+    let len = 2 * padded + 8 * span + 16 * slots;
+    let mut buffer = take_transform_scratch(len);
+    {
+        let (even_rows, rest) = buffer[..len].split_at_mut(padded);
+        let (odd_rows, rest) = rest.split_at_mut(padded);
+        let (row_combos, rest) = rest.split_at_mut(4 * span);
+        let (split, tiles) = rest.split_at_mut(4 * span);
+        // 1. Padded input rows 2·rows[0] + y, y even into `even_rows`, y odd into `odd_rows`.
+        for (b, plane) in planes.iter().enumerate() {
+            for y in 0..2 * (rows + 1) {
+                let parity = if y % 2 == 0 {
+                    &mut *even_rows
+                } else {
+                    &mut *odd_rows
+                };
+                let row = &mut parity[(b * (rows + 1) + y / 2) * width..][..width];
+                match (2 * t.rows[0] + y).checked_sub(top).filter(|&iy| iy < h) {
+                    Some(iy) => {
+                        row[..first].fill(0.0);
+                        copy_run(
+                            &mut row[first..first + count],
+                            &plane[iy * w..iy * w + count],
+                        );
+                        row[first + count..].fill(0.0);
+                    }
+                    None => row.fill(0.0),
                 }
-                None => row.fill(0.0),
             }
         }
-        let (r0, rest) = rows.split_at(width);
-        let (r1, rest) = rest.split_at(width);
-        let (r2, r3) = rest.split_at(width);
-        let (t0, rest) = combined.split_at_mut(width);
-        let (t1, rest) = rest.split_at_mut(width);
-        let (t2, t3) = rest.split_at_mut(width);
-        for j in 0..width {
-            t0[j] = r0[j] - r2[j];
-            t1[j] = r1[j] + r2[j];
-            t2[j] = r2[j] - r1[j];
-            t3[j] = r1[j] - r3[j];
+        // 2. Bᵀ d for every tile row: r0 − r2, r1 + r2, r2 − r1, r1 − r3.
+        let (r0, r2) = (&even_rows[..span], &even_rows[width..]);
+        let (r1, r3) = (&odd_rows[..span], &odd_rows[width..]);
+        let (t0, rest) = row_combos.split_at_mut(span);
+        let (t1, rest) = rest.split_at_mut(span);
+        let (t2, t3) = rest.split_at_mut(span);
+        combine(t0, [r0, r2, r1, r3], |r0, r2, _, _| r0 - r2);
+        combine(t1, [r0, r2, r1, r3], |_, r2, r1, _| r1 + r2);
+        combine(t2, [r0, r2, r1, r3], |_, r2, r1, _| r2 - r1);
+        combine(t3, [r0, r2, r1, r3], |_, _, r1, r3| r1 - r3);
+        // 3. Even and odd columns of each combination.
+        for (combo, halves) in row_combos
+            .chunks_exact(span)
+            .zip(split.chunks_exact_mut(span))
+        {
+            let (even, odd) = halves.split_at_mut(slots);
+            deinterleave(combo, even, odd);
         }
-        for (i, row) in combined.chunks_exact(width).enumerate() {
-            let (even, odd) = halves[2 * i * (tw + 1)..2 * (i + 1) * (tw + 1)].split_at_mut(tw + 1);
-            for (k, pair) in row.chunks_exact(2).enumerate() {
-                even[k] = pair[0];
-                odd[k] = pair[1];
+        // 4. (Bᵀ d) B: a tile's columns are e0, o0, e1, o1: c0 − c2, c1 + c2, c2 − c1, c1 − c3.
+        let used = slots - 1;
+        for (halves, values) in split
+            .chunks_exact(span)
+            .zip(tiles.chunks_exact_mut(4 * slots))
+        {
+            let (even, odd) = halves.split_at(slots);
+            let columns = [&even[..used], &even[1..], &odd[..used], &odd[1..]];
+            let (v0, rest) = values.split_at_mut(slots);
+            let (v1, rest) = rest.split_at_mut(slots);
+            let (v2, v3) = rest.split_at_mut(slots);
+            combine(v0, columns, |e0, e1, _, _| e0 - e1);
+            combine(v1, columns, |_, e1, o0, _| o0 + e1);
+            combine(v2, columns, |_, e1, o0, _| e1 - o0);
+            combine(v3, columns, |_, _, o0, o1| o0 - o1);
+        }
+        // 5. Each image's tile rows to `out`, without the unused slots and rows.
+        for (xi, values) in tiles.chunks_exact(slots).enumerate() {
+            let dst = &mut out[xi * t.stride..xi * t.stride + t.images * rows * tw];
+            for (b, image) in dst.chunks_exact_mut(rows * tw).enumerate() {
+                let from = &values[b * (rows + 1) * half..];
+                for (d, v) in image.chunks_exact_mut(tw).zip(from.chunks(half)) {
+                    copy_run(d, &v[..tw]);
+                }
             }
-        }
-        for i in 0..4 {
-            let (even, odd) = halves[2 * i * (tw + 1)..2 * (i + 1) * (tw + 1)].split_at(tw + 1);
-            let columns = [&even[..tw], &even[1..], &odd[..tw], &odd[1..]];
-            let start = |k: usize| (i * 4 + k) * t.stride + (ty - t.rows[0]) * tw;
-            // A tile's columns are e0, o0, e1, o1: d·B's four columns are c0 − c2, c1 + c2,
-            // c2 − c1 and c1 − c3.
-            combine(&mut out[start(0)..][..tw], columns, |e0, e1, _, _| e0 - e1);
-            combine(&mut out[start(1)..][..tw], columns, |_, e1, o0, _| o0 + e1);
-            combine(&mut out[start(2)..][..tw], columns, |_, e1, o0, _| e1 - o0);
-            combine(&mut out[start(3)..][..tw], columns, |_, _, o0, o1| o0 - o1);
         }
     }
+    TRANSFORM_SCRATCH.set(buffer);
+}
+
+/// `Aᵀ m A` of the product tiles of one channel's tile rows `t.rows` in each of `t.images`
+/// images (value `xi` of tile `i`, numbered as [`input_tiles`] does, at `products[xi · stride +
+/// i]`), written to each image's `o`: the `output` plane's rows from `2 · t.rows[0]` on (rows
+/// and columns past its edge left out), where Aᵀ = [[1,1,1,0],[0,1,-1,-1]]. As in
+/// [`input_tiles`], each step is one run over all the tiles: `Aᵀ m` (eight values a tile),
+/// `(Aᵀ m) A` (the 2×2 outputs), each tile's two output columns interleaved into the two output
+/// rows it covers, and those rows copied to `o`. The same sums in the same order as the direct
+/// formula.
+#[inline(always)]
+fn output_tiles(t: &Tiling, products: &[f32], output: [usize; 2], o: &mut [&mut [f32]]) {
+    let ([_, tw], [oh, ow], first) = (t.tiles, output, t.rows[0]);
+    assert_eq!(o.len(), t.images, "one output plane per image");
+    let rows = t.rows[1] - first;
+    let count = t.images * rows * tw;
+    let len = 16 * count;
+    let mut buffer = take_transform_scratch(len);
+    {
+        let (combos, rest) = buffer[..len].split_at_mut(8 * count);
+        let (columns, interleaved) = rest.split_at_mut(4 * count);
+        let s = |xi: usize| &products[xi * t.stride..xi * t.stride + count];
+        // Aᵀ m: row 0 of column j is m0j + m1j + m2j, row 1 is m1j − m2j − m3j.
+        for (j, row) in combos.chunks_exact_mut(2 * count).enumerate() {
+            let (first, second) = row.split_at_mut(count);
+            let runs = [s(j), s(4 + j), s(8 + j), s(12 + j)];
+            combine(first, runs, |a, b, c, _| a + b + c);
+            combine(second, runs, |_, b, c, d| b - c - d);
+        }
+        // (Aᵀ m) A: each row's columns t0 + t1 + t2 and t1 − t2 − t3.
+        for (r, pair) in columns.chunks_exact_mut(2 * count).enumerate() {
+            let column = |j: usize| &combos[j * 2 * count + r * count..][..count];
+            let runs = [column(0), column(1), column(2), column(3)];
+            let (left, right) = pair.split_at_mut(count);
+            combine(left, runs, |t0, t1, t2, _| t0 + t1 + t2);
+            combine(right, runs, |_, t1, t2, t3| t1 - t2 - t3);
+        }
+        // Output row r of every tile row: its tiles' left and right columns, interleaved.
+        for (pair, out) in columns
+            .chunks_exact(2 * count)
+            .zip(interleaved.chunks_exact_mut(2 * count))
+        {
+            let (left, right) = pair.split_at(count);
+            interleave(left, right, out);
+        }
+        for (b, plane) in o.iter_mut().enumerate() {
+            for ty in first..t.rows[1] {
+                let at = (b * rows + ty - first) * 2 * tw;
+                for (r, values) in interleaved.chunks_exact(2 * count).enumerate() {
+                    let oy = 2 * ty + r;
+                    if oy < oh {
+                        let oy = oy - 2 * first;
+                        copy_run(&mut plane[oy * ow..(oy + 1) * ow], &values[at..at + ow]);
+                    }
+                }
+            }
+        }
+    }
+    TRANSFORM_SCRATCH.set(buffer);
 }
 
 /// `out[x] = f(e0[x], e1[x], o0[x], o1[x])` for the four runs `[e0, e1, o0, o1]`.
@@ -474,47 +587,100 @@ fn combine(out: &mut [f32], [e0, e1, o0, o1]: [&[f32]; 4], f: impl Fn(f32, f32, 
     }
 }
 
-/// `Aᵀ m A` of the product tiles of one channel plane's tile rows `t.rows` (value `xi` of tile
-/// `i` at `products[xi · stride + i]`), written to `o`, the `output` plane's rows from `2 ·
-/// t.rows[0]` on (rows and columns past its edge left out), where Aᵀ = [[1,1,1,0],[0,1,-1,-1]]. A tile row at a time: each 2×2 output
-/// is sums of unit-stride runs across the row's tiles, interleaved into two output rows.
+/// `even[k] = pairs[2k]` and `odd[k] = pairs[2k + 1]`, 16 values of each at a time (fixed
+/// sizes, which the compiler turns into vector shuffles; a plain loop stays scalar).
 #[inline(always)]
-fn output_tiles(t: &Tiling, products: &[f32], output: [usize; 2], o: &mut [f32]) {
-    let ([_, tw], [oh, ow], first) = (t.tiles, output, t.rows[0]);
-    let mut rows = vec![0.0f32; 8 * tw];
-    let mut pairs = vec![0.0f32; 4 * tw];
-    for ty in first..t.rows[1] {
-        let at = (ty - first) * tw;
-        let s = |xi: usize| &products[xi * t.stride + at..xi * t.stride + at + tw];
-        // Aᵀ m: row 0 of column j is m0j + m1j + m2j, row 1 is m1j − m2j − m3j.
-        for (j, row) in rows.chunks_exact_mut(2 * tw).enumerate() {
-            let (first, second) = row.split_at_mut(tw);
-            let (a, b, c, d) = (s(j), s(4 + j), s(8 + j), s(12 + j));
-            for (((v, &a), &b), &c) in first.iter_mut().zip(a).zip(b).zip(c) {
-                *v = a + b + c;
-            }
-            for (((v, &b), &c), &d) in second.iter_mut().zip(b).zip(c).zip(d) {
-                *v = b - c - d;
-            }
-        }
-        // (Aᵀ m) A: each row's columns t0 + t1 + t2 and t1 − t2 − t3, interleaved.
-        for (r, out) in pairs.chunks_exact_mut(2 * tw).enumerate() {
-            let column = |j: usize| &rows[j * 2 * tw + r * tw..j * 2 * tw + (r + 1) * tw];
-            let (t0, t1, t2, t3) = (column(0), column(1), column(2), column(3));
-            let values = out.chunks_exact_mut(2).zip(t0).zip(t1).zip(t2).zip(t3);
-            for ((((pair, &t0), &t1), &t2), &t3) in values {
-                pair[0] = t0 + t1 + t2;
-                pair[1] = t1 - t2 - t3;
-            }
-        }
-        for (dy, row) in pairs.chunks_exact(2 * tw).enumerate() {
-            let oy = 2 * ty + dy;
-            if oy < oh {
-                let oy = oy - 2 * first;
-                o[oy * ow..(oy + 1) * ow].copy_from_slice(&row[..ow]);
-            }
+fn deinterleave(pairs: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    const LANES: usize = 16;
+    let blocks = pairs.chunks_exact(2 * LANES);
+    let tail = blocks.remainder();
+    let done = pairs.len() / (2 * LANES) * LANES;
+    let (even_blocks, even_tail) = even.split_at_mut(done);
+    let (odd_blocks, odd_tail) = odd.split_at_mut(done);
+    let outputs = even_blocks
+        .chunks_exact_mut(LANES)
+        .zip(odd_blocks.chunks_exact_mut(LANES));
+    for (pair, (e, o)) in blocks.zip(outputs) {
+        let pair: &[f32; 2 * LANES] = pair.try_into().expect("a whole block");
+        let e: &mut [f32; LANES] = e.try_into().expect("a whole block");
+        let o: &mut [f32; LANES] = o.try_into().expect("a whole block");
+        for k in 0..LANES {
+            e[k] = pair[2 * k];
+            o[k] = pair[2 * k + 1];
         }
     }
+    for ((e, o), pair) in even_tail.iter_mut().zip(odd_tail).zip(tail.chunks_exact(2)) {
+        *e = pair[0];
+        *o = pair[1];
+    }
+}
+
+/// `pairs[2k] = even[k]` and `pairs[2k + 1] = odd[k]`: [`deinterleave`] backwards.
+#[inline(always)]
+fn interleave(even: &[f32], odd: &[f32], pairs: &mut [f32]) {
+    const LANES: usize = 16;
+    let done = even.len() / LANES * LANES;
+    let (blocks, tail) = pairs.split_at_mut(2 * done);
+    let inputs = even[..done]
+        .chunks_exact(LANES)
+        .zip(odd[..done].chunks_exact(LANES));
+    for (pair, (e, o)) in blocks.chunks_exact_mut(2 * LANES).zip(inputs) {
+        let pair: &mut [f32; 2 * LANES] = pair.try_into().expect("a whole block");
+        let e: &[f32; LANES] = e.try_into().expect("a whole block");
+        let o: &[f32; LANES] = o.try_into().expect("a whole block");
+        for k in 0..LANES {
+            pair[2 * k] = e[k];
+            pair[2 * k + 1] = o[k];
+        }
+    }
+    for ((pair, &e), &o) in tail
+        .chunks_exact_mut(2)
+        .zip(&even[done..])
+        .zip(&odd[done..])
+    {
+        pair[0] = e;
+        pair[1] = o;
+    }
+}
+
+/// Copies `src` to `dst` (as long) in fixed-width moves, the last one overlapping the one
+/// before, so that a run of a few dozen values needs neither a library call nor a scalar tail.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    #[inline(always)]
+    fn by<const W: usize>(dst: &mut [f32], src: &[f32]) {
+        let n = dst.len();
+        let mut i = 0;
+        while i + W < n {
+            dst[i..i + W].copy_from_slice(&src[i..i + W]);
+            i += W;
+        }
+        dst[n - W..].copy_from_slice(&src[n - W..n]);
+    }
+    assert_eq!(dst.len(), src.len(), "runs of different lengths");
+    match dst.len() {
+        16.. => by::<16>(dst, src),
+        8.. => by::<8>(dst, src),
+        4.. => by::<4>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+thread_local! {
+    /// The tile transforms' working runs ([`input_tiles`], [`output_tiles`]), on this thread.
+    static TRANSFORM_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// This thread's transform scratch, taken out of it and grown to at least `len` values (each
+/// step overwrites what it reads later, so they are not cleared); put it back when done. Taken
+/// rather than borrowed in a closure, so that the transform's body stays inside the function
+/// compiled for the ISA.
+fn take_transform_scratch(len: usize) -> Vec<f32> {
+    let mut scratch = TRANSFORM_SCRATCH.take();
+    if scratch.len() < len {
+        scratch.resize(len, 0.0);
+    }
+    scratch
 }
 
 #[cfg(test)]
@@ -588,7 +754,8 @@ mod tests {
         }
     }
 
-    /// The tile transforms give the portable path's values on every ISA this CPU has.
+    /// The tile transforms give the portable path's values on every ISA this CPU has, on two
+    /// images at once.
     #[test]
     fn every_isa_path_gives_the_portable_result() {
         use crate::kernels::testing::assert_every_isa_agrees;
@@ -598,20 +765,88 @@ mod tests {
             pad: [1, 1],
             tiles: [oh.div_ceil(2), ow.div_ceil(2)],
             rows: [0, oh.div_ceil(2)],
-            stride: 21,
+            images: 2,
+            stride: 41,
         };
-        let plane = values(h * w, 940);
+        let planes = [values(h * w, 940), values(h * w, 942)];
         assert_every_isa_agrees("the input transform", |isa| {
-            let mut out = vec![0.0; 16 * 21];
-            input_tiles_on(isa, &tiling, &plane, &mut out);
+            let mut out = vec![0.0; 16 * 41];
+            input_tiles_on(isa, &tiling, &[&planes[0], &planes[1]], &mut out);
             out
         });
-        let products = values(16 * 21, 941);
+        let products = values(16 * 41, 941);
         assert_every_isa_agrees("the output transform", |isa| {
-            let mut o = vec![0.0; oh * ow];
-            output_tiles_on(isa, &tiling, &products, [oh, ow], &mut o);
+            let mut o = vec![0.0; 2 * oh * ow];
+            let (first, second) = o.split_at_mut(oh * ow);
+            output_tiles_on(isa, &tiling, &products, [oh, ow], &mut [first, second]);
             o
         });
+    }
+
+    /// The transforms give exactly the values of the tile-by-tile formula (`Bᵀ d B` with the
+    /// rows combined first, `Aᵀ m A` likewise), on two images, odd sizes and both pads.
+    #[test]
+    fn transforms_equal_the_tile_by_tile_formula() {
+        let ([h, w], [oh, ow]): ([usize; 2], [usize; 2]) = ([9, 7], [9, 7]);
+        let ([th, tw], stride) = ([5, 4], 43);
+        let tiling = Tiling {
+            input: [h, w],
+            pad: [1, 1],
+            tiles: [th, tw],
+            rows: [0, th],
+            images: 2,
+            stride,
+        };
+        let planes = [values(h * w, 950), values(h * w, 951)];
+        let mut got = vec![0.0; 16 * stride];
+        input_tiles(&tiling, &[&planes[0], &planes[1]], &mut got);
+        let products = values(16 * stride, 952);
+        let mut o = vec![0.0; 2 * oh * ow];
+        let (first, second) = o.split_at_mut(oh * ow);
+        output_tiles(&tiling, &products, [oh, ow], &mut [first, second]);
+        for (b, plane) in planes.iter().enumerate() {
+            for (ty, tx) in (0..th).flat_map(|ty| (0..tw).map(move |tx| (ty, tx))) {
+                let tile = b * th * tw + ty * tw + tx;
+                let d = |r: usize, c: usize| {
+                    let (y, x) = ((2 * ty + r).checked_sub(1), (2 * tx + c).checked_sub(1));
+                    match (y, x) {
+                        (Some(y), Some(x)) if y < h && x < w => plane[y * w + x],
+                        _ => 0.0,
+                    }
+                };
+                let rows: [[f32; 4]; 4] = std::array::from_fn(|c| {
+                    [
+                        d(0, c) - d(2, c),
+                        d(1, c) + d(2, c),
+                        d(2, c) - d(1, c),
+                        d(1, c) - d(3, c),
+                    ]
+                });
+                for i in 0..4 {
+                    let r = |c: usize| rows[c][i];
+                    let want = [r(0) - r(2), r(1) + r(2), r(2) - r(1), r(1) - r(3)];
+                    for (j, want) in want.into_iter().enumerate() {
+                        assert_eq!(got[(4 * i + j) * stride + tile], want, "tile {tile} {i}{j}");
+                    }
+                }
+                let m = |xi: usize| products[xi * stride + tile];
+                let at: [[f32; 2]; 4] = std::array::from_fn(|j| {
+                    [m(j) + m(4 + j) + m(8 + j), m(4 + j) - m(8 + j) - m(12 + j)]
+                });
+                let [a0, a1, a2, a3] = at;
+                for (r, ((t0, t1), (t2, t3))) in
+                    a0.iter().zip(a1).zip(a2.iter().zip(a3)).enumerate()
+                {
+                    let pair = [t0 + t1 + t2, t1 - t2 - t3];
+                    for (c, want) in pair.into_iter().enumerate() {
+                        let (y, x) = (2 * ty + r, 2 * tx + c);
+                        if y < oh && x < ow {
+                            assert_eq!(o[b * oh * ow + y * ow + x], want, "output {b} {y} {x}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The Winograd input gradient equals the direct one (`conv_grad`, itself checked against

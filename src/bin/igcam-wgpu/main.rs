@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
 use igcam::error::{Setting, Spelling};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: igcam::allocator::MiMalloc = igcam::allocator::MiMalloc;
 
 /// Integrated Grad-CAM (and Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, Integrated Gradients)
 /// for any ONNX image classifier, on the GPU through wgpu or on the CPU.
@@ -134,6 +134,7 @@ fn render(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    igcam::allocator::retain_freed_memory();
     if let Some(code) = backend::list_adapters_if_asked() {
         return code;
     }
