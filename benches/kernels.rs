@@ -66,7 +66,7 @@ fn forward(c: &mut Criterion) {
     group.finish();
 }
 
-/// Winograd F(2×2, 3×3) on ResNet-50's 3×3 stride-1 layers.
+/// Winograd F(4×4, 3×3) on ResNet-50's 3×3 stride-1 layers.
 fn winograd_3x3(c: &mut Criterion) {
     let mut group = c.benchmark_group("winograd");
     for (name, s) in [

@@ -1,4 +1,4 @@
-//! The CPU kernel library: convolution (im2col + `gemm`, Winograd F(2×2, 3×3)), depthwise
+//! The CPU kernel library: convolution (im2col + `gemm`, Winograd F(4×4, 3×3)), depthwise
 //! convolution and max pooling over phase planes, and the input gradients of convolution and
 //! pooling for the host reverse pass. Plain slices in, plain vectors out: nothing here knows
 //! Burn or ONNX (the interpreter in [`onnx`](crate::onnx) calls it on the CPU backend's

@@ -95,26 +95,26 @@ fn conv2d_refuses_a_kernel_larger_than_the_input() {
 }
 
 #[test]
-#[should_panic(expected = "the transformed filters holds 383 values where the shape needs 384")]
+#[should_panic(expected = "the transformed filters holds 863 values where the shape needs 864")]
 fn winograd_refuses_short_transformed_filters() {
-    // The raw gemm calls read `u` as [16][cout][cin]: one value short must not get there.
-    winograd::conv2d(&[0.0; 200], 2, &shape(), &[0.0; 383], &Epilogue::default());
+    // The raw gemm calls read `u` as [36][cout][cin]: one value short must not get there.
+    winograd::conv2d(&[0.0; 200], 2, &shape(), &[0.0; 863], &Epilogue::default());
 }
 
 #[test]
 #[should_panic(expected = "the input holds 199 values where the shape needs 200")]
 fn winograd_refuses_a_short_input() {
-    winograd::conv2d(&[0.0; 199], 2, &shape(), &[0.0; 384], &Epilogue::default());
+    winograd::conv2d(&[0.0; 199], 2, &shape(), &[0.0; 864], &Epilogue::default());
 }
 
 #[test]
-#[should_panic(expected = "Winograd F(2x2, 3x3) computes 3x3 stride-1 undilated convolutions")]
+#[should_panic(expected = "Winograd F(4x4, 3x3) computes 3x3 stride-1 undilated convolutions")]
 fn winograd_refuses_other_kernels() {
     let s = ConvShape {
         stride: [2, 2],
         ..shape()
     };
-    winograd::conv2d(&[0.0; 200], 2, &s, &[0.0; 384], &Epilogue::default());
+    winograd::conv2d(&[0.0; 200], 2, &s, &[0.0; 864], &Epilogue::default());
 }
 
 #[test]
@@ -260,14 +260,14 @@ fn winograd_grad_shape() -> ConvShape {
 #[test]
 #[should_panic(expected = "the output gradient holds 255 values where the shape needs 256")]
 fn winograd_input_grad_refuses_a_short_gradient() {
-    let u = vec![0.0; 16 * 64 * 64];
+    let u = vec![0.0; winograd::VALUES * 64 * 64];
     winograd::input_grad(&[0.0; 255], 1, &winograd_grad_shape(), &u, None);
 }
 
 #[test]
 #[should_panic(expected = "the gate's output holds 255 values where the shape needs 256")]
 fn winograd_input_grad_refuses_a_short_gate() {
-    let u = vec![0.0; 16 * 64 * 64];
+    let u = vec![0.0; winograd::VALUES * 64 * 64];
     let gate = Gate {
         output: &[0.0; 255],
         activation: Activation::Relu,
@@ -278,7 +278,7 @@ fn winograd_input_grad_refuses_a_short_gate() {
 #[test]
 #[should_panic(expected = "not a Winograd input gradient")]
 fn winograd_input_grad_refuses_other_shapes() {
-    winograd::input_grad(&[0.0; 150], 1, &shape(), &[0.0; 384], None);
+    winograd::input_grad(&[0.0; 150], 1, &shape(), &[0.0; 864], None);
 }
 
 #[test]
