@@ -2,11 +2,12 @@
 //! the memory it frees.
 //!
 //! A backbone pass allocates and frees the same few large tensor buffers op after op (ResNet-50
-//! at batch 10: tens of MB each). By default mimalloc returns freed memory to the OS after a
-//! 10 ms delay, so the next op's output is faulted in and zeroed by the kernel again, page by
-//! page: about 31,000 page faults and 5–11 % of a ResNet-50 IG-CAM run's CPU time
-//! (`perf record -e cpu-clock`, `clear_page_erms`). Kept, the memory is reused: about 1,300
-//! faults, and the process's peak grows by about 5 % (freed blocks are not handed back).
+//! at batch 10: tens of MB each). By default mimalloc (v3) returns freed memory to the OS after
+//! a delay (its purge delay, 1 s; 10 ms in v2), so later ops' outputs were faulted in and
+//! zeroed by the kernel again, page by page: about 31,000 page faults and 5–11 % of a ResNet-50
+//! IG-CAM run's CPU time (`perf record -e cpu-clock`, `clear_page_erms`; a purge delay of 1 s
+//! set explicitly gave the same). Kept, the memory is reused: about 1,300 faults, and the
+//! process's peak grows by about 5 % (freed blocks are not handed back).
 
 use std::ffi::{c_int, c_long};
 
@@ -21,9 +22,15 @@ unsafe extern "C" {
 }
 
 /// Keeps freed memory in the process for reuse (mimalloc's purge delay −1, "never"), unless
-/// the user set `MIMALLOC_PURGE_DELAY` themselves. Call it first thing in `main`.
+/// the user set it themselves (`MIMALLOC_PURGE_DELAY`, or its older name
+/// `MIMALLOC_RESET_DELAY`). Call it before the work starts: first thing in `main`, or when the
+/// Python module loads. (`mi_option_set_default` would not do: mimalloc reads every option
+/// when the process starts, so a default set later is ignored.)
 pub fn retain_freed_memory() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    let user_set = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    if !user_set {
         // SAFETY: a plain setter of a process-wide integer option; any value is valid.
         unsafe { mi_option_set(PURGE_DELAY, -1) }
     }

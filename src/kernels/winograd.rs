@@ -176,11 +176,17 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epil
     epilogue.check(s, batch);
     Kernel::Gemm.enter();
     work::count_convolution(s, batch);
-    let n = product(&[batch, oh.div_ceil(TILE), ow.div_ceil(TILE)]);
+    let (th, tw) = (oh.div_ceil(TILE), ow.div_ceil(TILE));
+    let n = product(&[batch, th, tw]);
+    if n == 0 {
+        return Vec::new();
+    }
     // The scratch sizes below cannot overflow now.
-    product(&[VALUES, n, cin.max(cout)]);
-    if cin.max(cout) <= BLOCKED_MAX_CHANNELS && (cin + cout) * VALUES * n > ALL_AT_ONCE_MAX_VALUES {
-        return run_blocked(x, batch, s, u, epilogue);
+    product(&[VALUES, n, cin + cout]);
+    let all_at_once = (cin + cout) * VALUES * n;
+    if cin.max(cout) <= BLOCKED_MAX_CHANNELS && all_at_once > ALL_AT_ONCE_MAX_VALUES {
+        let rows_per_block = BLOCK_VALUES / (VALUES * (cin + cout) * tw);
+        return run_blocked(x, batch, s, u, epilogue, rows_per_block.clamp(1, th));
     }
     // V: [cin][36][n], the transformed input tiles; M: [cout][36][n], the products. Both are
     // fully overwritten, so the scratch buffers are reused as they are.
@@ -307,17 +313,24 @@ unsafe fn tile_product(
     }
 }
 
-/// Convolves as [`conv2d`] does, a block of a few tile rows of one image at a time: the
-/// block's transformed tiles and products (`(cin + cout)·36` values per tile, about
-/// [`BLOCK_VALUES`] in all) stay in cache between the transforms and the products,
-/// instead of going through memory for all tiles at once. For at most
+/// Convolves as [`conv2d`] does, `rows_per_block` tile rows (at least one) of one image at a
+/// time: the block's transformed tiles and products (`(cin + cout)·36` values per tile, about
+/// [`BLOCK_VALUES`] in all) stay in the caches (L2 and L3) between the transforms and the
+/// products, instead of going through memory for all tiles at once. For at most
 /// [`BLOCKED_MAX_CHANNELS`] channels, whose transformed filters (read once per block) are small.
-fn run_blocked(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epilogue) -> Vec<f32> {
+fn run_blocked(
+    x: &[f32],
+    batch: usize,
+    s: &ConvShape,
+    u: &[f32],
+    epilogue: &Epilogue,
+    rows_per_block: usize,
+) -> Vec<f32> {
     let [h, w] = s.input;
     let [oh, ow] = s.checked_output();
     let (cin, cout) = (s.cin, s.cout);
     let (th, tw) = (oh.div_ceil(TILE), ow.div_ceil(TILE));
-    let rows_per_block = (BLOCK_VALUES / (VALUES * (cin + cout) * tw)).clamp(1, th);
+    let rows_per_block = rows_per_block.max(1);
     let blocks = th.div_ceil(rows_per_block);
     let isa = Kernel::Transforms.enter();
     let mut out = vec![0.0f32; batch * cout * oh * ow];
@@ -386,9 +399,10 @@ thread_local! {
     static BLOCK_SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Where one image's tiles lie: the input plane's size, its top and left padding, the tiles
-/// per column and row, and the stride between the 36 transformed values of a tile (the
-/// products' column count, every image's tiles together).
+/// Where the tiles of one channel's planes lie, in one or more images: the input plane's size,
+/// its top and left padding, the tiles per column and row, the tile rows and images taken, and
+/// the stride between the 36 transformed values of a tile (the products' column count, every
+/// image's tiles together).
 struct Tiling {
     /// Input rows and columns.
     input: [usize; 2],
@@ -783,8 +797,9 @@ mod tests {
     }
 
     /// Winograd against the direct kernel (itself checked against the definition), on even and
-    /// odd sizes, with and without padding, with an epilogue, in blocks and all tiles at once. (Small channel counts, which
-    /// `applies` leaves to the direct kernel, compute the same.)
+    /// odd sizes, with and without padding, with an epilogue, all tiles at once and in blocks
+    /// of 3 tile rows. (Small channel counts, which `applies` leaves to the direct kernel,
+    /// compute the same.)
     #[test]
     fn matches_the_direct_convolution() {
         for (i, (cin, input, cout, pad)) in [
@@ -793,7 +808,7 @@ mod tests {
             (16, [6, 5], 3, [(0, 0), (0, 0)]),
             (20, [5, 6], 4, [(2, 0), (1, 2)]),
             (256, [5, 6], 260, [(1, 1), (1, 1)]),
-            // Blocks of 7 tile rows, the last one shorter, and an odd width (`run_blocked`).
+            // Ten tile rows (blocks of 3, the last one shorter) and an odd width.
             (64, [40, 37], 48, [(1, 1), (1, 1)]),
         ]
         .into_iter()
@@ -813,42 +828,47 @@ mod tests {
                 activation: Some(Activation::LeakyRelu(0.2)),
             };
             let want = conv::conv2d(&x, batch, &s, &w, &e);
-            let got = conv2d(&x, batch, &s, &transform_filters(&w, cout, cin), &e);
-            assert_eq!(got.len(), want.len());
-            // Relative L2 error: single values can cancel to near zero in 2304-term sums.
-            // F(4×4)'s constants make it larger than F(2×2)'s (1.1e-6 in case 0 here).
-            let (num, den) = got
-                .iter()
-                .zip(&want)
-                .fold((0.0f64, 0.0f64), |(n, d), (g, r)| {
-                    (n + f64::from(g - r).powi(2), d + f64::from(*r).powi(2))
-                });
-            let err = (num / den).sqrt();
-            assert!(err <= 3e-6, "case {i}: relative L2 error {err:.2e}");
+            let u = transform_filters(&w, cout, cin);
+            for (path, got) in [
+                ("all tiles at once", conv2d(&x, batch, &s, &u, &e)),
+                ("blocks", run_blocked(&x, batch, &s, &u, &e, 3)),
+            ] {
+                assert_eq!(got.len(), want.len());
+                // Relative L2 error: single values can cancel to near zero in 2304-term sums.
+                // F(4×4)'s constants make it larger than F(2×2)'s (1.1e-6 in case 0 here).
+                let (num, den) = got
+                    .iter()
+                    .zip(&want)
+                    .fold((0.0f64, 0.0f64), |(n, d), (g, r)| {
+                        (n + f64::from(g - r).powi(2), d + f64::from(*r).powi(2))
+                    });
+                let err = (num / den).sqrt();
+                assert!(err <= 3e-6, "case {i}, {path}: relative L2 error {err:.2e}");
+            }
         }
     }
 
     /// The tile transforms give the portable path's values on every ISA this CPU has, on two
-    /// images at once.
+    /// images at once, with runs long enough for the 16-lane blocks.
     #[test]
     fn every_isa_path_gives_the_portable_result() {
         use crate::kernels::testing::assert_every_isa_agrees;
-        let ([h, w], [oh, ow]): ([usize; 2], [usize; 2]) = ([9, 7], [9, 7]);
+        let ([h, w], [oh, ow]): ([usize; 2], [usize; 2]) = ([9, 37], [9, 37]);
         let tiling = Tiling {
             input: [h, w],
             pad: [1, 1],
             tiles: [oh.div_ceil(TILE), ow.div_ceil(TILE)],
             rows: [0, oh.div_ceil(TILE)],
             images: 2,
-            stride: 41,
+            stride: 61,
         };
         let planes = [values(h * w, 940), values(h * w, 942)];
         assert_every_isa_agrees("the input transform", |isa| {
-            let mut out = vec![0.0; VALUES * 41];
+            let mut out = vec![0.0; VALUES * 61];
             input_tiles_on(isa, &tiling, &[&planes[0], &planes[1]], &mut out);
             out
         });
-        let products = values(VALUES * 41, 941);
+        let products = values(VALUES * 61, 941);
         assert_every_isa_agrees("the output transform", |isa| {
             let mut o = vec![0.0; 2 * oh * ow];
             let (first, second) = o.split_at_mut(oh * ow);
