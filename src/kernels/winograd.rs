@@ -668,67 +668,57 @@ fn output_tiles(t: &Tiling, products: &[f32], output: [usize; 2], o: &mut [&mut 
 /// the compiler turns into vector shuffles; a plain loop stays scalar).
 #[inline(always)]
 fn deinterleave(values: &[f32], phases: &mut [f32]) {
-    const LANES: usize = 16;
     let q = values.len() / TILE;
-    let done = q / LANES * LANES;
-    let (p0, rest) = phases.split_at_mut(q);
-    let (p1, rest) = rest.split_at_mut(q);
-    let (p2, p3) = rest.split_at_mut(q);
-    for (i, block) in values[..TILE * done].chunks_exact(TILE * LANES).enumerate() {
+    let mut quarters = phases.chunks_exact_mut(q);
+    let mut p: [&mut [f32]; TILE] = std::array::from_fn(|_| quarters.next().expect("4 quarters"));
+    let blocks = values.chunks_exact(TILE * LANES);
+    let tail = blocks.remainder();
+    for (i, block) in blocks.enumerate() {
         let block: &[f32; TILE * LANES] = block.try_into().expect("a whole block");
-        let at = i * LANES..(i + 1) * LANES;
-        let a: &mut [f32; LANES] = (&mut p0[at.clone()]).try_into().expect("a whole block");
-        let b: &mut [f32; LANES] = (&mut p1[at.clone()]).try_into().expect("a whole block");
-        let c: &mut [f32; LANES] = (&mut p2[at.clone()]).try_into().expect("a whole block");
-        let d: &mut [f32; LANES] = (&mut p3[at]).try_into().expect("a whole block");
-        for k in 0..LANES {
-            a[k] = block[TILE * k];
-            b[k] = block[TILE * k + 1];
-            c[k] = block[TILE * k + 2];
-            d[k] = block[TILE * k + 3];
+        for (phase, quarter) in p.iter_mut().enumerate() {
+            let run: &mut [f32; LANES] = (&mut quarter[i * LANES..][..LANES])
+                .try_into()
+                .expect("a run");
+            for (k, v) in run.iter_mut().enumerate() {
+                *v = block[TILE * k + phase];
+            }
         }
     }
-    for k in done..q {
-        p0[k] = values[TILE * k];
-        p1[k] = values[TILE * k + 1];
-        p2[k] = values[TILE * k + 2];
-        p3[k] = values[TILE * k + 3];
+    let done = q - tail.len() / TILE;
+    for (k, group) in tail.chunks_exact(TILE).enumerate() {
+        for (quarter, &v) in p.iter_mut().zip(group) {
+            quarter[done + k] = v;
+        }
     }
 }
 
 /// [`deinterleave`] backwards: `values[4k + p] = phases[p · q + k]`.
 #[inline(always)]
 fn interleave(phases: &[f32], values: &mut [f32]) {
-    const LANES: usize = 16;
     let q = values.len() / TILE;
-    let done = q / LANES * LANES;
-    let (p0, rest) = phases.split_at(q);
-    let (p1, rest) = rest.split_at(q);
-    let (p2, p3) = rest.split_at(q);
-    for (i, block) in values[..TILE * done]
-        .chunks_exact_mut(TILE * LANES)
-        .enumerate()
-    {
+    let mut quarters = phases.chunks_exact(q);
+    let p: [&[f32]; TILE] = std::array::from_fn(|_| quarters.next().expect("4 quarters"));
+    let mut blocks = values.chunks_exact_mut(TILE * LANES);
+    for (i, block) in (&mut blocks).enumerate() {
         let block: &mut [f32; TILE * LANES] = block.try_into().expect("a whole block");
-        let at = i * LANES..(i + 1) * LANES;
-        let a: &[f32; LANES] = p0[at.clone()].try_into().expect("a whole block");
-        let b: &[f32; LANES] = p1[at.clone()].try_into().expect("a whole block");
-        let c: &[f32; LANES] = p2[at.clone()].try_into().expect("a whole block");
-        let d: &[f32; LANES] = p3[at].try_into().expect("a whole block");
-        for k in 0..LANES {
-            block[TILE * k] = a[k];
-            block[TILE * k + 1] = b[k];
-            block[TILE * k + 2] = c[k];
-            block[TILE * k + 3] = d[k];
+        for (phase, quarter) in p.iter().enumerate() {
+            let run: &[f32; LANES] = quarter[i * LANES..][..LANES].try_into().expect("a run");
+            for (k, &v) in run.iter().enumerate() {
+                block[TILE * k + phase] = v;
+            }
         }
     }
-    for k in done..q {
-        values[TILE * k] = p0[k];
-        values[TILE * k + 1] = p1[k];
-        values[TILE * k + 2] = p2[k];
-        values[TILE * k + 3] = p3[k];
+    let tail = blocks.into_remainder();
+    let done = q - tail.len() / TILE;
+    for (k, group) in tail.chunks_exact_mut(TILE).enumerate() {
+        for (v, quarter) in group.iter_mut().zip(&p) {
+            *v = quarter[done + k];
+        }
     }
 }
+
+/// Values per vector block of the transforms' shuffles (16 lanes of AVX-512).
+const LANES: usize = 16;
 
 /// Copies `src` to `dst` (as long) in fixed-width moves, the last one overlapping the one
 /// before, so that a run of a few dozen values needs neither a library call nor a scalar tail.
