@@ -5,7 +5,7 @@
 # afresh. Rustup's toolchains are kept (a fresh CI machine has them), and so are apt packages
 # (system-wide). Prints the per-phase table and the total; exits with `.ci/run`'s status.
 #
-#   scripts/ci-cold.sh            # the whole cold run (about 62 min on 2 cores)
+#   scripts/ci-cold.sh            # the whole cold run (about 57 min on 2 cores)
 #   KEEP=1 scripts/ci-cold.sh     # keep the temporary folder afterwards (its path is printed)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
