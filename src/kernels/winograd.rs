@@ -186,7 +186,7 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, u: &[f32], epilogue: &Epil
     let all_at_once = (cin + cout) * VALUES * n;
     if cin.max(cout) <= BLOCKED_MAX_CHANNELS && all_at_once > ALL_AT_ONCE_MAX_VALUES {
         let rows_per_block = BLOCK_VALUES / (VALUES * (cin + cout) * tw);
-        return run_blocked(x, batch, s, u, epilogue, rows_per_block.clamp(1, th));
+        return run_blocked(x, batch, s, u, epilogue, rows_per_block);
     }
     // V: [cin][36][n], the transformed input tiles; M: [cout][36][n], the products. Both are
     // fully overwritten, so the scratch buffers are reused as they are.
@@ -313,8 +313,8 @@ unsafe fn tile_product(
     }
 }
 
-/// Convolves as [`conv2d`] does, `rows_per_block` tile rows (at least one) of one image at a
-/// time: the block's transformed tiles and products (`(cin + cout)·36` values per tile, about
+/// Convolves as [`conv2d`] does, `rows_per_block` tile rows (at least one, at most all) of one
+/// image at a time: the block's transformed tiles and products (`(cin + cout)·36` values per tile, about
 /// [`BLOCK_VALUES`] in all) stay in the caches (L2 and L3) between the transforms and the
 /// products, instead of going through memory for all tiles at once. For at most
 /// [`BLOCKED_MAX_CHANNELS`] channels, whose transformed filters (read once per block) are small.
@@ -330,7 +330,7 @@ fn run_blocked(
     let [oh, ow] = s.checked_output();
     let (cin, cout) = (s.cin, s.cout);
     let (th, tw) = (oh.div_ceil(TILE), ow.div_ceil(TILE));
-    let rows_per_block = rows_per_block.max(1);
+    let rows_per_block = rows_per_block.clamp(1, th);
     let blocks = th.div_ceil(rows_per_block);
     let isa = Kernel::Transforms.enter();
     let mut out = vec![0.0f32; batch * cout * oh * ow];
