@@ -4,18 +4,25 @@
 //! outputs; this kernel does neither:
 //! - im2col in NCHW, with rows in the ONNX weight order `(ci, ky, kx)`, so the weights are used
 //!   as stored and every row is a shifted copy of an input row;
-//! - one `gemm` call per image and group (a 1×1 stride-1 convolution multiplies the input
-//!   directly), images spread over the thread pool, the scratch buffer kept per thread;
+//! - one `gemm` call per image, group and block of output rows (a 1×1 stride-1 convolution
+//!   multiplies the input directly; a product larger than a core's L2 cache is split so that
+//!   its columns and output stay there: [`BLOCK_VALUES`]), images spread over the thread pool,
+//!   the scratch buffer kept per thread; a single image spreads each product, its im2col and
+//!   its epilogue over the threads instead;
 //! - depthwise convolutions (one input channel per group) as shifted multiply-adds on padded
-//!   phase planes, the same kernel as max pooling ([`window`](super::window));
+//!   phase planes, the same kernel as max pooling ([`window`](super::window)), or on small
+//!   planes 16 channels at a time ([`channel_blocks`](super::channel_blocks));
 //! - the bias, a residual addition and the activation that follow the convolution in the graph
 //!   applied in the same pass over each image's output (see [`Epilogue`]).
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
+use super::channel_blocks;
 use super::epilogue::Epilogue;
-use super::matmul::{GroupProduct, matmul_into, with_columns};
-use super::par::threads;
+use super::isa::Isa;
+use super::matmul::{GroupProduct, MatRef, matmul_columns_into, with_columns};
+use super::par::{par_chunks, threads};
 use super::shape::{ConvShape, check_len};
 use super::uninit::{Written, written_in_parts};
 use super::window::{Window, gather, window};
@@ -36,7 +43,9 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epil
     written_in_parts(batch, out_image, |b, out_b| {
         let x_b = &x[b * in_image..(b + 1) * in_image];
         let image = epilogue.of_image(b, out_image);
-        if s.is_depthwise() {
+        if channel_blocks::applies(s, Isa::active()) {
+            channel_blocks::depthwise(x_b, s, w, &image, out_b)
+        } else if s.is_depthwise() {
             window(x_b, s, Window::Sum(w), &image, out_b)
         } else {
             grouped(x_b, s, w, &image, out_b, inner_parallel)
@@ -44,8 +53,29 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epil
     })
 }
 
-/// One image, any groups: im2col (unless pointwise), one matrix product per group, each
-/// group's output channels finished by `epilogue` (this image's) while they are warm.
+/// Values of a product's block (its output, or its im2col columns, whichever is larger)
+/// that stay in the core's cache (512 KiB): a product larger than [`SPLIT_ABOVE`] is split by
+/// output rows into blocks about this size, each finished by the epilogue while it is warm,
+/// its columns built just before.
+pub const BLOCK_VALUES: usize = 1 << 17;
+
+/// The largest product (in [`BLOCK_VALUES`]' measure) done in one piece: 2 MiB, a core's L2
+/// cache. Splitting smaller ones cost more in `gemm`'s packing than it saved.
+pub const SPLIT_ABOVE: usize = 1 << 19;
+
+/// Output rows per block of a product of `values` (see [`BLOCK_VALUES`]) over `rows` rows:
+/// all of them up to [`SPLIT_ABOVE`], else as many blocks as it takes, of equal height.
+fn rows_per_block(values: usize, rows: usize) -> usize {
+    if values <= SPLIT_ABOVE {
+        return rows.max(1);
+    }
+    let blocks = values.div_ceil(BLOCK_VALUES).min(rows.max(1));
+    rows.div_ceil(blocks)
+}
+
+/// One image, any groups: one matrix product per group and block of output rows (see
+/// [`BLOCK_VALUES`]), on the input itself where the convolution is pointwise, else on the
+/// block's im2col columns; each block finished by `epilogue` (this image's) while it is warm.
 fn grouped(
     x: &[f32],
     s: &ConvShape,
@@ -62,21 +92,56 @@ fn grouped(
         plane,
         parallelism,
     } = GroupProduct::of(s, inner_parallel);
-    let columns_len = if s.is_pointwise() { 0 } else { k * n };
+    let [oh, ow] = s.checked_output();
+    // With the threads on one pointwise product, a block would leave each too little work.
+    let rows_per_block = if inner_parallel && s.is_pointwise() {
+        oh.max(1)
+    } else {
+        rows_per_block(n * cout_g.max(if s.is_pointwise() { 0 } else { k }), oh)
+    };
+    let columns_len = if s.is_pointwise() {
+        0
+    } else {
+        k * rows_per_block * ow
+    };
     with_columns(columns_len, |columns| {
         let mut written = Written::nothing_of(out);
         for (g, dst) in out.chunks_exact_mut(cout_g * n).enumerate() {
             let x_g = &x[g * cin_g * plane..(g + 1) * cin_g * plane];
-            let rhs: &[f32] = if s.is_pointwise() {
-                x_g
-            } else {
-                im2col(x_g, cin_g, s, columns);
-                columns
-            };
-            let w_g = &w[g * cout_g * k..(g + 1) * cout_g * k];
-            let dst = matmul_into(dst, [cout_g, n, k], w_g, false, rhs, parallelism);
-            epilogue.channels(g * cout_g, cout_g, n).apply(dst, n);
-            written = written.and(Written::of(dst));
+            let w_g = MatRef::row_major(&w[g * cout_g * k..(g + 1) * cout_g * k], [cout_g, k]);
+            let epilogue = epilogue.channels(g * cout_g, cout_g, n);
+            for first in (0..oh).step_by(rows_per_block) {
+                let rows = first..(first + rows_per_block).min(oh);
+                let cols = rows.start * ow..rows.end * ow;
+                let rhs = if s.is_pointwise() {
+                    MatRef {
+                        data: &x_g[cols.start..],
+                        shape: [k, cols.len()],
+                        strides: [plane, 1],
+                    }
+                } else {
+                    let columns = &mut columns[..k * cols.len()];
+                    im2col(x_g, cin_g, s, rows, columns, inner_parallel);
+                    MatRef::row_major(columns, [k, cols.len()])
+                };
+                let mut block = matmul_columns_into(dst, n, cols.clone(), w_g, rhs, parallelism);
+                if inner_parallel {
+                    // The threads share the epilogue by channels, as they did the product.
+                    let per = block.len().div_ceil(threads()).max(1);
+                    par_chunks(&mut block, per, |i, rows| {
+                        epilogue.channels(i * per, rows.len(), n).apply_columns(
+                            rows,
+                            cols.clone(),
+                            n,
+                        );
+                    });
+                } else {
+                    epilogue.apply_columns(&mut block, cols, n);
+                }
+            }
+            // SAFETY: the blocks' columns tile `0..n` (whole output rows `0..oh`), and each
+            // product wrote all `cout_g` rows of its block.
+            written = written.and(unsafe { Written::assume_all(dst) });
         }
         written
     })
@@ -95,35 +160,46 @@ fn valid_range(out: usize, input: usize, stride: usize, off: usize, pad: usize) 
     (lo.min(hi), hi)
 }
 
-/// Fills `columns` (`[cin_g * kh * kw, oh * ow]`, rows in `(ci, ky, kx)` order) from one
-/// group's input planes.
-fn im2col(x: &[f32], cin_g: usize, s: &ConvShape, columns: &mut [f32]) {
+/// Fills `columns` (`[cin_g * kh * kw, rows.len() * ow]`, rows in `(ci, ky, kx)` order) with
+/// output rows `rows` of one group's input planes; its rows spread over the threads with
+/// `parallel`.
+fn im2col(
+    x: &[f32],
+    cin_g: usize,
+    s: &ConvShape,
+    rows: Range<usize>,
+    columns: &mut [f32],
+    parallel: bool,
+) {
     let [h, w] = s.input;
-    let [oh, ow] = s.checked_output();
-    let n = oh * ow;
+    let [_, ow] = s.checked_output();
+    let n = rows.len() * ow;
     let [kh, kw] = s.kernel;
-    let mut rows = columns.chunks_mut(n);
-    for ci in 0..cin_g {
+    let fill = |r: usize, row: &mut [f32]| {
+        let (ci, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
         let plane = &x[ci * h * w..(ci + 1) * h * w];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = rows.next().expect("k rows");
-                let (lo, hi) = valid_range(ow, w, s.stride[1], kx * s.dilation[1], s.pad[1].0);
-                for oy in 0..oh {
-                    let dst = &mut row[oy * ow..(oy + 1) * ow];
-                    let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize - s.pad[0].0 as isize;
-                    if iy < 0 || iy >= h as isize || lo >= hi {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    let ix0 = lo * s.stride[1] + kx * s.dilation[1] - s.pad[1].0;
-                    gather(&mut dst[lo..hi], &src[ix0..], s.stride[1]);
-                }
+        let (lo, hi) = valid_range(ow, w, s.stride[1], kx * s.dilation[1], s.pad[1].0);
+        for (oy, dst) in rows.clone().zip(row.chunks_exact_mut(ow)) {
+            let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize - s.pad[0].0 as isize;
+            if iy < 0 || iy >= h as isize || lo >= hi {
+                dst.fill(0.0);
+                continue;
             }
+            let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            let ix0 = lo * s.stride[1] + kx * s.dilation[1] - s.pad[1].0;
+            gather(&mut dst[lo..hi], &src[ix0..], s.stride[1]);
         }
+    };
+    let columns = &mut columns[..cin_g * kh * kw * n];
+    if parallel {
+        par_chunks(columns, n, fill);
+    } else {
+        columns
+            .chunks_mut(n)
+            .enumerate()
+            .for_each(|(r, row)| fill(r, row));
     }
 }
 
@@ -131,7 +207,7 @@ fn im2col(x: &[f32], cin_g: usize, s: &ConvShape, columns: &mut [f32]) {
 mod tests {
     use super::*;
     use crate::kernels::activation::Activation;
-    use crate::kernels::testing::{reference, values};
+    use crate::kernels::testing::{assert_epilogue_matches, conv_shape, reference, values};
 
     #[test]
     fn every_kernel_path_matches_the_definition() {
@@ -145,52 +221,76 @@ mod tests {
             (6, [7, 7], 6, 6, [3, 3], [1, 1], [1, 1], [(1, 1), (1, 1)]),
             (5, [12, 9], 5, 5, [5, 5], [2, 2], [1, 1], [(2, 2), (2, 2)]),
             (2, [3, 3], 3, 1, [5, 5], [1, 1], [1, 1], [(2, 2), (2, 2)]),
-            // Depthwise with a kernel nearly as wide as the input (the window runs row by row).
+            // Depthwise with a kernel nearly as wide as the input, in 16-channel blocks.
             (3, [6, 16], 3, 3, [3, 12], [1, 1], [1, 1], [(1, 1), (0, 0)]),
+            // Depthwise on planes too large for the blocks (the plane kernel).
+            (2, [60, 60], 2, 2, [3, 3], [1, 1], [1, 1], [(1, 1), (1, 1)]),
+            // Products larger than SPLIT_ABOVE, split into blocks of output rows: pointwise,
+            // and strided 3x3 (im2col per block).
+            (
+                16,
+                [96, 96],
+                64,
+                1,
+                [1, 1],
+                [1, 1],
+                [1, 1],
+                [(0, 0), (0, 0)],
+            ),
+            (
+                8,
+                [191, 192],
+                8,
+                1,
+                [3, 3],
+                [2, 2],
+                [1, 1],
+                [(1, 1), (1, 1)],
+            ),
         ];
-        for (i, (cin, input, cout, groups, kernel, stride, dilation, pad)) in
-            cases.into_iter().enumerate()
-        {
-            let s = ConvShape {
-                cin,
-                input,
-                cout,
-                groups,
-                kernel,
-                stride,
-                dilation,
-                pad,
+        let split = |s: &ConvShape| {
+            let [oh, ow] = s.checked_output();
+            let k = s.cin / s.groups * s.kernel[0] * s.kernel[1];
+            rows_per_block(oh * ow * s.cout.max(k), oh) < oh
+        };
+        assert!(split(&conv_shape(cases[9])) && split(&conv_shape(cases[10])));
+        // Three images spread over the threads; one image spreads its products over them.
+        for (i, batch) in (0..cases.len()).flat_map(|i| [(i, 3), (i, 1)]) {
+            check_case(i, conv_shape(cases[i]), batch);
+        }
+    }
+
+    /// `conv2d` of `batch` images of `s` equals the definition, with every epilogue.
+    fn check_case(i: usize, s: ConvShape, batch: usize) {
+        let ConvShape {
+            cin,
+            input,
+            cout,
+            groups,
+            kernel,
+            ..
+        } = s;
+        let x = values(batch * cin * input[0] * input[1], i as u32);
+        let w = values(cout * cin / groups * kernel[0] * kernel[1], 100 + i as u32);
+        let bias = values(cout, 200 + i as u32);
+        let want = reference(&x, batch, &s, &w, Some(&bias));
+        let residual = values(want.len(), 300 + i as u32);
+        let epilogues = [
+            (None, None),
+            (None, Some(Activation::Relu)),
+            (Some(&residual[..]), Some(Activation::Clip(-0.5, 0.75))),
+            (Some(&residual[..]), Some(Activation::LeakyRelu(0.1))),
+            (Some(&residual[..]), None),
+        ];
+        for (residual, activation) in epilogues {
+            let epilogue = Epilogue {
+                bias: Some(&bias),
+                residual,
+                activation,
             };
-            let batch = 3;
-            let x = values(batch * cin * input[0] * input[1], i as u32);
-            let w = values(cout * cin / groups * kernel[0] * kernel[1], 100 + i as u32);
-            let bias = values(cout, 200 + i as u32);
-            let want = reference(&x, batch, &s, &w, Some(&bias));
-            let residual = values(want.len(), 300 + i as u32);
-            let epilogues = [
-                (None, None),
-                (None, Some(Activation::Relu)),
-                (Some(&residual[..]), Some(Activation::Clip(-0.5, 0.75))),
-                (Some(&residual[..]), Some(Activation::LeakyRelu(0.1))),
-                (Some(&residual[..]), None),
-            ];
-            for (residual, activation) in epilogues {
-                let epilogue = Epilogue {
-                    bias: Some(&bias),
-                    residual,
-                    activation,
-                };
-                let got = conv2d(&x, batch, &s, &w, &epilogue);
-                assert_eq!(got.len(), want.len(), "case {i}");
-                for (j, (g, r)) in got.iter().zip(&want).enumerate() {
-                    let r = r + residual.map_or(0.0, |res| res[j]);
-                    let r = activation.map_or(r, |a| a.apply(r));
-                    assert!(
-                        (g - r).abs() <= 1e-5 * (1.0 + r.abs()),
-                        "case {i} {activation:?} value {j}: {g} vs {r}"
-                    );
-                }
-            }
+            let got = conv2d(&x, batch, &s, &w, &epilogue);
+            let what = format!("case {i} batch {batch}");
+            assert_epilogue_matches(&what, &got, &want, residual, activation);
         }
     }
 

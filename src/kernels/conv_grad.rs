@@ -377,6 +377,7 @@ mod tests {
     use super::*;
     use crate::kernels::conv::conv2d;
     use crate::kernels::epilogue::Epilogue;
+    use crate::kernels::testing::conv_shape;
 
     /// Max pooling's tangent is the transpose of its gradient at the same input:
     /// `<tangent(x, t), g> = <t, grad(x, g)>`, on overlapping, padded and dilated windows; and
@@ -427,16 +428,7 @@ mod tests {
         ];
         let value = |i: usize| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5;
         for ([cin, h, w], cout, groups, kernel, stride, dilation, pad) in shapes {
-            let s = ConvShape {
-                cin,
-                input: [h, w],
-                cout,
-                groups,
-                kernel,
-                stride,
-                dilation,
-                pad,
-            };
+            let s = conv_shape((cin, [h, w], cout, groups, kernel, stride, dilation, pad));
             let [oh, ow] = s.output().unwrap();
             let batch = 2;
             let x: Vec<f32> = (0..batch * cin * h * w).map(value).collect();

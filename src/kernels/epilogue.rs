@@ -1,6 +1,8 @@
 //! What follows a convolution in the graph, applied in the same pass over its output: the
 //! bias, a residual addition and the activation.
 
+use std::ops::Range;
+
 use super::activation::Activation;
 use super::isa::{Kernel, isa_dispatch};
 use super::shape::{ConvShape, check_len};
@@ -49,12 +51,13 @@ impl Epilogue<'_> {
         }
     }
 
-    /// Applies to one image's output `[cout, plane]` (the residual is that image's).
-    pub fn apply(&self, out: &mut [f32], plane: usize) {
+    /// Applies to the block of columns `cols` of one image's output, given as each channel's
+    /// block (`rows[c]`), in planes of `plane` values (the residual is that image's).
+    pub fn apply_columns(&self, rows: &mut [&mut [f32]], cols: Range<usize>, plane: usize) {
         if self.bias.is_none() && self.residual.is_none() && self.activation.is_none() {
             return;
         }
-        apply_on(Kernel::Epilogue.enter(), self, out, plane);
+        apply_columns_on(Kernel::Epilogue.enter(), self, rows, cols, plane);
     }
 
     /// Applies to values `o` of channel `c`, in place; `residual` holds the same positions'.
@@ -74,15 +77,23 @@ impl Epilogue<'_> {
 }
 
 isa_dispatch! {
-    /// [`apply_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
-    fn apply_on(e: &Epilogue, out: &mut [f32], plane: usize) => apply_with
+    /// [`apply_columns_with`] compiled for `isa` (which the CPU must have).
+    fn apply_columns_on<'r>(
+        e: &Epilogue,
+        rows: &mut [&'r mut [f32]],
+        cols: Range<usize>,
+        plane: usize,
+    ) => apply_columns_with
 }
 
-/// Applies `e` to one image's output `[cout, plane]` (the residual is that image's).
+/// [`Epilogue::apply_columns`].
 #[inline(always)]
-fn apply_with(e: &Epilogue, out: &mut [f32], plane: usize) {
-    for (c, o) in out.chunks_mut(plane).enumerate() {
-        e.apply_channel(c, o, e.residual.map(|r| &r[c * plane..(c + 1) * plane]));
+fn apply_columns_with(e: &Epilogue, rows: &mut [&mut [f32]], cols: Range<usize>, plane: usize) {
+    for (c, o) in rows.iter_mut().enumerate() {
+        let residual = e
+            .residual
+            .map(|r| &r[c * plane + cols.start..c * plane + cols.end]);
+        e.apply_channel(c, o, residual);
     }
 }
 
@@ -111,7 +122,8 @@ mod tests {
                 };
                 assert_every_isa_agrees(&format!("epilogue {activation:?}"), |isa| {
                     let mut o = out.clone();
-                    apply_on(isa, &epilogue, &mut o, plane);
+                    let mut rows: Vec<&mut [f32]> = o.chunks_mut(plane).collect();
+                    apply_columns_on(isa, &epilogue, &mut rows, 0..plane, plane);
                     o
                 });
             }

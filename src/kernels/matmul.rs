@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use super::isa::Kernel;
 use super::par::gemm_parallelism;
@@ -81,29 +82,58 @@ pub fn matmul(
 ) {
     let (lhs, rhs) = operands(dst.len(), dims, lhs, lhs_transposed, rhs);
     // SAFETY: dst is a unique borrow of at least m × n values (checked by `operands`).
-    unsafe { gemm_into(dst.as_mut_ptr(), lhs, rhs, 1.0, false, parallelism) }
+    unsafe {
+        gemm_into(
+            (dst.as_mut_ptr(), dims[1]),
+            lhs,
+            rhs,
+            1.0,
+            false,
+            parallelism,
+        )
+    }
 }
 
-/// [`matmul`] into values not yet written; returns its first `m × n`, written (`gemm` does not
-/// read its destination here). The convolutions' outputs need no zeroing first this way.
-pub fn matmul_into<'d>(
+/// `lhs · rhs` into columns `cols` of the row-major `dst`, rows `row_len` values apart, not
+/// yet written (`gemm` does not read its destination here); returns each row's block, written.
+/// A product split by columns, so that each block is finished while it is in the cache.
+pub fn matmul_columns_into<'d>(
     dst: &'d mut [MaybeUninit<f32>],
-    dims: [usize; 3],
-    lhs: &[f32],
-    lhs_transposed: bool,
-    rhs: &[f32],
+    row_len: usize,
+    cols: Range<usize>,
+    lhs: MatRef,
+    rhs: MatRef,
     parallelism: gemm::Parallelism,
-) -> &'d mut [f32] {
-    let [m, n, _] = dims;
-    let (lhs, rhs) = operands(dst.len(), dims, lhs, lhs_transposed, rhs);
-    let ptr = dst.as_mut_ptr().cast::<f32>();
-    // SAFETY: dst is a unique borrow of at least m × n values (checked by `operands`), which
-    // gemm only writes (not accumulating: its microkernels store `beta × product` without
-    // loading the destination).
-    unsafe { gemm_into(ptr, lhs, rhs, 1.0, false, parallelism) };
-    // SAFETY: the product wrote all m × n values from the start of dst, which this unique
-    // borrow covers.
-    unsafe { std::slice::from_raw_parts_mut(ptr, m * n) }
+) -> Vec<&'d mut [f32]> {
+    let ([m, k], [k2, n]) = (lhs.shape, rhs.shape);
+    assert!(
+        k == k2
+            && lhs.fits()
+            && rhs.fits()
+            && cols.len() == n
+            && cols.end <= row_len
+            && m.checked_mul(row_len).is_some_and(|v| dst.len() >= v),
+        "a {m}x{k} by {k2}x{n} product into columns {cols:?} of {row_len} of {} values",
+        dst.len()
+    );
+    if m == 0 || n == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the operands fit their slices, and the block's m rows of n values, `row_len`
+    // apart from `cols.start`, lie in dst (all asserted above), a unique borrow that aliases
+    // neither; gemm only writes them (not accumulating).
+    unsafe {
+        let ptr = dst.as_mut_ptr().cast::<f32>().add(cols.start);
+        gemm_into((ptr, row_len), lhs, rhs, 1.0, false, parallelism);
+    }
+    dst.chunks_exact_mut(row_len)
+        .take(m)
+        .map(|row| {
+            let block = &mut row[cols.clone()];
+            // SAFETY: the product just wrote every value of this row's block.
+            unsafe { &mut *(std::ptr::from_mut(block) as *mut [f32]) }
+        })
+        .collect()
 }
 
 /// [`matmul`]'s operands as matrices, once they are checked to fit a product of `dims` into
@@ -132,13 +162,15 @@ fn operands<'a>(
 }
 
 /// `dst = alpha · lhs · rhs`, plus `dst`'s own values with `accumulate`, into the row-major
-/// `dst` (`lhs` rows × `rhs` columns): the one `gemm` call of the products here.
+/// `dst` (`lhs` rows × `rhs` columns, rows `dst_row` values apart): the one `gemm` call of the
+/// products here.
 ///
 /// # Safety
 /// Every element `lhs` and `rhs` address lies in their slices, `dst` may be written (and, with
-/// `accumulate`, read) for `lhs` rows × `rhs` columns values, and it aliases neither operand.
+/// `accumulate`, read) for `lhs` rows × `rhs` columns values `dst_row` apart, and it aliases
+/// neither operand.
 unsafe fn gemm_into(
-    dst: *mut f32,
+    (dst, dst_row): (*mut f32, usize),
     lhs: MatRef,
     rhs: MatRef,
     alpha: f32,
@@ -156,7 +188,7 @@ unsafe fn gemm_into(
             k,
             dst,
             1,
-            s(n),
+            s(dst_row),
             accumulate,
             lhs.data.as_ptr(),
             s(lhs.strides[1]),
@@ -242,7 +274,16 @@ pub fn product(
     // SAFETY: every element the strides address lies in its slice (asserted above: the last
     // one of each operand is inside, and dst holds the m x n row-major values); dst, a unique
     // borrow, does not alias lhs or rhs.
-    unsafe { gemm_into(dst.as_mut_ptr(), lhs, rhs, alpha, accumulate, parallelism) }
+    unsafe {
+        gemm_into(
+            (dst.as_mut_ptr(), n),
+            lhs,
+            rhs,
+            alpha,
+            accumulate,
+            parallelism,
+        )
+    }
 }
 
 #[cfg(test)]

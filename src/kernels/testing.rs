@@ -1,8 +1,56 @@
 //! Helpers for the kernels' unit tests and benches: deterministic values and the direct
 //! definition of the convolution to check them against.
 
+use super::activation::Activation;
 use super::isa::Isa;
 use super::shape::ConvShape;
+
+/// A convolution's shape as a tuple: `(cin, input, cout, groups, kernel, stride, dilation,
+/// pad)`.
+pub type Case = (
+    usize,
+    [usize; 2],
+    usize,
+    usize,
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [(usize, usize); 2],
+);
+
+/// The [`ConvShape`] of a [`Case`].
+pub fn conv_shape((cin, input, cout, groups, kernel, stride, dilation, pad): Case) -> ConvShape {
+    ConvShape {
+        cin,
+        input,
+        cout,
+        groups,
+        kernel,
+        stride,
+        dilation,
+        pad,
+    }
+}
+
+/// Asserts that `got` is `want` (the convolution with its bias, from [`reference`]) plus
+/// `residual`, through `activation`, to 1e-5 relative; `what` names the case.
+pub fn assert_epilogue_matches(
+    what: &str,
+    got: &[f32],
+    want: &[f32],
+    residual: Option<&[f32]>,
+    activation: Option<Activation>,
+) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (j, (g, r)) in got.iter().zip(want).enumerate() {
+        let r = r + residual.map_or(0.0, |res| res[j]);
+        let r = activation.map_or(r, |a| a.apply(r));
+        assert!(
+            (g - r).abs() <= 1e-5 * (1.0 + r.abs()),
+            "{what} {activation:?} value {j}: {g} vs {r}"
+        );
+    }
+}
 
 /// Direct definition of the convolution, for checking the kernels.
 pub fn reference(

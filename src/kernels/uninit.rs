@@ -2,7 +2,7 @@
 //! buffer for a large convolution's output cost a quarter of EfficientNet-Lite0's run (the
 //! zeroing pass, and the kernel clearing the fresh pages it touched). A kernel writes its part
 //! through `MaybeUninit` (initialising writes only: `write_copy_of_slice`,
-//! [`matmul_into`](super::matmul::matmul_into)) and hands back a [`Written`] receipt for the
+//! [`matmul_columns_into`](super::matmul::matmul_columns_into)) and hands back a [`Written`] receipt for the
 //! initialised `&mut [f32]` those return; the buffer becomes a `Vec<f32>` only when each
 //! part's receipts cover it exactly.
 
@@ -25,6 +25,18 @@ impl Written {
         Written {
             start: values.as_ptr() as usize,
             len: values.len(),
+        }
+    }
+
+    /// The receipt for all of `part`, whose values were written through a raw pointer (a
+    /// product split into column blocks, [`matmul_columns_into`](super::matmul::matmul_columns_into)).
+    ///
+    /// # Safety
+    /// Every value of `part` is initialised.
+    pub unsafe fn assume_all(part: &mut [MaybeUninit<f32>]) -> Self {
+        Written {
+            start: part.as_ptr() as usize,
+            len: part.len(),
         }
     }
 

@@ -50,7 +50,7 @@ impl HostWeights {
         s: &ConvShape,
         gate: Option<conv_grad::Gate>,
     ) -> Vec<f32> {
-        if self.winograd.is_some() && winograd::grad_applies(s) {
+        if self.winograd.is_some() && winograd::grad_applies(s) && winograd::pays(s, batch) {
             let [cout, cin, ..] = self.shape;
             let u = self
                 .winograd_grad
@@ -250,7 +250,9 @@ impl Conv {
                 activation: fusion.activation,
             };
             match &host.winograd {
-                Some(u) if winograd::applies(&s) => winograd::conv2d(x, dims[0], &s, u, &epilogue),
+                Some(u) if winograd::applies(&s) && winograd::pays(&s, dims[0]) => {
+                    winograd::conv2d(x, dims[0], &s, u, &epilogue)
+                }
                 _ => cpu_conv::conv2d(x, dims[0], &s, &host.weights, &epilogue),
             }
         };

@@ -1,0 +1,566 @@
+//! Depthwise convolution of small planes, [`BLOCK`] channels at a time: the block's input
+//! planes interleaved (each padded pixel one vector of its 16 channels), every output a sum of
+//! its taps in vector registers (one multiply-add per tap and 16 channels), then the planes
+//! taken apart again. The plane kernel ([`window`](super::window)) runs each channel on its
+//! own, in runs of 64 outputs over padded rows: on a 7×7 plane that computes 128 sums for 49
+//! outputs, around two copies and a dozen row copies per channel. On EfficientNet-Lite0's 7×7
+//! and 14×14 layers it ran at a quarter to a half of onnxruntime's speed, whose kernel
+//! interleaves channels the same way (NCHWc). With AVX-512 the interleaving is by 16×16
+//! transposes in registers, and the kernel takes planes up to 56×56; elsewhere it goes value
+//! by value and costs more than the sums, and the kernel takes the smallest planes only
+//! ([`applies`]).
+
+use std::mem::MaybeUninit;
+
+use super::epilogue::Epilogue;
+use super::isa::{Isa, Kernel, isa_dispatch};
+use super::matmul::with_scratch;
+use super::shape::{ConvShape, check_len};
+use super::uninit::Written;
+
+/// Channels per block: one AVX-512 register of f32 (two AVX2 ones).
+pub const BLOCK: usize = 16;
+
+/// Outputs of a row summed in registers together (independent multiply-adds to hide their
+/// latency).
+const RUN: usize = 4;
+
+/// The largest output plane this kernel takes with AVX-512 (whose registers interleave the
+/// channels): EfficientNet-Lite0's depthwise layers (10 images, 2 cores) took 0.50–0.95× the
+/// plane kernel's time up to 56×56 outputs (7×7: 0.54–0.60×; 14×14 with 5×5 kernels: 0.8×,
+/// with 3×3 equal), but 1.1× at 112×112, whose interleaved planes (0.8 MiB) leave the L2 cache.
+pub const MAX_PLANE_AVX512: usize = 56 * 56;
+
+/// The same without AVX-512, where the interleaving goes value by value, for a 3×3 kernel;
+/// proportionally larger for larger kernels, whose sums pay for more of it. Measured the same
+/// way with that interleaving: 7×7 planes 0.60–0.78× the plane kernel's time, 14×14 ones
+/// 0.89–0.96× with 5×5 kernels but 1.07× with 3×3, 28×28 ones 1.03–1.23×.
+pub const MAX_PLANE_3X3: usize = 9 * 9;
+
+/// Whether `s` is a depthwise convolution this kernel takes when running with `isa`: output
+/// planes up to [`MAX_PLANE_AVX512`] with AVX-512, else up to [`MAX_PLANE_3X3`] for a 3×3
+/// kernel and that times `kh·kw / 9` for others.
+pub fn applies(s: &ConvShape, isa: Isa) -> bool {
+    let [kh, kw] = s.kernel;
+    s.is_depthwise()
+        && s.output().is_some_and(|[oh, ow]| match isa {
+            Isa::Avx512 => oh * ow <= MAX_PLANE_AVX512,
+            _ => oh * ow * 9 <= MAX_PLANE_3X3 * kh * kw,
+        })
+}
+
+/// One image of a depthwise convolution of `x` with weights `w` (`[channels, kh, kw]`), then
+/// `epilogue` (whose residual, if any, is this image's). Writes every value of `out` (never
+/// read) and returns the receipt.
+pub fn depthwise(
+    x: &[f32],
+    s: &ConvShape,
+    w: &[f32],
+    epilogue: &Epilogue,
+    out: &mut [MaybeUninit<f32>],
+) -> Written {
+    assert!(s.is_depthwise(), "not a depthwise convolution: {s:?}");
+    check_len("the input", x.len(), s.input_len(1));
+    check_len("the output", out.len(), s.output_len(1));
+    check_len("the weights", w.len(), s.weight_len());
+    epilogue.check(s, 1);
+    let isa = Kernel::Window.enter();
+    let job = Job {
+        arch: isa,
+        x,
+        s,
+        w,
+        epilogue,
+    };
+    with_scratch(|buf| depthwise_on(isa, &job, out, buf))
+}
+
+/// What one image's convolution reads, checked against its shape by [`depthwise`].
+struct Job<'a> {
+    /// The ISA the kernel is compiled for (the interleaving has its own AVX-512 code).
+    arch: Isa,
+    x: &'a [f32],
+    s: &'a ConvShape,
+    w: &'a [f32],
+    epilogue: &'a Epilogue<'a>,
+}
+
+isa_dispatch! {
+    /// [`depthwise_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]),
+    /// `job.arch`.
+    fn depthwise_on(job: &Job, out: &mut [MaybeUninit<f32>], buf: &mut Vec<f32>) -> Written
+        => depthwise_with::<FMA>
+}
+
+/// The kernel; `buf` is scratch space; `FMA`: fused multiply-adds.
+#[inline(always)]
+fn depthwise_with<const FMA: bool>(
+    job: &Job,
+    out: &mut [MaybeUninit<f32>],
+    buf: &mut Vec<f32>,
+) -> Written {
+    let Job {
+        arch,
+        x,
+        s,
+        w,
+        epilogue,
+    } = *job;
+    let [h, iw] = s.input;
+    let [oh, ow] = s.checked_output();
+    let [kh, kw] = s.kernel;
+    let ((top, bottom), (left, right)) = (s.pad[0], s.pad[1]);
+    let padded = [h + top + bottom, iw + left + right];
+    let taps = kh * kw;
+    let (plane_in, plane_out) = (h * iw, oh * ow);
+    let lens = [
+        padded[0] * padded[1] * BLOCK,
+        taps * BLOCK,
+        plane_out * BLOCK,
+    ];
+    let need: usize = lens.iter().sum();
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    let (pixels, rest) = buf[..need].split_at_mut(lens[0]);
+    let (weights, rest) = rest.split_at_mut(lens[1]);
+    let outputs = rest;
+    let geometry = Geometry {
+        padded_cols: padded[1],
+        out: [oh, ow],
+        kernel: [kh, kw],
+        stride: s.stride,
+        dilation: s.dilation,
+    };
+    // Every tap of every output lies in the padded planes (what `checked_output` ensures).
+    assert!(
+        (oh - 1) * s.stride[0] + (kh - 1) * s.dilation[0] < padded[0]
+            && (ow - 1) * s.stride[1] + (kw - 1) * s.dilation[1] < padded[1],
+        "a depthwise window passes its padded input: {s:?}"
+    );
+    let mut written = Written::nothing_of(out);
+    // The padding stays zero: the blocks write the inner pixels only. In the last block, the
+    // lanes past its channels keep the block before's values, summed with zero weights into
+    // outputs nobody reads.
+    pixels.fill(0.0);
+    for first in (0..s.cout).step_by(BLOCK) {
+        let channels = BLOCK.min(s.cout - first);
+        let block_x = &x[first * plane_in..(first + channels) * plane_in];
+        let inner = Place {
+            width: iw,
+            stride: padded[1],
+            start: top * padded[1] + left,
+        };
+        interleave(arch, pixels, block_x, plane_in, inner);
+        weights.fill(0.0);
+        let filters = &w[first * taps..(first + channels) * taps];
+        interleave(arch, weights, filters, taps, Place::row(taps));
+        for oy in 0..oh {
+            let row = &mut outputs[oy * ow * BLOCK..(oy + 1) * ow * BLOCK];
+            let whole = ow - ow % RUN;
+            for ox in (0..whole).step_by(RUN) {
+                let dst = &mut row[ox * BLOCK..(ox + RUN) * BLOCK];
+                // SAFETY: every tap of these outputs lies in `pixels` (asserted above).
+                unsafe { sum_taps::<FMA, RUN>(pixels, weights, &geometry, [oy, ox], dst) };
+            }
+            for ox in whole..ow {
+                let dst = &mut row[ox * BLOCK..(ox + 1) * BLOCK];
+                // SAFETY: as above.
+                unsafe { sum_taps::<FMA, 1>(pixels, weights, &geometry, [oy, ox], dst) };
+            }
+        }
+        // The bias, residual and activation, plane by plane once taken apart (applied to the
+        // interleaved sums, they ran slower).
+        let planes = deinterleave(
+            arch,
+            &mut out[first * plane_out..(first + channels) * plane_out],
+            outputs,
+        );
+        for (c, plane) in planes.chunks_exact_mut(plane_out).enumerate() {
+            let k = first + c;
+            let residual = epilogue
+                .residual
+                .map(|r| &r[k * plane_out..(k + 1) * plane_out]);
+            epilogue.apply_channel(k, plane, residual);
+        }
+        written = written.and(Written::of(planes));
+    }
+    written
+}
+
+/// Where [`interleave`] puts the pixels of a plane: rows of `width` pixels, `stride` vectors
+/// apart, the first at vector `start` (a padded plane's inner pixels).
+#[derive(Clone, Copy)]
+struct Place {
+    width: usize,
+    stride: usize,
+    start: usize,
+}
+
+impl Place {
+    /// A plane of `width` values as one row from vector 0.
+    fn row(width: usize) -> Self {
+        Place {
+            width,
+            stride: width,
+            start: 0,
+        }
+    }
+
+    /// The vector of pixel `i`.
+    fn of(self, i: usize) -> usize {
+        self.start + i / self.width * self.stride + i % self.width
+    }
+
+    /// The vectors of pixels `0..count`, in order (without a division each).
+    fn vectors(self, count: usize) -> impl Iterator<Item = usize> {
+        let (mut row, mut x) = (self.start, 0);
+        (0..count).map(move |_| {
+            let at = row + x;
+            x += 1;
+            if x == self.width {
+                (row, x) = (row + self.stride, 0);
+            }
+            at
+        })
+    }
+}
+
+/// `dst[place.of(i) · BLOCK + c] = src[c · plane + i]`: each of the planes of `src` (`plane`
+/// values, at most [`BLOCK`] planes) as lane `c` of `dst`'s vectors, placed by `place`. By 16×16
+/// transposes in registers on AVX-512 (`arch`), else value by value, each vector written whole
+/// before the next (channel by channel, its cache lines were written sixteen times and left the
+/// L1 cache in between).
+fn interleave(arch: Isa, dst: &mut [f32], src: &[f32], plane: usize, place: Place) {
+    let channels = src.len() / plane.max(1);
+    assert!(
+        channels <= BLOCK
+            && place.width > 0
+            && (plane == 0 || (place.of(plane - 1) + 1) * BLOCK <= dst.len()),
+        "{channels} planes of {plane} do not fit {} values",
+        dst.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if arch == Isa::Avx512 && Isa::Avx512.available() {
+        // SAFETY: the CPU has AVX-512 (checked), and the sizes fit (asserted above).
+        return unsafe { avx512::interleave(dst, src, plane, place) };
+    }
+    let _ = arch;
+    interleave_values(dst, src, plane, place);
+}
+
+/// [`interleave`] value by value. Compiled apart from the kernel (for the build's baseline):
+/// the vectoriser made AVX-512 scatters and gathers of it.
+#[inline(never)]
+fn interleave_values(dst: &mut [f32], src: &[f32], plane: usize, place: Place) {
+    let channels = src.len() / plane.max(1);
+    for (i, vector) in place.vectors(plane).enumerate() {
+        let at = vector * BLOCK;
+        for (c, lane) in dst[at..at + channels].iter_mut().enumerate() {
+            *lane = src[c * plane + i];
+        }
+    }
+}
+
+/// Writes `planes[c · plane + i] = src[i · BLOCK + c]` for the `planes.len() / plane`
+/// channels (at most [`BLOCK`]), `plane` being as long as `src` has vectors; returns them.
+fn deinterleave<'p>(arch: Isa, planes: &'p mut [MaybeUninit<f32>], src: &[f32]) -> &'p mut [f32] {
+    let plane = src.len() / BLOCK;
+    assert!(
+        plane > 0 && planes.len().is_multiple_of(plane) && planes.len() / plane <= BLOCK,
+        "{} values are not whole planes of {plane}",
+        planes.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if arch == Isa::Avx512 && Isa::Avx512.available() {
+        // SAFETY: the CPU has AVX-512 (checked), and the sizes fit (asserted above).
+        unsafe { avx512::deinterleave(planes, src) };
+    } else {
+        deinterleave_values(planes, src);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = arch;
+        deinterleave_values(planes, src);
+    }
+    let (ptr, len) = (planes.as_mut_ptr().cast::<f32>(), planes.len());
+    // SAFETY: every value of `planes` was just written (each lane of each of `src`'s vectors
+    // for every channel covers them all), and this unique borrow covers them.
+    unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+}
+
+/// [`deinterleave`] value by value (see [`interleave_values`]).
+#[inline(never)]
+fn deinterleave_values(planes: &mut [MaybeUninit<f32>], src: &[f32]) {
+    let plane = src.len() / BLOCK;
+    let channels = planes.len() / plane;
+    for (i, vector) in src.chunks_exact(BLOCK).enumerate() {
+        for (c, &v) in vector[..channels].iter().enumerate() {
+            planes[c * plane + i].write(v);
+        }
+    }
+}
+
+/// The interleaving by 16×16 transposes in AVX-512 registers.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    use super::{BLOCK, Place};
+
+    /// The transpose of the 16×16 matrix whose rows are `r`: row `c` of the result holds
+    /// element `c` of every row. Four rounds of shuffles: 32-bit pairs, 64-bit pairs, then
+    /// 128-bit quarters twice.
+    #[target_feature(enable = "avx512f")]
+    fn transpose(r: [__m512; 16]) -> [__m512; 16] {
+        let mut t = r;
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let pd = _mm512_castps_pd;
+        let mut u = t;
+        for g in 0..4 {
+            let [a, b, c, d] = [t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]];
+            u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a), pd(c)));
+            u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a), pd(c)));
+            u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(b), pd(d)));
+            u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(b), pd(d)));
+        }
+        // u[4g + m], quarter k: column 4k + m of rows 4g..4g + 4.
+        let mut v = u;
+        for half in 0..2 {
+            for m in 0..4 {
+                let (a, b) = (u[8 * half + m], u[8 * half + 4 + m]);
+                v[8 * half + m] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                v[8 * half + 4 + m] = _mm512_shuffle_f32x4::<0xdd>(a, b);
+            }
+        }
+        let mut w = v;
+        for j in 0..8 {
+            w[j] = _mm512_shuffle_f32x4::<0x88>(v[j], v[8 + j]);
+            w[8 + j] = _mm512_shuffle_f32x4::<0xdd>(v[j], v[8 + j]);
+        }
+        w
+    }
+
+    /// The lanes of the first `n` values (at most 16).
+    fn first(n: usize) -> __mmask16 {
+        if n >= 16 { u16::MAX } else { (1u16 << n) - 1 }
+    }
+
+    /// [`super::interleave`].
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `src` holds at most 16 planes of `plane` values, and `dst` holds
+    /// the vector `place` puts each pixel in.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn interleave(dst: &mut [f32], src: &[f32], plane: usize, place: Place) {
+        let channels = src.len() / plane;
+        let mut vectors = place.vectors(plane);
+        for x0 in (0..plane).step_by(16) {
+            let n = (plane - x0).min(16);
+            let mut rows = [_mm512_setzero_ps(); 16];
+            for (c, row) in rows[..channels].iter_mut().enumerate() {
+                // SAFETY: the first n values from here lie in plane c of `src` (the
+                // caller's contract); the masked lanes are not read.
+                *row = unsafe { _mm512_maskz_loadu_ps(first(n), src.as_ptr().add(c * plane + x0)) };
+            }
+            for (vector, at) in transpose(rows)[..n].iter().zip(vectors.by_ref()) {
+                let at = at * BLOCK;
+                // SAFETY: the pixel's vector lies in `dst` (bounds-checked slice).
+                unsafe { _mm512_storeu_ps(dst[at..at + BLOCK].as_mut_ptr(), *vector) };
+            }
+        }
+    }
+
+    /// [`super::deinterleave`]'s writes.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `planes` holds at most 16 whole planes of `src.len() / 16`
+    /// values.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn deinterleave(planes: &mut [MaybeUninit<f32>], src: &[f32]) {
+        let plane = src.len() / BLOCK;
+        let channels = planes.len() / plane;
+        for p0 in (0..plane).step_by(16) {
+            let n = (plane - p0).min(16);
+            let mut vectors = [_mm512_setzero_ps(); 16];
+            for (p, vector) in vectors[..n].iter_mut().enumerate() {
+                let at = (p0 + p) * BLOCK;
+                // SAFETY: vector p0 + p < plane lies in `src`.
+                *vector = unsafe { _mm512_loadu_ps(src[at..at + BLOCK].as_ptr()) };
+            }
+            for (c, lanes) in transpose(vectors)[..channels].iter().enumerate() {
+                let at = c * plane + p0;
+                // SAFETY: the first n values from `at` lie in plane c of `planes` (the
+                // caller's contract); the masked lanes are not written.
+                unsafe {
+                    _mm512_mask_storeu_ps(planes[at..].as_mut_ptr().cast::<f32>(), first(n), *lanes)
+                };
+            }
+        }
+    }
+}
+
+/// Where a block's windows lie in its interleaved, padded input.
+struct Geometry {
+    /// Pixels per padded row.
+    padded_cols: usize,
+    out: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+}
+
+/// `dst[r][l] = sum over taps t of weights[t][l] * pixels[tap t of output (oy, ox + r)][l]`,
+/// for `R` outputs of a row and the block's [`BLOCK`] channels `l`, summed in registers in tap
+/// order.
+///
+/// # Safety
+/// Every tap of these outputs lies in `pixels`: `(oy·sy + (kh-1)·dy) · padded_cols + (ox +
+/// R - 1)·sx + (kw-1)·dx < pixels.len() / BLOCK`, and `weights` holds `kh·kw` vectors.
+#[inline(always)]
+unsafe fn sum_taps<const FMA: bool, const R: usize>(
+    pixels: &[f32],
+    weights: &[f32],
+    g: &Geometry,
+    [oy, ox]: [usize; 2],
+    dst: &mut [f32],
+) {
+    let mut acc = [[0.0f32; BLOCK]; R];
+    let [kh, kw] = g.kernel;
+    for ky in 0..kh {
+        let row = (oy * g.stride[0] + ky * g.dilation[0]) * g.padded_cols;
+        for kx in 0..kw {
+            // SAFETY: `weights` holds kh·kw vectors (the caller's contract).
+            let wv = unsafe { vector(weights, ky * kw + kx) };
+            for (r, sum) in acc.iter_mut().enumerate() {
+                let pixel = row + (ox + r) * g.stride[1] + kx * g.dilation[1];
+                // SAFETY: the tap lies in `pixels` (the caller's contract).
+                let v = unsafe { vector(pixels, pixel) };
+                for ((s, &w), &v) in sum.iter_mut().zip(wv).zip(v) {
+                    *s = if FMA { w.mul_add(v, *s) } else { *s + w * v };
+                }
+            }
+        }
+    }
+    debug_assert!(g.out[1] >= ox + R);
+    for (d, sum) in dst.chunks_exact_mut(BLOCK).zip(&acc) {
+        d.copy_from_slice(sum);
+    }
+}
+
+/// Vector `i` (values `i·BLOCK..(i + 1)·BLOCK`) of `values`.
+///
+/// # Safety
+/// `(i + 1) · BLOCK <= values.len()`.
+#[inline(always)]
+unsafe fn vector(values: &[f32], i: usize) -> &[f32; BLOCK] {
+    debug_assert!((i + 1) * BLOCK <= values.len());
+    // SAFETY: the vector lies in `values` (the caller's contract); any f32 array may be read
+    // from f32s.
+    unsafe { &*values.as_ptr().add(i * BLOCK).cast::<[f32; BLOCK]>() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::activation::Activation;
+    use crate::kernels::testing::{
+        assert_epilogue_matches, assert_every_isa_agrees, conv_shape, reference, values,
+    };
+    use crate::kernels::uninit::written_in_parts;
+
+    /// Shapes around the kernel's edges: channels not a multiple of the block, rows not a
+    /// multiple of the run, strides, dilation, asymmetric padding, a kernel as large as the
+    /// padded input.
+    fn shapes() -> Vec<ConvShape> {
+        [
+            (16, [7, 7], [5, 5], [1, 1], [1, 1], [(2, 2), (2, 2)]),
+            (21, [14, 14], [3, 3], [2, 2], [1, 1], [(0, 1), (0, 1)]),
+            (5, [9, 11], [3, 3], [1, 2], [2, 1], [(2, 1), (1, 2)]),
+            (33, [14, 14], [5, 5], [1, 1], [1, 1], [(2, 2), (2, 2)]),
+            (3, [2, 3], [3, 4], [1, 1], [1, 1], [(1, 0), (1, 0)]),
+        ]
+        .into_iter()
+        .map(|(c, input, kernel, stride, dilation, pad)| {
+            conv_shape((c, input, c, c, kernel, stride, dilation, pad))
+        })
+        .collect()
+    }
+
+    #[test]
+    fn matches_the_definition_with_every_epilogue() {
+        for (i, s) in shapes().into_iter().enumerate() {
+            let seed = 700 + 10 * i as u32;
+            let x = values(s.input_len(1), seed);
+            let w = values(s.weight_len(), seed + 1);
+            let bias = values(s.cout, seed + 2);
+            let want = reference(&x, 1, &s, &w, Some(&bias));
+            let residual = values(want.len(), seed + 3);
+            for (residual, activation) in [
+                (None, None),
+                (None, Some(Activation::Clip(0.0, 6.0))),
+                (Some(&residual[..]), Some(Activation::Relu)),
+            ] {
+                let epilogue = Epilogue {
+                    bias: Some(&bias),
+                    residual,
+                    activation,
+                };
+                let got = written_in_parts(1, s.output_len(1), |_, out| {
+                    depthwise(&x, &s, &w, &epilogue, out)
+                });
+                let what = format!("case {i}");
+                assert_epilogue_matches(&what, &got, &want, residual, activation);
+            }
+        }
+    }
+
+    #[test]
+    fn takes_the_small_planes_it_pays_on() {
+        let depthwise = |size, k| ConvShape {
+            cin: 32,
+            input: [size, size],
+            cout: 32,
+            groups: 32,
+            kernel: [k, k],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [(k / 2, k / 2); 2],
+        };
+        let taken = |size, k| applies(&depthwise(size, k), Isa::Avx2);
+        assert!(taken(7, 3) && taken(9, 3) && taken(7, 5) && taken(14, 5));
+        assert!(!taken(10, 3) && !taken(14, 3) && !taken(28, 5) && !taken(56, 3));
+        let wide = |size, k| applies(&depthwise(size, k), Isa::Avx512);
+        assert!(wide(7, 3) && wide(14, 3) && wide(28, 5) && wide(56, 3));
+        assert!(!wide(57, 3) && !wide(112, 3));
+        let grouped = ConvShape {
+            groups: 16,
+            ..depthwise(7, 3)
+        };
+        assert!(!applies(&grouped, Isa::Avx512), "two channels per group");
+    }
+
+    #[test]
+    fn every_isa_path_gives_the_portable_result() {
+        for (i, s) in shapes().into_iter().enumerate() {
+            let x = values(s.input_len(1), 800 + i as u32);
+            let w = values(s.weight_len(), 900 + i as u32);
+            assert_every_isa_agrees(&format!("depthwise block case {i}"), |isa| {
+                written_in_parts(1, s.output_len(1), |_, out| {
+                    let job = Job {
+                        arch: isa,
+                        x: &x,
+                        s: &s,
+                        w: &w,
+                        epilogue: &Epilogue::default(),
+                    };
+                    depthwise_on(isa, &job, out, &mut Vec::new())
+                })
+            });
+        }
+    }
+}
