@@ -60,6 +60,22 @@ fn internal(graph: &Graph, i: usize, range: &Range<usize>, keep: &[&str]) -> boo
         && !keep.contains(&name.as_str())
 }
 
+/// The activation node right after node `i` that reads its output, where that output goes
+/// nowhere else (so it need not be kept): the affine stem's activation, applied as the path's
+/// points are made ([`along`](super::path::along)).
+pub fn activation_after(graph: &Graph, i: usize, keep: &[&str]) -> Option<(usize, Activation)> {
+    let range = 0..graph.nodes.len();
+    if !internal(graph, i, &range, keep)
+        || graph.nodes[i + 1].inputs.first() != Some(&graph.nodes[i].output)
+    {
+        return None;
+    }
+    match graph.nodes[i + 1].op.epilogue()? {
+        Epilogue::Activation(a) => Some((i + 1, a)),
+        Epilogue::Add => None,
+    }
+}
+
 /// The fusion group starting at node `i`, if there is one worth running.
 pub fn plan(
     graph: &Graph,

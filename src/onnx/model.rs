@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::backprop;
 use super::exec;
 use super::external::{self, ExternalData};
+use super::fusion;
 use super::graph::{Env, Graph, InputSpec};
 use super::hessian;
 use super::layers::{LayerInfo, Layers};
@@ -17,7 +18,7 @@ use super::load::{self, DEFAULT_INPUT_SIZE};
 use super::metadata::Metadata;
 use super::objective::Objective;
 use super::ops::is_plain_cpu;
-use super::path::{PathEnds, affine_stem, along};
+use super::path::{PathEnds, affine_stem, along, along_on_host};
 use super::profile;
 use super::tokens::{self, View};
 use super::value::{FloatValue, MAX_RANK, Value, host_values};
@@ -353,10 +354,18 @@ impl OnnxModel {
             .unwrap_or(0);
         match (&ends.stem, &self.stem) {
             (Some((at_b, diff)), Some((end, name))) if *end < first => {
-                let stem = along(at_b, diff, alphas);
-                let batch = stem.dims()[0];
-                let env = Env::from([(name.clone(), Value::Float(FloatValue::nchw(stem)))]);
-                self.run_to_layers(env, end + 1, layers, batch)
+                // The activation after the stem, if the layers come later, goes into the
+                // same pass over the points (on the host).
+                let fused = fusion::activation_after(&self.graph, *end, layers)
+                    .filter(|&(at, _)| at < first)
+                    .and_then(|(at, f)| Some((at, along_on_host(at_b, diff, alphas, Some(f))?)));
+                let (name, from, points) = match fused {
+                    Some((at, points)) => (self.graph.nodes[at].output.clone(), at + 1, points),
+                    None => (name.clone(), end + 1, along(at_b, diff, alphas)),
+                };
+                let batch = points.dims()[0];
+                let env = Env::from([(name, Value::Float(FloatValue::nchw(points)))]);
+                self.run_to_layers(env, from, layers, batch)
             }
             _ => self.forward_to_layers(ends.points(alphas), layers),
         }

@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use burn::tensor::{Tensor, TensorData};
 
 use super::graph::Graph;
+use super::host;
+use super::ops::is_plain_cpu;
+use crate::kernels::activation::Activation;
 
 /// The ends of a path, and the affine stem's output at both, computed once per photo.
 #[derive(Clone, Debug)]
@@ -29,14 +32,46 @@ impl PathEnds {
 }
 
 /// The batch `start + direction * alpha` for the given alphas (`start`, `direction`:
-/// `[1, C, H, W]`): points on the line through `start` in `direction`.
+/// `[1, C, H, W]`): points on the line through `start` in `direction`. On the plain CPU device
+/// in one pass on the host (Burn's broadcast product and sum wrote the batch twice); the same
+/// two roundings either way.
 pub fn along(start: &Tensor<4>, direction: &Tensor<4>, alphas: &[f32]) -> Tensor<4> {
+    if let Some(points) = along_on_host(start, direction, alphas, None) {
+        return points;
+    }
+    let device = start.device();
     let n = alphas.len();
-    let a = Tensor::<4>::from_data(
-        TensorData::new(alphas.to_vec(), [n, 1, 1, 1]),
-        &start.device(),
-    );
+    let a = Tensor::<4>::from_data(TensorData::new(alphas.to_vec(), [n, 1, 1, 1]), &device);
     start.clone().add(direction.clone().mul(a))
+}
+
+/// [`along`] then `activation`, in the same pass, on the plain CPU device; `None` elsewhere.
+pub fn along_on_host(
+    start: &Tensor<4>,
+    direction: &Tensor<4>,
+    alphas: &[f32],
+    activation: Option<Activation>,
+) -> Option<Tensor<4>> {
+    let device = start.device();
+    if !is_plain_cpu(&device) || direction.dims() != start.dims() {
+        return None;
+    }
+    let points = host::with_floats(start, |s| {
+        host::with_floats(direction, |d| {
+            let mut out = Vec::with_capacity(alphas.len() * s.len());
+            for &a in alphas {
+                let line = s.iter().zip(d).map(|(&s, &d)| s + d * a);
+                match activation {
+                    Some(f) => out.extend(line.map(|v| f.apply(v))),
+                    None => out.extend(line),
+                }
+            }
+            out
+        })
+    });
+    let values = points.ok()?.ok()?;
+    let [_, c, h, w] = start.dims();
+    Some(host::tensor(values, [alphas.len(), c, h, w], &device))
 }
 
 /// The op types a stem may hold: affine in the image and image by image (each image's output
