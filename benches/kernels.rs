@@ -10,9 +10,9 @@ use igcam::kernels::activation::Activation;
 use igcam::kernels::conv::conv2d;
 use igcam::kernels::conv_grad::{avg_pool2d_grad, conv2d_input_grad, max_pool2d_grad};
 use igcam::kernels::epilogue::Epilogue;
+use igcam::kernels::pool::max_pool2d;
 use igcam::kernels::shape::ConvShape;
 use igcam::kernels::testing::values;
-use igcam::kernels::window::max_pool2d;
 use igcam::kernels::winograd;
 
 /// Images per call: a chunk of path points.

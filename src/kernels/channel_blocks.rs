@@ -17,6 +17,7 @@ use super::isa::{Isa, Kernel, isa_dispatch};
 use super::matmul::with_scratch;
 use super::shape::{ConvShape, check_len};
 use super::uninit::Written;
+use super::window::Window;
 
 /// Channels per block: one AVX-512 register of f32 (two AVX2 ones).
 pub const BLOCK: usize = 16;
@@ -37,12 +38,23 @@ pub const MAX_PLANE_AVX512: usize = 56 * 56;
 /// 0.89–0.96× with 5×5 kernels but 1.07× with 3×3, 28×28 ones 1.03–1.23×.
 pub const MAX_PLANE_3X3: usize = 9 * 9;
 
-/// Whether `s` is a depthwise convolution this kernel takes when running with `isa`: output
-/// planes up to [`MAX_PLANE_AVX512`] with AVX-512, else up to [`MAX_PLANE_3X3`] for a 3×3
-/// kernel and that times `kh·kw / 9` for others.
+/// The largest padded input plane this kernel interleaves (a 128×128 one: 1 MiB for 16
+/// channels, within a core's L2 cache). A larger one, as a huge pooling window's, would be
+/// read from memory once per tap.
+pub const MAX_PADDED_PLANE: usize = 128 * 128;
+
+/// Whether `s` is a depthwise convolution or pooling this kernel takes when running with
+/// `isa`: at least half a block of channels (fewer would leave most lanes idle), a padded
+/// input plane up to [`MAX_PADDED_PLANE`], and output planes up to [`MAX_PLANE_AVX512`] with
+/// AVX-512, else up to [`MAX_PLANE_3X3`] for a 3×3 kernel and that times `kh·kw / 9` for
+/// others.
 pub fn applies(s: &ConvShape, isa: Isa) -> bool {
     let [kh, kw] = s.kernel;
+    let [h, w] = s.input;
+    let padded = (h + s.pad[0].0 + s.pad[0].1) * (w + s.pad[1].0 + s.pad[1].1);
     s.is_depthwise()
+        && s.cout >= BLOCK / 2
+        && padded <= MAX_PADDED_PLANE
         && s.output().is_some_and(|[oh, ow]| match isa {
             Isa::Avx512 => oh * ow <= MAX_PLANE_AVX512,
             _ => oh * ow * 9 <= MAX_PLANE_3X3 * kh * kw,
@@ -69,8 +81,25 @@ pub fn depthwise(
         arch: isa,
         x,
         s,
-        w,
+        op: Window::Sum(w),
         epilogue,
+    };
+    with_scratch(|buf| depthwise_on(isa, &job, out, buf))
+}
+
+/// One image of max pooling (`s`: [`ConvShape::pooling`]; padding never wins), as
+/// [`depthwise`] does a convolution.
+pub fn max_pool(x: &[f32], s: &ConvShape, out: &mut [MaybeUninit<f32>]) -> Written {
+    assert!(s.is_depthwise(), "not a pooling shape: {s:?}");
+    check_len("the input", x.len(), s.input_len(1));
+    check_len("the output", out.len(), s.output_len(1));
+    let isa = Kernel::Window.enter();
+    let job = Job {
+        arch: isa,
+        x,
+        s,
+        op: Window::Max,
+        epilogue: &Epilogue::default(),
     };
     with_scratch(|buf| depthwise_on(isa, &job, out, buf))
 }
@@ -81,7 +110,7 @@ struct Job<'a> {
     arch: Isa,
     x: &'a [f32],
     s: &'a ConvShape,
-    w: &'a [f32],
+    op: Window<'a>,
     epilogue: &'a Epilogue<'a>,
 }
 
@@ -103,7 +132,7 @@ fn depthwise_with<const FMA: bool>(
         arch,
         x,
         s,
-        w,
+        op,
         epilogue,
     } = *job;
     let [h, iw] = s.input;
@@ -139,10 +168,13 @@ fn depthwise_with<const FMA: bool>(
         "a depthwise window passes its padded input: {s:?}"
     );
     let mut written = Written::nothing_of(out);
-    // The padding stays zero: the blocks write the inner pixels only. In the last block, the
-    // lanes past its channels keep the block before's values, summed with zero weights into
-    // outputs nobody reads.
-    pixels.fill(0.0);
+    // The padding keeps its value (zero; minus infinity for a maximum): the blocks write the
+    // inner pixels only. In the last block, the lanes past its channels keep the block
+    // before's values, summed with zero weights into outputs nobody reads.
+    pixels.fill(match op {
+        Window::Sum(_) => 0.0,
+        Window::Max => f32::NEG_INFINITY,
+    });
     for first in (0..s.cout).step_by(BLOCK) {
         let channels = BLOCK.min(s.cout - first);
         let block_x = &x[first * plane_in..(first + channels) * plane_in];
@@ -152,22 +184,16 @@ fn depthwise_with<const FMA: bool>(
             start: top * padded[1] + left,
         };
         interleave(arch, pixels, block_x, plane_in, inner);
-        weights.fill(0.0);
-        let filters = &w[first * taps..(first + channels) * taps];
-        interleave(arch, weights, filters, taps, Place::row(taps));
-        for oy in 0..oh {
-            let row = &mut outputs[oy * ow * BLOCK..(oy + 1) * ow * BLOCK];
-            let whole = ow - ow % RUN;
-            for ox in (0..whole).step_by(RUN) {
-                let dst = &mut row[ox * BLOCK..(ox + RUN) * BLOCK];
-                // SAFETY: every tap of these outputs lies in `pixels` (asserted above).
-                unsafe { sum_taps::<FMA, RUN>(pixels, weights, &geometry, [oy, ox], dst) };
+        match op {
+            Window::Sum(w) => {
+                weights.fill(0.0);
+                let filters = &w[first * taps..(first + channels) * taps];
+                interleave(arch, weights, filters, taps, Place::row(taps));
+                // SAFETY: every tap of every output lies in `pixels` (asserted above).
+                unsafe { all_outputs::<FMA, false>(pixels, weights, &geometry, outputs) };
             }
-            for ox in whole..ow {
-                let dst = &mut row[ox * BLOCK..(ox + 1) * BLOCK];
-                // SAFETY: as above.
-                unsafe { sum_taps::<FMA, 1>(pixels, weights, &geometry, [oy, ox], dst) };
-            }
+            // SAFETY: as above.
+            Window::Max => unsafe { all_outputs::<FMA, true>(pixels, &[], &geometry, outputs) },
         }
         // The bias, residual and activation, plane by plane once taken apart (applied to the
         // interleaved sums, they ran slower).
@@ -404,6 +430,35 @@ mod avx512 {
     }
 }
 
+/// Every output of a block into `outputs` (`[oh][ow][BLOCK]`), [`RUN`] of a row at a time:
+/// [`sum_taps`], or with `MAX` the maximum over the taps.
+///
+/// # Safety
+/// Every tap of every output lies in `pixels`, and `weights` holds `kh·kw` vectors unless
+/// `MAX`.
+#[inline(always)]
+unsafe fn all_outputs<const FMA: bool, const MAX: bool>(
+    pixels: &[f32],
+    weights: &[f32],
+    g: &Geometry,
+    outputs: &mut [f32],
+) {
+    let [oh, ow] = g.out;
+    for (oy, row) in outputs.chunks_exact_mut(ow * BLOCK).take(oh).enumerate() {
+        let whole = ow - ow % RUN;
+        for ox in (0..whole).step_by(RUN) {
+            let dst = &mut row[ox * BLOCK..(ox + RUN) * BLOCK];
+            // SAFETY: the caller's contract.
+            unsafe { sum_taps::<FMA, MAX, RUN>(pixels, weights, g, [oy, ox], dst) };
+        }
+        for ox in whole..ow {
+            let dst = &mut row[ox * BLOCK..(ox + 1) * BLOCK];
+            // SAFETY: as above.
+            unsafe { sum_taps::<FMA, MAX, 1>(pixels, weights, g, [oy, ox], dst) };
+        }
+    }
+}
+
 /// Where a block's windows lie in its interleaved, padded input.
 struct Geometry {
     /// Pixels per padded row.
@@ -416,30 +471,37 @@ struct Geometry {
 
 /// `dst[r][l] = sum over taps t of weights[t][l] * pixels[tap t of output (oy, ox + r)][l]`,
 /// for `R` outputs of a row and the block's [`BLOCK`] channels `l`, summed in registers in tap
-/// order.
+/// order; with `MAX`, the maximum of the pixels instead (no weights).
 ///
 /// # Safety
 /// Every tap of these outputs lies in `pixels`: `(oy·sy + (kh-1)·dy) · padded_cols + (ox +
-/// R - 1)·sx + (kw-1)·dx < pixels.len() / BLOCK`, and `weights` holds `kh·kw` vectors.
+/// R - 1)·sx + (kw-1)·dx < pixels.len() / BLOCK`, and `weights` holds `kh·kw` vectors unless
+/// `MAX`.
 #[inline(always)]
-unsafe fn sum_taps<const FMA: bool, const R: usize>(
+unsafe fn sum_taps<const FMA: bool, const MAX: bool, const R: usize>(
     pixels: &[f32],
     weights: &[f32],
     g: &Geometry,
     [oy, ox]: [usize; 2],
     dst: &mut [f32],
 ) {
-    let mut acc = [[0.0f32; BLOCK]; R];
+    let mut acc = [[if MAX { f32::NEG_INFINITY } else { 0.0 }; BLOCK]; R];
     let [kh, kw] = g.kernel;
     for ky in 0..kh {
         let row = (oy * g.stride[0] + ky * g.dilation[0]) * g.padded_cols;
         for kx in 0..kw {
-            // SAFETY: `weights` holds kh·kw vectors (the caller's contract).
-            let wv = unsafe { vector(weights, ky * kw + kx) };
             for (r, sum) in acc.iter_mut().enumerate() {
                 let pixel = row + (ox + r) * g.stride[1] + kx * g.dilation[1];
                 // SAFETY: the tap lies in `pixels` (the caller's contract).
                 let v = unsafe { vector(pixels, pixel) };
+                if MAX {
+                    for (s, &v) in sum.iter_mut().zip(v) {
+                        *s = s.max(v);
+                    }
+                    continue;
+                }
+                // SAFETY: `weights` holds kh·kw vectors (the caller's contract).
+                let wv = unsafe { vector(weights, ky * kw + kx) };
                 for ((s, &w), &v) in sum.iter_mut().zip(wv).zip(v) {
                     *s = if FMA { w.mul_add(v, *s) } else { *s + w * v };
                 }
@@ -542,6 +604,19 @@ mod tests {
             ..depthwise(7, 3)
         };
         assert!(!applies(&grouped, Isa::Avx512), "two channels per group");
+        let few = ConvShape {
+            cin: 4,
+            cout: 4,
+            groups: 4,
+            ..depthwise(7, 3)
+        };
+        assert!(!applies(&few, Isa::Avx512), "4 channels: most lanes idle");
+        let huge_window =
+            ConvShape::pooling(16, [1024, 1024], [1000, 1000], [1, 1], [1, 1], [(0, 0); 2]);
+        assert!(
+            !applies(&huge_window, Isa::Avx512),
+            "a 1024x1024 plane to interleave"
+        );
     }
 
     #[test]
@@ -555,7 +630,7 @@ mod tests {
                         arch: isa,
                         x: &x,
                         s: &s,
-                        w: &w,
+                        op: Window::Sum(&w),
                         epilogue: &Epilogue::default(),
                     };
                     depthwise_on(isa, &job, out, &mut Vec::new())

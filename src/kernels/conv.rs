@@ -221,8 +221,19 @@ mod tests {
             (6, [7, 7], 6, 6, [3, 3], [1, 1], [1, 1], [(1, 1), (1, 1)]),
             (5, [12, 9], 5, 5, [5, 5], [2, 2], [1, 1], [(2, 2), (2, 2)]),
             (2, [3, 3], 3, 1, [5, 5], [1, 1], [1, 1], [(2, 2), (2, 2)]),
-            // Depthwise with a kernel nearly as wide as the input, in 16-channel blocks.
+            // Depthwise with a kernel nearly as wide as the input: 3 channels by the plane
+            // kernel, 17 in 16-channel blocks (a whole one and one of a single channel).
             (3, [6, 16], 3, 3, [3, 12], [1, 1], [1, 1], [(1, 1), (0, 0)]),
+            (
+                17,
+                [6, 16],
+                17,
+                17,
+                [3, 12],
+                [1, 1],
+                [1, 1],
+                [(1, 1), (0, 0)],
+            ),
             // Depthwise on planes too large for the blocks (the plane kernel).
             (2, [60, 60], 2, 2, [3, 3], [1, 1], [1, 1], [(1, 1), (1, 1)]),
             // Products larger than SPLIT_ABOVE, split into blocks of output rows: pointwise,
@@ -253,7 +264,11 @@ mod tests {
             let k = s.cin / s.groups * s.kernel[0] * s.kernel[1];
             rows_per_block(oh * ow * s.cout.max(k), oh) < oh
         };
-        assert!(split(&conv_shape(cases[9])) && split(&conv_shape(cases[10])));
+        assert!(split(&conv_shape(cases[10])) && split(&conv_shape(cases[11])));
+        assert!(channel_blocks::applies(
+            &conv_shape(cases[8]),
+            Isa::active()
+        ));
         // Three images spread over the threads; one image spreads its products over them.
         for (i, batch) in (0..cases.len()).flat_map(|i| [(i, 3), (i, 1)]) {
             check_case(i, conv_shape(cases[i]), batch);

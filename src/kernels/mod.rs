@@ -17,6 +17,7 @@ pub mod epilogue;
 pub mod isa;
 pub mod matmul;
 pub mod par;
+pub mod pool;
 #[cfg(test)]
 mod refusals;
 pub mod shape;

@@ -9,8 +9,9 @@ use super::conv::conv2d;
 use super::conv_grad::{Gate, avg_pool2d_grad, conv2d_input_grad, max_pool2d_grad};
 use super::epilogue::Epilogue;
 use super::matmul::matmul;
+use super::pool::max_pool2d;
 use super::shape::ConvShape;
-use super::window::{Window, max_pool2d, window};
+use super::window::{Window, window};
 use super::winograd;
 
 /// A 3×3 convolution, 4 → 6 channels on 5×5, padded: output 6×5×5.

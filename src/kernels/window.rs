@@ -7,7 +7,7 @@ use super::epilogue::Epilogue;
 use super::isa::{Kernel, isa_dispatch};
 use super::matmul::with_scratch;
 use super::shape::{ConvShape, check_len};
-use super::uninit::{Written, written_in_parts};
+use super::uninit::Written;
 
 /// What a sliding window computes per output: a weighted sum (depthwise convolution, one
 /// weight per tap and channel) or a maximum (max pooling).
@@ -272,17 +272,6 @@ impl PhaseLayout {
     }
 }
 
-/// Max pooling of `batch` NCHW images (`s.groups`, `s.cout` = channels, no weights).
-pub fn max_pool2d(x: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
-    check_len("the input", x.len(), s.input_len(batch));
-    let out_image = s.output_len(1);
-    let in_image = s.input_len(1);
-    written_in_parts(batch, out_image, |b, o| {
-        let x_b = &x[b * in_image..(b + 1) * in_image];
-        window(x_b, s, Window::Max, &Epilogue::default(), o)
-    })
-}
-
 /// `dst[j] = src[j * stride]` for every `j` of `dst`.
 #[inline(always)]
 pub fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
@@ -311,53 +300,7 @@ pub fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
 mod tests {
     use super::*;
     use crate::kernels::testing::values;
-
-    #[test]
-    fn max_pooling_matches_the_definition() {
-        for (i, (input, kernel, stride, dilation, pad)) in [
-            ([9, 9], [3, 3], [2, 2], [1, 1], [(1, 1), (1, 1)]),
-            ([8, 7], [2, 2], [2, 2], [1, 1], [(0, 0), (0, 0)]),
-            ([10, 11], [3, 2], [1, 3], [2, 1], [(2, 0), (1, 1)]),
-            // A kernel nearly as wide as the input: few outputs per phase row, run row by row.
-            ([10, 20], [3, 15], [1, 1], [1, 1], [(1, 1), (0, 0)]),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let c = 3;
-            let s = ConvShape::pooling(c, input, kernel, stride, dilation, pad);
-            let batch = 2;
-            let x = values(batch * c * input[0] * input[1], 400 + i as u32);
-            let got = max_pool2d(&x, batch, &s);
-            let [oh, ow] = s.output().unwrap();
-            let mut j = 0;
-            for plane in x.chunks(input[0] * input[1]) {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut m = f32::NEG_INFINITY;
-                        for ky in 0..kernel[0] {
-                            for kx in 0..kernel[1] {
-                                let iy = (oy * stride[0] + ky * dilation[0]) as isize
-                                    - pad[0].0 as isize;
-                                let ix = (ox * stride[1] + kx * dilation[1]) as isize
-                                    - pad[1].0 as isize;
-                                if iy >= 0
-                                    && ix >= 0
-                                    && iy < input[0] as isize
-                                    && ix < input[1] as isize
-                                {
-                                    m = m.max(plane[iy as usize * input[1] + ix as usize]);
-                                }
-                            }
-                        }
-                        assert_eq!(got[j], m, "case {i} value {j}");
-                        j += 1;
-                    }
-                }
-            }
-            assert_eq!(j, got.len());
-        }
-    }
+    use crate::kernels::uninit::written_in_parts;
 
     #[test]
     fn every_isa_path_gives_the_portable_result() {

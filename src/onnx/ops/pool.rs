@@ -10,7 +10,7 @@ use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient, 
 use super::padding::{Padding, spatial2};
 use crate::error::OpError;
 use crate::kernels::shape::ConvShape;
-use crate::kernels::{conv_grad, window};
+use crate::kernels::{conv_grad, pool};
 use crate::onnx::host;
 use crate::onnx::value::{FloatValue, Value};
 
@@ -75,7 +75,7 @@ fn host_max_pool(
     let [n, c, h, w] = x.dims();
     let s = ConvShape::pooling(c, [h, w], kernel, stride, dilation, pad);
     let [oh, ow] = s.output().ok_or_else(|| does_not_fit(kernel, [h, w]))?;
-    let out = host::with_floats(&x, |values| window::max_pool2d(values, n, &s))?;
+    let out = host::with_floats(&x, |values| pool::max_pool2d(values, n, &s))?;
     Ok(Value::Float(FloatValue::nchw(host::tensor(
         out,
         [n, c, oh, ow],
