@@ -27,8 +27,8 @@ pub const BLOCK: usize = 16;
 const RUN: usize = 4;
 
 /// The largest output plane this kernel takes with AVX-512 (whose registers interleave the
-/// channels): EfficientNet-Lite0's depthwise layers (10 images, 2 cores) took 0.50–0.95× the
-/// plane kernel's time up to 56×56 outputs (7×7: 0.54–0.60×; 14×14 with 5×5 kernels: 0.8×,
+/// channels): EfficientNet-Lite0's depthwise layers (10 images, 2 cores) took 0.50–0.97× the
+/// plane kernel's time up to 56×56 outputs (7×7: 0.50–0.61×; 14×14 with 5×5 kernels: 0.8×,
 /// with 3×3 equal), but 1.1× at 112×112, whose interleaved planes (0.8 MiB) leave the L2 cache.
 pub const MAX_PLANE_AVX512: usize = 56 * 56;
 
