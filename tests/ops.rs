@@ -42,6 +42,7 @@ op_tests!(
     global_pools,
     flatten_gemm_transb,
     gemm_row_c_batch,
+    gemm_rows_over_outputs,
     matmul_add,
     concat_channels,
     softmax_flat,

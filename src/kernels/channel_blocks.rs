@@ -29,7 +29,8 @@ const RUN: usize = 4;
 /// The largest output plane this kernel takes with AVX-512 (whose registers interleave the
 /// channels): EfficientNet-Lite0's depthwise layers (10 images, 2 cores) took 0.50–0.97× the
 /// plane kernel's time up to 56×56 outputs (7×7: 0.50–0.61×; 14×14 with 5×5 kernels: 0.8×,
-/// with 3×3 equal), but 1.1× at 112×112, whose interleaved planes (0.8 MiB) leave the L2 cache.
+/// with 3×3 equal; the stride-2 layers from 112×112 inputs 0.8×), but 1.1× for its 112×112
+/// outputs, whose interleaved input and output (0.8 MiB each) crowd a core's L2 cache.
 pub const MAX_PLANE_AVX512: usize = 56 * 56;
 
 /// The same without AVX-512, where the interleaving goes value by value, for a 3×3 kernel;
@@ -39,8 +40,8 @@ pub const MAX_PLANE_AVX512: usize = 56 * 56;
 pub const MAX_PLANE_3X3: usize = 9 * 9;
 
 /// The largest padded input plane this kernel interleaves (a 128×128 one: 1 MiB for 16
-/// channels, within a core's L2 cache). A larger one, as a huge pooling window's, would be
-/// read from memory once per tap.
+/// channels, half a core's L2 cache). A larger one, as a huge pooling window's, would be read
+/// from memory once per tap.
 pub const MAX_PADDED_PLANE: usize = 128 * 128;
 
 /// Whether `s` is a depthwise convolution or pooling this kernel takes when running with
@@ -50,15 +51,28 @@ pub const MAX_PADDED_PLANE: usize = 128 * 128;
 /// others.
 pub fn applies(s: &ConvShape, isa: Isa) -> bool {
     let [kh, kw] = s.kernel;
-    let [h, w] = s.input;
-    let padded = (h + s.pad[0].0 + s.pad[0].1) * (w + s.pad[1].0 + s.pad[1].1);
+    let small = padded_plane(s).is_some_and(|p| p <= MAX_PADDED_PLANE);
     s.is_depthwise()
         && s.cout >= BLOCK / 2
-        && padded <= MAX_PADDED_PLANE
+        && s.input[0] * s.input[1] > 0
+        && small
         && s.output().is_some_and(|[oh, ow]| match isa {
             Isa::Avx512 => oh * ow <= MAX_PLANE_AVX512,
-            _ => oh * ow * 9 <= MAX_PLANE_3X3 * kh * kw,
+            _ => oh * ow * 9 <= MAX_PLANE_3X3 * kh.saturating_mul(kw),
         })
+}
+
+/// The padded input plane's rows and columns and its values, if they can be addressed.
+fn padded_dims(s: &ConvShape) -> Option<[usize; 3]> {
+    let [h, w] = s.input;
+    let rows = h.checked_add(s.pad[0].0)?.checked_add(s.pad[0].1)?;
+    let cols = w.checked_add(s.pad[1].0)?.checked_add(s.pad[1].1)?;
+    Some([rows, cols, rows.checked_mul(cols)?])
+}
+
+/// The padded input plane's values, if they can be addressed.
+fn padded_plane(s: &ConvShape) -> Option<usize> {
+    padded_dims(s).map(|[.., values]| values)
 }
 
 /// One image of a depthwise convolution of `x` with weights `w` (`[channels, kh, kw]`), then
@@ -138,13 +152,39 @@ fn depthwise_with<const FMA: bool>(
     let [h, iw] = s.input;
     let [oh, ow] = s.checked_output();
     let [kh, kw] = s.kernel;
-    let ((top, bottom), (left, right)) = (s.pad[0], s.pad[1]);
-    let padded = [h + top + bottom, iw + left + right];
+    let (top, left) = (s.pad[0].0, s.pad[1].0);
+    // Bounded here too, not only by `applies`: every buffer below is sized from it.
+    let padded = padded_dims(s)
+        .filter(|&[.., values]| values <= MAX_PADDED_PLANE)
+        .map(|[rows, cols, _]| [rows, cols])
+        .unwrap_or_else(|| panic!("a padded plane too large for channel blocks: {s:?}"));
+    if oh * ow == 0 || h * iw == 0 {
+        // No output, or only padding in every window (the plane kernel's business).
+        assert!(
+            oh * ow == 0,
+            "an empty input plane in channel blocks: {s:?}"
+        );
+        return Written::nothing_of(out);
+    }
+    // Every tap of every output lies in the padded planes (what `checked_output` ensures),
+    // checked in arithmetic that cannot wrap: the taps are read unchecked.
+    let reach = |o: usize, k: usize, stride: usize, dilation: usize| {
+        let before = (o - 1).checked_mul(stride)?;
+        before.checked_add(k.checked_sub(1)?.checked_mul(dilation)?)
+    };
+    assert!(
+        reach(oh, kh, s.stride[0], s.dilation[0]).is_some_and(|r| r < padded[0])
+            && reach(ow, kw, s.stride[1], s.dilation[1]).is_some_and(|r| r < padded[1]),
+        "a depthwise window passes its padded input: {s:?}"
+    );
     let taps = kh * kw;
     let (plane_in, plane_out) = (h * iw, oh * ow);
     let lens = [
         padded[0] * padded[1] * BLOCK,
-        taps * BLOCK,
+        match op {
+            Window::Sum(_) => taps * BLOCK,
+            Window::Max => 0,
+        },
         plane_out * BLOCK,
     ];
     let need: usize = lens.iter().sum();
@@ -161,16 +201,10 @@ fn depthwise_with<const FMA: bool>(
         stride: s.stride,
         dilation: s.dilation,
     };
-    // Every tap of every output lies in the padded planes (what `checked_output` ensures).
-    assert!(
-        (oh - 1) * s.stride[0] + (kh - 1) * s.dilation[0] < padded[0]
-            && (ow - 1) * s.stride[1] + (kw - 1) * s.dilation[1] < padded[1],
-        "a depthwise window passes its padded input: {s:?}"
-    );
     let mut written = Written::nothing_of(out);
     // The padding keeps its value (zero; minus infinity for a maximum): the blocks write the
-    // inner pixels only. In the last block, the lanes past its channels keep the block
-    // before's values, summed with zero weights into outputs nobody reads.
+    // inner pixels only. In the last block, the lanes past its channels hold zeros or the
+    // block before's values, summed with zero weights into outputs nobody reads.
     pixels.fill(match op {
         Window::Sum(_) => 0.0,
         Window::Max => f32::NEG_INFINITY,
@@ -253,7 +287,8 @@ impl Place {
 }
 
 /// `dst[place.of(i) · BLOCK + c] = src[c · plane + i]`: each of the planes of `src` (`plane`
-/// values, at most [`BLOCK`] planes) as lane `c` of `dst`'s vectors, placed by `place`. By 16×16
+/// values, at most [`BLOCK`] planes) as lane `c` of `dst`'s vectors, placed by `place`; the
+/// placed vectors' other lanes are left as they were or zeroed, the other vectors alone. By 16×16
 /// transposes in registers on AVX-512 (`arch`), else value by value, each vector written whole
 /// before the next (channel by channel, its cache lines were written sixteen times and left the
 /// L1 cache in between).
@@ -383,6 +418,9 @@ mod avx512 {
     /// the vector `place` puts each pixel in.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn interleave(dst: &mut [f32], src: &[f32], plane: usize, place: Place) {
+        if plane == 0 {
+            return;
+        }
         let channels = src.len() / plane;
         let mut vectors = place.vectors(plane);
         for x0 in (0..plane).step_by(16) {
@@ -617,6 +655,55 @@ mod tests {
             !applies(&huge_window, Isa::Avx512),
             "a 1024x1024 plane to interleave"
         );
+    }
+
+    /// The interleaving puts each value where the definition says, and takes planes apart
+    /// again, on every ISA path (the AVX-512 transposes with partial blocks of pixels and
+    /// channels), leaving every other value of `dst` alone.
+    #[test]
+    fn interleaving_follows_the_definition() {
+        for (plane, channels, width) in [(1, 1, 1), (15, 7, 5), (17, 16, 17), (33, 9, 4)] {
+            let src = values(channels * plane, plane as u32);
+            let place = Place {
+                width,
+                stride: width + 3,
+                start: 2,
+            };
+            let vectors = place.of(plane - 1) + 2;
+            let mut want = vec![-7.0; vectors * BLOCK];
+            for i in 0..plane {
+                for c in 0..channels {
+                    want[place.of(i) * BLOCK + c] = src[c * plane + i];
+                }
+            }
+            let interleaved: Vec<f32> = (0..plane * BLOCK)
+                .map(|v| {
+                    if v % BLOCK < channels {
+                        v as f32 * 0.25
+                    } else {
+                        0.5
+                    }
+                })
+                .collect();
+            let placed: Vec<usize> = (0..plane).map(|i| place.of(i)).collect();
+            for isa in Isa::supported() {
+                let mut got = vec![-7.0; vectors * BLOCK];
+                interleave(isa, &mut got, &src, plane, place);
+                for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                    // The lanes past the channels of a placed vector are left unspecified.
+                    if placed.contains(&(j / BLOCK)) && j % BLOCK >= channels {
+                        continue;
+                    }
+                    assert_eq!(g, w, "{isa:?}: {plane} pixels of {channels} channels, {j}");
+                }
+                let mut planes = vec![MaybeUninit::new(-1.0f32); channels * plane];
+                let apart = deinterleave(isa, &mut planes, &interleaved).to_vec();
+                for (j, v) in apart.iter().enumerate() {
+                    let (c, i) = (j / plane, j % plane);
+                    assert_eq!(*v, interleaved[i * BLOCK + c], "{isa:?}: apart {j}");
+                }
+            }
+        }
     }
 
     #[test]

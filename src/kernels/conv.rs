@@ -7,8 +7,8 @@
 //! - one `gemm` call per image, group and block of output rows (a 1×1 stride-1 convolution
 //!   multiplies the input directly; a product larger than a core's L2 cache is split so that
 //!   its columns and output stay there: [`BLOCK_VALUES`]), images spread over the thread pool,
-//!   the scratch buffer kept per thread; a single image spreads each product, its im2col and
-//!   its epilogue over the threads instead;
+//!   the scratch buffer kept per thread; fewer images than threads (a single image) spread
+//!   each product, its im2col and its epilogue over the threads instead;
 //! - depthwise convolutions (one input channel per group) as shifted multiply-adds on padded
 //!   phase planes, the same kernel as max pooling ([`window`](super::window)), or on small
 //!   planes 16 channels at a time ([`channel_blocks`](super::channel_blocks));
@@ -126,7 +126,8 @@ fn grouped(
                 };
                 let mut block = matmul_columns_into(dst, n, cols.clone(), w_g, rhs, parallelism);
                 if inner_parallel {
-                    // The threads share the epilogue by channels, as they did the product.
+                    // The threads share the epilogue by channels (as `gemm` shares a product large
+                    // enough for its threading).
                     let per = block.len().div_ceil(threads()).max(1);
                     par_chunks(&mut block, per, |i, rows| {
                         epilogue.channels(i * per, rows.len(), n).apply_columns(
@@ -265,6 +266,27 @@ mod tests {
             rows_per_block(oh * ow * s.cout.max(k), oh) < oh
         };
         assert!(split(&conv_shape(cases[10])) && split(&conv_shape(cases[11])));
+        // The split products through `grouped` itself, blocks on one thread (the path of a
+        // batch that fills the threads, whatever this machine's count) and with the threads
+        // on one product; the second case's last block is shorter (91 rows in blocks of 16).
+        for i in [10, 11] {
+            let s = conv_shape(cases[i]);
+            let x = values(s.input_len(1), 40 + i as u32);
+            let w = values(s.weight_len(), 50 + i as u32);
+            let bias = values(s.cout, 60 + i as u32);
+            let want = reference(&x, 1, &s, &w, Some(&bias));
+            let epilogue = Epilogue {
+                bias: Some(&bias),
+                ..Epilogue::default()
+            };
+            for inner_parallel in [false, true] {
+                let got = written_in_parts(1, s.output_len(1), |_, out| {
+                    grouped(&x, &s, &w, &epilogue, out, inner_parallel)
+                });
+                let what = format!("case {i} grouped, inner parallel {inner_parallel}");
+                assert_epilogue_matches(&what, &got, &want, None, None);
+            }
+        }
         assert!(channel_blocks::applies(
             &conv_shape(cases[8]),
             Isa::active()

@@ -1,7 +1,7 @@
 //! The matrix products of the convolution kernels (one `gemm` call per image and group) and
 //! the scratch buffer they share, kept per thread.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -11,7 +11,7 @@ use super::shape::ConvShape;
 
 thread_local! {
     /// The scratch buffer of this thread, grown to the largest convolution seen.
-    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static COLUMNS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// One group's matrix product within one image's convolution: its sizes and how it may use
@@ -54,10 +54,16 @@ impl GroupProduct {
     }
 }
 
-/// Runs `f` on this thread's scratch buffer (the im2col columns, the window kernel's phase
-/// planes), grown to the largest size asked for. The kernels that use it never nest.
+/// Runs `f` on this thread's scratch buffer (the im2col columns, the window kernels' planes),
+/// grown to the largest size asked for. The buffer is taken out for the call and put back
+/// after it: a thread that waits inside `f` for parallel work (an im2col or epilogue spread
+/// over the threads, `gemm`'s own threads) may run another image's kernel meanwhile, which
+/// then works in a buffer of its own (a borrow held across the call panicked there).
 pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    COLUMNS.with(|cell| f(&mut cell.borrow_mut()))
+    let mut buffer = COLUMNS.take();
+    let out = f(&mut buffer);
+    COLUMNS.set(buffer);
+    out
 }
 
 /// Runs `f` on this thread's column buffer, `len` values long (grown to the largest seen).

@@ -53,7 +53,7 @@ pub fn along_on_host(
     activation: Option<Activation>,
 ) -> Option<Tensor<4>> {
     let device = start.device();
-    if !is_plain_cpu(&device) || direction.dims() != start.dims() {
+    if !is_plain_cpu(&device) || direction.dims() != start.dims() || start.dims()[0] != 1 {
         return None;
     }
     let points = host::with_floats(start, |s| {

@@ -669,6 +669,20 @@ def main():
     swish = swish_tiny()
     make_net("swish_tiny", swish, swish.layer4.out_act, "/layer4/out_act/", 128, chelsea, 8)
     make_host_gemm_ops()
+    make_host_gemm_tall_ops()
+
+
+def make_host_gemm_tall_ops():
+    """A Gemm with more rows than outputs (6 images by 3 classes), which the host product
+    computes directly (fewer rows than outputs go through the product of the transposes: the
+    other Gemm cases); seeded on its own."""
+    global RNG
+    RNG = np.random.default_rng(9876)
+    N = helper.make_node
+    op_case("gemm_rows_over_outputs", (6, 2, 2, 2),
+            [N("Flatten", ["x"], ["f"], axis=1),
+             N("Gemm", ["f", "w", "c"], ["y"], transB=1, alpha=0.75, beta=1.0)],
+            [init("w", rnd(3, 8)), init("c", rnd(3))])
 
 
 def make_host_gemm_ops():
