@@ -1,7 +1,7 @@
-//! Depthwise convolution of small planes, [`BLOCK`] channels at a time: the block's input
-//! planes interleaved (each padded pixel one vector of its 16 channels), every output a sum of
-//! its taps in vector registers (one multiply-add per tap and 16 channels), then the planes
-//! taken apart again. The plane kernel ([`window`](super::window)) runs each channel on its
+//! Depthwise convolution and max pooling of small planes, [`BLOCK`] channels at a time: the
+//! block's input planes interleaved (each padded pixel one vector of its 16 channels), every
+//! output a sum (or maximum) of its taps in vector registers (one multiply-add per tap and 16
+//! channels), then the planes taken apart again. The plane kernel ([`window`](super::window)) runs each channel on its
 //! own, in runs of 64 outputs over padded rows: on a 7×7 plane that computes 128 sums for 49
 //! outputs, around two copies and a dozen row copies per channel. On EfficientNet-Lite0's 7×7
 //! and 14×14 layers it ran at a quarter to a half of onnxruntime's speed, whose kernel

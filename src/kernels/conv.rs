@@ -11,7 +11,7 @@
 //!   each product, its im2col and its epilogue over the threads instead;
 //! - depthwise convolutions (one input channel per group) as shifted multiply-adds on padded
 //!   phase planes, the same kernel as max pooling ([`window`](super::window)), or on small
-//!   planes 16 channels at a time ([`channel_blocks`](super::channel_blocks));
+//!   planes 16 channels at a time ([`channel_blocks`]);
 //! - the bias, a residual addition and the activation that follow the convolution in the graph
 //!   applied in the same pass over each image's output (see [`Epilogue`]).
 

@@ -1,6 +1,6 @@
-//! Max pooling of a batch: [`channel_blocks`](super::channel_blocks) where its 16-channel
+//! Max pooling of a batch: [`channel_blocks`] where its 16-channel
 //! blocks pay ([`channel_blocks::applies`]), else the plane kernel
-//! ([`window`](super::window)).
+//! ([`window`]).
 
 use super::channel_blocks;
 use super::epilogue::Epilogue;

@@ -32,7 +32,7 @@ pub fn conv_shape((cin, input, cout, groups, kernel, stride, dilation, pad): Cas
     }
 }
 
-/// Asserts that `got` is `want` (the convolution with its bias, from [`reference`]) plus
+/// Asserts that `got` is `want` (the convolution with its bias, from [`reference()`]) plus
 /// `residual`, through `activation`, to 1e-5 relative; `what` names the case.
 pub fn assert_epilogue_matches(
     what: &str,
