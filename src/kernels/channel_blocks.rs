@@ -15,9 +15,9 @@ use std::mem::MaybeUninit;
 use super::epilogue::Epilogue;
 use super::isa::{Isa, Kernel, isa_dispatch};
 use super::matmul::with_scratch;
-use super::shape::{ConvShape, check_len};
+use super::shape::ConvShape;
 use super::uninit::Written;
-use super::window::Window;
+use super::window::{Window, check};
 
 /// Channels per block: one AVX-512 register of f32 (two AVX2 ones).
 pub const BLOCK: usize = 16;
@@ -51,7 +51,7 @@ pub const MAX_PADDED_PLANE: usize = 128 * 128;
 /// others.
 pub fn applies(s: &ConvShape, isa: Isa) -> bool {
     let [kh, kw] = s.kernel;
-    let small = padded_plane(s).is_some_and(|p| p <= MAX_PADDED_PLANE);
+    let small = padded_dims(s).is_some_and(|[.., values]| values <= MAX_PADDED_PLANE);
     s.is_depthwise()
         && s.cout >= BLOCK / 2
         && s.input[0] * s.input[1] > 0
@@ -70,55 +70,30 @@ fn padded_dims(s: &ConvShape) -> Option<[usize; 3]> {
     Some([rows, cols, rows.checked_mul(cols)?])
 }
 
-/// The padded input plane's values, if they can be addressed.
-fn padded_plane(s: &ConvShape) -> Option<usize> {
-    padded_dims(s).map(|[.., values]| values)
-}
-
-/// One image of a depthwise convolution of `x` with weights `w` (`[channels, kh, kw]`), then
-/// `epilogue` (whose residual, if any, is this image's). Writes every value of `out` (never
-/// read) and returns the receipt.
-pub fn depthwise(
+/// One image of a depthwise convolution (`op`: [`Window::Sum`] with weights `[channels, kh,
+/// kw]`) or max pooling ([`Window::Max`]; padding never wins), then `epilogue` (whose
+/// residual, if any, is this image's), as the plane kernel ([`window`](super::window::window))
+/// computes it. Writes every value of `out` (never read) and returns the receipt.
+pub fn run(
     x: &[f32],
     s: &ConvShape,
-    w: &[f32],
+    op: Window,
     epilogue: &Epilogue,
     out: &mut [MaybeUninit<f32>],
 ) -> Written {
-    assert!(s.is_depthwise(), "not a depthwise convolution: {s:?}");
-    check_len("the input", x.len(), s.input_len(1));
-    check_len("the output", out.len(), s.output_len(1));
-    check_len("the weights", w.len(), s.weight_len());
-    epilogue.check(s, 1);
+    check(x, s, op, epilogue, out);
     let isa = Kernel::Window.enter();
     let job = Job {
         arch: isa,
         x,
         s,
-        op: Window::Sum(w),
+        op,
         epilogue,
     };
-    with_scratch(|buf| depthwise_on(isa, &job, out, buf))
+    with_scratch(|buf| blocks_on(isa, &job, out, buf))
 }
 
-/// One image of max pooling (`s`: [`ConvShape::pooling`]; padding never wins), as
-/// [`depthwise`] does a convolution.
-pub fn max_pool(x: &[f32], s: &ConvShape, out: &mut [MaybeUninit<f32>]) -> Written {
-    assert!(s.is_depthwise(), "not a pooling shape: {s:?}");
-    check_len("the input", x.len(), s.input_len(1));
-    check_len("the output", out.len(), s.output_len(1));
-    let isa = Kernel::Window.enter();
-    let job = Job {
-        arch: isa,
-        x,
-        s,
-        op: Window::Max,
-        epilogue: &Epilogue::default(),
-    };
-    with_scratch(|buf| depthwise_on(isa, &job, out, buf))
-}
-
-/// What one image's convolution reads, checked against its shape by [`depthwise`].
+/// What one image's window reads, checked against its shape by [`run`].
 struct Job<'a> {
     /// The ISA the kernel is compiled for (the interleaving has its own AVX-512 code).
     arch: Isa,
@@ -129,15 +104,15 @@ struct Job<'a> {
 }
 
 isa_dispatch! {
-    /// [`depthwise_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]),
+    /// [`blocks_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]),
     /// `job.arch`.
-    fn depthwise_on(job: &Job, out: &mut [MaybeUninit<f32>], buf: &mut Vec<f32>) -> Written
-        => depthwise_with::<FMA>
+    fn blocks_on(job: &Job, out: &mut [MaybeUninit<f32>], buf: &mut Vec<f32>) -> Written
+        => blocks_with::<FMA>
 }
 
 /// The kernel; `buf` is scratch space; `FMA`: fused multiply-adds.
 #[inline(always)]
-fn depthwise_with<const FMA: bool>(
+fn blocks_with<const FMA: bool>(
     job: &Job,
     out: &mut [MaybeUninit<f32>],
     buf: &mut Vec<f32>,
@@ -332,22 +307,22 @@ fn deinterleave<'p>(arch: Isa, planes: &'p mut [MaybeUninit<f32>], src: &[f32]) 
         "{} values are not whole planes of {plane}",
         planes.len()
     );
-    #[cfg(target_arch = "x86_64")]
-    if arch == Isa::Avx512 && Isa::Avx512.available() {
-        // SAFETY: the CPU has AVX-512 (checked), and the sizes fit (asserted above).
-        unsafe { avx512::deinterleave(planes, src) };
-    } else {
-        deinterleave_values(planes, src);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = arch;
-        deinterleave_values(planes, src);
-    }
+    write_planes(arch, planes, src);
     let (ptr, len) = (planes.as_mut_ptr().cast::<f32>(), planes.len());
     // SAFETY: every value of `planes` was just written (each lane of each of `src`'s vectors
     // for every channel covers them all), and this unique borrow covers them.
     unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+}
+
+/// [`deinterleave`]'s writes: by 16×16 transposes on AVX-512 (`arch`), else value by value.
+fn write_planes(arch: Isa, planes: &mut [MaybeUninit<f32>], src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if arch == Isa::Avx512 && Isa::Avx512.available() {
+        // SAFETY: the CPU has AVX-512 (checked), and the sizes fit (asserted by the caller).
+        return unsafe { avx512::deinterleave(planes, src) };
+    }
+    let _ = arch;
+    deinterleave_values(planes, src);
 }
 
 /// [`deinterleave`] value by value (see [`interleave_values`]).
@@ -611,7 +586,7 @@ mod tests {
                     activation,
                 };
                 let got = written_in_parts(1, s.output_len(1), |_, out| {
-                    depthwise(&x, &s, &w, &epilogue, out)
+                    run(&x, &s, Window::Sum(&w), &epilogue, out)
                 });
                 let what = format!("case {i}");
                 assert_epilogue_matches(&what, &got, &want, residual, activation);
@@ -720,7 +695,7 @@ mod tests {
                         op: Window::Sum(&w),
                         epilogue: &Epilogue::default(),
                     };
-                    depthwise_on(isa, &job, out, &mut Vec::new())
+                    blocks_on(isa, &job, out, &mut Vec::new())
                 })
             });
         }

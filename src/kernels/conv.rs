@@ -11,21 +11,21 @@
 //!   each product, its im2col and its epilogue over the threads instead;
 //! - depthwise convolutions (one input channel per group) as shifted multiply-adds on padded
 //!   phase planes, the same kernel as max pooling ([`window`](super::window)), or on small
-//!   planes 16 channels at a time ([`channel_blocks`]);
+//!   planes 16 channels at a time ([`channel_blocks`](super::channel_blocks); which one:
+//!   [`sliding_window`]);
 //! - the bias, a residual addition and the activation that follow the convolution in the graph
 //!   applied in the same pass over each image's output (see [`Epilogue`]).
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::channel_blocks;
 use super::epilogue::Epilogue;
-use super::isa::Isa;
 use super::matmul::{GroupProduct, MatRef, matmul_columns_into, with_columns};
 use super::par::{par_chunks, threads};
+use super::pool::sliding_window;
 use super::shape::{ConvShape, check_len};
 use super::uninit::{Written, written_in_parts};
-use super::window::{Window, gather, window};
+use super::window::{Window, gather};
 use super::work;
 
 /// Convolves `batch` NCHW images `x` with weights `w` (`[cout, cin / groups, kh, kw]`,
@@ -43,10 +43,8 @@ pub fn conv2d(x: &[f32], batch: usize, s: &ConvShape, w: &[f32], epilogue: &Epil
     written_in_parts(batch, out_image, |b, out_b| {
         let x_b = &x[b * in_image..(b + 1) * in_image];
         let image = epilogue.of_image(b, out_image);
-        if channel_blocks::applies(s, Isa::active()) {
-            channel_blocks::depthwise(x_b, s, w, &image, out_b)
-        } else if s.is_depthwise() {
-            window(x_b, s, Window::Sum(w), &image, out_b)
+        if s.is_depthwise() {
+            sliding_window(x_b, s, Window::Sum(w), &image, out_b)
         } else {
             grouped(x_b, s, w, &image, out_b, inner_parallel)
         }
@@ -73,6 +71,19 @@ fn rows_per_block(values: usize, rows: usize) -> usize {
     rows.div_ceil(blocks)
 }
 
+/// Output rows per block of one image's products of `s` (see [`rows_per_block`]): all of
+/// them where the threads share one pointwise product, whose blocks would leave each too
+/// little work.
+fn block_rows(s: &ConvShape, inner_parallel: bool) -> usize {
+    let [oh, ow] = s.checked_output();
+    if inner_parallel && s.is_pointwise() {
+        return oh.max(1);
+    }
+    let GroupProduct { cout_g, k, .. } = GroupProduct::of(s, inner_parallel);
+    let columns = if s.is_pointwise() { 0 } else { k };
+    rows_per_block(oh * ow * cout_g.max(columns), oh)
+}
+
 /// One image, any groups: one matrix product per group and block of output rows (see
 /// [`BLOCK_VALUES`]), on the input itself where the convolution is pointwise, else on the
 /// block's im2col columns; each block finished by `epilogue` (this image's) while it is warm.
@@ -93,12 +104,7 @@ fn grouped(
         parallelism,
     } = GroupProduct::of(s, inner_parallel);
     let [oh, ow] = s.checked_output();
-    // With the threads on one pointwise product, a block would leave each too little work.
-    let rows_per_block = if inner_parallel && s.is_pointwise() {
-        oh.max(1)
-    } else {
-        rows_per_block(n * cout_g.max(if s.is_pointwise() { 0 } else { k }), oh)
-    };
+    let rows_per_block = block_rows(s, inner_parallel);
     let columns_len = if s.is_pointwise() {
         0
     } else {
@@ -251,7 +257,7 @@ mod tests {
             ),
             (
                 8,
-                [191, 192],
+                [181, 192],
                 8,
                 1,
                 [3, 3],
@@ -260,15 +266,15 @@ mod tests {
                 [(1, 1), (1, 1)],
             ),
         ];
-        let split = |s: &ConvShape| {
-            let [oh, ow] = s.checked_output();
-            let k = s.cin / s.groups * s.kernel[0] * s.kernel[1];
-            rows_per_block(oh * ow * s.cout.max(k), oh) < oh
-        };
-        assert!(split(&conv_shape(cases[10])) && split(&conv_shape(cases[11])));
+        // Both are split on one thread; the second one's last block is shorter.
+        let [split_pointwise, split_strided] = [10, 11].map(|i| conv_shape(cases[i]));
+        let oh = |s: &ConvShape| s.checked_output()[0];
+        assert!(block_rows(&split_pointwise, false) < oh(&split_pointwise));
+        let rows = block_rows(&split_strided, false);
+        assert!(rows < oh(&split_strided) && oh(&split_strided) % rows != 0);
         // The split products through `grouped` itself, blocks on one thread (the path of a
         // batch that fills the threads, whatever this machine's count) and with the threads
-        // on one product; the second case's last block is shorter (91 rows in blocks of 16).
+        // on one product.
         for i in [10, 11] {
             let s = conv_shape(cases[i]);
             let x = values(s.input_len(1), 40 + i as u32);
@@ -287,9 +293,9 @@ mod tests {
                 assert_epilogue_matches(&what, &got, &want, None, None);
             }
         }
-        assert!(channel_blocks::applies(
+        assert!(crate::kernels::channel_blocks::applies(
             &conv_shape(cases[8]),
-            Isa::active()
+            crate::kernels::isa::Isa::active()
         ));
         // Three images spread over the threads; one image spreads its products over them.
         for (i, batch) in (0..cases.len()).flat_map(|i| [(i, 3), (i, 1)]) {

@@ -1,5 +1,5 @@
-//! The matrix products of the convolution kernels (one `gemm` call per image and group) and
-//! the scratch buffer they share, kept per thread.
+//! The matrix products of the convolution kernels (one `gemm` call per image, group and block
+//! of output rows) and the scratch buffer they share, kept per thread.
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;

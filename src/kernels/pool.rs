@@ -1,27 +1,40 @@
-//! Max pooling of a batch: [`channel_blocks`] where its 16-channel
-//! blocks pay ([`channel_blocks::applies`]), else the plane kernel
-//! ([`window`]).
+//! Which kernel runs a sliding window (a depthwise convolution or max pooling) on one image:
+//! [`channel_blocks`] where its 16-channel blocks pay ([`channel_blocks::applies`]), else the
+//! plane kernel ([`window`]); and max pooling of a batch.
+
+use std::mem::MaybeUninit;
 
 use super::channel_blocks;
 use super::epilogue::Epilogue;
 use super::isa::Isa;
 use super::shape::{ConvShape, check_len};
-use super::uninit::written_in_parts;
+use super::uninit::{Written, written_in_parts};
 use super::window::{Window, window};
+
+/// One image of a depthwise convolution or max pooling (`op`), then `epilogue`, by the kernel
+/// that suits `s` on this CPU. Writes every value of `out` and returns the receipt.
+pub fn sliding_window(
+    x: &[f32],
+    s: &ConvShape,
+    op: Window,
+    epilogue: &Epilogue,
+    out: &mut [MaybeUninit<f32>],
+) -> Written {
+    if channel_blocks::applies(s, Isa::active()) {
+        channel_blocks::run(x, s, op, epilogue, out)
+    } else {
+        window(x, s, op, epilogue, out)
+    }
+}
 
 /// Max pooling of `batch` NCHW images (`s.groups`, `s.cout` = channels, no weights).
 pub fn max_pool2d(x: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
     check_len("the input", x.len(), s.input_len(batch));
     let out_image = s.output_len(1);
     let in_image = s.input_len(1);
-    let blocks = channel_blocks::applies(s, Isa::active());
     written_in_parts(batch, out_image, |b, o| {
         let x_b = &x[b * in_image..(b + 1) * in_image];
-        if blocks {
-            channel_blocks::max_pool(x_b, s, o)
-        } else {
-            window(x_b, s, Window::Max, &Epilogue::default(), o)
-        }
+        sliding_window(x_b, s, Window::Max, &Epilogue::default(), o)
     })
 }
 
@@ -48,7 +61,13 @@ mod tests {
     fn by_blocks(x: &[f32], batch: usize, s: &ConvShape) -> Vec<f32> {
         let n = s.input_len(1);
         written_in_parts(batch, s.output_len(1), |b, o| {
-            channel_blocks::max_pool(&x[b * n..(b + 1) * n], s, o)
+            channel_blocks::run(
+                &x[b * n..(b + 1) * n],
+                s,
+                Window::Max,
+                &Epilogue::default(),
+                o,
+            )
         })
     }
 

@@ -34,6 +34,14 @@ pub fn window(
     epilogue: &Epilogue,
     out: &mut [MaybeUninit<f32>],
 ) -> Written {
+    check(x, s, op, epilogue, out);
+    let isa = Kernel::Window.enter();
+    with_scratch(|buf| window_on(isa, x, s, op, epilogue, out, buf))
+}
+
+/// Asserts that one image's input `x`, `op`'s weights, `epilogue` and `out` fit `s`, whose
+/// channels each go on their own: the checks of every sliding-window kernel.
+pub fn check(x: &[f32], s: &ConvShape, op: Window, epilogue: &Epilogue, out: &[MaybeUninit<f32>]) {
     assert!(
         s.cin == s.cout && s.groups == s.cin,
         "a window runs every channel on its own: {s:?}"
@@ -44,8 +52,6 @@ pub fn window(
         check_len("the weights", w.len(), s.weight_len());
     }
     epilogue.check(s, 1);
-    let isa = Kernel::Window.enter();
-    with_scratch(|buf| window_on(isa, x, s, op, epilogue, out, buf))
 }
 
 isa_dispatch! {

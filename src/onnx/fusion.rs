@@ -60,12 +60,17 @@ fn internal(graph: &Graph, i: usize, range: &Range<usize>, keep: &[&str]) -> boo
         && !keep.contains(&name.as_str())
 }
 
-/// The activation node right after node `i` that reads its output, where that output goes
-/// nowhere else (so it need not be kept): the affine stem's activation, applied as the path's
-/// points are made ([`along`](super::path::along)).
-pub fn activation_after(graph: &Graph, i: usize, keep: &[&str]) -> Option<(usize, Activation)> {
-    let range = 0..graph.nodes.len();
-    if !internal(graph, i, &range, keep)
+/// The activation node right after node `i`, within `range`, that reads its output, where
+/// that output goes nowhere else (so it need not be kept): a fused group's last node, or the
+/// affine stem's activation, applied as the path's points are made
+/// ([`along_on_host`](super::path::along_on_host)).
+pub fn activation_after(
+    graph: &Graph,
+    i: usize,
+    range: &Range<usize>,
+    keep: &[&str],
+) -> Option<(usize, Activation)> {
+    if !internal(graph, i, range, keep)
         || graph.nodes[i + 1].inputs.first() != Some(&graph.nodes[i].output)
     {
         return None;
@@ -126,13 +131,7 @@ pub fn plan(
             out += 1;
         }
     }
-    let mut activation = None;
-    if internal(graph, out, range, keep)
-        && let Some(Epilogue::Activation(a)) = graph.nodes[out + 1].op.epilogue()
-        && graph.nodes[out + 1].inputs.first() == Some(&graph.nodes[out].output)
-    {
-        activation = Some((out + 1, a));
-    }
+    let activation = activation_after(graph, out, range, keep);
     if pad.is_none() && add.is_none() && activation.is_none() {
         return None;
     }

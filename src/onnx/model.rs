@@ -356,8 +356,7 @@ impl OnnxModel {
             (Some((at_b, diff)), Some((end, name))) if *end < first => {
                 // The activation after the stem, if the layers come later, goes into the
                 // same pass over the points (on the host).
-                let fused = fusion::activation_after(&self.graph, *end, layers)
-                    .filter(|&(at, _)| at < first)
+                let fused = fusion::activation_after(&self.graph, *end, &(0..first), layers)
                     .and_then(|(at, f)| Some((at, along_on_host(at_b, diff, alphas, Some(f))?)));
                 let (name, from, points) = match fused {
                     Some((at, points)) => (self.graph.nodes[at].output.clone(), at + 1, points),
