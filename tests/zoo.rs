@@ -1,5 +1,5 @@
 //! The model zoo (fixtures from `tests/reference/make_zoo.py` and
-//! `make_transformer_zoo.py`): eleven CNN families and three vision transformers, narrowed,
+//! `make_transformer_zoo.py`): eleven CNN families and four vision transformers, narrowed,
 //! each exported by the legacy exporter at opset 17 and 13 and by the new `dynamo=True`
 //! exporter with a fixed batch of 1. For every export: it loads, the default layer is the
 //! feature map that feeds the network's pooling (for a transformer, the tokens its last
@@ -30,8 +30,9 @@ const FAMILIES: [&str; 11] = [
     "mobilevit",
 ];
 /// Vision transformers (`transformers.json`): timm's ViT, timm's distilled DeiT (a class and
-/// a distillation token before the patches) and Hugging Face's ViT.
-const TRANSFORMERS: [&str; 3] = ["vit", "deit_distilled", "hf_vit"];
+/// a distillation token before the patches), Hugging Face's ViT and timm's Swin (channels-last
+/// tokens, shifted windows partitioned through rank-6 tensors).
+const TRANSFORMERS: [&str; 4] = ["vit", "deit_distilled", "hf_vit", "swin"];
 const EXPORTERS: [&str; 3] = ["opset17", "opset13", "dynamo"];
 /// Exports PyTorch itself refuses: MobileViT's and timm's fused attention need opset 14.
 const NOT_EXPORTABLE: [&str; 3] = ["mobilevit_opset13", "vit_opset13", "deit_distilled_opset13"];
@@ -141,13 +142,15 @@ fn every_family_and_exporter_loads_picks_the_feature_map_and_matches_pytorch() {
 /// Hugging Face ViT's layer normalisation, GELU and attention products since this round).
 /// ResNeSt and MobileViT hold rank-5 tensors, timm's ViT and DeiT the legacy export's rank-5
 /// q/k/v `Split` or the dynamo export's strided `Slice`, ConvNeXt's dynamo export a float
-/// `Gather` of many indices (`as_strided`).
-const AUTODIFF_GRADIENT: [&str; 5] = [
+/// `Gather` of many indices (`as_strided`), Swin its shifted windows' rank-5 attention mask
+/// `Add` and rank-6 window partition.
+const AUTODIFF_GRADIENT: [&str; 6] = [
     "resnest",
     "mobilevit",
     "vit",
     "deit_distilled",
     "convnext_dynamo",
+    "swin",
 ];
 
 /// Every export's input gradient, where the host reverse pass applies, equals Burn's autodiff
@@ -206,7 +209,7 @@ fn host_input_gradient_equals_autodiff_where_it_applies() {
 /// Every transformer export runs its path points in batches (the legacy exporter's class-token
 /// `Expand` to a batch of 1 follows the run's batch), lists its token tensors as layers, and
 /// explains its default layer as the 8×8 patch grid with 32 channels; a token tensor's
-/// leading tokens are the ones the fixture says.
+/// leading tokens are the ones the fixture says (none: Swin's channels-last `[1, 8, 8, 32]`).
 #[test]
 fn transformers_run_in_batches_and_explain_their_patch_grid() {
     let device = Device::flex();
@@ -218,20 +221,25 @@ fn transformers_run_in_batches_and_explain_their_patch_grid() {
         assert_eq!(model.batch_breaker(), None, "{file}");
         let layer = case["layer"].as_str().unwrap();
         assert_eq!(model.layer_shape(layer).unwrap(), [1, 32, 8, 8], "{file}");
-        let leading = case["leading"].as_u64().unwrap() as usize;
         let listed = model
             .layers()
             .into_iter()
             .find(|l| l.name == layer)
             .unwrap();
-        assert_eq!(listed.shape, [1, leading + 64, 32], "{file}");
+        assert_eq!(listed.explained_as, [1, 32, 8, 8], "{file}");
         let (_, why) = model.default_layer_reason().unwrap();
-        assert!(
-            why.ends_with(&format!(
-                "as the 8×8 patch grid, without the {leading} leading token(s)"
-            )),
-            "{file}: {why}"
-        );
+        let (shape, grid) = match case["leading"].as_u64() {
+            Some(leading) => (
+                vec![1, leading as usize + 64, 32],
+                format!("as the 8×8 patch grid, without the {leading} leading token(s)"),
+            ),
+            None => (
+                vec![1, 8, 8, 32],
+                "as the 8×8 grid of its channels-last tokens".to_string(),
+            ),
+        };
+        assert_eq!(listed.shape, shape, "{file}");
+        assert!(why.ends_with(&grid), "{file}: {why}");
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::graph::Graph;
-use super::tokens::{View, token_view};
+use super::tokens::{TokenGraph, View, is_attention};
 use crate::error::{Error, Result};
 
 /// Op types that count as "an activation" when choosing the default layer.
@@ -20,6 +20,20 @@ const ACTIVATIONS: &[&str] = &[
     "PRelu",
     "Sigmoid",
     "Tanh",
+];
+
+/// Op types that only move values (a transformer's token plumbing between its normalisation
+/// and its projections).
+const MOVES_VALUES: &[&str] = &[
+    "Reshape",
+    "Transpose",
+    "Slice",
+    "Concat",
+    "Pad",
+    "Identity",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
 ];
 
 /// Op types that can be a network's global pooling (when their output has no spatial extent).
@@ -52,6 +66,8 @@ pub struct Layers<'a> {
     pub graph: &'a Graph,
     /// Every node output's shape for one image.
     pub shapes: &'a HashMap<String, Vec<usize>>,
+    /// What the token views read from the graph.
+    pub tokens: &'a TokenGraph,
     /// The number of classes of the output.
     pub classes: usize,
     /// Whether the output scores every class at every pixel.
@@ -70,10 +86,9 @@ impl Layers<'_> {
             .filter(|n| self.is_candidate(&n.output))
             .map(|n| {
                 let shape = self.shapes[&n.output].clone();
-                let explained_as = match self.tokens(&n.output) {
-                    Some(View::Tokens { h, w, .. }) => vec![1, shape[2], h, w],
-                    _ => shape.clone(),
-                };
+                let explained_as = self
+                    .tokens(&n.output)
+                    .map_or(shape.clone(), |v| v.explained(&shape));
                 LayerInfo {
                     name: n.output.clone(),
                     op_type: n.op_type.clone(),
@@ -235,38 +250,63 @@ impl Layers<'_> {
 
     /// The token view of `tensor`, if it is a token tensor with a patch grid.
     fn tokens(&self, tensor: &str) -> Option<View> {
-        token_view(self.graph, self.shapes, tensor)
+        self.tokens.view(self.graph, self.shapes, tensor)
     }
 
     /// The token tensor the last attention block's projections read (see
-    /// [`Layers::default_with_reason`]).
+    /// [`Layers::default_with_reason`]): directly, or through ops that only move values
+    /// (Swin's cyclic shift and window partition), made by an op that computes (the
+    /// normalisation, not one of those moves).
     fn attention_input(&self) -> Option<(String, String)> {
         let nodes = &self.graph.nodes;
-        // An attention's softmax: over the last axis of a `[.., tokens, tokens]` score map (an
-        // output softmax over the classes is not one).
         let softmax = nodes.iter().rposition(|n| {
-            n.op_type == "Softmax"
-                && self.shapes.get(&n.output).is_some_and(|s| {
-                    s.len() >= 3 && s[s.len() - 1] == s[s.len() - 2] && s[s.len() - 1] > 1
-                })
+            n.op_type == "Softmax" && self.shapes.get(&n.output).is_some_and(|s| is_attention(s))
         })?;
-        let read_by_projection = |tensor: &str| {
-            nodes[..softmax].iter().any(|n| {
-                matches!(n.op_type.as_str(), "MatMul" | "Gemm")
-                    && n.inputs.iter().any(|i| i == tensor)
-            })
+        let before = &nodes[..softmax];
+        let moves = |op: &str| MOVES_VALUES.contains(&op);
+        // Weights: computed from constants only (not from the image).
+        let weights = |t: &str| {
+            t != self.graph.input.name
+                && self.graph.ancestors(t).iter().all(|a| {
+                    self.graph
+                        .producer(a)
+                        .is_none_or(|p| nodes[p].inputs.iter().all(|i| *i != self.graph.input.name))
+                })
         };
-        let node = nodes[..softmax]
-            .iter()
-            .rev()
-            .find(|n| self.tokens(&n.output).is_some() && read_by_projection(&n.output))?;
-        let Some(View::Tokens { leading, h, w }) = self.tokens(&node.output) else {
-            return None;
+        let read_by_projection = |tensor: &str| {
+            let mut frontier = vec![tensor];
+            let mut seen = HashSet::new();
+            while let Some(t) = frontier.pop() {
+                for n in before.iter().filter(|n| n.inputs.iter().any(|i| i == t)) {
+                    let projection = matches!(n.op_type.as_str(), "MatMul" | "Gemm")
+                        && n.inputs.iter().any(|i| i != t && weights(i));
+                    if projection {
+                        return true;
+                    }
+                    if moves(&n.op_type) && seen.insert(n.output.as_str()) {
+                        frontier.push(n.output.as_str());
+                    }
+                }
+            }
+            false
+        };
+        let (node, view) = before.iter().rev().find_map(|n| {
+            let view = self.tokens(&n.output).filter(|_| !moves(&n.op_type))?;
+            read_by_projection(&n.output).then_some((n, view))
+        })?;
+        let grid = match view {
+            View::Tokens { leading, h, w } => {
+                format!("as the {h}×{w} patch grid, without the {leading} leading token(s)")
+            }
+            View::ChannelsLast { h, w } => {
+                format!("as the {h}×{w} grid of its channels-last tokens")
+            }
+            View::Nchw => return None,
         };
         Some((
             node.output.clone(),
             format!(
-                "the tokens the last attention block's projections read (its first normalisation, `{}`), as the {h}×{w} patch grid, without the {leading} leading token(s)",
+                "the tokens the last attention block's projections read (its first normalisation, `{}`), {grid}",
                 node.name
             ),
         ))
@@ -369,7 +409,7 @@ impl Layers<'_> {
             });
         };
         let grid = match self.tokens(name) {
-            Some(View::Tokens { h, w, .. }) => vec![shape[0], shape[2], h, w],
+            Some(view) => view.explained(shape),
             _ if shape.len() == 4 => shape.clone(),
             _ => {
                 return Err(Error::LayerNot4d {

@@ -48,6 +48,8 @@ pub struct OnnxModel {
     per_image: usize,
     /// Output shape of every node for a batch of one, by tensor name.
     shapes: HashMap<String, Vec<usize>>,
+    /// What the token views of transformer layers read from the graph.
+    tokens: tokens::TokenGraph,
     /// See [`OnnxModel::batch_breaker`].
     batch_breaker: Option<String>,
     /// The affine stem: its last node and its output (see [`super::path`]).
@@ -238,6 +240,7 @@ impl OnnxModel {
             .then(|| batch_breaker(&graph, &shapes, [h, w], device))
             .flatten();
         let stem = affine_stem(&graph, &shapes);
+        let tokens = tokens::TokenGraph::of(&graph, &shapes);
         Ok(Self {
             graph,
             device: device.clone(),
@@ -247,6 +250,7 @@ impl OnnxModel {
             detector,
             per_image,
             shapes,
+            tokens,
             batch_breaker,
             stem,
             autodiff_only: AtomicBool::new(false),
@@ -426,6 +430,7 @@ impl OnnxModel {
         Layers {
             graph: &self.graph,
             shapes: &self.shapes,
+            tokens: &self.tokens,
             classes: self.classes,
             segmenter: self.is_segmenter(),
             detector: self.detector.is_some(),
@@ -1012,7 +1017,9 @@ impl OnnxModel {
     /// How `layer` is explained as `[N, C, h, w]`: as it is, or as the grid of its patch
     /// tokens.
     fn view(&self, layer: &str) -> View {
-        tokens::token_view(&self.graph, &self.shapes, layer).unwrap_or(View::Nchw)
+        self.tokens
+            .view(&self.graph, &self.shapes, layer)
+            .unwrap_or(View::Nchw)
     }
 
     /// Takes `layer` out of `env`, as the `[N, C, h, w]` tensor its view explains (a token
@@ -1021,7 +1028,7 @@ impl OnnxModel {
         let view = self.view(layer);
         match env.remove(layer) {
             Some(Value::Float(f)) if f.rank == 4 && view == View::Nchw => Ok((f.tensor, env)),
-            Some(Value::Float(f)) if f.rank == 3 && view != View::Nchw => {
+            Some(Value::Float(f)) if f.rank == view.rank() => {
                 let grid = tokens::split(view, layer, f, &mut env);
                 Ok((grid, env))
             }

@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """Vision-transformer fixtures for the model zoo: timm's ViT, timm's distilled DeiT (two
-leading tokens) and Hugging Face's `ViTForImageClassification`, narrowed to a few tens of
-thousands of weights (their own classes with small widths and depths, seeded random
+leading tokens), Hugging Face's `ViTForImageClassification` and timm's Swin (channels-last
+`[N, h, w, C]` tokens, shifted windows partitioned through rank-6 tensors), narrowed to a few
+tens of thousands of weights (their own classes with small widths and depths, seeded random
 weights), exported by the legacy exporter at opset 17 and 13 (where PyTorch can) and by the
 new `dynamo=True` exporter, all with a fixed batch of 1.
 
 For each export, `tests/fixtures/zoo/transformers.json` records (in zoo.json's format) the
 tensor that must be the default layer (the ONNX tensor whose onnxruntime value equals the
-output of the last block's first normalisation, pytorch-grad-cam's ViT target layer), the
+output of the last block's first normalisation, pytorch-grad-cam's ViT and Swin target
+layer), the
 logits, and pytorch-grad-cam's own Grad-CAM map there (its `reshape_transform` leaving the
 leading tokens out, its final scaling and resize turned off; float64) and IG-CAM (4 path
 steps: the sum of pytorch-grad-cam's Grad-CAM maps at the left Riemann points from black).
-`tests/zoo.rs` checks all of it.
+`tests/zoo.rs` checks all of it. With family names, only those are made again and replace
+their cases in the file (the others' exports stay as they are).
 
     pip install torch timm transformers grad-cam==1.5.7 onnx onnxruntime onnxscript
-    python3 tests/reference/make_transformer_zoo.py
+    python3 tests/reference/make_transformer_zoo.py [swin ...]
 """
 import json
 import os
@@ -47,7 +50,7 @@ class Logits(torch.nn.Module):
 
 
 def families():
-    """(name, model, target layer, leading tokens)."""
+    """(name, model, target layer, leading tokens; None for channels-last `[N, h, w, C]`)."""
     from timm.models.deit import VisionTransformerDistilled
     from timm.models.vision_transformer import VisionTransformer
     from transformers import ViTConfig, ViTForImageClassification
@@ -63,6 +66,13 @@ def families():
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=zoo.SIZE,
         patch_size=PATCH, num_labels=10, attn_implementation="eager"))
     yield "hf_vit", Logits(hf), hf.vit.layers[-1].layernorm_before, 1
+    from timm.models.swin_transformer import SwinTransformer
+    torch.manual_seed(23)
+    # A 16x16 patch grid, 4x4 windows (shifted in every second block), merged once to the 8x8
+    # grid of the last stage, whose tokens stay channels-last.
+    swin = SwinTransformer(img_size=zoo.SIZE, patch_size=PATCH // 2, window_size=4, embed_dim=16, depths=(2, 2),
+                           num_heads=(1, 2), mlp_ratio=2.0, num_classes=10)
+    yield "swin", swin, swin.layers[-1].blocks[-1].norm1, None
 
 
 def randomise_norms(model):
@@ -78,15 +88,20 @@ def randomise_norms(model):
 def gradcam(model, module, leading, x, target):
     """pytorch-grad-cam's Grad-CAM of `target` at `module`, tokens as the patch grid."""
     def grid(t):
+        if leading is None:
+            return t.permute(0, 3, 1, 2)
         return t[:, leading:, :].reshape(t.size(0), GRID, GRID, t.size(2)).permute(0, 3, 1, 2)
     with GradCAM(model=model, target_layers=[module], reshape_transform=grid) as cam:
         return np.asarray(cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0], dtype=np.float64)
 
 
 def main():
+    only = set(sys.argv[1:])
     x, black = zoo.photo()
     cases = []
     for name, model, module, leading in families():
+        if only and name not in only:
+            continue
         randomise_norms(model)
         model.eval()
         with torch.no_grad():
@@ -119,7 +134,12 @@ def main():
                           "leading": leading, "logits": zoo.arr(logits[0]),
                           "gradcam": zoo.arr(maps["gradcam"]), "igcam": zoo.arr(maps["igcam"])})
             print(f"{file:34s} {os.path.getsize(path):7d} bytes  layer {layer}")
-    with open(os.path.join(zoo.OUT, "transformers.json"), "w") as f:
+    out = os.path.join(zoo.OUT, "transformers.json")
+    if only:
+        with open(out) as f:
+            kept = [c for c in json.load(f)["cases"] if c["family"] not in only]
+        cases = kept + cases
+    with open(out, "w") as f:
         json.dump({"size": zoo.SIZE, "steps": zoo.STEPS, "cases": cases}, f, indent=1)
 
 

@@ -15,7 +15,7 @@ use crate::error::OpError;
 use crate::kernels::activation::Activation as Fused;
 use crate::kernels::transcendental;
 use crate::onnx::host;
-use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
+use crate::onnx::value::{FloatValue, Value, WIDE_RANK};
 
 impl Activation {
     /// `Erf`, `Exp` and a softmax over the last axis on the host's vectorised kernels
@@ -171,7 +171,7 @@ impl Operator for Activation {
         let g = match self.0 {
             Act::PassThrough => Ok(step.grad),
             // dx = y (g - sum(g y)) along the softmax axis.
-            Act::Softmax(axis) if y.rank < MAX_LOGICAL_RANK => {
+            Act::Softmax(axis) if y.rank < WIDE_RANK => {
                 let dim = y.physical_axis(axis)?;
                 let gy = step.grad.tensor.clone().mul(y.tensor.clone());
                 let sum = gy.clone().sum_dim(dim);
@@ -276,7 +276,7 @@ impl Operator for Activation {
                     map_grad(x, t, |x, t| if x > -3.0 && x < 3.0 { t / 3.0 } else { 0.0 })?;
                 Some(grad.with_tensor(grad.tensor.clone().mul(inside.tensor)))
             }
-            Act::Softmax(axis) if y.rank < MAX_LOGICAL_RANK => {
+            Act::Softmax(axis) if y.rank < WIDE_RANK => {
                 let dim = y.physical_axis(axis)?;
                 let dy = self.tangent(step)?.tensor;
                 let (g, y) = (&grad.tensor, &y.tensor);

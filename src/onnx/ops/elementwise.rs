@@ -7,7 +7,7 @@ use super::operator::{
     Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, unbroadcast,
 };
 use crate::error::OpError;
-use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
+use crate::onnx::value::{FloatValue, Value, WIDE_RANK};
 
 #[derive(Clone, Copy)]
 enum Arith {
@@ -155,7 +155,19 @@ impl Operator for Binary {
         }
         let out = broadcast_dims(&a.shape(), &b.shape())?;
         crate::budget::check_shape(&out)?;
-        if out.len() == MAX_LOGICAL_RANK {
+        if out.len() > WIDE_RANK
+            && ![a.shape(), b.shape()]
+                .iter()
+                .all(|s| FloatValue::broadcasts_stored(s, &out))
+        {
+            return Err(OpError::Unsupported(format!(
+                "broadcasting {:?} against {:?} (rank {}) is not supported",
+                a.shape(),
+                b.shape(),
+                out.len()
+            )));
+        }
+        if out.len() == WIDE_RANK {
             // Rank 5 broadcasts in its own 5-D view (its first two axes are stored merged).
             let (a, b) = (a.wide(), b.wide());
             let wide = match self.0 {

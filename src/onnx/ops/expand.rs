@@ -10,7 +10,7 @@ use super::elementwise::broadcast_dims;
 use super::inputs::{int_input, missing};
 use super::operator::{BuildContext, OpResult, Operator};
 use crate::error::OpError;
-use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, stored_shape};
+use crate::onnx::value::{FloatValue, Value, WIDE_RANK, stored_shape};
 
 struct Expand {
     /// The model has a fixed batch of 1 and the expanded tensor is a constant (a class
@@ -59,8 +59,12 @@ impl Operator for Expand {
                 .ok_or_else(|| {
                     OpError::Shape(format!("{:?} does not expand to {out:?}", a.shape()))
                 }),
-            Value::Float(f) if out.len() == MAX_LOGICAL_RANK => {
-                let mut dims = [1usize; MAX_LOGICAL_RANK];
+            Value::Float(_) if out.len() > WIDE_RANK => Err(OpError::Unsupported(format!(
+                "expanding to rank {} ({out:?}) is not supported",
+                out.len()
+            ))),
+            Value::Float(f) if out.len() == WIDE_RANK => {
+                let mut dims = [1usize; WIDE_RANK];
                 dims.copy_from_slice(&out);
                 Ok(Value::Float(FloatValue::from_wide(f.wide().expand(dims))))
             }

@@ -15,7 +15,7 @@ use crate::error::OpError;
 use crate::kernels::matmul::{MatRef, product};
 use crate::kernels::par::gemm_parallelism;
 use crate::onnx::host;
-use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value};
+use crate::onnx::value::{FloatValue, Value, WIDE_RANK};
 
 enum Linear {
     Gemm {
@@ -282,7 +282,7 @@ impl Operator for Linear {
         let wants_b = step.wants(1);
         if (wants_b && !matmul)
             || step.wanted.iter().skip(2).any(|&w| w)
-            || [a.rank, b.rank, g.rank].contains(&MAX_LOGICAL_RANK)
+            || [a.rank, b.rank, g.rank].iter().any(|&r| r >= WIDE_RANK)
             || a.rank < 2
             || b.rank < 2
             || g.rank < 2
@@ -353,7 +353,13 @@ impl Operator for Linear {
         let mut out = broadcast_dims(&sa[..sa.len() - 2], &sb[..sb.len() - 2])?;
         out.extend([sa[sa.len() - 2], sb[sb.len() - 1]]);
         crate::budget::check_shape(&out)?;
-        if out.len() == MAX_LOGICAL_RANK {
+        if out.len() > WIDE_RANK {
+            return Err(OpError::Unsupported(format!(
+                "products of rank-{} tensors are not supported",
+                out.len()
+            )));
+        }
+        if out.len() == WIDE_RANK {
             if let Linear::Gemm { .. } = self {
                 return Err(OpError::Shape("Gemm takes 2-D matrices".into()));
             }

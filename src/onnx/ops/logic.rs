@@ -10,7 +10,7 @@ use super::elementwise::broadcast_dims;
 use super::inputs::missing;
 use super::operator::{BuildContext, OpResult, Operator};
 use crate::error::OpError;
-use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, stored_shape};
+use crate::onnx::value::{FloatValue, Value, WIDE_RANK, stored_shape};
 
 #[derive(Clone, Copy)]
 enum Logic {
@@ -46,11 +46,12 @@ fn int_to(a: &ArrayD<i64>, shape: &[usize]) -> OpResult<ArrayD<i64>> {
 }
 
 /// `v` as a float tensor stored at the 4-D shape of `shape` (its broadcast), on the device of
-/// `like`. Rank 5 is refused: its stored form merges two axes that broadcasting keeps apart.
+/// `like`. Ranks 5 and 6 are refused: their stored form merges axes that broadcasting keeps apart.
 fn float_to(v: &Value, shape: &[usize], like: &FloatValue) -> OpResult<Tensor<4>> {
-    if shape.len() == MAX_LOGICAL_RANK {
+    if shape.len() >= WIDE_RANK {
         return Err(OpError::Unsupported(format!(
-            "comparisons and selections of rank-5 tensors (shape {shape:?}) are not supported"
+            "comparisons and selections of rank-{} tensors (shape {shape:?}) are not supported",
+            shape.len()
         )));
     }
     let f = match v {

@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::inputs::take_float;
 use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
-use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, normalize_axis};
+use crate::onnx::value::{FloatValue, MAX_RANK, Value, WIDE_RANK, normalize_axis};
 
 struct BatchNorm {
     channels: usize,
@@ -248,7 +248,7 @@ impl Operator for Normalize {
         let x = step
             .float(0)
             .filter(|x| {
-                step.only_first() && x.rank < MAX_LOGICAL_RANK && matches!(self.axes, Axes::From(_))
+                step.only_first() && x.rank < WIDE_RANK && matches!(self.axes, Axes::From(_))
             })
             .or_no_gradient()?;
         let (axes, scale, _) = self.layout(x)?;

@@ -233,11 +233,9 @@ impl Backward<'_> {
 }
 
 /// The gradient `grad` (of an output broadcast from `shape`) summed back to `shape`; no host
-/// gradient at rank 5.
+/// gradient from rank 5.
 pub fn unbroadcast(grad: &FloatValue, shape: &[usize]) -> OpResult<FloatValue> {
-    if grad.rank == crate::onnx::value::MAX_LOGICAL_RANK
-        || shape.len() == crate::onnx::value::MAX_LOGICAL_RANK
-    {
+    if grad.rank >= crate::onnx::value::WIDE_RANK || shape.len() >= crate::onnx::value::WIDE_RANK {
         return Err(OpError::NoGradient);
     }
     let want = crate::onnx::value::stored_shape(shape)?;

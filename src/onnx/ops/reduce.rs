@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use super::inputs::{float_input, optional_ints};
 use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
-use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, normalize_axis};
+use crate::onnx::value::{FloatValue, MAX_RANK, Value, WIDE_RANK, normalize_axis};
 
 /// What a `Reduce*` op computes over its axes.
 #[derive(Clone, Copy)]
@@ -83,7 +83,7 @@ impl Operator for Reduce {
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         let x = step
             .float(0)
-            .filter(|x| x.rank < MAX_LOGICAL_RANK && step.only_first())
+            .filter(|x| x.rank < WIDE_RANK && step.only_first())
             .or_no_gradient()?;
         if matches!(self.kind, Reduction::Max) {
             return Err(OpError::NoGradient);
@@ -118,9 +118,11 @@ impl Operator for Reduce {
             None => optional_ints(inputs, 1)?,
         };
         let axes = reduce_axes(axes, f.rank)?;
-        let kept = if f.rank == MAX_LOGICAL_RANK {
+        let kept = if f.rank == WIDE_RANK {
             // ResNeSt sums its radix axis (1) of a rank-5 tensor.
             FloatValue::from_wide(reduce(f.wide(), self.kind, &axes))
+        } else if f.rank > WIDE_RANK {
+            FloatValue::from_view::<6>(reduce(f.view(), self.kind, &axes))
         } else {
             let dims: Vec<usize> = axes.iter().map(|&a| a + MAX_RANK - f.rank).collect();
             f.with_tensor(reduce(f.tensor.clone(), self.kind, &dims))

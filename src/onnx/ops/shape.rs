@@ -11,7 +11,7 @@ use super::inputs::{int_input, missing, optional_ints};
 use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::onnx::proto::{HostTensor, host_tensor};
-use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, normalize_axis};
+use crate::onnx::value::{FloatValue, MAX_RANK, Value, WIDE_RANK, normalize_axis};
 
 enum ShapeOp {
     Shape {
@@ -39,6 +39,11 @@ enum ShapeOp {
         /// The constant target starts with a batch of 1 baked in by a fixed-batch export: the
         /// run's batch replaces it (the same target at batch 1).
         follow_batch: bool,
+        /// Any other target in a fixed-batch model, where the input carries the run's batch
+        /// on its first axis: see [`batch_folded`].
+        fixed_batch: bool,
+        /// Whether the target is a constant (not computed from shapes at run time).
+        constant_target: bool,
     },
     Flatten {
         axis: i64,
@@ -116,6 +121,12 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         "Reshape" => ShapeOp::Reshape {
             allow_zero: a.int("allowzero", 0) != 0,
             follow_batch: ctx.batch_one_shape(1),
+            fixed_batch: ctx.fixed_batch,
+            constant_target: ctx
+                .node
+                .input
+                .get(1)
+                .is_some_and(|n| ctx.constants.contains_key(n)),
         },
         "Flatten" => ShapeOp::Flatten {
             axis: a.int("axis", 1),
@@ -165,6 +176,42 @@ fn target_spec(inputs: &[Option<Value>], i: usize, follow_batch: bool) -> OpResu
         *first = crate::budget::batch() as i64;
     }
     Ok(spec)
+}
+
+/// A fixed-batch export's `Reshape` target at the run's batch N > 1 whose input holds the
+/// images outermost on its first axis (N or a multiple of it), where the target holds one
+/// image's values (its entries given, or, in a `constant` target, one `-1` that one image's
+/// values resolve; a computed one traced from the input's shape already holds N): its first
+/// entry times N, the images kept outermost as PyTorch folds them. Swin's patch merging
+/// assembles `[1, H/2, 2, W/2, 2, C]` from the input's shape; its window partition, traced at
+/// batch 1, reshapes `[B·nW, w, w, C]` to the constant `[nW, w·w, C]`, its attention output to
+/// `[nW, w·w, -1]`.
+fn batch_folded(spec: &mut [i64], input: &[usize], constant: bool) {
+    let batch = crate::budget::batch();
+    if batch <= 1
+        || !input
+            .first()
+            .is_some_and(|&d| d > 0 && d.is_multiple_of(batch))
+    {
+        return;
+    }
+    let one_image = input.iter().product::<usize>() / batch;
+    let given = spec.iter().filter(|&&d| d > 0);
+    let known = given
+        .clone()
+        .try_fold(1usize, |p, &d| p.checked_mul(d as usize));
+    let unknown = spec.len() - given.count();
+    let resolved = match (known, unknown) {
+        (Some(k), 0) if k == one_image => None,
+        (Some(k), 1) if constant && one_image.is_multiple_of(k) && spec.contains(&-1) => {
+            Some((one_image / k) as i64)
+        }
+        _ => return,
+    };
+    if let Some(d) = resolved {
+        spec.iter_mut().filter(|d| **d == -1).for_each(|v| *v = d);
+    }
+    spec[0] *= batch as i64;
 }
 
 /// ONNX `Reshape` target: `0` copies the input dim (unless `allow_zero`), `-1` is inferred.
@@ -329,7 +376,7 @@ impl Node {
                         cuts.push((axis, start, end - start));
                     }
                 }
-                if f.rank == MAX_LOGICAL_RANK {
+                if f.rank == WIDE_RANK {
                     // The new exporter slices q, k and v off axis 0 of a rank-5 tensor.
                     let mut t = f.wide();
                     for (axis, start, len) in cuts {
@@ -355,7 +402,7 @@ fn slice_backward(node: &Node, step: &Backward) -> OpResult<Vec<Option<FloatValu
         .float(0)
         .filter(|_| step.only_first())
         .or_no_gradient()?;
-    if x.rank == MAX_LOGICAL_RANK {
+    if x.rank >= WIDE_RANK {
         return Err(OpError::NoGradient);
     }
     let shape = x.shape();
@@ -378,7 +425,7 @@ fn slice_backward(node: &Node, step: &Backward) -> OpResult<Vec<Option<FloatValu
 fn gather_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue>>> {
     let x = step
         .float(0)
-        .filter(|x| step.only_first() && x.rank < MAX_LOGICAL_RANK)
+        .filter(|x| step.only_first() && x.rank < WIDE_RANK)
         .or_no_gradient()?;
     let index = int_input(&step.owned_inputs(), 1)?;
     let &[i] = index.as_slice().unwrap_or_default() else {
@@ -402,7 +449,7 @@ fn gather_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue
 fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue>>> {
     let g = &step.grad;
     let rank = g.shape().len();
-    if rank == MAX_LOGICAL_RANK {
+    if rank >= WIDE_RANK {
         return Err(OpError::NoGradient);
     }
     let axis = normalize_axis(axis, rank)?;
@@ -548,9 +595,14 @@ impl Operator for Node {
             ShapeOp::Reshape {
                 allow_zero,
                 follow_batch,
+                fixed_batch,
+                constant_target,
             } => {
                 let v = v?;
-                let spec = target_spec(inputs, 1, *follow_batch)?;
+                let mut spec = target_spec(inputs, 1, *follow_batch)?;
+                if *fixed_batch && !*follow_batch {
+                    batch_folded(&mut spec, &v.shape(), *constant_target);
+                }
                 let shape = reshape_target(&v.shape(), &spec, *allow_zero)?;
                 reshape_value(v, &shape)
             }
@@ -626,7 +678,7 @@ fn gather(data: Value, axis: i64, idx: ArrayD<i64>) -> OpResult<Value> {
             let picks: Vec<i64> = picks.iter().map(|&p| p as i64).collect();
             let n = picks.len();
             let index = Tensor::<1, Int>::from_data(TensorData::new(picks, [n]), &device);
-            let selected = if f.rank == MAX_LOGICAL_RANK {
+            let selected = if f.rank == WIDE_RANK {
                 // MobileViT's unbind of q, k, v: axis 0 of a rank-5 tensor.
                 FloatValue::from_wide(f.wide().select(axis, index))
             } else {
@@ -733,6 +785,12 @@ fn constant_of_shape(shape: &ArrayD<i64>, value: &HostTensor, device: &Device) -
     }
 }
 
+/// `f` (of rank `D`) with its axes permuted by `perm`.
+fn permuted<const D: usize>(f: &FloatValue, perm: &[usize]) -> FloatValue {
+    let perm: [usize; D] = std::array::from_fn(|i| perm[i]);
+    FloatValue::from_view(f.view::<D>().permute(perm))
+}
+
 /// A `Transpose`'s `perm` over `rank` axes, negative axes resolved (default: reversed).
 fn permutation(perm: Option<&[i64]>, rank: usize) -> OpResult<Vec<usize>> {
     match perm {
@@ -758,10 +816,9 @@ fn transpose(v: Value, perm: Option<&[i64]>) -> OpResult<Value> {
                 .as_standard_layout()
                 .to_owned(),
         )),
-        Value::Float(f) if rank == MAX_LOGICAL_RANK => {
-            let perm: [usize; MAX_LOGICAL_RANK] = std::array::from_fn(|i| perm[i]);
-            Ok(Value::Float(FloatValue::from_wide(f.wide().permute(perm))))
-        }
+        // Above rank 4 in the value's own rank (its leading axes are stored merged).
+        Value::Float(f) if rank == WIDE_RANK => Ok(Value::Float(permuted::<WIDE_RANK>(&f, &perm))),
+        Value::Float(f) if rank > WIDE_RANK => Ok(Value::Float(permuted::<6>(&f, &perm))),
         Value::Float(f) => {
             let offset = MAX_RANK - rank;
             let mut full: [usize; MAX_RANK] = std::array::from_fn(|i| i);
@@ -770,5 +827,46 @@ fn transpose(v: Value, perm: Option<&[i64]>) -> OpResult<Value> {
             }
             Ok(Value::Float(f.with_tensor(f.tensor.clone().permute(full))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_folded;
+
+    /// `spec` folded for `input` at `batch`.
+    fn folded(batch: usize, spec: &[i64], input: &[usize], constant: bool) -> Vec<i64> {
+        let mut spec = spec.to_vec();
+        crate::budget::with_batch(batch, || batch_folded(&mut spec, input, constant));
+        spec
+    }
+
+    #[test]
+    fn a_fixed_batch_target_holding_one_image_takes_the_batch_outermost() {
+        // Swin's patch merging, computed from the input's shape: [1, ...] becomes [N, ...].
+        let merge = [1, 4, 2, 4, 2, 32];
+        assert_eq!(
+            folded(3, &merge, &[3, 8, 8, 32], false),
+            [3, 4, 2, 4, 2, 32]
+        );
+        // Its windows traced at batch 1: [nW, w·w, C] becomes [N·nW, w·w, C], the input
+        // holding the images outermost on a first axis of N·nW.
+        let windows = [16, 16, 16];
+        assert_eq!(folded(2, &windows, &[32, 4, 4, 16], true), [32, 16, 16]);
+        // One -1 resolved from one image's values, in a constant target only.
+        assert_eq!(
+            folded(2, &[16, 16, -1], &[32, 16, 1, 16], true),
+            [32, 16, 16]
+        );
+        assert_eq!(
+            folded(2, &[16, 16, -1], &[32, 16, 1, 16], false),
+            [16, 16, -1]
+        );
+        // A computed target that already holds every image, batch 1, a first axis that is not
+        // the images', or a 0 entry: as it is.
+        assert_eq!(folded(2, &[2, 32, 64], &[2, 32, 8, 8], false), [2, 32, 64]);
+        assert_eq!(folded(1, &windows, &[16, 4, 4, 16], true), windows);
+        assert_eq!(folded(2, &windows, &[3, 1024], true), windows);
+        assert_eq!(folded(2, &[0, 16, 16], &[32, 4, 4, 16], true), [0, 16, 16]);
     }
 }

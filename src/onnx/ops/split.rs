@@ -4,7 +4,7 @@
 use super::inputs::{float_input, int_input};
 use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
-use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, normalize_axis};
+use crate::onnx::value::{FloatValue, Value, WIDE_RANK, normalize_axis};
 
 /// Where the part sizes come from.
 enum Sizes {
@@ -106,7 +106,7 @@ impl Operator for SplitPart {
             .float(0)
             .filter(|_| step.only_first())
             .or_no_gradient()?;
-        if x.rank == MAX_LOGICAL_RANK || x.rank == 0 {
+        if x.rank >= WIDE_RANK || x.rank == 0 {
             return Err(OpError::NoGradient);
         }
         let axis = normalize_axis(self.axis, x.rank)?;
@@ -124,7 +124,7 @@ impl Operator for SplitPart {
         }
         let axis = normalize_axis(self.axis, x.rank)?;
         let (start, length) = self.range(shape[axis], inputs)?;
-        if x.rank == MAX_LOGICAL_RANK {
+        if x.rank == WIDE_RANK {
             // MobileViT splits q, k and v off axis 0 of a rank-5 tensor.
             let part = x.wide().narrow(axis, start, length);
             return Ok(Value::Float(FloatValue::from_wide(part)));
