@@ -12,6 +12,7 @@ use super::graph::{Graph, InputSpec, Node};
 use super::metadata::Metadata;
 use super::ops::{self, BuildContext};
 use super::proto::{Attrs, HostTensor, host_tensor};
+use super::rewrite;
 use crate::error::{self, Error, OpError, Result};
 
 /// Input size used when the model leaves height and width dynamic.
@@ -162,7 +163,9 @@ pub fn parse(
             "an Ultralytics oriented-box model (its metadata says task `obb`): its rotated boxes are not supported; export a `detect`, `segment` or `pose` model".into(),
         ));
     }
-    let needed = needed_nodes(&graph.node, &output);
+    let rewritten = rewritten_nodes(graph, &host);
+    let graph_nodes = rewritten.as_deref().unwrap_or(&graph.node);
+    let needed = needed_nodes(graph_nodes, &output);
     let mut left_out = HashSet::new();
     let mut nodes = Vec::new();
     let mut missing = MissingOps::default();
@@ -170,7 +173,7 @@ pub fn parse(
     // Who produces each tensor: a second producer makes the graph ambiguous.
     let mut produced: HashMap<String, String> =
         HashMap::from([(input.name.clone(), "the model input".to_string())]);
-    for (node, needed) in graph.node.iter().zip(&needed) {
+    for (node, needed) in graph_nodes.iter().zip(&needed) {
         let name = if node.name.is_empty() {
             node.output.first().cloned().unwrap_or_default()
         } else {
@@ -301,6 +304,30 @@ pub fn parse(
     graph.metadata = metadata;
     graph.left_out = left_out;
     Ok(graph)
+}
+
+/// The graph's nodes with [`rewrite`]'s rewrites applied, if any applies; `host` holds the
+/// initialisers (scalar constants come from them or from `Constant` nodes).
+fn rewritten_nodes(
+    graph: &onnx_ir::GraphProto,
+    host: &HashMap<String, HostTensor>,
+) -> Option<Vec<NodeProto>> {
+    let constants: HashMap<&str, &NodeProto> = (graph.node.iter())
+        .filter(|n| n.op_type == "Constant")
+        .filter_map(|n| Some((n.output.first()?.as_str(), n)))
+        .collect();
+    let scalar = |name: &str| {
+        let values = match host.get(name) {
+            Some(t) => t.floats(),
+            None => constant_node(constants.get(name)?).ok()?.floats(),
+        };
+        match values.as_slice() {
+            &[v] => Some(v),
+            _ => None,
+        }
+    };
+    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    rewrite::rewritten(&graph.node, &outputs, &scalar)
 }
 
 /// Which of `nodes` (in topological order) the tensor `output` depends on.

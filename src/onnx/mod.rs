@@ -23,6 +23,7 @@ mod path;
 pub mod profile;
 mod proto;
 pub mod randomise;
+mod rewrite;
 mod tokens;
 mod value;
 

@@ -13,28 +13,30 @@ use super::operator::{
 };
 use crate::error::OpError;
 use crate::kernels::activation::Activation as Fused;
-use crate::kernels::transcendental;
+use crate::kernels::transcendental::{self, Elementwise};
 use crate::onnx::host;
 use crate::onnx::value::{FloatValue, Value, WIDE_RANK};
 
 impl Activation {
-    /// `Erf`, `Exp` and a softmax over the last axis on the host's vectorised kernels
-    /// ([`transcendental`]), on the plain CPU backend (Burn's run `libm` one value at a
-    /// time); `None` elsewhere.
+    /// `Erf`, `Exp`, `Sigmoid`, the exact `Gelu` and a softmax over the last axis on the
+    /// host's vectorised kernels ([`transcendental`]), on the plain CPU backend (Burn's run
+    /// `libm` one value at a time); `None` elsewhere.
     fn on_host(&self, t: &Tensor<4>, softmax_dim: usize) -> OpResult<Option<Tensor<4>>> {
-        let on_host = match self.0 {
-            Act::Erf | Act::Exp => true,
-            Act::Softmax(_) => softmax_dim == 3,
-            _ => false,
+        let f = match self.0 {
+            Act::Erf => Some(Elementwise::Erf),
+            Act::Exp => Some(Elementwise::Exp),
+            Act::Sigmoid => Some(Elementwise::Sigmoid),
+            Act::Gelu(false) => Some(Elementwise::Gelu),
+            _ => None,
         };
-        if !on_host || !is_plain_cpu(&t.device()) {
+        let softmax = matches!(self.0, Act::Softmax(_)) && softmax_dim == 3;
+        if (f.is_none() && !softmax) || !is_plain_cpu(&t.device()) {
             return Ok(None);
         }
         let mut values = host::with_floats(t, <[f32]>::to_vec)?;
-        match self.0 {
-            Act::Erf => transcendental::erf_in_place(&mut values),
-            Act::Exp => transcendental::exp_in_place(&mut values),
-            _ => transcendental::softmax_rows(&mut values, t.dims()[3]),
+        match f {
+            Some(f) => transcendental::in_place(f, &mut values),
+            None => transcendental::softmax_rows(&mut values, t.dims()[3]),
         }
         Ok(Some(host::tensor(values, t.dims(), &t.device())))
     }
@@ -177,12 +179,8 @@ impl Operator for Activation {
                 let sum = gy.clone().sum_dim(dim);
                 Ok(step.grad.with_tensor(gy.sub(y.tensor.clone().mul(sum))))
             }
-            // σ'(x) = y (1 - y).
-            Act::Sigmoid => {
-                let y = &y.tensor;
-                let slope = y.clone().mul(y.clone().neg().add_scalar(1.0));
-                Ok(step.grad.with_tensor(step.grad.tensor.clone().mul(slope)))
-            }
+            // σ'(x) = y (1 - y), in one pass on the host.
+            Act::Sigmoid => map_grad(y, &step.grad, |y, g| g * (y * (1.0 - y))),
             // PyTorch's hardsigmoid_backward and hardswish_backward, from the input.
             Act::HardSigmoid { alpha, beta } => {
                 let (alpha, beta) = (alpha as f32, beta as f32);
