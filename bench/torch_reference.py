@@ -24,20 +24,27 @@ import torchvision
 LAYERS = {"resnet50": "layer4", "vgg16": "features.29",
           # timm's ViT-S/16 at pytorch-grad-cam's ViT layer (the last block's first normalisation),
           # its tokens read as the 14x14 patch grid without the class token.
-          "vit_small_patch16_224": "blocks.11.norm1"}
+          "vit_small_patch16_224": "blocks.11.norm1",
+          # timm's Swin-T at pytorch-grad-cam's Swin layer (the last stage's last block's first
+          # normalisation), its channels-last tokens [N, 7, 7, C] as the [N, C, 7, 7] grid.
+          "swin_tiny_patch4_window7_224": "layers.3.blocks.1.norm1"}
+CHANNELS_LAST = {"swin_tiny_patch4_window7_224"}
 
 
 def build(arch):
-    """The seeded model (torchvision, or timm for the ViT)."""
+    """The seeded model (torchvision, or timm for the transformers)."""
     torch.manual_seed(0)
-    if arch.startswith("vit_"):
+    if arch.startswith(("vit_", "swin_")):
         import timm
         return timm.create_model(arch, pretrained=False).eval()
     return getattr(torchvision.models, arch)(weights=None).eval()
 
 
-def as_grid(t):
-    """Feature maps as they are; ViT tokens [N, 1 + h*w, C] as the [N, C, h, w] patch grid."""
+def as_grid(t, channels_last=False):
+    """Feature maps as they are; ViT tokens [N, 1 + h*w, C] as the [N, C, h, w] patch grid;
+    Swin's channels-last [N, h, w, C] permuted to it."""
+    if channels_last:
+        return t.permute(0, 3, 1, 2)
     if t.dim() == 4:
         return t
     n, tokens, c = t.shape
@@ -81,8 +88,9 @@ def main() -> None:
         for chunk in [alphas[i:i + args.batch] for i in range(0, len(alphas), args.batch)]:
             a = torch.tensor(chunk, device=dev).view(-1, 1, 1, 1)
             out = model(b + (x - b) * a)
-            g = as_grid(torch.autograd.grad(out[:, target].sum(), store["a"])[0])
-            act = as_grid(store["a"])
+            last = args.arch in CHANNELS_LAST
+            g = as_grid(torch.autograd.grad(out[:, target].sum(), store["a"])[0], last)
+            act = as_grid(store["a"], last)
             total = total + torch.relu((g.mean(dim=(2, 3), keepdim=True) * act).sum(1)).sum(0)
         return total.detach().cpu().numpy()
 

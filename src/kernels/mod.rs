@@ -14,6 +14,7 @@ pub mod channel_blocks;
 pub mod conv;
 pub mod conv_grad;
 pub mod epilogue;
+pub mod grad_window;
 pub mod isa;
 pub mod matmul;
 pub mod par;

@@ -14,7 +14,7 @@ use super::padding::{Padding, spatial2};
 use crate::error::OpError;
 use crate::kernels::epilogue::Epilogue as KernelEpilogue;
 use crate::kernels::shape::ConvShape;
-use crate::kernels::{conv as cpu_conv, conv_grad, winograd};
+use crate::kernels::{conv as cpu_conv, conv_grad, grad_window, winograd};
 use crate::onnx::host;
 use crate::onnx::value::{FloatValue, Value};
 
@@ -42,8 +42,38 @@ struct HostWeights {
 
 impl HostWeights {
     /// The input gradient of `batch` images of `s` from the output gradient `g` (through
-    /// `gate`): by Winograd where the forward pass uses it, else by the direct kernel.
+    /// `gate`): for one image whose gradient is zero outside a small window (a detection's),
+    /// that window's alone ([`grad_window`]); by Winograd where the forward pass uses it, else
+    /// by the direct kernel.
     fn input_grad(
+        &self,
+        g: &[f32],
+        batch: usize,
+        s: &ConvShape,
+        gate: Option<conv_grad::Gate>,
+    ) -> Vec<f32> {
+        if batch == 1 {
+            let cut = grad_window::input_grad_in_window(
+                g,
+                gate.map(|gate| gate.output),
+                s,
+                |g, output, cut| {
+                    let gate = gate.zip(output).map(|(gate, output)| conv_grad::Gate {
+                        output,
+                        activation: gate.activation,
+                    });
+                    self.dense_input_grad(g, 1, cut, gate)
+                },
+            );
+            if let Some(dx) = cut {
+                return dx;
+            }
+        }
+        self.dense_input_grad(g, batch, s, gate)
+    }
+
+    /// [`HostWeights::input_grad`] over the whole planes.
+    fn dense_input_grad(
         &self,
         g: &[f32],
         batch: usize,
