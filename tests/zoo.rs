@@ -139,19 +139,11 @@ fn every_family_and_exporter_loads_picks_the_feature_map_and_matches_pytorch() {
 /// Families (every exporter) and single exports with an op that has no host gradient on the
 /// way to the input: their pixel IG runs on Burn's autodiff; every other export on the host
 /// reverse pass (ShuffleNet's channel shuffle too, since `Transpose` has one; ConvNeXt's and
-/// Hugging Face ViT's layer normalisation, GELU and attention products since this round).
-/// ResNeSt and MobileViT hold rank-5 tensors, timm's ViT and DeiT the legacy export's rank-5
-/// q/k/v `Split` or the dynamo export's strided `Slice`, ConvNeXt's dynamo export a float
-/// `Gather` of many indices (`as_strided`), Swin its shifted windows' rank-5 attention mask
-/// `Add` and rank-6 window partition.
-const AUTODIFF_GRADIENT: [&str; 6] = [
-    "resnest",
-    "mobilevit",
-    "vit",
-    "deit_distilled",
-    "convnext_dynamo",
-    "swin",
-];
+/// Hugging Face ViT's layer normalisation, GELU and attention products; timm's ViT, DeiT and
+/// MobileViT's rank-5 q/k/v `Split` or `Slice`, and Swin's rank-6 window partition and rank-5
+/// attention-mask `Add`, since this round). ResNeSt sums a rank-5 tensor (`ReduceSum`), and
+/// ConvNeXt's dynamo export holds a float `Gather` of many indices (`as_strided`).
+const AUTODIFF_GRADIENT: [&str; 2] = ["resnest", "convnext_dynamo"];
 
 /// Every export's input gradient, where the host reverse pass applies, equals Burn's autodiff
 /// gradient (relative L2 <= 1e-5) on a batch of two path points; and it applies to exactly

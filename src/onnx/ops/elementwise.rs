@@ -113,6 +113,22 @@ impl Operator for Binary {
             }
             let x = step.float(i).or_no_gradient()?;
             let other = || step.float(1 - i).map(|o| o.tensor.clone()).or_no_gradient();
+            // Above rank 4 a product broadcasts in the 6-D view (the stored form merges axes).
+            let wide = g.rank >= WIDE_RANK || x.rank >= WIDE_RANK;
+            if wide && matches!(self.0, Arith::Mul | Arith::Div) {
+                let o = step.float(1 - i).or_no_gradient()?.view::<6>();
+                let g6 = g.view::<6>();
+                let full = match (self.0, i) {
+                    (Arith::Mul, _) => g6.mul(o),
+                    (Arith::Div, 0) => g6.div(o),
+                    _ => {
+                        let b = x.view::<6>();
+                        g6.mul(o).div(b.clone().mul(b)).neg()
+                    }
+                };
+                grads.push(Some(unbroadcast(&FloatValue::from_view(full), &x.shape())?));
+                continue;
+            }
             // d(a op b)/da and /db, times g, at the output's (broadcast) shape.
             let full = match (self.0, i) {
                 (Arith::Add, _) | (Arith::Sub, 0) => g.clone(),

@@ -226,17 +226,56 @@ impl Backward<'_> {
         (!all_zero(g)).then(|| x.with_tensor(x.tensor.zeros_like().slice_assign(window, g.clone())))
     }
 
+    /// The output's gradient placed in `ranges` (one per logical axis of `x`) of zeros shaped
+    /// like `x`, at any rank (in the 6-D view, where no axis is merged); `None` where it is
+    /// all zeros.
+    pub fn placed_logical(&self, x: &FloatValue, ranges: &[Range<usize>]) -> Option<FloatValue> {
+        use crate::onnx::value::MAX_LOGICAL_RANK;
+        if all_zero(&self.grad.tensor) || ranges.len() != x.rank {
+            return None;
+        }
+        let zeros = x.view::<MAX_LOGICAL_RANK>().zeros_like();
+        let mut window = zeros.dims().map(|d| 0..d);
+        for (w, r) in window[MAX_LOGICAL_RANK - x.rank..].iter_mut().zip(ranges) {
+            *w = r.clone();
+        }
+        let placed = zeros.slice_assign(window, self.grad.view::<MAX_LOGICAL_RANK>());
+        Some(x.with_tensor(placed.reshape(x.tensor.dims())))
+    }
+
     /// The inputs as owned values, for the helpers that read them that way (int inputs).
     pub fn owned_inputs(&self) -> Vec<Option<Value>> {
         self.inputs.iter().map(|v| v.cloned()).collect()
     }
 }
 
-/// The gradient `grad` (of an output broadcast from `shape`) summed back to `shape`; no host
-/// gradient from rank 5.
+/// The gradient `grad` (of an output broadcast from `shape`) summed back to `shape`; above rank
+/// 4 in the 6-D view (the stored form merges axes that broadcasting keeps apart).
 pub fn unbroadcast(grad: &FloatValue, shape: &[usize]) -> OpResult<FloatValue> {
-    if grad.rank >= crate::onnx::value::WIDE_RANK || shape.len() >= crate::onnx::value::WIDE_RANK {
-        return Err(OpError::NoGradient);
+    use crate::onnx::value::{MAX_LOGICAL_RANK, WIDE_RANK};
+    let fail = || {
+        OpError::Shape(format!(
+            "a gradient of shape {:?} does not sum back to {shape:?}",
+            grad.shape()
+        ))
+    };
+    if grad.rank >= WIDE_RANK || shape.len() >= WIDE_RANK {
+        if shape.len() > MAX_LOGICAL_RANK {
+            return Err(fail());
+        }
+        let mut want = [1usize; MAX_LOGICAL_RANK];
+        want[MAX_LOGICAL_RANK - shape.len()..].copy_from_slice(shape);
+        let mut t = grad.view::<MAX_LOGICAL_RANK>();
+        for (axis, (&w, have)) in want.iter().zip(t.dims()).enumerate() {
+            if w == 1 && have != 1 {
+                t = t.sum_dim(axis);
+            }
+        }
+        if t.dims() != want {
+            return Err(fail());
+        }
+        let stored = crate::onnx::value::stored_shape(shape)?;
+        return Ok(FloatValue::new(t.reshape(stored), shape));
     }
     let want = crate::onnx::value::stored_shape(shape)?;
     let mut t = grad.tensor.clone();
@@ -246,10 +285,7 @@ pub fn unbroadcast(grad: &FloatValue, shape: &[usize]) -> OpResult<FloatValue> {
         }
     }
     if t.dims() != want {
-        return Err(OpError::Shape(format!(
-            "a gradient of shape {:?} does not sum back to {shape:?}",
-            grad.shape()
-        )));
+        return Err(fail());
     }
     Ok(FloatValue::new(t, shape))
 }

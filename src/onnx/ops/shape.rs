@@ -396,25 +396,30 @@ impl Node {
 }
 
 /// A float `Slice`'s input gradient: the output's gradient in the window it was cut from,
-/// zeros around it (unit steps, rank 4 or less).
+/// zeros around it (unit steps).
 fn slice_backward(node: &Node, step: &Backward) -> OpResult<Vec<Option<FloatValue>>> {
     let x = step
         .float(0)
         .filter(|_| step.only_first())
         .or_no_gradient()?;
-    if x.rank >= WIDE_RANK {
-        return Err(OpError::NoGradient);
-    }
     let shape = x.shape();
     let plan = node.slice_plan(&step.owned_inputs(), &shape)?;
-    let mut window = x.tensor.dims().map(|d| 0..d);
+    let mut ranges = Vec::with_capacity(plan.len());
     for (axis, s) in plan.iter().enumerate() {
         let end = s.end.map_or(shape[axis], |e| e as usize);
         let start = s.start as usize;
         if s.step != 1 && end > start + 1 {
             return Err(OpError::NoGradient);
         }
-        window[x.physical_axis(axis as i64)?] = start..end.max(start);
+        ranges.push(start..end.max(start));
+    }
+    if x.rank >= WIDE_RANK {
+        // The new exporter slices q, k and v off a rank-5 tensor's first axis.
+        return Ok(vec![step.placed_logical(x, &ranges)]);
+    }
+    let mut window = x.tensor.dims().map(|d| 0..d);
+    for (axis, range) in ranges.into_iter().enumerate() {
+        window[x.physical_axis(axis as i64)?] = range;
     }
     Ok(vec![step.placed(x, window)])
 }

@@ -99,18 +99,23 @@ impl Operator for SplitPart {
         i == 0
     }
 
-    /// This part's gradient in its place along the axis, zeros over the other parts (rank 4
-    /// or less).
+    /// This part's gradient in its place along the axis, zeros over the other parts.
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
         let x = step
             .float(0)
             .filter(|_| step.only_first())
             .or_no_gradient()?;
-        if x.rank >= WIDE_RANK || x.rank == 0 {
+        if x.rank == 0 {
             return Err(OpError::NoGradient);
         }
         let axis = normalize_axis(self.axis, x.rank)?;
         let (start, length) = self.range(x.shape()[axis], &step.owned_inputs())?;
+        if x.rank >= WIDE_RANK {
+            // timm's attention splits q, k and v off a rank-5 tensor's first axis.
+            let mut ranges: Vec<_> = x.shape().into_iter().map(|d| 0..d).collect();
+            ranges[axis] = start..start + length;
+            return Ok(vec![step.placed_logical(x, &ranges)]);
+        }
         let mut window = x.tensor.dims().map(|d| 0..d);
         window[x.physical_axis(self.axis)?] = start..start + length;
         Ok(vec![step.placed(x, window)])
