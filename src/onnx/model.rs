@@ -1027,7 +1027,6 @@ impl OnnxModel {
     fn take_layer(&self, mut env: Env, layer: &str) -> Result<(Tensor<4>, Env)> {
         let view = self.view(layer);
         match env.remove(layer) {
-            Some(Value::Float(f)) if f.rank == 4 && view == View::Nchw => Ok((f.tensor, env)),
             Some(Value::Float(f)) if f.rank == view.rank() => {
                 let grid = tokens::split(view, layer, f, &mut env);
                 Ok((grid, env))

@@ -1,13 +1,14 @@
 //! Broadcasting `Add`, `Sub`, `Mul`, `Div` on float tensors (device) and integer tensors (host),
 //! and `Mod` of integers (shape arithmetic: Swin's window padding).
 
+use burn::tensor::Tensor;
 use ndarray::ArrayD;
 
 use super::operator::{
     Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, unbroadcast,
 };
 use crate::error::OpError;
-use crate::onnx::value::{FloatValue, Value, WIDE_RANK};
+use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, WIDE_RANK};
 
 #[derive(Clone, Copy)]
 enum Arith {
@@ -89,6 +90,29 @@ pub(super) fn broadcast_dims(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
         .collect()
 }
 
+/// `d(a op b)/da` (`i` = 0) or `/db` (`i` = 1) times `g`, at the output's (broadcast) shape,
+/// from the other input and this one (`x`), in `D`-D tensors.
+fn chained<const D: usize>(
+    op: Arith,
+    i: usize,
+    g: Tensor<D>,
+    other: impl FnOnce() -> OpResult<Tensor<D>>,
+    x: impl FnOnce() -> Tensor<D>,
+) -> OpResult<Tensor<D>> {
+    Ok(match (op, i) {
+        (Arith::Add, _) | (Arith::Sub, 0) => g,
+        (Arith::Sub, _) => g.neg(),
+        (Arith::Mul, _) => g.mul(other()?),
+        (Arith::Div, 0) => g.div(other()?),
+        (Arith::Mod | Arith::Fmod, _) => return Err(OpError::NoGradient),
+        (Arith::Div, _) => {
+            // -g a / b²
+            let (a, b) = (other()?, x());
+            g.mul(a).div(b.clone().mul(b)).neg()
+        }
+    })
+}
+
 impl Operator for Binary {
     fn affine_in(&self, i: usize) -> bool {
         // x + c, c + x, x - c, c - x, x * c, c * x and x / c; not c / x.
@@ -112,36 +136,17 @@ impl Operator for Binary {
                 continue;
             }
             let x = step.float(i).or_no_gradient()?;
-            let other = || step.float(1 - i).map(|o| o.tensor.clone()).or_no_gradient();
-            // Above rank 4 a product broadcasts in the 6-D view (the stored form merges axes).
-            let wide = g.rank >= WIDE_RANK || x.rank >= WIDE_RANK;
-            if wide && matches!(self.0, Arith::Mul | Arith::Div) {
-                let o = step.float(1 - i).or_no_gradient()?.view::<6>();
-                let g6 = g.view::<6>();
-                let full = match (self.0, i) {
-                    (Arith::Mul, _) => g6.mul(o),
-                    (Arith::Div, 0) => g6.div(o),
-                    _ => {
-                        let b = x.view::<6>();
-                        g6.mul(o).div(b.clone().mul(b)).neg()
-                    }
-                };
-                grads.push(Some(unbroadcast(&FloatValue::from_view(full), &x.shape())?));
-                continue;
-            }
-            // d(a op b)/da and /db, times g, at the output's (broadcast) shape.
-            let full = match (self.0, i) {
-                (Arith::Add, _) | (Arith::Sub, 0) => g.clone(),
-                (Arith::Sub, _) => g.with_tensor(g.tensor.clone().neg()),
-                (Arith::Mul, _) => g.with_tensor(g.tensor.clone().mul(other()?)),
-                (Arith::Div, 0) => g.with_tensor(g.tensor.clone().div(other()?)),
-                (Arith::Mod | Arith::Fmod, _) => return Err(OpError::NoGradient),
-                (Arith::Div, _) => {
-                    // -g a / b²
-                    let a = other()?;
-                    let b = x.tensor.clone();
-                    g.with_tensor(g.tensor.clone().mul(a).div(b.clone().mul(b)).neg())
-                }
+            let other = || step.float(1 - i).or_no_gradient();
+            // Above rank 4 in the 6-D view (the stored form merges axes that broadcasting
+            // keeps apart), else in the stored form.
+            let full = if g.rank >= WIDE_RANK || x.rank >= WIDE_RANK {
+                let o = || other().map(|o| o.view::<MAX_LOGICAL_RANK>());
+                FloatValue::from_view(chained(self.0, i, g.view(), o, || x.view())?)
+            } else {
+                let o = || other().map(|o| o.tensor.clone());
+                g.with_tensor(chained(self.0, i, g.tensor.clone(), o, || {
+                    x.tensor.clone()
+                })?)
             };
             grads.push(Some(unbroadcast(&full, &x.shape())?));
         }

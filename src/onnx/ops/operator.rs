@@ -218,20 +218,20 @@ impl Backward<'_> {
         (!all_zero(&part)).then(|| x.with_tensor(part))
     }
 
-    /// The output's gradient placed in `window` (physical ranges) of zeros shaped like the
-    /// input `x`: a slice's or a split part's input gradient; `None` where it is all zeros
-    /// (see [`Backward::unless_zero`]).
-    pub fn placed(&self, x: &FloatValue, window: [Range<usize>; 4]) -> Option<FloatValue> {
-        let g = &self.grad.tensor;
-        (!all_zero(g)).then(|| x.with_tensor(x.tensor.zeros_like().slice_assign(window, g.clone())))
-    }
-
     /// The output's gradient placed in `ranges` (one per logical axis of `x`) of zeros shaped
-    /// like `x`, at any rank (in the 6-D view, where no axis is merged); `None` where it is
-    /// all zeros.
-    pub fn placed_logical(&self, x: &FloatValue, ranges: &[Range<usize>]) -> Option<FloatValue> {
+    /// like the input `x`, at any rank (in the 6-D view, where no axis is merged): a slice's
+    /// or a split part's input gradient; `None` where it is all zeros (see
+    /// [`Backward::unless_zero`]).
+    pub fn placed(&self, x: &FloatValue, ranges: &[Range<usize>]) -> Option<FloatValue> {
         use crate::onnx::value::MAX_LOGICAL_RANK;
-        if all_zero(&self.grad.tensor) || ranges.len() != x.rank {
+        assert_eq!(
+            ranges.len(),
+            x.rank,
+            "a window of {} axes for a rank-{} tensor",
+            ranges.len(),
+            x.rank
+        );
+        if all_zero(&self.grad.tensor) {
             return None;
         }
         let zeros = x.view::<MAX_LOGICAL_RANK>().zeros_like();
@@ -252,42 +252,32 @@ impl Backward<'_> {
 /// The gradient `grad` (of an output broadcast from `shape`) summed back to `shape`; above rank
 /// 4 in the 6-D view (the stored form merges axes that broadcasting keeps apart).
 pub fn unbroadcast(grad: &FloatValue, shape: &[usize]) -> OpResult<FloatValue> {
-    use crate::onnx::value::{MAX_LOGICAL_RANK, WIDE_RANK};
+    use crate::onnx::value::{MAX_LOGICAL_RANK, WIDE_RANK, stored_shape};
     let fail = || {
         OpError::Shape(format!(
             "a gradient of shape {:?} does not sum back to {shape:?}",
             grad.shape()
         ))
     };
-    if grad.rank >= WIDE_RANK || shape.len() >= WIDE_RANK {
-        if shape.len() > MAX_LOGICAL_RANK {
-            return Err(fail());
-        }
+    let stored = stored_shape(shape)?;
+    let summed = if grad.rank >= WIDE_RANK || shape.len() >= WIDE_RANK {
         let mut want = [1usize; MAX_LOGICAL_RANK];
         want[MAX_LOGICAL_RANK - shape.len()..].copy_from_slice(shape);
-        let mut t = grad.view::<MAX_LOGICAL_RANK>();
-        for (axis, (&w, have)) in want.iter().zip(t.dims()).enumerate() {
-            if w == 1 && have != 1 {
-                t = t.sum_dim(axis);
-            }
-        }
-        if t.dims() != want {
-            return Err(fail());
-        }
-        let stored = crate::onnx::value::stored_shape(shape)?;
-        return Ok(FloatValue::new(t.reshape(stored), shape));
-    }
-    let want = crate::onnx::value::stored_shape(shape)?;
-    let mut t = grad.tensor.clone();
+        summed_to(grad.view::<MAX_LOGICAL_RANK>(), want).map(|t| t.reshape(stored))
+    } else {
+        summed_to(grad.tensor.clone(), stored)
+    };
+    Ok(FloatValue::new(summed.ok_or_else(fail)?, shape))
+}
+
+/// `t` summed over the axes where `want` has 1 and `t` has more, if that gives `want`.
+fn summed_to<const D: usize>(mut t: Tensor<D>, want: [usize; D]) -> Option<Tensor<D>> {
     for (axis, (&w, have)) in want.iter().zip(t.dims()).enumerate() {
         if w == 1 && have != 1 {
             t = t.sum_dim(axis);
         }
     }
-    if t.dims() != want {
-        return Err(fail());
-    }
-    Ok(FloatValue::new(t, shape))
+    (t.dims() == want).then_some(t)
 }
 
 /// What an operator may look at while it is being built.

@@ -413,15 +413,8 @@ fn slice_backward(node: &Node, step: &Backward) -> OpResult<Vec<Option<FloatValu
         }
         ranges.push(start..end.max(start));
     }
-    if x.rank >= WIDE_RANK {
-        // The new exporter slices q, k and v off a rank-5 tensor's first axis.
-        return Ok(vec![step.placed_logical(x, &ranges)]);
-    }
-    let mut window = x.tensor.dims().map(|d| 0..d);
-    for (axis, range) in ranges.into_iter().enumerate() {
-        window[x.physical_axis(axis as i64)?] = range;
-    }
-    Ok(vec![step.placed(x, window)])
+    // Any rank: the new exporter slices q, k and v off a rank-5 tensor's first axis.
+    Ok(vec![step.placed(x, &ranges)])
 }
 
 /// `Gather`'s input gradient for one index (a transformer's class token, `x[:, 0]`): the

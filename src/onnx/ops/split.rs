@@ -110,15 +110,10 @@ impl Operator for SplitPart {
         }
         let axis = normalize_axis(self.axis, x.rank)?;
         let (start, length) = self.range(x.shape()[axis], &step.owned_inputs())?;
-        if x.rank >= WIDE_RANK {
-            // timm's attention splits q, k and v off a rank-5 tensor's first axis.
-            let mut ranges: Vec<_> = x.shape().into_iter().map(|d| 0..d).collect();
-            ranges[axis] = start..start + length;
-            return Ok(vec![step.placed_logical(x, &ranges)]);
-        }
-        let mut window = x.tensor.dims().map(|d| 0..d);
-        window[x.physical_axis(self.axis)?] = start..start + length;
-        Ok(vec![step.placed(x, window)])
+        // Any rank: timm's attention splits q, k and v off a rank-5 tensor's first axis.
+        let mut ranges: Vec<_> = x.shape().into_iter().map(|d| 0..d).collect();
+        ranges[axis] = start..start + length;
+        Ok(vec![step.placed(x, &ranges)])
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
