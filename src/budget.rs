@@ -153,7 +153,7 @@ pub const MAX_CHUNK_ACTIVATIONS: usize = 256 << 20;
 
 /// Bytes of layer gradients held at once while a chunk's CAM maps are made: the objectives
 /// (targets) of a request are taken in groups whose gradients at every explained layer fit
-/// (at least one, at most 16 at a time). A detector's hundreds of detections stay bounded.
+/// (at least one). A detector's hundreds of detections stay bounded.
 pub const GRADIENT_GROUP_BYTES: usize = 256 << 20;
 
 /// Checks that `values` held at once by a graph run fit [`LIVE_TENSORS`] times the per-tensor

@@ -1306,7 +1306,7 @@ impl<'a> Explaining<'a> {
             .iter()
             .map(|(a, _)| a.dims().iter().product::<usize>() * std::mem::size_of::<f32>())
             .sum();
-        let group = (crate::budget::GRADIENT_GROUP_BYTES / per_objective.max(1)).clamp(1, 16);
+        let group = (crate::budget::GRADIENT_GROUP_BYTES / per_objective.max(1)).max(1);
         let mut groups: Vec<&[Objective]> = wanted.chunks(group).collect();
         if groups.is_empty() {
             groups.push(&[]);

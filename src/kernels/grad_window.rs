@@ -56,6 +56,28 @@ fn reach(
     (start..end, (before, after))
 }
 
+/// Where the outputs `rows` × `cols` of `s` read their input: the input rows and columns,
+/// and the convolution of that region alone whose outputs are exactly those (its padding the
+/// image's own at the edges); `None` when all their taps fall in the padding.
+pub fn window_conv(
+    [rows, cols]: [&Range<usize>; 2],
+    s: &ConvShape,
+) -> Option<([Range<usize>; 2], ConvShape)> {
+    let [h, w] = s.input;
+    let (in_rows, pad_rows) = reach(rows, h, s.kernel[0], s.stride[0], s.dilation[0], s.pad[0].0);
+    let (in_cols, pad_cols) = reach(cols, w, s.kernel[1], s.stride[1], s.dilation[1], s.pad[1].0);
+    if in_rows.is_empty() || in_cols.is_empty() {
+        return None;
+    }
+    let cut = ConvShape {
+        input: [in_rows.len(), in_cols.len()],
+        pad: [pad_rows, pad_cols],
+        ..*s
+    };
+    debug_assert_eq!(cut.output(), Some([rows.len(), cols.len()]));
+    Some(([in_rows, in_cols], cut))
+}
+
 /// One image's input gradient of `s` from its output gradient `g` (and the activation's
 /// output `gate_output`, cut the same way), when `g` is zero outside a window of at most
 /// 1 / [`SPARSE`] of the plane: `dense` (the input gradient of any shape, of the cut
@@ -78,32 +100,10 @@ pub fn input_grad_in_window(
     if rows.len() * cols.len() * SPARSE > oh * ow {
         return None;
     }
-    let (in_rows, pad_rows) = reach(
-        &rows,
-        h,
-        s.kernel[0],
-        s.stride[0],
-        s.dilation[0],
-        s.pad[0].0,
-    );
-    let (in_cols, pad_cols) = reach(
-        &cols,
-        w,
-        s.kernel[1],
-        s.stride[1],
-        s.dilation[1],
-        s.pad[1].0,
-    );
-    if in_rows.is_empty() || in_cols.is_empty() {
+    let Some(([in_rows, in_cols], cut)) = window_conv([&rows, &cols], s) else {
         // The window's taps all fall in the padding.
         return Some(vec![0.0; s.cin * h * w]);
-    }
-    let cut = ConvShape {
-        input: [in_rows.len(), in_cols.len()],
-        pad: [pad_rows, pad_cols],
-        ..*s
     };
-    debug_assert_eq!(cut.output(), Some([rows.len(), cols.len()]));
     let crop = |planes: &[f32]| -> Vec<f32> {
         planes
             .chunks_exact(oh * ow)

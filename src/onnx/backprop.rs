@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::boxed::{self, Grad};
 use super::exec::Step;
 use super::fusion::Plan;
 use super::graph::{Env, Graph};
@@ -41,19 +42,21 @@ pub fn target_seed(output: &FloatValue, classes: usize, target: usize) -> FloatV
 /// ([`run_retaining`](super::exec::run_retaining)) that left every value in `env` and took
 /// `steps`; with the gradients of the values named in `taps` (each some step's output, computed
 /// from `from`: the forward pass ran with the same taps), in their order, `None` for a tap no
-/// gradient reaches. `Ok(None)` when an op on the way has no host gradient.
+/// gradient reaches. `Ok(None)` when an op on the way has no host gradient. A seed that is
+/// zero outside a box (a detection's) is carried as that box as far as the ops allow
+/// ([`boxed`]).
 pub fn gradient<'a>(
     graph: &'a Graph,
     env: &'a Env,
     steps: &'a [Step],
-    seed: FloatValue,
+    seed: Grad,
     from: &'a str,
     taps: &[&str],
 ) -> Result<Option<(FloatValue, Vec<Option<FloatValue>>)>> {
     let mut tapped: Vec<Option<FloatValue>> = vec![None; taps.len()];
     let depends = depending_on(graph, steps, from);
     let wanted = |names: &[String]| wanted(graph, env, &depends, names);
-    let mut grads: HashMap<&str, FloatValue> = HashMap::from([(graph.output.as_str(), seed)]);
+    let mut grads: HashMap<&str, Grad> = HashMap::from([(graph.output.as_str(), seed)]);
     for step in steps.iter().rev() {
         let (first, last) = step.span();
         let output = graph.nodes[last].output.as_str();
@@ -61,12 +64,30 @@ pub fn gradient<'a>(
             continue;
         };
         if let Some(t) = taps.iter().position(|&t| t == output) {
-            tapped[t] = Some(grad.clone());
+            tapped[t] = Some(grad.dense());
         }
         let start = graph.profiler.now();
-        let flows = match step {
-            Step::Node(i) => node_backward(graph, env, *i, &wanted(&graph.nodes[*i].inputs), grad),
-            Step::Fused(plan) => fused_backward(graph, env, plan, grad),
+        let wanted = match step {
+            Step::Node(i) => wanted(&graph.nodes[*i].inputs),
+            Step::Fused(_) => vec![true],
+        };
+        let flows = match &grad {
+            Grad::Boxed(b) => match boxed::backward(graph, env, step, b, &wanted) {
+                Err(OpError::NoGradient) => None,
+                other => Some(other),
+            },
+            Grad::Dense(_) => None,
+        };
+        let flows = match flows {
+            Some(flows) => flows,
+            None => {
+                let grad = grad.dense();
+                let flows = match step {
+                    Step::Node(i) => node_backward(graph, env, *i, &wanted, grad),
+                    Step::Fused(plan) => fused_backward(graph, env, plan, grad),
+                };
+                flows.map(|f| f.into_iter().map(|(n, g)| (n, Grad::Dense(g))).collect())
+            }
         };
         let flows = match flows {
             Err(OpError::NoGradient) => return Ok(None),
@@ -74,7 +95,11 @@ pub fn gradient<'a>(
         };
         for (name, g) in flows {
             if depends.contains(name) {
-                accumulate(&mut grads, name, g).map_err(|e| graph.bad(first, e))?;
+                let g = match grads.remove(name) {
+                    Some(sum) => sum.add(g, name).map_err(|e| graph.bad(first, e))?,
+                    None => g,
+                };
+                grads.insert(name, g);
             }
         }
         if start.is_some() {
@@ -88,7 +113,7 @@ pub fn gradient<'a>(
     }
     // No gradient reached `from` (every path to it carried zeros): it is 0.
     let g = match grads.remove(from) {
-        Some(g) => g,
+        Some(g) => g.dense(),
         None => match env.get(from) {
             Some(Value::Float(f)) => f.with_tensor(f.tensor.zeros_like()),
             _ => return Ok(None),
@@ -209,20 +234,7 @@ fn fused_backward<'a>(
         flows.push((residual.as_str(), grad.clone()));
     }
     let conv = &graph.nodes[plan.conv];
-    let mut inputs: Vec<Option<&Value>> = conv.inputs.iter().map(|n| graph.value(env, n)).collect();
-    let mut input_name = conv.inputs.first().or_no_gradient()?.as_str();
-    let mut pad = [(0, 0); 2];
-    if let Some(p) = plan.pad {
-        let pad_node = &graph.nodes[p];
-        input_name = pad_node.inputs.first().or_no_gradient()?.as_str();
-        let pad_inputs: Vec<Option<&Value>> = pad_node
-            .inputs
-            .iter()
-            .map(|n| graph.value(env, n))
-            .collect();
-        pad = pad_node.op.zero_spatial_pad(&pad_inputs).or_no_gradient()?;
-        inputs[0] = graph.value(env, input_name);
-    }
+    let FusedConv { input, inputs, pad } = FusedConv::of(graph, env, plan)?;
     let step = Backward {
         inputs: &inputs,
         output,
@@ -233,7 +245,40 @@ fn fused_backward<'a>(
     };
     let gs = conv.op.backward(step)?;
     if let Some(Some(g)) = gs.into_iter().next() {
-        flows.push((input_name, g));
+        flows.push((input, g));
     }
     Ok(flows)
+}
+
+/// A fused group's convolution as its reverse step reads it.
+pub(super) struct FusedConv<'a> {
+    /// The name of the group's input (the `Pad`'s where one is fused).
+    pub input: &'a str,
+    /// The convolution's inputs, with that one first.
+    pub inputs: Vec<Option<&'a Value>>,
+    /// The fused zero padding.
+    pub pad: [(usize, usize); 2],
+}
+
+impl<'a> FusedConv<'a> {
+    /// `plan`'s convolution, reading `env`.
+    pub(super) fn of(graph: &'a Graph, env: &'a Env, plan: &Plan) -> OpResult<Self> {
+        let conv = &graph.nodes[plan.conv];
+        let mut inputs: Vec<Option<&Value>> =
+            conv.inputs.iter().map(|n| graph.value(env, n)).collect();
+        let mut input = conv.inputs.first().or_no_gradient()?.as_str();
+        let mut pad = [(0, 0); 2];
+        if let Some(p) = plan.pad {
+            let pad_node = &graph.nodes[p];
+            input = pad_node.inputs.first().or_no_gradient()?.as_str();
+            let pad_inputs: Vec<Option<&Value>> = pad_node
+                .inputs
+                .iter()
+                .map(|n| graph.value(env, n))
+                .collect();
+            pad = pad_node.op.zero_spatial_pad(&pad_inputs).or_no_gradient()?;
+            inputs[0] = graph.value(env, input);
+        }
+        Ok(Self { input, inputs, pad })
+    }
 }

@@ -5,6 +5,7 @@
 //! the crate uses. The CPU kernels live in [`kernels`](crate::kernels).
 
 mod backprop;
+mod boxed;
 mod exec;
 pub mod external;
 mod fusion;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::backprop;
+use super::boxed;
 use super::exec;
 use super::external::{self, ExternalData};
 use super::fusion;
@@ -631,7 +632,14 @@ impl OnnxModel {
         let output = self.output(&env)?;
         let mut grads = Vec::with_capacity(objectives.len());
         for objective in objectives {
-            let seed = objective.seed(output, self.outputs_per_image())?;
+            let per_image = self.outputs_per_image();
+            // A detection's seed starts as its few values; any other is scanned for a box.
+            let values = objective.seed_values(output, per_image)?;
+            let seed = match values.map(|v| boxed::Grad::of_values(output, &v)) {
+                Some(Ok(seed)) => seed,
+                _ => boxed::Grad::of(objective.seed(output, per_image)?)
+                    .map_err(|e| Error::Backend(e.to_string()))?,
+            };
             let grad = self.phase(backward, || {
                 backprop::gradient(&self.graph, &env, &steps, seed, from, taps)
             })?;

@@ -112,6 +112,37 @@ impl Objective {
         )))
     }
 
+    /// The seed's nonzero values as `(flat position in the output, value)` where the
+    /// objective reads a few of the output's values (a detection's score at its anchor, and
+    /// its objectness), so that the reverse pass can start from them alone
+    /// ([`Grad::of_values`](super::boxed::Grad::of_values)); `None` for the others, whose
+    /// seed is [`Objective::seed`].
+    pub fn seed_values(
+        &self,
+        output: &FloatValue,
+        classes: usize,
+    ) -> Result<Option<Vec<(usize, f32)>>> {
+        let Objective::Detection { index, objectness } = self else {
+            return Ok(None);
+        };
+        let n = output.tensor.dims().iter().product::<usize>();
+        let rows = n / classes.max(1);
+        let values = super::host::with_floats(&output.tensor, |out| {
+            (0..rows)
+                .flat_map(|r| {
+                    let at = |i: usize| r * classes + i;
+                    match *objectness {
+                        // d(s o)/ds = o, d(s o)/do = s.
+                        Some(o) => vec![(at(*index), out[at(o)]), (at(o), out[at(*index)])],
+                        None => vec![(at(*index), 1.0)],
+                    }
+                })
+                .collect()
+        })
+        .map_err(|e| Error::Backend(e.to_string()))?;
+        Ok(Some(values))
+    }
+
     /// The seed's tangent when the output moves along `tangent` (a Hessian-vector product's):
     /// `None` where the seed does not depend on the output (a logit, a region's sum, a
     /// detection's score), the seed of the tangent for YOLOv5's `score · objectness` (whose

@@ -27,14 +27,22 @@ pub fn upsample_bilinear(map: &CamMap, height: usize, width: usize) -> CamMap {
         };
     }
     let cols: Vec<_> = (0..width).map(|x| source(x, w, width)).collect();
-    let mut values = Vec::with_capacity(height * width);
-    for y in 0..height {
+    // Each source row resized along x once, then each output row blended from two of them
+    // (the same products and sums, in the same order, as interpolating each value alone).
+    let rows: Vec<f32> = map
+        .values
+        .chunks_exact(w)
+        .flat_map(|row| {
+            cols.iter()
+                .map(move |&(x0, x1, fx)| row[x0] * (1.0 - fx) + row[x1] * fx)
+        })
+        .collect();
+    let mut values = vec![0.0; height * width];
+    for (y, out) in values.chunks_exact_mut(width).enumerate() {
         let (y0, y1, fy) = source(y, h, height);
-        for &(x0, x1, fx) in &cols {
-            let v = |yy: usize, xx: usize| map.values[yy * w + xx];
-            let top = v(y0, x0) * (1.0 - fx) + v(y0, x1) * fx;
-            let bottom = v(y1, x0) * (1.0 - fx) + v(y1, x1) * fx;
-            values.push(top * (1.0 - fy) + bottom * fy);
+        let (top, bottom) = (&rows[y0 * width..][..width], &rows[y1 * width..][..width]);
+        for ((o, &t), &b) in out.iter_mut().zip(top).zip(bottom) {
+            *o = t * (1.0 - fy) + b * fy;
         }
     }
     CamMap {

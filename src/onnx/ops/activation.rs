@@ -9,7 +9,7 @@ use super::conv::is_plain_cpu;
 use super::grad::{activation_grad, map_grad};
 use super::inputs::{missing, take_float};
 use super::operator::{
-    Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, Tangents,
+    Backward, BoxRule, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, Tangents,
 };
 use crate::error::OpError;
 use crate::kernels::activation::Activation as Fused;
@@ -157,6 +157,13 @@ impl Operator for Activation {
             _ => return None,
         };
         Some(Epilogue::Activation(a))
+    }
+
+    fn box_rule(&self, _inputs: &[Option<&Value>]) -> OpResult<BoxRule> {
+        Ok(match self.0 {
+            Act::Softmax(_) => BoxRule::Dense,
+            _ => BoxRule::Pointwise,
+        })
     }
 
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {

@@ -2,6 +2,7 @@
 //! device (no gradients) it runs the host kernel of [`kernels::conv`](crate::kernels::conv); tensors
 //! that carry gradients, and the GPU, use Burn's convolution.
 
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use burn::tensor::module::conv2d;
@@ -9,7 +10,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::inputs::{take_float, take_nchw};
-use super::operator::{Backward, BuildContext, Fusion, OpResult, Operator, OrNoGradient};
+use super::operator::{Backward, BoxRule, BuildContext, Fusion, OpResult, Operator, OrNoGradient};
 use super::padding::{Padding, spatial2};
 use crate::error::OpError;
 use crate::kernels::epilogue::Epilogue as KernelEpilogue;
@@ -371,6 +372,58 @@ impl Operator for Conv {
             Ok(vec![Some(FloatValue::nchw(dx))])
         };
         input_grad()
+    }
+
+    fn box_rule(&self, _inputs: &[Option<&Value>]) -> OpResult<BoxRule> {
+        Ok(BoxRule::Conv)
+    }
+
+    /// The box's outputs and the input region their taps read make a convolution of their
+    /// own ([`grad_window::window_conv`]), whose input gradient is the region's.
+    fn box_input_grad(
+        &self,
+        step: Backward,
+        [rows, cols]: [Range<usize>; 2],
+    ) -> OpResult<Option<(FloatValue, [Range<usize>; 2])>> {
+        let host = self.host.as_ref().or_no_gradient()?;
+        let x = step
+            .float(0)
+            .filter(|x| x.rank == 4 && x.tensor.dims()[0] == 1 && step.only_first())
+            .or_no_gradient()?;
+        if step.gate.is_some_and(|(a, _)| !a.derivative_from_output()) {
+            return Err(OpError::NoGradient);
+        }
+        let (s, _) = self.padded_shape(x.tensor.dims(), host.shape, step.pad)?;
+        let g = &step.grad.tensor;
+        if g.dims() != [1, s.cout, rows.len(), cols.len()] {
+            return Err(OpError::Shape(format!(
+                "a gradient box of shape {:?} for {} output channels over {rows:?} x {cols:?}",
+                g.dims(),
+                s.cout
+            )));
+        }
+        let Some((region, cut)) = grad_window::window_conv([&rows, &cols], &s) else {
+            return Ok(None);
+        };
+        let grad = |gate: Option<conv_grad::Gate>| {
+            host::with_floats(g, |g| host.dense_input_grad(g, 1, &cut, gate))
+        };
+        let dx = match step.gate {
+            Some((activation, y)) if y.tensor.dims() == g.dims() => {
+                host::with_floats(&y.tensor, |output| {
+                    grad(Some(conv_grad::Gate { output, activation }))
+                })??
+            }
+            Some(_) => {
+                return Err(OpError::Shape(
+                    "the activation's output does not have the gradient's shape".into(),
+                ));
+            }
+            None => grad(None)?,
+        };
+        let dims = [1, s.cin, region[0].len(), region[1].len()];
+        let dx = host::tensor(dx, dims, &g.device());
+        Ok(Some((FloatValue::nchw(dx), region)))
     }
 
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use ndarray::ArrayD;
 
 use super::operator::{
-    Backward, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, unbroadcast,
+    Backward, BoxRule, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, unbroadcast,
 };
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, WIDE_RANK};
@@ -125,6 +125,13 @@ impl Operator for Binary {
 
     fn epilogue(&self) -> Option<Epilogue> {
         matches!(self.0, Arith::Add).then_some(Epilogue::Add)
+    }
+
+    fn box_rule(&self, _inputs: &[Option<&Value>]) -> OpResult<BoxRule> {
+        Ok(match self.0 {
+            Arith::Mod | Arith::Fmod => BoxRule::Dense,
+            _ => BoxRule::Pointwise,
+        })
     }
 
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {

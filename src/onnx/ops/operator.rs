@@ -113,6 +113,24 @@ pub trait Operator: Send + Sync {
         Err(OpError::NoGradient)
     }
 
+    /// How the reverse step treats an output gradient that is zero outside a box (one
+    /// detection's score reaches the head only through its receptive field): see
+    /// [`BoxRule`] and `onnx::boxed`. [`BoxRule::Dense`] (the default) makes it whole first.
+    fn box_rule(&self, _inputs: &[Option<&Value>]) -> OpResult<BoxRule> {
+        Ok(BoxRule::Dense)
+    }
+
+    /// For [`BoxRule::Conv`]: input 0's gradient from the output gradient `step.grad` over
+    /// the output rows and columns `at` (every channel, one image), as the values over the
+    /// input rows and columns it returns beside them; `Ok(None)` where that is all zeros.
+    fn box_input_grad(
+        &self,
+        _step: Backward,
+        _at: [Range<usize>; 2],
+    ) -> OpResult<Option<(FloatValue, [Range<usize>; 2])>> {
+        Err(OpError::NoGradient)
+    }
+
     /// Forward mode, for an op not [affine](Operator::affine_in) in every input that carries a
     /// tangent: the output's derivative along the inputs' tangents, `J ẋ` (the Hessian-vector
     /// product's forward pass, `onnx::hessian`). [`OpError::NoSecondOrder`] where the op has
@@ -128,6 +146,33 @@ pub trait Operator: Send + Sync {
     fn curvature(&self, _step: &Tangents, _grad: &FloatValue) -> OpResult<Vec<Option<FloatValue>>> {
         Err(OpError::NoSecondOrder)
     }
+}
+
+/// One box an op copies from an input into its output: a range per logical axis of each,
+/// of the same sizes.
+pub struct Move {
+    /// The input.
+    pub input: usize,
+    /// Where the values are in the input.
+    pub from: Vec<Range<usize>>,
+    /// Where they go in the output.
+    pub to: Vec<Range<usize>>,
+}
+
+/// How an op's reverse step carries a gradient that is zero outside a box of its output.
+pub enum BoxRule {
+    /// It does not: the gradient is made whole first.
+    Dense,
+    /// Each output value is computed from the inputs' values at the same place (after
+    /// broadcasting): the reverse step runs on the box's values alone.
+    Pointwise,
+    /// The output is input 0's values in another shape (`Reshape`, `Flatten`, `Squeeze`,
+    /// `Unsqueeze`).
+    Relabel,
+    /// The output copies boxes of the inputs (`Concat`, `Slice`, `Split`).
+    Moves(Vec<Move>),
+    /// A convolution: [`Operator::box_input_grad`].
+    Conv,
 }
 
 /// What [`Operator::tangent`] and [`Operator::curvature`] read: the forward pass's values and

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use ndarray::{ArrayD, Axis, IxDyn, Slice as NdSlice};
 
 use super::inputs::{int_input, missing, optional_ints};
-use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
+use super::operator::{Backward, BoxRule, BuildContext, Move, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::onnx::proto::{HostTensor, host_tensor};
 use crate::onnx::value::{FloatValue, MAX_RANK, Value, WIDE_RANK, normalize_axis};
@@ -344,6 +344,26 @@ impl Node {
         Ok(plan)
     }
 
+    /// Where a `Slice` of a tensor of `shape` takes its values from, per axis; unit steps
+    /// only ([`OpError::NoGradient`] otherwise: its reverse steps are not covered).
+    fn slice_ranges(
+        &self,
+        inputs: &[Option<Value>],
+        shape: &[usize],
+    ) -> OpResult<Vec<std::ops::Range<usize>>> {
+        let plan = self.slice_plan(inputs, shape)?;
+        let mut ranges = Vec::with_capacity(plan.len());
+        for (axis, s) in plan.iter().enumerate() {
+            let end = s.end.map_or(shape[axis], |e| e as usize);
+            let start = s.start as usize;
+            if s.step != 1 && end > start + 1 {
+                return Err(OpError::NoGradient);
+            }
+            ranges.push(start..end.max(start));
+        }
+        Ok(ranges)
+    }
+
     fn slice(&self, inputs: &[Option<Value>]) -> OpResult<Value> {
         let data = inputs
             .first()
@@ -402,17 +422,7 @@ fn slice_backward(node: &Node, step: &Backward) -> OpResult<Vec<Option<FloatValu
         .float(0)
         .filter(|_| step.only_first())
         .or_no_gradient()?;
-    let shape = x.shape();
-    let plan = node.slice_plan(&step.owned_inputs(), &shape)?;
-    let mut ranges = Vec::with_capacity(plan.len());
-    for (axis, s) in plan.iter().enumerate() {
-        let end = s.end.map_or(shape[axis], |e| e as usize);
-        let start = s.start as usize;
-        if s.step != 1 && end > start + 1 {
-            return Err(OpError::NoGradient);
-        }
-        ranges.push(start..end.max(start));
-    }
+    let ranges = node.slice_ranges(&step.owned_inputs(), &x.shape())?;
     // Any rank: the new exporter slices q, k and v off a rank-5 tensor's first axis.
     Ok(vec![step.placed(x, &ranges)])
 }
@@ -474,6 +484,27 @@ fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue
     Ok(grads)
 }
 
+/// `Concat`'s boxes: input `i` whole at its offset along `axis` of the output.
+fn concat_boxes(inputs: &[Option<&Value>], axis: i64) -> OpResult<BoxRule> {
+    let mut moves = Vec::with_capacity(inputs.len());
+    let mut offset = 0;
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(x) = input else { continue };
+        let shape = x.shape();
+        let axis = normalize_axis(axis, shape.len())?;
+        let whole: Vec<_> = shape.iter().map(|&d| 0..d).collect();
+        let mut at = whole.clone();
+        at[axis] = offset..offset + shape[axis];
+        offset += shape[axis];
+        moves.push(Move {
+            input: i,
+            from: whole,
+            to: at,
+        });
+    }
+    Ok(BoxRule::Moves(moves))
+}
+
 impl Operator for Node {
     /// The ops that move, copy or join values without computing new ones: the data inputs
     /// (every input of a `Concat`).
@@ -531,6 +562,30 @@ impl Operator for Node {
             .or_no_gradient()?;
         let g = step.grad.clone().reshape(&x.shape())?;
         Ok(vec![Some(g)])
+    }
+
+    fn box_rule(&self, inputs: &[Option<&Value>]) -> OpResult<BoxRule> {
+        Ok(match &self.0 {
+            ShapeOp::Concat { axis, .. } => return concat_boxes(inputs, *axis),
+            ShapeOp::Slice { .. } => {
+                let Some(Some(Value::Float(x))) = inputs.first() else {
+                    return Ok(BoxRule::Dense);
+                };
+                let owned: Vec<Option<Value>> = inputs.iter().map(|v| v.cloned()).collect();
+                let ranges = self.slice_ranges(&owned, &x.shape())?;
+                let out = ranges.iter().map(|r| 0..r.len()).collect();
+                BoxRule::Moves(vec![Move {
+                    input: 0,
+                    from: ranges,
+                    to: out,
+                }])
+            }
+            ShapeOp::Reshape { .. }
+            | ShapeOp::Flatten { .. }
+            | ShapeOp::Squeeze { .. }
+            | ShapeOp::Unsqueeze { .. } => BoxRule::Relabel,
+            _ => BoxRule::Dense,
+        })
     }
 
     fn follows_batch(&self) -> bool {

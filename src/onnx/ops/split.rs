@@ -2,7 +2,7 @@
 //! computing its own part ([`BuildContext::output`]).
 
 use super::inputs::{float_input, int_input};
-use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
+use super::operator::{Backward, BoxRule, BuildContext, Move, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::onnx::value::{FloatValue, Value, WIDE_RANK, normalize_axis};
 
@@ -97,6 +97,28 @@ fn checked_sizes(v: &[i64]) -> OpResult<Vec<usize>> {
 impl Operator for SplitPart {
     fn affine_in(&self, i: usize) -> bool {
         i == 0
+    }
+
+    /// This part is the input's box along the axis.
+    fn box_rule(&self, inputs: &[Option<&Value>]) -> OpResult<BoxRule> {
+        let Some(Some(Value::Float(x))) = inputs.first() else {
+            return Ok(BoxRule::Dense);
+        };
+        let shape = x.shape();
+        if shape.is_empty() {
+            return Ok(BoxRule::Dense);
+        }
+        let axis = normalize_axis(self.axis, shape.len())?;
+        let owned: Vec<Option<Value>> = inputs.iter().map(|v| v.cloned()).collect();
+        let (start, length) = self.range(shape[axis], &owned)?;
+        let mut from: Vec<_> = shape.iter().map(|&d| 0..d).collect();
+        from[axis] = start..start + length;
+        let out = from.iter().map(|r| 0..r.len()).collect();
+        Ok(BoxRule::Moves(vec![Move {
+            input: 0,
+            from,
+            to: out,
+        }]))
     }
 
     /// This part's gradient in its place along the axis, zeros over the other parts.
