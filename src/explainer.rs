@@ -1643,35 +1643,60 @@ pub struct LayerAverage {
 }
 
 impl LayerAverage {
-    /// The maps of a request in [`Finished::maps`]'s order, read back, averaged over layers.
+    /// The maps of a request in [`Finished::maps`]'s order, read back, averaged over layers
+    /// (each CAM map's runs of layers at once, spread over the threads: a detector's dozens
+    /// of detections are each three maps resized to the input).
     pub fn apply(&self, maps: Vec<Explanation>) -> Vec<Explanation> {
-        let mut out: Vec<Explanation> = Vec::new();
+        // A CAM map's layers come in a row; a map of the input stands alone.
+        let mut runs: Vec<Vec<Explanation>> = Vec::new();
         for e in maps {
-            let same = out.last().is_some_and(|o: &Explanation| {
+            let same = runs.last().and_then(|r| r.first()).is_some_and(|o| {
                 !e.method.explains_input() && o.method == e.method && o.target == e.target
             });
-            if same {
-                let o = out.last_mut().expect("checked");
-                o.map
-                    .values
-                    .iter_mut()
-                    .zip(&scaled::scaled_to(&e.map, self.size).values)
-                    .for_each(|(a, b)| *a += b);
-                o.ms += e.ms;
-            } else if e.method.explains_input() {
-                out.push(e);
-            } else {
-                let map = scaled::scaled_to(&e.map, self.size);
-                out.push(Explanation { map, ..e });
+            match runs.last_mut() {
+                Some(run) if same => run.push(e),
+                _ => runs.push(vec![e]),
             }
         }
+        let [height, width] = self.size;
         let layers = self.layers.len() as f32;
-        for e in out.iter_mut().filter(|e| !e.method.explains_input()) {
-            e.map.values.iter_mut().for_each(|v| *v /= layers);
-            e.map.values = scaled::scale(&e.map.values);
-            e.layer = self.layers.join(",");
-        }
-        out
+        let mut sums: Vec<Vec<f32>> = runs
+            .iter()
+            .map(|run| match run[0].method.explains_input() {
+                true => Vec::new(),
+                false => vec![0.0; height * width],
+            })
+            .collect();
+        crate::kernels::par::par_chunks(&mut sums, 1, |i, sum| {
+            let Some(sum) = sum.first_mut().filter(|s| !s.is_empty()) else {
+                return;
+            };
+            for e in &runs[i] {
+                scaled::add_scaled_to(&e.map, self.size, sum);
+            }
+            sum.iter_mut().for_each(|v| *v /= layers);
+            scaled::scale_in_place(sum);
+        });
+        runs.into_iter()
+            .zip(sums)
+            .map(|(run, values)| {
+                let ms = run.iter().map(|e| e.ms).sum();
+                let first = run.into_iter().next().expect("runs are not empty");
+                if first.method.explains_input() {
+                    return first;
+                }
+                Explanation {
+                    map: CamMap {
+                        height,
+                        width,
+                        values,
+                    },
+                    ms,
+                    layer: self.layers.join(","),
+                    ..first
+                }
+            })
+            .collect()
     }
 }
 

@@ -2,24 +2,45 @@
 //! averages: aug-smoothing's six inputs and several layers' maps.
 
 use super::CamMap;
-use crate::render::upsample_bilinear;
+use crate::render::upsample_bilinear_add;
 
 /// pytorch-grad-cam's `scale_cam_image(map, target_size)`: min-max scaled at its own
 /// resolution, then resized bilinearly to `height` x `width`.
 pub fn scaled_to(map: &CamMap, [height, width]: [usize; 2]) -> CamMap {
+    let mut values = vec![0.0; height * width];
+    add_scaled_to(map, [height, width], &mut values);
+    CamMap {
+        height,
+        width,
+        values,
+    }
+}
+
+/// [`scaled_to`]'s values added into `out` (`height` x `width` of them): several layers'
+/// maps summed at the input's size without a buffer each.
+pub fn add_scaled_to(map: &CamMap, [height, width]: [usize; 2], out: &mut [f32]) {
     let scaled = CamMap {
         values: scale(&map.values),
-        ..map.clone()
+        height: map.height,
+        width: map.width,
     };
-    upsample_bilinear(&scaled, height, width)
+    upsample_bilinear_add(&scaled, height, width, out);
 }
 
 /// pytorch-grad-cam's `scale_cam_image` without the resize: `(v - min) / (1e-7 + max(v - min))`.
 pub fn scale(values: &[f32]) -> Vec<f32> {
+    let mut out = values.to_vec();
+    scale_in_place(&mut out);
+    out
+}
+
+/// [`scale`] in place.
+pub fn scale_in_place(values: &mut [f32]) {
     let min = values.iter().copied().fold(f32::INFINITY, f32::min);
-    let shifted: Vec<f32> = values.iter().map(|v| v - min).collect();
-    let max = shifted.iter().copied().fold(0.0, f32::max);
-    shifted.iter().map(|v| v / (1e-7 + max)).collect()
+    let max = values.iter().fold(0.0, |m: f32, v| m.max(v - min));
+    values
+        .iter_mut()
+        .for_each(|v| *v = (*v - min) / (1e-7 + max));
 }
 
 /// The mean of maps of one shape (at least one).

@@ -64,7 +64,7 @@ pub fn gradient<'a>(
             continue;
         };
         if let Some(t) = taps.iter().position(|&t| t == output) {
-            tapped[t] = Some(grad.dense());
+            tapped[t] = Some(grad.dense().map_err(|e| graph.bad(first, e))?);
         }
         let start = graph.profiler.now();
         let wanted = match step {
@@ -81,7 +81,7 @@ pub fn gradient<'a>(
         let flows = match flows {
             Some(flows) => flows,
             None => {
-                let grad = grad.dense();
+                let grad = grad.dense().map_err(|e| graph.bad(first, e))?;
                 let flows = match step {
                     Step::Node(i) => node_backward(graph, env, *i, &wanted, grad),
                     Step::Fused(plan) => fused_backward(graph, env, plan, grad),
@@ -113,7 +113,7 @@ pub fn gradient<'a>(
     }
     // No gradient reached `from` (every path to it carried zeros): it is 0.
     let g = match grads.remove(from) {
-        Some(g) => g.dense(),
+        Some(g) => g.dense().map_err(|e| graph.bad(0, e))?,
         None => match env.get(from) {
             Some(Value::Float(f)) => f.with_tensor(f.tensor.zeros_like()),
             _ => return Ok(None),

@@ -146,9 +146,9 @@ impl Grad {
     }
 
     /// The whole gradient.
-    pub fn dense(&self) -> FloatValue {
+    pub fn dense(&self) -> OpResult<FloatValue> {
         match self {
-            Grad::Dense(g) => g.clone(),
+            Grad::Dense(g) => Ok(g.clone()),
             Grad::Boxed(b) => b.dense(),
         }
     }
@@ -159,9 +159,9 @@ impl Grad {
         if let (Grad::Boxed(a), Grad::Boxed(b)) = (&self, &other)
             && a.full == b.full
         {
-            return Ok(a.add(b));
+            return a.add(b);
         }
-        let (a, b) = (self.dense(), other.dense());
+        let (a, b) = (self.dense()?, other.dense()?);
         if a.tensor.dims() != b.tensor.dims() {
             return Err(OpError::Shape(format!(
                 "gradients of shapes {:?} and {:?} reach `{name}`",
@@ -172,6 +172,28 @@ impl Grad {
         let sum = a.tensor.clone().add(b.tensor);
         Ok(Grad::Dense(a.with_tensor(sum)))
     }
+}
+
+/// Adds `part` (values of the box `at`'s shape, row-major) into `out` (a tensor of the stored
+/// shape `dims`) at `at`, a row at a time.
+fn add_into(out: &mut [f32], dims: [usize; MAX_RANK], part: &[f32], at: &Box4) {
+    let mut rows = part.chunks_exact(at[3].len());
+    for i in at[0].clone() {
+        for j in at[1].clone() {
+            for k in at[2].clone() {
+                let start = ((i * dims[1] + j) * dims[2] + k) * dims[3] + at[3].start;
+                let Some(row) = rows.next() else { return };
+                for (o, p) in out[start..start + row.len()].iter_mut().zip(row) {
+                    *o += p;
+                }
+            }
+        }
+    }
+}
+
+/// `at` moved to where it lies inside the box `around`.
+fn inside(at: &Box4, around: &Box4) -> Box4 {
+    std::array::from_fn(|a| at[a].start - around[a].start..at[a].end - around[a].start)
 }
 
 impl BoxGrad {
@@ -190,56 +212,51 @@ impl BoxGrad {
         })
     }
 
+    /// The boxes `parts` (each at its box inside `around`) added into zeros of `around`'s
+    /// shape, on the host.
+    fn summed(&self, around: &Box4, parts: &[&BoxGrad]) -> OpResult<Tensor<4>> {
+        let dims = around.clone().map(|r| r.len());
+        let mut out = vec![0.0f32; volume(around)];
+        for part in parts {
+            let at = inside(&part.at, around);
+            host::with_floats(&part.part.tensor, |p| add_into(&mut out, dims, p, &at))?;
+        }
+        Ok(host::tensor(out, dims, &self.part.tensor.device()))
+    }
+
     /// The whole gradient: the part placed into zeros.
-    fn dense(&self) -> FloatValue {
-        let zeros = Tensor::<4>::zeros(stored4(&self.full), &self.part.tensor.device());
-        let placed = zeros.slice_assign(self.at.clone(), self.part.tensor.clone());
-        FloatValue::new(placed, &self.full)
+    fn dense(&self) -> OpResult<FloatValue> {
+        let whole: Box4 = stored4(&self.full).map(|d| 0..d);
+        Ok(FloatValue::new(self.summed(&whole, &[self])?, &self.full))
     }
 
     /// `self + other` over the box around both.
-    fn add(&self, other: &BoxGrad) -> Grad {
+    fn add(&self, other: &BoxGrad) -> OpResult<Grad> {
         if self.at == other.at {
             let sum = self.part.tensor.clone().add(other.part.tensor.clone());
-            return BoxGrad::of_part(sum, self.at.clone(), self.full.clone());
+            return Ok(BoxGrad::of_part(sum, self.at.clone(), self.full.clone()));
         }
         let at: Box4 = std::array::from_fn(|a| {
             self.at[a].start.min(other.at[a].start)..self.at[a].end.max(other.at[a].end)
         });
-        let inside = |b: &Box4| -> Box4 {
-            std::array::from_fn(|a| b[a].start - at[a].start..b[a].end - at[a].start)
-        };
-        let zeros = Tensor::<4>::zeros(at.clone().map(|r| r.len()), &self.part.tensor.device());
-        let sum = zeros.slice_assign(inside(&self.at), self.part.tensor.clone());
-        let there = inside(&other.at);
-        let added = sum
-            .clone()
-            .slice(there.clone())
-            .add(other.part.tensor.clone());
-        BoxGrad::of_part(sum.slice_assign(there, added), at, self.full.clone())
+        let sum = self.summed(&at, &[self, other])?;
+        Ok(BoxGrad::of_part(sum, at, self.full.clone()))
     }
 
     /// The same gradient with its box over every channel (axis 1), for a convolution.
-    fn all_channels(&self) -> BoxGrad {
+    fn all_channels(&self) -> OpResult<BoxGrad> {
         let channels = stored4(&self.full)[1];
-        if self.at[1] == (0..channels) {
-            return BoxGrad {
-                part: self.part.clone(),
-                at: self.at.clone(),
-                full: self.full.clone(),
-            };
-        }
         let mut at = self.at.clone();
         at[1] = 0..channels;
-        let mut inside: Box4 = at.clone().map(|r| 0..r.len());
-        inside[1] = self.at[1].clone();
-        let zeros = Tensor::<4>::zeros(at.clone().map(|r| r.len()), &self.part.tensor.device());
-        let part = zeros.slice_assign(inside, self.part.tensor.clone());
-        BoxGrad {
+        let part = match self.at == at {
+            true => self.part.tensor.clone(),
+            false => self.summed(&at, &[self])?,
+        };
+        Ok(BoxGrad {
             part: FloatValue::new(part, &at.clone().map(|r| r.len())),
             at,
             full: self.full.clone(),
-        }
+        })
     }
 }
 
@@ -266,7 +283,7 @@ pub(super) fn backward<'a>(
         BoxRule::Relabel => vec![relabel(&inputs, g)?],
         BoxRule::Moves(moves) => moved(&inputs, &moves, g, wanted)?,
         BoxRule::Conv => {
-            let g = g.all_channels();
+            let g = g.all_channels()?;
             let step = conv_step(&inputs, output, &g, [(0, 0); 2], None)?;
             vec![conv(node.op.as_ref(), step, &g)?]
         }
@@ -477,7 +494,7 @@ fn fused<'a>(
     g: &BoxGrad,
 ) -> OpResult<Vec<(&'a str, Grad)>> {
     let output = env.get(&graph.nodes[plan.last()].output).or_no_gradient()?;
-    let mut g = g.all_channels();
+    let mut g = g.all_channels()?;
     let mut y_cut = None;
     if let Some((_, activation)) = plan.activation {
         let Value::Float(y) = output else {
@@ -576,7 +593,7 @@ mod tests {
             panic!("two boxes add to a box");
         };
         assert_eq!(s.at, boxed([0..1, 0..1, 0..1, 1..4]));
-        let dense = sum.dense();
+        let dense = sum.dense().unwrap();
         assert_eq!(dense.shape(), vec![1, 6]);
         let values = host::with_floats(&dense.tensor, <[f32]>::to_vec).unwrap();
         assert_eq!(values, vec![0.0, 1.0, 12.0, 20.0, 0.0, 0.0]);

@@ -14,17 +14,25 @@ fn source(i: usize, from: usize, to: usize) -> (usize, usize, f32) {
 
 /// Resizes `map` to `height` x `width`.
 pub fn upsample_bilinear(map: &CamMap, height: usize, width: usize) -> CamMap {
+    let mut values = vec![0.0; height * width];
+    upsample_bilinear_add(map, height, width, &mut values);
+    CamMap {
+        height,
+        width,
+        values,
+    }
+}
+
+/// [`upsample_bilinear`]'s values added into `out` (`height` x `width` of them), without a
+/// buffer of their own.
+pub fn upsample_bilinear_add(map: &CamMap, height: usize, width: usize, out: &mut [f32]) {
     let (h, w) = (map.height, map.width);
-    if (h, w) == (height, width) || h == 0 || w == 0 {
-        return CamMap {
-            height,
-            width,
-            values: if (h, w) == (height, width) {
-                map.values.clone()
-            } else {
-                vec![0.0; height * width]
-            },
-        };
+    if (h, w) == (height, width) {
+        out.iter_mut().zip(&map.values).for_each(|(o, v)| *o += v);
+        return;
+    }
+    if h == 0 || w == 0 {
+        return;
     }
     let cols: Vec<_> = (0..width).map(|x| source(x, w, width)).collect();
     // Each source row resized along x once, then each output row blended from two of them
@@ -37,18 +45,12 @@ pub fn upsample_bilinear(map: &CamMap, height: usize, width: usize) -> CamMap {
                 .map(move |&(x0, x1, fx)| row[x0] * (1.0 - fx) + row[x1] * fx)
         })
         .collect();
-    let mut values = vec![0.0; height * width];
-    for (y, out) in values.chunks_exact_mut(width).enumerate() {
+    for (y, out) in out.chunks_exact_mut(width).take(height).enumerate() {
         let (y0, y1, fy) = source(y, h, height);
         let (top, bottom) = (&rows[y0 * width..][..width], &rows[y1 * width..][..width]);
         for ((o, &t), &b) in out.iter_mut().zip(top).zip(bottom) {
-            *o = t * (1.0 - fy) + b * fy;
+            *o += t * (1.0 - fy) + b * fy;
         }
-    }
-    CamMap {
-        height,
-        width,
-        values,
     }
 }
 
@@ -83,6 +85,27 @@ mod tests {
             0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0,
         ];
         assert_eq!(up.values, want);
+    }
+
+    #[test]
+    fn the_adding_form_adds_to_what_is_there() {
+        let map = CamMap {
+            height: 2,
+            width: 2,
+            values: vec![0.0, 1.0, 2.0, 3.0],
+        };
+        let mut out = vec![10.0; 16];
+        upsample_bilinear_add(&map, 4, 4, &mut out);
+        let want: Vec<f32> = upsample_bilinear(&map, 4, 4)
+            .values
+            .iter()
+            .map(|v| v + 10.0)
+            .collect();
+        assert_eq!(out, want);
+        // The same size adds the values as they are.
+        let mut same = vec![1.0; 4];
+        upsample_bilinear_add(&map, 2, 2, &mut same);
+        assert_eq!(same, [1.0, 2.0, 3.0, 4.0]);
     }
 
     #[test]
