@@ -456,10 +456,10 @@ fn detectors_explain_each_detection_as_pytorch_grad_cam() {
 }
 
 /// A detection's score (times its objectness in YOLOv5's layout) is a value or two of the
-/// output: the host reverse pass carries its gradient as the box around its receptive field
-/// (`onnx::boxed`) wherever the ops allow, and the input gradient it ends with equals Burn's
-/// autodiff of the same objective (relative L2 <= 1e-5), for each detector export and for a
-/// detection of every scale.
+/// output: the host reverse pass (every layout takes it, YOLOv5's rank-5 `Concat` too)
+/// carries its gradient as the box around its receptive field (`onnx::boxed`) wherever the
+/// ops allow, and the input gradient it ends with equals Burn's autodiff of the same objective
+/// (relative L2 <= 1e-5), for each detector export and for a detection of every scale.
 #[test]
 fn a_detections_input_gradient_from_its_box_equals_autodiff() {
     let zoo = json("zoo/detectors.json");
@@ -488,6 +488,16 @@ fn a_detections_input_gradient_from_its_box_equals_autodiff() {
                 index: layout.class_index(anchor, class),
                 objectness: layout.objectness_index(anchor),
             };
+            // The score alone, on the host reverse pass (every layout takes it now).
+            let index = layout.class_index(anchor, class);
+            let host = model.host_input_gradient(x.clone(), index).unwrap();
+            let host = host.unwrap_or_else(|| panic!("{file}: no host reverse pass"));
+            let autodiff = common::autodiff_input_gradient(&model, x.clone(), index);
+            let error = rel_l2(&common::host(host), &common::host(autodiff));
+            if error > 1e-5 {
+                failures.push(format!("{file}: anchor {anchor} score: {error:.2e}"));
+            }
+            // The objective itself (times the objectness in YOLOv5's layout).
             let host = model
                 .objective_input_gradient(x.clone(), &objective)
                 .unwrap();

@@ -11,7 +11,9 @@ use super::inputs::{int_input, missing, optional_ints};
 use super::operator::{Backward, BoxRule, BuildContext, Move, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
 use crate::onnx::proto::{HostTensor, host_tensor};
-use crate::onnx::value::{FloatValue, MAX_RANK, Value, WIDE_RANK, normalize_axis};
+use crate::onnx::value::{
+    FloatValue, MAX_LOGICAL_RANK, MAX_RANK, Value, WIDE_RANK, normalize_axis, stored_shape,
+};
 
 enum ShapeOp {
     Shape {
@@ -457,11 +459,24 @@ fn gather_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue
 fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue>>> {
     let g = &step.grad;
     let rank = g.shape().len();
-    if rank >= WIDE_RANK {
-        return Err(OpError::NoGradient);
-    }
     let axis = normalize_axis(axis, rank)?;
-    let physical = g.physical_axis(axis as i64)?;
+    // Above rank 4 in the 6-D view, where no axis is merged (YOLOv5 joins its boxes' parts
+    // along the last axis of `[N, 3, h, w, 5 + classes]`).
+    let wide = (rank >= WIDE_RANK).then(|| g.view::<MAX_LOGICAL_RANK>());
+    let part = |offset: usize, size: usize, x: &FloatValue| -> OpResult<Tensor<4>> {
+        match &wide {
+            Some(v) => {
+                let axis = axis + MAX_LOGICAL_RANK - rank;
+                Ok(v.clone()
+                    .narrow(axis, offset, size)
+                    .reshape(stored_shape(&x.shape())?))
+            }
+            None => Ok(g
+                .tensor
+                .clone()
+                .narrow(g.physical_axis(axis as i64)?, offset, size)),
+        }
+    };
     let length = g.shape()[axis];
     let mut offset = 0;
     let mut grads = Vec::with_capacity(step.inputs.len());
@@ -475,7 +490,7 @@ fn concat_backward(step: &Backward, axis: i64) -> OpResult<Vec<Option<FloatValue
         }
         grads.push(if step.wants(i) && size > 0 {
             let x = step.float(i).or_no_gradient()?;
-            Backward::unless_zero(x, g.tensor.clone().narrow(physical, offset, size))
+            Backward::unless_zero(x, part(offset, size, x)?)
         } else {
             None
         });
