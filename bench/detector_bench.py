@@ -9,8 +9,10 @@ the photo holds a few dozen detections (random heads detect nothing). It is expo
 resized to 640×640 first, so both see the same input (RGB / 255).
 
 Timed, alternating, `--reps` rounds each:
-- igcam `explain --method gradcam --target all` and `--target top1` (the sum of the maps' `ms`
-  in the JSON: the explanation without loading or decoding), on the CPU backend;
+- igcam `bench --methods gradcam --target all` and `--target top1` on the CPU backend: the
+  whole request in the process, after a warm-up (the photo's pass that finds the detections,
+  then the maps, read back and averaged over the layers; not the model's loading or the files
+  `explain` writes), one timed repetition per round;
 - pytorch-grad-cam `GradCAM` over the same three neck layers (`model.15`, `.18`, `.21`) for the
   same detections, the detection's class score at its anchor as the target: the photo
   repeated once per detection in one batch (its fastest use: one forward and one backward for
@@ -88,6 +90,15 @@ def igcam_ms(binary, model, image, target, out):
     return sum(r["ms"] for r in records), records
 
 
+def igcam_bench_ms(binary, model, image, target, out):
+    """One timed repetition of `bench` (after its warm-up): the request's whole time."""
+    json_path = os.path.join(out, "bench.json")
+    subprocess.run([binary, "bench", "--model", model, "--image", image, "--backend", "cpu",
+                    "--methods", "gradcam", "--target", target, "--reps", "1", "--json", json_path],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.load(open(json_path))["results"][0]["median_ms"]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--igcam", required=True, help="the igcam-wgpu binary")
@@ -130,8 +141,8 @@ def main():
     assert [(r["detection"]["anchor"], r["detection"]["class"]) for r in records] == targets, "same detections"
     rounds = {"igcam all": [], "igcam top1": [], "pytorch-grad-cam all": []}
     for _ in range(args.reps):
-        rounds["igcam all"].append(igcam_ms(args.igcam, model_path, image_path, "all", tmp)[0])
-        rounds["igcam top1"].append(igcam_ms(args.igcam, model_path, image_path, "top1", tmp)[0])
+        rounds["igcam all"].append(igcam_bench_ms(args.igcam, model_path, image_path, "all", tmp))
+        rounds["igcam top1"].append(igcam_bench_ms(args.igcam, model_path, image_path, "top1", tmp))
         rounds["pytorch-grad-cam all"].append(torch_all()[0])
     med = {k: statistics.median(v) for k, v in rounds.items()}
     print(f"{len(targets)} detections of astronaut.png (640x640), Grad-CAM over 3 neck layers, torch threads "

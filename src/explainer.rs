@@ -250,12 +250,28 @@ impl Explainer {
         b: Tensor<4>,
     ) -> Result<Preparing> {
         let size = self.model.input_size();
-        let (activations, env) = self.model.phase("forward to layer", || {
-            self.model.forward_to(x.clone(), &self.layer)
+        // Every layer a request naming none explains (a detector's neck), in one pass: a
+        // request then starts from them instead of running the backbone again.
+        let layers = self.layers();
+        let at = self.model.phase("forward to layer", || {
+            self.model.forward_to_layers(x.clone(), &layers)
         })?;
+        let at_input: Vec<LayerState> = layers
+            .iter()
+            .zip(at)
+            .map(|(layer, (activations, env))| LayerState {
+                layer: layer.to_string(),
+                activations,
+                env,
+            })
+            .collect();
+        let last = at_input
+            .iter()
+            .find(|s| s.layer == self.layer)
+            .ok_or_else(|| Error::Internal("the explained layer was not reached".into()))?;
         let logits = self.model.phase("head forward", || {
             self.model
-                .forward_from(env.clone(), &self.layer, activations.clone())
+                .forward_from(last.env.clone(), &self.layer, last.activations.clone())
         })?;
         let path = self.model.path_ends(x, b)?;
         let [w, h] = [photo.width(), photo.height()];
@@ -268,11 +284,7 @@ impl Explainer {
                 regions: None,
                 detections: None,
                 path,
-                at_input: LayerState {
-                    layer: self.layer.clone(),
-                    activations,
-                    env,
-                },
+                at_input,
             },
             logits,
             classes: self.model.num_classes(),
@@ -761,7 +773,8 @@ pub struct Prepared {
     detections: Option<Vec<Detection>>,
     /// The photo and the baseline, the ends of the path.
     path: PathEnds,
-    at_input: LayerState,
+    /// Each of [`Explainer::layers`] as the photo's pass left it.
+    at_input: Vec<LayerState>,
 }
 
 impl Prepared {
@@ -1429,9 +1442,16 @@ impl<'a> Explaining<'a> {
 
     fn run_input(&mut self) -> Result<Vec<usize>> {
         let served = self.cam_slots(false);
-        let state = &self.prepared.at_input;
-        let at = if self.layers == [state.layer.as_str()] {
-            vec![(state.activations.clone(), state.env.clone())]
+        let prepared: Option<Vec<(Tensor<4>, Env)>> = self
+            .layers
+            .iter()
+            .map(|l| {
+                let state = self.prepared.at_input.iter().find(|s| &s.layer == l)?;
+                Some((state.activations.clone(), state.env.clone()))
+            })
+            .collect();
+        let at = if let Some(at) = prepared {
+            at
         } else {
             let model = &self.explainer.model;
             let layers: Vec<&str> = self.layers.iter().map(String::as_str).collect();
