@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::boxed::{self, Grad};
 use super::exec::Step;
-use super::fusion::Plan;
+use super::fusion::{FusedConv, Plan};
 use super::graph::{Env, Graph};
 use super::host;
 use super::ops::grad::activation_grad;
@@ -248,37 +248,4 @@ fn fused_backward<'a>(
         flows.push((input, g));
     }
     Ok(flows)
-}
-
-/// A fused group's convolution as its reverse step reads it.
-pub(super) struct FusedConv<'a> {
-    /// The name of the group's input (the `Pad`'s where one is fused).
-    pub input: &'a str,
-    /// The convolution's inputs, with that one first.
-    pub inputs: Vec<Option<&'a Value>>,
-    /// The fused zero padding.
-    pub pad: [(usize, usize); 2],
-}
-
-impl<'a> FusedConv<'a> {
-    /// `plan`'s convolution, reading `env`.
-    pub(super) fn of(graph: &'a Graph, env: &'a Env, plan: &Plan) -> OpResult<Self> {
-        let conv = &graph.nodes[plan.conv];
-        let mut inputs: Vec<Option<&Value>> =
-            conv.inputs.iter().map(|n| graph.value(env, n)).collect();
-        let mut input = conv.inputs.first().or_no_gradient()?.as_str();
-        let mut pad = [(0, 0); 2];
-        if let Some(p) = plan.pad {
-            let pad_node = &graph.nodes[p];
-            input = pad_node.inputs.first().or_no_gradient()?.as_str();
-            let pad_inputs: Vec<Option<&Value>> = pad_node
-                .inputs
-                .iter()
-                .map(|n| graph.value(env, n))
-                .collect();
-            pad = pad_node.op.zero_spatial_pad(&pad_inputs).or_no_gradient()?;
-            inputs[0] = graph.value(env, input);
-        }
-        Ok(Self { input, inputs, pad })
-    }
 }

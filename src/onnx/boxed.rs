@@ -9,9 +9,8 @@ use std::ops::Range;
 
 use burn::tensor::Tensor;
 
-use super::backprop::FusedConv;
 use super::exec::Step;
-use super::fusion::Plan;
+use super::fusion::{FusedConv, Plan};
 use super::graph::{Env, Graph};
 use super::host;
 use super::ops::grad::activation_grad;

@@ -9,7 +9,7 @@
 use std::ops::Range;
 
 use super::graph::{Env, Graph};
-use super::ops::Epilogue;
+use super::ops::{Epilogue, OpResult, OrNoGradient};
 use super::value::Value;
 use crate::kernels::activation::Activation;
 
@@ -148,6 +148,39 @@ pub fn plan(
         add,
         activation,
     })
+}
+
+/// A fused group's convolution as its reverse step reads it.
+pub struct FusedConv<'a> {
+    /// The name of the group's input (the `Pad`'s where one is fused).
+    pub input: &'a str,
+    /// The convolution's inputs, with that one first.
+    pub inputs: Vec<Option<&'a Value>>,
+    /// The fused zero padding.
+    pub pad: [(usize, usize); 2],
+}
+
+impl<'a> FusedConv<'a> {
+    /// `plan`'s convolution, reading `env`.
+    pub fn of(graph: &'a Graph, env: &'a Env, plan: &Plan) -> OpResult<Self> {
+        let conv = &graph.nodes[plan.conv];
+        let mut inputs: Vec<Option<&Value>> =
+            conv.inputs.iter().map(|n| graph.value(env, n)).collect();
+        let mut input = conv.inputs.first().or_no_gradient()?.as_str();
+        let mut pad = [(0, 0); 2];
+        if let Some(p) = plan.pad {
+            let pad_node = &graph.nodes[p];
+            input = pad_node.inputs.first().or_no_gradient()?.as_str();
+            let pad_inputs: Vec<Option<&Value>> = pad_node
+                .inputs
+                .iter()
+                .map(|n| graph.value(env, n))
+                .collect();
+            pad = pad_node.op.zero_spatial_pad(&pad_inputs).or_no_gradient()?;
+            inputs[0] = graph.value(env, input);
+        }
+        Ok(Self { input, inputs, pad })
+    }
 }
 
 #[cfg(test)]

@@ -72,14 +72,19 @@ pub fn normalise_min_max(values: &[f32]) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn doubles_a_2x2_map_like_torch_bilinear() {
-        // torch.nn.functional.interpolate([[0, 1], [2, 3]], size=(4, 4), mode="bilinear", align_corners=False)
-        let map = CamMap {
+    /// `[[0, 1], [2, 3]]`.
+    fn two_by_two() -> CamMap {
+        CamMap {
             height: 2,
             width: 2,
             values: vec![0.0, 1.0, 2.0, 3.0],
-        };
+        }
+    }
+
+    #[test]
+    fn doubles_a_2x2_map_like_torch_bilinear() {
+        // torch.nn.functional.interpolate([[0, 1], [2, 3]], size=(4, 4), mode="bilinear", align_corners=False)
+        let map = two_by_two();
         let up = upsample_bilinear(&map, 4, 4);
         let want = [
             0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0,
@@ -89,11 +94,7 @@ mod tests {
 
     #[test]
     fn the_adding_form_adds_to_what_is_there() {
-        let map = CamMap {
-            height: 2,
-            width: 2,
-            values: vec![0.0, 1.0, 2.0, 3.0],
-        };
+        let map = two_by_two();
         let mut out = vec![10.0; 16];
         upsample_bilinear_add(&map, 4, 4, &mut out);
         let want: Vec<f32> = upsample_bilinear(&map, 4, 4)
