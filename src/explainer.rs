@@ -164,8 +164,8 @@ impl Explainer {
     }
 
     /// Normalises a photo already at the model's input size and runs it through the network
-    /// once: the logits (for the top-k and `top1` targets) and the layer's activations, which
-    /// the plain CAM methods of every target reuse.
+    /// once: the logits (for the top-k and `top1` targets) and the activations at each of
+    /// [`Explainer::layers`], which the plain CAM methods of every target reuse.
     pub fn prepare_fitted(&self, photo: RgbImage) -> Result<Prepared> {
         self.start_prepare_fitted(photo)?.finish_blocking(self)
     }

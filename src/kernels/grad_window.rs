@@ -51,6 +51,10 @@ fn reach(
     let end = ((out.end - 1) * stride + span)
         .saturating_sub(pad_before)
         .min(size);
+    if end <= start {
+        // Every tap falls in the padding (before the input or after it).
+        return (start..start, (0, 0));
+    }
     let before = (pad_before + start) - first_tap;
     let after = (out.len() - 1) * stride + span - (end - start) - before;
     (start..end, (before, after))
@@ -200,6 +204,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_window_in_the_padding_reads_nothing() {
+        // A 1x1 convolution padded by 3: outputs 0..2 and 9..11 of 11 read only padding.
+        let s = conv_shape((2, [5, 5], 2, 1, [1, 1], [1, 1], [1, 1], [(3, 3), (3, 3)]));
+        assert_eq!(s.output(), Some([11, 11]));
+        for window in [0..2, 9..11] {
+            assert!(window_conv([&window, &(4..6)], &s).is_none(), "{window:?}");
+            assert!(window_conv([&(4..6), &window], &s).is_none(), "{window:?}");
+        }
+        let ([rows, cols], cut) = window_conv([&(2..4), &(4..6)], &s).unwrap();
+        assert_eq!((rows, cols), (0..1, 1..3));
+        assert_eq!(cut.output(), Some([2, 2]));
     }
 
     #[test]

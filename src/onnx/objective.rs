@@ -125,6 +125,11 @@ impl Objective {
         let Objective::Detection { index, objectness } = self else {
             return Ok(None);
         };
+        debug_assert_ne!(
+            Some(*index),
+            *objectness,
+            "a score is not its own objectness"
+        );
         let n = output.tensor.dims().iter().product::<usize>();
         let rows = n / classes.max(1);
         let values = super::host::with_floats(&output.tensor, |out| {
