@@ -66,48 +66,7 @@ fn cut(x: &FloatValue, at: &Box4) -> FloatValue {
     FloatValue::new(x.tensor.clone().slice(at.clone()), &shape)
 }
 
-/// The smallest box of a `dims` tensor holding every nonzero value of `v`; `None` when all
-/// are zero.
-fn nonzero_box(v: &[f32], dims: [usize; MAX_RANK]) -> Option<Box4> {
-    let [_, c, h, w] = dims;
-    if w == 0 {
-        return None;
-    }
-    let (mut lo, mut hi) = ([usize::MAX; MAX_RANK], [0; MAX_RANK]);
-    for (r, row) in v.chunks_exact(w).enumerate() {
-        let Some(first) = row.iter().position(|&x| x != 0.0) else {
-            continue;
-        };
-        let last = row.iter().rposition(|&x| x != 0.0).unwrap_or(first);
-        let at = [r / (c * h), r / h % c, r % h];
-        for (a, &i) in at.iter().enumerate() {
-            lo[a] = lo[a].min(i);
-            hi[a] = hi[a].max(i + 1);
-        }
-        lo[3] = lo[3].min(first);
-        hi[3] = hi[3].max(last + 1);
-    }
-    (lo[0] != usize::MAX).then(|| std::array::from_fn(|a| lo[a]..hi[a]))
-}
-
 impl Grad {
-    /// `g`, boxed where its nonzero values fit in a box of at most half of it (a region's
-    /// seed), whole otherwise (and where every value is zero).
-    pub fn of(g: FloatValue) -> OpResult<Grad> {
-        if g.rank > MAX_RANK {
-            return Ok(Grad::Dense(g));
-        }
-        let dims = g.tensor.dims();
-        let at = host::with_floats(&g.tensor, |v| nonzero_box(v, dims))?;
-        match at {
-            Some(at) if volume(&at) * 2 <= dims.iter().product() => {
-                let part = g.tensor.clone().slice(at.clone());
-                Ok(BoxGrad::of_part(part, at, g.shape()))
-            }
-            _ => Ok(Grad::Dense(g)),
-        }
-    }
-
     /// A gradient of the tensor `like` (rank 4 at most) that is zero but for `values`, each
     /// at a flat position of the whole tensor (a detection's score, and its objectness): boxed
     /// around them, without making the whole first.
@@ -556,16 +515,6 @@ mod tests {
             relabelled(&at, [1, 1, 5, 6], [1, 1, 1, 30]),
             Some(boxed([0..1, 0..1, 0..1, 6..18]))
         );
-    }
-
-    #[test]
-    fn the_nonzero_box_bounds_every_nonzero_value() {
-        let dims = [1, 3, 4, 5];
-        let mut v = vec![0.0f32; 60];
-        assert_eq!(nonzero_box(&v, dims), None);
-        v[20 + 5 + 1] = 1.0; // channel 1, row 1, column 1
-        v[40 + 15 + 3] = f32::NAN; // channel 2, row 3, column 3
-        assert_eq!(nonzero_box(&v, dims), Some(boxed([0..1, 1..3, 1..4, 1..4])));
     }
 
     #[test]

@@ -633,12 +633,12 @@ impl OnnxModel {
         let mut grads = Vec::with_capacity(objectives.len());
         for objective in objectives {
             let per_image = self.outputs_per_image();
-            // A detection's seed starts as its few values; any other is scanned for a box.
+            // A detection's seed starts as its few values, boxed; any other is whole (a
+            // class's logits or a region reach ops without a box rule first: `Gemm`, `Resize`).
             let values = objective.seed_values(output, per_image)?;
             let seed = match values.map(|v| boxed::Grad::of_values(output, &v)) {
                 Some(Ok(seed)) => seed,
-                _ => boxed::Grad::of(objective.seed(output, per_image)?)
-                    .map_err(|e| Error::Backend(e.to_string()))?,
+                _ => boxed::Grad::Dense(objective.seed(output, per_image)?),
             };
             let grad = self.phase(backward, || {
                 backprop::gradient(&self.graph, &env, &steps, seed, from, taps)
