@@ -95,11 +95,7 @@ pub fn gradient<'a>(
         };
         for (name, g) in flows {
             if depends.contains(name) {
-                let g = match grads.remove(name) {
-                    Some(sum) => sum.add(g, name).map_err(|e| graph.bad(first, e))?,
-                    None => g,
-                };
-                grads.insert(name, g);
+                accumulate(&mut grads, name, g, Grad::add).map_err(|e| graph.bad(first, e))?;
             }
         }
         if start.is_some() {
@@ -122,23 +118,16 @@ pub fn gradient<'a>(
     Ok(Some((g, tapped)))
 }
 
-/// Adds `g` to the gradient `grads` holds for `name` (or makes it that).
-pub(super) fn accumulate<'a>(
-    grads: &mut HashMap<&'a str, FloatValue>,
+/// Adds `g` to the gradient `grads` holds for `name` (or makes it that), by `add` (whole
+/// gradients: [`boxed::sum`]; the reverse pass's own: [`Grad::add`]).
+pub(super) fn accumulate<'a, G>(
+    grads: &mut HashMap<&'a str, G>,
     name: &'a str,
-    g: FloatValue,
+    g: G,
+    add: impl FnOnce(G, G, &str) -> OpResult<G>,
 ) -> OpResult<()> {
     let g = match grads.remove(name) {
-        Some(sum) if sum.tensor.dims() == g.tensor.dims() => {
-            sum.with_tensor(sum.tensor.clone().add(g.tensor))
-        }
-        Some(sum) => {
-            return Err(OpError::Shape(format!(
-                "gradients of shapes {:?} and {:?} reach `{name}`",
-                sum.shape(),
-                g.shape()
-            )));
-        }
+        Some(sum) => add(sum, g, name)?,
         None => g,
     };
     grads.insert(name, g);

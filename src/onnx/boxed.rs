@@ -119,17 +119,21 @@ impl Grad {
         {
             return a.add(b);
         }
-        let (a, b) = (self.dense()?, other.dense()?);
-        if a.tensor.dims() != b.tensor.dims() {
-            return Err(OpError::Shape(format!(
-                "gradients of shapes {:?} and {:?} reach `{name}`",
-                a.shape(),
-                b.shape()
-            )));
-        }
-        let sum = a.tensor.clone().add(b.tensor);
-        Ok(Grad::Dense(a.with_tensor(sum)))
+        Ok(Grad::Dense(sum(self.dense()?, other.dense()?, name)?))
     }
+}
+
+/// The sum of two whole gradients of the same tensor (`name`, for the error).
+pub fn sum(a: FloatValue, b: FloatValue, name: &str) -> OpResult<FloatValue> {
+    if a.tensor.dims() != b.tensor.dims() {
+        return Err(OpError::Shape(format!(
+            "gradients of shapes {:?} and {:?} reach `{name}`",
+            a.shape(),
+            b.shape()
+        )));
+    }
+    let sum = a.tensor.clone().add(b.tensor);
+    Ok(a.with_tensor(sum))
 }
 
 /// Adds `part` (values of the box `at`'s shape, row-major) into `out` (a tensor of the stored

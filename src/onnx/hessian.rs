@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 
 use super::backprop::{accumulate, depending_on, node_backward, wanted};
+use super::boxed;
 use super::exec::Step;
 use super::graph::{Env, Graph};
 use super::ops::{Backward, OpResult, Operator, Tangents};
@@ -111,7 +112,7 @@ pub fn hessian_vector<'a>(
         for (name, value, is_dot) in flows {
             if depends.contains(name) {
                 let map = if is_dot { &mut dots } else { &mut grads };
-                accumulate(map, name, value).map_err(fail)?;
+                accumulate(map, name, value, boxed::sum).map_err(fail)?;
             }
         }
         if start.is_some() {

@@ -93,13 +93,8 @@ impl Objective {
                     .chunks_exact_mut(classes)
                     .zip(outputs.chunks_exact(classes))
                 {
-                    match *objectness {
-                        // d(s o)/ds = o, d(s o)/do = s.
-                        Some(o) => {
-                            row[*index] = out[o];
-                            row[o] = out[*index];
-                        }
-                        None => row[*index] = 1.0,
+                    for (i, v) in detection_seed(*index, *objectness, out) {
+                        row[i] = v;
                     }
                 }
                 values
@@ -135,12 +130,8 @@ impl Objective {
         let values = super::host::with_floats(&output.tensor, |out| {
             (0..rows)
                 .flat_map(|r| {
-                    let at = |i: usize| r * classes + i;
-                    match *objectness {
-                        // d(s o)/ds = o, d(s o)/do = s.
-                        Some(o) => vec![(at(*index), out[at(o)]), (at(o), out[at(*index)])],
-                        None => vec![(at(*index), 1.0)],
-                    }
+                    let row = &out[r * classes..(r + 1) * classes];
+                    detection_seed(*index, *objectness, row).map(move |(i, v)| (r * classes + i, v))
                 })
                 .collect()
         })
@@ -214,6 +205,20 @@ impl Objective {
             }
         }
     }
+}
+
+/// A detection's seed in one image's outputs `out`, as `(index, value)`: the score `s` alone
+/// (`ds/ds = 1`), or times the objectness `o` (`d(s o)/ds = o`, `d(s o)/do = s`).
+fn detection_seed(
+    index: usize,
+    objectness: Option<usize>,
+    out: &[f32],
+) -> impl Iterator<Item = (usize, f32)> {
+    let values = match objectness {
+        Some(o) => [Some((index, out[o])), Some((o, out[index]))],
+        None => [Some((index, 1.0)), None],
+    };
+    values.into_iter().flatten()
 }
 
 /// `d/dS_k` of Finer's objective for one row of logits `s`, in f64.

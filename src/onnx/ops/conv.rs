@@ -13,6 +13,7 @@ use super::inputs::{take_float, take_nchw};
 use super::operator::{Backward, BoxRule, BuildContext, Fusion, OpResult, Operator, OrNoGradient};
 use super::padding::{Padding, spatial2};
 use crate::error::OpError;
+use crate::kernels::activation::Activation;
 use crate::kernels::epilogue::Epilogue as KernelEpilogue;
 use crate::kernels::shape::ConvShape;
 use crate::kernels::{conv as cpu_conv, conv_grad, grad_window, winograd};
@@ -205,6 +206,29 @@ fn check_weights(w: [usize; 4]) -> OpResult<()> {
 }
 
 impl Conv {
+    /// What both reverse steps ([`Operator::backward`], [`Operator::box_input_grad`]) read:
+    /// the host weights, the input's dims, the convolution's shape with the fused padding and
+    /// its output's rows and columns.
+    /// [`OpError::NoGradient`] where the host kernel cannot take the step: no host weights, a
+    /// gradient wanted for the weights, an input that is not 4-D, or a fused activation whose
+    /// derivative its output does not tell.
+    fn reverse_step(
+        &self,
+        step: &Backward,
+    ) -> OpResult<(&HostWeights, [usize; 4], ConvShape, [usize; 2])> {
+        let host = self.host.as_ref().or_no_gradient()?;
+        let x = step
+            .float(0)
+            .filter(|x| x.rank == 4 && step.only_first())
+            .or_no_gradient()?;
+        if step.gate.is_some_and(|(a, _)| !a.derivative_from_output()) {
+            return Err(OpError::NoGradient);
+        }
+        let dims = x.tensor.dims();
+        let (s, out) = self.padded_shape(dims, host.shape, step.pad)?;
+        Ok((host, dims, s, out))
+    }
+
     fn shape(&self, x: [usize; 4], w: [usize; 4]) -> OpResult<ConvShape> {
         let [_, cin, h, wd] = x;
         let [cout, cin_g, kh, kw] = w;
@@ -299,6 +323,24 @@ impl Conv {
     }
 }
 
+/// `grad` run with the fused activation's gate as the kernels read it (its output's values,
+/// which must have the gradient `g`'s shape), or without one.
+fn through_gate(
+    gate: Option<(Activation, &FloatValue)>,
+    g: &Tensor<4>,
+    grad: impl FnOnce(Option<conv_grad::Gate>) -> OpResult<Vec<f32>>,
+) -> OpResult<Vec<f32>> {
+    match gate {
+        Some((_, y)) if y.tensor.dims() != g.dims() => Err(OpError::Shape(
+            "the activation's output does not have the gradient's shape".into(),
+        )),
+        Some((activation, y)) => host::with_floats(&y.tensor, |output| {
+            grad(Some(conv_grad::Gate { output, activation }))
+        })?,
+        None => grad(None),
+    }
+}
+
 impl Operator for Conv {
     fn affine_in(&self, i: usize) -> bool {
         i == 0
@@ -335,43 +377,20 @@ impl Operator for Conv {
     }
 
     fn backward(&self, step: Backward) -> OpResult<Vec<Option<FloatValue>>> {
-        let host = self.host.as_ref().or_no_gradient()?;
-        let x = step
-            .float(0)
-            .filter(|x| x.rank == 4 && step.only_first())
-            .or_no_gradient()?;
-        if step.gate.is_some_and(|(a, _)| !a.derivative_from_output()) {
-            return Err(OpError::NoGradient);
+        let (host, dims, s, [oh, ow]) = self.reverse_step(&step)?;
+        let g = &step.grad.tensor;
+        if g.dims() != [dims[0], s.cout, oh, ow] {
+            return Err(OpError::Shape(format!(
+                "gradient of shape {:?} for an output of {:?}",
+                g.dims(),
+                [dims[0], s.cout, oh, ow]
+            )));
         }
-        let dims: [usize; 4] = x.tensor.dims();
-        let input_grad = || {
-            let (s, [oh, ow]) = self.padded_shape(dims, host.shape, step.pad)?;
-            let g = &step.grad.tensor;
-            if g.dims() != [dims[0], s.cout, oh, ow] {
-                return Err(OpError::Shape(format!(
-                    "gradient of shape {:?} for an output of {:?}",
-                    g.dims(),
-                    [dims[0], s.cout, oh, ow]
-                )));
-            }
-            let grad = |gate: Option<conv_grad::Gate>| {
-                host::with_floats(g, |g| host.input_grad(g, dims[0], &s, gate))
-            };
-            let dx = match step.gate {
-                Some((_, y)) if y.tensor.dims() != g.dims() => {
-                    return Err(OpError::Shape(
-                        "the activation's output does not have the gradient's shape".into(),
-                    ));
-                }
-                Some((activation, y)) => host::with_floats(&y.tensor, |output| {
-                    grad(Some(conv_grad::Gate { output, activation }))
-                })??,
-                None => grad(None)?,
-            };
-            let dx = host::tensor(dx, dims, &g.device());
-            Ok(vec![Some(FloatValue::nchw(dx))])
-        };
-        input_grad()
+        let dx = through_gate(step.gate, g, |gate| {
+            host::with_floats(g, |g| host.input_grad(g, dims[0], &s, gate))
+        })?;
+        let dx = host::tensor(dx, dims, &g.device());
+        Ok(vec![Some(FloatValue::nchw(dx))])
     }
 
     fn box_rule(&self, _inputs: &[Option<&Value>]) -> OpResult<BoxRule> {
@@ -385,15 +404,10 @@ impl Operator for Conv {
         step: Backward,
         [rows, cols]: [Range<usize>; 2],
     ) -> OpResult<Option<(FloatValue, [Range<usize>; 2])>> {
-        let host = self.host.as_ref().or_no_gradient()?;
-        let x = step
-            .float(0)
-            .filter(|x| x.rank == 4 && x.tensor.dims()[0] == 1 && step.only_first())
-            .or_no_gradient()?;
-        if step.gate.is_some_and(|(a, _)| !a.derivative_from_output()) {
+        let (host, dims, s, _) = self.reverse_step(&step)?;
+        if dims[0] != 1 {
             return Err(OpError::NoGradient);
         }
-        let (s, _) = self.padded_shape(x.tensor.dims(), host.shape, step.pad)?;
         let g = &step.grad.tensor;
         if g.dims() != [1, s.cout, rows.len(), cols.len()] {
             return Err(OpError::Shape(format!(
@@ -405,22 +419,9 @@ impl Operator for Conv {
         let Some((region, cut)) = grad_window::window_conv([&rows, &cols], &s) else {
             return Ok(None);
         };
-        let grad = |gate: Option<conv_grad::Gate>| {
+        let dx = through_gate(step.gate, g, |gate| {
             host::with_floats(g, |g| host.dense_input_grad(g, 1, &cut, gate))
-        };
-        let dx = match step.gate {
-            Some((activation, y)) if y.tensor.dims() == g.dims() => {
-                host::with_floats(&y.tensor, |output| {
-                    grad(Some(conv_grad::Gate { output, activation }))
-                })??
-            }
-            Some(_) => {
-                return Err(OpError::Shape(
-                    "the activation's output does not have the gradient's shape".into(),
-                ));
-            }
-            None => grad(None)?,
-        };
+        })?;
         let dims = [1, s.cin, region[0].len(), region[1].len()];
         let dx = host::tensor(dx, dims, &g.device());
         Ok(Some((FloatValue::nchw(dx), region)))
