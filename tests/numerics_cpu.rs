@@ -23,6 +23,43 @@ fn efficientnet_lite0_matches_pytorch() {
     common::check_net("efficientnet_lite0", &Device::flex(), 1e-4, 5e-3);
 }
 
+/// On a batch that fills the threads, EfficientNet-Lite0's inverted bottlenecks (expansion,
+/// depthwise, projection) run as one kernel each (`kernels::bottleneck`, a strip of rows at a
+/// time): the profile names the chained groups, and every image's logits still equal PyTorch's.
+#[test]
+fn efficientnet_lite0_bottlenecks_as_one_kernel_match_pytorch() {
+    let device = Device::flex();
+    let model = common::load("efficientnet_lite0", &device);
+    let (x, _) = common::inputs("efficientnet_lite0", &model, &device);
+    let batch = rayon::current_num_threads().max(2);
+    fn now_ms() -> f64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs_f64()
+            * 1e3
+    }
+    model.start_profile(now_ms);
+    let logits = model
+        .host_logits(burn::tensor::Tensor::cat(vec![x; batch], 0))
+        .unwrap();
+    let profile = model.finish_profile();
+    for chained in [
+        "Pad+Conv+Clip > Conv",
+        "Conv+Clip > Pad+Conv+Clip > Conv",
+        "Conv+Clip > Pad+Conv+Clip > Conv+Add",
+    ] {
+        let runs = profile.ops.get(chained).map_or(0, |e| e.calls);
+        assert!(runs > 0, "no `{chained}` in {:?}", profile.ops.keys());
+    }
+    let want = common::array(&common::json("nets/efficientnet_lite0.json")["logits"]).0;
+    assert_eq!(logits.len(), batch * want.len());
+    for (b, got) in logits.chunks_exact(want.len()).enumerate() {
+        common::assert_close(&format!("image {b}'s logits"), got, &want, 1e-4);
+    }
+}
+
 /// Every CAM method of the table against pytorch-grad-cam's own code (its classes run on the
 /// PyTorch modules in float64 by tests/reference/make_method_fixtures.py), at the default layer
 /// and, on the ResNet and the SiLU net, an earlier block where the methods' maps differ

@@ -100,6 +100,23 @@ pub fn matmul(
     }
 }
 
+/// `dst = lhs · rhs` for a row-major `dst` (`lhs` rows × `rhs` columns), the operands read in
+/// place (any strides).
+pub fn matmul_into(dst: &mut [f32], lhs: MatRef, rhs: MatRef, parallelism: gemm::Parallelism) {
+    let ([m, k], [k2, n]) = (lhs.shape, rhs.shape);
+    assert!(
+        k == k2 && lhs.fits() && rhs.fits() && m.checked_mul(n) == Some(dst.len()),
+        "a {m}x{k} by {k2}x{n} product into {} values",
+        dst.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the operands fit their slices and dst holds the m × n values (asserted above),
+    // a unique borrow that aliases neither.
+    unsafe { gemm_into((dst.as_mut_ptr(), n), lhs, rhs, 1.0, false, parallelism) }
+}
+
 /// `lhs · rhs` into columns `cols` of the row-major `dst`, rows `row_len` values apart, not
 /// yet written (`gemm` does not read its destination here); returns each row's block, written.
 /// A product split by columns, so that each block is finished while it is in the cache.

@@ -10,6 +10,7 @@
 //! `benches/kernels.rs` (`cargo bench --features bench-kernels --bench kernels`).
 
 pub mod activation;
+pub mod bottleneck;
 pub mod channel_blocks;
 pub mod conv;
 pub mod conv_grad;

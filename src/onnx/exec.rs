@@ -3,13 +3,19 @@
 //! convolution groups [`fusion`](super::fusion) plans as one kernel call. A run that keeps
 //! every value returns its [`Step`]s, for the reverse pass ([`backprop`](super::backprop)).
 
+use std::collections::HashSet;
 use std::ops::Range;
 
-use super::fusion::{self, Plan};
+use super::fusion::{self, Chain, Plan};
 use super::graph::{Env, Graph, Node};
-use super::ops::Fusion;
-use super::value::Value;
+use super::host;
+use super::ops::{Fusion, HostConv};
+use super::value::{FloatValue, Value};
 use crate::error::{OpError, Result};
+use crate::kernels::activation::Activation;
+use crate::kernels::bottleneck::{self, Bottleneck, Stage};
+use crate::kernels::epilogue::Epilogue as KernelEpilogue;
+use crate::kernels::par::threads;
 
 /// A callback that sees each node and the value it produced.
 pub type Observer<'a> = dyn FnMut(&Node, &Value) + 'a;
@@ -153,7 +159,36 @@ impl Exec<'_> {
     ) -> Result<()> {
         crate::budget::with_batch(batch, || {
             let mut i = range.start;
+            // Nodes run ahead of their turn (see `fusion::Links::between`).
+            let mut done = HashSet::new();
             while i < range.end {
+                if done.remove(&i) {
+                    i += 1;
+                    continue;
+                }
+                // An inverted bottleneck runs as one kernel, an image per thread: in runs that
+                // keep nothing for a reverse pass, on batches that fill the threads.
+                let links = (self.fuse && !self.retain && batch >= threads())
+                    .then(|| fusion::links(self.graph, i, &range, self.keep))
+                    .flatten();
+                if let Some(links) = links {
+                    let ahead = |nodes: &[usize], done: &mut HashSet<usize>, env: &mut Env| {
+                        for &j in nodes {
+                            if done.insert(j) {
+                                self.node(env, j, None)?;
+                            }
+                        }
+                        Ok::<(), crate::error::Error>(())
+                    };
+                    ahead(&links.between[0], &mut done, env)?;
+                    if let Some(chain) = fusion::bottleneck(self.graph, env, links) {
+                        ahead(&chain.between, &mut done, env)?;
+                        self.bottleneck(env, &chain)?;
+                        done.retain(|&j| j > chain.last());
+                        i = chain.last() + 1;
+                        continue;
+                    }
+                }
                 let plan = self
                     .fuse
                     .then(|| fusion::plan(self.graph, i, &range, self.keep, env))
@@ -321,6 +356,114 @@ impl Exec<'_> {
         env.insert(g.nodes[last].output.clone(), out);
         self.check_live(env, last)
     }
+}
+
+impl Exec<'_> {
+    /// Runs an inverted bottleneck ([`fusion::bottleneck`]) as one kernel call on the host;
+    /// its output takes the last node's name.
+    fn bottleneck(&self, env: &mut Env, chain: &Chain) -> Result<()> {
+        let g = self.graph;
+        let (first, last) = (chain.first(), chain.last());
+        let changed = |j: usize| {
+            let changed = "the inverted bottleneck changed between planning and running";
+            g.bad(j, OpError::Graph(changed.into()))
+        };
+        let reads = |name: &str| {
+            (first..=last)
+                .flat_map(|j| g.nodes[j].inputs.iter())
+                .filter(|n| *n == name)
+                .count()
+        };
+        let head = chain.groups().next().ok_or_else(|| changed(first))?;
+        let input = fusion::input_name(g, head).ok_or_else(|| changed(first))?;
+        let x = self
+            .input_value(env, input, last, reads(input) > 1)
+            .ok_or_else(|| g.bad(first, unproduced(input)))?;
+        let residual = match &chain.project.add {
+            Some((a, name)) => Some(
+                self.input_value(env, name, last, reads(name) > 1)
+                    .ok_or_else(|| g.bad(*a, unproduced(name)))?,
+            ),
+            None => None,
+        };
+        let convs = chain.convs(g, env, &x).ok_or_else(|| changed(first))?;
+        for j in first..=last {
+            for name in &g.nodes[j].inputs {
+                if self.last_read(name, last) {
+                    env.remove(name);
+                }
+            }
+        }
+        let start = g.profiler.now();
+        let out = run_bottleneck(&x, residual.as_ref(), &convs)
+            .map_err(|e| g.bad(chain.project.conv, e))?;
+        if start.is_some() {
+            g.sync()?;
+            g.profiler
+                .add_op(&chain.label(g), &g.nodes[first].name, start);
+        }
+        env.insert(g.nodes[last].output.clone(), out);
+        self.check_live(env, last)
+    }
+}
+
+/// The kernel call of [`Exec::bottleneck`]: `x` and the residual read on the host, the output
+/// a new tensor on their device.
+fn run_bottleneck(
+    x: &Value,
+    residual: Option<&Value>,
+    convs: &[(HostConv, Option<Activation>)],
+) -> std::result::Result<Value, OpError> {
+    fn stage<'c>((c, activation): &(HostConv<'c>, Option<Activation>)) -> Stage<'c> {
+        Stage {
+            s: c.s,
+            w: c.weights,
+            epilogue: KernelEpilogue {
+                bias: c.bias,
+                residual: None,
+                activation: *activation,
+            },
+        }
+    }
+    let (expand, depthwise, project) = match convs {
+        [e, d, p] => (Some(stage(e)), stage(d), stage(p)),
+        [d, p] => (None, stage(d), stage(p)),
+        _ => {
+            return Err(OpError::Graph(
+                "an inverted bottleneck of 2 or 3 convolutions".into(),
+            ));
+        }
+    };
+    let (Value::Float(xf), Some([oh, ow])) = (x, project.s.output()) else {
+        return Err(OpError::Graph(
+            "an inverted bottleneck's input is not a float tensor".into(),
+        ));
+    };
+    let dims = [xf.shape()[0], project.s.cout, oh, ow];
+    let run = |x: &[f32], residual: Option<&[f32]>| {
+        let mut block = Bottleneck {
+            expand,
+            depthwise,
+            project,
+        };
+        block.project.epilogue.residual = residual;
+        if !block.fits(dims[0]) {
+            return Err(OpError::Graph(
+                "an inverted bottleneck whose stages do not chain".into(),
+            ));
+        }
+        Ok(bottleneck::run(x, dims[0], &block))
+    };
+    let out = host::with_floats(&xf.tensor, |x| match residual {
+        Some(Value::Float(r)) => host::with_floats(&r.tensor, |r| run(x, Some(r)))?,
+        Some(Value::Int(_)) => Err(OpError::Graph("an integer residual".into())),
+        None => run(x, None),
+    })??;
+    Ok(Value::Float(FloatValue::nchw(host::tensor(
+        out,
+        dims,
+        &xf.tensor.device(),
+    ))))
 }
 
 /// The error of an input `name` that no earlier node produced.

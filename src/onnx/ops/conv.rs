@@ -10,7 +10,9 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::inputs::{take_float, take_nchw};
-use super::operator::{Backward, BoxRule, BuildContext, Fusion, OpResult, Operator, OrNoGradient};
+use super::operator::{
+    Backward, BoxRule, BuildContext, Fusion, HostConv, OpResult, Operator, OrNoGradient,
+};
 use super::padding::{Padding, spatial2};
 use crate::error::OpError;
 use crate::kernels::activation::Activation;
@@ -365,6 +367,16 @@ impl Operator for Conv {
             && residual.is_none_or(|r| {
                 matches!(r, Value::Float(r) if r.shape() == out && is_plain_cpu(&r.tensor.device()))
             })
+    }
+
+    fn host_conv(&self, x: [usize; 4], pad: [(usize, usize); 2]) -> Option<HostConv<'_>> {
+        let host = self.host.as_ref()?;
+        let (s, _) = self.padded_shape(x, host.shape, pad).ok()?;
+        Some(HostConv {
+            s,
+            weights: &host.weights,
+            bias: host.bias.as_deref(),
+        })
     }
 
     fn run_fused(&self, inputs: &mut [Option<Value>], fusion: Fusion) -> OpResult<Value> {

@@ -24,7 +24,7 @@ mod split;
 
 pub(crate) use conv::is_plain_cpu;
 pub use operator::{
-    Backward, BoxRule, BuildContext, Epilogue, Fusion, Move, OpResult, Operator, OrNoGradient,
-    Tangents,
+    Backward, BoxRule, BuildContext, Epilogue, Fusion, HostConv, Move, OpResult, Operator,
+    OrNoGradient, Tangents,
 };
 pub use registry::{MULTI_OUTPUT, build, supported};

@@ -11,6 +11,7 @@ use onnx_ir::NodeProto;
 
 use crate::error::OpError;
 use crate::kernels::activation::Activation;
+use crate::kernels::shape::ConvShape;
 use crate::onnx::proto::{Attrs, HostTensor};
 use crate::onnx::value::{FloatValue, Value};
 
@@ -21,6 +22,17 @@ pub enum Epilogue {
     Activation(Activation),
     /// `Add` of two tensors: one the convolution's output, the other a residual.
     Add,
+}
+
+/// A convolution as the host kernels take it ([`Operator::host_conv`]).
+#[derive(Clone, Copy, Debug)]
+pub struct HostConv<'a> {
+    /// Its shape, the padding folded in.
+    pub s: ConvShape,
+    /// The weights, `[cout, cin / groups, kh, kw]` row-major.
+    pub weights: &'a [f32],
+    /// The per-channel bias.
+    pub bias: Option<&'a [f32]>,
 }
 
 /// What the runner folds into a convolution.
@@ -91,6 +103,13 @@ pub trait Operator: Send + Sync {
         _residual: Option<&Value>,
     ) -> bool {
         false
+    }
+
+    /// A convolution's shape for a 4-D input of `x`'s dims with `pad` added, and its weights
+    /// and bias, where it runs on the host kernels: for a chain of convolutions run as one
+    /// kernel ([`fusion::bottleneck`](crate::onnx::fusion::bottleneck)).
+    fn host_conv(&self, _x: [usize; 4], _pad: [(usize, usize); 2]) -> Option<HostConv<'_>> {
+        None
     }
 
     /// Runs with `fusion` folded in; called only where [`Operator::fusable`] said yes.
