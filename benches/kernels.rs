@@ -7,6 +7,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use igcam::kernels::activation::Activation;
+use igcam::kernels::bottleneck::{self, Bottleneck, Stage};
 use igcam::kernels::conv::conv2d;
 use igcam::kernels::conv_grad::{avg_pool2d_grad, conv2d_input_grad, max_pool2d_grad};
 use igcam::kernels::epilogue::Epilogue;
@@ -125,5 +126,83 @@ fn gradients(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(kernels, forward, winograd_3x3, pooling, gradients);
+/// EfficientNet-Lite0's inverted bottlenecks (expansion, depthwise, projection, ReLU6 after the
+/// first two, the residual where the block keeps its size) as one kernel, and as the three
+/// convolutions the graph runs otherwise.
+fn bottlenecks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bottleneck");
+    let relu6 = Some(Activation::Clip(0.0, 6.0));
+    // (name, channels in, size, expanded, kernel, stride, channels out)
+    let blocks = [
+        ("lite0_16_96_112_3x3_s2_24", 16, 112, 96, 3, 2, 24),
+        ("lite0_24_144_56_3x3_24", 24, 56, 144, 3, 1, 24),
+        ("lite0_40_240_28_5x5_40", 40, 28, 240, 5, 1, 40),
+        ("lite0_80_480_14_3x3_80", 80, 14, 480, 3, 1, 80),
+        ("lite0_192_1152_7_5x5_192", 192, 7, 1152, 5, 1, 192),
+    ];
+    for (name, cin, size, ce, k, stride, cout) in blocks {
+        let e = conv(cin, size, ce, 1, 1, 1);
+        let d = conv(ce, size, ce, ce, k, stride);
+        let out = d.output().expect("a valid shape")[0];
+        let p = conv(ce, out, cout, 1, 1, 1);
+        let x = values(e.input_len(BATCH), 11);
+        let (we, wd, wp) = (
+            values(e.weight_len(), 12),
+            values(d.weight_len(), 13),
+            values(p.weight_len(), 14),
+        );
+        let (be, bd, bp) = (values(ce, 15), values(ce, 16), values(cout, 17));
+        let residual = values(p.output_len(BATCH), 18);
+        let residual = (stride == 1 && cin == cout).then_some(&residual[..]);
+        let gated = |bias| Epilogue {
+            bias: Some(bias),
+            residual: None,
+            activation: relu6,
+        };
+        let project = Epilogue {
+            bias: Some(&bp[..]),
+            residual,
+            activation: None,
+        };
+        let block = Bottleneck {
+            expand: Some(Stage {
+                s: e,
+                w: &we,
+                epilogue: gated(&be[..]),
+            }),
+            depthwise: Stage {
+                s: d,
+                w: &wd,
+                epilogue: gated(&bd[..]),
+            },
+            project: Stage {
+                s: p,
+                w: &wp,
+                epilogue: project,
+            },
+        };
+        let macs = [e, d, p].iter().map(macs).sum();
+        group.throughput(Throughput::Elements(macs));
+        group.bench_function(BenchmarkId::new("one_kernel", name), |b| {
+            b.iter(|| bottleneck::run(&x, BATCH, &block))
+        });
+        group.bench_function(BenchmarkId::new("three_convolutions", name), |b| {
+            b.iter(|| {
+                let expanded = conv2d(&x, BATCH, &e, &we, &gated(&be[..]));
+                let dw = conv2d(&expanded, BATCH, &d, &wd, &gated(&bd[..]));
+                conv2d(&dw, BATCH, &p, &wp, &project)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    kernels,
+    forward,
+    winograd_3x3,
+    pooling,
+    gradients,
+    bottlenecks
+);
 criterion_main!(kernels);

@@ -11,8 +11,11 @@
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
+use super::channel_blocks::{self, MAX_PADDED_PLANE};
 use super::epilogue::Epilogue;
+use super::isa::{Isa, isa_dispatch};
 use super::matmul::{MatRef, matmul_columns_into, matmul_into};
 use super::pool::sliding_window;
 use super::shape::{ConvShape, check_len};
@@ -72,6 +75,7 @@ impl Bottleneck<'_> {
         expand_fits
             && self.expand.as_ref().is_none_or(|e| stage_fits(e, false))
             && d.s.is_depthwise()
+            && (self.expand.is_none() || one_row_fits(&d.s))
             && d.s.pad[0].0 < reach(0)
             && d.s.pad[0].1 < reach(0)
             && stage_fits(d, false)
@@ -125,99 +129,176 @@ pub fn run(x: &[f32], batch: usize, block: &Bottleneck) -> Vec<f32> {
 }
 
 /// Output rows per strip of the depthwise convolution `d`: as many as keep the expanded rows
-/// they read within `budget` values (at least one).
+/// they read within `budget` values, and their padded plane within the channel-block kernel's
+/// ([`MAX_PADDED_PLANE`]); at least one.
 fn strip_rows(d: &ConvShape, budget: usize) -> usize {
     let [oh, _] = d.checked_output();
     let reach = (d.kernel[0] - 1) * d.dilation[0] + 1;
     let row = (d.cin * d.input[1]).max(1);
-    let rows_in = (budget / row).max(reach);
+    let padded_row = d.input[1] + d.pad[1].0 + d.pad[1].1;
+    let plane_rows = (MAX_PADDED_PLANE / padded_row.max(1)).saturating_sub(d.pad[0].0 + d.pad[0].1);
+    let rows_in = (budget / row).min(plane_rows).max(reach);
     ((rows_in - reach) / d.stride[0] + 1).clamp(1, oh.max(1))
 }
 
+/// Whether a one-row strip of `d`, its padding above and below included, fits the
+/// channel-block kernel's padded plane ([`MAX_PADDED_PLANE`]).
+fn one_row_fits(d: &ConvShape) -> bool {
+    let reach = (d.kernel[0] - 1) * d.dilation[0] + 1;
+    let rows = reach + d.pad[0].0 + d.pad[0].1;
+    let cols = d.input[1] + d.pad[1].0 + d.pad[1].1;
+    rows.checked_mul(cols)
+        .is_some_and(|v| v <= MAX_PADDED_PLANE)
+}
+
 /// One image (`x`), `rows` depthwise output rows at a time; `project` is the projection's
-/// epilogue for this image. `expanded` is scratch space.
+/// epilogue for this image. `scratch` holds a strip's expanded and depthwise rows.
 fn image(
     x: &[f32],
     block: &Bottleneck,
     project: &Epilogue,
     rows: usize,
-    expanded: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
     out: &mut [MaybeUninit<f32>],
 ) -> Written {
     let d = &block.depthwise.s;
-    let [h, w] = d.input;
     let [oh, ow] = d.checked_output();
     let (channels, plane_out) = (d.cin, oh * ow);
-    let reach = (d.kernel[0] - 1) * d.dilation[0] + 1;
-    let top = d.pad[0].0;
+    let p = &block.project;
+    let weights = MatRef::row_major(p.w, [p.s.cout, channels]);
     for first in (0..oh).step_by(rows) {
         let last = (first + rows).min(oh);
-        // The padded input rows the strip's windows read, `from..to` (signed: the image's
-        // padding above and below), and the image rows among them.
-        let from = (first * d.stride[0]) as isize - top as isize;
-        let to = ((last - 1) * d.stride[0] + reach) as isize - top as isize;
-        let (lo, hi) = (from.max(0) as usize, (to.min(h as isize) as usize));
-        let strip = ConvShape {
-            input: [hi - lo, w],
-            pad: [
-                ((lo as isize - from) as usize, (to - hi as isize) as usize),
-                d.pad[1],
-            ],
-            ..*d
-        };
-        let plane = (hi - lo) * w;
-        let input: &[f32] = match &block.expand {
+        let (strip, lo) = strip(d, first..last);
+        let cols = first * ow..last * ow;
+        let plain: Vec<f32>;
+        let depthwise = match &block.expand {
             Some(e) => {
-                let values = channels * plane;
-                if expanded.len() < values {
-                    expanded.resize(values, 0.0);
-                }
-                let dst = &mut expanded[..values];
-                let rhs = MatRef {
-                    data: &x[lo * w..],
-                    shape: [e.s.cin, plane],
-                    strides: [h * w, 1],
-                };
-                let lhs = MatRef::row_major(e.w, [channels, e.s.cin]);
-                matmul_into(dst, lhs, rhs, gemm::Parallelism::None);
-                let mut planes: Vec<&mut [f32]> = dst.chunks_exact_mut(plane).collect();
-                e.epilogue.apply_columns(&mut planes, 0..plane, plane);
-                &expanded[..values]
+                let sums = expanded(x, e, &block.depthwise, (&strip, lo), scratch);
+                MatRef::row_major(sums, [cols.len(), channels]).t()
             }
             None => {
-                // The image's rows `lo..hi` of every channel, side by side.
-                let values = channels * plane;
-                if expanded.len() < values {
-                    expanded.resize(values, 0.0);
-                }
-                for (c, dst) in expanded[..values].chunks_exact_mut(plane).enumerate() {
-                    let at = c * h * w + lo * w;
-                    dst.copy_from_slice(&x[at..at + plane]);
-                }
-                &expanded[..values]
+                plain = unexpanded(x, &block.depthwise, (&strip, lo), scratch);
+                MatRef::row_major(&plain, [channels, cols.len()])
             }
         };
-        let cols = first * ow..last * ow;
-        let depthwise = written_in_parts(1, channels * cols.len(), |_, dst| {
-            let weights = Window::Sum(block.depthwise.w);
-            sliding_window(input, &strip, weights, &block.depthwise.epilogue, dst)
-        });
-        let p = &block.project;
-        let lhs = MatRef::row_major(p.w, [p.s.cout, channels]);
-        let rhs = MatRef::row_major(&depthwise, [channels, cols.len()]);
-        let mut written = matmul_columns_into(
-            out,
-            plane_out,
-            cols.clone(),
-            lhs,
-            rhs,
-            gemm::Parallelism::None,
-        );
+        let none = gemm::Parallelism::None;
+        let mut written =
+            matmul_columns_into(out, plane_out, cols.clone(), weights, depthwise, none);
         project.apply_columns(&mut written, cols, plane_out);
     }
     // SAFETY: the strips' columns tile `0..plane_out` (output rows `0..oh`), and each product
     // wrote all `cout` rows of its strip's columns.
     unsafe { Written::assume_all(out) }
+}
+
+/// The depthwise convolution `d` of output rows `rows` alone: its shape on the image rows the
+/// windows read (from the returned first one on), the image's padding above and below where
+/// the strip reaches it.
+fn strip(d: &ConvShape, rows: Range<usize>) -> (ConvShape, usize) {
+    let h = d.input[0];
+    let reach = (d.kernel[0] - 1) * d.dilation[0] + 1;
+    let top = d.pad[0].0 as isize;
+    // The padded input rows the windows read, `from..to` (signed: the padding above is
+    // negative), and the image rows among them, `lo..hi`.
+    let from = (rows.start * d.stride[0]) as isize - top;
+    let to = ((rows.end - 1) * d.stride[0] + reach) as isize - top;
+    let (lo, hi) = (from.max(0) as usize, to.min(h as isize) as usize);
+    let shape = ConvShape {
+        input: [hi - lo, d.input[1]],
+        pad: [
+            ((lo as isize - from) as usize, (to - hi as isize) as usize),
+            d.pad[1],
+        ],
+        ..*d
+    };
+    (shape, lo)
+}
+
+/// A strip of an expanding block, pixel by pixel (NHWC): the expansion of the image rows from
+/// `lo` on as the transposed product, then the depthwise convolution `d` (shape `strip`) on
+/// whole vectors of channels. Returns its sums, `[rows · ow][channels]`, in `scratch`.
+fn expanded<'s>(
+    x: &[f32],
+    e: &Stage,
+    d: &Stage,
+    (strip, lo): (&ConvShape, usize),
+    scratch: &'s mut Vec<f32>,
+) -> &'s [f32] {
+    let [h, w] = e.s.input;
+    let channels = e.s.cout;
+    let [oh, ow] = strip.checked_output();
+    let (values, sums) = (channels * strip.input[0] * w, channels * oh * ow);
+    if scratch.len() < values + sums {
+        scratch.resize(values + sums, 0.0);
+    }
+    let (pixels, depthwise) = scratch[..values + sums].split_at_mut(values);
+    let image = MatRef {
+        data: &x[lo * w..],
+        shape: [values / channels, e.s.cin],
+        strides: [1, h * w],
+    };
+    let weights = MatRef::row_major(e.w, [channels, e.s.cin]).t();
+    matmul_into(pixels, image, weights, gemm::Parallelism::None);
+    pixelwise(pixels, channels, &e.epilogue);
+    let finish = (d.epilogue.bias, d.epilogue.activation);
+    channel_blocks::run_nhwc(pixels, strip, d.w, finish, depthwise);
+    depthwise
+}
+
+/// A strip of a block without expansion: the image rows from `lo` on (copied side by side
+/// into `scratch`) through the depthwise convolution `d` (shape `strip`), channel by channel.
+fn unexpanded(
+    x: &[f32],
+    d: &Stage,
+    (strip, lo): (&ConvShape, usize),
+    scratch: &mut Vec<f32>,
+) -> Vec<f32> {
+    let [h, w] = d.s.input;
+    let plane = strip.input[0] * w;
+    let values = d.s.cin * plane;
+    if scratch.len() < values {
+        scratch.resize(values, 0.0);
+    }
+    for (c, dst) in scratch[..values].chunks_exact_mut(plane).enumerate() {
+        let at = c * h * w + lo * w;
+        dst.copy_from_slice(&x[at..at + plane]);
+    }
+    written_in_parts(1, strip.output_len(1), |_, dst| {
+        sliding_window(
+            &scratch[..values],
+            strip,
+            Window::Sum(d.w),
+            &d.epilogue,
+            dst,
+        )
+    })
+}
+
+/// `epilogue`'s bias and activation on `values` stored pixel by pixel (`channels` per pixel).
+fn pixelwise(values: &mut [f32], channels: usize, epilogue: &Epilogue) {
+    pixelwise_on(Isa::active(), values, channels, epilogue)
+}
+
+isa_dispatch! {
+    /// [`pixelwise_with`] compiled for `isa`.
+    fn pixelwise_on(values: &mut [f32], channels: usize, epilogue: &Epilogue) => pixelwise_with
+}
+
+#[inline(always)]
+fn pixelwise_with(values: &mut [f32], channels: usize, epilogue: &Epilogue) {
+    let pixels = values.chunks_exact_mut(channels);
+    match (epilogue.bias, epilogue.activation) {
+        (Some(bias), Some(a)) => pixels.for_each(|pixel| {
+            for (v, &b) in pixel.iter_mut().zip(bias) {
+                *v = a.apply(*v + b);
+            }
+        }),
+        (Some(bias), None) => pixels.for_each(|pixel| {
+            pixel.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+        }),
+        (None, Some(a)) => values.iter_mut().for_each(|v| *v = a.apply(*v)),
+        (None, None) => {}
+    }
 }
 
 #[cfg(test)]
@@ -281,9 +362,14 @@ mod tests {
                 residual,
                 ..epilogue(bp, None)
             };
+            // Every other case expands with neither bias nor activation.
+            let expansion = match i % 2 {
+                0 => epilogue(be, relu6),
+                _ => Epilogue::default(),
+            };
             // The reference: three convolutions.
             let expanded = if expands {
-                conv2d(&x, batch, &e, &we, &epilogue(be, relu6))
+                conv2d(&x, batch, &e, &we, &expansion)
             } else {
                 x.clone()
             };
@@ -293,7 +379,7 @@ mod tests {
                 expand: expands.then_some(Stage {
                     s: e,
                     w: &we,
-                    epilogue: epilogue(be, relu6),
+                    epilogue: expansion,
                 }),
                 depthwise: Stage {
                     s: d,
@@ -369,5 +455,23 @@ mod tests {
             ..block
         };
         assert!(!thick.fits(2));
+        // A plane so wide that one strip's padded rows pass the channel-block kernel's buffer.
+        let wide = |s: ConvShape| ConvShape {
+            input: [6, MAX_PADDED_PLANE / 3],
+            ..s
+        };
+        let wide_block = Bottleneck {
+            expand: Some(stage(wide(e), &we)),
+            depthwise: stage(wide(d), &wd),
+            project: stage(wide(p), &wp),
+        };
+        assert!(!wide_block.fits(2));
+        assert!(
+            Bottleneck {
+                expand: None,
+                ..wide_block
+            }
+            .fits(2)
+        );
     }
 }

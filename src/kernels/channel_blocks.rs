@@ -12,6 +12,7 @@
 
 use std::mem::MaybeUninit;
 
+use super::activation::Activation;
 use super::epilogue::Epilogue;
 use super::isa::{Isa, Kernel, isa_dispatch};
 use super::matmul::with_scratch;
@@ -221,6 +222,143 @@ fn blocks_with<const FMA: bool>(
         written = written.and(Written::of(planes));
     }
     written
+}
+
+/// A depthwise convolution of one image stored pixel by pixel (NHWC: `x` is `[h][w][channels]`,
+/// `out` `[oh][ow][channels]`, channels `s.cout`), weights `[channels, kh, kw]`, then `bias` and
+/// `activation`: [`run`]'s sums, each block's pixels copied in and its outputs out as whole
+/// vectors (a pixel's channels lie side by side), with no transposes. Any plane size whose
+/// padded input fits [`MAX_PADDED_PLANE`].
+pub fn run_nhwc(
+    x: &[f32],
+    s: &ConvShape,
+    w: &[f32],
+    (bias, activation): (Option<&[f32]>, Option<Activation>),
+    out: &mut [f32],
+) {
+    let [oh, ow] = s.checked_output();
+    assert!(
+        s.is_depthwise()
+            && x.len() == s.input[0] * s.input[1] * s.cout
+            && w.len() == s.weight_len()
+            && out.len() == oh * ow * s.cout
+            && bias.is_none_or(|b| b.len() == s.cout)
+            && padded_dims(s).is_some_and(|[.., values]| values <= MAX_PADDED_PLANE),
+        "a depthwise convolution's NHWC buffers do not fit {s:?}"
+    );
+    let isa = Kernel::Window.enter();
+    let job = NhwcJob {
+        arch: isa,
+        x,
+        s,
+        w,
+        bias,
+        activation,
+    };
+    with_scratch(|buf| nhwc_on(isa, &job, out, buf))
+}
+
+/// What [`run_nhwc`] reads, checked against its shape.
+struct NhwcJob<'a> {
+    arch: Isa,
+    x: &'a [f32],
+    s: &'a ConvShape,
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    activation: Option<Activation>,
+}
+
+isa_dispatch! {
+    /// [`nhwc_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
+    fn nhwc_on(job: &NhwcJob, out: &mut [f32], buf: &mut Vec<f32>) => nhwc_with::<FMA>
+}
+
+/// [`run_nhwc`]'s kernel; `buf` is scratch space.
+#[inline(always)]
+fn nhwc_with<const FMA: bool>(job: &NhwcJob, out: &mut [f32], buf: &mut Vec<f32>) {
+    let NhwcJob {
+        arch,
+        x,
+        s,
+        w,
+        bias,
+        activation,
+    } = *job;
+    let [h, iw] = s.input;
+    let [oh, ow] = s.checked_output();
+    let [kh, kw] = s.kernel;
+    let channels = s.cout;
+    let padded = padded_dims(s)
+        .map(|[rows, cols, _]| [rows, cols])
+        .unwrap_or_else(|| panic!("a padded plane too large for channel blocks: {s:?}"));
+    if oh * ow == 0 {
+        return;
+    }
+    let reach = |o: usize, k: usize, stride: usize, dilation: usize| {
+        let before = (o - 1).checked_mul(stride)?;
+        before.checked_add(k.checked_sub(1)?.checked_mul(dilation)?)
+    };
+    assert!(
+        reach(oh, kh, s.stride[0], s.dilation[0]).is_some_and(|r| r < padded[0])
+            && reach(ow, kw, s.stride[1], s.dilation[1]).is_some_and(|r| r < padded[1]),
+        "a depthwise window passes its padded input: {s:?}"
+    );
+    let taps = kh * kw;
+    let lens = [padded[0] * padded[1] * BLOCK, taps * BLOCK, oh * ow * BLOCK];
+    let need: usize = lens.iter().sum();
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    let (pixels, rest) = buf[..need].split_at_mut(lens[0]);
+    let (weights, outputs) = rest.split_at_mut(lens[1]);
+    let geometry = Geometry {
+        padded_cols: padded[1],
+        out: [oh, ow],
+        kernel: [kh, kw],
+        stride: s.stride,
+        dilation: s.dilation,
+    };
+    // The padding stays zero: the blocks write the inner pixels only (the last block's lanes
+    // past its channels as in `run`: summed with zero weights into outputs nobody reads).
+    pixels.fill(0.0);
+    let inner = Place {
+        width: iw,
+        stride: padded[1],
+        start: s.pad[0].0 * padded[1] + s.pad[1].0,
+    };
+    for first in (0..channels).step_by(BLOCK) {
+        let n = BLOCK.min(channels - first);
+        if n == BLOCK {
+            for (i, at) in inner.vectors(h * iw).enumerate() {
+                let src: &[f32; BLOCK] = x[i * channels + first..][..BLOCK].try_into().unwrap();
+                let dst: &mut [f32; BLOCK] = (&mut pixels[at * BLOCK..at * BLOCK + BLOCK])
+                    .try_into()
+                    .unwrap();
+                *dst = *src;
+            }
+        } else {
+            for (i, at) in inner.vectors(h * iw).enumerate() {
+                let src = &x[i * channels + first..i * channels + first + n];
+                pixels[at * BLOCK..at * BLOCK + n].copy_from_slice(src);
+            }
+        }
+        weights.fill(0.0);
+        let filters = &w[first * taps..(first + n) * taps];
+        interleave(arch, weights, filters, taps, Place::row(taps));
+        // SAFETY: every tap of every output lies in `pixels` (asserted above).
+        unsafe { all_outputs::<FMA, false>(pixels, weights, &geometry, outputs) };
+        let b: [f32; BLOCK] = std::array::from_fn(|l| match bias {
+            Some(bias) if l < n => bias[first + l],
+            _ => 0.0,
+        });
+        for (i, sums) in outputs.chunks_exact(BLOCK).enumerate() {
+            let dst = &mut out[i * channels + first..i * channels + first + n];
+            for ((d, &v), &b) in dst.iter_mut().zip(sums).zip(&b) {
+                let v = v + b;
+                *d = activation.map_or(v, |a| a.apply(v));
+            }
+        }
+    }
 }
 
 /// Where [`interleave`] puts the pixels of a plane: rows of `width` pixels, `stride` vectors

@@ -13,8 +13,7 @@ use super::ops::{Fusion, HostConv};
 use super::value::{FloatValue, Value};
 use crate::error::{OpError, Result};
 use crate::kernels::activation::Activation;
-use crate::kernels::bottleneck::{self, Bottleneck, Stage};
-use crate::kernels::epilogue::Epilogue as KernelEpilogue;
+use crate::kernels::bottleneck;
 use crate::kernels::par::threads;
 
 /// A callback that sees each node and the value it produced.
@@ -414,38 +413,16 @@ fn run_bottleneck(
     residual: Option<&Value>,
     convs: &[(HostConv, Option<Activation>)],
 ) -> std::result::Result<Value, OpError> {
-    fn stage<'c>((c, activation): &(HostConv<'c>, Option<Activation>)) -> Stage<'c> {
-        Stage {
-            s: c.s,
-            w: c.weights,
-            epilogue: KernelEpilogue {
-                bias: c.bias,
-                residual: None,
-                activation: *activation,
-            },
-        }
-    }
-    let (expand, depthwise, project) = match convs {
-        [e, d, p] => (Some(stage(e)), stage(d), stage(p)),
-        [d, p] => (None, stage(d), stage(p)),
-        _ => {
-            return Err(OpError::Graph(
-                "an inverted bottleneck of 2 or 3 convolutions".into(),
-            ));
-        }
-    };
-    let (Value::Float(xf), Some([oh, ow])) = (x, project.s.output()) else {
+    let block = fusion::block(convs)
+        .ok_or_else(|| OpError::Graph("an inverted bottleneck of 2 or 3 convolutions".into()))?;
+    let (Value::Float(xf), Some([oh, ow])) = (x, block.project.s.output()) else {
         return Err(OpError::Graph(
             "an inverted bottleneck's input is not a float tensor".into(),
         ));
     };
-    let dims = [xf.shape()[0], project.s.cout, oh, ow];
+    let dims = [xf.shape()[0], block.project.s.cout, oh, ow];
     let run = |x: &[f32], residual: Option<&[f32]>| {
-        let mut block = Bottleneck {
-            expand,
-            depthwise,
-            project,
-        };
+        let mut block = block;
         block.project.epilogue.residual = residual;
         if !block.fits(dims[0]) {
             return Err(OpError::Graph(

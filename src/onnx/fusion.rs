@@ -12,6 +12,8 @@ use super::graph::{Env, Graph};
 use super::ops::{Epilogue, HostConv, OpResult, OrNoGradient, is_plain_cpu};
 use super::value::Value;
 use crate::kernels::activation::Activation;
+use crate::kernels::bottleneck::{Bottleneck, Stage};
+use crate::kernels::epilogue::Epilogue as KernelEpilogue;
 
 /// A group of adjacent nodes to run as one convolution.
 #[derive(Clone, Debug, PartialEq)]
@@ -325,17 +327,11 @@ pub fn bottleneck(graph: &Graph, env: &Env, links: Links) -> Option<Chain> {
         between: between.into_iter().skip(1).flatten().collect(),
     };
     let convs = chain.convs(graph, env, x)?;
-    let pointwise = |c: &HostConv| c.s.is_pointwise() && c.s.groups == 1;
-    let kinds_fit = match convs.as_slice() {
-        [(e, _), (d, _), (p, _)] => pointwise(e) && d.s.is_depthwise() && pointwise(p),
-        [(d, _), (p, _)] => d.s.is_depthwise() && pointwise(p),
-        _ => false,
-    };
     let middle_plain = chain
         .groups()
         .take(convs.len() - 1)
         .all(|p| p.add.is_none());
-    if !kinds_fit || !middle_plain || chain.project.pad.is_some() {
+    if !block(&convs)?.fits(dims[0]) || !middle_plain || chain.project.pad.is_some() {
         return None;
     }
     if let Some((_, name)) = &chain.project.add {
@@ -348,6 +344,31 @@ pub fn bottleneck(graph: &Graph, env: &Env, links: Links) -> Option<Chain> {
         }
     }
     Some(chain)
+}
+
+/// The kernel's [`Bottleneck`] of a chain's convolutions ([`Chain::convs`]): two (depthwise,
+/// projection) or three; no residual yet. Whether they are of their kinds is
+/// [`Bottleneck::fits`]'s to say.
+pub fn block<'c>(convs: &[(HostConv<'c>, Option<Activation>)]) -> Option<Bottleneck<'c>> {
+    let stage = |(c, activation): &(HostConv<'c>, Option<Activation>)| Stage {
+        s: c.s,
+        w: c.weights,
+        epilogue: KernelEpilogue {
+            bias: c.bias,
+            residual: None,
+            activation: *activation,
+        },
+    };
+    let (expand, depthwise, project) = match convs {
+        [e, d, p] => (Some(stage(e)), stage(d), stage(p)),
+        [d, p] => (None, stage(d), stage(p)),
+        _ => return None,
+    };
+    Some(Bottleneck {
+        expand,
+        depthwise,
+        project,
+    })
 }
 
 /// A fused group's convolution as its reverse step reads it.
