@@ -15,7 +15,6 @@ use std::ops::Range;
 
 use super::channel_blocks::{self, MAX_PADDED_PLANE};
 use super::epilogue::Epilogue;
-use super::isa::{Isa, isa_dispatch};
 use super::matmul::{MatRef, matmul_columns_into, matmul_into};
 use super::pool::sliding_window;
 use super::shape::{ConvShape, check_len};
@@ -59,7 +58,6 @@ impl Bottleneck<'_> {
     pub fn fits(&self, batch: usize) -> bool {
         let (d, p) = (&self.depthwise, &self.project);
         let pointwise = |s: &ConvShape| s.is_pointwise() && s.groups == 1;
-        let reach = |i: usize| (d.s.kernel[i].max(1) - 1) * d.s.dilation[i] + 1;
         let expand_fits = self
             .expand
             .as_ref()
@@ -75,10 +73,11 @@ impl Bottleneck<'_> {
         expand_fits
             && self.expand.as_ref().is_none_or(|e| stage_fits(e, false))
             && d.s.is_depthwise()
-            && (self.expand.is_none() || one_row_fits(&d.s))
-            && d.s.pad[0].0 < reach(0)
-            && d.s.pad[0].1 < reach(0)
             && stage_fits(d, false)
+            && d.s.dilation.iter().all(|&v| v > 0)
+            && d.s.pad[0].0 < d.s.span(0)
+            && d.s.pad[0].1 < d.s.span(0)
+            && (self.expand.is_none() || one_row_fits(&d.s))
             && pointwise(&p.s)
             && p.s.cin == d.s.cout
             && d.s.output() == Some(p.s.input)
@@ -133,21 +132,21 @@ pub fn run(x: &[f32], batch: usize, block: &Bottleneck) -> Vec<f32> {
 /// ([`MAX_PADDED_PLANE`]); at least one.
 fn strip_rows(d: &ConvShape, budget: usize) -> usize {
     let [oh, _] = d.checked_output();
-    let reach = (d.kernel[0] - 1) * d.dilation[0] + 1;
+    let reach = d.span(0);
     let row = (d.cin * d.input[1]).max(1);
+    // A strip's padded rows are the rows its windows span (the padding among them).
     let padded_row = d.input[1] + d.pad[1].0 + d.pad[1].1;
-    let plane_rows = (MAX_PADDED_PLANE / padded_row.max(1)).saturating_sub(d.pad[0].0 + d.pad[0].1);
+    let plane_rows = MAX_PADDED_PLANE / padded_row.max(1);
     let rows_in = (budget / row).min(plane_rows).max(reach);
     ((rows_in - reach) / d.stride[0] + 1).clamp(1, oh.max(1))
 }
 
-/// Whether a one-row strip of `d`, its padding above and below included, fits the
-/// channel-block kernel's padded plane ([`MAX_PADDED_PLANE`]).
+/// Whether a one-row strip of `d` (its padded rows the window's span) fits the channel-block
+/// kernel's padded plane ([`MAX_PADDED_PLANE`]).
 fn one_row_fits(d: &ConvShape) -> bool {
-    let reach = (d.kernel[0] - 1) * d.dilation[0] + 1;
-    let rows = reach + d.pad[0].0 + d.pad[0].1;
     let cols = d.input[1] + d.pad[1].0 + d.pad[1].1;
-    rows.checked_mul(cols)
+    d.span(0)
+        .checked_mul(cols)
         .is_some_and(|v| v <= MAX_PADDED_PLANE)
 }
 
@@ -196,7 +195,7 @@ fn image(
 /// the strip reaches it.
 fn strip(d: &ConvShape, rows: Range<usize>) -> (ConvShape, usize) {
     let h = d.input[0];
-    let reach = (d.kernel[0] - 1) * d.dilation[0] + 1;
+    let reach = d.span(0);
     let top = d.pad[0].0 as isize;
     // The padded input rows the windows read, `from..to` (signed: the padding above is
     // negative), and the image rows among them, `lo..hi`.
@@ -239,9 +238,8 @@ fn expanded<'s>(
     };
     let weights = MatRef::row_major(e.w, [channels, e.s.cin]).t();
     matmul_into(pixels, image, weights, gemm::Parallelism::None);
-    pixelwise(pixels, channels, &e.epilogue);
-    let finish = (d.epilogue.bias, d.epilogue.activation);
-    channel_blocks::run_nhwc(pixels, strip, d.w, finish, depthwise);
+    e.epilogue.apply_pixels(pixels, channels);
+    channel_blocks::run_nhwc(pixels, strip, d.w, &d.epilogue, depthwise);
     depthwise
 }
 
@@ -274,39 +272,20 @@ fn unexpanded(
     })
 }
 
-/// `epilogue`'s bias and activation on `values` stored pixel by pixel (`channels` per pixel).
-fn pixelwise(values: &mut [f32], channels: usize, epilogue: &Epilogue) {
-    pixelwise_on(Isa::active(), values, channels, epilogue)
-}
-
-isa_dispatch! {
-    /// [`pixelwise_with`] compiled for `isa`.
-    fn pixelwise_on(values: &mut [f32], channels: usize, epilogue: &Epilogue) => pixelwise_with
-}
-
-#[inline(always)]
-fn pixelwise_with(values: &mut [f32], channels: usize, epilogue: &Epilogue) {
-    let pixels = values.chunks_exact_mut(channels);
-    match (epilogue.bias, epilogue.activation) {
-        (Some(bias), Some(a)) => pixels.for_each(|pixel| {
-            for (v, &b) in pixel.iter_mut().zip(bias) {
-                *v = a.apply(*v + b);
-            }
-        }),
-        (Some(bias), None) => pixels.for_each(|pixel| {
-            pixel.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
-        }),
-        (None, Some(a)) => values.iter_mut().for_each(|v| *v = a.apply(*v)),
-        (None, None) => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::activation::Activation;
     use crate::kernels::conv::conv2d;
     use crate::kernels::testing::values;
+
+    /// The largest difference, relative to the wanted value where it exceeds 1.
+    fn worst(got: &[f32], want: &[f32]) -> f32 {
+        got.iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+            .fold(0.0, f32::max)
+    }
 
     fn shape(cin: usize, input: [usize; 2], cout: usize, groups: usize) -> ConvShape {
         ConvShape {
@@ -327,14 +306,18 @@ mod tests {
     fn a_block_equals_its_three_convolutions() {
         let relu6 = Some(Activation::Clip(0.0, 6.0));
         // (channels in, input, expanded, kernel, stride, pads, channels out, expand, residual)
+        // (.., dilation): expanded channels past and short of a 16-channel block, asymmetric
+        // padding, stride 2, dilation 2, without the expansion at stride 1 and 2.
         let cases = [
-            (4, [9, 11], 24, 3, 1, [(1, 1), (1, 1)], 4, true, true),
-            (3, [12, 10], 18, 3, 2, [(0, 1), (0, 1)], 5, true, false),
-            (5, [13, 13], 20, 5, 2, [(1, 2), (1, 2)], 6, true, false),
-            (6, [7, 7], 36, 5, 1, [(2, 2), (2, 2)], 6, true, true),
-            (16, [10, 8], 16, 3, 1, [(1, 1), (1, 1)], 8, false, false),
+            (4, [9, 11], 24, 3, 1, [(1, 1), (1, 1)], 4, true, true, 1),
+            (3, [12, 10], 18, 3, 2, [(0, 1), (0, 1)], 5, true, false, 1),
+            (5, [13, 13], 20, 5, 2, [(1, 2), (1, 2)], 6, true, false, 1),
+            (6, [7, 7], 36, 5, 1, [(2, 2), (2, 2)], 6, true, true, 1),
+            (16, [10, 8], 16, 3, 1, [(1, 1), (1, 1)], 8, false, false, 1),
+            (3, [11, 9], 12, 3, 1, [(2, 1), (2, 2)], 3, true, true, 2),
+            (8, [11, 9], 8, 3, 2, [(1, 1), (0, 1)], 8, false, false, 1),
         ];
-        for (i, (cin, input, ce, k, stride, pad, cout, expands, residual)) in
+        for (i, (cin, input, ce, k, stride, pad, cout, expands, residual, dilation)) in
             cases.into_iter().enumerate()
         {
             let batch = 3;
@@ -342,6 +325,7 @@ mod tests {
             let e = shape(cin, input, ce, 1);
             let mut d = shape(ce, input, ce, ce);
             (d.kernel, d.stride, d.pad) = ([k, k], [stride, stride], pad);
+            d.dilation = [dilation, dilation];
             let out = d.checked_output();
             let p = shape(ce, out, cout, 1);
             let first = if expands { &e } else { &d };
@@ -395,7 +379,7 @@ mod tests {
             assert!(block.fits(batch), "case {i}");
             let per_row = ce * input[1];
             for rows in 1..=out[0] {
-                let budget = per_row * ((rows - 1) * stride + (k - 1) + 1);
+                let budget = per_row * ((rows - 1) * stride + d.span(0));
                 assert_eq!(strip_rows(&d, budget), rows, "case {i}");
                 let in_image = first.input_len(1);
                 let out_image = p.output_len(1);
@@ -411,14 +395,14 @@ mod tests {
                         o,
                     )
                 });
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-                    .fold(0.0f32, f32::max);
+                let err = worst(&got, &want);
                 assert!(err <= 1e-5, "case {i}, {rows} rows per strip: {err}");
             }
-            assert_eq!(run(&x, batch, &block).len(), want.len());
+            // The whole call: every image with its own input and residual.
+            let got = run(&x, batch, &block);
+            assert_eq!(got.len(), want.len());
+            let err = worst(&got, &want);
+            assert!(err <= 1e-5, "case {i}, run: {err}");
         }
     }
 

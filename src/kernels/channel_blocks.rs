@@ -12,7 +12,6 @@
 
 use std::mem::MaybeUninit;
 
-use super::activation::Activation;
 use super::epilogue::Epilogue;
 use super::isa::{Isa, Kernel, isa_dispatch};
 use super::matmul::with_scratch;
@@ -127,82 +126,31 @@ fn blocks_with<const FMA: bool>(
     } = *job;
     let [h, iw] = s.input;
     let [oh, ow] = s.checked_output();
-    let [kh, kw] = s.kernel;
-    let (top, left) = (s.pad[0].0, s.pad[1].0);
-    // Bounded here too, not only by `applies`: every buffer below is sized from it.
-    let padded = padded_dims(s)
-        .filter(|&[.., values]| values <= MAX_PADDED_PLANE)
-        .map(|[rows, cols, _]| [rows, cols])
-        .unwrap_or_else(|| panic!("a padded plane too large for channel blocks: {s:?}"));
-    if oh * ow == 0 || h * iw == 0 {
-        // No output, or only padding in every window (the plane kernel's business).
-        assert!(
-            oh * ow == 0,
-            "an empty input plane in channel blocks: {s:?}"
-        );
-        return Written::nothing_of(out);
-    }
-    // Every tap of every output lies in the padded planes (what `checked_output` ensures),
-    // checked in arithmetic that cannot wrap: the taps are read unchecked.
-    let reach = |o: usize, k: usize, stride: usize, dilation: usize| {
-        let before = (o - 1).checked_mul(stride)?;
-        before.checked_add(k.checked_sub(1)?.checked_mul(dilation)?)
-    };
-    assert!(
-        reach(oh, kh, s.stride[0], s.dilation[0]).is_some_and(|r| r < padded[0])
-            && reach(ow, kw, s.stride[1], s.dilation[1]).is_some_and(|r| r < padded[1]),
-        "a depthwise window passes its padded input: {s:?}"
-    );
-    let taps = kh * kw;
     let (plane_in, plane_out) = (h * iw, oh * ow);
-    let lens = [
-        padded[0] * padded[1] * BLOCK,
-        match op {
-            Window::Sum(_) => taps * BLOCK,
-            Window::Max => 0,
-        },
-        plane_out * BLOCK,
-    ];
-    let need: usize = lens.iter().sum();
-    if buf.len() < need {
-        buf.resize(need, 0.0);
-    }
-    let (pixels, rest) = buf[..need].split_at_mut(lens[0]);
-    let (weights, rest) = rest.split_at_mut(lens[1]);
-    let outputs = rest;
-    let geometry = Geometry {
-        padded_cols: padded[1],
-        out: [oh, ow],
-        kernel: [kh, kw],
-        stride: s.stride,
-        dilation: s.dilation,
+    let weighted = matches!(op, Window::Sum(_));
+    // The padding keeps its value (zero; minus infinity for a maximum).
+    let fill = if weighted { 0.0 } else { f32::NEG_INFINITY };
+    let Some(Scratch {
+        pixels,
+        weights,
+        outputs,
+        geometry,
+        inner,
+    }) = scratch(s, weighted, fill, buf)
+    else {
+        return Written::nothing_of(out);
     };
     let mut written = Written::nothing_of(out);
-    // The padding keeps its value (zero; minus infinity for a maximum): the blocks write the
-    // inner pixels only. In the last block, the lanes past its channels hold zeros or the
-    // block before's values, summed with zero weights into outputs nobody reads.
-    pixels.fill(match op {
-        Window::Sum(_) => 0.0,
-        Window::Max => f32::NEG_INFINITY,
-    });
     for first in (0..s.cout).step_by(BLOCK) {
         let channels = BLOCK.min(s.cout - first);
         let block_x = &x[first * plane_in..(first + channels) * plane_in];
-        let inner = Place {
-            width: iw,
-            stride: padded[1],
-            start: top * padded[1] + left,
-        };
         interleave(arch, pixels, block_x, plane_in, inner);
         match op {
             Window::Sum(w) => {
-                weights.fill(0.0);
-                let filters = &w[first * taps..(first + channels) * taps];
-                interleave(arch, weights, filters, taps, Place::row(taps));
-                // SAFETY: every tap of every output lies in `pixels` (asserted above).
-                unsafe { all_outputs::<FMA, false>(pixels, weights, &geometry, outputs) };
+                let taps = &w[first * geometry.taps()..(first + channels) * geometry.taps()];
+                sum_block::<FMA>(arch, (pixels, weights), taps, &geometry, outputs);
             }
-            // SAFETY: as above.
+            // SAFETY: every tap of every output lies in `pixels` (`scratch` asserted it).
             Window::Max => unsafe { all_outputs::<FMA, true>(pixels, &[], &geometry, outputs) },
         }
         // The bias, residual and activation, plane by plane once taken apart (applied to the
@@ -225,106 +173,65 @@ fn blocks_with<const FMA: bool>(
 }
 
 /// A depthwise convolution of one image stored pixel by pixel (NHWC: `x` is `[h][w][channels]`,
-/// `out` `[oh][ow][channels]`, channels `s.cout`), weights `[channels, kh, kw]`, then `bias` and
-/// `activation`: [`run`]'s sums, each block's pixels copied in and its outputs out as whole
-/// vectors (a pixel's channels lie side by side), with no transposes. Any plane size whose
-/// padded input fits [`MAX_PADDED_PLANE`].
-pub fn run_nhwc(
-    x: &[f32],
-    s: &ConvShape,
-    w: &[f32],
-    (bias, activation): (Option<&[f32]>, Option<Activation>),
-    out: &mut [f32],
-) {
+/// `out` `[oh][ow][channels]`, channels `s.cout`), weights `[channels, kh, kw]`, then
+/// `epilogue`'s bias and activation (no residual): [`run`]'s sums, each block's pixels copied
+/// in and its outputs out as whole vectors (a pixel's channels lie side by side), with no
+/// transposes. Any plane size whose padded input fits [`MAX_PADDED_PLANE`].
+pub fn run_nhwc(x: &[f32], s: &ConvShape, w: &[f32], epilogue: &Epilogue, out: &mut [f32]) {
     let [oh, ow] = s.checked_output();
     assert!(
         s.is_depthwise()
             && x.len() == s.input[0] * s.input[1] * s.cout
             && w.len() == s.weight_len()
             && out.len() == oh * ow * s.cout
-            && bias.is_none_or(|b| b.len() == s.cout)
+            && epilogue.bias.is_none_or(|b| b.len() == s.cout)
+            && epilogue.residual.is_none()
             && padded_dims(s).is_some_and(|[.., values]| values <= MAX_PADDED_PLANE),
         "a depthwise convolution's NHWC buffers do not fit {s:?}"
     );
     let isa = Kernel::Window.enter();
-    let job = NhwcJob {
+    let job = Job {
         arch: isa,
         x,
         s,
-        w,
-        bias,
-        activation,
+        op: Window::Sum(w),
+        epilogue,
     };
     with_scratch(|buf| nhwc_on(isa, &job, out, buf))
 }
 
-/// What [`run_nhwc`] reads, checked against its shape.
-struct NhwcJob<'a> {
-    arch: Isa,
-    x: &'a [f32],
-    s: &'a ConvShape,
-    w: &'a [f32],
-    bias: Option<&'a [f32]>,
-    activation: Option<Activation>,
-}
-
 isa_dispatch! {
     /// [`nhwc_with`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
-    fn nhwc_on(job: &NhwcJob, out: &mut [f32], buf: &mut Vec<f32>) => nhwc_with::<FMA>
+    fn nhwc_on(job: &Job, out: &mut [f32], buf: &mut Vec<f32>) => nhwc_with::<FMA>
 }
 
-/// [`run_nhwc`]'s kernel; `buf` is scratch space.
+/// [`run_nhwc`]'s kernel (`job.op` a weighted sum); `buf` is scratch space.
 #[inline(always)]
-fn nhwc_with<const FMA: bool>(job: &NhwcJob, out: &mut [f32], buf: &mut Vec<f32>) {
-    let NhwcJob {
+fn nhwc_with<const FMA: bool>(job: &Job, out: &mut [f32], buf: &mut Vec<f32>) {
+    let Job {
         arch,
         x,
         s,
-        w,
-        bias,
-        activation,
+        op,
+        epilogue,
     } = *job;
+    let Window::Sum(w) = op else {
+        unreachable!("run_nhwc sums with weights");
+    };
+    let (bias, activation) = (epilogue.bias, epilogue.activation);
     let [h, iw] = s.input;
-    let [oh, ow] = s.checked_output();
-    let [kh, kw] = s.kernel;
     let channels = s.cout;
-    let padded = padded_dims(s)
-        .map(|[rows, cols, _]| [rows, cols])
-        .unwrap_or_else(|| panic!("a padded plane too large for channel blocks: {s:?}"));
-    if oh * ow == 0 {
+    // The padding stays zero (the last block's lanes past its channels as in `run`: summed
+    // with zero weights into outputs nobody reads).
+    let Some(Scratch {
+        pixels,
+        weights,
+        outputs,
+        geometry,
+        inner,
+    }) = scratch(s, true, 0.0, buf)
+    else {
         return;
-    }
-    let reach = |o: usize, k: usize, stride: usize, dilation: usize| {
-        let before = (o - 1).checked_mul(stride)?;
-        before.checked_add(k.checked_sub(1)?.checked_mul(dilation)?)
-    };
-    assert!(
-        reach(oh, kh, s.stride[0], s.dilation[0]).is_some_and(|r| r < padded[0])
-            && reach(ow, kw, s.stride[1], s.dilation[1]).is_some_and(|r| r < padded[1]),
-        "a depthwise window passes its padded input: {s:?}"
-    );
-    let taps = kh * kw;
-    let lens = [padded[0] * padded[1] * BLOCK, taps * BLOCK, oh * ow * BLOCK];
-    let need: usize = lens.iter().sum();
-    if buf.len() < need {
-        buf.resize(need, 0.0);
-    }
-    let (pixels, rest) = buf[..need].split_at_mut(lens[0]);
-    let (weights, outputs) = rest.split_at_mut(lens[1]);
-    let geometry = Geometry {
-        padded_cols: padded[1],
-        out: [oh, ow],
-        kernel: [kh, kw],
-        stride: s.stride,
-        dilation: s.dilation,
-    };
-    // The padding stays zero: the blocks write the inner pixels only (the last block's lanes
-    // past its channels as in `run`: summed with zero weights into outputs nobody reads).
-    pixels.fill(0.0);
-    let inner = Place {
-        width: iw,
-        stride: padded[1],
-        start: s.pad[0].0 * padded[1] + s.pad[1].0,
     };
     for first in (0..channels).step_by(BLOCK) {
         let n = BLOCK.min(channels - first);
@@ -342,11 +249,8 @@ fn nhwc_with<const FMA: bool>(job: &NhwcJob, out: &mut [f32], buf: &mut Vec<f32>
                 pixels[at * BLOCK..at * BLOCK + n].copy_from_slice(src);
             }
         }
-        weights.fill(0.0);
-        let filters = &w[first * taps..(first + n) * taps];
-        interleave(arch, weights, filters, taps, Place::row(taps));
-        // SAFETY: every tap of every output lies in `pixels` (asserted above).
-        unsafe { all_outputs::<FMA, false>(pixels, weights, &geometry, outputs) };
+        let taps = &w[first * geometry.taps()..(first + n) * geometry.taps()];
+        sum_block::<FMA>(arch, (pixels, weights), taps, &geometry, outputs);
         let b: [f32; BLOCK] = std::array::from_fn(|l| match bias {
             Some(bias) if l < n => bias[first + l],
             _ => 0.0,
@@ -359,6 +263,107 @@ fn nhwc_with<const FMA: bool>(job: &NhwcJob, out: &mut [f32], buf: &mut Vec<f32>
             }
         }
     }
+}
+
+/// A block's scratch space for one image of `s`, and where its windows lie.
+struct Scratch<'b> {
+    /// The block's padded input planes, interleaved (`[rows][cols][BLOCK]`).
+    pixels: &'b mut [f32],
+    /// The block's weights, interleaved (`[taps][BLOCK]`; empty for a maximum).
+    weights: &'b mut [f32],
+    /// The block's sums (`[oh][ow][BLOCK]`).
+    outputs: &'b mut [f32],
+    geometry: Geometry,
+    /// Where the input's pixels go in `pixels`.
+    inner: Place,
+}
+
+/// `buf` laid out as a block's [`Scratch`] for `s` (with `weighted` sums, else a maximum), the
+/// padded planes set to `fill` (the padding keeps it: the blocks write the inner pixels
+/// only); `None` where there is no output. Asserts that the padded plane fits
+/// [`MAX_PADDED_PLANE`] (every buffer is sized from it) and that every tap of every output
+/// lies in it (the taps are read unchecked).
+fn scratch<'b>(
+    s: &ConvShape,
+    weighted: bool,
+    fill: f32,
+    buf: &'b mut Vec<f32>,
+) -> Option<Scratch<'b>> {
+    let [h, iw] = s.input;
+    let [oh, ow] = s.checked_output();
+    let [kh, kw] = s.kernel;
+    let padded = padded_dims(s)
+        .filter(|&[.., values]| values <= MAX_PADDED_PLANE)
+        .map(|[rows, cols, _]| [rows, cols])
+        .unwrap_or_else(|| panic!("a padded plane too large for channel blocks: {s:?}"));
+    if oh * ow == 0 || h * iw == 0 {
+        // No output, or only padding in every window (the plane kernel's business).
+        assert!(
+            oh * ow == 0,
+            "an empty input plane in channel blocks: {s:?}"
+        );
+        return None;
+    }
+    // Checked in arithmetic that cannot wrap (what `checked_output` ensures).
+    let reach = |o: usize, k: usize, stride: usize, dilation: usize| {
+        let before = (o - 1).checked_mul(stride)?;
+        before.checked_add(k.checked_sub(1)?.checked_mul(dilation)?)
+    };
+    assert!(
+        reach(oh, kh, s.stride[0], s.dilation[0]).is_some_and(|r| r < padded[0])
+            && reach(ow, kw, s.stride[1], s.dilation[1]).is_some_and(|r| r < padded[1]),
+        "a depthwise window passes its padded input: {s:?}"
+    );
+    let lens = [
+        padded[0] * padded[1] * BLOCK,
+        if weighted { kh * kw * BLOCK } else { 0 },
+        oh * ow * BLOCK,
+    ];
+    let need: usize = lens.iter().sum();
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    let (pixels, rest) = buf[..need].split_at_mut(lens[0]);
+    let (weights, outputs) = rest.split_at_mut(lens[1]);
+    pixels.fill(fill);
+    Some(Scratch {
+        pixels,
+        weights,
+        outputs,
+        geometry: Geometry {
+            padded_cols: padded[1],
+            out: [oh, ow],
+            kernel: [kh, kw],
+            stride: s.stride,
+            dilation: s.dilation,
+        },
+        inner: Place {
+            width: iw,
+            stride: padded[1],
+            start: s.pad[0].0 * padded[1] + s.pad[1].0,
+        },
+    })
+}
+
+/// A block's weighted sums into `outputs`: its `filters` (`[channels][taps]`, at most
+/// [`BLOCK`] channels) interleaved into `weights`, then every output's taps over `pixels`,
+/// laid out by [`scratch`] (which asserted that every tap lies in them). Inlined into the
+/// kernel of each instruction set (compiled on its own, `FMA` would call `libm`'s `fmaf`).
+#[inline(always)]
+fn sum_block<const FMA: bool>(
+    arch: Isa,
+    (pixels, weights): (&[f32], &mut [f32]),
+    filters: &[f32],
+    geometry: &Geometry,
+    outputs: &mut [f32],
+) {
+    let taps = geometry.taps();
+    weights.fill(0.0);
+    interleave(arch, weights, filters, taps, Place::row(taps));
+    // SAFETY: every tap of every output lies in `pixels` (asserted by `scratch`), and
+    // `weights` holds `taps` vectors (its length from `scratch`: checked by `vector`'s
+    // debug assertion and the slice bounds above).
+    unsafe { all_outputs::<FMA, false>(pixels, weights, geometry, outputs) };
 }
 
 /// Where [`interleave`] puts the pixels of a plane: rows of `width` pixels, `stride` vectors
@@ -607,6 +612,13 @@ unsafe fn all_outputs<const FMA: bool, const MAX: bool>(
             // SAFETY: as above.
             unsafe { sum_taps::<FMA, MAX, 1>(pixels, weights, g, [oy, ox], dst) };
         }
+    }
+}
+
+impl Geometry {
+    /// Taps per window.
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
     }
 }
 

@@ -60,6 +60,18 @@ impl Epilogue<'_> {
         apply_columns_on(Kernel::Epilogue.enter(), self, rows, cols, plane);
     }
 
+    /// Applies the bias and the activation to `values` stored pixel by pixel (`channels` per
+    /// pixel, NHWC), in place. Panics with a residual (whose layout is the output's, NCHW).
+    pub fn apply_pixels(&self, values: &mut [f32], channels: usize) {
+        assert!(
+            self.residual.is_none(),
+            "a residual added to values stored pixel by pixel"
+        );
+        if self.bias.is_some() || self.activation.is_some() {
+            pixels_on(Kernel::Epilogue.enter(), self, values, channels);
+        }
+    }
+
     /// Applies to values `o` of channel `c`, in place; `residual` holds the same positions'.
     #[inline(always)]
     pub fn apply_channel(&self, c: usize, o: &mut [f32], residual: Option<&[f32]>) {
@@ -94,6 +106,29 @@ fn apply_columns_with(e: &Epilogue, rows: &mut [&mut [f32]], cols: Range<usize>,
             .residual
             .map(|r| &r[c * plane + cols.start..c * plane + cols.end]);
         e.apply_channel(c, o, residual);
+    }
+}
+
+isa_dispatch! {
+    /// [`pixels_with`] compiled for `isa`.
+    fn pixels_on(epilogue: &Epilogue, values: &mut [f32], channels: usize) => pixels_with
+}
+
+/// [`Epilogue::apply_pixels`]'s loop.
+#[inline(always)]
+fn pixels_with(epilogue: &Epilogue, values: &mut [f32], channels: usize) {
+    let pixels = values.chunks_exact_mut(channels);
+    match (epilogue.bias, epilogue.activation) {
+        (Some(bias), Some(a)) => pixels.for_each(|pixel| {
+            for (v, &b) in pixel.iter_mut().zip(bias) {
+                *v = a.apply(*v + b);
+            }
+        }),
+        (Some(bias), None) => pixels.for_each(|pixel| {
+            pixel.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+        }),
+        (None, Some(a)) => values.iter_mut().for_each(|v| *v = a.apply(*v)),
+        (None, None) => {}
     }
 }
 

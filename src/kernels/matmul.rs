@@ -87,17 +87,7 @@ pub fn matmul(
     parallelism: gemm::Parallelism,
 ) {
     let (lhs, rhs) = operands(dst.len(), dims, lhs, lhs_transposed, rhs);
-    // SAFETY: dst is a unique borrow of at least m × n values (checked by `operands`).
-    unsafe {
-        gemm_into(
-            (dst.as_mut_ptr(), dims[1]),
-            lhs,
-            rhs,
-            1.0,
-            false,
-            parallelism,
-        )
-    }
+    matmul_into(&mut dst[..dims[0] * dims[1]], lhs, rhs, parallelism);
 }
 
 /// `dst = lhs · rhs` for a row-major `dst` (`lhs` rows × `rhs` columns), the operands read in

@@ -60,6 +60,15 @@ impl ConvShape {
         Some([dim(0)?, dim(1)?])
     }
 
+    /// The input rows (`axis` 0) or columns (1) one window spans: `(k - 1) · dilation + 1`
+    /// (0 for an empty kernel).
+    pub fn span(&self, axis: usize) -> usize {
+        self.kernel[axis]
+            .saturating_sub(1)
+            .saturating_mul(self.dilation[axis])
+            + usize::from(self.kernel[axis] > 0)
+    }
+
     /// A 1×1 kernel at stride 1 without padding: the input is already the im2col matrix.
     pub fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.pad == [(0, 0); 2]

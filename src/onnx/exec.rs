@@ -4,16 +4,14 @@
 //! every value returns its [`Step`]s, for the reverse pass ([`backprop`](super::backprop)).
 
 use std::collections::HashSet;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 
-use super::fusion::{self, Chain, Plan};
+use super::chain::{self, Chain};
+use super::fusion::{self, Plan};
 use super::graph::{Env, Graph, Node};
-use super::host;
-use super::ops::{Fusion, HostConv};
-use super::value::{FloatValue, Value};
+use super::ops::Fusion;
+use super::value::Value;
 use crate::error::{OpError, Result};
-use crate::kernels::activation::Activation;
-use crate::kernels::bottleneck;
 use crate::kernels::par::threads;
 
 /// A callback that sees each node and the value it produced.
@@ -168,7 +166,7 @@ impl Exec<'_> {
                 // An inverted bottleneck runs as one kernel, an image per thread: in runs that
                 // keep nothing for a reverse pass, on batches that fill the threads.
                 let links = (self.fuse && !self.retain && batch >= threads())
-                    .then(|| fusion::links(self.graph, i, &range, self.keep))
+                    .then(|| chain::links(self.graph, i, &range, self.keep, env))
                     .flatten();
                 if let Some(links) = links {
                     let ahead = |nodes: &[usize], done: &mut HashSet<usize>, env: &mut Env| {
@@ -180,7 +178,9 @@ impl Exec<'_> {
                         Ok::<(), crate::error::Error>(())
                     };
                     ahead(&links.between[0], &mut done, env)?;
-                    if let Some(chain) = fusion::bottleneck(self.graph, env, links) {
+                    if let Some(chain) = chain::bottleneck(self.graph, env, links) {
+                        // Nothing to record: chains run only where no step is kept.
+                        debug_assert!(steps.is_none());
                         ahead(&chain.between, &mut done, env)?;
                         self.bottleneck(env, &chain)?;
                         done.retain(|&j| j > chain.last());
@@ -238,6 +238,26 @@ impl Exec<'_> {
             && !self.keep.contains(&name)
     }
 
+    /// How many times the nodes `nodes` read `name`.
+    fn reads(&self, nodes: RangeInclusive<usize>, name: &str) -> usize {
+        nodes
+            .flat_map(|j| self.graph.nodes[j].inputs.iter())
+            .filter(|n| *n == name)
+            .count()
+    }
+
+    /// Drops from `env` the inputs of `nodes` that no node after the last reads.
+    fn free_last_reads(&self, env: &mut Env, nodes: RangeInclusive<usize>) {
+        let last = *nodes.end();
+        for j in nodes {
+            for name in &self.graph.nodes[j].inputs {
+                if self.last_read(name, last) {
+                    env.remove(name);
+                }
+            }
+        }
+    }
+
     /// Runs node `i` alone.
     fn node(&self, env: &mut Env, i: usize, observe: Option<&mut Observer<'_>>) -> Result<()> {
         let g = self.graph;
@@ -288,12 +308,7 @@ impl Exec<'_> {
         let conv = &g.nodes[plan.conv];
         // Every input name the group reads from outside itself, counted, so a tensor read twice
         // (say as the convolution's input and as the residual) is shared, not moved.
-        let group_reads = |name: &str| {
-            (plan.first()..=last)
-                .flat_map(|j| g.nodes[j].inputs.iter())
-                .filter(|n| *n == name)
-                .count()
-        };
+        let group_reads = |name: &str| self.reads(plan.first()..=last, name);
         let missing = |j: usize, name: &str| g.bad(j, unproduced(name));
         let mut inputs = Vec::with_capacity(conv.inputs.len());
         for (j, name) in conv.inputs.iter().enumerate() {
@@ -335,13 +350,7 @@ impl Exec<'_> {
             fusion.residual = Some(v.ok_or_else(|| missing(*a, name))?);
         }
         // The inputs only the group read are gone from `env` now.
-        for j in plan.first()..=last {
-            for name in &g.nodes[j].inputs {
-                if self.last_read(name, last) {
-                    env.remove(name);
-                }
-            }
-        }
+        self.free_last_reads(env, plan.first()..=last);
         let start = g.profiler.now();
         let out = conv
             .op
@@ -367,12 +376,7 @@ impl Exec<'_> {
             let changed = "the inverted bottleneck changed between planning and running";
             g.bad(j, OpError::Graph(changed.into()))
         };
-        let reads = |name: &str| {
-            (first..=last)
-                .flat_map(|j| g.nodes[j].inputs.iter())
-                .filter(|n| *n == name)
-                .count()
-        };
+        let reads = |name: &str| self.reads(first..=last, name);
         let head = chain.groups().next().ok_or_else(|| changed(first))?;
         let input = fusion::input_name(g, head).ok_or_else(|| changed(first))?;
         let x = self
@@ -386,16 +390,10 @@ impl Exec<'_> {
             None => None,
         };
         let convs = chain.convs(g, env, &x).ok_or_else(|| changed(first))?;
-        for j in first..=last {
-            for name in &g.nodes[j].inputs {
-                if self.last_read(name, last) {
-                    env.remove(name);
-                }
-            }
-        }
+        self.free_last_reads(env, first..=last);
         let start = g.profiler.now();
-        let out = run_bottleneck(&x, residual.as_ref(), &convs)
-            .map_err(|e| g.bad(chain.project.conv, e))?;
+        let out =
+            chain::run(&x, residual.as_ref(), &convs).map_err(|e| g.bad(chain.project.conv, e))?;
         if start.is_some() {
             g.sync()?;
             g.profiler
@@ -404,43 +402,6 @@ impl Exec<'_> {
         env.insert(g.nodes[last].output.clone(), out);
         self.check_live(env, last)
     }
-}
-
-/// The kernel call of [`Exec::bottleneck`]: `x` and the residual read on the host, the output
-/// a new tensor on their device.
-fn run_bottleneck(
-    x: &Value,
-    residual: Option<&Value>,
-    convs: &[(HostConv, Option<Activation>)],
-) -> std::result::Result<Value, OpError> {
-    let block = fusion::block(convs)
-        .ok_or_else(|| OpError::Graph("an inverted bottleneck of 2 or 3 convolutions".into()))?;
-    let (Value::Float(xf), Some([oh, ow])) = (x, block.project.s.output()) else {
-        return Err(OpError::Graph(
-            "an inverted bottleneck's input is not a float tensor".into(),
-        ));
-    };
-    let dims = [xf.shape()[0], block.project.s.cout, oh, ow];
-    let run = |x: &[f32], residual: Option<&[f32]>| {
-        let mut block = block;
-        block.project.epilogue.residual = residual;
-        if !block.fits(dims[0]) {
-            return Err(OpError::Graph(
-                "an inverted bottleneck whose stages do not chain".into(),
-            ));
-        }
-        Ok(bottleneck::run(x, dims[0], &block))
-    };
-    let out = host::with_floats(&xf.tensor, |x| match residual {
-        Some(Value::Float(r)) => host::with_floats(&r.tensor, |r| run(x, Some(r)))?,
-        Some(Value::Int(_)) => Err(OpError::Graph("an integer residual".into())),
-        None => run(x, None),
-    })??;
-    Ok(Value::Float(FloatValue::nchw(host::tensor(
-        out,
-        dims,
-        &xf.tensor.device(),
-    ))))
 }
 
 /// The error of an input `name` that no earlier node produced.

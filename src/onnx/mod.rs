@@ -6,6 +6,7 @@
 
 mod backprop;
 mod boxed;
+mod chain;
 mod exec;
 pub mod external;
 mod fusion;
