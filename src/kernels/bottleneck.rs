@@ -66,9 +66,10 @@ impl Bottleneck<'_> {
             st.s.output().is_some()
                 && st.w.len() == st.s.weight_len()
                 && st.epilogue.bias.is_none_or(|b| b.len() == st.s.cout)
-                && st.epilogue.residual.is_none_or(|r| {
-                    residual && st.s.output().is_some() && r.len() == st.s.output_len(batch)
-                })
+                && st
+                    .epilogue
+                    .residual
+                    .is_none_or(|r| residual && r.len() == st.s.output_len(batch))
         };
         expand_fits
             && self.expand.as_ref().is_none_or(|e| stage_fits(e, false))

@@ -176,7 +176,8 @@ fn blocks_with<const FMA: bool>(
 /// `out` `[oh][ow][channels]`, channels `s.cout`), weights `[channels, kh, kw]`, then
 /// `epilogue`'s bias and activation (no residual): [`run`]'s sums, each block's pixels copied
 /// in and its outputs out as whole vectors (a pixel's channels lie side by side), with no
-/// transposes. Any plane size whose padded input fits [`MAX_PADDED_PLANE`].
+/// transposes. Any plane size whose padded input fits [`MAX_PADDED_PLANE`] (asserted by
+/// [`scratch`]).
 pub fn run_nhwc(x: &[f32], s: &ConvShape, w: &[f32], epilogue: &Epilogue, out: &mut [f32]) {
     let [oh, ow] = s.checked_output();
     assert!(
@@ -185,8 +186,7 @@ pub fn run_nhwc(x: &[f32], s: &ConvShape, w: &[f32], epilogue: &Epilogue, out: &
             && w.len() == s.weight_len()
             && out.len() == oh * ow * s.cout
             && epilogue.bias.is_none_or(|b| b.len() == s.cout)
-            && epilogue.residual.is_none()
-            && padded_dims(s).is_some_and(|[.., values]| values <= MAX_PADDED_PLANE),
+            && epilogue.residual.is_none(),
         "a depthwise convolution's NHWC buffers do not fit {s:?}"
     );
     let isa = Kernel::Window.enter();

@@ -30,6 +30,18 @@ fn host_conv<'g>(
     graph.nodes[plan.conv].op.host_conv(dims, pads)
 }
 
+/// The tensor `plan` reads and its dims, if it is a 4-D float tensor on the plain CPU (where a
+/// chain can run).
+fn host_input<'e>(graph: &'e Graph, env: &'e Env, plan: &Plan) -> Option<(&'e Value, [usize; 4])> {
+    let x = graph.peek(env, input_name(graph, plan)?)?;
+    match x {
+        Value::Float(f) if f.rank == 4 && is_plain_cpu(&f.tensor.device()) => {
+            Some((x, f.shape().try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
 /// Three fusion groups run as one inverted bottleneck
 /// ([`bottleneck`](crate::kernels::bottleneck)): a pointwise expansion (absent in blocks that do
 /// not expand), a depthwise convolution and a pointwise projection, each reading only the
@@ -114,10 +126,7 @@ pub fn links(
     env: &Env,
 ) -> Option<Links> {
     let mut groups = vec![group(graph, i, range, keep)?];
-    match graph.peek(env, input_name(graph, &groups[0])?)? {
-        Value::Float(x) if x.rank == 4 && is_plain_cpu(&x.tensor.device()) => {}
-        _ => return None,
-    }
+    host_input(graph, env, &groups[0])?;
     // The tensors the groups' nodes read: no node run ahead may read one (it could be its
     // last reader, and free it).
     let reads = |plan: &Plan| -> Vec<&str> {
@@ -168,14 +177,7 @@ pub fn bottleneck(graph: &Graph, env: &Env, links: Links) -> Option<Chain> {
         mut groups,
         mut between,
     } = links;
-    let x = graph.peek(env, input_name(graph, &groups[0])?)?;
-    let Value::Float(xf) = x else {
-        return None;
-    };
-    if xf.rank != 4 || !is_plain_cpu(&xf.tensor.device()) {
-        return None;
-    }
-    let dims: [usize; 4] = xf.shape().try_into().ok()?;
+    let (x, dims) = host_input(graph, env, &groups[0])?;
     let expands = !host_conv(graph, env, &groups[0], x, dims)?.s.is_depthwise();
     let count = if expands { 3 } else { 2 };
     groups.truncate(count);
