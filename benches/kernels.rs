@@ -126,6 +126,25 @@ fn gradients(c: &mut Criterion) {
     group.finish();
 }
 
+/// One detection's reverse step through YOLOv8n's neck: a single image's gradient over the
+/// box of the plane its score reaches (`onnx::boxed`).
+fn box_gradients(c: &mut Criterion) {
+    let mut group = c.benchmark_group("box_input_grad");
+    for (name, s) in [
+        ("yolo_3x3_64_21", conv(64, 21, 64, 1, 3, 1)),
+        ("yolo_3x3_128_11", conv(128, 11, 128, 1, 3, 1)),
+        ("yolo_1x1_192_128_19", conv(192, 19, 128, 1, 1, 1)),
+    ] {
+        let g = values(s.output_len(1), 6);
+        let w = values(s.weight_len(), 8);
+        group.throughput(Throughput::Elements(macs(&s) / BATCH as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| conv2d_input_grad(&g, 1, &s, &w, None))
+        });
+    }
+    group.finish();
+}
+
 /// EfficientNet-Lite0's inverted bottlenecks (expansion, depthwise, projection, ReLU6 after the
 /// first two, the residual where the block keeps its size) as one kernel, and as the three
 /// convolutions the graph runs otherwise.
@@ -203,6 +222,7 @@ criterion_group!(
     winograd_3x3,
     pooling,
     gradients,
+    box_gradients,
     bottlenecks
 );
 criterion_main!(kernels);

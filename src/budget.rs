@@ -151,11 +151,6 @@ pub const LIVE_TENSORS: usize = 4;
 /// 224² (largest tensor 0.8 Mi, 26 Mi in all per image) keeps its 10 points per chunk.
 pub const MAX_CHUNK_ACTIVATIONS: usize = 256 << 20;
 
-/// Bytes of layer gradients held at once while a chunk's CAM maps are made: the objectives
-/// (targets) of a request are taken in groups whose gradients at every explained layer fit
-/// (at least one). A detector's hundreds of detections stay bounded.
-pub const GRADIENT_GROUP_BYTES: usize = 256 << 20;
-
 /// Checks that `values` held at once by a graph run fit [`LIVE_TENSORS`] times the per-tensor
 /// limit, times the run's [`batch`]. A model that keeps many large tensors alive (each within
 /// the per-tensor limit) would otherwise grow without bound.

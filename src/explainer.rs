@@ -21,6 +21,7 @@ use crate::cam::{
 };
 use crate::dedup::unique;
 use crate::error::{Error, Message, Result, Setting};
+use crate::kernels::par;
 use crate::labels::{self, Prediction};
 use crate::onnx::objective::Objective;
 use crate::onnx::profile::Clock;
@@ -1307,55 +1308,6 @@ impl<'a> Explaining<'a> {
                 Some((i, slot.method.cam()?, slot.objective.clone()))
             })
             .collect();
-        let wanted = unique(
-            served
-                .iter()
-                .filter(|(_, cam, _)| cam.uses_gradients())
-                .map(|(_, _, o)| o.clone()),
-        );
-        // Gradients held at once: a group of objectives small enough for the memory budget
-        // (a detector's hundreds of detections would otherwise each keep theirs at every layer).
-        let per_objective: usize = at
-            .iter()
-            .map(|(a, _)| a.dims().iter().product::<usize>() * std::mem::size_of::<f32>())
-            .sum();
-        let group = (crate::budget::GRADIENT_GROUP_BYTES / per_objective.max(1)).max(1);
-        let mut groups: Vec<&[Objective]> = wanted.chunks(group).collect();
-        if groups.is_empty() {
-            groups.push(&[]);
-        }
-        for (g, objectives) in groups.into_iter().enumerate() {
-            // The slots of this group's objectives, and those without gradients with the first.
-            let in_group: Vec<Served> = served
-                .iter()
-                .filter(|(_, _, o)| objectives.contains(o) || (g == 0 && !wanted.contains(o)))
-                .cloned()
-                .collect();
-            self.cams_of_group(&in_group, at, objectives, chunk)?;
-        }
-        Ok(())
-    }
-
-    /// [`Explaining::cams_at`] for `served`, whose gradient-using objectives are `wanted`.
-    fn cams_of_group(
-        &mut self,
-        served: &[Served],
-        at: &[(Tensor<4>, Env)],
-        wanted: &[Objective],
-        chunk: Option<(usize, usize)>,
-    ) -> Result<()> {
-        let gradients = if wanted.is_empty() {
-            vec![Vec::new(); at.len()]
-        } else {
-            let model = &self.explainer.model;
-            let layers: Vec<(&str, &Tensor<4>, &Env)> = self
-                .layers
-                .iter()
-                .zip(at)
-                .map(|(l, (a, env))| (l.as_str(), a, env))
-                .collect();
-            model.objective_gradients_layers(&layers, wanted)?
-        };
         let point_weights = chunk.and_then(|(from, to)| {
             let m = self.alphas.len() as f64;
             let scales: Vec<f64> = self.step_sizes[from..to].iter().map(|s| m * s).collect();
@@ -1364,35 +1316,90 @@ impl<'a> Explaining<'a> {
                 .any(|&w| w as f32 != 1.0)
                 .then(|| self.point_weights(&scales))
         });
-        for (layer, ((activations, env), gradients)) in at.iter().zip(gradients).enumerate() {
-            let on_layer: Vec<Served> = served
+        let weights = point_weights.as_ref();
+        let (gradient, other): (Vec<Served>, Vec<Served>) = served
+            .into_iter()
+            .partition(|(_, cam, _)| cam.uses_gradients());
+        let on_layer = |served: &[Served], slots: &[Slot], layer: usize| -> Vec<Served> {
+            served
                 .iter()
-                .filter(|(i, _, _)| self.slots[*i].layer == layer)
+                .filter(|(i, _, _)| slots[*i].layer == layer)
                 .cloned()
-                .collect();
-            let gradients: Vec<(Objective, Tensor<4>)> =
-                wanted.iter().cloned().zip(gradients).collect();
-            let weights = point_weights.as_ref();
-            self.cams_from(
-                &on_layer,
-                (layer, activations, env),
-                &gradients,
-                (chunk, weights),
-            )?;
+                .collect()
+        };
+        // The maps without gradients, every objective at once (one Eigen-CAM map serves all).
+        for (layer, (activations, env)) in at.iter().enumerate() {
+            let served = on_layer(&other, &self.slots, layer);
+            if !served.is_empty() {
+                self.cams_from(&served, (layer, activations, env), &[], (chunk, weights))?;
+            }
+        }
+        // The others an objective at a time, as the head's reverse pass hands out its
+        // gradients: only one objective's are held (a detector's hundreds of detections).
+        let wanted = unique(gradient.iter().map(|(_, _, o)| o.clone()));
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let explainer: &Explainer = self.explainer;
+        let model = &explainer.model;
+        let names = self.layers.clone();
+        let layers: Vec<(&str, &Tensor<4>, &Env)> = names
+            .iter()
+            .zip(at)
+            .map(|(l, (a, env))| (l.as_str(), a, env))
+            .collect();
+        model.objective_gradients_layers(&layers, &wanted, &mut |first, group| {
+            // Each objective's map at each layer, side by side.
+            let mut jobs = Vec::new();
+            for (k, gradients) in (first..).zip(group) {
+                let objective = &wanted[k];
+                for (layer, g) in gradients.into_iter().enumerate() {
+                    let served: Vec<Served> = on_layer(&gradient, &self.slots, layer)
+                        .into_iter()
+                        .filter(|(_, _, o)| o == objective)
+                        .collect();
+                    jobs.push((layer, served, [(objective.clone(), g)]));
+                }
+            }
+            let this = &*self;
+            let parts = par::each_on_one_thread(&jobs, |(layer, served, gradients)| {
+                let (activations, env) = &at[*layer];
+                let at = (*layer, activations, env);
+                this.cam_parts(served, at, gradients, (chunk, weights))
+            });
+            for part in parts {
+                for (i, part) in part? {
+                    self.accumulate(i, part);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The CAM maps of `served` at layer `layer` (its activations and `env`), from the
+    /// gradients of each objective that needs them, added to their slots; `chunk` and its
+    /// points' weights as in [`Explaining::cams_at`].
+    fn cams_from(
+        &mut self,
+        served: &[Served],
+        at: (usize, &Tensor<4>, &Env),
+        gradients: &[(Objective, Tensor<4>)],
+        points: (Option<(usize, usize)>, Option<&Tensor<4>>),
+    ) -> Result<()> {
+        for (i, part) in self.cam_parts(served, at, gradients, points)? {
+            self.accumulate(i, part);
         }
         Ok(())
     }
 
-    /// The CAM maps of `served` at layer `layer` (its activations and `env`), from the
-    /// gradients of each objective that needs them; `chunk` and its points' weights as in
-    /// [`Explaining::cams_at`].
-    fn cams_from(
-        &mut self,
+    /// [`Explaining::cams_from`]'s maps, each with its slot, not yet added.
+    fn cam_parts(
+        &self,
         served: &[Served],
         (layer, activations, env): (usize, &Tensor<4>, &Env),
         gradients: &[(Objective, Tensor<4>)],
         (chunk, point_weights): (Option<(usize, usize)>, Option<&Tensor<4>>),
-    ) -> Result<()> {
+    ) -> Result<Vec<(usize, Tensor<4>)>> {
         let model = &self.explainer.model;
         let alphas = chunk.map(|(from, to)| &self.alphas[from..to]);
         let objectives = unique(served.iter().map(|(_, _, o)| o.clone()));
@@ -1434,10 +1441,7 @@ impl<'a> Explaining<'a> {
                 parts.push((*i, part));
             }
         }
-        for (i, part) in parts {
-            self.accumulate(i, part);
-        }
-        Ok(())
+        Ok(parts)
     }
 
     fn run_input(&mut self) -> Result<Vec<usize>> {

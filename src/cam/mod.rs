@@ -35,15 +35,17 @@ pub fn cam_map(
     eigen_smooth: bool,
     point_weights: Option<&Tensor<4>>,
 ) -> Result<Tensor<4>> {
-    let weighted = method.weighted(inputs)?;
     let smooth = eigen_smooth && method.takes_eigen_smooth();
     let projection = method
         .projection()
         .or(smooth.then_some(Projection::Principal));
     let per_point = match projection {
-        Some(Projection::Principal) => principal::project(weighted)?,
-        Some(Projection::KernelSigmoid) => principal::project_kernel(weighted)?,
-        None => weighted.sum_dim(1),
+        Some(Projection::Principal) => principal::project(method.weighted(inputs)?)?,
+        Some(Projection::KernelSigmoid) => principal::project_kernel(method.weighted(inputs)?)?,
+        None => match method.channel_weights(inputs)? {
+            Some(w) => weights::channel_sum(w, inputs.activations),
+            None => method.weighted(inputs)?.sum_dim(1),
+        },
     };
     let maps = activation::relu(per_point);
     Ok(match point_weights {

@@ -19,6 +19,13 @@ pub fn scaled_to(map: &CamMap, [height, width]: [usize; 2]) -> CamMap {
 /// [`scaled_to`]'s values added into `out` (`height` x `width` of them): several layers'
 /// maps summed at the input's size without a buffer each.
 pub fn add_scaled_to(map: &CamMap, [height, width]: [usize; 2], out: &mut [f32]) {
+    // A constant map scales to zeros (a detection's map at a scale its score does not read).
+    if let Some(&first) = map.values.first()
+        && first.is_finite()
+        && map.values.iter().all(|&v| v == first)
+    {
+        return;
+    }
     let scaled = CamMap {
         values: scale(&map.values),
         height: map.height,

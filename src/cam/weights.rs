@@ -67,8 +67,24 @@ impl CamInputs<'_> {
 pub trait CamMethod: Sync {
     /// The weighted activations `[B, K, h, w]` (pytorch-grad-cam's `weighted_activations`): the
     /// map of each path point is `relu(sum_k weighted_k)`, or with a
-    /// [`CamMethod::projection`] (or eigen-smoothing) `relu` of their projection.
-    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>>;
+    /// [`CamMethod::projection`] (or eigen-smoothing) `relu` of their projection. By default
+    /// the activations times [`CamMethod::channel_weights`].
+    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
+        match self.channel_weights(inputs)? {
+            Some(weights) => Ok(weigh(weights, inputs.activations)),
+            None => Err(Error::Internal(
+                "a CAM method defines neither its weighted activations nor its channel weights"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The per-channel weights `[B, K, 1, 1]` of a method whose weighted activations are the
+    /// activations times them (Grad-CAM and kin): the map is then one product over the
+    /// channels, without the weighted activations. `None` for any other method.
+    fn channel_weights(&self, _inputs: &CamInputs) -> Result<Option<Tensor<4>>> {
+        Ok(None)
+    }
 
     /// Whether the method needs `dS_c/dA` (the head's reverse pass).
     fn uses_gradients(&self) -> bool {
@@ -124,6 +140,15 @@ pub fn weigh_host(weights: Vec<f32>, activations: &Tensor<4>) -> Tensor<4> {
         &activations.device(),
     );
     weigh(weights, activations)
+}
+
+/// `sum_k weights_k * activations_k` (`[B, 1, h, w]`) for per-channel `[B, K, 1, 1]` weights,
+/// as one matrix product per point.
+pub fn channel_sum(weights: Tensor<4>, activations: &Tensor<4>) -> Tensor<4> {
+    let [points, channels, h, w] = activations.dims();
+    let weights = weights.reshape([points, 1, channels]);
+    let activations = activations.clone().reshape([points, channels, h * w]);
+    weights.matmul(activations).reshape([points, 1, h, w])
 }
 
 /// `weights * activations` for per-channel `[B, K, 1, 1]` or per-element weights.

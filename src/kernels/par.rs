@@ -4,15 +4,34 @@
 
 #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
 mod pool {
+    use std::cell::Cell;
+
     use rayon::prelude::*;
 
-    /// Threads the kernels can use.
+    thread_local! {
+        /// Whether the kernels called on this thread run on it alone ([`each_on_one_thread`]).
+        static ALONE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Whether the kernels called on this thread run on it alone.
+    fn alone() -> bool {
+        ALONE.with(Cell::get)
+    }
+
+    /// Threads the kernels can use (1 inside [`each_on_one_thread`]).
     pub fn threads() -> usize {
-        rayon::current_num_threads()
+        match alone() {
+            true => 1,
+            false => rayon::current_num_threads(),
+        }
     }
 
     /// `f(i, chunk i)` over `data` in chunks of `size`, in parallel.
     pub fn par_chunks<T: Send>(data: &mut [T], size: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+        if alone() {
+            data.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+            return;
+        }
         data.par_chunks_mut(size)
             .enumerate()
             .for_each(|(i, c)| f(i, c));
@@ -20,12 +39,48 @@ mod pool {
 
     /// `f(i)` for `i` in `0..n`, in parallel.
     pub fn for_each_index(n: usize, f: impl Fn(usize) + Sync + Send) {
+        if alone() {
+            (0..n).for_each(f);
+            return;
+        }
         (0..n).into_par_iter().for_each(f);
     }
 
     /// How one matrix product may use the threads.
     pub fn gemm_parallelism() -> gemm::Parallelism {
-        gemm::Parallelism::Rayon(0)
+        match alone() {
+            true => gemm::Parallelism::None,
+            false => gemm::Parallelism::Rayon(0),
+        }
+    }
+
+    /// `f` of each of `items`, in parallel, each call's kernels on its own thread alone: for
+    /// pieces of work too small to split well (one detection's reverse pass through boxes of
+    /// a few hundred pixels runs 1.2-1.8x faster on one thread than split over two).
+    pub fn each_on_one_thread<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+        items
+            .par_iter()
+            .map(|item| {
+                let _alone = Alone::start();
+                f(item)
+            })
+            .collect()
+    }
+
+    /// This thread's kernels alone while it lives; then as before (a task rayon runs while
+    /// this one waits restores the flag it found).
+    struct Alone(bool);
+
+    impl Alone {
+        fn start() -> Self {
+            Alone(ALONE.with(|a| a.replace(true)))
+        }
+    }
+
+    impl Drop for Alone {
+        fn drop(&mut self) {
+            ALONE.with(|a| a.set(self.0));
+        }
     }
 }
 
@@ -51,6 +106,11 @@ mod pool {
     /// How one matrix product may use the threads.
     pub fn gemm_parallelism() -> gemm::Parallelism {
         gemm::Parallelism::None
+    }
+
+    /// `f` of each of `items`, one after the other.
+    pub fn each_on_one_thread<T, R>(items: &[T], f: impl Fn(&T) -> R) -> Vec<R> {
+        items.iter().map(f).collect()
     }
 }
 

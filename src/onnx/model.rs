@@ -24,7 +24,13 @@ use super::profile;
 use super::tokens::{self, View};
 use super::value::{FloatValue, MAX_RANK, Value, host_values};
 use crate::error::{Error, Result};
+use crate::kernels::par;
 use crate::task::detect::DetectLayout;
+
+/// Reverse passes per thread in a group of objectives run side by side (a detector's
+/// detections): enough for the threads to balance passes of unequal cost, few enough that a
+/// group's gradients stay small.
+const PASSES_PER_THREAD: usize = 4;
 
 /// What FullGrad reads ([`OnnxModel::bias_gradients`]).
 pub struct BiasGradients {
@@ -610,29 +616,55 @@ impl OnnxModel {
     }
 
     /// The gradients of each of `objectives` (summed over the images) with respect to the value
+    /// `from` and then to each of `taps`, collected (see [`OnnxModel::host_gradients_each`]):
+    /// `Ok(None)` unless every objective was served.
+    fn host_gradients(
+        &self,
+        env: Env,
+        from: (usize, usize),
+        at: (&str, &[&str]),
+        objectives: &[Objective],
+        phases: [&str; 2],
+    ) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
+        let mut grads = Vec::with_capacity(objectives.len());
+        let served = self.host_gradients_each(env, from, at, objectives, phases, &mut |_, g| {
+            grads.extend(g);
+            Ok(())
+        })?;
+        Ok((served == objectives.len()).then_some(grads))
+    }
+
+    /// The gradients of each of `objectives` (summed over the images) with respect to the value
     /// `from` and then to each of `taps` (values the pass computes from `from`), by the host
     /// reverse pass ([`OnnxModel::host_pass_applies`]): the graph from node `first` on runs
     /// once on `batch` images from `env`, keeping every value (phase `phases[0]`), then one
-    /// reverse pass per objective (phase `phases[1]`). `Ok(None)` where an op on the way has no
-    /// host gradient (the model then takes autodiff from now on: the whole graph has that op).
-    /// Each objective's gradients come as `[from, taps...]`, `None` for a tap that no gradient
-    /// reaches (`from`'s is always there).
-    fn host_gradients(
+    /// reverse pass per objective (phase `phases[1]`), whose gradients go to `each` a group of
+    /// objectives at a time (with the first one's index) before the next group's passes start,
+    /// so that only a group's are held. On fewer images than threads a group's passes run side
+    /// by side, each on a thread alone. Each objective's gradients come as `[from, taps...]`,
+    /// `None` for a tap that no gradient reaches (`from`'s is always there). Returns how many objectives were served, in order:
+    /// all, or fewer where an op on the way has no host gradient (the model then takes autodiff
+    /// from now on) or where the pass does not apply (none).
+    fn host_gradients_each(
         &self,
         mut env: Env,
         (first, batch): (usize, usize),
         (from, taps): (&str, &[&str]),
         objectives: &[Objective],
         [forward, backward]: [&str; 2],
-    ) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
+        each: &mut dyn FnMut(usize, Vec<Vec<Option<Tensor<4>>>>) -> Result<()>,
+    ) -> Result<usize> {
+        if objectives.is_empty() || !self.host_pass_applies(batch) {
+            return Ok(0);
+        }
         let range = first..self.graph.nodes.len();
         let steps = self.phase(forward, || {
             exec::run_retaining(&self.graph, &mut env, range, taps, batch)
         })?;
         let output = self.output(&env)?;
-        let mut grads = Vec::with_capacity(objectives.len());
-        for objective in objectives {
-            let per_image = self.outputs_per_image();
+        let per_image = self.outputs_per_image();
+        // One objective's reverse pass, `None` where an op on the way has no host gradient.
+        let pass = |objective: &Objective| -> Result<Option<Vec<Option<Tensor<4>>>>> {
             // A detection's seed starts as its few values, boxed; any other is whole (a
             // class's logits or a region reach ops without a box rule first: `Gemm`, `Resize`).
             let values = objective.seed_values(output, per_image)?;
@@ -643,18 +675,44 @@ impl OnnxModel {
             let grad = self.phase(backward, || {
                 backprop::gradient(&self.graph, &env, &steps, seed, from, taps)
             })?;
-            let Some((g, tapped)) = grad else {
-                self.autodiff_only.store(true, Ordering::Relaxed);
-                return Ok(None);
-            };
             // Each gradient as its layer is explained: token gradients as their grid.
-            let mut all = vec![Some(tokens::grid(self.view(from), &g))];
-            for (tap, t) in taps.iter().zip(tapped) {
-                all.push(t.map(|t| tokens::grid(self.view(tap), &t)));
+            Ok(grad.map(|(g, tapped)| {
+                let mut all = vec![Some(tokens::grid(self.view(from), &g))];
+                for (tap, t) in taps.iter().zip(tapped) {
+                    all.push(t.map(|t| tokens::grid(self.view(tap), &t)));
+                }
+                all
+            }))
+        };
+        // Fewer images than threads leave the kernels splitting small pieces of work (a
+        // detection's boxes): then several passes at once, each on a thread alone.
+        let together = match batch < par::threads() {
+            true => PASSES_PER_THREAD * par::threads(),
+            false => 1,
+        };
+        for (c, group) in objectives.chunks(together).enumerate() {
+            let grads = match group.len() {
+                1 => vec![pass(&group[0])],
+                _ => par::each_on_one_thread(group, pass),
+            };
+            let first = c * together;
+            let mut served = Vec::with_capacity(grads.len());
+            for grad in grads {
+                match grad? {
+                    Some(all) => served.push(all),
+                    None => {
+                        let k = first + served.len();
+                        self.autodiff_only.store(true, Ordering::Relaxed);
+                        if !served.is_empty() {
+                            each(first, served)?;
+                        }
+                        return Ok(k);
+                    }
+                }
             }
-            grads.push(all);
+            each(first, served)?;
         }
-        Ok(Some(grads))
+        Ok(objectives.len())
     }
 
     /// The gradients of the summed logits of each of `targets` with respect to `activations`
@@ -779,17 +837,34 @@ impl OnnxModel {
     /// (see [`OnnxModel::host_gradients`]); `Ok(None)` where it does not apply.
     fn host_head_gradients(
         &self,
-        (layer, activations, env): (&str, &Tensor<4>, &Env),
+        at: (&str, &Tensor<4>, &Env),
         taps: &[&str],
         objectives: &[Objective],
     ) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
+        let mut grads = Vec::with_capacity(objectives.len());
+        let served = self.host_head_gradients_each(at, taps, objectives, &mut |_, g| {
+            grads.extend(g);
+            Ok(())
+        })?;
+        Ok((served == objectives.len()).then_some(grads))
+    }
+
+    /// [`OnnxModel::host_head_gradients`] an objective at a time, as
+    /// [`OnnxModel::host_gradients_each`] hands them out; returns how many were served.
+    fn host_head_gradients_each(
+        &self,
+        (layer, activations, env): (&str, &Tensor<4>, &Env),
+        taps: &[&str],
+        objectives: &[Objective],
+        each: &mut dyn FnMut(usize, Vec<Vec<Option<Tensor<4>>>>) -> Result<()>,
+    ) -> Result<usize> {
         let batch = activations.dims()[0];
-        if !self.host_pass_applies(batch) {
-            return Ok(None);
+        if objectives.is_empty() || !self.host_pass_applies(batch) {
+            return Ok(0);
         }
         let (first, env, _) = self.head_env(layer, activations, env)?;
         let phases = ["head forward", "head backward"];
-        self.host_gradients(env, (first, batch), (layer, taps), objectives, phases)
+        self.host_gradients_each(env, (first, batch), (layer, taps), objectives, phases, each)
     }
 
     /// Where the rest of the graph after `layer` starts: the first node after its producer, and
@@ -809,59 +884,75 @@ impl OnnxModel {
     }
 
     /// [`OnnxModel::objective_gradients`] at several layers (each with its activations and the
-    /// `env` [`OnnxModel::forward_to_layers`] returned for it): `[layer][objective]`. On Burn's
-    /// CPU backend one pass through the rest of the graph from the earliest layer serves them
-    /// all (the later layers' gradients are handed out on the way); elsewhere, or where a later
-    /// layer is not downstream of the earliest, one pass per layer.
+    /// `env` [`OnnxModel::forward_to_layers`] returned for it), handed to `each` a group of
+    /// objectives at a time: the first one's index in `objectives` and each one's gradient at
+    /// every layer, in `at`'s order. On Burn's CPU backend one pass through the rest of the
+    /// graph from the earliest layer serves them all (the later layers' gradients are handed
+    /// out on the way), and only a group's gradients are held at once (a detector's hundreds
+    /// of detections); elsewhere, or where a later layer is not downstream of the earliest, one
+    /// pass per layer.
     pub fn objective_gradients_layers(
         &self,
         at: &[(&str, &Tensor<4>, &Env)],
         objectives: &[Objective],
-    ) -> Result<Vec<Vec<Tensor<4>>>> {
+        each: &mut dyn FnMut(usize, Vec<Vec<Tensor<4>>>) -> Result<()>,
+    ) -> Result<()> {
         let producers = at
             .iter()
             .map(|(l, _, _)| self.layer_producer(l))
             .collect::<Result<Vec<_>>>()?;
-        let earliest = (0..at.len()).min_by_key(|&i| producers[i]);
-        if let Some(e) = earliest.filter(|_| at.len() > 1) {
+        let Some(e) = (0..at.len()).min_by_key(|&i| producers[i]) else {
+            return Ok(());
+        };
+        // A later layer computed from the earliest (recomputed by the pass from it) that no
+        // gradient reaches does not move the objective (a detection on another scale): its
+        // gradient is 0. One on a parallel branch needs a pass of its own.
+        let earliest = at[e].0;
+        let downstream = at
+            .iter()
+            .enumerate()
+            .all(|(i, (l, _, _))| i == e || self.graph.ancestors(l).contains(earliest));
+        let mut served = 0;
+        if downstream {
             // The earliest layer first, then the others as taps.
             let order: Vec<usize> = std::iter::once(e)
                 .chain((0..at.len()).filter(|&i| i != e))
                 .collect();
             let taps: Vec<&str> = order[1..].iter().map(|&i| at[i].0).collect();
-            if let Some(per_objective) = self.host_head_gradients(at[e], &taps, objectives)? {
-                // [objective][earliest, taps...] -> [layer][objective]. A later layer computed
-                // from the earliest that no gradient reaches does not move the objective (a
-                // detection on another scale): its gradient is 0. One on a parallel branch
-                // (not recomputed from the earliest) falls back to a pass of its own, below.
-                let earliest_tensor = at[e].0;
-                // Walked only when some gradient is missing.
-                let missing = per_objective.iter().flatten().any(Option::is_none);
-                let downstream: Vec<bool> = at
-                    .iter()
-                    .map(|(l, _, _)| missing && self.graph.ancestors(l).contains(earliest_tensor))
-                    .collect();
-                let mut out: Vec<Vec<Tensor<4>>> = vec![Vec::new(); at.len()];
-                let mut complete = true;
-                for grads in per_objective {
+            served = self.host_head_gradients_each(at[e], &taps, objectives, &mut |k, group| {
+                let in_layer_order = |grads: Vec<Option<Tensor<4>>>| {
+                    let mut per_layer: Vec<Option<Tensor<4>>> = vec![None; at.len()];
                     for (&i, g) in order.iter().zip(grads) {
-                        match g {
-                            Some(g) => out[i].push(g),
-                            None if downstream[i] => out[i].push(at[i].1.zeros_like()),
-                            None => complete = false,
-                        }
+                        per_layer[i] = Some(g.unwrap_or_else(|| at[i].1.zeros_like()));
                     }
-                }
-                if complete {
-                    return Ok(out);
-                }
-            }
+                    per_layer.into_iter().flatten().collect()
+                };
+                each(k, group.into_iter().map(in_layer_order).collect())
+            })?;
         }
-        at.iter()
+        // The rest (all, where the shared pass does not apply), a pass per layer.
+        let rest = &objectives[served..];
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let mut per_layer = at
+            .iter()
             .map(|(layer, activations, env)| {
-                self.objective_gradients(layer, activations, env, objectives)
+                Ok(self
+                    .objective_gradients(layer, activations, env, rest)?
+                    .into_iter())
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        let group = (served..objectives.len())
+            .map(|_| {
+                per_layer
+                    .iter_mut()
+                    .map(Iterator::next)
+                    .collect::<Option<_>>()
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::Internal("a layer's gradient is missing".into()))?;
+        each(served, group)
     }
 
     /// ShapleyCAM's `H·A`: the Hessian of `objective` (summed over the images) with respect to

@@ -4,8 +4,8 @@
 //! On a device that runs asynchronously (wgpu), every timed step ends with a device sync, so the
 //! figures are real but the run is slower than an unprofiled one.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Milliseconds since an arbitrary origin.
 pub type Clock = fn() -> f64;
@@ -39,29 +39,35 @@ impl Profile {
     }
 }
 
-/// The profiler a model carries: off until a clock is installed.
+/// The profiler a model carries: off until a clock is installed. Shared by the threads that
+/// run reverse passes side by side (their times add up, as CPU time does).
 #[derive(Default)]
 pub(crate) struct Profiler {
-    clock: RefCell<Option<Clock>>,
-    profile: RefCell<Profile>,
+    clock: Mutex<Option<Clock>>,
+    profile: Mutex<Profile>,
+}
+
+/// `m` locked (a panic while it was held leaves nothing half-written that matters here).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Profiler {
     /// Starts recording with `clock`, dropping anything recorded before.
     pub fn start(&self, clock: Clock) {
-        *self.clock.borrow_mut() = Some(clock);
-        *self.profile.borrow_mut() = Profile::default();
+        *lock(&self.clock) = Some(clock);
+        *lock(&self.profile) = Profile::default();
     }
 
     /// Stops recording and returns what was recorded.
     pub fn finish(&self) -> Profile {
-        *self.clock.borrow_mut() = None;
-        self.profile.take()
+        *lock(&self.clock) = None;
+        std::mem::take(&mut *lock(&self.profile))
     }
 
     /// The clock's reading when recording, `None` otherwise.
     pub fn now(&self) -> Option<f64> {
-        self.clock.borrow().map(|c| c())
+        lock(&self.clock).map(|c| c())
     }
 
     /// Adds the time since `start` (a [`Profiler::now`] reading) to op type `op` and to the
@@ -70,7 +76,7 @@ impl Profiler {
         let (Some(start), Some(now)) = (start, self.now()) else {
             return;
         };
-        let mut p = self.profile.borrow_mut();
+        let mut p = lock(&self.profile);
         let p = &mut *p;
         for (map, key) in [
             (&mut p.ops, op.to_string()),
@@ -87,7 +93,7 @@ impl Profiler {
         let (Some(start), Some(now)) = (start, self.now()) else {
             return;
         };
-        let mut p = self.profile.borrow_mut();
+        let mut p = lock(&self.profile);
         let e = p.phases.entry(phase.to_string()).or_default();
         e.calls += 1;
         e.ms += now - start;

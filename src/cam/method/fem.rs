@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::cam::weights::{CamInputs, CamMethod};
 use crate::error::Result;
 
 /// pytorch-grad-cam's `k` of the k-sigma rule.
@@ -14,14 +14,14 @@ const SIGMAS: f32 = 2.0;
 pub struct Fem;
 
 impl CamMethod for Fem {
-    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
+    fn channel_weights(&self, inputs: &CamInputs) -> Result<Option<Tensor<4>>> {
         let a = inputs.activations;
         let mean = a.clone().mean_dim(3).mean_dim(2);
         let centred = a.clone().sub(mean.clone());
         let std = centred.clone().mul(centred).mean_dim(3).mean_dim(2).sqrt();
         let threshold = mean.add(std.mul_scalar(SIGMAS));
         let above = a.clone().greater(threshold).float();
-        Ok(weigh(above.mean_dim(3).mean_dim(2), a))
+        Ok(Some(above.mean_dim(3).mean_dim(2)))
     }
 
     fn uses_gradients(&self) -> bool {

@@ -3,14 +3,14 @@
 
 use burn::tensor::{Tensor, activation};
 
-use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::cam::weights::{CamInputs, CamMethod};
 use crate::error::Result;
 
 /// Grad-CAM++ weights: `sum_uv relu(g) * g^2 / (2 g^2 + sum_uv(A) * g^3 + eps)`.
 pub struct GradCamPlusPlus;
 
 impl CamMethod for GradCamPlusPlus {
-    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
+    fn channel_weights(&self, inputs: &CamInputs) -> Result<Option<Tensor<4>>> {
         let gradients = inputs.gradients()?;
         let g2 = gradients.clone().mul(gradients.clone());
         let g3 = g2.clone().mul(gradients.clone());
@@ -18,7 +18,8 @@ impl CamMethod for GradCamPlusPlus {
         let alpha = g2
             .clone()
             .div(g2.mul_scalar(2.0).add(g3.mul(sum_a)).add_scalar(1e-6));
-        let weights = activation::relu(gradients).mul(alpha).sum_dim(3).sum_dim(2);
-        Ok(weigh(weights, inputs.activations))
+        Ok(Some(
+            activation::relu(gradients).mul(alpha).sum_dim(3).sum_dim(2),
+        ))
     }
 }

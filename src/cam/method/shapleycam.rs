@@ -6,21 +6,21 @@
 
 use burn::tensor::Tensor;
 
-use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::cam::weights::{CamInputs, CamMethod};
 use crate::error::Result;
 
 /// ShapleyCAM weights: `mean_uv(dS_c/dA_k - ½ (H A)_k)`.
 pub struct ShapleyCam;
 
 impl CamMethod for ShapleyCam {
-    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
+    fn channel_weights(&self, inputs: &CamInputs) -> Result<Option<Tensor<4>>> {
         let product = inputs.head.hessian_product(inputs.activations)?;
         let weights = inputs
             .gradients()?
             .sub(product.mul_scalar(0.5))
             .mean_dim(3)
             .mean_dim(2);
-        Ok(weigh(weights, inputs.activations))
+        Ok(Some(weights))
     }
 
     /// The product runs on the host kernels, reading the layer back mid-request.

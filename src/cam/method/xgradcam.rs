@@ -2,14 +2,14 @@
 
 use burn::tensor::Tensor;
 
-use crate::cam::weights::{CamInputs, CamMethod, weigh};
+use crate::cam::weights::{CamInputs, CamMethod};
 use crate::error::Result;
 
 /// XGrad-CAM weights: `sum_uv g * A / (sum_uv A + eps)`.
 pub struct XGradCam;
 
 impl CamMethod for XGradCam {
-    fn weighted(&self, inputs: &CamInputs) -> Result<Tensor<4>> {
+    fn channel_weights(&self, inputs: &CamInputs) -> Result<Option<Tensor<4>>> {
         let a = inputs.activations;
         let sum_a = a.clone().sum_dim(3).sum_dim(2).add_scalar(1e-7);
         let weights = inputs
@@ -18,6 +18,6 @@ impl CamMethod for XGradCam {
             .div(sum_a)
             .sum_dim(3)
             .sum_dim(2);
-        Ok(weigh(weights, a))
+        Ok(Some(weights))
     }
 }
