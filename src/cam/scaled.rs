@@ -43,11 +43,33 @@ pub fn scale(values: &[f32]) -> Vec<f32> {
 
 /// [`scale`] in place.
 pub fn scale_in_place(values: &mut [f32]) {
-    let min = values.iter().copied().fold(f32::INFINITY, f32::min);
-    let max = values.iter().fold(0.0, |m: f32, v| m.max(v - min));
+    let min = lanewise(values, f32::INFINITY, |l, v| if v < l { v } else { l }, f32::min);
+    let max = lanewise(values, 0.0, |l, v| if v - min > l { v - min } else { l }, f32::max);
     values
         .iter_mut()
         .for_each(|v| *v = (*v - min) / (1e-7 + max));
+}
+
+/// Folds `values` into 16 lanes with `step` (each lane from `init`), then the lanes and the
+/// values left over with `join`: a reduction the compiler can vectorise, which a fold of
+/// `f32::min` over the values one after another is not (a map at a 640 x 640 input is 410k
+/// of them). `step` skips a NaN as `f32::min` and `f32::max` do (its comparison is false).
+fn lanewise(
+    values: &[f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    join: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut lanes = [init; 16];
+    let chunks = values.chunks_exact(16);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = step(*lane, v);
+        }
+    }
+    let folded = lanes.into_iter().fold(init, &join);
+    rest.iter().fold(folded, |m, &v| join(m, step(init, v)))
 }
 
 /// The mean of maps of one shape (at least one).
@@ -61,4 +83,47 @@ pub fn mean(maps: &[CamMap]) -> CamMap {
     let n = maps.len() as f32;
     out.values.iter_mut().for_each(|v| *v /= n);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `scale_in_place` as it was written before the lanes: a fold over the values in order.
+    fn scaled_in_order(values: &[f32]) -> Vec<f32> {
+        let min = values.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = values.iter().fold(0.0, |m: f32, v| m.max(v - min));
+        values.iter().map(|v| (v - min) / (1e-7 + max)).collect()
+    }
+
+    #[test]
+    fn lanes_scale_as_a_fold_in_order_does() {
+        for len in [0, 1, 15, 16, 17, 33, 410] {
+            let values: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 113) as f32 * 0.37 - 9.0)
+                .collect();
+            let mut got = values.clone();
+            scale_in_place(&mut got);
+            assert_eq!(got, scaled_in_order(&values), "{len} values");
+        }
+        // A NaN is skipped by the minimum and the maximum, and stays NaN.
+        let values = [3.0, f32::NAN, -1.0, 5.0];
+        let mut got = values.to_vec();
+        scale_in_place(&mut got);
+        assert_eq!(got[0], 4.0 / (1e-7 + 6.0));
+        assert!(got[1].is_nan());
+        assert_eq!(got[2], 0.0);
+    }
+
+    #[test]
+    fn a_constant_map_adds_nothing() {
+        let map = CamMap {
+            height: 2,
+            width: 2,
+            values: vec![0.5; 4],
+        };
+        let mut out = vec![1.0; 16];
+        add_scaled_to(&map, [4, 4], &mut out);
+        assert_eq!(out, vec![1.0; 16]);
+    }
 }

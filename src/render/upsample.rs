@@ -37,14 +37,12 @@ pub fn upsample_bilinear_add(map: &CamMap, height: usize, width: usize, out: &mu
     let cols: Vec<_> = (0..width).map(|x| source(x, w, width)).collect();
     // Each source row resized along x once, then each output row blended from two of them
     // (the same products and sums, in the same order, as interpolating each value alone).
-    let rows: Vec<f32> = map
-        .values
-        .chunks_exact(w)
-        .flat_map(|row| {
-            cols.iter()
-                .map(move |&(x0, x1, fx)| row[x0] * (1.0 - fx) + row[x1] * fx)
-        })
-        .collect();
+    let mut rows = vec![0.0f32; h * width];
+    for (row, resized) in map.values.chunks_exact(w).zip(rows.chunks_exact_mut(width)) {
+        for (r, &(x0, x1, fx)) in resized.iter_mut().zip(&cols) {
+            *r = row[x0] * (1.0 - fx) + row[x1] * fx;
+        }
+    }
     for (y, out) in out.chunks_exact_mut(width).take(height).enumerate() {
         let (y0, y1, fy) = source(y, h, height);
         let (top, bottom) = (&rows[y0 * width..][..width], &rows[y1 * width..][..width]);
