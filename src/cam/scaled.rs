@@ -43,8 +43,18 @@ pub fn scale(values: &[f32]) -> Vec<f32> {
 
 /// [`scale`] in place.
 pub fn scale_in_place(values: &mut [f32]) {
-    let min = lanewise(values, f32::INFINITY, |l, v| if v < l { v } else { l }, f32::min);
-    let max = lanewise(values, 0.0, |l, v| if v - min > l { v - min } else { l }, f32::max);
+    let min = lanewise(
+        values,
+        f32::INFINITY,
+        |l, v| if v < l { v } else { l },
+        f32::min,
+    );
+    let max = lanewise(
+        values,
+        0.0,
+        |l, v| if v - min > l { v - min } else { l },
+        f32::max,
+    );
     values
         .iter_mut()
         .for_each(|v| *v = (*v - min) / (1e-7 + max));

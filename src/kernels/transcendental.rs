@@ -128,6 +128,13 @@ fn sigmoid_slice<const FMA: bool>(values: &mut [f32]) {
     each(values, |x| 1.0 / (1.0 + exp::<FMA>(-x)));
 }
 
+/// SiLU (swish) `x · σ(x)` of every value, in place: the logistic function as
+/// [`sigmoid_slice`] computes it, times `x` (the same value as the two ops one after another).
+#[inline(always)]
+fn silu_slice<const FMA: bool>(values: &mut [f32]) {
+    each(values, |x| x * (1.0 / (1.0 + exp::<FMA>(-x))));
+}
+
 /// The exact GELU `x/2 · (1 + erf(x / √2))` of every value, in place (from [`erf`]).
 #[inline(always)]
 fn gelu_slice<const FMA: bool>(values: &mut [f32]) {
@@ -144,6 +151,11 @@ isa_dispatch! {
 isa_dispatch! {
     /// [`sigmoid_slice`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
     fn sigmoid_on(values: &mut [f32]) => sigmoid_slice::<FMA>
+}
+
+isa_dispatch! {
+    /// [`silu_slice`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
+    fn silu_on(values: &mut [f32]) => silu_slice::<FMA>
 }
 
 isa_dispatch! {
@@ -167,6 +179,8 @@ pub enum Elementwise {
     Gelu,
     /// The logistic function `1 / (1 + e^-x)`.
     Sigmoid,
+    /// SiLU (swish), `x / (1 + e^-x)`.
+    Silu,
 }
 
 /// `f` of every value, in place, in parallel.
@@ -177,6 +191,7 @@ pub fn in_place(f: Elementwise, values: &mut [f32]) {
         Elementwise::Exp => exp_on,
         Elementwise::Gelu => gelu_on,
         Elementwise::Sigmoid => sigmoid_on,
+        Elementwise::Silu => silu_on,
     };
     par_chunks(values, CHUNK, |_, chunk| kernel(isa, chunk));
 }
@@ -384,6 +399,11 @@ mod tests {
         assert_every_isa_agrees("sigmoid", |isa| {
             let mut v = values.clone();
             sigmoid_on(isa, &mut v);
+            v
+        });
+        assert_every_isa_agrees("silu", |isa| {
+            let mut v = values.clone();
+            silu_on(isa, &mut v);
             v
         });
         assert_every_isa_agrees("softmax", |isa| {

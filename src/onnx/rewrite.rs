@@ -41,7 +41,7 @@ impl<'a> Nodes<'a> {
 type Rewrite = fn(&Nodes, usize) -> Option<(Vec<usize>, NodeProto)>;
 
 /// The rewrites, tried at every node.
-const REWRITES: &[Rewrite] = &[gelu];
+const REWRITES: &[Rewrite] = &[gelu, silu];
 
 /// The exact GELU as PyTorch's legacy exporter writes it before opset 20, `Mul(Mul(x,
 /// Add(Erf(Div(x, √2)), 1)), 0.5)`, every intermediate read once: one `Gelu` node (whose
@@ -82,6 +82,39 @@ fn gelu(g: &Nodes, i: usize) -> Option<(Vec<usize>, NodeProto)> {
         ..NodeProto::default()
     };
     Some((vec![div_at, i, add_at, mul_at, half_at], node))
+}
+
+/// SiLU as PyTorch's exporters write it, `Mul(x, Sigmoid(x))` with the sigmoid read only by
+/// the product: one `Swish` node (one pass forward and one backward where the pair took two
+/// and five; YOLO's every convolution is followed by one).
+fn silu(g: &Nodes, i: usize) -> Option<(Vec<usize>, NodeProto)> {
+    let sigmoid = &g.nodes[i];
+    let [x] = sigmoid.input.as_slice() else {
+        return None;
+    };
+    let [s] = sigmoid.output.as_slice() else {
+        return None;
+    };
+    if sigmoid.op_type != "Sigmoid" {
+        return None;
+    }
+    let (mul_at, mul) = g.only_reader(s)?;
+    let pair = [x.as_str(), s.as_str()];
+    let product = match mul.input.as_slice() {
+        [a, b] => [a.as_str(), b.as_str()] == pair || [b.as_str(), a.as_str()] == pair,
+        _ => false,
+    };
+    if mul.op_type != "Mul" || !product || x == s {
+        return None;
+    }
+    let node = NodeProto {
+        op_type: "Swish".into(),
+        name: mul.name.clone(),
+        input: vec![x.clone()],
+        output: mul.output.clone(),
+        ..NodeProto::default()
+    };
+    Some((vec![i, mul_at], node))
 }
 
 /// `nodes` with every rewrite applied, or `None` where none applies. `outputs` are the graph's
@@ -211,5 +244,46 @@ mod tests {
         let mut other = legacy_gelu("sqrt2");
         other[4] = node("Mul", &["in", "a"], "m");
         assert!(rewritten(&other, &["out"], &scalar).is_none());
+    }
+
+    #[test]
+    fn silu_becomes_one_node_in_either_order() {
+        for mul in [["x", "s"], ["s", "x"]] {
+            let nodes = vec![
+                node("Conv", &["in", "w"], "x"),
+                node("Sigmoid", &["x"], "s"),
+                node("Mul", &mul, "y"),
+                node("Relu", &["y"], "out"),
+            ];
+            let got = rewritten(&nodes, &["out"], &scalar).unwrap();
+            assert_eq!(
+                ops(&got),
+                [
+                    ("Conv", vec!["in", "w"], "x"),
+                    ("Swish", vec!["x"], "y"),
+                    ("Relu", vec!["y"], "out"),
+                ]
+            );
+            assert_eq!(got[1].name, "Mul_y");
+        }
+    }
+
+    #[test]
+    fn a_sigmoid_read_elsewhere_or_times_another_tensor_stays() {
+        let silu = || {
+            vec![
+                node("Conv", &["in", "w"], "x"),
+                node("Sigmoid", &["x"], "s"),
+                node("Mul", &["x", "s"], "y"),
+            ]
+        };
+        let mut shared = silu();
+        shared.push(node("Relu", &["s"], "other"));
+        assert!(rewritten(&shared, &["y", "other"], &scalar).is_none());
+        assert!(rewritten(&silu(), &["y", "s"], &scalar).is_none());
+        // A gate: the sigmoid of one tensor times another (squeeze-excitation).
+        let mut gate = silu();
+        gate[2] = node("Mul", &["in", "s"], "y");
+        assert!(rewritten(&gate, &["y"], &scalar).is_none());
     }
 }

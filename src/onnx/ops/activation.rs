@@ -26,6 +26,7 @@ impl Activation {
             Act::Erf => Some(Elementwise::Erf),
             Act::Exp => Some(Elementwise::Exp),
             Act::Sigmoid => Some(Elementwise::Sigmoid),
+            Act::Silu => Some(Elementwise::Silu),
             Act::Gelu(false) => Some(Elementwise::Gelu),
             _ => None,
         };
@@ -50,6 +51,9 @@ enum Act {
         max: f32,
     },
     Sigmoid,
+    /// SiLU, `x · σ(x)`: ONNX's `Swish` (alpha 1), and the `Mul(x, Sigmoid(x))` exporters
+    /// write for PyTorch's `SiLU` (`onnx::rewrite`).
+    Silu,
     Tanh,
     LeakyRelu(f64),
     HardSigmoid {
@@ -70,6 +74,20 @@ enum Act {
 }
 
 struct Activation(Act);
+
+/// SiLU's derivative `σ + x σ (1 - σ)` at every value of `x`, σ by the host's vectorised
+/// kernel.
+fn silu_derivative(x: &FloatValue) -> OpResult<FloatValue> {
+    let values = host::with_floats(&x.tensor, |x| {
+        let mut s = x.to_vec();
+        transcendental::in_place(Elementwise::Sigmoid, &mut s);
+        for (s, &x) in s.iter_mut().zip(x) {
+            *s += x * *s * (1.0 - *s);
+        }
+        s
+    })?;
+    Ok(x.with_tensor(host::tensor(values, x.tensor.dims(), &x.tensor.device())))
+}
 
 /// A scalar bound of `Clip` given as a constant input (opset >= 11).
 fn clip_bound(ctx: &BuildContext, i: usize, default: f32) -> OpResult<f32> {
@@ -112,6 +130,14 @@ pub fn build(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
             max: clip_bound(ctx, 2, f32::MAX)?,
         },
         "Sigmoid" => Act::Sigmoid,
+        "Swish" => match a.float("alpha", 1.0) {
+            1.0 => Act::Silu,
+            alpha => {
+                return Err(OpError::Unsupported(format!(
+                    "Swish with alpha {alpha} (only alpha 1, SiLU, is supported)"
+                )));
+            }
+        },
         "Tanh" => Act::Tanh,
         "LeakyRelu" => Act::LeakyRelu(f64::from(a.float("alpha", 0.01))),
         "HardSigmoid" => Act::HardSigmoid {
@@ -188,6 +214,11 @@ impl Operator for Activation {
             }
             // σ'(x) = y (1 - y), in one pass on the host.
             Act::Sigmoid => map_grad(y, &step.grad, |y, g| g * (y * (1.0 - y))),
+            // SiLU'(x) = σ + x σ (1 - σ), from the input.
+            Act::Silu => {
+                let derivative = silu_derivative(step.float(0).or_no_gradient()?)?;
+                map_grad(&derivative, &step.grad, |d, g| g * d)
+            }
             // PyTorch's hardsigmoid_backward and hardswish_backward, from the input.
             Act::HardSigmoid { alpha, beta } => {
                 let (alpha, beta) = (alpha as f32, beta as f32);
@@ -271,6 +302,18 @@ impl Operator for Activation {
                     .mul(y.clone().mul_scalar(-2.0).add_scalar(1.0));
                 Some(grad.with_tensor(grad.tensor.clone().mul(second).mul(t.tensor.clone())))
             }
+            // SiLU'' = σ (1 - σ) (2 + x (1 - 2σ)).
+            Act::Silu => {
+                let x = step.inputs.first().copied().flatten();
+                let Some(Value::Float(x)) = x else {
+                    return Err(OpError::NoSecondOrder);
+                };
+                let second = map_grad(x, t, |x, t| {
+                    let s = 1.0 / (1.0 + transcendental::exp::<false>(-x));
+                    t * s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s))
+                })?;
+                Some(grad.with_tensor(grad.tensor.clone().mul(second.tensor)))
+            }
             // PyTorch's hardswish double backward: 1/3 strictly inside (-3, 3).
             Act::HardSwish => {
                 let x = step.inputs.first().copied().flatten();
@@ -316,6 +359,7 @@ impl Operator for Activation {
             Act::Relu => activation::relu(t),
             Act::Clip { min, max } => t.clamp(min, max),
             Act::Sigmoid => activation::sigmoid(t),
+            Act::Silu => activation::silu(t),
             Act::Tanh => activation::tanh(t),
             Act::LeakyRelu(slope) => activation::leaky_relu(t, slope),
             Act::HardSigmoid { alpha, beta } => activation::hard_sigmoid(t, alpha, beta),

@@ -33,6 +33,7 @@ const REGISTRY: &[(&str, Builder)] = &[
     ("Relu", activation::build),
     ("Clip", activation::build),
     ("Sigmoid", activation::build),
+    ("Swish", activation::build),
     ("Tanh", activation::build),
     ("LeakyRelu", activation::build),
     ("HardSigmoid", activation::build),
