@@ -151,6 +151,16 @@ pub const LIVE_TENSORS: usize = 4;
 /// 224² (largest tensor 0.8 Mi, 26 Mi in all per image) keeps its 10 points per chunk.
 pub const MAX_CHUNK_ACTIVATIONS: usize = 256 << 20;
 
+/// Bytes of layer gradients held at once while CAM maps are made: the objectives (targets) of
+/// a request go through the reverse pass in groups whose gradients at every explained layer
+/// fit (at least one), so that a detector's hundreds of detections stay bounded.
+pub const GRADIENT_GROUP_BYTES: usize = 256 << 20;
+
+/// Objectives per group of [`GRADIENT_GROUP_BYTES`] when each holds `per_objective` bytes.
+pub fn gradient_group(per_objective: usize) -> usize {
+    (GRADIENT_GROUP_BYTES / per_objective.max(1)).max(1)
+}
+
 /// Checks that `values` held at once by a graph run fit [`LIVE_TENSORS`] times the per-tensor
 /// limit, times the run's [`batch`]. A model that keeps many large tensors alive (each within
 /// the per-tensor limit) would otherwise grow without bound.

@@ -776,6 +776,6 @@ fn shapleycam_runs_where_ops_have_second_order_rules_and_names_the_op_where_not(
         .expect_err("a LayerNormalization has no second-order rule");
     assert_eq!(
         error.to_string(),
-        "ShapleyCAM needs the Hessian-vector product through node `/blocks/blocks.1/norm2/LayerNormalization` (LayerNormalization), for which igcam has no second-order rule (it has them for convolutions, batch normalisation, average pooling, max pooling without ceil_mode, products with a constant matrix, arithmetic, reshapes, joins and resizes, ReLU, ReLU6, LeakyReLU, Sigmoid, HardSigmoid, HardSwish and Softmax); explain a layer after it or pick another method"
+        "ShapleyCAM needs the Hessian-vector product through node `/blocks/blocks.1/norm2/LayerNormalization` (LayerNormalization), for which igcam has no second-order rule (it has them for convolutions, batch normalisation, average pooling, max pooling without ceil_mode, products with a constant matrix, arithmetic, reshapes, joins and resizes, ReLU, ReLU6, LeakyReLU, Sigmoid, SiLU, HardSigmoid, HardSwish and Softmax); explain a layer after it or pick another method"
     );
 }

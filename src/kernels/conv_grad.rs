@@ -7,7 +7,7 @@
 //! straight from the output gradient. Max pooling sends each output's gradient to the first
 //! maximum of its window, average pooling shares it over the window, as PyTorch does.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use super::activation::Activation;
 use super::isa::{Kernel, isa_dispatch};
@@ -18,7 +18,7 @@ use super::window::PhaseLayout;
 
 thread_local! {
     /// One image's output gradient taken through a [`Gate`], on this thread.
-    static GATED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static GATED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// An activation that followed the convolution, and its output: the gradient it receives is
@@ -61,8 +61,11 @@ pub fn conv2d_input_grad(
             }
         };
         match gate {
-            Some(gate) => GATED.with(|cell| {
-                let mut gated = cell.borrow_mut();
+            Some(gate) => {
+                // Taken out for the call and put back after it, as `matmul::with_scratch` does:
+                // a thread that waits inside `run` for the product's other threads may run
+                // another image's reverse step meanwhile (a borrow held across it would panic).
+                let mut gated = GATED.take();
                 gated.clear();
                 let a = gate.activation;
                 gated.extend(
@@ -72,7 +75,8 @@ pub fn conv2d_input_grad(
                         .map(|(&g, &y)| g * a.derivative_at_output(y)),
                 );
                 run(&gated);
-            }),
+                GATED.set(gated);
+            }
             None => run(&g[image]),
         }
     });

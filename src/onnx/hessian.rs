@@ -283,7 +283,7 @@ fn unavailable(graph: &Graph, i: usize, e: OpError) -> Error {
     let node = &graph.nodes[i];
     match e {
         OpError::NoGradient | OpError::NoSecondOrder => Error::MethodUnavailable(format!(
-            "ShapleyCAM needs the Hessian-vector product through node `{}` ({}), for which igcam has no second-order rule (it has them for convolutions, batch normalisation, average pooling, max pooling without ceil_mode, products with a constant matrix, arithmetic, reshapes, joins and resizes, ReLU, ReLU6, LeakyReLU, Sigmoid, HardSigmoid, HardSwish and Softmax); explain a layer after it or pick another method",
+            "ShapleyCAM needs the Hessian-vector product through node `{}` ({}), for which igcam has no second-order rule (it has them for convolutions, batch normalisation, average pooling, max pooling without ceil_mode, products with a constant matrix, arithmetic, reshapes, joins and resizes, ReLU, ReLU6, LeakyReLU, Sigmoid, SiLU, HardSigmoid, HardSwish and Softmax); explain a layer after it or pick another method",
             node.name, node.op_type
         )),
         other => graph.bad(i, other),

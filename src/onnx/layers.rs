@@ -19,6 +19,7 @@ const ACTIVATIONS: &[&str] = &[
     "Selu",
     "PRelu",
     "Sigmoid",
+    "Swish",
     "Tanh",
 ];
 

@@ -23,6 +23,7 @@ use super::path::{PathEnds, affine_stem, along, along_on_host};
 use super::profile;
 use super::tokens::{self, View};
 use super::value::{FloatValue, MAX_RANK, Value, host_values};
+use crate::budget;
 use crate::error::{Error, Result};
 use crate::kernels::par;
 use crate::task::detect::DetectLayout;
@@ -685,9 +686,17 @@ impl OnnxModel {
             }))
         };
         // Fewer images than threads leave the kernels splitting small pieces of work (a
-        // detection's boxes): then several passes at once, each on a thread alone.
+        // detection's boxes): then several passes at once, each on a thread alone, as many as
+        // the gradients' memory budget allows.
+        let per_objective: usize = std::iter::once(from)
+            .chain(taps.iter().copied())
+            .filter_map(|name| match env.get(name) {
+                Some(Value::Float(v)) => Some(v.tensor.dims().iter().product::<usize>() * 4),
+                _ => None,
+            })
+            .sum();
         let together = match batch < par::threads() {
-            true => PASSES_PER_THREAD * par::threads(),
+            true => (PASSES_PER_THREAD * par::threads()).min(budget::gradient_group(per_objective)),
             false => 1,
         };
         for (c, group) in objectives.chunks(together).enumerate() {
@@ -930,29 +939,34 @@ impl OnnxModel {
                 each(k, group.into_iter().map(in_layer_order).collect())
             })?;
         }
-        // The rest (all, where the shared pass does not apply), a pass per layer.
-        let rest = &objectives[served..];
-        if rest.is_empty() {
-            return Ok(());
-        }
-        let mut per_layer = at
+        // The rest (all, where the shared pass does not apply), a pass per layer, in groups
+        // the gradients' memory budget allows.
+        let per_objective = at
             .iter()
-            .map(|(layer, activations, env)| {
-                Ok(self
-                    .objective_gradients(layer, activations, env, rest)?
-                    .into_iter())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let group = (served..objectives.len())
-            .map(|_| {
-                per_layer
-                    .iter_mut()
-                    .map(Iterator::next)
-                    .collect::<Option<_>>()
-            })
-            .collect::<Option<_>>()
-            .ok_or_else(|| Error::Internal("a layer's gradient is missing".into()))?;
-        each(served, group)
+            .map(|(_, a, _)| a.dims().iter().product::<usize>() * 4)
+            .sum();
+        let size = budget::gradient_group(per_objective);
+        for (c, rest) in objectives[served..].chunks(size).enumerate() {
+            let mut per_layer = at
+                .iter()
+                .map(|(layer, activations, env)| {
+                    Ok(self
+                        .objective_gradients(layer, activations, env, rest)?
+                        .into_iter())
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let group = (0..rest.len())
+                .map(|_| {
+                    per_layer
+                        .iter_mut()
+                        .map(Iterator::next)
+                        .collect::<Option<_>>()
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::Internal("a layer's gradient is missing".into()))?;
+            each(served + c * size, group)?;
+        }
+        Ok(())
     }
 
     /// ShapleyCAM's `H·A`: the Hessian of `objective` (summed over the images) with respect to
