@@ -25,7 +25,7 @@ use crate::kernels::par;
 use crate::labels::{self, Prediction};
 use crate::onnx::objective::Objective;
 use crate::onnx::profile::Clock;
-use crate::onnx::{Env, OnnxModel, PathEnds};
+use crate::onnx::{Env, LayerGradient, OnnxModel, PathEnds};
 use crate::preprocess::{self, Baseline, Geometry, Preset};
 use crate::task::detect::{DetectOptions, Detection};
 use crate::task::segment::Regions;
@@ -1383,7 +1383,7 @@ impl<'a> Explaining<'a> {
         &mut self,
         served: &[Served],
         at: (usize, &Tensor<4>, &Env),
-        gradients: &[(Objective, Tensor<4>)],
+        gradients: &[(Objective, LayerGradient)],
         points: (Option<(usize, usize)>, Option<&Tensor<4>>),
     ) -> Result<()> {
         for (i, part) in self.cam_parts(served, at, gradients, points)? {
@@ -1397,7 +1397,7 @@ impl<'a> Explaining<'a> {
         &self,
         served: &[Served],
         (layer, activations, env): (usize, &Tensor<4>, &Env),
-        gradients: &[(Objective, Tensor<4>)],
+        gradients: &[(Objective, LayerGradient)],
         (chunk, point_weights): (Option<(usize, usize)>, Option<&Tensor<4>>),
     ) -> Result<Vec<(usize, Tensor<4>)>> {
         let model = &self.explainer.model;

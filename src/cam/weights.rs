@@ -4,6 +4,7 @@
 use burn::tensor::{Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::onnx::LayerGradient;
 use crate::onnx::objective::Objective;
 
 /// The model again, scoring the target on altered inputs: the rest of the graph after the layer
@@ -44,8 +45,9 @@ pub enum Projection {
 pub struct CamInputs<'a> {
     /// The layer's activations `[B, K, h, w]`.
     pub activations: &'a Tensor<4>,
-    /// `dS_c/dA`, the same shape; `None` when no method of the batch uses gradients.
-    pub gradients: Option<&'a Tensor<4>>,
+    /// `dS_c/dA`, the same shape (kept as a box where the reverse pass ended with one);
+    /// `None` when no method of the batch uses gradients.
+    pub gradients: Option<&'a LayerGradient>,
     /// The rest of the graph, for the target.
     pub head: &'a dyn HeadScores,
     /// The seed of anything random (RandomCAM): the request's, made distinct for each target
@@ -56,8 +58,17 @@ pub struct CamInputs<'a> {
 impl CamInputs<'_> {
     /// The gradients, which a method that [uses](CamMethod::uses_gradients) them always gets.
     pub fn gradients(&self) -> Result<Tensor<4>> {
+        Ok(self.layer_gradient()?.whole())
+    }
+
+    /// The gradients' mean over the plane per channel, `[B, K, 1, 1]` (from a box alone, where
+    /// they are one).
+    pub fn gradient_means(&self) -> Result<Tensor<4>> {
+        Ok(self.layer_gradient()?.channel_means())
+    }
+
+    fn layer_gradient(&self) -> Result<&LayerGradient> {
         self.gradients
-            .cloned()
             .ok_or_else(|| Error::Internal("a gradient method was given no gradients".into()))
     }
 }

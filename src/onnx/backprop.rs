@@ -44,7 +44,7 @@ pub fn target_seed(output: &FloatValue, classes: usize, target: usize) -> FloatV
 /// from `from`: the forward pass ran with the same taps), in their order, `None` for a tap no
 /// gradient reaches. `Ok(None)` when an op on the way has no host gradient. A seed that is
 /// zero outside a box (a detection's) is carried as that box as far as the ops allow
-/// ([`boxed`]).
+/// ([`boxed`]), and handed out as a box where it still is one.
 pub fn gradient<'a>(
     graph: &'a Graph,
     env: &'a Env,
@@ -52,8 +52,8 @@ pub fn gradient<'a>(
     seed: Grad,
     from: &'a str,
     taps: &[&str],
-) -> Result<Option<(FloatValue, Vec<Option<FloatValue>>)>> {
-    let mut tapped: Vec<Option<FloatValue>> = vec![None; taps.len()];
+) -> Result<Option<(Grad, Vec<Option<Grad>>)>> {
+    let mut tapped: Vec<Option<Grad>> = (0..taps.len()).map(|_| None).collect();
     let depends = depending_on(graph, steps, from);
     let wanted = |names: &[String]| wanted(graph, env, &depends, names);
     let mut grads: HashMap<&str, Grad> = HashMap::from([(graph.output.as_str(), seed)]);
@@ -64,7 +64,7 @@ pub fn gradient<'a>(
             continue;
         };
         if let Some(t) = taps.iter().position(|&t| t == output) {
-            tapped[t] = Some(grad.dense().map_err(|e| graph.bad(first, e))?);
+            tapped[t] = Some(grad.clone());
         }
         let start = graph.profiler.now();
         let wanted = match step {
@@ -109,9 +109,9 @@ pub fn gradient<'a>(
     }
     // No gradient reached `from` (every path to it carried zeros): it is 0.
     let g = match grads.remove(from) {
-        Some(g) => g.dense().map_err(|e| graph.bad(0, e))?,
+        Some(g) => g,
         None => match env.get(from) {
-            Some(Value::Float(f)) => f.with_tensor(f.tensor.zeros_like()),
+            Some(Value::Float(f)) => Grad::Dense(f.with_tensor(f.tensor.zeros_like())),
             _ => return Ok(None),
         },
     };

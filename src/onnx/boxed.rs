@@ -13,6 +13,7 @@ use super::exec::Step;
 use super::fusion::{FusedConv, Plan};
 use super::graph::{Env, Graph};
 use super::host;
+use super::layer_gradient::LayerGradient;
 use super::ops::grad::activation_grad;
 use super::ops::{Backward, BoxRule, Move, OpResult, Operator, OrNoGradient};
 use super::value::{FloatValue, MAX_RANK, Value};
@@ -24,6 +25,7 @@ type Box4 = [Range<usize>; MAX_RANK];
 
 /// A gradient that is zero outside the box `at`: its values there (`part`, of the box's shape)
 /// in a tensor of logical shape `full`.
+#[derive(Clone)]
 pub struct BoxGrad {
     part: FloatValue,
     at: Box4,
@@ -31,6 +33,7 @@ pub struct BoxGrad {
 }
 
 /// A reverse pass's gradient: whole, or zero outside a box.
+#[derive(Clone)]
 pub enum Grad {
     /// Every value.
     Dense(FloatValue),
@@ -101,6 +104,24 @@ impl Grad {
         }
         let part = host::tensor(part, size, &like.tensor.device());
         Ok(BoxGrad::of_part(part, at, like.shape()))
+    }
+
+    /// The gradient of a `[N, C, h, w]` layer as it is handed out: boxed where the box spans
+    /// every image and channel (a box of the plane), else whole.
+    pub fn layer_gradient(&self) -> OpResult<LayerGradient> {
+        if let Grad::Boxed(b) = self
+            && let [n, c, h, w] = *b.full.as_slice()
+            && b.at[0] == (0..n)
+            && b.at[1] == (0..c)
+        {
+            return Ok(LayerGradient::Boxed {
+                part: b.part.tensor.clone(),
+                rows: b.at[2].clone(),
+                cols: b.at[3].clone(),
+                dims: [n, c, h, w],
+            });
+        }
+        Ok(LayerGradient::Whole(self.dense()?.tensor))
     }
 
     /// The whole gradient.

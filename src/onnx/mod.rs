@@ -13,6 +13,7 @@ mod fusion;
 mod graph;
 mod hessian;
 mod host;
+mod layer_gradient;
 mod layers;
 mod load;
 pub mod metadata;
@@ -33,6 +34,7 @@ mod value;
 /// 1 in the single-threaded browser build.
 pub use crate::kernels::par::threads as cpu_threads;
 pub use graph::{Env, InputSpec};
+pub use layer_gradient::LayerGradient;
 pub use layers::LayerInfo;
 pub use load::DEFAULT_INPUT_SIZE;
 pub use model::{BiasGradients, OnnxModel, run_graph};

@@ -14,6 +14,7 @@ use super::external::{self, ExternalData};
 use super::fusion;
 use super::graph::{Env, Graph, InputSpec};
 use super::hessian;
+use super::layer_gradient::LayerGradient;
 use super::layers::{LayerInfo, Layers};
 use super::load::{self, DEFAULT_INPUT_SIZE};
 use super::metadata::Metadata;
@@ -32,6 +33,13 @@ use crate::task::detect::DetectLayout;
 /// detections): enough for the threads to balance passes of unequal cost, few enough that a
 /// group's gradients stay small.
 const PASSES_PER_THREAD: usize = 4;
+
+/// Each objective's layer gradients whole (the collecting callers' tensors).
+fn whole(group: Vec<Vec<Option<LayerGradient>>>) -> Vec<Vec<Option<Tensor<4>>>> {
+    let each =
+        |g: Vec<Option<LayerGradient>>| g.into_iter().map(|g| g.map(|g| g.whole())).collect();
+    group.into_iter().map(each).collect()
+}
 
 /// What FullGrad reads ([`OnnxModel::bias_gradients`]).
 pub struct BiasGradients {
@@ -629,7 +637,7 @@ impl OnnxModel {
     ) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
         let mut grads = Vec::with_capacity(objectives.len());
         let served = self.host_gradients_each(env, from, at, objectives, phases, &mut |_, g| {
-            grads.extend(g);
+            grads.extend(whole(g));
             Ok(())
         })?;
         Ok((served == objectives.len()).then_some(grads))
@@ -653,7 +661,7 @@ impl OnnxModel {
         (from, taps): (&str, &[&str]),
         objectives: &[Objective],
         [forward, backward]: [&str; 2],
-        each: &mut dyn FnMut(usize, Vec<Vec<Option<Tensor<4>>>>) -> Result<()>,
+        each: &mut dyn FnMut(usize, Vec<Vec<Option<LayerGradient>>>) -> Result<()>,
     ) -> Result<usize> {
         if objectives.is_empty() || !self.host_pass_applies(batch) {
             return Ok(0);
@@ -665,7 +673,7 @@ impl OnnxModel {
         let output = self.output(&env)?;
         let per_image = self.outputs_per_image();
         // One objective's reverse pass, `None` where an op on the way has no host gradient.
-        let pass = |objective: &Objective| -> Result<Option<Vec<Option<Tensor<4>>>>> {
+        let pass = |objective: &Objective| -> Result<Option<Vec<Option<LayerGradient>>>> {
             // A detection's seed starts as its few values, boxed; any other is whole (a
             // class's logits or a region reach ops without a box rule first: `Gemm`, `Resize`).
             let values = objective.seed_values(output, per_image)?;
@@ -676,14 +684,26 @@ impl OnnxModel {
             let grad = self.phase(backward, || {
                 backprop::gradient(&self.graph, &env, &steps, seed, from, taps)
             })?;
-            // Each gradient as its layer is explained: token gradients as their grid.
-            Ok(grad.map(|(g, tapped)| {
-                let mut all = vec![Some(tokens::grid(self.view(from), &g))];
-                for (tap, t) in taps.iter().zip(tapped) {
-                    all.push(t.map(|t| tokens::grid(self.view(tap), &t)));
-                }
-                all
-            }))
+            // Each gradient as its layer is explained: token gradients as their grid, a
+            // detection's box of a plane kept a box.
+            let layer = |name: &str, g: &boxed::Grad| -> Result<LayerGradient> {
+                let view = self.view(name);
+                let g = match view {
+                    View::Nchw => g.layer_gradient(),
+                    _ => g
+                        .dense()
+                        .map(|d| LayerGradient::Whole(tokens::grid(view, &d))),
+                };
+                g.map_err(|e| self.graph.bad(0, e))
+            };
+            let Some((g, tapped)) = grad else {
+                return Ok(None);
+            };
+            let mut all = vec![Some(layer(from, &g)?)];
+            for (tap, t) in taps.iter().zip(tapped) {
+                all.push(t.map(|t| layer(tap, &t)).transpose()?);
+            }
+            Ok(Some(all))
         };
         // Fewer images than threads leave the kernels splitting small pieces of work (a
         // detection's boxes): then several passes at once, each on a thread alone, as many as
@@ -852,7 +872,7 @@ impl OnnxModel {
     ) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
         let mut grads = Vec::with_capacity(objectives.len());
         let served = self.host_head_gradients_each(at, taps, objectives, &mut |_, g| {
-            grads.extend(g);
+            grads.extend(whole(g));
             Ok(())
         })?;
         Ok((served == objectives.len()).then_some(grads))
@@ -865,7 +885,7 @@ impl OnnxModel {
         (layer, activations, env): (&str, &Tensor<4>, &Env),
         taps: &[&str],
         objectives: &[Objective],
-        each: &mut dyn FnMut(usize, Vec<Vec<Option<Tensor<4>>>>) -> Result<()>,
+        each: &mut dyn FnMut(usize, Vec<Vec<Option<LayerGradient>>>) -> Result<()>,
     ) -> Result<usize> {
         let batch = activations.dims()[0];
         if objectives.is_empty() || !self.host_pass_applies(batch) {
@@ -904,7 +924,7 @@ impl OnnxModel {
         &self,
         at: &[(&str, &Tensor<4>, &Env)],
         objectives: &[Objective],
-        each: &mut dyn FnMut(usize, Vec<Vec<Tensor<4>>>) -> Result<()>,
+        each: &mut dyn FnMut(usize, Vec<Vec<LayerGradient>>) -> Result<()>,
     ) -> Result<()> {
         let producers = at
             .iter()
@@ -929,10 +949,10 @@ impl OnnxModel {
                 .collect();
             let taps: Vec<&str> = order[1..].iter().map(|&i| at[i].0).collect();
             served = self.host_head_gradients_each(at[e], &taps, objectives, &mut |k, group| {
-                let in_layer_order = |grads: Vec<Option<Tensor<4>>>| {
-                    let mut per_layer: Vec<Option<Tensor<4>>> = vec![None; at.len()];
+                let in_layer_order = |grads: Vec<Option<LayerGradient>>| {
+                    let mut per_layer: Vec<Option<LayerGradient>> = vec![None; at.len()];
                     for (&i, g) in order.iter().zip(grads) {
-                        per_layer[i] = Some(g.unwrap_or_else(|| at[i].1.zeros_like()));
+                        per_layer[i] = Some(g.unwrap_or_else(|| LayerGradient::zero(at[i].1)));
                     }
                     per_layer.into_iter().flatten().collect()
                 };
@@ -952,7 +972,8 @@ impl OnnxModel {
                 .map(|(layer, activations, env)| {
                     Ok(self
                         .objective_gradients(layer, activations, env, rest)?
-                        .into_iter())
+                        .into_iter()
+                        .map(LayerGradient::Whole))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let group = (0..rest.len())

@@ -10,6 +10,6 @@ pub struct GradCam;
 
 impl CamMethod for GradCam {
     fn channel_weights(&self, inputs: &CamInputs) -> Result<Option<Tensor<4>>> {
-        Ok(Some(inputs.gradients()?.mean_dim(3).mean_dim(2)))
+        Ok(Some(inputs.gradient_means()?))
     }
 }
