@@ -34,11 +34,23 @@ use crate::task::detect::DetectLayout;
 /// group's gradients stay small.
 const PASSES_PER_THREAD: usize = 4;
 
-/// Each objective's layer gradients whole (the collecting callers' tensors).
-fn whole(group: Vec<Vec<Option<LayerGradient>>>) -> Vec<Vec<Option<Tensor<4>>>> {
-    let each =
-        |g: Vec<Option<LayerGradient>>| g.into_iter().map(|g| g.map(|g| g.whole())).collect();
-    group.into_iter().map(each).collect()
+/// Where a streaming reverse pass hands out its gradients: a group of objectives at a time,
+/// with the first one's index.
+type EachGroup<'a> = dyn FnMut(usize, Vec<Vec<Option<LayerGradient>>>) -> Result<()> + 'a;
+
+/// The layer gradients of all `count` objectives of the streaming pass `run`, each made whole;
+/// `None` unless it served them all.
+fn collected(
+    count: usize,
+    run: impl FnOnce(&mut EachGroup) -> Result<usize>,
+) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
+    let mut grads = Vec::with_capacity(count);
+    let served = run(&mut |_, group| {
+        let whole = |g: Vec<Option<LayerGradient>>| g.into_iter().map(|g| g.map(|g| g.whole()));
+        grads.extend(group.into_iter().map(|g| whole(g).collect()));
+        Ok(())
+    })?;
+    Ok((served == count).then_some(grads))
 }
 
 /// What FullGrad reads ([`OnnxModel::bias_gradients`]).
@@ -635,12 +647,9 @@ impl OnnxModel {
         objectives: &[Objective],
         phases: [&str; 2],
     ) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
-        let mut grads = Vec::with_capacity(objectives.len());
-        let served = self.host_gradients_each(env, from, at, objectives, phases, &mut |_, g| {
-            grads.extend(whole(g));
-            Ok(())
-        })?;
-        Ok((served == objectives.len()).then_some(grads))
+        collected(objectives.len(), |each| {
+            self.host_gradients_each(env, from, at, objectives, phases, each)
+        })
     }
 
     /// The gradients of each of `objectives` (summed over the images) with respect to the value
@@ -651,9 +660,10 @@ impl OnnxModel {
     /// objectives at a time (with the first one's index) before the next group's passes start,
     /// so that only a group's are held. On fewer images than threads a group's passes run side
     /// by side, each on a thread alone. Each objective's gradients come as `[from, taps...]`,
-    /// `None` for a tap that no gradient reaches (`from`'s is always there). Returns how many objectives were served, in order:
-    /// all, or fewer where an op on the way has no host gradient (the model then takes autodiff
-    /// from now on) or where the pass does not apply (none).
+    /// `None` for a tap that no gradient reaches (`from`'s is always there). Returns how many
+    /// objectives were served, in order: all, or fewer where an op on the way has no host
+    /// gradient (the model then takes autodiff from now on) or where the pass does not apply
+    /// (none).
     fn host_gradients_each(
         &self,
         mut env: Env,
@@ -661,7 +671,7 @@ impl OnnxModel {
         (from, taps): (&str, &[&str]),
         objectives: &[Objective],
         [forward, backward]: [&str; 2],
-        each: &mut dyn FnMut(usize, Vec<Vec<Option<LayerGradient>>>) -> Result<()>,
+        each: &mut EachGroup,
     ) -> Result<usize> {
         if objectives.is_empty() || !self.host_pass_applies(batch) {
             return Ok(0);
@@ -870,12 +880,9 @@ impl OnnxModel {
         taps: &[&str],
         objectives: &[Objective],
     ) -> Result<Option<Vec<Vec<Option<Tensor<4>>>>>> {
-        let mut grads = Vec::with_capacity(objectives.len());
-        let served = self.host_head_gradients_each(at, taps, objectives, &mut |_, g| {
-            grads.extend(whole(g));
-            Ok(())
-        })?;
-        Ok((served == objectives.len()).then_some(grads))
+        collected(objectives.len(), |each| {
+            self.host_head_gradients_each(at, taps, objectives, each)
+        })
     }
 
     /// [`OnnxModel::host_head_gradients`] an objective at a time, as
@@ -885,7 +892,7 @@ impl OnnxModel {
         (layer, activations, env): (&str, &Tensor<4>, &Env),
         taps: &[&str],
         objectives: &[Objective],
-        each: &mut dyn FnMut(usize, Vec<Vec<Option<LayerGradient>>>) -> Result<()>,
+        each: &mut EachGroup,
     ) -> Result<usize> {
         let batch = activations.dims()[0];
         if objectives.is_empty() || !self.host_pass_applies(batch) {
