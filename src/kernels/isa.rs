@@ -145,16 +145,19 @@ pub enum Kernel {
     Transforms,
     /// `exp` and `erf` over tensors, and the softmax of rows.
     Transcendental,
+    /// Layer normalisation of rows, forward and backward.
+    Normalize,
 }
 
 impl Kernel {
-    const ALL: [Kernel; 6] = [
+    const ALL: [Kernel; 7] = [
         Kernel::Gemm,
         Kernel::Window,
         Kernel::GradTaps,
         Kernel::Epilogue,
         Kernel::Transforms,
         Kernel::Transcendental,
+        Kernel::Normalize,
     ];
 
     /// What the kernel computes, for a profile.
@@ -166,6 +169,7 @@ impl Kernel {
             Kernel::Epilogue => "convolution epilogue (bias, residual, activation)",
             Kernel::Transforms => "Winograd tile transforms",
             Kernel::Transcendental => "exp, erf and softmax",
+            Kernel::Normalize => "layer normalisation",
         }
     }
 
@@ -177,7 +181,8 @@ impl Kernel {
             | Kernel::GradTaps
             | Kernel::Epilogue
             | Kernel::Transforms
-            | Kernel::Transcendental => Isa::active(),
+            | Kernel::Transcendental
+            | Kernel::Normalize => Isa::active(),
         }
     }
 

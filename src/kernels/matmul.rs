@@ -251,7 +251,7 @@ impl<'a> MatRef<'a> {
     }
 
     /// Whether every element it addresses lies in `data`.
-    fn fits(&self) -> bool {
+    pub fn fits(&self) -> bool {
         let [r, c] = self.shape;
         if r == 0 || c == 0 {
             return true;

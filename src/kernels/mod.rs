@@ -10,6 +10,7 @@
 //! `benches/kernels.rs` (`cargo bench --features bench-kernels --bench kernels`).
 
 pub mod activation;
+pub mod attention;
 pub mod bottleneck;
 pub mod channel_blocks;
 pub mod conv;
@@ -17,8 +18,11 @@ pub mod conv_grad;
 pub mod epilogue;
 pub mod grad_window;
 pub mod isa;
+pub mod lanes;
+pub mod layer_norm;
 pub mod matmul;
 pub mod par;
+pub mod place;
 pub mod pool;
 #[cfg(test)]
 mod refusals;

@@ -7,8 +7,10 @@
 //! 2e-7 relative, `erf` within 2e-7 absolute and 1e-6 relative. That is float32 rounding: the
 //! maps that use them stay within 1e-6 of those made with Burn's own.
 
-use super::isa::{Kernel, isa_dispatch};
+use super::isa::{Isa, Kernel, isa_dispatch};
+use super::lanes::{LANES, sum_of};
 use super::par::par_chunks;
+use super::uninit::{Written, written_in_chunks};
 
 /// Values per parallel chunk: enough to pay for a task.
 const CHUNK: usize = 1 << 14;
@@ -143,6 +145,40 @@ fn gelu_slice<const FMA: bool>(values: &mut [f32]) {
     });
 }
 
+/// SiLU's derivative `σ + x σ (1 - σ)` at every value, in place (σ as [`sigmoid_slice`]
+/// computes it).
+#[inline(always)]
+fn silu_derivative_slice<const FMA: bool>(values: &mut [f32]) {
+    each(values, |x| {
+        let s = 1.0 / (1.0 + exp::<FMA>(-x));
+        s + x * s * (1.0 - s)
+    });
+}
+
+isa_dispatch! {
+    /// [`silu_derivative_slice`] compiled for `isa` (which the CPU must have:
+    /// [`Isa::available`]).
+    fn silu_derivative_on(values: &mut [f32]) => silu_derivative_slice::<FMA>
+}
+
+/// The exact GELU's derivative `Φ(x) + x φ(x)` (the normal distribution's CDF and density)
+/// at every value, in place (from [`erf`] and [`exp`]).
+#[inline(always)]
+fn gelu_derivative_slice<const FMA: bool>(values: &mut [f32]) {
+    /// `1 / √(2π)`.
+    const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+    each(values, |x| {
+        let cdf = 0.5 * (1.0 + erf::<FMA>(x * std::f32::consts::FRAC_1_SQRT_2));
+        madd::<FMA>(x * FRAC_1_SQRT_2PI, exp::<FMA>(-0.5 * x * x), cdf)
+    });
+}
+
+isa_dispatch! {
+    /// [`gelu_derivative_slice`] compiled for `isa` (which the CPU must have:
+    /// [`Isa::available`]).
+    fn gelu_derivative_on(values: &mut [f32]) => gelu_derivative_slice::<FMA>
+}
+
 isa_dispatch! {
     /// [`gelu_slice`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
     fn gelu_on(values: &mut [f32]) => gelu_slice::<FMA>
@@ -177,27 +213,75 @@ pub enum Elementwise {
     Exp,
     /// The exact GELU, `x/2 · (1 + erf(x / √2))`.
     Gelu,
+    /// The exact GELU's derivative, `Φ(x) + x φ(x)`.
+    GeluDerivative,
     /// The logistic function `1 / (1 + e^-x)`.
     Sigmoid,
     /// SiLU (swish), `x / (1 + e^-x)`.
     Silu,
+    /// SiLU's derivative, `σ + x σ (1 - σ)`.
+    SiluDerivative,
+}
+
+impl Elementwise {
+    /// Every function, for the tests that run each kernel.
+    #[cfg(test)]
+    const ALL: [Elementwise; 7] = [
+        Elementwise::Erf,
+        Elementwise::Exp,
+        Elementwise::Gelu,
+        Elementwise::GeluDerivative,
+        Elementwise::Sigmoid,
+        Elementwise::Silu,
+        Elementwise::SiluDerivative,
+    ];
+}
+
+/// The kernel computing `f` in place.
+fn kernel_of(f: Elementwise) -> fn(Isa, &mut [f32]) {
+    match f {
+        Elementwise::Erf => erf_on,
+        Elementwise::Exp => exp_on,
+        Elementwise::Gelu => gelu_on,
+        Elementwise::GeluDerivative => gelu_derivative_on,
+        Elementwise::Sigmoid => sigmoid_on,
+        Elementwise::Silu => silu_on,
+        Elementwise::SiluDerivative => silu_derivative_on,
+    }
 }
 
 /// `f` of every value, in place, in parallel.
 pub fn in_place(f: Elementwise, values: &mut [f32]) {
-    let isa = Kernel::Transcendental.enter();
-    let kernel = match f {
-        Elementwise::Erf => erf_on,
-        Elementwise::Exp => exp_on,
-        Elementwise::Gelu => gelu_on,
-        Elementwise::Sigmoid => sigmoid_on,
-        Elementwise::Silu => silu_on,
-    };
+    let (isa, kernel) = (Kernel::Transcendental.enter(), kernel_of(f));
     par_chunks(values, CHUNK, |_, chunk| kernel(isa, chunk));
 }
 
-/// Lanes of the reductions: wide enough for any vector unit, so that the sums vectorise.
-const LANES: usize = 16;
+/// `f` of every value of `values`, in parallel (each chunk copied into the output, where it
+/// stays in the cache for `f`).
+pub fn mapped(f: Elementwise, values: &[f32]) -> Vec<f32> {
+    let (isa, kernel) = (Kernel::Transcendental.enter(), kernel_of(f));
+    written_in_chunks(values.len(), CHUNK, |i, out| {
+        let out = out.write_copy_of_slice(&values[i * CHUNK..][..out.len()]);
+        kernel(isa, out);
+        Written::of(out)
+    })
+}
+
+/// `f(x) · g` for every value `x` of `values` and `g` of `factors` (an activation's gradient:
+/// its derivative times the output's gradient), in parallel, one pass.
+pub fn mapped_times(f: Elementwise, values: &[f32], factors: &[f32]) -> Vec<f32> {
+    assert_eq!(values.len(), factors.len(), "a factor for every value");
+    let (isa, kernel) = (Kernel::Transcendental.enter(), kernel_of(f));
+    written_in_chunks(values.len(), CHUNK, |i, out| {
+        let at = i * CHUNK..i * CHUNK + out.len();
+        let out = out.write_copy_of_slice(&values[at.clone()]);
+        kernel(isa, out);
+        for (o, &g) in out.iter_mut().zip(&factors[at]) {
+            *o *= g;
+        }
+        Written::of(out)
+    })
+}
 
 /// The softmax of one row, in place: `e^{x - max}` over its sum.
 #[inline(always)]
@@ -246,16 +330,76 @@ isa_dispatch! {
     fn softmax_on(values: &mut [f32], len: usize) => softmax_rows_of::<FMA>
 }
 
-/// The softmax of each row of `len` values (the last axis), in place, rows in parallel.
-pub fn softmax_rows(values: &mut [f32], len: usize) {
-    assert!(
-        len > 0 && values.len().is_multiple_of(len),
-        "{} values do not make rows of {len}",
-        values.len()
-    );
+/// The softmax's input gradient for one row: `y (g - Σ g y)`, from its output `y` and the
+/// output's gradient `g`, into `out`.
+#[inline(always)]
+fn softmax_grad_row(y: &[f32], g: &[f32], out: &mut [f32]) {
+    let dot = sum_of(y, g, |y, g| g * y);
+    for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+        *o = y * (g - dot);
+    }
+}
+
+/// [`softmax_grad_row`] over every row of `len` values.
+#[inline(always)]
+fn softmax_grad_rows(y: &[f32], g: &[f32], out: &mut [f32], len: usize) {
+    let rows = y.chunks_exact(len).zip(g.chunks_exact(len));
+    for ((y, g), o) in rows.zip(out.chunks_exact_mut(len)) {
+        softmax_grad_row(y, g, o);
+    }
+}
+
+isa_dispatch! {
+    /// [`softmax_grad_rows`] compiled for `isa` (which the CPU must have: [`Isa::available`]).
+    fn softmax_grad_on(y: &[f32], g: &[f32], out: &mut [f32], len: usize) => softmax_grad_rows
+}
+
+/// The input gradient of a softmax over rows of `len` values, from its output `y` and the
+/// output's gradient `g`: `y (g - Σ g y)` along each row, rows in parallel.
+pub fn softmax_gradient(y: &[f32], g: &[f32], len: usize) -> Vec<f32> {
+    assert_eq!(g.len(), y.len(), "a gradient for every value");
+    let chunk = rows_task(y.len(), len);
     let isa = Kernel::Transcendental.enter();
-    let rows = (CHUNK / len).max(1);
-    par_chunks(values, rows * len, |_, chunk| softmax_on(isa, chunk, len));
+    let mut out = vec![0.0; y.len()];
+    par_chunks(&mut out, chunk, |i, o| {
+        let at = i * chunk..i * chunk + o.len();
+        softmax_grad_on(isa, &y[at.clone()], &g[at], o, len);
+    });
+    out
+}
+
+/// Values per parallel task for rows of `len` values (whole rows); panics unless `values`
+/// make whole rows.
+fn rows_task(values: usize, len: usize) -> usize {
+    assert!(
+        len > 0 && values.is_multiple_of(len),
+        "{values} values do not make rows of {len}"
+    );
+    (CHUNK / len).max(1) * len
+}
+
+/// The softmax of each row of `len` values, in place, on this thread (a task's own rows).
+pub fn softmax_rows_here(values: &mut [f32], len: usize) {
+    rows_task(values.len(), len);
+    softmax_on(Kernel::Transcendental.enter(), values, len);
+}
+
+/// The softmax of each row of `len` values (the last axis), in place, rows in parallel.
+pub fn softmax_rows_in_place(values: &mut [f32], len: usize) {
+    let chunk = rows_task(values.len(), len);
+    let isa = Kernel::Transcendental.enter();
+    par_chunks(values, chunk, |_, rows| softmax_on(isa, rows, len));
+}
+
+/// The softmax of each row of `len` values (the last axis) of `values`, rows in parallel.
+pub fn softmax_rows(values: &[f32], len: usize) -> Vec<f32> {
+    let chunk = rows_task(values.len(), len);
+    let isa = Kernel::Transcendental.enter();
+    written_in_chunks(values.len(), chunk, |i, out| {
+        let out = out.write_copy_of_slice(&values[i * chunk..][..out.len()]);
+        softmax_on(isa, out, len);
+        Written::of(out)
+    })
 }
 
 #[cfg(test)]
@@ -321,16 +465,16 @@ mod tests {
     fn sigmoid_is_within_float_rounding_of_the_exact_value() {
         for x in grid().into_iter().chain([-100.0, -88.0, 88.0, 100.0]) {
             let want = 1.0 / (1.0 + (-f64::from(x)).exp());
-            let mut got = [x];
-            in_place(Elementwise::Sigmoid, &mut got);
-            let got = f64::from(got[0]);
+            let got = f64::from(mapped(Elementwise::Sigmoid, &[x])[0]);
             assert!(
                 (got - want).abs() <= 3e-7 * want + 1e-37,
                 "sigmoid({x}) = {got}, exactly {want}"
             );
         }
-        let mut ends = [-1e4, 1e4, f32::NEG_INFINITY, f32::INFINITY];
-        in_place(Elementwise::Sigmoid, &mut ends);
+        let ends = mapped(
+            Elementwise::Sigmoid,
+            &[-1e4, 1e4, f32::NEG_INFINITY, f32::INFINITY],
+        );
         assert!(ends[0] < 1e-37 && ends[2] < 1e-37, "{ends:?}");
         assert_eq!([ends[1], ends[3]], [1.0, 1.0]);
     }
@@ -340,14 +484,27 @@ mod tests {
         for x in grid() {
             let x64 = f64::from(x);
             let want = 0.5 * x64 * (1.0 + libm::erf(x64 / std::f64::consts::SQRT_2));
-            let mut got = [x];
-            in_place(Elementwise::Gelu, &mut got);
-            let got = f64::from(got[0]);
+            let got = f64::from(mapped(Elementwise::Gelu, &[x])[0]);
             // Where erf is -1 to within rounding, 1 + erf cancels: an absolute error of x
             // times half of erf's error, at most 2e-7 (as in PyTorch's own float32 GELU).
             assert!(
                 (got - want).abs() <= 3e-7 * want.abs() + 1.2e-7 * x64.abs(),
                 "gelu({x}) = {got}, exactly {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn gelu_derivative_is_within_float_rounding_of_the_exact_value() {
+        for x in grid() {
+            let x64 = f64::from(x);
+            let cdf = 0.5 * (1.0 + libm::erf(x64 / std::f64::consts::SQRT_2));
+            let pdf = (-0.5 * x64 * x64).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let want = cdf + x64 * pdf;
+            let got = f64::from(mapped(Elementwise::GeluDerivative, &[x])[0]);
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs() + 3e-7,
+                "gelu'({x}) = {got}, exactly {want}"
             );
         }
     }
@@ -359,8 +516,7 @@ mod tests {
             let values: Vec<f32> = (0..rows * len)
                 .map(|i| ((i * 7919 % 1013) as f32) / 50.0 - 10.0)
                 .collect();
-            let mut got = values.clone();
-            softmax_rows(&mut got, len);
+            let got = softmax_rows(&values, len);
             for (r, row) in values.chunks(len).enumerate() {
                 let max = row
                     .iter()
@@ -379,32 +535,51 @@ mod tests {
     }
 
     #[test]
+    fn the_softmax_gradient_matches_the_jacobian() {
+        let len = 37;
+        let x: Vec<f32> = (0..3 * len)
+            .map(|i| ((i * 31 % 23) as f32) / 5.0 - 2.0)
+            .collect();
+        let g: Vec<f32> = (0..3 * len)
+            .map(|i| ((i * 17 % 13) as f32) / 6.0 - 1.0)
+            .collect();
+        let y = softmax_rows(&x, len);
+        let got = softmax_gradient(&y, &g, len);
+        for r in 0..3 {
+            let row = r * len..(r + 1) * len;
+            let (y, g) = (&y[row.clone()], &g[row]);
+            for i in 0..len {
+                // dx_i = Σ_j g_j ∂y_j/∂x_i, ∂y_j/∂x_i = y_j (δ_ij - y_i).
+                let want: f64 = (0..len)
+                    .map(|j| {
+                        let delta = if i == j { 1.0 } else { 0.0 };
+                        f64::from(g[j]) * f64::from(y[j]) * (delta - f64::from(y[i]))
+                    })
+                    .sum();
+                let v = f64::from(got[r * len + i]);
+                assert!((v - want).abs() <= 1e-6, "row {r}, {i}: {v} vs {want}");
+            }
+        }
+    }
+
+    #[test]
     fn every_isa_path_gives_the_portable_result() {
         let values = grid();
-        assert_every_isa_agrees("erf", |isa| {
-            let mut v = values.clone();
-            erf_on(isa, &mut v);
-            v
-        });
-        assert_every_isa_agrees("exp", |isa| {
-            let mut v: Vec<f32> = values.iter().map(|x| x / 2.0).collect();
-            exp_on(isa, &mut v);
-            v
-        });
-        assert_every_isa_agrees("gelu", |isa| {
-            let mut v = values.clone();
-            gelu_on(isa, &mut v);
-            v
-        });
-        assert_every_isa_agrees("sigmoid", |isa| {
-            let mut v = values.clone();
-            sigmoid_on(isa, &mut v);
-            v
-        });
-        assert_every_isa_agrees("silu", |isa| {
-            let mut v = values.clone();
-            silu_on(isa, &mut v);
-            v
+        for f in Elementwise::ALL {
+            let kernel = kernel_of(f);
+            assert_every_isa_agrees(&format!("{f:?}"), |isa| {
+                // exp's arguments halved, to stay clear of its overflow.
+                let scale = if f == Elementwise::Exp { 0.5 } else { 1.0 };
+                let mut v: Vec<f32> = values.iter().map(|x| x * scale).collect();
+                kernel(isa, &mut v);
+                v
+            });
+        }
+        assert_every_isa_agrees("softmax gradient", |isa| {
+            let (y, g) = (&values[..197 * 50], &values[197 * 50..197 * 100]);
+            let mut out = vec![0.0; y.len()];
+            softmax_grad_on(isa, y, g, &mut out, 197);
+            out
         });
         assert_every_isa_agrees("softmax", |isa| {
             let mut v = values[..197 * 100].to_vec();

@@ -75,20 +75,30 @@ pub fn written_in_parts(
     let len = parts
         .checked_mul(part)
         .expect("an output too large to address");
+    written_in_chunks(len, part, write)
+}
+
+/// A buffer of `len` values written in chunks of `chunk` (the last one shorter where `chunk`
+/// does not divide `len`), as [`written_in_parts`] writes its parts.
+pub fn written_in_chunks(
+    len: usize,
+    chunk: usize,
+    write: impl Fn(usize, &mut [MaybeUninit<f32>]) -> Written + Sync,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(len);
     if len == 0 {
         return out;
     }
-    par_chunks(&mut out.spare_capacity_mut()[..len], part, |i, p| {
+    par_chunks(&mut out.spare_capacity_mut()[..len], chunk, |i, p| {
         let receipt = write(i, p);
         assert!(
             receipt.covers(p),
             "a kernel left part of its output unwritten"
         );
     });
-    // SAFETY: every part was covered by its receipt (asserted): a receipt comes from a `&mut
+    // SAFETY: every chunk was covered by its receipt (asserted): a receipt comes from a `&mut
     // [f32]` over those values, and safe code gets one over values of this buffer only from
-    // initialising writes. The parts tile the first `len` values.
+    // initialising writes. The chunks tile the first `len` values.
     unsafe { out.set_len(len) };
     out
 }
@@ -105,6 +115,15 @@ mod tests {
             first.and(Written::of(b.write_copy_of_slice(&[1.0, 2.0, 3.0])))
         });
         assert_eq!(out, [0., 1., 2., 3., 1., 1., 2., 3., 2., 1., 2., 3.]);
+    }
+
+    #[test]
+    fn chunks_that_do_not_divide_the_buffer_leave_a_short_last_one() {
+        let out = written_in_chunks(5, 2, |i, part| {
+            let values: Vec<f32> = (0..part.len()).map(|j| (10 * i + j) as f32).collect();
+            Written::of(part.write_copy_of_slice(&values))
+        });
+        assert_eq!(out, [0., 1., 10., 11., 20.]);
     }
 
     #[test]

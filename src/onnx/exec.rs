@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::ops::{Range, RangeInclusive};
 
+use super::attention;
 use super::chain::{self, Chain};
 use super::fusion::{self, Plan};
 use super::graph::{Env, Graph, Node};
@@ -188,6 +189,16 @@ impl Exec<'_> {
                         continue;
                     }
                 }
+                // Attention's three nodes as one kernel, in runs that keep nothing.
+                let heads = (self.fuse && !self.retain && steps.is_none())
+                    .then(|| attention::plan(self.graph, i, &range, self.keep))
+                    .flatten();
+                if let Some(plan) = heads
+                    && self.attention(env, &plan)?
+                {
+                    i = plan.product + 1;
+                    continue;
+                }
                 let plan = self
                     .fuse
                     .then(|| fusion::plan(self.graph, i, &range, self.keep, env))
@@ -369,6 +380,42 @@ impl Exec<'_> {
 impl Exec<'_> {
     /// Runs an inverted bottleneck ([`fusion::bottleneck`]) as one kernel call on the host;
     /// its output takes the last node's name.
+    /// Runs attention's nodes (`plan`) as one kernel on the host ([`attention::run`]);
+    /// `false` where the operands do not fit it (nothing was run).
+    fn attention(&self, env: &mut Env, plan: &attention::Plan) -> Result<bool> {
+        let g = self.graph;
+        let float = |name: &str| match g.peek(env, name) {
+            Some(Value::Float(f)) => Some(f),
+            _ => None,
+        };
+        let (scores, product) = (&g.nodes[plan.scores], &g.nodes[plan.product]);
+        let (Some(a), Some(b), Some(v)) = (
+            float(&scores.inputs[0]),
+            float(&scores.inputs[1]),
+            float(&product.inputs[1]),
+        ) else {
+            return Ok(false);
+        };
+        let Some(terms) = (plan.terms.iter())
+            .map(|(_, c, name)| Some((*c, float(name)?)))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(false);
+        };
+        let start = g.profiler.now();
+        let axis = g.nodes[plan.softmax].op.softmax_axis();
+        let Some(out) = attention::run(a, b, v, &terms, axis) else {
+            return Ok(false);
+        };
+        self.free_last_reads(env, plan.scores..=plan.product);
+        if start.is_some() {
+            g.sync()?;
+            g.profiler.add_op(&plan.label(g), &scores.name, start);
+        }
+        env.insert(product.output.clone(), Value::Float(out));
+        self.check_live(env, plan.product).map(|()| true)
+    }
+
     fn bottleneck(&self, env: &mut Env, chain: &Chain) -> Result<()> {
         let g = self.graph;
         let (first, last) = (chain.first(), chain.last());

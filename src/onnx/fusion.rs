@@ -51,7 +51,7 @@ impl Plan {
 
 /// Whether the output of node `i` may stay inside a fused group ending at node `i + 1`:
 /// read by that node only, not kept, not the graph's output, and `i + 1` within `range`.
-fn internal(graph: &Graph, i: usize, range: &Range<usize>, keep: &[&str]) -> bool {
+pub(super) fn internal(graph: &Graph, i: usize, range: &Range<usize>, keep: &[&str]) -> bool {
     let name = &graph.nodes[i].output;
     i + 1 < range.end
         && graph.readers.get(name) == Some(&1)

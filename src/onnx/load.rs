@@ -306,28 +306,57 @@ pub fn parse(
     Ok(graph)
 }
 
+/// The constants a rewrite may look at: the initialisers, `Constant` nodes and the legacy
+/// exporter's `Identity` copies of an initialiser.
+struct KnownConstants<'a> {
+    host: &'a HashMap<String, HostTensor>,
+    nodes: HashMap<&'a str, &'a NodeProto>,
+    copies: HashMap<&'a str, &'a str>,
+}
+
+impl KnownConstants<'_> {
+    /// `f` of the constant `name`, if it is one: an initialiser in place (it may be a large
+    /// weight), a `Constant` node decoded, a copy as what it copies.
+    fn with<R>(&self, name: &str, f: impl FnOnce(&HostTensor) -> Option<R>) -> Option<R> {
+        let name = self.copies.get(name).copied().unwrap_or(name);
+        match self.host.get(name) {
+            Some(t) => f(t),
+            None => f(&constant_node(self.nodes.get(name)?).ok()?),
+        }
+    }
+}
+
 /// The graph's nodes with [`rewrite`]'s rewrites applied, if any applies; `host` holds the
-/// initialisers (scalar constants come from them or from `Constant` nodes).
+/// initialisers.
 fn rewritten_nodes(
     graph: &onnx_ir::GraphProto,
     host: &HashMap<String, HostTensor>,
 ) -> Option<Vec<NodeProto>> {
-    let constants: HashMap<&str, &NodeProto> = (graph.node.iter())
-        .filter(|n| n.op_type == "Constant")
-        .filter_map(|n| Some((n.output.first()?.as_str(), n)))
-        .collect();
-    let scalar = |name: &str| {
-        let values = match host.get(name) {
-            Some(t) => t.floats(),
-            None => constant_node(constants.get(name)?).ok()?.floats(),
-        };
-        match values.as_slice() {
-            &[v] => Some(v),
-            _ => None,
-        }
+    let of_type = |op: &'static str| {
+        (graph.node.iter())
+            .filter(move |n| n.op_type == op)
+            .filter_map(|n| Some((n.output.first()?.as_str(), n)))
     };
+    let known = KnownConstants {
+        host,
+        nodes: of_type("Constant").collect(),
+        copies: (of_type("Identity"))
+            .filter_map(|(out, n)| Some((out, n.input.first()?.as_str())))
+            .collect(),
+    };
+    let scalar = |name: &str| {
+        known.with(name, |t| match t.shape().iter().product::<usize>() {
+            1 => t.floats().first().copied(),
+            _ => None,
+        })
+    };
+    let shape = |name: &str| known.with(name, |t| Some(t.shape()));
     let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-    rewrite::rewritten(&graph.node, &outputs, &scalar)
+    let constants = rewrite::Constants {
+        scalar: &scalar,
+        shape: &shape,
+    };
+    rewrite::rewritten(&graph.node, &outputs, &constants)
 }
 
 /// Which of `nodes` (in topological order) the tensor `output` depends on.

@@ -4,6 +4,7 @@
 //! the explained layer and the path; [`OnnxModel`] (in [`model`]) is the one door the rest of
 //! the crate uses. The CPU kernels live in [`kernels`](crate::kernels).
 
+mod attention;
 mod backprop;
 mod boxed;
 mod chain;

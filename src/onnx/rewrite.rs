@@ -6,13 +6,21 @@ use std::collections::HashMap;
 
 use onnx_ir::NodeProto;
 
+/// What the rewrites may know of the graph's constants (initialisers and `Constant` nodes).
+pub struct Constants<'a> {
+    /// A scalar constant's value.
+    pub scalar: &'a dyn Fn(&str) -> Option<f32>,
+    /// A constant's shape.
+    pub shape: &'a dyn Fn(&str) -> Option<Vec<usize>>,
+}
+
 /// What a rewrite may look at: the nodes, who produces each tensor, how many read it (graph
-/// outputs count as readers) and the first node that does, and the value of a scalar constant.
+/// outputs count as readers) and the first node that does, and the constants.
 struct Nodes<'a> {
     nodes: &'a [NodeProto],
     producer: HashMap<&'a str, usize>,
     readers: HashMap<&'a str, (usize, usize)>,
-    scalar: &'a dyn Fn(&str) -> Option<f32>,
+    constants: &'a Constants<'a>,
 }
 
 impl<'a> Nodes<'a> {
@@ -32,7 +40,26 @@ impl<'a> Nodes<'a> {
 
     /// Whether `tensor` is a scalar constant within 1e-6 of `value`.
     fn is(&self, tensor: &str, value: f32) -> bool {
-        (self.scalar)(tensor).is_some_and(|v| (v - value).abs() <= 1e-6)
+        (self.constants.scalar)(tensor).is_some_and(|v| (v - value).abs() <= 1e-6)
+    }
+
+    /// The shape of `tensor` if it is a constant.
+    fn constant_shape(&self, tensor: &str) -> Option<Vec<usize>> {
+        (self.constants.shape)(tensor)
+    }
+}
+
+/// A node's output (its first).
+fn output(n: &NodeProto) -> String {
+    n.output.first().cloned().unwrap_or_default()
+}
+
+/// The input of the two-input node `n` that is not `t`.
+fn other(n: &NodeProto, t: &str) -> Option<String> {
+    match n.input.as_slice() {
+        [a, b] if a == t => Some(b.clone()),
+        [a, b] if b == t => Some(a.clone()),
+        _ => None,
     }
 }
 
@@ -41,19 +68,13 @@ impl<'a> Nodes<'a> {
 type Rewrite = fn(&Nodes, usize) -> Option<(Vec<usize>, NodeProto)>;
 
 /// The rewrites, tried at every node.
-const REWRITES: &[Rewrite] = &[gelu, silu];
+const REWRITES: &[Rewrite] = &[gelu, silu, linear_bias];
 
 /// The exact GELU as PyTorch's legacy exporter writes it before opset 20, `Mul(Mul(x,
 /// Add(Erf(Div(x, √2)), 1)), 0.5)`, every intermediate read once: one `Gelu` node (whose
 /// forward and backward run in one pass each, on the host's vectorised `erf`).
 fn gelu(g: &Nodes, i: usize) -> Option<(Vec<usize>, NodeProto)> {
     let erf = &g.nodes[i];
-    let output = |n: &NodeProto| n.output.first().cloned().unwrap_or_default();
-    let other = |n: &NodeProto, t: &str| match n.input.as_slice() {
-        [a, b] if a == t => Some(b.clone()),
-        [a, b] if b == t => Some(a.clone()),
-        _ => None,
-    };
     if erf.op_type != "Erf" {
         return None;
     }
@@ -99,12 +120,7 @@ fn silu(g: &Nodes, i: usize) -> Option<(Vec<usize>, NodeProto)> {
         return None;
     }
     let (mul_at, mul) = g.only_reader(s)?;
-    let pair = [x.as_str(), s.as_str()];
-    let product = match mul.input.as_slice() {
-        [a, b] => [a.as_str(), b.as_str()] == pair || [b.as_str(), a.as_str()] == pair,
-        _ => false,
-    };
-    if mul.op_type != "Mul" || !product || x == s {
+    if mul.op_type != "Mul" || other(mul, s).as_ref() != Some(x) || x == s {
         return None;
     }
     let node = NodeProto {
@@ -117,12 +133,42 @@ fn silu(g: &Nodes, i: usize) -> Option<(Vec<usize>, NodeProto)> {
     Some((vec![i, mul_at], node))
 }
 
+/// A linear layer on tokens as PyTorch's exporters write it, `Add(MatMul(x, W), b)` (either
+/// order) with a constant `W` (`k × n`) and `b` (`n` values) and the product read only by the
+/// sum: one `MatMul` with `b` as a third input, which the host's product writes with the bias
+/// in one pass (`ops::linear`) where the pair wrote the product and then read it again.
+fn linear_bias(g: &Nodes, i: usize) -> Option<(Vec<usize>, NodeProto)> {
+    let product = &g.nodes[i];
+    let [x, w] = product.input.as_slice() else {
+        return None;
+    };
+    let &[_, n] = g.constant_shape(w)?.as_slice() else {
+        return None;
+    };
+    if product.op_type != "MatMul" {
+        return None;
+    }
+    let (add_at, add) = g.only_reader(&output(product))?;
+    let b = other(add, &output(product)).filter(|_| add.op_type == "Add")?;
+    if g.constant_shape(&b)? != [n] {
+        return None;
+    }
+    let node = NodeProto {
+        op_type: "MatMul".into(),
+        name: product.name.clone(),
+        input: vec![x.clone(), w.clone(), b],
+        output: add.output.clone(),
+        ..NodeProto::default()
+    };
+    Some((vec![i, add_at], node))
+}
+
 /// `nodes` with every rewrite applied, or `None` where none applies. `outputs` are the graph's
-/// outputs (never rewritten away); `scalar` gives a scalar constant's value.
+/// outputs (never rewritten away).
 pub fn rewritten(
     nodes: &[NodeProto],
     outputs: &[&str],
-    scalar: &dyn Fn(&str) -> Option<f32>,
+    constants: &Constants,
 ) -> Option<Vec<NodeProto>> {
     // A graph output's reader is past the nodes.
     let mut readers: HashMap<&str, (usize, usize)> =
@@ -141,7 +187,7 @@ pub fn rewritten(
         nodes,
         producer,
         readers,
-        scalar,
+        constants,
     };
     // Each node's replacement (at the last node a rewrite replaces) or removal.
     let mut replaced: HashMap<usize, Option<NodeProto>> = HashMap::new();
@@ -208,6 +254,25 @@ mod tests {
         }
     }
 
+    /// The constants' shapes: `w` a 4 × 6 weight, `b` its bias, `b5` one of another length,
+    /// `row` a bias laid out as a 1 × 6 row.
+    fn shape(name: &str) -> Option<Vec<usize>> {
+        match name {
+            "w" => Some(vec![4, 6]),
+            "b" => Some(vec![6]),
+            "b5" => Some(vec![5]),
+            "row" => Some(vec![1, 6]),
+            _ => scalar(name).map(|_| vec![]),
+        }
+    }
+
+    fn constants() -> Constants<'static> {
+        Constants {
+            scalar: &scalar,
+            shape: &shape,
+        }
+    }
+
     fn ops(nodes: &[NodeProto]) -> Vec<(&str, Vec<&str>, &str)> {
         (nodes.iter())
             .map(|n| {
@@ -219,7 +284,7 @@ mod tests {
 
     #[test]
     fn the_legacy_gelu_becomes_one_node() {
-        let got = rewritten(&legacy_gelu("sqrt2"), &["out"], &scalar).unwrap();
+        let got = rewritten(&legacy_gelu("sqrt2"), &["out"], &constants()).unwrap();
         assert_eq!(
             ops(&got),
             [
@@ -234,16 +299,16 @@ mod tests {
     #[test]
     fn anything_else_stays_as_it_is() {
         // Not √2.
-        assert!(rewritten(&legacy_gelu("two"), &["out"], &scalar).is_none());
+        assert!(rewritten(&legacy_gelu("two"), &["out"], &constants()).is_none());
         // An intermediate read elsewhere too (by another node, or as a graph output).
         let mut shared = legacy_gelu("sqrt2");
         shared.push(node("Relu", &["e"], "other"));
-        assert!(rewritten(&shared, &["out", "other"], &scalar).is_none());
-        assert!(rewritten(&legacy_gelu("sqrt2"), &["out", "a"], &scalar).is_none());
+        assert!(rewritten(&shared, &["out", "other"], &constants()).is_none());
+        assert!(rewritten(&legacy_gelu("sqrt2"), &["out", "a"], &constants()).is_none());
         // The product with something other than the Div's input.
         let mut other = legacy_gelu("sqrt2");
         other[4] = node("Mul", &["in", "a"], "m");
-        assert!(rewritten(&other, &["out"], &scalar).is_none());
+        assert!(rewritten(&other, &["out"], &constants()).is_none());
     }
 
     #[test]
@@ -255,7 +320,7 @@ mod tests {
                 node("Mul", &mul, "y"),
                 node("Relu", &["y"], "out"),
             ];
-            let got = rewritten(&nodes, &["out"], &scalar).unwrap();
+            let got = rewritten(&nodes, &["out"], &constants()).unwrap();
             assert_eq!(
                 ops(&got),
                 [
@@ -279,11 +344,50 @@ mod tests {
         };
         let mut shared = silu();
         shared.push(node("Relu", &["s"], "other"));
-        assert!(rewritten(&shared, &["y", "other"], &scalar).is_none());
-        assert!(rewritten(&silu(), &["y", "s"], &scalar).is_none());
+        assert!(rewritten(&shared, &["y", "other"], &constants()).is_none());
+        assert!(rewritten(&silu(), &["y", "s"], &constants()).is_none());
         // A gate: the sigmoid of one tensor times another (squeeze-excitation).
         let mut gate = silu();
         gate[2] = node("Mul", &["in", "s"], "y");
-        assert!(rewritten(&gate, &["y"], &scalar).is_none());
+        assert!(rewritten(&gate, &["y"], &constants()).is_none());
+    }
+
+    #[test]
+    fn a_product_and_its_bias_become_one_node_in_either_order() {
+        for add in [["x", "b"], ["b", "x"]] {
+            let nodes = vec![
+                node("MatMul", &["in", "w"], "x"),
+                node("Add", &add, "y"),
+                node("Relu", &["y"], "out"),
+            ];
+            let got = rewritten(&nodes, &["out"], &constants()).unwrap();
+            assert_eq!(
+                ops(&got),
+                [
+                    ("MatMul", vec!["in", "w", "b"], "y"),
+                    ("Relu", vec!["y"], "out"),
+                ]
+            );
+            assert_eq!(got[0].name, "MatMul_x");
+        }
+    }
+
+    #[test]
+    fn a_product_of_computed_tensors_or_another_sum_stays() {
+        let linear =
+            |w: &str, b: &str| vec![node("MatMul", &["in", w], "x"), node("Add", &["x", b], "y")];
+        // Attention's product of two computed tensors.
+        assert!(rewritten(&linear("k", "b"), &["y"], &constants()).is_none());
+        // A bias of another length, or not one value per column.
+        assert!(rewritten(&linear("w", "b5"), &["y"], &constants()).is_none());
+        assert!(rewritten(&linear("w", "row"), &["y"], &constants()).is_none());
+        // A computed addend (a residual).
+        assert!(rewritten(&linear("w", "in"), &["y"], &constants()).is_none());
+        // The product read elsewhere too.
+        assert!(rewritten(&linear("w", "b"), &["y", "x"], &constants()).is_none());
+        // A product followed by something else.
+        let mut mul = linear("w", "b");
+        mul[1] = node("Mul", &["x", "b"], "y");
+        assert!(rewritten(&mul, &["y"], &constants()).is_none());
     }
 }

@@ -1,12 +1,12 @@
 //! Element-wise activations and math (`Erf`, `Gelu`, `Sqrt`, `Exp`, `Neg`, `Pow` by a constant) and
 //! `Softmax`, plus the pass-through ops (`Identity`, `Dropout`).
 
-use std::f32::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+use std::f32::consts::FRAC_2_SQRT_PI;
 
 use burn::tensor::{Tensor, activation};
 
 use super::conv::is_plain_cpu;
-use super::grad::{activation_grad, map_grad};
+use super::grad::{activation_grad, map_grad, same_shape};
 use super::inputs::{missing, take_float};
 use super::operator::{
     Backward, BoxRule, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, Tangents,
@@ -20,8 +20,9 @@ use crate::onnx::value::{FloatValue, Value, WIDE_RANK};
 impl Activation {
     /// `Erf`, `Exp`, `Sigmoid`, the exact `Gelu` and a softmax over the last axis on the
     /// host's vectorised kernels ([`transcendental`]), on the plain CPU backend (Burn's run
-    /// `libm` one value at a time); `None` elsewhere.
-    fn on_host(&self, t: &Tensor<4>, softmax_dim: usize) -> OpResult<Option<Tensor<4>>> {
+    /// `libm` one value at a time): in place where the op owns its input's buffer alone, else
+    /// into a new one. Returns the result and `true`, or `t` and `false` elsewhere.
+    fn on_host(&self, t: Tensor<4>, softmax_dim: usize) -> OpResult<(Tensor<4>, bool)> {
         let f = match self.0 {
             Act::Erf => Some(Elementwise::Erf),
             Act::Exp => Some(Elementwise::Exp),
@@ -32,14 +33,21 @@ impl Activation {
         };
         let softmax = matches!(self.0, Act::Softmax(_)) && softmax_dim == 3;
         if (f.is_none() && !softmax) || !is_plain_cpu(&t.device()) {
-            return Ok(None);
+            return Ok((t, false));
         }
-        let mut values = host::with_floats(t, <[f32]>::to_vec)?;
-        match f {
-            Some(f) => transcendental::in_place(f, &mut values),
-            None => transcendental::softmax_rows(&mut values, t.dims()[3]),
+        let row = t.dims()[3];
+        let (t, updated) = host::update_in_place(t, |values| match f {
+            Some(f) => transcendental::in_place(f, values),
+            None => transcendental::softmax_rows_in_place(values, row),
+        });
+        if updated {
+            return Ok((t, true));
         }
-        Ok(Some(host::tensor(values, t.dims(), &t.device())))
+        let values = host::with_floats(&t, |values| match f {
+            Some(f) => transcendental::mapped(f, values),
+            None => transcendental::softmax_rows(values, row),
+        })?;
+        Ok((host::tensor(values, t.dims(), &t.device()), true))
     }
 }
 
@@ -75,18 +83,20 @@ enum Act {
 
 struct Activation(Act);
 
-/// SiLU's derivative `σ + x σ (1 - σ)` at every value of `x`, σ by the host's vectorised
-/// kernel.
-fn silu_derivative(x: &FloatValue) -> OpResult<FloatValue> {
+/// The gradient `g` through an activation of `x` whose derivative is `derivative` (one of
+/// the [`Elementwise`] derivatives), by the host's vectorised kernel in one pass.
+fn gradient_on_host(
+    x: &FloatValue,
+    g: &FloatValue,
+    derivative: Elementwise,
+) -> OpResult<FloatValue> {
+    same_shape(x, g)?;
     let values = host::with_floats(&x.tensor, |x| {
-        let mut s = x.to_vec();
-        transcendental::in_place(Elementwise::Sigmoid, &mut s);
-        for (s, &x) in s.iter_mut().zip(x) {
-            *s += x * *s * (1.0 - *s);
-        }
-        s
-    })?;
-    Ok(x.with_tensor(host::tensor(values, x.tensor.dims(), &x.tensor.device())))
+        host::with_floats(&g.tensor, |g| {
+            transcendental::mapped_times(derivative, x, g)
+        })
+    })??;
+    Ok(g.with_tensor(host::tensor(values, g.tensor.dims(), &g.tensor.device())))
 }
 
 /// A scalar bound of `Clip` given as a constant input (opset >= 11).
@@ -175,6 +185,13 @@ impl Operator for Activation {
         i == 0 && matches!(self.0, Act::PassThrough)
     }
 
+    fn softmax_axis(&self) -> Option<i64> {
+        match self.0 {
+            Act::Softmax(axis) => Some(axis),
+            _ => None,
+        }
+    }
+
     fn epilogue(&self) -> Option<Epilogue> {
         let a = match self.0 {
             Act::Relu => Fused::Relu,
@@ -205,7 +222,22 @@ impl Operator for Activation {
         }
         let g = match self.0 {
             Act::PassThrough => Ok(step.grad),
-            // dx = y (g - sum(g y)) along the softmax axis.
+            // dx = y (g - sum(g y)) along the softmax axis: on the host over the last axis.
+            Act::Softmax(axis)
+                if y.rank < WIDE_RANK
+                    && y.physical_axis(axis)? == 3
+                    && is_plain_cpu(&y.tensor.device()) =>
+            {
+                let dims = y.tensor.dims();
+                let dx = host::with_floats(&y.tensor, |yv| {
+                    host::with_floats(&step.grad.tensor, |g| {
+                        transcendental::softmax_gradient(yv, g, dims[3])
+                    })
+                })??;
+                Ok(step
+                    .grad
+                    .with_tensor(host::tensor(dx, dims, &y.tensor.device())))
+            }
             Act::Softmax(axis) if y.rank < WIDE_RANK => {
                 let dim = y.physical_axis(axis)?;
                 let gy = step.grad.tensor.clone().mul(y.tensor.clone());
@@ -215,10 +247,11 @@ impl Operator for Activation {
             // σ'(x) = y (1 - y), in one pass on the host.
             Act::Sigmoid => map_grad(y, &step.grad, |y, g| g * (y * (1.0 - y))),
             // SiLU'(x) = σ + x σ (1 - σ), from the input.
-            Act::Silu => {
-                let derivative = silu_derivative(step.float(0).or_no_gradient()?)?;
-                map_grad(&derivative, &step.grad, |d, g| g * d)
-            }
+            Act::Silu => gradient_on_host(
+                step.float(0).or_no_gradient()?,
+                &step.grad,
+                Elementwise::SiluDerivative,
+            ),
             // PyTorch's hardsigmoid_backward and hardswish_backward, from the input.
             Act::HardSigmoid { alpha, beta } => {
                 let (alpha, beta) = (alpha as f32, beta as f32);
@@ -233,14 +266,11 @@ impl Operator for Activation {
                 g * FRAC_2_SQRT_PI * transcendental::exp::<false>(-x * x)
             }),
             // GELU'(x) = Φ(x) + x φ(x) (the exact GELU; the tanh form takes autodiff).
-            Act::Gelu(false) => map_grad(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
-                let cdf = 0.5 * (1.0 + transcendental::erf::<false>(x * FRAC_1_SQRT_2));
-                let pdf = transcendental::exp::<false>(-0.5 * x * x)
-                    * FRAC_2_SQRT_PI
-                    * FRAC_1_SQRT_2
-                    * 0.5;
-                g * (cdf + x * pdf)
-            }),
+            Act::Gelu(false) => gradient_on_host(
+                step.float(0).or_no_gradient()?,
+                &step.grad,
+                Elementwise::GeluDerivative,
+            ),
             // (x^e)' = e x^(e - 1).
             Act::Pow(e) => map_grad(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
                 g * e * x.powf(e - 1.0)
@@ -350,11 +380,11 @@ impl Operator for Activation {
             Act::Softmax(axis) => x.physical_axis(axis)?,
             _ => 0,
         };
-        if let Some(t) = self.on_host(&x.tensor, softmax_dim)? {
+        let (t, done) = self.on_host(x.tensor, softmax_dim)?;
+        if done {
             x.tensor = t;
             return Ok(Value::Float(x));
         }
-        let t = x.tensor;
         x.tensor = match self.0 {
             Act::Relu => activation::relu(t),
             Act::Clip { min, max } => t.clamp(min, max),

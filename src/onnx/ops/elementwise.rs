@@ -4,10 +4,12 @@
 use burn::tensor::Tensor;
 use ndarray::ArrayD;
 
+use super::conv::is_plain_cpu;
 use super::operator::{
     Backward, BoxRule, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, unbroadcast,
 };
 use crate::error::OpError;
+use crate::onnx::host;
 use crate::onnx::value::{FloatValue, MAX_LOGICAL_RANK, Value, WIDE_RANK};
 
 #[derive(Clone, Copy)]
@@ -113,6 +115,37 @@ fn chained<const D: usize>(
     })
 }
 
+/// `a op b` where one side holds a single value and the other is a permuted view of a dense
+/// buffer on the CPU backend (attention's scaling of `kᵀ`), computed in storage order
+/// ([`host::map_in_storage_order`]); `None` where that does not apply.
+fn by_one_value(
+    op: Arith,
+    a: &FloatValue,
+    b: &FloatValue,
+    out: &[usize],
+) -> OpResult<Option<FloatValue>> {
+    let one = |v: &FloatValue| v.shape().iter().product::<usize>() == 1;
+    let (x, s, x_first) = match (one(a), one(b)) {
+        (false, true) => (a, b, true),
+        (true, false) => (b, a, false),
+        _ => return Ok(None),
+    };
+    if x.shape() != out || x.rank >= WIDE_RANK || !is_plain_cpu(&x.tensor.device()) {
+        return Ok(None);
+    }
+    let s = host::with_floats(&s.tensor, |v| v[0])?;
+    let y = match (op, x_first) {
+        (Arith::Add, _) => host::map_in_storage_order(&x.tensor, |v| v + s),
+        (Arith::Mul, _) => host::map_in_storage_order(&x.tensor, |v| v * s),
+        (Arith::Sub, true) => host::map_in_storage_order(&x.tensor, |v| v - s),
+        (Arith::Sub, false) => host::map_in_storage_order(&x.tensor, |v| s - v),
+        (Arith::Div, true) => host::map_in_storage_order(&x.tensor, |v| v / s),
+        (Arith::Div, false) => host::map_in_storage_order(&x.tensor, |v| s / v),
+        (Arith::Mod | Arith::Fmod, _) => None,
+    };
+    Ok(y.map(|y| x.with_tensor(y)))
+}
+
 impl Operator for Binary {
     fn affine_in(&self, i: usize) -> bool {
         // x + c, c + x, x - c, c - x, x * c, c * x and x / c; not c / x.
@@ -194,6 +227,9 @@ impl Operator for Binary {
                 b.shape(),
                 out.len()
             )));
+        }
+        if let Some(y) = by_one_value(self.0, &a, &b, &out)? {
+            return Ok(Value::Float(y));
         }
         if out.len() == WIDE_RANK {
             // Rank 5 broadcasts in its own 5-D view (its first two axes are stored merged).

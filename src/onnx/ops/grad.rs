@@ -21,13 +21,8 @@ pub fn activation_grad(
     map_grad(y, g, |y, g| g * activation.derivative_at_output(y))
 }
 
-/// `f(v, g)` for every value `v` of a forward tensor and `g` of the gradient of the same shape,
-/// on the host.
-pub fn map_grad(
-    v: &FloatValue,
-    g: &FloatValue,
-    f: impl Fn(f32, f32) -> f32 + Sync,
-) -> OpResult<FloatValue> {
+/// Refuses a gradient `g` whose stored shape is not the forward value `v`'s.
+pub fn same_shape(v: &FloatValue, g: &FloatValue) -> OpResult<()> {
     if v.tensor.dims() != g.tensor.dims() {
         return Err(OpError::Shape(format!(
             "gradient of shape {:?} for a tensor of {:?}",
@@ -35,6 +30,17 @@ pub fn map_grad(
             v.shape()
         )));
     }
+    Ok(())
+}
+
+/// `f(v, g)` for every value `v` of a forward tensor and `g` of the gradient of the same shape,
+/// on the host.
+pub fn map_grad(
+    v: &FloatValue,
+    g: &FloatValue,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> OpResult<FloatValue> {
+    same_shape(v, g)?;
     let out = host::with_floats(&v.tensor, |v| {
         host::with_floats(&g.tensor, |g| {
             let mut out = vec![0.0f32; g.len()];

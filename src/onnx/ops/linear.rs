@@ -1,5 +1,7 @@
-//! `Gemm` (alpha, beta, transA, transB) and `MatMul`. On Burn's CPU backend a `Gemm` with
-//! constant `B` and `C` (a fully connected layer) runs forward and backward on the host
+//! `Gemm` (alpha, beta, transA, transB) and `MatMul`, which takes a bias as a third input
+//! where a load-time rewrite folded the `Add` after it (`onnx::rewrite`). On Burn's CPU
+//! backend a `Gemm` or `MatMul` with constant `B` and `C` (a fully connected layer) runs
+//! forward and backward on the host
 //! ([`kernels::matmul::product`](crate::kernels::matmul::product)), with its weights laid out
 //! once at load time.
 
@@ -85,6 +87,9 @@ impl HostDense {
     }
 }
 
+/// Below this many rows a product by more columns runs transposed (see [`forward_on_host`]).
+const FEW_ROWS: usize = 64;
+
 /// Threads for a product of `m × k` by `k × n`: all of them for a large one.
 fn parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
     if m * k * n >= 1 << 21 {
@@ -126,11 +131,13 @@ fn forward_on_host(h: &HostDense, a: &FloatValue, alpha: f32) -> OpResult<Option
     host::with_floats(&a.tensor, |values| {
         let a = MatRef::row_major(values, [m, k]);
         let threads = parallelism(m, k, h.n);
-        if m < h.n {
+        if m < h.n && m < FEW_ROWS {
             // Few rows (a chunk of images by many classes): the product of the transposes,
             // `op(B)ᵀ · Aᵀ`, whose rows are the weights' own (gemm then reads them in place;
             // the other way round it repacked all of them on every call: ResNet-50's 10 × 2048
-            // by 2048 × 1000 took 2.4 ms against 0.8), added into `out` transposed.
+            // by 2048 × 1000 took 2.4 ms against 0.8), added into `out` transposed. One image's
+            // tokens are rows enough: ViT-S's 197 × 384 by 384 × 1152 took 0.8 ms as it is
+            // against 1.0 transposed.
             let mut transposed = vec![0.0; h.n * m];
             product(&mut transposed, h.op_b().t(), a.t(), alpha, false, threads);
             for (r, row) in out.chunks_exact_mut(h.n).enumerate() {
@@ -364,26 +371,33 @@ impl Operator for Linear {
                 return Err(OpError::Shape("Gemm takes 2-D matrices".into()));
             }
             // Rank 5 multiplies in its own 5-D view (its first two axes are stored merged).
-            let y = FloatValue::from_wide(a.wide().matmul(b.wide()));
-            return Ok(Value::Float(y));
-        }
-        let mut y = a.tensor.matmul(b.tensor);
-        if let Linear::Gemm { alpha, beta, .. } = self {
-            if *alpha != 1.0 {
-                y = y.mul_scalar(*alpha);
-            }
+            let mut y = a.wide().matmul(b.wide());
             if let Some(Some(_)) = inputs.get(2) {
                 let c = float_input(inputs, 2)?;
-                let with_c = broadcast_dims(&out, &c.shape())?;
-                if with_c != out {
-                    return Err(OpError::Shape(format!(
-                        "C of shape {:?} does not broadcast to the product's {out:?}",
-                        c.shape()
-                    )));
-                }
-                let c = c.tensor;
-                y = y.add(if *beta != 1.0 { c.mul_scalar(*beta) } else { c });
+                broadcast_dims(&out, &c.shape())?;
+                y = y.add(c.wide());
             }
+            return Ok(Value::Float(FloatValue::from_wide(y)));
+        }
+        let mut y = a.tensor.matmul(b.tensor);
+        let (alpha, beta) = match self {
+            Linear::Gemm { alpha, beta, .. } => (*alpha, *beta),
+            Linear::MatMul { .. } => (1.0, 1.0),
+        };
+        if alpha != 1.0 {
+            y = y.mul_scalar(alpha);
+        }
+        if let Some(Some(_)) = inputs.get(2) {
+            let c = float_input(inputs, 2)?;
+            let with_c = broadcast_dims(&out, &c.shape())?;
+            if with_c != out {
+                return Err(OpError::Shape(format!(
+                    "C of shape {:?} does not broadcast to the product's {out:?}",
+                    c.shape()
+                )));
+            }
+            let c = c.tensor;
+            y = y.add(if beta != 1.0 { c.mul_scalar(beta) } else { c });
         }
         Ok(Value::Float(FloatValue::new(y, &out)))
     }

@@ -4,9 +4,13 @@
 
 use burn::tensor::{Tensor, TensorData};
 
+use super::conv::is_plain_cpu;
+use super::grad::same_shape;
 use super::inputs::take_float;
 use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
+use crate::kernels::layer_norm;
+use crate::onnx::host;
 use crate::onnx::value::{FloatValue, MAX_RANK, Value, WIDE_RANK, normalize_axis};
 
 struct BatchNorm {
@@ -123,6 +127,9 @@ struct Normalize {
     eps: f64,
     scale: FloatValue,
     bias: Option<FloatValue>,
+    /// Scale and bias on the host, for a layer normalisation over the last axis alone on the
+    /// plain CPU backend ([`layer_norm`](crate::kernels::layer_norm)).
+    host: Option<(Vec<f32>, Option<Vec<f32>>)>,
 }
 
 /// Constant input `i` on the device with its own shape.
@@ -150,11 +157,23 @@ fn layer_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
             "only stash_type 1 (float32 statistics) is supported".into(),
         ));
     }
+    let (scale, bias) = (constant_value(ctx, 1, "scale")?, optional_bias(ctx, 2)?);
+    let one_axis = |v: &FloatValue| v.rank == 1;
+    let host = (is_plain_cpu(ctx.device) && one_axis(&scale) && bias.as_ref().is_none_or(one_axis))
+        .then(|| {
+            let bias = match bias {
+                Some(_) => Some(ctx.constant_input(2)?),
+                None => None,
+            };
+            Some((ctx.constant_input(1)?, bias))
+        })
+        .flatten();
     Ok(Box::new(Normalize {
         axes: Axes::From(a.int("axis", -1)),
         eps: f64::from(a.float("epsilon", 1e-5)),
-        scale: constant_value(ctx, 1, "scale")?,
-        bias: optional_bias(ctx, 2)?,
+        scale,
+        bias,
+        host,
     }))
 }
 
@@ -171,6 +190,7 @@ fn instance_norm(ctx: &BuildContext) -> OpResult<Box<dyn Operator>> {
         eps: f64::from(ctx.attrs().float("epsilon", 1e-5)),
         scale,
         bias: Some(bias),
+        host: None,
     }))
 }
 
@@ -236,6 +256,14 @@ impl Normalize {
     fn mean(t: Tensor<4>, axes: &[usize]) -> Tensor<4> {
         axes.iter().fold(t, |t, &d| t.mean_dim(d))
     }
+
+    /// The host's scale and bias where `x` is normalised over its last axis alone (the
+    /// statistics' `axes` from [`Self::layout`]) on the plain CPU backend.
+    fn on_host(&self, x: &FloatValue, axes: &[usize]) -> Option<(&[f32], Option<&[f32]>)> {
+        let (scale, bias) = self.host.as_ref()?;
+        let last = axes == [MAX_RANK - 1] && is_plain_cpu(&x.tensor.device());
+        last.then_some((scale.as_slice(), bias.as_deref()))
+    }
 }
 
 impl Operator for Normalize {
@@ -252,6 +280,17 @@ impl Operator for Normalize {
             })
             .or_no_gradient()?;
         let (axes, scale, _) = self.layout(x)?;
+        if let Some((scale, _)) = self.on_host(x, &axes) {
+            same_shape(x, &step.grad)?;
+            let dims = x.tensor.dims();
+            let dx = host::with_floats(&x.tensor, |xs| {
+                host::with_floats(&step.grad.tensor, |g| {
+                    layer_norm::backward(xs, g, scale, self.eps as f32)
+                })
+            })??;
+            let dx = host::tensor(dx, dims, &x.tensor.device());
+            return Ok(vec![Some(x.with_tensor(dx))]);
+        }
         let centered = x.tensor.clone().sub(Self::mean(x.tensor.clone(), &axes));
         let var = Self::mean(centered.clone().mul(centered.clone()), &axes);
         let r = var.add_scalar(self.eps).sqrt().recip();
@@ -269,6 +308,14 @@ impl Operator for Normalize {
     fn run(&self, inputs: &mut [Option<Value>]) -> OpResult<Value> {
         let x = take_float(inputs, 0)?;
         let (physical, scale, bias) = self.layout(&x)?;
+        if let Some((scale, bias)) = self.on_host(&x, &physical) {
+            let dims = x.tensor.dims();
+            let y = host::with_floats(&x.tensor, |xs| {
+                layer_norm::forward(xs, scale, bias, self.eps as f32)
+            })?;
+            let y = host::tensor(y, dims, &x.tensor.device());
+            return Ok(Value::Float(x.with_tensor(y)));
+        }
         let centered = x
             .tensor
             .clone()

@@ -12,6 +12,7 @@ use onnx_ir::NodeProto;
 use crate::error::OpError;
 use crate::kernels::activation::Activation;
 use crate::kernels::shape::ConvShape;
+use crate::onnx::host;
 use crate::onnx::proto::{Attrs, HostTensor};
 use crate::onnx::value::{FloatValue, Value};
 
@@ -82,6 +83,12 @@ pub trait Operator: Send + Sync {
     /// (see [`BuildContext::batch_one_shape`]).
     fn follows_batch(&self) -> bool {
         false
+    }
+
+    /// The axis of a `Softmax` (attention's, run with its products as one kernel where it is
+    /// the last: `onnx::attention`).
+    fn softmax_axis(&self) -> Option<i64> {
+        None
     }
 
     /// How this op can be folded into the convolution that produces its input.
@@ -297,6 +304,22 @@ impl Backward<'_> {
         );
         if all_zero(&self.grad.tensor) {
             return None;
+        }
+        let (shape, block) = (x.shape(), self.grad.shape());
+        let fits = block.len() == ranges.len()
+            && (ranges.iter().zip(&block).zip(&shape))
+                .all(|((r, &b), &d)| r.len() == b && r.end <= d);
+        // On the CPU backend (elsewhere the gradient's values are not on the host).
+        if fits {
+            let start: Vec<usize> = ranges.iter().map(|r| r.start).collect();
+            let values = host::with_floats(&self.grad.tensor, |g| {
+                crate::kernels::place::placed(g, &block, &shape, &start)
+            });
+            if let Ok(values) = values
+                && let Ok(v) = FloatValue::from_host(values, &shape, &x.tensor.device())
+            {
+                return Some(v);
+            }
         }
         let zeros = x.view::<MAX_LOGICAL_RANK>().zeros_like();
         let mut window = zeros.dims().map(|d| 0..d);

@@ -1,0 +1,22 @@
+//! Sums over a fixed number of lanes, wide enough for any vector unit, so that a reduction
+//! vectorises (an in-order float sum does not) and gives the same value on every ISA.
+
+/// Lanes of the sums.
+pub const LANES: usize = 16;
+
+/// The sum of `f(a[i], b[i])` over the two slices (of equal length), in [`LANES`] partial
+/// sums, then the tail and the lanes added.
+#[inline(always)]
+pub fn sum_of(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (xa, xb) in (&mut ca).zip(&mut cb) {
+        for ((s, &x), &y) in lanes.iter_mut().zip(xa).zip(xb) {
+            *s += f(x, y);
+        }
+    }
+    let tail: f32 = (ca.remainder().iter().zip(cb.remainder()))
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    tail + lanes.iter().sum::<f32>()
+}
