@@ -1684,22 +1684,12 @@ impl LayerAverage {
         }
         let [height, width] = self.size;
         let layers = self.layers.len() as f32;
-        let mut sums: Vec<Vec<f32>> = runs
-            .iter()
-            .map(|run| match run[0].method.explains_input() {
-                true => Vec::new(),
-                false => vec![0.0; height * width],
-            })
-            .collect();
+        let mut sums: Vec<Vec<f32>> = vec![Vec::new(); runs.len()];
         crate::kernels::par::par_chunks(&mut sums, 1, |i, sum| {
-            let Some(sum) = sum.first_mut().filter(|s| !s.is_empty()) else {
-                return;
-            };
-            for e in &runs[i] {
-                scaled::add_scaled_to(&e.map, self.size, sum);
+            if !runs[i][0].method.explains_input() {
+                let maps: Vec<&CamMap> = runs[i].iter().map(|e| &e.map).collect();
+                sum[0] = scaled::layer_mean(&maps, self.size, layers);
             }
-            sum.iter_mut().for_each(|v| *v /= layers);
-            scaled::scale_in_place(sum);
         });
         runs.into_iter()
             .zip(sums)

@@ -2,7 +2,7 @@
 //! averages: aug-smoothing's six inputs and several layers' maps.
 
 use super::CamMap;
-use crate::render::upsample_bilinear_add;
+use crate::render::{Upsampling, upsample_bilinear_add};
 
 /// pytorch-grad-cam's `scale_cam_image(map, target_size)`: min-max scaled at its own
 /// resolution, then resized bilinearly to `height` x `width`.
@@ -19,11 +19,7 @@ pub fn scaled_to(map: &CamMap, [height, width]: [usize; 2]) -> CamMap {
 /// [`scaled_to`]'s values added into `out` (`height` x `width` of them): several layers'
 /// maps summed at the input's size without a buffer each.
 pub fn add_scaled_to(map: &CamMap, [height, width]: [usize; 2], out: &mut [f32]) {
-    // A constant map scales to zeros (a detection's map at a scale its score does not read).
-    if let Some(&first) = map.values.first()
-        && first.is_finite()
-        && map.values.iter().all(|&v| v == first)
-    {
+    if constant(map) {
         return;
     }
     let scaled = CamMap {
@@ -34,6 +30,45 @@ pub fn add_scaled_to(map: &CamMap, [height, width]: [usize; 2], out: &mut [f32])
     upsample_bilinear_add(&scaled, height, width, out);
 }
 
+/// pytorch-grad-cam's mean over several target layers (`aggregate_multi_layers`): each
+/// layer's map as [`scaled_to`] makes it, their sum divided by `layers` (the maps' count),
+/// scaled again as [`scale_in_place`] does, bit for bit; each value written once, where
+/// adding map by map into a zeroed buffer, dividing and scaling took seven passes over it (a
+/// detector's dozens of detections are each a few maps at 640 x 640).
+pub fn layer_mean(maps: &[&CamMap], [height, width]: [usize; 2], layers: f32) -> Vec<f32> {
+    let resized: Vec<Upsampling> = maps
+        .iter()
+        .filter(|m| m.height > 0 && m.width > 0 && !constant(m))
+        .map(|m| {
+            let scaled = CamMap {
+                values: scale(&m.values),
+                height: m.height,
+                width: m.width,
+            };
+            Upsampling::new(&scaled, height, width)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(height * width);
+    for y in 0..height {
+        let start = out.len();
+        // A row at a time (zeroing it costs nothing in the cache), each map blended into it.
+        out.resize(start + width, 0.0);
+        for (i, m) in resized.iter().enumerate() {
+            m.write_row(y, &mut out[start..], i > 0);
+        }
+    }
+    crate::kernels::map_scale::scale_mean(&mut out, layers);
+    out
+}
+
+/// A map whose values are all one finite value: it scales to zeros (a detection's map at a
+/// scale its score does not read).
+fn constant(map: &CamMap) -> bool {
+    map.values
+        .first()
+        .is_some_and(|&first| first.is_finite() && map.values.iter().all(|&v| v == first))
+}
+
 /// pytorch-grad-cam's `scale_cam_image` without the resize: `(v - min) / (1e-7 + max(v - min))`.
 pub fn scale(values: &[f32]) -> Vec<f32> {
     let mut out = values.to_vec();
@@ -41,45 +76,9 @@ pub fn scale(values: &[f32]) -> Vec<f32> {
     out
 }
 
-/// [`scale`] in place.
+/// [`scale`] in place (a mean of one map, scaled).
 pub fn scale_in_place(values: &mut [f32]) {
-    let min = lanewise(
-        values,
-        f32::INFINITY,
-        |l, v| if v < l { v } else { l },
-        f32::min,
-    );
-    let max = lanewise(
-        values,
-        0.0,
-        |l, v| if v - min > l { v - min } else { l },
-        f32::max,
-    );
-    values
-        .iter_mut()
-        .for_each(|v| *v = (*v - min) / (1e-7 + max));
-}
-
-/// Folds `values` into 16 lanes with `step` (each lane from `init`), then the lanes and the
-/// values left over with `join`: a reduction the compiler can vectorise, which a fold of
-/// `f32::min` over the values one after another is not (a map at a 640 x 640 input is 410k
-/// of them). `step` skips a NaN as `f32::min` and `f32::max` do (its comparison is false).
-fn lanewise(
-    values: &[f32],
-    init: f32,
-    step: impl Fn(f32, f32) -> f32,
-    join: impl Fn(f32, f32) -> f32,
-) -> f32 {
-    let mut lanes = [init; 16];
-    let chunks = values.chunks_exact(16);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = step(*lane, v);
-        }
-    }
-    let folded = lanes.into_iter().fold(init, &join);
-    rest.iter().fold(folded, |m, &v| join(m, step(init, v)))
+    crate::kernels::map_scale::scale_mean(values, 1.0);
 }
 
 /// The mean of maps of one shape (at least one).
@@ -123,6 +122,41 @@ mod tests {
         assert_eq!(got[0], 4.0 / (1e-7 + 6.0));
         assert!(got[1].is_nan());
         assert_eq!(got[2], 0.0);
+    }
+
+    #[test]
+    fn the_layer_mean_is_the_sum_of_scaled_maps_divided_and_scaled_bit_for_bit() {
+        let map = |height: usize, width: usize, seed: usize| CamMap {
+            height,
+            width,
+            values: (0..height * width)
+                .map(|i| ((i * 7919 + seed * 31) % 97) as f32 * 0.013 - 0.4)
+                .collect(),
+        };
+        let flat = CamMap {
+            height: 5,
+            width: 5,
+            values: vec![0.25; 25],
+        };
+        let (fine, mid, coarse) = (map(20, 16, 1), map(10, 8, 2), map(5, 4, 3));
+        for (maps, size) in [
+            (vec![&fine, &mid, &coarse], [160, 128]),
+            (vec![&coarse, &flat, &fine], [37, 29]),
+            (vec![&mid], [10, 8]),
+            (vec![&flat, &flat], [12, 12]),
+        ] {
+            let layers = maps.len() as f32;
+            let mut want = vec![0.0; size[0] * size[1]];
+            for m in &maps {
+                add_scaled_to(m, size, &mut want);
+            }
+            want.iter_mut().for_each(|v| *v /= layers);
+            scale_in_place(&mut want);
+            let got = layer_mean(&maps, size, layers);
+            assert_eq!(got.len(), want.len());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{} maps at {size:?}", maps.len());
+        }
     }
 
     #[test]

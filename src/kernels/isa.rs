@@ -147,10 +147,12 @@ pub enum Kernel {
     Transcendental,
     /// Layer normalisation of rows, forward and backward.
     Normalize,
+    /// CAM maps resized to the input and scaled.
+    Maps,
 }
 
 impl Kernel {
-    const ALL: [Kernel; 7] = [
+    const ALL: [Kernel; 8] = [
         Kernel::Gemm,
         Kernel::Window,
         Kernel::GradTaps,
@@ -158,6 +160,7 @@ impl Kernel {
         Kernel::Transforms,
         Kernel::Transcendental,
         Kernel::Normalize,
+        Kernel::Maps,
     ];
 
     /// What the kernel computes, for a profile.
@@ -170,6 +173,7 @@ impl Kernel {
             Kernel::Transforms => "Winograd tile transforms",
             Kernel::Transcendental => "exp, erf and softmax",
             Kernel::Normalize => "layer normalisation",
+            Kernel::Maps => "CAM maps at the input's size (resize, scaling)",
         }
     }
 
@@ -182,7 +186,8 @@ impl Kernel {
             | Kernel::Epilogue
             | Kernel::Transforms
             | Kernel::Transcendental
-            | Kernel::Normalize => Isa::active(),
+            | Kernel::Normalize
+            | Kernel::Maps => Isa::active(),
         }
     }
 

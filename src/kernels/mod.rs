@@ -20,6 +20,7 @@ pub mod grad_window;
 pub mod isa;
 pub mod lanes;
 pub mod layer_norm;
+pub mod map_scale;
 pub mod matmul;
 pub mod par;
 pub mod place;

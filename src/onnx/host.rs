@@ -23,8 +23,54 @@ pub fn with_floats<const D: usize, R>(
         let all = flex.storage::<f32>();
         return Ok(f(&all[..n]));
     }
+    let layout = flex.layout();
+    let storage = flex.storage::<f32>();
+    if let Some(rows) = copied_by_rows(
+        storage,
+        layout.start_offset(),
+        layout.shape(),
+        layout.strides(),
+    ) {
+        return Ok(f(&rows));
+    }
     let dense = flex.to_contiguous();
     Ok(f(&dense.storage::<f32>()[..n]))
+}
+
+/// The values of a view whose last axis is unit-strided (a box cut out of a tensor), copied
+/// row by row; `None` for another layout. Burn makes a view contiguous value by value, with
+/// a bounds check each: a detection's reverse pass cuts boxes out of every activation.
+fn copied_by_rows(
+    storage: &[f32],
+    offset: usize,
+    shape: &[usize],
+    strides: &[isize],
+) -> Option<Vec<f32>> {
+    let (&len, outer) = shape.split_last()?;
+    if strides.last() != Some(&1) || strides.iter().any(|&s| s < 0) || len == 0 {
+        return None;
+    }
+    let rows: usize = outer.iter().product();
+    let mut out = Vec::with_capacity(rows * len);
+    let mut index = vec![0usize; outer.len()];
+    for _ in 0..rows {
+        let start = offset
+            + index
+                .iter()
+                .zip(strides)
+                .map(|(&i, &s)| i * s as usize)
+                .sum::<usize>();
+        out.extend_from_slice(storage.get(start..start + len)?);
+        // The next row: the innermost outer axis first.
+        for (i, &size) in index.iter_mut().zip(outer).rev() {
+            *i += 1;
+            if *i < size {
+                break;
+            }
+            *i = 0;
+        }
+    }
+    Some(out)
 }
 
 /// Wraps `values` (row-major, `shape`) as a tensor on `device` without copying them.
@@ -138,6 +184,20 @@ mod tests {
         let (view, updated) = update_in_place(view, |v| v.fill(0.0));
         assert!(!updated);
         assert_eq!(values(view), [1.0, 3.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn a_box_cut_out_of_a_tensor_is_read_row_by_row_as_its_values() {
+        let device = Device::flex();
+        let t = tensor((0..120).map(|v| v as f32).collect(), [2, 3, 4, 5], &device);
+        let cut = t.clone().slice([1..2, 0..3, 1..3, 2..5]);
+        let got = with_floats(&cut, <[f32]>::to_vec).unwrap();
+        assert_eq!(got.len(), 3 * 2 * 3);
+        assert_eq!(&got[..6], [67.0, 68.0, 69.0, 72.0, 73.0, 74.0]);
+        assert_eq!(got, values(cut));
+        // A transposed view (no unit stride last) goes the general way, to the same values.
+        let view = t.swap_dims(2, 3);
+        assert_eq!(with_floats(&view, <[f32]>::to_vec).unwrap(), values(view));
     }
 
     #[test]

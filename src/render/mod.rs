@@ -17,7 +17,7 @@ pub use boxes::draw_box;
 pub use colormap::Colormap;
 pub use full::overlay_region;
 pub use region::outline_mask;
-pub use upsample::{normalise_min_max, upsample_bilinear, upsample_bilinear_add};
+pub use upsample::{Upsampling, normalise_min_max, upsample_bilinear, upsample_bilinear_add};
 
 use crate::error::{Error, Result};
 

@@ -34,21 +34,51 @@ pub fn upsample_bilinear_add(map: &CamMap, height: usize, width: usize, out: &mu
     if h == 0 || w == 0 {
         return;
     }
-    let cols: Vec<_> = (0..width).map(|x| source(x, w, width)).collect();
-    // Each source row resized along x once, then each output row blended from two of them
-    // (the same products and sums, in the same order, as interpolating each value alone).
-    let mut rows = vec![0.0f32; h * width];
-    for (row, resized) in map.values.chunks_exact(w).zip(rows.chunks_exact_mut(width)) {
-        for (r, &(x0, x1, fx)) in resized.iter_mut().zip(&cols) {
-            *r = row[x0] * (1.0 - fx) + row[x1] * fx;
+    let resized = Upsampling::new(map, height, width);
+    for (y, out) in out.chunks_exact_mut(width).take(height).enumerate() {
+        resized.write_row(y, out, true);
+    }
+}
+
+/// A map resized to `height` x `width` a row at a time: each source row resized along x once,
+/// then each output row blended from two of them (the same products and sums, in the same
+/// order, as interpolating each value alone). For sums of several maps at one size, written
+/// once instead of added into a buffer map by map.
+pub struct Upsampling {
+    rows: Vec<f32>,
+    from: usize,
+    height: usize,
+    width: usize,
+}
+
+impl Upsampling {
+    /// `map` (not empty) resized along x.
+    pub fn new(map: &CamMap, height: usize, width: usize) -> Self {
+        let w = map.width;
+        let cols: Vec<_> = (0..width).map(|x| source(x, w, width)).collect();
+        let mut rows = vec![0.0f32; map.height * width];
+        for (row, resized) in map.values.chunks_exact(w).zip(rows.chunks_exact_mut(width)) {
+            for (r, &(x0, x1, fx)) in resized.iter_mut().zip(&cols) {
+                *r = row[x0] * (1.0 - fx) + row[x1] * fx;
+            }
+        }
+        Upsampling {
+            rows,
+            from: map.height,
+            height,
+            width,
         }
     }
-    for (y, out) in out.chunks_exact_mut(width).take(height).enumerate() {
-        let (y0, y1, fy) = source(y, h, height);
-        let (top, bottom) = (&rows[y0 * width..][..width], &rows[y1 * width..][..width]);
-        for ((o, &t), &b) in out.iter_mut().zip(top).zip(bottom) {
-            *o += t * (1.0 - fy) + b * fy;
-        }
+
+    /// Output row `y` written into `out` (`width` values), or added to what is there.
+    pub fn write_row(&self, y: usize, out: &mut [f32], add: bool) {
+        let (y0, y1, fy) = source(y, self.from, self.height);
+        let width = self.width;
+        let (top, bottom) = (
+            &self.rows[y0 * width..][..width],
+            &self.rows[y1 * width..][..width],
+        );
+        crate::kernels::map_scale::blend(out, top, bottom, fy, add);
     }
 }
 
