@@ -2,6 +2,7 @@
 //! averages: aug-smoothing's six inputs and several layers' maps.
 
 use super::CamMap;
+use crate::kernels::map_scale;
 use crate::render::{Upsampling, upsample_bilinear_add};
 
 /// pytorch-grad-cam's `scale_cam_image(map, target_size)`: min-max scaled at its own
@@ -49,15 +50,19 @@ pub fn layer_mean(maps: &[&CamMap], [height, width]: [usize; 2], layers: f32) ->
         })
         .collect();
     let mut out = Vec::with_capacity(height * width);
+    let mut extremes = (f32::INFINITY, f32::NEG_INFINITY);
     for y in 0..height {
         let start = out.len();
-        // A row at a time (zeroing it costs nothing in the cache), each map blended into it.
+        // A row at a time (zeroing it costs nothing in the cache), each map blended into it,
+        // its extremes taken while it is there.
         out.resize(start + width, 0.0);
+        let row = &mut out[start..];
         for (i, m) in resized.iter().enumerate() {
-            m.write_row(y, &mut out[start..], i > 0);
+            m.write_row(y, row, i > 0);
         }
+        extremes = map_scale::join_extremes(extremes, map_scale::extremes(row));
     }
-    crate::kernels::map_scale::scale_mean(&mut out, layers);
+    map_scale::scale_mean_within(&mut out, layers, extremes);
     out
 }
 
@@ -78,7 +83,7 @@ pub fn scale(values: &[f32]) -> Vec<f32> {
 
 /// [`scale`] in place (a mean of one map, scaled).
 pub fn scale_in_place(values: &mut [f32]) {
-    crate::kernels::map_scale::scale_mean(values, 1.0);
+    map_scale::scale_mean(values, 1.0);
 }
 
 /// The mean of maps of one shape (at least one).

@@ -26,6 +26,25 @@ isa_dispatch! {
     fn blend_on(out: &mut [f32], top: &[f32], bottom: &[f32], f: f32, add: bool) => blend_rows
 }
 
+/// Each row of `values` (`width` long) resized along x into `out`: output value `x`
+/// of a row is `row[x0] · (1 - f) + row[x1] · f` for the `x`-th `(x0, x1, f)` of `cols`.
+#[inline(always)]
+fn resize_rows(values: &[f32], width: usize, cols: &[(usize, usize, f32)], out: &mut [f32]) {
+    for (row, resized) in values
+        .chunks_exact(width)
+        .zip(out.chunks_exact_mut(cols.len()))
+    {
+        for (r, &(x0, x1, f)) in resized.iter_mut().zip(cols) {
+            *r = row[x0] * (1.0 - f) + row[x1] * f;
+        }
+    }
+}
+
+isa_dispatch! {
+    /// [`resize_rows`] compiled for `isa`.
+    fn resize_rows_on(values: &[f32], width: usize, cols: &[(usize, usize, f32)], out: &mut [f32]) => resize_rows
+}
+
 /// Lanes of the reductions.
 const LANES: usize = 16;
 
@@ -80,16 +99,39 @@ pub fn blend(out: &mut [f32], top: &[f32], bottom: &[f32], f: f32, add: bool) {
     blend_on(Kernel::Maps.enter(), out, top, bottom, f, add);
 }
 
+/// The rows of `values` (each `width` long) resized along x, value `x` of a row blended from
+/// the two that `cols[x]` names, `(x0, x1, f)`: `row[x0] · (1 - f) + row[x1] · f`.
+pub fn resize(values: &[f32], width: usize, cols: &[(usize, usize, f32)], out: &mut [f32]) {
+    resize_rows_on(Kernel::Maps.enter(), values, width, cols, out);
+}
+
+/// The smallest and the largest of `values`, NaNs skipped (infinity and minus infinity when
+/// there is none): a row's, to be joined with [`join_extremes`].
+pub fn extremes(values: &[f32]) -> (f32, f32) {
+    min_max_on(Kernel::Maps.enter(), values)
+}
+
+/// Two [`extremes`] joined (those of both parts).
+pub fn join_extremes((l, h): (f32, f32), (low, high): (f32, f32)) -> (f32, f32) {
+    (
+        if low < l { low } else { l },
+        if high > h { high } else { h },
+    )
+}
+
 /// pytorch-grad-cam's `scale_cam_image` of the sums `values` divided by `divisor` (a mean
 /// of `divisor` maps), in place and bit for bit: `(v - min) / (1e-7 + max(v - min))` over the
 /// quotients `v`. Dividing keeps the values' order (rounding is monotonic), so the quotients'
 /// minimum and maximum are the sums' divided.
 pub fn scale_mean(values: &mut [f32], divisor: f32) {
-    let isa = Kernel::Maps.enter();
-    let (low, high) = min_max_on(isa, values);
+    scale_mean_within(values, divisor, extremes(values));
+}
+
+/// [`scale_mean`] where the sums' [`extremes`] are known (taken as they were written).
+pub fn scale_mean_within(values: &mut [f32], divisor: f32, (low, high): (f32, f32)) {
     let min = low / divisor;
     let max = (high / divisor - min).max(0.0);
-    divide_and_scale_on(isa, values, divisor, min, max);
+    divide_and_scale_on(Kernel::Maps.enter(), values, divisor, min, max);
 }
 
 #[cfg(test)]
@@ -106,6 +148,15 @@ mod tests {
             let mut out = values(1000, 3);
             blend_on(isa, &mut out, &top, &bottom, 0.3125, true);
             blend_on(isa, &mut out[..500], &bottom, &top, 0.8, false);
+            let cols: Vec<_> = (0..24)
+                .map(|x| (x / 3, (x / 3 + 1).min(7), (x % 3) as f32 / 3.0))
+                .collect();
+            let mut resized = vec![0.0; 24 * 10];
+            resize_rows_on(isa, &top[..80], 8, &cols, &mut resized);
+            out[..240]
+                .iter_mut()
+                .zip(&resized)
+                .for_each(|(o, r)| *o -= r);
             let (low, high) = min_max_on(isa, &out[..999]);
             divide_and_scale_on(isa, &mut out, 3.0, low, high);
             out

@@ -57,11 +57,7 @@ impl Upsampling {
         let w = map.width;
         let cols: Vec<_> = (0..width).map(|x| source(x, w, width)).collect();
         let mut rows = vec![0.0f32; map.height * width];
-        for (row, resized) in map.values.chunks_exact(w).zip(rows.chunks_exact_mut(width)) {
-            for (r, &(x0, x1, fx)) in resized.iter_mut().zip(&cols) {
-                *r = row[x0] * (1.0 - fx) + row[x1] * fx;
-            }
-        }
+        crate::kernels::map_scale::resize(&map.values, w, &cols, &mut rows);
         Upsampling {
             rows,
             from: map.height,
