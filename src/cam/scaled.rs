@@ -3,7 +3,7 @@
 
 use super::CamMap;
 use crate::kernels::map_scale;
-use crate::render::{Upsampling, upsample_bilinear_add};
+use crate::render::Upsampling;
 
 /// pytorch-grad-cam's `scale_cam_image(map, target_size)`: min-max scaled at its own
 /// resolution, then resized bilinearly to `height` x `width`.
@@ -20,15 +20,26 @@ pub fn scaled_to(map: &CamMap, [height, width]: [usize; 2]) -> CamMap {
 /// [`scaled_to`]'s values added into `out` (`height` x `width` of them): several layers'
 /// maps summed at the input's size without a buffer each.
 pub fn add_scaled_to(map: &CamMap, [height, width]: [usize; 2], out: &mut [f32]) {
-    if constant(map) {
-        return;
+    if let Some(resized) = scaled_resizer(map, [height, width]) {
+        for (y, out) in out.chunks_exact_mut(width).take(height).enumerate() {
+            resized.write_row(y, out, true);
+        }
+    }
+}
+
+/// `map` min-max scaled at its own resolution, ready to be resized to `height` x `width` a
+/// row at a time; `None` for an empty or constant map, which adds nothing (a constant map
+/// scales to zeros: a detection's map at a scale its score does not read).
+fn scaled_resizer(map: &CamMap, [height, width]: [usize; 2]) -> Option<Upsampling> {
+    if map.height == 0 || map.width == 0 || width == 0 || constant(map) {
+        return None;
     }
     let scaled = CamMap {
         values: scale(&map.values),
         height: map.height,
         width: map.width,
     };
-    upsample_bilinear_add(&scaled, height, width, out);
+    Some(Upsampling::new(&scaled, height, width))
 }
 
 /// pytorch-grad-cam's mean over several target layers (`aggregate_multi_layers`): each
@@ -39,15 +50,7 @@ pub fn add_scaled_to(map: &CamMap, [height, width]: [usize; 2], out: &mut [f32])
 pub fn layer_mean(maps: &[&CamMap], [height, width]: [usize; 2], layers: f32) -> Vec<f32> {
     let resized: Vec<Upsampling> = maps
         .iter()
-        .filter(|m| m.height > 0 && m.width > 0 && !constant(m))
-        .map(|m| {
-            let scaled = CamMap {
-                values: scale(&m.values),
-                height: m.height,
-                width: m.width,
-            };
-            Upsampling::new(&scaled, height, width)
-        })
+        .filter_map(|m| scaled_resizer(m, [height, width]))
         .collect();
     let mut out = Vec::with_capacity(height * width);
     let mut extremes = (f32::INFINITY, f32::NEG_INFINITY);
@@ -162,6 +165,20 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{} maps at {size:?}", maps.len());
         }
+    }
+
+    #[test]
+    fn a_map_at_the_output_size_is_taken_as_it_is() {
+        // No interpolation: a NaN stays in its cell (a blend with a zero weight would spread it).
+        let map = CamMap {
+            height: 1,
+            width: 3,
+            values: vec![0.0, f32::NAN, 2.0],
+        };
+        let got = layer_mean(&[&map], [1, 3], 1.0);
+        assert_eq!(got[0], 0.0);
+        assert!(got[1].is_nan());
+        assert_eq!(got[2], 2.0 / 2.0 / (1e-7 + 1.0));
     }
 
     #[test]

@@ -120,15 +120,17 @@ pub fn join_extremes((l, h): (f32, f32), (low, high): (f32, f32)) -> (f32, f32) 
 }
 
 /// pytorch-grad-cam's `scale_cam_image` of the sums `values` divided by `divisor` (a mean
-/// of `divisor` maps), in place and bit for bit: `(v - min) / (1e-7 + max(v - min))` over the
-/// quotients `v`. Dividing keeps the values' order (rounding is monotonic), so the quotients'
-/// minimum and maximum are the sums' divided.
+/// of `divisor` maps, `divisor > 0`), in place: `(v - min) / (1e-7 + max(v - min))` over the
+/// quotients `v`. Dividing by a positive number keeps the values' order (rounding is
+/// monotonic), so the quotients' minimum and maximum are the sums' divided: bit for bit the
+/// quotients' scaling for sums of non-negative maps (elsewhere a zero's sign may differ).
 pub fn scale_mean(values: &mut [f32], divisor: f32) {
     scale_mean_within(values, divisor, extremes(values));
 }
 
 /// [`scale_mean`] where the sums' [`extremes`] are known (taken as they were written).
 pub fn scale_mean_within(values: &mut [f32], divisor: f32, (low, high): (f32, f32)) {
+    debug_assert!(divisor > 0.0, "a mean of a positive number of maps");
     let min = low / divisor;
     let max = (high / divisor - min).max(0.0);
     divide_and_scale_on(Kernel::Maps.enter(), values, divisor, min, max);

@@ -26,12 +26,7 @@ pub fn upsample_bilinear(map: &CamMap, height: usize, width: usize) -> CamMap {
 /// [`upsample_bilinear`]'s values added into `out` (`height` x `width` of them), without a
 /// buffer of their own.
 pub fn upsample_bilinear_add(map: &CamMap, height: usize, width: usize, out: &mut [f32]) {
-    let (h, w) = (map.height, map.width);
-    if (h, w) == (height, width) {
-        out.iter_mut().zip(&map.values).for_each(|(o, v)| *o += v);
-        return;
-    }
-    if h == 0 || w == 0 {
+    if map.height == 0 || map.width == 0 || width == 0 {
         return;
     }
     let resized = Upsampling::new(map, height, width);
@@ -49,11 +44,23 @@ pub struct Upsampling {
     from: usize,
     height: usize,
     width: usize,
+    /// The map is already `height` x `width`: its rows are taken as they are (a blend with
+    /// a zero weight would spread a NaN to its neighbours).
+    same: bool,
 }
 
 impl Upsampling {
     /// `map` (not empty) resized along x.
     pub fn new(map: &CamMap, height: usize, width: usize) -> Self {
+        if (map.height, map.width) == (height, width) {
+            return Upsampling {
+                rows: map.values.clone(),
+                from: height,
+                height,
+                width,
+                same: true,
+            };
+        }
         let w = map.width;
         let cols: Vec<_> = (0..width).map(|x| source(x, w, width)).collect();
         let mut rows = vec![0.0f32; map.height * width];
@@ -63,11 +70,21 @@ impl Upsampling {
             from: map.height,
             height,
             width,
+            same: false,
         }
     }
 
     /// Output row `y` written into `out` (`width` values), or added to what is there.
     pub fn write_row(&self, y: usize, out: &mut [f32], add: bool) {
+        if self.same {
+            let row = &self.rows[y * self.width..][..self.width];
+            let pairs = out.iter_mut().zip(row);
+            match add {
+                true => pairs.for_each(|(o, v)| *o += v),
+                false => pairs.for_each(|(o, v)| *o = 0.0 + v),
+            }
+            return;
+        }
         let (y0, y1, fy) = source(y, self.from, self.height);
         let width = self.width;
         let (top, bottom) = (
