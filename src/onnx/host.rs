@@ -18,19 +18,16 @@ pub fn with_floats<const D: usize, R>(
         .clone()
         .try_into_primitive::<Flex>()
         .map_err(|e| OpError::Backend(format!("not a tensor of the CPU backend: {e:?}")))?;
-    let n = flex.layout().num_elements();
-    if flex.is_contiguous() && flex.layout().start_offset() == 0 {
-        let all = flex.storage::<f32>();
-        return Ok(f(&all[..n]));
-    }
     let layout = flex.layout();
+    let (n, start) = (layout.num_elements(), layout.start_offset());
     let storage = flex.storage::<f32>();
-    if let Some(rows) = copied_by_rows(
-        storage,
-        layout.start_offset(),
-        layout.shape(),
-        layout.strides(),
-    ) {
+    // A contiguous view, also at an offset (one part of a split), is read where it is.
+    if flex.is_contiguous()
+        && let Some(values) = storage.get(start..start + n)
+    {
+        return Ok(f(values));
+    }
+    if let Some(rows) = copied_by_rows(storage, start, layout.shape(), layout.strides()) {
         return Ok(f(&rows));
     }
     let dense = flex.to_contiguous();
@@ -195,9 +192,12 @@ mod tests {
         assert_eq!(got.len(), 3 * 2 * 3);
         assert_eq!(&got[..6], [67.0, 68.0, 69.0, 72.0, 73.0, 74.0]);
         assert_eq!(got, values(cut));
-        // A transposed view (no unit stride last) goes the general way, to the same values.
-        let view = t.swap_dims(2, 3);
+        // A transposed view (no unit stride last) goes the general way, to the same values;
+        // a contiguous part at an offset is read where it is.
+        let view = t.clone().swap_dims(2, 3);
         assert_eq!(with_floats(&view, <[f32]>::to_vec).unwrap(), values(view));
+        let part = t.narrow(0, 1, 1);
+        assert_eq!(with_floats(&part, <[f32]>::to_vec).unwrap(), values(part));
     }
 
     #[test]

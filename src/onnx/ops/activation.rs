@@ -6,7 +6,7 @@ use std::f32::consts::FRAC_2_SQRT_PI;
 use burn::tensor::{Tensor, activation};
 
 use super::conv::is_plain_cpu;
-use super::grad::{activation_grad, map_grad, same_shape};
+use super::grad::{activation_grad, host_gradient, map_grad};
 use super::inputs::{missing, take_float};
 use super::operator::{
     Backward, BoxRule, BuildContext, Epilogue, OpResult, Operator, OrNoGradient, Tangents,
@@ -82,22 +82,6 @@ enum Act {
 }
 
 struct Activation(Act);
-
-/// The gradient `g` through an activation of `x` whose derivative is `derivative` (one of
-/// the [`Elementwise`] derivatives), by the host's vectorised kernel in one pass.
-fn gradient_on_host(
-    x: &FloatValue,
-    g: &FloatValue,
-    derivative: Elementwise,
-) -> OpResult<FloatValue> {
-    same_shape(x, g)?;
-    let values = host::with_floats(&x.tensor, |x| {
-        host::with_floats(&g.tensor, |g| {
-            transcendental::mapped_times(derivative, x, g)
-        })
-    })??;
-    Ok(g.with_tensor(host::tensor(values, g.tensor.dims(), &g.tensor.device())))
-}
 
 /// A scalar bound of `Clip` given as a constant input (opset >= 11).
 fn clip_bound(ctx: &BuildContext, i: usize, default: f32) -> OpResult<f32> {
@@ -228,15 +212,10 @@ impl Operator for Activation {
                     && y.physical_axis(axis)? == 3
                     && is_plain_cpu(&y.tensor.device()) =>
             {
-                let dims = y.tensor.dims();
-                let dx = host::with_floats(&y.tensor, |yv| {
-                    host::with_floats(&step.grad.tensor, |g| {
-                        transcendental::softmax_gradient(yv, g, dims[3])
-                    })
-                })??;
-                Ok(step
-                    .grad
-                    .with_tensor(host::tensor(dx, dims, &y.tensor.device())))
+                let row = y.tensor.dims()[3];
+                host_gradient(y, &step.grad, |y, g| {
+                    transcendental::softmax_gradient(y, g, row)
+                })
             }
             Act::Softmax(axis) if y.rank < WIDE_RANK => {
                 let dim = y.physical_axis(axis)?;
@@ -247,11 +226,9 @@ impl Operator for Activation {
             // σ'(x) = y (1 - y), in one pass on the host.
             Act::Sigmoid => map_grad(y, &step.grad, |y, g| g * (y * (1.0 - y))),
             // SiLU'(x) = σ + x σ (1 - σ), from the input.
-            Act::Silu => gradient_on_host(
-                step.float(0).or_no_gradient()?,
-                &step.grad,
-                Elementwise::SiluDerivative,
-            ),
+            Act::Silu => host_gradient(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
+                transcendental::mapped_times(Elementwise::SiluDerivative, x, g)
+            }),
             // PyTorch's hardsigmoid_backward and hardswish_backward, from the input.
             Act::HardSigmoid { alpha, beta } => {
                 let (alpha, beta) = (alpha as f32, beta as f32);
@@ -266,11 +243,11 @@ impl Operator for Activation {
                 g * FRAC_2_SQRT_PI * transcendental::exp::<false>(-x * x)
             }),
             // GELU'(x) = Φ(x) + x φ(x) (the exact GELU; the tanh form takes autodiff).
-            Act::Gelu(false) => gradient_on_host(
-                step.float(0).or_no_gradient()?,
-                &step.grad,
-                Elementwise::GeluDerivative,
-            ),
+            Act::Gelu(false) => {
+                host_gradient(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
+                    transcendental::mapped_times(Elementwise::GeluDerivative, x, g)
+                })
+            }
             // (x^e)' = e x^(e - 1).
             Act::Pow(e) => map_grad(step.float(0).or_no_gradient()?, &step.grad, |x, g| {
                 g * e * x.powf(e - 1.0)

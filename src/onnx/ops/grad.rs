@@ -33,6 +33,18 @@ pub fn same_shape(v: &FloatValue, g: &FloatValue) -> OpResult<()> {
     Ok(())
 }
 
+/// The gradient `f(v, g)` computed on the host from all values of a forward tensor `v` and
+/// of the gradient `g` of the same shape, handed out in `g`'s shape.
+pub fn host_gradient(
+    v: &FloatValue,
+    g: &FloatValue,
+    f: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
+) -> OpResult<FloatValue> {
+    same_shape(v, g)?;
+    let out = host::with_floats(&v.tensor, |v| host::with_floats(&g.tensor, |g| f(v, g)))??;
+    Ok(g.with_tensor(host::tensor(out, g.tensor.dims(), &g.tensor.device())))
+}
+
 /// `f(v, g)` for every value `v` of a forward tensor and `g` of the gradient of the same shape,
 /// on the host.
 pub fn map_grad(
@@ -40,20 +52,16 @@ pub fn map_grad(
     g: &FloatValue,
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> OpResult<FloatValue> {
-    same_shape(v, g)?;
-    let out = host::with_floats(&v.tensor, |v| {
-        host::with_floats(&g.tensor, |g| {
-            let mut out = vec![0.0f32; g.len()];
-            // Blocks of 64 Ki values spread over the threads.
-            const BLOCK: usize = 1 << 16;
-            par_chunks(&mut out, BLOCK, |i, o| {
-                let (v, g) = (&v[i * BLOCK..], &g[i * BLOCK..]);
-                for ((o, &v), &g) in o.iter_mut().zip(v).zip(g) {
-                    *o = f(v, g);
-                }
-            });
-            out
-        })
-    })??;
-    Ok(g.with_tensor(host::tensor(out, g.tensor.dims(), &g.tensor.device())))
+    host_gradient(v, g, |v, g| {
+        let mut out = vec![0.0f32; g.len()];
+        // Blocks of 64 Ki values spread over the threads.
+        const BLOCK: usize = 1 << 16;
+        par_chunks(&mut out, BLOCK, |i, o| {
+            let (v, g) = (&v[i * BLOCK..], &g[i * BLOCK..]);
+            for ((o, &v), &g) in o.iter_mut().zip(v).zip(g) {
+                *o = f(v, g);
+            }
+        });
+        out
+    })
 }

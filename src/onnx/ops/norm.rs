@@ -5,7 +5,7 @@
 use burn::tensor::{Tensor, TensorData};
 
 use super::conv::is_plain_cpu;
-use super::grad::same_shape;
+use super::grad::host_gradient;
 use super::inputs::take_float;
 use super::operator::{Backward, BuildContext, OpResult, Operator, OrNoGradient};
 use crate::error::OpError;
@@ -281,15 +281,10 @@ impl Operator for Normalize {
             .or_no_gradient()?;
         let (axes, scale, _) = self.layout(x)?;
         if let Some((scale, _)) = self.on_host(x, &axes) {
-            same_shape(x, &step.grad)?;
-            let dims = x.tensor.dims();
-            let dx = host::with_floats(&x.tensor, |xs| {
-                host::with_floats(&step.grad.tensor, |g| {
-                    layer_norm::backward(xs, g, scale, self.eps as f32)
-                })
-            })??;
-            let dx = host::tensor(dx, dims, &x.tensor.device());
-            return Ok(vec![Some(x.with_tensor(dx))]);
+            let dx = host_gradient(x, &step.grad, |x, g| {
+                layer_norm::backward(x, g, scale, self.eps as f32)
+            })?;
+            return Ok(vec![Some(dx)]);
         }
         let centered = x.tensor.clone().sub(Self::mean(x.tensor.clone(), &axes));
         let var = Self::mean(centered.clone().mul(centered.clone()), &axes);
