@@ -1,7 +1,7 @@
-//! Sums over a fixed number of lanes, wide enough for any vector unit, so that a reduction
-//! vectorises (an in-order float sum does not) and gives the same value on every ISA.
+//! Reductions over a fixed number of lanes, wide enough for any vector unit, so that they
+//! vectorise (an in-order float fold does not) and give the same value on every ISA.
 
-/// Lanes of the sums.
+/// Lanes of the reductions.
 pub const LANES: usize = 16;
 
 /// The sum of `f(a[i], b[i])` over the two slices (of equal length), in [`LANES`] partial
@@ -19,4 +19,23 @@ pub fn sum_of(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
         .map(|(&x, &y)| f(x, y))
         .sum();
     tail + lanes.iter().sum::<f32>()
+}
+
+/// `values` folded into [`LANES`] lanes by `step` (each lane from `init`), then the lanes and
+/// the values left over, in that order: a minimum or maximum (`step` a comparison that skips
+/// a NaN) the compiler vectorises.
+#[inline(always)]
+pub fn fold(values: &[f32], init: f32, step: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = step(*lane, v);
+        }
+    }
+    lanes
+        .into_iter()
+        .chain(rest.iter().copied())
+        .fold(init, step)
 }

@@ -8,6 +8,7 @@
 //! bit for bit.
 
 use super::isa::{Kernel, isa_dispatch};
+use super::lanes::fold;
 
 /// `top · (1 - f) + bottom · f` for each pair, written into `out` (`0 +` that, as adding
 /// into zeros does: a -0 becomes 0) or added to what is there.
@@ -45,33 +46,12 @@ isa_dispatch! {
     fn resize_rows_on(values: &[f32], width: usize, cols: &[(usize, usize, f32)], out: &mut [f32]) => resize_rows
 }
 
-/// Lanes of the reductions.
-const LANES: usize = 16;
-
-/// `values` folded into [`LANES`] lanes by `step` (each lane from `init`), then the lanes
-/// and the rest: one accumulator per lane, which vectorises where a fold in order does not.
-#[inline(always)]
-fn lanewise(values: &[f32], init: f32, step: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut lanes = [init; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = step(*lane, v);
-        }
-    }
-    lanes
-        .into_iter()
-        .chain(rest.iter().copied())
-        .fold(init, step)
-}
-
 /// The smallest and the largest value, NaNs skipped (infinity and minus infinity when there
 /// is no other value); a pass for each (one pass keeping both did not vectorise).
 #[inline(always)]
 fn min_max_of(values: &[f32]) -> (f32, f32) {
-    let low = lanewise(values, f32::INFINITY, |l, v| if v < l { v } else { l });
-    let high = lanewise(values, f32::NEG_INFINITY, |h, v| if v > h { v } else { h });
+    let low = fold(values, f32::INFINITY, |l, v| if v < l { v } else { l });
+    let high = fold(values, f32::NEG_INFINITY, |h, v| if v > h { v } else { h });
     (low, high)
 }
 

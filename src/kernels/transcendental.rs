@@ -8,7 +8,7 @@
 //! maps that use them stay within 1e-6 of those made with Burn's own.
 
 use super::isa::{Isa, Kernel, isa_dispatch};
-use super::lanes::{LANES, sum_of};
+use super::lanes::{LANES, fold, sum_of};
 use super::par::par_chunks;
 use super::uninit::{Written, written_in_chunks};
 
@@ -286,18 +286,7 @@ pub fn mapped_times(f: Elementwise, values: &[f32], factors: &[f32]) -> Vec<f32>
 /// The softmax of one row, in place: `e^{x - max}` over its sum.
 #[inline(always)]
 fn softmax_row<const FMA: bool>(row: &mut [f32]) {
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(chunk) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&lanes)
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let max = fold(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
     let mut sums = [0.0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
